@@ -1,0 +1,74 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layout (see docs/architecture.md):
+//   C*            system-library targets over Debian's -dev packages, with typed shims for variadic C calls
+//   *Transport / RedisStore / FleetCrypto   the only Swift modules that import the C modules
+//   AWSClient     SigV4 signer (pure) and the per-service clients, on HTTPTransport + FleetCrypto
+//   RecoveryCore  messages, escalation state machine, predictor math, ports. No C, no I/O.
+//   FleetRuntime  config, logging, metrics, worker harness
+//   executables   wiring only
+let package = Package(
+    name: "ec2-recovery-fleet",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "RecoveryCore", targets: ["RecoveryCore"]),
+        .library(name: "AMQPTransport", targets: ["AMQPTransport"]),
+        .library(name: "RedisStore", targets: ["RedisStore"]),
+        .library(name: "HTTPTransport", targets: ["HTTPTransport"]),
+        .library(name: "AWSClient", targets: ["AWSClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: C libraries
+        .systemLibrary(
+            name: "CRabbitMQ", path: "Sources/CRabbitMQ", pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(
+            name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
+
+        // MARK: Swift wrappers over the C libraries
+        .target(name: "AMQPTransport", dependencies: [
+            "CRabbitMQ", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "RedisStore", dependencies: [
+            "CHiredis", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "HTTPTransport", dependencies: [
+            "CCurl", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "FleetCrypto", dependencies: ["CCrypto"]),
+
+        // MARK: AWS
+        .target(name: "AWSClient", dependencies: [
+            "FleetCrypto", "HTTPTransport", .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // MARK: Pure core
+        .target(name: "RecoveryCore"),
+
+        // MARK: Benchmarks (see docs/benchmarks.md)
+        .executableTarget(name: "fleet-bench", dependencies: [
+            "AMQPTransport", "HTTPTransport", "RecoveryCore",
+        ], path: "Benchmarks/fleet-bench"),
+
+        // MARK: Tests
+        .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore"]),
+        .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
+        .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
+        .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
+        .testTarget(
+            name: "AWSClientTests", dependencies: ["AWSClient", "HTTPTransport", "FleetCrypto"],
+            resources: [.copy("Fixtures")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,7 @@
+#ifndef FLEET_CCRYPTO_SHIM_H
+#define FLEET_CCRYPTO_SHIM_H
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <openssl/rand.h>
+#endif
