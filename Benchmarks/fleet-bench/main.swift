@@ -1,1 +1,36 @@
-@main struct Bench { static func main() {} }
+// fleet-bench: prints throughput figures for the transports. See docs/benchmarks.md.
+//   swift run -c release fleet-bench amqp [--messages N]     (needs AMQP_URL)
+//   swift run -c release fleet-bench http --url URL [--requests N] [--concurrency C]
+import Foundation
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let command = arguments.first else {
+    FileHandle.standardError.write(Data("usage: fleet-bench amqp|http [options]\n".utf8))
+    exit(2)
+}
+let options = BenchOptions(Array(arguments.dropFirst()))
+switch command {
+case "amqp": await runAMQPBenchmark(options)
+case "http": await runHTTPBenchmark(options)
+default:
+    FileHandle.standardError.write(Data("unknown benchmark \(command)\n".utf8))
+    exit(2)
+}
+
+/// `--name value` pairs.
+struct BenchOptions {
+    var values: [String: String] = [:]
+    init(_ args: [String]) {
+        var i = 0
+        while i < args.count {
+            if args[i].hasPrefix("--"), i + 1 < args.count {
+                values[String(args[i].dropFirst(2))] = args[i + 1]
+                i += 2
+            } else {
+                i += 1
+            }
+        }
+    }
+    func int(_ name: String, default d: Int) -> Int { values[name].flatMap(Int.init) ?? d }
+    func string(_ name: String) -> String? { values[name] }
+}

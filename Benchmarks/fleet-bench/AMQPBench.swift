@@ -1,0 +1,1 @@
+func runAMQPBenchmark(_ options: BenchOptions) async { print("amqp benchmark: not yet written") }

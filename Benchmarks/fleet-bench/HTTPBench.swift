@@ -1,0 +1,1 @@
+func runHTTPBenchmark(_ options: BenchOptions) async { print("http benchmark: not yet written") }
