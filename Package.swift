@@ -10,7 +10,7 @@ import PackageDescription
 //   executables   wiring only
 let package = Package(
     name: "ec2-recovery-fleet",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "RecoveryCore", targets: ["RecoveryCore"]),
         .library(name: "AMQPTransport", targets: ["AMQPTransport"]),

@@ -20,6 +20,14 @@ static inline amqp_rpc_reply_t cshim_amqp_login_plain(amqp_connection_state_t st
                       password);
 }
 
+// The same, with client properties (the connection name shown in the management UI).
+static inline amqp_rpc_reply_t cshim_amqp_login_plain_with_properties(
+    amqp_connection_state_t state, const char *vhost, int channel_max, int frame_max, int heartbeat,
+    const amqp_table_t *properties, const char *user, const char *password) {
+    return amqp_login_with_properties(state, vhost, channel_max, frame_max, heartbeat, properties,
+                                      AMQP_SASL_METHOD_PLAIN, user, password);
+}
+
 // Builds amqp_bytes_t over caller-owned memory. The caller keeps the memory alive for the C call.
 static inline amqp_bytes_t cshim_amqp_bytes(const void *bytes, size_t len) {
     amqp_bytes_t b;

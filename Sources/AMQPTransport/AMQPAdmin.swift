@@ -1,0 +1,64 @@
+import Dispatch
+import Foundation
+
+/// Short administrative calls on a connection of their own: declare a topology, inspect or delete a
+/// queue. Used by `recoveryctl topology apply` and by tests. Calls run one at a time on a private
+/// dispatch queue, never on the cooperative pool.
+public final class AMQPAdmin: @unchecked Sendable {
+    // Invariant: `handle` is only touched on `queue`.
+    private let queue = DispatchQueue(label: "amqp-admin")
+    private let configuration: AMQPConfiguration
+    private var handle: AMQPConnectionHandle?
+
+    public init(configuration: AMQPConfiguration) {
+        self.configuration = configuration
+    }
+
+    private func run<R: Sendable>(_ body: @escaping @Sendable (AMQPConnectionHandle) throws(AMQPError) -> R) async throws(AMQPError) -> R {
+        let result: Result<R, AMQPError> = await withCheckedContinuation { continuation in
+            queue.async {
+                do throws(AMQPError) {
+                    if self.handle == nil { self.handle = try AMQPConnectionHandle.connect(configuration: self.configuration) }
+                    let handle = self.handle!
+                    do throws(AMQPError) {
+                        continuation.resume(returning: .success(try body(handle)))
+                    } catch {
+                        // Any error closes the channel; start afresh next time.
+                        self.handle = nil
+                        continuation.resume(returning: .failure(error))
+                    }
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    public func declare(_ topology: AMQPTopology) async throws(AMQPError) {
+        try await run { (h) throws(AMQPError) in try h.declare(topology) }
+    }
+
+    public func deleteQueue(_ name: String) async throws(AMQPError) {
+        try await run { (h) throws(AMQPError) in try h.deleteQueue(name) }
+    }
+
+    public func deleteExchange(_ name: String) async throws(AMQPError) {
+        try await run { (h) throws(AMQPError) in try h.deleteExchange(name) }
+    }
+
+    /// Ready messages in a queue (not counting unacknowledged ones).
+    public func messageCount(queue name: String) async throws(AMQPError) -> Int {
+        try await run { (h) throws(AMQPError) in Int(try h.messageCount(queue: name)) }
+    }
+
+    public func close() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            queue.async {
+                self.handle?.close()
+                self.handle = nil
+                c.resume()
+            }
+        }
+    }
+}

@@ -1,0 +1,550 @@
+import CRabbitMQ
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Settings shared by publishers and consumers.
+public struct AMQPConfiguration: Sendable {
+    public var url: AMQPURL
+    /// Heartbeat interval in seconds (0 turns heartbeats off). The URL's `heartbeat` wins when present.
+    public var heartbeat: Int
+    public var connectTimeout: Duration
+    /// Shown as the connection name in the management UI, e.g. `probe@host-1`.
+    public var connectionName: String
+    /// For amqps: a PEM bundle of CAs to trust instead of the system store. Peer and host-name
+    /// verification are always on.
+    public var caFile: String?
+    /// Reconnect backoff: doubles from `initial` to `max`, with full jitter.
+    public var reconnectInitialDelay: Duration
+    public var reconnectMaxDelay: Duration
+
+    public init(
+        url: AMQPURL, heartbeat: Int = 30, connectTimeout: Duration = .seconds(10),
+        connectionName: String = "ec2-recovery-fleet", caFile: String? = nil,
+        reconnectInitialDelay: Duration = .milliseconds(100), reconnectMaxDelay: Duration = .seconds(5)
+    ) {
+        self.url = url
+        self.heartbeat = url.heartbeat ?? heartbeat
+        self.connectTimeout = connectTimeout
+        self.connectionName = connectionName
+        self.caFile = caFile
+        self.reconnectInitialDelay = reconnectInitialDelay
+        self.reconnectMaxDelay = reconnectMaxDelay
+    }
+}
+
+/// What the event loops learn from a frame that is not a delivery.
+enum AMQPFrameEvent {
+    case publisherAck(tag: UInt64, multiple: Bool)
+    case publisherNack(tag: UInt64, multiple: Bool)
+    /// A mandatory publish came back unroutable. The returned message's id names it.
+    case returned(messageId: String?, exchange: String, routingKey: String, replyText: String)
+    /// The broker cancelled our consumer (e.g. the queue was deleted).
+    case consumerCancelled
+    case heartbeatOrOther
+}
+
+/// Owns one rabbitmq-c connection with one open channel (number 1).
+///
+/// Invariant: an instance is created, used and destroyed on a single thread (the event-loop thread of
+/// the publisher or consumer that owns it). rabbitmq-c connections are not thread-safe.
+final class AMQPConnectionHandle {
+    private let state: amqp_connection_state_t
+    let channel: amqp_channel_t = 1
+    private var open: Bool
+    let url: AMQPURL
+
+    private init(state: amqp_connection_state_t, url: AMQPURL) {
+        self.state = state
+        self.url = url
+        open = true
+    }
+
+    /// Opens the socket, logs in and opens channel 1. On failure the C connection is destroyed here;
+    /// once an instance exists, its deinit owns the destruction.
+    static func connect(configuration: AMQPConfiguration) throws(AMQPError) -> AMQPConnectionHandle {
+        let url = configuration.url
+        guard let state = amqp_new_connection() else {
+            throw AMQPError.library(status: -1, message: "out of memory", context: "amqp_new_connection")
+        }
+        do throws(AMQPError) {
+            try openAndLogin(state, configuration)
+        } catch {
+            amqp_destroy_connection(state)
+            throw error
+        }
+        let handle = AMQPConnectionHandle(state: state, url: url)
+        amqp_channel_open(state, handle.channel)
+        try handle.check(amqp_get_rpc_reply(state), "channel.open")
+        return handle
+    }
+
+    private static func openAndLogin(_ state: amqp_connection_state_t, _ configuration: AMQPConfiguration) throws(AMQPError) {
+        let url = configuration.url
+        let socket: OpaquePointer?
+        if url.tls {
+            socket = amqp_ssl_socket_new(state)
+            if let socket {
+                amqp_ssl_socket_set_verify_peer(socket, 1)
+                amqp_ssl_socket_set_verify_hostname(socket, 1)
+                if let caFile = configuration.caFile {
+                    let status = amqp_ssl_socket_set_cacert(socket, caFile)
+                    if status != AMQP_STATUS_OK.rawValue {
+                        throw AMQPError.connectionFailed(
+                            host: url.host, port: url.port,
+                            reason: "cannot load CA file \(caFile): \(statusString(status))")
+                    }
+                }
+            }
+        } else {
+            socket = amqp_tcp_socket_new(state)
+        }
+        guard let socket else {
+            throw AMQPError.library(status: -1, message: "cannot create socket", context: "connect")
+        }
+        var timeout = timeval(configuration.connectTimeout)
+        let status = amqp_socket_open_noblock(socket, url.host, Int32(url.port), &timeout)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError.connectionFailed(host: url.host, port: url.port, reason: statusString(status))
+        }
+        let reply = try withTable(["connection_name": .string(configuration.connectionName),
+                                   "product": "ec2-recovery-fleet"]) { properties in
+            withUnsafePointer(to: properties) { props in
+                cshim_amqp_login_plain_with_properties(
+                    state, url.vhost, 0, 131_072, Int32(configuration.heartbeat), props, url.user, url.password)
+            }
+        }
+        guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
+        let error = Self.error(from: reply, context: "login")
+        switch error {
+        case .brokerClosed(let code, let text, _) where code == 403 || code == 530:
+            throw AMQPError.loginRefused(user: url.user, vhost: url.vhost, reason: text)
+        case .library(let status, _, _) where status == AMQP_STATUS_SOCKET_CLOSED.rawValue
+            || status == AMQP_STATUS_CONNECTION_CLOSED.rawValue:
+            // RabbitMQ closes the socket on a failed PLAIN login before it sends a close reason.
+            throw AMQPError.loginRefused(
+                user: url.user, vhost: url.vhost, reason: "the broker closed the connection during login")
+        default:
+            throw error
+        }
+    }
+
+    deinit {
+        if open {
+            amqp_channel_close(state, channel, Int32(AMQP_REPLY_SUCCESS))
+            amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+        }
+        amqp_destroy_connection(state)
+    }
+
+    /// Closes the channel and the connection politely; the broker requeues anything unacked.
+    func close() {
+        guard open else { return }
+        open = false
+        amqp_channel_close(state, channel, Int32(AMQP_REPLY_SUCCESS))
+        amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+    }
+
+    var socketFD: Int32 { amqp_get_sockfd(state) }
+    /// True when rabbitmq-c already holds frames or bytes, so polling the socket would miss them.
+    var hasBufferedData: Bool { amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0 }
+
+    // MARK: Declarations
+
+    func declare(_ topology: AMQPTopology) throws(AMQPError) {
+        for exchange in topology.exchanges {
+            try Self.withTable(exchange.arguments) { (args) throws(AMQPError) in
+                try Self.withBytes(exchange.name) { (name) throws(AMQPError) in
+                    try Self.withBytes(exchange.type) { (type) throws(AMQPError) in
+                        amqp_exchange_declare(
+                            state, channel, name, type, 0, exchange.durable ? 1 : 0, 0,
+                            exchange.isInternal ? 1 : 0, args)
+                        try check(amqp_get_rpc_reply(state), "declaring exchange \(exchange.name)")
+                    }
+                }
+            }
+        }
+        for queue in topology.queues {
+            try Self.withTable(queue.arguments) { (args) throws(AMQPError) in
+                try Self.withBytes(queue.name) { (name) throws(AMQPError) in
+                    amqp_queue_declare(
+                        state, channel, name, 0, queue.durable ? 1 : 0, queue.exclusive ? 1 : 0,
+                        queue.autoDelete ? 1 : 0, args)
+                    try check(amqp_get_rpc_reply(state), "declaring queue \(queue.name)")
+                }
+            }
+        }
+        for binding in topology.bindings {
+            try Self.withBytes(binding.queue) { (queue) throws(AMQPError) in
+                try Self.withBytes(binding.exchange) { (exchange) throws(AMQPError) in
+                    try Self.withBytes(binding.routingKey) { (key) throws(AMQPError) in
+                        amqp_queue_bind(state, channel, queue, exchange, key, amqp_empty_table)
+                        try check(amqp_get_rpc_reply(state), "binding \(binding.queue) to \(binding.exchange)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes a queue (tests and `recoveryctl` use this; workers never do).
+    func deleteQueue(_ name: String) throws(AMQPError) {
+        try Self.withBytes(name) { (bytes) throws(AMQPError) in
+            amqp_queue_delete(state, channel, bytes, 0, 0)
+            try check(amqp_get_rpc_reply(state), "deleting queue \(name)")
+        }
+    }
+
+    func deleteExchange(_ name: String) throws(AMQPError) {
+        try Self.withBytes(name) { (bytes) throws(AMQPError) in
+            amqp_exchange_delete(state, channel, bytes, 0)
+            try check(amqp_get_rpc_reply(state), "deleting exchange \(name)")
+        }
+    }
+
+    /// Message count of a queue, by a passive declare.
+    func messageCount(queue: String) throws(AMQPError) -> UInt32 {
+        try Self.withBytes(queue) { (bytes) throws(AMQPError) in
+            let ok = amqp_queue_declare(state, channel, bytes, 1, 0, 0, 0, amqp_empty_table)
+            try check(amqp_get_rpc_reply(state), "inspecting queue \(queue)")
+            return ok?.pointee.message_count ?? 0
+        }
+    }
+
+    // MARK: Publishing
+
+    func enablePublisherConfirms() throws(AMQPError) {
+        amqp_confirm_select(state, channel)
+        try check(amqp_get_rpc_reply(state), "confirm.select")
+    }
+
+    /// Sends one basic.publish (mandatory, so an unroutable message comes back instead of vanishing).
+    func publish(_ message: OutgoingMessage) throws(AMQPError) {
+        let status = Self.withProperties(message.properties) { props in
+            message.body.withUnsafeBytes { body in
+                Self.withBytesUnchecked(message.exchange) { exchange in
+                    Self.withBytesUnchecked(message.routingKey) { key in
+                        amqp_basic_publish(
+                            state, channel, exchange, key, 1, 0, props,
+                            cshim_amqp_bytes(body.baseAddress, body.count))
+                    }
+                }
+            }
+        }
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError.library(status: status, message: Self.statusString(status), context: "basic.publish")
+        }
+    }
+
+    // MARK: Consuming
+
+    func qos(prefetch: UInt16) throws(AMQPError) {
+        amqp_basic_qos(state, channel, 0, prefetch, 0)
+        try check(amqp_get_rpc_reply(state), "basic.qos")
+    }
+
+    func consume(queue: String, consumerTag: String) throws(AMQPError) {
+        try Self.withBytes(queue) { (q) throws(AMQPError) in
+            try Self.withBytes(consumerTag) { (tag) throws(AMQPError) in
+                amqp_basic_consume(state, channel, q, tag, 0, 0, 0, amqp_empty_table)
+                try check(amqp_get_rpc_reply(state), "basic.consume on \(queue)")
+            }
+        }
+    }
+
+    func cancel(consumerTag: String) throws(AMQPError) {
+        try Self.withBytes(consumerTag) { (tag) throws(AMQPError) in
+            amqp_basic_cancel(state, channel, tag)
+            try check(amqp_get_rpc_reply(state), "basic.cancel")
+        }
+    }
+
+    func ack(tag: UInt64) throws(AMQPError) {
+        let status = amqp_basic_ack(state, channel, tag, 0)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError.library(status: status, message: Self.statusString(status), context: "basic.ack")
+        }
+    }
+
+    func nack(tag: UInt64, requeue: Bool) throws(AMQPError) {
+        let status = amqp_basic_nack(state, channel, tag, 0, requeue ? 1 : 0)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError.library(status: status, message: Self.statusString(status), context: "basic.nack")
+        }
+    }
+
+    /// Result of one non-blocking read attempt.
+    enum Incoming {
+        case delivery(AMQPDelivery)
+        case event(AMQPFrameEvent)
+        case nothing
+    }
+
+    /// Reads the next delivery or frame if one is ready within `timeout`. Throws when the connection or
+    /// channel is gone.
+    func nextDelivery(timeout: Duration, generation: UInt64) throws(AMQPError) -> Incoming {
+        amqp_maybe_release_buffers(state)
+        var envelope = amqp_envelope_t()
+        var tv = Self.timeval(timeout)
+        let reply = amqp_consume_message(state, &envelope, &tv, 0)
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            defer { amqp_destroy_envelope(&envelope) }
+            let delivery = AMQPDelivery(
+                body: Self.copy(envelope.message.body),
+                properties: Self.properties(from: envelope.message.properties),
+                exchange: Self.string(envelope.exchange), routingKey: Self.string(envelope.routing_key),
+                redelivered: envelope.redelivered != 0, deliveryTag: envelope.delivery_tag,
+                generation: generation)
+            return .delivery(delivery)
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION where reply.library_error == AMQP_STATUS_TIMEOUT.rawValue:
+            return .nothing
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION where reply.library_error == AMQP_STATUS_UNEXPECTED_STATE.rawValue:
+            return .event(try nextFrame(timeout: .zero) ?? .heartbeatOrOther)
+        default:
+            throw Self.error(from: reply, context: "consuming")
+        }
+    }
+
+    /// Reads one frame (publisher side: confirms and returns) if one arrives within `timeout`.
+    func nextFrame(timeout: Duration) throws(AMQPError) -> AMQPFrameEvent? {
+        var frame = amqp_frame_t()
+        var tv = Self.timeval(timeout)
+        let status = amqp_simple_wait_frame_noblock(state, &frame, &tv)
+        if status == AMQP_STATUS_TIMEOUT.rawValue { return nil }
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError.library(status: status, message: Self.statusString(status), context: "reading a frame")
+        }
+        guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { return .heartbeatOrOther }
+        let decoded = cshim_frame_method_decoded(&frame)
+        switch cshim_frame_method_id(&frame) {
+        case AMQP_BASIC_ACK_METHOD:
+            let ack = decoded!.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            return .publisherAck(tag: ack.delivery_tag, multiple: ack.multiple != 0)
+        case AMQP_BASIC_NACK_METHOD:
+            let nack = decoded!.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            return .publisherNack(tag: nack.delivery_tag, multiple: nack.multiple != 0)
+        case AMQP_BASIC_RETURN_METHOD:
+            let ret = decoded!.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+            let exchange = Self.string(ret.exchange), key = Self.string(ret.routing_key)
+            let text = Self.string(ret.reply_text)
+            var message = amqp_message_t()
+            let reply = amqp_read_message(state, frame.channel, &message, 0)
+            guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
+                throw Self.error(from: reply, context: "reading a returned message")
+            }
+            defer { amqp_destroy_message(&message) }
+            let props = Self.properties(from: message.properties)
+            return .returned(messageId: props.messageId, exchange: exchange, routingKey: key, replyText: text)
+        case AMQP_BASIC_CANCEL_METHOD:
+            return .consumerCancelled
+        case AMQP_CHANNEL_CLOSE_METHOD:
+            let close = decoded!.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            open = false
+            throw AMQPError.brokerClosed(code: Int(close.reply_code), text: Self.string(close.reply_text), context: "channel")
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            let close = decoded!.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            open = false
+            throw AMQPError.brokerClosed(code: Int(close.reply_code), text: Self.string(close.reply_text), context: "connection")
+        default:
+            return .heartbeatOrOther
+        }
+    }
+
+    // MARK: Status checking (every rabbitmq-c reply goes through here)
+
+    private func check(_ reply: amqp_rpc_reply_t, _ context: String) throws(AMQPError) {
+        guard reply.reply_type != AMQP_RESPONSE_NORMAL else { return }
+        let error = Self.error(from: reply, context: context)
+        if case .brokerClosed = error { open = false }
+        throw error
+    }
+
+    static func error(from reply: amqp_rpc_reply_t, context: String) -> AMQPError {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            return .library(status: reply.library_error, message: statusString(reply.library_error), context: context)
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            switch reply.reply.id {
+            case AMQP_CONNECTION_CLOSE_METHOD:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+                return .brokerClosed(code: Int(close.reply_code), text: string(close.reply_text), context: context)
+            case AMQP_CHANNEL_CLOSE_METHOD:
+                let close = reply.reply.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+                return .brokerClosed(code: Int(close.reply_code), text: string(close.reply_text), context: context)
+            default:
+                return .library(status: -1, message: "unexpected server method \(reply.reply.id)", context: context)
+            }
+        default:
+            return .library(status: -1, message: "no RPC reply", context: context)
+        }
+    }
+
+    static func statusString(_ status: Int32) -> String {
+        guard let s = amqp_error_string2(status) else { return "status \(status)" }
+        return String(cString: s)
+    }
+
+    // MARK: Conversions. Every amqp_bytes_t built here lives only inside the closure it is passed to.
+
+    static func timeval(_ d: Duration) -> timeval {
+        let (seconds, attoseconds) = d.components
+        return Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+
+    static func copy(_ bytes: amqp_bytes_t) -> [UInt8] {
+        guard bytes.len > 0, let base = bytes.bytes else { return [] }
+        return Array(UnsafeRawBufferPointer(start: base, count: bytes.len))
+    }
+
+    static func string(_ bytes: amqp_bytes_t) -> String { String(decoding: copy(bytes), as: UTF8.self) }
+
+    static func withBytes<R>(_ string: String, _ body: (amqp_bytes_t) throws(AMQPError) -> R) throws(AMQPError) -> R {
+        var utf8 = Array(string.utf8)
+        let result = utf8.withUnsafeMutableBytes { buffer in
+            Result { () throws(AMQPError) -> R in try body(cshim_amqp_bytes(buffer.baseAddress, buffer.count)) }
+        }
+        return try result.get()
+    }
+
+    static func withBytesUnchecked<R>(_ string: String, _ body: (amqp_bytes_t) -> R) -> R {
+        var utf8 = Array(string.utf8)
+        return utf8.withUnsafeMutableBytes { buffer in body(cshim_amqp_bytes(buffer.baseAddress, buffer.count)) }
+    }
+
+    static func withTable<R>(_ fields: [String: AMQPFieldValue], _ body: (amqp_table_t) throws(AMQPError) -> R) throws(AMQPError) -> R {
+        let arena = Arena()
+        return try body(arena.table(fields))
+    }
+
+    static func withProperties<R>(_ p: AMQPProperties, _ body: (UnsafePointer<amqp_basic_properties_t>) -> R) -> R {
+        let arena = Arena()
+        var props = amqp_basic_properties_t()
+        var flags: UInt32 = 0
+        if let v = p.contentType { props.content_type = arena.bytes(v); flags |= UInt32(AMQP_BASIC_CONTENT_TYPE_FLAG) }
+        if let v = p.messageId { props.message_id = arena.bytes(v); flags |= UInt32(AMQP_BASIC_MESSAGE_ID_FLAG) }
+        if let v = p.correlationId { props.correlation_id = arena.bytes(v); flags |= UInt32(AMQP_BASIC_CORRELATION_ID_FLAG) }
+        if let v = p.timestamp { props.timestamp = v; flags |= UInt32(AMQP_BASIC_TIMESTAMP_FLAG) }
+        if let v = p.userId { props.user_id = arena.bytes(v); flags |= UInt32(AMQP_BASIC_USER_ID_FLAG) }
+        if let v = p.type { props.type = arena.bytes(v); flags |= UInt32(AMQP_BASIC_TYPE_FLAG) }
+        if let v = p.appId { props.app_id = arena.bytes(v); flags |= UInt32(AMQP_BASIC_APP_ID_FLAG) }
+        if let v = p.deliveryMode { props.delivery_mode = v; flags |= UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG) }
+        if !p.headers.isEmpty { props.headers = arena.table(p.headers); flags |= UInt32(AMQP_BASIC_HEADERS_FLAG) }
+        props._flags = amqp_flags_t(flags)
+        return withUnsafePointer(to: &props) { body($0) }
+    }
+
+    static func properties(from p: amqp_basic_properties_t) -> AMQPProperties {
+        let flags = UInt32(p._flags)
+        func has(_ flag: Int32) -> Bool { flags & UInt32(flag) != 0 }
+        return AMQPProperties(
+            contentType: has(AMQP_BASIC_CONTENT_TYPE_FLAG) ? string(p.content_type) : nil,
+            messageId: has(AMQP_BASIC_MESSAGE_ID_FLAG) ? string(p.message_id) : nil,
+            correlationId: has(AMQP_BASIC_CORRELATION_ID_FLAG) ? string(p.correlation_id) : nil,
+            timestamp: has(AMQP_BASIC_TIMESTAMP_FLAG) ? p.timestamp : nil,
+            userId: has(AMQP_BASIC_USER_ID_FLAG) ? string(p.user_id) : nil,
+            type: has(AMQP_BASIC_TYPE_FLAG) ? string(p.type) : nil,
+            appId: has(AMQP_BASIC_APP_ID_FLAG) ? string(p.app_id) : nil,
+            headers: has(AMQP_BASIC_HEADERS_FLAG) ? fields(from: p.headers) : [:],
+            deliveryMode: has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? p.delivery_mode : nil)
+    }
+
+    static func fields(from table: amqp_table_t) -> [String: AMQPFieldValue] {
+        var result: [String: AMQPFieldValue] = [:]
+        guard table.num_entries > 0, let entries = table.entries else { return result }
+        for i in 0..<Int(table.num_entries) {
+            let entry = entries[i]
+            result[string(entry.key)] = value(from: entry.value)
+        }
+        return result
+    }
+
+    static func value(from v: amqp_field_value_t) -> AMQPFieldValue {
+        switch Int(v.kind) {
+        case Int(AMQP_FIELD_KIND_BOOLEAN.rawValue): return .bool(v.value.boolean != 0)
+        case Int(AMQP_FIELD_KIND_I8.rawValue): return .int(Int64(v.value.i8))
+        case Int(AMQP_FIELD_KIND_U8.rawValue): return .int(Int64(v.value.u8))
+        case Int(AMQP_FIELD_KIND_I16.rawValue): return .int(Int64(v.value.i16))
+        case Int(AMQP_FIELD_KIND_U16.rawValue): return .int(Int64(v.value.u16))
+        case Int(AMQP_FIELD_KIND_I32.rawValue): return .int(Int64(v.value.i32))
+        case Int(AMQP_FIELD_KIND_U32.rawValue): return .int(Int64(v.value.u32))
+        case Int(AMQP_FIELD_KIND_I64.rawValue): return .int(v.value.i64)
+        case Int(AMQP_FIELD_KIND_U64.rawValue): return .int(Int64(bitPattern: v.value.u64))
+        case Int(AMQP_FIELD_KIND_F32.rawValue): return .double(Double(v.value.f32))
+        case Int(AMQP_FIELD_KIND_F64.rawValue): return .double(v.value.f64)
+        case Int(AMQP_FIELD_KIND_UTF8.rawValue): return .string(string(v.value.bytes))
+        case Int(AMQP_FIELD_KIND_BYTES.rawValue): return .bytes(copy(v.value.bytes))
+        case Int(AMQP_FIELD_KIND_TIMESTAMP.rawValue): return .timestamp(v.value.u64)
+        case Int(AMQP_FIELD_KIND_TABLE.rawValue): return .table(fields(from: v.value.table))
+        case Int(AMQP_FIELD_KIND_ARRAY.rawValue):
+            let array = v.value.array
+            guard array.num_entries > 0, let entries = array.entries else { return .array([]) }
+            return .array((0..<Int(array.num_entries)).map { value(from: entries[$0]) })
+        default: return .void
+        }
+    }
+
+    /// Memory for C structures built from Swift values; freed when the arena goes away, which is after
+    /// the C call that reads them has returned.
+    final class Arena {
+        private var blocks: [UnsafeMutableRawPointer] = []
+        deinit { blocks.forEach { free($0) } }
+
+        private func allocate(_ size: Int) -> UnsafeMutableRawPointer {
+            let p = malloc(max(size, 1))!
+            blocks.append(p)
+            return p
+        }
+
+        func bytes(_ s: String) -> amqp_bytes_t { bytes(Array(s.utf8)) }
+
+        func bytes(_ b: [UInt8]) -> amqp_bytes_t {
+            let p = allocate(b.count)
+            b.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: b.count) }
+            return cshim_amqp_bytes(p, b.count)
+        }
+
+        func table(_ fields: [String: AMQPFieldValue]) -> amqp_table_t {
+            var table = amqp_table_t()
+            guard !fields.isEmpty else { return table }
+            let entries = allocate(MemoryLayout<amqp_table_entry_t>.stride * fields.count)
+                .bindMemory(to: amqp_table_entry_t.self, capacity: fields.count)
+            for (i, (key, value)) in fields.sorted(by: { $0.key < $1.key }).enumerated() {
+                (entries + i).initialize(to: amqp_table_entry_t(key: bytes(key), value: field(value)))
+            }
+            table.num_entries = Int32(fields.count)
+            table.entries = entries
+            return table
+        }
+
+        func field(_ value: AMQPFieldValue) -> amqp_field_value_t {
+            var f = amqp_field_value_t()
+            switch value {
+            case let .string(s):
+                f.kind = UInt8(AMQP_FIELD_KIND_UTF8.rawValue); f.value.bytes = bytes(s)
+            case let .bytes(b):
+                f.kind = UInt8(AMQP_FIELD_KIND_BYTES.rawValue); f.value.bytes = bytes(b)
+            case let .int(i):
+                f.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue); f.value.i64 = i
+            case let .bool(b):
+                f.kind = UInt8(AMQP_FIELD_KIND_BOOLEAN.rawValue); f.value.boolean = b ? 1 : 0
+            case let .double(d):
+                f.kind = UInt8(AMQP_FIELD_KIND_F64.rawValue); f.value.f64 = d
+            case let .timestamp(t):
+                f.kind = UInt8(AMQP_FIELD_KIND_TIMESTAMP.rawValue); f.value.u64 = t
+            case let .table(t):
+                f.kind = UInt8(AMQP_FIELD_KIND_TABLE.rawValue); f.value.table = table(t)
+            case let .array(items):
+                f.kind = UInt8(AMQP_FIELD_KIND_ARRAY.rawValue)
+                let entries = allocate(MemoryLayout<amqp_field_value_t>.stride * max(items.count, 1))
+                    .bindMemory(to: amqp_field_value_t.self, capacity: max(items.count, 1))
+                for (i, item) in items.enumerated() { (entries + i).initialize(to: field(item)) }
+                f.value.array = amqp_array_t(num_entries: Int32(items.count), entries: entries)
+            case .void:
+                f.kind = UInt8(AMQP_FIELD_KIND_VOID.rawValue)
+            }
+            return f
+        }
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Publishes persistent messages with publisher confirms on its own connection and thread.
+///
+/// `publish` returns only after the broker has confirmed the message, i.e. has written it to every
+/// queue it routes to. Publishes are pipelined: many can wait for their confirms at once.
+///
+/// When the connection drops, every publish that was sent but not yet confirmed is sent again after the
+/// reconnect, in its original order, with its original `message_id`; consumers dedupe by that id. A
+/// publish that cannot be confirmed within `publishTimeout` fails with `.publishTimedOut`. Publishes are
+/// mandatory: a message that matches no queue fails with `.unroutable` instead of being dropped.
+public final class AMQPPublisher: Sendable {
+    private let state: PublisherState
+
+    public init(
+        configuration: AMQPConfiguration, topology: AMQPTopology = .empty,
+        publishTimeout: Duration = .seconds(120), logger: Logger = Logger(label: "amqp.publisher")
+    ) {
+        state = PublisherState()
+        let loop = PublisherLoop(
+            configuration: configuration, topology: topology, publishTimeout: publishTimeout,
+            state: state, logger: logger)
+        startThread(name: "amqp-publisher") { loop.run() }
+    }
+
+    deinit { state.requestStop(drainTimeout: .zero) }
+
+    /// Publishes and waits for the broker's confirm.
+    public func publish(_ message: OutgoingMessage) async throws(AMQPError) {
+        let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
+            state.enqueue(message, continuation)
+        }
+        try result.get()
+    }
+
+    /// True while a connection to the broker is open.
+    public var isConnected: Bool { state.connected.load(ordering: .relaxed) }
+
+    /// Stops accepting publishes, waits up to `drainTimeout` for the ones in flight to be confirmed,
+    /// fails the rest with `.shutdown`, and closes the connection.
+    public func shutdown(drainTimeout: Duration = .seconds(10)) async {
+        state.requestStop(drainTimeout: drainTimeout)
+        await state.finished.wait()
+    }
+}
+
+struct PendingPublish {
+    let message: OutgoingMessage
+    let continuation: CheckedContinuation<Result<Void, AMQPError>, Never>
+    let deadline: ContinuousClock.Instant
+
+    func complete(_ result: Result<Void, AMQPError>) { continuation.resume(returning: result) }
+}
+
+/// State shared between callers and the publisher's thread.
+final class PublisherState: Sendable {
+    struct Shared {
+        var pending: [PendingPublish] = []
+        var stopping = false
+        var drainTimeout: Duration = .zero
+        var publishTimeout: Duration = .seconds(120)
+    }
+    let shared = Mutex(Shared())
+    let wakeup = Wakeup()
+    let finished = Completion()
+    let connected = Atomic<Bool>(false)
+
+    func enqueue(_ message: OutgoingMessage, _ continuation: CheckedContinuation<Result<Void, AMQPError>, Never>) {
+        let accepted = shared.withLock { s -> Bool in
+            guard !s.stopping else { return false }
+            s.pending.append(PendingPublish(
+                message: message, continuation: continuation, deadline: .now + s.publishTimeout))
+            return true
+        }
+        if accepted { wakeup.signal() } else { continuation.resume(returning: .failure(.shutdown)) }
+    }
+
+    func requestStop(drainTimeout: Duration) {
+        shared.withLock { s in
+            if !s.stopping { s.drainTimeout = drainTimeout }
+            s.stopping = true
+        }
+        wakeup.signal()
+    }
+}
+
+/// The publisher's event loop. Invariant: `run()` and everything it touches below `state` execute on
+/// the one thread started for it; that is why it may be `@unchecked Sendable`.
+final class PublisherLoop: @unchecked Sendable {
+    private let configuration: AMQPConfiguration
+    private let topology: AMQPTopology
+    private let state: PublisherState
+    private var logger: Logger
+
+    private var handle: AMQPConnectionHandle?
+    private var toSend: [PendingPublish] = []
+    private var outstanding: [(tag: UInt64, publish: PendingPublish)] = []
+    private var returned: [String: AMQPError] = [:]
+    private var nextTag: UInt64 = 1
+    private var backoff: Backoff
+    private var random = SystemRandomNumberGenerator()
+
+    init(configuration: AMQPConfiguration, topology: AMQPTopology, publishTimeout: Duration,
+         state: PublisherState, logger: Logger) {
+        self.configuration = configuration
+        self.topology = topology
+        self.state = state
+        self.logger = logger
+        backoff = Backoff(initial: configuration.reconnectInitialDelay, maximum: configuration.reconnectMaxDelay)
+        state.shared.withLock { $0.publishTimeout = publishTimeout }
+    }
+
+    func run() {
+        var drainDeadline: ContinuousClock.Instant?
+        while true {
+            let (incoming, stopping, drainTimeout) = state.shared.withLock { s in
+                defer { s.pending = [] }
+                return (s.pending, s.stopping, s.drainTimeout)
+            }
+            toSend.append(contentsOf: incoming)
+            expireOverdue()
+
+            if stopping {
+                if drainDeadline == nil { drainDeadline = .now + drainTimeout }
+                if toSend.isEmpty && outstanding.isEmpty { break }
+                if ContinuousClock.now >= drainDeadline! {
+                    failAll(.shutdown)
+                    break
+                }
+            }
+
+            guard let handle = handle ?? connect() else {
+                if stopping && handle == nil {
+                    failAll(.shutdown)
+                    break
+                }
+                let delay = backoff.next(using: &random)
+                state.wakeup.wait(socket: nil, timeout: delay)
+                continue
+            }
+
+            do {
+                while !toSend.isEmpty {
+                    let publish = toSend.removeFirst()
+                    do {
+                        try handle.publish(publish.message)
+                    } catch {
+                        toSend.insert(publish, at: 0)
+                        throw error
+                    }
+                    outstanding.append((nextTag, publish))
+                    nextTag += 1
+                }
+                if !handle.hasBufferedData {
+                    state.wakeup.wait(socket: handle.socketFD, timeout: .milliseconds(500))
+                }
+                // Read everything that is ready; also services heartbeats when nothing is.
+                while let event = try handle.nextFrame(timeout: .zero) {
+                    process(event)
+                }
+            } catch {
+                connectionLost(error)
+            }
+        }
+        handle?.close()
+        handle = nil
+        state.connected.store(false, ordering: .relaxed)
+        state.finished.finish()
+    }
+
+    private func connect() -> AMQPConnectionHandle? {
+        do {
+            let handle = try AMQPConnectionHandle.connect(configuration: configuration)
+            try handle.declare(topology)
+            try handle.enablePublisherConfirms()
+            self.handle = handle
+            nextTag = 1
+            backoff.reset()
+            state.connected.store(true, ordering: .relaxed)
+            logger.info("AMQP publisher connected", metadata: ["broker": "\(configuration.url)"])
+            return handle
+        } catch {
+            logger.warning("AMQP publisher cannot connect; retrying",
+                           metadata: ["broker": "\(configuration.url)", "error": "\(error)"])
+            if error.isPermanent {
+                // Nothing will change by retrying these publishes: report the reason to their callers.
+                toSend.forEach { $0.complete(.failure(error)) }
+                toSend = []
+            }
+            return nil
+        }
+    }
+
+    private func process(_ event: AMQPFrameEvent) {
+        switch event {
+        case let .publisherAck(tag, multiple), let .publisherNack(tag, multiple):
+            var isAck = false
+            if case .publisherAck = event { isAck = true }
+            let confirmed: [PendingPublish]
+            if multiple {
+                let count = outstanding.prefix { $0.tag <= tag }.count
+                confirmed = outstanding.prefix(count).map(\.publish)
+                outstanding.removeFirst(count)
+            } else if let index = outstanding.firstIndex(where: { $0.tag == tag }) {
+                confirmed = [outstanding.remove(at: index).publish]
+            } else {
+                confirmed = []
+            }
+            for publish in confirmed {
+                let id = publish.message.properties.messageId
+                if let error = returned.removeValue(forKey: id ?? "") {
+                    publish.complete(.failure(error))
+                } else {
+                    publish.complete(isAck ? .success(()) : .failure(.publishNacked(messageId: id)))
+                }
+            }
+        case let .returned(messageId, exchange, routingKey, replyText):
+            returned[messageId ?? ""] = .unroutable(exchange: exchange, routingKey: routingKey, replyText: replyText)
+        case .consumerCancelled, .heartbeatOrOther:
+            break
+        }
+    }
+
+    private func connectionLost(_ error: Error) {
+        logger.warning("AMQP publisher lost its connection; unconfirmed messages will be sent again",
+                       metadata: ["error": "\(error)", "unconfirmed": "\(outstanding.count)"])
+        handle = nil
+        state.connected.store(false, ordering: .relaxed)
+        returned = [:]
+        if let amqpError = error as? AMQPError, amqpError.isPermanent, let culprit = outstanding.popLast() {
+            // The broker closed the channel over a publish (e.g. 404: the exchange does not exist).
+            // The message sent last is the one it refused; the others are sent again.
+            culprit.publish.complete(.failure(amqpError))
+        }
+        toSend.insert(contentsOf: outstanding.map(\.publish), at: 0)
+        outstanding = []
+    }
+
+    private func expireOverdue() {
+        let now = ContinuousClock.now
+        toSend.removeAll { publish in
+            guard publish.deadline <= now else { return false }
+            publish.complete(.failure(.publishTimedOut(messageId: publish.message.properties.messageId, after: state.shared.withLock { $0.publishTimeout })))
+            return true
+        }
+    }
+
+    private func failAll(_ error: AMQPError) {
+        (outstanding.map(\.publish) + toSend).forEach { $0.complete(.failure(error)) }
+        outstanding = []
+        toSend = []
+    }
+}
+
+extension Error {
+    var isPermanent: Bool { (self as? AMQPError)?.isPermanent ?? false }
+}

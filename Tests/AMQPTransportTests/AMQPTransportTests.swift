@@ -1,0 +1,250 @@
+import AMQPTransport
+import Foundation
+import Testing
+
+@Suite("AMQP URL")
+struct AMQPURLTests {
+    @Test func parsesFullURL() throws {
+        let url = try AMQPURL("amqps://fleet:s3cr%40t@mq.example.com:5999/prod%2fa?heartbeat=15")
+        #expect(url.tls)
+        #expect(url.host == "mq.example.com")
+        #expect(url.port == 5999)
+        #expect(url.user == "fleet")
+        #expect(url.password == "s3cr@t")
+        #expect(url.vhost == "prod/a")
+        #expect(url.heartbeat == 15)
+    }
+
+    @Test func defaults() throws {
+        let plain = try AMQPURL("amqp://localhost")
+        #expect(plain.port == 5672 && plain.vhost == "/" && plain.user == "guest" && !plain.tls)
+        #expect(try AMQPURL("amqps://h/").port == 5671)
+        #expect(try AMQPURL("amqp://h/%2f").vhost == "/")
+    }
+
+    @Test(arguments: ["http://h", "amqp://", "not a url at all", "amqp://h:99999", "amqp://h?heartbeat=x"])
+    func rejectsBadURLs(_ text: String) {
+        #expect(throws: AMQPError.self) { try AMQPURL(text) }
+    }
+
+    @Test func descriptionAndErrorsHideThePassword() throws {
+        let url = try AMQPURL("amqp://fleet:hunter2@h:5672/v")
+        #expect(!url.description.contains("hunter2"))
+        do {
+            _ = try AMQPURL("ftp://fleet:hunter2@h/")
+            Issue.record("expected an error")
+        } catch {
+            #expect(!error.description.contains("hunter2"))
+            #expect(error.description.contains("scheme"))
+        }
+    }
+}
+
+@Suite("AMQP topology")
+struct AMQPTopologyTests {
+    @Test func quorumQueueCarriesDeliveryLimitAndDeadLettering() {
+        let q = AMQPTopology.Queue.quorum("recovery.actions", deliveryLimit: 5, deadLetterExchange: "recovery.dlx")
+        #expect(q.arguments["x-queue-type"] == "quorum")
+        #expect(q.arguments["x-delivery-limit"] == .int(5))
+        #expect(q.arguments["x-dead-letter-exchange"] == "recovery.dlx")
+        #expect(q.arguments["x-dead-letter-routing-key"] == "recovery.actions")
+        #expect(q.arguments["x-dead-letter-strategy"] == "at-least-once")
+        #expect(q.arguments["x-overflow"] == "reject-publish")
+    }
+
+    @Test func exportsDefinitionsFormat() throws {
+        let topology = AMQPTopology(
+            exchanges: [.init(name: "x")], queues: [.quorum("q", deliveryLimit: 2, deadLetterExchange: "d")],
+            bindings: [.init(exchange: "x", queue: "q", routingKey: "k")],
+            policies: [.init(name: "p", pattern: "^q$", definition: ["max-length": 10])])
+        let json = try #require(try JSONSerialization.jsonObject(with: topology.definitionsJSON()) as? [String: Any])
+        let queues = try #require(json["queues"] as? [[String: Any]])
+        #expect(queues.first?["name"] as? String == "q")
+        #expect((queues.first?["arguments"] as? [String: Any])?["x-delivery-limit"] as? Int == 2)
+        let bindings = try #require(json["bindings"] as? [[String: Any]])
+        #expect(bindings.first?["destination_type"] as? String == "queue")
+        let policies = try #require(json["policies"] as? [[String: Any]])
+        #expect(policies.first?["apply-to"] as? String == "queues")
+    }
+}
+
+@Suite("AMQP against a real broker", .enabled(if: brokerAvailable, "set AMQP_URL"))
+struct AMQPIntegrationTests {
+    @Test func publishWithConfirmThenConsumeWithPropertiesAndAck() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 10)
+        let collector = DeliveryCollector(consumer)
+        defer { Task { await scratch.cleanUp(config) } }
+
+        var message = scratch.message("{\"hello\":1}", id: "msg-1")
+        message.properties.correlationId = "corr-1"
+        message.properties.timestamp = 1_700_000_000
+        message.properties.userId = "guest"
+        message.properties.type = "test.hello"
+        message.properties.headers = ["x-text": "value", "x-number": 42, "x-flag": true,
+                                      "x-nested": .table(["a": .array([1, "b"])])]
+        try await publisher.publish(message)
+
+        let got = await collector.wait(for: 1)
+        let delivery = try #require(got.first)
+        #expect(delivery.bodyString == "{\"hello\":1}")
+        #expect(delivery.properties.messageId == "msg-1")
+        #expect(delivery.properties.correlationId == "corr-1")
+        #expect(delivery.properties.timestamp == 1_700_000_000)
+        #expect(delivery.properties.userId == "guest")
+        #expect(delivery.properties.type == "test.hello")
+        #expect(delivery.properties.deliveryMode == 2)
+        #expect(delivery.properties.headers["x-text"] == "value")
+        #expect(delivery.properties.headers["x-number"] == .int(42))
+        #expect(delivery.properties.headers["x-flag"] == .bool(true))
+        #expect(delivery.properties.headers["x-nested"] == .table(["a": .array([1, "b"])]))
+        #expect(delivery.routingKey == "work.item")
+        #expect(!delivery.redelivered)
+        #expect(await consumer.ack(delivery))
+
+        await consumer.shutdown()
+        await publisher.shutdown()
+        let admin = AMQPAdmin(configuration: config)
+        #expect(try await admin.messageCount(queue: scratch.queue) == 0)
+        await admin.close()
+    }
+
+    @Test func aForgedUserIdIsRefusedByTheBroker() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology, publishTimeout: .seconds(5))
+        defer { Task { await scratch.cleanUp(config) } }
+        var message = scratch.message("x")
+        message.properties.userId = "somebody-else"
+        await #expect(throws: AMQPError.self) { try await publisher.publish(message) }
+        // The publisher recovers: the next honest publish goes through.
+        try await publisher.publish(scratch.message("honest"))
+        await publisher.shutdown()
+    }
+
+    @Test func unroutablePublishFailsInsteadOfVanishing() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        defer { Task { await scratch.cleanUp(config) } }
+        var message = scratch.message("nowhere")
+        message.routingKey = "no.queue.binds.this"
+        do {
+            try await publisher.publish(message)
+            Issue.record("an unroutable publish must fail")
+        } catch {
+            guard case .unroutable = error else { Issue.record("wrong error \(error)"); return }
+        }
+        await publisher.shutdown()
+    }
+
+    @Test func unackedDeliveryIsRedeliveredWhenItsConsumerDies() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        defer { Task { await scratch.cleanUp(config) } }
+        try await publisher.publish(scratch.message("work", id: "job-1"))
+
+        let first = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+        let firstCollector = DeliveryCollector(first)
+        let taken = await firstCollector.wait(for: 1)
+        #expect(taken.first?.properties.messageId == "job-1")
+        // The worker dies without acknowledging: its connection goes away.
+        await first.shutdown(drainTimeout: .zero)
+        #expect(await first.ack(taken[0]) == false, "an ack after the connection is gone cannot count")
+
+        let second = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+        let secondCollector = DeliveryCollector(second)
+        let again = await secondCollector.wait(for: 1)
+        let redelivered = try #require(again.first)
+        #expect(redelivered.properties.messageId == "job-1")
+        #expect(redelivered.redelivered)
+        #expect(redelivered.deliveryCount >= 1)
+        #expect(await second.ack(redelivered))
+        await second.shutdown()
+        await publisher.shutdown()
+    }
+
+    @Test func poisonMessageIsDeadLetteredAfterTheDeliveryLimit() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology(deliveryLimit: 2)
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+        let dead = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.deadLetterQueue)
+        let deadCollector = DeliveryCollector(dead)
+        defer { Task { await scratch.cleanUp(config) } }
+
+        try await publisher.publish(scratch.message("crashes the worker", id: "poison-1"))
+        // The consumer keeps failing and handing it back.
+        let requeuer = Task { [consumer] in
+            for await delivery in consumer.deliveries { await consumer.nack(delivery, requeue: true) }
+        }
+        let deadLetters = await deadCollector.wait(for: 1)
+        requeuer.cancel()
+        let letter = try #require(deadLetters.first)
+        #expect(letter.properties.messageId == "poison-1")
+        guard case let .array(deaths)? = letter.properties.headers["x-death"],
+              case let .table(death)? = deaths.first
+        else { Issue.record("no x-death header: \(letter.properties.headers)"); return }
+        #expect(death["reason"] == "delivery_limit")
+        #expect(death["queue"] == .string(scratch.queue))
+        await dead.ack(letter)
+        await consumer.shutdown(drainTimeout: .zero)
+        await dead.shutdown()
+        await publisher.shutdown()
+    }
+
+    @Test func wrongPasswordIsAClearLoginError() async throws {
+        var url = try AMQPURL(try #require(amqpURL))
+        url.password = "definitely-wrong-\(UUID())"
+        let admin = AMQPAdmin(configuration: AMQPConfiguration(url: url))
+        do {
+            try await admin.declare(.empty)
+            Issue.record("login with a wrong password must fail")
+        } catch {
+            guard case .loginRefused = error else { Issue.record("wrong error: \(error)"); return }
+            #expect(!error.description.contains(url.password))
+        }
+    }
+
+    @Test func redeclaringAQueueWithOtherArgumentsIsAPermanentError() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology()
+        let admin = AMQPAdmin(configuration: config)
+        defer { Task { await scratch.cleanUp(config) } }
+        try await admin.declare(scratch.topology)
+        let clash = AMQPTopology(queues: [.quorum(scratch.queue, deliveryLimit: 99, deadLetterExchange: "other")])
+        do {
+            try await admin.declare(clash)
+            Issue.record("a clashing declaration must fail")
+        } catch {
+            guard case let .brokerClosed(code, _, _) = error else { Issue.record("wrong error \(error)"); return }
+            #expect(code == 406)
+        }
+        await admin.close()
+    }
+
+    @Test func gracefulShutdownStopsDeliveringAndReturnsUnackedMessages() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        defer { Task { await scratch.cleanUp(config) } }
+        for i in 0..<5 { try await publisher.publish(scratch.message("m\(i)", id: "m\(i)")) }
+        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 2)
+        let collector = DeliveryCollector(consumer)
+        let firstTwo = await collector.wait(for: 2)
+        #expect(firstTwo.count == 2, "prefetch bounds what is in flight")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(await collector.received.count == 2, "no third delivery while two are unacked")
+        // Finish one in-flight message during the drain, leave the other: it must go back to the queue.
+        async let stopped: Void = consumer.shutdown(drainTimeout: .milliseconds(500))
+        #expect(await consumer.ack(firstTwo[0]))
+        await stopped
+        let admin = AMQPAdmin(configuration: config)
+        #expect(try await admin.messageCount(queue: scratch.queue) == 4)
+        await admin.close()
+        await publisher.shutdown()
+    }
+}
