@@ -9,7 +9,8 @@
 #   scripts/services.sh env                print the environment the tests and the demo use
 #
 # State (pid files, data, logs) lives in $FLEET_SERVICES_DIR (default /tmp/ec2-recovery-fleet-services).
-# Ports can be moved with RABBITMQ_PORT, RABBITMQ_MGMT_PORT, REDIS_PORT, MOTO_PORT, MOTO_AUTH_PORT.
+# Ports can be moved with RABBITMQ_PORT, RABBITMQ_MGMT_PORT, RABBITMQ_DIST_PORT, REDIS_PORT, MOTO_PORT,
+# MOTO_AUTH_PORT, and the broker's node name with RABBITMQ_NODENAME: a test runs a private broker that way.
 set -euo pipefail
 
 DIR="${FLEET_SERVICES_DIR:-/tmp/ec2-recovery-fleet-services}"
@@ -74,7 +75,7 @@ rabbit_env() {
   local base="$DIR/rabbitmq"
   export HOME="$base/home" RABBITMQ_MNESIA_BASE="$base/mnesia" RABBITMQ_LOG_BASE="$base/log"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" RABBITMQ_CONFIG_FILE="$base/rabbitmq"
-  export RABBITMQ_PID_FILE="$base/rabbit.pid" RABBITMQ_NODENAME="fleet@localhost"
+  export RABBITMQ_PID_FILE="$base/rabbit.pid" RABBITMQ_NODENAME="${RABBITMQ_NODENAME:-fleet@localhost}"
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
   export RABBITMQ_DIST_PORT ERL_EPMD_ADDRESS=127.0.0.1
 }
@@ -94,9 +95,18 @@ log.console = false
 log.file.level = warning
 CONF
     nohup /usr/lib/rabbitmq/bin/rabbitmq-server > "$RABBITMQ_LOG_BASE/stdout.log" 2>&1 &
-    echo $! > "$(pidfile rabbitmq)"
-    if ! /usr/lib/rabbitmq/bin/rabbitmqctl -q wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null; then
-      log "rabbitmq did not start; log follows"; tail -50 "$RABBITMQ_LOG_BASE/stdout.log" >&2; exit 1
+    local server=$!
+    echo "$server" > "$(pidfile rabbitmq)"
+    /usr/lib/rabbitmq/bin/rabbitmqctl -q wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null 2>&1 &
+    local waiter=$!
+    # Fail fast when the node dies during start-up instead of waiting out rabbitmqctl's timeout.
+    while kill -0 "$waiter" 2>/dev/null; do
+      if ! kill -0 "$server" 2>/dev/null; then kill "$waiter" 2>/dev/null; break; fi
+      sleep 0.2
+    done
+    if ! wait "$waiter" || ! kill -0 "$server" 2>/dev/null; then
+      log "rabbitmq did not start; log follows"; tail -20 "$RABBITMQ_LOG_BASE/stdout.log" >&2
+      rm -f "$(pidfile rabbitmq)"; exit 1
     fi
     # The management listener comes up a moment after the node reports ready.
     wait_port 127.0.0.1 "$RABBITMQ_MGMT_PORT" 30 || log "management UI did not open its port"
@@ -123,7 +133,11 @@ stop_epmd() {
   if [ -f "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; fi
 }
 
+epmd_was_running=""
+note_epmd() { pgrep -x epmd >/dev/null 2>&1 && epmd_was_running=1 || true; }
 record_epmd() {
+  # Only an epmd that our broker started is ours to stop later.
+  [ -z "$epmd_was_running" ] || return 0
   local pid
   pid=$(pgrep -x epmd -n 2>/dev/null || true)
   [ -n "$pid" ] && [ ! -f "$DIR/epmd.pid" ] && echo "$pid" > "$DIR/epmd.pid"
@@ -189,7 +203,7 @@ case "${1:-}" in
     mkdir -p "$DIR"
     for s in "${services[@]}"; do
       case $s in
-        rabbitmq) start_rabbitmq; record_epmd ;;
+        rabbitmq) note_epmd; start_rabbitmq; record_epmd ;;
         redis) start_redis ;;
         moto) start_moto moto "$MOTO_PORT" ;;
         moto-auth) start_moto moto-auth "$MOTO_AUTH_PORT" "$MOTO_AUTH_FREE_CALLS" ;;

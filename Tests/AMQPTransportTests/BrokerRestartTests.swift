@@ -1,0 +1,122 @@
+import AMQPTransport
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one broker-restart test. It runs a PRIVATE broker (its own ports, node name and data folder,
+/// started by scripts/services.sh) so that restarting it cannot disturb the shared broker the other
+/// tests use at the same time. It needs FLEET_SERVICES_SCRIPT (scripts/services.sh env sets it).
+let servicesScript = ProcessInfo.processInfo.environment["FLEET_SERVICES_SCRIPT"]
+
+@Suite("AMQP broker restart", .enabled(if: servicesScript != nil, "set FLEET_SERVICES_SCRIPT"))
+struct BrokerRestartTests {
+    struct PrivateBroker {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-broker-\(UUID().uuidString.prefix(8))").path
+        /// Each test gets its own ports: the tests of this suite run in parallel.
+        let port: Int
+        var url: String { "amqp://guest:guest@127.0.0.1:\(port)/%2f" }
+
+        func run(_ verb: String) throws {
+            var env = ProcessInfo.processInfo.environment
+            env["FLEET_SERVICES_DIR"] = dir
+            env["RABBITMQ_PORT"] = "\(port)"
+            env["RABBITMQ_MGMT_PORT"] = "\(port + 10000)"
+            env["RABBITMQ_DIST_PORT"] = "\(port + 20000)"
+            env["RABBITMQ_NODENAME"] = "fleet-test-\(port)@localhost"
+            let status = try spawnAndWait(["/bin/bash", servicesScript!, verb, "rabbitmq"], environment: env)
+            try #require(status == 0, "services.sh \(verb) rabbitmq failed")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func confirmedMessagesSurviveABrokerRestartAndAreConsumedExactlyOnce() async throws {
+        let broker = PrivateBroker(port: 5690)
+        try broker.run("start")
+        defer {
+            try? broker.run("stop")
+            try? FileManager.default.removeItem(atPath: broker.dir)
+        }
+        let config = try configuration(broker.url, name: "restart-test")
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 50)
+
+        // Confirmed before the restart, and one delivered-but-unacked when the broker goes down.
+        for i in 0..<20 { try await publisher.publish(scratch.message("before-\(i)", id: "before-\(i)")) }
+        let collector = DeliveryCollector(consumer)
+        let early = await collector.wait(for: 20)
+        #expect(early.count == 20)
+        for delivery in early.dropLast() { #expect(await consumer.ack(delivery)) }
+        let unacked = early.last!
+
+        try broker.run("restart")
+
+        // The ack for a delivery from the dead connection cannot count; the broker redelivers it.
+        #expect(await consumer.ack(unacked) == false)
+        // Publishing resumes on the reconnected publisher.
+        for i in 0..<20 { try await publisher.publish(scratch.message("after-\(i)", id: "after-\(i)")) }
+
+        let all = await collector.wait(for: 41, timeout: .seconds(60))
+        let afterRestart = all.dropFirst(20)
+        for delivery in afterRestart { await consumer.ack(delivery) }
+        let ids = afterRestart.compactMap(\.properties.messageId)
+        #expect(ids.filter { $0 == unacked.properties.messageId }.count == 1, "the unacked message comes back once")
+        #expect(Set(ids) == Set((0..<20).map { "after-\($0)" } + [unacked.properties.messageId!]))
+        #expect(ids.count == Set(ids).count, "nothing is consumed twice after the reconnect")
+        #expect(consumer.isConnected && publisher.isConnected)
+
+        // Nothing more is waiting: every confirmed message was consumed exactly once.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await collector.received.count == 41)
+        await consumer.shutdown()
+        await publisher.shutdown()
+        let admin = AMQPAdmin(configuration: config)
+        #expect(try await admin.messageCount(queue: scratch.queue) == 0)
+        await admin.close()
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func aPublishDuringTheOutageIsConfirmedOnceTheBrokerIsBack() async throws {
+        let broker = PrivateBroker(port: 5691)
+        try broker.run("start")
+        defer {
+            try? broker.run("stop")
+            try? FileManager.default.removeItem(atPath: broker.dir)
+        }
+        let config = try configuration(broker.url, name: "outage-test")
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        try await publisher.publish(scratch.message("warm-up", id: "warm-up"))
+
+        try broker.run("stop")
+        // Published while the broker is down: it waits and is retried, not lost.
+        async let confirmed: Void = publisher.publish(scratch.message("during-outage", id: "during-outage"))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!publisher.isConnected)
+        try broker.run("start")
+        try await confirmed
+
+        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+        let collector = DeliveryCollector(consumer, autoAck: true)
+        let got = await collector.wait(for: 2)
+        #expect(got.compactMap(\.properties.messageId).sorted() == ["during-outage", "warm-up"])
+        await consumer.shutdown()
+        await publisher.shutdown()
+    }
+}
+
+/// Runs a command and waits for it with waitpid. (Foundation's Process.waitUntilExit never returned
+/// here for a script that leaves a daemon running in the background.)
+func spawnAndWait(_ argv: [String], environment: [String: String]) throws -> Int32 {
+    var pid: pid_t = 0
+    let cArgs = argv.map { strdup($0) } + [nil]
+    let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { (cArgs + cEnv).forEach { free($0) } }
+    let rc = posix_spawn(&pid, argv[0], nil, nil, cArgs, cEnv)
+    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
