@@ -1,0 +1,193 @@
+/// A lock held in Redis: what `acquire` hands back, and what `renew`, `release` and `isHeld` check.
+///
+/// The lease proves ownership through `token` (128 random bits, unique per acquisition) and carries
+/// the `fencingToken`: a number that strictly increases with every successful acquisition of the same
+/// lock name and is never reset. Pass it along with every mutation done under the lock, so a stale
+/// holder's late writes can be recognised and refused.
+public struct LockLease: Sendable, Hashable, CustomStringConvertible {
+    public let name: String
+    /// 32 lowercase hex digits (128 bits from `SystemRandomNumberGenerator`).
+    public let token: String
+    public let fencingToken: UInt64
+    /// The TTL asked for at acquisition.
+    public let ttl: Duration
+    /// Local time just before the acquire request was sent.
+    public let requestedAt: ContinuousClock.Instant
+
+    public init(name: String, token: String, fencingToken: UInt64, ttl: Duration,
+                requestedAt: ContinuousClock.Instant) {
+        self.name = name
+        self.token = token
+        self.fencingToken = fencingToken
+        self.ttl = ttl
+        self.requestedAt = requestedAt
+    }
+
+    /// `requestedAt + ttl`. Redis started the TTL after `requestedAt`, so (clock drift aside) the lock
+    /// cannot have expired before this instant unless it was released or deleted. Renewals are not
+    /// reflected here; use ``RedisLockStore/isHeld(_:)`` before acting.
+    public var validUntil: ContinuousClock.Instant { requestedAt + ttl }
+
+    /// The exact string stored in the lock key while this lease holds it.
+    public var storedValue: String { "\(token):\(fencingToken)" }
+
+    public var description: String {
+        // The token is not secret, but a short form keeps logs readable.
+        "LockLease(\(name), fencing \(fencingToken), token \(token.prefix(8))…)"
+    }
+}
+
+/// Distributed mutual-exclusion locks with fencing tokens, in Redis.
+///
+/// - `acquire` runs one Lua script: if the lock key is absent it increments the fence key and sets
+///   the lock key to `<token>:<fence>` with `PX ttl` (equivalent to `SET NX PX` followed by `INCR`,
+///   but atomic and with the fence stored in the value). If the key already holds this lease's
+///   token (a retry of an acquire whose reply was lost) it refreshes the TTL and returns the same
+///   fence; any other value means someone else holds it: `nil`.
+/// - `renew` and `release` are compare-and-`PEXPIRE` / compare-and-`DEL` Lua scripts: they act only
+///   if the key still holds exactly this lease's value, so a stale holder can never extend or delete
+///   a successor's lock.
+/// - `isHeld` is a single `GET` compared with the lease's value.
+///
+/// Retry safety (see ``RedisClient`` — a command whose connection broke is resent once only when
+/// marked idempotent):
+/// - acquire: idempotent thanks to the token check above (a resend finds its own token and returns
+///   the same lease instead of `nil`).
+/// - renew, isHeld, currentFencingToken: idempotent.
+/// - release: idempotent in effect (a resend never deletes someone else's lock), but if the first
+///   attempt did delete, the resend reports `false`. Callers must treat `false` from release as
+///   "not held any more", not as an error.
+public struct RedisLockStore: Sendable {
+    public let client: RedisClient
+    public let keyspace: RedisKeyspace
+
+    public init(client: RedisClient, keyspace: RedisKeyspace = RedisKeyspace()) {
+        self.client = client
+        self.keyspace = keyspace
+    }
+
+    // KEYS[1] lock key, KEYS[2] fence key; ARGV[1] token, ARGV[2] ttl in ms.
+    static let acquireScript = RedisScript("""
+        local current = redis.call('GET', KEYS[1])
+        if current then
+          local sep = string.find(current, ':', 1, true)
+          if sep and string.sub(current, 1, sep - 1) == ARGV[1] then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return tonumber(string.sub(current, sep + 1))
+          end
+          return false
+        end
+        local fence = redis.call('INCR', KEYS[2])
+        redis.call('SET', KEYS[1], ARGV[1] .. ':' .. string.format('%d', fence), 'PX', ARGV[2])
+        return fence
+        """)
+
+    // KEYS[1] lock key; ARGV[1] stored value, ARGV[2] ttl in ms.
+    static let renewScript = RedisScript("""
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+          return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        end
+        return 0
+        """)
+
+    // KEYS[1] lock key; ARGV[1] stored value.
+    static let releaseScript = RedisScript("""
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+          return redis.call('DEL', KEYS[1])
+        end
+        return 0
+        """)
+
+    /// Tries once to take the lock; `nil` if someone else holds it. Never waits for it to free up.
+    public func acquire(name: String, ttl: Duration) async throws(RedisError) -> LockLease? {
+        try Self.validate(name: name)
+        let ms = try ttl.positiveMilliseconds("lock TTL")
+        let token = Self.makeToken()
+        let requestedAt = ContinuousClock.now
+        let reply = try await client.eval(
+            Self.acquireScript, keys: [keyspace.lockKey(name), keyspace.fenceKey(name)],
+            args: [token, String(ms)], idempotent: true)
+        switch reply {
+        case .null:
+            return nil
+        case .integer(let fence) where fence > 0:
+            return LockLease(name: name, token: token, fencingToken: UInt64(fence), ttl: ttl,
+                             requestedAt: requestedAt)
+        default:
+            throw Self.unexpected(reply, "acquire", client)
+        }
+    }
+
+    /// Extends the lock to `ttl` from now if `lease` still holds it; `false` if it does not (expired,
+    /// released, or taken by someone else — whose lock is left untouched).
+    public func renew(_ lease: LockLease, ttl: Duration) async throws(RedisError) -> Bool {
+        let ms = try ttl.positiveMilliseconds("lock TTL")
+        let reply = try await client.eval(
+            Self.renewScript, keys: [keyspace.lockKey(lease.name)], args: [lease.storedValue, String(ms)],
+            idempotent: true)
+        return try Self.flag(reply, "renew", client)
+    }
+
+    /// Deletes the lock if `lease` still holds it; `false` if it does not (nothing is deleted).
+    public func release(_ lease: LockLease) async throws(RedisError) -> Bool {
+        let reply = try await client.eval(
+            Self.releaseScript, keys: [keyspace.lockKey(lease.name)], args: [lease.storedValue],
+            idempotent: true)
+        return try Self.flag(reply, "release", client)
+    }
+
+    /// Whether `lease` still holds its lock. Check this right before every mutation done under the
+    /// lock: a holder whose lock expired (e.g. after a long pause) sees `false` and must stop.
+    public func isHeld(_ lease: LockLease) async throws(RedisError) -> Bool {
+        let reply = try await client.command(["GET", keyspace.lockKey(lease.name)], idempotent: true)
+        switch reply {
+        case .null: return false
+        case .bulkString(let bytes): return bytes.elementsEqual(lease.storedValue.utf8)
+        default: throw Self.unexpected(reply, "isHeld", client)
+        }
+    }
+
+    /// The last fencing token handed out for `name` (0 if the lock was never acquired).
+    public func currentFencingToken(name: String) async throws(RedisError) -> UInt64 {
+        try Self.validate(name: name)
+        let reply = try await client.command(["GET", keyspace.fenceKey(name)], idempotent: true)
+        if reply == .null { return 0 }
+        guard let value = reply.integer, value >= 0 else { throw Self.unexpected(reply, "currentFencingToken", client) }
+        return UInt64(value)
+    }
+
+    // MARK: Helpers
+
+    static func makeToken() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let high = rng.next() as UInt64
+        let low = rng.next() as UInt64
+        return hex16(high) + hex16(low)
+    }
+
+    private static func hex16(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// Lock names become part of a hash-tagged key, so braces are refused.
+    static func validate(name: String) throws(RedisError) {
+        guard !name.isEmpty, !name.contains("{"), !name.contains("}") else {
+            throw RedisError(kind: .invalidArgument,
+                             message: "lock name '\(name)' must be non-empty and contain no '{' or '}'")
+        }
+    }
+
+    static func flag(_ reply: RedisValue, _ operation: String, _ client: RedisClient) throws(RedisError) -> Bool {
+        switch reply {
+        case .integer(1): return true
+        case .integer(0): return false
+        default: throw unexpected(reply, operation, client)
+        }
+    }
+
+    static func unexpected(_ reply: RedisValue, _ operation: String, _ client: RedisClient) -> RedisError {
+        RedisError(kind: .protocolViolation, message: "unexpected reply to \(operation): \(reply)",
+                   endpoint: client.url.endpoint)
+    }
+}
