@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "RedisStore", targets: ["RedisStore"]),
         .library(name: "HTTPTransport", targets: ["HTTPTransport"]),
         .library(name: "AWSClient", targets: ["AWSClient"]),
+        .library(name: "FleetRuntime", targets: ["FleetRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -56,6 +57,11 @@ let package = Package(
         // MARK: Pure core
         .target(name: "RecoveryCore"),
 
+        // MARK: Runtime shared by the workers: topology, message harness
+        .target(name: "FleetRuntime", dependencies: [
+            "AMQPTransport", "RecoveryCore", .product(name: "Logging", package: "swift-log"),
+        ]),
+
         // MARK: Benchmarks (see docs/benchmarks.md)
         .executableTarget(name: "fleet-bench", dependencies: [
             "AMQPTransport", "HTTPTransport", "RecoveryCore",
@@ -63,6 +69,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore"]),
+        .testTarget(name: "FleetRuntimeTests", dependencies: ["FleetRuntime", "AMQPTransport", "RecoveryCore"]),
         .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),

@@ -119,7 +119,7 @@ public struct AMQPTopology: Sendable, Equatable {
                  "priority": $0.priority, "definition": json($0.definition)] as [String: Any]
             },
         ]
-        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 }
 

@@ -1,0 +1,110 @@
+import AMQPTransport
+import Foundation
+import Logging
+import RecoveryCore
+
+/// Thrown by a handler for a message that can never succeed (an unknown target, a command that makes no
+/// sense). The message goes to the dead-letter queue with this reason instead of being retried.
+public struct RejectMessage: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// Publishes refused messages to the dead-letter exchange, with the reason in headers.
+public struct DeadLetterSink: Sendable {
+    let publisher: AMQPPublisher
+    let exchange: String
+    let workerName: String
+
+    public init(publisher: AMQPPublisher, topology: FleetTopology, workerName: String) {
+        self.publisher = publisher
+        exchange = topology.deadLetterExchange
+        self.workerName = workerName
+    }
+
+    /// Stores the message in `<queue>.dead` with `x-reject-reason` and where it came from. Returns only
+    /// once the broker has confirmed it, so the caller may then ack the original.
+    public func deadLetter(_ delivery: AMQPDelivery, fromQueue queue: String, reason: String, now: Date = Date()) async throws(AMQPError) {
+        var properties = delivery.properties
+        properties.headers["x-reject-reason"] = .string(reason)
+        properties.headers["x-rejected-by"] = .string(workerName)
+        properties.headers["x-rejected-at"] = .string(Timestamp.format(now))
+        properties.headers["x-original-exchange"] = .string(delivery.exchange)
+        properties.headers["x-original-routing-key"] = .string(delivery.routingKey)
+        properties.headers["x-original-queue"] = .string(queue)
+        properties.deliveryMode = 2
+        if properties.messageId == nil { properties.messageId = UUID().uuidString.lowercased() }
+        try await publisher.publish(OutgoingMessage(exchange: exchange, routingKey: queue, body: delivery.body, properties: properties))
+    }
+}
+
+/// Consumes one queue, decodes each message's envelope and hands it to `handler`.
+///
+/// - The handler returns normally: the effect is recorded, so the message is acked.
+/// - The body does not decode, or the handler throws `RejectMessage`: the message is dead-lettered with
+///   the reason (confirmed), then acked. Nothing is dropped silently and the worker keeps going.
+/// - The handler throws anything else: the message is requeued to be tried again; after the queue's
+///   delivery limit RabbitMQ dead-letters it itself (`x-death` reason `delivery_limit`).
+/// - Dead-lettering itself fails: the message is requeued, never acked.
+public struct MessageWorker<Body: Codable & Sendable>: Sendable {
+    public typealias Handler = @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
+
+    let consumer: AMQPConsumer
+    let deadLetters: DeadLetterSink
+    let expecting: MessageType
+    let handler: Handler
+    let logger: Logger
+
+    public init(consumer: AMQPConsumer, deadLetters: DeadLetterSink, expecting: MessageType,
+                logger: Logger, handler: @escaping Handler) {
+        self.consumer = consumer
+        self.deadLetters = deadLetters
+        self.expecting = expecting
+        self.handler = handler
+        self.logger = logger
+    }
+
+    /// Runs until the consumer is shut down.
+    public func run() async {
+        for await delivery in consumer.deliveries {
+            await process(delivery)
+        }
+    }
+
+    func process(_ delivery: AMQPDelivery) async {
+        var logger = logger
+        logger[metadataKey: "message_id"] = "\(delivery.properties.messageId ?? "-")"
+        let envelope: Envelope<Body>
+        do {
+            envelope = try EnvelopeCodec.decode(delivery.body, as: Body.self, expecting: expecting)
+        } catch {
+            await reject(delivery, reason: error.reason, logger: logger)
+            return
+        }
+        if let target = envelope.target { logger[metadataKey: "instance_id"] = "\(target)" }
+        if let incident = envelope.correlationId { logger[metadataKey: "incident_id"] = "\(incident)" }
+        do {
+            try await handler(envelope, delivery)
+            await consumer.ack(delivery)
+        } catch let rejection as RejectMessage {
+            await reject(delivery, reason: rejection.reason, logger: logger)
+        } catch {
+            logger.warning("handler failed; message requeued", metadata: [
+                "error": "\(error)", "delivery_count": "\(delivery.deliveryCount)",
+            ])
+            await consumer.nack(delivery, requeue: true)
+        }
+    }
+
+    private func reject(_ delivery: AMQPDelivery, reason: String, logger: Logger) async {
+        do {
+            try await deadLetters.deadLetter(delivery, fromQueue: consumer.queue, reason: reason)
+            logger.warning("message dead-lettered", metadata: ["reason": "\(reason)", "queue": "\(consumer.queue)"])
+            await consumer.ack(delivery)
+        } catch {
+            logger.error("could not dead-letter a refused message; requeued", metadata: ["error": "\(error)"])
+            await consumer.nack(delivery, requeue: true)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+
+/// The kinds of message on the fleet's queues. The raw value is the envelope's `type` and the first
+/// word of the routing key. See docs/messages.md.
+public enum MessageType: String, Codable, Sendable, CaseIterable {
+    case observation           // probe -> decision: one health check or EC2 status result
+    case prediction            // predictor -> decision and recorder
+    case command               // operator (recoveryctl or the management UI) -> decision
+    case actionRequest = "action.request"   // decision -> actuator
+    case actionEvent = "action.event"       // actuator -> decision, notifier, recorder
+    case notification          // anyone -> notifier
+    case event                 // decision -> recorder: a state change worth keeping in history
+}
+
+/// Every message body travels inside this envelope, as JSON:
+///
+///     {"type":"observation","schema_version":1,"id":"…","correlation_id":"…","target":"shop-web",
+///      "instance_id":"i-0abc","occurred_at":"2026-11-22T03:00:00.123Z","sent_at":"…",
+///      "producer":"probe@host-1","body":{…}}
+///
+/// `id` is unique per message and is what consumers deduplicate on. `correlation_id` ties together every
+/// message of one incident (it is the incident id once there is one). `target` is the target's stable
+/// identity (`AutoRecovery:Name`), which survives re-provisioning; `instance_id` is the EC2 instance the
+/// message is about at that moment.
+public struct Envelope<Body: Codable & Sendable>: Codable, Sendable {
+    public var type: MessageType
+    public var schemaVersion: Int
+    public var id: String
+    public var correlationId: String?
+    public var target: String?
+    public var instanceId: String?
+    public var occurredAt: Date
+    public var sentAt: Date
+    public var producer: String?
+    public var body: Body
+
+    public init(
+        type: MessageType, schemaVersion: Int = 1, id: String = UUID().uuidString.lowercased(),
+        correlationId: String? = nil, target: String? = nil, instanceId: String? = nil,
+        occurredAt: Date, sentAt: Date? = nil, producer: String? = nil, body: Body
+    ) {
+        self.type = type
+        self.schemaVersion = schemaVersion
+        self.id = id
+        self.correlationId = correlationId
+        self.target = target
+        self.instanceId = instanceId
+        self.occurredAt = occurredAt
+        self.sentAt = sentAt ?? occurredAt
+        self.producer = producer
+        self.body = body
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, id, target, producer, body
+        case schemaVersion = "schema_version"
+        case correlationId = "correlation_id"
+        case instanceId = "instance_id"
+        case occurredAt = "occurred_at"
+        case sentAt = "sent_at"
+    }
+}
+
+/// Why a message body was refused. `reason` is short and stable enough to put in a dead-letter header
+/// (`x-reject-reason`) and in the history table; `description` adds the detail.
+public struct MessageDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case notJSON = "not-json"
+        case missingField = "missing-field"
+        case invalidField = "invalid-field"
+        case unexpectedType = "unexpected-type"
+        case unsupportedSchemaVersion = "unsupported-schema-version"
+        case invalidBody = "invalid-body"
+    }
+    public var kind: Kind
+    public var detail: String
+
+    public var reason: String { "\(kind.rawValue): \(detail)" }
+    public var description: String { "message refused (\(kind.rawValue)): \(detail)" }
+}
+
+/// Encodes and decodes envelopes. Dates are ISO 8601 with milliseconds, in UTC.
+public enum EnvelopeCodec {
+    /// The schema version this build writes and the newest it reads, per message type.
+    public static let currentSchemaVersion = 1
+
+    public static func encode<Body>(_ envelope: Envelope<Body>) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Timestamp.format(date))
+        }
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(envelope))
+    }
+
+    /// Decodes an envelope of the expected type. Never traps: anything wrong comes back as a
+    /// `MessageDecodingError` saying what and where.
+    public static func decode<Body>(
+        _ bytes: [UInt8], as: Body.Type, expecting expected: MessageType
+    ) throws(MessageDecodingError) -> Envelope<Body> {
+        let data = Data(bytes)
+        // First the header alone, so that a bad body is reported as such and a newer schema version is
+        // refused as a version problem, not as a confusing field error.
+        let header: Header
+        do {
+            guard (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
+                throw MessageDecodingError(kind: .notJSON, detail: "the body is not a JSON object")
+            }
+            header = try decoder.decode(Header.self, from: data)
+        } catch let error as MessageDecodingError {
+            throw error
+        } catch {
+            throw describe(error, in: "envelope")
+        }
+        guard let type = MessageType(rawValue: header.type) else {
+            throw MessageDecodingError(kind: .unexpectedType, detail: "unknown type '\(header.type)', expected '\(expected.rawValue)'")
+        }
+        guard type == expected else {
+            throw MessageDecodingError(kind: .unexpectedType, detail: "type '\(type.rawValue)' on a queue for '\(expected.rawValue)'")
+        }
+        guard header.schemaVersion >= 1 else {
+            throw MessageDecodingError(kind: .invalidField, detail: "schema_version must be 1 or more, not \(header.schemaVersion)")
+        }
+        guard header.schemaVersion <= currentSchemaVersion else {
+            throw MessageDecodingError(
+                kind: .unsupportedSchemaVersion,
+                detail: "schema_version \(header.schemaVersion) is newer than this worker reads (\(currentSchemaVersion)); upgrade the worker")
+        }
+        guard !header.id.isEmpty else {
+            throw MessageDecodingError(kind: .invalidField, detail: "id must not be empty")
+        }
+        do {
+            return try decoder.decode(Envelope<Body>.self, from: data)
+        } catch {
+            throw describe(error, in: "body")
+        }
+    }
+
+    private struct Header: Decodable {
+        var type: String
+        var schemaVersion: Int
+        var id: String
+        var occurredAt: Date
+        var sentAt: Date
+        enum CodingKeys: String, CodingKey {
+            case type, id
+            case schemaVersion = "schema_version"
+            case occurredAt = "occurred_at"
+            case sentAt = "sent_at"
+        }
+    }
+
+    private static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = Timestamp.parse(text) else {
+                throw DecodingError.dataCorruptedError(
+                    in: container, debugDescription: "'\(text)' is not an ISO 8601 time (e.g. 2026-11-22T03:00:00Z)")
+            }
+            return date
+        }
+        return decoder
+    }()
+
+    private static func describe(_ error: Error, in part: String) -> MessageDecodingError {
+        func path(_ context: DecodingError.Context) -> String {
+            let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return p.isEmpty ? part : p
+        }
+        let isBody = part == "body"
+        switch error {
+        case let DecodingError.keyNotFound(key, context):
+            let where_ = context.codingPath.isEmpty ? "" : " in \(path(context))"
+            return MessageDecodingError(kind: isBody ? .invalidBody : .missingField, detail: "missing field '\(key.stringValue)'\(where_)")
+        case let DecodingError.typeMismatch(type, context):
+            return MessageDecodingError(kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): expected \(type)")
+        case let DecodingError.valueNotFound(type, context):
+            return MessageDecodingError(kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): null where \(type) is required")
+        case let DecodingError.dataCorrupted(context):
+            return MessageDecodingError(kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): \(context.debugDescription)")
+        default:
+            return MessageDecodingError(kind: .notJSON, detail: "\(error)")
+        }
+    }
+}
+
+/// ISO 8601 times with milliseconds in UTC, the one time format on the wire and in history.
+public enum Timestamp {
+    public static func format(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: true).timeSeparator(.colon).dateSeparator(.dash))
+    }
+
+    /// Accepts times with or without fractional seconds, with `Z` or an offset.
+    public static func parse(_ text: String) -> Date? {
+        if let date = try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)) { return date }
+        if let date = try? Date(text, strategy: .iso8601) { return date }
+        if let date = try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .colon)) { return date }
+        return nil
+    }
+}
