@@ -39,6 +39,8 @@ public struct HTTPRequest: Sendable {
 
 /// TLS settings. Verification of the peer and of the host name is on unless turned off explicitly.
 public struct TLSOptions: Sendable {
+    /// Verify the certificate chain and that it was issued for the host name. `false` turns off both
+    /// (never for production; the certificate's expiry is still reported).
     public var verifyPeer: Bool
     /// A PEM file of CA certificates to trust instead of the system store.
     public var caFile: String?
@@ -48,7 +50,9 @@ public struct TLSOptions: Sendable {
     }
 }
 
-/// Where the time went, each measured from the start of the request (as curl reports it).
+/// Where the time went, each measured from the start of the request (as curl reports it), so
+/// `dns <= connect <= firstByte <= total`. `tls` is zero when no TLS handshake was done (plain HTTP, or a
+/// reused connection); otherwise `connect <= tls <= firstByte`. On a reused connection `connect == dns`.
 public struct HTTPTiming: Sendable, Equatable {
     public var dns: Duration
     public var connect: Duration
@@ -71,7 +75,8 @@ public struct HTTPResponse: Sendable {
     /// True when the body was longer than `maxBodyBytes` and was cut.
     public var bodyTruncated: Bool
     public var timing: HTTPTiming
-    /// The `notAfter` of the server's leaf certificate, for HTTPS.
+    /// The `notAfter` of the server's leaf certificate, for HTTPS (nil for plain HTTP). A request that
+    /// reuses a kept-alive connection reports what that connection's handshake saw.
     public var certificateExpiry: Date?
 
     public init(
