@@ -37,3 +37,42 @@ let testCredentials = AWSCredentials(
 func uniqueName(_ prefix: String) -> String {
     prefix + "-" + UUID().uuidString.lowercased().prefix(8)
 }
+
+/// Cleanup steps registered as resources are created, run in reverse order at the end of a test
+/// whether it passed or not. A failing step is recorded and the others still run.
+actor Cleanup {
+    private var steps: [(String, @Sendable () async throws -> Void)] = []
+
+    func add(_ what: String, _ step: @escaping @Sendable () async throws -> Void) {
+        steps.append((what, step))
+    }
+
+    func run() async {
+        for (what, step) in steps.reversed() {
+            do {
+                try await step()
+            } catch {
+                print("cleanup of \(what) failed: \(error)")
+            }
+        }
+        steps.removeAll()
+    }
+}
+
+/// Runs `body`, then the cleanup, and rethrows the body's error.
+func withCleanup<T>(_ body: (Cleanup) async throws -> T) async throws -> T {
+    let cleanup = Cleanup()
+    do {
+        let value = try await body(cleanup)
+        await cleanup.run()
+        return value
+    } catch {
+        await cleanup.run()
+        throw error
+    }
+}
+
+enum TestEnvironment {
+    static let motoEndpoint = ProcessInfo.processInfo.environment["AWS_ENDPOINT_URL"]
+    static let motoAuthEndpoint = ProcessInfo.processInfo.environment["MOTO_AUTH_ENDPOINT_URL"]
+}
