@@ -1,4 +1,6 @@
 import Foundation
+import InMemoryLogging
+import Logging
 import Testing
 
 @testable import AWSClient
@@ -209,6 +211,22 @@ struct CredentialTests {
         #expect(second.calls == 3)
     }
 
+    @Test("fromEnvironment: region and credentials as the CLI would pick them")
+    func fromEnvironment() async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let env = isolatedEnvironment(dir, [
+            "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "ENV_ID", "AWS_SECRET_ACCESS_KEY": "ENV_SECRET",
+            "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:1",
+        ])
+        let client = try AWSClient.fromEnvironment(env, http: URLSessionTransport())
+        #expect(client.region == "eu-west-1")
+        #expect(try await client.credentialProvider.credentials().accessKeyId == "ENV_ID")
+        #expect(client.endpoint(for: .ec2).url == "http://127.0.0.1:1")
+        #expect(try AWSClient.fromEnvironment(env, region: "us-west-2", http: URLSessionTransport()).region == "us-west-2")
+        #expect(throws: AWSError.self) { try AWSClient.fromEnvironment(isolatedEnvironment(dir), http: URLSessionTransport()) }
+    }
+
     @Test("chain falls through to IMDS when environment and files have nothing")
     func chainReachesIMDS() async throws {
         try await withPythonServer("fake_imds.py") { imds in
@@ -266,13 +284,16 @@ struct InstanceMetadataTests {
         try await withPythonServer("fake_imds.py") { imds in
             let clock = ManualClock(Date(timeIntervalSince1970: 1_900_000_000))
             try await imds.post("/__control", json: ["expiration": UTCTime.iso8601(clock.now.addingTimeInterval(600))])
+            let handler = InMemoryLogHandler()
             let provider = InstanceMetadataCredentialProvider(
                 http: URLSessionTransport(), environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL],
-                now: clock.closure)
+                now: clock.closure, logger: Logger(label: "imds-test") { _ in handler })
             #expect(try await provider.credentials().accessKeyId == "ASIAFAKE1")
             try await imds.post("/__control", json: ["fail": true])
             clock.advance(by: 400)  // inside the margin, not expired
             #expect(try await provider.credentials().accessKeyId == "ASIAFAKE1")
+            #expect(handler.entries.contains { $0.level == .warning && "\($0.message)".contains("using the cached ones") })
+            #expect(!handler.entries.contains { "\($0.message)".contains("secret-1") || "\($0.message)".contains("token-1") })
             clock.advance(by: 300)  // expired
             await #expect(throws: CredentialProviderError.self) { try await provider.credentials() }
             try await imds.post("/__control", json: ["fail": false])

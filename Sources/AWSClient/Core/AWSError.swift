@@ -82,7 +82,7 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
         if !detail.isEmpty { text += ": " + detail.joined(separator: " ") }
         if !message.isEmpty { text += ": " + message }
         if let requestId { text += " [request id \(requestId)]" }
-        text += " after \(attempts) attempt\(attempts == 1 ? "" : "s")."
+        text += attempts == 0 ? " (no request sent)." : " after \(attempts) attempt\(attempts == 1 ? "" : "s")."
         if let hint { text += " " + hint }
         return text
     }

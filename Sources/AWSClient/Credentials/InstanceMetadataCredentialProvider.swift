@@ -83,17 +83,12 @@ public actor InstanceMetadataCredentialProvider: CredentialProvider {
             cached = fresh
             nextRefresh = Self.refreshTime(for: fresh, now: self.now(), margin: refreshMargin)
             logger.debug(
-                "instance profile credentials fetched",
-                metadata: [
-                    "source": "\(fresh.source)",
-                    "expiration": "\(fresh.expiration.map(UTCTime.iso8601) ?? "none")",
-                ])
+                "AWS credentials fetched from \(fresh.source), expiring \(fresh.expiration.map(UTCTime.iso8601) ?? "never")")
             return fresh
         } catch {
             if let cached, let expiration = cached.expiration, self.now() < expiration {
                 logger.warning(
-                    "instance profile credential refresh failed; using the cached ones until they expire",
-                    metadata: ["error": "\(error)", "expiration": "\(UTCTime.iso8601(expiration))"])
+                    "instance profile credential refresh failed (\(error)); using the cached ones until they expire at \(UTCTime.iso8601(expiration))")
                 return cached
             }
             throw error
