@@ -74,7 +74,11 @@ let package = Package(
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
         .testTarget(
-            name: "AWSClientTests", dependencies: ["AWSClient", "HTTPTransport", "FleetCrypto"],
+            name: "AWSClientTests", dependencies: [
+                "AWSClient", "HTTPTransport", "FleetCrypto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ],
             resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,78 @@
+import Foundation
+import Logging
+
+@testable import AWSClient
+
+/// Records the retry sleeps instead of sleeping, and moves a manual clock by them.
+final class SleepRecorder: @unchecked Sendable {
+    // Invariant: `recorded` is only accessed under `lock`.
+    private let lock = NSLock()
+    private var recorded: [Duration] = []
+    let clock: ManualClock
+    let random: Double
+
+    init(clock: ManualClock = ManualClock(Date()), random: Double = 0.5) {
+        self.clock = clock
+        self.random = random
+    }
+
+    var delays: [Duration] { lock.withLock { recorded } }
+
+    var dependencies: AWSClientDependencies {
+        AWSClientDependencies(
+            now: clock.closure,
+            sleep: { duration in
+                try Task.checkCancellation()
+                self.lock.withLock { self.recorded.append(duration) }
+                self.clock.advance(by: AWSClient.seconds(duration))
+            },
+            random: { self.random })
+    }
+}
+
+let testCredentials = AWSCredentials(
+    accessKeyId: "AKIDTESTCLIENT", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYSECRETKEY",
+    sessionToken: "FQoGZXIvYXdzEXAMPLE//SESSION+TOKEN=")
+
+func uniqueName(_ prefix: String) -> String {
+    prefix + "-" + UUID().uuidString.lowercased().prefix(8)
+}
+
+/// Cleanup steps registered as resources are created, run in reverse order at the end of a test
+/// whether it passed or not. A failing step is recorded and the others still run.
+actor Cleanup {
+    private var steps: [(String, @Sendable () async throws -> Void)] = []
+
+    func add(_ what: String, _ step: @escaping @Sendable () async throws -> Void) {
+        steps.append((what, step))
+    }
+
+    func run() async {
+        for (what, step) in steps.reversed() {
+            do {
+                try await step()
+            } catch {
+                print("cleanup of \(what) failed: \(error)")
+            }
+        }
+        steps.removeAll()
+    }
+}
+
+/// Runs `body`, then the cleanup, and rethrows the body's error.
+func withCleanup<T>(_ body: (Cleanup) async throws -> T) async throws -> T {
+    let cleanup = Cleanup()
+    do {
+        let value = try await body(cleanup)
+        await cleanup.run()
+        return value
+    } catch {
+        await cleanup.run()
+        throw error
+    }
+}
+
+enum TestEnvironment {
+    static let motoEndpoint = ProcessInfo.processInfo.environment["AWS_ENDPOINT_URL"]
+    static let motoAuthEndpoint = ProcessInfo.processInfo.environment["MOTO_AUTH_ENDPOINT_URL"]
+}
