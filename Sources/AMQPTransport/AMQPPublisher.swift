@@ -10,7 +10,9 @@ import Synchronization
 /// When the connection drops, every publish that was sent but not yet confirmed is sent again after the
 /// reconnect, in its original order, with its original `message_id`; consumers dedupe by that id. A
 /// publish that cannot be confirmed within `publishTimeout` fails with `.publishTimedOut`. Publishes are
-/// mandatory: a message that matches no queue fails with `.unroutable` instead of being dropped.
+/// mandatory: a message that matches no queue fails with `.unroutable` instead of being dropped. A
+/// publish the broker nacks (it could not store it at that moment) is sent again after a short backoff,
+/// until `publishTimeout`.
 public final class AMQPPublisher: Sendable {
     private let state: PublisherState
 
@@ -98,6 +100,9 @@ final class PublisherLoop: @unchecked Sendable {
     private var toSend: [PendingPublish] = []
     private var outstanding: [(tag: UInt64, publish: PendingPublish)] = []
     private var returned: [String: AMQPError] = [:]
+    /// Nacked publishes waiting to be sent again, each with the time it is due.
+    private var nacked: [(due: ContinuousClock.Instant, publish: PendingPublish)] = []
+    private var nackBackoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
     private var nextTag: UInt64 = 1
     private var backoff: Backoff
     private var random = SystemRandomNumberGenerator()
@@ -120,11 +125,14 @@ final class PublisherLoop: @unchecked Sendable {
                 return (s.pending, s.stopping, s.drainTimeout)
             }
             toSend.append(contentsOf: incoming)
+            let now = ContinuousClock.now
+            toSend.append(contentsOf: nacked.filter { $0.due <= now }.map(\.publish))
+            nacked.removeAll { $0.due <= now }
             expireOverdue()
 
             if stopping {
                 if drainDeadline == nil { drainDeadline = .now + drainTimeout }
-                if toSend.isEmpty && outstanding.isEmpty { break }
+                if toSend.isEmpty && outstanding.isEmpty && nacked.isEmpty { break }
                 if ContinuousClock.now >= drainDeadline! {
                     failAll(.shutdown)
                     break
@@ -154,7 +162,8 @@ final class PublisherLoop: @unchecked Sendable {
                     nextTag += 1
                 }
                 if !handle.hasBufferedData {
-                    state.wakeup.wait(socket: handle.socketFD, timeout: .milliseconds(500))
+                    let nextDue = nacked.map(\.due).min().map { max(.zero, $0 - ContinuousClock.now) }
+                    state.wakeup.wait(socket: handle.socketFD, timeout: min(.milliseconds(500), nextDue ?? .milliseconds(500)))
                 }
                 // Read everything that is ready; also services heartbeats when nothing is.
                 while let event = try handle.nextFrame(timeout: .zero) {
@@ -212,8 +221,16 @@ final class PublisherLoop: @unchecked Sendable {
                 let id = publish.message.properties.messageId
                 if let error = returned.removeValue(forKey: id ?? "") {
                     publish.complete(.failure(error))
+                } else if isAck {
+                    nackBackoff.reset()
+                    publish.complete(.success(()))
+                } else if publish.deadline > .now {
+                    // A nack means the broker could not store it right now (a quorum queue without a
+                    // leader, say). Keep the promise "stored or timed out": send it again after a pause.
+                    logger.warning("RabbitMQ nacked a publish; sending it again", metadata: ["message_id": "\(id ?? "-")"])
+                    nacked.append((.now + nackBackoff.next(using: &random), publish))
                 } else {
-                    publish.complete(isAck ? .success(()) : .failure(.publishNacked(messageId: id)))
+                    publish.complete(.failure(.publishNacked(messageId: id)))
                 }
             }
         case let .returned(messageId, exchange, routingKey, replyText):
@@ -248,9 +265,10 @@ final class PublisherLoop: @unchecked Sendable {
     }
 
     private func failAll(_ error: AMQPError) {
-        (outstanding.map(\.publish) + toSend).forEach { $0.complete(.failure(error)) }
+        (outstanding.map(\.publish) + toSend + nacked.map(\.publish)).forEach { $0.complete(.failure(error)) }
         outstanding = []
         toSend = []
+        nacked = []
     }
 }
 

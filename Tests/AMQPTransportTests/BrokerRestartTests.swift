@@ -18,26 +18,36 @@ struct BrokerRestartTests {
         let port: Int
         var url: String { "amqp://guest:guest@127.0.0.1:\(port)/%2f" }
 
-        func run(_ verb: String) throws {
+        func run(_ verb: String) async throws {
             var env = ProcessInfo.processInfo.environment
             env["FLEET_SERVICES_DIR"] = dir
             env["RABBITMQ_PORT"] = "\(port)"
             env["RABBITMQ_MGMT_PORT"] = "\(port + 10000)"
             env["RABBITMQ_DIST_PORT"] = "\(port + 20000)"
             env["RABBITMQ_NODENAME"] = "fleet-test-\(port)@localhost"
-            let status = try spawnAndWait(["/bin/bash", servicesScript!, verb, "rabbitmq"], environment: env)
+            let status = try await spawnAndWait(["/bin/bash", servicesScript!, verb, "rabbitmq"], environment: env)
             try #require(status == 0, "services.sh \(verb) rabbitmq failed")
+        }
+
+        /// Starts the node, runs `body`, and always stops the node and removes its folder afterwards.
+        static func with(port: Int, _ body: (PrivateBroker) async throws -> Void) async throws {
+            let broker = PrivateBroker(port: port)
+            try await broker.run("start")
+            do {
+                try await body(broker)
+            } catch {
+                try? await broker.run("stop")
+                try? FileManager.default.removeItem(atPath: broker.dir)
+                throw error
+            }
+            try await broker.run("stop")
+            try? FileManager.default.removeItem(atPath: broker.dir)
         }
     }
 
     @Test(.timeLimit(.minutes(3)))
     func confirmedMessagesSurviveABrokerRestartAndAreConsumedExactlyOnce() async throws {
-        let broker = PrivateBroker(port: 5690)
-        try broker.run("start")
-        defer {
-            try? broker.run("stop")
-            try? FileManager.default.removeItem(atPath: broker.dir)
-        }
+        try await PrivateBroker.with(port: 5690) { broker in
         let config = try configuration(broker.url, name: "restart-test")
         let scratch = ScratchTopology()
         let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
@@ -51,7 +61,7 @@ struct BrokerRestartTests {
         for delivery in early.dropLast() { #expect(await consumer.ack(delivery)) }
         let unacked = early.last!
 
-        try broker.run("restart")
+        try await broker.run("restart")
 
         // The ack for a delivery from the dead connection cannot count; the broker redelivers it.
         #expect(await consumer.ack(unacked) == false)
@@ -75,27 +85,23 @@ struct BrokerRestartTests {
         let admin = AMQPAdmin(configuration: config)
         #expect(try await admin.messageCount(queue: scratch.queue) == 0)
         await admin.close()
+        }
     }
 
     @Test(.timeLimit(.minutes(3)))
     func aPublishDuringTheOutageIsConfirmedOnceTheBrokerIsBack() async throws {
-        let broker = PrivateBroker(port: 5691)
-        try broker.run("start")
-        defer {
-            try? broker.run("stop")
-            try? FileManager.default.removeItem(atPath: broker.dir)
-        }
+        try await PrivateBroker.with(port: 5691) { broker in
         let config = try configuration(broker.url, name: "outage-test")
         let scratch = ScratchTopology()
         let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
         try await publisher.publish(scratch.message("warm-up", id: "warm-up"))
 
-        try broker.run("stop")
+        try await broker.run("stop")
         // Published while the broker is down: it waits and is retried, not lost.
         async let confirmed: Void = publisher.publish(scratch.message("during-outage", id: "during-outage"))
         try await Task.sleep(for: .milliseconds(300))
         #expect(!publisher.isConnected)
-        try broker.run("start")
+        try await broker.run("start")
         try await confirmed
 
         let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
@@ -104,19 +110,35 @@ struct BrokerRestartTests {
         #expect(got.compactMap(\.properties.messageId).sorted() == ["during-outage", "warm-up"])
         await consumer.shutdown()
         await publisher.shutdown()
+        }
     }
 }
 
-/// Runs a command and waits for it with waitpid. (Foundation's Process.waitUntilExit never returned
-/// here for a script that leaves a daemon running in the background.)
-func spawnAndWait(_ argv: [String], environment: [String: String]) throws -> Int32 {
-    var pid: pid_t = 0
-    let cArgs = argv.map { strdup($0) } + [nil]
-    let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { (cArgs + cEnv).forEach { free($0) } }
-    let rc = posix_spawn(&pid, argv[0], nil, nil, cArgs, cEnv)
-    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+/// Runs a command to completion on a thread of its own and returns its exit status. It takes seconds
+/// (a broker start or restart), so it must not block one of the cooperative pool's few threads: that
+/// would stall every other test running in parallel. (posix_spawn + waitpid, because Foundation's
+/// Process.waitUntilExit never returned here for a script that leaves a daemon running.)
+func spawnAndWait(_ argv: [String], environment: [String: String]) async throws -> Int32 {
+    let result: Result<Int32, POSIXError> = await withCheckedContinuation { continuation in
+        let thread = Thread {
+            var pid: pid_t = 0
+            // The child must not inherit the test process's sockets (posix_spawn does not close them): a
+            // broker that kept a copy of a test's connection would hold it open after the test closed it.
+            // So a small bash prologue closes every inherited descriptor above 2, then runs the command.
+            let closeInherited = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@""#
+            let cArgs = (["/bin/bash", "-c", closeInherited, "spawn"] + argv).map { strdup($0) } + [nil]
+            let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer { (cArgs + cEnv).forEach { free($0) } }
+            let rc = posix_spawn(&pid, "/bin/bash", nil, nil, cArgs, cEnv)
+            guard rc == 0 else {
+                continuation.resume(returning: .failure(POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO)))
+                return
+            }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            continuation.resume(returning: .success((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)))
+        }
+        thread.start()
+    }
+    return try result.get()
 }

@@ -69,3 +69,17 @@ actor DeliveryCollector {
         return received
     }
 }
+
+/// The queue's ready-message count, polled until it equals `expected` or 10 s pass (the broker settles
+/// requeues asynchronously after a connection closes).
+func readyCount(_ queue: String, _ config: AMQPConfiguration, becomes expected: Int) async throws -> Int {
+    let admin = AMQPAdmin(configuration: config)
+    let deadline = ContinuousClock.now + .seconds(10)
+    var count = try await admin.messageCount(queue: queue)
+    while count != expected, ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(50))
+        count = try await admin.messageCount(queue: queue)
+    }
+    await admin.close()
+    return count
+}

@@ -156,7 +156,7 @@ struct DefinitionsImportTests {
     /// Imports topology/definitions.json through the management API (as an operator would), then
     /// declares the same topology over AMQP as a worker does at start-up: no 406 means they agree.
     @Test func definitionsImportAndWorkersAgreeWithThem() async throws {
-        let status = try spawnAndWait([
+        let status = try await spawnAndWait([
             "/usr/bin/curl", "-sf", "-u", "guest:guest", "-H", "content-type: application/json",
             "-X", "POST", "--data-binary", "@\(definitionsPath)", "\(managementURL!)/api/definitions",
         ])
@@ -167,13 +167,30 @@ struct DefinitionsImportTests {
     }
 }
 
-func spawnAndWait(_ argv: [String]) throws -> Int32 {
-    var pid: pid_t = 0
-    let cArgs = argv.map { strdup($0) } + [nil]
-    defer { cArgs.forEach { free($0) } }
-    let rc = posix_spawn(&pid, argv[0], nil, nil, cArgs, environ)
-    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+/// Runs a command to completion on a thread of its own and returns its exit status. It takes seconds
+/// (a broker start or restart), so it must not block one of the cooperative pool's few threads: that
+/// would stall every other test running in parallel. (posix_spawn + waitpid, because Foundation's
+/// Process.waitUntilExit never returned here for a script that leaves a daemon running.)
+func spawnAndWait(_ argv: [String]) async throws -> Int32 {
+    let result: Result<Int32, POSIXError> = await withCheckedContinuation { continuation in
+        let thread = Thread {
+            var pid: pid_t = 0
+            // The child must not inherit the test process's sockets (posix_spawn does not close them): a
+            // broker that kept a copy of a test's connection would hold it open after the test closed it.
+            // So a small bash prologue closes every inherited descriptor above 2, then runs the command.
+            let closeInherited = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@""#
+            let cArgs = (["/bin/bash", "-c", closeInherited, "spawn"] + argv).map { strdup($0) } + [nil]
+            defer { cArgs.forEach { free($0) } }
+            let rc = posix_spawn(&pid, "/bin/bash", nil, nil, cArgs, environ)
+            guard rc == 0 else {
+                continuation.resume(returning: .failure(POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO)))
+                return
+            }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            continuation.resume(returning: .success((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)))
+        }
+        thread.start()
+    }
+    return try result.get()
 }
