@@ -21,6 +21,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -59,7 +62,11 @@ let package = Package(
 
         // MARK: Runtime shared by the workers: topology, message harness
         .target(name: "FleetRuntime", dependencies: [
-            "AMQPTransport", "RecoveryCore", .product(name: "Logging", package: "swift-log"),
+            "AMQPTransport", "RecoveryCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // MARK: Benchmarks (see docs/benchmarks.md)
@@ -69,7 +76,11 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore"]),
-        .testTarget(name: "FleetRuntimeTests", dependencies: ["FleetRuntime", "AMQPTransport", "RecoveryCore"]),
+        .testTarget(name: "FleetRuntimeTests", dependencies: [
+            "FleetRuntime", "AMQPTransport", "RecoveryCore", "HTTPTransport",
+            .product(name: "InMemoryLogging", package: "swift-log"),
+            .product(name: "MetricsTestKit", package: "swift-metrics"),
+        ]),
         .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
