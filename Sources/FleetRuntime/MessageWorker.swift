@@ -47,20 +47,22 @@ public struct DeadLetterSink: Sendable {
 /// - The handler throws anything else: the message is requeued to be tried again; after the queue's
 ///   delivery limit RabbitMQ dead-letters it itself (`x-death` reason `delivery_limit`).
 /// - Dead-lettering itself fails: the message is requeued, never acked.
-public struct MessageWorker<Body: Codable & Sendable>: Sendable {
-    public typealias Handler = @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
+public struct MessageWorker<Message: Sendable>: Sendable {
+    public typealias Handler = @Sendable (Message, AMQPDelivery) async throws -> Void
+    public typealias Decoder = @Sendable ([UInt8]) throws(MessageDecodingError) -> Message
 
     let consumer: AMQPConsumer
     let deadLetters: DeadLetterSink
-    let expecting: MessageType
+    let decode: Decoder
     let handler: Handler
     let logger: Logger
 
-    public init(consumer: AMQPConsumer, deadLetters: DeadLetterSink, expecting: MessageType,
-                logger: Logger, handler: @escaping Handler) {
+    /// A worker for a queue that carries several message types: `decode` picks the body type.
+    public init(consumer: AMQPConsumer, deadLetters: DeadLetterSink, logger: Logger,
+                decode: @escaping Decoder, handler: @escaping Handler) {
         self.consumer = consumer
         self.deadLetters = deadLetters
-        self.expecting = expecting
+        self.decode = decode
         self.handler = handler
         self.logger = logger
     }
@@ -75,17 +77,15 @@ public struct MessageWorker<Body: Codable & Sendable>: Sendable {
     func process(_ delivery: AMQPDelivery) async {
         var logger = logger
         logger[metadataKey: "message_id"] = "\(delivery.properties.messageId ?? "-")"
-        let envelope: Envelope<Body>
+        let message: Message
         do {
-            envelope = try EnvelopeCodec.decode(delivery.body, as: Body.self, expecting: expecting)
+            message = try decode(delivery.body)
         } catch {
             await reject(delivery, reason: error.reason, logger: logger)
             return
         }
-        if let target = envelope.target { logger[metadataKey: "instance_id"] = "\(target)" }
-        if let incident = envelope.correlationId { logger[metadataKey: "incident_id"] = "\(incident)" }
         do {
-            try await handler(envelope, delivery)
+            try await handler(message, delivery)
             await consumer.ack(delivery)
         } catch let rejection as RejectMessage {
             await reject(delivery, reason: rejection.reason, logger: logger)
@@ -106,5 +106,17 @@ public struct MessageWorker<Body: Codable & Sendable>: Sendable {
             logger.error("could not dead-letter a refused message; requeued", metadata: ["error": "\(error)"])
             await consumer.nack(delivery, requeue: true)
         }
+    }
+}
+
+extension MessageWorker {
+    /// A worker for a queue of one message type.
+    public init<Body: Codable & Sendable>(
+        consumer: AMQPConsumer, deadLetters: DeadLetterSink, expecting: MessageType, logger: Logger,
+        handler: @escaping @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
+    ) where Message == Envelope<Body> {
+        self.init(consumer: consumer, deadLetters: deadLetters, logger: logger,
+                  decode: { (bytes) throws(MessageDecodingError) in try EnvelopeCodec.decode(bytes, as: Body.self, expecting: expecting) },
+                  handler: handler)
     }
 }

@@ -137,6 +137,22 @@ public enum EnvelopeCodec {
         }
     }
 
+    /// The `type` of an envelope, to choose the body type on a queue that carries several. Refuses
+    /// non-JSON and unknown types with the same reasons as `decode`.
+    public static func messageType(of bytes: [UInt8]) throws(MessageDecodingError) -> MessageType {
+        struct TypeOnly: Decodable { var type: String }
+        guard (try? JSONSerialization.jsonObject(with: Data(bytes))) is [String: Any] else {
+            throw MessageDecodingError(kind: .notJSON, detail: "the body is not a JSON object")
+        }
+        guard let header = try? decoder.decode(TypeOnly.self, from: Data(bytes)) else {
+            throw MessageDecodingError(kind: .missingField, detail: "missing field 'type'")
+        }
+        guard let type = MessageType(rawValue: header.type) else {
+            throw MessageDecodingError(kind: .unexpectedType, detail: "unknown type '\(header.type)'")
+        }
+        return type
+    }
+
     private struct Header: Decodable {
         var type: String
         var schemaVersion: Int

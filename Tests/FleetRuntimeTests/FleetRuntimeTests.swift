@@ -73,7 +73,7 @@ struct MessageWorkerTests {
         let publisher = AMQPPublisher(configuration: config, topology: topology.amqp)
         let consumer = AMQPConsumer(configuration: config, topology: topology.amqp, queue: topology.commandsQueue)
         let handled = Mutex<[Int]>([])
-        let worker = MessageWorker<Ping>(
+        let worker = MessageWorker<Envelope<Ping>>(
             consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-test"),
             expecting: .command, logger: Logger(label: "test")
         ) { envelope, _ in
@@ -125,7 +125,7 @@ struct MessageWorkerTests {
         let consumer = AMQPConsumer(configuration: config, topology: topology.amqp, queue: topology.commandsQueue)
         let attempts = Mutex(0)
         struct Flaky: Error {}
-        let worker = MessageWorker<Ping>(
+        let worker = MessageWorker<Envelope<Ping>>(
             consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "t"),
             expecting: .command, logger: Logger(label: "test")
         ) { _, _ in
