@@ -1,0 +1,184 @@
+import Foundation
+
+// The message bodies the escalation machine reads and writes. Each is the `body` of an `Envelope`; the
+// envelope's `id` is the event id the machine deduplicates on, and its `target` routes the message to
+// the target's state. Field names on the wire are snake_case, like the envelope's.
+
+/// One health check of a target: `observation` body, probe -> decision.
+public struct ProbeResult: Codable, Sendable, Equatable {
+    /// Which prober made the check (for quorum), e.g. `probe@eu-west-1a`.
+    public var prober: String
+    /// The instance that was checked. Nil means the target's current instance. Checks of the original
+    /// instance after a re-provision feed the "original instance is back" notice; checks of any other
+    /// instance are ignored.
+    public var instanceId: String?
+    public var healthy: Bool
+    public var statusCode: Int?
+    /// Why the check failed (timeout, status, body mismatch), for notices and history.
+    public var detail: String?
+
+    public init(prober: String, instanceId: String? = nil, healthy: Bool, statusCode: Int? = nil, detail: String? = nil) {
+        self.prober = prober
+        self.instanceId = instanceId
+        self.healthy = healthy
+        self.statusCode = statusCode
+        self.detail = detail
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case prober, healthy, detail
+        case instanceId = "instance_id"
+        case statusCode = "status_code"
+    }
+}
+
+/// What the actuator is asked to do: `action.request` body, decision -> actuator. It carries everything
+/// the actuator needs; the actuator must not look anything up in the decision worker's state.
+public struct ActionRequest: Codable, Sendable, Equatable {
+    /// `<target>/<incident>/<step>`. The actuator runs each key at most once, and reports the outcome of
+    /// the first run again for a repeated key.
+    public var idempotencyKey: String
+    public var target: String
+    public var incidentId: String
+    public var step: RecoveryStep
+    /// The instance the target runs on now (the one to restart, or to replace).
+    public var instanceId: String
+    public var region: String
+    /// Where the new instance goes: `region` for restart and re-provision, the DR region (or home, when
+    /// already in DR) for fail-over.
+    public var destinationRegion: String
+    public var elasticIpAllocationId: String?
+    public var requestedAt: Date
+    /// After this, the machine stops waiting for this step and escalates; the actuator should give up too.
+    public var deadline: Date
+    /// The operator who ran the step by hand or approved it; nil for an automatic step.
+    public var requestedBy: String?
+
+    public init(
+        idempotencyKey: String, target: String, incidentId: String, step: RecoveryStep, instanceId: String,
+        region: String, destinationRegion: String, elasticIpAllocationId: String?, requestedAt: Date,
+        deadline: Date, requestedBy: String?
+    ) {
+        self.idempotencyKey = idempotencyKey
+        self.target = target
+        self.incidentId = incidentId
+        self.step = step
+        self.instanceId = instanceId
+        self.region = region
+        self.destinationRegion = destinationRegion
+        self.elasticIpAllocationId = elasticIpAllocationId
+        self.requestedAt = requestedAt
+        self.deadline = deadline
+        self.requestedBy = requestedBy
+    }
+
+    /// The idempotency key of a step: one per (target, incident, step).
+    public static func key(target: String, incidentId: String, step: RecoveryStep) -> String {
+        "\(target)/\(incidentId)/\(step.rawValue)"
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case target, step, region, deadline
+        case idempotencyKey = "idempotency_key"
+        case incidentId = "incident_id"
+        case instanceId = "instance_id"
+        case destinationRegion = "destination_region"
+        case elasticIpAllocationId = "elastic_ip_allocation_id"
+        case requestedAt = "requested_at"
+        case requestedBy = "requested_by"
+    }
+}
+
+/// How a requested step ended: `action.event` body, actuator -> decision.
+public struct ActionOutcome: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable {
+        /// The step ran (the instance restarted, the new instance is running with the Elastic IP).
+        case succeeded
+        /// The step failed in a way the next step may fix; the machine escalates at once.
+        case failed
+        /// The step cannot run without a person (no snapshot, no permission, quota): automation stops
+        /// for the incident.
+        case humanNeeded = "human_needed"
+    }
+
+    public var idempotencyKey: String
+    public var incidentId: String
+    public var step: RecoveryStep
+    public var status: Status
+    public var reason: String?
+    /// For a successful re-provision or fail-over: the instance that serves the target now.
+    public var instanceId: String?
+    public var region: String?
+
+    public init(
+        idempotencyKey: String, incidentId: String, step: RecoveryStep, status: Status, reason: String? = nil,
+        instanceId: String? = nil, region: String? = nil
+    ) {
+        self.idempotencyKey = idempotencyKey
+        self.incidentId = incidentId
+        self.step = step
+        self.status = status
+        self.reason = reason
+        self.instanceId = instanceId
+        self.region = region
+    }
+
+    /// The outcome for a request.
+    public init(for request: ActionRequest, status: Status, reason: String? = nil, newInstance: InstanceRef? = nil) {
+        self.init(
+            idempotencyKey: request.idempotencyKey, incidentId: request.incidentId, step: request.step,
+            status: status, reason: reason, instanceId: newInstance?.id, region: newInstance?.region)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case step, status, reason, region
+        case idempotencyKey = "idempotency_key"
+        case incidentId = "incident_id"
+        case instanceId = "instance_id"
+    }
+}
+
+/// An operator's command about one target: `command` body, recoveryctl -> decision. The target is the
+/// envelope's `target`; `operator` comes from the AMQP `user_id`, which the broker has verified.
+/// (`recoveryctl brake release` is fleet-wide and goes to `FleetBrake`, not here.)
+public struct OperatorCommand: Codable, Sendable, Equatable {
+    public enum Name: String, Codable, Sendable, CaseIterable {
+        /// Someone is on it: no automatic step for this incident until `resume`.
+        case ack
+        /// Take the pending step now (and the only way to act on a target that requires approval).
+        case approve
+        /// No step before `until`; then the normal flow continues.
+        case hold
+        /// Undo an ack or a hold.
+        case resume
+        /// Forget the outage count: the next outage starts the ladder at restart again.
+        case reset
+        /// Run a step now, by hand.
+        case restart, reprovision, failover
+
+        /// The ladder step a step command runs.
+        public var step: RecoveryStep? {
+            switch self {
+            case .restart: .restart
+            case .reprovision: .reprovision
+            case .failover: .failover
+            default: nil
+            }
+        }
+    }
+
+    public var name: Name
+    public var `operator`: String
+    /// For `hold`: the end of the hold.
+    public var until: Date?
+
+    public init(_ name: Name, by operator: String, until: Date? = nil) {
+        self.name = name
+        self.operator = `operator`
+        self.until = until
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, `operator`, until
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+
+/// The fleet-wide brake, as a small pure value next to the per-target machines. One copy exists for the
+/// fleet (stored as JSON in Redis, changed only under the fleet lock).
+///
+/// It engages when too many targets are in outage at once (more than `maxOutageShare` of the fleet, and
+/// at least `minimumOutages` targets), when destructive steps run too often (the `maxDestructiveActions`-th
+/// step within `actionWindow` engages it, so no more than that many start per window), or by hand. While
+/// engaged, no destructive step runs anywhere: the decision worker passes `isEngaged` into every
+/// `EscalationMachine.handle`, and step commands are refused. One alert goes out per engagement, not one
+/// per target. Only an operator releases it (`recoveryctl brake release`); the release wakes every target
+/// in outage so their pending steps run.
+///
+/// The per-target machines feed it through their `.reportToFleet(_)` actions.
+public struct FleetBrake: Codable, Sendable, Equatable {
+    public static let currentSchemaVersion = 1
+    static let commandMemory = 64
+
+    public struct Settings: Codable, Sendable, Equatable {
+        /// Engage when more than this share of the fleet is in outage at once. Default 0.30.
+        public var maxOutageShare: Double = 0.30
+        /// …and at least this many targets are (so one outage in a fleet of three does not brake the
+        /// fleet). Default 2.
+        public var minimumOutages: Int = 2
+        /// At most this many destructive steps start within `actionWindow`; the one that reaches it
+        /// engages the brake. Default 5.
+        public var maxDestructiveActions: Int = 5
+        /// Seconds. Default 3600 (1 h).
+        public var actionWindow: TimeInterval = 3600
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case maxOutageShare = "max_outage_share"
+            case minimumOutages = "minimum_outages"
+            case maxDestructiveActions = "max_destructive_actions"
+            case actionWindow = "action_window"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Settings()
+            maxOutageShare = try c.decodeIfPresent(Double.self, forKey: .maxOutageShare) ?? d.maxOutageShare
+            minimumOutages = try c.decodeIfPresent(Int.self, forKey: .minimumOutages) ?? d.minimumOutages
+            maxDestructiveActions = try c.decodeIfPresent(Int.self, forKey: .maxDestructiveActions) ?? d.maxDestructiveActions
+            actionWindow = try c.decodeIfPresent(TimeInterval.self, forKey: .actionWindow) ?? d.actionWindow
+        }
+    }
+
+    public enum Trigger: String, Codable, Sendable {
+        case outageShare = "outage_share"
+        case actionRate = "action_rate"
+        case manual
+    }
+
+    public struct Engagement: Codable, Sendable, Equatable {
+        /// 1 for the first engagement ever, and so on (it names the alert).
+        public var number: Int
+        public var at: Date
+        public var trigger: Trigger
+        public var detail: String
+        /// The operator who engaged it by hand.
+        public var by: String?
+        public var targets: [String]
+    }
+
+    public struct ActionStamp: Codable, Sendable, Equatable {
+        public var idempotencyKey: String
+        public var target: String
+        public var at: Date
+    }
+
+    public enum Event: Sendable, Equatable {
+        /// From a target machine: an outage was declared.
+        case outageOpened(target: String)
+        /// From a target machine: the incident closed.
+        case outageClosed(target: String)
+        /// From a target machine: a destructive step was requested (counted once per key).
+        case destructiveActionRequested(target: String, idempotencyKey: String)
+        /// From configuration: the targets of the fleet (the denominator of the outage share).
+        case fleetChanged(targets: [String])
+        /// `recoveryctl brake engage --reason …`: stop all destructive steps now.
+        case engage(id: String, operator: String, reason: String)
+        /// `recoveryctl brake release`.
+        case release(id: String, operator: String)
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Publish a notification (the one alert of an engagement, the release, or a command answer).
+        case notify(Notice)
+        /// A brake command was refused: answer its sender and publish the notice.
+        case rejectCommand(Notice)
+        /// Send a `.tick` to each of these targets (their steps may run now).
+        case wakeTargets([String])
+    }
+
+    public private(set) var schemaVersion: Int
+    public var settings: Settings
+    /// The fleet's targets, sorted.
+    public private(set) var fleet: [String]
+    /// Targets with an open incident, sorted.
+    public private(set) var targetsInOutage: [String]
+    /// Destructive steps requested within the action window.
+    public private(set) var recentActions: [ActionStamp]
+    public private(set) var engagement: Engagement?
+    public private(set) var engagements: Int
+    /// Outages the operator saw when releasing: the share rule engages again only when there are more.
+    public private(set) var acceptedOutages: Int
+    /// The rate rule counts steps from here on (the last release).
+    public private(set) var countActionsSince: Date?
+    public private(set) var recentCommandIds: [String]
+
+    public init(settings: Settings = Settings(), fleet: [String] = []) {
+        self.schemaVersion = Self.currentSchemaVersion
+        self.settings = settings
+        self.fleet = Array(Set(fleet)).sorted()
+        self.targetsInOutage = []
+        self.recentActions = []
+        self.engagement = nil
+        self.engagements = 0
+        self.acceptedOutages = 0
+        self.countActionsSince = nil
+        self.recentCommandIds = []
+    }
+
+    public var isEngaged: Bool { engagement != nil }
+
+    /// The share of the fleet in outage (targets in outage that are not in `fleet` count in both).
+    public var outageShare: Double {
+        let size = Set(fleet).union(targetsInOutage).count
+        return size == 0 ? 0 : Double(targetsInOutage.count) / Double(size)
+    }
+
+    /// Destructive steps that count against the rate limit at `now`.
+    public func countedActions(at now: Date) -> Int {
+        recentActions.filter { stamp in
+            now.timeIntervalSince(stamp.at) < settings.actionWindow && countActionsSince.map { stamp.at >= $0 } ?? true
+        }.count
+    }
+
+    public mutating func handle(_ event: Event, now: Date) -> [Action] {
+        var actions: [Action] = []
+        recentActions.removeAll { now.timeIntervalSince($0.at) >= settings.actionWindow }
+        switch event {
+        case .outageOpened(let target):
+            if !targetsInOutage.contains(target) {
+                targetsInOutage.append(target)
+                targetsInOutage.sort()
+            }
+            checkShare(now, &actions)
+        case .outageClosed(let target):
+            targetsInOutage.removeAll { $0 == target }
+            acceptedOutages = min(acceptedOutages, targetsInOutage.count)
+        case .destructiveActionRequested(let target, let key):
+            guard !recentActions.contains(where: { $0.idempotencyKey == key }) else { break }
+            recentActions.append(ActionStamp(idempotencyKey: key, target: target, at: now))
+            checkRate(now, &actions)
+        case .fleetChanged(let targets):
+            fleet = Array(Set(targets)).sorted()
+            if !fleet.isEmpty { targetsInOutage.removeAll { !fleet.contains($0) } }
+            acceptedOutages = min(acceptedOutages, targetsInOutage.count)
+            checkShare(now, &actions)
+        case .engage(let id, let who, let reason):
+            guard remember(id) else { break }
+            if let engagement {
+                actions.append(.rejectCommand(commandNotice(.commandRejected, id: id, name: "brake engage", who: who, now,
+                    detail: "brake engage refused: the brake is already engaged (since \(TimeText.iso(engagement.at)): \(engagement.detail))")))
+                break
+            }
+            engage(.manual, detail: "engaged by \(who): \(reason)", by: who, targets: targetsInOutage, now, &actions)
+        case .release(let id, let who):
+            guard remember(id) else { break }
+            guard let engagement else {
+                actions.append(.rejectCommand(commandNotice(.commandRejected, id: id, name: "brake release", who: who, now,
+                    detail: "brake release refused: the brake is not engaged")))
+                break
+            }
+            self.engagement = nil
+            acceptedOutages = targetsInOutage.count
+            countActionsSince = now
+            var notice = commandNotice(.brakeReleased, id: id, name: "brake release", who: who, now,
+                detail: "\(who) released the fleet brake (engaged \(TimeText.iso(engagement.at)): \(engagement.detail)); destructive steps may run again. Targets in outage: \(targetsInOutage.isEmpty ? "none" : targetsInOutage.joined(separator: ", "))")
+            notice.targets = targetsInOutage
+            actions.append(.notify(notice))
+            if !targetsInOutage.isEmpty { actions.append(.wakeTargets(targetsInOutage)) }
+        }
+        return actions
+    }
+
+    private mutating func checkShare(_ now: Date, _ actions: inout [Action]) {
+        let count = targetsInOutage.count
+        guard !isEngaged, count >= max(1, settings.minimumOutages), count > acceptedOutages,
+            outageShare > settings.maxOutageShare
+        else { return }
+        let size = Set(fleet).union(targetsInOutage).count
+        let percent = Int((outageShare * 100).rounded())
+        let limit = Int((settings.maxOutageShare * 100).rounded())
+        engage(.outageShare,
+               detail: "\(count) of \(size) targets (\(percent)%) are in outage at once, more than \(limit)%: this looks like a shared cause, not \(count) broken sites",
+               by: nil, targets: targetsInOutage, now, &actions)
+    }
+
+    private mutating func checkRate(_ now: Date, _ actions: inout [Action]) {
+        let counted = countedActions(at: now)
+        guard !isEngaged, counted >= max(1, settings.maxDestructiveActions) else { return }
+        let counting = recentActions.filter { stamp in countActionsSince.map { stamp.at >= $0 } ?? true }
+        let targets = Array(Set(counting.map(\.target))).sorted()
+        engage(.actionRate,
+               detail: "\(counted) destructive steps within \(TimeText.duration(settings.actionWindow)) reached the limit of \(settings.maxDestructiveActions)",
+               by: nil, targets: targets, now, &actions)
+    }
+
+    private mutating func engage(
+        _ trigger: Trigger, detail: String, by: String?, targets: [String], _ now: Date, _ actions: inout [Action]
+    ) {
+        engagements += 1
+        engagement = Engagement(number: engagements, at: now, trigger: trigger, detail: detail, by: by, targets: targets)
+        let notice = Notice(
+            id: "fleet:brake_engaged:\(engagements)", kind: .brakeEngaged, at: now, targets: targets,
+            detail: "fleet brake engaged: \(detail). No restart, re-provision or fail-over runs on any target until an operator releases it.",
+            commands: [RecoveryCtl.brakeRelease])
+        actions.append(.notify(notice))
+    }
+
+    private func commandNotice(_ kind: NotificationKind, id: String, name: String, who: String, _ now: Date, detail: String) -> Notice {
+        Notice(
+            id: "command:\(id)", kind: kind, at: now, detail: detail,
+            command: CommandRef(id: id, name: name, operator: who))
+    }
+
+    /// Records a command id; false when it was seen before (a redelivery).
+    private mutating func remember(_ id: String) -> Bool {
+        guard !recentCommandIds.contains(id) else { return false }
+        recentCommandIds.append(id)
+        if recentCommandIds.count > Self.commandMemory { recentCommandIds.removeFirst() }
+        return true
+    }
+}

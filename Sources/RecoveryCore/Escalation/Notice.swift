@@ -1,0 +1,195 @@
+import Foundation
+
+/// What a notice is about. The notifier picks the wording and the channel from this.
+public enum NotificationKind: String, Codable, Sendable, CaseIterable {
+    /// N failures: an incident is open; says the step, when it runs and how to respond.
+    case outageDeclared = "outage_declared"
+    /// A step waits for `recoveryctl approve` (the target requires approval).
+    case approvalRequested = "approval_requested"
+    /// No approval came in time: nothing was done (fail closed).
+    case approvalTimedOut = "approval_timed_out"
+    /// A step was requested from the actuator.
+    case actionStarted = "action_started"
+    /// The actuator reports that the step ran; the machine now verifies that the site is back.
+    case actionSucceeded = "action_succeeded"
+    /// The actuator reports that the step failed; says the next step.
+    case actionFailed = "action_failed"
+    /// The step's verification window passed with the site still down; says the next step.
+    case verificationFailed = "verification_failed"
+    /// Automation has stopped for this incident and a person must act (no snapshot, ladder used up…).
+    case humanNeeded = "human_needed"
+    /// M healthy checks: the incident is closed.
+    case recovered
+    /// The instance the target ran on before it was re-provisioned answers again.
+    case originalInstanceBack = "original_instance_back"
+    /// Fleet-wide: the brake stopped all destructive steps.
+    case brakeEngaged = "brake_engaged"
+    case brakeReleased = "brake_released"
+    /// An operator command was carried out; `detail` says what it changed.
+    case commandAccepted = "command_accepted"
+    /// An operator command was refused; `detail` says why and what to do instead.
+    case commandRejected = "command_rejected"
+}
+
+/// Why the next step will not run by itself at `nextStepAt`.
+public enum StepBlocker: String, Codable, Sendable {
+    /// An admin acknowledged the incident; `recoveryctl resume` hands it back.
+    case acknowledged
+    /// Held until `nextStepAt`.
+    case held
+    /// The fleet brake is engaged; `recoveryctl brake release`.
+    case brake
+    /// Waits for `recoveryctl approve` until `respondBy`.
+    case approval
+    /// The target is quarantined: notify only.
+    case quarantine
+}
+
+/// The operator command a notice answers.
+public struct CommandRef: Codable, Sendable, Equatable {
+    /// The command message's id: the notifier replies to the sender with it.
+    public var id: String
+    public var name: String
+    public var `operator`: String
+
+    public init(id: String, name: String, operator: String) {
+        self.id = id
+        self.name = name
+        self.operator = `operator`
+    }
+
+    enum CodingKeys: String, CodingKey { case id, name, `operator` }
+}
+
+/// Everything a notice must say: `notification` body, decision -> notifier. The notifier formats it; the
+/// machine does not write prose beyond `detail`.
+public struct Notice: Codable, Sendable, Equatable {
+    /// Stable for the same decision (e.g. `inc-…:action_started:restart`), so a notifier can drop a
+    /// duplicate that a restarted worker sends again.
+    public var id: String
+    public var kind: NotificationKind
+    public var at: Date
+    /// The target, or nil for a fleet-wide notice.
+    public var target: String?
+    public var instanceId: String?
+    public var region: String?
+    public var incidentId: String?
+    /// Outages of this target within the count window, this one included.
+    public var outageCount: Int?
+    /// The step the notice is about (started, succeeded, failed).
+    public var step: RecoveryStep?
+    /// What happens next: the step the machine will take, or `notifyOnly` when it will take none.
+    public var nextStep: RecoveryStep?
+    /// When `nextStep` runs by itself (the grace deadline, a hold's end, a verification deadline); nil
+    /// when it will not run by itself (see `blockedBy`).
+    public var nextStepAt: Date?
+    /// Why `nextStep` will not run by itself at `nextStepAt`.
+    public var blockedBy: StepBlocker?
+    /// The deadline for a response (the approval deadline).
+    public var respondBy: Date?
+    /// For `recovered`: the step that was in progress when the site came back; nil when it came back by
+    /// itself (during the grace period, or after automation stopped).
+    public var fixedBy: RecoveryStep?
+    /// For `recovered`: every step requested during the incident, in order.
+    public var stepsTaken: [RecoveryStep]?
+    /// Fleet-wide notices: the targets concerned.
+    public var targets: [String]?
+    /// The reason, or for an accepted command what it changed.
+    public var detail: String?
+    /// The exact recoveryctl command lines an admin can run in response, most useful first.
+    public var commands: [String]
+    /// For command answers: the command this answers.
+    public var command: CommandRef?
+
+    public init(
+        id: String, kind: NotificationKind, at: Date, target: String? = nil, instanceId: String? = nil,
+        region: String? = nil, incidentId: String? = nil, outageCount: Int? = nil, step: RecoveryStep? = nil,
+        nextStep: RecoveryStep? = nil, nextStepAt: Date? = nil, blockedBy: StepBlocker? = nil,
+        respondBy: Date? = nil, fixedBy: RecoveryStep? = nil, stepsTaken: [RecoveryStep]? = nil,
+        targets: [String]? = nil, detail: String? = nil, commands: [String] = [], command: CommandRef? = nil
+    ) {
+        self.id = id
+        self.kind = kind
+        self.at = at
+        self.target = target
+        self.instanceId = instanceId
+        self.region = region
+        self.incidentId = incidentId
+        self.outageCount = outageCount
+        self.step = step
+        self.nextStep = nextStep
+        self.nextStepAt = nextStepAt
+        self.blockedBy = blockedBy
+        self.respondBy = respondBy
+        self.fixedBy = fixedBy
+        self.stepsTaken = stepsTaken
+        self.targets = targets
+        self.detail = detail
+        self.commands = commands
+        self.command = command
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, at, target, region, step, detail, commands, command, targets
+        case instanceId = "instance_id"
+        case incidentId = "incident_id"
+        case outageCount = "outage_count"
+        case nextStep = "next_step"
+        case nextStepAt = "next_step_at"
+        case blockedBy = "blocked_by"
+        case respondBy = "respond_by"
+        case fixedBy = "fixed_by"
+        case stepsTaken = "steps_taken"
+    }
+}
+
+/// The exact recoveryctl command lines that notices quote. Target names come from an instance tag and
+/// can hold anything, so they are shell-quoted when they need it.
+public enum RecoveryCtl {
+    public static func ack(_ target: String) -> String { "recoveryctl ack \(quote(target))" }
+    public static func approve(_ target: String) -> String { "recoveryctl approve \(quote(target))" }
+    public static func resume(_ target: String) -> String { "recoveryctl resume \(quote(target))" }
+    public static func reset(_ target: String) -> String { "recoveryctl reset \(quote(target))" }
+    public static func hold(_ target: String, until: Date) -> String {
+        "recoveryctl hold \(quote(target)) --until \(TimeText.iso(until))"
+    }
+    public static func run(_ step: RecoveryStep, _ target: String) -> String? {
+        step.commandName.map { "recoveryctl \($0.rawValue) \(quote(target))" }
+    }
+    public static let brakeRelease = "recoveryctl brake release"
+
+    /// POSIX shell quoting: bare when the name is made of safe characters, else in single quotes.
+    public static func quote(_ word: String) -> String {
+        let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-")
+        if !word.isEmpty, word.allSatisfy({ safe.contains($0) }) { return word }
+        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// Times and durations as the machine writes them into ids and `detail`.
+enum TimeText {
+    /// `2026-11-22T03:05:00Z`: whole seconds, UTC.
+    static func iso(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle())
+    }
+
+    /// `20261122T030500Z`, for ids.
+    static func compact(_ date: Date) -> String {
+        iso(date).filter { $0 != "-" && $0 != ":" }
+    }
+
+    /// `45s`, `10m`, `1h30m`, `2d`.
+    static func duration(_ seconds: TimeInterval) -> String {
+        var s = Int(seconds.rounded())
+        if s < 60 { return "\(s)s" }
+        var parts: [String] = []
+        let days = s / 86_400; s %= 86_400
+        let hours = s / 3600; s %= 3600
+        let minutes = s / 60; s %= 60
+        if days > 0 { parts.append("\(days)d") }
+        if hours > 0 { parts.append("\(hours)h") }
+        if minutes > 0 { parts.append("\(minutes)m") }
+        if s > 0 { parts.append("\(s)s") }
+        return parts.joined()
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// Encodes and decodes the stored state of `EscalationMachine` and `FleetBrake` (JSON in Redis). Keys are
+/// sorted so equal states give equal bytes; times are ISO 8601 UTC with milliseconds, like messages, so an
+/// operator can read the state with `redis-cli GET`.
+public enum StateCodec {
+    public static func encode(_ machine: EscalationMachine) throws -> [UInt8] { try encodeValue(machine) }
+    public static func encode(_ brake: FleetBrake) throws -> [UInt8] { try encodeValue(brake) }
+
+    public static func decodeMachine(_ bytes: [UInt8]) throws(StateDecodingError) -> EscalationMachine {
+        try checkVersion(bytes, newest: EscalationMachine.currentSchemaVersion, what: "target state")
+        return try decodeValue(EscalationMachine.self, bytes, what: "target state")
+    }
+
+    public static func decodeBrake(_ bytes: [UInt8]) throws(StateDecodingError) -> FleetBrake {
+        try checkVersion(bytes, newest: FleetBrake.currentSchemaVersion, what: "fleet brake state")
+        return try decodeValue(FleetBrake.self, bytes, what: "fleet brake state")
+    }
+
+    private static func encodeValue<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Timestamp.format(date))
+        }
+        return Array(try encoder.encode(value))
+    }
+
+    private struct Version: Decodable { var schemaVersion: Int }
+
+    private static func checkVersion(_ bytes: [UInt8], newest: Int, what: String) throws(StateDecodingError) {
+        let version: Version
+        do {
+            version = try JSONDecoder().decode(Version.self, from: Data(bytes))
+        } catch {
+            throw StateDecodingError(detail: "\(what) is not JSON with a schemaVersion: \(error)")
+        }
+        guard version.schemaVersion <= newest else {
+            throw StateDecodingError(detail: "\(what) has schemaVersion \(version.schemaVersion), newer than this worker reads (\(newest)); upgrade the worker")
+        }
+    }
+
+    private static func decodeValue<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], what: String) throws(StateDecodingError) -> T {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = Timestamp.parse(text) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "'\(text)' is not an ISO 8601 time")
+            }
+            return date
+        }
+        do {
+            return try decoder.decode(T.self, from: Data(bytes))
+        } catch {
+            throw StateDecodingError(detail: "\(what) does not decode: \(error)")
+        }
+    }
+}
+
+/// Stored state that cannot be read. The worker must not overwrite it with a fresh state (that would
+/// forget an open incident and the outage count): it should alert and leave the key alone.
+public struct StateDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var detail: String
+    public var description: String { "stored state refused: \(detail)" }
+}

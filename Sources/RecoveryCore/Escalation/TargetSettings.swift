@@ -1,0 +1,158 @@
+import Foundation
+
+/// Per-target settings. Every field has a documented default (docs/escalation.md), and decoding fills in
+/// the defaults for missing fields, so a configuration names only what it changes:
+///
+///     {"grace_period": 600, "requires_approval": true}
+///
+/// The probe fields (`probe_interval`, `probe_timeout`, `expected_status`, `body_match`) are read by the
+/// probe worker; the rest drive `EscalationMachine`. The decision worker sets `EscalationMachine.settings`
+/// from configuration before each `handle`, so a changed setting applies from the next event on.
+public struct TargetSettings: Codable, Sendable, Equatable {
+    /// Seconds between two health checks of the target. Default 30.
+    public var probeInterval: TimeInterval = 30
+    /// Seconds a health check may take before it counts as a failure. Default 10.
+    public var probeTimeout: TimeInterval = 10
+    /// HTTP status codes that count as healthy. Default 200...399 (redirects are healthy).
+    public var expectedStatus: [ClosedRange<Int>] = [200...399]
+    /// Text the response body must contain to count as healthy. Default none.
+    public var bodyMatch: String? = nil
+
+    /// Consecutive failed checks that declare an outage (N). Default 3.
+    public var failureThreshold: Int = 3
+    /// Consecutive healthy checks that end an outage (M). Default 2.
+    public var recoveryThreshold: Int = 2
+    /// When on, the failures that declare an outage must come from at least `quorumSize` distinct
+    /// probers, so one prober with a broken network cannot declare an outage alone. Default off (a
+    /// fleet with one prober could never declare an outage with it on).
+    public var quorum: Bool = false
+    /// Distinct probers needed when `quorum` is on. Default 2.
+    public var quorumSize: Int = 2
+
+    /// Seconds between declaring an outage and the first automatic step, for admins to ack, hold or
+    /// approve. Default 300 (5 min).
+    public var gracePeriod: TimeInterval = 300
+    /// When on, no step runs without `recoveryctl approve` (or an explicit step command). Default off.
+    public var requiresApproval: Bool = false
+    /// Seconds an approval request stays open; afterwards nothing is done (fail closed). Default 1800.
+    public var approvalTimeout: TimeInterval = 1800
+
+    /// Seconds a restart has to bring the site back, counted from the request. Default 600 (10 min).
+    public var restartVerification: TimeInterval = 600
+    /// Seconds a re-provision has to bring the site back. Default 1200 (20 min).
+    public var reprovisionVerification: TimeInterval = 1200
+    /// Seconds a fail-over to the DR region has to bring the site back. Default 1800 (30 min).
+    public var failoverVerification: TimeInterval = 1800
+
+    /// Seconds an outage counts towards the ladder after it was declared. Default 86400 (24 h).
+    public var outageCountWindow: TimeInterval = 86_400
+
+    /// A quarantined target is watched and reported on, but the machine takes no step on it, and step
+    /// commands for it are refused. Default off.
+    public var quarantined: Bool = false
+
+    public init() {}
+
+    /// The verification window of a step.
+    public func verificationWindow(for step: RecoveryStep) -> TimeInterval {
+        switch step {
+        case .restart: restartVerification
+        case .reprovision: reprovisionVerification
+        case .failover: failoverVerification
+        case .notifyOnly: 0
+        }
+    }
+
+    /// After the actuator reports success, the machine keeps verifying at least this long, so a step that
+    /// finished just before its deadline still gets M checks: (M + 1) probe intervals.
+    public var settleTime: TimeInterval { probeInterval * Double(max(1, recoveryThreshold) + 1) }
+
+    /// Whether one HTTP check result is healthy under these settings (for the probe worker).
+    public func isHealthy(statusCode: Int?, body: String?) -> Bool {
+        guard let statusCode, expectedStatus.contains(where: { $0.contains(statusCode) }) else { return false }
+        guard let bodyMatch, !bodyMatch.isEmpty else { return true }
+        return body?.contains(bodyMatch) ?? false
+    }
+
+    /// Everything wrong with these settings, as sentences; empty when they are usable.
+    public var problems: [String] {
+        var problems: [String] = []
+        func positive(_ value: TimeInterval, _ key: String) {
+            if !(value > 0) || !value.isFinite { problems.append("\(key) must be a positive number of seconds, not \(value)") }
+        }
+        positive(probeInterval, "probe_interval")
+        positive(probeTimeout, "probe_timeout")
+        positive(approvalTimeout, "approval_timeout")
+        positive(restartVerification, "restart_verification")
+        positive(reprovisionVerification, "reprovision_verification")
+        positive(failoverVerification, "failover_verification")
+        positive(outageCountWindow, "outage_count_window")
+        if !(gracePeriod >= 0) || !gracePeriod.isFinite { problems.append("grace_period must be 0 or more seconds, not \(gracePeriod)") }
+        if failureThreshold < 1 { problems.append("failure_threshold must be 1 or more, not \(failureThreshold)") }
+        if recoveryThreshold < 1 { problems.append("recovery_threshold must be 1 or more, not \(recoveryThreshold)") }
+        if quorumSize < 1 { problems.append("quorum_size must be 1 or more, not \(quorumSize)") }
+        if quorum && quorumSize > failureThreshold {
+            problems.append("quorum_size (\(quorumSize)) cannot exceed failure_threshold (\(failureThreshold)): the failures that declare an outage could never come from that many probers")
+        }
+        if expectedStatus.isEmpty { problems.append("expected_status must name at least one status code range") }
+        for range in expectedStatus where range.lowerBound < 100 || range.upperBound > 599 {
+            problems.append("expected_status range \(range) is outside 100...599")
+        }
+        return problems
+    }
+
+    /// Throws a `TargetSettingsError` listing every problem, or does nothing when the settings are usable.
+    public func validate(target: String) throws(TargetSettingsError) {
+        let problems = problems
+        if !problems.isEmpty { throw TargetSettingsError(target: target, problems: problems) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case probeInterval = "probe_interval"
+        case probeTimeout = "probe_timeout"
+        case expectedStatus = "expected_status"
+        case bodyMatch = "body_match"
+        case failureThreshold = "failure_threshold"
+        case recoveryThreshold = "recovery_threshold"
+        case quorum
+        case quorumSize = "quorum_size"
+        case gracePeriod = "grace_period"
+        case requiresApproval = "requires_approval"
+        case approvalTimeout = "approval_timeout"
+        case restartVerification = "restart_verification"
+        case reprovisionVerification = "reprovision_verification"
+        case failoverVerification = "failover_verification"
+        case outageCountWindow = "outage_count_window"
+        case quarantined
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TargetSettings()
+        probeInterval = try c.decodeIfPresent(TimeInterval.self, forKey: .probeInterval) ?? d.probeInterval
+        probeTimeout = try c.decodeIfPresent(TimeInterval.self, forKey: .probeTimeout) ?? d.probeTimeout
+        expectedStatus = try c.decodeIfPresent([ClosedRange<Int>].self, forKey: .expectedStatus) ?? d.expectedStatus
+        bodyMatch = try c.decodeIfPresent(String.self, forKey: .bodyMatch)
+        failureThreshold = try c.decodeIfPresent(Int.self, forKey: .failureThreshold) ?? d.failureThreshold
+        recoveryThreshold = try c.decodeIfPresent(Int.self, forKey: .recoveryThreshold) ?? d.recoveryThreshold
+        quorum = try c.decodeIfPresent(Bool.self, forKey: .quorum) ?? d.quorum
+        quorumSize = try c.decodeIfPresent(Int.self, forKey: .quorumSize) ?? d.quorumSize
+        gracePeriod = try c.decodeIfPresent(TimeInterval.self, forKey: .gracePeriod) ?? d.gracePeriod
+        requiresApproval = try c.decodeIfPresent(Bool.self, forKey: .requiresApproval) ?? d.requiresApproval
+        approvalTimeout = try c.decodeIfPresent(TimeInterval.self, forKey: .approvalTimeout) ?? d.approvalTimeout
+        restartVerification = try c.decodeIfPresent(TimeInterval.self, forKey: .restartVerification) ?? d.restartVerification
+        reprovisionVerification = try c.decodeIfPresent(TimeInterval.self, forKey: .reprovisionVerification) ?? d.reprovisionVerification
+        failoverVerification = try c.decodeIfPresent(TimeInterval.self, forKey: .failoverVerification) ?? d.failoverVerification
+        outageCountWindow = try c.decodeIfPresent(TimeInterval.self, forKey: .outageCountWindow) ?? d.outageCountWindow
+        quarantined = try c.decodeIfPresent(Bool.self, forKey: .quarantined) ?? d.quarantined
+    }
+}
+
+/// Settings that cannot be used, with every problem named.
+public struct TargetSettingsError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var target: String
+    public var problems: [String]
+    public var description: String {
+        "settings for target '\(target)' are not usable: " + problems.joined(separator: "; ") + ". Fix the target's configuration."
+    }
+}
