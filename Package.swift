@@ -69,6 +69,17 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
+        // MARK: Workers: the logic of each executable, testable in-process
+        .target(name: "FleetWorkers", dependencies: [
+            "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
+
+        // MARK: Executables (wiring only)
+        .executableTarget(name: "probe", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "decision", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
+
         // MARK: Benchmarks (see docs/benchmarks.md)
         .executableTarget(name: "fleet-bench", dependencies: [
             "AMQPTransport", "HTTPTransport", "RecoveryCore",

@@ -53,3 +53,20 @@ public struct ClosureService: Service {
         }
     }
 }
+
+/// A service whose body runs until cancelled: graceful shutdown cancels it, then `cleanup` closes its
+/// connections.
+public struct LoopService: Service {
+    let body: @Sendable () async -> Void
+    let cleanup: @Sendable () async -> Void
+
+    public init(run body: @escaping @Sendable () async -> Void, cleanup: @escaping @Sendable () async -> Void = {}) {
+        self.body = body
+        self.cleanup = cleanup
+    }
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown { await body() }
+        await cleanup()
+    }
+}

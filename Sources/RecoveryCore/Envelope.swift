@@ -75,6 +75,11 @@ public struct MessageDecodingError: Error, Sendable, Equatable, CustomStringConv
     public var kind: Kind
     public var detail: String
 
+    public init(kind: Kind, detail: String) {
+        self.kind = kind
+        self.detail = detail
+    }
+
     public var reason: String { "\(kind.rawValue): \(detail)" }
     public var description: String { "message refused (\(kind.rawValue)): \(detail)" }
 }

@@ -6,6 +6,13 @@ import Foundation
 
 /// One health check of a target: `observation` body, probe -> decision.
 public struct ProbeResult: Codable, Sendable, Equatable {
+    /// Where a result comes from: an HTTP check of the health URL, or EC2's view of the instance (a
+    /// stopped or impaired instance is a failed observation too).
+    public enum Source: String, Codable, Sendable {
+        case http
+        case ec2Status = "ec2_status"
+    }
+
     /// Which prober made the check (for quorum), e.g. `probe@eu-west-1a`.
     public var prober: String
     /// The instance that was checked. Nil means the target's current instance. Checks of the original
@@ -16,6 +23,13 @@ public struct ProbeResult: Codable, Sendable, Equatable {
     public var statusCode: Int?
     /// Why the check failed (timeout, status, body mismatch), for notices and history.
     public var detail: String?
+    public var source: Source?
+    /// Where the time went (HTTP checks).
+    public var timing: ProbeTiming?
+    /// The `notAfter` of the site's TLS certificate (HTTPS checks).
+    public var certificateExpiry: Date?
+    /// The EC2 state (`stopped`, …) for EC2 status observations.
+    public var ec2State: String?
 
     public init(prober: String, instanceId: String? = nil, healthy: Bool, statusCode: Int? = nil, detail: String? = nil) {
         self.prober = prober
@@ -26,9 +40,36 @@ public struct ProbeResult: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case prober, healthy, detail
+        case prober, healthy, detail, source, timing
         case instanceId = "instance_id"
         case statusCode = "status_code"
+        case certificateExpiry = "certificate_expiry"
+        case ec2State = "ec2_state"
+    }
+}
+
+/// The latency breakdown of one HTTP check, in milliseconds from the start of the request.
+public struct ProbeTiming: Codable, Sendable, Equatable {
+    public var dnsMs: Double
+    public var connectMs: Double
+    public var tlsMs: Double
+    public var firstByteMs: Double
+    public var totalMs: Double
+
+    public init(dnsMs: Double, connectMs: Double, tlsMs: Double, firstByteMs: Double, totalMs: Double) {
+        self.dnsMs = dnsMs
+        self.connectMs = connectMs
+        self.tlsMs = tlsMs
+        self.firstByteMs = firstByteMs
+        self.totalMs = totalMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case dnsMs = "dns_ms"
+        case connectMs = "connect_ms"
+        case tlsMs = "tls_ms"
+        case firstByteMs = "first_byte_ms"
+        case totalMs = "total_ms"
     }
 }
 

@@ -1,0 +1,406 @@
+import AMQPTransport
+import FleetRuntime
+import Foundation
+import Logging
+import Metrics
+import RecoveryCore
+import RedisStore
+
+/// The decision worker: feeds observations, actuator outcomes, operator commands and timer ticks into
+/// each target's `EscalationMachine`, and carries out what it returns.
+///
+/// Per event: load the target's state (with its version) from Redis, apply the event, and store the new
+/// state only if nobody stored another version meanwhile (compare-and-set); on a lost race, reload and
+/// apply again. Replicas therefore never decide one target concurrently on stale state, and a worker
+/// that restarts mid-incident resumes from Redis.
+///
+/// The messages an event produces are written into the state's outbox in the same compare-and-set, then
+/// published (confirmed), then cleared. A worker that dies in between leaves the outbox behind, and
+/// whoever next loads the target publishes it first. Every message has a deterministic id (the action's
+/// idempotency key, the notice's id), so a second publish is deduplicated downstream; the machine itself
+/// drops redelivered events by id. Together: no step is requested twice and none is lost.
+public final class DecisionWorker: Sendable {
+    public struct Options: Sendable {
+        public var workerId: String
+        /// Users allowed to send commands (the AMQP user_id the broker verified). Empty: anyone who can
+        /// publish to the commands queue.
+        public var operators: Set<String> = []
+        public var brakeSettings = FleetBrake.Settings()
+        public var tick: Duration = .seconds(1)
+        public var catalogRefresh: Duration = .seconds(60)
+        public init(workerId: String) { self.workerId = workerId }
+    }
+
+    let options: Options
+    let states: RedisStateStore
+    let schedule: RedisSchedule
+    let publisher: AMQPPublisher
+    let topology: FleetTopology
+    let catalog: (@Sendable () async throws -> [Target])?
+    let defaultRegion: String
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    private let known = KnownTargets()
+
+    public init(options: Options, states: RedisStateStore, schedule: RedisSchedule, publisher: AMQPPublisher,
+                topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?, defaultRegion: String,
+                logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+        self.options = options
+        self.states = states
+        self.schedule = schedule
+        self.publisher = publisher
+        self.topology = topology
+        self.catalog = catalog
+        self.defaultRegion = defaultRegion
+        self.logger = logger
+        self.clock = clock
+    }
+
+    static let brakeKey = "fleet:brake"
+    static func stateKey(_ target: String) -> String { "target:\(target)" }
+
+    // MARK: Inputs
+
+    /// Decodes a message of the observations queue (observations, predictions, actuator outcomes).
+    public static func decodeObservationQueue(_ bytes: [UInt8]) throws(MessageDecodingError) -> DecisionInput {
+        switch try EnvelopeCodec.messageType(of: bytes) {
+        case .observation:
+            return .probe(try EnvelopeCodec.decode(bytes, as: ProbeResult.self, expecting: .observation))
+        case .actionEvent:
+            return .outcome(try EnvelopeCodec.decode(bytes, as: ActionOutcome.self, expecting: .actionEvent))
+        case .prediction:
+            return .ignored("predictions are recorded by the recorder; the decision worker acts on high-confidence ones later")
+        case let other:
+            throw MessageDecodingError(kind: .unexpectedType, detail: "type '\(other.rawValue)' on the observations queue")
+        }
+    }
+
+    /// Decodes a message of the commands queue.
+    public static func decodeCommandQueue(_ bytes: [UInt8]) throws(MessageDecodingError) -> DecisionInput {
+        let envelope = try EnvelopeCodec.decode(bytes, as: CommandBody.self, expecting: .command)
+        return .command(envelope)
+    }
+
+    public func handle(_ input: DecisionInput, delivery: AMQPDelivery) async throws {
+        switch input {
+        case .probe(let envelope):
+            guard let target = envelope.target else { throw RejectMessage("observation without a target") }
+            try await apply(.probe(id: envelope.id, envelope.body), to: target, instanceHint: envelope.instanceId)
+        case .outcome(let envelope):
+            guard let target = envelope.target else { throw RejectMessage("action event without a target") }
+            try await apply(.actionOutcome(id: envelope.id, envelope.body), to: target, instanceHint: nil)
+        case .command(let envelope):
+            try await command(envelope, verifiedUser: delivery.properties.userId)
+        case .ignored:
+            break
+        }
+    }
+
+    private func command(_ envelope: Envelope<CommandBody>, verifiedUser: String?) async throws {
+        // The broker checks user_id against the connection's login, so it is the sender's identity. A
+        // command without one cannot be attributed to anybody and is refused.
+        guard let user = verifiedUser, !user.isEmpty else {
+            throw RejectMessage("command has no user_id property; publish it with recoveryctl or set user_id to your RabbitMQ user")
+        }
+        if !options.operators.isEmpty && !options.operators.contains(user) {
+            Counter(label: "recovery_commands_total", dimensions: [("result", "unauthorized")]).increment()
+            await publishNotice(Notice(
+                id: "\(envelope.id):unauthorized", kind: .commandRejected, at: clock(), target: envelope.target,
+                detail: "user '\(user)' is not on the operator list (OPERATORS); command \(envelope.body.name) refused",
+                command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user)), target: envelope.target)
+            throw RejectMessage("user '\(user)' is not an operator")
+        }
+        let body = envelope.body
+        switch body.name {
+        case "brake_release", "brake_engage":
+            let event: FleetBrake.Event = body.name == "brake_release"
+                ? .release(id: envelope.id, operator: user)
+                : .engage(id: envelope.id, operator: user, reason: body.reason ?? "engaged by hand")
+            try await applyToBrake([event])
+        default:
+            guard let name = OperatorCommand.Name(rawValue: body.name) else {
+                throw RejectMessage("unknown command '\(body.name)'; expected one of \(OperatorCommand.Name.allCases.map(\.rawValue).joined(separator: ", ")), brake_release, brake_engage")
+            }
+            guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
+            if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
+            let isKnown = await known.contains(target)
+            let hasState = isKnown ? true : (try await states.load(Self.stateKey(target))) != nil
+            guard hasState else { throw RejectMessage("unknown target '\(target)'") }
+            Counter(label: "recovery_commands_total", dimensions: [("result", "accepted")]).increment()
+            try await apply(.command(id: envelope.id, OperatorCommand(name, by: user, until: body.until)), to: target, instanceHint: nil)
+        }
+    }
+
+    // MARK: The read-apply-compare-and-set loop
+
+    func apply(_ event: EscalationMachine.Event, to target: String, instanceHint: String?) async throws {
+        let key = Self.stateKey(target)
+        for _ in 0..<20 {
+            let now = clock()
+            let loaded = try await states.load(key)
+            var document: StoredTarget
+            if let loaded {
+                document = try StoredTarget.decode(loaded.data)
+                if !document.outbox.isEmpty {
+                    // A previous worker stored these but may not have published them.
+                    try await publishAll(document.outbox)
+                    document.outbox = []
+                }
+            } else {
+                document = StoredTarget(machine: try await newMachine(target, instanceHint: instanceHint), outbox: [])
+            }
+            if let configured = await known.target(target) {
+                document.machine.settings = configured.settings
+                var identity = configured.identity
+                identity.name = document.machine.identity.name
+                document.machine.identity = identity
+            }
+            let brake = try await loadBrake()
+            let actions = document.machine.handle(event, now: now, brakeEngaged: brake.brake.isEngaged)
+            var fleetEvents: [FleetBrake.Event] = []
+            for action in actions {
+                switch action {
+                case .requestAction(let request):
+                    document.outbox.append(try OutboxItem.message(
+                        type: .actionRequest, id: request.idempotencyKey, target: target, instanceId: request.instanceId,
+                        correlationId: request.incidentId, body: request, topology: topology, producer: options.workerId, now: now))
+                case .notify(let notice), .rejectCommand(let notice):
+                    document.outbox.append(try OutboxItem.message(
+                        type: .notification, id: notice.id, target: notice.target, instanceId: notice.instanceId,
+                        correlationId: notice.incidentId, body: notice, topology: topology, producer: options.workerId, now: now))
+                case .reportToFleet(let fleetEvent):
+                    fleetEvents.append(fleetEvent)
+                case .scheduleWakeUp:
+                    break  // the schedule below follows nextDeadline
+                }
+            }
+            guard let version = try await states.compareAndSet(key, expectedVersion: loaded?.version ?? 0, data: try document.encoded())
+            else {
+                Counter(label: "recovery_decision_conflicts_total").increment()
+                continue  // another replica changed the target: apply the event to its state instead
+            }
+            try await publishAll(document.outbox)
+            if !document.outbox.isEmpty {
+                var cleared = document
+                cleared.outbox = []
+                _ = try? await states.compareAndSet(key, expectedVersion: version, data: try cleared.encoded())
+            }
+            if let deadline = document.machine.nextDeadline {
+                try await schedule.schedule(target, at: deadline)
+            } else {
+                try await schedule.cancel(target)
+            }
+            if !fleetEvents.isEmpty { try await applyToBrake(fleetEvents) }
+            Counter(label: "recovery_decisions_total").increment()
+            return
+        }
+        throw DecisionError("target \(target) changed 20 times while one event was applied; retrying later")
+    }
+
+    private func newMachine(_ target: String, instanceHint: String?) async throws -> EscalationMachine {
+        if let configured = await known.target(target) {
+            return EscalationMachine(identity: configured.identity, instance: configured.instance, settings: configured.settings)
+        }
+        guard let instanceHint else {
+            throw RejectMessage("unknown target '\(target)': no instance tagged AutoRecovery=enabled has that name")
+        }
+        return EscalationMachine(
+            identity: TargetIdentity(name: target, homeRegion: defaultRegion),
+            instance: InstanceRef(id: instanceHint, region: defaultRegion))
+    }
+
+    // MARK: Fleet brake
+
+    private func loadBrake() async throws -> (brake: FleetBrake, version: Int64) {
+        guard let loaded = try await states.load(Self.brakeKey) else {
+            return (FleetBrake(settings: options.brakeSettings, fleet: await known.names()), 0)
+        }
+        var brake = try StateCodec.decodeBrake(Array(loaded.data.utf8))
+        brake.settings = options.brakeSettings
+        return (brake, loaded.version)
+    }
+
+    func applyToBrake(_ events: [FleetBrake.Event]) async throws {
+        for _ in 0..<20 {
+            var (brake, version) = try await loadBrake()
+            let now = clock()
+            var actions: [FleetBrake.Action] = []
+            for event in events { actions += brake.handle(event, now: now) }
+            let data = String(decoding: try StateCodec.encode(brake), as: UTF8.self)
+            guard try await states.compareAndSet(Self.brakeKey, expectedVersion: version, data: data) != nil else { continue }
+            Gauge(label: "recovery_brake_engaged").record(brake.isEngaged ? 1 : 0)
+            for action in actions {
+                switch action {
+                case .notify(let notice), .rejectCommand(let notice):
+                    await publishNotice(notice, target: notice.target)
+                case .wakeTargets(let targets):
+                    for target in targets { try await schedule.schedule(target, at: now) }
+                }
+            }
+            return
+        }
+        throw DecisionError("the fleet brake changed 20 times while one event was applied; retrying later")
+    }
+
+    // MARK: Publishing
+
+    private func publishAll(_ items: [OutboxItem]) async throws {
+        for item in items {
+            try await publisher.publish(item.outgoing(exchange: topology.exchange))
+            Counter(label: "recovery_messages_published_total", dimensions: [("type", item.type)]).increment()
+        }
+    }
+
+    private func publishNotice(_ notice: Notice, target: String?) async {
+        do {
+            let item = try OutboxItem.message(type: .notification, id: notice.id, target: target, instanceId: notice.instanceId,
+                                              correlationId: notice.incidentId, body: notice, topology: topology,
+                                              producer: options.workerId, now: clock())
+            try await publishAll([item])
+        } catch {
+            logger.error("could not publish a notice", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Timers and catalog
+
+    /// Delivers `.tick` to every target whose deadline has come, until cancelled.
+    public func runTicker() async {
+        while !Task.isCancelled {
+            do {
+                for target in try await schedule.due(at: clock()) {
+                    do { try await apply(.tick, to: target, instanceHint: nil) } catch {
+                        logger.warning("tick failed", metadata: ["instance_id": "\(target)", "error": "\(error)"])
+                        try? await schedule.cancel(target)
+                    }
+                }
+            } catch {
+                logger.warning("cannot read the schedule", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: options.tick)
+        }
+    }
+
+    /// Refreshes the known targets (settings, identity) from discovery, until cancelled.
+    public func runCatalog() async {
+        guard let catalog else { return }
+        while !Task.isCancelled {
+            do {
+                let targets = try await catalog()
+                await known.set(targets)
+                try await applyToBrake([.fleetChanged(targets: targets.map(\.name))])
+                Gauge(label: "recovery_targets").record(targets.count)
+            } catch {
+                logger.warning("target discovery failed; keeping the previous list", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: options.catalogRefresh)
+        }
+    }
+
+    /// For tests and the first start: load the catalog once.
+    public func refreshCatalog() async throws {
+        guard let catalog else { return }
+        let targets = try await catalog()
+        await known.set(targets)
+        try await applyToBrake([.fleetChanged(targets: targets.map(\.name))])
+    }
+}
+
+/// What a decision-queue message decoded to.
+public enum DecisionInput: Sendable {
+    case probe(Envelope<ProbeResult>)
+    case outcome(Envelope<ActionOutcome>)
+    case command(Envelope<CommandBody>)
+    case ignored(String)
+}
+
+/// A `command` body as operators publish it (recoveryctl, or by hand in the management UI; see
+/// docs/operations.md): `{"name": "ack"}`, `{"name": "hold", "until": "2026-11-22T06:00:00Z"}`,
+/// `{"name": "brake_release"}`. The target is the envelope's `target`; the operator is the AMQP user_id.
+public struct CommandBody: Codable, Sendable, Equatable {
+    public var name: String
+    public var until: Date?
+    public var reason: String?
+    public init(name: String, until: Date? = nil, reason: String? = nil) {
+        self.name = name
+        self.until = until
+        self.reason = reason
+    }
+}
+
+public struct DecisionError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A target's document in Redis: the machine and the messages it still has to publish.
+struct StoredTarget: Codable {
+    var machine: EscalationMachine
+    var outbox: [OutboxItem]
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(Timestamp.format(date))
+        }
+        return e
+    }()
+
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            let text = try c.decode(String.self)
+            guard let date = Timestamp.parse(text) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(text)' is not an ISO 8601 time")
+            }
+            return date
+        }
+        return d
+    }()
+
+    func encoded() throws -> String { String(decoding: try Self.encoder.encode(self), as: UTF8.self) }
+
+    static func decode(_ text: String) throws -> StoredTarget {
+        let stored = try decoder.decode(StoredTarget.self, from: Data(text.utf8))
+        guard stored.machine.schemaVersion <= EscalationMachine.currentSchemaVersion else {
+            throw DecisionError("stored target state has schema version \(stored.machine.schemaVersion); upgrade the decision worker")
+        }
+        return stored
+    }
+}
+
+/// A message ready to publish, with a deterministic id.
+struct OutboxItem: Codable, Sendable {
+    var type: String
+    var routingKey: String
+    var messageId: String
+    var correlationId: String?
+    var body: String
+
+    static func message<Body: Codable & Sendable>(
+        type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body,
+        topology: FleetTopology, producer: String, now: Date
+    ) throws -> OutboxItem {
+        let envelope = Envelope(type: type, id: id, correlationId: correlationId, target: target, instanceId: instanceId,
+                                occurredAt: now, producer: producer, body: body)
+        return OutboxItem(type: type.rawValue, routingKey: FleetTopology.routingKey(type, target: target), messageId: id,
+                          correlationId: correlationId, body: String(decoding: try EnvelopeCodec.encode(envelope), as: UTF8.self))
+    }
+
+    func outgoing(exchange: String) -> OutgoingMessage {
+        OutgoingMessage(exchange: exchange, routingKey: routingKey, body: Array(body.utf8), properties: AMQPProperties(
+            messageId: messageId, correlationId: correlationId, timestamp: UInt64(Date().timeIntervalSince1970),
+            type: type, appId: "decision"))
+    }
+}
+
+actor KnownTargets {
+    private var byName: [String: Target] = [:]
+    func set(_ targets: [Target]) { byName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) }
+    func target(_ name: String) -> Target? { byName[name] }
+    func contains(_ name: String) -> Bool { byName[name] != nil }
+    func names() -> [String] { byName.keys.sorted() }
+}

@@ -1,0 +1,241 @@
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import Foundation
+import HTTPTransport
+import Logging
+import Metrics
+import RecoveryCore
+import RedisStore
+
+/// The probe worker: discovers targets, checks each one's health URL once per probe interval
+/// fleet-wide (whichever replica claims the interval's slot in Redis does it), reads EC2 status checks
+/// in batches of 100, and publishes every result as an `observation`.
+///
+/// Replicas share the work through slot claims: for target T and interval number k
+/// (`floor(now / interval)`), the key `probe:T:k:q` is claimed with SET NX by one replica, for
+/// q < quorum size. A replica that dies simply stops claiming; the others claim the next interval's
+/// slots, so its targets are picked up within one interval. With quorum on, q runs over 0..<quorumSize
+/// and a replica claims at most one q per interval, so that many distinct probers check each interval.
+public final class ProbeWorker: Sendable {
+    public struct Options: Sendable {
+        public var proberId: String
+        public var discoveryInterval: Duration = .seconds(60)
+        public var statusInterval: Duration = .seconds(60)
+        /// How often the scheduler looks for due slots.
+        public var tick: Duration = .seconds(1)
+        public var maxInFlight: Int = 500
+        public init(proberId: String) { self.proberId = proberId }
+    }
+
+    let options: Options
+    let catalog: TargetCatalog
+    let http: any HTTPExecuting
+    let ec2: EC2Client
+    let claims: RedisKeyValueStore
+    let publisher: AMQPPublisher
+    let topology: FleetTopology
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    private let state = LockedState()
+
+    public init(options: Options, catalog: TargetCatalog, http: any HTTPExecuting, ec2: EC2Client,
+                claims: RedisKeyValueStore, publisher: AMQPPublisher, topology: FleetTopology,
+                logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+        self.options = options
+        self.catalog = catalog
+        self.http = http
+        self.ec2 = ec2
+        self.claims = claims
+        self.publisher = publisher
+        self.topology = topology
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Runs until the task is cancelled. Checks run as child tasks of a discarding group, so a slow
+    /// site (up to its probe timeout) never delays the scheduling of the others.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            var lastDiscovery: ContinuousClock.Instant?
+            var lastStatus: ContinuousClock.Instant?
+            while !Task.isCancelled {
+                let now = ContinuousClock.now
+                if lastDiscovery == nil || now - lastDiscovery! >= options.discoveryInterval {
+                    await refreshTargets()
+                    lastDiscovery = now
+                }
+                if lastStatus == nil || now - lastStatus! >= options.statusInterval {
+                    lastStatus = now
+                    group.addTask { await self.checkInstanceStatus() }
+                }
+                for target in await dueTargets() {
+                    guard await state.startProbe(limit: options.maxInFlight) else {
+                        Counter(label: "recovery_probes_skipped_total").increment()
+                        logger.warning("too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
+                        continue
+                    }
+                    group.addTask {
+                        await self.probe(target)
+                        await self.state.endProbe()
+                    }
+                }
+                try? await Task.sleep(for: options.tick)
+            }
+        }
+    }
+
+    func refreshTargets() async {
+        do {
+            let targets = try await catalog.discover()
+            await state.setTargets(targets)
+            Gauge(label: "recovery_targets").record(targets.count)
+            logger.debug("targets discovered", metadata: ["count": "\(targets.count)"])
+        } catch {
+            Counter(label: "recovery_errors_total", dimensions: [("worker", "probe"), ("kind", "discovery")]).increment()
+            logger.warning("target discovery failed; keeping the previous list", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Targets whose current interval this replica has just claimed.
+    func dueTargets() async -> [Target] {
+        let now = clock()
+        var due: [Target] = []
+        for target in await state.targets where target.healthURL != nil {
+            let interval = max(target.settings.probeInterval, 1)
+            let slot = Int64(now.timeIntervalSince1970 / interval)
+            guard await state.lastSlot(target.name) != slot else { continue }
+            await state.setLastSlot(target.name, slot)
+            let probers = target.settings.quorum ? max(target.settings.quorumSize, 1) : 1
+            for q in 0..<probers {
+                do {
+                    let key = "probe:\(target.name):\(slot):\(q)"
+                    if try await claims.setIfAbsent(key, options.proberId, expiry: .seconds(Int64(interval * 2) + 1)) {
+                        due.append(target)
+                        break
+                    }
+                } catch {
+                    // Without Redis this replica cannot coordinate; probing anyway would duplicate work but
+                    // lose nothing, and a site going down during a Redis outage must still be seen.
+                    logger.warning("cannot claim a probe slot; probing anyway", metadata: ["error": "\(error)"])
+                    due.append(target)
+                    break
+                }
+            }
+        }
+        return due
+    }
+
+    func probe(_ target: Target) async {
+        guard let url = target.healthURL else { return }
+        let request = HTTPRequest(
+            url: url, timeout: .milliseconds(Int64(target.settings.probeTimeout * 1000)),
+            connectTimeout: .milliseconds(Int64(min(target.settings.probeTimeout, 5) * 1000)),
+            maxBodyBytes: 64 * 1024, followRedirects: true, freshConnection: true)
+        var result = ProbeResult(prober: options.proberId, instanceId: target.instance.id, healthy: false)
+        result.source = .http
+        do {
+            let response = try await http.execute(request)
+            result.statusCode = response.status
+            result.healthy = target.settings.isHealthy(statusCode: response.status, body: response.bodyString)
+            result.timing = ProbeTiming(response.timing)
+            result.certificateExpiry = response.certificateExpiry
+            if !result.healthy {
+                result.detail = target.settings.expectedStatus.contains(where: { $0.contains(response.status) })
+                    ? "body does not contain the expected text" : "HTTP \(response.status)"
+            }
+        } catch let error as HTTPClientError {
+            result.detail = error.description
+        } catch {
+            result.detail = "\(error)"
+        }
+        Counter(label: "recovery_probes_total", dimensions: [("result", result.healthy ? "healthy" : "unhealthy")]).increment()
+        if let timing = result.timing {
+            Timer(label: "recovery_probe_duration_seconds").recordMilliseconds(timing.totalMs)
+        }
+        await publish(result, target: target)
+    }
+
+    /// DescribeInstanceStatus for every target (batches of 100, IncludeAllInstances). A stopped or
+    /// impaired instance is published as a failed observation; healthy status is not a site check and
+    /// is not published.
+    func checkInstanceStatus() async {
+        let targets = await state.targets
+        let now = clock()
+        let slot = Int64(now.timeIntervalSince1970 / max(1, Double(options.statusInterval.components.seconds)))
+        do {
+            guard try await claims.setIfAbsent("probe:status:\(slot)", options.proberId, expiry: options.statusInterval * 2) else { return }
+        } catch {
+            logger.warning("cannot claim the status check; checking anyway", metadata: ["error": "\(error)"])
+        }
+        for (region, group) in Dictionary(grouping: targets, by: \.instance.region) {
+            let client = region == ec2.region ? ec2 : ec2.withRegion(region)
+            do {
+                let statuses = try await client.describeInstanceStatus(instanceIds: group.map(\.instance.id))
+                let byId = Dictionary(statuses.map { ($0.instanceId, $0) }, uniquingKeysWith: { a, _ in a })
+                for target in group {
+                    guard let status = byId[target.instance.id] else { continue }
+                    let impaired = status.systemStatus.isImpaired || status.instanceStatus.isImpaired
+                    guard status.state != .running || impaired else { continue }
+                    var result = ProbeResult(prober: options.proberId, instanceId: target.instance.id, healthy: false)
+                    result.source = .ec2Status
+                    result.ec2State = status.state.rawValue
+                    result.detail = status.state != .running
+                        ? "instance is \(status.state.rawValue)"
+                        : "status checks: system \(status.systemStatus.status), instance \(status.instanceStatus.status)"
+                    await publish(result, target: target)
+                }
+            } catch {
+                Counter(label: "recovery_errors_total", dimensions: [("worker", "probe"), ("kind", "ec2_status")]).increment()
+                logger.warning("DescribeInstanceStatus failed", metadata: ["error": "\(error)", "region": "\(region)"])
+            }
+        }
+    }
+
+    func publish(_ result: ProbeResult, target: Target) async {
+        let now = clock()
+        let envelope = Envelope(
+            type: .observation, target: target.name, instanceId: result.instanceId, occurredAt: now,
+            producer: options.proberId, body: result)
+        do {
+            let body = try EnvelopeCodec.encode(envelope)
+            try await publisher.publish(OutgoingMessage(
+                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.observation, target: target.name),
+                body: body, properties: AMQPProperties(
+                    messageId: envelope.id, timestamp: UInt64(now.timeIntervalSince1970), type: MessageType.observation.rawValue,
+                    appId: "probe")))
+        } catch {
+            Counter(label: "recovery_errors_total", dimensions: [("worker", "probe"), ("kind", "publish")]).increment()
+            logger.error("could not publish an observation", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])
+        }
+    }
+}
+
+/// The probe's mutable state, confined to an actor.
+actor LockedState {
+    private(set) var targets: [Target] = []
+    private var slots: [String: Int64] = [:]
+
+    private var inFlight = 0
+
+    func setTargets(_ targets: [Target]) { self.targets = targets }
+    func startProbe(limit: Int) -> Bool {
+        guard inFlight < limit else { return false }
+        inFlight += 1
+        return true
+    }
+    func endProbe() { inFlight -= 1 }
+    func lastSlot(_ name: String) -> Int64? { slots[name] }
+    func setLastSlot(_ name: String, _ slot: Int64) { slots[name] = slot }
+}
+
+extension ProbeTiming {
+    init(_ t: HTTPTiming) {
+        func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
+        self.init(dnsMs: ms(t.dns), connectMs: ms(t.connect), tlsMs: ms(t.tls), firstByteMs: ms(t.firstByte), totalMs: ms(t.total))
+    }
+}
+
+extension Metrics.Timer {
+    func recordMilliseconds(_ ms: Double) { recordNanoseconds(Int64(ms * 1_000_000)) }
+}

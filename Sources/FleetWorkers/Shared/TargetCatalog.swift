@@ -1,0 +1,204 @@
+import AWSClient
+import Foundation
+import Logging
+import RecoveryCore
+
+/// A website the fleet watches: one EC2 instance that opted in with `AutoRecovery=enabled`.
+public struct Target: Sendable, Equatable {
+    public var identity: TargetIdentity
+    /// The instance serving the target now.
+    public var instance: InstanceRef
+    public var instanceState: String
+    /// From the tag `AutoRecovery:HealthUrl`, else the target's config.
+    public var healthURL: String?
+    public var settings: TargetSettings
+
+    public var name: String { identity.name }
+
+    public init(identity: TargetIdentity, instance: InstanceRef, instanceState: String, healthURL: String?, settings: TargetSettings) {
+        self.identity = identity
+        self.instance = instance
+        self.instanceState = instanceState
+        self.healthURL = healthURL
+        self.settings = settings
+    }
+}
+
+/// Per-target configuration from a JSON file (until the instance-config table replaces it):
+///
+///     {
+///       "defaults": {"dr_region": "us-west-2", "grace_period": 300},
+///       "targets": {
+///         "shop-web": {"health_url": "https://shop.example.com/health", "requires_approval": true,
+///                      "elastic_ip_allocation_id": "eipalloc-0abc"}
+///       }
+///     }
+///
+/// Each target's object is laid over `defaults` key by key; settings keys are those of `TargetSettings`
+/// (docs/escalation.md), and any key left out keeps its documented default.
+public struct TargetConfigFile: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var healthURL: String?
+        public var drRegion: String?
+        public var elasticIpAllocationId: String?
+        public var settings: TargetSettings
+    }
+
+    private var defaults: [String: JSONValue]
+    private var targets: [String: [String: JSONValue]]
+
+    public static let empty = TargetConfigFile(defaults: [:], targets: [:])
+
+    init(defaults: [String: JSONValue], targets: [String: [String: JSONValue]]) {
+        self.defaults = defaults
+        self.targets = targets
+    }
+
+    public init(data: Data, source: String = "targets file") throws {
+        let root: JSONValue
+        do { root = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw ConfigurationError("\(source) is not valid JSON: \(error)")
+        }
+        guard case .object(let object) = root else { throw ConfigurationError("\(source) must hold a JSON object") }
+        if let unknown = object.keys.first(where: { $0 != "defaults" && $0 != "targets" }) {
+            throw ConfigurationError("\(source): unknown top-level key '\(unknown)' (expected 'defaults' and 'targets')")
+        }
+        var defaults: [String: JSONValue] = [:]
+        if let d = object["defaults"] {
+            guard case .object(let o) = d else { throw ConfigurationError("\(source): 'defaults' must be an object") }
+            defaults = o
+        }
+        var targets: [String: [String: JSONValue]] = [:]
+        if let t = object["targets"] {
+            guard case .object(let o) = t else { throw ConfigurationError("\(source): 'targets' must be an object of target name to settings") }
+            for (name, value) in o {
+                guard case .object(let settings) = value else { throw ConfigurationError("\(source): target '\(name)' must be an object") }
+                targets[name] = settings
+            }
+        }
+        self.init(defaults: defaults, targets: targets)
+        // Validate every entry now, so a typo stops the worker at start-up with a clear message.
+        for name in targets.keys { _ = try entry(for: name) }
+        _ = try entry(for: "(defaults)")
+    }
+
+    public static func load(path: String) throws -> TargetConfigFile {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError("cannot read targets file \(path)")
+        }
+        return try TargetConfigFile(data: data, source: path)
+    }
+
+    /// The names configured in the file.
+    public var names: [String] { targets.keys.sorted() }
+
+    public func entry(for target: String) throws -> Entry {
+        let merged = defaults.merging(targets[target] ?? [:]) { $1 }
+        let data = try JSONEncoder().encode(JSONValue.object(merged))
+        let settings: TargetSettings
+        do { settings = try JSONDecoder().decode(TargetSettings.self, from: data) } catch {
+            throw ConfigurationError("settings of target '\(target)' are invalid: \(error)")
+        }
+        do { try settings.validate(target: target) } catch { throw ConfigurationError("\(error)") }
+        return Entry(
+            healthURL: merged["health_url"]?.stringValue, drRegion: merged["dr_region"]?.stringValue,
+            elasticIpAllocationId: merged["elastic_ip_allocation_id"]?.stringValue, settings: settings)
+    }
+}
+
+/// Finds the targets: instances tagged `AutoRecovery=enabled` in the primary region (and the DR
+/// region, where a failed-over target now runs), merged with the config file.
+public struct TargetCatalog: Sendable {
+    public static let optInTag = "AutoRecovery"
+    public static let nameTag = "AutoRecovery:Name"
+    public static let healthURLTag = "AutoRecovery:HealthUrl"
+    public static let replacedByTag = "AutoRecovery:ReplacedBy"
+
+    let ec2: EC2Client
+    let drRegion: String?
+    let config: TargetConfigFile
+    let logger: Logger
+
+    public init(ec2: EC2Client, drRegion: String?, config: TargetConfigFile, logger: Logger) {
+        self.ec2 = ec2
+        self.drRegion = drRegion
+        self.config = config
+        self.logger = logger
+    }
+
+    public func discover() async throws -> [Target] {
+        var found: [(EC2Instance, String)] = []
+        let regions = [ec2.region] + (drRegion.flatMap { $0 == ec2.region ? nil : [$0] } ?? [])
+        for region in regions {
+            let client = region == ec2.region ? ec2 : ec2.withRegion(region)
+            let instances = try await client.describeInstances(filters: [
+                .tag(Self.optInTag, "enabled"),
+                .instanceState(.pending, .running, .stopping, .stopped),
+            ])
+            found += instances.map { ($0, region) }
+        }
+        return try Self.targets(from: found, homeRegion: ec2.region, defaultDR: drRegion, config: config)
+    }
+
+    /// Groups instances by target name and picks the one serving it: not replaced, running, newest.
+    static func targets(from instances: [(EC2Instance, String)], homeRegion: String, defaultDR: String?,
+                        config: TargetConfigFile) throws -> [Target] {
+        var byName: [String: [(EC2Instance, String)]] = [:]
+        for (instance, region) in instances {
+            let identity = TargetIdentity(nameTag: instance.tags[nameTag], instanceId: instance.instanceId, homeRegion: homeRegion)
+            byName[identity.name, default: []].append((instance, region))
+        }
+        return try byName.keys.sorted().map { name in
+            let candidates = byName[name]!
+            let chosen = candidates.max { a, b in rank(a.0) < rank(b.0) }!
+            let entry = try config.entry(for: name)
+            let identity = TargetIdentity(
+                name: name, homeRegion: homeRegion, drRegion: entry.drRegion ?? defaultDR,
+                elasticIpAllocationId: entry.elasticIpAllocationId)
+            return Target(
+                identity: identity, instance: InstanceRef(id: chosen.0.instanceId, region: chosen.1),
+                instanceState: chosen.0.state.rawValue,
+                healthURL: chosen.0.tags[healthURLTag] ?? entry.healthURL, settings: entry.settings)
+        }
+    }
+
+    private static func rank(_ i: EC2Instance) -> (Int, Int, Double) {
+        (i.tags[replacedByTag] == nil ? 1 : 0, i.state == .running ? 1 : 0, i.launchTime?.timeIntervalSince1970 ?? 0)
+    }
+}
+
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A JSON value, for laying config objects over each other before decoding them.
+enum JSONValue: Codable, Sendable, Equatable {
+    case string(String), number(Double), bool(Bool), null
+    case array([JSONValue]), object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let n = try? c.decode(Double.self) { self = .number(n) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try c.encode(s)
+        case .number(let n): try c.encode(n)
+        case .bool(let b): try c.encode(b)
+        case .null: try c.encodeNil()
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+
+    var stringValue: String? { if case .string(let s) = self { s } else { nil } }
+}

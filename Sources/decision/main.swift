@@ -1,0 +1,60 @@
+// The decision worker: wiring only. See FleetWorkers/Decision/DecisionWorker.swift and
+// docs/configuration.md.
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import FleetWorkers
+import Foundation
+import HTTPTransport
+import Logging
+import RecoveryCore
+import RedisStore
+
+let registry = WorkerRuntime.bootstrap()
+let env = WorkerEnvironment(kind: "decision")
+let logger = Logger(label: "decision")
+do {
+    let http = HTTPClient(logger: logger)
+    let aws = try env.aws(http: http, logger: logger)
+    let redis = try env.redis(logger: logger)
+    let redisHealth = RedisHealth(client: redis)
+    let topology = env.topology
+    let amqp = try env.amqp()
+    let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
+    let observations = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.observationsQueue, logger: logger)
+    let commands = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.commandsQueue, logger: logger)
+    var options = DecisionWorker.Options(workerId: env.workerId)
+    options.operators = Set(env.list("OPERATORS"))
+    options.brakeSettings.maxOutageShare = try env.double("BRAKE_MAX_OUTAGE_SHARE", default: 0.30)
+    options.brakeSettings.maxDestructiveActions = try env.int("BRAKE_MAX_ACTIONS_PER_HOUR", default: 5)
+    options.catalogRefresh = .milliseconds(Int64(try env.seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
+    let catalog = TargetCatalog(ec2: EC2Client(aws), drRegion: env.drRegion, config: try env.targetsFile(), logger: logger)
+    let worker = DecisionWorker(
+        options: options, states: RedisStateStore(client: redis, keyspace: env.keyspace),
+        schedule: RedisSchedule(client: redis, keyspace: env.keyspace, name: "decision"), publisher: publisher,
+        topology: topology, catalog: { try await catalog.discover() }, defaultRegion: aws.region, logger: logger)
+    let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
+    let observationWorker = MessageWorker(consumer: observations, deadLetters: deadLetters, logger: logger,
+                                          decode: DecisionWorker.decodeObservationQueue, handler: worker.handle)
+    let commandWorker = MessageWorker(consumer: commands, deadLetters: deadLetters, logger: logger,
+                                      decode: DecisionWorker.decodeCommandQueue, handler: worker.handle)
+    try await WorkerRuntime.run(
+        worker: "decision",
+        services: [
+            ClosureService(run: { await observationWorker.run() }, stop: { await observations.shutdown() }),
+            ClosureService(run: { await commandWorker.run() }, stop: { await commands.shutdown() }),
+            LoopService(run: { await worker.runTicker() }),
+            LoopService(run: { await worker.runCatalog() }, cleanup: {
+                await publisher.shutdown()
+                http.shutdown()
+                await redis.close()
+            }),
+            LoopService(run: { await redisHealth.run() }),
+        ],
+        registry: registry,
+        readiness: ["broker": { publisher.isConnected && observations.isConnected && commands.isConnected },
+                    "redis": { redisHealth.isReady }])
+} catch {
+    logger.critical("decision cannot start: \(error)")
+    exit(1)
+}

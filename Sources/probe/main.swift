@@ -1,0 +1,46 @@
+// The probe worker: wiring only. See FleetWorkers/Probe/ProbeWorker.swift and docs/configuration.md.
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import FleetWorkers
+import Foundation
+import HTTPTransport
+import Logging
+import RedisStore
+
+let registry = WorkerRuntime.bootstrap()
+let env = WorkerEnvironment(kind: "probe")
+let logger = Logger(label: "probe")
+do {
+    let http = HTTPClient(maxConcurrentRequests: try env.int("PROBE_MAX_IN_FLIGHT", default: 500), logger: logger)
+    let aws = try env.aws(http: http, logger: logger)
+    let redis = try env.redis(logger: logger)
+    let redisHealth = RedisHealth(client: redis)
+    let topology = env.topology
+    let publisher = AMQPPublisher(configuration: try env.amqp(), topology: topology.amqp, logger: logger)
+    var options = ProbeWorker.Options(proberId: env.workerId)
+    options.discoveryInterval = .milliseconds(Int64(try env.seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
+    options.statusInterval = .milliseconds(Int64(try env.seconds("STATUS_INTERVAL", default: 60) * 1000))
+    options.maxInFlight = try env.int("PROBE_MAX_IN_FLIGHT", default: 500)
+    let ec2 = EC2Client(aws)
+    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, config: try env.targetsFile(), logger: logger)
+    let worker = ProbeWorker(
+        options: options, catalog: catalog, http: http, ec2: ec2,
+        claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher,
+        topology: topology, logger: logger)
+    try await WorkerRuntime.run(
+        worker: "probe",
+        services: [
+            LoopService(run: { await worker.run() }, cleanup: {
+                await publisher.shutdown()
+                http.shutdown()
+                await redis.close()
+            }),
+            LoopService(run: { await redisHealth.run() }),
+        ],
+        registry: registry,
+        readiness: ["broker": { publisher.isConnected }, "redis": { redisHealth.isReady }])
+} catch {
+    logger.critical("probe cannot start: \(error)")
+    exit(1)
+}
