@@ -94,6 +94,10 @@ let package = Package(
         ]),
         .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
+        .testTarget(name: "FleetWorkersTests", dependencies: [
+            "FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
         .testTarget(
             name: "AWSClientTests", dependencies: [
