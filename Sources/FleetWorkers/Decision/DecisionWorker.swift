@@ -16,9 +16,11 @@ import RedisStore
 ///
 /// The messages an event produces are written into the state's outbox in the same compare-and-set, then
 /// published (confirmed), then cleared. A worker that dies in between leaves the outbox behind, and
-/// whoever next loads the target publishes it first. Every message has a deterministic id (the action's
-/// idempotency key, the notice's id), so a second publish is deduplicated downstream; the machine itself
-/// drops redelivered events by id. Together: no step is requested twice and none is lost.
+/// whoever next loads the target publishes it first; per-message claims in Redis make sure only one
+/// worker publishes each item. Every message has a deterministic id (the action's idempotency key, the
+/// notice's id), so even the one remaining duplicate (a worker dying between its publish and its marker)
+/// is deduplicated downstream; the machine itself drops redelivered events by id. Together: no step is
+/// requested twice and none is lost.
 public final class DecisionWorker: Sendable {
     public struct Options: Sendable {
         public var workerId: String
@@ -41,6 +43,7 @@ public final class DecisionWorker: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     private let known = KnownTargets()
+    private var markers: RedisKeyValueStore { RedisKeyValueStore(client: states.client, keyspace: states.keyspace) }
 
     public init(options: Options, states: RedisStateStore, schedule: RedisSchedule, publisher: AMQPPublisher,
                 topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?, defaultRegion: String,
@@ -142,9 +145,8 @@ public final class DecisionWorker: Sendable {
             if let loaded {
                 document = try StoredTarget.decode(loaded.data)
                 if !document.outbox.isEmpty {
-                    // A previous worker stored these but may not have published them.
-                    try await publishAll(document.outbox)
-                    document.outbox = []
+                    // A previous worker stored these but may not have published them yet.
+                    document.outbox = try await flush(document.outbox)
                 }
             } else {
                 document = StoredTarget(machine: try await newMachine(target, instanceHint: instanceHint), outbox: [])
@@ -179,10 +181,10 @@ public final class DecisionWorker: Sendable {
                 Counter(label: "recovery_decision_conflicts_total").increment()
                 continue  // another replica changed the target: apply the event to its state instead
             }
-            try await publishAll(document.outbox)
-            if !document.outbox.isEmpty {
+            let remaining = try await flush(document.outbox)
+            if remaining.count != document.outbox.count {
                 var cleared = document
-                cleared.outbox = []
+                cleared.outbox = remaining
                 _ = try? await states.compareAndSet(key, expectedVersion: version, data: try cleared.encoded())
             }
             if let deadline = document.machine.nextDeadline {
@@ -249,6 +251,25 @@ public final class DecisionWorker: Sendable {
             try await publisher.publish(item.outgoing(exchange: topology.exchange))
             Counter(label: "recovery_messages_published_total", dimensions: [("type", item.type)]).increment()
         }
+    }
+
+    /// Publishes outbox items that nobody has published yet; returns those still to be published (claimed
+    /// by another worker right now). Two replicas can load the same outbox (the writer and the next
+    /// reader); a short claim per message id (`publishing:<id>`) lets only one of them publish it, and a
+    /// marker (`published:<id>`, kept a week) tells later readers it is done. A worker that dies after
+    /// its claim leaves the item in the outbox; the claim expires and the next reader publishes it.
+    private func flush(_ items: [OutboxItem]) async throws -> [OutboxItem] {
+        var remaining: [OutboxItem] = []
+        for item in items {
+            if try await markers.get("published:\(item.messageId)") != nil { continue }
+            guard try await markers.setIfAbsent("publishing:\(item.messageId)", options.workerId, expiry: .seconds(30)) else {
+                remaining.append(item)
+                continue
+            }
+            try await publishAll([item])
+            try await markers.set("published:\(item.messageId)", "1", expiry: .seconds(7 * 86_400))
+        }
+        return remaining
     }
 
     private func publishNotice(_ notice: Notice, target: String?) async {
