@@ -30,6 +30,17 @@ struct EscalationLadderTests {
         #expect(notice.detail?.contains("HTTP 503") == true)
     }
 
+    @Test func incidentIdsAreDerivedAndUnique() throws {
+        var l = Ladder(settings: { var s = TargetSettings(); s.recoveryThreshold = 1; return s }())
+        l.declare()
+        let first = try #require(l.incidentId)
+        l.ok()
+        l.declare()  // same second
+        let second = try #require(l.incidentId)
+        #expect(first == "inc-shop-web-20261118T110640Z" && second == "inc-shop-web-20261118T110640Z-2")
+        #expect(l.machine.incidentCount == 2)
+    }
+
     @Test func aHealthyCheckBreaksTheFailureStreak() {
         var l = Ladder()
         l.fail(2)

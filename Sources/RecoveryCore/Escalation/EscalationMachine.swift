@@ -165,6 +165,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     public private(set) var outageTimes: [Date]
     public private(set) var displaced: DisplacedInstance?
     public private(set) var lastIncidentId: String?
+    /// Incidents declared for this target so far (it disambiguates two incident ids in one second).
+    public private(set) var incidentCount: Int
     /// Idempotency keys of requested steps, newest last (bounded by `requestMemory`).
     public private(set) var requestedKeys: [String]
     /// Ids of recently handled events, newest last (bounded by `eventMemory`).
@@ -183,6 +185,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         self.outageTimes = []
         self.displaced = nil
         self.lastIncidentId = nil
+        self.incidentCount = 0
         self.requestedKeys = []
         self.recentEventIds = []
         self.scheduledWakeUp = nil
@@ -315,8 +318,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         let count = outageTimes.count
         let step = RecoveryStep.forOutage(number: count)
 
+        incidentCount += 1
         var id = "inc-\(target)-\(TimeText.compact(c.now))"
-        if let last = lastIncidentId, last.hasPrefix(id) { id += "-\(requestedKeys.count + recentEventIds.count)" }
+        if let last = lastIncidentId, last.hasPrefix(id) { id += "-\(incidentCount)" }
 
         var incident = Incident(
             id: id, declaredAt: c.now, outageNumber: count, startInstance: currentInstance,

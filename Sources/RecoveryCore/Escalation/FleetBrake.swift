@@ -104,8 +104,10 @@ public struct FleetBrake: Codable, Sendable, Equatable {
     public private(set) var recentActions: [ActionStamp]
     public private(set) var engagement: Engagement?
     public private(set) var engagements: Int
-    /// Outages the operator saw when releasing: the share rule engages again only when there are more.
-    public private(set) var acceptedOutages: Int
+    /// The targets in outage when the operator released the brake: the share rule engages again only
+    /// when a target outside this set is in outage (a worse situation), not when one of these flaps. It is
+    /// cleared when fewer than `minimumOutages` targets are in outage (the episode is over).
+    public private(set) var acceptedTargets: [String]
     /// The rate rule counts steps from here on (the last release).
     public private(set) var countActionsSince: Date?
     public private(set) var recentCommandIds: [String]
@@ -118,7 +120,7 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         self.recentActions = []
         self.engagement = nil
         self.engagements = 0
-        self.acceptedOutages = 0
+        self.acceptedTargets = []
         self.countActionsSince = nil
         self.recentCommandIds = []
     }
@@ -150,7 +152,7 @@ public struct FleetBrake: Codable, Sendable, Equatable {
             checkShare(now, &actions)
         case .outageClosed(let target):
             targetsInOutage.removeAll { $0 == target }
-            acceptedOutages = min(acceptedOutages, targetsInOutage.count)
+            endEpisodeIfOver()
         case .destructiveActionRequested(let target, let key):
             guard !recentActions.contains(where: { $0.idempotencyKey == key }) else { break }
             recentActions.append(ActionStamp(idempotencyKey: key, target: target, at: now))
@@ -158,7 +160,7 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         case .fleetChanged(let targets):
             fleet = Array(Set(targets)).sorted()
             if !fleet.isEmpty { targetsInOutage.removeAll { !fleet.contains($0) } }
-            acceptedOutages = min(acceptedOutages, targetsInOutage.count)
+            endEpisodeIfOver()
             checkShare(now, &actions)
         case .engage(let id, let who, let reason):
             guard remember(id) else { break }
@@ -176,7 +178,7 @@ public struct FleetBrake: Codable, Sendable, Equatable {
                 break
             }
             self.engagement = nil
-            acceptedOutages = targetsInOutage.count
+            acceptedTargets = targetsInOutage
             countActionsSince = now
             var notice = commandNotice(.brakeReleased, id: id, name: "brake release", who: who, now,
                 detail: "\(who) released the fleet brake (engaged \(TimeText.iso(engagement.at)): \(engagement.detail)); destructive steps may run again. Targets in outage: \(targetsInOutage.isEmpty ? "none" : targetsInOutage.joined(separator: ", "))")
@@ -189,7 +191,8 @@ public struct FleetBrake: Codable, Sendable, Equatable {
 
     private mutating func checkShare(_ now: Date, _ actions: inout [Action]) {
         let count = targetsInOutage.count
-        guard !isEngaged, count >= max(1, settings.minimumOutages), count > acceptedOutages,
+        guard !isEngaged, count >= max(1, settings.minimumOutages),
+            targetsInOutage.contains(where: { !acceptedTargets.contains($0) }),
             outageShare > settings.maxOutageShare
         else { return }
         let size = Set(fleet).union(targetsInOutage).count
@@ -198,6 +201,10 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         engage(.outageShare,
                detail: "\(count) of \(size) targets (\(percent)%) are in outage at once, more than \(limit)%: this looks like a shared cause, not \(count) broken sites",
                by: nil, targets: targetsInOutage, now, &actions)
+    }
+
+    private mutating func endEpisodeIfOver() {
+        if targetsInOutage.count < max(1, settings.minimumOutages) { acceptedTargets = [] }
     }
 
     private mutating func checkRate(_ now: Date, _ actions: inout [Action]) {

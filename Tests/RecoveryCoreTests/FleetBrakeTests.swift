@@ -1,0 +1,181 @@
+import Foundation
+import RecoveryCore
+import Testing
+
+extension Array where Element == FleetBrake.Action {
+    var notices: [Notice] { compactMap { if case .notify(let n) = $0 { n } else { nil } } }
+    var rejections: [Notice] { compactMap { if case .rejectCommand(let n) = $0 { n } else { nil } } }
+    var woken: [String] { flatMap { action -> [String] in if case .wakeTargets(let t) = action { t } else { [] } } }
+}
+
+@Suite("Fleet brake")
+struct FleetBrakeTests {
+    static let ten = (1...10).map { "site-\($0)" }
+
+    @Test func moreThanTheShareInOutageEngagesOnceWithOneAlert() throws {
+        var brake = FleetBrake(fleet: Self.ten)
+        var actions: [FleetBrake.Action] = []
+        for target in Self.ten.prefix(3) { actions += brake.handle(.outageOpened(target: target), now: t0) }
+        #expect(!brake.isEngaged && actions.isEmpty)  // 30% is not more than 30%
+        actions += brake.handle(.outageOpened(target: "site-4"), now: t0)
+        #expect(brake.isEngaged && brake.engagement?.trigger == .outageShare)
+        for target in Self.ten.suffix(4) { actions += brake.handle(.outageOpened(target: target), now: t0) }
+        let alerts = actions.notices
+        #expect(alerts.count == 1)
+        let alert = try #require(alerts.first)
+        #expect(alert.kind == .brakeEngaged && alert.target == nil && alert.id == "fleet:brake_engaged:1")
+        #expect(alert.targets == ["site-1", "site-2", "site-3", "site-4"])
+        #expect(alert.commands == ["recoveryctl brake release"])
+        #expect(alert.detail?.contains("4 of 10 targets (40%)") == true)
+        // It does not release itself when the outages end.
+        for target in Self.ten { _ = brake.handle(.outageClosed(target: target), now: t0) }
+        #expect(brake.isEngaged)
+    }
+
+    @Test func aSmallFleetNeedsTheMinimumNumberOfOutages() {
+        var brake = FleetBrake(fleet: ["a", "b", "c"])
+        #expect(brake.handle(.outageOpened(target: "a"), now: t0).isEmpty)
+        #expect(!brake.isEngaged)  // 33% but only one outage
+        _ = brake.handle(.outageOpened(target: "b"), now: t0)
+        #expect(brake.isEngaged)
+    }
+
+    @Test func reportsAreIdempotent() {
+        var brake = FleetBrake(fleet: Self.ten)
+        for _ in 0..<5 { _ = brake.handle(.outageOpened(target: "site-1"), now: t0) }
+        #expect(brake.targetsInOutage == ["site-1"])
+        for _ in 0..<9 { _ = brake.handle(.destructiveActionRequested(target: "site-1", idempotencyKey: "k"), now: t0) }
+        #expect(brake.countedActions(at: t0) == 1 && !brake.isEngaged)
+    }
+
+    @Test func theActionLimitWithinTheWindowEngages() throws {
+        var brake = FleetBrake(fleet: Self.ten)
+        var actions: [FleetBrake.Action] = []
+        for i in 1...4 {
+            actions += brake.handle(.destructiveActionRequested(target: "site-\(i)", idempotencyKey: "k\(i)"), now: t0 + Double(i) * 60)
+        }
+        #expect(!brake.isEngaged && actions.isEmpty)
+        actions += brake.handle(.destructiveActionRequested(target: "site-5", idempotencyKey: "k5"), now: t0 + 600)
+        #expect(brake.isEngaged && brake.engagement?.trigger == .actionRate)
+        actions += brake.handle(.destructiveActionRequested(target: "site-6", idempotencyKey: "k6"), now: t0 + 700)
+        #expect(actions.notices.count == 1)
+        #expect(actions.notices.first?.detail?.contains("5 destructive steps within 1h reached the limit of 5") == true)
+        #expect(actions.notices.first?.targets == ["site-1", "site-2", "site-3", "site-4", "site-5"])
+    }
+
+    @Test func actionsOlderThanTheWindowDoNotCount() {
+        var brake = FleetBrake(fleet: Self.ten)
+        for i in 1...4 { _ = brake.handle(.destructiveActionRequested(target: "s", idempotencyKey: "k\(i)"), now: t0) }
+        _ = brake.handle(.destructiveActionRequested(target: "s", idempotencyKey: "k5"), now: t0 + 3600)
+        #expect(!brake.isEngaged)
+        #expect(brake.countedActions(at: t0 + 3600) == 1)
+    }
+
+    @Test func anOperatorReleasesItAndTheTargetsInOutageAreWoken() throws {
+        var brake = FleetBrake(fleet: Self.ten)
+        for target in Self.ten.prefix(4) { _ = brake.handle(.outageOpened(target: target), now: t0) }
+        let release = brake.handle(.release(id: "cmd-1", operator: "alice"), now: t0 + 60)
+        #expect(!brake.isEngaged)
+        let notice = try #require(release.notices.first)
+        #expect(notice.kind == .brakeReleased && notice.command == CommandRef(id: "cmd-1", name: "brake release", operator: "alice"))
+        #expect(release.woken == ["site-1", "site-2", "site-3", "site-4"])
+        // The outages the operator saw do not engage it again, nor does a closed-and-reopened one…
+        #expect(brake.handle(.outageClosed(target: "site-1"), now: t0 + 70).isEmpty)
+        #expect(brake.handle(.outageOpened(target: "site-1"), now: t0 + 80).isEmpty)
+        #expect(!brake.isEngaged)
+        // …but a worse situation does, with a new alert.
+        let worse = brake.handle(.outageOpened(target: "site-9"), now: t0 + 90)
+        #expect(brake.isEngaged && worse.notices.first?.id == "fleet:brake_engaged:2")
+    }
+
+    @Test func aNewEpisodeAfterTheOutagesEndedEngagesAgain() {
+        var brake = FleetBrake(fleet: Self.ten)
+        for target in Self.ten.prefix(4) { _ = brake.handle(.outageOpened(target: target), now: t0) }
+        _ = brake.handle(.release(id: "r", operator: "alice"), now: t0)
+        for target in Self.ten.prefix(4) { _ = brake.handle(.outageClosed(target: target), now: t0 + 100) }
+        #expect(brake.acceptedTargets.isEmpty)
+        for target in Self.ten.prefix(3) { _ = brake.handle(.outageOpened(target: target), now: t0 + 9000) }
+        #expect(!brake.isEngaged)
+        _ = brake.handle(.outageOpened(target: "site-4"), now: t0 + 9000)
+        #expect(brake.isEngaged)
+    }
+
+    @Test func theRateCountsFromTheRelease() {
+        var brake = FleetBrake(fleet: Self.ten)
+        for i in 1...5 { _ = brake.handle(.destructiveActionRequested(target: "s", idempotencyKey: "k\(i)"), now: t0) }
+        #expect(brake.isEngaged)
+        _ = brake.handle(.release(id: "r", operator: "alice"), now: t0 + 10)
+        #expect(brake.countedActions(at: t0 + 10) == 0)
+        for i in 6...9 { _ = brake.handle(.destructiveActionRequested(target: "s", idempotencyKey: "k\(i)"), now: t0 + 20) }
+        #expect(!brake.isEngaged)
+        _ = brake.handle(.destructiveActionRequested(target: "s", idempotencyKey: "k10"), now: t0 + 30)
+        #expect(brake.isEngaged)
+    }
+
+    @Test func brakeCommandsInTheWrongStateAreRefused() throws {
+        var brake = FleetBrake(fleet: Self.ten)
+        let release = brake.handle(.release(id: "c1", operator: "bob"), now: t0)
+        #expect(release.rejections.first?.detail == "brake release refused: the brake is not engaged")
+        let engage = brake.handle(.engage(id: "c2", operator: "bob", reason: "AWS incident in eu-west-1"), now: t0)
+        #expect(brake.engagement?.trigger == .manual && brake.engagement?.by == "bob")
+        #expect(engage.notices.first?.detail?.contains("engaged by bob: AWS incident in eu-west-1") == true)
+        let again = brake.handle(.engage(id: "c3", operator: "carol", reason: "x"), now: t0)
+        #expect(again.rejections.first?.detail?.contains("already engaged") == true)
+        // A redelivered command is a no-op.
+        #expect(brake.handle(.engage(id: "c3", operator: "carol", reason: "x"), now: t0).isEmpty)
+        #expect(brake.handle(.release(id: "c4", operator: "bob"), now: t0).notices.count == 1)
+        #expect(brake.handle(.release(id: "c4", operator: "bob"), now: t0).isEmpty)
+    }
+
+    @Test func targetsLeavingTheFleetLeaveTheOutageSet() {
+        var brake = FleetBrake(fleet: Self.ten)
+        _ = brake.handle(.outageOpened(target: "site-1"), now: t0)
+        _ = brake.handle(.outageOpened(target: "site-2"), now: t0)
+        _ = brake.handle(.fleetChanged(targets: Array(Self.ten.dropFirst())), now: t0)
+        #expect(brake.targetsInOutage == ["site-2"])
+        // Shrinking the fleet raises the share.
+        _ = brake.handle(.outageOpened(target: "site-3"), now: t0)
+        _ = brake.handle(.fleetChanged(targets: ["site-2", "site-3", "site-4", "site-5"]), now: t0)
+        #expect(brake.isEngaged)
+    }
+}
+
+@Suite("Fleet brake with target machines")
+struct FleetBrakeIntegrationTests {
+    @Test func aWidespreadOutageBrakesTheFleetWithOneAlertAndNoSteps() {
+        var fleet = Fleet(size: 10)
+        for i in 1...4 {
+            fleet.now = t0 + Double(i)
+            fleet.deliver("site-\(i)") { $0.declare() }
+        }
+        #expect(fleet.brake.isEngaged)
+        fleet.now = t0 + 400
+        for i in 1...4 { fleet.deliver("site-\(i)") { $0.send(.tick) } }
+        #expect(fleet.allTargetActions.requests.isEmpty)
+        #expect(fleet.brakeNotices.filter { $0.kind == .brakeEngaged }.count == 1)
+        #expect(fleet.allTargetActions.notices.allSatisfy { $0.kind == .outageDeclared })
+
+        fleet.now = t0 + 500
+        fleet.apply(.release(id: "cmd-r", operator: "alice"))
+        let requests = fleet.allTargetActions.requests
+        #expect(requests.count == 4 && requests.allSatisfy { $0.step == .restart && $0.requestedAt == t0 + 500 })
+        #expect(!fleet.brake.isEngaged)  // 4 steps, limit 5
+    }
+
+    @Test func tooManyStepsInAnHourBrakeTheFleet() {
+        var fleet = Fleet(size: 20)
+        for i in 1...6 {
+            let target = "site-\(i)"
+            fleet.now = t0 + Double(i) * 600
+            fleet.deliver(target) { $0.declare() }
+            fleet.now += 300
+            fleet.deliver(target) { $0.send(.tick) }
+            fleet.deliver(target) { $0.ok(2) }  // fixed: the outage closes
+        }
+        let requests = fleet.allTargetActions.requests
+        #expect(requests.count == 5)
+        #expect(!requests.contains { $0.target == "site-6" })
+        #expect(fleet.brake.engagement?.trigger == .actionRate)
+        #expect(fleet.brakeNotices.filter { $0.kind == .brakeEngaged }.count == 1)
+    }
+}
