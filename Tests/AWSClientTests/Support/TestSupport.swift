@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTransport
 import Logging
 
 @testable import AWSClient
@@ -29,6 +30,9 @@ final class SleepRecorder: @unchecked Sendable {
             random: { self.random })
     }
 }
+
+/// The real curl client, shared by every test in the process (it shuts down with the process).
+let testHTTP = HTTPClient(logger: Logger(label: "aws-test-http"))
 
 let testCredentials = AWSCredentials(
     accessKeyId: "AKIDTESTCLIENT", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYSECRETKEY",
