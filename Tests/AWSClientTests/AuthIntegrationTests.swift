@@ -14,12 +14,12 @@ struct AuthIntegrationTests {
 
     func client(_ credentials: AWSCredentials, logger: Logger = Logger(label: "auth-test")) -> AWSClient {
         AWSClient(
-            region: "us-east-1", credentials: StaticCredentialProvider(credentials), http: URLSessionTransport(),
+            region: "us-east-1", credentials: StaticCredentialProvider(credentials), http: testHTTP,
             environment: ["AWS_ENDPOINT_URL": endpoint], logger: logger, dependencies: SleepRecorder().dependencies)
     }
 
     func resetAuth(freeCalls: Int) async throws {
-        let response = try await URLSessionTransport().execute(
+        let response = try await testHTTP.execute(
             .init(
                 method: "POST", url: endpoint + "/moto-api/reset-auth", headers: [("Content-Type", "text/plain")],
                 body: Array(String(freeCalls).utf8)))

@@ -74,7 +74,7 @@ struct EndpointTests {
     @Test("withRegion keeps everything but the region")
     func withRegion() {
         let primary = AWSClient(
-            region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: URLSessionTransport(),
+            region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: testHTTP,
             environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:5000"])
         let dr = primary.withRegion("us-west-2")
         #expect(dr.region == "us-west-2")

@@ -163,7 +163,7 @@ struct CredentialTests {
         let dir = try TempDir()
         defer { dir.remove() }
         _ = try dir.write(".aws/credentials", "[default]\naws_access_key_id = FILE_ID\naws_secret_access_key = FILE_SECRET\n")
-        let http = URLSessionTransport()
+        let http = testHTTP
         let envKeys = ["AWS_ACCESS_KEY_ID": "ENV_ID", "AWS_SECRET_ACCESS_KEY": "ENV_SECRET"]
 
         let both = CredentialProviderChain.standard(environment: isolatedEnvironment(dir, envKeys), http: http)
@@ -219,12 +219,12 @@ struct CredentialTests {
             "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "ENV_ID", "AWS_SECRET_ACCESS_KEY": "ENV_SECRET",
             "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:1",
         ])
-        let client = try AWSClient.fromEnvironment(env, http: URLSessionTransport())
+        let client = try AWSClient.fromEnvironment(env, http: testHTTP)
         #expect(client.region == "eu-west-1")
         #expect(try await client.credentialProvider.credentials().accessKeyId == "ENV_ID")
         #expect(client.endpoint(for: .ec2).url == "http://127.0.0.1:1")
-        #expect(try AWSClient.fromEnvironment(env, region: "us-west-2", http: URLSessionTransport()).region == "us-west-2")
-        #expect(throws: AWSError.self) { try AWSClient.fromEnvironment(isolatedEnvironment(dir), http: URLSessionTransport()) }
+        #expect(try AWSClient.fromEnvironment(env, region: "us-west-2", http: testHTTP).region == "us-west-2")
+        #expect(throws: AWSError.self) { try AWSClient.fromEnvironment(isolatedEnvironment(dir), http: testHTTP) }
     }
 
     @Test("chain falls through to IMDS when environment and files have nothing")
@@ -233,7 +233,7 @@ struct CredentialTests {
             let dir = try TempDir()
             defer { dir.remove() }
             let env = ["HOME": dir.url.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL + "/"]
-            let chain = CredentialProviderChain.standard(environment: env, http: URLSessionTransport())
+            let chain = CredentialProviderChain.standard(environment: env, http: testHTTP)
             let credentials = try await chain.credentials()
             #expect(credentials.accessKeyId == "ASIAFAKE1")
             #expect(credentials.sessionToken == "token-1")
@@ -255,7 +255,7 @@ struct InstanceMetadataTests {
             let expiry = clock.now.addingTimeInterval(3600)
             try await imds.post("/__control", json: ["expiration": UTCTime.iso8601(expiry)])
             let provider = InstanceMetadataCredentialProvider(
-                http: URLSessionTransport(), environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL],
+                http: testHTTP, environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL],
                 now: clock.closure)
 
             let first = try await provider.credentials()
@@ -286,7 +286,7 @@ struct InstanceMetadataTests {
             try await imds.post("/__control", json: ["expiration": UTCTime.iso8601(clock.now.addingTimeInterval(600))])
             let handler = InMemoryLogHandler()
             let provider = InstanceMetadataCredentialProvider(
-                http: URLSessionTransport(), environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL],
+                http: testHTTP, environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL],
                 now: clock.closure, logger: Logger(label: "imds-test") { _ in handler })
             #expect(try await provider.credentials().accessKeyId == "ASIAFAKE1")
             try await imds.post("/__control", json: ["fail": true])
@@ -307,7 +307,7 @@ struct InstanceMetadataTests {
             let clock = ManualClock(Date(timeIntervalSince1970: 1_900_000_000))
             try await imds.post("/__control", json: ["expiration": UTCTime.iso8601(clock.now.addingTimeInterval(400))])
             let provider = InstanceMetadataCredentialProvider(
-                http: URLSessionTransport(), environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL],
+                http: testHTTP, environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL],
                 now: clock.closure)
             _ = try await provider.credentials()
             try await imds.post("/__control", json: ["forget_tokens": true])
@@ -325,22 +325,22 @@ struct InstanceMetadataTests {
             let env = ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL]
             try await imds.post("/__control", json: ["role": ""])
             #expect(
-                await kind { try await InstanceMetadataCredentialProvider(http: URLSessionTransport(), environment: env).credentials() }
+                await kind { try await InstanceMetadataCredentialProvider(http: testHTTP, environment: env).credentials() }
                     == .notConfigured)
 
             try await imds.post("/__control", json: ["role": "fleet-role", "v1only": true])
-            let v1 = try await InstanceMetadataCredentialProvider(http: URLSessionTransport(), environment: env).credentials()
+            let v1 = try await InstanceMetadataCredentialProvider(http: testHTTP, environment: env).credentials()
             #expect(v1.accessKeyId.hasPrefix("ASIAFAKE"))
             var v1Disabled = env
             v1Disabled["AWS_EC2_METADATA_V1_DISABLED"] = "true"
             #expect(
-                await kind { try await InstanceMetadataCredentialProvider(http: URLSessionTransport(), environment: v1Disabled).credentials() }
+                await kind { try await InstanceMetadataCredentialProvider(http: testHTTP, environment: v1Disabled).credentials() }
                     == .unavailable)
         }
         #expect(
             await kind {
                 try await InstanceMetadataCredentialProvider(
-                    http: URLSessionTransport(), environment: ["AWS_EC2_METADATA_DISABLED": "TRUE"]
+                    http: testHTTP, environment: ["AWS_EC2_METADATA_DISABLED": "TRUE"]
                 ).credentials()
             } == .notConfigured)
         // A port nothing listens on (the server above is gone): unavailable, so a chain moves on.
@@ -348,7 +348,7 @@ struct InstanceMetadataTests {
         #expect(
             await kind {
                 try await InstanceMetadataCredentialProvider(
-                    http: URLSessionTransport(), environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": closed]
+                    http: testHTTP, environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": closed]
                 ).credentials()
             } == .unavailable)
     }

@@ -16,7 +16,7 @@ struct EC2IntegrationTests {
         let aws = AWSClient(
             region: "us-east-1",
             credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDMOTO", secretAccessKey: "moto-secret")),
-            http: URLSessionTransport(), environment: ["AWS_ENDPOINT_URL": TestEnvironment.motoEndpoint ?? ""],
+            http: testHTTP, environment: ["AWS_ENDPOINT_URL": TestEnvironment.motoEndpoint ?? ""],
             dependencies: SleepRecorder().dependencies)
         primary = EC2Client(aws)
         dr = primary.withRegion("us-west-2")
@@ -68,7 +68,7 @@ struct EC2IntegrationTests {
             try await primary.waitUntilRunning([first.instanceId])
 
             // Six more instances, then a tag-filtered describe in pages of 5 (seven results: two pages).
-            let counting = CountingTransport(URLSessionTransport())
+            let counting = CountingTransport(testHTTP)
             var paged = EC2Client(
                 AWSClient(
                     region: "us-east-1", credentials: primary.aws.credentialProvider, http: counting,

@@ -22,13 +22,13 @@ struct FaultInjectionTests {
             self.server = server
             self.recorder = recorder
             client = AWSClient(
-                region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: URLSessionTransport(),
+                region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: testHTTP,
                 environment: ["AWS_ENDPOINT_URL": "\(server.baseURL)/\(scenario)/\(runId)"], retryPolicy: policy,
                 attemptTimeout: attemptTimeout, logger: logger, dependencies: recorder.dependencies)
         }
 
         func requests() async throws -> [[String: Any]] {
-            let response = try await URLSessionTransport().execute(.init(url: "\(server.baseURL)/__requests/\(runId)"))
+            let response = try await testHTTP.execute(.init(url: "\(server.baseURL)/__requests/\(runId)"))
             return try JSONSerialization.jsonObject(with: Data(response.body)) as? [[String: Any]] ?? []
         }
 
@@ -185,7 +185,7 @@ struct FaultInjectionTests {
         let closed = try await withPythonServer("fault_server.py") { $0.baseURL }
         let recorder = SleepRecorder()
         let client = AWSClient(
-            region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: URLSessionTransport(),
+            region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: testHTTP,
             environment: ["AWS_ENDPOINT_URL": closed], dependencies: recorder.dependencies)
         let failure = await expectAWSError { _ = try await client.query(.ec2, action: "DescribeRegions") }
         #expect(failure?.kind == .transport)
@@ -205,7 +205,7 @@ struct FaultInjectionTests {
                     try await Task.sleep(for: duration)
                 }, random: { 1 })
             let client = AWSClient(
-                region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: URLSessionTransport(),
+                region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: testHTTP,
                 environment: ["AWS_ENDPOINT_URL": "\(server.baseURL)/throttle/\(runId)"],
                 retryPolicy: RetryPolicy(baseDelay: .seconds(3600), maxDelay: .seconds(3600), maxTotalTime: .seconds(86_400)),
                 dependencies: deps)
@@ -251,7 +251,7 @@ struct FaultInjectionTests {
             // The server echoes the session token and a configured text holding the secret, raw and encoded.
             let echo = Run(server, scenario: "echo", logger: logger)
             let config = "leak \(secret) \(URIEncoding.encode(token)) \(URIEncoding.encode(URIEncoding.encode(secret)))"
-            _ = try await URLSessionTransport().execute(
+            _ = try await testHTTP.execute(
                 .init(method: "POST", url: "\(server.baseURL)/__config/\(echo.runId)", body: Array(config.utf8)))
             let echoError = await expectAWSError { _ = try await echo.call() }
             let flaky = Run(server, scenario: "flaky", logger: logger)

@@ -10,7 +10,7 @@ struct ProtocolIntegrationTests {
     let aws = AWSClient(
         region: "us-west-2",
         credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDMOTO", secretAccessKey: "moto-secret")),
-        http: URLSessionTransport(), environment: ["AWS_ENDPOINT_URL": TestEnvironment.motoEndpoint ?? ""],
+        http: testHTTP, environment: ["AWS_ENDPOINT_URL": TestEnvironment.motoEndpoint ?? ""],
         dependencies: SleepRecorder().dependencies)
 
     @Test("query: SNS CreateTopic, ListTopics (member lists), DeleteTopic")

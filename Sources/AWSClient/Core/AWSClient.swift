@@ -120,7 +120,7 @@ public struct AWSClient: Sendable {
     /// Throws ``AWSError``, or `CancellationError` when the task is cancelled.
     func perform(
         service: AWSService, operation: String, method: String, path: String, query: String = "",
-        headers: [(name: String, value: String)], body: [UInt8], errorShape: ErrorShape
+        headers: [(name: String, value: String)], body: [UInt8], errorShape: ErrorShape, keepErrorDocument: Bool = false
     ) async throws -> HTTPResponse {
         let endpoint = endpoint(for: service)
         let signer = shared.signer(service: service.signingName, region: endpoint.signingRegion)
@@ -201,6 +201,9 @@ public struct AWSClient: Sendable {
                 }
                 let kind = AWSError.kind(status: status, code: code)
                 failure = error(kind, status: status, code: code, message: parsed.message, requestId: id)
+                if keepErrorDocument, !Self.containsSecret(response.body, secrets: secrets) {
+                    failure.errorDocument = response.body
+                }
                 guard RetryPolicy.isRetryable(status: status, code: code) else {
                     logger.debug("AWS \(service.serviceId) \(operation) \(region): \(failure.kind), HTTP \(status) \(code ?? "-")")
                     throw failure
@@ -254,6 +257,15 @@ public struct AWSClient: Sendable {
         return text
     }
 
+    /// Whether `body` holds a secret in any of the forms `scrub` removes.
+    static func containsSecret(_ body: [UInt8], secrets: [String]) -> Bool {
+        let text = String(decoding: body, as: UTF8.self)
+        return secrets.contains { secret in
+            let once = URIEncoding.encode(secret)
+            return [secret, once, URIEncoding.encode(once)].contains { !$0.isEmpty && text.contains($0) }
+        }
+    }
+
     static func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
@@ -267,10 +279,15 @@ public struct AWSClient: Sendable {
         switch shape {
         case .xml:
             if let root = try? XML.parse(response.body) {
+                let requestId = root.string("RequestID") ?? root.string("RequestId")
+                // Route 53's InvalidChangeBatch: the root names the error, the reasons are a list.
+                if root.first(named: "Error") == nil, let messages = root["Messages"] {
+                    let message = messages.all("Message").map(\.text).joined(separator: "; ")
+                    return (headerCode ?? root.name, message, requestId)
+                }
                 let error = root.first(named: "Error")
                 let code = error?.string("Code") ?? headerCode
                 let message = error?.string("Message") ?? error?.string("message") ?? ""
-                let requestId = root.string("RequestID") ?? root.string("RequestId")
                 return (code, message, requestId)
             }
         case .json:

@@ -52,6 +52,10 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     public var requestId: String?
     /// How many HTTP attempts were made.
     public var attempts: Int
+    /// The JSON error document, kept only when the caller asked for it (DynamoDB's
+    /// `ReturnValuesOnConditionCheckFailure` puts the existing item there) and never when it contains
+    /// a credential. Not part of the description.
+    var errorDocument: [UInt8]? = nil
 
     public init(
         kind: Kind, service: String, operation: String, region: String, httpStatus: Int? = nil, code: String? = nil,

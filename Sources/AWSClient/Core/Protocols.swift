@@ -83,6 +83,12 @@ extension AWSClient {
     /// A JSON-protocol call (DynamoDB 1.0, SSM 1.1, …): POST `/` with `X-Amz-Target:
     /// <prefix>.<operation>` and a JSON body. Returns the response body (`{}` when empty).
     public func json(_ service: AWSService, operation: String, body: [UInt8]) async throws -> [UInt8] {
+        try await json(service, operation: operation, body: body, keepErrorDocument: false)
+    }
+
+    /// `keepErrorDocument`: an error answer's JSON document is kept in the thrown ``AWSError``
+    /// (for error shapes that carry data, such as DynamoDB's existing item).
+    func json(_ service: AWSService, operation: String, body: [UInt8], keepErrorDocument: Bool) async throws -> [UInt8] {
         guard let prefix = service.jsonTargetPrefix, let version = service.jsonVersion else {
             throw AWSError(
                 kind: .invalidRequest, service: service.serviceId, operation: operation, region: region,
@@ -91,13 +97,19 @@ extension AWSClient {
         let response = try await perform(
             service: service, operation: operation, method: "POST", path: "/",
             headers: [("Content-Type", "application/x-amz-json-\(version)"), ("X-Amz-Target", "\(prefix).\(operation)")],
-            body: body.isEmpty ? Array("{}".utf8) : body, errorShape: .json)
+            body: body.isEmpty ? Array("{}".utf8) : body, errorShape: .json, keepErrorDocument: keepErrorDocument)
         return response.body.isEmpty ? Array("{}".utf8) : response.body
     }
 
     /// A JSON-protocol call with Codable input and output (member names as AWS spells them).
     public func json<Input: Encodable, Output: Decodable>(
         _ service: AWSService, operation: String, input: Input, output: Output.Type = Output.self
+    ) async throws -> Output {
+        try await json(service, operation: operation, input: input, output: output, keepErrorDocument: false)
+    }
+
+    func json<Input: Encodable, Output: Decodable>(
+        _ service: AWSService, operation: String, input: Input, output: Output.Type, keepErrorDocument: Bool
     ) async throws -> Output {
         let body: Data
         do {
@@ -107,7 +119,8 @@ extension AWSClient {
                 kind: .invalidRequest, service: service.serviceId, operation: operation, region: region,
                 message: "cannot encode the input: \(error)", attempts: 0)
         }
-        let bytes = try await json(service, operation: operation, body: [UInt8](body))
+        let bytes = try await json(
+            service, operation: operation, body: [UInt8](body), keepErrorDocument: keepErrorDocument)
         do {
             return try JSONDecoder().decode(Output.self, from: Data(bytes))
         } catch {

@@ -68,6 +68,20 @@ enum UTCTime {
             + pad(f.minute, 2) + ":" + pad(f.second, 2) + "Z"
     }
 
+    /// `2015-08-30T12:36:00.123Z`: always three fraction digits (rounded to the nearest millisecond),
+    /// so that strings of this form sort like the instants they name.
+    static func iso8601Milliseconds(_ date: Date) -> String {
+        let totalMs = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        var seconds = totalMs / 1000
+        var ms = totalMs % 1000
+        if ms < 0 {
+            ms += 1000
+            seconds -= 1
+        }
+        let whole = iso8601(Date(timeIntervalSince1970: Double(seconds)))
+        return String(whole.dropLast()) + "." + pad(Int(ms), 3) + "Z"
+    }
+
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]` as AWS returns it (IMDS expirations, EC2 launch
     /// times). Returns nil for anything else.
     static func parseISO8601(_ text: String) -> Date? {

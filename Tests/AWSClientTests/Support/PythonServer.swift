@@ -90,7 +90,7 @@ final class PythonServer: @unchecked Sendable {
 
     /// `GET path` on the server, as JSON.
     func json(_ path: String) async throws -> [String: Any] {
-        let response = try await URLSessionTransport().execute(.init(url: baseURL + path))
+        let response = try await testHTTP.execute(.init(url: baseURL + path))
         let object = try JSONSerialization.jsonObject(with: Data(response.body))
         return object as? [String: Any] ?? [:]
     }
@@ -98,7 +98,7 @@ final class PythonServer: @unchecked Sendable {
     /// `POST path` with a JSON body.
     func post(_ path: String, json: [String: Any]) async throws {
         let body = try JSONSerialization.data(withJSONObject: json)
-        let response = try await URLSessionTransport().execute(
+        let response = try await testHTTP.execute(
             .init(method: "POST", url: baseURL + path, headers: [("Content-Type", "application/json")], body: [UInt8](body)))
         #expect(response.status == 200)
     }

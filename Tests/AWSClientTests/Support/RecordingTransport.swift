@@ -41,7 +41,7 @@ final class RecordingTransport: HTTPExecuting, @unchecked Sendable {
     }
 }
 
-/// Passes requests to another transport and records the Query action of each.
+/// Passes requests to another transport and records the Query action (or JSON target) of each.
 final class CountingTransport: HTTPExecuting, @unchecked Sendable {
     // Invariant: `recorded` is only accessed under `lock`.
     private let lock = NSLock()
@@ -53,8 +53,61 @@ final class CountingTransport: HTTPExecuting, @unchecked Sendable {
     var actions: [String] { lock.withLock { recorded } }
 
     func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
-        let action = RecordingTransport.form(request.body)["Action"] ?? request.method
+        let target = request.headers.first { $0.name.lowercased() == "x-amz-target" }?.value
+        let action = target ?? RecordingTransport.form(request.body)["Action"] ?? request.method
         lock.withLock { recorded.append(action) }
         return try await inner.execute(request)
     }
+}
+
+/// A fake `HTTPExecuting` that records every request and answers from a closure given the whole request
+/// (for JSON and REST-XML calls, whose inputs are not form-encoded).
+final class ScriptedTransport: HTTPExecuting, @unchecked Sendable {
+    struct Answer: Sendable {
+        var status: Int
+        var body: String
+        var headers: [(name: String, value: String)]
+        init(_ status: Int, _ body: String, headers: [(name: String, value: String)] = []) {
+            self.status = status
+            self.body = body
+            self.headers = headers
+        }
+    }
+
+    // Invariant: `recorded` is only accessed under `lock`.
+    private let lock = NSLock()
+    private var recorded: [HTTPRequest] = []
+    let respond: @Sendable (_ request: HTTPRequest, _ index: Int) -> Answer
+
+    init(respond: @escaping @Sendable (_ request: HTTPRequest, _ index: Int) -> Answer) {
+        self.respond = respond
+    }
+
+    var requests: [HTTPRequest] { lock.withLock { recorded } }
+
+    /// Each request's body as text.
+    var bodies: [String] { requests.map { String(decoding: $0.body, as: UTF8.self) } }
+
+    /// Each request's body parsed as a JSON object.
+    var jsonBodies: [[String: Any]] {
+        requests.map { (try? JSONSerialization.jsonObject(with: Data($0.body))) as? [String: Any] ?? [:] }
+    }
+
+    func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let index = lock.withLock {
+            recorded.append(request)
+            return recorded.count - 1
+        }
+        let answer = respond(request, index)
+        return HTTPResponse(
+            status: answer.status, headers: answer.headers, body: Array(answer.body.utf8),
+            timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
+    }
+}
+
+/// A client on a fake transport, for encoding tests.
+func fakeAWS(_ transport: any HTTPExecuting, region: String = "us-east-1") -> AWSClient {
+    AWSClient(
+        region: region, credentials: StaticCredentialProvider(testCredentials), http: transport,
+        environment: ["AWS_ENDPOINT_URL": "http://fake.local"], dependencies: SleepRecorder().dependencies)
 }

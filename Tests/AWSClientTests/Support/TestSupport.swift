@@ -1,5 +1,7 @@
 import Foundation
+import HTTPTransport
 import Logging
+import Testing
 
 @testable import AWSClient
 
@@ -29,6 +31,9 @@ final class SleepRecorder: @unchecked Sendable {
             random: { self.random })
     }
 }
+
+/// The real curl client, shared by every test in the process (it shuts down with the process).
+let testHTTP = HTTPClient(logger: Logger(label: "aws-test-http"))
 
 let testCredentials = AWSCredentials(
     accessKeyId: "AKIDTESTCLIENT", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYSECRETKEY",
@@ -75,4 +80,23 @@ func withCleanup<T>(_ body: (Cleanup) async throws -> T) async throws -> T {
 enum TestEnvironment {
     static let motoEndpoint = ProcessInfo.processInfo.environment["AWS_ENDPOINT_URL"]
     static let motoAuthEndpoint = ProcessInfo.processInfo.environment["MOTO_AUTH_ENDPOINT_URL"]
+}
+
+/// A client on the moto server (AWS_ENDPOINT_URL) with throwaway keys; sleeps are recorded, not slept.
+func motoAWS(region: String = "us-east-1", http: any HTTPExecuting = testHTTP) -> AWSClient {
+    AWSClient(
+        region: region,
+        credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDMOTO", secretAccessKey: "moto-secret")),
+        http: http, environment: ["AWS_ENDPOINT_URL": TestEnvironment.motoEndpoint ?? ""],
+        dependencies: SleepRecorder().dependencies)
+}
+
+/// moto's whole state, `GET /moto-api/data.json` (what was sent by SES and SNS, among the rest).
+func motoData() async throws -> [String: Any] {
+    let endpoint = try #require(TestEnvironment.motoEndpoint)
+    let response = try await testHTTP.execute(
+        HTTPRequest(url: endpoint + "/moto-api/data.json", timeout: .seconds(30), maxBodyBytes: 256 << 20))
+    #expect(response.status == 200)
+    #expect(!response.bodyTruncated)
+    return try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
 }
