@@ -71,7 +71,7 @@ let package = Package(
 
         // MARK: Workers: the logic of each executable, testable in-process
         .target(name: "FleetWorkers", dependencies: [
-            "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore",
+            "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore", "FleetCrypto",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
@@ -79,6 +79,7 @@ let package = Package(
         // MARK: Executables (wiring only)
         .executableTarget(name: "probe", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "decision", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "actuator", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: Benchmarks (see docs/benchmarks.md)
         .executableTarget(name: "fleet-bench", dependencies: [

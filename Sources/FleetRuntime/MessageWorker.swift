@@ -74,6 +74,23 @@ public struct MessageWorker<Message: Sendable>: Sendable {
         }
     }
 
+    /// Runs until the consumer is shut down, handling up to `concurrency` deliveries at once (for
+    /// handlers that take minutes, like the actuator's steps). Give the consumer at least that prefetch.
+    public func run(concurrency: Int) async {
+        guard concurrency > 1 else { return await run() }
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for await delivery in consumer.deliveries {
+                if running >= concurrency {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask { await self.process(delivery) }
+                running += 1
+            }
+        }
+    }
+
     func process(_ delivery: AMQPDelivery) async {
         var logger = logger
         logger[metadataKey: "message_id"] = "\(delivery.properties.messageId ?? "-")"

@@ -116,3 +116,66 @@ actor Collector<Body: Codable & Sendable> {
         return items.first(where: predicate)
     }
 }
+
+/// Wraps the real HTTP client and records every AWS request that goes through it: the action (the
+/// Query `Action=`, the JSON `X-Amz-Target`, or the Route 53 operation from method and path), the
+/// region from the signature's credential scope, and the body. Requests without a SigV4 signature
+/// (site health checks) are passed through unrecorded.
+final class RequestLog: HTTPExecuting, Sendable {
+    struct Entry: Sendable, CustomStringConvertible {
+        var action: String
+        var region: String
+        var body: String
+        var description: String { "\(action) [\(region)]" }
+        /// Describe*, List*, Get*: everything else changes something.
+        var isMutation: Bool { !["Describe", "List", "Get"].contains { action.hasPrefix($0) } }
+    }
+
+    let inner: any HTTPExecuting
+    private let entries = Mutex<[Entry]>([])
+
+    init(_ inner: any HTTPExecuting) { self.inner = inner }
+
+    var all: [Entry] { entries.withLock { $0 } }
+    func actions(_ name: String) -> [Entry] { all.filter { $0.action == name } }
+    var mutations: [Entry] { all.filter(\.isMutation) }
+
+    func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+        if let authorization = request.headers.first(where: { $0.name.lowercased() == "authorization" })?.value,
+           authorization.hasPrefix("AWS4-HMAC-SHA256") {
+            let body = String(decoding: request.body, as: UTF8.self)
+            let region = authorization.components(separatedBy: "Credential=").dropFirst().first?
+                .split(separator: "/").dropFirst(2).first.map(String.init) ?? "?"
+            entries.withLock { $0.append(Entry(action: Self.action(request, body: body), region: region, body: body)) }
+        }
+        return try await inner.execute(request)
+    }
+
+    static func action(_ request: HTTPRequest, body: String) -> String {
+        for pair in body.split(separator: "&") where pair.hasPrefix("Action=") {
+            return String(pair.dropFirst("Action=".count))
+        }
+        if let target = request.headers.first(where: { $0.name.lowercased() == "x-amz-target" })?.value {
+            return String(target.split(separator: ".").last ?? "")
+        }
+        let path = request.url.components(separatedBy: "/2013-04-01/").dropFirst().first ?? request.url
+        switch (request.method, path) {
+        case ("POST", let p) where p.hasSuffix("/rrset"): return "ChangeResourceRecordSets"
+        case ("GET", let p) where p.contains("/rrset"): return "ListResourceRecordSets"
+        case ("GET", let p) where p.hasPrefix("change/"): return "GetChange"
+        case ("POST", "hostedzone"): return "CreateHostedZone"
+        case ("DELETE", _): return "DeleteHostedZone"
+        default: return "\(request.method) \(path)"
+        }
+    }
+}
+
+/// Clean-up steps registered as resources are created, run in reverse order (errors ignored).
+actor Cleanup {
+    private var steps: [@Sendable () async throws -> Void] = []
+    func add(_ step: @escaping @Sendable () async throws -> Void) { steps.append(step) }
+    func run() async {
+        for step in steps.reversed() { try? await step() }
+        steps = []
+    }
+}

@@ -30,18 +30,24 @@ public struct Target: Sendable, Equatable {
 ///       "defaults": {"dr_region": "us-west-2", "grace_period": 300},
 ///       "targets": {
 ///         "shop-web": {"health_url": "https://shop.example.com/health", "requires_approval": true,
-///                      "elastic_ip_allocation_id": "eipalloc-0abc"}
+///                      "elastic_ip_allocation_id": "eipalloc-0abc", "dry_run": false,
+///                      "dr": {"subnet_id": "subnet-0dr", "record_name": "shop.example.com"}}
 ///       }
 ///     }
 ///
-/// Each target's object is laid over `defaults` key by key; settings keys are those of `TargetSettings`
-/// (docs/escalation.md), and any key left out keeps its documented default.
+/// Each target's object is laid over `defaults` key by key (the `dr` object one level deeper, so shared
+/// DR settings can sit in `defaults`); settings keys are those of `TargetSettings` (docs/escalation.md),
+/// `dry_run` and `dr` are the actuator's (docs/actuator.md), and any key left out keeps its default.
 public struct TargetConfigFile: Sendable {
     public struct Entry: Sendable, Equatable {
         public var healthURL: String?
         public var drRegion: String?
         public var elasticIpAllocationId: String?
         public var settings: TargetSettings
+        /// The actuator only plans and reports this target's steps (docs/actuator.md).
+        public var dryRun: Bool = false
+        /// Where a fail-over launches this target in the DR region (docs/actuator.md).
+        public var dr: DRLaunchSettings = DRLaunchSettings()
     }
 
     private var defaults: [String: JSONValue]
@@ -93,16 +99,33 @@ public struct TargetConfigFile: Sendable {
     public var names: [String] { targets.keys.sorted() }
 
     public func entry(for target: String) throws -> Entry {
-        let merged = defaults.merging(targets[target] ?? [:]) { $1 }
+        var merged = defaults.merging(targets[target] ?? [:]) { $1 }
+        if case .object(let base)? = defaults["dr"], case .object(let own)? = targets[target]?["dr"] {
+            merged["dr"] = .object(base.merging(own) { $1 })
+        }
         let data = try JSONEncoder().encode(JSONValue.object(merged))
         let settings: TargetSettings
         do { settings = try JSONDecoder().decode(TargetSettings.self, from: data) } catch {
             throw ConfigurationError("settings of target '\(target)' are invalid: \(error)")
         }
         do { try settings.validate(target: target) } catch { throw ConfigurationError("\(error)") }
+        var dryRun = false
+        switch merged["dry_run"] {
+        case nil, .null?: break
+        case .bool(let b)?: dryRun = b
+        default: throw ConfigurationError("dry_run of target '\(target)' must be true or false")
+        }
+        var dr = DRLaunchSettings()
+        if let value = merged["dr"], value != .null {
+            guard case .object = value else { throw ConfigurationError("dr of target '\(target)' must be an object") }
+            do { dr = try JSONDecoder().decode(DRLaunchSettings.self, from: JSONEncoder().encode(value)) } catch {
+                throw ConfigurationError("dr settings of target '\(target)' are invalid: \(error)")
+            }
+        }
         return Entry(
             healthURL: merged["health_url"]?.stringValue, drRegion: merged["dr_region"]?.stringValue,
-            elasticIpAllocationId: merged["elastic_ip_allocation_id"]?.stringValue, settings: settings)
+            elasticIpAllocationId: merged["elastic_ip_allocation_id"]?.stringValue, settings: settings,
+            dryRun: dryRun, dr: dr)
     }
 }
 

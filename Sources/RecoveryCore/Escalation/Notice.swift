@@ -29,6 +29,8 @@ public enum NotificationKind: String, Codable, Sendable, CaseIterable {
     case commandAccepted = "command_accepted"
     /// An operator command was refused; `detail` says why and what to do instead.
     case commandRejected = "command_rejected"
+    /// Fleet-wide: the actuator's DR pre-flight report; `targets` are those that would fail over badly.
+    case drPreflight = "dr_preflight"
 }
 
 /// Why the next step will not run by itself at `nextStepAt`.

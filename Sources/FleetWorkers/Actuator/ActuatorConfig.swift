@@ -1,0 +1,162 @@
+import AWSClient
+import Foundation
+import RecoveryCore
+
+/// Where and how a fail-over launches a target in the DR region. Every field is optional; what the
+/// targets file leaves out comes from the fleet-wide `DR_*` environment variables, and what both leave
+/// out has the default given below. Keys in the targets file (`"dr": {…}`) are snake_case; an unknown
+/// key is refused, so a typo cannot silently drop a DR setting.
+public struct DRLaunchSettings: Codable, Sendable, Equatable {
+    /// The subnet of the DR instance. None: AWS's default VPC of the DR region (pre-flight reports it).
+    public var subnetId: String?
+    /// Its security groups. None: the VPC's default group (pre-flight reports it).
+    public var securityGroupIds: [String]?
+    /// None: the original instance's type.
+    public var instanceType: String?
+    public var keyName: String?
+    /// An instance profile ARN (`arn:…`) or name.
+    public var iamInstanceProfile: String?
+    /// The Elastic IP the DR instance gets. None: the actuator reuses the address tagged
+    /// `AutoRecovery:DrFor=<target>` in the DR region, or allocates one with that tag.
+    public var elasticIpAllocationId: String?
+    /// With `recordName`: after the launch, this A record is pointed at the DR address.
+    public var hostedZoneId: String?
+    public var recordName: String?
+    /// Default 60 s.
+    public var recordTTL: Int?
+
+    public init(
+        subnetId: String? = nil, securityGroupIds: [String]? = nil, instanceType: String? = nil, keyName: String? = nil,
+        iamInstanceProfile: String? = nil, elasticIpAllocationId: String? = nil, hostedZoneId: String? = nil,
+        recordName: String? = nil, recordTTL: Int? = nil
+    ) {
+        self.subnetId = subnetId
+        self.securityGroupIds = securityGroupIds
+        self.instanceType = instanceType
+        self.keyName = keyName
+        self.iamInstanceProfile = iamInstanceProfile
+        self.elasticIpAllocationId = elasticIpAllocationId
+        self.hostedZoneId = hostedZoneId
+        self.recordName = recordName
+        self.recordTTL = recordTTL
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case subnetId = "subnet_id"
+        case securityGroupIds = "security_group_ids"
+        case instanceType = "instance_type"
+        case keyName = "key_name"
+        case iamInstanceProfile = "iam_instance_profile"
+        case elasticIpAllocationId = "elastic_ip_allocation_id"
+        case hostedZoneId = "hosted_zone_id"
+        case recordName = "record_name"
+        case recordTTL = "record_ttl"
+    }
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        let all = try decoder.container(keyedBy: AnyKey.self)
+        if let unknown = all.allKeys.map(\.stringValue).sorted().first(where: { !known.contains($0) }) {
+            throw ConfigurationError(
+                "unknown DR setting '\(unknown)'; expected one of \(CodingKeys.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        subnetId = try c.decodeIfPresent(String.self, forKey: .subnetId)
+        securityGroupIds = try c.decodeIfPresent([String].self, forKey: .securityGroupIds)
+        instanceType = try c.decodeIfPresent(String.self, forKey: .instanceType)
+        keyName = try c.decodeIfPresent(String.self, forKey: .keyName)
+        iamInstanceProfile = try c.decodeIfPresent(String.self, forKey: .iamInstanceProfile)
+        elasticIpAllocationId = try c.decodeIfPresent(String.self, forKey: .elasticIpAllocationId)
+        hostedZoneId = try c.decodeIfPresent(String.self, forKey: .hostedZoneId)
+        recordName = try c.decodeIfPresent(String.self, forKey: .recordName)
+        recordTTL = try c.decodeIfPresent(Int.self, forKey: .recordTTL)
+        if let recordTTL, !(0...172_800).contains(recordTTL) {
+            throw ConfigurationError("record_ttl must be 0…172800 seconds, not \(recordTTL)")
+        }
+    }
+
+    /// These settings, with each field left out taken from `fallback`.
+    public func over(_ fallback: DRLaunchSettings) -> DRLaunchSettings {
+        DRLaunchSettings(
+            subnetId: subnetId ?? fallback.subnetId, securityGroupIds: securityGroupIds ?? fallback.securityGroupIds,
+            instanceType: instanceType ?? fallback.instanceType, keyName: keyName ?? fallback.keyName,
+            iamInstanceProfile: iamInstanceProfile ?? fallback.iamInstanceProfile,
+            elasticIpAllocationId: elasticIpAllocationId ?? fallback.elasticIpAllocationId,
+            hostedZoneId: hostedZoneId ?? fallback.hostedZoneId, recordName: recordName ?? fallback.recordName,
+            recordTTL: recordTTL ?? fallback.recordTTL)
+    }
+
+    /// The fleet-wide DR settings from `DR_SUBNET_ID`, `DR_SECURITY_GROUP_IDS` (comma-separated),
+    /// `DR_INSTANCE_TYPE`, `DR_KEY_NAME`, `DR_IAM_INSTANCE_PROFILE`, `DR_ELASTIC_IP_ALLOCATION_ID`,
+    /// `DR_HOSTED_ZONE_ID` and `DR_RECORD_TTL`. (A record name is per target: targets file only.)
+    public static func fromEnvironment(_ env: WorkerEnvironment) throws -> DRLaunchSettings {
+        let groups = env.list("DR_SECURITY_GROUP_IDS")
+        return DRLaunchSettings(
+            subnetId: env.string("DR_SUBNET_ID"), securityGroupIds: groups.isEmpty ? nil : groups,
+            instanceType: env.string("DR_INSTANCE_TYPE"), keyName: env.string("DR_KEY_NAME"),
+            iamInstanceProfile: env.string("DR_IAM_INSTANCE_PROFILE"),
+            elasticIpAllocationId: env.string("DR_ELASTIC_IP_ALLOCATION_ID"), hostedZoneId: env.string("DR_HOSTED_ZONE_ID"),
+            recordName: nil, recordTTL: env.string("DR_RECORD_TTL") == nil ? nil : try env.int("DR_RECORD_TTL", default: 60))
+    }
+
+    /// `iamInstanceProfile` as RunInstances takes it.
+    var instanceProfile: IAMInstanceProfile? {
+        iamInstanceProfile.map { $0.hasPrefix("arn:") ? .arn($0) : .name($0) }
+    }
+}
+
+/// What the actuator knows about one target from configuration.
+public struct ActuatorTargetConfig: Sendable, Equatable {
+    /// Used when the instance has no `AutoRecovery:HealthUrl` tag.
+    public var healthURL: String?
+    /// Expected status and body text of a healthy answer.
+    public var settings: TargetSettings
+    /// Plan and report only; no mutating call.
+    public var dryRun: Bool
+    /// The target's DR settings laid over the fleet-wide ones.
+    public var dr: DRLaunchSettings
+    public var drRegion: String?
+}
+
+/// The actuator's configuration source: the targets file plus the fleet-wide environment settings.
+public struct ActuatorConfig: Sendable {
+    public var file: TargetConfigFile
+    /// DRY_RUN=true: every target is dry-run.
+    public var fleetDryRun: Bool
+    public var drDefaults: DRLaunchSettings
+    public var defaultDRRegion: String?
+
+    public init(file: TargetConfigFile = .empty, fleetDryRun: Bool = false, drDefaults: DRLaunchSettings = DRLaunchSettings(),
+                defaultDRRegion: String? = nil) {
+        self.file = file
+        self.fleetDryRun = fleetDryRun
+        self.drDefaults = drDefaults
+        self.defaultDRRegion = defaultDRRegion
+    }
+
+    /// From TARGETS_FILE, DRY_RUN, DR_REGION and the DR_* variables.
+    public static func fromEnvironment(_ env: WorkerEnvironment) throws -> ActuatorConfig {
+        let dryRun: Bool
+        switch env.string("DRY_RUN")?.lowercased() {
+        case nil, "false", "0", "no", "off": dryRun = false
+        case "true", "1", "yes", "on": dryRun = true
+        case let other?: throw ConfigurationError("DRY_RUN must be true or false, not '\(other)'")
+        }
+        return ActuatorConfig(file: try env.targetsFile(), fleetDryRun: dryRun, drDefaults: try .fromEnvironment(env),
+                              defaultDRRegion: env.drRegion)
+    }
+
+    public func target(_ name: String) throws -> ActuatorTargetConfig {
+        let entry = try file.entry(for: name)
+        return ActuatorTargetConfig(
+            healthURL: entry.healthURL, settings: entry.settings, dryRun: fleetDryRun || entry.dryRun,
+            dr: entry.dr.over(drDefaults), drRegion: entry.drRegion ?? defaultDRRegion)
+    }
+}

@@ -1,0 +1,466 @@
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import Foundation
+import HTTPTransport
+import Logging
+import Metrics
+import RecoveryCore
+import RedisStore
+
+/// The actuator: carries out `action.request`s (restart, re-provision, fail-over) on EC2, one actor per
+/// target at a time, each request at most once, resumable after a crash. See docs/actuator.md.
+///
+/// For each request:
+/// 1. A completed record under `step:<idempotency key>` means the step ran: its outcome is published
+///    again (same message id) and nothing else happens.
+/// 2. The target's lock (`RedisLockStore`, name = target) is taken; while another actor holds it, the
+///    request waits (polling, not spinning) and re-reads the record. The lease is renewed in the
+///    background and checked (`isHeld`, fencing token) before every AWS mutation.
+/// 3. The record is created, or taken over from an actor that died (its finished sub-steps are
+///    skipped). Every sub-step is recorded, under the fencing token, before the next begins.
+/// 4. The outcome is stored in the record (completed), then published as `action.event`
+///    (`<key>:outcome`), with a notice and a history event.
+///
+/// An actor whose lease is lost stops before its next mutation, records why and hands the request back.
+public final class ActuatorWorker: Sendable {
+    public struct Options: Sendable {
+        public var workerId: String
+        /// The target lock's TTL; renewed every third of it.
+        public var lockTTL: Duration = .seconds(60)
+        /// How often a request whose target is locked checks the lock and the record again.
+        public var lockRetryInterval: Duration = .seconds(5)
+        /// After this long waiting for a target's lock, the request goes back to the queue.
+        public var lockWaitLimit: Duration = .seconds(1200)
+        /// Restart: how long the status checks and the site have to be healthy after the reboot (and
+        /// after the stop/start) before the step escalates (or fails). Also bounded by the deadline.
+        public var restartHealthTimeout: Duration = .seconds(180)
+        /// Restart: the first check after the reboot waits this long (a reboot takes a moment to begin).
+        public var rebootSettle: Duration = .seconds(30)
+        public var healthPollInterval: Duration = .seconds(10)
+        /// One HTTP check of the health URL.
+        public var healthCheckTimeout: Duration = .seconds(10)
+        /// Poll interval of the EC2 and Route 53 waiters.
+        public var waitInterval: Duration = .seconds(15)
+        public var instanceWaitTimeout: Duration = .seconds(600)
+        public var imageWaitTimeout: Duration = .seconds(1800)
+        public var dnsWaitTimeout: Duration = .seconds(300)
+        /// A step that keeps failing for a passing reason (throttling, AWS 5xx, no answer) is tried by this
+        /// many actors; then it is reported failed.
+        public var maxAttempts: Int = 4
+        /// Pause before a request is handed back to the queue (lock busy, lease lost, passing error).
+        public var retryDelay: Duration = .seconds(5)
+        /// Steps of different targets run in parallel, up to this many per worker.
+        public var maxConcurrentSteps: Int = 4
+        /// TEST ONLY. Called after each sub-step is recorded, with the idempotency key. Throwing
+        /// `SimulatedCrash` makes the actor behave as if killed at that point (no lock release, no
+        /// outcome); a hook can also tamper with the world (expire the lock, move an address).
+        public var afterSubStep: (@Sendable (String, SubStep) async throws -> Void)?
+
+        public init(workerId: String) { self.workerId = workerId }
+    }
+
+    let options: Options
+    let ec2: EC2Client
+    let route53: Route53Client
+    let http: any HTTPExecuting
+    let locks: RedisLockStore
+    let records: StepRecordStore
+    let envelopes: EnvelopePublisher
+    let config: ActuatorConfig
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    /// `ec2` is a client of the home region (others are derived with `withRegion`); `http` makes the
+    /// site checks.
+    public init(options: Options, ec2: EC2Client, route53: Route53Client, http: any HTTPExecuting, locks: RedisLockStore,
+                records: StepRecordStore, publisher: AMQPPublisher, topology: FleetTopology, config: ActuatorConfig,
+                logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+        self.options = options
+        self.ec2 = ec2
+        self.route53 = route53
+        self.http = http
+        self.locks = locks
+        self.records = records
+        envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId)
+        self.config = config
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// What `perform` did.
+    public enum Result: Sendable, Equatable {
+        /// The step ran (or was finished) by this actor; its outcome is published.
+        case completed(ActionOutcome)
+        /// The step had already completed; its recorded outcome was published again.
+        case republished(ActionOutcome)
+        /// The lease was lost mid-step: this actor stopped before its next mutation (the reason is in
+        /// the record, the log and a `lease_lost` event). Another actor finishes the step.
+        case leaseLost(String)
+    }
+
+    // MARK: Queue entry point
+
+    /// The `MessageWorker` handler of the action-requests queue.
+    public func handle(_ envelope: Envelope<ActionRequest>, delivery: AMQPDelivery) async throws {
+        if let target = envelope.target, target != envelope.body.target {
+            throw RejectMessage("envelope target '\(target)' differs from the request's target '\(envelope.body.target)'")
+        }
+        do {
+            if case .leaseLost(let reason) = try await perform(envelope.body) {
+                throw ActuatorError.retryable("lease lost: \(reason)")
+            }
+        } catch let rejection as RejectMessage {
+            throw rejection
+        } catch is SimulatedCrash {
+            throw SimulatedCrash()
+        } catch {
+            Counter(label: "recovery_actuator_requeued_total").increment()
+            logger.warning("request handed back to the queue", metadata: [
+                "error": "\(error)", "step": "\(envelope.body.step.rawValue)", "incident_id": "\(envelope.body.incidentId)",
+            ])
+            try? await Task.sleep(for: options.retryDelay)
+            throw error
+        }
+    }
+
+    // MARK: One request
+
+    /// Runs (or resumes, or reports again) the requested step. Throws for a passing problem (the request
+    /// should be tried again later) and `RejectMessage` for a request that can never run.
+    public func perform(_ request: ActionRequest) async throws -> Result {
+        guard !request.target.isEmpty, !request.target.contains("{"), !request.target.contains("}") else {
+            throw RejectMessage("target name '\(request.target)' cannot name a lock (empty, or contains '{' or '}')")
+        }
+        guard request.step != .notifyOnly else { throw RejectMessage("notify_only needs no actuator") }
+        guard !request.idempotencyKey.isEmpty, !request.instanceId.isEmpty else {
+            throw RejectMessage("the request has no idempotency key or no instance id")
+        }
+        let targetConfig: ActuatorTargetConfig
+        do { targetConfig = try config.target(request.target) } catch { throw RejectMessage("\(error)") }
+        var logger = logger
+        logger[metadataKey: "instance_id"] = "\(request.instanceId)"
+        logger[metadataKey: "incident_id"] = "\(request.incidentId)"
+        logger[metadataKey: "step"] = "\(request.step.rawValue)"
+
+        // One actor per target: wait (bounded) for the lock, re-reading the record meanwhile.
+        let waitStart = ContinuousClock.now
+        var waiting = false
+        let lease: LockLease
+        while true {
+            let stored: StepRecord?
+            do { stored = try await records.load(request.idempotencyKey) } catch let error as ActuatorError {
+                // A record this worker cannot read is left for a person; the request goes to the dead-letter
+                // queue with the reason instead of running the step blind.
+                throw RejectMessage("\(error)")
+            }
+            if let done = stored, done.status == .completed, let outcome = done.outcome {
+                try await publishResult(done, request: request)
+                logger.info("step already completed; outcome published again")
+                Counter(label: "recovery_actuator_republished_total").increment()
+                return .republished(outcome)
+            }
+            if let acquired = try await locks.acquire(name: request.target, ttl: options.lockTTL) {
+                lease = acquired
+                break
+            }
+            if ContinuousClock.now - waitStart >= options.lockWaitLimit {
+                throw ActuatorError.lockBusy("another actor has held the lock of \(request.target) for \(options.lockWaitLimit.components.seconds)s")
+            }
+            if !waiting {
+                waiting = true
+                logger.info("another actor holds the target's lock; waiting for it")
+            }
+            try await Task.sleep(for: options.lockRetryInterval)
+        }
+
+        let keeper = LeaseKeeper(locks: locks, lease: lease)
+        logger[metadataKey: "fencing_token"] = "\(lease.fencingToken)"
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await keeper.renew() }
+            do {
+                let result = try await runLocked(request, config: targetConfig, keeper: keeper, logger: logger)
+                group.cancelAll()
+                _ = try? await locks.release(lease)
+                return result
+            } catch is SimulatedCrash {
+                // A killed actor releases nothing: its lock expires by itself.
+                group.cancelAll()
+                throw SimulatedCrash()
+            } catch {
+                group.cancelAll()
+                _ = try? await locks.release(lease)
+                throw error
+            }
+        }
+    }
+
+    private func runLocked(_ request: ActionRequest, config targetConfig: ActuatorTargetConfig, keeper: LeaseKeeper,
+                           logger: Logger) async throws -> Result {
+        let now = clock()
+        let lease = keeper.lease
+        var record: StepRecord
+        var resumed = false
+        if let existing = try await records.load(request.idempotencyKey) {
+            if existing.status == .completed, let outcome = existing.outcome {
+                try await publishResult(existing, request: request)
+                return .republished(outcome)
+            }
+            record = existing
+            record.attempts += 1
+            record.owner = options.workerId
+            record.fencingToken = lease.fencingToken
+            record.updatedAt = now
+            record.notes.append("\(Timestamp.format(now)) resumed by \(options.workerId) (attempt \(record.attempts), fencing token \(lease.fencingToken)) after \(existing.owner); done: \(existing.done.map(\.rawValue).joined(separator: ", "))")
+            do { try await records.save(record) } catch let lost as LeaseLost { return .leaseLost(lost.reason) }
+            resumed = true
+            logger.notice("resuming a step another actor began", metadata: ["done": "\(existing.done.map(\.rawValue))"])
+        } else {
+            record = StepRecord(request: request, owner: options.workerId, fencingToken: lease.fencingToken,
+                                dryRun: targetConfig.dryRun, now: now)
+            guard try await records.create(record) else {
+                throw ActuatorError.retryable("the step record of \(request.idempotencyKey) appeared while this actor held the lock")
+            }
+        }
+
+        let context = StepContext(
+            request: request, record: record, records: records, keeper: keeper, envelopes: envelopes, options: options,
+            config: targetConfig, home: ec2.withRegion(request.region), destination: ec2.withRegion(request.destinationRegion),
+            route53: route53, http: http, logger: logger, clock: clock)
+
+        let result: StepResult
+        if !resumed && now > request.deadline {
+            result = .failed("the request reached the actuator after its deadline \(Timestamp.format(request.deadline)); nothing was done")
+        } else {
+            if resumed {
+                await context.event(.resumed, id: "\(request.idempotencyKey):resumed:\(lease.fencingToken)",
+                                    detail: record.notes.last)
+            } else {
+                logger.info("step started")
+                await context.event(.started, id: "\(request.idempotencyKey):started", detail: Self.plan(request, targetConfig, options))
+            }
+            await context.notify(startedNotice(request, targetConfig))
+            Counter(label: "recovery_actuator_steps_started_total", dimensions: [("step", request.step.rawValue)]).increment()
+            switch try await runStep(context) {
+            case .left(let lost): return lost
+            case .done(let r): result = r
+            }
+        }
+
+        // Store the outcome first: a crash before the publish is repaired by the redelivery.
+        var finished = context.record
+        let outcome = Self.outcome(for: request, result: result, dryRun: finished.dryRun, plannedCalls: finished.plannedCalls)
+        finished.status = .completed
+        finished.outcome = outcome
+        finished.summary = Self.summary(result, dryRun: finished.dryRun)
+        finished.updatedAt = clock()
+        do { try await records.save(finished) } catch let lost as LeaseLost {
+            await leaseLost(context, lost)
+            return .leaseLost(lost.reason)
+        }
+        try await publishResult(finished, request: request)
+        Counter(label: "recovery_actuator_steps_total", dimensions: [
+            ("step", request.step.rawValue), ("status", outcome.status.rawValue),
+        ]).increment()
+        logger.info("step completed: \(outcome.status.rawValue)", metadata: ["reason": "\(outcome.reason ?? "-")"])
+        return .completed(outcome)
+    }
+
+    private enum StepEnd {
+        case done(StepResult)
+        case left(Result)
+    }
+
+    /// Runs the step and turns its errors into a result: a passing error is retried (thrown) until
+    /// `maxAttempts`; other errors end the step as failed or human needed, after compensation.
+    private func runStep(_ context: StepContext) async throws -> StepEnd {
+        let failure: Failure
+        do {
+            return .done(try await context.run())
+        } catch is SimulatedCrash {
+            throw SimulatedCrash()
+        } catch let lost as LeaseLost {
+            await leaseLost(context, lost)
+            return .left(.leaseLost(lost.reason))
+        } catch {
+            failure = Self.classify(error)
+        }
+        let result: StepResult
+        switch failure {
+        case .retry(let reason) where context.record.attempts < options.maxAttempts:
+            context.note("attempt \(context.record.attempts) of \(options.maxAttempts) stopped by a passing error: \(reason)")
+            _ = try? await records.save(context.record)
+            throw ActuatorError.retryable(reason)
+        case .retry(let reason):
+            result = .failed("\(reason) (gave up after \(context.record.attempts) attempts)")
+        case .failed(let reason):
+            result = .failed(reason)
+        case .humanNeeded(let reason):
+            result = .humanNeeded(reason)
+        }
+        do {
+            try await context.compensate()
+        } catch let lost as LeaseLost {
+            await leaseLost(context, lost)
+            return .left(.leaseLost(lost.reason))
+        }
+        return .done(result)
+    }
+
+    /// The stale actor's record of why it stopped: a log line, a note in the record (refused if a newer
+    /// actor has written it meanwhile), and a `lease_lost` event.
+    private func leaseLost(_ context: StepContext, _ lost: LeaseLost) async {
+        Counter(label: "recovery_actuator_leases_lost_total").increment()
+        context.logger.error("lease lost; stopping before the next mutation", metadata: ["reason": "\(lost.reason)"])
+        context.note("\(options.workerId) stopped (fencing token \(context.keeper.lease.fencingToken)): \(lost.reason)")
+        _ = try? await records.save(context.record)
+        await context.event(.leaseLost, id: "\(context.key):lease_lost:\(context.keeper.lease.fencingToken)", detail: lost.reason)
+    }
+
+    // MARK: Outcome
+
+    enum Failure {
+        case retry(String)
+        case failed(String)
+        case humanNeeded(String)
+    }
+
+    /// AWS error codes that no later step can fix: a person must raise a limit or grant something.
+    static let humanCodes: Set<String> = [
+        "InstanceLimitExceeded", "VcpuLimitExceeded", "AddressLimitExceeded", "ResourceLimitExceeded",
+        "AMIQuotaExceeded", "SnapshotLimitExceeded", "MaxSpotInstanceCountExceeded", "InvalidIamInstanceProfile.NotFound",
+        "Blocked", "PendingVerification",
+    ]
+
+    static func classify(_ error: any Error) -> Failure {
+        switch error {
+        case let error as AWSError:
+            switch error.kind {
+            case .accessDenied, .authentication, .credentials:
+                return .humanNeeded("\(error) The actuator's AWS identity cannot do this: grant it, then run the step by hand")
+            case .throttling, .serverError, .transport, .invalidResponse:
+                return .retry("\(error)")
+            case .clientError, .invalidRequest:
+                if let code = error.code, humanCodes.contains(code) {
+                    return .humanNeeded("\(error) An account limit or setting blocks the step: fix it, then run the step by hand")
+                }
+                return .failed("\(error)")
+            }
+        case let error as WaiterError:
+            return .failed("\(error)")
+        case is RedisError, is AMQPError, is CancellationError:
+            return .retry("\(error)")
+        case let error as ActuatorError:
+            if case .corruptRecord = error { return .humanNeeded("\(error)") }
+            return .retry("\(error)")
+        default:
+            return .failed("\(error)")
+        }
+    }
+
+    static func outcome(for request: ActionRequest, result: StepResult, dryRun: Bool, plannedCalls: [String]) -> ActionOutcome {
+        if dryRun {
+            // Never report a dry run as done: the decision worker would then believe the change was made.
+            let calls = plannedCalls.isEmpty ? "none" : plannedCalls.joined(separator: "; ")
+            return ActionOutcome(for: request, status: .failed, reason: "dry run, nothing was changed: \(summary(result, dryRun: true)). Calls it would make: \(calls)")
+        }
+        switch result {
+        case .succeeded(_, let newInstance):
+            return ActionOutcome(for: request, status: .succeeded, newInstance: newInstance)
+        case .failed(let reason):
+            return ActionOutcome(for: request, status: .failed, reason: reason)
+        case .humanNeeded(let reason):
+            return ActionOutcome(for: request, status: .humanNeeded, reason: reason)
+        }
+    }
+
+    static func summary(_ result: StepResult, dryRun: Bool) -> String {
+        switch result {
+        case .succeeded(let summary, _): dryRun ? "the step would run to its end" : summary
+        case .failed(let reason): dryRun ? "it would fail: \(reason)" : reason
+        case .humanNeeded(let reason): dryRun ? "it would stop for a person: \(reason)" : reason
+        }
+    }
+
+    /// Publishes a completed record's outcome, notice and history event (all with deterministic ids).
+    private func publishResult(_ record: StepRecord, request: ActionRequest) async throws {
+        guard let outcome = record.outcome else { return }
+        let now = clock()
+        try await envelopes.publish(
+            .actionEvent, id: "\(record.idempotencyKey):outcome", target: request.target,
+            instanceId: outcome.instanceId ?? request.instanceId, correlationId: request.incidentId, body: outcome, now: now)
+        let notice = resultNotice(record, outcome: outcome, request: request)
+        do {
+            try await envelopes.publish(.notification, id: notice.id, target: request.target, instanceId: notice.instanceId,
+                                       correlationId: request.incidentId, body: notice, now: now)
+            try await envelopes.publish(
+                .event, id: "\(record.idempotencyKey):completed", target: request.target, instanceId: request.instanceId,
+                correlationId: request.incidentId,
+                body: ActuatorEvent(kind: record.dryRun ? .dryRunPlan : .completed, actor: record.owner,
+                                    idempotencyKey: record.idempotencyKey, incidentId: request.incidentId, step: request.step,
+                                    fencingToken: record.fencingToken, detail: record.summary, resources: record.resources,
+                                    plannedCalls: record.plannedCalls.isEmpty ? nil : record.plannedCalls, outcome: outcome),
+                now: now)
+        } catch {
+            logger.warning("could not publish the step's notice or history event", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Notices
+
+    func startedNotice(_ request: ActionRequest, _ config: ActuatorTargetConfig) -> Notice {
+        Notice(
+            id: "\(request.idempotencyKey):actuator:\(NotificationKind.actionStarted.rawValue)", kind: .actionStarted, at: clock(),
+            target: request.target, instanceId: request.instanceId, region: request.region, incidentId: request.incidentId,
+            step: request.step, nextStep: request.step,
+            detail: (config.dryRun ? "DRY RUN (nothing will be changed): " : "") + "\(options.workerId) is starting the \(request.step.rawValue) of \(request.instanceId) in \(request.region). Next: \(Self.plan(request, config, options)). Progress is recorded in Redis under step:\(request.idempotencyKey).",
+            commands: [RecoveryCtl.ack(request.target)])
+    }
+
+    func resultNotice(_ record: StepRecord, outcome: ActionOutcome, request: ActionRequest) -> Notice {
+        let summary = record.summary ?? outcome.reason ?? ""
+        let notes = record.notes.isEmpty ? "" : " Notes: " + record.notes.suffix(3).joined(separator: " | ")
+        let kind: NotificationKind
+        var next: RecoveryStep?
+        var detail: String
+        var commands: [String] = []
+        switch outcome.status {
+        case .succeeded:
+            kind = .actionSucceeded
+            detail = "The \(request.step.rawValue) is done: \(summary). Next: the decision worker verifies that the site answers; if it does not, it escalates to \(request.step.next.rawValue)."
+        case .failed:
+            kind = .actionFailed
+            next = request.step.next
+            detail = record.dryRun
+                ? "DRY RUN of the \(request.step.rawValue): \(outcome.reason ?? summary)"
+                : "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) failed: \(summary). Next: the decision worker escalates to \(request.step.next.rawValue)."
+            if let command = RecoveryCtl.run(request.step.next, request.target) { commands.append(command) }
+            commands.append(RecoveryCtl.ack(request.target))
+        case .humanNeeded:
+            kind = .humanNeeded
+            detail = "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) needs a person: \(summary). Next: automation stops for this incident; fix the cause, then run the step by hand."
+            if let command = RecoveryCtl.run(request.step, request.target) { commands.append(command) }
+            commands.append(RecoveryCtl.ack(request.target))
+        }
+        return Notice(
+            id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(), target: request.target,
+            instanceId: outcome.instanceId ?? request.instanceId, region: outcome.region ?? request.region,
+            incidentId: request.incidentId, step: request.step, nextStep: next, detail: detail + notes, commands: commands)
+    }
+
+    /// The step's plan in one line, for the started notice.
+    static func plan(_ request: ActionRequest, _ config: ActuatorTargetConfig, _ options: Options) -> String {
+        switch request.step {
+        case .restart:
+            "RebootInstances, then up to \(options.restartHealthTimeout.components.seconds)s for the status checks and the site; if still down, StopInstances and StartInstances (new hardware) and the Elastic IP re-associated if needed"
+        case .reprovision:
+            "RegisterImage from the newest snapshot tagged AutoRecovery:Name=\(request.target) in \(request.region), RunInstances with the original's settings, the Elastic IP moved to it, the old instance stopped (not terminated) and tagged AutoRecovery:ReplacedBy"
+        case .failover:
+            "RegisterImage from the newest tagged snapshot in \(request.destinationRegion), RunInstances with the DR settings, the DR Elastic IP attached"
+                + (config.dr.recordName.map { ", \($0) pointed at it" } ?? "")
+                + ", the old instance stopped (not terminated) if \(request.region) answers"
+        case .notifyOnly:
+            "nothing"
+        }
+    }
+}

@@ -1,0 +1,157 @@
+import AWSClient
+import Foundation
+import RecoveryCore
+
+/// Step 1, restart:
+///
+///     inspect → reboot → (healthy within the restart timeout? done)
+///             → stop → stopped → start → running → eip → final check
+///
+/// The stop/start fallback moves the instance to new hardware. The Elastic IP is associated again when
+/// it is no longer on the instance. A stopped instance is always started again, even after the
+/// deadline; only the reboot and the stop are refused after it.
+extension StepContext {
+    func runRestart() async throws -> StepResult {
+        let id = request.instanceId
+        let region = request.region
+        let ec2 = home
+
+        if !isDone(.inspect) {
+            guard let instance = try await describe(ec2, id) else {
+                return .failed("instance \(id) was not found in \(region); it cannot be restarted, the next step replaces it")
+            }
+            if instance.state == .terminated || instance.state == .shuttingDown {
+                return .failed("instance \(id) is \(instance.state) in \(region); it cannot be restarted, the next step replaces it")
+            }
+            let allocation = try await allocation(on: id, ec2: ec2)
+            let healthURL = instance.tags[RecoveryTags.healthURL] ?? config.healthURL
+            try await finish(.inspect, "\(id) is \(instance.state); Elastic IP \(allocation ?? "none"); health URL \(healthURL ?? "none")") {
+                $0.originalInstanceId = id
+                $0.originalRegion = region
+                $0.allocationId = allocation
+                $0.healthURL = healthURL
+            }
+        }
+
+        let timeoutText = "\(options.restartHealthTimeout.components.seconds)s"
+        if !isDone(.reboot) && !isDone(.rebootUnhealthy) {
+            if pastDeadline && !dryRun {
+                return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the reboot; nothing was done")
+            }
+            let state = try await describe(ec2, id)?.state
+            if state == .stopped || state == .stopping {
+                note("instance \(id) was \(state!) when the restart began: starting it instead of rebooting")
+                try await finish(.rebootUnhealthy, "instance was \(state!): no reboot, stop/start instead")
+            } else {
+                try await mutate(PlannedCall("ec2", "RebootInstances", region: region, [("InstanceId", id)])) {
+                    try await ec2.rebootInstances([id])
+                }
+                try await finish(.reboot, "RebootInstances sent for \(id)")
+            }
+        }
+
+        if isDone(.reboot) && !isDone(.rebootHealthy) && !isDone(.rebootUnhealthy) {
+            if dryRun {
+                try await finish(.rebootUnhealthy, "dry run: would wait up to \(timeoutText) for the status checks and the site")
+            } else {
+                let timeout = min(options.restartHealthTimeout, remaining)
+                if options.rebootSettle > .zero { try await Task.sleep(for: min(options.rebootSettle, timeout)) }
+                let (ok, detail) = try await waitHealthy(ec2, id, timeout: max(.zero, timeout - options.rebootSettle))
+                if !ok { note("still down \(timeout.components.seconds)s after the reboot: \(detail)") }
+                try await finish(ok ? .rebootHealthy : .rebootUnhealthy, detail)
+            }
+        }
+        if isDone(.rebootHealthy) {
+            return .succeeded(summary: "instance \(id) in \(region) was rebooted; its status checks are ok and the site answers", newInstance: nil)
+        }
+
+        // Stop/start: new hardware.
+        let condition = dryRun ? "the site is still down \(timeoutText) after the reboot" : nil
+        if !isDone(.stop) {
+            if pastDeadline && !dryRun {
+                return .failed("the site was still down after the reboot of \(id) and the deadline \(Timestamp.format(request.deadline)) has passed; no stop/start was made")
+            }
+            if !dryRun {
+                await notify(Notice(
+                    id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target, instanceId: id,
+                    region: region, incidentId: request.incidentId, step: .restart, nextStep: .restart,
+                    detail: "the site is still down after the reboot of \(id) in \(region) (\(record.notes.last ?? "checks failed")). "
+                        + "Stopping and starting it now to move it to new hardware; it is stopped in between. "
+                        + "Progress is recorded in Redis under step:\(key).",
+                    commands: [RecoveryCtl.ack(target)]))
+            }
+            try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)], if: condition)) {
+                _ = try await ec2.stopInstances([id])
+            }
+            try await finish(.stop, "StopInstances sent for \(id)")
+        }
+        if !isDone(.stopped) {
+            if !dryRun {
+                do {
+                    try await ec2.waitUntilStopped([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                } catch let error as WaiterError where error.reason == .timedOut {
+                    note("\(id) did not stop within \(options.instanceWaitTimeout.components.seconds)s: forcing the stop")
+                    try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id), ("Force", "true")])) {
+                        _ = try await ec2.stopInstances([id], force: true)
+                    }
+                    try await ec2.waitUntilStopped([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                }
+            }
+            try await finish(.stopped, "\(id) is stopped")
+        }
+        if !isDone(.start) {
+            try await mutate(PlannedCall("ec2", "StartInstances", region: region, [("InstanceId", id)], if: condition)) {
+                _ = try await ec2.startInstances([id])
+            }
+            try await finish(.start, "StartInstances sent for \(id)")
+        }
+        if !isDone(.running) {
+            if !dryRun {
+                try await ec2.waitUntilRunning([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+            }
+            try await finish(.running, "\(id) is running again")
+        }
+        if !isDone(.eip) {
+            if let allocation = record.resources.allocationId {
+                if dryRun {
+                    record.plannedCalls.append(PlannedCall(
+                        "ec2", "AssociateAddress", region: region,
+                        [("AllocationId", allocation), ("InstanceId", id), ("AllowReassociation", "true")],
+                        if: "the Elastic IP is no longer on \(id) after the start").description)
+                    try await finish(.eip, "dry run")
+                } else {
+                    let address = try await ec2.describeAddresses(allocationIds: [allocation]).first
+                    if address?.instanceId == id {
+                        try await finish(.eip, "Elastic IP \(address?.publicIp ?? allocation) is still on \(id)")
+                    } else {
+                        let association = try await mutate(
+                            PlannedCall("ec2", "AssociateAddress", region: region,
+                                        [("AllocationId", allocation), ("InstanceId", id), ("AllowReassociation", "true")]),
+                            dryRunValue: "") {
+                                try await ec2.associateAddress(allocationId: allocation, instanceId: id, allowReassociation: true)
+                            }
+                        note("Elastic IP \(allocation) was on \(address?.instanceId ?? "no instance") after the start; associated it with \(id) again")
+                        try await finish(.eip, "Elastic IP \(address?.publicIp ?? allocation) associated with \(id) again") {
+                            $0.associationId = association
+                            $0.publicIp = address?.publicIp
+                        }
+                    }
+                }
+            } else {
+                try await finish(.eip, "the target has no Elastic IP: nothing to associate")
+            }
+        }
+
+        if dryRun {
+            return .succeeded(summary: "dry run", newInstance: nil)
+        }
+        let (ok, detail) = try await waitHealthy(ec2, id, timeout: min(options.restartHealthTimeout, remaining))
+        try await finish(.finalCheck, detail)
+        if ok {
+            return .succeeded(
+                summary: "instance \(id) in \(region) did not recover from a reboot; it was stopped and started on new hardware, and now \(detail)",
+                newInstance: nil)
+        }
+        return .failed("instance \(id) in \(region) was rebooted, then stopped and started, and is still not healthy: \(detail)")
+    }
+}

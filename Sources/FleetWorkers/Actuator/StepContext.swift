@@ -1,0 +1,212 @@
+import AWSClient
+import Foundation
+import HTTPTransport
+import Logging
+import RecoveryCore
+
+/// Tags the actuator reads and writes.
+enum RecoveryTags {
+    static let optIn = TargetCatalog.optInTag                  // AutoRecovery=enabled
+    static let name = TargetCatalog.nameTag                    // AutoRecovery:Name=<target>
+    static let healthURL = TargetCatalog.healthURLTag          // AutoRecovery:HealthUrl
+    static let replacedBy = TargetCatalog.replacedByTag        // on the old instance: the new id
+    static let replacementOf = "AutoRecovery:ReplacementOf"    // on the new instance: the old id
+    static let drFor = "AutoRecovery:DrFor"                    // on an Elastic IP the actuator allocated in DR
+    static let abandonedBy = "AutoRecovery:AbandonedBy"        // on a launched instance a failed step stopped
+    static let step = "AutoRecovery:Step"                      // on images: the idempotency key
+}
+
+/// How a step ended, before it becomes an `ActionOutcome`.
+enum StepResult: Sendable {
+    /// `summary` says what was done; `newInstance` is set for re-provision and fail-over.
+    case succeeded(summary: String, newInstance: InstanceRef?)
+    case failed(String)
+    case humanNeeded(String)
+}
+
+/// Everything one run of a step needs, and the helpers that make every sub-step safe:
+///
+/// - `mutate` checks the lease (`isHeld`, fencing) right before every AWS mutation, and in a dry run
+///   records the call instead of making it;
+/// - `finish` appends the sub-step to the record and stores it (fenced compare-and-set) before the
+///   step goes on, publishes a progress event, and calls the test fault hook;
+/// - sub-steps already in `record.done` are skipped, so a resumed step never repeats finished work.
+///
+/// Confined to the task that runs the step.
+final class StepContext {
+    let request: ActionRequest
+    var record: StepRecord
+    let records: StepRecordStore
+    let keeper: LeaseKeeper
+    let envelopes: EnvelopePublisher
+    let options: ActuatorWorker.Options
+    let config: ActuatorTargetConfig
+    let home: EC2Client
+    let destination: EC2Client
+    let route53: Route53Client
+    let http: any HTTPExecuting
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    init(request: ActionRequest, record: StepRecord, records: StepRecordStore, keeper: LeaseKeeper,
+         envelopes: EnvelopePublisher, options: ActuatorWorker.Options, config: ActuatorTargetConfig, home: EC2Client,
+         destination: EC2Client, route53: Route53Client, http: any HTTPExecuting, logger: Logger,
+         clock: @escaping @Sendable () -> Date) {
+        self.request = request
+        self.record = record
+        self.records = records
+        self.keeper = keeper
+        self.envelopes = envelopes
+        self.options = options
+        self.config = config
+        self.home = home
+        self.destination = destination
+        self.route53 = route53
+        self.http = http
+        self.logger = logger
+        self.clock = clock
+    }
+
+    var dryRun: Bool { record.dryRun }
+    var target: String { request.target }
+    var key: String { request.idempotencyKey }
+
+    func isDone(_ sub: SubStep) -> Bool { record.isDone(sub) }
+
+    var pastDeadline: Bool { clock() > request.deadline }
+
+    /// Time left until the request's deadline (zero when it has passed).
+    var remaining: Duration {
+        let seconds = request.deadline.timeIntervalSince(clock())
+        return seconds > 0 ? .milliseconds(Int64(seconds * 1000)) : .zero
+    }
+
+    func note(_ text: String) {
+        record.notes.append("\(Timestamp.format(clock())) \(text)")
+        logger.notice("\(text)")
+    }
+
+    /// Records a finished sub-step (and whatever it found or created), then publishes its event.
+    func finish(_ sub: SubStep, _ detail: String, _ update: (inout StepResources) -> Void = { _ in }) async throws {
+        let detail = dryRun ? "dry run, nothing sent (as if: \(detail))" : detail
+        update(&record.resources)
+        if !record.done.contains(sub) { record.done.append(sub) }
+        record.updatedAt = clock()
+        try await records.save(record)
+        logger.info("sub-step done: \(sub.rawValue): \(detail)", metadata: ["sub_step": "\(sub.rawValue)"])
+        await event(.subStep, id: "\(key):sub:\(sub.rawValue)", subStep: sub, detail: detail)
+        if let hook = options.afterSubStep { try await hook(key, sub) }
+    }
+
+    /// Runs one AWS mutation: checks the lease first; in a dry run, records the call and returns
+    /// `dryRunValue` without calling.
+    func mutate<T>(_ call: PlannedCall, dryRunValue: @autoclosure () -> T, _ body: () async throws -> T) async throws -> T {
+        if dryRun {
+            record.plannedCalls.append(call.description)
+            return dryRunValue()
+        }
+        try await keeper.check(before: call.description)
+        logger.info("calling \(call)")
+        return try await body()
+    }
+
+    func mutate(_ call: PlannedCall, _ body: () async throws -> Void) async throws {
+        try await mutate(call, dryRunValue: (), body)
+    }
+
+    /// Publishes a history event; a failure is logged, never fatal (the record is the source of truth).
+    func event(_ kind: ActuatorEvent.Kind, id: String, subStep: SubStep? = nil, detail: String? = nil) async {
+        let body = ActuatorEvent(
+            kind: kind, actor: options.workerId, idempotencyKey: key, incidentId: request.incidentId, step: request.step,
+            subStep: subStep, fencingToken: keeper.lease.fencingToken, detail: detail, resources: record.resources,
+            plannedCalls: record.plannedCalls.isEmpty ? nil : record.plannedCalls)
+        do {
+            try await envelopes.publish(.event, id: id, target: target, instanceId: request.instanceId,
+                                       correlationId: request.incidentId, body: body, now: clock())
+        } catch {
+            logger.warning("could not publish a progress event", metadata: ["error": "\(error)", "event": "\(id)"])
+        }
+    }
+
+    /// Publishes a notice; a failure is logged, never fatal.
+    func notify(_ notice: Notice) async {
+        do {
+            try await envelopes.publish(.notification, id: notice.id, target: notice.target, instanceId: notice.instanceId,
+                                       correlationId: notice.incidentId, body: notice, now: clock())
+        } catch {
+            logger.warning("could not publish a notice", metadata: ["error": "\(error)", "notice": "\(notice.id)"])
+        }
+    }
+
+    func run() async throws -> StepResult {
+        switch request.step {
+        case .restart: try await runRestart()
+        case .reprovision: try await runReplacement(failover: false)
+        case .failover: try await runReplacement(failover: true)
+        case .notifyOnly: .failed("notify_only is not an actuator step")
+        }
+    }
+
+    // MARK: Shared look-ups
+
+    func describe(_ ec2: EC2Client, _ id: String) async throws -> EC2Instance? {
+        do {
+            return try await ec2.describeInstances(instanceIds: [id]).first
+        } catch let error as AWSError where error.code == "InvalidInstanceID.NotFound" || error.code == "InvalidInstanceID.Malformed" {
+            return nil
+        }
+    }
+
+    /// The Elastic IP allocation of the target: the request's, else the one on the instance.
+    func allocation(on instanceId: String, ec2: EC2Client) async throws -> String? {
+        if let given = request.elasticIpAllocationId { return given }
+        return try await ec2.describeAddresses(filters: [EC2Filter("instance-id", [instanceId])]).first?.allocationId
+    }
+
+    /// The newest completed snapshot tagged `AutoRecovery:Name=<target>` that this account owns.
+    static func latestSnapshot(_ ec2: EC2Client, target: String) async throws -> EC2Snapshot? {
+        try await ec2.describeSnapshots(ownerIds: ["self"], filters: [.tag(RecoveryTags.name, target), EC2Filter("status", ["completed"])])
+            .filter { $0.state == "completed" && $0.tags[RecoveryTags.name] == target }
+            .max { ($0.startTime ?? .distantPast, $0.snapshotId) < ($1.startTime ?? .distantPast, $1.snapshotId) }
+    }
+
+    // MARK: Health
+
+    /// Both status checks ok and, when the target has a health URL, a healthy answer from it.
+    func healthy(_ ec2: EC2Client, _ id: String) async -> (ok: Bool, detail: String) {
+        do {
+            guard let status = try await ec2.describeInstanceStatus(instanceIds: [id]).first else {
+                return (false, "no status for \(id)")
+            }
+            guard status.state == .running else { return (false, "instance is \(status.state)") }
+            guard status.systemStatus.isOK && status.instanceStatus.isOK else {
+                return (false, "status checks: system \(status.systemStatus.status), instance \(status.instanceStatus.status)")
+            }
+        } catch {
+            return (false, "DescribeInstanceStatus failed: \(error)")
+        }
+        guard let url = record.resources.healthURL else { return (true, "status checks ok (no health URL)") }
+        let request = HTTPRequest(url: url, timeout: options.healthCheckTimeout,
+                                  connectTimeout: min(options.healthCheckTimeout, .seconds(5)), maxBodyBytes: 64 * 1024,
+                                  followRedirects: true, freshConnection: true)
+        do {
+            let response = try await http.execute(request)
+            if config.settings.isHealthy(statusCode: response.status, body: response.bodyString) {
+                return (true, "status checks ok, \(url) answered HTTP \(response.status)")
+            }
+            return (false, "\(url) answered HTTP \(response.status)")
+        } catch {
+            return (false, "\(url) did not answer: \(error)")
+        }
+    }
+
+    /// Polls `healthy` until it is, or `timeout` has passed (at least one check).
+    func waitHealthy(_ ec2: EC2Client, _ id: String, timeout: Duration) async throws -> (ok: Bool, detail: String) {
+        let end = ContinuousClock.now + timeout
+        while true {
+            let result = await healthy(ec2, id)
+            if result.ok || ContinuousClock.now + options.healthPollInterval > end { return result }
+            try await Task.sleep(for: options.healthPollInterval)
+        }
+    }
+}

@@ -1,0 +1,93 @@
+// The actuator worker: wiring only. See FleetWorkers/Actuator/ActuatorWorker.swift and docs/actuator.md
+// (every environment variable is listed there).
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import FleetWorkers
+import Foundation
+import HTTPTransport
+import Logging
+import RecoveryCore
+import RedisStore
+
+let registry = WorkerRuntime.bootstrap()
+let env = WorkerEnvironment(kind: "actuator")
+let logger = Logger(label: "actuator")
+
+func duration(_ name: String, default value: Double) throws -> Duration {
+    .milliseconds(Int64(try env.seconds(name, default: value) * 1000))
+}
+
+do {
+    let http = HTTPClient(logger: logger)
+    let aws = try env.aws(http: http, logger: logger)
+    let redis = try env.redis(logger: logger)
+    let redisHealth = RedisHealth(client: redis)
+    let topology = env.topology
+    let amqp = try env.amqp()
+    let config = try ActuatorConfig.fromEnvironment(env)
+
+    var options = ActuatorWorker.Options(workerId: env.workerId)
+    options.maxConcurrentSteps = try env.int("ACTUATOR_CONCURRENCY", default: 4)
+    options.lockTTL = try duration("LOCK_TTL", default: 60)
+    options.lockRetryInterval = try duration("LOCK_RETRY_INTERVAL", default: 5)
+    options.lockWaitLimit = try duration("LOCK_WAIT_LIMIT", default: 1200)
+    options.restartHealthTimeout = try duration("RESTART_HEALTH_TIMEOUT", default: 180)
+    options.rebootSettle = try duration("REBOOT_SETTLE", default: 30)
+    options.healthPollInterval = try duration("HEALTH_POLL_INTERVAL", default: 10)
+    options.healthCheckTimeout = try duration("HEALTH_CHECK_TIMEOUT", default: 10)
+    options.waitInterval = try duration("WAIT_INTERVAL", default: 15)
+    options.instanceWaitTimeout = try duration("INSTANCE_WAIT_TIMEOUT", default: 600)
+    options.imageWaitTimeout = try duration("IMAGE_WAIT_TIMEOUT", default: 1800)
+    options.dnsWaitTimeout = try duration("DNS_WAIT_TIMEOUT", default: 300)
+    options.maxAttempts = try env.int("MAX_ATTEMPTS", default: 4)
+    options.retryDelay = try duration("RETRY_DELAY", default: 5)
+
+    let concurrency = options.maxConcurrentSteps
+    let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
+    let requests = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.actionRequestsQueue,
+                                prefetch: UInt16(clamping: options.maxConcurrentSteps), logger: logger)
+    let ec2 = EC2Client(aws)
+    let route53 = Route53Client(aws)
+    let worker = ActuatorWorker(
+        options: options, ec2: ec2, route53: route53, http: http,
+        locks: RedisLockStore(client: redis, keyspace: env.keyspace),
+        records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: env.keyspace)),
+        publisher: publisher, topology: topology, config: config, logger: logger)
+    let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
+    let requestWorker = MessageWorker<Envelope<ActionRequest>>(
+        consumer: requests, deadLetters: deadLetters, expecting: .actionRequest, logger: logger, handler: worker.handle)
+
+    var preflightOptions = DRPreflight.Options()
+    preflightOptions.maxSnapshotAge = try env.seconds("SNAPSHOT_MAX_AGE", default: 26 * 3600)
+    let preflightEnabled = env.string("PREFLIGHT")?.lowercased() != "off"
+    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, config: config.file, logger: logger)
+    let preflight = ScheduledPreflight(
+        preflight: DRPreflight(ec2: ec2, route53: route53, config: config, options: preflightOptions, logger: logger),
+        catalog: { try await catalog.discover() }, claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
+        publisher: publisher, topology: topology, interval: try duration("PREFLIGHT_INTERVAL", default: 86_400),
+        workerId: env.workerId, logger: logger)
+
+    // Graceful shutdown runs in reverse order: first the request consumer (in-flight steps finish or are
+    // handed back), then the pre-flight, then the connections close.
+    try await WorkerRuntime.run(
+        worker: "actuator",
+        services: [
+            LoopService(run: { await redisHealth.run() }, cleanup: {
+                await publisher.shutdown()
+                http.shutdown()
+                await redis.close()
+            }),
+            LoopService(run: {
+                if preflightEnabled { await preflight.run() }
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            }),
+            ClosureService(run: { await requestWorker.run(concurrency: concurrency) },
+                           stop: { await requests.shutdown(drainTimeout: .seconds(30)) }),
+        ],
+        registry: registry,
+        readiness: ["broker": { publisher.isConnected && requests.isConnected }, "redis": { redisHealth.isReady }])
+} catch {
+    logger.critical("actuator cannot start: \(error)")
+    exit(1)
+}
