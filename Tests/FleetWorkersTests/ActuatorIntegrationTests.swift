@@ -23,7 +23,15 @@ final class ActuatorHarness: Sendable {
     let notices: Collector<Notice>
     let history: Collector<ActuatorEvent>
     let cleanup = Cleanup()
-    let targets = Mutex<[String]>([])
+    /// The idempotency keys of the requests made, to find what the actuator created.
+    let keys = Mutex<[String]>([])
+
+    /// Runs `body` with a fresh harness and always cleans up, also after a failed `#require`.
+    static func run(_ body: (ActuatorHarness) async throws -> Void) async throws {
+        let h = try await ActuatorHarness()
+        do { try await body(h) } catch { Issue.record(error) }
+        await h.close()
+    }
 
     init() async throws {
         world = try World()
@@ -50,7 +58,9 @@ final class ActuatorHarness: Sendable {
 
     static func fastOptions(_ id: String) -> ActuatorWorker.Options {
         var o = ActuatorWorker.Options(workerId: id)
-        o.lockTTL = .seconds(5)
+        // Long enough that a renewal delayed by a loaded machine never loses the lease by accident; the
+        // crash test shortens it for the actor that dies, whose lock the next actor waits out.
+        o.lockTTL = .seconds(15)
         o.lockRetryInterval = .milliseconds(100)
         o.lockWaitLimit = .seconds(60)
         o.restartHealthTimeout = .seconds(1)
@@ -77,14 +87,13 @@ final class ActuatorHarness: Sendable {
     }
 
     func name(_ suffix: String) -> String {
-        let name = "\(world.prefix)-\(suffix)"
-        targets.withLock { $0.append(name) }
-        return name
+        "\(world.prefix)-\(suffix)"
     }
 
     func request(_ step: RecoveryStep, target: String, instance: String, allocation: String? = nil,
                  destination: String = "us-east-1", deadline: TimeInterval = 300) -> ActionRequest {
         let incident = "inc-\(target)-1"
+        keys.withLock { $0.append(ActionRequest.key(target: target, incidentId: incident, step: step)) }
         return ActionRequest(
             idempotencyKey: ActionRequest.key(target: target, incidentId: incident, step: step), target: target, incidentId: incident,
             step: step, instanceId: instance, region: "us-east-1", destinationRegion: destination, elasticIpAllocationId: allocation,
@@ -129,22 +138,20 @@ final class ActuatorHarness: Sendable {
         await outcomes.wait { $0.id == "\(key):outcome" }
     }
 
-    /// Removes what the actuator created (instances, images, DR addresses tagged with a target name),
+    /// Removes what the actuator created (found in the step records: instances, images, DR addresses),
     /// then the test's own resources, the queues and the Redis keys.
     func close() async {
-        let names = targets.withLock { $0 }
-        for client in [ec2, dr] {
-            for name in names {
-                if let instances = try? await client.describeInstances(filters: [.tag(TargetCatalog.nameTag, name)]) {
-                    _ = try? await client.terminateInstances(instances.map(\.instanceId))
-                }
-                for image in (try? await client.describeImages(owners: ["self"], filters: [.tag(TargetCatalog.nameTag, name)])) ?? [] {
-                    try? await client.deregisterImage(image.imageId)
-                }
-                for address in (try? await client.describeAddresses(filters: [.tag("AutoRecovery:DrFor", name)])) ?? [] {
-                    if let association = address.associationId { try? await client.disassociateAddress(associationId: association) }
-                    if let allocation = address.allocationId { try? await client.releaseAddress(allocationId: allocation) }
-                }
+        for key in keys.withLock({ $0 }) {
+            guard let record = try? await records.load(key), !record.dryRun else { continue }
+            let r = record.resources
+            let client = r.newRegion == "us-west-2" ? dr : ec2
+            if let id = r.newInstanceId { _ = try? await client.terminateInstances([id]) }
+            if let image = r.imageId { try? await client.deregisterImage(image) }
+            if let allocation = r.drAllocationId,
+               let address = try? await dr.describeAddresses(allocationIds: [allocation]).first,
+               address.tags["AutoRecovery:DrFor"] != nil {
+                if let association = address.associationId { try? await dr.disassociateAddress(associationId: association) }
+                try? await dr.releaseAddress(allocationId: allocation)
             }
         }
         await cleanup.run()
@@ -155,23 +162,24 @@ final class ActuatorHarness: Sendable {
     }
 }
 
-@Suite("Actuator against moto, RabbitMQ and Redis", .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
+/// Serialized: the tests share one moto server with every other suite, and running these one at a time
+/// keeps its queue short (a loaded moto makes other suites' calls time out).
+@Suite("Actuator against moto, RabbitMQ and Redis", .serialized, .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct ActuatorIntegrationTests {
     // MARK: Restart
 
     @Test(.timeLimit(.minutes(2)))
     func restartRebootsAndReportsSuccessWhenTheSiteAnswers() async throws {
-        let h = try await ActuatorHarness()
         let site = try FakeSite()
         defer { site.stop() }
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("restart-ok")
             let instance = try await h.launchTarget(target, healthURL: site.url)
             let request = h.request(.restart, target: target, instance: instance.instanceId)
 
             let result = try await h.actuator().perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return await h.close() }
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
             #expect(outcome.status == .succeeded)
             #expect(outcome.instanceId == nil, "a restart keeps the instance")
             #expect(h.log.actions("RebootInstances").count == 1)
@@ -189,15 +197,13 @@ struct ActuatorIntegrationTests {
             #expect(record.status == .completed)
             #expect(record.done == [.inspect, .reboot, .rebootHealthy])
         }
-        await h.close()
     }
 
     @Test(.timeLimit(.minutes(2)))
     func restartFallsBackToStopStartAndKeepsTheElasticIP() async throws {
-        let h = try await ActuatorHarness()
         let site = try FakeSite()
         defer { site.stop() }
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("restart-stop")
             let instance = try await h.launchTarget(target, healthURL: site.url)
             let address = try await h.elasticIP(on: instance.instanceId, h.ec2)
@@ -219,7 +225,7 @@ struct ActuatorIntegrationTests {
 
             let result = try await actuator.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return await h.close() }
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             let order = h.log.mutations.map(\.action)
             #expect(order == ["RebootInstances", "StopInstances", "StartInstances", "AssociateAddress"])
@@ -233,15 +239,13 @@ struct ActuatorIntegrationTests {
             #expect(await h.notices.wait { $0.id == "\(request.idempotencyKey):actuator:stop_start" } != nil,
                     "a notice says the instance is being stopped")
         }
-        await h.close()
     }
 
     @Test(.timeLimit(.minutes(2)))
     func aRequestPublishedTwiceRunsOnceAndBothGetTheSameOutcome() async throws {
-        let h = try await ActuatorHarness()
         let site = try FakeSite()
         defer { site.stop() }
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("queue")
             let instance = try await h.launchTarget(target, healthURL: site.url)
             let request = h.request(.restart, target: target, instance: instance.instanceId)
@@ -272,15 +276,13 @@ struct ActuatorIntegrationTests {
             await consumer.shutdown()
             await running.value
         }
-        await h.close()
     }
 
     // MARK: Re-provision
 
     @Test(.timeLimit(.minutes(2)))
     func reprovisionUsesTheNewestSnapshotMovesTheElasticIPAndKeepsTheOldInstance() async throws {
-        let h = try await ActuatorHarness()
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("reprov")
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             let address = try await h.elasticIP(on: old.instanceId, h.ec2)
@@ -292,7 +294,7 @@ struct ActuatorIntegrationTests {
 
             let result = try await h.actuator().perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return await h.close() }
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             let newId = try #require(outcome.instanceId)
             #expect(newId != old.instanceId)
@@ -334,20 +336,18 @@ struct ActuatorIntegrationTests {
             let copies = await h.outcomes.items.filter { $0.id == "\(request.idempotencyKey):outcome" }
             #expect(copies.count == 2 && copies.allSatisfy { $0.body == outcome }, "the recorded outcome, republished with the same id")
         }
-        await h.close()
     }
 
     @Test(.timeLimit(.minutes(2)))
     func reprovisionWithoutSnapshotNeedsAHumanAndLaunchesNothing() async throws {
-        let h = try await ActuatorHarness()
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("nosnap")
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             let request = h.request(.reprovision, target: target, instance: old.instanceId)
 
             let result = try await h.actuator().perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return await h.close() }
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
             #expect(outcome.status == .humanNeeded)
             #expect(outcome.reason?.contains("no completed snapshot tagged AutoRecovery:Name=\(target)") == true)
             #expect(outcome.reason?.contains("nothing was launched") == true)
@@ -357,15 +357,13 @@ struct ActuatorIntegrationTests {
             #expect(notice.body.commands.contains(RecoveryCtl.run(.reprovision, target)!))
             #expect(try await h.instance(old.instanceId, h.ec2).state == .running, "the old instance is left alone")
         }
-        await h.close()
     }
 
     // MARK: Fail-over
 
     @Test(.timeLimit(.minutes(2)))
     func failoverLaunchesInTheDRRegionAttachesTheDRAddressAndMovesTheRecord() async throws {
-        let h = try await ActuatorHarness()
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("dr")
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             let primary = try await h.elasticIP(on: old.instanceId, h.ec2)
@@ -387,7 +385,7 @@ struct ActuatorIntegrationTests {
 
             let result = try await h.actuator(config: config).perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return await h.close() }
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             #expect(outcome.region == "us-west-2")
             let newId = try #require(outcome.instanceId)
@@ -412,15 +410,13 @@ struct ActuatorIntegrationTests {
             #expect(oldNow.tags["AutoRecovery:ReplacedBy"] == newId)
             #expect(h.log.actions("TerminateInstances").isEmpty)
         }
-        await h.close()
     }
 
     // MARK: Concurrency, crashes, stale actors
 
     @Test(.timeLimit(.minutes(2)))
     func twoActuatorsWithTheSameRequestLaunchOnce() async throws {
-        let h = try await ActuatorHarness()
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("twice")
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             let address = try await h.elasticIP(on: old.instanceId, h.ec2)
@@ -445,19 +441,18 @@ struct ActuatorIntegrationTests {
             #expect(results.filter { if case .completed = $0 { true } else { false } }.count == 1)
             #expect(try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId == outcomes.first?.instanceId)
         }
-        await h.close()
     }
 
     @Test(.timeLimit(.minutes(2)))
     func anActuatorKilledBetweenLaunchAndAddressMoveIsFinishedByTheNext() async throws {
-        let h = try await ActuatorHarness()
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("crash")
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             let address = try await h.elasticIP(on: old.instanceId, h.ec2)
             _ = try await h.snapshot(target, h.ec2)
             let request = h.request(.reprovision, target: target, instance: old.instanceId)
             let dying = h.actuator("actuator-dies") { options in
+                options.lockTTL = .seconds(4)
                 options.afterSubStep = { _, sub in if sub == .launch { throw SimulatedCrash() } }
             }
 
@@ -472,7 +467,7 @@ struct ActuatorIntegrationTests {
             // The next actor waits for the dead one's lock to expire, then resumes from the record.
             let result = try await h.actuator("actuator-next").perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return await h.close() }
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
             #expect(outcome.status == .succeeded)
             #expect(outcome.instanceId == launchedId, "the instance the first actor launched")
             #expect(h.log.actions("RunInstances").count == 1, "no second launch")
@@ -485,13 +480,11 @@ struct ActuatorIntegrationTests {
             #expect(final.notes.contains { $0.contains("resumed by actuator-next") })
             #expect(final.done.filter { $0 == .launch }.count == 1)
         }
-        await h.close()
     }
 
     @Test(.timeLimit(.minutes(2)))
     func aStaleActorStopsBeforeItsNextMutationAndSaysWhy() async throws {
-        let h = try await ActuatorHarness()
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("stale")
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             _ = try await h.snapshot(target, h.ec2)
@@ -513,7 +506,7 @@ struct ActuatorIntegrationTests {
 
             let result = try await stale.perform(request)
 
-            guard case .leaseLost(let reason) = result else { Issue.record("unexpected \(result)"); return await h.close() }
+            guard case .leaseLost(let reason) = result else { Issue.record("unexpected \(result)"); return }
             #expect(reason.contains("no longer held"))
             #expect(reason.contains("RunInstances"), "it stopped right before the launch")
             #expect(h.log.actions("RunInstances").isEmpty)
@@ -527,15 +520,13 @@ struct ActuatorIntegrationTests {
             // The successor's lock is untouched by the stale actor.
             #expect(try await locks.isHeld(try #require(successor.withLock { $0 })))
         }
-        await h.close()
     }
 
     // MARK: Dry run
 
     @Test(.timeLimit(.minutes(2)))
     func dryRunPlansEveryStepAndMutatesNothing() async throws {
-        let h = try await ActuatorHarness()
-        do {
+        try await ActuatorHarness.run { h in
             let target = h.name("dry")
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             _ = try await h.elasticIP(on: old.instanceId, h.ec2)
@@ -576,15 +567,13 @@ struct ActuatorIntegrationTests {
             }
             #expect(await h.notices.wait { $0.body.kind == .actionFailed && $0.body.detail?.hasPrefix("DRY RUN") == true } != nil)
         }
-        await h.close()
     }
 
     // MARK: DR pre-flight
 
     @Test(.timeLimit(.minutes(2)))
     func preflightReportsTargetsThatWouldFailOverBadly() async throws {
-        let h = try await ActuatorHarness()
-        do {
+        try await ActuatorHarness.run { h in
             let ready = h.name("pf-ready")
             let broken = h.name("pf-broken")
             _ = try await h.snapshot(ready, h.ec2)
@@ -640,7 +629,6 @@ struct ActuatorIntegrationTests {
             #expect(notice.body.targets == [broken])
             #expect(notice.body.detail?.contains(broken) == true)
         }
-        await h.close()
     }
 }
 

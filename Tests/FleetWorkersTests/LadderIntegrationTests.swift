@@ -30,7 +30,10 @@ struct LadderIntegrationTests {
 
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: config, logger: logger)
+        // Only this run's instances: other suites (the actuator's) and other runs on the same moto launch
+        // opted-in instances too.
+        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: config, logger: logger,
+                                    filters: [.tag("test-run", world.prefix)])
 
         var probeOptions = ProbeWorker.Options(proberId: "probe-test")
         probeOptions.tick = .milliseconds(100)

@@ -39,10 +39,9 @@ struct World {
 
     /// Launches an instance that opts in, named `name`, with `healthURL`.
     func launchTarget(name: String, healthURL: String) async throws -> EC2Instance {
-        let images = try await ec2.describeImages(owners: ["amazon"], filters: [EC2Filter("architecture", ["x86_64"])])
-        let image = try #require(images.first { $0.state == "available" })
+        let imageId = try await TestImage.shared.id(ec2)
         return try await ec2.runInstance(RunInstancesInput(
-            imageId: image.imageId, instanceType: "t3.micro",
+            imageId: imageId, instanceType: "t3.micro",
             tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:HealthUrl": healthURL, "test-run": prefix]))
     }
 
@@ -64,6 +63,21 @@ struct World {
             await redis.close()
         }
         http.shutdown()
+    }
+}
+
+/// One public x86_64 image id per test process: listing moto's ~900 public images is the slowest call
+/// there is, and on a loaded machine it slows every other suite that shares the moto server.
+actor TestImage {
+    static let shared = TestImage()
+    private var cached: String?
+
+    func id(_ ec2: EC2Client) async throws -> String {
+        if let cached { return cached }
+        let images = try await ec2.describeImages(owners: ["amazon"], filters: [EC2Filter("architecture", ["x86_64"])])
+        let image = try #require(images.first { $0.state == "available" })
+        cached = image.imageId
+        return image.imageId
     }
 }
 

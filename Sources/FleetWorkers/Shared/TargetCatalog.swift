@@ -141,12 +141,16 @@ public struct TargetCatalog: Sendable {
     let drRegion: String?
     let config: TargetConfigFile
     let logger: Logger
+    /// Further filters every instance must match (e.g. a tag that scopes a fleet, or a test run, to its
+    /// own instances when several share an account).
+    let filters: [EC2Filter]
 
-    public init(ec2: EC2Client, drRegion: String?, config: TargetConfigFile, logger: Logger) {
+    public init(ec2: EC2Client, drRegion: String?, config: TargetConfigFile, logger: Logger, filters: [EC2Filter] = []) {
         self.ec2 = ec2
         self.drRegion = drRegion
         self.config = config
         self.logger = logger
+        self.filters = filters
     }
 
     public func discover() async throws -> [Target] {
@@ -157,7 +161,7 @@ public struct TargetCatalog: Sendable {
             let instances = try await client.describeInstances(filters: [
                 .tag(Self.optInTag, "enabled"),
                 .instanceState(.pending, .running, .stopping, .stopped),
-            ])
+            ] + filters)
             found += instances.map { ($0, region) }
         }
         return try Self.targets(from: found, homeRegion: ec2.region, defaultDR: drRegion, config: config)
