@@ -359,6 +359,36 @@ struct ActuatorIntegrationTests {
         }
     }
 
+    @Test(.timeLimit(.minutes(2)))
+    func aReplacementThatCannotTakeTheAddressIsStoppedAndMarkedAbandoned() async throws {
+        try await ActuatorHarness.run { h in
+            let target = h.name("abandon")
+            let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
+            _ = try await h.snapshot(target, h.ec2)
+            // The request names an Elastic IP that does not exist: the move fails after the launch.
+            let request = h.request(.reprovision, target: target, instance: old.instanceId, allocation: "eipalloc-0000000000000dead")
+
+            let result = try await h.actuator().perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            #expect(outcome.status == .failed)
+            #expect(outcome.reason?.contains("AssociateAddress") == true, "\(outcome.reason ?? "")")
+            #expect(outcome.instanceId == nil, "the failed replacement does not become the target's instance")
+            let record = try #require(try await h.records.load(request.idempotencyKey))
+            #expect(record.done.contains(.compensated))
+            let launched = try await h.instance(try #require(record.resources.newInstanceId), h.ec2)
+            #expect(launched.state == .stopped, "stopped, not terminated")
+            #expect(launched.tags["AutoRecovery"] == "abandoned", "discovery ignores it")
+            #expect(launched.tags["AutoRecovery:AbandonedBy"] == request.idempotencyKey)
+            let oldNow = try await h.instance(old.instanceId, h.ec2)
+            #expect(oldNow.state == .running, "the old instance is left alone")
+            #expect(oldNow.tags["AutoRecovery:ReplacedBy"] == nil)
+            let notice = try #require(await h.notices.wait { $0.body.kind == .actionFailed && $0.body.target == target })
+            #expect(notice.body.nextStep == .failover)
+            #expect(notice.body.detail?.contains("abandoned") == true, "the notice quotes the record's notes")
+        }
+    }
+
     // MARK: Fail-over
 
     @Test(.timeLimit(.minutes(2)))
