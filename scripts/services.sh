@@ -77,7 +77,7 @@ rabbit_env() {
   export RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" RABBITMQ_CONFIG_FILE="$base/rabbitmq"
   export RABBITMQ_PID_FILE="$base/rabbit.pid" RABBITMQ_NODENAME="${RABBITMQ_NODENAME:-fleet@localhost}"
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
-  export RABBITMQ_DIST_PORT ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_DIST_PORT ERL_EPMD_ADDRESS=127.0.0.1 ERL_CRASH_DUMP="$base/log/erl_crash.dump"
 }
 
 start_rabbitmq() {
