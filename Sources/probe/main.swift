@@ -25,7 +25,7 @@ do {
     let ec2 = EC2Client(aws)
     let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, config: try env.targetsFile(), logger: logger)
     let worker = ProbeWorker(
-        options: options, catalog: catalog, http: http, ec2: ec2,
+        options: options, discover: { try await catalog.discover() }, http: http, ec2: ec2,
         claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher,
         topology: topology, logger: logger)
     try await WorkerRuntime.run(

@@ -35,7 +35,7 @@ struct LadderIntegrationTests {
         var probeOptions = ProbeWorker.Options(proberId: "probe-test")
         probeOptions.tick = .milliseconds(100)
         probeOptions.discoveryInterval = .seconds(5)
-        let probe = ProbeWorker(options: probeOptions, catalog: catalog, http: world.http, ec2: world.ec2,
+        let probe = ProbeWorker(options: probeOptions, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
                                 claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
                                 topology: world.topology, logger: logger)
 

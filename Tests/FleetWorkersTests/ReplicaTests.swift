@@ -22,7 +22,7 @@ struct ReplicaTests {
         var options = ProbeWorker.Options(proberId: id)
         options.tick = .milliseconds(100)
         options.discoveryInterval = .seconds(5)
-        return ProbeWorker(options: options, catalog: catalog, http: world.http, ec2: world.ec2,
+        return ProbeWorker(options: options, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
                            claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
                            topology: world.topology, logger: Logger(label: id))
     }

@@ -29,7 +29,7 @@ public final class ProbeWorker: Sendable {
     }
 
     let options: Options
-    let catalog: TargetCatalog
+    let discover: @Sendable () async throws -> [Target]
     let http: any HTTPExecuting
     let ec2: EC2Client
     let claims: RedisKeyValueStore
@@ -39,11 +39,11 @@ public final class ProbeWorker: Sendable {
     let clock: @Sendable () -> Date
     private let state = LockedState()
 
-    public init(options: Options, catalog: TargetCatalog, http: any HTTPExecuting, ec2: EC2Client,
+    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting, ec2: EC2Client,
                 claims: RedisKeyValueStore, publisher: AMQPPublisher, topology: FleetTopology,
                 logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.options = options
-        self.catalog = catalog
+        self.discover = discover
         self.http = http
         self.ec2 = ec2
         self.claims = claims
@@ -87,7 +87,7 @@ public final class ProbeWorker: Sendable {
 
     func refreshTargets() async {
         do {
-            let targets = try await catalog.discover()
+            let targets = try await discover()
             await state.setTargets(targets)
             Gauge(label: "recovery_targets").record(targets.count)
             logger.debug("targets discovered", metadata: ["count": "\(targets.count)"])
@@ -124,6 +124,22 @@ public final class ProbeWorker: Sendable {
             }
         }
         return due
+    }
+
+    /// Checks every target once, now (not waiting for slots), at most `maxInFlight` at a time, and
+    /// publishes the results. For `recoveryctl` and the benchmarks.
+    public func checkAll(_ targets: [Target]) async {
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for target in targets {
+                if running >= options.maxInFlight {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask { await self.probe(target) }
+                running += 1
+            }
+        }
     }
 
     func probe(_ target: Target) async {
