@@ -21,7 +21,7 @@ struct CommandTests {
         let redis = try await RedisClient.connect(url: world.redisURL)
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: .empty, logger: Logger(label: "catalog"))
+        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: .empty, fleet: world.prefix, logger: Logger(label: "catalog"))
         var options = DecisionWorker.Options(workerId: "decision-cmd")
         options.operators = ["guest"]
         let decision = DecisionWorker(

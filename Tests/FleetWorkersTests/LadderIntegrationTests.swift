@@ -30,7 +30,7 @@ struct LadderIntegrationTests {
 
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: config, logger: logger)
+        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: config, fleet: world.prefix, logger: logger)
 
         var probeOptions = ProbeWorker.Options(proberId: "probe-test")
         probeOptions.tick = .milliseconds(100)

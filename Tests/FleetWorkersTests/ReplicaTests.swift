@@ -37,7 +37,7 @@ struct ReplicaTests {
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: try Self.config(), logger: Logger(label: "catalog"))
+        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: try Self.config(), fleet: world.prefix, logger: Logger(label: "catalog"))
         let observationsConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
         let observations = Collector<ProbeResult>(observationsConsumer, type: .observation)
 
@@ -86,7 +86,7 @@ struct ReplicaTests {
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
         let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: try Self.config(#", "quorum": true, "quorum_size": 2"#),
-                                    logger: Logger(label: "catalog"))
+                                    fleet: world.prefix, logger: Logger(label: "catalog"))
         let observationsConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
         let observations = Collector<ProbeResult>(observationsConsumer, type: .observation)
         let runA = Task { await probe("probe-a", world, catalog, redis, publisher).run() }
@@ -125,7 +125,7 @@ struct ReplicaTests {
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: try Self.config(), logger: Logger(label: "catalog"))
+        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: try Self.config(), fleet: world.prefix, logger: Logger(label: "catalog"))
         let topology = world.topology
 
         var consumers: [AMQPConsumer] = []

@@ -43,7 +43,7 @@ struct World {
         let image = try #require(images.first { $0.state == "available" })
         return try await ec2.runInstance(RunInstancesInput(
             imageId: image.imageId, instanceType: "t3.micro",
-            tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:HealthUrl": healthURL, "test-run": prefix]))
+            tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:HealthUrl": healthURL, "test-run": prefix, "AutoRecovery:Fleet": prefix]))
     }
 
     func tearDown(instances: [String]) async {

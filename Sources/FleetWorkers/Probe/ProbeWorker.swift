@@ -57,14 +57,16 @@ public final class ProbeWorker: Sendable {
     /// site (up to its probe timeout) never delays the scheduling of the others.
     public func run() async {
         await withDiscardingTaskGroup { group in
-            var lastDiscovery: ContinuousClock.Instant?
+            // Discovery runs on its own: a slow DescribeInstances must never delay the checks.
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.refreshTargets()
+                    try? await Task.sleep(for: self.options.discoveryInterval)
+                }
+            }
             var lastStatus: ContinuousClock.Instant?
             while !Task.isCancelled {
                 let now = ContinuousClock.now
-                if lastDiscovery == nil || now - lastDiscovery! >= options.discoveryInterval {
-                    await refreshTargets()
-                    lastDiscovery = now
-                }
                 if lastStatus == nil || now - lastStatus! >= options.statusInterval {
                     lastStatus = now
                     group.addTask { await self.checkInstanceStatus() }
@@ -82,6 +84,7 @@ public final class ProbeWorker: Sendable {
                 }
                 try? await Task.sleep(for: options.tick)
             }
+            group.cancelAll()
         }
     }
 
