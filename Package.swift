@@ -83,7 +83,8 @@ let package = Package(
 
         // MARK: Benchmarks (see docs/benchmarks.md)
         .executableTarget(name: "fleet-bench", dependencies: [
-            "AMQPTransport", "HTTPTransport", "RecoveryCore",
+            "AMQPTransport", "HTTPTransport", "RecoveryCore", "FleetWorkers", "FleetRuntime", "RedisStore", "AWSClient",
+            .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/fleet-bench"),
 
         // MARK: Tests

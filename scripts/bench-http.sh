@@ -62,7 +62,10 @@ CONF
 log "building fleet-bench (release)"
 swift build -c release --product fleet-bench >&2
 
-"$NGINX" -p "$TMP" -e "$TMP/error.log" -c "$TMP/nginx.conf" &
+# nginx on core 1, so that the probe benchmark below measures one core of the client (core 0).
+PIN_SERVER=""; PIN_CLIENT=""
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then PIN_SERVER="taskset -c 1"; PIN_CLIENT="taskset -c 0"; fi
+$PIN_SERVER "$NGINX" -p "$TMP" -e "$TMP/error.log" -c "$TMP/nginx.conf" &
 NGINX_PID=$!
 for _ in $(seq 1 100); do
   if curl -fsS -o /dev/null "$URL" 2>/dev/null; then break; fi
@@ -74,3 +77,11 @@ log "nginx (pid $NGINX_PID, $NGINX_WORKERS worker(s)) on $URL"
 
 swift run -c release --skip-build fleet-bench http --url "$URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY"
 swift run -c release --skip-build fleet-bench http --url "$URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --fresh 1
+
+# Probe capacity (issue 4): the probe worker's own check path (fresh connection, health evaluation,
+# envelope, confirmed publish to RabbitMQ) for 10,000 targets, on one core. Needs AMQP_URL and REDIS_URL.
+if [ -n "${AMQP_URL:-}" ] && [ -n "${REDIS_URL:-}" ]; then
+  $PIN_CLIENT .build/release/fleet-bench probe --url "$URL" --targets "${PROBE_TARGETS:-10000}" --concurrency "${PROBE_CONCURRENCY:-200}"
+else
+  log "AMQP_URL/REDIS_URL not set: skipping the probe-capacity figure"
+fi

@@ -77,7 +77,7 @@ rabbit_env() {
   export RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" RABBITMQ_CONFIG_FILE="$base/rabbitmq"
   export RABBITMQ_PID_FILE="$base/rabbit.pid" RABBITMQ_NODENAME="${RABBITMQ_NODENAME:-fleet@localhost}"
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
-  export RABBITMQ_DIST_PORT ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_DIST_PORT ERL_EPMD_ADDRESS=127.0.0.1 ERL_CRASH_DUMP="$base/log/erl_crash.dump"
 }
 
 start_rabbitmq() {
@@ -94,6 +94,17 @@ loopback_users = none
 log.console = false
 log.file.level = warning
 CONF
+    if [ -n "${RABBITMQ_TLS_PORT:-}" ]; then
+      # An amqps listener too (tests use it): RABBITMQ_TLS_CERT, RABBITMQ_TLS_KEY, RABBITMQ_TLS_CA are PEM files.
+      cat >> "$RABBITMQ_CONFIG_FILE.conf" <<CONF
+listeners.ssl.default = 127.0.0.1:$RABBITMQ_TLS_PORT
+ssl_options.cacertfile = $RABBITMQ_TLS_CA
+ssl_options.certfile = $RABBITMQ_TLS_CERT
+ssl_options.keyfile = $RABBITMQ_TLS_KEY
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+CONF
+    fi
     nohup /usr/lib/rabbitmq/bin/rabbitmq-server > "$RABBITMQ_LOG_BASE/stdout.log" 2>&1 &
     local server=$!
     echo "$server" > "$(pidfile rabbitmq)"

@@ -1,17 +1,23 @@
 // fleet-bench: prints throughput figures for the transports. See docs/benchmarks.md.
 //   swift run -c release fleet-bench amqp [--messages N]     (needs AMQP_URL)
 //   swift run -c release fleet-bench http --url URL [--requests N] [--concurrency C]
+//   swift run -c release fleet-bench probe --url URL [--targets N] [--concurrency C]   (AMQP_URL, REDIS_URL)
+//   swift run -c release fleet-bench decision [--events N] [--targets N]               (AMQP_URL, REDIS_URL)
+//   swift run -c release fleet-bench pipeline [--targets N]                            (AMQP_URL, REDIS_URL)
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else {
-    FileHandle.standardError.write(Data("usage: fleet-bench amqp|http [options]\n".utf8))
+    FileHandle.standardError.write(Data("usage: fleet-bench amqp|http|probe|decision|pipeline [options]\n".utf8))
     exit(2)
 }
 let options = BenchOptions(Array(arguments.dropFirst()))
 switch command {
 case "amqp": await runAMQPBenchmark(options)
 case "http": await runHTTPBenchmark(options)
+case "probe": await runProbeBenchmark(options)
+case "decision": await runDecisionBenchmark(options)
+case "pipeline": await runPipelineBenchmark(options)
 default:
     FileHandle.standardError.write(Data("unknown benchmark \(command)\n".utf8))
     exit(2)

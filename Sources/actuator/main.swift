@@ -14,9 +14,7 @@ let registry = WorkerRuntime.bootstrap()
 let env = WorkerEnvironment(kind: "actuator")
 let logger = Logger(label: "actuator")
 
-func duration(_ name: String, default value: Double) throws -> Duration {
-    .milliseconds(Int64(try env.seconds(name, default: value) * 1000))
-}
+func duration(_ seconds: Double) -> Duration { .milliseconds(Int64(seconds * 1000)) }
 
 do {
     let http = HTTPClient(logger: logger)
@@ -29,19 +27,19 @@ do {
 
     var options = ActuatorWorker.Options(workerId: env.workerId)
     options.maxConcurrentSteps = try env.int("ACTUATOR_CONCURRENCY", default: 4)
-    options.lockTTL = try duration("LOCK_TTL", default: 60)
-    options.lockRetryInterval = try duration("LOCK_RETRY_INTERVAL", default: 5)
-    options.lockWaitLimit = try duration("LOCK_WAIT_LIMIT", default: 1200)
-    options.restartHealthTimeout = try duration("RESTART_HEALTH_TIMEOUT", default: 180)
-    options.rebootSettle = try duration("REBOOT_SETTLE", default: 30)
-    options.healthPollInterval = try duration("HEALTH_POLL_INTERVAL", default: 10)
-    options.healthCheckTimeout = try duration("HEALTH_CHECK_TIMEOUT", default: 10)
-    options.waitInterval = try duration("WAIT_INTERVAL", default: 15)
-    options.instanceWaitTimeout = try duration("INSTANCE_WAIT_TIMEOUT", default: 600)
-    options.imageWaitTimeout = try duration("IMAGE_WAIT_TIMEOUT", default: 1800)
-    options.dnsWaitTimeout = try duration("DNS_WAIT_TIMEOUT", default: 300)
+    options.lockTTL = duration(try env.seconds("LOCK_TTL", default: 60))
+    options.lockRetryInterval = duration(try env.seconds("LOCK_RETRY_INTERVAL", default: 5))
+    options.lockWaitLimit = duration(try env.seconds("LOCK_WAIT_LIMIT", default: 1200))
+    options.restartHealthTimeout = duration(try env.seconds("RESTART_HEALTH_TIMEOUT", default: 180))
+    options.rebootSettle = duration(try env.seconds("REBOOT_SETTLE", default: 30))
+    options.healthPollInterval = duration(try env.seconds("HEALTH_POLL_INTERVAL", default: 10))
+    options.healthCheckTimeout = duration(try env.seconds("HEALTH_CHECK_TIMEOUT", default: 10))
+    options.waitInterval = duration(try env.seconds("WAIT_INTERVAL", default: 15))
+    options.instanceWaitTimeout = duration(try env.seconds("INSTANCE_WAIT_TIMEOUT", default: 600))
+    options.imageWaitTimeout = duration(try env.seconds("IMAGE_WAIT_TIMEOUT", default: 1800))
+    options.dnsWaitTimeout = duration(try env.seconds("DNS_WAIT_TIMEOUT", default: 300))
     options.maxAttempts = try env.int("MAX_ATTEMPTS", default: 4)
-    options.retryDelay = try duration("RETRY_DELAY", default: 5)
+    options.retryDelay = duration(try env.seconds("RETRY_DELAY", default: 5))
 
     let concurrency = options.maxConcurrentSteps
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
@@ -61,11 +59,11 @@ do {
     var preflightOptions = DRPreflight.Options()
     preflightOptions.maxSnapshotAge = try env.seconds("SNAPSHOT_MAX_AGE", default: 26 * 3600)
     let preflightEnabled = env.string("PREFLIGHT")?.lowercased() != "off"
-    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, config: config.file, logger: logger)
+    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, config: config.file, fleet: env.fleetTag, logger: logger)
     let preflight = ScheduledPreflight(
         preflight: DRPreflight(ec2: ec2, route53: route53, config: config, options: preflightOptions, logger: logger),
         catalog: { try await catalog.discover() }, claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
-        publisher: publisher, topology: topology, interval: try duration("PREFLIGHT_INTERVAL", default: 86_400),
+        publisher: publisher, topology: topology, interval: duration(try env.seconds("PREFLIGHT_INTERVAL", default: 86_400)),
         workerId: env.workerId, logger: logger)
 
     // Graceful shutdown runs in reverse order: first the request consumer (in-flight steps finish or are

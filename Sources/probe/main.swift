@@ -23,9 +23,9 @@ do {
     options.statusInterval = .milliseconds(Int64(try env.seconds("STATUS_INTERVAL", default: 60) * 1000))
     options.maxInFlight = try env.int("PROBE_MAX_IN_FLIGHT", default: 500)
     let ec2 = EC2Client(aws)
-    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, config: try env.targetsFile(), logger: logger)
+    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, config: try env.targetsFile(), fleet: env.fleetTag, logger: logger)
     let worker = ProbeWorker(
-        options: options, catalog: catalog, http: http, ec2: ec2,
+        options: options, discover: { try await catalog.discover() }, http: http, ec2: ec2,
         claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher,
         topology: topology, logger: logger)
     try await WorkerRuntime.run(

@@ -9,6 +9,9 @@ import Glibc
 /// started by scripts/services.sh) so that restarting it cannot disturb the shared broker the other
 /// tests use at the same time. It needs FLEET_SERVICES_SCRIPT (scripts/services.sh env sets it).
 let servicesScript = ProcessInfo.processInfo.environment["FLEET_SERVICES_SCRIPT"]
+/// The private brokers listen on this port and the next two (AMQP), +10000 (UI) and +20000
+/// (distribution). Move it to run two checkouts' suites at once on one machine.
+let privateBrokerPortBase = Int(ProcessInfo.processInfo.environment["FLEET_TEST_BROKER_PORT"] ?? "") ?? 5690
 
 @Suite("AMQP broker restart", .enabled(if: servicesScript != nil, "set FLEET_SERVICES_SCRIPT"))
 struct BrokerRestartTests {
@@ -16,6 +19,32 @@ struct BrokerRestartTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-broker-\(UUID().uuidString.prefix(8))").path
         /// Each test gets its own ports: the tests of this suite run in parallel.
         let port: Int
+        /// An amqps listener with a throwaway CA, when set.
+        var tls: TLSFiles?
+
+        struct TLSFiles {
+            let port: Int
+            let dir: String
+            var ca: String { "\(dir)/ca.pem" }
+            var cert: String { "\(dir)/server.pem" }
+            var key: String { "\(dir)/server.key" }
+
+            /// A CA and a server certificate for localhost / 127.0.0.1, made with the openssl CLI.
+            static func make(port: Int) async throws -> TLSFiles {
+                let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-tls-\(UUID().uuidString.prefix(8))").path
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                let script = """
+                    set -e; cd '\(dir)'
+                    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=fleet-test-ca 2>/dev/null
+                    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
+                    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext
+                    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null
+                    """
+                let status = try await spawnAndWait(["/bin/bash", "-c", script], environment: ProcessInfo.processInfo.environment)
+                try #require(status == 0, "openssl could not make the test certificates")
+                return TLSFiles(port: port, dir: dir)
+            }
+        }
         var url: String { "amqp://guest:guest@127.0.0.1:\(port)/%2f" }
 
         func run(_ verb: String) async throws {
@@ -25,13 +54,19 @@ struct BrokerRestartTests {
             env["RABBITMQ_MGMT_PORT"] = "\(port + 10000)"
             env["RABBITMQ_DIST_PORT"] = "\(port + 20000)"
             env["RABBITMQ_NODENAME"] = "fleet-test-\(port)@localhost"
+            if let tls {
+                env["RABBITMQ_TLS_PORT"] = "\(tls.port)"
+                env["RABBITMQ_TLS_CERT"] = tls.cert
+                env["RABBITMQ_TLS_KEY"] = tls.key
+                env["RABBITMQ_TLS_CA"] = tls.ca
+            }
             let status = try await spawnAndWait(["/bin/bash", servicesScript!, verb, "rabbitmq"], environment: env)
             try #require(status == 0, "services.sh \(verb) rabbitmq failed")
         }
 
         /// Starts the node, runs `body`, and always stops the node and removes its folder afterwards.
-        static func with(port: Int, _ body: (PrivateBroker) async throws -> Void) async throws {
-            let broker = PrivateBroker(port: port)
+        static func with(port: Int, tls: TLSFiles? = nil, _ body: (PrivateBroker) async throws -> Void) async throws {
+            let broker = PrivateBroker(port: port, tls: tls)
             try await broker.run("start")
             do {
                 try await body(broker)
@@ -47,7 +82,7 @@ struct BrokerRestartTests {
 
     @Test(.timeLimit(.minutes(3)))
     func confirmedMessagesSurviveABrokerRestartAndAreConsumedExactlyOnce() async throws {
-        try await PrivateBroker.with(port: 5690) { broker in
+        try await PrivateBroker.with(port: privateBrokerPortBase) { broker in
         let config = try configuration(broker.url, name: "restart-test")
         let scratch = ScratchTopology()
         let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
@@ -90,7 +125,21 @@ struct BrokerRestartTests {
 
     @Test(.timeLimit(.minutes(3)))
     func aPublishDuringTheOutageIsConfirmedOnceTheBrokerIsBack() async throws {
-        try await PrivateBroker.with(port: 5691) { broker in
+        let tls = try await PrivateBroker.TLSFiles.make(port: privateBrokerPortBase + 2)
+        defer { try? FileManager.default.removeItem(atPath: tls.dir) }
+        try await PrivateBroker.with(port: privateBrokerPortBase + 1, tls: tls) { broker in
+        // amqps: verified against the test CA it works; without the CA the handshake is refused.
+        let tlsURL = try AMQPURL("amqps://guest:guest@localhost:\(tls.port)/%2f")
+        let trusted = AMQPAdmin(configuration: AMQPConfiguration(url: tlsURL, caFile: tls.ca))
+        try await trusted.declare(.empty)
+        await trusted.close()
+        let untrusted = AMQPAdmin(configuration: AMQPConfiguration(url: tlsURL))
+        do {
+            try await untrusted.declare(.empty)
+            Issue.record("amqps without the CA must fail verification")
+        } catch let error as AMQPError {
+            guard case .connectionFailed = error else { Issue.record("wrong error \(error)"); return }
+        }
         let config = try configuration(broker.url, name: "outage-test")
         let scratch = ScratchTopology()
         let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)

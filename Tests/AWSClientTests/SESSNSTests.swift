@@ -172,6 +172,7 @@ struct SESSNSIntegrationTests {
                            attributes: ["severity": .string("high"), "score": .number("0.30000000000000004")]))
             let topics = try #require((try await motoData()["sns"] as? [String: Any])?["Topic"] as? [[String: Any]])
             let topic = try #require(topics.first { $0["arn"] as? String == arn })
+            #expect(topic["display_name"] as? String == "Fleet")
             let sent = try #require(topic["sent_notifications"] as? [[Any]])
             #expect(sent.count == 1)
             let notification = try #require(sent.first)

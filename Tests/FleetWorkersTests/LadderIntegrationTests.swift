@@ -30,15 +30,12 @@ struct LadderIntegrationTests {
 
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        // Only this run's instances: other suites (the actuator's) and other runs on the same moto launch
-        // opted-in instances too.
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: config, logger: logger,
-                                    filters: [.tag("test-run", world.prefix)])
+        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: config, fleet: world.prefix, logger: logger)
 
         var probeOptions = ProbeWorker.Options(proberId: "probe-test")
         probeOptions.tick = .milliseconds(100)
         probeOptions.discoveryInterval = .seconds(5)
-        let probe = ProbeWorker(options: probeOptions, catalog: catalog, http: world.http, ec2: world.ec2,
+        let probe = ProbeWorker(options: probeOptions, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
                                 claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
                                 topology: world.topology, logger: logger)
 

@@ -42,7 +42,7 @@ struct World {
         let imageId = try await TestImage.shared.id(ec2)
         return try await ec2.runInstance(RunInstancesInput(
             imageId: imageId, instanceType: "t3.micro",
-            tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:HealthUrl": healthURL, "test-run": prefix]))
+            tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:HealthUrl": healthURL, "test-run": prefix, "AutoRecovery:Fleet": prefix]))
     }
 
     func tearDown(instances: [String]) async {

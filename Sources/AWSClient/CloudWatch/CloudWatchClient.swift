@@ -21,6 +21,8 @@ public struct CloudWatchClient: Sendable {
 
     /// Queries per GetMetricData request; lower it only to test batching.
     public var queriesPerRequest = CloudWatchClient.maxQueriesPerRequest
+    /// Data points per PutMetricData request; lower it only to test batching.
+    public var datumsPerRequest = CloudWatchClient.maxDatumsPerRequest
 
     public init(_ aws: AWSClient) { self.aws = aws }
 
@@ -29,6 +31,7 @@ public struct CloudWatchClient: Sendable {
     public func withRegion(_ region: String) -> CloudWatchClient {
         var copy = CloudWatchClient(aws.withRegion(region))
         copy.queriesPerRequest = queriesPerRequest
+        copy.datumsPerRequest = datumsPerRequest
         return copy
     }
 
@@ -43,7 +46,8 @@ public struct CloudWatchClient: Sendable {
         }
         let batches: [QueryParameters]
         do {
-            batches = try Self.putBatches(namespace: namespace, data: data)
+            batches = try Self.putBatches(
+                namespace: namespace, data: data, maxCount: min(max(1, datumsPerRequest), Self.maxDatumsPerRequest))
         } catch {
             throw aws.invalidRequest(.cloudWatch, "PutMetricData", error.description)
         }
@@ -145,7 +149,7 @@ public struct CloudWatchClient: Sendable {
         }
         let batches: [[MetricDataQuery]]
         do {
-            batches = try Self.queryBatches(queries, limit: queriesPerRequest)
+            batches = try Self.queryBatches(queries, limit: min(max(1, queriesPerRequest), Self.maxQueriesPerRequest))
         } catch {
             throw aws.invalidRequest(.cloudWatch, "GetMetricData", error.description)
         }

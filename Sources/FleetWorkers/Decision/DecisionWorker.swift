@@ -85,6 +85,11 @@ public final class DecisionWorker: Sendable {
     }
 
     public func handle(_ input: DecisionInput, delivery: AMQPDelivery) async throws {
+        try await handle(input, verifiedUser: delivery.properties.userId)
+    }
+
+    /// Handles one decoded message. `verifiedUser` is the AMQP user_id the broker checked (commands).
+    public func handle(_ input: DecisionInput, verifiedUser: String?) async throws {
         switch input {
         case .probe(let envelope):
             guard let target = envelope.target else { throw RejectMessage("observation without a target") }
@@ -93,7 +98,7 @@ public final class DecisionWorker: Sendable {
             guard let target = envelope.target else { throw RejectMessage("action event without a target") }
             try await apply(.actionOutcome(id: envelope.id, envelope.body), to: target, instanceHint: nil)
         case .command(let envelope):
-            try await command(envelope, verifiedUser: delivery.properties.userId)
+            try await command(envelope, verifiedUser: verifiedUser)
         case .ignored:
             break
         }

@@ -29,7 +29,7 @@ public final class ProbeWorker: Sendable {
     }
 
     let options: Options
-    let catalog: TargetCatalog
+    let discover: @Sendable () async throws -> [Target]
     let http: any HTTPExecuting
     let ec2: EC2Client
     let claims: RedisKeyValueStore
@@ -39,11 +39,11 @@ public final class ProbeWorker: Sendable {
     let clock: @Sendable () -> Date
     private let state = LockedState()
 
-    public init(options: Options, catalog: TargetCatalog, http: any HTTPExecuting, ec2: EC2Client,
+    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting, ec2: EC2Client,
                 claims: RedisKeyValueStore, publisher: AMQPPublisher, topology: FleetTopology,
                 logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.options = options
-        self.catalog = catalog
+        self.discover = discover
         self.http = http
         self.ec2 = ec2
         self.claims = claims
@@ -57,14 +57,16 @@ public final class ProbeWorker: Sendable {
     /// site (up to its probe timeout) never delays the scheduling of the others.
     public func run() async {
         await withDiscardingTaskGroup { group in
-            var lastDiscovery: ContinuousClock.Instant?
+            // Discovery runs on its own: a slow DescribeInstances must never delay the checks.
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.refreshTargets()
+                    try? await Task.sleep(for: self.options.discoveryInterval)
+                }
+            }
             var lastStatus: ContinuousClock.Instant?
             while !Task.isCancelled {
                 let now = ContinuousClock.now
-                if lastDiscovery == nil || now - lastDiscovery! >= options.discoveryInterval {
-                    await refreshTargets()
-                    lastDiscovery = now
-                }
                 if lastStatus == nil || now - lastStatus! >= options.statusInterval {
                     lastStatus = now
                     group.addTask { await self.checkInstanceStatus() }
@@ -82,12 +84,13 @@ public final class ProbeWorker: Sendable {
                 }
                 try? await Task.sleep(for: options.tick)
             }
+            group.cancelAll()
         }
     }
 
     func refreshTargets() async {
         do {
-            let targets = try await catalog.discover()
+            let targets = try await discover()
             await state.setTargets(targets)
             Gauge(label: "recovery_targets").record(targets.count)
             logger.debug("targets discovered", metadata: ["count": "\(targets.count)"])
@@ -124,6 +127,22 @@ public final class ProbeWorker: Sendable {
             }
         }
         return due
+    }
+
+    /// Checks every target once, now (not waiting for slots), at most `maxInFlight` at a time, and
+    /// publishes the results. For `recoveryctl` and the benchmarks.
+    public func checkAll(_ targets: [Target]) async {
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for target in targets {
+                if running >= options.maxInFlight {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask { await self.probe(target) }
+                running += 1
+            }
+        }
     }
 
     func probe(_ target: Target) async {

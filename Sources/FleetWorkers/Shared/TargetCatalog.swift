@@ -136,21 +136,22 @@ public struct TargetCatalog: Sendable {
     public static let nameTag = "AutoRecovery:Name"
     public static let healthURLTag = "AutoRecovery:HealthUrl"
     public static let replacedByTag = "AutoRecovery:ReplacedBy"
+    /// With a fleet name, only instances tagged `AutoRecovery:Fleet=<name>` belong to this fleet, so
+    /// several fleets (or environments) can share an account and region.
+    public static let fleetTag = "AutoRecovery:Fleet"
 
     let ec2: EC2Client
     let drRegion: String?
     let config: TargetConfigFile
+    let fleet: String?
     let logger: Logger
-    /// Further filters every instance must match (e.g. a tag that scopes a fleet, or a test run, to its
-    /// own instances when several share an account).
-    let filters: [EC2Filter]
 
-    public init(ec2: EC2Client, drRegion: String?, config: TargetConfigFile, logger: Logger, filters: [EC2Filter] = []) {
+    public init(ec2: EC2Client, drRegion: String?, config: TargetConfigFile, fleet: String? = nil, logger: Logger) {
         self.ec2 = ec2
         self.drRegion = drRegion
         self.config = config
+        self.fleet = fleet
         self.logger = logger
-        self.filters = filters
     }
 
     public func discover() async throws -> [Target] {
@@ -158,10 +159,12 @@ public struct TargetCatalog: Sendable {
         let regions = [ec2.region] + (drRegion.flatMap { $0 == ec2.region ? nil : [$0] } ?? [])
         for region in regions {
             let client = region == ec2.region ? ec2 : ec2.withRegion(region)
-            let instances = try await client.describeInstances(filters: [
+            var filters: [EC2Filter] = [
                 .tag(Self.optInTag, "enabled"),
                 .instanceState(.pending, .running, .stopping, .stopped),
-            ] + filters)
+            ]
+            if let fleet { filters.append(.tag(Self.fleetTag, fleet)) }
+            let instances = try await client.describeInstances(filters: filters)
             found += instances.map { ($0, region) }
         }
         return try Self.targets(from: found, homeRegion: ec2.region, defaultDR: drRegion, config: config)

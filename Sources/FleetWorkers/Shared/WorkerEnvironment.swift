@@ -84,4 +84,7 @@ public struct WorkerEnvironment: Sendable {
     }
 
     public var drRegion: String? { string("DR_REGION") }
+
+    /// FLEET_TAG: only instances tagged `AutoRecovery:Fleet=<value>` are this fleet's targets.
+    public var fleetTag: String? { string("FLEET_TAG") }
 }

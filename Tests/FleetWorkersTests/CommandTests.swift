@@ -1,0 +1,138 @@
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import FleetWorkers
+import Foundation
+import Logging
+import RecoveryCore
+import RedisStore
+import Testing
+
+/// Operator commands through the real broker: identity from the broker-verified user_id, refusals
+/// dead-lettered with a reason and announced.
+@Suite("Decision worker commands", .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
+struct CommandTests {
+    @Test(.timeLimit(.minutes(2)))
+    func unknownTargetsMalformedCommandsAndNonOperatorsAreRefusedWithAReason() async throws {
+        let world = try World()
+        let site = try FakeSite()
+        let name = "\(world.prefix)-cmd"
+        let instance = try await world.launchTarget(name: name, healthURL: site.url)
+        let redis = try await RedisClient.connect(url: world.redisURL)
+        let topology = world.topology
+        let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
+        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: .empty, fleet: world.prefix, logger: Logger(label: "catalog"))
+        var options = DecisionWorker.Options(workerId: "decision-cmd")
+        options.operators = ["guest"]
+        let decision = DecisionWorker(
+            options: options, states: RedisStateStore(client: redis, keyspace: world.keyspace),
+            schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
+            topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: Logger(label: "decision"))
+        try await decision.refreshCatalog()
+        let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
+        let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-cmd"),
+                                 logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+        let running = Task { await loop.run() }
+        let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
+        let deadLetters = DeliveryLog(deadConsumer)
+        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
+        let notices = Collector<Notice>(noticesConsumer, type: .notification)
+
+        func send(_ body: CommandBody, target: String?, id: String, userId: String? = "guest") async throws {
+            let envelope = Envelope(type: .command, id: id, target: target, occurredAt: Date(), body: body)
+            try await publisher.publish(OutgoingMessage(
+                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.command, target: target),
+                body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id, userId: userId)))
+        }
+        try await send(CommandBody(name: "ack"), target: "\(world.prefix)-nobody", id: "c-unknown")
+        try await send(CommandBody(name: "reboot-please"), target: name, id: "c-bad-name")
+        try await send(CommandBody(name: "hold"), target: name, id: "c-hold-no-until")
+        try await send(CommandBody(name: "ack"), target: name, id: "c-no-user", userId: nil)
+        try await send(CommandBody(name: "reset"), target: name, id: "c-ok")
+
+        let letters = await deadLetters.wait(for: 4)
+        let reasons = Dictionary(letters.map { ($0.properties.messageId ?? "", $0.properties.headers["x-reject-reason"]?.stringValue ?? "") },
+                                 uniquingKeysWith: { a, _ in a })
+        #expect(reasons["c-unknown"]?.contains("unknown target") == true, "\(reasons)")
+        #expect(reasons["c-bad-name"]?.contains("unknown command 'reboot-please'") == true)
+        #expect(reasons["c-hold-no-until"]?.contains("until") == true)
+        #expect(reasons["c-no-user"]?.contains("user_id") == true)
+        #expect(reasons["c-ok"] == nil, "a valid command from an operator is accepted")
+        // The accepted reset is answered with a notice naming the command.
+        let answered = await notices.wait { $0.body.command?.id == "c-ok" }
+        #expect(answered?.body.kind == .commandAccepted)
+        #expect(answered?.body.command?.operator == "guest")
+
+        await commands.shutdown()
+        await running.value
+        await deadConsumer.shutdown()
+        await noticesConsumer.shutdown()
+        await publisher.shutdown()
+        await redis.close()
+        site.stop()
+        await world.tearDown(instances: [instance.instanceId])
+    }
+}
+
+extension CommandTests {
+    @Test(.timeLimit(.minutes(2)))
+    func aUserWhoIsNotAnOperatorIsRefusedAndTheRefusalAnnounced() async throws {
+        let world = try World()
+        let redis = try await RedisClient.connect(url: world.redisURL)
+        let topology = world.topology
+        let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
+        var options = DecisionWorker.Options(workerId: "decision-ops")
+        options.operators = ["alice", "bob"]  // the broker user of this test is guest
+        let decision = DecisionWorker(
+            options: options, states: RedisStateStore(client: redis, keyspace: world.keyspace),
+            schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
+            topology: topology, catalog: nil, defaultRegion: "us-east-1", logger: Logger(label: "decision"))
+        let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
+        let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-ops"),
+                                 logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+        let running = Task { await loop.run() }
+        let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
+        let deadLetters = DeliveryLog(deadConsumer)
+        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
+        let notices = Collector<Notice>(noticesConsumer, type: .notification)
+
+        let envelope = Envelope(type: .command, id: "c-intruder", target: "any", occurredAt: Date(), body: CommandBody(name: "brake_release"))
+        try await publisher.publish(OutgoingMessage(
+            exchange: topology.exchange, routingKey: "command.fleet", body: try EnvelopeCodec.encode(envelope),
+            properties: AMQPProperties(messageId: envelope.id, userId: "guest")))
+
+        let letter = await deadLetters.wait(for: 1).first
+        #expect(letter?.properties.headers["x-reject-reason"]?.stringValue == "user 'guest' is not an operator")
+        let notice = await notices.wait { $0.body.kind == .commandRejected }
+        #expect(notice?.body.command?.operator == "guest")
+        #expect(notice?.body.detail?.contains("not on the operator list") == true)
+
+        await commands.shutdown()
+        await running.value
+        await deadConsumer.shutdown()
+        await noticesConsumer.shutdown()
+        await publisher.shutdown()
+        await redis.close()
+        await world.tearDown(instances: [])
+    }
+}
+
+/// Raw deliveries of a queue, acked as they come.
+actor DeliveryLog {
+    private(set) var items: [AMQPDelivery] = []
+    init(_ consumer: AMQPConsumer) {
+        let stream = consumer.deliveries
+        Task { [weak self] in
+            for await d in stream {
+                await self?.append(d)
+                await consumer.ack(d)
+            }
+        }
+    }
+    private func append(_ d: AMQPDelivery) { items.append(d) }
+    func wait(for count: Int, timeout: Duration = .seconds(20)) async -> [AMQPDelivery] {
+        let deadline = ContinuousClock.now + timeout
+        while items.count < count, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        return items
+    }
+}

