@@ -34,8 +34,9 @@ struct ActuatorUnitTests {
     }
 
     @Test func fleetWideDryRunAndBadValuesAreRefusedClearly() throws {
-        let dry = try ActuatorConfig.fromEnvironment(WorkerEnvironment(kind: "actuator", values: ["DRY_RUN": "true"]))
+        let dry = try ActuatorConfig.fromEnvironment(WorkerEnvironment(kind: "actuator", values: ["DRY_RUN": "true", "FLEET_TAG": "prod"]))
         #expect(try dry.target("anything").dryRun)
+        #expect(try dry.target("anything").fleetTag == "prod", "replacements keep the fleet tag")
         #expect(throws: ConfigurationError.self) {
             try ActuatorConfig.fromEnvironment(WorkerEnvironment(kind: "actuator", values: ["DRY_RUN": "maybe"]))
         }

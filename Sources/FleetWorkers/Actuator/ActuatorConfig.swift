@@ -123,6 +123,7 @@ public struct ActuatorTargetConfig: Sendable, Equatable {
     /// The target's DR settings laid over the fleet-wide ones.
     public var dr: DRLaunchSettings
     public var drRegion: String?
+    public var fleetTag: String?
 }
 
 /// The actuator's configuration source: the targets file plus the fleet-wide environment settings.
@@ -132,13 +133,17 @@ public struct ActuatorConfig: Sendable {
     public var fleetDryRun: Bool
     public var drDefaults: DRLaunchSettings
     public var defaultDRRegion: String?
+    /// FLEET_TAG: a replacement always carries `AutoRecovery:Fleet=<value>`, even when the original's
+    /// tags could not be read, so this fleet keeps finding it.
+    public var fleetTag: String?
 
     public init(file: TargetConfigFile = .empty, fleetDryRun: Bool = false, drDefaults: DRLaunchSettings = DRLaunchSettings(),
-                defaultDRRegion: String? = nil) {
+                defaultDRRegion: String? = nil, fleetTag: String? = nil) {
         self.file = file
         self.fleetDryRun = fleetDryRun
         self.drDefaults = drDefaults
         self.defaultDRRegion = defaultDRRegion
+        self.fleetTag = fleetTag
     }
 
     /// From TARGETS_FILE, DRY_RUN, DR_REGION and the DR_* variables.
@@ -150,13 +155,13 @@ public struct ActuatorConfig: Sendable {
         case let other?: throw ConfigurationError("DRY_RUN must be true or false, not '\(other)'")
         }
         return ActuatorConfig(file: try env.targetsFile(), fleetDryRun: dryRun, drDefaults: try .fromEnvironment(env),
-                              defaultDRRegion: env.drRegion)
+                              defaultDRRegion: env.drRegion, fleetTag: env.fleetTag)
     }
 
     public func target(_ name: String) throws -> ActuatorTargetConfig {
         let entry = try file.entry(for: name)
         return ActuatorTargetConfig(
             healthURL: entry.healthURL, settings: entry.settings, dryRun: fleetDryRun || entry.dryRun,
-            dr: entry.dr.over(drDefaults), drRegion: entry.drRegion ?? defaultDRRegion)
+            dr: entry.dr.over(drDefaults), drRegion: entry.drRegion ?? defaultDRRegion, fleetTag: fleetTag)
     }
 }

@@ -279,6 +279,7 @@ extension StepContext {
         tags[RecoveryTags.name] = target
         tags[RecoveryTags.replacementOf] = request.instanceId
         if let url = record.resources.healthURL { tags[RecoveryTags.healthURL] = url }
+        if let fleet = config.fleetTag { tags[TargetCatalog.fleetTag] = fleet }
         let token: String
         do { token = try ClientToken.forKey(key) } catch { return .failure(LaunchProblem(description: "cannot derive the client token: \(error)")) }
         if failover {
