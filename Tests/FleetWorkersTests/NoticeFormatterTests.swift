@@ -1,4 +1,6 @@
+import AWSClient
 import FleetWorkers
+import HTTPTransport
 import Foundation
 import RecoveryCore
 import Testing
@@ -151,5 +153,58 @@ struct NoticeFormatterTests {
         #expect(body["next_step"] as? String == "restart")
         #expect(body["next_step_at"] as? String == "2026-11-22T03:05:00.000Z")
         #expect(body["commands"] as? [String] == Self.outage.commands)
+    }
+}
+
+/// The notifier's settings from the environment.
+@Suite("Notifier configuration")
+struct NotifierConfigurationTests {
+    let http = HTTPClient()
+
+    func aws() -> AWSClient {
+        AWSClient(region: "eu-west-1", credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKID", secretAccessKey: "s")),
+                  http: http, environment: [:])
+    }
+
+    @Test("every channel from its variables; SNS in the topic's region; none without variables")
+    func channels() throws {
+        defer { http.shutdown() }
+        let env = WorkerEnvironment(kind: "notifier", values: [
+            "NOTIFY_EMAIL_FROM": "fleet@example.com", "NOTIFY_EMAIL_TO": "a@example.com, b@example.com",
+            "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/secret", "SLACK_CHANNEL": "#ops",
+            "TEAMS_WEBHOOK_URL": "https://prod.westeurope.logic.azure.com/workflows/x?sig=secret",
+            "SNS_TOPIC_ARN": "arn:aws:sns:us-west-2:123456789012:fleet-alerts",
+        ])
+        let channels = try env.notificationChannels(http: http, aws: aws(), formatter: NoticeFormatter())
+        #expect(channels.map(\.name) == ["email", "slack", "teams", "sns"])
+        #expect((channels[0] as? EmailChannel)?.to == ["a@example.com", "b@example.com"])
+        #expect((channels[3] as? SNSChannel)?.sns.region == "us-west-2")
+        #expect(try WorkerEnvironment(kind: "notifier", values: [:]).notificationChannels(http: http, aws: aws(), formatter: NoticeFormatter()).isEmpty)
+        #expect(try WorkerEnvironment(kind: "notifier", values: [:]).notificationEnabled())
+        #expect(try !WorkerEnvironment(kind: "notifier", values: ["NOTIFICATION_ENABLED": "false"]).notificationEnabled())
+    }
+
+    @Test("mistakes stop the worker with the variable's name, never a webhook URL")
+    func mistakes() {
+        defer { http.shutdown() }
+        let cases: [([String: String], String)] = [
+            (["NOTIFY_EMAIL_FROM": "f@example.com"], "NOTIFY_EMAIL_TO"),
+            (["NOTIFY_EMAIL_TO": "a@example.com"], "NOTIFY_EMAIL_FROM"),
+            (["SLACK_WEBHOOK_URL": "hooks.slack.com/services/T/B/topsecret"], "SLACK_WEBHOOK_URL"),
+            (["TEAMS_WEBHOOK_URL": "ftp://x/topsecret"], "TEAMS_WEBHOOK_URL"),
+            (["SNS_TOPIC_ARN": "fleet-alerts"], "SNS_TOPIC_ARN"),
+            (["NOTIFICATION_ENABLED": "maybe"], "NOTIFICATION_ENABLED"),
+        ]
+        for (values, variable) in cases {
+            let env = WorkerEnvironment(kind: "notifier", values: values)
+            do {
+                _ = try env.notificationChannels(http: http, aws: aws(), formatter: NoticeFormatter())
+                _ = try env.notificationEnabled()
+                Issue.record("expected a refusal for \(variable)")
+            } catch {
+                #expect("\(error)".contains(variable))
+                #expect(!"\(error)".contains("topsecret"))
+            }
+        }
     }
 }

@@ -5,7 +5,8 @@ import Synchronization
 /// A stand-in for Slack and Teams: a small Python HTTP server on a free loopback port, run as a child
 /// process for one test, that records every POST it receives.
 ///
-/// The path chooses the answer: `/status/<code>/…` answers `<code>`, anything else 200 `ok`. `GET
+/// Every POST is answered 200 `ok`, unless `setStatus(_:forPathsStartingWith:)` chose another code for
+/// its path (the test switches a channel "down" and back "up"). `GET
 /// /_requests` returns what was recorded, as JSON (`[{"path":…,"content_type":…,"body":…}]`). The
 /// server exits when `stop()` terminates it, when its stdin closes, or when its parent changes, so a
 /// crashed test run leaves nothing behind.
@@ -23,10 +24,11 @@ final class WebhookReceiver: Sendable {
         var json: [String: Any]? { try? JSONSerialization.jsonObject(with: body) as? [String: Any] }
     }
 
-    init() throws {
+    /// `script` prints `PORT <n>` once it listens; by default the webhook receiver.
+    init(script: String = WebhookReceiver.script) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: try Self.python())
-        process.arguments = ["-u", "-c", Self.script]
+        process.arguments = ["-u", "-c", script]
         stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin
@@ -41,7 +43,7 @@ final class WebhookReceiver: Sendable {
         let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
             process.terminate()
-            throw ReceiverError(message: "webhook receiver did not start: \(text)")
+            throw ReceiverError(message: "test server did not start: \(text)")
         }
         self.port = port
     }
@@ -54,6 +56,13 @@ final class WebhookReceiver: Sendable {
             process.waitUntilExit()
         }
         try? stdin.fileHandleForWriting.close()
+    }
+
+    /// Answers POSTs to paths starting with `prefix` with `status` from now on (200: back to normal).
+    func setStatus(_ status: Int, forPathsStartingWith prefix: String, http: HTTPClient) async throws {
+        let path = prefix.hasPrefix("/") ? String(prefix.dropFirst()) : prefix
+        let response = try await http.execute(HTTPRequest(method: "POST", url: baseURL + "/_control/\(status)/\(path)"))
+        guard response.status == 200 else { throw ReceiverError(message: "control request failed: \(response.status)") }
     }
 
     func requests(http: HTTPClient) async throws -> [Request] {
@@ -81,6 +90,26 @@ final class WebhookReceiver: Sendable {
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A private moto server on a free port, for tests that read back what was sent through
+    /// `/moto-api/data.json`: the shared server's dump holds every other suite's state and takes minutes.
+    static let motoScript = #"""
+        import os, signal, sys, threading, time
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        from moto.server import ThreadedMotoServer
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        def watch_parent():
+            parent = os.getppid()
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(0)
+        threading.Thread(target=watch_parent, daemon=True).start()
+        print("PORT %d" % server.get_host_and_port()[1], flush=True)
+        sys.stdin.buffer.read()
+        os._exit(0)
+        """#
+
     static let script = #"""
         import http.server, json, os, signal, socketserver, sys, threading, time
 
@@ -90,6 +119,7 @@ final class WebhookReceiver: Sendable {
 
         lock = threading.Lock()
         recorded = []
+        statuses = {}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -111,11 +141,17 @@ final class WebhookReceiver: Sendable {
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length).decode("utf-8")
+                parts = self.path.split("/")
+                if len(parts) > 3 and parts[1] == "_control":
+                    with lock:
+                        statuses["/" + "/".join(parts[3:])] = int(parts[2])
+                    self.answer(200, "ok")
+                    return
                 with lock:
                     recorded.append({"path": self.path, "content_type": self.headers.get("Content-Type", ""), "body": body})
-                parts = self.path.split("/")
-                if len(parts) > 2 and parts[1] == "status":
-                    self.answer(int(parts[2]), "invalid_payload" if parts[2].startswith("4") else "service unavailable")
+                    status = next((code for prefix, code in statuses.items() if self.path.startswith(prefix)), 200)
+                if status != 200:
+                    self.answer(status, "invalid_payload" if 400 <= status < 500 else "service unavailable")
                 else:
                     self.answer(200, "ok")
 
