@@ -170,11 +170,11 @@ extension WorkerEnvironment {
         case (nil, true):
             break
         }
-        if let url = try webhookURL("SLACK_WEBHOOK_URL") {
+        if let url = try webhookURL(string("SLACK_WEBHOOK_URL"), variable: "SLACK_WEBHOOK_URL") {
             channels.append(WebhookChannel.slack(http: http, url: url, channel: string("SLACK_CHANNEL"),
                                                  username: string("SLACK_USERNAME"), formatter: formatter))
         }
-        if let url = try webhookURL("TEAMS_WEBHOOK_URL") {
+        if let url = try webhookURL(string("TEAMS_WEBHOOK_URL"), variable: "TEAMS_WEBHOOK_URL") {
             channels.append(WebhookChannel.teams(http: http, url: url, formatter: formatter))
         }
         if let arn = string("SNS_TOPIC_ARN") {
@@ -200,8 +200,8 @@ extension WorkerEnvironment {
     }
 
     /// A webhook URL is a secret: the error names the variable, never the value.
-    func webhookURL(_ name: String) throws -> String? {
-        guard let url = string(name) else { return nil }
+    func webhookURL(_ value: String?, variable name: String) throws -> String? {
+        guard let url = value else { return nil }
         guard url.lowercased().hasPrefix("https://") || url.lowercased().hasPrefix("http://") else {
             throw ConfigurationError("\(name) must be an https:// URL (the value is not shown: it is a secret)")
         }
