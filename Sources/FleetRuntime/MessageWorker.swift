@@ -23,10 +23,13 @@ public struct DeadLetterSink: Sendable {
         self.workerName = workerName
     }
 
-    /// Stores the message in `<queue>.dead` with `x-reject-reason` and where it came from. Returns only
-    /// once the broker has confirmed it, so the caller may then ack the original.
-    public func deadLetter(_ delivery: AMQPDelivery, fromQueue queue: String, reason: String, now: Date = Date()) async throws(AMQPError) {
+    /// Stores the message in `<queue>.dead` with `x-reject-reason` and where it came from (plus any
+    /// `headers` the caller adds, e.g. the notifier's `x-notifier-channel`). Returns only once the broker
+    /// has confirmed it, so the caller may then ack the original.
+    public func deadLetter(_ delivery: AMQPDelivery, fromQueue queue: String, reason: String,
+                           headers: [String: AMQPFieldValue] = [:], now: Date = Date()) async throws(AMQPError) {
         var properties = delivery.properties
+        for (name, value) in headers { properties.headers[name] = value }
         properties.headers["x-reject-reason"] = .string(reason)
         properties.headers["x-rejected-by"] = .string(workerName)
         properties.headers["x-rejected-at"] = .string(Timestamp.format(now))

@@ -1,0 +1,153 @@
+import AMQPTransport
+import FleetRuntime
+import Foundation
+import Logging
+import Metrics
+import RecoveryCore
+import RedisStore
+
+/// The notifier: delivers each `notification` (a `Notice`) to every channel its router names.
+///
+/// - Channels are independent: they deliver concurrently, each retried with backoff on its own
+///   (`maxAttempts`), and one that keeps failing does not stop the others.
+/// - A channel that fails for good is recorded (log, `recovery_notifications_total{result="failed"}`) and
+///   the message is copied to `<queue>.dead` with the channel and the error in `x-reject-reason` and the
+///   channel in `x-notifier-channel`. The original is then acked: the channels that worked stay done.
+/// - Each success leaves a marker `notified:<notice id>:<channel>` in Redis, checked before sending, so a
+///   notice redelivered by the broker (or shovelled back from the dead-letter queue, or published twice
+///   by a restarted decision worker) is sent only to the channels that did not take it yet.
+/// - With `enabled` false, notices are acked and counted (`result="disabled"`), never sent.
+public final class NotifierWorker: Sendable {
+    public struct Options: Sendable {
+        public var workerId: String
+        public var enabled = true
+        /// Attempts per channel and notice (the first included).
+        public var maxAttempts = 3
+        /// The wait before the second attempt; doubled before each later one.
+        public var initialBackoff: Duration = .seconds(1)
+        /// How long a sent-marker is kept: longer than any redelivery or shovel-back can take.
+        public var markerExpiry: Duration = .seconds(7 * 86_400)
+        public init(workerId: String) { self.workerId = workerId }
+    }
+
+    public enum Result: String, Sendable {
+        case sent, failed, duplicate, disabled
+    }
+
+    public static let channelHeader = "x-notifier-channel"
+
+    let options: Options
+    let router: any NotificationRouting
+    let markers: RedisKeyValueStore
+    let deadLetters: DeadLetterSink
+    let queue: String
+    let logger: Logger
+    let sleep: @Sendable (Duration) async throws -> Void
+
+    public init(options: Options, router: any NotificationRouting, markers: RedisKeyValueStore, deadLetters: DeadLetterSink,
+                queue: String, logger: Logger,
+                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
+        self.options = options
+        self.router = router
+        self.markers = markers
+        self.deadLetters = deadLetters
+        self.queue = queue
+        self.logger = logger
+        self.sleep = sleep
+    }
+
+    public static func markerKey(noticeId: String, channel: String) -> String { "notified:\(noticeId):\(channel)" }
+
+    /// What happened per channel, for tests and logs.
+    public struct Outcome: Sendable, Equatable {
+        public var results: [String: Result]
+    }
+
+    public func handle(_ envelope: Envelope<Notice>, delivery: AMQPDelivery) async throws {
+        _ = try await deliver(envelope.body, delivery: delivery)
+    }
+
+    /// Delivers one notice. Throws (so the message is requeued) only when nothing can be decided: Redis
+    /// unreachable before sending, or a dead-letter copy the broker did not confirm.
+    @discardableResult
+    public func deliver(_ notice: Notice, delivery: AMQPDelivery) async throws -> Outcome {
+        var logger = logger
+        logger[metadataKey: "message_id"] = "\(delivery.properties.messageId ?? notice.id)"
+        if let incident = notice.incidentId { logger[metadataKey: "incident_id"] = "\(incident)" }
+        if let instance = notice.instanceId { logger[metadataKey: "instance_id"] = "\(instance)" }
+        guard options.enabled else {
+            Self.count("all", .disabled)
+            logger.info("notification disabled (NOTIFICATION_ENABLED=false); notice not sent", metadata: ["kind": "\(notice.kind.rawValue)"])
+            return Outcome(results: [:])
+        }
+        let channels = try await router.channels(for: notice)
+        let channelLogger = logger
+        var failures: [(channel: String, error: String)] = []
+        var results: [String: Result] = [:]
+        try await withThrowingTaskGroup(of: (String, Result, String?).self) { group in
+            for channel in channels {
+                group.addTask { try await self.deliver(notice, to: channel, logger: channelLogger) }
+            }
+            for try await (name, result, error) in group {
+                results[name] = result
+                if let error { failures.append((name, error)) }
+            }
+        }
+        for failure in failures.sorted(by: { $0.channel < $1.channel }) {
+            let reason = "notifier channel \(failure.channel) failed after \(options.maxAttempts) attempts: \(failure.error)"
+            try await deadLetters.deadLetter(delivery, fromQueue: queue, reason: reason,
+                                             headers: [Self.channelHeader: .string(failure.channel)])
+            logger.error("notice not delivered to \(failure.channel); dead-lettered", metadata: [
+                "channel": "\(failure.channel)", "error": "\(failure.error)", "kind": "\(notice.kind.rawValue)",
+            ])
+        }
+        return Outcome(results: results)
+    }
+
+    /// One channel: skip it when a marker says it was sent, else try it up to `maxAttempts` times.
+    /// Returns the channel's name, the result and, for a failure, the last error's description.
+    private func deliver(_ notice: Notice, to channel: any NotificationChannel, logger: Logger) async throws -> (String, Result, String?) {
+        let key = Self.markerKey(noticeId: notice.id, channel: channel.name)
+        if try await markers.get(key) != nil {
+            Self.count(channel.name, .duplicate)
+            logger.debug("notice already sent to \(channel.name); skipped", metadata: ["channel": "\(channel.name)"])
+            return (channel.name, .duplicate, nil)
+        }
+        var backoff = options.initialBackoff
+        var lastError = ""
+        for attempt in 1...max(1, options.maxAttempts) {
+            do {
+                try await channel.deliver(notice)
+                do {
+                    _ = try await markers.setIfAbsent(key, options.workerId, expiry: options.markerExpiry)
+                } catch {
+                    // Sent, but a redelivery would send it again; nothing better to do than say so.
+                    logger.warning("notice sent but its marker was not stored; a redelivery would repeat it", metadata: [
+                        "channel": "\(channel.name)", "error": "\(error)",
+                    ])
+                }
+                Self.count(channel.name, .sent)
+                logger.info("notice sent to \(channel.name)", metadata: ["channel": "\(channel.name)", "kind": "\(notice.kind.rawValue)"])
+                return (channel.name, .sent, nil)
+            } catch let error as CancellationError {
+                throw error
+            } catch {
+                lastError = "\(error)"
+                logger.warning("delivery to \(channel.name) failed", metadata: [
+                    "channel": "\(channel.name)", "attempt": "\(attempt)", "error": "\(error)",
+                ])
+                if error is any PermanentDeliveryFailure { break }
+                if attempt < options.maxAttempts {
+                    try await sleep(backoff)
+                    backoff *= 2
+                }
+            }
+        }
+        Self.count(channel.name, .failed)
+        return (channel.name, .failed, lastError)
+    }
+
+    static func count(_ channel: String, _ result: Result) {
+        Counter(label: "recovery_notifications_total", dimensions: [("channel", channel), ("result", result.rawValue)]).increment()
+    }
+}

@@ -1,0 +1,54 @@
+// The notifier worker: wiring only. See FleetWorkers/Notifier/NotifierWorker.swift and
+// docs/notifications.md.
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import FleetWorkers
+import Foundation
+import HTTPTransport
+import Logging
+import RedisStore
+
+let registry = WorkerRuntime.bootstrap()
+let env = WorkerEnvironment(kind: "notifier")
+let logger = Logger(label: "notifier")
+do {
+    let http = HTTPClient(logger: logger)
+    let aws = try env.aws(http: http, logger: logger)
+    let redis = try env.redis(logger: logger)
+    let redisHealth = RedisHealth(client: redis)
+    let topology = env.topology
+    let amqp = try env.amqp()
+    let formatter = NoticeFormatter(defaultRegion: aws.region)
+    let channels = try env.notificationChannels(http: http, aws: aws, formatter: formatter)
+    var options = NotifierWorker.Options(workerId: env.workerId)
+    options.enabled = try env.notificationEnabled()
+    options.maxAttempts = try env.int("NOTIFY_MAX_ATTEMPTS", default: 3)
+    if options.enabled && channels.isEmpty {
+        logger.warning("no notification channel is configured (NOTIFY_EMAIL_*, SLACK_WEBHOOK_URL, TEAMS_WEBHOOK_URL, SNS_TOPIC_ARN): notices are acked and dropped")
+    }
+    logger.info("notifier channels: \(channels.map(\.name).joined(separator: ", "))", metadata: ["enabled": "\(options.enabled)"])
+    let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
+    let notifications = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.notificationsQueue, logger: logger)
+    let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
+    let worker = NotifierWorker(
+        options: options, router: FleetChannels(channels), markers: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
+        deadLetters: deadLetters, queue: topology.notificationsQueue, logger: logger)
+    let loop = MessageWorker(consumer: notifications, deadLetters: deadLetters, expecting: .notification, logger: logger,
+                             handler: worker.handle)
+    try await WorkerRuntime.run(
+        worker: "notifier",
+        services: [
+            ClosureService(run: { await loop.run() }, stop: { await notifications.shutdown() }),
+            LoopService(run: { await redisHealth.run() }, cleanup: {
+                await publisher.shutdown()
+                http.shutdown()
+                await redis.close()
+            }),
+        ],
+        registry: registry,
+        readiness: ["broker": { publisher.isConnected && notifications.isConnected }, "redis": { redisHealth.isReady }])
+} catch {
+    logger.critical("notifier cannot start: \(error)")
+    exit(1)
+}

@@ -1,0 +1,39 @@
+// The recorder worker: wiring only. See FleetWorkers/Recorder/RecorderWorker.swift and
+// docs/notifications.md (history).
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import FleetWorkers
+import Foundation
+import HTTPTransport
+import Logging
+
+let registry = WorkerRuntime.bootstrap()
+let env = WorkerEnvironment(kind: "recorder")
+let logger = Logger(label: "recorder")
+do {
+    let http = HTTPClient(logger: logger)
+    let aws = try env.aws(http: http, logger: logger)
+    let topology = env.topology
+    let amqp = try env.amqp()
+    let recorder = RecorderWorker(options: try env.recorderOptions(), dynamo: DynamoDBClient(aws), logger: logger)
+    let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
+    let history = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.historyQueue, logger: logger)
+    let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
+    let loop = MessageWorker(consumer: history, deadLetters: deadLetters, logger: logger,
+                             decode: RecorderWorker.decode, handler: recorder.handle)
+    try await WorkerRuntime.run(
+        worker: "recorder",
+        services: [
+            ClosureService(run: {
+                await loop.run()
+                await publisher.shutdown()
+                http.shutdown()
+            }, stop: { await history.shutdown() }),
+        ],
+        registry: registry,
+        readiness: ["broker": { publisher.isConnected && history.isConnected }])
+} catch {
+    logger.critical("recorder cannot start: \(error)")
+    exit(1)
+}

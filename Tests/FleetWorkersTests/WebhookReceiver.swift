@@ -1,0 +1,177 @@
+import Foundation
+import HTTPTransport
+import Synchronization
+
+/// A stand-in for Slack and Teams: a small Python HTTP server on a free loopback port, run as a child
+/// process for one test, that records every POST it receives.
+///
+/// Every POST is answered 200 `ok`, unless `setStatus(_:forPathsStartingWith:)` chose another code for
+/// its path (the test switches a channel "down" and back "up"). `GET
+/// /_requests` returns what was recorded, as JSON (`[{"path":…,"content_type":…,"body":…}]`). The
+/// server exits when `stop()` terminates it, when its stdin closes, or when its parent changes, so a
+/// crashed test run leaves nothing behind.
+final class WebhookReceiver: Sendable {
+    let port: Int
+    private let process: Process
+    private let stdin: Pipe
+
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    struct Request: Sendable {
+        var path: String
+        var contentType: String
+        var body: Data
+        var json: [String: Any]? { try? JSONSerialization.jsonObject(with: body) as? [String: Any] }
+    }
+
+    /// `script` prints `PORT <n>` once it listens; by default the webhook receiver.
+    init(script: String = WebhookReceiver.script) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: try Self.python())
+        process.arguments = ["-u", "-c", script]
+        stdin = Pipe()
+        let stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        try process.run()
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = stdout.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
+            process.terminate()
+            throw ReceiverError(message: "test server did not start: \(text)")
+        }
+        self.port = port
+    }
+
+    deinit { stop() }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? stdin.fileHandleForWriting.close()
+    }
+
+    /// Answers POSTs to paths starting with `prefix` with `status` from now on (200: back to normal).
+    func setStatus(_ status: Int, forPathsStartingWith prefix: String, http: HTTPClient) async throws {
+        let path = prefix.hasPrefix("/") ? String(prefix.dropFirst()) : prefix
+        let response = try await http.execute(HTTPRequest(method: "POST", url: baseURL + "/_control/\(status)/\(path)"))
+        guard response.status == 200 else { throw ReceiverError(message: "control request failed: \(response.status)") }
+    }
+
+    func requests(http: HTTPClient) async throws -> [Request] {
+        let response = try await http.execute(HTTPRequest(url: baseURL + "/_requests", maxBodyBytes: 64 << 20))
+        let list = try JSONSerialization.jsonObject(with: Data(response.body)) as? [[String: String]] ?? []
+        return list.map {
+            Request(path: $0["path"] ?? "", contentType: $0["content_type"] ?? "", body: Data(($0["body"] ?? "").utf8))
+        }
+    }
+
+    struct ReceiverError: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
+
+    static func python() throws -> String {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import sys; print(sys.executable)"]
+        let out = Pipe()
+        probe.standardOutput = out
+        try probe.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        probe.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A private moto server on a free port, for tests that read back what was sent through
+    /// `/moto-api/data.json`: the shared server's dump holds every other suite's state and takes minutes.
+    static let motoScript = #"""
+        import os, signal, sys, threading, time
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        from moto.server import ThreadedMotoServer
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        def watch_parent():
+            parent = os.getppid()
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(0)
+        threading.Thread(target=watch_parent, daemon=True).start()
+        print("PORT %d" % server.get_host_and_port()[1], flush=True)
+        sys.stdin.buffer.read()
+        os._exit(0)
+        """#
+
+    static let script = #"""
+        import http.server, json, os, signal, socketserver, sys, threading, time
+
+        # A child inherits the test runner's blocked signals; unblock SIGTERM so stop() works.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        lock = threading.Lock()
+        recorded = []
+        statuses = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            def log_message(self, *args): pass
+            def answer(self, code, body):
+                data = body.encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            def do_GET(self):
+                if self.path == "/_requests":
+                    with lock:
+                        data = json.dumps(recorded)
+                    self.answer(200, data)
+                else:
+                    self.answer(404, "not found")
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length).decode("utf-8")
+                parts = self.path.split("/")
+                if len(parts) > 3 and parts[1] == "_control":
+                    with lock:
+                        statuses["/" + "/".join(parts[3:])] = int(parts[2])
+                    self.answer(200, "ok")
+                    return
+                with lock:
+                    recorded.append({"path": self.path, "content_type": self.headers.get("Content-Type", ""), "body": body})
+                    status = next((code for prefix, code in statuses.items() if self.path.startswith(prefix)), 200)
+                if status != 200:
+                    self.answer(status, "invalid_payload" if 400 <= status < 500 else "service unavailable")
+                else:
+                    self.answer(200, "ok")
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        def watch_parent():
+            parent = os.getppid()
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(0)
+
+        def watch_stdin():
+            sys.stdin.buffer.read()
+            os._exit(0)
+
+        threading.Thread(target=watch_parent, daemon=True).start()
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        server = Server(("127.0.0.1", 0), Handler)
+        print("PORT %d" % server.server_address[1], flush=True)
+        server.serve_forever()
+        """#
+}
