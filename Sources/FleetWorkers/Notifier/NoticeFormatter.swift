@@ -93,7 +93,9 @@ public struct NoticeFormatter: Sendable {
         case .brakeReleased: return "Fleet brake released"
         case .commandAccepted: return "Command \(n.command?.name ?? "") accepted" + (n.target.map { " for \($0)" } ?? "")
         case .commandRejected: return "Command \(n.command?.name ?? "") refused" + (n.target.map { " for \($0)" } ?? "")
-        case .drPreflight: return "DR pre-flight: \(n.targets.map { "\($0.count) target(s) would fail over badly" } ?? "problems found")"
+        case .drPreflight:
+            if let one = n.target { return "DR pre-flight: \(one) would not fail over cleanly" }
+            return "DR pre-flight: \(n.targets.map { "\($0.count) target(s) would not fail over cleanly" } ?? "problems found")"
         }
     }
 
