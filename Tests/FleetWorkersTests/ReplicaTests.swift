@@ -61,10 +61,12 @@ struct ReplicaTests {
         // Replica A dies. Within one interval B checks everything.
         runA.cancel()
         await runA.value
+        // A's last claimed interval may go unchecked (it died holding the claim); from the next one on,
+        // B checks every interval. Counted over 5 intervals with one of slack for a loaded machine.
         let afterDeath = Date()
-        try await Task.sleep(for: .seconds(4))
+        try await Task.sleep(for: .seconds(6.5))
         let takenOver = await mine(since: afterDeath.addingTimeInterval(1.2))
-        #expect(takenOver.count >= 2, "B kept checking after A died (got \(takenOver.count))")
+        #expect(takenOver.count >= 3, "B took over A's target: checks keep coming after A died (got \(takenOver.count) in about 5 intervals)")
         #expect(takenOver.allSatisfy { $0.body.prober == "probe-b" })
 
         runB.cancel()
