@@ -166,7 +166,9 @@ struct Route53EncodingTests {
         let cancelled = ContinuousClock.now
         task.cancel()
         await #expect(throws: CancellationError.self) { _ = try await task.value }
-        #expect(ContinuousClock.now - cancelled < .seconds(5))
+        // The next poll is an hour away: ending within a minute, even on a loaded machine, means the
+        // cancellation ended the wait.
+        #expect(ContinuousClock.now - cancelled < .seconds(60))
         #expect(hanging.requests.count == 1)
     }
 

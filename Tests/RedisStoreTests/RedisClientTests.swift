@@ -136,7 +136,8 @@ struct RedisInFlightBreakTests {
     /// Waits until a connection named `name` (other than `excluding`) is blocked in BLPOP; returns its id.
     /// Polls CLIENT LIST with a deadline: the state change happens in another task on the server.
     func blockedClientID(_ admin: RedisClient, name: String, excluding: String? = nil) async throws -> String {
-        let deadline = ContinuousClock.now + .seconds(5)
+        // Generous: on a loaded 2-core machine the client can take seconds to connect and block.
+        let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
             let list = try #require(try await admin.command(["CLIENT", "LIST"], idempotent: true).string)
             for line in list.split(separator: "\n") {
@@ -156,12 +157,12 @@ struct RedisInFlightBreakTests {
     @Test func nonIdempotentCommandThrowsConnectionError() async throws {
         let url = try TestEnvironment.url()
         let name = "t-\(UUID().uuidString.prefix(8))"
-        let client = RedisClient(url: url, options: .init(commandTimeout: .seconds(10), clientName: name))
+        let client = RedisClient(url: url, options: .init(commandTimeout: .seconds(40), clientName: name))
         let admin = try await RedisClient.connect(url: url)
         let keys = TestKeyspace()
         try await keys.run(with: admin) {
             let pending = Task { () async throws -> RedisValue in
-                try await client.command(["BLPOP", "\(keys.prefix)q", "8"], idempotent: false)
+                try await client.command(["BLPOP", "\(keys.prefix)q", "30"], idempotent: false)
             }
             let id = try await blockedClientID(admin, name: name)
             _ = try await admin.command(["CLIENT", "KILL", "ID", id], idempotent: true)
@@ -182,13 +183,13 @@ struct RedisInFlightBreakTests {
     @Test func idempotentCommandIsResentOnceOnANewConnection() async throws {
         let url = try TestEnvironment.url()
         let name = "t-\(UUID().uuidString.prefix(8))"
-        let client = RedisClient(url: url, options: .init(commandTimeout: .seconds(10), clientName: name))
+        let client = RedisClient(url: url, options: .init(commandTimeout: .seconds(40), clientName: name))
         let admin = try await RedisClient.connect(url: url)
         let keys = TestKeyspace()
         try await keys.run(with: admin) {
             let queue = "\(keys.prefix)q"
             let pending = Task { () async throws -> RedisValue in
-                try await client.command(["BLPOP", queue, "8"], idempotent: true)
+                try await client.command(["BLPOP", queue, "30"], idempotent: true)
             }
             let first = try await blockedClientID(admin, name: name)
             _ = try await admin.command(["CLIENT", "KILL", "ID", first], idempotent: true)
