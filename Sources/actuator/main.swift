@@ -23,7 +23,7 @@ do {
     let redisHealth = RedisHealth(client: redis)
     let topology = env.topology
     let amqp = try env.amqp()
-    let config = try ActuatorConfig.fromEnvironment(env)
+    let config = try ActuatorConfig.fromEnvironment(env, aws: aws, logger: logger)
 
     var options = ActuatorWorker.Options(workerId: env.workerId)
     options.maxConcurrentSteps = try env.int("ACTUATOR_CONCURRENCY", default: 4)
@@ -59,7 +59,7 @@ do {
     var preflightOptions = DRPreflight.Options()
     preflightOptions.maxSnapshotAge = try env.seconds("SNAPSHOT_MAX_AGE", default: 26 * 3600)
     let preflightEnabled = env.string("PREFLIGHT")?.lowercased() != "off"
-    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, config: config.file, fleet: env.fleetTag, logger: logger)
+    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, source: config.source ?? .fixed(config.file), fleet: env.fleetTag, logger: logger)
     let preflight = ScheduledPreflight(
         preflight: DRPreflight(ec2: ec2, route53: route53, config: config, options: preflightOptions, logger: logger),
         catalog: { try await catalog.discover() }, claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace),

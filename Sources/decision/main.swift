@@ -28,7 +28,7 @@ do {
     options.brakeSettings.maxOutageShare = try env.double("BRAKE_MAX_OUTAGE_SHARE", default: 0.30)
     options.brakeSettings.maxDestructiveActions = try env.int("BRAKE_MAX_ACTIONS_PER_HOUR", default: 5)
     options.catalogRefresh = .milliseconds(Int64(try env.seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
-    let catalog = TargetCatalog(ec2: EC2Client(aws), drRegion: env.drRegion, config: try env.targetsFile(), fleet: env.fleetTag, logger: logger)
+    let catalog = TargetCatalog(ec2: EC2Client(aws), drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger), fleet: env.fleetTag, logger: logger)
     let worker = DecisionWorker(
         options: options, states: RedisStateStore(client: redis, keyspace: env.keyspace),
         schedule: RedisSchedule(client: redis, keyspace: env.keyspace, name: "decision"), publisher: publisher,

@@ -16,7 +16,9 @@ do {
     let aws = try env.aws(http: http, logger: logger)
     let topology = env.topology
     let amqp = try env.amqp()
-    let recorder = RecorderWorker(options: try env.recorderOptions(), dynamo: DynamoDBClient(aws), logger: logger)
+    let metrics = RecoveryMetrics(options: try env.recoveryMetricsOptions(),
+                                  cloudWatch: env.cloudWatchMetricsEnabled ? CloudWatchClient(aws) : nil, logger: logger)
+    let recorder = RecorderWorker(options: try env.recorderOptions(), dynamo: DynamoDBClient(aws), logger: logger, metrics: metrics)
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
     let history = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.historyQueue, logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
@@ -24,11 +26,15 @@ do {
                              decode: RecorderWorker.decode, handler: recorder.handle)
     try await WorkerRuntime.run(
         worker: "recorder",
+        // Shutdown runs in reverse order: the history loop stops first, then the last metrics are sent.
         services: [
+            LoopService(run: { await metrics.run() }, cleanup: {
+                await metrics.flushLogging(all: true)
+                http.shutdown()
+            }),
             ClosureService(run: {
                 await loop.run()
                 await publisher.shutdown()
-                http.shutdown()
             }, stop: { await history.shutdown() }),
         ],
         registry: registry,

@@ -65,6 +65,8 @@ struct LadderIntegrationTests {
         }
         let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.notificationsQueue)
         let notices = Collector<Notice>(noticesConsumer, type: .notification)
+        let historyConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.historyQueue)
+        let history = Collector<TargetStateChange>(historyConsumer, type: .event)
 
         let running = Task {
             await withTaskGroup(of: Void.self) { group in
@@ -94,6 +96,15 @@ struct LadderIntegrationTests {
         site.set(healthy: true)
         let recovered1 = try #require(await notices.wait { $0.body.kind == .recovered })
         #expect(recovered1.body.fixedBy == .restart)
+        // History holds the incident's state changes, as `event` messages from the decision worker.
+        let incident1 = restart.body.incidentId
+        _ = await history.wait { $0.body.kind == "incident_closed" && $0.body.incidentId == incident1 }
+        let changes1 = await history.items.filter { $0.body.incidentId == incident1 && $0.target == name }
+        #expect(changes1.map(\.body.kind) == ["incident_opened", "phase_changed", "incident_closed"], "\(changes1.map(\.body.detail))")
+        #expect(changes1.map(\.body.detail) == [
+            "monitoring → pending(restart)", "pending(restart) → in_progress(restart)", "in_progress(restart) → monitoring",
+        ])
+        #expect(changes1.allSatisfy { $0.correlationId == incident1 && $0.body.instanceId == instance.instanceId })
 
         // Outage 2 within the count window: re-provision.
         site.set(healthy: false)
@@ -129,6 +140,7 @@ struct LadderIntegrationTests {
         await running.value
         await requestsConsumer.shutdown()
         await noticesConsumer.shutdown()
+        await historyConsumer.shutdown()
         await publisher.shutdown()
         await redis.close()
         site.stop()

@@ -118,6 +118,29 @@ public struct DynamoDBClient: Sendable {
         throw aws.invalidRequest(.dynamoDB, "Query", "more than \(maxPages) pages on table \(input.tableName); narrow the query or raise maxPages")
     }
 
+    /// Scan: every item of a table, following `LastEvaluatedKey` through every page (`limit` is the page
+    /// size). Stops with an `.invalidResponse` error if a page key repeats, and after `maxPages` pages.
+    /// For small tables (per-target configuration); large tables want Query.
+    public func scanAll(
+        tableName: String, limit: Int? = nil, consistentRead: Bool = false, maxPages: Int = 10_000
+    ) async throws -> [DynamoItem] {
+        var items: [DynamoItem] = []
+        var start: DynamoItem? = nil
+        var seen: Set<DynamoItem> = []
+        for _ in 0..<maxPages {
+            let request = DynamoWire.Scan(
+                TableName: tableName, Limit: limit, ExclusiveStartKey: start, ConsistentRead: consistentRead ? true : nil)
+            let output = try await call("Scan", table: tableName, request, DynamoWire.QueryOutput.self)
+            items += output.Items ?? []
+            guard let next = output.LastEvaluatedKey, !next.isEmpty else { return items }
+            guard seen.insert(next).inserted else {
+                throw aws.invalidResponse(.dynamoDB, "Scan", "the same LastEvaluatedKey came back twice; stopping to avoid a loop")
+            }
+            start = next
+        }
+        throw aws.invalidRequest(.dynamoDB, "Scan", "more than \(maxPages) pages on table \(tableName); raise maxPages")
+    }
+
     // MARK: Tables
 
     public func createTable(_ input: CreateTableInput) async throws -> DynamoTableDescription {
@@ -267,6 +290,13 @@ enum DynamoWire {
         var ExpressionAttributeNames: [String: String]?
         var ExpressionAttributeValues: DynamoItem?
         var ScanIndexForward: Bool?
+        var Limit: Int?
+        var ExclusiveStartKey: DynamoItem?
+        var ConsistentRead: Bool?
+    }
+
+    struct Scan: Encodable {
+        var TableName: String
         var Limit: Int?
         var ExclusiveStartKey: DynamoItem?
         var ConsistentRead: Bool?

@@ -1,5 +1,6 @@
 import AWSClient
 import Foundation
+import Logging
 import RecoveryCore
 
 /// Where and how a fail-over launches a target in the DR region. Every field is optional; what the
@@ -136,10 +137,13 @@ public struct ActuatorConfig: Sendable {
     /// FLEET_TAG: a replacement always carries `AutoRecovery:Fleet=<value>`, even when the original's
     /// tags could not be read, so this fleet keeps finding it.
     public var fleetTag: String?
+    /// When set (INSTANCE_CONFIG_TABLE), `refreshed()` reads the table again over `file`.
+    public var source: TargetConfigSource?
 
     public init(file: TargetConfigFile = .empty, fleetDryRun: Bool = false, drDefaults: DRLaunchSettings = DRLaunchSettings(),
-                defaultDRRegion: String? = nil, fleetTag: String? = nil) {
+                defaultDRRegion: String? = nil, fleetTag: String? = nil, source: TargetConfigSource? = nil) {
         self.file = file
+        self.source = source
         self.fleetDryRun = fleetDryRun
         self.drDefaults = drDefaults
         self.defaultDRRegion = defaultDRRegion
@@ -147,7 +151,8 @@ public struct ActuatorConfig: Sendable {
     }
 
     /// From TARGETS_FILE, DRY_RUN, DR_REGION and the DR_* variables.
-    public static func fromEnvironment(_ env: WorkerEnvironment) throws -> ActuatorConfig {
+    /// With `aws`, INSTANCE_CONFIG_TABLE (when set) is laid over the targets file and read per request.
+    public static func fromEnvironment(_ env: WorkerEnvironment, aws: AWSClient? = nil, logger: Logger = Logger(label: "target-config")) throws -> ActuatorConfig {
         let dryRun: Bool
         switch env.string("DRY_RUN")?.lowercased() {
         case nil, "false", "0", "no", "off": dryRun = false
@@ -155,7 +160,16 @@ public struct ActuatorConfig: Sendable {
         case let other?: throw ConfigurationError("DRY_RUN must be true or false, not '\(other)'")
         }
         return ActuatorConfig(file: try env.targetsFile(), fleetDryRun: dryRun, drDefaults: try .fromEnvironment(env),
-                              defaultDRRegion: env.drRegion, fleetTag: env.fleetTag)
+                              defaultDRRegion: env.drRegion, fleetTag: env.fleetTag,
+                              source: try aws.map { try env.targetConfigSource(aws: $0, logger: logger) })
+    }
+
+    /// This configuration with the instance-config table read again (itself when there is no table).
+    public func refreshed() async throws -> ActuatorConfig {
+        guard let source, source.table != nil else { return self }
+        var copy = self
+        copy.file = try await source.current()
+        return copy
     }
 
     public func target(_ name: String) throws -> ActuatorTargetConfig {

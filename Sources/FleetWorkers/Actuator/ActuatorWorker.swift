@@ -137,6 +137,8 @@ public final class ActuatorWorker: Sendable {
             throw RejectMessage("the request has no idempotency key or no instance id")
         }
         let targetConfig: ActuatorTargetConfig
+        // A table that cannot be read now is a transient failure (requeue); a bad entry is permanent.
+        let config = try await self.config.refreshed()
         do { targetConfig = try config.target(request.target) } catch { throw RejectMessage("\(error)") }
         var logger = logger
         logger[metadataKey: "instance_id"] = "\(request.instanceId)"

@@ -49,7 +49,7 @@ public struct DRPreflight: Sendable {
     public func check(_ target: Target) async -> TargetPreflight {
         var report = TargetPreflight(target: target.name, instanceId: target.instance.id, region: target.instance.region)
         let settings: ActuatorTargetConfig
-        do { settings = try config.target(target.name) } catch {
+        do { settings = try await config.refreshed().target(target.name) } catch {
             report.problems.append("configuration: \(error)")
             return report
         }

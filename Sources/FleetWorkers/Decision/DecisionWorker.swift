@@ -163,7 +163,15 @@ public final class DecisionWorker: Sendable {
                 document.machine.identity = identity
             }
             let brake = try await loadBrake()
+            let before = TargetStateChange.Summary(document.machine)
             let actions = document.machine.handle(event, now: now, brakeEngaged: brake.brake.isEngaged)
+            if let change = TargetStateChange.between(before, TargetStateChange.Summary(document.machine)) {
+                // History of state changes (docs/history.md); published through the outbox like the rest.
+                document.outbox.append(try OutboxItem.message(
+                    type: .event, id: "\(target):state:\(UUID().uuidString.lowercased())", target: target,
+                    instanceId: change.instanceId, correlationId: change.incidentId, body: change, topology: topology,
+                    producer: options.workerId, now: now))
+            }
             var fleetEvents: [FleetBrake.Event] = []
             for action in actions {
                 switch action {

@@ -51,10 +51,14 @@ public final class RecorderWorker: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     let sleep: @Sendable (Duration) async throws -> Void
+    /// Counts what was newly written (CloudWatch custom metrics and Prometheus); nil counts nothing.
+    public let metrics: RecoveryMetrics?
 
     public init(options: Options, dynamo: DynamoDBClient, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init,
-                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
+                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+                metrics: RecoveryMetrics? = nil) {
         self.options = options
+        self.metrics = metrics
         self.dynamo = dynamo
         self.logger = logger
         self.clock = clock
@@ -129,6 +133,7 @@ public final class RecorderWorker: Sendable {
             switch result {
             case .written:
                 Counter(label: "recovery_history_rows_total", dimensions: [("type", message.type.rawValue), ("result", "written")]).increment()
+                metrics?.observe(message)
                 return .written
             case .alreadyExists:
                 Counter(label: "recovery_history_rows_total", dimensions: [("type", message.type.rawValue), ("result", "duplicate")]).increment()
@@ -160,6 +165,19 @@ struct OpaqueBody: Codable, Sendable {
 }
 
 extension WorkerEnvironment {
+    /// CLOUDWATCH_NAMESPACE (default `EC2/AutoRecovery`), HIGH_CONFIDENCE_THRESHOLD (default 0.8); the
+    /// dimension `Fleet` is FLEET_TAG, else FLEET_PREFIX.
+    public func recoveryMetricsOptions() throws -> RecoveryMetrics.Options {
+        var options = RecoveryMetrics.Options()
+        if let namespace = string("CLOUDWATCH_NAMESPACE") { options.namespace = namespace }
+        options.highConfidence = try double("HIGH_CONFIDENCE_THRESHOLD", default: 0.8)
+        options.dimensions = [MetricDimension("Fleet", fleetTag ?? prefix)]
+        return options
+    }
+
+    /// CLOUDWATCH_METRICS=off sends no CloudWatch metrics (the Prometheus ones stay).
+    public var cloudWatchMetricsEnabled: Bool { string("CLOUDWATCH_METRICS")?.lowercased() != "off" }
+
     /// RECOVERY_EVENTS_TABLE and PREDICTION_EVENTS_TABLE.
     public func recorderOptions() throws -> RecorderWorker.Options {
         RecorderWorker.Options(

@@ -24,7 +24,7 @@ public struct Target: Sendable, Equatable {
     }
 }
 
-/// Per-target configuration from a JSON file (until the instance-config table replaces it):
+/// Per-target configuration from a JSON file (the instance-config table, `TargetConfigTable`, is laid over it):
 ///
 ///     {
 ///       "defaults": {"dr_region": "us-west-2", "grace_period": 300},
@@ -98,6 +98,19 @@ public struct TargetConfigFile: Sendable {
     /// The names configured in the file.
     public var names: [String] { targets.keys.sorted() }
 
+    /// This configuration with `overrides` laid over each named target's object, key by key (the `dr`
+    /// object one level deeper); the overrides win. The instance-config table's items arrive this way.
+    func overlaid(with overrides: [String: [String: JSONValue]]) -> TargetConfigFile {
+        var targets = self.targets
+        for (name, own) in overrides {
+            let base = targets[name] ?? [:]
+            var merged = base.merging(own) { $1 }
+            if case .object(let b)? = base["dr"], case .object(let o)? = own["dr"] { merged["dr"] = .object(b.merging(o) { $1 }) }
+            targets[name] = merged
+        }
+        return TargetConfigFile(defaults: defaults, targets: targets)
+    }
+
     public func entry(for target: String) throws -> Entry {
         var merged = defaults.merging(targets[target] ?? [:]) { $1 }
         if case .object(let base)? = defaults["dr"], case .object(let own)? = targets[target]?["dr"] {
@@ -142,14 +155,19 @@ public struct TargetCatalog: Sendable {
 
     let ec2: EC2Client
     let drRegion: String?
-    let config: TargetConfigFile
+    let source: TargetConfigSource
     let fleet: String?
     let logger: Logger
 
     public init(ec2: EC2Client, drRegion: String?, config: TargetConfigFile, fleet: String? = nil, logger: Logger) {
+        self.init(ec2: ec2, drRegion: drRegion, source: .fixed(config), fleet: fleet, logger: logger)
+    }
+
+    /// With a source that has an instance-config table, every discovery reads the table again.
+    public init(ec2: EC2Client, drRegion: String?, source: TargetConfigSource, fleet: String? = nil, logger: Logger) {
         self.ec2 = ec2
         self.drRegion = drRegion
-        self.config = config
+        self.source = source
         self.fleet = fleet
         self.logger = logger
     }
@@ -167,7 +185,7 @@ public struct TargetCatalog: Sendable {
             let instances = try await client.describeInstances(filters: filters)
             found += instances.map { ($0, region) }
         }
-        return try Self.targets(from: found, homeRegion: ec2.region, defaultDR: drRegion, config: config)
+        return try Self.targets(from: found, homeRegion: ec2.region, defaultDR: drRegion, config: try await source.current())
     }
 
     /// Groups instances by target name and picks the one serving it: not replaced, running, newest.

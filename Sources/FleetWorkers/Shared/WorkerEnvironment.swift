@@ -83,6 +83,12 @@ public struct WorkerEnvironment: Sendable {
         return try TargetConfigFile.load(path: path)
     }
 
+    /// TARGETS_FILE with the INSTANCE_CONFIG_TABLE laid over it, when that is set.
+    public func targetConfigSource(aws: AWSClient, logger: Logger) throws -> TargetConfigSource {
+        let table = string("INSTANCE_CONFIG_TABLE").map { TargetConfigTable(dynamo: DynamoDBClient(aws), tableName: $0) }
+        return TargetConfigSource(file: try targetsFile(), table: table, logger: logger)
+    }
+
     public var drRegion: String? { string("DR_REGION") }
 
     /// FLEET_TAG: only instances tagged `AutoRecovery:Fleet=<value>` are this fleet's targets.

@@ -1,0 +1,156 @@
+import AWSClient
+import Foundation
+import Logging
+import Metrics
+
+/// The instance-config table (INSTANCE_CONFIG_TABLE): one DynamoDB item per target, partition key
+/// `instance_id` (S) holding the target's stable identity (its name, docs/configuration.md). The other
+/// attributes are the keys of a target's object in the targets file — `health_url`, `dr_region`,
+/// `elastic_ip_allocation_id`, `dry_run`, a `dr` map and every `TargetSettings` key — numbers stored as
+/// DynamoDB numbers. `updated_at` and `updated_by` are bookkeeping and ignored when reading.
+public struct TargetConfigTable: Sendable {
+    public static let keyAttribute = "instance_id"
+    /// Attributes written by `put` for people reading the table; not settings.
+    static let bookkeeping: Set<String> = [keyAttribute, "updated_at", "updated_by"]
+    /// Every key a target's settings may hold. An item with any other attribute is malformed (a typo
+    /// would otherwise be silently ignored).
+    public static let settingKeys: Set<String> = [
+        "health_url", "dr_region", "elastic_ip_allocation_id", "dry_run", "dr",
+        "probe_interval", "probe_timeout", "expected_status", "body_match", "failure_threshold",
+        "recovery_threshold", "quorum", "quorum_size", "grace_period", "requires_approval", "approval_timeout",
+        "restart_verification", "reprovision_verification", "failover_verification", "outage_count_window",
+        "quarantined",
+    ]
+
+    /// An item that was not used, and why.
+    public struct Skipped: Sendable, Equatable, CustomStringConvertible {
+        public var target: String
+        public var reason: String
+        public var description: String { "instance-config item for target '\(target)' skipped: \(reason)" }
+    }
+
+    /// What one read of the table found: the usable items by target name, and the skipped ones.
+    public struct Snapshot: Sendable {
+        var items: [String: [String: JSONValue]]
+        public var skipped: [Skipped]
+        public var targets: [String] { items.keys.sorted() }
+    }
+
+    public let dynamo: DynamoDBClient
+    public let tableName: String
+
+    public init(dynamo: DynamoDBClient, tableName: String) {
+        self.dynamo = dynamo
+        self.tableName = tableName
+    }
+
+    /// Scans the table. Each item is checked on its own, laid over `base` (the targets file), so a
+    /// malformed item is skipped with its reason instead of failing the whole read.
+    public func load(over base: TargetConfigFile = .empty) async throws -> Snapshot {
+        let raw = try await dynamo.scanAll(tableName: tableName, consistentRead: true)
+        var items: [String: [String: JSONValue]] = [:]
+        var skipped: [Skipped] = []
+        for item in raw {
+            guard let name = item[Self.keyAttribute]?.stringValue, !name.isEmpty else {
+                skipped.append(Skipped(target: "?", reason: "no string '\(Self.keyAttribute)' attribute"))
+                continue
+            }
+            do {
+                let object = try Self.settingsObject(item)
+                _ = try base.overlaid(with: [name: object]).entry(for: name)
+                items[name] = object
+            } catch {
+                skipped.append(Skipped(target: name, reason: "\(error)"))
+            }
+        }
+        return Snapshot(items: items, skipped: skipped.sorted { $0.target < $1.target })
+    }
+
+    /// Writes (replaces) one target's item from a JSON object of settings (`{"probe_interval": 15, …}`),
+    /// numbers kept digit for digit. The settings are checked first, so a bad value never reaches the
+    /// table. For `recoveryctl targets set`.
+    public func put(target: String, settings json: Data, updatedBy: String? = nil, now: Date = Date()) async throws {
+        guard !target.isEmpty else { throw ConfigurationError("a target name is needed") }
+        let value: DynamoValue
+        do { value = try JSONToDynamo.parse(Array(json)) } catch {
+            throw ConfigurationError("settings for target '\(target)' are not valid JSON: \(error)")
+        }
+        guard case .map(var item) = value else { throw ConfigurationError("settings for target '\(target)' must be a JSON object") }
+        for key in Self.bookkeeping { item[key] = nil }
+        _ = try TargetConfigFile.empty.overlaid(with: [target: try Self.settingsObject(item)]).entry(for: target)
+        item[Self.keyAttribute] = .string(target)
+        item["updated_at"] = .date(now, as: .iso8601)
+        if let updatedBy { item["updated_by"] = .string(updatedBy) }
+        _ = try await dynamo.putItem(PutItemInput(tableName: tableName, item: item))
+    }
+
+    /// Removes a target's item; the target falls back to the targets file and the defaults.
+    public func delete(target: String) async throws {
+        try await dynamo.deleteItem(DeleteItemInput(tableName: tableName, key: [Self.keyAttribute: .string(target)]))
+    }
+
+    /// Creates the table (on-demand billing) and waits until it is active.
+    public func create() async throws {
+        _ = try await dynamo.createTable(CreateTableInput(tableName: tableName, partitionKey: DynamoKeyAttribute(Self.keyAttribute, .string)))
+        _ = try await dynamo.waitUntilTableActive(tableName)
+    }
+
+    /// An item's settings as a JSON object, with unknown attributes and unsupported types refused.
+    static func settingsObject(_ item: DynamoItem) throws -> [String: JSONValue] {
+        var object: [String: JSONValue] = [:]
+        for (key, value) in item where !bookkeeping.contains(key) {
+            guard settingKeys.contains(key) else {
+                throw ConfigurationError("unknown attribute '\(key)' (expected one of \(settingKeys.sorted().joined(separator: ", ")))")
+            }
+            object[key] = try json(value, key)
+        }
+        return object
+    }
+
+    static func json(_ value: DynamoValue, _ key: String) throws -> JSONValue {
+        switch value {
+        case .string(let s): return .string(s)
+        case .number(let n):
+            guard let d = Double(n.text), d.isFinite else { throw ConfigurationError("'\(key)' holds a number out of range: \(n.text)") }
+            return .number(d)
+        case .bool(let b): return .bool(b)
+        case .null: return .null
+        case .list(let l): return .array(try l.map { try json($0, key) })
+        case .map(let m): return .object(try m.mapValues { try json($0, key) })
+        case .stringSet(let s): return .array(s.sorted().map(JSONValue.string))
+        case .numberSet, .binary, .binarySet:
+            throw ConfigurationError("'\(key)' has DynamoDB type \(value.typeName), which no setting takes")
+        }
+    }
+}
+
+/// Where the workers read per-target configuration: the targets file, with the instance-config table
+/// laid over it (the table wins, key by key) when one is configured. Read on every discovery, so a
+/// change in the table applies at the next discovery without a restart.
+public struct TargetConfigSource: Sendable {
+    public let file: TargetConfigFile
+    public let table: TargetConfigTable?
+    let logger: Logger
+
+    public init(file: TargetConfigFile, table: TargetConfigTable? = nil, logger: Logger = Logger(label: "target-config")) {
+        self.file = file
+        self.table = table
+        self.logger = logger
+    }
+
+    public static func fixed(_ file: TargetConfigFile) -> TargetConfigSource { TargetConfigSource(file: file) }
+
+    /// The configuration now. Skipped table items are logged and counted
+    /// (`recovery_target_config_skipped_total`); a table that cannot be read throws.
+    public func current() async throws -> TargetConfigFile {
+        guard let table else { return file }
+        let snapshot = try await table.load(over: file)
+        for skipped in snapshot.skipped {
+            var logger = logger
+            logger[metadataKey: "instance_id"] = "\(skipped.target)"
+            logger.error("\(skipped.description). The target uses the targets file and the defaults until the item is fixed.")
+            Counter(label: "recovery_target_config_skipped_total").increment()
+        }
+        return file.overlaid(with: snapshot.items)
+    }
+}
