@@ -129,7 +129,11 @@ struct SESSNSEncodingTests {
 struct SESSNSIntegrationTests {
     @Test("SES: verify a sender, send text+HTML and text-only mail, read both back; unverified senders are rejected")
     func ses() async throws {
-        let ses = SESClient(motoAWS(region: "us-west-2"))
+        // A private moto: reading back from the shared one's data.json takes minutes once other
+        // suites have filled it.
+        let moto = try await PythonServer.start("private_moto.py")
+        defer { moto.stop() }
+        let ses = SESClient(privateMotoAWS(moto, region: "us-west-2"))
         let sender = "\(uniqueName("fleet"))@example.com"
         try await ses.verifyEmailIdentity(sender)
         let subject = "i-0abc recovered ✓ \(UUID().uuidString.prefix(6))"
@@ -139,7 +143,7 @@ struct SESSNSIntegrationTests {
         let textOnly = try await ses.sendEmail(Email(from: sender, to: ["ops@example.com"], subject: subject, textBody: "only text"))
         #expect(both != textOnly)
 
-        let messages = try #require((try await motoData()["ses"] as? [String: Any])?["Message"] as? [[String: Any]])
+        let messages = try #require((try await motoData(endpoint: moto.baseURL)["ses"] as? [String: Any])?["Message"] as? [[String: Any]])
         let first = try #require(messages.first { $0["id"] as? String == both })
         #expect(first["source"] as? String == sender)
         #expect(first["subject"] as? String == subject)
@@ -160,7 +164,9 @@ struct SESSNSIntegrationTests {
 
     @Test("SNS: create a topic, publish with subject and attributes, read the notification back, delete")
     func sns() async throws {
-        let sns = SNSClient(motoAWS(region: "us-west-2"))
+        let moto = try await PythonServer.start("private_moto.py")
+        defer { moto.stop() }
+        let sns = SNSClient(privateMotoAWS(moto, region: "us-west-2"))
         let name = uniqueName("fleet-alerts")
         let arn = try await sns.createTopic(name: name, attributes: ["DisplayName": "Fleet"], tags: ["run": name])
         #expect(arn.hasSuffix(":\(name)") && arn.contains(":us-west-2:"))
@@ -170,7 +176,7 @@ struct SESSNSIntegrationTests {
             let id = try await sns.publish(
                 SNSMessage(topicArn: arn, message: body, subject: "Incident i-0abc",
                            attributes: ["severity": .string("high"), "score": .number("0.30000000000000004")]))
-            let topics = try #require((try await motoData()["sns"] as? [String: Any])?["Topic"] as? [[String: Any]])
+            let topics = try #require((try await motoData(endpoint: moto.baseURL)["sns"] as? [String: Any])?["Topic"] as? [[String: Any]])
             let topic = try #require(topics.first { $0["arn"] as? String == arn })
             #expect(topic["display_name"] as? String == "Fleet")
             let sent = try #require(topic["sent_notifications"] as? [[Any]])
@@ -196,4 +202,10 @@ struct SESSNSIntegrationTests {
         try await sns.deleteTopic(arn: arn)
         await #expect(throws: AWSError.self) { _ = try await sns.publish(SNSMessage(topicArn: arn, message: "gone")) }
     }
+}
+
+func privateMotoAWS(_ moto: PythonServer, region: String) -> AWSClient {
+    AWSClient(
+        region: region, credentials: StaticCredentialProvider(testCredentials), http: testHTTP,
+        environment: ["AWS_ENDPOINT_URL": moto.baseURL])
 }

@@ -95,8 +95,8 @@ func motoAWS(region: String = "us-east-1", http: any HTTPExecuting = testHTTP) -
 ///
 /// moto builds this by walking every model while other requests may be changing them; when another
 /// suite is busy it sometimes answers 500. Such an answer is asked again, a few times.
-func motoData() async throws -> [String: Any] {
-    let endpoint = try #require(TestEnvironment.motoEndpoint)
+func motoData(endpoint given: String? = nil) async throws -> [String: Any] {
+    let endpoint = try #require(given ?? TestEnvironment.motoEndpoint)
     var response: HTTPResponse
     var attempt = 0
     repeat {
