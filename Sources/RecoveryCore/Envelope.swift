@@ -90,13 +90,7 @@ public enum EnvelopeCodec {
     public static let currentSchemaVersion = 1
 
     public static func encode<Body>(_ envelope: Envelope<Body>) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(Timestamp.format(date))
-        }
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(envelope))
+        Array(try Timestamp.jsonEncoder().encode(envelope))
     }
 
     /// Decodes an envelope of the expected type. Never traps: anything wrong comes back as a
@@ -172,19 +166,7 @@ public enum EnvelopeCodec {
         }
     }
 
-    private static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let container = try decoder.singleValueContainer()
-            let text = try container.decode(String.self)
-            guard let date = Timestamp.parse(text) else {
-                throw DecodingError.dataCorruptedError(
-                    in: container, debugDescription: "'\(text)' is not an ISO 8601 time (e.g. 2026-11-22T03:00:00Z)")
-            }
-            return date
-        }
-        return decoder
-    }()
+    private static let decoder = Timestamp.jsonDecoder()
 
     private static func describe(_ error: Error, in part: String) -> MessageDecodingError {
         func path(_ context: DecodingError.Context) -> String {
@@ -210,6 +192,33 @@ public enum EnvelopeCodec {
 
 /// ISO 8601 times with milliseconds in UTC, the one time format on the wire and in history.
 public enum Timestamp {
+    /// A JSON encoder that writes dates as `Timestamp.format` strings, keys sorted, slashes unescaped:
+    /// the one way the fleet writes JSON (messages, stored state, step records).
+    public static func jsonEncoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(format(date))
+        }
+        return encoder
+    }
+
+    /// A JSON decoder that reads dates with `Timestamp.parse` and names a bad one.
+    public static func jsonDecoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = parse(text) else {
+                throw DecodingError.dataCorruptedError(
+                    in: container, debugDescription: "'\(text)' is not an ISO 8601 time (e.g. 2026-11-22T03:00:00Z)")
+            }
+            return date
+        }
+        return decoder
+    }
+
     public static func format(_ date: Date) -> String {
         date.formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: true).timeSeparator(.colon).dateSeparator(.dash))
     }

@@ -175,28 +175,8 @@ public struct StepRecord: Codable, Sendable, Equatable {
         case plannedCalls = "planned_calls"
     }
 
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .custom { date, encoder in
-            var c = encoder.singleValueContainer()
-            try c.encode(Timestamp.format(date))
-        }
-        return e
-    }()
-
-    static let decoder: JSONDecoder = {
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .custom { decoder in
-            let c = try decoder.singleValueContainer()
-            let text = try c.decode(String.self)
-            guard let date = Timestamp.parse(text) else {
-                throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(text)' is not an ISO 8601 time")
-            }
-            return date
-        }
-        return d
-    }()
+    static let encoder = Timestamp.jsonEncoder()
+    static let decoder = Timestamp.jsonDecoder()
 
     func encoded() throws -> String { String(decoding: try Self.encoder.encode(self), as: UTF8.self) }
 

@@ -287,12 +287,7 @@ public struct NoticeFormatter: Sendable {
     /// For machines: the notice itself (the `notification` body, snake_case, ISO times) under `notice`,
     /// plus the rendered `title`, `next` and `console_url`.
     public func snsMessage(_ notice: Notice) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(Timestamp.format(date))
-        }
-        let noticeObject = try JSONSerialization.jsonObject(with: encoder.encode(notice))
+        let noticeObject = try JSONSerialization.jsonObject(with: Timestamp.jsonEncoder().encode(notice))
         let s = summary(notice)
         var object: [String: Any] = ["notice": noticeObject, "title": s.title, "kind": notice.kind.rawValue]
         if let next = s.next { object["next"] = next }

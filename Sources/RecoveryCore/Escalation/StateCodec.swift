@@ -18,13 +18,7 @@ public enum StateCodec {
     }
 
     private static func encodeValue<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(Timestamp.format(date))
-        }
-        return Array(try encoder.encode(value))
+        Array(try Timestamp.jsonEncoder().encode(value))
     }
 
     private struct Version: Decodable { var schemaVersion: Int }
@@ -42,15 +36,7 @@ public enum StateCodec {
     }
 
     private static func decodeValue<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], what: String) throws(StateDecodingError) -> T {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let container = try decoder.singleValueContainer()
-            let text = try container.decode(String.self)
-            guard let date = Timestamp.parse(text) else {
-                throw DecodingError.dataCorruptedError(in: container, debugDescription: "'\(text)' is not an ISO 8601 time")
-            }
-            return date
-        }
+        let decoder = Timestamp.jsonDecoder()
         do {
             return try decoder.decode(T.self, from: Data(bytes))
         } catch {
