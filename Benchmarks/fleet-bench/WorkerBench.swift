@@ -54,18 +54,10 @@ struct BenchServices {
 
     func cleanUp() async {
         let admin = AMQPAdmin(configuration: amqp)
-        for q in topology.amqp.queues { try? await admin.deleteQueue(q.name) }
-        for x in topology.amqp.exchanges { try? await admin.deleteExchange(x.name) }
+        await admin.deleteAll(of: topology.amqp)
         await admin.close()
         if let redis = try? await RedisClient.connect(url: redisURL) {
-            var cursor = "0"
-            repeat {
-                guard let reply = try? await redis.command(["SCAN", cursor, "MATCH", "\(prefix):*", "COUNT", "1000"], idempotent: true),
-                      let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
-                let keys = parts[1].array?.compactMap(\.string) ?? []
-                if !keys.isEmpty { _ = try? await redis.command(["DEL"] + keys, idempotent: true) }
-                cursor = next
-            } while cursor != "0"
+            _ = try? await redis.deleteAll(in: keyspace)
             await redis.close()
         }
     }

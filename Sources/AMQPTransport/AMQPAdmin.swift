@@ -47,6 +47,12 @@ public final class AMQPAdmin: @unchecked Sendable {
         try await run { (h) throws(AMQPError) in try h.deleteExchange(name) }
     }
 
+    /// Deletes every queue and exchange of `topology` that exists (tests and benchmarks clean up with it).
+    public func deleteAll(of topology: AMQPTopology) async {
+        for queue in topology.queues { try? await deleteQueue(queue.name) }
+        for exchange in topology.exchanges { try? await deleteExchange(exchange.name) }
+    }
+
     /// Ready messages in a queue (not counting unacknowledged ones).
     public func messageCount(queue name: String) async throws(AMQPError) -> Int {
         try await run { (h) throws(AMQPError) in Int(try h.messageCount(queue: name)) }

@@ -63,19 +63,8 @@ public struct RedisStateStore: Sendable {
 
     /// Keys (without the prefix) of every stored state, for status listings.
     public func keys() async throws(RedisError) -> [String] {
-        var cursor = "0"
-        var result: [String] = []
         let prefix = stateKey("")
-        repeat {
-            let reply = try await client.command(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "500"], idempotent: true)
-            guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].string,
-                  case .array(let names) = parts[1] else {
-                throw RedisLockStore.unexpected(reply, "state scan", client)
-            }
-            result += names.compactMap { $0.string.map { String($0.dropFirst(prefix.count)) } }
-            cursor = next
-        } while cursor != "0"
-        return result.sorted()
+        return try await client.keys(matching: prefix + "*").map { String($0.dropFirst(prefix.count)) }.sorted()
     }
 }
 
@@ -106,5 +95,36 @@ public struct RedisSchedule: Sendable {
         let reply = try await client.command(["ZRANGEBYSCORE", key, "-inf", score, "LIMIT", "0", String(limit)], idempotent: true)
         guard case .array(let members) = reply else { throw RedisLockStore.unexpected(reply, "schedule due", client) }
         return members.compactMap(\.string)
+    }
+}
+
+extension RedisClient {
+    /// Every key matching `pattern` (a SCAN MATCH glob), walked with SCAN so Redis is never blocked.
+    public func keys(matching pattern: String) async throws(RedisError) -> [String] {
+        var cursor = "0"
+        var result: [String] = []
+        repeat {
+            let reply = try await command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"], idempotent: true)
+            guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].string,
+                  case .array(let names) = parts[1] else {
+                throw RedisLockStore.unexpected(reply, "scan", self)
+            }
+            result += names.compactMap(\.string)
+            cursor = next
+        } while cursor != "0"
+        return result
+    }
+
+    /// Deletes every key under a keyspace's prefix (tests and benchmarks clean up with it); returns how
+    /// many were deleted.
+    @discardableResult
+    public func deleteAll(in keyspace: RedisKeyspace) async throws(RedisError) -> Int {
+        let keys = try await keys(matching: "\(keyspace.prefix)*")
+        var deleted = 0
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            let batch = Array(keys[start..<min(start + 500, keys.count)])
+            deleted += Int(try await command(["DEL"] + batch, idempotent: true).integer ?? 0)
+        }
+        return deleted
     }
 }

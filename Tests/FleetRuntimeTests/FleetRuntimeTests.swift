@@ -59,8 +59,7 @@ struct MessageWorkerTests {
 
     func tearDown(_ config: AMQPConfiguration, _ topology: FleetTopology) async {
         let admin = AMQPAdmin(configuration: config)
-        for q in topology.amqp.queues { try? await admin.deleteQueue(q.name) }
-        for x in topology.amqp.exchanges { try? await admin.deleteExchange(x.name) }
+        await admin.deleteAll(of: topology.amqp)
         await admin.close()
     }
 

@@ -29,15 +29,7 @@ struct TestKeyspace {
     }
 
     func cleanUp(_ client: RedisClient) async throws {
-        var cursor = "0"
-        repeat {
-            let reply = try await client.command(["SCAN", cursor, "MATCH", "\(prefix)*", "COUNT", "1000"],
-                                                 idempotent: true)
-            let parts = try #require(reply.array)
-            cursor = try #require(parts[0].string)
-            let keys = try #require(parts[1].array).compactMap(\.string)
-            if !keys.isEmpty { _ = try await client.command(["DEL"] + keys, idempotent: true) }
-        } while cursor != "0"
+        try await client.deleteAll(in: keyspace)
     }
 }
 
