@@ -20,19 +20,24 @@ do {
     let topology = env.topology
     let amqp = try env.amqp()
     let formatter = NoticeFormatter(defaultRegion: aws.region)
+    let defaults = try env.notificationDefaults()
     let channels = try env.notificationChannels(http: http, aws: aws, formatter: formatter)
+    // Each target's own channels (`notify` in TARGETS_FILE / INSTANCE_CONFIG_TABLE) over the defaults.
+    let router = TargetChannelRouter(
+        defaults: defaults, source: try env.targetConfigSource(aws: aws, logger: logger), http: http, aws: aws,
+        formatter: formatter, refresh: .seconds(try env.int("NOTIFY_CONFIG_REFRESH", default: 30)), logger: logger)
     var options = NotifierWorker.Options(workerId: env.workerId)
     options.enabled = try env.notificationEnabled()
     options.maxAttempts = try env.int("NOTIFY_MAX_ATTEMPTS", default: 3)
     if options.enabled && channels.isEmpty {
-        logger.warning("no notification channel is configured (NOTIFY_EMAIL_*, SLACK_WEBHOOK_URL, TEAMS_WEBHOOK_URL, SNS_TOPIC_ARN): notices are acked and dropped")
+        logger.warning("no fleet-wide notification channel is configured (NOTIFY_EMAIL_*, SLACK_WEBHOOK_URL, TEAMS_WEBHOOK_URL, SNS_TOPIC_ARN): only targets with their own notify settings are told anything")
     }
     logger.info("notifier channels: \(channels.map(\.name).joined(separator: ", "))", metadata: ["enabled": "\(options.enabled)"])
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
     let notifications = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.notificationsQueue, logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     let worker = NotifierWorker(
-        options: options, router: FleetChannels(channels), markers: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
+        options: options, router: router, markers: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
         deadLetters: deadLetters, queue: topology.notificationsQueue, logger: logger)
     let loop = MessageWorker(consumer: notifications, deadLetters: deadLetters, expecting: .notification, logger: logger,
                              handler: worker.handle)

@@ -138,6 +138,53 @@ struct NotifierTests {
         await h.tearDown()
     }
 
+    @Test("each target's channels come from the instance-config table, over the fleet defaults", .timeLimit(.minutes(2)))
+    func perTargetChannels() async throws {
+        let teamPath = "/slack/services/T0002/B0002/SHOPTEAMSECRET"
+        let h = try await NotifierHarness(perTarget: [:])
+        do {
+            // Three targets: one with its own Slack webhook and channel and its own recipients, limited to
+            // e-mail and Slack; one muted; one without an item (fleet defaults).
+            let table = TargetConfigTable(dynamo: DynamoDBClient(h.aws), tableName: "\(h.world.prefix)-instance-config")
+            let own = "\(h.world.prefix)-own", muted = "\(h.world.prefix)-muted", plain = "\(h.world.prefix)-plain"
+            try await table.put(target: own, settings: Data("""
+                {"notify": {"channels": ["email", "slack"], "email_to": ["shop-team@example.com"],
+                            "slack_webhook_url": "\(h.receiver.baseURL + teamPath)", "slack_channel": "#shop"}}
+                """.utf8))
+            try await table.put(target: muted, settings: Data(#"{"notify": {"channels": []}}"#.utf8))
+
+            let ownNotice = h.notice("own", target: own)
+            try await h.publish(ownNotice)
+            try await h.publish(h.notice("muted", target: muted))
+            try await h.publish(h.notice("plain", target: plain))
+            try await h.waitProcessed(3)
+
+            let hooks = try await h.receiver.requests(http: h.world.http)
+            // The target's own webhook got its notice, with its channel; the fleet's Slack only the plain one.
+            let team = hooks.filter { $0.path == teamPath }
+            #expect(team.count == 1)
+            #expect(team.first?.body == (try NoticeFormatter.json(h.formatter.slackPayload(ownNotice, channel: "#shop", username: "recovery"))))
+            let fleetSlack = hooks.filter { $0.path == NotifierHarness.slackPath }
+            #expect(fleetSlack.count == 1)
+            #expect((fleetSlack.first?.json?["text"] as? String)?.contains(plain) == true)
+            // Teams and SNS: only the plain target (the own one limited itself to e-mail and Slack).
+            #expect(hooks.filter { $0.path == NotifierHarness.teamsPath }.count == 1)
+            let sent = try await h.sentByAWS()
+            #expect(sent.sns.count == 1)
+            // E-mail: the own target's to its recipients, the plain one's to the fleet's; none for the muted one.
+            #expect(sent.emails.count == 2)
+            let destinations = sent.emails.compactMap { ($0["destinations"] as? [String: [String]])?["ToAddresses"] }
+            #expect(destinations.contains(["shop-team@example.com"]))
+            #expect(destinations.contains(h.recipients))
+            #expect(!sent.emails.contains { ($0["subject"] as? String)?.contains(muted) == true })
+            #expect(try await h.deadLetters.items.isEmpty)
+        } catch {
+            await h.tearDown()
+            throw error
+        }
+        await h.tearDown()
+    }
+
     @Test("NOTIFICATION_ENABLED=false: notices are acked, nothing is sent", .timeLimit(.minutes(2)))
     func disabled() async throws {
         let h = try await NotifierHarness(enabled: false)
@@ -229,7 +276,11 @@ final class NotifierHarness: Sendable {
     var markers: RedisKeyValueStore { RedisKeyValueStore(client: redis, keyspace: world.keyspace) }
     typealias DeadLog = DeliveryLog
 
-    init(teamsURL: String? = nil, enabled: Bool = true, extraChannels: [any NotificationChannel] = [], only: Set<String>? = nil) async throws {
+    /// `perTarget`: target name -> its instance-config item (JSON settings), written to an instance-config
+    /// table in the private moto; the notifier then routes with `TargetChannelRouter` over fleet defaults
+    /// equal to the harness's four channels.
+    init(teamsURL: String? = nil, enabled: Bool = true, extraChannels: [any NotificationChannel] = [], only: Set<String>? = nil,
+         perTarget: [String: String]? = nil) async throws {
         let world = try World()
         self.world = world
         redis = try await RedisClient.connect(url: world.redisURL)
@@ -263,8 +314,24 @@ final class NotifierHarness: Sendable {
         let logger = Logger(label: "notifier-test")
         let sink = DeadLetterSink(publisher: publisher, topology: world.topology, workerName: "notifier-test")
         let sleeps = sleeps
+        var router: any NotificationRouting = FleetChannels(channels)
+        if let perTarget {
+            let table = TargetConfigTable(dynamo: DynamoDBClient(aws), tableName: "\(world.prefix)-instance-config")
+            try await table.create()
+            for (target, settings) in perTarget { try await table.put(target: target, settings: Data(settings.utf8)) }
+            var defaults = NotificationDefaults()
+            defaults.emailFrom = sender
+            defaults.emailTo = recipients
+            defaults.slackWebhookURL = receiver.baseURL + Self.slackPath
+            defaults.slackChannel = "#ops"
+            defaults.slackUsername = "recovery"
+            defaults.teamsWebhookURL = teamsURL ?? receiver.baseURL + Self.teamsPath
+            defaults.snsTopicArn = topicArn
+            router = TargetChannelRouter(defaults: defaults, source: TargetConfigSource(file: .empty, table: table),
+                                         http: world.http, aws: aws, formatter: formatter, logger: logger)
+        }
         let worker = NotifierWorker(
-            options: options, router: FleetChannels(channels), markers: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
+            options: options, router: router, markers: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             deadLetters: sink, queue: world.topology.notificationsQueue, logger: logger, sleep: { sleeps.record($0) })
         let processed = processed
         let messages = MessageWorker(consumer: consumer, deadLetters: sink, expecting: .notification, logger: logger) {
@@ -275,9 +342,9 @@ final class NotifierHarness: Sendable {
         loop = Task { await messages.run() }
     }
 
-    func notice(_ name: String) -> Notice {
+    func notice(_ name: String, target: String? = nil) -> Notice {
         let at = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))  // survives the wire exactly
-        let target = "\(world.prefix)-shop"
+        let target = target ?? "\(world.prefix)-shop"
         return Notice(
             id: "inc-\(world.prefix):\(name)", kind: .outageDeclared, at: at, target: target, instanceId: "i-0abc1234def567890",
             region: "us-east-1", incidentId: "inc-\(world.prefix)", outageCount: 1, nextStep: .restart,

@@ -16,9 +16,8 @@ public protocol NotificationChannel: Sendable {
 /// say). The notifier stops retrying at once.
 public protocol PermanentDeliveryFailure: Error {}
 
-/// Which channels a notice goes to. Today every notice goes to the fleet-wide channels configured in the
-/// environment (`FleetChannels`); a per-target router (channels from the instance-config table) plugs in
-/// here without touching the worker.
+/// Which channels a notice goes to: `TargetChannelRouter` (the target's own `notify` settings over the
+/// fleet-wide defaults) in production, `FleetChannels` (the same channels for every notice) in tests.
 public protocol NotificationRouting: Sendable {
     func channels(for notice: Notice) async throws -> [any NotificationChannel]
 }
@@ -146,47 +145,140 @@ public struct WebhookChannel: NotificationChannel {
 
 // MARK: From the environment
 
+/// The fleet-wide channel settings (docs/notifications.md), read once from the environment. A target's
+/// own `notify` settings (`TargetNotify`, from the targets file or the instance-config table) are laid
+/// over them per notice by `TargetChannelRouter`.
+public struct NotificationDefaults: Sendable {
+    public var emailFrom: String?
+    public var emailTo: [String] = []
+    public var sesRegion: String?
+    public var slackWebhookURL: String?
+    public var slackChannel: String?
+    public var slackUsername: String?
+    public var teamsWebhookURL: String?
+    public var snsTopicArn: String?
+
+    public init() {}
+
+    /// The channels for one target: each of this value's settings, replaced by the target's own where it
+    /// has one, and only the channel kinds the target lists when it lists them. `nil`: the defaults.
+    func specs(for notify: TargetNotify?) -> (specs: [ChannelSpec], problems: [String]) {
+        var specs: [ChannelSpec] = []
+        var problems: [String] = []
+        let wanted = notify?.channels
+        func on(_ name: String) -> Bool { wanted?.contains(name) ?? true }
+        let to = notify?.emailTo ?? emailTo
+        if on("email"), !to.isEmpty {
+            if let emailFrom { specs.append(.email(from: emailFrom, to: to, region: sesRegion)) } else {
+                problems.append("the target has e-mail recipients but NOTIFY_EMAIL_FROM (the verified SES sender) is not set")
+            }
+        }
+        if on("slack"), let url = notify?.slackWebhookURL ?? slackWebhookURL {
+            specs.append(.slack(url: url, channel: notify?.slackChannel ?? slackChannel, username: slackUsername))
+        }
+        if on("teams"), let url = notify?.teamsWebhookURL ?? teamsWebhookURL { specs.append(.teams(url: url)) }
+        if on("sns"), let arn = notify?.snsTopicArn ?? snsTopicArn { specs.append(.sns(topicArn: arn)) }
+        for name in (wanted ?? []).sorted() where !specs.contains(where: { $0.name == name }) {
+            problems.append("the target asks for the \(name) channel, but neither it nor the fleet configures one")
+        }
+        return (specs, problems)
+    }
+}
+
+/// One channel to build: what `NotificationDefaults.specs` decides, before any client exists.
+enum ChannelSpec: Sendable, Equatable {
+    case email(from: String, to: [String], region: String?)
+    case slack(url: String, channel: String?, username: String?)
+    case teams(url: String)
+    case sns(topicArn: String)
+
+    var name: String {
+        switch self {
+        case .email: "email"
+        case .slack: "slack"
+        case .teams: "teams"
+        case .sns: "sns"
+        }
+    }
+
+    func channel(http: any HTTPExecuting, aws: AWSClient, formatter: NoticeFormatter) -> any NotificationChannel {
+        switch self {
+        case let .email(from, to, region):
+            var ses = SESClient(aws)
+            if let region { ses = ses.withRegion(region) }
+            return EmailChannel(ses: ses, from: from, to: to, formatter: formatter)
+        case let .slack(url, channel, username):
+            return WebhookChannel.slack(http: http, url: url, channel: channel, username: username, formatter: formatter)
+        case let .teams(url):
+            return WebhookChannel.teams(http: http, url: url, formatter: formatter)
+        case let .sns(arn):
+            // The topic lives in the region its ARN names.
+            let region = String(arn.split(separator: ":", omittingEmptySubsequences: false)[3])
+            return SNSChannel(sns: region.isEmpty ? SNSClient(aws) : SNSClient(aws).withRegion(region), topicArn: arn, formatter: formatter)
+        }
+    }
+}
+
+/// The checks shared by the environment and a target's `notify` settings. Errors name the setting,
+/// never a webhook URL's value (the URL is the credential).
+enum ChannelSettingCheck {
+    static func webhookURL(_ url: String, name: String) throws {
+        guard url.lowercased().hasPrefix("https://") || url.lowercased().hasPrefix("http://") else {
+            throw ConfigurationError("\(name) must be an https:// URL (the value is not shown: it is a secret)")
+        }
+    }
+
+    static func topicArn(_ arn: String, name: String) throws {
+        guard arn.hasPrefix("arn:"), arn.split(separator: ":", omittingEmptySubsequences: false).count >= 6 else {
+            throw ConfigurationError("\(name) must be a topic ARN (arn:aws:sns:<region>:<account>:<name>), not '\(arn)'")
+        }
+    }
+
+    static func recipients(_ to: [String], name: String) throws {
+        guard to.count <= SESClient.maxRecipients else {
+            throw ConfigurationError("\(name) has \(to.count) addresses; SES takes at most \(SESClient.maxRecipients) (use a mailing list)")
+        }
+        if let bad = to.first(where: { !$0.contains("@") || $0.contains(" ") }) {
+            throw ConfigurationError("\(name): '\(bad)' is not an e-mail address")
+        }
+    }
+}
+
 extension WorkerEnvironment {
-    /// The fleet-wide channels (docs/notifications.md): e-mail when NOTIFY_EMAIL_FROM and NOTIFY_EMAIL_TO
-    /// are set, Slack with SLACK_WEBHOOK_URL, Teams with TEAMS_WEBHOOK_URL, SNS with SNS_TOPIC_ARN.
-    public func notificationChannels(http: any HTTPExecuting, aws: AWSClient, formatter: NoticeFormatter) throws
-        -> [any NotificationChannel]
-    {
-        var channels: [any NotificationChannel] = []
+    /// The fleet-wide channel settings: e-mail when NOTIFY_EMAIL_FROM and NOTIFY_EMAIL_TO are set, Slack
+    /// with SLACK_WEBHOOK_URL, Teams with TEAMS_WEBHOOK_URL, SNS with SNS_TOPIC_ARN.
+    public func notificationDefaults() throws -> NotificationDefaults {
+        var d = NotificationDefaults()
         let from = string("NOTIFY_EMAIL_FROM")
         let to = list("NOTIFY_EMAIL_TO")
         switch (from, to.isEmpty) {
-        case (let from?, false):
-            guard to.count <= SESClient.maxRecipients else {
-                throw ConfigurationError("NOTIFY_EMAIL_TO has \(to.count) addresses; SES takes at most \(SESClient.maxRecipients) (use a mailing list)")
-            }
-            var ses = SESClient(aws)
-            if let region = string("NOTIFY_SES_REGION") { ses = ses.withRegion(region) }
-            channels.append(EmailChannel(ses: ses, from: from, to: to, formatter: formatter))
         case (nil, false):
             throw ConfigurationError("NOTIFY_EMAIL_TO is set but NOTIFY_EMAIL_FROM is not: set the verified SES sender")
         case (.some, true):
             throw ConfigurationError("NOTIFY_EMAIL_FROM is set but NOTIFY_EMAIL_TO is not: set a comma-separated list of recipients")
-        case (nil, true):
+        default:
             break
         }
-        if let url = try webhookURL(string("SLACK_WEBHOOK_URL"), variable: "SLACK_WEBHOOK_URL") {
-            channels.append(WebhookChannel.slack(http: http, url: url, channel: string("SLACK_CHANNEL"),
-                                                 username: string("SLACK_USERNAME"), formatter: formatter))
-        }
-        if let url = try webhookURL(string("TEAMS_WEBHOOK_URL"), variable: "TEAMS_WEBHOOK_URL") {
-            channels.append(WebhookChannel.teams(http: http, url: url, formatter: formatter))
-        }
+        try ChannelSettingCheck.recipients(to, name: "NOTIFY_EMAIL_TO")
+        d.emailFrom = from
+        d.emailTo = to
+        d.sesRegion = string("NOTIFY_SES_REGION")
+        d.slackWebhookURL = try webhookURL(string("SLACK_WEBHOOK_URL"), variable: "SLACK_WEBHOOK_URL")
+        d.slackChannel = string("SLACK_CHANNEL")
+        d.slackUsername = string("SLACK_USERNAME")
+        d.teamsWebhookURL = try webhookURL(string("TEAMS_WEBHOOK_URL"), variable: "TEAMS_WEBHOOK_URL")
         if let arn = string("SNS_TOPIC_ARN") {
-            guard arn.hasPrefix("arn:"), arn.split(separator: ":", omittingEmptySubsequences: false).count >= 6 else {
-                throw ConfigurationError("SNS_TOPIC_ARN must be a topic ARN (arn:aws:sns:<region>:<account>:<name>), not '\(arn)'")
-            }
-            // The topic lives in the region its ARN names.
-            let region = String(arn.split(separator: ":", omittingEmptySubsequences: false)[3])
-            let sns = region.isEmpty ? SNSClient(aws) : SNSClient(aws).withRegion(region)
-            channels.append(SNSChannel(sns: sns, topicArn: arn, formatter: formatter))
+            try ChannelSettingCheck.topicArn(arn, name: "SNS_TOPIC_ARN")
+            d.snsTopicArn = arn
         }
-        return channels
+        return d
+    }
+
+    /// The fleet-wide channels, built (what every notice gets when no target overrides them).
+    public func notificationChannels(http: any HTTPExecuting, aws: AWSClient, formatter: NoticeFormatter) throws
+        -> [any NotificationChannel]
+    {
+        try notificationDefaults().specs(for: nil).specs.map { $0.channel(http: http, aws: aws, formatter: formatter) }
     }
 
     /// NOTIFICATION_ENABLED (default true): false acks and counts notices without sending them.
@@ -202,9 +294,7 @@ extension WorkerEnvironment {
     /// A webhook URL is a secret: the error names the variable, never the value.
     func webhookURL(_ value: String?, variable name: String) throws -> String? {
         guard let url = value else { return nil }
-        guard url.lowercased().hasPrefix("https://") || url.lowercased().hasPrefix("http://") else {
-            throw ConfigurationError("\(name) must be an https:// URL (the value is not shown: it is a secret)")
-        }
+        try ChannelSettingCheck.webhookURL(url, name: name)
         return url
     }
 }

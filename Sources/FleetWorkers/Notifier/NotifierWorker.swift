@@ -32,6 +32,9 @@ public final class NotifierWorker: Sendable {
 
     public enum Result: String, Sendable {
         case sent, failed, duplicate, disabled
+        /// No channel is configured for the notice's target (muted with `notify.channels: []`, or none
+        /// at all); the notice stays in history, nothing is sent.
+        case unrouted
     }
 
     public static let channelHeader = "x-notifier-channel"
@@ -81,6 +84,11 @@ public final class NotifierWorker: Sendable {
             return Outcome(results: [:])
         }
         let channels = try await router.channels(for: notice)
+        if channels.isEmpty {
+            Self.count("none", .unrouted)
+            logger.warning("no notification channel for this notice's target; not sent", metadata: ["kind": "\(notice.kind.rawValue)"])
+            return Outcome(results: [:])
+        }
         let channelLogger = logger
         var failures: [(channel: String, error: String)] = []
         var results: [String: Result] = [:]

@@ -35,7 +35,7 @@ public struct Target: Sendable, Equatable {
 ///       }
 ///     }
 ///
-/// Each target's object is laid over `defaults` key by key (the `dr` object one level deeper, so shared
+/// Each target's object is laid over `defaults` key by key (the `dr` and `notify` objects one level deeper, so shared
 /// DR settings can sit in `defaults`); settings keys are those of `TargetSettings` (docs/escalation.md),
 /// `dry_run` and `dr` are the actuator's (docs/actuator.md), and any key left out keeps its default.
 public struct TargetConfigFile: Sendable {
@@ -48,7 +48,13 @@ public struct TargetConfigFile: Sendable {
         public var dryRun: Bool = false
         /// Where a fail-over launches this target in the DR region (docs/actuator.md).
         public var dr: DRLaunchSettings = DRLaunchSettings()
+        /// The target's own notification channels over the fleet's (docs/notifications.md); nil: the fleet's.
+        public var notify: TargetNotify?
     }
+
+    /// Objects merged one level deeper, so shared DR or notification settings can sit in `defaults` and
+    /// a target (or its table item) overrides single keys of them.
+    static let nestedKeys = ["dr", "notify"]
 
     private var defaults: [String: JSONValue]
     private var targets: [String: [String: JSONValue]]
@@ -99,13 +105,15 @@ public struct TargetConfigFile: Sendable {
     public var names: [String] { targets.keys.sorted() }
 
     /// This configuration with `overrides` laid over each named target's object, key by key (the `dr`
-    /// object one level deeper); the overrides win. The instance-config table's items arrive this way.
+    /// and `notify` objects one level deeper); the overrides win. The instance-config table's items arrive this way.
     func overlaid(with overrides: [String: [String: JSONValue]]) -> TargetConfigFile {
         var targets = self.targets
         for (name, own) in overrides {
             let base = targets[name] ?? [:]
             var merged = base.merging(own) { $1 }
-            if case .object(let b)? = base["dr"], case .object(let o)? = own["dr"] { merged["dr"] = .object(b.merging(o) { $1 }) }
+            for key in Self.nestedKeys {
+                if case .object(let b)? = base[key], case .object(let o)? = own[key] { merged[key] = .object(b.merging(o) { $1 }) }
+            }
             targets[name] = merged
         }
         return TargetConfigFile(defaults: defaults, targets: targets)
@@ -113,8 +121,10 @@ public struct TargetConfigFile: Sendable {
 
     public func entry(for target: String) throws -> Entry {
         var merged = defaults.merging(targets[target] ?? [:]) { $1 }
-        if case .object(let base)? = defaults["dr"], case .object(let own)? = targets[target]?["dr"] {
-            merged["dr"] = .object(base.merging(own) { $1 })
+        for key in Self.nestedKeys {
+            if case .object(let base)? = defaults[key], case .object(let own)? = targets[target]?[key] {
+                merged[key] = .object(base.merging(own) { $1 })
+            }
         }
         let data = try JSONEncoder().encode(JSONValue.object(merged))
         let settings: TargetSettings
@@ -135,10 +145,12 @@ public struct TargetConfigFile: Sendable {
                 throw ConfigurationError("dr settings of target '\(target)' are invalid: \(error)")
             }
         }
+        var notify: TargetNotify?
+        if let value = merged["notify"], value != .null { notify = try TargetNotify(value, target: target) }
         return Entry(
             healthURL: merged["health_url"]?.stringValue, drRegion: merged["dr_region"]?.stringValue,
             elasticIpAllocationId: merged["elastic_ip_allocation_id"]?.stringValue, settings: settings,
-            dryRun: dryRun, dr: dr)
+            dryRun: dryRun, dr: dr, notify: notify)
     }
 }
 

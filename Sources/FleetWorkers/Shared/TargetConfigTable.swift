@@ -19,7 +19,7 @@ public struct TargetConfigTable: Sendable {
         "probe_interval", "probe_timeout", "expected_status", "body_match", "failure_threshold",
         "recovery_threshold", "quorum", "quorum_size", "grace_period", "requires_approval", "approval_timeout",
         "restart_verification", "reprovision_verification", "failover_verification", "outage_count_window",
-        "quarantined",
+        "quarantined", "notify",
     ]
 
     /// An item that was not used, and why.
