@@ -1,6 +1,7 @@
 import AMQPTransport
 import Foundation
 import Logging
+import Metrics
 import RecoveryCore
 
 /// Thrown by a handler for a message that can never succeed (an unknown target, a command that makes no
@@ -59,15 +60,20 @@ public struct MessageWorker<Message: Sendable>: Sendable {
     let decode: Decoder
     let handler: Handler
     let logger: Logger
+    /// When the message was sent (the envelope's `sent_at`), for the queue-lag metric; nil falls back to
+    /// the AMQP `timestamp` property (whole seconds).
+    let sentAt: @Sendable (Message) -> Date?
 
     /// A worker for a queue that carries several message types: `decode` picks the body type.
     public init(consumer: AMQPConsumer, deadLetters: DeadLetterSink, logger: Logger,
-                decode: @escaping Decoder, handler: @escaping Handler) {
+                decode: @escaping Decoder, sentAt: @escaping @Sendable (Message) -> Date? = { _ in nil },
+                handler: @escaping Handler) {
         self.consumer = consumer
         self.deadLetters = deadLetters
         self.decode = decode
         self.handler = handler
         self.logger = logger
+        self.sentAt = sentAt
     }
 
     /// Runs until the consumer is shut down.
@@ -104,9 +110,11 @@ public struct MessageWorker<Message: Sendable>: Sendable {
             await reject(delivery, reason: error.reason, logger: logger)
             return
         }
+        recordLag(sentAt(message), delivery)
         do {
             try await handler(message, delivery)
             await consumer.ack(delivery)
+            count("acked")
         } catch let rejection as RejectMessage {
             await reject(delivery, reason: rejection.reason, logger: logger)
         } catch {
@@ -114,6 +122,7 @@ public struct MessageWorker<Message: Sendable>: Sendable {
                 "error": "\(error)", "delivery_count": "\(delivery.deliveryCount)",
             ])
             await consumer.nack(delivery, requeue: true)
+            count("requeued")
         }
     }
 
@@ -122,10 +131,27 @@ public struct MessageWorker<Message: Sendable>: Sendable {
             try await deadLetters.deadLetter(delivery, fromQueue: consumer.queue, reason: reason)
             logger.warning("message dead-lettered", metadata: ["reason": "\(reason)", "queue": "\(consumer.queue)"])
             await consumer.ack(delivery)
+            count("dead_lettered")
         } catch {
             logger.error("could not dead-letter a refused message; requeued", metadata: ["error": "\(error)"])
             await consumer.nack(delivery, requeue: true)
+            count("requeued")
         }
+    }
+
+    /// `recovery_messages_handled_total{queue,result}`: acked, dead_lettered or requeued.
+    private func count(_ result: String) {
+        Counter(label: "recovery_messages_handled_total", dimensions: [("queue", consumer.queue), ("result", result)]).increment()
+    }
+
+    /// `recovery_queue_lag_seconds{queue}`: from the message's sending to its handling here (queue wait
+    /// plus transit). Clocks of different hosts differ, so a negative lag is recorded as zero.
+    private func recordLag(_ sent: Date?, _ delivery: AMQPDelivery) {
+        let sentAt = sent ?? delivery.properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+        guard let sentAt else { return }
+        let lag = max(0, Date().timeIntervalSince(sentAt))
+        Timer(label: "recovery_queue_lag_seconds", dimensions: [("queue", consumer.queue)])
+            .recordNanoseconds(Int64(min(lag, 86_400 * 30) * 1e9))
     }
 }
 
@@ -137,6 +163,6 @@ extension MessageWorker {
     ) where Message == Envelope<Body> {
         self.init(consumer: consumer, deadLetters: deadLetters, logger: logger,
                   decode: { (bytes) throws(MessageDecodingError) in try EnvelopeCodec.decode(bytes, as: Body.self, expecting: expecting) },
-                  handler: handler)
+                  sentAt: { $0.sentAt }, handler: handler)
     }
 }

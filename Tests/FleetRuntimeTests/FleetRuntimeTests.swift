@@ -2,6 +2,8 @@ import AMQPTransport
 import FleetRuntime
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import RecoveryCore
 import Synchronization
 import Testing
@@ -15,6 +17,20 @@ let managementURL = ProcessInfo.processInfo.environment["RABBITMQ_MANAGEMENT_URL
 let definitionsPath = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("topology/definitions.json").path
+
+/// The metrics every test in this process records to (the metrics system is bootstrapped once per
+/// process); tests look only at series labelled with their own unique queue names.
+let testMetrics: PrometheusCollectorRegistry = {
+    let registry = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    return registry
+}()
+
+func emittedMetrics() -> String {
+    var buffer: [UInt8] = []
+    testMetrics.emit(into: &buffer)
+    return String(decoding: buffer, as: UTF8.self)
+}
 
 @Suite("Fleet topology")
 struct FleetTopologyTests {
@@ -79,6 +95,7 @@ struct MessageWorkerTests {
             if envelope.body.n < 0 { throw RejectMessage("unknown target t1") }
             handled.withLock { $0.append(envelope.body.n) }
         }
+        _ = testMetrics
         let running = Task { await worker.run() }
         let key = FleetTopology.routingKey(.command, target: "t1")
         func send(_ body: [UInt8], id: String) async throws {
@@ -108,6 +125,14 @@ struct MessageWorkerTests {
         while handled.withLock({ $0 }) != [7], ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(handled.withLock { $0 } == [7])
 
+        // What happened is counted per queue and result, and the handled messages' queue lag recorded.
+        let q = topology.commandsQueue
+        let metrics = emittedMetrics()
+        #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(q)",result="dead_lettered"} 3"#), "\(metrics)")
+        #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(q)",result="acked"} 1"#))
+        // Lag is recorded for the two that decoded (the rejected and the good one), not for broken bodies.
+        #expect(metrics.contains(#"recovery_queue_lag_seconds_count{queue="\#(q)"} 2"#))
+
         await consumer.shutdown()
         await running.value
         await dead.shutdown()
@@ -124,6 +149,7 @@ struct MessageWorkerTests {
         let consumer = AMQPConsumer(configuration: config, topology: topology.amqp, queue: topology.commandsQueue)
         let attempts = Mutex(0)
         struct Flaky: Error {}
+        _ = testMetrics
         let worker = MessageWorker<Envelope<Ping>>(
             consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "t"),
             expecting: .command, logger: Logger(label: "test")
@@ -139,6 +165,9 @@ struct MessageWorkerTests {
         while attempts.withLock({ $0 }) < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         try await Task.sleep(for: .milliseconds(200))
         #expect(attempts.withLock { $0 } == 3)
+        let metrics = emittedMetrics()
+        #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="requeued"} 2"#), "\(metrics)")
+        #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="acked"} 1"#))
         await consumer.shutdown()
         await running.value
         let admin = AMQPAdmin(configuration: config)

@@ -165,7 +165,9 @@ public final class DecisionWorker: Sendable {
             let brake = try await loadBrake()
             let before = TargetStateChange.Summary(document.machine)
             let actions = document.machine.handle(event, now: now, brakeEngaged: brake.brake.isEngaged)
+            var outageOpened = false
             if let change = TargetStateChange.between(before, TargetStateChange.Summary(document.machine)) {
+                outageOpened = change.kind == "incident_opened"
                 // History of state changes (docs/history.md); published through the outbox like the rest.
                 document.outbox.append(try OutboxItem.message(
                     type: .event, id: "\(target):state:\(UUID().uuidString.lowercased())", target: target,
@@ -207,6 +209,8 @@ public final class DecisionWorker: Sendable {
             }
             if !fleetEvents.isEmpty { try await applyToBrake(fleetEvents) }
             Counter(label: "recovery_decisions_total").increment()
+            // Counted after the compare-and-set won, so a lost race does not count an outage twice.
+            if outageOpened { Counter(label: "recovery_outages_total").increment() }
             return
         }
         throw DecisionError("target \(target) changed 20 times while one event was applied; retrying later")
