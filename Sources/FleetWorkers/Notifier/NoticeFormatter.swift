@@ -53,6 +53,7 @@ public struct NoticeFormatter: Sendable {
         add("Incident", notice.incidentId)
         add("Outages in window", notice.outageCount.map(String.init))
         add("Step", notice.step.map(Self.stepName))
+        add("Repair", notice.repair)
         add("Fixed by", notice.kind == .recovered ? (notice.fixedBy.map(Self.stepName) ?? "came back by itself") : nil)
         add("Steps taken", notice.stepsTaken.map { $0.isEmpty ? "none" : $0.map(\.rawValue).joined(separator: ", ") })
         add("Targets", notice.targets.map { $0.joined(separator: ", ") })
@@ -93,6 +94,11 @@ public struct NoticeFormatter: Sendable {
         case .brakeReleased: return "Fleet brake released"
         case .commandAccepted: return "Command \(n.command?.name ?? "") accepted" + (n.target.map { " for \($0)" } ?? "")
         case .commandRejected: return "Command \(n.command?.name ?? "") refused" + (n.target.map { " for \($0)" } ?? "")
+        case .troublePredicted: return "\(target): trouble predicted" + (n.repair.map { " (\($0) planned)" } ?? "")
+        case .repairStarted: return "\(target): repair \(n.repair ?? "") started"
+        case .repairSucceeded: return "\(target): repair \(n.repair ?? "") done"
+        case .repairFailed: return "\(target): repair \(n.repair ?? "") failed"
+        case .repairCancelled: return "\(target): planned repair \(n.repair ?? "") will not run"
         case .drPreflight:
             if let one = n.target { return "DR pre-flight: \(one) would not fail over cleanly" }
             return "DR pre-flight: \(n.targets.map { "\($0.count) target(s) would not fail over cleanly" } ?? "problems found")"
@@ -100,6 +106,16 @@ public struct NoticeFormatter: Sendable {
     }
 
     func next(_ n: Notice) -> String? {
+        if n.kind == .troublePredicted, let repair = n.repair {
+            switch n.blockedBy {
+            case .approval:
+                return "\(repair) waits for approval" + (n.respondBy.map { " until \(Self.time($0, from: n.at))" } ?? "") + "; without approval nothing is done."
+            case .quarantine: return "No repair runs: the target is quarantined."
+            case .brake: return "\(repair) is blocked by the fleet brake until `\(RecoveryCtl.brakeRelease)`."
+            default:
+                return n.nextStepAt.map { "\(repair) at \(Self.time($0, from: n.at)), unless someone acks or holds it." }
+            }
+        }
         guard let step = n.nextStep else { return nil }
         if step == .notifyOnly || n.blockedBy == .quarantine {
             let why = n.blockedBy == .quarantine ? "the target is quarantined" : "the ladder is used up"

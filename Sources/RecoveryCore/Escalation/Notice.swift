@@ -31,6 +31,15 @@ public enum NotificationKind: String, Codable, Sendable, CaseIterable {
     case commandRejected = "command_rejected"
     /// Fleet-wide: the actuator's DR pre-flight report; `targets` are those that would fail over badly.
     case drPreflight = "dr_preflight"
+    /// A high-confidence prediction: what is expected and when (`detail`, `respondBy`), and the repair
+    /// planned for `nextStepAt` unless someone acks, holds or (with approval) does not approve it.
+    case troublePredicted = "trouble_predicted"
+    /// A predicted-trouble repair (`repair`) was requested from the actuator.
+    case repairStarted = "repair_started"
+    case repairSucceeded = "repair_succeeded"
+    case repairFailed = "repair_failed"
+    /// A planned repair will not run (acked, no approval in time, an outage came first, quarantine).
+    case repairCancelled = "repair_cancelled"
 }
 
 /// Why the next step will not run by itself at `nextStepAt`.
@@ -102,6 +111,8 @@ public struct Notice: Codable, Sendable, Equatable {
     public var commands: [String]
     /// For command answers: the command this answers.
     public var command: CommandRef?
+    /// For predicted trouble and its repair: the repair, e.g. `ssm disk-cleanup`.
+    public var repair: String?
 
     public init(
         id: String, kind: NotificationKind, at: Date, target: String? = nil, instanceId: String? = nil,
@@ -132,7 +143,7 @@ public struct Notice: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, kind, at, target, region, step, detail, commands, command, targets
+        case id, kind, at, target, region, step, detail, commands, command, targets, repair
         case instanceId = "instance_id"
         case incidentId = "incident_id"
         case outageCount = "outage_count"
