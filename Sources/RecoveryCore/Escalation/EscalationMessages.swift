@@ -94,11 +94,14 @@ public struct ActionRequest: Codable, Sendable, Equatable {
     public var deadline: Date
     /// The operator who ran the step by hand or approved it; nil for an automatic step.
     public var requestedBy: String?
+    /// An action outside the ladder (SSM document, EBS repair, quarantine). When set, `step` is
+    /// `notify_only` and the key is `RepairRequest.key` (docs/messages.md). Absent in ladder requests.
+    public var repair: RepairRequest?
 
     public init(
         idempotencyKey: String, target: String, incidentId: String, step: RecoveryStep, instanceId: String,
         region: String, destinationRegion: String, elasticIpAllocationId: String?, requestedAt: Date,
-        deadline: Date, requestedBy: String?
+        deadline: Date, requestedBy: String?, repair: RepairRequest? = nil
     ) {
         self.idempotencyKey = idempotencyKey
         self.target = target
@@ -111,6 +114,20 @@ public struct ActionRequest: Codable, Sendable, Equatable {
         self.requestedAt = requestedAt
         self.deadline = deadline
         self.requestedBy = requestedBy
+        self.repair = repair
+    }
+
+    /// A repair request: key `<target>/repair/<kind>/<id>`, step `notify_only`, destination = `region`.
+    /// `incidentId` is the open incident, if any, else the repair's id (it becomes the correlation id).
+    public static func repair(
+        _ repair: RepairRequest, target: String, incidentId: String? = nil, instanceId: String, region: String,
+        elasticIpAllocationId: String? = nil, requestedAt: Date, deadline: Date, requestedBy: String? = nil
+    ) -> ActionRequest {
+        ActionRequest(
+            idempotencyKey: RepairRequest.key(target: target, kind: repair.kind, id: repair.id), target: target,
+            incidentId: incidentId ?? repair.id, step: .notifyOnly, instanceId: instanceId, region: region,
+            destinationRegion: region, elasticIpAllocationId: elasticIpAllocationId, requestedAt: requestedAt,
+            deadline: deadline, requestedBy: requestedBy, repair: repair)
     }
 
     /// The idempotency key of a step: one per (target, incident, step).
@@ -119,7 +136,7 @@ public struct ActionRequest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case target, step, region, deadline
+        case target, step, region, deadline, repair
         case idempotencyKey = "idempotency_key"
         case incidentId = "incident_id"
         case instanceId = "instance_id"
@@ -150,10 +167,14 @@ public struct ActionOutcome: Codable, Sendable, Equatable {
     /// For a successful re-provision or fail-over: the instance that serves the target now.
     public var instanceId: String?
     public var region: String?
+    /// For a repair: its kind (absent for ladder steps).
+    public var repair: RepairRequest.Kind?
+    /// For a repair: what it created or changed, e.g. `new_volume_id`, `old_volume_id`, `command_id`.
+    public var resources: [String: String]?
 
     public init(
         idempotencyKey: String, incidentId: String, step: RecoveryStep, status: Status, reason: String? = nil,
-        instanceId: String? = nil, region: String? = nil
+        instanceId: String? = nil, region: String? = nil, repair: RepairRequest.Kind? = nil, resources: [String: String]? = nil
     ) {
         self.idempotencyKey = idempotencyKey
         self.incidentId = incidentId
@@ -162,17 +183,21 @@ public struct ActionOutcome: Codable, Sendable, Equatable {
         self.reason = reason
         self.instanceId = instanceId
         self.region = region
+        self.repair = repair
+        self.resources = resources
     }
 
     /// The outcome for a request.
-    public init(for request: ActionRequest, status: Status, reason: String? = nil, newInstance: InstanceRef? = nil) {
+    public init(for request: ActionRequest, status: Status, reason: String? = nil, newInstance: InstanceRef? = nil,
+                resources: [String: String]? = nil) {
         self.init(
             idempotencyKey: request.idempotencyKey, incidentId: request.incidentId, step: request.step,
-            status: status, reason: reason, instanceId: newInstance?.id, region: newInstance?.region)
+            status: status, reason: reason, instanceId: newInstance?.id, region: newInstance?.region,
+            repair: request.repair?.kind, resources: resources)
     }
 
     enum CodingKeys: String, CodingKey {
-        case step, status, reason, region
+        case step, status, reason, region, repair, resources
         case idempotencyKey = "idempotency_key"
         case incidentId = "incident_id"
         case instanceId = "instance_id"
