@@ -88,9 +88,13 @@ let package = Package(
             "AMQPTransport", "HTTPTransport", "RecoveryCore", "FleetWorkers", "FleetRuntime", "RedisStore", "AWSClient",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/fleet-bench"),
+        // The predictor's backtest: the generator and scorer are a library so the unit tests hold the model to its figures.
+        .target(name: "PredictionBacktest", dependencies: ["RecoveryCore"], path: "Benchmarks/PredictionBacktest"),
+        .executableTarget(name: "prediction-backtest", dependencies: ["PredictionBacktest", "RecoveryCore"],
+                          path: "Benchmarks/prediction-backtest"),
 
         // MARK: Tests
-        .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore"]),
+        .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore", "PredictionBacktest"]),
         .testTarget(name: "FleetRuntimeTests", dependencies: [
             "FleetRuntime", "AMQPTransport", "RecoveryCore", "HTTPTransport",
             .product(name: "InMemoryLogging", package: "swift-log"),

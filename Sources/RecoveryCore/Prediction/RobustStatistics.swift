@@ -1,0 +1,78 @@
+import Foundation
+
+/// Robust statistics for the predictor (docs/prediction.md). Pure functions on `[Double]`; every one
+/// ignores nothing and assumes finite input (the caller drops NaN and infinities first).
+public enum RobustStatistics {
+    /// The median (the mean of the two middle values for an even count); nil for no values.
+    public static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        let mid = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+    }
+
+    /// The median absolute deviation around the median, scaled by 1.4826 so that it estimates the
+    /// standard deviation of normal data. Zero for fewer than two values.
+    public static func scaledMAD(_ values: [Double]) -> Double {
+        guard values.count > 1, let m = median(values) else { return 0 }
+        return 1.4826 * (median(values.map { abs($0 - m) }) ?? 0)
+    }
+
+    /// A robust linear trend: the Theil–Sen slope with the Mann–Kendall test.
+    public struct Trend: Sendable, Equatable {
+        /// Median of the pairwise slopes, in units per hour.
+        public var slope: Double
+        /// The fitted value at time 0 (the caller's "now"): median of `y - slope·t`.
+        public var level: Double
+        /// Sen's confidence interval for the slope (95 %), from the Mann–Kendall variance.
+        public var slopeLow: Double
+        public var slopeHigh: Double
+        /// Kendall's tau between time and value, in [-1, 1]: the share of concordant minus discordant pairs.
+        public var tau: Double
+        /// The Mann–Kendall z statistic (continuity corrected, no tie correction).
+        public var z: Double
+        /// 1.4826 × MAD of the residuals around the fit.
+        public var residualScale: Double
+        public var count: Int
+    }
+
+    /// The Theil–Sen fit of `values` against `hours` (time in hours, any origin; the level is at 0).
+    /// Needs at least three points with distinct times; O(n² log n).
+    public static func theilSen(hours: [Double], values: [Double]) -> Trend? {
+        let n = min(hours.count, values.count)
+        guard n >= 3 else { return nil }
+        var slopes: [Double] = []
+        slopes.reserveCapacity(n * (n - 1) / 2)
+        var s = 0
+        for i in 0..<(n - 1) {
+            for j in (i + 1)..<n {
+                let dt = hours[j] - hours[i]
+                let dy = values[j] - values[i]
+                if dy > 0 { s += dt > 0 ? 1 : -1 } else if dy < 0 { s += dt > 0 ? -1 : 1 }
+                if dt != 0 { slopes.append(dy / dt) }
+            }
+        }
+        guard !slopes.isEmpty else { return nil }
+        slopes.sort()
+        let m = slopes.count
+        let slope = m % 2 == 1 ? slopes[m / 2] : (slopes[m / 2 - 1] + slopes[m / 2]) / 2
+        let level = median((0..<n).map { values[$0] - slope * hours[$0] }) ?? 0
+        let pairs = Double(n * (n - 1) / 2)
+        let variance = Double(n * (n - 1) * (2 * n + 5)) / 18
+        let sd = variance.squareRoot()
+        let z = s > 0 ? (Double(s) - 1) / sd : s < 0 ? (Double(s) + 1) / sd : 0
+        // Sen's interval: the slopes of rank (N ∓ C)/2 with C = 1.96·sd(S).
+        let c = 1.96 * sd
+        let low = max(0, min(m - 1, Int(((Double(m) - c) / 2).rounded(.down))))
+        let high = max(0, min(m - 1, Int(((Double(m) + c) / 2).rounded(.up))))
+        let residuals = (0..<n).map { values[$0] - (level + slope * hours[$0]) }
+        return Trend(slope: slope, level: level, slopeLow: slopes[low], slopeHigh: slopes[high], tau: Double(s) / pairs,
+                     z: z, residualScale: scaledMAD(residuals), count: n)
+    }
+
+    /// `(x - low) / (high - low)` clamped to [0, 1]; a falling ramp when `high < low`.
+    public static func ramp(_ x: Double, from low: Double, to high: Double) -> Double {
+        guard low != high else { return x >= high ? 1 : 0 }
+        return min(1, max(0, (x - low) / (high - low)))
+    }
+}
