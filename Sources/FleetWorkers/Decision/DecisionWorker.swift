@@ -72,7 +72,7 @@ public final class DecisionWorker: Sendable {
         case .actionEvent:
             return .outcome(try EnvelopeCodec.decode(bytes, as: ActionOutcome.self, expecting: .actionEvent))
         case .prediction:
-            return .ignored("predictions are recorded by the recorder; the decision worker acts on high-confidence ones later")
+            return .prediction(try EnvelopeCodec.decode(bytes, as: PredictionBody.self, expecting: .prediction))
         case let other:
             throw MessageDecodingError(kind: .unexpectedType, detail: "type '\(other.rawValue)' on the observations queue")
         }
@@ -99,6 +99,15 @@ public final class DecisionWorker: Sendable {
             try await apply(.actionOutcome(id: envelope.id, envelope.body), to: target, instanceHint: nil)
         case .command(let envelope):
             try await command(envelope, verifiedUser: verifiedUser)
+        case .prediction(let envelope):
+            // Medium predictions are the recorder's (history) only; high-confidence ones may plan a repair.
+            guard envelope.body.highConfidence else { return }
+            guard let target = envelope.target else { throw RejectMessage("prediction without a target") }
+            let p = envelope.body
+            let window = min(p.window.from, p.window.to)...max(p.window.from, p.window.to)
+            try await apply(.trouble(PredictiveRepair.Trouble(
+                id: envelope.id, kind: p.kind.rawValue, confidence: p.confidence, repair: p.repair, detail: p.detail,
+                window: window)), to: target, instanceHint: envelope.instanceId)
         case .ignored:
             break
         }
@@ -142,6 +151,17 @@ public final class DecisionWorker: Sendable {
     // MARK: The read-apply-compare-and-set loop
 
     func apply(_ event: EscalationMachine.Event, to target: String, instanceHint: String?) async throws {
+        try await apply(.machine(event), to: target, instanceHint: instanceHint)
+    }
+
+    /// What changes a target's state: an event for its escalation machine, or predicted trouble for its
+    /// repair plan (`PredictiveRepair`, docs/prediction.md). Both live in the same stored document.
+    enum TargetEvent {
+        case machine(EscalationMachine.Event)
+        case trouble(PredictiveRepair.Trouble)
+    }
+
+    func apply(_ event: TargetEvent, to target: String, instanceHint: String?) async throws {
         let key = Self.stateKey(target)
         for _ in 0..<20 {
             let now = clock()
@@ -164,7 +184,45 @@ public final class DecisionWorker: Sendable {
             }
             let brake = try await loadBrake()
             let before = TargetStateChange.Summary(document.machine)
-            let actions = document.machine.handle(event, now: now, brakeEngaged: brake.brake.isEngaged)
+            var actions: [EscalationMachine.Action] = []
+            var repair = document.repair ?? PredictiveRepair()
+            func repairContext() -> PredictiveRepair.Context {
+                PredictiveRepair.Context(
+                    now: now, target: target, instance: document.machine.currentInstance, settings: document.machine.settings,
+                    incidentOpen: document.machine.incident != nil, brakeEngaged: brake.brake.isEngaged)
+            }
+            var repairActions: [PredictiveRepair.Action] = []
+            switch event {
+            case .trouble(let trouble):
+                repairActions = repair.handle(.trouble(trouble), repairContext())
+            case .machine(.command(let id, let command)) where repair.takes(command, incidentOpen: document.machine.incident != nil):
+                // ack / approve / hold / resume / reset while a repair is planned and no outage is open.
+                repairActions = repair.handle(.command(id: id, command), repairContext())
+            case .machine(.actionOutcome(_, let outcome)) where outcome.repair != nil:
+                repairActions = repair.handle(.outcome(outcome), repairContext())
+            case .machine(let machineEvent):
+                actions = document.machine.handle(machineEvent, now: now, brakeEngaged: brake.brake.isEngaged)
+                // After the machine: an outage that just opened cancels a planned repair.
+                repairActions = repair.handle(.tick, repairContext())
+            }
+            document.repair = repair.plan == nil && repair.quietUntil.isEmpty ? nil : repair
+            for action in repairActions {
+                switch action {
+                case let .requestRepair(key, id, document: ssmDocument, reason, instance, deadline, requestedBy):
+                    let request = ActionRequest.repair(
+                        RepairRequest(.ssm(document: ssmDocument, parameters: [:]), id: id, reason: reason), target: target,
+                        instanceId: instance.id, region: instance.region, requestedAt: now, deadline: deadline,
+                        requestedBy: requestedBy)
+                    assert(request.idempotencyKey == key)
+                    document.outbox.append(try OutboxItem.message(
+                        type: .actionRequest, id: request.idempotencyKey, target: target, instanceId: request.instanceId,
+                        correlationId: request.incidentId, body: request, topology: topology, producer: options.workerId, now: now))
+                case .notify(let notice):
+                    document.outbox.append(try OutboxItem.message(
+                        type: .notification, id: notice.id, target: notice.target, instanceId: notice.instanceId,
+                        correlationId: notice.incidentId, body: notice, topology: topology, producer: options.workerId, now: now))
+                }
+            }
             var outageOpened = false
             if let change = TargetStateChange.between(before, TargetStateChange.Summary(document.machine)) {
                 outageOpened = change.kind == "incident_opened"
@@ -202,7 +260,7 @@ public final class DecisionWorker: Sendable {
                 cleared.outbox = remaining
                 _ = try? await states.compareAndSet(key, expectedVersion: version, data: try cleared.encoded())
             }
-            if let deadline = document.machine.nextDeadline {
+            if let deadline = [document.machine.nextDeadline, document.repair?.nextDeadline].compactMap({ $0 }).min() {
                 try await schedule.schedule(target, at: deadline)
             } else {
                 try await schedule.cancel(target)
@@ -349,6 +407,7 @@ public enum DecisionInput: Sendable {
     case probe(Envelope<ProbeResult>)
     case outcome(Envelope<ActionOutcome>)
     case command(Envelope<CommandBody>)
+    case prediction(Envelope<PredictionBody>)
     case ignored(String)
 }
 
@@ -375,6 +434,8 @@ public struct DecisionError: Error, Sendable, CustomStringConvertible {
 struct StoredTarget: Codable {
     var machine: EscalationMachine
     var outbox: [OutboxItem]
+    /// A repair planned from a high-confidence prediction, and the quiet periods; nil when neither.
+    var repair: PredictiveRepair?
 
     static let encoder = Timestamp.jsonEncoder()
     static let decoder = Timestamp.jsonDecoder()

@@ -106,7 +106,7 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
     public init() {}
 
     /// The idempotency key of a repair: `<target>/repair/ssm/<id>` (the actuator's `RepairRequest.key`).
-    public static func key(target: String, id: String) -> String { "\(target)/repair/ssm/\(id)" }
+    public static func key(target: String, id: String) -> String { RepairRequest.key(target: target, kind: .ssm, id: id) }
 
     /// When the worker must call `handle(.tick)` next.
     public var nextDeadline: Date? {
