@@ -164,6 +164,11 @@ public final class DecisionWorker: Sendable {
             }
             let brake = try await loadBrake()
             let before = TargetStateChange.Summary(document.machine)
+            if case .probe(_, let result) = event {
+                // For `recoveryctl status`: the machine keeps streaks, not times.
+                document.lastProbe = LastProbe(at: now, healthy: result.healthy, prober: result.prober,
+                                               instanceId: result.instanceId, detail: result.detail)
+            }
             let actions = document.machine.handle(event, now: now, brakeEngaged: brake.brake.isEngaged)
             if let change = TargetStateChange.between(before, TargetStateChange.Summary(document.machine)) {
                 // History of state changes (docs/history.md); published through the outbox like the rest.
@@ -371,6 +376,19 @@ public struct DecisionError: Error, Sendable, CustomStringConvertible {
 struct StoredTarget: Codable {
     var machine: EscalationMachine
     var outbox: [OutboxItem]
+    /// The last observation handled (absent in documents written before it was added).
+    var lastProbe: LastProbe?
+
+    init(machine: EscalationMachine, outbox: [OutboxItem], lastProbe: LastProbe? = nil) {
+        self.machine = machine
+        self.outbox = outbox
+        self.lastProbe = lastProbe
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case machine, outbox
+        case lastProbe = "last_probe"
+    }
 
     static let encoder = Timestamp.jsonEncoder()
     static let decoder = Timestamp.jsonDecoder()
