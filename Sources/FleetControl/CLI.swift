@@ -60,6 +60,8 @@ public struct WaitOptions: ParsableArguments {
 
     public init() {}
 
+    public func validate() throws { _ = try timeoutDuration() }
+
     public func timeoutDuration() throws -> Duration {
         guard let s = TimeInput.seconds(timeout), s > 0 else {
             throw ValidationError("--timeout '\(timeout)' is not a duration (90s, 10m, 1h)")

@@ -51,6 +51,16 @@ public struct CommandResult: Codable, Sendable, Equatable {
         public var instanceId: String?
         public var region: String?
 
+        public init(idempotencyKey: String, step: String, status: String, reason: String? = nil, instanceId: String? = nil,
+                    region: String? = nil) {
+            self.idempotencyKey = idempotencyKey
+            self.step = step
+            self.status = status
+            self.reason = reason
+            self.instanceId = instanceId
+            self.region = region
+        }
+
         enum CodingKeys: String, CodingKey {
             case step, status, reason, region
             case idempotencyKey = "idempotency_key"
@@ -71,6 +81,19 @@ public struct CommandResult: Codable, Sendable, Equatable {
     public var outcome: Outcome?
     /// The exact command lines the answer suggests.
     public var suggestions: [String]
+
+    public init(commandId: String, command: String, target: String?, operator: String, status: Status, detail: String? = nil,
+                incidentId: String? = nil, outcome: Outcome? = nil, suggestions: [String] = []) {
+        self.commandId = commandId
+        self.command = command
+        self.target = target
+        self.operator = `operator`
+        self.status = status
+        self.detail = detail
+        self.incidentId = incidentId
+        self.outcome = outcome
+        self.suggestions = suggestions
+    }
 
     enum CodingKeys: String, CodingKey {
         case command, target, `operator`, status, detail, outcome, suggestions
@@ -113,7 +136,7 @@ public struct CommandResult: Codable, Sendable, Equatable {
             lines.append("  The step may still be running: recoveryctl status \(target.map(RecoveryCtl.quote) ?? ""), recoveryctl history \(target.map(RecoveryCtl.quote) ?? "").")
         }
         for suggestion in suggestions { lines.append("  next: \(suggestion)") }
-        return lines.joined(separator: "\n")
+        return lines.map { wrap($0, width: width, indent: "    ") }.joined(separator: "\n")
     }
 }
 
