@@ -138,7 +138,9 @@ struct Secrets {
             let userinfo = url[scheme.upperBound..<at]
             if let colon = userinfo.firstIndex(of: ":") {
                 let password = String(userinfo[userinfo.index(after: colon)...])
-                if password.count >= 3 {
+                // A password equal to the user name (guest:guest) would hide the user everywhere; the user
+                // is printed on purpose (who sent a command), so such a password cannot be masked.
+                if password.count >= 3, password != String(userinfo[..<colon]) {
                     values.append(password)
                     if let decoded = password.removingPercentEncoding, decoded != password { values.append(decoded) }
                 }
@@ -345,7 +347,7 @@ extension RecoveryCtlCommand {
 // MARK: targets
 
 /// `targets list` output.
-public struct TargetsListing: ControlOutput, Equatable {
+public struct TargetsListing: ControlOutput, Codable, Equatable {
     public struct Item: Codable, Sendable, Equatable {
         public var target: String
         /// The item's settings (JSON object), as stored in the table.

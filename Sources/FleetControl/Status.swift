@@ -90,17 +90,28 @@ public struct StatusReport: Codable, Sendable, Equatable {
             lines.append("No targets: nothing tagged AutoRecovery=enabled\(brake.fleetSize == 0 ? "" : " was found") and no stored state.")
             return lines.joined(separator: "\n")
         }
+        // One row of short facts per target (fits 80 columns with real instance ids), then an indented
+        // line with the rest: last probe, lock, hold, next step.
         let table = TextTable(
-            headers: ["TARGET", "STATE", "OUT", "INSTANCE", "REGION", "PROBED", "LOCK", "HOLD"],
-            rows: targets.map { t in
-                [
-                    t.target, t.state, String(t.outageCount), t.instanceId ?? "-", t.region ?? "-",
-                    t.lastProbeAt.map { (t.lastProbeHealthy == false ? "DOWN " : "up ") + TimeInput.relative($0, now: at) } ?? "-",
-                    t.lockHolder ?? "-", t.hold ?? "-",
-                ]
-            },
+            headers: ["TARGET", "STATE", "OUT", "INSTANCE", "REGION"],
+            rows: targets.map { t in [t.target, t.state, String(t.outageCount), t.instanceId ?? "-", t.region ?? "-"] },
             fixed: [2, 3, 4])
-        lines.append(table.render(width: width))
+        let rendered = table.render(width: width).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines.append(rendered[0])
+        for (t, row) in zip(targets, rendered.dropFirst()) {
+            lines.append(row)
+            var facts: [String] = []
+            if let at = t.lastProbeAt {
+                facts.append("probed \(t.lastProbeHealthy == false ? "DOWN" : "up") \(TimeInput.relative(at, now: self.at))")
+            } else {
+                facts.append("not probed yet")
+            }
+            if let holder = t.lockHolder { facts.append("lock: \(holder)") }
+            if let hold = t.hold { facts.append(hold) }
+            if let next = t.nextStepAt, t.state != "monitoring" { facts.append("next \(TimeInput.relative(next, now: self.at))") }
+            if !t.discovered { facts.append("not discovered (stored state only)") }
+            lines.append(wrap("  " + facts.joined(separator: "; "), width: width, indent: "    "))
+        }
         return lines.joined(separator: "\n")
     }
 }
