@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // MARK: C libraries
@@ -76,7 +77,15 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
 
+        // MARK: The operator CLI's logic (recoveryctl), testable in-process
+        .target(name: "FleetControl", dependencies: [
+            "FleetWorkers", "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // MARK: Executables (wiring only)
+        .executableTarget(name: "recoveryctl", dependencies: ["FleetControl"]),
         .executableTarget(name: "probe", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "decision", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "actuator", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
@@ -103,7 +112,7 @@ let package = Package(
         .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(name: "FleetWorkersTests", dependencies: [
-            "FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
+            "FleetWorkers", "FleetControl", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),

@@ -37,6 +37,13 @@ public struct DeadLetterSink: Sendable {
         properties.headers["x-original-exchange"] = .string(delivery.exchange)
         properties.headers["x-original-routing-key"] = .string(delivery.routingKey)
         properties.headers["x-original-queue"] = .string(queue)
+        // RabbitMQ refuses (406) a publish whose user_id is not the publishing connection's user, so a
+        // message from another user (a command from someone not on OPERATORS) could never be dead-lettered
+        // and would be requeued until the delivery limit. The sender's verified user moves to a header.
+        if let user = properties.userId {
+            properties.headers["x-original-user-id"] = .string(user)
+            properties.userId = nil
+        }
         properties.deliveryMode = 2
         if properties.messageId == nil { properties.messageId = UUID().uuidString.lowercased() }
         try await publisher.publish(OutgoingMessage(exchange: exchange, routingKey: queue, body: delivery.body, properties: properties))

@@ -184,6 +184,11 @@ public final class DecisionWorker: Sendable {
             }
             let brake = try await loadBrake()
             let before = TargetStateChange.Summary(document.machine)
+            if case .machine(.probe(_, let result)) = event {
+                // For `recoveryctl status`: the machine keeps streaks, not times.
+                document.lastProbe = LastProbe(at: now, healthy: result.healthy, prober: result.prober,
+                                               instanceId: result.instanceId, detail: result.detail)
+            }
             var actions: [EscalationMachine.Action] = []
             var repair = document.repair ?? PredictiveRepair()
             func repairContext() -> PredictiveRepair.Context {
@@ -436,6 +441,20 @@ struct StoredTarget: Codable {
     var outbox: [OutboxItem]
     /// A repair planned from a high-confidence prediction, and the quiet periods; nil when neither.
     var repair: PredictiveRepair?
+    /// The last observation handled (absent in documents written before it was added).
+    var lastProbe: LastProbe?
+
+    init(machine: EscalationMachine, outbox: [OutboxItem], repair: PredictiveRepair? = nil, lastProbe: LastProbe? = nil) {
+        self.machine = machine
+        self.outbox = outbox
+        self.repair = repair
+        self.lastProbe = lastProbe
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case machine, outbox, repair
+        case lastProbe = "last_probe"
+    }
 
     static let encoder = Timestamp.jsonEncoder()
     static let decoder = Timestamp.jsonDecoder()

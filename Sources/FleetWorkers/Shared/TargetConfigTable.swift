@@ -34,6 +34,14 @@ public struct TargetConfigTable: Sendable {
         var items: [String: [String: JSONValue]]
         public var skipped: [Skipped]
         public var targets: [String] { items.keys.sorted() }
+
+        /// A target's item as a JSON object (sorted keys), without the bookkeeping attributes.
+        public func json(for target: String) -> Data? {
+            guard let item = items[target] else { return nil }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return try? encoder.encode(JSONValue.object(item))
+        }
     }
 
     public let dynamo: DynamoDBClient
@@ -82,6 +90,47 @@ public struct TargetConfigTable: Sendable {
         item["updated_at"] = .date(now, as: .iso8601)
         if let updatedBy { item["updated_by"] = .string(updatedBy) }
         _ = try await dynamo.putItem(PutItemInput(tableName: tableName, item: item))
+    }
+
+    /// Changes some keys of one target's item and keeps the others (`recoveryctl targets set/unset`).
+    /// `set` maps a key to its value as JSON text (`15`, `true`, `"text"`, `[[200, 299]]`); a value that is
+    /// not JSON is taken as a string. The result is checked, laid over `base` (the targets file) exactly
+    /// as the workers will read it, before anything is written: a bad key or value throws and the table
+    /// is left unchanged. Returns the item's settings as written (JSON).
+    ///
+    /// Read-modify-write without a condition: two operators changing one target at the same instant can
+    /// lose one change (the table is edited by hand, rarely; last writer wins, as with `put`).
+    @discardableResult
+    public func update(target: String, set: [(key: String, value: String)], unset: [String] = [], over base: TargetConfigFile = .empty,
+                       updatedBy: String? = nil, now: Date = Date()) async throws -> Data {
+        guard !target.isEmpty else { throw ConfigurationError("a target name is needed") }
+        // Any attribute may be unset (a misspelt one is how an item becomes malformed); only known keys are set.
+        for key in set.map(\.key) where !Self.settingKeys.contains(key) {
+            throw ConfigurationError("unknown setting '\(key)' (expected one of \(Self.settingKeys.sorted().joined(separator: ", ")))")
+        }
+        let existing = try await dynamo.getItem(tableName: tableName, key: [Self.keyAttribute: .string(target)], consistentRead: true) ?? [:]
+        var item = existing
+        for key in Self.bookkeeping { item[key] = nil }
+        for (key, text) in set {
+            let parsed: DynamoValue
+            if let value = try? JSONToDynamo.parse(Array(text.utf8)) { parsed = value } else { parsed = .string(text) }
+            item[key] = parsed
+        }
+        for key in unset { item[key] = nil }
+        let object: [String: JSONValue]
+        do {
+            object = try Self.settingsObject(item)
+            _ = try base.overlaid(with: [target: object]).entry(for: target)
+        } catch {
+            throw ConfigurationError("not written: \(error)")
+        }
+        item[Self.keyAttribute] = .string(target)
+        item["updated_at"] = .date(now, as: .iso8601)
+        if let updatedBy { item["updated_by"] = .string(updatedBy) }
+        _ = try await dynamo.putItem(PutItemInput(tableName: tableName, item: item))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(JSONValue.object(object))
     }
 
     /// Removes a target's item; the target falls back to the targets file and the defaults.

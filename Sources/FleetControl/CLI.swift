@@ -1,0 +1,593 @@
+import AMQPTransport
+import AWSClient
+import ArgumentParser
+import FleetRuntime
+import FleetWorkers
+import Foundation
+import RecoveryCore
+import RedisStore
+
+// The recoveryctl command line (docs/operations.md). Each subcommand parses its arguments, calls the
+// logic in this module and prints either a human text (80 columns) or, with --json, one JSON document.
+// Errors go to stderr (and, with --json, also as {"error": …} on stdout), with a non-zero exit status.
+
+public struct RecoveryCtlCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "recoveryctl",
+        abstract: "Operate the EC2 recovery fleet: status, history, commands, target settings, DR pre-flight, topology.",
+        discussion: """
+            Configuration comes from the workers' environment variables (docs/configuration.md): AMQP_URL, \
+            REDIS_URL, FLEET_PREFIX, FLEET_TAG, AWS_*, TARGETS_FILE, INSTANCE_CONFIG_TABLE, RECOVERY_EVENTS_TABLE. \
+            Commands are sent as the RabbitMQ user of AMQP_URL, which must be on the decision worker's OPERATORS.
+            Exit status: 0 done, 1 error, 64 usage, 3 command rejected, 4 step failed or needs a person, 5 timed out.
+            """,
+        subcommands: [
+            Status.self, History.self, Restart.self, Reprovision.self, Failover.self, Ack.self, Approve.self, Hold.self,
+            Resume.self, Reset.self, Brake.self, Targets.self, Preflight.self, Topology.self,
+        ])
+
+    public init() {}
+
+    /// Parses the process's arguments and runs the subcommand (async), exiting with its status.
+    public static func runFromCommandLine() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+// MARK: Shared options and output
+
+public struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print one JSON document on stdout instead of text.")
+    public var json = false
+    public init() {}
+}
+
+public struct WaitOptions: ParsableArguments {
+    @Flag(name: .customLong("no-wait"), help: "Only send the command; do not wait for its answer.")
+    public var noWait = false
+
+    @Option(name: .long, help: "How long to wait for the answer and, for a step, its outcome (e.g. 90s, 10m, 1h).")
+    public var timeout: String = "10m"
+
+    public init() {}
+
+    public func validate() throws { _ = try timeoutDuration() }
+
+    public func timeoutDuration() throws -> Duration {
+        guard let s = TimeInput.seconds(timeout), s > 0 else {
+            throw ValidationError("--timeout '\(timeout)' is not a duration (90s, 10m, 1h)")
+        }
+        return .milliseconds(Int64(s * 1000))
+    }
+}
+
+/// Something a subcommand prints: text for people, JSON for scripts.
+public protocol ControlOutput: Encodable {
+    func render(width: Int) -> String
+    var exitCode: Int32 { get }
+}
+
+extension ControlOutput {
+    public var exitCode: Int32 { 0 }
+}
+
+extension StatusReport: ControlOutput {}
+extension HistoryReport: ControlOutput {}
+extension CommandResult: ControlOutput {}
+extension TopologyApplyResult: ControlOutput {}
+
+/// Runs a subcommand's body with a context, prints its output, maps errors to exit statuses.
+enum Runner {
+    static func run(json: Bool, _ body: (ControlContext) async throws -> any ControlOutput) async throws {
+        let context = ControlContext()
+        let secrets = Secrets(context.env.values)
+        let code: Int32
+        do {
+            let output = try await body(context)
+            if json {
+                let encoder = Timestamp.jsonEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
+                print(secrets.scrub(String(decoding: try encoder.encode(output), as: UTF8.self)))
+            } else {
+                print(secrets.scrub(output.render(width: 80)))
+            }
+            code = output.exitCode
+        } catch {
+            let message: String
+            var status: Int32 = 1
+            if let control = error as? ControlError {
+                message = control.description
+                status = control.exitCode
+            } else if let validation = error as? ValidationError {
+                message = validation.message
+                status = 64
+            } else {
+                message = "\(error)"
+            }
+            let clean = secrets.scrub(message)
+            FileHandle.standardError.write(Data("recoveryctl: error: \(clean)\n".utf8))
+            if json {
+                let doc = try JSONSerialization.data(withJSONObject: ["error": clean], options: [.sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: doc, as: UTF8.self))
+            }
+            code = status
+        }
+        await context.close()
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// The secret values of the environment, replaced by `***` in anything recoveryctl prints (a last line of
+/// defence: the clients already keep them out of their errors).
+struct Secrets {
+    var values: [String] = []
+
+    init(_ env: [String: String]) {
+        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] { if let v = env[name], v.count >= 4 { values.append(v) } }
+        for name in ["AMQP_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL"] {
+            guard let url = env[name], let scheme = url.range(of: "://"), let at = url.lastIndex(of: "@"), at > scheme.upperBound else { continue }
+            let userinfo = url[scheme.upperBound..<at]
+            if let colon = userinfo.firstIndex(of: ":") {
+                let password = String(userinfo[userinfo.index(after: colon)...])
+                // A password equal to the user name (guest:guest) would hide the user everywhere; the user
+                // is printed on purpose (who sent a command), so such a password cannot be masked.
+                if password.count >= 3, password != String(userinfo[..<colon]) {
+                    values.append(password)
+                    if let decoded = password.removingPercentEncoding, decoded != password { values.append(decoded) }
+                }
+            }
+        }
+    }
+
+    func scrub(_ text: String) -> String {
+        values.reduce(text) { $0.replacingOccurrences(of: $1, with: "***") }
+    }
+}
+
+/// Sends one command and reports it.
+func sendCommand(_ request: CommandRequest, wait: WaitOptions, context: ControlContext) async throws -> CommandResult {
+    let timeout = try wait.timeoutDuration()
+    let sender = CommandSender(amqp: try context.amqp(), topology: context.topology, producer: context.env.workerId, logger: context.logger)
+    return try await sender.send(request, wait: !wait.noWait, timeout: timeout)
+}
+
+// MARK: status, history
+
+extension RecoveryCtlCommand {
+    public struct Status: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "One line per target: state, outages, instance, last probe, lock, hold; and the fleet brake.")
+        @Argument(help: "Only this target.") var target: String?
+        @Flag(name: .customLong("no-discovery"), help: "Show stored state only; do not ask EC2 for the targets.")
+        var noDiscovery = false
+        @OptionGroup var output: OutputOptions
+        public init() {}
+
+        public func run() async throws {
+            try await Runner.run(json: output.json) { context in
+                let redis = try await context.redis()
+                let discover: (@Sendable () async throws -> [Target])?
+                if noDiscovery { discover = nil } else {
+                    let catalog = try context.catalog()
+                    discover = { try await catalog.discover() }
+                }
+                return try await StatusReader(redis: redis, keyspace: context.env.keyspace, discover: discover).report(only: target)
+            }
+        }
+    }
+
+    public struct History: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "A target's incident timeline from the history table.")
+        @Argument(help: "The target (its AutoRecovery:Name).") var target: String
+        @Option(name: .long, help: "Show the newest N rows.") var limit: Int = 50
+        @Flag(name: .long, help: "Show every row.") var all = false
+        @OptionGroup var output: OutputOptions
+        public init() {}
+
+        public func validate() throws {
+            guard limit > 0 else { throw ValidationError("--limit must be at least 1") }
+        }
+
+        public func run() async throws {
+            try await Runner.run(json: output.json) { context in
+                try await HistoryReader(dynamo: DynamoDBClient(try context.aws()), table: try context.eventsTable())
+                    .read(target: target, limit: all ? nil : limit)
+            }
+        }
+    }
+}
+
+// MARK: commands about one target
+
+extension RecoveryCtlCommand {
+    public struct Restart: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "Reboot the target now (same lock and run-once key as the automatic step).")
+        @Argument var target: String
+        @Option(help: "Why (kept in the history).") var reason: String
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "restart", reason: reason), wait: wait, context: $0) }
+        }
+    }
+
+    public struct Reprovision: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "Replace the instance from its latest snapshot and move the Elastic IP, now.")
+        @Argument var target: String
+        @Option(help: "Why (kept in the history).") var reason: String
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "reprovision", reason: reason), wait: wait, context: $0) }
+        }
+    }
+
+    public struct Failover: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "Launch the target in the DR region and point DNS at it, now.")
+        @Argument var target: String
+        @Option(help: "Why (kept in the history).") var reason: String
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "failover", reason: reason), wait: wait, context: $0) }
+        }
+    }
+
+    public struct Ack: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "Someone is on it: no automatic step for this incident until resume.")
+        @Argument var target: String
+        @Option(help: "Why (kept in the history).") var reason: String?
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "ack", reason: reason), wait: wait, context: $0) }
+        }
+    }
+
+    public struct Approve: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "Take the pending step now (required for targets that need approval).")
+        @Argument var target: String
+        @Option(help: "Why (kept in the history).") var reason: String?
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "approve", reason: reason), wait: wait, context: $0) }
+        }
+    }
+
+    public struct Hold: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "No step before a time, then the normal flow.")
+        @Argument var target: String
+        @Option(help: "An ISO 8601 time (2026-11-22T06:00:00Z) or a duration from now (90m, 2h, 1d).") var until: String
+        @Option(help: "Why (kept in the history).") var reason: String?
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+
+        public func validate() throws {
+            do { _ = try TimeInput.until(until, now: Date()) } catch { throw ValidationError("\(error)") }
+        }
+
+        public func run() async throws {
+            try await Runner.run(json: output.json) { context in
+                let end = try TimeInput.until(until, now: Date())
+                return try await sendCommand(.init(target: target, name: "hold", until: end, reason: reason), wait: wait, context: context)
+            }
+        }
+    }
+
+    public struct Resume: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "Undo an ack or a hold.")
+        @Argument var target: String
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "resume"), wait: wait, context: $0) }
+        }
+    }
+
+    public struct Reset: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "Forget the outage count: the next outage starts at restart again.")
+        @Argument var target: String
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "reset"), wait: wait, context: $0) }
+        }
+    }
+}
+
+// MARK: brake
+
+extension RecoveryCtlCommand {
+    public struct Brake: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "The fleet brake: release it, or engage it by hand.", subcommands: [Release.self, Engage.self])
+        public init() {}
+
+        public struct Release: AsyncParsableCommand {
+            public static let configuration = CommandConfiguration(abstract: "Release the fleet brake: due steps run again.")
+            @OptionGroup var wait: WaitOptions
+            @OptionGroup var output: OutputOptions
+            public init() {}
+            public func run() async throws {
+                try await Runner.run(json: output.json) { try await sendCommand(.init(target: nil, name: "brake_release"), wait: wait, context: $0) }
+            }
+        }
+
+        public struct Engage: AsyncParsableCommand {
+            public static let configuration = CommandConfiguration(abstract: "Stop every destructive step in the fleet now.")
+            @Option(help: "Why (in the alert and the history).") var reason: String
+            @OptionGroup var wait: WaitOptions
+            @OptionGroup var output: OutputOptions
+            public init() {}
+            public func run() async throws {
+                try await Runner.run(json: output.json) { try await sendCommand(.init(target: nil, name: "brake_engage", reason: reason), wait: wait, context: $0) }
+            }
+        }
+    }
+}
+
+// MARK: targets
+
+/// `targets list` output.
+public struct TargetsListing: ControlOutput, Codable, Equatable {
+    public struct Item: Codable, Sendable, Equatable {
+        public var target: String
+        /// The item's settings (JSON object), as stored in the table.
+        public var settings: [String: JSONText]
+    }
+    public struct Skipped: Codable, Sendable, Equatable {
+        public var target: String
+        public var reason: String
+    }
+    public var table: String
+    public var targets: [Item]
+    public var skipped: [Skipped]
+
+    public func render(width: Int) -> String {
+        var lines: [String] = []
+        if targets.isEmpty { lines.append("No items in \(table).") }
+        for item in targets {
+            lines.append(item.target)
+            for key in item.settings.keys.sorted() {
+                lines.append(wrap("  \(key) = \(item.settings[key]!.text)", width: width, indent: "      "))
+            }
+        }
+        for s in skipped { lines.append(wrap("SKIPPED \(s.target): \(s.reason)", width: width)) }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A JSON value kept as its text, encoded back as JSON.
+public struct JSONText: Codable, Sendable, Equatable {
+    public var text: String
+    public init(_ text: String) { self.text = text }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(try JSONDecoder().decode(AnyJSONValue.self, from: Data(text.utf8)))
+    }
+    public init(from decoder: any Decoder) throws {
+        let value = try decoder.singleValueContainer().decode(AnyJSONValue.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        text = String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}
+
+/// A JSON value that encodes back as it was decoded.
+indirect enum AnyJSONValue: Codable, Equatable {
+    case string(String), int(Int64), double(Double), bool(Bool), null
+    case array([AnyJSONValue]), object([String: AnyJSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int64.self) { self = .int(i) }
+        else if let d = try? c.decode(Double.self) { self = .double(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([AnyJSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: AnyJSONValue].self)) }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try c.encode(s)
+        case .int(let i): try c.encode(i)
+        case .double(let d): try c.encode(d)
+        case .bool(let b): try c.encode(b)
+        case .null: try c.encodeNil()
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+}
+
+/// `targets set` / `unset` output.
+public struct TargetWritten: ControlOutput, Equatable {
+    public var table: String
+    public var target: String
+    public var settings: [String: JSONText]
+
+    public func render(width: Int) -> String {
+        var lines = ["\(target): written to \(table). The workers apply it at their next discovery."]
+        for key in settings.keys.sorted() { lines.append(wrap("  \(key) = \(settings[key]!.text)", width: width, indent: "      ")) }
+        return lines.joined(separator: "\n")
+    }
+}
+
+func settingsMap(_ json: Data) throws -> [String: JSONText] {
+    guard case .object(let object) = try JSONDecoder().decode(AnyJSONValue.self, from: json) else { return [:] }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return try object.mapValues { JSONText(String(decoding: try encoder.encode($0), as: UTF8.self)) }
+}
+
+/// Splits `key=value` arguments; the value is JSON text, or a plain string when it is not JSON.
+public func parseAssignments(_ words: [String]) throws -> [(key: String, value: String)] {
+    try words.map { word in
+        guard let eq = word.firstIndex(of: "="), eq != word.startIndex else {
+            throw ValidationError("'\(word)' is not key=value (e.g. probe_interval=15, requires_approval=true, health_url=https://shop.example.com/health)")
+        }
+        let key = String(word[..<eq])
+        guard TargetConfigTable.settingKeys.contains(key) else {
+            throw ValidationError("unknown setting '\(key)' (expected one of \(TargetConfigTable.settingKeys.sorted().joined(separator: ", ")))")
+        }
+        return (key, String(word[word.index(after: eq)...]))
+    }
+}
+
+extension RecoveryCtlCommand {
+    public struct Targets: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "Per-target settings in the instance-config table (INSTANCE_CONFIG_TABLE).",
+            subcommands: [List.self, Set.self, Unset.self])
+        public init() {}
+
+        public struct List: AsyncParsableCommand {
+            public static let configuration = CommandConfiguration(abstract: "Every item of the table, and the malformed ones with why.")
+            @OptionGroup var output: OutputOptions
+            public init() {}
+            public func run() async throws {
+                try await Runner.run(json: output.json) { context in
+                    let table = try context.configTable()
+                    let snapshot = try await table.load(over: try context.env.targetsFile())
+                    return TargetsListing(
+                        table: table.tableName,
+                        targets: try snapshot.targets.map { .init(target: $0, settings: try settingsMap(snapshot.json(for: $0) ?? Data("{}".utf8))) },
+                        skipped: snapshot.skipped.map { .init(target: $0.target, reason: $0.reason) })
+                }
+            }
+        }
+
+        public struct Set: AsyncParsableCommand {
+            public static let configuration = CommandConfiguration(
+                abstract: "Change some settings of a target (others kept). Checked before writing: a bad value writes nothing.",
+                discussion: "Values are JSON (15, true, [[200, 299]], {\"record_name\": \"shop.example.com\"}) or plain text (https://…).")
+            @Argument var target: String
+            @Argument(help: "key=value pairs.") var assignments: [String]
+            @OptionGroup var output: OutputOptions
+            public init() {}
+
+            public func validate() throws {
+                guard !assignments.isEmpty else { throw ValidationError("give at least one key=value") }
+                _ = try parseAssignments(assignments)
+            }
+
+            public func run() async throws {
+                try await Runner.run(json: output.json) { context in
+                    let table = try context.configTable()
+                    let written = try await table.update(target: target, set: try parseAssignments(assignments), over: try context.env.targetsFile(),
+                                                         updatedBy: try? context.amqpUser())
+                    return TargetWritten(table: table.tableName, target: target, settings: try settingsMap(written))
+                }
+            }
+        }
+
+        public struct Unset: AsyncParsableCommand {
+            public static let configuration = CommandConfiguration(abstract: "Remove settings from a target's item (back to the targets file and defaults).")
+            @Argument var target: String
+            @Argument(help: "Keys to remove.") var keys: [String]
+            @OptionGroup var output: OutputOptions
+            public init() {}
+            public func run() async throws {
+                try await Runner.run(json: output.json) { context in
+                    let table = try context.configTable()
+                    let written = try await table.update(target: target, set: [], unset: keys, over: try context.env.targetsFile(),
+                                                         updatedBy: try? context.amqpUser())
+                    return TargetWritten(table: table.tableName, target: target, settings: try settingsMap(written))
+                }
+            }
+        }
+    }
+}
+
+// MARK: preflight, topology
+
+/// `preflight` output.
+public struct PreflightOutput: ControlOutput, Equatable {
+    public var report: PreflightReport
+
+    public func encode(to encoder: any Encoder) throws { try report.encode(to: encoder) }
+
+    public var exitCode: Int32 { report.failing.isEmpty ? 0 : 4 }
+
+    public func render(width: Int) -> String {
+        var lines = ["DR pre-flight of \(report.targets.count) target(s): \(report.failing.count) would fail over badly."]
+        for t in report.targets {
+            lines.append("")
+            lines.append("\(t.target)  \(t.instanceId) (\(t.region)) -> \(t.drRegion ?? "no DR region")  \(t.ok ? "OK" : "PROBLEMS")")
+            if let s = t.homeSnapshot { lines.append("  home snapshot: \(s.snapshotId)\(s.ageSeconds.map { ", \(TimeInput.compact($0)) old" } ?? "")") }
+            if let s = t.drSnapshot { lines.append("  DR snapshot:   \(s.snapshotId)\(s.ageSeconds.map { ", \(TimeInput.compact($0)) old" } ?? "")") }
+            if let a = t.drAddress { lines.append("  DR address:    \(a)") }
+            if let d = t.dns { lines.append(wrap("  DNS:           \(d)", width: width, indent: "                 ")) }
+            for p in t.problems { lines.append(wrap("  problem: \(p)", width: width, indent: "    ")) }
+            for w in t.warnings { lines.append(wrap("  warning: \(w)", width: width, indent: "    ")) }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension RecoveryCtlCommand {
+    public struct Preflight: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "Would a fail-over work now? Checks snapshots, DR settings, DR address and DNS of every target (read-only).",
+            discussion: "Exit status 4 when a target has a problem.")
+        @Argument(help: "Only this target.") var target: String?
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { context in
+                let aws = try context.aws()
+                let config = try ActuatorConfig.fromEnvironment(context.env, aws: aws, logger: context.logger)
+                var options = DRPreflight.Options()
+                options.maxSnapshotAge = try context.env.seconds("SNAPSHOT_MAX_AGE", default: 26 * 3600)
+                let preflight = DRPreflight(ec2: EC2Client(aws), route53: Route53Client(aws), config: config, options: options, logger: context.logger)
+                var targets = try await context.catalog().discover()
+                if let target {
+                    targets = targets.filter { $0.name == target }
+                    guard !targets.isEmpty else { throw ControlError("no target named '\(target)' was discovered (tag AutoRecovery=enabled\(context.env.fleetTag.map { ", AutoRecovery:Fleet=\($0)" } ?? ""))") }
+                }
+                return PreflightOutput(report: await preflight.run(targets: targets))
+            }
+        }
+    }
+
+    public struct Topology: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(abstract: "The fleet's RabbitMQ topology.", subcommands: [Apply.self])
+        public init() {}
+
+        public struct Apply: AsyncParsableCommand {
+            public static let configuration = CommandConfiguration(
+                abstract: "Declare the exchanges, queues and bindings of a definitions file (idempotent); set its policies through the management API when RABBITMQ_MANAGEMENT_URL is set.")
+            @Option(help: "The definitions file.") var file: String = "topology/definitions.json"
+            @OptionGroup var output: OutputOptions
+            public init() {}
+            public func run() async throws {
+                try await Runner.run(json: output.json) { context in
+                    let topology = try DefinitionsFile.load(path: file)
+                    return try await TopologyApplier(amqp: try context.amqp(), http: context.http,
+                                                     managementURL: context.env.string("RABBITMQ_MANAGEMENT_URL")).apply(topology, file: file)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import RecoveryCore
+import RedisStore
+
+/// The last observation the decision worker handled for a target (kept in its stored document).
+public struct LastProbe: Codable, Sendable, Equatable {
+    public var at: Date
+    public var healthy: Bool
+    public var prober: String
+    /// The instance checked; nil means the target's current one.
+    public var instanceId: String?
+    public var detail: String?
+
+    public init(at: Date, healthy: Bool, prober: String, instanceId: String? = nil, detail: String? = nil) {
+        self.at = at
+        self.healthy = healthy
+        self.prober = prober
+        self.instanceId = instanceId
+        self.detail = detail
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case at, healthy, prober, detail
+        case instanceId = "instance_id"
+    }
+}
+
+/// Read-only access to what the decision worker keeps in Redis, for `recoveryctl status`: one document
+/// per target under `state:target:<name>` and the fleet brake under `state:fleet:brake`
+/// (docs/redis-keys.md). Never writes.
+public struct DecisionStateReader: Sendable {
+    /// A target's stored document.
+    public struct TargetState: Sendable {
+        public var machine: EscalationMachine
+        public var lastProbe: LastProbe?
+        /// Messages stored but not yet published (normally empty).
+        public var pendingMessages: Int
+        public var version: Int64
+    }
+
+    public let states: RedisStateStore
+
+    public init(states: RedisStateStore) { self.states = states }
+
+    /// Names of every target the decision worker has a document for.
+    public func targetNames() async throws -> [String] {
+        let prefix = DecisionWorker.stateKey("")
+        return try await states.keys().filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+    }
+
+    public func target(_ name: String) async throws -> TargetState? {
+        guard let loaded = try await states.load(DecisionWorker.stateKey(name)) else { return nil }
+        let stored = try StoredTarget.decode(loaded.data)
+        return TargetState(machine: stored.machine, lastProbe: stored.lastProbe, pendingMessages: stored.outbox.count,
+                           version: loaded.version)
+    }
+
+    /// The fleet brake, or nil when the decision worker has not stored one yet (not engaged).
+    public func brake() async throws -> FleetBrake? {
+        guard let loaded = try await states.load(DecisionWorker.brakeKey) else { return nil }
+        return try StateCodec.decodeBrake(Array(loaded.data.utf8))
+    }
+}

@@ -1,0 +1,89 @@
+import AMQPTransport
+import ArgumentParser
+import FleetControl
+import FleetRuntime
+import Foundation
+import Testing
+
+/// recoveryctl's parsing and formatting, without services.
+@Suite("recoveryctl parsing and formatting")
+struct RecoveryctlUnitTests {
+    @Test func durationsAndHoldTimes() throws {
+        #expect(TimeInput.seconds("90s") == 90)
+        #expect(TimeInput.seconds("15m") == 900)
+        #expect(TimeInput.seconds("2h") == 7200)
+        #expect(TimeInput.seconds("1d") == 86_400)
+        #expect(TimeInput.seconds("1h30m") == 5400)
+        #expect(TimeInput.seconds("45") == 45)
+        for bad in ["", "h", "2x", "1h30", "-5m", "soon"] { #expect(TimeInput.seconds(bad) == nil, "\(bad)") }
+
+        let now = Date(timeIntervalSince1970: 1_795_000_000)
+        #expect(try TimeInput.until("2h", now: now) == now.addingTimeInterval(7200))
+        #expect(try TimeInput.until("2026-11-22T06:00:00Z", now: now) == Date(timeIntervalSince1970: 1_795_327_200))
+        #expect(throws: ControlError.self) { try TimeInput.until("tomorrow", now: now) }
+        #expect(throws: ControlError.self) { try TimeInput.until("0m", now: now) }
+        #expect(TimeInput.relative(now.addingTimeInterval(-75), now: now) == "1m ago")
+        #expect(TimeInput.compact(5400) == "1h30m")
+    }
+
+    @Test func tablesFitEightyColumnsAndCutOnlyTheLongColumns() {
+        let table = TextTable(
+            headers: ["TARGET", "STATE", "OUT", "INSTANCE", "HOLD"],
+            rows: [
+                ["shop-web", "in_progress(reprovision)", "2", "i-0123456789abcdef0", "held by alice until 2026-11-22T06:00:00Z"],
+                ["a-very-long-target-name-that-someone-chose-for-the-blog", "monitoring", "0", "i-0fedcba9876543210", "-"],
+            ],
+            fixed: [2, 3])
+        let lines = table.render(width: 80).split(separator: "\n").map(String.init)
+        #expect(lines.count == 3)
+        #expect(lines.allSatisfy { $0.count <= 80 }, "\(lines.map(\.count))")
+        #expect(lines[1].contains("i-0123456789abcdef0"), "fixed columns are never cut")
+        #expect(lines[2].contains("…"), "the long name is cut with an ellipsis")
+        // A table that fits is not cut.
+        let small = TextTable(headers: ["A", "B"], rows: [["x", "y"]]).render(width: 80)
+        #expect(small == "A  B\nx  y")
+    }
+
+    @Test func argumentsAreParsedAndBadOnesRefused() throws {
+        let hold = try RecoveryCtlCommand.parseAsRoot(["hold", "shop-web", "--until", "2h", "--json"])
+        #expect(hold is RecoveryCtlCommand.Hold)
+        #expect(throws: (any Error).self) { try RecoveryCtlCommand.parseAsRoot(["hold", "shop-web", "--until", "later"]) }
+        #expect(throws: (any Error).self, "a step needs --reason") { try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web"]) }
+        #expect(try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web", "--reason", "r", "--no-wait", "--timeout", "5m"]) is RecoveryCtlCommand.Restart)
+        #expect(throws: (any Error).self) { try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web", "--reason", "r", "--timeout", "soon"]) }
+        #expect(try RecoveryCtlCommand.parseAsRoot(["brake", "release"]) is RecoveryCtlCommand.Brake.Release)
+        #expect(throws: (any Error).self, "unknown setting") { try RecoveryCtlCommand.parseAsRoot(["targets", "set", "x", "probe_intervall=5"]) }
+        #expect(throws: (any Error).self, "not key=value") { try RecoveryCtlCommand.parseAsRoot(["targets", "set", "x", "15"]) }
+
+        let pairs = try parseAssignments(["probe_interval=15", "health_url=https://a.example/h?x=1"])
+        #expect(pairs.map(\.key) == ["probe_interval", "health_url"])
+        #expect(pairs[1].value == "https://a.example/h?x=1", "only the first = splits")
+    }
+
+    @Test func theDefinitionsFileReadsBackAsTheFleetTopology() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let parsed = try DefinitionsFile.load(path: root.appendingPathComponent("topology/definitions.json").path)
+        let expected = FleetTopology().amqp
+        #expect(parsed.exchanges == expected.exchanges)
+        #expect(parsed.queues == expected.queues)
+        #expect(parsed.bindings == expected.bindings)
+        #expect(parsed.policies == expected.policies)
+    }
+
+    @Test func commandResultsSayWhatHappenedAndMapToExitStatuses() {
+        var result = CommandResult(commandId: "cmd-1", command: "restart", target: "shop-web", operator: "alice", status: .accepted,
+                                   detail: "alice ran restart for incident inc-shop-web-20261122T030000Z", incidentId: "inc-1",
+                                   outcome: .init(idempotencyKey: "k", step: "restart", status: "succeeded"), suggestions: [])
+        #expect(result.exitCode == 0)
+        #expect(result.render(width: 80).contains("restart succeeded"))
+        result.outcome?.status = "human_needed"
+        #expect(result.exitCode == 4)
+        result.status = .rejected
+        result.outcome = nil
+        #expect(result.exitCode == 3)
+        #expect(result.render(width: 80).contains("REJECTED"))
+        result.status = .timedOut
+        #expect(result.exitCode == 5)
+        #expect(result.render(width: 80).split(separator: "\n").allSatisfy { $0.count <= 80 })
+    }
+}
