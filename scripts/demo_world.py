@@ -172,6 +172,8 @@ def watch(method, path, headers, body, answer):
         return
     if action == "RunInstances":
         ids = re.findall(r"<instanceId>([^<]+)</instanceId>", answer.decode())
+    if action == "AllocateAddress":
+        ids = re.findall(r"<publicIp>([^<]+)</publicIp>", answer.decode())
     with lock:
         calls.append((action, region, dict(params, ids=ids)))
         healed = [i for i in ids if broken.get(i) == "hung" and action in ("RebootInstances", "StartInstances")]
@@ -223,11 +225,14 @@ class Web(http.server.BaseHTTPRequestHandler):
                 fields[label.strip("*")] = value
             if block.get("type") == "section" and "text" in block:
                 text.append(block["text"]["text"])
-        detail = text[0] if text and not text[0].startswith("*") else ""
+        detail = " / ".join(text[0].splitlines()) if text and not text[0].startswith("*") else ""
+        nxt = next((t[len("*Next:* "):] for t in text if t.startswith("*Next:* ")), None)
         with lock:
             notices.append((title, fields, detail))
             lock.notify_all()
         say("notice", title + (f" | {detail[:140]}" if detail else ""))
+        if nxt and " is down: " in title:  # the outage notice says what runs when: the grace period
+            say("", f"next: {nxt}")
         self.reply(200, "ok")
 
 
