@@ -90,6 +90,7 @@ let package = Package(
         .executableTarget(name: "decision", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "actuator", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "recorder", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "predictor", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "notifier", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: Benchmarks (see docs/benchmarks.md)

@@ -32,8 +32,6 @@ EXCLUDED = {
                              {TARGET_CONFIG}, [r"\.create\(\)"]),
     "dynamodb:DescribeTable": ("waitUntilTableActive after TargetConfigTable.create()",
                                {TARGET_CONFIG}, [r"\.create\(\)", r"waitUntilTableActive\("]),
-    "dynamodb:DeleteItem": ("TargetConfigTable.delete(target:), for recoveryctl: writing the instance-config "
-                            "table is an operator's right, not the fleet's", {TARGET_CONFIG}, [r"\.delete\(target:"]),
 }
 # Authorised with what the code sends, never sent itself.
 AUTHORISATION_ONLY = {

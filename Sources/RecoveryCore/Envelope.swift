@@ -10,6 +10,7 @@ public enum MessageType: String, Codable, Sendable, CaseIterable {
     case actionEvent = "action.event"       // actuator -> decision, notifier, recorder
     case notification          // anyone -> notifier
     case event                 // decision -> recorder: a state change worth keeping in history
+    case predictionRequest = "predict"      // operator or anyone -> predictor: predict now (routing predict.<target>)
 }
 
 /// Every message body travels inside this envelope, as JSON:

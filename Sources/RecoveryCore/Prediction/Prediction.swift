@@ -123,9 +123,11 @@ public struct PredictionBody: Codable, Sendable, Equatable {
         metric = prediction.metric.rawValue
         detail = prediction.detail
         factors = prediction.factors
-        window = prediction.window
+        // Whole milliseconds, as the wire carries them, so a body equals its decoded copy.
+        func ms(_ d: Date) -> Date { Timestamp.parse(Timestamp.format(d)) ?? d }
+        window = PredictionWindow(from: ms(prediction.window.from), to: ms(prediction.window.to))
         repair = prediction.kind.suggestedRepair
-        evaluatedAt = prediction.evaluatedAt
+        evaluatedAt = ms(prediction.evaluatedAt)
         self.lookbackHours = lookbackHours
         model = Self.modelName
     }

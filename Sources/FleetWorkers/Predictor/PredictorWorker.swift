@@ -1,0 +1,313 @@
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import Foundation
+import Logging
+import Metrics
+import RecoveryCore
+import RedisStore
+
+/// The predictor worker (docs/prediction.md): every `interval` (and on request) it reads each target's
+/// last `lookbackHours` of CloudWatch metrics, runs the `Predictor` model, and publishes every
+/// prediction at or above `minConfidence` as a `prediction` message (durable, confirmed), which the
+/// decision worker and the recorder consume.
+///
+/// - Schedule: slot k = floor(now / interval). A replica predicts target T in slot k only after claiming
+///   `predict:T:k` with SET NX (expiry two intervals), so replicas never predict a target twice in a slot;
+///   a replica that dies loses at most its claimed targets for that slot, the next slot is claimed anew.
+///   Without Redis a replica predicts nothing (and retries each tick): a missed hour costs little, a
+///   duplicate would put a second row in history.
+/// - On request: `predict.<target>` or `predict.fleet` on `<prefix>.predictor.requests` (one replica
+///   gets each message); no claim, it is the operator's explicit ask.
+/// - Fetching: one GetMetricData call per region for all the targets being predicted (7 queries each;
+///   the client splits at 500 queries per request and follows NextToken), never one call per metric.
+public final class PredictorWorker: Sendable {
+    public struct Options: Sendable {
+        public var workerId: String
+        /// Seconds between scheduled predictions of a target (PREDICTION_INTERVAL).
+        public var interval: TimeInterval = 3600
+        public var lookbackHours = 168
+        public var highConfidence = 0.8
+        /// Predictions below this are not published (PREDICTION_MIN_CONFIDENCE).
+        public var minConfidence = 0.5
+        /// The CloudWatch period of every query (seconds); the model reads hourly points.
+        public var period = 3600
+        /// Where mem_used_percent and disk_used_percent live (the CloudWatch agent's namespace).
+        public var agentNamespace = "CWAgent"
+        /// Dimensions besides InstanceId that the agent's disk_used_percent carries (e.g. path=/), when
+        /// it is not aggregated by InstanceId alone (docs/prediction.md).
+        public var diskDimensions: [MetricDimension] = []
+        public var discoveryInterval: Duration = .seconds(60)
+        /// How often the scheduler looks for due slots.
+        public var tick: Duration = .seconds(5)
+        public var model = Predictor.Configuration()
+        public init(workerId: String) { self.workerId = workerId }
+    }
+
+    /// What one prediction run produced: the targets evaluated and the messages published.
+    public struct RunResult: Sendable {
+        public var evaluated: [String] = []
+        public var published: [Envelope<PredictionBody>] = []
+        public var failedTargets: [String] = []
+    }
+
+    let options: Options
+    let discover: @Sendable () async throws -> [Target]
+    let cloudWatch: CloudWatchClient
+    let claims: RedisKeyValueStore
+    let publisher: AMQPPublisher
+    let topology: FleetTopology
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    let predictor: Predictor
+    private let state = PredictorState()
+
+    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], cloudWatch: CloudWatchClient,
+                claims: RedisKeyValueStore, publisher: AMQPPublisher, topology: FleetTopology, logger: Logger,
+                clock: @escaping @Sendable () -> Date = Date.init) {
+        self.options = options
+        self.discover = discover
+        self.cloudWatch = cloudWatch
+        self.claims = claims
+        self.publisher = publisher
+        self.topology = topology
+        self.logger = logger
+        self.clock = clock
+        var model = options.model
+        model.lookbackHours = Double(options.lookbackHours)
+        predictor = Predictor(configuration: model)
+    }
+
+    // MARK: Schedule
+
+    /// Runs the schedule until the task is cancelled.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.refreshTargets()
+                    try? await Task.sleep(for: self.options.discoveryInterval)
+                }
+            }
+            while !Task.isCancelled {
+                await runDueSlots()
+                try? await Task.sleep(for: options.tick)
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Discovers the targets now (tests; `run()` does it every discovery interval).
+    public func refreshTargetsForTests() async { await refreshTargets() }
+
+    @discardableResult
+    func refreshTargets() async -> [Target] {
+        do {
+            let targets = try await discover()
+            await state.setTargets(targets)
+            Gauge(label: "recovery_predictor_targets").record(targets.count)
+            return targets
+        } catch {
+            Counter(label: "recovery_errors_total", dimensions: [("worker", "predictor"), ("kind", "discovery")]).increment()
+            logger.warning("target discovery failed; keeping the previous list", metadata: ["error": "\(error)"])
+            return await state.targets
+        }
+    }
+
+    /// Claims this slot for every target not yet done in it, and predicts the claimed ones together.
+    @discardableResult
+    public func runDueSlots() async -> RunResult {
+        let now = clock()
+        let slot = Int64((now.timeIntervalSince1970 / max(options.interval, 1)).rounded(.down))
+        var claimed: [Target] = []
+        // Shuffled, so replicas that tick at the same moment split the fleet instead of racing in one order.
+        for target in await state.targets.shuffled() where await state.lastSlot(target.name) != slot {
+            do {
+                let key = "predict:\(target.name):\(slot)"
+                let expiry = Duration.milliseconds(Int64(options.interval * 2000) + 1000)
+                if try await claims.setIfAbsent(key, options.workerId, expiry: expiry) { claimed.append(target) }
+                await state.setLastSlot(target.name, slot)
+            } catch {
+                Counter(label: "recovery_errors_total", dimensions: [("worker", "predictor"), ("kind", "claim")]).increment()
+                logger.warning("cannot claim a prediction slot; retrying next tick", metadata: ["error": "\(error)"])
+                break
+            }
+        }
+        guard !claimed.isEmpty else { return RunResult() }
+        return await predict(claimed, now: now, slot: slot)
+    }
+
+    // MARK: On request
+
+    public static func decodeRequest(_ bytes: [UInt8]) throws(MessageDecodingError) -> Envelope<PredictionRequest> {
+        try EnvelopeCodec.decode(bytes, as: PredictionRequest.self, expecting: .predictionRequest)
+    }
+
+    /// `predict.<target>` predicts that target now; a request without a target (or `fleet`) predicts
+    /// every target. An unknown target is refused (dead-lettered); a fetch failure requeues the request.
+    public func handle(_ request: Envelope<PredictionRequest>, delivery: AMQPDelivery) async throws {
+        _ = try await handle(request)
+    }
+
+    public func handle(_ request: Envelope<PredictionRequest>) async throws -> RunResult {
+        var targets = await state.targets
+        if targets.isEmpty || (request.target.map { name in !targets.contains { $0.name == name } } ?? false) {
+            targets = await refreshTargets()
+        }
+        let chosen: [Target]
+        if let name = request.target, name != "fleet" {
+            guard let target = targets.first(where: { $0.name == name }) else { throw RejectMessage("unknown target '\(name)'") }
+            chosen = [target]
+        } else {
+            chosen = targets
+        }
+        logger.info("prediction requested", metadata: ["targets": "\(chosen.count)", "request_id": "\(request.id)"])
+        let result = await predict(chosen, now: clock(), slot: nil)
+        if !result.failedTargets.isEmpty { throw PredictionFailed(targets: result.failedTargets) }
+        return result
+    }
+
+    struct PredictionFailed: Error, CustomStringConvertible {
+        var targets: [String]
+        var description: String { "could not predict \(targets.count) target(s): \(targets.prefix(5).joined(separator: ", "))" }
+    }
+
+    // MARK: Predict
+
+    /// Fetches the targets' metrics (one batched GetMetricData per region), predicts and publishes.
+    public func predict(_ targets: [Target], now: Date, slot: Int64?) async -> RunResult {
+        var result = RunResult()
+        for (region, group) in Dictionary(grouping: targets, by: \.instance.region).sorted(by: { $0.key < $1.key }) {
+            let histories: [String: MetricHistory]
+            do {
+                histories = try await fetch(group, region: region, now: now)
+            } catch {
+                Counter(label: "recovery_errors_total", dimensions: [("worker", "predictor"), ("kind", "fetch")]).increment()
+                logger.warning("GetMetricData failed", metadata: ["region": "\(region)", "targets": "\(group.count)", "error": "\(error)"])
+                result.failedTargets += group.map(\.name)
+                continue
+            }
+            for target in group {
+                result.evaluated.append(target.name)
+                Counter(label: "recovery_predictor_evaluations_total").increment()
+                for prediction in predictor.predict(histories[target.name] ?? MetricHistory(), now: now)
+                where prediction.confidence >= options.minConfidence {
+                    let body = PredictionBody(prediction, highConfidenceThreshold: options.highConfidence, lookbackHours: options.lookbackHours)
+                    if let envelope = await publish(body, target: target, now: now, slot: slot) {
+                        result.published.append(envelope)
+                    } else {
+                        result.failedTargets.append(target.name)
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// The seven series of every target in `targets` (all in `region`), hourly, in one batched call.
+    func fetch(_ targets: [Target], region: String, now: Date) async throws -> [String: MetricHistory] {
+        let period = Double(options.period)
+        // Whole periods only: the current, unfinished one would read low.
+        let end = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / period).rounded(.down) * period)
+        let start = end.addingTimeInterval(-Double(options.lookbackHours) * 3600)
+        var queries: [MetricDataQuery] = []
+        var owner: [String: (target: String, metric: PredictorMetric)] = [:]
+        for (index, target) in targets.enumerated() {
+            for (short, metric) in Self.queryNames {
+                let id = "t\(index)_\(short)"
+                queries.append(query(id: id, metric: metric, instanceId: target.instance.id))
+                owner[id] = (target.name, metric)
+            }
+        }
+        let client = region == cloudWatch.region ? cloudWatch : cloudWatch.withRegion(region)
+        let results = try await client.getMetricData(queries, start: start, end: end)
+        Counter(label: "recovery_predictor_get_metric_data_requests_total").increment(by: results.requestCount)
+        var histories: [String: MetricHistory] = [:]
+        for result in results.results {
+            guard let (name, metric) = owner[result.id] else { continue }
+            if result.statusCode != "Complete" {
+                logger.debug("partial metric data", metadata: ["id": "\(result.id)", "status": "\(result.statusCode)"])
+            }
+            let points = result.points.filter { $0.value.isFinite }.map { MetricPoint(time: $0.timestamp, value: $0.value) }
+            histories[name, default: MetricHistory()][metric] = points.sorted { $0.time < $1.time }
+        }
+        return histories
+    }
+
+    /// Query-id suffix and metric, in a fixed order.
+    static let queryNames: [(String, PredictorMetric)] = [
+        ("cpu", .cpu), ("nin", .networkIn), ("nout", .networkOut), ("status", .statusCheckFailed),
+        ("credit", .cpuCreditBalance), ("mem", .memory), ("disk", .disk),
+    ]
+
+    func query(id: String, metric: PredictorMetric, instanceId: String) -> MetricDataQuery {
+        let instance = MetricDimension("InstanceId", instanceId)
+        let (namespace, dimensions, stat): (String, [MetricDimension], String) = switch metric {
+        case .cpu: ("AWS/EC2", [instance], "Average")
+        case .networkIn, .networkOut: ("AWS/EC2", [instance], "Sum")  // bytes per hour
+        case .statusCheckFailed: ("AWS/EC2", [instance], "Maximum")  // 1 when any check failed in the hour
+        case .cpuCreditBalance: ("AWS/EC2", [instance], "Average")
+        case .memory: (options.agentNamespace, [instance], "Average")
+        case .disk: (options.agentNamespace, [instance] + options.diskDimensions, "Maximum")
+        }
+        return .metric(id: id, Metric(namespace: namespace, name: metric.rawValue, dimensions: dimensions), period: options.period, stat: stat)
+    }
+
+    func publish(_ body: PredictionBody, target: Target, now: Date, slot: Int64?) async -> Envelope<PredictionBody>? {
+        // A scheduled prediction's id names its slot, so the same prediction republished is recognisable.
+        let id = slot.map { "prediction-\($0)-\(body.kind.rawValue)-\(target.name)" } ?? UUID().uuidString.lowercased()
+        let envelope = Envelope(type: .prediction, id: id, target: target.name, instanceId: target.instance.id, occurredAt: now,
+                                producer: options.workerId, body: body)
+        do {
+            try await publisher.publish(OutgoingMessage(
+                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.prediction, target: target.name),
+                body: try EnvelopeCodec.encode(envelope),
+                properties: AMQPProperties(messageId: envelope.id, timestamp: UInt64(now.timeIntervalSince1970),
+                                           type: MessageType.prediction.rawValue, appId: "predictor")))
+            Counter(label: "recovery_predictor_predictions_total", dimensions: [("kind", body.kind.rawValue)]).increment()
+            if body.highConfidence {
+                Counter(label: "recovery_predictor_high_confidence_total", dimensions: [("kind", body.kind.rawValue)]).increment()
+            }
+            logger.info("prediction", metadata: [
+                "instance_id": "\(target.name)", "kind": "\(body.kind.rawValue)", "confidence": "\(body.confidence)",
+            ])
+            return envelope
+        } catch {
+            Counter(label: "recovery_errors_total", dimensions: [("worker", "predictor"), ("kind", "publish")]).increment()
+            logger.error("could not publish a prediction", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])
+            return nil
+        }
+    }
+}
+
+/// The predictor's mutable state, confined to an actor.
+actor PredictorState {
+    private(set) var targets: [Target] = []
+    private var slots: [String: Int64] = [:]
+    func setTargets(_ targets: [Target]) { self.targets = targets }
+    func lastSlot(_ name: String) -> Int64? { slots[name] }
+    func setLastSlot(_ name: String, _ slot: Int64) { slots[name] = slot }
+}
+
+extension WorkerEnvironment {
+    /// PREDICTION_INTERVAL, PREDICTION_LOOKBACK_HOURS, HIGH_CONFIDENCE_THRESHOLD, PREDICTION_MIN_CONFIDENCE,
+    /// PREDICTION_AGENT_NAMESPACE, PREDICTION_DISK_DIMENSIONS, DISCOVERY_INTERVAL (docs/configuration.md).
+    public func predictorOptions() throws -> PredictorWorker.Options {
+        var options = PredictorWorker.Options(workerId: workerId)
+        options.interval = try seconds("PREDICTION_INTERVAL", default: 3600)
+        options.lookbackHours = try int("PREDICTION_LOOKBACK_HOURS", default: 168)
+        options.highConfidence = try double("HIGH_CONFIDENCE_THRESHOLD", default: 0.8)
+        options.minConfidence = try double("PREDICTION_MIN_CONFIDENCE", default: 0.5)
+        if let namespace = string("PREDICTION_AGENT_NAMESPACE") { options.agentNamespace = namespace }
+        options.diskDimensions = try list("PREDICTION_DISK_DIMENSIONS").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ConfigurationError("PREDICTION_DISK_DIMENSIONS must be name=value pairs separated by commas, not '\(pair)'")
+            }
+            return MetricDimension(parts[0], parts[1])
+        }
+        guard options.lookbackHours >= 24 else { throw ConfigurationError("PREDICTION_LOOKBACK_HOURS must be at least 24") }
+        options.discoveryInterval = .milliseconds(Int64(try seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
+        return options
+    }
+}
