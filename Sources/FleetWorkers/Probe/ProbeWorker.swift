@@ -151,7 +151,10 @@ public final class ProbeWorker: Sendable {
             url: url, timeout: .milliseconds(Int64(target.settings.probeTimeout * 1000)),
             connectTimeout: .milliseconds(Int64(min(target.settings.probeTimeout, 5) * 1000)),
             maxBodyBytes: 64 * 1024, followRedirects: true, freshConnection: true)
-        var result = ProbeResult(prober: options.proberId, instanceId: target.instance.id, healthy: false)
+        // A check of the health URL is a check of the site, wherever it runs now: no instance id (nil =
+        // the target's current instance). Naming the catalog's instance would misattribute checks made
+        // between a re-provision and the next discovery to the displaced instance.
+        var result = ProbeResult(prober: options.proberId, instanceId: nil, healthy: false)
         result.source = .http
         do {
             let response = try await http.execute(request)
@@ -214,7 +217,7 @@ public final class ProbeWorker: Sendable {
     func publish(_ result: ProbeResult, target: Target) async {
         let now = clock()
         let envelope = Envelope(
-            type: .observation, target: target.name, instanceId: result.instanceId, occurredAt: now,
+            type: .observation, target: target.name, instanceId: result.instanceId ?? target.instance.id, occurredAt: now,
             producer: options.proberId, body: result)
         do {
             let body = try EnvelopeCodec.encode(envelope)
