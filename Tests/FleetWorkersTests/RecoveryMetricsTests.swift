@@ -81,6 +81,31 @@ struct RecoveryMetricsTests {
         await world.tearDown(instances: [])
     }
 
+    /// Stopping the flush loop (worker shutdown) sends the minute in progress, although the loop's own
+    /// task is cancelled by then.
+    @Test(.timeLimit(.minutes(1)))
+    func stoppingTheLoopSendsWhatIsLeft() async throws {
+        let world = try World()
+        let cloudWatch = CloudWatchClient(world.aws)
+        var options = RecoveryMetrics.Options()
+        options.dimensions = [MetricDimension("Fleet", world.prefix)]
+        let metrics = RecoveryMetrics(options: options, cloudWatch: cloudWatch, logger: Logger(label: "metrics"))
+        let now = Date()
+        metrics.observe(try Self.message("action.event", id: "\(world.prefix)-a", target: "t", at: now, body: #"{"status":"succeeded"}"#))
+        let loop = Task { await metrics.run(interval: .seconds(60)) }
+        try await Task.sleep(for: .milliseconds(200))
+        loop.cancel()
+        await loop.value
+        #expect(try await metrics.flush(now: now, all: true) == 0, "nothing was left behind")
+        let minute = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 60).rounded(.down) * 60)
+        let results = try await cloudWatch.getMetricData([
+            .metric(id: "executed", Metric(namespace: "EC2/AutoRecovery", name: "RecoveryActionsExecuted", dimensions: options.dimensions),
+                    period: 60, stat: "Sum"),
+        ], start: minute.addingTimeInterval(-60), end: minute.addingTimeInterval(120))
+        #expect(results["executed"]?.points.map(\.value) == [1])
+        await world.tearDown(instances: [])
+    }
+
     /// A flush that CloudWatch refuses keeps its minutes for the next one.
     @Test func aFailedFlushKeepsItsMinutes() async throws {
         let down = AWSClient(region: "us-east-1", credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "A", secretAccessKey: "s")),

@@ -142,7 +142,13 @@ public final class RecoveryMetrics: Sendable {
     public func run(interval: Duration = .seconds(60), clock: @escaping @Sendable () -> Date = Date.init) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
-            await flushLogging(now: clock(), all: Task.isCancelled)
+            if Task.isCancelled {
+                // Shutting down: the last flush runs in a task of its own, because the HTTP client refuses
+                // to start a request in a cancelled task (it would fail and keep the minutes unsent).
+                await Task { await self.flushLogging(now: clock(), all: true) }.value
+                return
+            }
+            await flushLogging(now: clock(), all: false)
         }
     }
 
