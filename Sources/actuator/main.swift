@@ -40,6 +40,8 @@ do {
     options.dnsWaitTimeout = duration(try env.seconds("DNS_WAIT_TIMEOUT", default: 300))
     options.maxAttempts = try env.int("MAX_ATTEMPTS", default: 4)
     options.retryDelay = duration(try env.seconds("RETRY_DELAY", default: 5))
+    options.ssmDocumentPrefix = env.string("SSM_DOCUMENT_PREFIX") ?? options.ssmDocumentPrefix
+    options.ssmCommandTimeout = duration(try env.seconds("SSM_COMMAND_TIMEOUT", default: 120))
 
     let concurrency = options.maxConcurrentSteps
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
@@ -48,7 +50,7 @@ do {
     let ec2 = EC2Client(aws)
     let route53 = Route53Client(aws)
     let worker = ActuatorWorker(
-        options: options, ec2: ec2, route53: route53, http: http,
+        options: options, ec2: ec2, route53: route53, ssm: SSMClient(aws), http: http,
         locks: RedisLockStore(client: redis, keyspace: env.keyspace),
         records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: env.keyspace)),
         publisher: publisher, topology: topology, config: config, logger: logger)

@@ -75,14 +75,15 @@ final class ActuatorHarness: Sendable {
         return o
     }
 
-    func actuator(_ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(),
+    func actuator(_ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), ssm: Bool = false,
                   _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }) -> ActuatorWorker {
         var options = Self.fastOptions(id)
         tweak(&options)
         var logger = Logger(label: id)
         logger.logLevel = environment["ACTUATOR_TEST_LOG"] == nil ? .warning : .debug
         return ActuatorWorker(
-            options: options, ec2: EC2Client(aws), route53: Route53Client(aws), http: world.http, locks: locks, records: records,
+            options: options, ec2: EC2Client(aws), route53: Route53Client(aws), ssm: ssm ? SSMClient(aws) : nil, http: world.http,
+            locks: locks, records: records,
             publisher: publisher, topology: world.topology, config: config, logger: logger)
     }
 

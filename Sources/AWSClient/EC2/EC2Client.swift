@@ -155,6 +155,14 @@ public struct EC2Client: Sendable {
         _ = try await aws.query(.ec2, action: "CreateTags", parameters: params)
     }
 
+    /// DeleteTags: removes the tags with these keys (whatever their values) from the resources.
+    public func deleteTags(resourceIds: [String], keys: [String]) async throws {
+        var params = QueryParameters()
+        params.setList("ResourceId", resourceIds)
+        params.setList("Tag", keys.sorted()) { prefix, key, p in p.set("\(prefix).Key", key) }
+        _ = try await aws.query(.ec2, action: "DeleteTags", parameters: params)
+    }
+
     // MARK: Snapshots and images
 
     /// DescribeSnapshots, by default of snapshots this account owns (`Owner=self`).

@@ -86,6 +86,24 @@ public struct SSMClient: Sendable {
     }
 }
 
+extension SSMClient {
+    /// CreateDocument: a Command document from its JSON `content` (e.g. compose/ssm/<name>.json).
+    /// Returns the document's status (`Creating`, `Active`, …).
+    @discardableResult
+    public func createDocument(name: String, content: String, documentType: String = "Command") async throws -> String {
+        let output = try await aws.json(
+            .ssm, operation: "CreateDocument",
+            input: SSMWire.CreateDocument(Content: content, Name: name, DocumentType: documentType, DocumentFormat: "JSON"),
+            output: SSMWire.CreateDocumentOutput.self)
+        return output.DocumentDescription?.Status ?? "Creating"
+    }
+
+    public func deleteDocument(name: String) async throws {
+        _ = try await aws.json(.ssm, operation: "DeleteDocument", input: SSMWire.DeleteDocument(Name: name),
+                               output: SSMWire.Empty.self)
+    }
+}
+
 /// An SSM call was refused for a reason callers act on. Other failures are ``AWSError``s.
 public enum SSMError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No invocation of this command on this instance: a wrong id, an instance the command did not
@@ -218,6 +236,22 @@ enum SSMWire {
         }
         var Command: Command
     }
+
+    struct CreateDocument: Encodable {
+        var Content: String
+        var Name: String
+        var DocumentType: String
+        var DocumentFormat: String
+    }
+
+    struct CreateDocumentOutput: Decodable {
+        struct Description: Decodable { var Status: String? }
+        var DocumentDescription: Description?
+    }
+
+    struct DeleteDocument: Encodable { var Name: String }
+
+    struct Empty: Decodable {}
 
     struct GetCommandInvocation: Encodable {
         var CommandId: String

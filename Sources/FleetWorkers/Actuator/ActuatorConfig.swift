@@ -113,6 +113,54 @@ public struct DRLaunchSettings: Codable, Sendable, Equatable {
     }
 }
 
+/// A target's SSM settings (targets file or instance-config table keys `ssm_restart`, `ssm_services`,
+/// `ssm_diagnostics`; docs/actuator.md, "SSM").
+public struct SSMTargetSettings: Sendable, Equatable {
+    /// Restart step: restart `services` with SSM and verify before rebooting.
+    public var restart: Bool = false
+    /// The systemd units restart-services restarts.
+    public var services: [String] = []
+    /// Collect diagnostics before and after destructive actions. Defaults to `restart`.
+    public var diagnostics: Bool = false
+
+    public init(restart: Bool = false, services: [String] = [], diagnostics: Bool? = nil) {
+        self.restart = restart
+        self.services = services
+        self.diagnostics = diagnostics ?? restart
+    }
+
+    /// The allowed characters of a unit name (restart-services' `allowedPattern` refuses others too).
+    static let unitCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._-")
+
+    /// From a target's merged settings object; throws for a wrong type or an unusable unit name.
+    static func parse(restart: JSONValue?, services: JSONValue?, diagnostics: JSONValue?, target: String) throws -> SSMTargetSettings {
+        func bool(_ value: JSONValue?, _ key: String) throws -> Bool? {
+            switch value {
+            case nil, .null?: return nil
+            case .bool(let b)?: return b
+            default: throw ConfigurationError("\(key) of target '\(target)' must be true or false")
+            }
+        }
+        var units: [String] = []
+        switch services {
+        case nil, .null?: break
+        case .array(let items)?:
+            for item in items {
+                guard let unit = item.stringValue, !unit.isEmpty, unit.allSatisfy(unitCharacters.contains) else {
+                    throw ConfigurationError("ssm_services of target '\(target)' must be systemd unit names (letters, digits, @._-)")
+                }
+                units.append(unit)
+            }
+        default: throw ConfigurationError("ssm_services of target '\(target)' must be a list of unit names")
+        }
+        let restartOn = try bool(restart, "ssm_restart") ?? false
+        if restartOn && units.isEmpty {
+            throw ConfigurationError("ssm_restart of target '\(target)' needs ssm_services (the units to restart)")
+        }
+        return SSMTargetSettings(restart: restartOn, services: units, diagnostics: try bool(diagnostics, "ssm_diagnostics"))
+    }
+}
+
 /// What the actuator knows about one target from configuration.
 public struct ActuatorTargetConfig: Sendable, Equatable {
     /// Used when the instance has no `AutoRecovery:HealthUrl` tag.
@@ -125,6 +173,8 @@ public struct ActuatorTargetConfig: Sendable, Equatable {
     public var dr: DRLaunchSettings
     public var drRegion: String?
     public var fleetTag: String?
+    /// SSM restart and diagnostics.
+    public var ssm = SSMTargetSettings()
 }
 
 /// The actuator's configuration source: the targets file plus the fleet-wide environment settings.
@@ -176,6 +226,6 @@ public struct ActuatorConfig: Sendable {
         let entry = try file.entry(for: name)
         return ActuatorTargetConfig(
             healthURL: entry.healthURL, settings: entry.settings, dryRun: fleetDryRun || entry.dryRun,
-            dr: entry.dr.over(drDefaults), drRegion: entry.drRegion ?? defaultDRRegion, fleetTag: fleetTag)
+            dr: entry.dr.over(drDefaults), drRegion: entry.drRegion ?? defaultDRRegion, fleetTag: fleetTag, ssm: entry.ssm)
     }
 }

@@ -93,6 +93,8 @@ public struct ActuatorEvent: Codable, Sendable, Equatable {
         case dryRunPlan = "dry_run_plan"
         case completed
         case preflight
+        /// SSM diagnostics before or after an in-place action; `detail` holds the (cut) output.
+        case diagnostics
     }
 
     public var kind: Kind

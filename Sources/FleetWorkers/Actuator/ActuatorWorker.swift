@@ -52,6 +52,15 @@ public final class ActuatorWorker: Sendable {
         public var retryDelay: Duration = .seconds(5)
         /// Steps of different targets run in parallel, up to this many per worker.
         public var maxConcurrentSteps: Int = 4
+        /// The fleet's SSM documents are named `<prefix><short name>` (SSM_DOCUMENT_PREFIX).
+        public var ssmDocumentPrefix: String = "AutoRecovery-"
+        /// How long one SSM document may take (restart-services, verify-health, an `ssm` repair), bounded by
+        /// the deadline too; a command still running then counts as failed (SSM_COMMAND_TIMEOUT).
+        public var ssmCommandTimeout: Duration = .seconds(120)
+        public var ssmPollInterval: Duration = .seconds(3)
+        /// Diagnostics: how long to wait for them, and how much of their output goes into the event.
+        public var diagnosticsTimeout: Duration = .seconds(60)
+        public var diagnosticsMaxCharacters: Int = 4000
         /// TEST ONLY. Called after each sub-step is recorded, with the idempotency key. Throwing
         /// `SimulatedCrash` makes the actor behave as if killed at that point (no lock release, no
         /// outcome); a hook can also tamper with the world (expire the lock, move an address).
@@ -63,6 +72,7 @@ public final class ActuatorWorker: Sendable {
     let options: Options
     let ec2: EC2Client
     let route53: Route53Client
+    let ssm: SSMClient?
     let http: any HTTPExecuting
     let locks: RedisLockStore
     let records: StepRecordStore
@@ -72,13 +82,14 @@ public final class ActuatorWorker: Sendable {
     let clock: @Sendable () -> Date
 
     /// `ec2` is a client of the home region (others are derived with `withRegion`); `http` makes the
-    /// site checks.
-    public init(options: Options, ec2: EC2Client, route53: Route53Client, http: any HTTPExecuting, locks: RedisLockStore,
-                records: StepRecordStore, publisher: AMQPPublisher, topology: FleetTopology, config: ActuatorConfig,
-                logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+    /// site checks. Without `ssm`, no SSM is used (restart reboots, `ssm` repairs fail, no diagnostics).
+    public init(options: Options, ec2: EC2Client, route53: Route53Client, ssm: SSMClient? = nil, http: any HTTPExecuting,
+                locks: RedisLockStore, records: StepRecordStore, publisher: AMQPPublisher, topology: FleetTopology,
+                config: ActuatorConfig, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.options = options
         self.ec2 = ec2
         self.route53 = route53
+        self.ssm = ssm
         self.http = http
         self.locks = locks
         self.records = records
@@ -132,7 +143,11 @@ public final class ActuatorWorker: Sendable {
         guard !request.target.isEmpty, !request.target.contains("{"), !request.target.contains("}") else {
             throw RejectMessage("target name '\(request.target)' cannot name a lock (empty, or contains '{' or '}')")
         }
-        guard request.step != .notifyOnly else { throw RejectMessage("notify_only needs no actuator") }
+        if request.repair != nil {
+            guard request.step == .notifyOnly else { throw RejectMessage("a repair request must have step notify_only, not \(request.step.rawValue)") }
+        } else {
+            guard request.step != .notifyOnly else { throw RejectMessage("notify_only needs no actuator") }
+        }
         guard !request.idempotencyKey.isEmpty, !request.instanceId.isEmpty else {
             throw RejectMessage("the request has no idempotency key or no instance id")
         }
@@ -143,7 +158,7 @@ public final class ActuatorWorker: Sendable {
         var logger = logger
         logger[metadataKey: "instance_id"] = "\(request.instanceId)"
         logger[metadataKey: "incident_id"] = "\(request.incidentId)"
-        logger[metadataKey: "step"] = "\(request.step.rawValue)"
+        logger[metadataKey: "step"] = "\(request.repair.map { "repair/\($0.kind.rawValue)" } ?? request.step.rawValue)"
 
         // One actor per target: wait (bounded) for the lock, re-reading the record meanwhile.
         let waitStart = ContinuousClock.now
@@ -228,7 +243,8 @@ public final class ActuatorWorker: Sendable {
         let context = StepContext(
             request: request, record: record, records: records, keeper: keeper, envelopes: envelopes, options: options,
             config: targetConfig, home: ec2.withRegion(request.region), destination: ec2.withRegion(request.destinationRegion),
-            route53: route53, http: http, logger: logger, clock: clock)
+            route53: route53, ssm: ssm?.withRegion(request.region), table: config.source?.table, http: http, logger: logger,
+            clock: clock)
 
         let result: StepResult
         if !resumed && now > request.deadline {
@@ -251,7 +267,8 @@ public final class ActuatorWorker: Sendable {
 
         // Store the outcome first: a crash before the publish is repaired by the redelivery.
         var finished = context.record
-        let outcome = Self.outcome(for: request, result: result, dryRun: finished.dryRun, plannedCalls: finished.plannedCalls)
+        var outcome = Self.outcome(for: request, result: result, dryRun: finished.dryRun, plannedCalls: finished.plannedCalls)
+        if request.repair != nil { outcome.resources = StepContext.repairResources(finished.resources) }
         finished.status = .completed
         finished.outcome = outcome
         finished.summary = Self.summary(result, dryRun: finished.dryRun)
@@ -414,14 +431,38 @@ public final class ActuatorWorker: Sendable {
         Notice(
             id: "\(request.idempotencyKey):actuator:\(NotificationKind.actionStarted.rawValue)", kind: .actionStarted, at: clock(),
             target: request.target, instanceId: request.instanceId, region: request.region, incidentId: request.incidentId,
-            step: request.step, nextStep: request.step,
-            detail: (config.dryRun ? "DRY RUN (nothing will be changed): " : "") + "\(options.workerId) is starting the \(request.step.rawValue) of \(request.instanceId) in \(request.region). Next: \(Self.plan(request, config, options)). Progress is recorded in Redis under step:\(request.idempotencyKey).",
+            step: request.repair == nil ? request.step : nil, nextStep: request.repair == nil ? request.step : nil,
+            detail: (config.dryRun ? "DRY RUN (nothing will be changed): " : "") + "\(options.workerId) is starting the \(Self.what(request)) of \(request.instanceId) in \(request.region). Next: \(Self.plan(request, config, options)). Progress is recorded in Redis under step:\(request.idempotencyKey).",
             commands: [RecoveryCtl.ack(request.target)])
+    }
+
+    /// "restart", or "repair ebs_repair".
+    static func what(_ request: ActionRequest) -> String {
+        request.repair.map { "repair \($0.kind.rawValue)" } ?? request.step.rawValue
     }
 
     func resultNotice(_ record: StepRecord, outcome: ActionOutcome, request: ActionRequest) -> Notice {
         let summary = record.summary ?? outcome.reason ?? ""
         let notes = record.notes.isEmpty ? "" : " Notes: " + record.notes.suffix(3).joined(separator: " | ")
+        if let repair = request.repair {
+            // Not a ladder step: no next step; the requester (decision worker, operator) decides what follows.
+            let kind: NotificationKind = switch outcome.status {
+            case .succeeded: .actionSucceeded
+            case .failed: .actionFailed
+            case .humanNeeded: .humanNeeded
+            }
+            let how = switch outcome.status {
+            case .succeeded: "is done"
+            case .failed: "failed"
+            case .humanNeeded: "needs a person"
+            }
+            let why = repair.reason.map { " (asked for: \($0))" } ?? ""
+            return Notice(
+                id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(), target: request.target,
+                instanceId: request.instanceId, region: request.region, incidentId: request.incidentId, step: nil, nextStep: nil,
+                detail: (record.dryRun ? "DRY RUN: " : "") + "The \(Self.what(request)) of \(request.instanceId) in \(request.region)\(why) \(how): \(summary)." + notes,
+                commands: [RecoveryCtl.ack(request.target)])
+        }
         let kind: NotificationKind
         var next: RecoveryStep?
         var detail: String
@@ -452,9 +493,23 @@ public final class ActuatorWorker: Sendable {
 
     /// The step's plan in one line, for the started notice.
     static func plan(_ request: ActionRequest, _ config: ActuatorTargetConfig, _ options: Options) -> String {
-        switch request.step {
+        if let repair = request.repair {
+            switch repair.action {
+            case .ssm(let document, _):
+                return "SSM SendCommand \(options.ssmDocumentPrefix)\(document) on \(request.instanceId), waiting up to \(options.ssmCommandTimeout.components.seconds)s for it"
+            case .ebsRepair:
+                return "a snapshot of the root volume (evidence), a new root volume from the newest snapshot tagged AutoRecovery:Name=\(request.target), StopInstances, the old root detached (kept, tagged) and the new one attached at the same device, StartInstances"
+            case .quarantine(let detach):
+                return "tag \(RecoveryTags.quarantined), quarantined=true in the instance-config table" + (detach ? ", the Elastic IP disassociated" : "")
+            case .unquarantine:
+                return "remove the \(RecoveryTags.quarantined) tag, quarantined=false in the instance-config table"
+            }
+        }
+        let ssmFirst = config.ssm.restart
+            ? "SSM restart-services (\(config.ssm.services.joined(separator: " "))) and verify-health; if that does not bring the site back, " : ""
+        return switch request.step {
         case .restart:
-            "RebootInstances, then up to \(options.restartHealthTimeout.components.seconds)s for the status checks and the site; if still down, StopInstances and StartInstances (new hardware) and the Elastic IP re-associated if needed"
+            ssmFirst + "RebootInstances, then up to \(options.restartHealthTimeout.components.seconds)s for the status checks and the site; if still down, StopInstances and StartInstances (new hardware) and the Elastic IP re-associated if needed"
         case .reprovision:
             "RegisterImage from the newest snapshot tagged AutoRecovery:Name=\(request.target) in \(request.region), RunInstances with the original's settings, the Elastic IP moved to it, the old instance stopped (not terminated) and tagged AutoRecovery:ReplacedBy"
         case .failover:

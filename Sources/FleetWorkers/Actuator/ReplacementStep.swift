@@ -338,6 +338,7 @@ extension StepContext {
     /// again. Errors are noted, not thrown (except a lost lease).
     func compensate() async throws {
         guard !dryRun, !isDone(.compensated) else { return }
+        if request.repair?.kind == .ebsRepair { return try await compensateEBSRepair() }
         switch request.step {
         case .restart:
             guard isDone(.stop), !isDone(.running) else { return }

@@ -4,7 +4,7 @@ import RecoveryCore
 
 /// Step 1, restart:
 ///
-///     inspect → reboot → (healthy within the restart timeout? done)
+///     inspect → [ssm_restart → ssm_verify: done | ssm_fallback] → reboot → (healthy within the restart timeout? done)
 ///             → stop → stopped → start → running → eip → final check
 ///
 /// The stop/start fallback moves the instance to new hardware. The Elastic IP is associated again when
@@ -31,6 +31,11 @@ extension StepContext {
                 $0.allocationId = allocation
                 $0.healthURL = healthURL
             }
+        }
+
+        // SSM first, when the target enables it: a service restart fixes many outages without a reboot.
+        if !isDone(.reboot) && !isDone(.rebootUnhealthy), let fixed = try await ssmRestart(ec2, id) {
+            return fixed
         }
 
         let timeoutText = "\(options.restartHealthTimeout.components.seconds)s"

@@ -13,7 +13,10 @@ enum RecoveryTags {
     static let replacementOf = "AutoRecovery:ReplacementOf"    // on the new instance: the old id
     static let drFor = "AutoRecovery:DrFor"                    // on an Elastic IP the actuator allocated in DR
     static let abandonedBy = "AutoRecovery:AbandonedBy"        // on a launched instance a failed step stopped
-    static let step = "AutoRecovery:Step"                      // on images: the idempotency key
+    static let step = "AutoRecovery:Step"                      // on images, repair volumes/snapshots: the key
+    static let quarantined = TargetCatalog.quarantinedTag      // AutoRecovery:Quarantined=<time> <reason>
+    static let evidenceFor = "AutoRecovery:EvidenceFor"        // on an EBS repair's snapshot of the old root
+    static let rootFor = "AutoRecovery:RootFor"                // on an EBS repair's new root volume
 }
 
 /// How a step ended, before it becomes an `ActionOutcome`.
@@ -44,14 +47,20 @@ final class StepContext {
     let home: EC2Client
     let destination: EC2Client
     let route53: Route53Client
+    /// SSM in the request's region; nil when the actuator has no SSM client (then no SSM is used).
+    let ssm: SSMClient?
+    /// The instance-config table, for quarantine's flag; nil without INSTANCE_CONFIG_TABLE.
+    let table: TargetConfigTable?
     let http: any HTTPExecuting
     let logger: Logger
     let clock: @Sendable () -> Date
+    /// Set in this run when SSM proved unusable for the instance (no agent): later SSM use is skipped.
+    var ssmUnavailable: String?
 
     init(request: ActionRequest, record: StepRecord, records: StepRecordStore, keeper: LeaseKeeper,
          envelopes: EnvelopePublisher, options: ActuatorWorker.Options, config: ActuatorTargetConfig, home: EC2Client,
-         destination: EC2Client, route53: Route53Client, http: any HTTPExecuting, logger: Logger,
-         clock: @escaping @Sendable () -> Date) {
+         destination: EC2Client, route53: Route53Client, ssm: SSMClient? = nil, table: TargetConfigTable? = nil,
+         http: any HTTPExecuting, logger: Logger, clock: @escaping @Sendable () -> Date) {
         self.request = request
         self.record = record
         self.records = records
@@ -62,6 +71,8 @@ final class StepContext {
         self.home = home
         self.destination = destination
         self.route53 = route53
+        self.ssm = ssm
+        self.table = table
         self.http = http
         self.logger = logger
         self.clock = clock
@@ -139,11 +150,34 @@ final class StepContext {
     }
 
     func run() async throws -> StepResult {
+        // Diagnostics around the actions that change a running instance in place (restart, EBS repair, an
+        // SSM repair). Replacements keep the old instance, stopped, as evidence instead.
+        let inPlace = request.repair.map { $0.kind == .ebsRepair || $0.kind == .ssm } ?? (request.step == .restart)
+        if inPlace && !record.done.contains(where: Self.changesInstance.contains) {
+            await collectDiagnostics("before")
+        }
+        let result = try await runAction()
+        if inPlace && !dryRun { await collectDiagnostics("after") }
+        return result
+    }
+
+    /// Sub-steps after which "before" diagnostics would no longer be "before".
+    static let changesInstance: Set<SubStep> = [.ssmRestart, .ssmFallback, .reboot, .rebootUnhealthy, .stop, .ssmCommand, .detachOld]
+
+    private func runAction() async throws -> StepResult {
+        if let repair = request.repair {
+            switch repair.action {
+            case .ssm(let document, let parameters): return try await runSSMRepair(document: document, parameters: parameters)
+            case .ebsRepair: return try await runEBSRepair()
+            case .quarantine(let detach): return try await runQuarantine(detachElasticIP: detach, reason: repair.reason)
+            case .unquarantine: return try await runUnquarantine()
+            }
+        }
         switch request.step {
-        case .restart: try await runRestart()
-        case .reprovision: try await runReplacement(failover: false)
-        case .failover: try await runReplacement(failover: true)
-        case .notifyOnly: .failed("notify_only is not an actuator step")
+        case .restart: return try await runRestart()
+        case .reprovision: return try await runReplacement(failover: false)
+        case .failover: return try await runReplacement(failover: true)
+        case .notifyOnly: return .failed("notify_only is not an actuator step")
         }
     }
 

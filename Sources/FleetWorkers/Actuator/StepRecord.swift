@@ -35,6 +35,34 @@ public enum SubStep: String, Codable, Sendable, CaseIterable {
     case stopOld = "stop_old"
     /// A failed step stopped and un-tagged the instance it had launched.
     case compensated
+    // Restart through SSM (targets with `ssm_restart`), before the reboot
+    /// restart-services finished with exit 0.
+    case ssmRestart = "ssm_restart"
+    /// verify-health passed and the actuator's own check found the site healthy: the restart is done.
+    case ssmVerify = "ssm_verify"
+    /// SSM did not fix it (agent absent, a document failed or timed out, the site still down): the
+    /// reboot path follows. The detail says why.
+    case ssmFallback = "ssm_fallback"
+    // Repairs (docs/actuator.md, "Repairs")
+    /// `ssm` repair: the document ran (whatever its exit code; the outcome says).
+    case ssmCommand = "ssm_command"
+    /// `ebs_repair`: a snapshot of the impaired root volume, kept as evidence.
+    case evidenceSnapshot = "evidence_snapshot"
+    /// `ebs_repair`: the new root volume was created from the newest tagged snapshot.
+    case volume
+    case volumeAvailable = "volume_available"
+    /// `ebs_repair`: the old root volume is tagged `AutoRecovery:ReplacedBy=<new volume>` (kept).
+    case tagOldVolume = "tag_old_volume"
+    case detachOld = "detach_old"
+    case oldDetached = "old_detached"
+    case attachNew = "attach_new"
+    case newAttached = "new_attached"
+    /// `quarantine` / `unquarantine`: the tag set or removed.
+    case quarantineTag = "quarantine_tag"
+    /// `quarantine` / `unquarantine`: `quarantined` merged into the instance-config table item.
+    case quarantineTable = "quarantine_table"
+    /// `quarantine` with `detach_eip`: the Elastic IP was disassociated.
+    case eipDetached = "eip_detached"
 }
 
 /// What a step found and created, kept in its record so that a resumed step uses the same resources.
@@ -57,6 +85,16 @@ public struct StepResources: Codable, Sendable, Equatable {
     public var drPublicIp: String?
     /// Fail-over: the Route 53 change.
     public var changeId: String?
+    /// SSM command ids by document short name (restart-services, verify-health, an `ssm` repair's).
+    public var commandIds: [String: String]?
+    /// `ssm` repair: whether the document exited 0.
+    public var commandSucceeded: Bool?
+    /// `ebs_repair`: the instance's AZ, its root device, the old and new root volumes, the evidence snapshot.
+    public var availabilityZone: String?
+    public var rootDeviceName: String?
+    public var oldVolumeId: String?
+    public var newVolumeId: String?
+    public var evidenceSnapshotId: String?
 
     public init() {}
 
@@ -75,6 +113,13 @@ public struct StepResources: Codable, Sendable, Equatable {
         case drAllocationId = "dr_allocation_id"
         case drPublicIp = "dr_public_ip"
         case changeId = "change_id"
+        case commandIds = "command_ids"
+        case commandSucceeded = "command_succeeded"
+        case availabilityZone = "availability_zone"
+        case rootDeviceName = "root_device_name"
+        case oldVolumeId = "old_volume_id"
+        case newVolumeId = "new_volume_id"
+        case evidenceSnapshotId = "evidence_snapshot_id"
     }
 }
 
@@ -120,6 +165,8 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public var target: String
     public var incidentId: String
     public var step: RecoveryStep
+    /// Set for a repair request (then `step` is `notify_only`).
+    public var repair: RepairRequest.Kind?
     public var status: Status
     /// The worker id of the actor that last wrote the record.
     public var owner: String
@@ -148,6 +195,7 @@ public struct StepRecord: Codable, Sendable, Equatable {
         target = request.target
         incidentId = request.incidentId
         step = request.step
+        repair = request.repair?.kind
         status = .inProgress
         self.owner = owner
         self.fencingToken = fencingToken
@@ -164,7 +212,7 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public func isDone(_ sub: SubStep) -> Bool { done.contains(sub) }
 
     enum CodingKeys: String, CodingKey {
-        case target, step, status, owner, attempts, done, resources, notes, outcome, summary
+        case target, step, repair, status, owner, attempts, done, resources, notes, outcome, summary
         case schemaVersion = "schema_version"
         case idempotencyKey = "idempotency_key"
         case incidentId = "incident_id"

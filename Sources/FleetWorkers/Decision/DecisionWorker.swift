@@ -134,9 +134,11 @@ public final class DecisionWorker: Sendable {
                 ? .release(id: envelope.id, operator: user)
                 : .engage(id: envelope.id, operator: user, reason: body.reason ?? "engaged by hand")
             try await applyToBrake([event])
+        case "quarantine", "unquarantine":
+            try await quarantine(envelope, user: user)
         default:
             guard let name = OperatorCommand.Name(rawValue: body.name) else {
-                throw RejectMessage("unknown command '\(body.name)'; expected one of \(OperatorCommand.Name.allCases.map(\.rawValue).joined(separator: ", ")), brake_release, brake_engage")
+                throw RejectMessage("unknown command '\(body.name)'; expected one of \(OperatorCommand.Name.allCases.map(\.rawValue).joined(separator: ", ")), brake_release, brake_engage, quarantine, unquarantine")
             }
             guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
             if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
@@ -147,6 +149,34 @@ public final class DecisionWorker: Sendable {
             try await apply(.command(id: envelope.id, OperatorCommand(name, by: user, until: body.until)), to: target, instanceHint: nil)
         }
     }
+
+    /// `quarantine` / `unquarantine`: publishes the repair request (docs/messages.md) for the target's current
+    /// instance; the actuator tags the instance and sets the table flag. Discovery then reports the target
+    /// quarantined (tag or flag) and the machine takes no step on it (docs/escalation.md, "Quarantine").
+    /// Not a machine event: a quarantine must also work while an incident is stopped or held.
+    private func quarantine(_ envelope: Envelope<CommandBody>, user: String) async throws {
+        let body = envelope.body
+        guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
+        let stored = try await states.load(Self.stateKey(target)).map { try StoredTarget.decode($0.data) }
+        let configured = await known.target(target)?.instance
+        guard let instance = stored?.machine.currentInstance ?? configured else {
+            throw RejectMessage("unknown target '\(target)'")
+        }
+        let repair = RepairRequest(body.name == "quarantine" ? .quarantine(detachElasticIP: body.detachEip ?? false) : .unquarantine,
+                                   id: envelope.id, reason: body.reason)
+        let now = clock()
+        let request = ActionRequest.repair(
+            repair, target: target, incidentId: stored?.machine.incident?.id, instanceId: instance.id, region: instance.region,
+            requestedAt: now, deadline: now.addingTimeInterval(Self.quarantineDeadline), requestedBy: user)
+        try await publishAll([try OutboxItem.message(
+            type: .actionRequest, id: request.idempotencyKey, target: target, instanceId: instance.id,
+            correlationId: request.incidentId, body: request, topology: topology, producer: options.workerId, now: now)])
+        Counter(label: "recovery_commands_total", dimensions: [("result", "accepted")]).increment()
+        logger.notice("\(body.name) of \(target) requested by \(user)", metadata: ["instance_id": "\(instance.id)"])
+    }
+
+    /// How long the actuator has to carry out a quarantine request.
+    static let quarantineDeadline: TimeInterval = 900
 
     // MARK: The read-apply-compare-and-set loop
 
@@ -423,10 +453,18 @@ public struct CommandBody: Codable, Sendable, Equatable {
     public var name: String
     public var until: Date?
     public var reason: String?
-    public init(name: String, until: Date? = nil, reason: String? = nil) {
+    /// For `quarantine`: also take the Elastic IP off the instance.
+    public var detachEip: Bool?
+    public init(name: String, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil) {
         self.name = name
         self.until = until
         self.reason = reason
+        self.detachEip = detachEip
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, until, reason
+        case detachEip = "detach_eip"
     }
 }
 

@@ -50,6 +50,8 @@ public struct TargetConfigFile: Sendable {
         public var dr: DRLaunchSettings = DRLaunchSettings()
         /// The target's own notification channels over the fleet's (docs/notifications.md); nil: the fleet's.
         public var notify: TargetNotify?
+        /// SSM restart and diagnostics (docs/actuator.md, "SSM").
+        public var ssm = SSMTargetSettings()
     }
 
     /// Objects merged one level deeper, so shared DR or notification settings can sit in `defaults` and
@@ -147,10 +149,12 @@ public struct TargetConfigFile: Sendable {
         }
         var notify: TargetNotify?
         if let value = merged["notify"], value != .null { notify = try TargetNotify(value, target: target) }
+        let ssm = try SSMTargetSettings.parse(restart: merged["ssm_restart"], services: merged["ssm_services"],
+                                              diagnostics: merged["ssm_diagnostics"], target: target)
         return Entry(
             healthURL: merged["health_url"]?.stringValue, drRegion: merged["dr_region"]?.stringValue,
             elasticIpAllocationId: merged["elastic_ip_allocation_id"]?.stringValue, settings: settings,
-            dryRun: dryRun, dr: dr, notify: notify)
+            dryRun: dryRun, dr: dr, notify: notify, ssm: ssm)
     }
 }
 
@@ -164,6 +168,9 @@ public struct TargetCatalog: Sendable {
     /// With a fleet name, only instances tagged `AutoRecovery:Fleet=<name>` belong to this fleet, so
     /// several fleets (or environments) can share an account and region.
     public static let fleetTag = "AutoRecovery:Fleet"
+    /// Set by the actuator's quarantine repair (`<time> <reason>`). A target whose instance has it is
+    /// quarantined whatever its configuration says: watched and reported, never acted on.
+    public static let quarantinedTag = "AutoRecovery:Quarantined"
 
     let ec2: EC2Client
     let drRegion: String?
@@ -212,13 +219,15 @@ public struct TargetCatalog: Sendable {
             let candidates = byName[name]!
             let chosen = candidates.max { a, b in rank(a.0) < rank(b.0) }!
             let entry = try config.entry(for: name)
+            var settings = entry.settings
+            if let tag = chosen.0.tags[quarantinedTag], !tag.isEmpty { settings.quarantined = true }
             let identity = TargetIdentity(
                 name: name, homeRegion: homeRegion, drRegion: entry.drRegion ?? defaultDR,
                 elasticIpAllocationId: entry.elasticIpAllocationId)
             return Target(
                 identity: identity, instance: InstanceRef(id: chosen.0.instanceId, region: chosen.1),
                 instanceState: chosen.0.state.rawValue,
-                healthURL: chosen.0.tags[healthURLTag] ?? entry.healthURL, settings: entry.settings)
+                healthURL: chosen.0.tags[healthURLTag] ?? entry.healthURL, settings: settings)
         }
     }
 

@@ -19,7 +19,7 @@ public struct TargetConfigTable: Sendable {
         "probe_interval", "probe_timeout", "expected_status", "body_match", "failure_threshold",
         "recovery_threshold", "quorum", "quorum_size", "grace_period", "requires_approval", "approval_timeout",
         "restart_verification", "reprovision_verification", "failover_verification", "outage_count_window",
-        "quarantined", "notify",
+        "quarantined", "notify", "ssm_restart", "ssm_services", "ssm_diagnostics",
     ]
 
     /// An item that was not used, and why.
@@ -131,6 +131,38 @@ public struct TargetConfigTable: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return try encoder.encode(JSONValue.object(object))
+    }
+
+    /// Merges settings into a target's item (UpdateItem SET per key), keeping every other attribute; creates
+    /// the item when there is none. The merged result is checked first, so a bad value never reaches the
+    /// table. For the actuator's quarantine (`quarantined`) and anything else that changes one setting.
+    public func merge(target: String, settings json: Data, updatedBy: String? = nil, now: Date = Date()) async throws {
+        guard !target.isEmpty else { throw ConfigurationError("a target name is needed") }
+        let value: DynamoValue
+        do { value = try JSONToDynamo.parse(Array(json)) } catch {
+            throw ConfigurationError("settings for target '\(target)' are not valid JSON: \(error)")
+        }
+        guard case .map(var changes) = value, !changes.isEmpty else {
+            throw ConfigurationError("settings to merge for target '\(target)' must be a non-empty JSON object")
+        }
+        for key in Self.bookkeeping { changes[key] = nil }
+        let key: DynamoItem = [Self.keyAttribute: .string(target)]
+        let existing = try await dynamo.getItem(tableName: tableName, key: key, consistentRead: true) ?? [:]
+        let merged = existing.merging(changes) { $1 }
+        _ = try TargetConfigFile.empty.overlaid(with: [target: try Self.settingsObject(merged)]).entry(for: target)
+        changes["updated_at"] = .date(now, as: .iso8601)
+        if let updatedBy { changes["updated_by"] = .string(updatedBy) }
+        var names: [String: String] = [:]
+        var values: DynamoItem = [:]
+        var sets: [String] = []
+        for (index, (name, value)) in changes.sorted(by: { $0.key < $1.key }).enumerated() {
+            names["#k\(index)"] = name
+            values[":v\(index)"] = value
+            sets.append("#k\(index) = :v\(index)")
+        }
+        _ = try await dynamo.updateItem(UpdateItemInput(
+            tableName: tableName, key: key, updateExpression: "SET " + sets.joined(separator: ", "),
+            expressionAttributeNames: names, expressionAttributeValues: values))
     }
 
     /// Removes a target's item; the target falls back to the targets file and the defaults.
