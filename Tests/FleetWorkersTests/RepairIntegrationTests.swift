@@ -3,6 +3,7 @@ import AWSClient
 import FleetRuntime
 import FleetWorkers
 import Foundation
+import HTTPTransport
 import Logging
 import RecoveryCore
 import RedisStore
@@ -12,8 +13,8 @@ import Testing
 /// SSM restart, SSM/EBS/quarantine repairs against moto, RabbitMQ and Redis (docs/actuator.md, "SSM" and
 /// "Repairs"). moto 5.2 runs no agent: every SendCommand "succeeds" with exit 0 and empty output, for any
 /// instance id, and DescribeInstanceInformation is not implemented. So these tests show the SSM calls
-/// that are made and how the actuator judges the site itself; agent absence (InvalidInstanceId) cannot be
-/// produced by moto and is not faked here.
+/// that are made and how the actuator judges the site itself. Agent absence (InvalidInstanceId) cannot be
+/// produced by moto; one test puts AWS's answer for it in front of moto for SendCommand only, and says so.
 @Suite("Repairs against moto, RabbitMQ and Redis", .serialized, .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct RepairIntegrationTests {
     static let documents = ["diagnostics", "disk-cleanup", "restart-services", "verify-health"]
@@ -105,6 +106,41 @@ struct RepairIntegrationTests {
                     "the fallback and its reason are recorded: \(record.notes)")
             let fallback = try #require(await h.history.wait { $0.id == "\(request.idempotencyKey):sub:ssm_fallback" })
             #expect(fallback.body.detail?.contains("still down") == true)
+            #expect(h.log.mutations.map(\.action).filter { $0 != "SendCommand" } == ["RebootInstances"])
+        }
+    }
+
+    /// moto cannot report an instance as unknown to SSM (see the suite's note), so this one test puts
+    /// AWS's documented answer for that case (HTTP 400 `InvalidInstanceId` to SendCommand) in front of
+    /// moto for SendCommand only; EC2, the site, RabbitMQ and Redis are real. It checks the actuator's
+    /// reaction: no SSM step counts, the reason is recorded, the reboot runs.
+    @Test(.timeLimit(.minutes(2)))
+    func anInstanceWithoutAnSSMAgentFallsBackToTheReboot() async throws {
+        let site = try FakeSite()
+        defer { site.stop() }
+        try await ActuatorHarness.run { h in
+            let target = h.name("ssm-no-agent")
+            let instance = try await h.launchTarget(target, healthURL: site.url)
+            site.set(healthy: false)
+            let request = h.request(.restart, target: target, instance: instance.instanceId)
+            let noAgent = AWSClient(
+                region: "us-east-1",
+                credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
+                http: NoSSMAgent(h.log), environment: ["AWS_ENDPOINT_URL": environment["AWS_ENDPOINT_URL"]!])
+            var options = ActuatorHarness.fastOptions("actuator-no-agent")
+            options.afterSubStep = { _, sub in if sub == .ssmFallback { site.set(healthy: true) } }
+            let actuator = ActuatorWorker(
+                options: options, ec2: EC2Client(h.aws), route53: Route53Client(h.aws), ssm: SSMClient(noAgent), http: h.world.http,
+                locks: h.locks, records: h.records, publisher: h.publisher, topology: h.world.topology,
+                config: try Self.ssmConfig(target), logger: Logger(label: "actuator-no-agent"))
+
+            let result = try await actuator.perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+            let record = try #require(try await h.records.load(request.idempotencyKey))
+            #expect(record.done == [.inspect, .ssmFallback, .reboot, .rebootHealthy], "\(record.done)")
+            #expect(record.notes.contains { $0.contains("InvalidInstanceId") && $0.contains("no registered agent") }, "\(record.notes)")
             #expect(h.log.mutations.map(\.action).filter { $0 != "SendCommand" } == ["RebootInstances"])
         }
     }
@@ -299,5 +335,20 @@ struct RepairIntegrationTests {
             await requests.shutdown()
             await running.value
         }
+    }
+}
+
+/// Answers SendCommand as SSM does for an instance without a registered agent; everything else goes on
+/// to the wrapped client (moto).
+final class NoSSMAgent: HTTPExecuting, Sendable {
+    let inner: any HTTPExecuting
+    init(_ inner: any HTTPExecuting) { self.inner = inner }
+
+    func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let target = request.headers.first { $0.name.lowercased() == "x-amz-target" }?.value
+        guard target == "AmazonSSM.SendCommand" else { return try await inner.execute(request) }
+        let body = #"{"__type":"InvalidInstanceId","message":"Instances [[i-0]] not in a valid state for account 123456789012"}"#
+        return HTTPResponse(status: 400, headers: [("Content-Type", "application/x-amz-json-1.1")], body: Array(body.utf8),
+                            timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
     }
 }
