@@ -236,3 +236,60 @@ struct PredictorWorkerTests {
         await setup.tearDown(instances: instances)
     }
 }
+
+extension PredictorWorkerTests {
+    /// The whole chain of issue 8 with real parts: metrics put through PutMetricData, the predictor, the
+    /// decision worker (in-process, on the real observations queue), and the repair request it publishes
+    /// for the actuator after the grace period.
+    @Test("from a filling disk in CloudWatch to an SSM disk-cleanup request", .timeLimit(.minutes(3)))
+    func fillingDiskLeadsToARepairRequest() async throws {
+        let setup = try await Setup()
+        let world = setup.world
+        var instances: [String] = []
+        do {
+            let full = try await world.launchTarget(name: "\(world.prefix)-full", healthURL: "http://127.0.0.1:9/")
+            instances = [full.instanceId]
+            try await Self.putSeries(setup.cloudWatch, instanceId: full.instanceId, metric: "disk_used_percent", end: Self.currentHour(),
+                                     value: Self.filling)
+
+            let config = try TargetConfigFile(data: Data(#"{"defaults": {"grace_period": 1}}"#.utf8))
+            let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: config, fleet: world.prefix, logger: Logger(label: "catalog"))
+            var options = DecisionWorker.Options(workerId: "decision-chain")
+            options.tick = .milliseconds(200)
+            let decision = DecisionWorker(
+                options: options, states: RedisStateStore(client: setup.redis, keyspace: world.keyspace),
+                schedule: RedisSchedule(client: setup.redis, keyspace: world.keyspace, name: "decision"), publisher: setup.publisher,
+                topology: world.topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: setup.logger)
+            try await decision.refreshCatalog()
+            let observations = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
+            let sink = DeadLetterSink(publisher: setup.publisher, topology: world.topology, workerName: "decision-chain")
+            let decisionLoop = Task {
+                await MessageWorker(consumer: observations, deadLetters: sink, logger: setup.logger,
+                                    decode: DecisionWorker.decodeObservationQueue, handler: decision.handle).run()
+            }
+            let ticker = Task { await decision.runTicker() }
+            let requestsConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.actionRequestsQueue)
+            let requests = Collector<ActionRequest>(requestsConsumer, type: .actionRequest)
+
+            let worker = setup.worker("predictor-chain")
+            await worker.refreshTargetsForTests()
+            let result = await worker.runDueSlots()
+            let disk = try #require(result.published.first { $0.body.kind == .diskExhaustion && $0.body.highConfidence })
+
+            let request = await requests.wait(timeout: .seconds(30)) { _ in true }
+            #expect(request?.body.repair == RepairRequest(.ssm(document: "disk-cleanup", parameters: [:]), id: disk.id,
+                                                          reason: disk.body.detail))
+            #expect(request?.body.instanceId == full.instanceId)
+            #expect(request?.body.idempotencyKey == "\(world.prefix)-full/repair/ssm/\(disk.id)")
+
+            ticker.cancel()
+            await observations.shutdown()
+            await decisionLoop.value
+            await requestsConsumer.shutdown()
+        } catch {
+            await setup.tearDown(instances: instances)
+            throw error
+        }
+        await setup.tearDown(instances: instances)
+    }
+}
