@@ -145,6 +145,40 @@ struct RepairIntegrationTests {
         }
     }
 
+    /// A re-provision of a target with SSM diagnostics: before on the original (about to be stopped),
+    /// after on the replacement, both kept with the incident.
+    @Test(.timeLimit(.minutes(2)))
+    func aReprovisionCollectsDiagnosticsFromTheOriginalAndTheReplacement() async throws {
+        try await ActuatorHarness.run { h in
+            let prefix = try await Self.installDocuments(h)
+            let target = h.name("reprov-diag")
+            let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
+            _ = try await h.snapshot(target, h.ec2)
+            let request = h.request(.reprovision, target: target, instance: old.instanceId)
+            let config = ActuatorConfig(file: try TargetConfigFile(data: Data("""
+                {"targets": {"\(target)": {"ssm_diagnostics": true}}}
+                """.utf8)))
+
+            let result = try await h.actuator(config: config, ssm: true) { $0.ssmDocumentPrefix = prefix }.perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+            let newId = try #require(outcome.instanceId)
+            let sent = Self.sendCommands(h)
+            #expect(sent.count == 2, "\(sent)")
+            #expect(sent.first?.contains(old.instanceId) == true && sent.first?.contains("\(prefix)diagnostics") == true)
+            #expect(sent.last?.contains(newId) == true && sent.last?.contains("\(prefix)diagnostics") == true)
+            // The original's diagnostics were taken before anything was launched or stopped.
+            let actions = h.log.all.map(\.action)
+            let firstSend = try #require(actions.firstIndex(of: "SendCommand"))
+            #expect(actions[..<firstSend].allSatisfy { !["RunInstances", "StopInstances", "RegisterImage"].contains($0) }, "\(actions)")
+            let before = try #require(await h.history.wait { $0.id == "\(request.idempotencyKey):diagnostics:before" })
+            let after = try #require(await h.history.wait { $0.id == "\(request.idempotencyKey):diagnostics:after" })
+            #expect(before.correlationId == request.incidentId && after.correlationId == request.incidentId)
+            #expect(after.body.detail?.contains("on \(newId)") == true, "\(after.body.detail ?? "")")
+        }
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func anSSMRepairRunsThePrefixedDocumentOnce() async throws {
         try await ActuatorHarness.run { h in

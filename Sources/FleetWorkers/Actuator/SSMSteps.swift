@@ -22,10 +22,14 @@ extension StepContext {
     /// Sends `short` to the request's instance and waits (at most `timeout`) for it to finish. A command
     /// id already in the record (an actor died while it ran) is awaited instead of sending again.
     /// `fenced`: check the lease first and plan it in a dry run (false only for read-only diagnostics).
-    func runDocument(_ short: String, parameters: [String: [String]], timeout: Duration, fenced: Bool = true) async throws -> SSMRun {
-        guard let ssm else { return .unavailable("the actuator has no SSM client") }
-        if let reason = ssmUnavailable { return .unavailable(reason) }
-        let id = request.instanceId
+    /// `on`: another instance than the request's (diagnostics of a replacement), in its region; not fenced
+    /// and never stored in the record.
+    func runDocument(_ short: String, parameters: [String: [String]], timeout: Duration, fenced: Bool = true,
+                     on other: InstanceRef? = nil) async throws -> SSMRun {
+        guard let homeSSM = ssm else { return .unavailable("the actuator has no SSM client") }
+        if let reason = ssmUnavailable, other == nil { return .unavailable(reason) }
+        let ssm = other.map { $0.region == request.region ? homeSSM : homeSSM.withRegion($0.region) } ?? homeSSM
+        let id = other?.id ?? request.instanceId
         let name = documentName(short)
         var commandId = record.resources.commandIds?[short]
         if commandId == nil {
@@ -49,10 +53,11 @@ extension StepContext {
                 // Stored now, so an actor that resumes waits for this command instead of sending another.
                 if fenced { try await records.save(record) }
             } catch SSMError.invalidInstanceId(_, let message) {
-                ssmUnavailable = "SSM cannot run commands on \(id) (InvalidInstanceId: \(message)): no registered agent, or the instance is not running"
-                return .unavailable(ssmUnavailable!)
+                let why = "SSM cannot run commands on \(id) (InvalidInstanceId: \(message)): no registered agent, or the instance is not running"
+                if other == nil { ssmUnavailable = why }
+                return .unavailable(why)
             } catch let error as AWSError where error.code == "InvalidDocument" {
-                return .failed("the SSM document \(name) does not exist in \(request.region); install compose/ssm/\(short).json under that name")
+                return .failed("the SSM document \(name) does not exist in \(other?.region ?? request.region); install compose/ssm/\(short).json under that name")
             } catch let error as AWSError {
                 return .failed("SendCommand \(name) failed: \(error)")
             }
@@ -65,8 +70,9 @@ extension StepContext {
         } catch let error as WaiterError {
             return .failed("\(name) (command \(commandId)) did not finish within \(timeout.components.seconds)s: \(error)")
         } catch SSMError.invalidInstanceId(_, let message) {
-            ssmUnavailable = "SSM cannot reach \(id): \(message)"
-            return .unavailable(ssmUnavailable!)
+            let why = "SSM cannot reach \(id): \(message)"
+            if other == nil { ssmUnavailable = why }
+            return .unavailable(why)
         } catch let error as AWSError {
             return .failed("waiting for \(name) (command \(commandId)) failed: \(error)")
         }
@@ -93,23 +99,24 @@ extension StepContext {
     /// output (cut to `diagnosticsMaxCharacters`) as a `diagnostics` history event
     /// `<key>:diagnostics:<phase>`. Never throws and never fails the action. Read-only on the instance,
     /// so it is not fenced (a lost lease is caught by the next real mutation).
-    func collectDiagnostics(_ phase: String) async {
-        guard ssm != nil, config.ssm.diagnostics, !dryRun, ssmUnavailable == nil else { return }
+    func collectDiagnostics(_ phase: String, on other: InstanceRef? = nil) async {
+        guard ssm != nil, config.ssm.diagnostics, !dryRun, other != nil || ssmUnavailable == nil else { return }
         let detail: String
+        let which = other.map { " on \($0.id)" } ?? ""
         do {
-            switch try await runDocument("diagnostics", parameters: [:], timeout: options.diagnosticsTimeout, fenced: false) {
+            switch try await runDocument("diagnostics", parameters: [:], timeout: options.diagnosticsTimeout, fenced: false, on: other) {
             case .finished(let invocation):
-                var text = "diagnostics \(phase) (\(invocation.commandId), \(invocation.status), exit \(invocation.responseCode.map(String.init) ?? "?")):\n"
+                var text = "diagnostics \(phase)\(which) (\(invocation.commandId), \(invocation.status), exit \(invocation.responseCode.map(String.init) ?? "?")):\n"
                 text += invocation.standardOutput
                 if !invocation.standardError.isEmpty { text += "\n[stderr]\n" + invocation.standardError }
                 detail = Self.truncated(text, options.diagnosticsMaxCharacters)
             case .unavailable(let why), .failed(let why):
-                detail = "diagnostics \(phase) not collected: \(why)"
+                detail = "diagnostics \(phase)\(which) not collected: \(why)"
             case .planned:
                 return
             }
         } catch {
-            detail = "diagnostics \(phase) not collected: \(error)"
+            detail = "diagnostics \(phase)\(which) not collected: \(error)"
         }
         // The command id of "diagnostics" is per phase; forget it so "after" sends its own command.
         record.resources.commandIds?["diagnostics"] = nil

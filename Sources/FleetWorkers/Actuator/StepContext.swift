@@ -150,19 +150,29 @@ final class StepContext {
     }
 
     func run() async throws -> StepResult {
-        // Diagnostics around the actions that change a running instance in place (restart, EBS repair, an
-        // SSM repair). Replacements keep the old instance, stopped, as evidence instead.
+        // Diagnostics around every destructive action (docs/actuator.md, "SSM"): in place (restart, EBS
+        // repair, an SSM repair) before and after on the instance; for a re-provision or fail-over, before
+        // on the original (it is about to be stopped) and after on the instance that replaced it.
         let inPlace = request.repair.map { $0.kind == .ebsRepair || $0.kind == .ssm } ?? (request.step == .restart)
-        if inPlace && !record.done.contains(where: Self.changesInstance.contains) {
+        let replacing = request.repair == nil && (request.step == .reprovision || request.step == .failover)
+        if (inPlace || replacing) && !record.done.contains(where: Self.changesInstance.contains) {
             await collectDiagnostics("before")
         }
         let result = try await runAction()
-        if inPlace && !dryRun { await collectDiagnostics("after") }
+        if !dryRun {
+            if inPlace {
+                await collectDiagnostics("after")
+            } else if replacing, case .succeeded(_, let newInstance?) = result {
+                await collectDiagnostics("after", on: newInstance)
+            }
+        }
         return result
     }
 
     /// Sub-steps after which "before" diagnostics would no longer be "before".
-    static let changesInstance: Set<SubStep> = [.ssmRestart, .ssmFallback, .reboot, .rebootUnhealthy, .stop, .ssmCommand, .detachOld]
+    static let changesInstance: Set<SubStep> = [
+        .ssmRestart, .ssmFallback, .reboot, .rebootUnhealthy, .stop, .ssmCommand, .detachOld, .launch, .stopOld,
+    ]
 
     private func runAction() async throws -> StepResult {
         if let repair = request.repair {
