@@ -117,6 +117,75 @@ extension CommandTests {
     }
 }
 
+extension CommandTests {
+    /// `repair_volume` asks the actuator for the EBS root-volume swap; with the brake engaged it is refused
+    /// with a notice and a dead letter saying why, and nothing is requested.
+    @Test(.timeLimit(.minutes(2)))
+    func repairVolumeIsRequestedAndRefusedUnderTheBrake() async throws {
+        let world = try World()
+        let site = try FakeSite()
+        let name = "\(world.prefix)-vol"
+        let instance = try await world.launchTarget(name: name, healthURL: site.url)
+        let redis = try await RedisClient.connect(url: world.redisURL)
+        let topology = world.topology
+        let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
+        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: .empty, fleet: world.prefix, logger: Logger(label: "catalog"))
+        var options = DecisionWorker.Options(workerId: "decision-vol")
+        options.operators = ["guest"]
+        let decision = DecisionWorker(
+            options: options, states: RedisStateStore(client: redis, keyspace: world.keyspace),
+            schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
+            topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: Logger(label: "decision"))
+        try await decision.refreshCatalog()
+        let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
+        let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-vol"),
+                                 logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+        let running = Task { await loop.run() }
+        let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
+        let deadLetters = DeliveryLog(deadConsumer)
+        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
+        let notices = Collector<Notice>(noticesConsumer, type: .notification)
+        let requestsConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
+        let requests = Collector<ActionRequest>(requestsConsumer, type: .actionRequest)
+
+        func send(_ body: CommandBody, target: String?, id: String) async throws {
+            let envelope = Envelope(type: .command, id: id, target: target, occurredAt: Date(), body: body)
+            try await publisher.publish(OutgoingMessage(
+                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.command, target: target),
+                body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id, userId: "guest")))
+        }
+        try await send(CommandBody(name: "repair_volume", reason: "root volume impaired"), target: name, id: "c-vol")
+        let request = await requests.wait { $0.body.target == name }
+        #expect(request?.body.repair == RepairRequest(.ebsRepair, id: "c-vol", reason: "root volume impaired"))
+        #expect(request?.body.instanceId == instance.instanceId)
+        #expect(request?.body.requestedBy == "guest")
+        let accepted = await notices.wait { $0.body.command?.id == "c-vol" }
+        #expect(accepted?.body.kind == .commandAccepted)
+
+        try await send(CommandBody(name: "brake_engage", reason: "test"), target: nil, id: "c-brake")
+        _ = await notices.wait { $0.body.kind == .brakeEngaged }
+        try await send(CommandBody(name: "repair_volume"), target: name, id: "c-vol-braked")
+        let refused = await notices.wait { $0.body.command?.id == "c-vol-braked" }
+        #expect(refused?.body.kind == .commandRejected)
+        #expect(refused?.body.detail?.contains("brake") == true)
+        let letter = await deadLetters.wait(for: 1).first
+        #expect(letter?.properties.messageId == "c-vol-braked")
+        #expect(letter?.properties.headers["x-reject-reason"]?.stringValue?.contains("brake") == true)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await requests.items.count == 1, "nothing requested under the brake")
+
+        await commands.shutdown()
+        await running.value
+        await deadConsumer.shutdown()
+        await noticesConsumer.shutdown()
+        await requestsConsumer.shutdown()
+        await publisher.shutdown()
+        await redis.close()
+        site.stop()
+        await world.tearDown(instances: [instance.instanceId])
+    }
+}
+
 /// Raw deliveries of a queue, acked as they come.
 actor DeliveryLog {
     private(set) var items: [AMQPDelivery] = []

@@ -134,11 +134,11 @@ public final class DecisionWorker: Sendable {
                 ? .release(id: envelope.id, operator: user)
                 : .engage(id: envelope.id, operator: user, reason: body.reason ?? "engaged by hand")
             try await applyToBrake([event])
-        case "quarantine", "unquarantine":
-            try await quarantine(envelope, user: user)
+        case "quarantine", "unquarantine", "repair_volume":
+            try await repairCommand(envelope, user: user)
         default:
             guard let name = OperatorCommand.Name(rawValue: body.name) else {
-                throw RejectMessage("unknown command '\(body.name)'; expected one of \(OperatorCommand.Name.allCases.map(\.rawValue).joined(separator: ", ")), brake_release, brake_engage, quarantine, unquarantine")
+                throw RejectMessage("unknown command '\(body.name)'; expected one of \(OperatorCommand.Name.allCases.map(\.rawValue).joined(separator: ", ")), brake_release, brake_engage, quarantine, unquarantine, repair_volume")
             }
             guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
             if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
@@ -150,20 +150,41 @@ public final class DecisionWorker: Sendable {
         }
     }
 
-    /// `quarantine` / `unquarantine`: publishes the repair request (docs/messages.md) for the target's current
-    /// instance; the actuator tags the instance and sets the table flag. Discovery then reports the target
-    /// quarantined (tag or flag) and the machine takes no step on it (docs/escalation.md, "Quarantine").
-    /// Not a machine event: a quarantine must also work while an incident is stopped or held.
-    private func quarantine(_ envelope: Envelope<CommandBody>, user: String) async throws {
+    /// `quarantine` / `unquarantine` / `repair_volume`: publishes the repair request (docs/messages.md) for
+    /// the target's current instance, and a `command_accepted` notice answering the command.
+    /// - quarantine: the actuator tags the instance and sets the table flag. Discovery then reports the
+    ///   target quarantined (tag or flag) and the machine takes no step on it (docs/escalation.md,
+    ///   "Quarantine"). Not a machine event: a quarantine must also work while an incident is stopped or held.
+    /// - repair_volume: the EBS root-volume swap (docs/actuator.md, "Repairs"). Destructive, so refused —
+    ///   with a `command_rejected` notice and a dead letter saying why — while the fleet brake is engaged or
+    ///   the target is quarantined, like the ladder's manual steps.
+    private func repairCommand(_ envelope: Envelope<CommandBody>, user: String) async throws {
         let body = envelope.body
         guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
         let stored = try await states.load(Self.stateKey(target)).map { try StoredTarget.decode($0.data) }
-        let configured = await known.target(target)?.instance
-        guard let instance = stored?.machine.currentInstance ?? configured else {
+        let known = await known.target(target)
+        guard let instance = stored?.machine.currentInstance ?? known?.instance else {
             throw RejectMessage("unknown target '\(target)'")
         }
-        let repair = RepairRequest(body.name == "quarantine" ? .quarantine(detachElasticIP: body.detachEip ?? false) : .unquarantine,
-                                   id: envelope.id, reason: body.reason)
+        let ref = CommandRef(id: envelope.id, name: body.name, operator: user)
+        let action: RepairRequest.Action
+        switch body.name {
+        case "quarantine": action = .quarantine(detachElasticIP: body.detachEip ?? false)
+        case "unquarantine": action = .unquarantine
+        default:
+            action = .ebsRepair
+            let quarantined = known?.settings.quarantined ?? stored?.machine.settings.quarantined ?? false
+            let braked = try await loadBrake().brake.isEngaged
+            if quarantined || braked {
+                let why = quarantined ? "\(target) is quarantined: no automatic or manual repair runs until `recoveryctl unquarantine \(target)`"
+                    : "the fleet brake is engaged: no destructive step runs until it is released (`\(RecoveryCtl.brakeRelease)`)"
+                Counter(label: "recovery_commands_total", dimensions: [("result", "rejected")]).increment()
+                await publishNotice(Notice(id: "\(envelope.id):command_rejected", kind: .commandRejected, at: clock(), target: target,
+                                           instanceId: instance.id, region: instance.region, detail: why, command: ref), target: target)
+                throw RejectMessage(why)
+            }
+        }
+        let repair = RepairRequest(action, id: envelope.id, reason: body.reason)
         let now = clock()
         let request = ActionRequest.repair(
             repair, target: target, incidentId: stored?.machine.incident?.id, instanceId: instance.id, region: instance.region,
@@ -173,6 +194,10 @@ public final class DecisionWorker: Sendable {
             correlationId: request.incidentId, body: request, topology: topology, producer: options.workerId, now: now)])
         Counter(label: "recovery_commands_total", dimensions: [("result", "accepted")]).increment()
         logger.notice("\(body.name) of \(target) requested by \(user)", metadata: ["instance_id": "\(instance.id)"])
+        await publishNotice(Notice(
+            id: "\(envelope.id):command_accepted", kind: .commandAccepted, at: now, target: target, instanceId: instance.id,
+            region: instance.region, incidentId: request.incidentId,
+            detail: "\(body.name) of \(target) requested from the actuator (\(request.idempotencyKey))", command: ref), target: target)
     }
 
     /// How long the actuator has to carry out a quarantine request.
