@@ -86,6 +86,15 @@ extension RecoveryctlEndToEndTests {
             let commandBindings = try await managementList("bindings/%2F/e/\(topology.exchange)/q/\(topology.commandsQueue)")
             #expect(commandBindings.count == 1)
 
+            // Without RABBITMQ_MANAGEMENT_URL: declared, and the policy listed as not set, with how to set it.
+            var amqpOnly = env
+            amqpOnly["RABBITMQ_MANAGEMENT_URL"] = nil
+            let skipped = try await runCtl(["topology", "apply", "--file", file, "--json"], env: amqpOnly)
+            #expect(skipped.code == 0, "\(skipped.stderr)")
+            let skippedResult = try JSONDecoder().decode(TopologyApplyResult.self, from: Data(skipped.stdout.utf8))
+            #expect(skippedResult.policiesApplied.isEmpty && skippedResult.policiesSkipped == [policy])
+            #expect(skippedResult.note?.contains("Set RABBITMQ_MANAGEMENT_URL") == true, "\(skipped.stdout)")
+
             // Not JSON: a clear error, exit 1, on stderr and as {"error": …} with --json.
             let broken = dir.appendingPathComponent("broken.json").path
             try Data("{\"queues\": [".utf8).write(to: URL(fileURLWithPath: broken))
