@@ -123,10 +123,13 @@ public struct TextTable: Sendable {
 func wrap(_ text: String, width: Int = 80, indent: String = "  ") -> String {
     var out: [String] = []
     for paragraph in text.split(separator: "\n", omittingEmptySubsequences: false) {
-        var line = ""
+        // The paragraph's own leading spaces are kept: an indented detail line stays indented.
+        var line = String(paragraph.prefix { $0 == " " })
+        var atStart = true
         for word in paragraph.split(separator: " ") {
-            if line.isEmpty || line == indent {
+            if atStart {
                 line += word
+                atStart = false
             } else if line.count + 1 + word.count > width {
                 out.append(line)
                 line = indent + word

@@ -76,6 +76,9 @@ struct RecoveryctlUnitTests {
                                    outcome: .init(idempotencyKey: "k", step: "restart", status: "succeeded"), suggestions: [])
         #expect(result.exitCode == 0)
         #expect(result.render(width: 80).contains("restart succeeded"))
+        // The answer and the outcome are indented under the first line (wrap keeps leading spaces).
+        #expect(result.render(width: 80).split(separator: "\n").dropFirst().allSatisfy { $0.hasPrefix("  ") }, "\(result.render(width: 80))")
+        #expect(result.render(width: 80).contains("\n  alice ran restart"))
         result.outcome?.status = "human_needed"
         #expect(result.exitCode == 4)
         result.status = .rejected

@@ -119,6 +119,8 @@ struct FleetBrakeTests {
         let engage = brake.handle(.engage(id: "c2", operator: "bob", reason: "AWS incident in eu-west-1"), now: t0)
         #expect(brake.engagement?.trigger == .manual && brake.engagement?.by == "bob")
         #expect(engage.notices.first?.detail?.contains("engaged by bob: AWS incident in eu-west-1") == true)
+        // The alert answers the command (recoveryctl waits for a notice naming its id).
+        #expect(engage.notices.first?.command == CommandRef(id: "c2", name: "brake engage", operator: "bob"))
         let again = brake.handle(.engage(id: "c3", operator: "carol", reason: "x"), now: t0)
         #expect(again.rejections.first?.detail?.contains("already engaged") == true)
         // A redelivered command is a no-op.

@@ -169,7 +169,10 @@ public struct FleetBrake: Codable, Sendable, Equatable {
                     detail: "brake engage refused: the brake is already engaged (since \(TimeText.iso(engagement.at)): \(engagement.detail))")))
                 break
             }
-            engage(.manual, detail: "engaged by \(who): \(reason)", by: who, targets: targetsInOutage, now, &actions)
+            // The alert is also the command's answer: it names the command, so its sender (recoveryctl
+            // waits for a notice with the command's id) sees it accepted.
+            engage(.manual, detail: "engaged by \(who): \(reason)", by: who, targets: targetsInOutage, now, &actions,
+                   answering: CommandRef(id: id, name: "brake engage", operator: who))
         case .release(let id, let who):
             guard remember(id) else { break }
             guard let engagement else {
@@ -218,14 +221,16 @@ public struct FleetBrake: Codable, Sendable, Equatable {
     }
 
     private mutating func engage(
-        _ trigger: Trigger, detail: String, by: String?, targets: [String], _ now: Date, _ actions: inout [Action]
+        _ trigger: Trigger, detail: String, by: String?, targets: [String], _ now: Date, _ actions: inout [Action],
+        answering command: CommandRef? = nil
     ) {
         engagements += 1
         engagement = Engagement(number: engagements, at: now, trigger: trigger, detail: detail, by: by, targets: targets)
-        let notice = Notice(
+        var notice = Notice(
             id: "fleet:brake_engaged:\(engagements)", kind: .brakeEngaged, at: now, targets: targets,
             detail: "fleet brake engaged: \(detail). No restart, re-provision or fail-over runs on any target until an operator releases it.",
             commands: [RecoveryCtl.brakeRelease])
+        notice.command = command
         actions.append(.notify(notice))
     }
 
