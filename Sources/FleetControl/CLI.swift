@@ -23,7 +23,8 @@ public struct RecoveryCtlCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Status.self, History.self, Restart.self, Reprovision.self, Failover.self, Ack.self, Approve.self, Hold.self,
-            Resume.self, Reset.self, Brake.self, Targets.self, Preflight.self, Topology.self,
+            Resume.self, Reset.self, Brake.self, Quarantine.self, Unquarantine.self, RepairVolume.self, Targets.self,
+            Preflight.self, Topology.self,
         ])
 
     public init() {}
@@ -242,6 +243,49 @@ extension RecoveryCtlCommand {
         public init() {}
         public func run() async throws {
             try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "failover", reason: reason), wait: wait, context: $0) }
+        }
+    }
+
+    public struct Quarantine: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "Take the target out of automation: tag it AutoRecovery:Quarantined, record it in the config; notify only from then on.")
+        @Argument var target: String
+        @Option(help: "Why (kept in the history and the instance tag).") var reason: String
+        @Flag(name: .customLong("detach-eip"), help: "Also take the Elastic IP off the instance.") var detachEip = false
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) {
+                try await sendCommand(.init(target: target, name: "quarantine", reason: reason, detachEip: detachEip), wait: wait, context: $0)
+            }
+        }
+    }
+
+    public struct Unquarantine: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "Hand a quarantined target back to automation (the Elastic IP is not put back).")
+        @Argument var target: String
+        @Option(help: "Why (kept in the history).") var reason: String?
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "unquarantine", reason: reason), wait: wait, context: $0) }
+        }
+    }
+
+    public struct RepairVolume: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "repair-volume",
+            abstract: "Replace the root volume with one from the newest tagged snapshot (the old one is kept).")
+        @Argument var target: String
+        @Option(help: "Why (kept in the history).") var reason: String
+        @OptionGroup var wait: WaitOptions
+        @OptionGroup var output: OutputOptions
+        public init() {}
+        public func run() async throws {
+            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "repair_volume", reason: reason), wait: wait, context: $0) }
         }
     }
 

@@ -15,19 +15,32 @@ public struct CommandRequest: Sendable, Equatable {
     public var name: String
     public var until: Date?
     public var reason: String?
+    /// For `quarantine`: also take the Elastic IP off the instance.
+    public var detachEip: Bool?
 
-    public init(target: String?, name: String, until: Date? = nil, reason: String? = nil) {
+    public init(target: String?, name: String, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil) {
         self.target = target
         self.name = name
         self.until = until
         self.reason = reason
+        self.detachEip = detachEip
     }
 
     /// The ladder step the command makes the actuator run: the step commands' own, and for `approve`
     /// whichever step was pending (known from the answer).
     var step: RecoveryStep? { OperatorCommand.Name(rawValue: name)?.step }
+    /// The repair an accepted `quarantine`, `unquarantine` or `repair_volume` asks the actuator for; its
+    /// key is `<target>/repair/<kind>/<command id>` (docs/messages.md).
+    var repairKind: RepairRequest.Kind? {
+        switch name {
+        case "quarantine": .quarantine
+        case "unquarantine": .unquarantine
+        case "repair_volume": .ebsRepair
+        default: nil
+        }
+    }
     /// Whether an accepted command leads to an actuator outcome worth waiting for.
-    var runsStep: Bool { step != nil || name == OperatorCommand.Name.approve.rawValue }
+    var runsStep: Bool { step != nil || name == OperatorCommand.Name.approve.rawValue || repairKind != nil }
 }
 
 /// What became of a command.
@@ -215,7 +228,7 @@ public struct CommandSender: Sendable {
 
         let envelope = Envelope(
             type: .command, id: id, target: request.target, occurredAt: now, producer: producer,
-            body: CommandBody(name: request.name, until: request.until, reason: request.reason))
+            body: CommandBody(name: request.name, until: request.until, reason: request.reason, detachEip: request.detachEip))
         let publisher = AMQPPublisher(configuration: amqp, publishTimeout: min(timeout, .seconds(30)), logger: logger)
         do {
             try await publisher.publish(OutgoingMessage(
@@ -261,11 +274,15 @@ public struct CommandSender: Sendable {
         var earlyOutcomes: [ActionOutcome] = []
 
         func matches(_ outcome: ActionOutcome) -> Bool {
-            outcome.incidentId == result.incidentId && (expectedStep == nil || outcome.step == expectedStep)
+            if let kind = request.repairKind {
+                return outcome.idempotencyKey == RepairRequest.key(target: request.target ?? "", kind: kind, id: result.commandId)
+            }
+            return outcome.repair == nil && outcome.incidentId == result.incidentId && (expectedStep == nil || outcome.step == expectedStep)
         }
         func finish(_ outcome: ActionOutcome) -> CommandResult {
             var r = result
-            r.outcome = .init(idempotencyKey: outcome.idempotencyKey, step: outcome.step.rawValue, status: outcome.status.rawValue,
+            r.outcome = .init(idempotencyKey: outcome.idempotencyKey, step: outcome.repair?.rawValue ?? outcome.step.rawValue,
+                              status: outcome.status.rawValue,
                               reason: outcome.reason, instanceId: outcome.instanceId, region: outcome.region)
             r.status = .accepted
             return r

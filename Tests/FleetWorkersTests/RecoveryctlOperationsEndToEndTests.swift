@@ -343,6 +343,57 @@ extension RecoveryctlEndToEndTests {
 
 /// In-process decision worker (observations, commands, ticker) and actuator over the real broker, Redis
 /// and moto, for a world; the actuator's AWS calls are logged.
+extension RecoveryctlEndToEndTests {
+    // MARK: quarantine, unquarantine, repair-volume
+
+    @Test(.timeLimit(.minutes(3)))
+    func quarantineUnquarantineAndRepairVolumeThroughTheBinary() async throws {
+        let world = try World()
+        let site = try FakeSite()
+        let name = "\(world.prefix)-q"
+        let instance = try await world.launchTarget(name: name, healthURL: site.url)
+        _ = try await world.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(100))
+        let fleet = try await InProcessFleet(world, config: #"{"defaults": {"failure_threshold": 2, "grace_period": 600}}"#)
+        let env = ctlEnvironment(world, extra: [:])
+        func command(_ arguments: [String], expect code: Int32) async throws -> CommandResult {
+            let run = try await runCtl(arguments + ["--json", "--timeout", "60s"], env: env)
+            #expect(run.code == code, "\(arguments): \(run.stdout) \(run.stderr)")
+            return try JSONDecoder().decode(CommandResult.self, from: Data(run.stdout.utf8))
+        }
+        func tags() async throws -> [String: String] {
+            try await world.ec2.describeInstances(instanceIds: [instance.instanceId]).first?.tags ?? [:]
+        }
+        do {
+            // quarantine: accepted, then the actuator's outcome (exit 0), and the tag is on the instance.
+            let quarantined = try await command(["quarantine", name, "--reason", "disk forensics"], expect: 0)
+            #expect(quarantined.status == .accepted)
+            #expect(quarantined.outcome?.step == "quarantine")
+            #expect(quarantined.outcome?.status == "succeeded")
+            #expect(quarantined.outcome?.idempotencyKey == "\(name)/repair/quarantine/\(quarantined.commandId)")
+            #expect(try await tags()["AutoRecovery:Quarantined"]?.hasSuffix("disk forensics") == true)
+
+            // unquarantine: the tag goes.
+            let lifted = try await command(["unquarantine", name], expect: 0)
+            #expect(lifted.outcome?.step == "unquarantine" && lifted.outcome?.status == "succeeded")
+            #expect(try await tags()["AutoRecovery:Quarantined"] == nil)
+
+            // repair-volume under the brake: refused with the reason, exit 3, nothing sent to AWS.
+            _ = try await command(["brake", "engage", "--reason", "maintenance"], expect: 0)
+            let before = fleet.log.mutations.count
+            let refused = try await command(["repair-volume", name, "--reason", "impaired"], expect: 3)
+            #expect(refused.status == .rejected)
+            #expect(refused.detail?.contains("brake") == true, "\(refused)")
+            #expect(fleet.log.mutations.count == before)
+            _ = try await command(["brake", "release"], expect: 0)
+        } catch {
+            Issue.record(error)
+        }
+        await fleet.stop()
+        site.stop()
+        await world.tearDown(instances: [instance.instanceId])
+    }
+}
+
 final class InProcessFleet: Sendable {
     let redis: RedisClient
     let publisher: AMQPPublisher
