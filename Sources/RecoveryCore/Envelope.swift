@@ -220,8 +220,20 @@ public enum Timestamp {
         return decoder
     }
 
+    /// `2026-11-22T03:00:00.123Z`: UTC, milliseconds. The milliseconds are rounded here, not by the
+    /// formatter: it truncates, and a parsed `.123` is stored as 0.12299…, so formatting a parsed time
+    /// gave `.122` about half the time and every decode/encode cycle (stored state, outboxes) moved a time
+    /// back by a millisecond. `format(parse(format(d))) == format(d)` now holds (tested).
     public static func format(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: true).timeSeparator(.colon).dateSeparator(.dash))
+        let ms = (date.timeIntervalSince1970 * 1000).rounded()
+        let seconds = (ms / 1000).rounded(.down)
+        let fraction = Int(ms - seconds * 1000)
+        let whole = Date(timeIntervalSince1970: seconds).formatted(
+            .iso8601.year().month().day().timeZone(separator: .omitted).time(includingFractionalSeconds: false)
+                .timeSeparator(.colon).dateSeparator(.dash))
+        // `whole` ends in "Z"; the fraction goes before it.
+        let digits = String(fraction)
+        return String(whole.dropLast()) + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
     }
 
     /// Accepts times with or without fractional seconds, with `Z` or an offset.

@@ -71,4 +71,22 @@ struct EnvelopeTests {
             _ = try EnvelopeCodec.decode([0xff, 0xfe, 0x00, 0x7b], as: Ping.self, expecting: .observation)
         }
     }
+
+    /// Every decode/encode cycle (stored state, outboxes, re-published bodies) must give the same text:
+    /// the formatter truncates, and a parsed `.123` is 0.12299… in binary.
+    @Test func timestampsSurviveAnyNumberOfRoundTrips() throws {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let date = Date(timeIntervalSince1970: Double.random(in: 1.7e9...1.9e9, using: &generator))
+            let text = Timestamp.format(date)
+            let parsed = try #require(Timestamp.parse(text))
+            #expect(Timestamp.format(parsed) == text)
+            #expect(abs(parsed.timeIntervalSince(date)) <= 0.0005 + 1e-6, "rounded to the nearest millisecond")
+        }
+        let exact = Date(timeIntervalSince1970: 1_795_316_400)
+        #expect(Timestamp.format(exact) == "2026-11-22T03:00:00.000Z")
+        #expect(Timestamp.format(exact.addingTimeInterval(0.9996)) == "2026-11-22T03:00:01.000Z", "rounding carries into the seconds")
+        #expect(Timestamp.format(exact.addingTimeInterval(-0.0004)) == "2026-11-22T03:00:00.000Z")
+        #expect(Timestamp.format(exact.addingTimeInterval(0.05)) == "2026-11-22T03:00:00.050Z")
+    }
 }
