@@ -66,7 +66,7 @@ public struct LoopService: Service {
     }
 
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown { await body() }
+        await cancelWhenGracefulShutdown { await body() }
         await cleanup()
     }
 }

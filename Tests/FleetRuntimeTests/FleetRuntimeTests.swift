@@ -165,6 +165,10 @@ struct MessageWorkerTests {
         while attempts.withLock({ $0 }) < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         try await Task.sleep(for: .milliseconds(200))
         #expect(attempts.withLock { $0 } == 3)
+        // The third attempt is acked (and counted) after its handler returns: wait for that, bounded.
+        let counted = #"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="acked"} 1"#
+        let countDeadline = ContinuousClock.now + .seconds(10)
+        while !emittedMetrics().contains(counted), ContinuousClock.now < countDeadline { try await Task.sleep(for: .milliseconds(20)) }
         let metrics = emittedMetrics()
         #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="requeued"} 2"#), "\(metrics)")
         #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="acked"} 1"#))

@@ -297,7 +297,7 @@ func management(_ method: String, _ path: String, _ body: String?) async throws 
     let http = HTTPClient()
     defer { http.shutdown() }
     let response = try await http.execute(HTTPRequest(
-        method: method, url: "http://127.0.0.1:15672/api/\(path)",
+        method: method, url: "\(managementBase)/api/\(path)",
         headers: [("Authorization", "Basic " + Data("guest:guest".utf8).base64EncodedString()), ("Content-Type", "application/json")],
         body: Array((body ?? "").utf8)))
     guard (200..<300).contains(response.status) else {
