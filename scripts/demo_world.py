@@ -398,6 +398,24 @@ def script():
             raise Missed(f"reprovision: the site is served by {site['instance']}, not by the new instance {new}")
     done(f"outage 2: reprovision launched {new} from the snapshot, Elastic IP {res['ip']} moved to it; recovered")
 
+    # An admin replaces the original's disk and starts it again (directly, not through the fleet): the
+    # fleet says the original is back, and changes nothing (the replacement keeps serving).
+    marks = (len(notices), len(calls))
+    with lock:
+        broken.pop(first, None)
+    say("world", f"--- an admin repairs {first} (the original) and starts it again")
+    ec2[PRIMARY].start_instances(InstanceIds=[first])
+    wait_for("the original instance back: notice", notice(f"{TARGET}: the original instance answers again", marks[0]))
+    with lock:
+        touched = [c for c in calls[marks[1]:] if c[0] in ("RebootInstances", "StopInstances", "StartInstances", "RunInstances",
+                                                          "AssociateAddress", "ChangeResourceRecordSets")]
+        serving = site["instance"]
+    if touched:
+        raise Missed(f"the original came back and the fleet acted: {touched[0][0]}")
+    if serving != new:
+        raise Missed(f"the original came back and the site moved to {serving}")
+    done(f"the original {first} runs again: told, nothing changed ({new} keeps serving)")
+
     # 3. The home region goes down: fail over to the DR region, Route 53 follows.
     m = outage(3, lambda i: regions_down.add(PRIMARY), "failover")
     wait_for("failover: Route 53 UPSERT of the record", call("ChangeResourceRecordSets", m[1], lambda c: c[2]["action"] == "UPSERT"))

@@ -180,7 +180,10 @@ public final class ProbeWorker: Sendable {
 
     /// DescribeInstanceStatus for every target (batches of 100, IncludeAllInstances). A stopped or
     /// impaired instance is published as a failed observation; healthy status is not a site check and
-    /// is not published.
+    /// is not published. A target's displaced instances (the originals of a re-provision or fail-over)
+    /// are checked too: while one runs, its status is published under its own instance id (healthy when
+    /// both status checks pass), which is how the decision worker learns that the original came back;
+    /// a stopped one, the normal case, is not news and is not published.
     func checkInstanceStatus() async {
         let targets = await state.targets
         let now = clock()
@@ -190,12 +193,25 @@ public final class ProbeWorker: Sendable {
         } catch {
             logger.warning("cannot claim the status check; checking anyway", metadata: ["error": "\(error)"])
         }
-        for (region, group) in Dictionary(grouping: targets, by: \.instance.region) {
+        // (target, instance, whether it is a displaced original) for every instance to check.
+        let checks = targets.flatMap { target in
+            [(target, target.instance, false)] + target.displaced.map { (target, $0, true) }
+        }
+        for (region, group) in Dictionary(grouping: checks, by: \.1.region) {
             let client = region == ec2.region ? ec2 : ec2.withRegion(region)
             do {
-                let statuses = try await client.describeInstanceStatus(instanceIds: group.map(\.instance.id))
+                let statuses = try await client.describeInstanceStatus(instanceIds: group.map(\.1.id))
                 let byId = Dictionary(statuses.map { ($0.instanceId, $0) }, uniquingKeysWith: { a, _ in a })
-                for target in group {
+                for (target, instance, isDisplaced) in group where isDisplaced {
+                    guard let status = byId[instance.id], status.state == .running else { continue }
+                    var result = ProbeResult(prober: options.proberId, instanceId: instance.id,
+                                             healthy: status.systemStatus.isOK && status.instanceStatus.isOK)
+                    result.source = .ec2Status
+                    result.ec2State = status.state.rawValue
+                    result.detail = "original instance \(instance.id) is running; status checks: system \(status.systemStatus.status), instance \(status.instanceStatus.status)"
+                    await publish(result, target: target)
+                }
+                for (target, _, isDisplaced) in group where !isDisplaced {
                     guard let status = byId[target.instance.id] else { continue }
                     let impaired = status.systemStatus.isImpaired || status.instanceStatus.isImpaired
                     guard status.state != .running || impaired else { continue }

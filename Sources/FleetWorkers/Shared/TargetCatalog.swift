@@ -12,15 +12,21 @@ public struct Target: Sendable, Equatable {
     /// From the tag `AutoRecovery:HealthUrl`, else the target's config.
     public var healthURL: String?
     public var settings: TargetSettings
+    /// Instances this target ran on before a re-provision or fail-over (tagged `AutoRecovery:ReplacedBy`,
+    /// kept stopped by the actuator). The probe watches their EC2 status, so the decision worker can say
+    /// when the original instance comes back.
+    public var displaced: [InstanceRef]
 
     public var name: String { identity.name }
 
-    public init(identity: TargetIdentity, instance: InstanceRef, instanceState: String, healthURL: String?, settings: TargetSettings) {
+    public init(identity: TargetIdentity, instance: InstanceRef, instanceState: String, healthURL: String?, settings: TargetSettings,
+                displaced: [InstanceRef] = []) {
         self.identity = identity
         self.instance = instance
         self.instanceState = instanceState
         self.healthURL = healthURL
         self.settings = settings
+        self.displaced = displaced
     }
 }
 
@@ -224,10 +230,14 @@ public struct TargetCatalog: Sendable {
             let identity = TargetIdentity(
                 name: name, homeRegion: homeRegion, drRegion: entry.drRegion ?? defaultDR,
                 elasticIpAllocationId: entry.elasticIpAllocationId)
+            let displaced = candidates
+                .filter { $0.0.instanceId != chosen.0.instanceId && $0.0.tags[replacedByTag] != nil }
+                .map { InstanceRef(id: $0.0.instanceId, region: $0.1) }
+                .sorted { $0.id < $1.id }
             return Target(
                 identity: identity, instance: InstanceRef(id: chosen.0.instanceId, region: chosen.1),
                 instanceState: chosen.0.state.rawValue,
-                healthURL: chosen.0.tags[healthURLTag] ?? entry.healthURL, settings: settings)
+                healthURL: chosen.0.tags[healthURLTag] ?? entry.healthURL, settings: settings, displaced: displaced)
         }
     }
 
