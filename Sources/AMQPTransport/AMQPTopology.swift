@@ -124,7 +124,8 @@ public struct AMQPTopology: Sendable, Equatable {
 }
 
 extension AMQPFieldValue {
-    var jsonValue: Any {
+    /// The value as a JSONSerialization object (definitions files, the management API).
+    public var jsonValue: Any {
         switch self {
         case let .string(s): return s
         case let .int(i): return i

@@ -178,7 +178,7 @@ public struct TopologyApplier: Sendable {
         let name = policy.name.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? policy.name
         let body: [String: Any] = [
             "pattern": policy.pattern, "apply-to": policy.applyTo, "priority": policy.priority,
-            "definition": policy.definition.mapValues(\.jsonObject),
+            "definition": policy.definition.mapValues(\.jsonValue),
         ]
         let credentials = Data("\(user):\(password)".utf8).base64EncodedString()
         let response = try await http.execute(HTTPRequest(
@@ -188,22 +188,6 @@ public struct TopologyApplier: Sendable {
         guard (200..<300).contains(response.status) else {
             let text = String(decoding: response.body.prefix(300), as: UTF8.self)
             throw ControlError("the management API refused policy \(policy.name): HTTP \(response.status) \(text)")
-        }
-    }
-}
-
-extension AMQPFieldValue {
-    var jsonObject: Any {
-        switch self {
-        case let .string(s): return s
-        case let .int(i): return i
-        case let .bool(b): return b
-        case let .double(d): return d
-        case let .timestamp(t): return t
-        case let .bytes(b): return String(decoding: b, as: UTF8.self)
-        case let .array(a): return a.map(\.jsonObject)
-        case let .table(t): return t.mapValues(\.jsonObject)
-        case .void: return NSNull()
         }
     }
 }
