@@ -106,6 +106,43 @@ struct TargetConfigTableTests {
     }
 }
 
+extension TargetConfigTableTests {
+    /// Eight operators (or an operator and a quarantine) changing different keys of one target at the same
+    /// time: every change is kept (the conditional put re-reads and re-applies instead of overwriting).
+    @Test(.timeLimit(.minutes(2)))
+    func concurrentUpdatesOfOneTargetLoseNothing() async throws {
+        let world = try World()
+        let dynamo = DynamoDBClient(world.aws)
+        let table = TargetConfigTable(dynamo: dynamo, tableName: "\(world.prefix)-instance-config")
+        try await table.create()
+        let target = "\(world.prefix)-busy"
+        try await table.put(target: target, settings: Data(#"{"probe_interval": 5}"#.utf8))
+        let changes: [(String, String)] = [
+            ("grace_period", "120"), ("failure_threshold", "4"), ("recovery_threshold", "3"), ("probe_timeout", "4"),
+            ("approval_timeout", "900"), ("restart_verification", "300"), ("outage_count_window", "7200"), ("dry_run", "true"),
+        ]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (key, value) in changes {
+                group.addTask { try await table.update(target: target, set: [(key: key, value: value)], updatedBy: "op-\(key)") }
+            }
+            try await group.waitForAll()
+        }
+        let item = try #require(try await dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
+        for (key, value) in changes {
+            #expect(item[key] == (value == "true" ? .bool(true) : try DynamoValue.number(value)), "\(key) kept")
+        }
+        #expect(item["probe_interval"] == .number(5), "the key nobody changed is kept")
+        // A concurrent quarantine (the actuator's UpdateItem merge) is kept too.
+        async let merged: Void = table.merge(target: target, settings: Data(#"{"quarantined": true}"#.utf8))
+        try await table.update(target: target, set: [(key: "grace_period", value: "60")])
+        try await merged
+        let after = try #require(try await dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
+        #expect(after["quarantined"] == .bool(true) && after["grace_period"] == .number(60))
+        _ = try? await dynamo.deleteTable(table.tableName)
+        await world.tearDown(instances: [])
+    }
+}
+
 @Suite("Instance-config table, offline")
 struct TargetConfigTableUnitTests {
     /// A TargetSettings key missing from `settingKeys` would make every item using it "malformed".

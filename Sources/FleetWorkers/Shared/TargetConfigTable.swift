@@ -98,8 +98,11 @@ public struct TargetConfigTable: Sendable {
     /// as the workers will read it, before anything is written: a bad key or value throws and the table
     /// is left unchanged. Returns the item's settings as written (JSON).
     ///
-    /// Read-modify-write without a condition: two operators changing one target at the same instant can
-    /// lose one change (the table is edited by hand, rarely; last writer wins, as with `put`).
+    /// Read-modify-write with a condition: the put succeeds only if the item is still the one read (same
+    /// `updated_at`, or still absent); otherwise it is read again and the same keys applied again (at most
+    /// 12 times), so two operators, or an operator and a quarantine, changing one target at the same
+    /// instant both keep their change. (An edit made by hand in the console without `updated_at` is not
+    /// detected.)
     @discardableResult
     public func update(target: String, set: [(key: String, value: String)], unset: [String] = [], over base: TargetConfigFile = .empty,
                        updatedBy: String? = nil, now: Date = Date()) async throws -> Data {
@@ -108,6 +111,20 @@ public struct TargetConfigTable: Sendable {
         for key in set.map(\.key) where !Self.settingKeys.contains(key) {
             throw ConfigurationError("unknown setting '\(key)' (expected one of \(Self.settingKeys.sorted().joined(separator: ", ")))")
         }
+        for _ in 0..<12 {
+            do {
+                return try await updateOnce(target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now)
+            } catch DynamoDBError.conditionalCheckFailed {
+                // Changed since it was read: read it again, after a short random pause so that writers
+                // racing each other spread out (each round at least one of them wins).
+                try await Task.sleep(for: .milliseconds(Int.random(in: 10...60)))
+            }
+        }
+        throw ConfigurationError("not written: the item of '\(target)' kept changing while it was being updated; try again")
+    }
+
+    private func updateOnce(target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
+                            updatedBy: String?, now: Date) async throws -> Data {
         let existing = try await dynamo.getItem(tableName: tableName, key: [Self.keyAttribute: .string(target)], consistentRead: true) ?? [:]
         var item = existing
         for key in Self.bookkeeping { item[key] = nil }
@@ -125,9 +142,22 @@ public struct TargetConfigTable: Sendable {
             throw ConfigurationError("not written: \(error)")
         }
         item[Self.keyAttribute] = .string(target)
-        item["updated_at"] = .date(now, as: .iso8601)
+        // The condition below compares the stamp that was read; a retry writes a fresh one.
+        item["updated_at"] = .date(max(now, Date()), as: .iso8601)
         if let updatedBy { item["updated_by"] = .string(updatedBy) }
-        _ = try await dynamo.putItem(PutItemInput(tableName: tableName, item: item))
+        var put = PutItemInput(tableName: tableName, item: item)
+        if existing.isEmpty {
+            put.conditionExpression = "attribute_not_exists(#k)"
+            put.expressionAttributeNames = ["#k": Self.keyAttribute]
+        } else if let stamp = existing["updated_at"] {
+            put.conditionExpression = "#u = :u"
+            put.expressionAttributeNames = ["#u": "updated_at"]
+            put.expressionAttributeValues = [":u": stamp]
+        } else {
+            put.conditionExpression = "attribute_exists(#k) AND attribute_not_exists(#u)"
+            put.expressionAttributeNames = ["#k": Self.keyAttribute, "#u": "updated_at"]
+        }
+        _ = try await dynamo.putItem(put)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return try encoder.encode(JSONValue.object(object))
