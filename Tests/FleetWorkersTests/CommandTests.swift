@@ -162,17 +162,36 @@ extension CommandTests {
         let accepted = await notices.wait { $0.body.command?.id == "c-vol" }
         #expect(accepted?.body.kind == .commandAccepted)
 
+        // An outage opens (restart pending in its grace period): the ladder may act, so a volume repair
+        // is refused until the incident is acknowledged.
+        for i in 0..<3 {
+            try await decision.handle(.probe(Envelope(type: .observation, id: "\(world.prefix)-o\(i)", target: name, instanceId: instance.instanceId,
+                                                      occurredAt: Date(), body: ProbeResult(prober: "p", healthy: false, statusCode: 503))),
+                                      verifiedUser: nil)
+        }
+        _ = await notices.wait { $0.body.kind == .outageDeclared }
+        try await send(CommandBody(name: "repair_volume"), target: name, id: "c-vol-incident")
+        let busy = await notices.wait { $0.body.command?.id == "c-vol-incident" }
+        #expect(busy?.body.kind == .commandRejected)
+        #expect(busy?.body.detail?.contains("recoveryctl ack") == true, "\(busy?.body.detail ?? "")")
+        try await send(CommandBody(name: "ack"), target: name, id: "c-ack")
+        _ = await notices.wait { $0.body.command?.id == "c-ack" }
+        try await send(CommandBody(name: "repair_volume"), target: name, id: "c-vol-acked")
+        #expect(await notices.wait { $0.body.command?.id == "c-vol-acked" }?.body.kind == .commandAccepted)
+        #expect(await requests.wait { $0.body.repair?.id == "c-vol-acked" } != nil, "acknowledged: the repair goes out")
+
         try await send(CommandBody(name: "brake_engage", reason: "test"), target: nil, id: "c-brake")
         _ = await notices.wait { $0.body.kind == .brakeEngaged }
         try await send(CommandBody(name: "repair_volume"), target: name, id: "c-vol-braked")
         let refused = await notices.wait { $0.body.command?.id == "c-vol-braked" }
         #expect(refused?.body.kind == .commandRejected)
         #expect(refused?.body.detail?.contains("brake") == true)
-        let letter = await deadLetters.wait(for: 1).first
-        #expect(letter?.properties.messageId == "c-vol-braked")
-        #expect(letter?.properties.headers["x-reject-reason"]?.stringValue?.contains("brake") == true)
+        let letters = await deadLetters.wait(for: 2)
+        let braked = letters.first { $0.properties.messageId == "c-vol-braked" }
+        #expect(braked?.properties.headers["x-reject-reason"]?.stringValue?.contains("brake") == true)
+        #expect(letters.contains { $0.properties.messageId == "c-vol-incident" })
         try await Task.sleep(for: .milliseconds(300))
-        #expect(await requests.items.count == 1, "nothing requested under the brake")
+        #expect(await requests.items.count == 2, "nothing requested during the live incident or under the brake")
 
         await commands.shutdown()
         await running.value

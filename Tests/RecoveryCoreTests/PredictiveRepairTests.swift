@@ -109,6 +109,45 @@ struct PredictiveRepairTests {
         #expect(notices(expired).map(\.kind) == [.repairCancelled])
     }
 
+    @Test("hold and resume never stand in for an approval; approval required later is honoured")
+    func holdResumeAndApproval() {
+        var settings = TargetSettings()
+        settings.requiresApproval = true
+        var r = PredictiveRepair()
+        _ = r.handle(.trouble(disk()), context(0, settings: settings))
+        let held = r.handle(.command(id: "h1", OperatorCommand(.hold, by: "dave", until: t0.addingTimeInterval(7200))), context(10, settings: settings))
+        #expect(notices(held).first?.kind == .commandAccepted)
+        #expect(r.plan?.phase == .awaitingApproval(deadline: t0.addingTimeInterval(7200)), "still waits for approval, until the hold's end")
+        #expect(requests(r.handle(.tick, context(7000, settings: settings))).isEmpty)
+        let resumed = r.handle(.command(id: "r1", OperatorCommand(.resume, by: "dave")), context(20, settings: settings))
+        #expect(notices(resumed).first?.kind == .commandRejected)
+        #expect(requests(r.handle(.tick, context(100, settings: settings))).isEmpty, "resume did not start it")
+        #expect(r.answeredCommands == ["h1", "r1"], "redeliveries of these are recognised")
+
+        // Approval switched on after the plan was made: at the end of the grace it waits instead of running.
+        var later = PredictiveRepair()
+        _ = later.handle(.trouble(disk()), context(0))
+        let due = later.handle(.tick, context(300, settings: settings))
+        #expect(requests(due).isEmpty)
+        #expect(notices(due).first?.blockedBy == .approval)
+        #expect(later.plan?.phase == .awaitingApproval(deadline: t0.addingTimeInterval(300 + 1800)))
+    }
+
+    @Test("reset is the machine's; it cancels a planned repair, never a running one")
+    func reset() {
+        var r = PredictiveRepair()
+        _ = r.handle(.trouble(disk()), context(0))
+        #expect(!r.takes(OperatorCommand(.reset, by: "erin"), incidentOpen: false))
+        let cancelled = r.cancel(because: "reset by erin", context(10))
+        #expect(cancelled?.kind == .repairCancelled)
+        #expect(r.plan == nil)
+        var running = PredictiveRepair()
+        _ = running.handle(.trouble(disk()), context(0))
+        _ = running.handle(.tick, context(300))
+        #expect(running.cancel(because: "reset", context(310)) == nil)
+        #expect(running.plan?.isRunning == true)
+    }
+
     @Test("no repair during an outage, under quarantine or the brake, or for a suggestion that is not SSM")
     func guards() {
         var r = PredictiveRepair()

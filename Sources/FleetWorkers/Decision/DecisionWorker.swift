@@ -175,9 +175,23 @@ public final class DecisionWorker: Sendable {
             action = .ebsRepair
             let quarantined = known?.settings.quarantined ?? stored?.machine.settings.quarantined ?? false
             let braked = try await loadBrake().brake.isEngaged
-            if quarantined || braked {
+            // An open incident whose ladder may still act: the swap would hold the target's lock for
+            // minutes and the ladder's next step would land on (or after) it. Pause the ladder first.
+            var ladderLive = false
+            if let incident = stored?.machine.incident {
+                var paused = incident.automationStopped != nil
+                if case .stopped = incident.phase { paused = true }
+                switch incident.hold {
+                case .acknowledged?: paused = true
+                case .until(let end, _)?: paused = paused || end > clock()
+                case nil: break
+                }
+                ladderLive = !paused
+            }
+            if quarantined || braked || ladderLive {
                 let why = quarantined ? "\(target) is quarantined: no automatic or manual repair runs until `recoveryctl unquarantine \(target)`"
-                    : "the fleet brake is engaged: no destructive step runs until it is released (`\(RecoveryCtl.brakeRelease)`)"
+                    : braked ? "the fleet brake is engaged: no destructive step runs until it is released (`\(RecoveryCtl.brakeRelease)`)"
+                    : "incident \(stored!.machine.incident!.id) is open and its ladder may act: `\(RecoveryCtl.ack(target))` (or hold it) first, then repair the volume"
                 Counter(label: "recovery_commands_total", dimensions: [("result", "rejected")]).increment()
                 await publishNotice(Notice(id: "\(envelope.id):command_rejected", kind: .commandRejected, at: clock(), target: target,
                                            instanceId: instance.id, region: instance.region, detail: why, command: ref), target: target)
@@ -200,8 +214,9 @@ public final class DecisionWorker: Sendable {
             detail: "\(body.name) of \(target) requested from the actuator (\(request.idempotencyKey))", command: ref), target: target)
     }
 
-    /// How long the actuator has to carry out a quarantine request.
-    static let quarantineDeadline: TimeInterval = 900
+    /// How long the actuator has to carry out a quarantine or volume repair: longer than it may wait for
+    /// the target's lock (the actuator's lock wait limit, 20 minutes by default) plus the work itself.
+    static let quarantineDeadline: TimeInterval = 3600
 
     // MARK: The read-apply-compare-and-set loop
 
@@ -255,17 +270,23 @@ public final class DecisionWorker: Sendable {
             switch event {
             case .trouble(let trouble):
                 repairActions = repair.handle(.trouble(trouble), repairContext())
+            case .machine(.command(let id, _)) where repair.answeredCommands?.contains(id) == true:
+                break  // a redelivered command the repair plan already answered
             case .machine(.command(let id, let command)) where repair.takes(command, incidentOpen: document.machine.incident != nil):
-                // ack / approve / hold / resume / reset while a repair is planned and no outage is open.
+                // ack / approve / hold / resume while a repair is planned and no outage is open.
                 repairActions = repair.handle(.command(id: id, command), repairContext())
             case .machine(.actionOutcome(_, let outcome)) where outcome.repair != nil:
                 repairActions = repair.handle(.outcome(outcome), repairContext())
             case .machine(let machineEvent):
                 actions = document.machine.handle(machineEvent, now: now, brakeEngaged: brake.brake.isEngaged)
+                if case .command(_, let command) = machineEvent, command.name == .reset,
+                   let notice = repair.cancel(because: "reset by \(command.operator)", repairContext()) {
+                    repairActions.append(.notify(notice))
+                }
                 // After the machine: an outage that just opened cancels a planned repair.
-                repairActions = repair.handle(.tick, repairContext())
+                repairActions += repair.handle(.tick, repairContext())
             }
-            document.repair = repair.plan == nil && repair.quietUntil.isEmpty ? nil : repair
+            document.repair = repair.plan == nil && repair.quietUntil.isEmpty && (repair.answeredCommands ?? []).isEmpty ? nil : repair
             for action in repairActions {
                 switch action {
                 case let .requestRepair(key, id, document: ssmDocument, reason, instance, deadline, requestedBy):

@@ -103,6 +103,7 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
     /// Per prediction kind: no new notice or plan before this time.
     public var quietUntil: [String: Date] = [:]
 
+
     public init() {}
 
     /// The idempotency key of a repair: `<target>/repair/ssm/<id>` (the actuator's `RepairRequest.key`).
@@ -118,11 +119,24 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         }
     }
 
-    /// Whether `command` is for this plan rather than the escalation machine: ack, approve, hold, resume
-    /// and reset while a repair is planned and no incident is open.
+    /// Whether `command` is for this plan rather than the escalation machine: ack, approve, hold and
+    /// resume while a repair is planned and no incident is open. (`reset` is the machine's — it clears
+    /// the outage count — and also cancels a planned repair: `cancel`.)
     public func takes(_ command: OperatorCommand, incidentOpen: Bool) -> Bool {
         guard plan != nil, !incidentOpen else { return false }
-        return [.ack, .approve, .hold, .resume, .reset].contains(command.name)
+        return [.ack, .approve, .hold, .resume].contains(command.name)
+    }
+
+    /// Commands this plan answered, so a redelivered one is dropped instead of reaching the machine
+    /// (which would answer it again, or apply an `approve` to an incident opened since).
+    public var answeredCommands: [String]?
+
+    /// Cancels a planned (not running) repair, e.g. after `reset`. Returns the notice, nil when nothing
+    /// was planned.
+    public mutating func cancel(because why: String, _ c: Context) -> Notice? {
+        guard let plan, !plan.isRunning else { return nil }
+        self.plan = nil
+        return done(.repairCancelled, plan, why, c)
     }
 
     public mutating func handle(_ input: Input, _ c: Context) -> [Action] {
@@ -198,6 +212,19 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
                 self.plan = plan
                 return []
             }
+            if c.settings.requiresApproval && plan.approvedBy == nil {
+                // The target came to require approval after the plan was made: nothing runs without it.
+                let deadline = c.now.addingTimeInterval(c.settings.approvalTimeout)
+                plan.phase = .awaitingApproval(deadline: deadline)
+                self.plan = plan
+                var n = base(kind: .troublePredicted, id: "\(plan.id):approval", c)
+                n.repair = "ssm \(plan.document)"
+                n.blockedBy = .approval
+                n.respondBy = deadline
+                n.detail = "\(plan.detail): the target now requires approval; the repair waits for it"
+                n.commands = [RecoveryCtl.approve(c.target), RecoveryCtl.ack(c.target)]
+                return [.notify(n)]
+            }
             return start(&plan, c, by: plan.approvedBy)
         case .awaitingApproval(let deadline):
             guard c.now >= deadline else { return [] }
@@ -241,6 +268,7 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
 
     private mutating func onCommand(id: String, _ command: OperatorCommand, _ c: Context) -> [Action] {
         guard var plan else { return [] }
+        answeredCommands = Array(((answeredCommands ?? []) + [id]).suffix(32))
         let ref = CommandRef(id: id, name: command.name.rawValue, operator: command.operator)
         func answer(_ kind: NotificationKind, _ detail: String) -> Action {
             var n = base(kind: kind, id: "\(id):\(kind.rawValue)", c)
@@ -268,10 +296,19 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
             guard let until = command.until, until > c.now else {
                 return [answer(.commandRejected, "hold needs --until in the future")]
             }
+            if case .awaitingApproval(let deadline) = plan.phase {
+                // A hold never stands in for the approval: the plan keeps waiting for it, at least until then.
+                plan.phase = .awaitingApproval(deadline: max(deadline, until))
+                self.plan = plan
+                return [answer(.commandAccepted, "the repair ssm \(plan.document) still waits for approval, now until \(TimeText.iso(max(deadline, until)))")]
+            }
             plan.phase = .pending(notBefore: until)
             self.plan = plan
             return [answer(.commandAccepted, "the repair ssm \(plan.document) is held until \(TimeText.iso(until))")]
         case .resume:
+            if case .awaitingApproval = plan.phase {
+                return [answer(.commandRejected, "the repair ssm \(plan.document) is not held, it waits for approval: \(RecoveryCtl.approve(c.target))")]
+            }
             plan.phase = .pending(notBefore: c.now)
             self.plan = plan
             return [answer(.commandAccepted, "the repair ssm \(plan.document) runs at the next check")]
