@@ -133,7 +133,9 @@ struct Secrets {
     var values: [String] = []
 
     init(_ env: [String: String]) {
-        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] { if let v = env[name], v.count >= 4 { values.append(v) } }
+        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "SLACK_WEBHOOK_URL", "TEAMS_WEBHOOK_URL"] {
+            if let v = env[name], v.count >= 4 { values.append(v) }
+        }
         for name in ["AMQP_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL"] {
             guard let url = env[name], let scheme = url.range(of: "://"), let at = url.lastIndex(of: "@"), at > scheme.upperBound else { continue }
             let userinfo = url[scheme.upperBound..<at]
@@ -478,8 +480,15 @@ public struct TargetWritten: ControlOutput, Equatable {
     }
 }
 
+/// Settings whose values are credentials: shown as `***` (a Slack or Teams webhook URL is the secret).
+let secretSettings: Set<String> = ["slack_webhook_url", "teams_webhook_url"]
+
 func settingsMap(_ json: Data) throws -> [String: JSONText] {
-    guard case .object(let object) = try JSONDecoder().decode(AnyJSONValue.self, from: json) else { return [:] }
+    guard case .object(var object) = try JSONDecoder().decode(AnyJSONValue.self, from: json) else { return [:] }
+    if case .object(var notify)? = object["notify"] {
+        for key in secretSettings where notify[key] != nil { notify[key] = .string("***") }
+        object["notify"] = .object(notify)
+    }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return try object.mapValues { JSONText(String(decoding: try encoder.encode($0), as: UTF8.self)) }

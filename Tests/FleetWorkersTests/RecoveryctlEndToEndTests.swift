@@ -218,6 +218,19 @@ struct RecoveryctlEndToEndTests {
             let finalItem = try #require(final.targets.first { $0.target == "shop-web" })
             #expect(finalItem.settings["requires_approval"] == nil)
             #expect(finalItem.settings["probe_interval"]?.text == "15")
+
+            // A target's own Slack webhook is stored, and never printed (text or JSON).
+            let hook = "https://hooks.slack.com/services/T1/B1/WEBHOOKSECRET42"
+            let withHook = try await runCtl(["targets", "set", "shop-web", ##"notify={"slack_webhook_url": "\##(hook)", "slack_channel": "#shop"}"##], env: env)
+            #expect(withHook.code == 0, "\(withHook.stderr)")
+            let shownText = try await runCtl(["targets", "list"], env: env)
+            let shownJSON = try await runCtl(["targets", "list", "--json"], env: env)
+            for run in [withHook, shownText, shownJSON] {
+                #expect(!(run.stdout + run.stderr).contains("WEBHOOKSECRET42"), "\(run.stdout)")
+            }
+            #expect(shownJSON.stdout.contains("#shop") && shownJSON.stdout.contains("***"), "\(shownJSON.stdout)")
+            let stored = try await DynamoDBClient(world.aws).getItem(tableName: tableName, key: ["instance_id": "shop-web"], consistentRead: true)
+            #expect(stored?["notify"]?.mapValue?["slack_webhook_url"]?.stringValue == hook, "the table holds the real URL")
         } catch {
             Issue.record(error)
         }
