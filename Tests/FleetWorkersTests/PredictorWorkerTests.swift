@@ -168,6 +168,8 @@ struct PredictorWorkerTests {
                 body: try EnvelopeCodec.encode(ask), properties: AMQPProperties(messageId: ask.id)))
             let onDemand = await decisionSide.wait { $0.id != disk.id && $0.target == "\(world.prefix)-full" && $0.body.kind == .diskExhaustion }
             #expect(onDemand?.body.highConfidence == true)
+            // Named after the request, so a requeued request republishes the same ids (dropped downstream).
+            #expect(onDemand?.id == "prediction-request-\(ask.id)-disk_exhaustion-\(world.prefix)-full")
 
             await requests.shutdown()
             requestLoop.cancel()

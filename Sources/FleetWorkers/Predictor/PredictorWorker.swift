@@ -134,7 +134,7 @@ public final class PredictorWorker: Sendable {
             }
         }
         guard !claimed.isEmpty else { return RunResult() }
-        return await predict(claimed, now: now, slot: slot)
+        return await predict(claimed, now: now, idPrefix: "prediction-\(slot)")
     }
 
     // MARK: On request
@@ -162,7 +162,9 @@ public final class PredictorWorker: Sendable {
             chosen = targets
         }
         logger.info("prediction requested", metadata: ["targets": "\(chosen.count)", "request_id": "\(request.id)"])
-        let result = await predict(chosen, now: clock(), slot: nil)
+        // Ids named after the request: a request requeued after a partial failure republishes the same
+        // ids, which the recorder and the decision worker drop as duplicates.
+        let result = await predict(chosen, now: clock(), idPrefix: "prediction-request-\(request.id)")
         if !result.failedTargets.isEmpty { throw PredictionFailed(targets: result.failedTargets) }
         return result
     }
@@ -175,7 +177,8 @@ public final class PredictorWorker: Sendable {
     // MARK: Predict
 
     /// Fetches the targets' metrics (one batched GetMetricData per region), predicts and publishes.
-    public func predict(_ targets: [Target], now: Date, slot: Int64?) async -> RunResult {
+    /// `idPrefix`: each prediction's id is `<idPrefix>-<kind>-<target>` (the scheduled slot, or the request).
+    public func predict(_ targets: [Target], now: Date, idPrefix: String) async -> RunResult {
         var result = RunResult()
         for (region, group) in Dictionary(grouping: targets, by: \.instance.region).sorted(by: { $0.key < $1.key }) {
             let histories: [String: MetricHistory]
@@ -193,7 +196,7 @@ public final class PredictorWorker: Sendable {
                 for prediction in predictor.predict(histories[target.name] ?? MetricHistory(), now: now)
                 where prediction.confidence >= options.minConfidence {
                     let body = PredictionBody(prediction, highConfidenceThreshold: options.highConfidence, lookbackHours: options.lookbackHours)
-                    if let envelope = await publish(body, target: target, now: now, slot: slot) {
+                    if let envelope = await publish(body, target: target, now: now, id: "\(idPrefix)-\(body.kind.rawValue)-\(target.name)") {
                         result.published.append(envelope)
                     } else {
                         result.failedTargets.append(target.name)
@@ -253,9 +256,7 @@ public final class PredictorWorker: Sendable {
         return .metric(id: id, Metric(namespace: namespace, name: metric.rawValue, dimensions: dimensions), period: options.period, stat: stat)
     }
 
-    func publish(_ body: PredictionBody, target: Target, now: Date, slot: Int64?) async -> Envelope<PredictionBody>? {
-        // A scheduled prediction's id names its slot, so the same prediction republished is recognisable.
-        let id = slot.map { "prediction-\($0)-\(body.kind.rawValue)-\(target.name)" } ?? UUID().uuidString.lowercased()
+    func publish(_ body: PredictionBody, target: Target, now: Date, id: String) async -> Envelope<PredictionBody>? {
         let envelope = Envelope(type: .prediction, id: id, target: target.name, instanceId: target.instance.id, occurredAt: now,
                                 producer: options.workerId, body: body)
         do {
