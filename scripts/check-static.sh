@@ -29,6 +29,20 @@ for name in $(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= 
 done
 [ "$missing" = 0 ] && echo "check: every variable in compose/.env.example is read by the code or the compose file"
 
+# And the other way: every variable the code reads is offered in compose/.env.example (commented out
+# when it has a good default), unless the compose file sets it per container, or it is the AWS SDK's.
+per_container="AMQP_URL REDIS_URL WORKER_ID METRICS_PORT"
+aws_sdk="AWS_EC2_METADATA_SERVICE_ENDPOINT AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE AWS_IGNORE_CONFIGURED_ENDPOINT_URLS HOME"
+not_settings="TTL"   # read from Route 53's XML answers (element.int("TTL")), not from the environment
+offered=$(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= ' | sort -u)
+unoffered=0
+for name in $read_by_code; do
+  if ! grep -qx "$name" <<<"$offered" && ! grep -qw "$name" <<<"$aws_standard $per_container $aws_sdk $not_settings"; then
+    echo "check: the code reads $name, which compose/.env.example does not offer"; unoffered=1; missing=1
+  fi
+done
+[ "$unoffered" = 0 ] && echo "check: every variable the code reads is offered in compose/.env.example"
+
 # The AWS resources: cfn-lint with no rule ignored (a warning fails as an error does).
 "$py" -c 'import cfnlint' 2>/dev/null || "$py" -m pip install -q 'cfn-lint>=1.51,<2'
 cfn_lint="$(dirname "$py")/cfn-lint"   # the console script pip put beside this interpreter
