@@ -41,6 +41,12 @@ struct RepairIntegrationTests {
         h.log.actions("SendCommand").map(\.body)
     }
 
+    /// The value of one document parameter in a SendCommand body.
+    static func parameter(_ body: String, _ name: String) -> String? {
+        let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        return ((json?["Parameters"] as? [String: [String]])?[name])?.joined(separator: " ")
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func ssmRestartFixesTheSiteWithoutAReboot() async throws {
         let site = try FakeSite()
@@ -51,7 +57,12 @@ struct RepairIntegrationTests {
             let instance = try await h.launchTarget(target, healthURL: site.url)
             let request = h.request(.restart, target: target, instance: instance.instanceId)
 
-            let result = try await h.actuator(config: try Self.ssmConfig(target), ssm: true) { $0.ssmDocumentPrefix = prefix }.perform(request)
+            let actuator = h.actuator(config: try Self.ssmConfig(target), ssm: true) { options in
+                options.ssmDocumentPrefix = prefix
+                options.ssmCommandTimeout = .seconds(45)
+                options.diagnosticsTimeout = .seconds(20)
+            }
+            let result = try await actuator.perform(request)
 
             guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
@@ -206,6 +217,40 @@ struct RepairIntegrationTests {
             let before = h.log.mutations.count
             #expect(try await actuator.perform(request) == .republished(outcome))
             #expect(h.log.mutations.count == before, "a redelivered repair sends nothing")
+        }
+    }
+
+    /// The decision's predicted memory/CPU repair is restart-services with no parameters; the document has
+    /// no default for `services`, so the actuator fills in the target's ssm_services, and refuses before
+    /// sending anything when the target has none.
+    @Test(.timeLimit(.minutes(2)))
+    func aRestartServicesRepairUsesTheTargetsUnitsOrIsRefusedBeforeSending() async throws {
+        try await ActuatorHarness.run { h in
+            let prefix = try await Self.installDocuments(h)
+            let withUnits = h.name("ssm-units")
+            let without = h.name("ssm-no-units")
+            let a = try await h.launchTarget(withUnits, healthURL: "http://127.0.0.1:9/health")
+            let b = try await h.launchTarget(without, healthURL: "http://127.0.0.1:9/health")
+            let config = ActuatorConfig(file: try TargetConfigFile(data: Data("""
+                {"targets": {"\(withUnits)": {"ssm_services": ["nginx", "php-fpm"], "ssm_diagnostics": false}}}
+                """.utf8)))
+            func request(_ target: String, _ instance: String) -> ActionRequest {
+                ActionRequest.repair(
+                    RepairRequest(.ssm(document: "restart-services", parameters: [:]), id: "pred-mem", reason: "memory leak"),
+                    target: target, instanceId: instance, region: "us-east-1", requestedAt: Date(), deadline: Date() + 300)
+            }
+            let actuator = h.actuator(config: config, ssm: true) { $0.ssmDocumentPrefix = prefix }
+
+            guard case .completed(let ok) = try await actuator.perform(request(withUnits, a.instanceId)) else { Issue.record("not completed"); return }
+            #expect(ok.status == .succeeded, "\(ok.reason ?? "")")
+            let sent = try #require(Self.sendCommands(h).first)
+            #expect(Self.sendCommands(h).count == 1)
+            #expect(sent.contains("\"\(prefix)restart-services\"") && sent.contains("\"services\":[\"nginx php-fpm\"]"), "\(sent)")
+
+            guard case .completed(let refused) = try await actuator.perform(request(without, b.instanceId)) else { Issue.record("not completed"); return }
+            #expect(refused.status == .failed)
+            #expect(refused.reason?.contains("set ssm_services for \(without)") == true, "\(refused.reason ?? "")")
+            #expect(Self.sendCommands(h).count == 1, "nothing sent for a target without units")
         }
     }
 

@@ -33,6 +33,9 @@ extension StepContext {
         let name = documentName(short)
         var commandId = record.resources.commandIds?[short]
         if commandId == nil {
+            if let shipped = FleetSSMDocument.shipped[short], let problem = shipped.problem(with: parameters) {
+                return .failed("not sent: \(name) would be refused: \(problem)")
+            }
             let input = SendCommandInput(
                 documentName: name, instanceIds: [id], parameters: parameters,
                 timeoutSeconds: max(30, Int(timeout.components.seconds)),
@@ -187,9 +190,18 @@ extension StepContext {
         guard document.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             return .failed("'\(document)' is not a document name")
         }
+        var parameters = parameters
         if !isDone(.ssmCommand) {
             if pastDeadline && !dryRun {
                 return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the command was sent; nothing was done")
+            }
+            // The decision's predicted repairs send restart-services without parameters: the units are the
+            // target's ssm_services (the document has no default for them, so SSM would refuse it).
+            if document == "restart-services", (parameters["services"] ?? []).joined().trimmingCharacters(in: .whitespaces).isEmpty {
+                if config.ssm.services.isEmpty && record.resources.commandIds?[document] == nil {
+                    return .failed("restart-services needs the units to restart and the request names none: set ssm_services for \(target); nothing was sent")
+                }
+                parameters["services"] = [config.ssm.services.joined(separator: " ")]
             }
             switch try await runDocument(document, parameters: parameters, timeout: dryRun ? options.ssmCommandTimeout : min(options.ssmCommandTimeout, remaining)) {
             case .unavailable(let why): return .failed(why)
