@@ -75,6 +75,9 @@ struct RepairIntegrationTests {
             #expect(restart.contains("nginx php-fpm"), "the target's units are the services parameter")
             let verify = try #require(sent.first { $0.contains("\"\(prefix)verify-health\"") })
             #expect(verify.contains("127.0.0.1"), "verify-health checks the target's health URL")
+            // No command may outlive the actuator's wait for it: executionTimeout is that wait.
+            #expect(Self.parameter(restart, "executionTimeout") == "45" && Self.parameter(verify, "executionTimeout") == "45")
+            #expect(sent.filter { $0.contains("\"\(prefix)diagnostics\"") }.allSatisfy { Self.parameter($0, "executionTimeout") == "20" })
             #expect(h.log.mutations.map(\.action).allSatisfy { $0 == "SendCommand" }, "\(h.log.mutations)")
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.done == [.inspect, .ssmRestart, .ssmVerify])
@@ -211,6 +214,10 @@ struct RepairIntegrationTests {
             let sent = try #require(Self.sendCommands(h).first)
             #expect(Self.sendCommands(h).count == 1, "no diagnostics for a target without ssm settings")
             #expect(sent.contains("\"\(prefix)disk-cleanup\"") && sent.contains("\"maxAgeDays\":[\"3\"]"), "\(sent)")
+            // An `ssm` repair waits up to the request's remaining time (here under 300 s, more than
+            // SSM_COMMAND_TIMEOUT's 120 s, less than the document's 900 s), and the command is told so.
+            let limit = try #require(Self.parameter(sent, "executionTimeout").flatMap { Int($0) }, "\(sent)")
+            #expect(limit > 250 && limit <= 300, "\(limit)")
             let invocation = try await SSMClient(h.world.aws).getCommandInvocation(commandId: commandId, instanceId: instance.instanceId)
             #expect(invocation.status == .success)
 

@@ -21,6 +21,9 @@ extension StepContext {
 
     /// Sends `short` to the request's instance and waits (at most `timeout`) for it to finish. A command
     /// id already in the record (an actor died while it ran) is awaited instead of sending again.
+    /// A shipped document gets `executionTimeout` = the wait (whole seconds, at most 9999, its pattern's
+    /// limit; a value in `parameters` is replaced), so SSM stops the script when the actuator stops
+    /// waiting for it: no restart-services still running under the reboot that follows.
     /// `fenced`: check the lease first and plan it in a dry run (false only for read-only diagnostics).
     /// `on`: another instance than the request's (diagnostics of a replacement), in its region; not fenced
     /// and never stored in the record.
@@ -32,6 +35,12 @@ extension StepContext {
         let id = other?.id ?? request.instanceId
         let name = documentName(short)
         var commandId = record.resources.commandIds?[short]
+        var parameters = parameters
+        var timeout = timeout
+        if FleetSSMDocument.shipped[short]?.parameters.contains("executionTimeout") == true {
+            timeout = min(timeout, .seconds(FleetSSMDocument.maxExecutionTimeout))
+            parameters["executionTimeout"] = [String(max(1, timeout.components.seconds))]
+        }
         if commandId == nil {
             if let shipped = FleetSSMDocument.shipped[short], let problem = shipped.problem(with: parameters) {
                 return .failed("not sent: \(name) would be refused: \(problem)")
@@ -203,7 +212,10 @@ extension StepContext {
                 }
                 parameters["services"] = [config.ssm.services.joined(separator: " ")]
             }
-            switch try await runDocument(document, parameters: parameters, timeout: dryRun ? options.ssmCommandTimeout : min(options.ssmCommandTimeout, remaining)) {
+            // Wait up to the document's own run limit (at least SSM_COMMAND_TIMEOUT), cut at the deadline;
+            // runDocument passes the wait as executionTimeout, so the command ends when the wait does.
+            let limit = max(options.ssmCommandTimeout, .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
+            switch try await runDocument(document, parameters: parameters, timeout: dryRun ? limit : min(limit, remaining)) {
             case .unavailable(let why): return .failed(why)
             case .failed(let why): return .failed(why)
             case .planned:
