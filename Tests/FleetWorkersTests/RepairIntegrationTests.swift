@@ -10,6 +10,8 @@ import RedisStore
 import Synchronization
 import Testing
 
+@testable import FleetWorkers
+
 /// SSM restart, SSM/EBS/quarantine repairs against moto, RabbitMQ and Redis (docs/actuator.md, "SSM" and
 /// "Repairs"). moto 5.2 runs no agent: every SendCommand "succeeds" with exit 0 and empty output, for any
 /// instance id, and DescribeInstanceInformation is not implemented. So these tests show the SSM calls
@@ -258,6 +260,36 @@ struct RepairIntegrationTests {
             #expect(refused.status == .failed)
             #expect(refused.reason?.contains("set ssm_services for \(without)") == true, "\(refused.reason ?? "")")
             #expect(Self.sendCommands(h).count == 1, "nothing sent for a target without units")
+        }
+    }
+
+    /// The actor that sent the command died before recording its result; the next one finds the deadline
+    /// passed. The command was sent, so its result is fetched and reported (not "nothing was done").
+    @Test(.timeLimit(.minutes(2)))
+    func anSSMRepairResumedAfterTheDeadlineReportsTheSentCommand() async throws {
+        try await ActuatorHarness.run { h in
+            let prefix = try await Self.installDocuments(h)
+            let target = h.name("ssm-late")
+            let instance = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
+            let request = ActionRequest.repair(
+                RepairRequest(.ssm(document: "disk-cleanup", parameters: [:]), id: "pred-late", reason: "disk 95% full"),
+                target: target, instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date() - 600, deadline: Date() - 60)
+            // The dead actor's state: the command sent (by the test's unlogged client) and its id recorded.
+            let command = try await SSMClient(h.world.aws).sendCommand(SendCommandInput(
+                documentName: "\(prefix)disk-cleanup", instanceIds: [instance.instanceId]))
+            var record = StepRecord(request: request, owner: "actuator-died", fencingToken: 0, dryRun: false, now: Date() - 500)
+            record.resources.commandIds = ["disk-cleanup": command.commandId]
+            #expect(try await h.records.create(record))
+
+            let result = try await h.actuator(ssm: true) { $0.ssmDocumentPrefix = prefix }.perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+            #expect(outcome.resources?["command_id.disk-cleanup"] == command.commandId)
+            #expect(Self.sendCommands(h).isEmpty, "nothing sent again")
+            #expect(!h.log.actions("GetCommandInvocation").isEmpty, "the result was fetched")
+            let stored = try #require(try await h.records.load(request.idempotencyKey))
+            #expect(stored.summary?.contains(command.commandId) == true, "\(stored.summary ?? "")")
         }
     }
 

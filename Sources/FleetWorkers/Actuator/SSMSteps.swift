@@ -202,6 +202,11 @@ extension StepContext {
         var parameters = parameters
         if !isDone(.ssmCommand) {
             if pastDeadline && !dryRun {
+                // An actor that died after SendCommand left the command id: the command was sent, so its
+                // result is fetched once and reported, not "nothing was done".
+                if let commandId = record.resources.commandIds?[document] {
+                    return try await lateSSMRepairResult(document: document, commandId: commandId)
+                }
                 return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the command was sent; nothing was done")
             }
             // The decision's predicted repairs send restart-services without parameters: the units are the
@@ -233,11 +238,36 @@ extension StepContext {
                 return .succeeded(summary: "\(documentName(document)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
             }
         }
-        // Resumed after the command was recorded: the record holds its result.
+        // Resumed after the command's result was recorded: the record holds it.
         let last = record.notes.last { $0.contains(documentName(document)) } ?? documentName(document)
         if record.resources.commandSucceeded == true {
             return .succeeded(summary: last, newInstance: nil)
         }
         return .failed(last)
+    }
+
+    /// Resumed after the deadline, with the command of an actor that died already sent: one
+    /// GetCommandInvocation, and the outcome says what it found (finished, still running, unknown).
+    private func lateSSMRepairResult(document: String, commandId: String) async throws -> StepResult {
+        let id = request.instanceId
+        let name = documentName(document)
+        let late = "the deadline \(Timestamp.format(request.deadline)) passed while \(name) (command \(commandId), sent by an earlier actor) ran on \(id)"
+        guard let ssm else { return .failed("\(late); the actuator has no SSM client to read its result") }
+        let invocation: CommandInvocation
+        do {
+            invocation = try await ssm.getCommandInvocation(commandId: commandId, instanceId: id)
+        } catch let error as SSMError {
+            return .failed("\(late); its result cannot be read: \(error)")
+        } catch let error as AWSError {
+            return .failed("\(late); its result cannot be read: \(error)")
+        }
+        let text = Self.describe(invocation)
+        guard invocation.status.isTerminal else {
+            return .failed("\(late) and is still \(invocation.status) (it stops by itself at its executionTimeout); its result is unknown")
+        }
+        note("\(name) on \(id): \(text)")
+        try await finish(.ssmCommand, "\(name) \(commandId): \(text)") { $0.commandSucceeded = invocation.status.isSuccess }
+        if !invocation.status.isSuccess { return .failed("\(name) (\(commandId)) on \(id) ended \(text)") }
+        return .succeeded(summary: "\(name) (\(commandId)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
     }
 }
