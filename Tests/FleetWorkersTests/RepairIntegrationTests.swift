@@ -361,6 +361,53 @@ struct RepairIntegrationTests {
         }
     }
 
+    /// An actor stopped the instance and died before recording the stop; the next one resumes after the
+    /// deadline. The instance is stopped, so the swap goes on and it is started, instead of a "nothing was
+    /// changed" failure that would leave it stopped.
+    @Test(.timeLimit(.minutes(3)))
+    func ebsRepairResumedAfterTheDeadlineFinishesASwapTheDeadActorBegan() async throws {
+        let site = try FakeSite()
+        defer { site.stop() }
+        try await ActuatorHarness.run { h in
+            let target = h.name("ebs-late")
+            let instance = try await h.launchTarget(target, healthURL: site.url)
+            let root = try #require(instance.rootDeviceName)
+            let oldVolume = try #require(instance.blockDevices.first { $0.deviceName == root }?.volumeId)
+            _ = try await h.snapshot(target, h.ec2)
+            let request = ActionRequest.repair(
+                RepairRequest(.ebsRepair, id: "pred-ebs-late", reason: "root volume impaired"), target: target,
+                instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date(), deadline: Date() + 300)
+            let ec2 = h.ec2
+            let dying = h.actuator("actuator-dies") { options in
+                options.lockTTL = .seconds(2)
+                options.afterSubStep = { _, sub in
+                    guard sub == .volumeAvailable else { return }
+                    _ = try await ec2.stopInstances([instance.instanceId])  // sent, then the actor dies unrecorded
+                    throw SimulatedCrash()
+                }
+            }
+            await #expect(throws: SimulatedCrash.self) { try await dying.perform(request) }
+
+            let result = try await h.actuator("actuator-late", clockAhead: 3600).perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            let newVolume = try #require(outcome.resources?["new_volume_id"])
+            await h.cleanup.add { [ec2] in
+                _ = try? await ec2.terminateInstances([instance.instanceId])
+                _ = try? await ec2.waitUntilTerminated([instance.instanceId], interval: .milliseconds(200))
+                try? await ec2.deleteVolume(newVolume)
+                try? await ec2.deleteVolume(oldVolume)
+                if let evidence = outcome.resources?["evidence_snapshot_id"] { try? await ec2.deleteSnapshot(evidence) }
+            }
+            #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+            let now = try await h.instance(instance.instanceId, h.ec2)
+            #expect(now.state == .running, "not left stopped")
+            #expect(now.blockDevices.first { $0.deviceName == root }?.volumeId == newVolume)
+            #expect(h.log.actions("StopInstances").isEmpty, "the resumer saw it stopped and sent no second stop")
+            #expect(h.log.actions("StartInstances").count == 1)
+        }
+    }
+
     // MARK: Quarantine
 
     @Test(.timeLimit(.minutes(3)))

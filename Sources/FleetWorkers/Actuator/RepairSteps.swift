@@ -98,13 +98,16 @@ extension StepContext {
 
         // The swap: stop, detach the old root, attach the new one at the same device, start.
         if !isDone(.stop) {
-            if pastDeadline && !dryRun {
-                return .failed("the deadline \(Timestamp.format(request.deadline)) passed before \(id) was stopped; nothing on the instance was changed (the new volume \(newVolume) is left available)")
-            }
+            // Look before refusing: an actor may have sent StopInstances and died before recording it. A
+            // stopped instance goes on with the swap (it is down already, and must not be left so).
             let state = dryRun ? nil : try await describe(ec2, id)?.state
             if state == .stopped || state == .stopping {
+                if pastDeadline { note("\(id) was found \(state!) after the deadline (an earlier actor stopped it): the swap goes on so it is not left stopped") }
                 try await finish(.stop, "\(id) was already \(state!)")
             } else {
+                if pastDeadline && !dryRun {
+                    return .failed("the deadline \(Timestamp.format(request.deadline)) passed before \(id) was stopped; nothing on the instance was changed (it is \(state.map { "\($0)" } ?? "not found"); the new volume \(newVolume) is left available)")
+                }
                 if !dryRun {
                     await notify(Notice(
                         id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target, instanceId: id,
