@@ -408,6 +408,49 @@ struct RepairIntegrationTests {
         }
     }
 
+    /// The new root was attached, then the step failed before the attachment was confirmed (moto attaches at
+    /// once and cannot leave one stuck, so the failure is injected after the `attach_new` record). The
+    /// compensation must put the old root back at the device before starting the instance.
+    @Test(.timeLimit(.minutes(3)))
+    func aFailedEBSRepairAfterAttachingTheNewRootPutsTheOldOneBack() async throws {
+        let site = try FakeSite()
+        defer { site.stop() }
+        try await ActuatorHarness.run { h in
+            let target = h.name("ebs-comp")
+            let instance = try await h.launchTarget(target, healthURL: site.url)
+            let root = try #require(instance.rootDeviceName)
+            let oldVolume = try #require(instance.blockDevices.first { $0.deviceName == root }?.volumeId)
+            _ = try await h.snapshot(target, h.ec2)
+            let request = ActionRequest.repair(
+                RepairRequest(.ebsRepair, id: "pred-ebs-comp", reason: "root volume impaired"), target: target,
+                instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date(), deadline: Date() + 300)
+            let actuator = h.actuator { options in
+                options.afterSubStep = { _, sub in if sub == .attachNew { throw InjectedFailure() } }
+            }
+
+            let result = try await actuator.perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            let newVolume = try #require(outcome.resources?["new_volume_id"])
+            await h.cleanup.add { [ec2 = h.ec2] in
+                _ = try? await ec2.terminateInstances([instance.instanceId])
+                _ = try? await ec2.waitUntilTerminated([instance.instanceId], interval: .milliseconds(200))
+                try? await ec2.deleteVolume(newVolume)
+                try? await ec2.deleteVolume(oldVolume)
+                if let evidence = outcome.resources?["evidence_snapshot_id"] { try? await ec2.deleteSnapshot(evidence) }
+            }
+            #expect(outcome.status == .failed)
+            let now = try await h.instance(instance.instanceId, h.ec2)
+            #expect(now.blockDevices.first { $0.deviceName == root }?.volumeId == oldVolume, "the old root is back: \(now.blockDevices)")
+            #expect(try await h.ec2.describeVolumes(volumeIds: [newVolume]).first?.state == "available", "the new volume is detached")
+            #expect(try await h.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(200)).first?.state == .running)
+            #expect(h.log.actions("DetachVolume").count == 2 && h.log.actions("AttachVolume").count == 2, "\(h.log.mutations)")
+            let record = try #require(try await h.records.load(request.idempotencyKey))
+            #expect(record.done.contains(.compensated))
+            #expect(record.notes.contains { $0.contains(newVolume) && $0.contains(oldVolume) && $0.contains("attached again") }, "\(record.notes)")
+        }
+    }
+
     // MARK: Quarantine
 
     @Test(.timeLimit(.minutes(3)))
@@ -516,4 +559,9 @@ final class NoSSMAgent: HTTPExecuting, Sendable {
         return HTTPResponse(status: 400, headers: [("Content-Type", "application/x-amz-json-1.1")], body: Array(body.utf8),
                             timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
     }
+}
+
+/// A failure injected by a test hook (not a crash: the step fails and is compensated).
+struct InjectedFailure: Error, CustomStringConvertible {
+    var description: String { "injected failure" }
 }
