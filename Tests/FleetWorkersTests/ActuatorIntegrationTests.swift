@@ -75,7 +75,9 @@ final class ActuatorHarness: Sendable {
         return o
     }
 
+    /// `clockAhead`: the actuator's clock runs this many seconds ahead (a resumed request finds its deadline passed).
     func actuator(_ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), ssm: Bool = false,
+                  clockAhead: TimeInterval = 0,
                   _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }) -> ActuatorWorker {
         var options = Self.fastOptions(id)
         tweak(&options)
@@ -84,7 +86,7 @@ final class ActuatorHarness: Sendable {
         return ActuatorWorker(
             options: options, ec2: EC2Client(aws), route53: Route53Client(aws), ssm: ssm ? SSMClient(aws) : nil, http: world.http,
             locks: locks, records: records,
-            publisher: publisher, topology: world.topology, config: config, logger: logger)
+            publisher: publisher, topology: world.topology, config: config, logger: logger, clock: { Date() + clockAhead })
     }
 
     func name(_ suffix: String) -> String {
@@ -197,6 +199,42 @@ struct ActuatorIntegrationTests {
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.status == .completed)
             #expect(record.done == [.inspect, .reboot, .rebootHealthy])
+        }
+    }
+
+    /// An actor sent StopInstances and died before recording it; the next one resumes after the deadline.
+    /// It must see the stopped instance and start it again, not report "no stop/start was made".
+    @Test(.timeLimit(.minutes(2)))
+    func restartResumedAfterTheDeadlineStartsAnInstanceTheDeadActorStopped() async throws {
+        let site = try FakeSite()
+        defer { site.stop() }
+        try await ActuatorHarness.run { h in
+            let target = h.name("restart-late")
+            let instance = try await h.launchTarget(target, healthURL: site.url)
+            site.set(healthy: false)
+            let request = h.request(.restart, target: target, instance: instance.instanceId)
+            let ec2 = h.ec2
+            // The dying actor's StopInstances (sent, not recorded) is made by the test's own unlogged client.
+            let dying = h.actuator("actuator-dies") { options in
+                options.lockTTL = .seconds(2)
+                options.afterSubStep = { _, sub in
+                    guard sub == .rebootUnhealthy else { return }
+                    _ = try await ec2.stopInstances([instance.instanceId])
+                    site.set(healthy: true)
+                    throw SimulatedCrash()
+                }
+            }
+            await #expect(throws: SimulatedCrash.self) { try await dying.perform(request) }
+
+            let late = h.actuator("actuator-late", clockAhead: 3600)
+            let result = try await late.perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+            #expect(try await h.instance(instance.instanceId, h.ec2).state == .running, "not left stopped")
+            #expect(h.log.mutations.map(\.action) == ["RebootInstances", "StartInstances"], "no second stop")
+            let record = try #require(try await h.records.load(request.idempotencyKey))
+            #expect(record.done.contains(.stop) && record.done.contains(.running))
         }
     }
 

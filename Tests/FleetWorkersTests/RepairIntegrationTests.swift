@@ -10,6 +10,8 @@ import RedisStore
 import Synchronization
 import Testing
 
+@testable import FleetWorkers
+
 /// SSM restart, SSM/EBS/quarantine repairs against moto, RabbitMQ and Redis (docs/actuator.md, "SSM" and
 /// "Repairs"). moto 5.2 runs no agent: every SendCommand "succeeds" with exit 0 and empty output, for any
 /// instance id, and DescribeInstanceInformation is not implemented. So these tests show the SSM calls
@@ -41,6 +43,12 @@ struct RepairIntegrationTests {
         h.log.actions("SendCommand").map(\.body)
     }
 
+    /// The value of one document parameter in a SendCommand body.
+    static func parameter(_ body: String, _ name: String) -> String? {
+        let json = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        return ((json?["Parameters"] as? [String: [String]])?[name])?.joined(separator: " ")
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func ssmRestartFixesTheSiteWithoutAReboot() async throws {
         let site = try FakeSite()
@@ -51,7 +59,12 @@ struct RepairIntegrationTests {
             let instance = try await h.launchTarget(target, healthURL: site.url)
             let request = h.request(.restart, target: target, instance: instance.instanceId)
 
-            let result = try await h.actuator(config: try Self.ssmConfig(target), ssm: true) { $0.ssmDocumentPrefix = prefix }.perform(request)
+            let actuator = h.actuator(config: try Self.ssmConfig(target), ssm: true) { options in
+                options.ssmDocumentPrefix = prefix
+                options.ssmCommandTimeout = .seconds(45)
+                options.diagnosticsTimeout = .seconds(20)
+            }
+            let result = try await actuator.perform(request)
 
             guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
@@ -64,6 +77,9 @@ struct RepairIntegrationTests {
             #expect(restart.contains("nginx php-fpm"), "the target's units are the services parameter")
             let verify = try #require(sent.first { $0.contains("\"\(prefix)verify-health\"") })
             #expect(verify.contains("127.0.0.1"), "verify-health checks the target's health URL")
+            // No command may outlive the actuator's wait for it: executionTimeout is that wait.
+            #expect(Self.parameter(restart, "executionTimeout") == "45" && Self.parameter(verify, "executionTimeout") == "45")
+            #expect(sent.filter { $0.contains("\"\(prefix)diagnostics\"") }.allSatisfy { Self.parameter($0, "executionTimeout") == "20" })
             #expect(h.log.mutations.map(\.action).allSatisfy { $0 == "SendCommand" }, "\(h.log.mutations)")
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.done == [.inspect, .ssmRestart, .ssmVerify])
@@ -200,12 +216,80 @@ struct RepairIntegrationTests {
             let sent = try #require(Self.sendCommands(h).first)
             #expect(Self.sendCommands(h).count == 1, "no diagnostics for a target without ssm settings")
             #expect(sent.contains("\"\(prefix)disk-cleanup\"") && sent.contains("\"maxAgeDays\":[\"3\"]"), "\(sent)")
+            // An `ssm` repair waits up to the request's remaining time (here under 300 s, more than
+            // SSM_COMMAND_TIMEOUT's 120 s, less than the document's 900 s), and the command is told so.
+            let limit = try #require(Self.parameter(sent, "executionTimeout").flatMap { Int($0) }, "\(sent)")
+            #expect(limit > 250 && limit <= 300, "\(limit)")
             let invocation = try await SSMClient(h.world.aws).getCommandInvocation(commandId: commandId, instanceId: instance.instanceId)
             #expect(invocation.status == .success)
 
             let before = h.log.mutations.count
             #expect(try await actuator.perform(request) == .republished(outcome))
             #expect(h.log.mutations.count == before, "a redelivered repair sends nothing")
+        }
+    }
+
+    /// The decision's predicted memory/CPU repair is restart-services with no parameters; the document has
+    /// no default for `services`, so the actuator fills in the target's ssm_services, and refuses before
+    /// sending anything when the target has none.
+    @Test(.timeLimit(.minutes(2)))
+    func aRestartServicesRepairUsesTheTargetsUnitsOrIsRefusedBeforeSending() async throws {
+        try await ActuatorHarness.run { h in
+            let prefix = try await Self.installDocuments(h)
+            let withUnits = h.name("ssm-units")
+            let without = h.name("ssm-no-units")
+            let a = try await h.launchTarget(withUnits, healthURL: "http://127.0.0.1:9/health")
+            let b = try await h.launchTarget(without, healthURL: "http://127.0.0.1:9/health")
+            let config = ActuatorConfig(file: try TargetConfigFile(data: Data("""
+                {"targets": {"\(withUnits)": {"ssm_services": ["nginx", "php-fpm"], "ssm_diagnostics": false}}}
+                """.utf8)))
+            func request(_ target: String, _ instance: String) -> ActionRequest {
+                ActionRequest.repair(
+                    RepairRequest(.ssm(document: "restart-services", parameters: [:]), id: "pred-mem", reason: "memory leak"),
+                    target: target, instanceId: instance, region: "us-east-1", requestedAt: Date(), deadline: Date() + 300)
+            }
+            let actuator = h.actuator(config: config, ssm: true) { $0.ssmDocumentPrefix = prefix }
+
+            guard case .completed(let ok) = try await actuator.perform(request(withUnits, a.instanceId)) else { Issue.record("not completed"); return }
+            #expect(ok.status == .succeeded, "\(ok.reason ?? "")")
+            let sent = try #require(Self.sendCommands(h).first)
+            #expect(Self.sendCommands(h).count == 1)
+            #expect(sent.contains("\"\(prefix)restart-services\"") && sent.contains("\"services\":[\"nginx php-fpm\"]"), "\(sent)")
+
+            guard case .completed(let refused) = try await actuator.perform(request(without, b.instanceId)) else { Issue.record("not completed"); return }
+            #expect(refused.status == .failed)
+            #expect(refused.reason?.contains("set ssm_services for \(without)") == true, "\(refused.reason ?? "")")
+            #expect(Self.sendCommands(h).count == 1, "nothing sent for a target without units")
+        }
+    }
+
+    /// The actor that sent the command died before recording its result; the next one finds the deadline
+    /// passed. The command was sent, so its result is fetched and reported (not "nothing was done").
+    @Test(.timeLimit(.minutes(2)))
+    func anSSMRepairResumedAfterTheDeadlineReportsTheSentCommand() async throws {
+        try await ActuatorHarness.run { h in
+            let prefix = try await Self.installDocuments(h)
+            let target = h.name("ssm-late")
+            let instance = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
+            let request = ActionRequest.repair(
+                RepairRequest(.ssm(document: "disk-cleanup", parameters: [:]), id: "pred-late", reason: "disk 95% full"),
+                target: target, instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date() - 600, deadline: Date() - 60)
+            // The dead actor's state: the command sent (by the test's unlogged client) and its id recorded.
+            let command = try await SSMClient(h.world.aws).sendCommand(SendCommandInput(
+                documentName: "\(prefix)disk-cleanup", instanceIds: [instance.instanceId]))
+            var record = StepRecord(request: request, owner: "actuator-died", fencingToken: 0, dryRun: false, now: Date() - 500)
+            record.resources.commandIds = ["disk-cleanup": command.commandId]
+            #expect(try await h.records.create(record))
+
+            let result = try await h.actuator(ssm: true) { $0.ssmDocumentPrefix = prefix }.perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+            #expect(outcome.resources?["command_id.disk-cleanup"] == command.commandId)
+            #expect(Self.sendCommands(h).isEmpty, "nothing sent again")
+            #expect(!h.log.actions("GetCommandInvocation").isEmpty, "the result was fetched")
+            let stored = try #require(try await h.records.load(request.idempotencyKey))
+            #expect(stored.summary?.contains(command.commandId) == true, "\(stored.summary ?? "")")
         }
     }
 
@@ -274,6 +358,96 @@ struct RepairIntegrationTests {
             let before = h.log.mutations.count
             #expect(try await h.actuator("actuator-c").perform(request) == .republished(outcome))
             #expect(h.log.mutations.count == before, "a redelivered repair changes nothing")
+        }
+    }
+
+    /// An actor stopped the instance and died before recording the stop; the next one resumes after the
+    /// deadline. The instance is stopped, so the swap goes on and it is started, instead of a "nothing was
+    /// changed" failure that would leave it stopped.
+    @Test(.timeLimit(.minutes(3)))
+    func ebsRepairResumedAfterTheDeadlineFinishesASwapTheDeadActorBegan() async throws {
+        let site = try FakeSite()
+        defer { site.stop() }
+        try await ActuatorHarness.run { h in
+            let target = h.name("ebs-late")
+            let instance = try await h.launchTarget(target, healthURL: site.url)
+            let root = try #require(instance.rootDeviceName)
+            let oldVolume = try #require(instance.blockDevices.first { $0.deviceName == root }?.volumeId)
+            _ = try await h.snapshot(target, h.ec2)
+            let request = ActionRequest.repair(
+                RepairRequest(.ebsRepair, id: "pred-ebs-late", reason: "root volume impaired"), target: target,
+                instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date(), deadline: Date() + 300)
+            let ec2 = h.ec2
+            let dying = h.actuator("actuator-dies") { options in
+                options.lockTTL = .seconds(2)
+                options.afterSubStep = { _, sub in
+                    guard sub == .volumeAvailable else { return }
+                    _ = try await ec2.stopInstances([instance.instanceId])  // sent, then the actor dies unrecorded
+                    throw SimulatedCrash()
+                }
+            }
+            await #expect(throws: SimulatedCrash.self) { try await dying.perform(request) }
+
+            let result = try await h.actuator("actuator-late", clockAhead: 3600).perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            let newVolume = try #require(outcome.resources?["new_volume_id"])
+            await h.cleanup.add { [ec2] in
+                _ = try? await ec2.terminateInstances([instance.instanceId])
+                _ = try? await ec2.waitUntilTerminated([instance.instanceId], interval: .milliseconds(200))
+                try? await ec2.deleteVolume(newVolume)
+                try? await ec2.deleteVolume(oldVolume)
+                if let evidence = outcome.resources?["evidence_snapshot_id"] { try? await ec2.deleteSnapshot(evidence) }
+            }
+            #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+            let now = try await h.instance(instance.instanceId, h.ec2)
+            #expect(now.state == .running, "not left stopped")
+            #expect(now.blockDevices.first { $0.deviceName == root }?.volumeId == newVolume)
+            #expect(h.log.actions("StopInstances").isEmpty, "the resumer saw it stopped and sent no second stop")
+            #expect(h.log.actions("StartInstances").count == 1)
+        }
+    }
+
+    /// The new root was attached, then the step failed before the attachment was confirmed (moto attaches at
+    /// once and cannot leave one stuck, so the failure is injected after the `attach_new` record). The
+    /// compensation must put the old root back at the device before starting the instance.
+    @Test(.timeLimit(.minutes(3)))
+    func aFailedEBSRepairAfterAttachingTheNewRootPutsTheOldOneBack() async throws {
+        let site = try FakeSite()
+        defer { site.stop() }
+        try await ActuatorHarness.run { h in
+            let target = h.name("ebs-comp")
+            let instance = try await h.launchTarget(target, healthURL: site.url)
+            let root = try #require(instance.rootDeviceName)
+            let oldVolume = try #require(instance.blockDevices.first { $0.deviceName == root }?.volumeId)
+            _ = try await h.snapshot(target, h.ec2)
+            let request = ActionRequest.repair(
+                RepairRequest(.ebsRepair, id: "pred-ebs-comp", reason: "root volume impaired"), target: target,
+                instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date(), deadline: Date() + 300)
+            let actuator = h.actuator { options in
+                options.afterSubStep = { _, sub in if sub == .attachNew { throw InjectedFailure() } }
+            }
+
+            let result = try await actuator.perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            let newVolume = try #require(outcome.resources?["new_volume_id"])
+            await h.cleanup.add { [ec2 = h.ec2] in
+                _ = try? await ec2.terminateInstances([instance.instanceId])
+                _ = try? await ec2.waitUntilTerminated([instance.instanceId], interval: .milliseconds(200))
+                try? await ec2.deleteVolume(newVolume)
+                try? await ec2.deleteVolume(oldVolume)
+                if let evidence = outcome.resources?["evidence_snapshot_id"] { try? await ec2.deleteSnapshot(evidence) }
+            }
+            #expect(outcome.status == .failed)
+            let now = try await h.instance(instance.instanceId, h.ec2)
+            #expect(now.blockDevices.first { $0.deviceName == root }?.volumeId == oldVolume, "the old root is back: \(now.blockDevices)")
+            #expect(try await h.ec2.describeVolumes(volumeIds: [newVolume]).first?.state == "available", "the new volume is detached")
+            #expect(try await h.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(200)).first?.state == .running)
+            #expect(h.log.actions("DetachVolume").count == 2 && h.log.actions("AttachVolume").count == 2, "\(h.log.mutations)")
+            let record = try #require(try await h.records.load(request.idempotencyKey))
+            #expect(record.done.contains(.compensated))
+            #expect(record.notes.contains { $0.contains(newVolume) && $0.contains(oldVolume) && $0.contains("attached again") }, "\(record.notes)")
         }
     }
 
@@ -385,4 +559,9 @@ final class NoSSMAgent: HTTPExecuting, Sendable {
         return HTTPResponse(status: 400, headers: [("Content-Type", "application/x-amz-json-1.1")], body: Array(body.utf8),
                             timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
     }
+}
+
+/// A failure injected by a test hook (not a crash: the step fails and is compensated).
+struct InjectedFailure: Error, CustomStringConvertible {
+    var description: String { "injected failure" }
 }

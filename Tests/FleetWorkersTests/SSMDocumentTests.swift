@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+@testable import FleetWorkers
+
 /// The SSM Command documents shipped in compose/ssm (docs/actuator.md, "SSM"): each must be a valid
 /// schema 2.2 document whose parameters are all declared, described, referenced and whose defaults fit
 /// their own allowed pattern (SSM substitutes parameters into the script text, so the patterns are
@@ -70,5 +72,17 @@ struct SSMDocumentTests {
                         "\(name).\(key): the default \(value) fits the pattern")
             }
         }
+    }
+
+    /// The actuator's table of the shipped documents (checked before SendCommand) matches the files.
+    @Test(arguments: expected)
+    func theActuatorsTableMatchesTheDocument(_ name: String) throws {
+        let parameters = try #require(try Self.load(name)["parameters"] as? [String: [String: Any]])
+        let known = try #require(FleetSSMDocument.shipped[name], "\(name) is in FleetSSMDocument.shipped")
+        #expect(known.parameters == Set(parameters.keys))
+        #expect(known.required == Set(parameters.filter { $0.value["default"] == nil }.keys))
+        #expect(parameters["executionTimeout"]?["default"] as? String == String(known.defaultExecutionTimeout))
+        #expect(parameters["executionTimeout"]?["allowedPattern"] as? String == "^[0-9]{1,4}$",
+                "the actuator passes executionTimeout up to \(FleetSSMDocument.maxExecutionTimeout)")
     }
 }

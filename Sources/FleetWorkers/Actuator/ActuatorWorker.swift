@@ -496,7 +496,8 @@ public final class ActuatorWorker: Sendable {
         if let repair = request.repair {
             switch repair.action {
             case .ssm(let document, _):
-                return "SSM SendCommand \(options.ssmDocumentPrefix)\(document) on \(request.instanceId), waiting up to \(options.ssmCommandTimeout.components.seconds)s for it"
+                let limit = max(options.ssmCommandTimeout, .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
+                return "SSM SendCommand \(options.ssmDocumentPrefix)\(document) on \(request.instanceId), waiting up to \(limit.components.seconds)s for it (or until the deadline)"
             case .ebsRepair:
                 return "a snapshot of the root volume (evidence), a new root volume from the newest snapshot tagged AutoRecovery:Name=\(request.target), StopInstances, the old root detached (kept, tagged) and the new one attached at the same device, StartInstances"
             case .quarantine(let detach):

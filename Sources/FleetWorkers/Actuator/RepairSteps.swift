@@ -98,13 +98,16 @@ extension StepContext {
 
         // The swap: stop, detach the old root, attach the new one at the same device, start.
         if !isDone(.stop) {
-            if pastDeadline && !dryRun {
-                return .failed("the deadline \(Timestamp.format(request.deadline)) passed before \(id) was stopped; nothing on the instance was changed (the new volume \(newVolume) is left available)")
-            }
+            // Look before refusing: an actor may have sent StopInstances and died before recording it. A
+            // stopped instance goes on with the swap (it is down already, and must not be left so).
             let state = dryRun ? nil : try await describe(ec2, id)?.state
             if state == .stopped || state == .stopping {
+                if pastDeadline { note("\(id) was found \(state!) after the deadline (an earlier actor stopped it): the swap goes on so it is not left stopped") }
                 try await finish(.stop, "\(id) was already \(state!)")
             } else {
+                if pastDeadline && !dryRun {
+                    return .failed("the deadline \(Timestamp.format(request.deadline)) passed before \(id) was stopped; nothing on the instance was changed (it is \(state.map { "\($0)" } ?? "not found"); the new volume \(newVolume) is left available)")
+                }
                 if !dryRun {
                     await notify(Notice(
                         id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target, instanceId: id,
@@ -201,19 +204,39 @@ extension StepContext {
     }
 
     /// After a failed EBS repair that stopped the instance: the old root goes back if the new one is not
-    /// attached, and the instance is started, so it is not left stopped without its disk. Errors are noted.
+    /// confirmed attached (a new one sent to attach but not confirmed — `attach_new` without
+    /// `new_attached` — is detached first, forced, since it may be stuck attaching), and the instance is
+    /// started, so it is not left stopped without its disk. Errors are noted.
     func compensateEBSRepair() async throws {
         guard isDone(.stop), !isDone(.running) else { return }
         let id = request.instanceId
+        let region = request.region
         let ec2 = home
         do {
-            if isDone(.detachOld) && !isDone(.attachNew), let old = record.resources.oldVolumeId, let root = record.resources.rootDeviceName {
-                try await ec2.waitUntilVolumeAvailable(old, timeout: options.instanceWaitTimeout, interval: options.waitInterval)
-                try await mutate(PlannedCall("ec2", "AttachVolume", region: request.region, [("VolumeId", old), ("InstanceId", id), ("Device", root)])) {
-                    _ = try await ec2.attachVolume(volumeId: old, instanceId: id, device: root)
+            if isDone(.detachOld) && !isDone(.newAttached), let old = record.resources.oldVolumeId, let root = record.resources.rootDeviceName {
+                var done: [String] = []
+                if isDone(.attachNew), let new = record.resources.newVolumeId {
+                    let on = try await ec2.describeVolumes(volumeIds: [new]).first?.attachments
+                        .contains { $0.instanceId == id && $0.state != "detached" } ?? false
+                    if on {
+                        try await mutate(PlannedCall("ec2", "DetachVolume", region: region, [("VolumeId", new), ("InstanceId", id), ("Force", "true")])) {
+                            _ = try await ec2.detachVolume(volumeId: new, instanceId: id, device: root, force: true)
+                        }
+                        done.append("the new root \(new) was detached (forced)")
+                    }
+                    try await ec2.waitUntilVolumeAvailable(new, timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                }
+                let oldOn = try await ec2.describeVolumes(volumeIds: [old]).first?.attachments
+                    .contains { $0.instanceId == id && $0.state != "detached" } ?? false
+                if !oldOn {
+                    try await ec2.waitUntilVolumeAvailable(old, timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                    try await mutate(PlannedCall("ec2", "AttachVolume", region: region, [("VolumeId", old), ("InstanceId", id), ("Device", root)])) {
+                        _ = try await ec2.attachVolume(volumeId: old, instanceId: id, device: root)
+                    }
                 }
                 try await waitAttached(ec2, volume: old, instance: id)
-                note("the EBS repair failed after detaching \(old); it was attached again at \(root)")
+                done.append(oldOn ? "the old root \(old) was still attached at \(root)" : "the old root \(old) was attached again at \(root)")
+                note("the EBS repair failed after detaching \(old): " + done.joined(separator: "; "))
             }
             try await mutate(PlannedCall("ec2", "StartInstances", region: request.region, [("InstanceId", id)])) {
                 _ = try await ec2.startInstances([id])

@@ -73,22 +73,30 @@ extension StepContext {
         // Stop/start: new hardware.
         let condition = dryRun ? "the site is still down \(timeoutText) after the reboot" : nil
         if !isDone(.stop) {
-            if pastDeadline && !dryRun {
-                return .failed("the site was still down after the reboot of \(id) and the deadline \(Timestamp.format(request.deadline)) has passed; no stop/start was made")
+            // Look before refusing: an actor may have sent StopInstances and died before recording it; a
+            // stopped instance is started again below, whatever the deadline.
+            let state = dryRun ? nil : try await describe(ec2, id)?.state
+            if state == .stopped || state == .stopping {
+                note("\(id) was found \(state!) before this actor stopped it (an earlier actor sent StopInstances): going on with the start")
+                try await finish(.stop, "\(id) was already \(state!)")
+            } else {
+                if pastDeadline && !dryRun {
+                    return .failed("the site was still down after the reboot of \(id) and the deadline \(Timestamp.format(request.deadline)) has passed; no stop/start was made")
+                }
+                if !dryRun {
+                    await notify(Notice(
+                        id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target, instanceId: id,
+                        region: region, incidentId: request.incidentId, step: .restart, nextStep: .restart,
+                        detail: "the site is still down after the reboot of \(id) in \(region) (\(record.notes.last ?? "checks failed")). "
+                            + "Stopping and starting it now to move it to new hardware; it is stopped in between. "
+                            + "Progress is recorded in Redis under step:\(key).",
+                        commands: [RecoveryCtl.ack(target)]))
+                }
+                try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)], if: condition)) {
+                    _ = try await ec2.stopInstances([id])
+                }
+                try await finish(.stop, "StopInstances sent for \(id)")
             }
-            if !dryRun {
-                await notify(Notice(
-                    id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target, instanceId: id,
-                    region: region, incidentId: request.incidentId, step: .restart, nextStep: .restart,
-                    detail: "the site is still down after the reboot of \(id) in \(region) (\(record.notes.last ?? "checks failed")). "
-                        + "Stopping and starting it now to move it to new hardware; it is stopped in between. "
-                        + "Progress is recorded in Redis under step:\(key).",
-                    commands: [RecoveryCtl.ack(target)]))
-            }
-            try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)], if: condition)) {
-                _ = try await ec2.stopInstances([id])
-            }
-            try await finish(.stop, "StopInstances sent for \(id)")
         }
         if !isDone(.stopped) {
             if !dryRun {

@@ -21,6 +21,9 @@ extension StepContext {
 
     /// Sends `short` to the request's instance and waits (at most `timeout`) for it to finish. A command
     /// id already in the record (an actor died while it ran) is awaited instead of sending again.
+    /// A shipped document gets `executionTimeout` = the wait (whole seconds, at most 9999, its pattern's
+    /// limit; a value in `parameters` is replaced), so SSM stops the script when the actuator stops
+    /// waiting for it: no restart-services still running under the reboot that follows.
     /// `fenced`: check the lease first and plan it in a dry run (false only for read-only diagnostics).
     /// `on`: another instance than the request's (diagnostics of a replacement), in its region; not fenced
     /// and never stored in the record.
@@ -32,7 +35,16 @@ extension StepContext {
         let id = other?.id ?? request.instanceId
         let name = documentName(short)
         var commandId = record.resources.commandIds?[short]
+        var parameters = parameters
+        var timeout = timeout
+        if FleetSSMDocument.shipped[short]?.parameters.contains("executionTimeout") == true {
+            timeout = min(timeout, .seconds(FleetSSMDocument.maxExecutionTimeout))
+            parameters["executionTimeout"] = [String(max(1, timeout.components.seconds))]
+        }
         if commandId == nil {
+            if let shipped = FleetSSMDocument.shipped[short], let problem = shipped.problem(with: parameters) {
+                return .failed("not sent: \(name) would be refused: \(problem)")
+            }
             let input = SendCommandInput(
                 documentName: name, instanceIds: [id], parameters: parameters,
                 timeoutSeconds: max(30, Int(timeout.components.seconds)),
@@ -187,11 +199,28 @@ extension StepContext {
         guard document.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             return .failed("'\(document)' is not a document name")
         }
+        var parameters = parameters
         if !isDone(.ssmCommand) {
             if pastDeadline && !dryRun {
+                // An actor that died after SendCommand left the command id: the command was sent, so its
+                // result is fetched once and reported, not "nothing was done".
+                if let commandId = record.resources.commandIds?[document] {
+                    return try await lateSSMRepairResult(document: document, commandId: commandId)
+                }
                 return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the command was sent; nothing was done")
             }
-            switch try await runDocument(document, parameters: parameters, timeout: dryRun ? options.ssmCommandTimeout : min(options.ssmCommandTimeout, remaining)) {
+            // The decision's predicted repairs send restart-services without parameters: the units are the
+            // target's ssm_services (the document has no default for them, so SSM would refuse it).
+            if document == "restart-services", (parameters["services"] ?? []).joined().trimmingCharacters(in: .whitespaces).isEmpty {
+                if config.ssm.services.isEmpty && record.resources.commandIds?[document] == nil {
+                    return .failed("restart-services needs the units to restart and the request names none: set ssm_services for \(target); nothing was sent")
+                }
+                parameters["services"] = [config.ssm.services.joined(separator: " ")]
+            }
+            // Wait up to the document's own run limit (at least SSM_COMMAND_TIMEOUT), cut at the deadline;
+            // runDocument passes the wait as executionTimeout, so the command ends when the wait does.
+            let limit = max(options.ssmCommandTimeout, .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
+            switch try await runDocument(document, parameters: parameters, timeout: dryRun ? limit : min(limit, remaining)) {
             case .unavailable(let why): return .failed(why)
             case .failed(let why): return .failed(why)
             case .planned:
@@ -209,11 +238,36 @@ extension StepContext {
                 return .succeeded(summary: "\(documentName(document)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
             }
         }
-        // Resumed after the command was recorded: the record holds its result.
+        // Resumed after the command's result was recorded: the record holds it.
         let last = record.notes.last { $0.contains(documentName(document)) } ?? documentName(document)
         if record.resources.commandSucceeded == true {
             return .succeeded(summary: last, newInstance: nil)
         }
         return .failed(last)
+    }
+
+    /// Resumed after the deadline, with the command of an actor that died already sent: one
+    /// GetCommandInvocation, and the outcome says what it found (finished, still running, unknown).
+    private func lateSSMRepairResult(document: String, commandId: String) async throws -> StepResult {
+        let id = request.instanceId
+        let name = documentName(document)
+        let late = "the deadline \(Timestamp.format(request.deadline)) passed while \(name) (command \(commandId), sent by an earlier actor) ran on \(id)"
+        guard let ssm else { return .failed("\(late); the actuator has no SSM client to read its result") }
+        let invocation: CommandInvocation
+        do {
+            invocation = try await ssm.getCommandInvocation(commandId: commandId, instanceId: id)
+        } catch let error as SSMError {
+            return .failed("\(late); its result cannot be read: \(error)")
+        } catch let error as AWSError {
+            return .failed("\(late); its result cannot be read: \(error)")
+        }
+        let text = Self.describe(invocation)
+        guard invocation.status.isTerminal else {
+            return .failed("\(late) and is still \(invocation.status) (it stops by itself at its executionTimeout); its result is unknown")
+        }
+        note("\(name) on \(id): \(text)")
+        try await finish(.ssmCommand, "\(name) \(commandId): \(text)") { $0.commandSucceeded = invocation.status.isSuccess }
+        if !invocation.status.isSuccess { return .failed("\(name) (\(commandId)) on \(id) ended \(text)") }
+        return .succeeded(summary: "\(name) (\(commandId)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
     }
 }
