@@ -127,6 +127,10 @@ struct MessageWorkerTests {
 
         // What happened is counted per queue and result, and the handled messages' queue lag recorded.
         let q = topology.commandsQueue
+        // The good one is acked (and counted) after its handler returned: wait for that, bounded.
+        let acked = #"recovery_messages_handled_total{queue="\#(q)",result="acked"} 1"#
+        let countDeadline = ContinuousClock.now + .seconds(10)
+        while !emittedMetrics().contains(acked), ContinuousClock.now < countDeadline { try await Task.sleep(for: .milliseconds(20)) }
         let metrics = emittedMetrics()
         #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(q)",result="dead_lettered"} 3"#), "\(metrics)")
         #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(q)",result="acked"} 1"#))
