@@ -63,7 +63,7 @@ struct NotifierTests {
     @Test("Slack answering 500 and Teams on a closed port: e-mail and SNS still go out, each failure is dead-lettered with its channel and reason, and a redelivery retries only what failed",
           .timeLimit(.minutes(2)))
     func channelDown() async throws {
-        let closed = try WebhookReceiver()
+        let closed = try await WebhookReceiver()
         let closedPort = closed.port
         closed.stop()
         let h = try await NotifierHarness(teamsURL: "http://127.0.0.1:\(closedPort)\(NotifierHarness.teamsPath)")
@@ -289,8 +289,8 @@ final class NotifierHarness: Sendable {
         deadConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp,
                                     queue: FleetTopology.deadLetterQueue(for: world.topology.notificationsQueue))
         deadLetters = DeliveryLog(deadConsumer)
-        receiver = try WebhookReceiver()
-        moto = try WebhookReceiver(script: WebhookReceiver.motoScript)
+        receiver = try await WebhookReceiver()
+        moto = try await WebhookReceiver(script: WebhookReceiver.motoScript)
         aws = AWSClient(
             region: "us-east-1",
             credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),

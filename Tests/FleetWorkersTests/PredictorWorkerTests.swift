@@ -46,7 +46,7 @@ struct PredictorWorkerTests {
 
         init() async throws {
             world = try World()
-            moto = try WebhookReceiver(script: WebhookReceiver.motoScript)
+            moto = try await WebhookReceiver(script: WebhookReceiver.motoScript)
             requestLog = RequestLog(world.http)
             let aws = AWSClient(
                 region: "us-east-1",

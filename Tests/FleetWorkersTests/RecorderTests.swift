@@ -84,7 +84,7 @@ struct RecorderTests {
         let target = "\(world.prefix)-shop"
         do {
             // 1. DynamoDB unreachable (a closed port; the AWS client's own retries do not sleep).
-            let closed = try WebhookReceiver()
+            let closed = try await WebhookReceiver()
             let closedPort = closed.port
             closed.stop()
             let down = AWSClient(

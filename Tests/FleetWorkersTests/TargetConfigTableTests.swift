@@ -1,12 +1,13 @@
 import AMQPTransport
 import AWSClient
 import FleetRuntime
-import FleetWorkers
+@testable import FleetWorkers
 import HTTPTransport
 import Foundation
 import Logging
 import RecoveryCore
 import RedisStore
+import Synchronization
 import Testing
 
 /// The instance-config table (INSTANCE_CONFIG_TABLE) against moto.
@@ -107,37 +108,43 @@ struct TargetConfigTableTests {
 }
 
 extension TargetConfigTableTests {
-    /// Eight operators (or an operator and a quarantine) changing different keys of one target at the same
-    /// time: every change is kept (the conditional put re-reads and re-applies instead of overwriting).
+    /// Another operator's update, or a quarantine (the actuator's UpdateItem merge), landing between an
+    /// update's read and its write: the conditional put fails, the update reads again, and both changes
+    /// are kept. The interloper is put exactly there (a hook), so the race is shown deterministically
+    /// (moto's own condition checks are not atomic under concurrent requests).
     @Test(.timeLimit(.minutes(2)))
-    func concurrentUpdatesOfOneTargetLoseNothing() async throws {
+    func anUpdateRacedBetweenReadAndWriteKeepsBothChanges() async throws {
         let world = try World()
         let dynamo = DynamoDBClient(world.aws)
         let table = TargetConfigTable(dynamo: dynamo, tableName: "\(world.prefix)-instance-config")
         try await table.create()
         let target = "\(world.prefix)-busy"
         try await table.put(target: target, settings: Data(#"{"probe_interval": 5}"#.utf8))
-        let changes: [(String, String)] = [
-            ("grace_period", "120"), ("failure_threshold", "4"), ("recovery_threshold", "3"), ("probe_timeout", "4"),
-            ("approval_timeout", "900"), ("restart_verification", "300"), ("outage_count_window", "7200"), ("dry_run", "true"),
-        ]
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (key, value) in changes {
-                group.addTask { try await table.update(target: target, set: [(key: key, value: value)], updatedBy: "op-\(key)") }
-            }
-            try await group.waitForAll()
+        func item() async throws -> DynamoItem {
+            try #require(try await dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
         }
-        let item = try #require(try await dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
-        for (key, value) in changes {
-            #expect(item[key] == (value == "true" ? .bool(true) : try DynamoValue.number(value)), "\(key) kept")
-        }
-        #expect(item["probe_interval"] == .number(5), "the key nobody changed is kept")
-        // A concurrent quarantine (the actuator's UpdateItem merge) is kept too.
-        async let merged: Void = table.merge(target: target, settings: Data(#"{"quarantined": true}"#.utf8))
-        try await table.update(target: target, set: [(key: "grace_period", value: "60")])
-        try await merged
-        let after = try #require(try await dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
-        #expect(after["quarantined"] == .bool(true) && after["grace_period"] == .number(60))
+
+        let interlopers = Mutex(0)
+        try await table.update(target: target, set: [(key: "grace_period", value: "120")], unset: [], over: .empty, updatedBy: "alice",
+                               now: Date(), betweenReadAndWrite: {
+            guard interlopers.withLock({ $0 += 1; return $0 }) == 1 else { return }
+            try await table.update(target: target, set: [(key: "failure_threshold", value: "4")], updatedBy: "bob")
+        })
+        #expect(interlopers.withLock { $0 } == 2, "the first write was refused and the update read again")
+        var now = try await item()
+        #expect(now["grace_period"] == .number(120) && now["failure_threshold"] == .number(4) && now["probe_interval"] == .number(5))
+        #expect(now["updated_by"] == .string("alice"))
+
+        let quarantines = Mutex(0)
+        try await table.update(target: target, set: [(key: "grace_period", value: "60")], unset: [], over: .empty, updatedBy: "carol",
+                               now: Date(), betweenReadAndWrite: {
+            guard quarantines.withLock({ $0 += 1; return $0 }) == 1 else { return }
+            try await table.merge(target: target, settings: Data(#"{"quarantined": true}"#.utf8), updatedBy: "actuator")
+        })
+        now = try await item()
+        #expect(now["quarantined"] == .bool(true), "the quarantine is kept")
+        #expect(now["grace_period"] == .number(60) && now["failure_threshold"] == .number(4))
+
         _ = try? await dynamo.deleteTable(table.tableName)
         await world.tearDown(instances: [])
     }

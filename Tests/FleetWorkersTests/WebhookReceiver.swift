@@ -25,20 +25,30 @@ final class WebhookReceiver: Sendable {
     }
 
     /// `script` prints `PORT <n>` once it listens; by default the webhook receiver.
-    init(script: String = WebhookReceiver.script) throws {
+    ///
+    /// Async because the start blocks for seconds (a private moto imports for a while): the wait for the
+    /// `PORT` line runs on a thread of its own. Blocking the cooperative pool here (two threads on this
+    /// machine) stalled every other test in the process, long enough to expire Redis locks held by
+    /// unrelated tests.
+    init(script: String = WebhookReceiver.script) async throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.python())
+        process.executableURL = URL(fileURLWithPath: try await Self.python())
         process.arguments = ["-u", "-c", script]
         stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
         try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = stdout.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
+        let line: Data = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var line = Data()
+                while !line.contains(UInt8(ascii: "\n")) {
+                    let chunk = stdout.fileHandleForReading.availableData
+                    if chunk.isEmpty { break }
+                    line.append(chunk)
+                }
+                continuation.resume(returning: line)
+            }
         }
         let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
@@ -78,17 +88,30 @@ final class WebhookReceiver: Sendable {
         var description: String { message }
     }
 
-    static func python() throws -> String {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import sys; print(sys.executable)"]
-        let out = Pipe()
-        probe.standardOutput = out
-        try probe.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        probe.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    /// The real interpreter (under pyenv `python3` is a shim), found once, off the cooperative pool.
+    static func python() async throws -> String {
+        if let cached = pythonPath.withLock({ $0 }) { return cached }
+        let path: String = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                do {
+                    let probe = Process()
+                    probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                    probe.arguments = ["python3", "-c", "import sys; print(sys.executable)"]
+                    let out = Pipe()
+                    probe.standardOutput = out
+                    try probe.run()
+                    let data = out.fileHandleForReading.readDataToEndOfFile()
+                    probe.waitUntilExit()
+                    continuation.resume(returning: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+        pythonPath.withLock { $0 = path }
+        return path
     }
+    private static let pythonPath = Mutex<String?>(nil)
 
     /// A private moto server on a free port, for tests that read back what was sent through
     /// `/moto-api/data.json`: the shared server's dump holds every other suite's state and takes minutes.

@@ -6,7 +6,7 @@ import Testing
 @Suite("Many requests, cancellation and shutdown")
 struct ConcurrencyTests {
     @Test func fiveHundredConcurrentRequestsAllSucceed() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient(maxConcurrentRequests: 500)
         defer { client.shutdown() }
@@ -32,7 +32,7 @@ struct ConcurrencyTests {
     }
 
     @Test func requestsBeyondTheLimitWaitInTheQueue() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient(maxConcurrentRequests: 4)
         defer { client.shutdown() }
@@ -56,7 +56,7 @@ struct ConcurrencyTests {
 
     @Test func cancellingAnInFlightRequestAbortsIt() async throws {
         let listener = try RawSocket(listening: true)
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient(maxConcurrentRequests: 1)
         defer { client.shutdown() }
@@ -125,7 +125,7 @@ struct ConcurrencyTests {
     }
 
     @Test func droppingTheClientEndsItsThread() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         weak var weakClient: HTTPClient?
         do {

@@ -6,7 +6,7 @@ import Testing
 @Suite("HTTP client against a local HTTP server")
 struct PlainHTTPTests {
     @Test func getReturnsStatusHeadersAndBody() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -25,7 +25,7 @@ struct PlainHTTPTests {
     }
 
     @Test func postAndPutSendTheBody() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -58,7 +58,7 @@ struct PlainHTTPTests {
     }
 
     @Test func headersAreSentAsGivenWithoutCurlDefaultsForBodies() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -77,7 +77,7 @@ struct PlainHTTPTests {
     }
 
     @Test func explicitExpectContinueKeepsOnlyTheFinalResponse() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -92,7 +92,7 @@ struct PlainHTTPTests {
     }
 
     @Test func bodyIsCappedAndTheRestDiscarded() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -116,7 +116,7 @@ struct PlainHTTPTests {
     }
 
     @Test func foldedHeaderLinesAreJoined() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -128,7 +128,7 @@ struct PlainHTTPTests {
     }
 
     @Test func redirectsAreFollowedOnlyWhenAsked() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -146,7 +146,7 @@ struct PlainHTTPTests {
     }
 
     @Test func timingIsOrdered() async throws {
-        let server = try TestHTTPServer()
+        let server = try await TestHTTPServer()
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }

@@ -8,7 +8,7 @@ struct TLSTests {
     @Test func untrustedCertificateFailsVerificationByDefault() async throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let server = try TestHTTPServer(tls: (certificates.serverCertificate, certificates.serverKey))
+        let server = try await TestHTTPServer(tls: (certificates.serverCertificate, certificates.serverKey))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -25,7 +25,7 @@ struct TLSTests {
     @Test func trustedPrivateCASucceedsAndReportsExpiry() async throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let server = try TestHTTPServer(tls: (certificates.serverCertificate, certificates.serverKey))
+        let server = try await TestHTTPServer(tls: (certificates.serverCertificate, certificates.serverKey))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -66,7 +66,7 @@ struct TLSTests {
     @Test func wrongHostNameFailsVerificationUnlessTurnedOff() async throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let server = try TestHTTPServer(tls: (certificates.otherHostCertificate, certificates.otherHostKey))
+        let server = try await TestHTTPServer(tls: (certificates.otherHostCertificate, certificates.otherHostKey))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }
@@ -86,7 +86,7 @@ struct TLSTests {
     @Test func unreadableCAFileIsATLSError() async throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let server = try TestHTTPServer(tls: (certificates.serverCertificate, certificates.serverKey))
+        let server = try await TestHTTPServer(tls: (certificates.serverCertificate, certificates.serverKey))
         defer { server.stop() }
         let client = HTTPClient()
         defer { client.shutdown() }

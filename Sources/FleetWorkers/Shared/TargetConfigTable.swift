@@ -106,6 +106,13 @@ public struct TargetConfigTable: Sendable {
     @discardableResult
     public func update(target: String, set: [(key: String, value: String)], unset: [String] = [], over base: TargetConfigFile = .empty,
                        updatedBy: String? = nil, now: Date = Date()) async throws -> Data {
+        try await update(target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now, betweenReadAndWrite: nil)
+    }
+
+    /// `betweenReadAndWrite` runs after each read and before its conditional write (tests put a
+    /// concurrent writer there, deterministically).
+    func update(target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
+                updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?) async throws -> Data {
         guard !target.isEmpty else { throw ConfigurationError("a target name is needed") }
         // Any attribute may be unset (a misspelt one is how an item becomes malformed); only known keys are set.
         for key in set.map(\.key) where !Self.settingKeys.contains(key) {
@@ -113,7 +120,8 @@ public struct TargetConfigTable: Sendable {
         }
         for _ in 0..<12 {
             do {
-                return try await updateOnce(target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now)
+                return try await updateOnce(target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now,
+                                            betweenReadAndWrite: betweenReadAndWrite)
             } catch DynamoDBError.conditionalCheckFailed {
                 // Changed since it was read: read it again, after a short random pause so that writers
                 // racing each other spread out (each round at least one of them wins).
@@ -124,7 +132,7 @@ public struct TargetConfigTable: Sendable {
     }
 
     private func updateOnce(target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
-                            updatedBy: String?, now: Date) async throws -> Data {
+                            updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?) async throws -> Data {
         let existing = try await dynamo.getItem(tableName: tableName, key: [Self.keyAttribute: .string(target)], consistentRead: true) ?? [:]
         var item = existing
         for key in Self.bookkeeping { item[key] = nil }
@@ -157,6 +165,7 @@ public struct TargetConfigTable: Sendable {
             put.conditionExpression = "attribute_exists(#k) AND attribute_not_exists(#u)"
             put.expressionAttributeNames = ["#k": Self.keyAttribute, "#u": "updated_at"]
         }
+        try await betweenReadAndWrite?()
         _ = try await dynamo.putItem(put)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

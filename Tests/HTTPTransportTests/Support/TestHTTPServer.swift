@@ -14,7 +14,8 @@ final class TestHTTPServer {
     var tlsBaseURL: String { "https://127.0.0.1:\(port)" }
 
     /// - Parameter tls: the server's certificate chain and key, for HTTPS.
-    init(tls: (certificate: String, key: String)? = nil) throws {
+    /// Async: the wait for the `PORT` line runs on a thread of its own, never on the cooperative pool.
+    init(tls: (certificate: String, key: String)? = nil) async throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: try Self.python())
         var arguments = ["-u", "-c", Self.script]
@@ -26,11 +27,16 @@ final class TestHTTPServer {
         process.standardOutput = stdout
         try process.run()
         // The first line is "PORT <n>" once the socket listens.
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = stdout.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
+        let line: Data = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var line = Data()
+                while !line.contains(UInt8(ascii: "\n")) {
+                    let chunk = stdout.fileHandleForReading.availableData
+                    if chunk.isEmpty { break }
+                    line.append(chunk)
+                }
+                continuation.resume(returning: line)
+            }
         }
         let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
