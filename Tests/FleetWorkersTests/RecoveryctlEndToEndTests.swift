@@ -68,6 +68,8 @@ struct RecoveryctlEndToEndTests {
             { await decision.runTicker() },
         ]
         let running = Task { await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } } }
+        // recoveryctl publishes without declaring anything: wait until the consumers declared the topology.
+        try await poll("the fleet's consumers subscribe") { [observations, commands, actuatorRequests, history].allSatisfy(\.isConnected) }
         let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         let deadLetters = DeliveryLog(deadConsumer)
         let env = ctlEnvironment(world, extra: ["RECOVERY_EVENTS_TABLE": eventsTable])

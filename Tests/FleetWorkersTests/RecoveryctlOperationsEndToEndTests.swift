@@ -445,6 +445,13 @@ final class InProcessFleet: Sendable {
             { await decision.runTicker() },
         ]
         running = Task { await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } } }
+        // Consumers declare the topology (queues, then bindings) as they connect: a command published
+        // before that would match no queue. Ready when every consumer has subscribed.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !consumers.allSatisfy(\.isConnected) {
+            guard ContinuousClock.now < deadline else { throw ControlError("the in-process fleet's consumers did not subscribe within 30 s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Publishes `count` probe results for `target`, as a probe would.
