@@ -161,6 +161,38 @@ struct RepairIntegrationTests {
         }
     }
 
+    /// The SSM attempt ran, its actor died before the reboot, and the request is resumed after its
+    /// deadline: the refusal says what did run (restart-services, its command) instead of "nothing".
+    @Test(.timeLimit(.minutes(2)))
+    func aRestartResumedAfterItsDeadlineSaysTheSSMAttemptRan() async throws {
+        let site = try FakeSite()
+        defer { site.stop() }
+        try await ActuatorHarness.run { h in
+            let prefix = try await Self.installDocuments(h)
+            let target = h.name("ssm-late")
+            let instance = try await h.launchTarget(target, healthURL: site.url)
+            site.set(healthy: false)
+            let request = h.request(.restart, target: target, instance: instance.instanceId)
+            let dying = h.actuator("actuator-dies", config: try Self.ssmConfig(target), ssm: true) { options in
+                options.ssmDocumentPrefix = prefix
+                options.lockTTL = .seconds(2)
+                options.afterSubStep = { _, sub in if sub == .ssmFallback { throw SimulatedCrash() } }
+            }
+            await #expect(throws: SimulatedCrash.self) { try await dying.perform(request) }
+
+            let late = h.actuator("actuator-late", config: try Self.ssmConfig(target), ssm: true, clockAhead: 3600) {
+                $0.ssmDocumentPrefix = prefix
+            }
+            let result = try await late.perform(request)
+
+            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            #expect(outcome.status == .failed)
+            #expect(outcome.reason?.contains("SSM ran restart-services (command ") == true, "\(outcome.reason ?? "")")
+            #expect(outcome.reason?.contains("not rebooted") == true)
+            #expect(h.log.actions("RebootInstances").isEmpty)
+        }
+    }
+
     /// A re-provision of a target with SSM diagnostics: before on the original (about to be stopped),
     /// after on the replacement, both kept with the incident.
     @Test(.timeLimit(.minutes(2)))

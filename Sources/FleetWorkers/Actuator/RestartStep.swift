@@ -41,7 +41,11 @@ extension StepContext {
         let timeoutText = "\(options.restartHealthTimeout.components.seconds)s"
         if !isDone(.reboot) && !isDone(.rebootUnhealthy) {
             if pastDeadline && !dryRun {
-                return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the reboot; nothing was done")
+                // Say what did run: the SSM attempt may have restarted services before the deadline passed.
+                let ssmRan = (record.resources.commandIds ?? [:]).filter { $0.key != "diagnostics" }
+                    .sorted { $0.key < $1.key }.map { "\($0.key) (command \($0.value))" }
+                return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the reboot; "
+                    + (ssmRan.isEmpty ? "nothing was done" : "SSM ran \(ssmRan.joined(separator: ", ")) and the instance was not rebooted"))
             }
             let state = try await describe(ec2, id)?.state
             if state == .stopped || state == .stopping {
