@@ -368,3 +368,24 @@ struct EscalationIdempotenceTests {
         #expect(l.machine.recentEventIds.last == "obs-\(EscalationMachine.eventMemory + 50)")
     }
 }
+
+@Suite("Commands handled outside the machine")
+struct RememberedCommandTests {
+    /// A command the repair plan took (the decision worker remembers its id in the machine) and then
+    /// redelivered after an outage opened: the machine drops it instead of answering it again or applying
+    /// an `approve` to the new incident.
+    @Test func aRememberedCommandIsDroppedWhenItComesBack() {
+        var l = Ladder()
+        let first = l.machine.remember(eventId: "cmd-approve-1")
+        let second = l.machine.remember(eventId: "cmd-approve-1")
+        #expect(first)
+        #expect(!second, "a second time: already handled")
+        l.fail(3)
+        #expect(l.incidentId != nil)
+        let redelivered = l.send(.command(id: "cmd-approve-1", OperatorCommand(.approve, by: "alice")))
+        #expect(redelivered.isEmpty, "no answer, no step")
+        let fresh = l.send(.command(id: "cmd-approve-2", OperatorCommand(.approve, by: "alice")))
+        #expect(!fresh.isEmpty, "the same command under a new id is handled")
+    }
+}
+

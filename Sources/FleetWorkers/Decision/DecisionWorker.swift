@@ -270,11 +270,10 @@ public final class DecisionWorker: Sendable {
             switch event {
             case .trouble(let trouble):
                 repairActions = repair.handle(.trouble(trouble), repairContext())
-            case .machine(.command(let id, _)) where repair.answeredCommands?.contains(id) == true:
-                break  // a redelivered command the repair plan already answered
             case .machine(.command(let id, let command)) where repair.takes(command, incidentOpen: document.machine.incident != nil):
-                // ack / approve / hold / resume while a repair is planned and no outage is open.
-                repairActions = repair.handle(.command(id: id, command), repairContext())
+                // ack / approve / hold / resume while a repair is planned and no outage is open. The
+                // machine's memory of handled ids drops a redelivery, whoever handles it then.
+                if document.machine.remember(eventId: id) { repairActions = repair.handle(.command(id: id, command), repairContext()) }
             case .machine(.actionOutcome(_, let outcome)) where outcome.repair != nil:
                 repairActions = repair.handle(.outcome(outcome), repairContext())
             case .machine(let machineEvent):
@@ -286,7 +285,7 @@ public final class DecisionWorker: Sendable {
                 // After the machine: an outage that just opened cancels a planned repair.
                 repairActions += repair.handle(.tick, repairContext())
             }
-            document.repair = repair.plan == nil && repair.quietUntil.isEmpty && (repair.answeredCommands ?? []).isEmpty ? nil : repair
+            document.repair = repair.plan == nil && repair.quietUntil.isEmpty ? nil : repair
             for action in repairActions {
                 switch action {
                 case let .requestRepair(key, id, document: ssmDocument, reason, instance, deadline, requestedBy):

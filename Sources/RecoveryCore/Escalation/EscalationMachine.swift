@@ -225,18 +225,24 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
 
     // MARK: Handling
 
+    /// Records `id` as handled; false when it was handled before. `handle` calls it for every event with
+    /// an id; the decision worker also calls it for a command the target's repair plan takes instead, so
+    /// a redelivery of that command is dropped the same way, whoever handled it first.
+    public mutating func remember(eventId id: String) -> Bool {
+        guard !recentEventIds.contains(id) else { return false }
+        recentEventIds.append(id)
+        if recentEventIds.count > Self.eventMemory {
+            recentEventIds.removeFirst(recentEventIds.count - Self.eventMemory)
+        }
+        return true
+    }
+
     /// Handles one event at `now`. `brakeEngaged` is the fleet brake's state (`FleetBrake.isEngaged`),
     /// read under the fleet lock; while it is true no destructive step is requested.
     ///
     /// An event whose id was handled before is a no-op that returns no actions.
     public mutating func handle(_ event: Event, now: Date, brakeEngaged: Bool) -> [Action] {
-        if let id = event.id {
-            guard !recentEventIds.contains(id) else { return [] }
-            recentEventIds.append(id)
-            if recentEventIds.count > Self.eventMemory {
-                recentEventIds.removeFirst(recentEventIds.count - Self.eventMemory)
-            }
-        }
+        if let id = event.id, !remember(eventId: id) { return [] }
         var c = Context(now: now, brakeEngaged: brakeEngaged)
         switch event {
         case .probe(_, let result): onProbe(result, &c)

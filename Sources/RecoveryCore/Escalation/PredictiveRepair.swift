@@ -127,10 +127,6 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         return [.ack, .approve, .hold, .resume].contains(command.name)
     }
 
-    /// Commands this plan answered, so a redelivered one is dropped instead of reaching the machine
-    /// (which would answer it again, or apply an `approve` to an incident opened since).
-    public var answeredCommands: [String]?
-
     /// Cancels a planned (not running) repair, e.g. after `reset`. Returns the notice, nil when nothing
     /// was planned.
     public mutating func cancel(because why: String, _ c: Context) -> Notice? {
@@ -268,7 +264,6 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
 
     private mutating func onCommand(id: String, _ command: OperatorCommand, _ c: Context) -> [Action] {
         guard var plan else { return [] }
-        answeredCommands = Array(((answeredCommands ?? []) + [id]).suffix(32))
         let ref = CommandRef(id: id, name: command.name.rawValue, operator: command.operator)
         func answer(_ kind: NotificationKind, _ detail: String) -> Action {
             var n = base(kind: kind, id: "\(id):\(kind.rawValue)", c)
