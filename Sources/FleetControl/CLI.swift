@@ -71,6 +71,18 @@ public struct WaitOptions: ParsableArguments {
     }
 }
 
+/// The options every command that publishes onto the commands queue takes (`--no-wait`, `--timeout`,
+/// `--json`), and the one way such a command is sent and reported.
+public struct SendOptions: ParsableArguments {
+    @OptionGroup var wait: WaitOptions
+    @OptionGroup var output: OutputOptions
+    public init() {}
+
+    func send(_ request: CommandRequest) async throws {
+        try await Runner.run(json: output.json) { try await sendCommand(request, wait: wait, context: $0) }
+    }
+}
+
 /// Something a subcommand prints: text for people, JSON for scripts.
 public protocol ControlOutput: Encodable {
     func render(width: Int) -> String
@@ -216,11 +228,10 @@ extension RecoveryCtlCommand {
         public static let configuration = CommandConfiguration(abstract: "Reboot the target now (same lock and run-once key as the automatic step).")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "restart", reason: reason), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "restart", reason: reason))
         }
     }
 
@@ -228,11 +239,10 @@ extension RecoveryCtlCommand {
         public static let configuration = CommandConfiguration(abstract: "Replace the instance from its latest snapshot and move the Elastic IP, now.")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "reprovision", reason: reason), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "reprovision", reason: reason))
         }
     }
 
@@ -240,11 +250,10 @@ extension RecoveryCtlCommand {
         public static let configuration = CommandConfiguration(abstract: "Launch the target in the DR region and point DNS at it, now.")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "failover", reason: reason), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "failover", reason: reason))
         }
     }
 
@@ -254,13 +263,10 @@ extension RecoveryCtlCommand {
         @Argument var target: String
         @Option(help: "Why (kept in the history and the instance tag).") var reason: String
         @Flag(name: .customLong("detach-eip"), help: "Also take the Elastic IP off the instance.") var detachEip = false
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) {
-                try await sendCommand(.init(target: target, name: "quarantine", reason: reason, detachEip: detachEip), wait: wait, context: $0)
-            }
+            try await send.send(.init(target: target, name: "quarantine", reason: reason, detachEip: detachEip))
         }
     }
 
@@ -269,11 +275,10 @@ extension RecoveryCtlCommand {
             abstract: "Hand a quarantined target back to automation (the Elastic IP is not put back).")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String?
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "unquarantine", reason: reason), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "unquarantine", reason: reason))
         }
     }
 
@@ -283,11 +288,10 @@ extension RecoveryCtlCommand {
             abstract: "Replace the root volume with one from the newest tagged snapshot (the old one is kept).")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "repair_volume", reason: reason), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "repair_volume", reason: reason))
         }
     }
 
@@ -295,11 +299,10 @@ extension RecoveryCtlCommand {
         public static let configuration = CommandConfiguration(abstract: "Someone is on it: no automatic step for this incident until resume.")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String?
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "ack", reason: reason), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "ack", reason: reason))
         }
     }
 
@@ -307,11 +310,10 @@ extension RecoveryCtlCommand {
         public static let configuration = CommandConfiguration(abstract: "Take the pending step now (required for targets that need approval).")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String?
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "approve", reason: reason), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "approve", reason: reason))
         }
     }
 
@@ -320,8 +322,7 @@ extension RecoveryCtlCommand {
         @Argument var target: String
         @Option(help: "An ISO 8601 time (2026-11-22T06:00:00Z) or a duration from now (90m, 2h, 1d).") var until: String
         @Option(help: "Why (kept in the history).") var reason: String?
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
 
         public func validate() throws {
@@ -329,32 +330,27 @@ extension RecoveryCtlCommand {
         }
 
         public func run() async throws {
-            try await Runner.run(json: output.json) { context in
-                let end = try TimeInput.until(until, now: Date())
-                return try await sendCommand(.init(target: target, name: "hold", until: end, reason: reason), wait: wait, context: context)
-            }
+            try await send.send(.init(target: target, name: "hold", until: try TimeInput.until(until, now: Date()), reason: reason))
         }
     }
 
     public struct Resume: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(abstract: "Undo an ack or a hold.")
         @Argument var target: String
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "resume"), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "resume"))
         }
     }
 
     public struct Reset: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(abstract: "Forget the outage count: the next outage starts at restart again.")
         @Argument var target: String
-        @OptionGroup var wait: WaitOptions
-        @OptionGroup var output: OutputOptions
+        @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await Runner.run(json: output.json) { try await sendCommand(.init(target: target, name: "reset"), wait: wait, context: $0) }
+            try await send.send(.init(target: target, name: "reset"))
         }
     }
 }
@@ -369,22 +365,20 @@ extension RecoveryCtlCommand {
 
         public struct Release: AsyncParsableCommand {
             public static let configuration = CommandConfiguration(abstract: "Release the fleet brake: due steps run again.")
-            @OptionGroup var wait: WaitOptions
-            @OptionGroup var output: OutputOptions
+            @OptionGroup var send: SendOptions
             public init() {}
             public func run() async throws {
-                try await Runner.run(json: output.json) { try await sendCommand(.init(target: nil, name: "brake_release"), wait: wait, context: $0) }
+                try await send.send(.init(target: nil, name: "brake_release"))
             }
         }
 
         public struct Engage: AsyncParsableCommand {
             public static let configuration = CommandConfiguration(abstract: "Stop every destructive step in the fleet now.")
             @Option(help: "Why (in the alert and the history).") var reason: String
-            @OptionGroup var wait: WaitOptions
-            @OptionGroup var output: OutputOptions
+            @OptionGroup var send: SendOptions
             public init() {}
             public func run() async throws {
-                try await Runner.run(json: output.json) { try await sendCommand(.init(target: nil, name: "brake_engage", reason: reason), wait: wait, context: $0) }
+                try await send.send(.init(target: nil, name: "brake_engage", reason: reason))
             }
         }
     }
