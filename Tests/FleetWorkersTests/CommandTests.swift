@@ -21,14 +21,7 @@ struct CommandTests {
         let redis = try await RedisClient.connect(url: world.redisURL)
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: .empty, fleet: world.prefix, logger: Logger(label: "catalog"))
-        var options = DecisionWorker.Options(workerId: "decision-cmd")
-        options.operators = ["guest"]
-        let decision = DecisionWorker(
-            options: options, states: RedisStateStore(client: redis, keyspace: world.keyspace),
-            schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
-            topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: Logger(label: "decision"))
-        try await decision.refreshCatalog()
+        let decision = try await world.decision("decision-cmd", redis: redis, publisher: publisher, operators: ["guest"])
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
         let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-cmd"),
                                  logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
@@ -81,12 +74,8 @@ extension CommandTests {
         let redis = try await RedisClient.connect(url: world.redisURL)
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
-        var options = DecisionWorker.Options(workerId: "decision-ops")
-        options.operators = ["alice", "bob"]  // the broker user of this test is guest
-        let decision = DecisionWorker(
-            options: options, states: RedisStateStore(client: redis, keyspace: world.keyspace),
-            schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
-            topology: topology, catalog: nil, defaultRegion: "us-east-1", logger: Logger(label: "decision"))
+        // The broker user of this test is guest.
+        let decision = try await world.decision("decision-ops", redis: redis, publisher: publisher, operators: ["alice", "bob"], discover: false)
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
         let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-ops"),
                                  logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
@@ -129,14 +118,7 @@ extension CommandTests {
         let redis = try await RedisClient.connect(url: world.redisURL)
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: .empty, fleet: world.prefix, logger: Logger(label: "catalog"))
-        var options = DecisionWorker.Options(workerId: "decision-vol")
-        options.operators = ["guest"]
-        let decision = DecisionWorker(
-            options: options, states: RedisStateStore(client: redis, keyspace: world.keyspace),
-            schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
-            topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: Logger(label: "decision"))
-        try await decision.refreshCatalog()
+        let decision = try await world.decision("decision-vol", redis: redis, publisher: publisher, operators: ["guest"])
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
         let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-vol"),
                                  logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)

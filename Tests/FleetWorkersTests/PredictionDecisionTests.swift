@@ -22,14 +22,7 @@ struct PredictionDecisionTests {
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
         let config = try TargetConfigFile(data: Data(#"{"defaults": {"grace_period": 2}}"#.utf8))
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: config, fleet: world.prefix, logger: Logger(label: "catalog"))
-        var options = DecisionWorker.Options(workerId: "decision-pred")
-        options.tick = .milliseconds(200)
-        let decision = DecisionWorker(
-            options: options, states: RedisStateStore(client: redis, keyspace: world.keyspace),
-            schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
-            topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: Logger(label: "decision"))
-        try await decision.refreshCatalog()
+        let decision = try await world.decision("decision-pred", redis: redis, publisher: publisher, config: config, tick: .milliseconds(200))
         let observations = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
         let loop = MessageWorker(consumer: observations, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-pred"),
                                  logger: Logger(label: "decision"), decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)

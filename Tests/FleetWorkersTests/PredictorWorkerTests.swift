@@ -255,14 +255,8 @@ extension PredictorWorkerTests {
                                      value: Self.filling)
 
             let config = try TargetConfigFile(data: Data(#"{"defaults": {"grace_period": 1}}"#.utf8))
-            let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: config, fleet: world.prefix, logger: Logger(label: "catalog"))
-            var options = DecisionWorker.Options(workerId: "decision-chain")
-            options.tick = .milliseconds(200)
-            let decision = DecisionWorker(
-                options: options, states: RedisStateStore(client: setup.redis, keyspace: world.keyspace),
-                schedule: RedisSchedule(client: setup.redis, keyspace: world.keyspace, name: "decision"), publisher: setup.publisher,
-                topology: world.topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: setup.logger)
-            try await decision.refreshCatalog()
+            let decision = try await world.decision("decision-chain", redis: setup.redis, publisher: setup.publisher, config: config,
+                                                    tick: .milliseconds(200), logger: setup.logger)
             let observations = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
             let sink = DeadLetterSink(publisher: setup.publisher, topology: world.topology, workerName: "decision-chain")
             let decisionLoop = Task {

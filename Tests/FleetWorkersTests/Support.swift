@@ -45,6 +45,25 @@ struct World {
             tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:HealthUrl": healthURL, "test-run": prefix, "AutoRecovery:Fleet": prefix]))
     }
 
+    /// A decision worker on this world's Redis keyspace and topology. With `discover`, its targets are the
+    /// instances tagged with this world's fleet tag, merged with `config`, read once before it returns.
+    func decision(_ workerId: String, redis: RedisClient, publisher: AMQPPublisher, config: TargetConfigFile = .empty,
+                  operators: Set<String> = [], tick: Duration? = nil, discover: Bool = true,
+                  logger: Logger = Logger(label: "decision")) async throws -> DecisionWorker {
+        var options = DecisionWorker.Options(workerId: workerId)
+        options.operators = operators
+        if let tick { options.tick = tick }
+        let catalog = TargetCatalog(ec2: ec2, drRegion: nil, config: config, fleet: prefix, logger: Logger(label: "catalog"))
+        var discovery: (@Sendable () async throws -> [Target])?
+        if discover { discovery = { try await catalog.discover() } }
+        let decision = DecisionWorker(
+            options: options, states: RedisStateStore(client: redis, keyspace: keyspace),
+            schedule: RedisSchedule(client: redis, keyspace: keyspace, name: "decision"), publisher: publisher,
+            topology: topology, catalog: discovery, defaultRegion: "us-east-1", logger: logger)
+        if discover { try await decision.refreshCatalog() }
+        return decision
+    }
+
     func tearDown(instances: [String]) async {
         _ = try? await ec2.terminateInstances(instances)
         let admin = AMQPAdmin(configuration: amqp)
