@@ -2,15 +2,8 @@
 # Prints the foundation's throughput figures (see docs/benchmarks.md):
 #   1. AMQP publish-with-confirm + consume-and-ack through the Swift transport;
 #   2. the same workload as a raw librabbitmq C loop, so the wrapper's overhead is a ratio;
-#   3. HTTP requests/s of the curl-multi client against a local nginx (scripts/bench-http.sh   # also the probe-capacity figure (AMQP_URL and REDIS_URL are set above)
-
-# Decision throughput and pipeline overhead (issue 4); needs Redis too.
-if [ -z "${REDIS_URL:-}" ] || ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
-  echo "bench: Redis is not running (scripts/services.sh start redis): skipping decision and pipeline figures"
-else
-  .build/release/fleet-bench decision --events 200000 --targets 1000 --worker-events 20000
-  .build/release/fleet-bench pipeline --targets 300
-fi).
+#   3. HTTP requests/s of the curl-multi client against a local nginx (scripts/bench-http.sh), the probe
+#      capacity, and the decision throughput and pipeline overhead (fleet-bench; needs Redis too).
 # Starts RabbitMQ if it is not running (and stops it again afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."

