@@ -64,6 +64,9 @@ for kind in ("queues", "exchanges"):
     for item in json.loads(call("GET", f"{kind}/%2f?columns=name")):
         if item["name"] == prefix or item["name"].startswith(prefix + "."):
             call("DELETE", f"{kind}/%2f/" + urllib.parse.quote(item["name"], safe=""))
+for item in json.loads(call("GET", "users")):   # this run's broker users, one per worker kind
+    if item["name"].startswith(prefix + "-"):
+        call("DELETE", "users/" + urllib.parse.quote(item["name"], safe=""))
 PY
     redis-cli -u "$REDIS_URL" --scan --pattern "$ID:*" 2>/dev/null | xargs -r -n 100 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
   fi
@@ -110,7 +113,7 @@ if ! swift build > "$DIR/logs/build.log" 2>&1; then
   grep -E "error" "$DIR/logs/build.log" | head -20; fail "swift build failed (log: $DIR/logs/build.log)"
 fi
 say "$(tail -1 "$DIR/logs/build.log")"
-for w in probe decision actuator notifier recorder; do [ -x ".build/debug/$w" ] || fail "the build did not produce .build/debug/$w"; done
+for w in probe decision actuator notifier recorder recoveryctl; do [ -x ".build/debug/$w" ] || fail "the build did not produce .build/debug/$w"; done
 
 # ---------------------------------------------------------------- 4./5. the simulated world
 say "creating the simulated AWS world in moto (fleet tag $ID)"
@@ -147,14 +150,30 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"; }
 REPLICAS=(probe-1 probe-2 decision-1 decision-2 actuator-1 actuator-2 notifier-1 recorder-1)
 read -r -a PORTS <<< "$(free_ports ${#REPLICAS[@]})"
 
+# The trust boundary as the deployment builds it (docs/security.md): the fleet's topology and one broker
+# user per worker kind with least-privilege permissions, made by the same command compose's setup
+# service runs. Every worker logs in as its kind's own user; the demo's operator is $ID-operator.
+amqp_port=${AMQP_URL##*:}; amqp_port=${amqp_port%%/*}
+identities=(PROBE_USERS="$ID-probe" PREDICTOR_USERS="$ID-predictor" DECISION_USERS="$ID-decision"
+            ACTUATOR_USERS="$ID-actuator" NOTIFIER_USERS="$ID-notifier" RECORDER_USERS="$ID-recorder" OPERATORS="$ID-operator")
+passwords=()
+declare -A password
+for kind in probe predictor decision actuator notifier recorder operator; do
+  password[$kind]=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+  passwords+=("RABBITMQ_${kind^^}_PASSWORD=${password[$kind]}")
+done
+say "creating the topology and one broker user per worker kind (recoveryctl topology apply --identities)"
+env "${identities[@]}" "${passwords[@]}" FLEET_PREFIX="$ID" AMQP_URL="$AMQP_URL" RABBITMQ_MANAGEMENT_URL="$RABBITMQ_MANAGEMENT_URL" \
+  .build/debug/recoveryctl topology apply --identities > "$DIR/logs/setup.log" 2>&1 || fail "topology apply failed: $(tail -3 "$DIR/logs/setup.log")"
+worker_url() { echo "amqp://$ID-$1:${password[$1]}@127.0.0.1:$amqp_port/%2f"; }
+
 # Shortened timings (docs/configuration.md): the whole ladder takes a few minutes instead of hours.
 common=(AWS_ENDPOINT_URL="$WORLD_AWS_URL" AWS_REGION=us-east-1 DR_REGION=us-west-2
-        AWS_ACCESS_KEY_ID=AKIDDEMOFLEET AWS_SECRET_ACCESS_KEY=demo-fleet-secret
+        AWS_ACCESS_KEY_ID=AKIDDEMOFLEET AWS_SECRET_ACCESS_KEY=demo-fleet-secret "${identities[@]}"
         FLEET_PREFIX="$ID" FLEET_TAG="$ID" TARGETS_FILE="$DIR/targets.json" DISCOVERY_INTERVAL=2 LOG_LEVEL=info)
 settings_for() {
   case $1 in
     probe) echo STATUS_INTERVAL=5 ;;
-    decision) echo OPERATORS=guest ;;
     actuator) echo ACTUATOR_CONCURRENCY=2 LOCK_TTL=30 LOCK_RETRY_INTERVAL=1 REBOOT_SETTLE=1 RESTART_HEALTH_TIMEOUT=15 \
                    HEALTH_POLL_INTERVAL=1 HEALTH_CHECK_TIMEOUT=2 WAIT_INTERVAL=1 INSTANCE_WAIT_TIMEOUT=60 \
                    IMAGE_WAIT_TIMEOUT=60 DNS_WAIT_TIMEOUT=60 RETRY_DELAY=1 ;;
@@ -166,7 +185,7 @@ for i in "${!REPLICAS[@]}"; do
   name=${REPLICAS[$i]} kind=${REPLICAS[$i]%-*}
   # shellcheck disable=SC2046 # the settings are single words
   env "${common[@]}" $(settings_for "$kind") SLACK_WEBHOOK_URL="$( [ "$kind" = notifier ] && echo "$SLACK_WEBHOOK_URL")" \
-    WORKER_ID="$name@$ID" METRICS_PORT="${PORTS[$i]}" ".build/debug/$kind" 2> "$DIR/logs/$name.log" &
+    AMQP_URL="$(worker_url "$kind")" WORKER_ID="$name@$ID" METRICS_PORT="${PORTS[$i]}" ".build/debug/$kind" 2> "$DIR/logs/$name.log" &
   pids+=("$name $!")
 done
 say "started ${#REPLICAS[@]} workers: ${REPLICAS[*]}"

@@ -181,7 +181,7 @@ func runPipelineBenchmark(_ options: BenchOptions) async {
     try! await decision.refreshCatalog()
     let observations = AMQPConsumer(configuration: services.amqp, topology: topology.amqp, queue: topology.observationsQueue, prefetch: 64)
     let loop = MessageWorker(consumer: observations, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "bench"),
-                             logger: Logger(label: "bench"), decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
+                             logger: Logger(label: "bench"), senders: nil, decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
     let running = Task { await loop.run() }
     let ticker = Task { await decision.runTicker() }
     let requests = AMQPConsumer(configuration: services.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue, prefetch: 256)

@@ -19,12 +19,27 @@ public struct AMQPConfiguration: Sendable {
     /// Reconnect backoff: doubles from `initial` to `max`, with full jitter.
     public var reconnectInitialDelay: Duration
     public var reconnectMaxDelay: Duration
+    /// What a publisher or consumer does with its topology on every (re)connect.
+    public var topologyMode: TopologyMode
+
+    public enum TopologyMode: String, Sendable {
+        /// Declare exchanges, queues and bindings (needs configure permission on them): development
+        /// brokers and the tests.
+        case declare
+        /// Only check, by passive declares that need no permission, that the shared exchanges and queues
+        /// exist; the deployment created them (docs/deployment.md). A worker's user then needs no
+        /// configure permission at all. Exclusive queues (a private reply queue) and their bindings are
+        /// still declared.
+        case verify
+    }
 
     public init(
         url: AMQPURL, heartbeat: Int = 30, connectTimeout: Duration = .seconds(10),
         connectionName: String = "ec2-recovery-fleet", caFile: String? = nil,
-        reconnectInitialDelay: Duration = .milliseconds(100), reconnectMaxDelay: Duration = .seconds(5)
+        reconnectInitialDelay: Duration = .milliseconds(100), reconnectMaxDelay: Duration = .seconds(5),
+        topologyMode: TopologyMode = .declare
     ) {
+        self.topologyMode = topologyMode
         self.url = url
         self.heartbeat = url.heartbeat ?? heartbeat
         self.connectTimeout = connectTimeout
@@ -55,10 +70,12 @@ final class AMQPConnectionHandle {
     let channel: amqp_channel_t = 1
     private var open: Bool
     let url: AMQPURL
+    let topologyMode: AMQPConfiguration.TopologyMode
 
-    private init(state: amqp_connection_state_t, url: AMQPURL) {
+    private init(state: amqp_connection_state_t, url: AMQPURL, topologyMode: AMQPConfiguration.TopologyMode) {
         self.state = state
         self.url = url
+        self.topologyMode = topologyMode
         open = true
     }
 
@@ -75,7 +92,7 @@ final class AMQPConnectionHandle {
             amqp_destroy_connection(state)
             throw error
         }
-        let handle = AMQPConnectionHandle(state: state, url: url)
+        let handle = AMQPConnectionHandle(state: state, url: url, topologyMode: configuration.topologyMode)
         amqp_channel_open(state, handle.channel)
         try handle.check(amqp_get_rpc_reply(state), "channel.open")
         return handle
@@ -154,29 +171,33 @@ final class AMQPConnectionHandle {
     // MARK: Declarations
 
     func declare(_ topology: AMQPTopology) throws(AMQPError) {
+        let verify = topologyMode == .verify
+        let privateQueues = Set(topology.queues.filter(\.exclusive).map(\.name))
         for exchange in topology.exchanges {
-            try Self.withTable(exchange.arguments) { (args) throws(AMQPError) in
+            try Self.withTable(verify ? [:] : exchange.arguments) { (args) throws(AMQPError) in
                 try Self.withBytes(exchange.name) { (name) throws(AMQPError) in
                     try Self.withBytes(exchange.type) { (type) throws(AMQPError) in
                         amqp_exchange_declare(
-                            state, channel, name, type, 0, exchange.durable ? 1 : 0, 0,
+                            state, channel, name, type, verify ? 1 : 0, exchange.durable ? 1 : 0, 0,
                             exchange.isInternal ? 1 : 0, args)
-                        try check(amqp_get_rpc_reply(state), "declaring exchange \(exchange.name)")
+                        try checkDeclared(amqp_get_rpc_reply(state), "exchange", exchange.name, passive: verify)
                     }
                 }
             }
         }
         for queue in topology.queues {
-            try Self.withTable(queue.arguments) { (args) throws(AMQPError) in
+            let passive = verify && !queue.exclusive
+            try Self.withTable(passive ? [:] : queue.arguments) { (args) throws(AMQPError) in
                 try Self.withBytes(queue.name) { (name) throws(AMQPError) in
                     amqp_queue_declare(
-                        state, channel, name, 0, queue.durable ? 1 : 0, queue.exclusive ? 1 : 0,
+                        state, channel, name, passive ? 1 : 0, queue.durable ? 1 : 0, queue.exclusive ? 1 : 0,
                         queue.autoDelete ? 1 : 0, args)
-                    try check(amqp_get_rpc_reply(state), "declaring queue \(queue.name)")
+                    try checkDeclared(amqp_get_rpc_reply(state), "queue", queue.name, passive: passive)
                 }
             }
         }
-        for binding in topology.bindings {
+        // Bindings cannot be checked over AMQP; in verify mode only a private queue's are made.
+        for binding in topology.bindings where !verify || privateQueues.contains(binding.queue) {
             try Self.withBytes(binding.queue) { (queue) throws(AMQPError) in
                 try Self.withBytes(binding.exchange) { (exchange) throws(AMQPError) in
                     try Self.withBytes(binding.routingKey) { (key) throws(AMQPError) in
@@ -185,6 +206,20 @@ final class AMQPConnectionHandle {
                     }
                 }
             }
+        }
+    }
+
+    /// A passive declare of something missing says who creates it, instead of a bare 404.
+    private func checkDeclared(_ reply: amqp_rpc_reply_t, _ what: String, _ name: String, passive: Bool) throws(AMQPError) {
+        do {
+            try check(reply, passive ? "checking that \(what) \(name) exists" : "declaring \(what) \(name)")
+        } catch {
+            if passive, case .brokerClosed(404, _, _) = error {
+                throw AMQPError.brokerClosed(
+                    code: 404, text: "\(what) '\(name)' does not exist; the deployment creates the fleet's topology (recoveryctl topology apply --identities, docs/deployment.md)",
+                    context: "checking the topology")
+            }
+            throw error
         }
     }
 

@@ -13,14 +13,20 @@ import Synchronization
 /// mandatory: a message that matches no queue fails with `.unroutable` instead of being dropped. A
 /// publish the broker nacks (it could not store it at that moment) is sent again after a short backoff,
 /// until `publishTimeout`.
+///
+/// Every message goes out with `user_id` set to the connection's login. RabbitMQ refuses a publish whose
+/// `user_id` is not the publishing connection's user, so consumers can trust it as the sender's identity
+/// (docs/security.md).
 public final class AMQPPublisher: Sendable {
     private let state: PublisherState
+    private let user: String
 
     public init(
         configuration: AMQPConfiguration, topology: AMQPTopology = .empty,
         publishTimeout: Duration = .seconds(120), logger: Logger = Logger(label: "amqp.publisher")
     ) {
         state = PublisherState()
+        user = configuration.url.user
         let loop = PublisherLoop(
             configuration: configuration, topology: topology, publishTimeout: publishTimeout,
             state: state, logger: logger)
@@ -31,6 +37,8 @@ public final class AMQPPublisher: Sendable {
 
     /// Publishes and waits for the broker's confirm.
     public func publish(_ message: OutgoingMessage) async throws(AMQPError) {
+        var message = message
+        message.properties.userId = user
         let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
             state.enqueue(message, continuation)
         }

@@ -624,15 +624,24 @@ extension RecoveryCtlCommand {
 
         public struct Apply: AsyncParsableCommand {
             public static let configuration = CommandConfiguration(
-                abstract: "Declare the exchanges, queues and bindings of a definitions file (idempotent); set its policies through the management API when RABBITMQ_MANAGEMENT_URL is set.")
-            @Option(help: "The definitions file.") var file: String = "topology/definitions.json"
+                abstract: "Declare the fleet's exchanges, queues and bindings (idempotent); set its policies through the management API when RABBITMQ_MANAGEMENT_URL is set; with --identities also create each worker kind's broker user with least-privilege permissions.",
+                discussion: """
+                    Without --file the topology is the built-in one for FLEET_PREFIX (topology/definitions.json is the same for \
+                    the prefix recovery). Run it as the broker's administrator. --identities creates one user per kind \
+                    (probe, predictor, decision, actuator, notifier, recorder, operator) named by <KIND>_USERS / OPERATORS \
+                    (default fleet-<kind>) with the password in RABBITMQ_<KIND>_PASSWORD; see docs/security.md.
+                    """)
+            @Option(help: "A definitions file to declare instead of the built-in topology.") var file: String?
+            @Flag(help: "Also create or update every worker kind's broker user, permissions and topic permissions.") var identities = false
             @OptionGroup var output: OutputOptions
             public init() {}
             public func run() async throws {
                 try await Runner.run(json: output.json) { context in
-                    let topology = try DefinitionsFile.load(path: file)
+                    let topology = try file.map(DefinitionsFile.load(path:)) ?? context.topology.amqp
+                    let planned = identities ? try PlannedIdentity.plan(context.env, topology: context.topology) : nil
                     return try await TopologyApplier(amqp: try context.amqp(), http: context.http,
-                                                     managementURL: context.env.string("RABBITMQ_MANAGEMENT_URL")).apply(topology, file: file)
+                                                     managementURL: context.env.string("RABBITMQ_MANAGEMENT_URL"))
+                        .apply(topology, file: file ?? "built-in topology (prefix \(context.topology.prefix))", identities: planned)
                 }
             }
         }

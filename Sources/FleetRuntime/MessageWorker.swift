@@ -52,6 +52,8 @@ public struct DeadLetterSink: Sendable {
 
 /// Consumes one queue, decodes each message's envelope and hands it to `handler`.
 ///
+/// - The sender may not send the message's type (`senders`, the broker-verified `user_id`): the message
+///   is dead-lettered with the reason and never reaches the handler.
 /// - The handler returns normally: the effect is recorded, so the message is acked.
 /// - The body does not decode, or the handler throws `RejectMessage`: the message is dead-lettered with
 ///   the reason (confirmed), then acked. Nothing is dropped silently and the worker keeps going.
@@ -64,6 +66,9 @@ public struct MessageWorker<Message: Sendable>: Sendable {
 
     let consumer: AMQPConsumer
     let deadLetters: DeadLetterSink
+    /// Who may send what this worker acts on; nil checks nobody (tests of other things only: every
+    /// worker executable passes one).
+    let senders: SenderGate?
     let decode: Decoder
     let handler: Handler
     let logger: Logger
@@ -72,11 +77,12 @@ public struct MessageWorker<Message: Sendable>: Sendable {
     let sentAt: @Sendable (Message) -> Date?
 
     /// A worker for a queue that carries several message types: `decode` picks the body type.
-    public init(consumer: AMQPConsumer, deadLetters: DeadLetterSink, logger: Logger,
+    public init(consumer: AMQPConsumer, deadLetters: DeadLetterSink, logger: Logger, senders: SenderGate?,
                 decode: @escaping Decoder, sentAt: @escaping @Sendable (Message) -> Date? = { _ in nil },
                 handler: @escaping Handler) {
         self.consumer = consumer
         self.deadLetters = deadLetters
+        self.senders = senders
         self.decode = decode
         self.handler = handler
         self.logger = logger
@@ -110,6 +116,11 @@ public struct MessageWorker<Message: Sendable>: Sendable {
     func process(_ delivery: AMQPDelivery) async {
         var logger = logger
         logger[metadataKey: "message_id"] = "\(delivery.properties.messageId ?? "-")"
+        if let senders, let refusal = senders.refusal(of: delivery, queue: consumer.queue) {
+            await reject(delivery, reason: refusal.reason, logger: logger)
+            await senders.refused(refusal)
+            return
+        }
         let message: Message
         do {
             message = try decode(delivery.body)
@@ -166,9 +177,9 @@ extension MessageWorker {
     /// A worker for a queue of one message type.
     public init<Body: Codable & Sendable>(
         consumer: AMQPConsumer, deadLetters: DeadLetterSink, expecting: MessageType, logger: Logger,
-        handler: @escaping @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
+        senders: SenderGate?, handler: @escaping @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
     ) where Message == Envelope<Body> {
-        self.init(consumer: consumer, deadLetters: deadLetters, logger: logger,
+        self.init(consumer: consumer, deadLetters: deadLetters, logger: logger, senders: senders,
                   decode: { (bytes) throws(MessageDecodingError) in try EnvelopeCodec.decode(bytes, as: Body.self, expecting: expecting) },
                   sentAt: { $0.sentAt }, handler: handler)
     }

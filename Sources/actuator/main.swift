@@ -23,6 +23,7 @@ do {
     let redisHealth = RedisHealth(client: redis)
     let topology = env.topology
     let amqp = try env.amqp()
+    try env.checkIdentity(amqp, role: .actuator, logger: logger)
     let config = try ActuatorConfig.fromEnvironment(env, aws: aws, logger: logger)
 
     var options = ActuatorWorker.Options(workerId: env.workerId)
@@ -55,8 +56,13 @@ do {
         records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: env.keyspace)),
         publisher: publisher, topology: topology, config: config, logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
+    // Action requests only from decision identities: nothing else may make the actuator act.
+    let senders = SenderGate(
+        identities: env.identities, logger: logger,
+        announce: EnvelopePublisher(publisher: publisher, topology: topology, producer: env.workerId, appId: "actuator").announcingRefusals())
     let requestWorker = MessageWorker<Envelope<ActionRequest>>(
-        consumer: requests, deadLetters: deadLetters, expecting: .actionRequest, logger: logger, handler: worker.handle)
+        consumer: requests, deadLetters: deadLetters, expecting: .actionRequest, logger: logger, senders: senders,
+        handler: worker.handle)
 
     var preflightOptions = DRPreflight.Options()
     preflightOptions.maxSnapshotAge = try env.seconds("SNAPSHOT_MAX_AGE", default: 26 * 3600)

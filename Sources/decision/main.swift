@@ -20,11 +20,17 @@ do {
     let redisHealth = RedisHealth(client: redis)
     let topology = env.topology
     let amqp = try env.amqp()
+    try env.checkIdentity(amqp, role: .decision, logger: logger)
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
     let observations = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.observationsQueue, logger: logger)
     let commands = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.commandsQueue, logger: logger)
     var options = DecisionWorker.Options(workerId: env.workerId)
-    options.operators = Set(env.list("OPERATORS"))
+    options.operators = env.identities.users[.operator] ?? []
+    if options.operators.isEmpty {
+        logger.warning("OPERATORS is empty: every operator command (recoveryctl restart, ack, approve, brake, ...) is refused until it names the broker users allowed to send them")
+    } else {
+        logger.info("operators: \(options.operators.sorted().joined(separator: ", "))")
+    }
     options.brakeSettings.maxOutageShare = try env.double("BRAKE_MAX_OUTAGE_SHARE", default: 0.30)
     options.brakeSettings.maxDestructiveActions = try env.int("BRAKE_MAX_ACTIONS_PER_HOUR", default: 5)
     options.catalogRefresh = .milliseconds(Int64(try env.seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
@@ -34,9 +40,14 @@ do {
         schedule: RedisSchedule(client: redis, keyspace: env.keyspace, name: "decision"), publisher: publisher,
         topology: topology, catalog: { try await catalog.discover() }, defaultRegion: aws.region, logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
-    let observationWorker = MessageWorker(consumer: observations, deadLetters: deadLetters, logger: logger,
+    // Observations only from probes, predictions from predictors, outcomes from actuators. Commands are
+    // checked against OPERATORS by the worker itself, which answers the sender.
+    let senders = SenderGate(
+        identities: env.identities, unchecked: [.command], logger: logger,
+        announce: EnvelopePublisher(publisher: publisher, topology: topology, producer: env.workerId, appId: "decision").announcingRefusals())
+    let observationWorker = MessageWorker(consumer: observations, deadLetters: deadLetters, logger: logger, senders: senders,
                                           decode: DecisionWorker.decodeObservationQueue, handler: worker.handle)
-    let commandWorker = MessageWorker(consumer: commands, deadLetters: deadLetters, logger: logger,
+    let commandWorker = MessageWorker(consumer: commands, deadLetters: deadLetters, logger: logger, senders: senders,
                                       decode: DecisionWorker.decodeCommandQueue, handler: worker.handle)
     try await WorkerRuntime.run(
         worker: "decision",

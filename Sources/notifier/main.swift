@@ -19,6 +19,7 @@ do {
     let redisHealth = RedisHealth(client: redis)
     let topology = env.topology
     let amqp = try env.amqp()
+    try env.checkIdentity(amqp, role: .notifier, logger: logger)
     let formatter = NoticeFormatter(defaultRegion: aws.region)
     let defaults = try env.notificationDefaults()
     let channels = try env.notificationChannels(http: http, aws: aws, formatter: formatter)
@@ -39,8 +40,9 @@ do {
     let worker = NotifierWorker(
         options: options, router: router, markers: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
         deadLetters: deadLetters, queue: topology.notificationsQueue, logger: logger)
+    let senders = SenderGate(identities: env.identities, logger: logger, announce: worker.announcingRefusals())
     let loop = MessageWorker(consumer: notifications, deadLetters: deadLetters, expecting: .notification, logger: logger,
-                             handler: worker.handle)
+                             senders: senders, handler: worker.handle)
     try await WorkerRuntime.run(
         worker: "notifier",
         services: [

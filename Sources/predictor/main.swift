@@ -18,6 +18,7 @@ do {
     let redisHealth = RedisHealth(client: redis)
     let topology = env.topology
     let amqp = try env.amqp()
+    try env.checkIdentity(amqp, role: .predictor, logger: logger)
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
     let requests = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.predictionRequestsQueue, logger: logger)
     let ec2 = EC2Client(aws)
@@ -26,7 +27,10 @@ do {
         options: try env.predictorOptions(), discover: { try await catalog.discover() }, cloudWatch: CloudWatchClient(aws),
         claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher, topology: topology, logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
-    let loop = MessageWorker(consumer: requests, deadLetters: deadLetters, logger: logger,
+    // Prediction requests only from operators. The predictor may not publish notices: a refused sender
+    // is logged, counted and dead-lettered.
+    let senders = SenderGate(identities: env.identities, logger: logger)
+    let loop = MessageWorker(consumer: requests, deadLetters: deadLetters, logger: logger, senders: senders,
                              decode: PredictorWorker.decodeRequest, handler: worker.handle)
     try await WorkerRuntime.run(
         worker: "predictor",

@@ -17,7 +17,9 @@ do {
     let redis = try env.redis(logger: logger)
     let redisHealth = RedisHealth(client: redis)
     let topology = env.topology
-    let publisher = AMQPPublisher(configuration: try env.amqp(), topology: topology.amqp, logger: logger)
+    let amqp = try env.amqp()
+    try env.checkIdentity(amqp, role: .probe, logger: logger)
+    let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
     var options = ProbeWorker.Options(proberId: env.workerId)
     options.discoveryInterval = .milliseconds(Int64(try env.seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
     options.statusInterval = .milliseconds(Int64(try env.seconds("STATUS_INTERVAL", default: 60) * 1000))

@@ -1,4 +1,4 @@
-import AMQPTransport
+@testable import AMQPTransport
 import Foundation
 import Testing
 
@@ -111,17 +111,42 @@ struct AMQPIntegrationTests {
         await admin.close()
     }
 
-    @Test func aForgedUserIdIsRefusedByTheBroker() async throws {
+    /// Consumers trust `user_id` as the sender's identity (docs/security.md): the publisher always sends
+    /// its own login, whatever the caller set, and the broker refuses any other value.
+    @Test func theUserIdIsAlwaysTheConnectionsUserAndTheBrokerRefusesAForgedOne() async throws {
         let config = try configuration()
         let scratch = ScratchTopology()
         let publisher = AMQPPublisher(configuration: config, topology: scratch.topology, publishTimeout: .seconds(5))
         defer { Task { await scratch.cleanUp(config) } }
         var message = scratch.message("x")
         message.properties.userId = "somebody-else"
-        await #expect(throws: AMQPError.self) { try await publisher.publish(message) }
-        // The publisher recovers: the next honest publish goes through.
-        try await publisher.publish(scratch.message("honest"))
+        try await publisher.publish(message)
+        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+        let received = try #require(await DeliveryCollector(consumer, autoAck: true).wait(for: 1).first)
+        #expect(received.properties.userId == config.url.user)
+        await consumer.shutdown()
         await publisher.shutdown()
+
+        // Below the publisher, on a raw connection: the broker closes the channel over a forged user_id.
+        let forged = message
+        let refusal: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
+            Thread {
+                do throws(AMQPError) {
+                    let handle = try AMQPConnectionHandle.connect(configuration: config)
+                    try handle.publish(forged)
+                    let deadline = ContinuousClock.now + .seconds(5)
+                    while ContinuousClock.now < deadline { _ = try handle.nextFrame(timeout: .milliseconds(100)) }
+                    continuation.resume(returning: .success(()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }.start()
+        }
+        guard case .failure(.brokerClosed(let code, let text, _)) = refusal else {
+            Issue.record("the broker accepted a forged user_id: \(refusal)")
+            return
+        }
+        #expect(code == 406 && text.contains("user_id"), "\(text)")
     }
 
     @Test func unroutablePublishFailsInsteadOfVanishing() async throws {

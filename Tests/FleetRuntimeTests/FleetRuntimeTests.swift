@@ -90,7 +90,7 @@ struct MessageWorkerTests {
         let handled = Mutex<[Int]>([])
         let worker = MessageWorker<Envelope<Ping>>(
             consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-test"),
-            expecting: .command, logger: Logger(label: "test")
+            expecting: .command, logger: Logger(label: "test"), senders: nil
         ) { envelope, _ in
             if envelope.body.n < 0 { throw RejectMessage("unknown target t1") }
             handled.withLock { $0.append(envelope.body.n) }
@@ -156,7 +156,7 @@ struct MessageWorkerTests {
         _ = testMetrics
         let worker = MessageWorker<Envelope<Ping>>(
             consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "t"),
-            expecting: .command, logger: Logger(label: "test")
+            expecting: .command, logger: Logger(label: "test"), senders: nil
         ) { _, _ in
             let n = attempts.withLock { $0 += 1; return $0 }
             if n < 3 { throw Flaky() }

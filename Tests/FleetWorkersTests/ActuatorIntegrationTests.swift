@@ -292,7 +292,7 @@ struct ActuatorIntegrationTests {
                                         queue: h.world.topology.actionRequestsQueue, prefetch: 2)
             let loop = MessageWorker<Envelope<ActionRequest>>(
                 consumer: consumer, deadLetters: DeadLetterSink(publisher: h.publisher, topology: h.world.topology, workerName: "actuator-test"),
-                expecting: .actionRequest, logger: Logger(label: "actuator-queue"), handler: h.actuator().handle)
+                expecting: .actionRequest, logger: Logger(label: "actuator-queue"), senders: nil, handler: h.actuator().handle)
             let running = Task { await loop.run(concurrency: 2) }
             // The decision worker publishes the request, and a restarted decision worker publishes it again.
             let envelope = Envelope(type: .actionRequest, id: request.idempotencyKey, correlationId: request.incidentId, target: target,

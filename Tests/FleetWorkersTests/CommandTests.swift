@@ -24,7 +24,7 @@ struct CommandTests {
         let decision = try await world.decision("decision-cmd", redis: redis, publisher: publisher, operators: ["guest"])
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
         let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-cmd"),
-                                 logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+                                 logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
         let running = Task { await loop.run() }
         let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         let deadLetters = DeliveryLog(deadConsumer)
@@ -33,9 +33,21 @@ struct CommandTests {
 
         func send(_ body: CommandBody, target: String?, id: String, userId: String? = "guest") async throws {
             let envelope = Envelope(type: .command, id: id, target: target, occurredAt: Date(), body: body)
-            try await publisher.publish(OutgoingMessage(
-                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.command, target: target),
-                body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id, userId: userId)))
+            let routingKey = FleetTopology.routingKey(.command, target: target)
+            guard userId == nil else {
+                try await publisher.publish(OutgoingMessage(
+                    exchange: topology.exchange, routingKey: routingKey,
+                    body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id, userId: userId)))
+                return
+            }
+            // The fleet's publisher always stamps its user_id; a person publishing in the management UI
+            // may leave it out.
+            let payload = String(decoding: try EnvelopeCodec.encode(envelope), as: UTF8.self)
+            let request = try JSONSerialization.data(withJSONObject: [
+                "properties": ["message_id": id, "delivery_mode": 2], "routing_key": routingKey,
+                "payload": payload, "payload_encoding": "string",
+            ] as [String: Any])
+            try await management("POST", "exchanges/%2F/\(topology.exchange)/publish", String(decoding: request, as: UTF8.self))
         }
         try await send(CommandBody(name: "ack"), target: "\(world.prefix)-nobody", id: "c-unknown")
         try await send(CommandBody(name: "reboot-please"), target: name, id: "c-bad-name")
@@ -78,7 +90,7 @@ extension CommandTests {
         let decision = try await world.decision("decision-ops", redis: redis, publisher: publisher, operators: ["alice", "bob"], discover: false)
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
         let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-ops"),
-                                 logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+                                 logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
         let running = Task { await loop.run() }
         let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         let deadLetters = DeliveryLog(deadConsumer)
@@ -121,7 +133,7 @@ extension CommandTests {
         let decision = try await world.decision("decision-vol", redis: redis, publisher: publisher, operators: ["guest"])
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
         let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-vol"),
-                                 logger: Logger(label: "decision"), decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+                                 logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
         let running = Task { await loop.run() }
         let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         let deadLetters = DeliveryLog(deadConsumer)

@@ -49,7 +49,7 @@ struct LadderIntegrationTests {
 
         let observations = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
         let sink = DeadLetterSink(publisher: publisher, topology: world.topology, workerName: "decision-test")
-        let decisionLoop = MessageWorker(consumer: observations, deadLetters: sink, logger: logger,
+        let decisionLoop = MessageWorker(consumer: observations, deadLetters: sink, logger: logger, senders: nil,
                                          decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
 
         // The stand-in actuator: records each request and reports the step done.

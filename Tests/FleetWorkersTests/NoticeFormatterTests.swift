@@ -75,7 +75,7 @@ struct NoticeFormatterTests {
             n.kind = kind
             let title = formatter.summary(n).title
             #expect(!title.isEmpty)
-            if ![.brakeEngaged, .brakeReleased].contains(kind) { #expect(title.contains("shop-web"), "\(kind)") }
+            if ![.brakeEngaged, .brakeReleased, .unauthorizedSender].contains(kind) { #expect(title.contains("shop-web"), "\(kind)") }
         }
         var n = Self.outage
         n.region = nil

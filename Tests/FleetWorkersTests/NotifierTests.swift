@@ -334,7 +334,7 @@ final class NotifierHarness: Sendable {
             options: options, router: router, markers: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             deadLetters: sink, queue: world.topology.notificationsQueue, logger: logger, sleep: { sleeps.record($0) })
         let processed = processed
-        let messages = MessageWorker(consumer: consumer, deadLetters: sink, expecting: .notification, logger: logger) {
+        let messages = MessageWorker(consumer: consumer, deadLetters: sink, expecting: .notification, logger: logger, senders: nil) {
             (envelope: Envelope<Notice>, delivery) in
             try await worker.handle(envelope, delivery: delivery)
             await processed.add(envelope.id)

@@ -25,7 +25,7 @@ struct PredictionDecisionTests {
         let decision = try await world.decision("decision-pred", redis: redis, publisher: publisher, config: config, tick: .milliseconds(200))
         let observations = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
         let loop = MessageWorker(consumer: observations, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-pred"),
-                                 logger: Logger(label: "decision"), decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
+                                 logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
         let running = Task { await loop.run() }
         let ticker = Task { await decision.runTicker() }
         let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)

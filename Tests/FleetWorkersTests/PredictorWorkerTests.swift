@@ -101,7 +101,7 @@ struct PredictorWorkerTests {
             let history = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.historyQueue)
             let sink = DeadLetterSink(publisher: setup.publisher, topology: world.topology, workerName: "predictor-test")
             let recorderLoop = Task {
-                await MessageWorker(consumer: history, deadLetters: sink, logger: setup.logger, decode: RecorderWorker.decode,
+                await MessageWorker(consumer: history, deadLetters: sink, logger: setup.logger, senders: nil, decode: RecorderWorker.decode,
                                     handler: recorder.handle).run()
             }
             let observations = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
@@ -159,7 +159,7 @@ struct PredictorWorkerTests {
             // On request: `predict.<target>` predicts that one now, outside the schedule.
             let requests = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.predictionRequestsQueue)
             let requestLoop = Task {
-                await MessageWorker(consumer: requests, deadLetters: sink, logger: setup.logger, decode: PredictorWorker.decodeRequest,
+                await MessageWorker(consumer: requests, deadLetters: sink, logger: setup.logger, senders: nil, decode: PredictorWorker.decodeRequest,
                                     handler: worker.handle).run()
             }
             let ask = Envelope(type: .predictionRequest, target: "\(world.prefix)-full", occurredAt: Date(), body: PredictionRequest(reason: "test"))
@@ -260,7 +260,7 @@ extension PredictorWorkerTests {
             let observations = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
             let sink = DeadLetterSink(publisher: setup.publisher, topology: world.topology, workerName: "decision-chain")
             let decisionLoop = Task {
-                await MessageWorker(consumer: observations, deadLetters: sink, logger: setup.logger,
+                await MessageWorker(consumer: observations, deadLetters: sink, logger: setup.logger, senders: nil,
                                     decode: DecisionWorker.decodeObservationQueue, handler: decision.handle).run()
             }
             let ticker = Task { await decision.runTicker() }

@@ -96,7 +96,7 @@ struct RecorderTests {
             let failing = RecorderWorker(options: failingOptions, dynamo: DynamoDBClient(down), logger: logger)
             let failures = Atomic<Int>(0)
             let consumerA = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.historyQueue)
-            let loopA = MessageWorker(consumer: consumerA, deadLetters: sink, logger: logger, decode: RecorderWorker.decode) { m, d in
+            let loopA = MessageWorker(consumer: consumerA, deadLetters: sink, logger: logger, senders: nil, decode: RecorderWorker.decode) { m, d in
                 do { try await failing.handle(m, delivery: d) } catch { failures.add(1, ordering: .relaxed); throw error }
             }
             let runA = Task { await loopA.run() }
@@ -128,7 +128,7 @@ struct RecorderTests {
             let handled = Atomic<Int>(0)
             let consumerB = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.historyQueue)
             let firstId = ids[0]
-            let loopB = MessageWorker(consumer: consumerB, deadLetters: sink, logger: logger, decode: RecorderWorker.decode) { m, d in
+            let loopB = MessageWorker(consumer: consumerB, deadLetters: sink, logger: logger, senders: nil, decode: RecorderWorker.decode) { m, d in
                 try await recorder.handle(m, delivery: d)
                 if m.id == firstId, crashed.withLock({ $0.insert(m.id).inserted }) {
                     throw CancellationError()  // written, but not acked: the broker delivers it again

@@ -58,13 +58,13 @@ struct RecoveryctlEndToEndTests {
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
         let recorder = RecorderWorker(options: .init(eventsTable: eventsTable, predictionsTable: eventsTable), dynamo: dynamo, logger: logger)
         let loops: [@Sendable () async -> Void] = [
-            { await MessageWorker(consumer: observations, deadLetters: sink, logger: logger, decode: DecisionWorker.decodeObservationQueue,
+            { await MessageWorker(consumer: observations, deadLetters: sink, logger: logger, senders: nil, decode: DecisionWorker.decodeObservationQueue,
                                   handler: decision.handle).run() },
-            { await MessageWorker(consumer: commands, deadLetters: sink, logger: logger, decode: DecisionWorker.decodeCommandQueue,
+            { await MessageWorker(consumer: commands, deadLetters: sink, logger: logger, senders: nil, decode: DecisionWorker.decodeCommandQueue,
                                   handler: decision.handle).run() },
             { await MessageWorker<Envelope<ActionRequest>>(consumer: actuatorRequests, deadLetters: sink, expecting: .actionRequest,
-                                                          logger: logger, handler: actuator.handle).run() },
-            { await MessageWorker(consumer: history, deadLetters: sink, logger: logger, decode: RecorderWorker.decode, handler: recorder.handle).run() },
+                                                          logger: logger, senders: nil, handler: actuator.handle).run() },
+            { await MessageWorker(consumer: history, deadLetters: sink, logger: logger, senders: nil, decode: RecorderWorker.decode, handler: recorder.handle).run() },
             { await decision.runTicker() },
         ]
         let running = Task { await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } } }

@@ -436,12 +436,12 @@ final class InProcessFleet: Sendable {
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
         let loops: [@Sendable () async -> Void] = [
-            { await MessageWorker(consumer: observations, deadLetters: sink, logger: logger, decode: DecisionWorker.decodeObservationQueue,
+            { await MessageWorker(consumer: observations, deadLetters: sink, logger: logger, senders: nil, decode: DecisionWorker.decodeObservationQueue,
                                   handler: decision.handle).run() },
-            { await MessageWorker(consumer: commands, deadLetters: sink, logger: logger, decode: DecisionWorker.decodeCommandQueue,
+            { await MessageWorker(consumer: commands, deadLetters: sink, logger: logger, senders: nil, decode: DecisionWorker.decodeCommandQueue,
                                   handler: decision.handle).run() },
             { await MessageWorker<Envelope<ActionRequest>>(consumer: requests, deadLetters: sink, expecting: .actionRequest,
-                                                          logger: logger, handler: actuator.handle).run() },
+                                                          logger: logger, senders: nil, handler: actuator.handle).run() },
             { await decision.runTicker() },
         ]
         running = Task { await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } } }

@@ -506,6 +506,7 @@ struct RepairIntegrationTests {
             let redis = h.redis
             var decisionOptions = DecisionWorker.Options(workerId: "decision-quar")
             decisionOptions.tick = .milliseconds(100)
+            decisionOptions.operators = ["ops"]  // the commands below come from "ops"; empty OPERATORS refuses all
             let decision = DecisionWorker(
                 options: decisionOptions, states: RedisStateStore(client: redis, keyspace: world.keyspace),
                 schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: h.publisher,
@@ -518,7 +519,7 @@ struct RepairIntegrationTests {
             let requests = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.actionRequestsQueue)
             let loop = MessageWorker<Envelope<ActionRequest>>(
                 consumer: requests, deadLetters: DeadLetterSink(publisher: h.publisher, topology: world.topology, workerName: "actuator-quar"),
-                expecting: .actionRequest, logger: Logger(label: "actuator-quar")) { envelope, delivery in
+                expecting: .actionRequest, logger: Logger(label: "actuator-quar"), senders: nil) { envelope, delivery in
                     received.withLock { $0.append(envelope.body) }
                     try await actuator.handle(envelope, delivery: delivery)
                 }

@@ -144,7 +144,7 @@ struct ReplicaTests {
             let consumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue, prefetch: 4)
             consumers.append(consumer)
             let loop = MessageWorker(consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "d\(i)"),
-                                     logger: Logger(label: "decision-\(i)"), decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
+                                     logger: Logger(label: "decision-\(i)"), senders: nil, decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
             tasks.append(Task { await loop.run() })
             tasks.append(Task { await decision.runTicker() })
             tasks.append(Task { await probe("probe-\(i)", world, catalog, redis, publisher).run() })

@@ -135,25 +135,6 @@ public struct ActuatorEvent: Codable, Sendable, Equatable {
     }
 }
 
-/// Publishes the actuator's envelopes (confirmed) to the fleet exchange.
-struct EnvelopePublisher: Sendable {
-    let publisher: AMQPPublisher
-    let topology: FleetTopology
-    let producer: String
-
-    func publish<Body: Codable & Sendable>(
-        _ type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body, now: Date
-    ) async throws {
-        let envelope = Envelope(type: type, id: id, correlationId: correlationId, target: target, instanceId: instanceId,
-                                occurredAt: now, producer: producer, body: body)
-        try await publisher.publish(OutgoingMessage(
-            exchange: topology.exchange, routingKey: FleetTopology.routingKey(type, target: target),
-            body: try EnvelopeCodec.encode(envelope),
-            properties: AMQPProperties(messageId: id, correlationId: correlationId, timestamp: UInt64(now.timeIntervalSince1970),
-                                       type: type.rawValue, appId: "actuator")))
-    }
-}
-
 /// A call a step makes (or, in a dry run, would make), written the way docs and notices show it:
 /// `ec2:RunInstances [us-east-1] ImageId=ami-1, InstanceType=t3.micro`.
 struct PlannedCall: Sendable, CustomStringConvertible {

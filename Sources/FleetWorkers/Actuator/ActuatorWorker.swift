@@ -93,7 +93,7 @@ public final class ActuatorWorker: Sendable {
         self.http = http
         self.locks = locks
         self.records = records
-        envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId)
+        envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "actuator")
         self.config = config
         self.logger = logger
         self.clock = clock

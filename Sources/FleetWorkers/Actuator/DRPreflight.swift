@@ -227,7 +227,7 @@ public struct ScheduledPreflight: Sendable {
         self.preflight = preflight
         self.catalog = catalog
         self.claims = claims
-        envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: workerId)
+        envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: workerId, appId: "actuator")
         self.interval = interval
         self.workerId = workerId
         self.logger = logger

@@ -1,4 +1,5 @@
 import AWSClient
+import FleetRuntime
 import Foundation
 import HTTPTransport
 import Logging

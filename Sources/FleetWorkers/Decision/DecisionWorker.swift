@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import RecoveryCore
 import RedisStore
+import Synchronization
 
 /// The decision worker: feeds observations, actuator outcomes, operator commands and timer ticks into
 /// each target's `EscalationMachine`, and carries out what it returns.
@@ -24,8 +25,8 @@ import RedisStore
 public final class DecisionWorker: Sendable {
     public struct Options: Sendable {
         public var workerId: String
-        /// Users allowed to send commands (the AMQP user_id the broker verified). Empty: anyone who can
-        /// publish to the commands queue.
+        /// Users allowed to send commands (the AMQP user_id the broker verified). Empty: every command is
+        /// refused (fail closed; the decision executable says so at start-up).
         public var operators: Set<String> = []
         public var brakeSettings = FleetBrake.Settings()
         public var tick: Duration = .seconds(1)
@@ -43,6 +44,7 @@ public final class DecisionWorker: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     private let known = KnownTargets()
+    private let refusedOperators = Mutex<Set<String>>([])
     private var markers: RedisKeyValueStore { RedisKeyValueStore(client: states.client, keyspace: states.keyspace) }
 
     public init(options: Options, states: RedisStateStore, schedule: RedisSchedule, publisher: AMQPPublisher,
@@ -119,11 +121,19 @@ public final class DecisionWorker: Sendable {
         guard let user = verifiedUser, !user.isEmpty else {
             throw RejectMessage("command has no user_id property; publish it with recoveryctl or set user_id to your RabbitMQ user")
         }
-        if !options.operators.isEmpty && !options.operators.contains(user) {
+        if !options.operators.contains(user) {
             Counter(label: "recovery_commands_total", dimensions: [("result", "unauthorized")]).increment()
+            // Announced once per sender and process: a flood of commands from someone who may not send
+            // them must not become a flood of pages. Every one is dead-lettered with the reason, which is
+            // also how recoveryctl learns of the refusal.
+            guard refusedOperators.withLock({ $0.insert(user).inserted }) else {
+                throw RejectMessage("user '\(user)' is not an operator")
+            }
             await publishNotice(Notice(
                 id: "\(envelope.id):unauthorized", kind: .commandRejected, at: clock(), target: envelope.target,
-                detail: "user '\(user)' is not on the operator list (OPERATORS); command \(envelope.body.name) refused",
+                detail: options.operators.isEmpty
+                    ? "no operators are configured (OPERATORS is empty), so every command is refused; command \(envelope.body.name) from '\(user)' refused"
+                    : "user '\(user)' is not on the operator list (OPERATORS); command \(envelope.body.name) refused",
                 command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user)), target: envelope.target)
             throw RejectMessage("user '\(user)' is not an operator")
         }

@@ -99,6 +99,7 @@ public struct NoticeFormatter: Sendable {
         case .repairSucceeded: return "\(target): repair \(n.repair ?? "") done"
         case .repairFailed: return "\(target): repair \(n.repair ?? "") failed"
         case .repairCancelled: return "\(target): planned repair \(n.repair ?? "") will not run"
+        case .unauthorizedSender: return "Security: messages from a sender that may not send them were refused"
         case .drPreflight:
             if let one = n.target { return "DR pre-flight: \(one) would not fail over cleanly" }
             return "DR pre-flight: \(n.targets.map { "\($0.count) target(s) would not fail over cleanly" } ?? "problems found")"

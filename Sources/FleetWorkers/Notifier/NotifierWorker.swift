@@ -70,12 +70,26 @@ public final class NotifierWorker: Sendable {
         _ = try await deliver(envelope.body, delivery: delivery)
     }
 
+    /// The announcer for the notifier's `SenderGate`: a forged notification must not reach people, but
+    /// the forgery itself must, so the notifier sends the `unauthorized_sender` notice straight to its
+    /// channels (it may not publish notifications itself).
+    public func announcingRefusals(clock: @escaping @Sendable () -> Date = Date.init) -> SenderGate.Announce {
+        { refusal in
+            let notice = refusal.notice(at: clock(), announcedBy: self.options.workerId)
+            do { try await self.deliver(notice, delivery: nil) } catch {
+                self.logger.error("could not announce a refused sender", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     /// Delivers one notice. Throws (so the message is requeued) only when nothing can be decided: Redis
-    /// unreachable before sending, or a dead-letter copy the broker did not confirm.
+    /// unreachable before sending, or a dead-letter copy the broker did not confirm. A notice of the
+    /// notifier's own (`delivery` nil: announcing a refused sender) has no message to dead-letter: a
+    /// channel that fails it is only logged.
     @discardableResult
-    public func deliver(_ notice: Notice, delivery: AMQPDelivery) async throws -> Outcome {
+    public func deliver(_ notice: Notice, delivery: AMQPDelivery?) async throws -> Outcome {
         var logger = logger
-        logger[metadataKey: "message_id"] = "\(delivery.properties.messageId ?? notice.id)"
+        logger[metadataKey: "message_id"] = "\(delivery?.properties.messageId ?? notice.id)"
         if let incident = notice.incidentId { logger[metadataKey: "incident_id"] = "\(incident)" }
         if let instance = notice.instanceId { logger[metadataKey: "instance_id"] = "\(instance)" }
         guard options.enabled else {
@@ -103,6 +117,10 @@ public final class NotifierWorker: Sendable {
         }
         for failure in failures.sorted(by: { $0.channel < $1.channel }) {
             let reason = "notifier channel \(failure.channel) failed after \(options.maxAttempts) attempts: \(failure.error)"
+            guard let delivery else {
+                logger.error("the notifier's own notice was not delivered to \(failure.channel)", metadata: ["error": "\(failure.error)"])
+                continue
+            }
             try await deadLetters.deadLetter(delivery, fromQueue: queue, reason: reason,
                                              headers: [Self.channelHeader: .string(failure.channel)])
             logger.error("notice not delivered to \(failure.channel); dead-lettered", metadata: [

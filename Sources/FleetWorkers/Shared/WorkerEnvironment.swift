@@ -63,10 +63,44 @@ public struct WorkerEnvironment: Sendable {
     public var topology: FleetTopology { FleetTopology(prefix: prefix) }
     public var keyspace: RedisKeyspace { RedisKeyspace(prefix: "\(prefix):") }
 
+    /// AMQP_URL, AMQP_HEARTBEAT, AMQP_CA_FILE, and AMQP_TOPOLOGY: `verify` (the default: check that the
+    /// exchanges and queues the deployment created exist, which needs no configure permission) or
+    /// `declare` (create them, for a development broker where the worker's user may).
     public func amqp() throws -> AMQPConfiguration {
-        let url = try AMQPURL(required("AMQP_URL", hint: "the broker, e.g. amqp://fleet:password@rabbitmq:5672/%2f"))
+        let url = try AMQPURL(required("AMQP_URL", hint: "the broker, e.g. amqp://fleet-probe:password@rabbitmq:5672/%2f"))
+        let modeText = string("AMQP_TOPOLOGY") ?? AMQPConfiguration.TopologyMode.verify.rawValue
+        guard let mode = AMQPConfiguration.TopologyMode(rawValue: modeText.lowercased()) else {
+            throw ConfigurationError("AMQP_TOPOLOGY must be verify or declare, not '\(modeText)'")
+        }
         return AMQPConfiguration(url: url, heartbeat: try int("AMQP_HEARTBEAT", default: 30), connectionName: workerId,
-                                 caFile: string("AMQP_CA_FILE"))
+                                 caFile: string("AMQP_CA_FILE"), topologyMode: mode)
+    }
+
+    /// Which broker users belong to which kind: PROBE_USERS, PREDICTOR_USERS, DECISION_USERS,
+    /// ACTUATOR_USERS, NOTIFIER_USERS, RECORDER_USERS (default `fleet-<kind>`) and OPERATORS (no default).
+    public var identities: FleetIdentities { FleetIdentities.fromEnvironment(values) }
+
+    /// Refuses to start a worker whose broker identity defeats the trust boundary (docs/security.md):
+    /// logged in as the broker's administrator (RABBITMQ_ADMIN_USER, or `guest`), or as a user the
+    /// consumers do not accept for this kind (everything it sends would be refused). A user that also
+    /// belongs to another kind is only warned about.
+    public func checkIdentity(_ amqp: AMQPConfiguration, role: FleetRole, logger: Logger) throws {
+        let user = amqp.url.user
+        let admins = Set(["guest"] + list("RABBITMQ_ADMIN_USER"))
+        if admins.contains(user) {
+            throw ConfigurationError("\(role.rawValue) logs in to the broker as '\(user)', an administrator: give it its own user with only this kind's permissions (\(role.defaultUser), created by recoveryctl topology apply --identities; docs/security.md)")
+        }
+        let identities = self.identities
+        guard identities.users[role]?.contains(user) == true else {
+            let accepted = (identities.users[role] ?? []).sorted().joined(separator: ", ")
+            throw ConfigurationError("\(role.rawValue) logs in to the broker as '\(user)', but \(role.usersVariable) lists \(accepted.isEmpty ? "nobody" : accepted): consumers would refuse what it sends. Use the kind's own user or add it to \(role.usersVariable) everywhere")
+        }
+        let others = identities.roles(of: user).filter { $0 != role }
+        if !others.isEmpty {
+            logger.critical("this worker's broker user also belongs to other kinds: a compromise of one is a compromise of all (docs/security.md)", metadata: [
+                "user": "\(user)", "kinds": "\(([role] + others).map(\.rawValue).joined(separator: ","))",
+            ])
+        }
     }
 
     public func redis(logger: Logger) throws -> RedisClient {

@@ -40,6 +40,10 @@ public enum NotificationKind: String, Codable, Sendable, CaseIterable {
     case repairFailed = "repair_failed"
     /// A planned repair will not run (acked, no approval in time, an outage came first, quarantine).
     case repairCancelled = "repair_cancelled"
+    /// Fleet-wide: a consumer refused messages from a broker user that may not send them (a forgery, or
+    /// a misconfigured permission); `detail` names the user, the message type and the queue. Sent once
+    /// per sender (docs/security.md).
+    case unauthorizedSender = "unauthorized_sender"
 }
 
 /// Why the next step will not run by itself at `nextStepAt`.

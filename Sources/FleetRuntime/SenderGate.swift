@@ -1,0 +1,91 @@
+import AMQPTransport
+import Foundation
+import Logging
+import Metrics
+import RecoveryCore
+import Synchronization
+
+/// A message refused because its sender may not send its type.
+public struct UnauthorizedSender: Sendable, Equatable {
+    /// The broker-verified `user_id`, or nil when the message had none.
+    public var user: String?
+    public var type: MessageType
+    public var queue: String
+    public var routingKey: String
+    public var messageId: String?
+
+    /// The dead letter's `x-reject-reason`.
+    public var reason: String {
+        let who = user.map { "broker user '\($0)'" } ?? "a sender without user_id"
+        return "unauthorized-sender: \(who) may not send '\(type.rawValue)' (only the \(FleetRole.senders(of: type).map(\.rawValue).joined(separator: "/")) identities may)"
+    }
+}
+
+/// The consumer side of the trust boundary: before a worker acts on a message it checks that the
+/// broker-verified `user_id` belongs to a kind allowed to send the message's type (docs/security.md).
+///
+/// The broker's own permissions should already refuse such a publish; this check holds even when they
+/// are misconfigured (defence in depth). A refused message is dead-lettered with its reason and counted
+/// (`recovery_unauthorized_messages_total{queue,type}`), and each sender is announced once per process
+/// through `announce` (not once per message: a flood of forgeries must not become a flood of pages).
+public final class SenderGate: Sendable {
+    public typealias Announce = @Sendable (UnauthorizedSender) async -> Void
+
+    let identities: FleetIdentities
+    /// Types this consumer lets through unchecked: types it checks itself with a better answer (the
+    /// decision worker's commands), or records from anyone with their verified user (the recorder's
+    /// commands, an audit trail of attempts).
+    let unchecked: Set<MessageType>
+    let announce: Announce
+    let logger: Logger
+    private let announced = Mutex<Set<String>>([])
+
+    public init(identities: FleetIdentities, unchecked: Set<MessageType> = [], logger: Logger,
+                announce: @escaping Announce = { _ in }) {
+        self.identities = identities
+        self.unchecked = unchecked
+        self.announce = announce
+        self.logger = logger
+    }
+
+    /// Nil when the message may be acted on; else what to refuse. A body whose type cannot be read is
+    /// left to the decoder, which dead-letters it as malformed.
+    public func refusal(of delivery: AMQPDelivery, queue: String) -> UnauthorizedSender? {
+        guard let type = try? EnvelopeCodec.messageType(of: delivery.body), !unchecked.contains(type) else { return nil }
+        let user = delivery.properties.userId.flatMap { $0.isEmpty ? nil : $0 }
+        if let user, identities.allowedSenders(of: type).contains(user) { return nil }
+        return UnauthorizedSender(user: user, type: type, queue: queue, routingKey: delivery.routingKey,
+                                  messageId: delivery.properties.messageId)
+    }
+
+    /// Counts the refusal and announces its sender the first time this process sees it on this queue.
+    public func refused(_ refusal: UnauthorizedSender) async {
+        Counter(label: "recovery_unauthorized_messages_total",
+                dimensions: [("queue", refusal.queue), ("type", refusal.type.rawValue)]).increment()
+        let key = "\(refusal.queue)\u{0}\(refusal.user ?? "")"
+        let first = announced.withLock { $0.insert(key).inserted }
+        guard first else { return }
+        logger.error("refused a message from a sender that may not send it; later ones from this sender are only counted", metadata: [
+            "reason": "\(refusal.reason)", "queue": "\(refusal.queue)", "routing_key": "\(refusal.routingKey)",
+            "message_id": "\(refusal.messageId ?? "-")",
+        ])
+        await announce(refusal)
+    }
+}
+
+extension UnauthorizedSender {
+    /// The fleet-wide notice that announces a refused sender. Its id names the sender, the queue and the
+    /// day, so replicas that each see the sender announce it once a day between them (the notifier sends
+    /// a notice id once per channel).
+    public func notice(at now: Date, announcedBy worker: String) -> Notice {
+        let day = String(Timestamp.format(now).prefix(10))
+        let who = user.map { "Broker user '\($0)'" } ?? "A sender without user_id"
+        return Notice(
+            id: "unauthorized-sender:\(queue):\(user ?? "-"):\(day)", kind: .unauthorizedSender, at: now,
+            detail: "\(who) published a '\(type.rawValue)' message (routing key \(routingKey)), which only the "
+                + "\(FleetRole.senders(of: type).map(\.rawValue).joined(separator: "/")) identities may send. It was not acted on: "
+                + "it is in \(FleetTopology.deadLetterQueue(for: queue)) with its reason, and further messages from this sender "
+                + "are refused and counted (recovery_unauthorized_messages_total) without another notice. Check the broker "
+                + "permissions of that user (docs/security.md). Seen by \(worker).")
+    }
+}
