@@ -58,12 +58,11 @@ public final class SenderGate: Sendable {
                                   messageId: delivery.properties.messageId)
     }
 
-    /// Counts the refusal and announces its sender the first time this process sees it on this queue.
+    /// Counts the refusal and announces its sender the first time this process sees it.
     public func refused(_ refusal: UnauthorizedSender) async {
         Counter(label: "recovery_unauthorized_messages_total",
                 dimensions: [("queue", refusal.queue), ("type", refusal.type.rawValue)]).increment()
-        let key = "\(refusal.queue)\u{0}\(refusal.user ?? "")"
-        let first = announced.withLock { $0.insert(key).inserted }
+        let first = announced.withLock { $0.insert(refusal.user ?? "").inserted }
         guard first else { return }
         logger.error("refused a message from a sender that may not send it; later ones from this sender are only counted", metadata: [
             "reason": "\(refusal.reason)", "queue": "\(refusal.queue)", "routing_key": "\(refusal.routingKey)",
@@ -74,18 +73,18 @@ public final class SenderGate: Sendable {
 }
 
 extension UnauthorizedSender {
-    /// The fleet-wide notice that announces a refused sender. Its id names the sender, the queue and the
-    /// day, so replicas that each see the sender announce it once a day between them (the notifier sends
-    /// a notice id once per channel).
+    /// The fleet-wide notice that announces a refused sender. Its id names only the sender and the day,
+    /// so every worker and replica that sees the sender announces the same notice, which the notifier
+    /// sends once per channel: one notice per sender a day, wherever its messages went.
     public func notice(at now: Date, announcedBy worker: String) -> Notice {
         let day = String(Timestamp.format(now).prefix(10))
         let who = user.map { "Broker user '\($0)'" } ?? "A sender without user_id"
         return Notice(
-            id: "unauthorized-sender:\(queue):\(user ?? "-"):\(day)", kind: .unauthorizedSender, at: now,
+            id: "unauthorized-sender:\(user ?? "-"):\(day)", kind: .unauthorizedSender, at: now,
             detail: "\(who) published a '\(type.rawValue)' message (routing key \(routingKey)), which only the "
                 + "\(FleetRole.senders(of: type).map(\.rawValue).joined(separator: "/")) identities may send. It was not acted on: "
                 + "it is in \(FleetTopology.deadLetterQueue(for: queue)) with its reason, and further messages from this sender "
-                + "are refused and counted (recovery_unauthorized_messages_total) without another notice. Check the broker "
+                + "(to any queue) are refused and counted (recovery_unauthorized_messages_total) without another notice. Check the broker "
                 + "permissions of that user (docs/security.md). Seen by \(worker).")
     }
 }
