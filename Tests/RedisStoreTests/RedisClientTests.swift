@@ -110,7 +110,7 @@ struct RedisClientTests {
         // A private server with a password: wrong password is a connection error that names no secret,
         // the right one works, and /db selects the database.
         let server = try PrivateRedisServer()
-        try server.start(extraArguments: ["--requirepass", "s3cret-pw"])
+        try await server.start(extraArguments: ["--requirepass", "s3cret-pw"])
         defer { server.stop() }
         let wrong = RedisClient(url: try RedisURL("redis://:wrong-pw@127.0.0.1:\(server.port)/0"),
                                 options: .init(reconnectAttempts: 1))
