@@ -23,7 +23,7 @@ struct ChildProcessError: Error, CustomStringConvertible {
 ///   block SIGTERM and a child would inherit that), so `stop()` can end it with SIGTERM.
 /// - Descriptors above 2 are closed before the program runs (a bash prologue, as in
 ///   BrokerRestartTests): a server must not keep a copy of a test's socket. stdout and stderr go to
-///   `logFile`, which errors quote.
+///   `logFile`, which errors quote; it is deleted with the object.
 final class ChildProcess: Sendable {
     let pid: pid_t
     let logFile: URL
@@ -44,6 +44,7 @@ final class ChildProcess: Sendable {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         }
+        try? FileManager.default.removeItem(at: logFile)
     }
 
     /// Runs `argv` to completion and returns its exit status and output (stdout and stderr together).
