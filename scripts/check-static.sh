@@ -18,13 +18,14 @@ if [ ! -f compose/.env ]; then cp compose/.env.example compose/.env; created_env
 trap '[ -z "$created_env" ] || rm -f compose/.env' EXIT
 "$dc" -f compose/docker-compose.yml config -q
 "$dc" -f compose/docker-compose.yml --profile observability config -q
+"$dc" -f compose/docker-compose.yml --profile redis-tls --profile redis-tls-client config -q
 for f in compose/prometheus.yml compose/grafana/provisioning/*/*.yml; do "$py" -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$f"; done
-echo "check: compose/docker-compose.yml is valid, also with --profile observability ($("$dc" version --short))"
+echo "check: compose/docker-compose.yml is valid, also with --profile observability and the Redis TLS profiles ($("$dc" version --short))"
 
 # Every setting offered to operators must be read somewhere (or be consumed by the compose file itself).
 read_by_code=$(grep -rhoE '((string|required|seconds|int|double|list)\(|(environment|env|values)\[)"[A-Z][A-Z0-9_]+"' Sources | grep -oE '"[A-Z][A-Z0-9_]+"' | tr -d '"' | sort -u)
 aws_standard="AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE"
-compose_only="RABBITMQ_USER RABBITMQ_PASSWORD REDIS_PASSWORD GRAFANA_ADMIN_PASSWORD PROBE_REPLICAS DECISION_REPLICAS ACTUATOR_REPLICAS NOTIFIER_REPLICAS RECORDER_REPLICAS PREDICTOR_REPLICAS"
+compose_only="RABBITMQ_USER RABBITMQ_PASSWORD REDIS_ADMIN_PASSWORD REDIS_PROBE_PASSWORD REDIS_PREDICTOR_PASSWORD REDIS_DECISION_PASSWORD REDIS_ACTUATOR_PASSWORD REDIS_NOTIFIER_PASSWORD REDIS_OPERATOR_PASSWORD REDIS_HOST GRAFANA_ADMIN_PASSWORD PROBE_REPLICAS DECISION_REPLICAS ACTUATOR_REPLICAS NOTIFIER_REPLICAS RECORDER_REPLICAS PREDICTOR_REPLICAS"
 missing=0
 for name in $(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= ' | sort -u); do
   if ! grep -qx "$name" <<<"$read_by_code" && ! grep -qw "$name" <<<"$aws_standard $compose_only"; then

@@ -25,7 +25,7 @@ MOTO_AUTH_PORT="${MOTO_AUTH_PORT:-5001}"
 MOTO_AUTH_FREE_CALLS="${MOTO_AUTH_FREE_CALLS:-4}"
 
 APT_PACKAGES=(librabbitmq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev pkg-config
-              rabbitmq-server redis-server nginx-light openssl curl python3-pip)
+              rabbitmq-server redis-server stunnel4 nginx-light openssl curl python3-pip)
 
 log() { printf '[services] %s\n' "$*" >&2; }
 

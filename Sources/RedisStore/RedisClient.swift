@@ -130,7 +130,7 @@ public final class RedisClient: @unchecked Sendable {
         dispatchPrecondition(condition: .onQueue(queue))
         let name = args.first.map { String(decoding: $0, as: UTF8.self).uppercased() }
         guard !isClosed else {
-            throw RedisError(kind: .closed, message: "closed", endpoint: url.endpoint, command: name)
+            throw RedisError(kind: .closed, message: "closed", endpoint: url.endpoint, command: name, user: url.user)
         }
         let first = try healthyConnection(command: name)
         do {
@@ -176,13 +176,19 @@ public final class RedisClient: @unchecked Sendable {
             } catch {
                 lastError = error
                 logger.debug("Redis connect attempt \(attempt)/\(options.reconnectAttempts) to \(url.endpoint) failed: \(error.message)")
+                // The server answered: wrong credentials or an ACL that forbids the setup commands do not
+                // heal by retrying. Say so at once.
+                if error.isAuthenticationFailure || error.isPermissionDenied {
+                    logger.warning("Redis at \(url.endpoint) refused the connection setup: \(error.message)")
+                    throw error
+                }
             }
         }
         let error = lastError!
         logger.warning("Redis connect to \(url.endpoint) failed after \(options.reconnectAttempts) attempts: \(error.message)")
         throw RedisError(kind: error.kind,
                          message: "\(error.message) (after \(options.reconnectAttempts) connect attempts)",
-                         endpoint: url.endpoint, command: command ?? error.command)
+                         endpoint: url.endpoint, command: command ?? error.command, user: url.user)
     }
 
     /// Blocks the client's own queue thread (never a cooperative-pool thread) during backoff.

@@ -15,10 +15,13 @@ import Darwin
 final class RedisConnection {
     private let context: UnsafeMutablePointer<redisContext>
     let endpoint: String
+    /// The ACL user from the URL (nil: the default user), named in errors. Never the password.
+    let user: String?
 
-    private init(context: UnsafeMutablePointer<redisContext>, endpoint: String) {
+    private init(context: UnsafeMutablePointer<redisContext>, endpoint: String, user: String?) {
         self.context = context
         self.endpoint = endpoint
+        self.user = user
     }
 
     deinit { redisFree(context) }
@@ -30,15 +33,15 @@ final class RedisConnection {
         let endpoint = url.endpoint
         guard let raw = redisConnectWithTimeout(url.host, Int32(url.port), connectTimeout.cTimeval) else {
             throw RedisError(kind: .connection, message: "hiredis could not allocate a context",
-                             endpoint: endpoint)
+                             endpoint: endpoint, user: url.user)
         }
         let savedErrno = errno
         if raw.pointee.err != 0 {
-            let error = contextError(raw, errno: savedErrno, endpoint: endpoint, command: nil)
+            let error = contextError(raw, errno: savedErrno, endpoint: endpoint, command: nil, user: url.user)
             redisFree(raw)
             throw error
         }
-        let connection = RedisConnection(context: raw, endpoint: endpoint)
+        let connection = RedisConnection(context: raw, endpoint: endpoint, user: url.user)
         try connection.check(status: redisSetTimeout(raw, commandTimeout.cTimeval), errno: errno,
                              command: nil)
 
@@ -57,8 +60,9 @@ final class RedisConnection {
             }
         } catch where error.kind == .server {
             // A refused AUTH/SELECT/SETNAME makes the connection useless: report it as a connection failure.
+            // The message is the server's (WRONGPASS, NOPERM …): it never repeats the password.
             throw RedisError(kind: .connection, message: "connection setup was refused: \(error.message)",
-                             endpoint: endpoint, command: error.command)
+                             endpoint: endpoint, command: error.command, user: url.user)
         }
         return connection
     }
@@ -67,7 +71,7 @@ final class RedisConnection {
     func run(_ args: [[UInt8]]) throws(RedisError) -> RedisValue {
         let name = args.first.map { String(decoding: $0, as: UTF8.self).uppercased() }
         guard !args.isEmpty else {
-            throw RedisError(kind: .invalidArgument, message: "a command needs at least one argument")
+            throw RedisError(kind: .invalidArgument, message: "a command needs at least one argument", user: user)
         }
         // One flat buffer holds every argument; argv points into it for the duration of the call.
         // A trailing byte keeps the buffer non-empty so even empty arguments get a valid pointer.
@@ -119,30 +123,30 @@ final class RedisConnection {
     private func check(_ reply: UnsafeMutableRawPointer?, errno savedErrno: Int32,
                        command: String?) throws(RedisError) -> RedisValue {
         guard let reply else {
-            throw Self.contextError(context, errno: savedErrno, endpoint: endpoint, command: command)
+            throw Self.contextError(context, errno: savedErrno, endpoint: endpoint, command: command, user: user)
         }
         defer { freeReplyObject(reply) }
         let node = reply.assumingMemoryBound(to: redisReply.self)
         if node.pointee.type == REDIS_REPLY_ERROR {
-            throw RedisError(kind: .server, message: Self.text(node), endpoint: endpoint, command: command)
+            throw RedisError(kind: .server, message: Self.text(node), endpoint: endpoint, command: command, user: user)
         }
         do {
             return try Self.copy(node)
         } catch {
             throw RedisError(kind: .protocolViolation, message: error.message, endpoint: endpoint,
-                             command: command)
+                             command: command, user: user)
         }
     }
 
     /// Same check for calls that return `REDIS_OK`/`REDIS_ERR`.
     private func check(status: Int32, errno savedErrno: Int32, command: String?) throws(RedisError) {
         if status != REDIS_OK {
-            throw Self.contextError(context, errno: savedErrno, endpoint: endpoint, command: command)
+            throw Self.contextError(context, errno: savedErrno, endpoint: endpoint, command: command, user: user)
         }
     }
 
     private static func contextError(_ c: UnsafeMutablePointer<redisContext>, errno savedErrno: Int32,
-                                     endpoint: String, command: String?) -> RedisError {
+                                     endpoint: String, command: String?, user: String?) -> RedisError {
         let message = withUnsafeBytes(of: c.pointee.errstr) { raw in
             let bytes = raw.prefix { $0 != 0 }
             return String(decoding: bytes, as: UTF8.self)
@@ -159,7 +163,7 @@ final class RedisConnection {
             kind = .connection
         }
         return RedisError(kind: kind, message: message.isEmpty ? "unknown hiredis error" : message,
-                          endpoint: endpoint, command: command)
+                          endpoint: endpoint, command: command, user: user)
     }
 
     private struct CopyError: Error { let message: String }

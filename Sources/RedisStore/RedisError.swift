@@ -1,5 +1,5 @@
 /// Every failure in this module. Descriptions name what failed and what to do; they carry the endpoint
-/// (`host:port`) and the command name, never credentials or command arguments.
+/// (`host:port`), the ACL user name and the command name, never passwords or command arguments.
 public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable {
         /// A `redis://` URL (or its parts) could not be parsed.
@@ -27,12 +27,17 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     public let endpoint: String?
     /// The command name (first argument only), when the error belongs to a command.
     public let command: String?
+    /// The ACL user the connection authenticates as (`redis://user:password@…`); nil for the default
+    /// user. Never the password.
+    public let user: String?
 
-    public init(kind: Kind, message: String, endpoint: String? = nil, command: String? = nil) {
+    public init(kind: Kind, message: String, endpoint: String? = nil, command: String? = nil,
+                user: String? = nil) {
         self.kind = kind
         self.message = message
         self.endpoint = endpoint
         self.command = command
+        self.user = user
     }
 
     static func invalidURL(_ message: String) -> RedisError { RedisError(kind: .invalidURL, message: message) }
@@ -43,9 +48,35 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         return message.split(separator: " ", maxSplits: 1).first.map(String.init)
     }
 
+    /// The server's ACL refused the command or one of its keys: a `NOPERM` reply, or a script whose
+    /// `redis.call` touched a key the user may not (Redis answers that one with `ERR`). Not retryable:
+    /// the user's rules must change (docs/redis-keys.md, "Access control").
+    public var isPermissionDenied: Bool {
+        guard kind == .server || kind == .connection else { return false }
+        return message.hasPrefix("NOPERM") || message.contains(": NOPERM ")
+            || message.contains("can't access at least one of the keys")
+    }
+
+    /// The server refused the credentials (`WRONGPASS`: unknown user, wrong password, or a user that is
+    /// off), or wants some (`NOAUTH`: the URL has none and the default user is off).
+    public var isAuthenticationFailure: Bool {
+        guard kind == .server || kind == .connection else { return false }
+        return message.contains("WRONGPASS") || message.contains("NOAUTH") || message.contains("invalid password")
+    }
+
+    private var who: String { user.map { "user '\($0)'" } ?? "the default user" }
+
     public var description: String {
         let at = endpoint.map { " at \($0)" } ?? ""
         let cmd = command.map { " (command \($0))" } ?? ""
+        if isAuthenticationFailure {
+            return "Redis\(at) refused to authenticate \(who)\(cmd): \(message). Check the user name and password "
+                + "in the Redis URL (redis://user:password@host) against the server's ACL users."
+        }
+        if isPermissionDenied {
+            return "Redis\(at) refused\(cmd) for \(who): \(message). The user's ACL does not allow this command "
+                + "or key; see docs/redis-keys.md, \"Access control\"."
+        }
         switch kind {
         case .invalidURL:
             return "Invalid Redis URL: \(message). Expected redis://[[user]:password@]host[:port][/db]."

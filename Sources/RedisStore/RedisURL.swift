@@ -5,6 +5,8 @@
 /// - `user` and `password` may be percent-encoded. A user needs a password (`user:password@`);
 ///   `:password@` authenticates as the default user.
 /// - TLS (`rediss://`), Unix sockets, query strings and fragments are not supported and are rejected.
+///   hiredis 0.14.1 has no TLS: traffic that leaves a host goes through a TLS tunnel (stunnel), and
+///   the URL names the tunnel's local end (docs/deployment.md, "Redis users and TLS").
 ///
 /// The password is never part of `description`, `debugDescription` or the mirror (`dump`):
 /// they show `redacted` in its place.
@@ -39,7 +41,7 @@ public struct RedisURL: Sendable, Hashable {
         let schemePrefix = "redis://"
         guard string.lowercased().hasPrefix(schemePrefix) else {
             if string.lowercased().hasPrefix("rediss://") {
-                throw .invalidURL("TLS (rediss://) is not supported; use redis:// on a trusted network")
+                throw .invalidURL("TLS (rediss://) is not supported (hiredis 0.14.1); use redis:// to a local TLS tunnel (stunnel, docs/deployment.md) or on a trusted network")
             }
             throw .invalidURL("the URL must start with redis:// (redis://[[user]:password@]host[:port][/db])")
         }

@@ -7,7 +7,7 @@ import Testing
 struct RedisReconnectTests {
     @Test func clientRecoversAfterServerRestarts() async throws {
         let server = try PrivateRedisServer()
-        try server.start()
+        try await server.start()
         defer { server.stop() }
         let options = RedisClient.Options(connectTimeout: .milliseconds(500), commandTimeout: .seconds(2),
                                           reconnectAttempts: 3, reconnectInitialDelay: .milliseconds(20))
@@ -22,7 +22,7 @@ struct RedisReconnectTests {
         //    sending, reconnects, and the first command succeeds, even a non-idempotent one, and runs
         //    exactly once (the new server has no data, so INCR gives 1).
         server.stop()
-        try server.start()
+        try await server.start()
         #expect(try await client.command(["INCR", "n"], idempotent: false) == .integer(1))
         #expect(try await client.command(["GET", "n"], idempotent: true).integer == 1)
 
@@ -46,7 +46,7 @@ struct RedisReconnectTests {
         #expect(downAgain.kind == .connection)
 
         // 3. Server back on the same port: the next command reconnects and works.
-        try server.start()
+        try await server.start()
         #expect(try await client.command(["INCR", "n"], idempotent: false) == .integer(1))
         #expect(try await client.command(["PING"], idempotent: true) == .status("PONG"))
     }

@@ -156,4 +156,29 @@ struct PureHelperTests {
         #expect(error.description.contains("LPUSH"))
         #expect(RedisError(kind: .connection, message: "x").serverErrorCode == nil)
     }
+
+    @Test func aclRefusalsAreNamedWithTheUser() {
+        let noperm = RedisError(kind: .server, message: "NOPERM this user has no permissions to access one of the keys used as arguments",
+                                endpoint: "h:1", command: "SET", user: "probe")
+        #expect(noperm.isPermissionDenied)
+        #expect(!noperm.isAuthenticationFailure)
+        #expect(noperm.description.contains("refused (command SET) for user 'probe'"))
+        #expect(noperm.description.contains("Access control"))
+        // A script's redis.call refused a key: Redis 7.0 answers ERR, not NOPERM.
+        let script = RedisError(kind: .server, message: "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: abc, on @user_script:1.",
+                                command: "EVAL", user: "decision")
+        #expect(script.isPermissionDenied)
+        // CLIENT SETNAME refused at connect time.
+        #expect(RedisError(kind: .connection, message: "connection setup was refused: NOPERM this user has no permissions to run the 'client|setname' command",
+                           command: "CLIENT").isPermissionDenied)
+        let wrongPass = RedisError(kind: .connection, message: "connection setup was refused: WRONGPASS invalid username-password pair or user is disabled.",
+                                   endpoint: "h:1", command: "AUTH", user: "actuator")
+        #expect(wrongPass.isAuthenticationFailure)
+        #expect(wrongPass.description.contains("refused to authenticate user 'actuator'"))
+        let noAuth = RedisError(kind: .server, message: "NOAUTH Authentication required.", command: "GET")
+        #expect(noAuth.isAuthenticationFailure)
+        #expect(noAuth.description.contains("the default user"))
+        #expect(!RedisError(kind: .server, message: "WRONGTYPE Operation against a key").isPermissionDenied)
+        #expect(!RedisError(kind: .timeout, message: "NOPERM lookalike").isPermissionDenied)
+    }
 }

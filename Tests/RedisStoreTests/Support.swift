@@ -1,10 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import RedisStore
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 enum TestEnvironment {
     static let redisURL = ProcessInfo.processInfo.environment["REDIS_URL"]
@@ -34,49 +31,37 @@ struct TestKeyspace {
 }
 
 /// A redis-server of the test's own on a free loopback port, so a test can kill and restart it
-/// without touching the shared one. Killed on `stop()` and in `deinit`.
-final class PrivateRedisServer: @unchecked Sendable {
-    // Used from one test task at a time; the lock only guards `process` against deinit.
+/// without touching the shared one (or give it other settings, such as an aclfile). Killed on `stop()`
+/// and when released.
+final class PrivateRedisServer: Sendable {
     let port: Int
-    private let lock = NSLock()
-    private var process: Process?
+    private let process = Mutex<ChildProcess?>(nil)
 
     init() throws {
-        port = try Self.freePort()
+        port = try freeLoopbackPort()
     }
 
     deinit { stop() }
 
     var url: RedisURL { get throws { try RedisURL("redis://127.0.0.1:\(port)/0") } }
 
-    func start(extraArguments: [String] = []) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.redisServerPath())
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        lock.withLock { self.process = process }
-        // Wait for readiness by polling the port (the server is usually up in a few ms).
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !Self.canConnect(port: port) {
-            guard ContinuousClock.now < deadline, process.isRunning else {
-                throw ServerError(message: "private redis-server on port \(port) did not start")
-            }
-            usleep(5_000)
-        }
+    /// Starts it and returns once it accepts connections (usually a few ms); the wait runs off the
+    /// cooperative pool.
+    func start(extraArguments: [String] = []) async throws {
+        let child = try await ChildProcess.start(
+            [try Self.redisServerPath(), "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+                + extraArguments,
+            readyPort: port)
+        process.withLock { $0 = child }
     }
 
     /// SIGKILL, then wait for the process to be gone (its sockets are closed by then).
     func stop() {
-        let process = lock.withLock { () -> Process? in
-            defer { self.process = nil }
-            return self.process
+        let child = process.withLock { current -> ChildProcess? in
+            defer { current = nil }
+            return current
         }
-        guard let process, process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        child?.forceStop()
     }
 
     struct ServerError: Error, CustomStringConvertible { let message: String; var description: String { message } }
@@ -87,42 +72,6 @@ final class PrivateRedisServer: @unchecked Sendable {
             return candidate
         }
         throw ServerError(message: "redis-server not found")
-    }
-
-    private static func loopback(port: Int) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return address
-    }
-
-    private static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ServerError(message: "socket() failed") }
-        defer { close(fd) }
-        var address = loopback(port: 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw ServerError(message: "bind() failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    private static func canConnect(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = loopback(port: port)
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
     }
 }
 
