@@ -155,7 +155,8 @@ read -r -a PORTS <<< "$(free_ports ${#REPLICAS[@]})"
 # service runs. Every worker logs in as its kind's own user; the demo's operator is $ID-operator.
 amqp_port=${AMQP_URL##*:}; amqp_port=${amqp_port%%/*}
 identities=(PROBE_USERS="$ID-probe" PREDICTOR_USERS="$ID-predictor" DECISION_USERS="$ID-decision"
-            ACTUATOR_USERS="$ID-actuator" NOTIFIER_USERS="$ID-notifier" RECORDER_USERS="$ID-recorder" OPERATORS="$ID-operator")
+            ACTUATOR_USERS="$ID-actuator" NOTIFIER_USERS="$ID-notifier" RECORDER_USERS="$ID-recorder" OPERATORS="$ID-operator"
+            RABBITMQ_OPERATOR_USER="$ID-operator")
 passwords=()
 declare -A password
 for kind in probe predictor decision actuator notifier recorder operator; do

@@ -170,9 +170,14 @@ final class AMQPConnectionHandle {
 
     // MARK: Declarations
 
-    func declare(_ topology: AMQPTopology) throws(AMQPError) {
+    /// Declares (or in verify mode checks) `topology`. A queue with an empty name is named by the broker
+    /// (`amq.gen-…`, a name no client may declare, so a permission for it cannot be turned into one for an
+    /// exchange); its bindings name it with "" too. Returns the name the broker gave it.
+    @discardableResult
+    func declare(_ topology: AMQPTopology) throws(AMQPError) -> String? {
         let verify = topologyMode == .verify
         let privateQueues = Set(topology.queues.filter(\.exclusive).map(\.name))
+        var generated: String?
         for exchange in topology.exchanges {
             try Self.withTable(verify ? [:] : exchange.arguments) { (args) throws(AMQPError) in
                 try Self.withBytes(exchange.name) { (name) throws(AMQPError) in
@@ -189,24 +194,27 @@ final class AMQPConnectionHandle {
             let passive = verify && !queue.exclusive
             try Self.withTable(passive ? [:] : queue.arguments) { (args) throws(AMQPError) in
                 try Self.withBytes(queue.name) { (name) throws(AMQPError) in
-                    amqp_queue_declare(
+                    let ok = amqp_queue_declare(
                         state, channel, name, passive ? 1 : 0, queue.durable ? 1 : 0, queue.exclusive ? 1 : 0,
                         queue.autoDelete ? 1 : 0, args)
                     try checkDeclared(amqp_get_rpc_reply(state), "queue", queue.name, passive: passive)
+                    if queue.name.isEmpty, let ok { generated = Self.string(ok.pointee.queue) }
                 }
             }
         }
         // Bindings cannot be checked over AMQP; in verify mode only a private queue's are made.
         for binding in topology.bindings where !verify || privateQueues.contains(binding.queue) {
-            try Self.withBytes(binding.queue) { (queue) throws(AMQPError) in
+            let target = binding.queue.isEmpty ? generated ?? "" : binding.queue
+            try Self.withBytes(target) { (queue) throws(AMQPError) in
                 try Self.withBytes(binding.exchange) { (exchange) throws(AMQPError) in
                     try Self.withBytes(binding.routingKey) { (key) throws(AMQPError) in
                         amqp_queue_bind(state, channel, queue, exchange, key, amqp_empty_table)
-                        try check(amqp_get_rpc_reply(state), "binding \(binding.queue) to \(binding.exchange)")
+                        try check(amqp_get_rpc_reply(state), "binding \(target) to \(binding.exchange)")
                     }
                 }
             }
         }
+        return generated
     }
 
     /// A passive declare of something missing says who creates it, instead of a bare 404.

@@ -9,6 +9,9 @@ import Synchronization
 /// the broker requeues every unacknowledged delivery; the consumer reconnects with backoff, declares its
 /// topology again and resumes. An `ack` for a delivery from the lost connection returns false: the
 /// message will come again (with `redelivered` set), so handlers must be idempotent.
+///
+/// `queue: ""` consumes a private queue that the broker names: `topology` then declares a queue with an
+/// empty name (exclusive), and its bindings name it with "" too.
 public final class AMQPConsumer: Sendable {
     public let deliveries: AsyncStream<AMQPDelivery>
     public let queue: String
@@ -217,9 +220,9 @@ final class ConsumerLoop: @unchecked Sendable {
     private func connect() -> AMQPConnectionHandle? {
         do {
             let handle = try AMQPConnectionHandle.connect(configuration: configuration)
-            try handle.declare(topology)
+            let generated = try handle.declare(topology)
             try handle.qos(prefetch: prefetch)
-            try handle.consume(queue: queue, consumerTag: consumerTag)
+            try handle.consume(queue: queue.isEmpty ? generated ?? "" : queue, consumerTag: consumerTag)
             self.handle = handle
             generation += 1
             inFlight = []

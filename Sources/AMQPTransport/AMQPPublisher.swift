@@ -112,6 +112,9 @@ final class PublisherLoop: @unchecked Sendable {
     private var nacked: [(due: ContinuousClock.Instant, publish: PendingPublish)] = []
     private var nackBackoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
     private var nextTag: UInt64 = 1
+    /// After the broker closed the channel over one of several unconfirmed publishes, that many are sent
+    /// one at a time (each waits for its confirm), so that a refusal names exactly the message refused.
+    private var oneAtATime = 0
     private var backoff: Backoff
     private var random = SystemRandomNumberGenerator()
 
@@ -158,7 +161,7 @@ final class PublisherLoop: @unchecked Sendable {
             }
 
             do {
-                while !toSend.isEmpty {
+                while !toSend.isEmpty && (oneAtATime == 0 || outstanding.isEmpty) {
                     let publish = toSend.removeFirst()
                     do {
                         try handle.publish(publish.message)
@@ -168,6 +171,7 @@ final class PublisherLoop: @unchecked Sendable {
                     }
                     outstanding.append((nextTag, publish))
                     nextTag += 1
+                    if oneAtATime > 0 { oneAtATime -= 1 }
                 }
                 if !handle.hasBufferedData {
                     let nextDue = nacked.map(\.due).min().map { max(.zero, $0 - ContinuousClock.now) }
@@ -254,10 +258,16 @@ final class PublisherLoop: @unchecked Sendable {
         handle = nil
         state.connected.store(false, ordering: .relaxed)
         returned = [:]
-        if let amqpError = error as? AMQPError, amqpError.isPermanent, let culprit = outstanding.popLast() {
-            // The broker closed the channel over a publish (e.g. 404: the exchange does not exist).
-            // The message sent last is the one it refused; the others are sent again.
-            culprit.publish.complete(.failure(amqpError))
+        if let amqpError = error as? AMQPError, amqpError.isPermanent {
+            // The broker closed the channel over a publish (403: not permitted, 404: no such exchange)
+            // and ignored the ones after it. Alone in flight, it is the one refused. With others in flight
+            // it could be any of them: they are all sent again one at a time, so the next refusal is exact
+            // and no other message is failed in its place.
+            if outstanding.count == 1 {
+                outstanding.removeFirst().publish.complete(.failure(amqpError))
+            } else if outstanding.count > 1 {
+                oneAtATime = max(oneAtATime, outstanding.count)
+            }
         }
         toSend.insert(contentsOf: outstanding.map(\.publish), at: 0)
         outstanding = []

@@ -200,7 +200,9 @@ public struct CommandSender: Sendable {
 
         var consumer: AMQPConsumer?
         if wait {
-            let replies = "\(topology.prefix).recoveryctl.\(UUID().uuidString.prefix(12).lowercased())"
+            // Named by the broker (amq.gen-…): the operator's configure permission covers only such
+            // names, which no client can give an exchange.
+            let replies = ""
             let routingTarget = request.target
             var bindings = [
                 AMQPTopology.Binding(exchange: topology.exchange, queue: replies,
@@ -220,7 +222,7 @@ public struct CommandSender: Sendable {
             while !c.isConnected {
                 guard ContinuousClock.now < subscribeBy else {
                     await c.shutdown(drainTimeout: .zero)
-                    throw ControlError("could not subscribe a private reply queue on the broker within 15 s (the user needs configure permission on \(topology.prefix).recoveryctl.* and read permission on the exchanges \(topology.exchange) and \(topology.deadLetterExchange)); use --no-wait to only send")
+                    throw ControlError("could not subscribe a private reply queue on the broker within 15 s (the user needs the operator permissions of recoveryctl topology apply --identities: configure on amq.gen-.*, read on the exchanges \(topology.exchange) and \(topology.deadLetterExchange); docs/security.md); use --no-wait to only send")
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }

@@ -138,8 +138,8 @@ public struct PlannedIdentity: Sendable, CustomStringConvertible {
     /// Never the password.
     public var description: String { "\(role.rawValue)=\(user)" }
 
-    /// One user per kind: `fleet-<kind>` when the kind's `<KIND>_USERS` (operators: `OPERATORS`) is
-    /// empty or lists it, else the first name listed; the password comes from `RABBITMQ_<KIND>_PASSWORD`, which must be set: the
+    /// One user per kind: the first of the kind's `<KIND>_USERS` (default `fleet-<kind>`); for the
+    /// operators `RABBITMQ_OPERATOR_USER` (default `fleet-operator`), never someone else on `OPERATORS`; the password comes from `RABBITMQ_<KIND>_PASSWORD`, which must be set: the
     /// deployment never makes a user with a made-up or empty password.
     public static func plan(_ env: WorkerEnvironment, topology: FleetTopology) throws -> [PlannedIdentity] {
         let identities = env.identities
@@ -150,10 +150,10 @@ public struct PlannedIdentity: Sendable, CustomStringConvertible {
                 missing.append(variable)
                 return nil
             }
-            let listed = (identities.users[role] ?? []).sorted()
-            // OPERATORS usually lists people as well: the deployment's own operator user is fleet-operator
-            // unless OPERATORS names only others.
-            let user = listed.isEmpty || listed.contains(role.defaultUser) ? role.defaultUser : listed[0]
+            // OPERATORS lists people too, whose accounts this must never reset: the operator user made
+            // here is RABBITMQ_OPERATOR_USER (default fleet-operator), whatever OPERATORS lists.
+            let user = role == .operator ? env.string("RABBITMQ_OPERATOR_USER") ?? role.defaultUser
+                : (identities.users[role] ?? []).sorted().first ?? role.defaultUser
             return PlannedIdentity(role: role, user: user, password: password, permissions: topology.permissions(for: role))
         }
         guard missing.isEmpty else {

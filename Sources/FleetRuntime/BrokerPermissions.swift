@@ -44,9 +44,12 @@ extension FleetTopology {
         }
         if role == .operator {
             // recoveryctl: publishes commands and prediction requests, and follows a command's answer on
-            // a private queue `<prefix>.recoveryctl.<id>` bound to notices, outcomes and the commands'
-            // dead letters. It may read the dead-letter queues (runbooks); it cannot touch work queues.
-            let replies = "\(p)\\.recoveryctl\\..+"
+            // a private queue bound to notices, outcomes and the commands' dead letters. That queue is
+            // named by the broker (`amq.gen-…`): configure on a name of the operator's choosing would also
+            // let it create an exchange of that name, bind it to the fleet exchange and publish through
+            // it with no topic permission at all. No client may declare an `amq.` exchange. It may read
+            // the dead-letter queues (runbooks); it cannot touch work queues.
+            let replies = "amq\\.gen-.+"
             return BrokerPermissions(
                 configure: "^\(replies)$",
                 write: "^(\(p)|\(replies))$",

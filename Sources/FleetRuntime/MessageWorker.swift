@@ -40,10 +40,9 @@ public struct DeadLetterSink: Sendable {
         // RabbitMQ refuses (406) a publish whose user_id is not the publishing connection's user, so a
         // message from another user (a command from someone not on OPERATORS) could never be dead-lettered
         // and would be requeued until the delivery limit. The sender's verified user moves to a header.
-        if let user = properties.userId {
-            properties.headers["x-original-user-id"] = .string(user)
-            properties.userId = nil
-        }
+        // Always this worker's word, never a header the sender set: without a user_id it is removed.
+        properties.headers["x-original-user-id"] = properties.userId.map { .string($0) }
+        properties.userId = nil
         properties.deliveryMode = 2
         if properties.messageId == nil { properties.messageId = UUID().uuidString.lowercased() }
         try await publisher.publish(OutgoingMessage(exchange: exchange, routingKey: queue, body: delivery.body, properties: properties))

@@ -32,18 +32,22 @@ public final class SenderGate: Sendable {
     public typealias Announce = @Sendable (UnauthorizedSender) async -> Void
 
     let identities: FleetIdentities
-    /// Types this consumer lets through unchecked: types it checks itself with a better answer (the
-    /// decision worker's commands), or records from anyone with their verified user (the recorder's
-    /// commands, an audit trail of attempts).
+    /// Types this consumer lets through from any sender with a `user_id`: types it checks itself with a
+    /// better answer (the decision worker's commands), or records from anyone with their verified user
+    /// (the recorder's commands, an audit trail of attempts). Without a `user_id` they are refused too.
     let unchecked: Set<MessageType>
+    /// This consumer's own broker user: a dead letter it wrote, moved back to its queue by an operator
+    /// (docs/operations.md), is judged by the sender it recorded (`x-original-user-id`).
+    let ownUser: String?
     let announce: Announce
     let logger: Logger
     private let announced = Mutex<Set<String>>([])
 
-    public init(identities: FleetIdentities, unchecked: Set<MessageType> = [], logger: Logger,
+    public init(identities: FleetIdentities, unchecked: Set<MessageType> = [], ownUser: String? = nil, logger: Logger,
                 announce: @escaping Announce = { _ in }) {
         self.identities = identities
         self.unchecked = unchecked
+        self.ownUser = ownUser
         self.announce = announce
         self.logger = logger
     }
@@ -51,9 +55,12 @@ public final class SenderGate: Sendable {
     /// Nil when the message may be acted on; else what to refuse. A body whose type cannot be read is
     /// left to the decoder, which dead-letters it as malformed.
     public func refusal(of delivery: AMQPDelivery, queue: String) -> UnauthorizedSender? {
-        guard let type = try? EnvelopeCodec.messageType(of: delivery.body), !unchecked.contains(type) else { return nil }
-        let user = delivery.properties.userId.flatMap { $0.isEmpty ? nil : $0 }
-        if let user, identities.allowedSenders(of: type).contains(user) { return nil }
+        guard let type = try? EnvelopeCodec.messageType(of: delivery.body) else { return nil }
+        var user = delivery.properties.userId.flatMap { $0.isEmpty ? nil : $0 }
+        if let own = ownUser, user == own, delivery.properties.headers["x-original-queue"]?.stringValue == queue {
+            user = delivery.properties.headers["x-original-user-id"]?.stringValue
+        }
+        if let user, unchecked.contains(type) || identities.allowedSenders(of: type).contains(user) { return nil }
         return UnauthorizedSender(user: user, type: type, queue: queue, routingKey: delivery.routingKey,
                                   messageId: delivery.properties.messageId)
     }
@@ -62,7 +69,9 @@ public final class SenderGate: Sendable {
     public func refused(_ refusal: UnauthorizedSender) async {
         Counter(label: "recovery_unauthorized_messages_total",
                 dimensions: [("queue", refusal.queue), ("type", refusal.type.rawValue)]).increment()
-        let first = announced.withLock { $0.insert(refusal.user ?? "").inserted }
+        // Once per sender and UTC day, matching the notice's id.
+        let key = "\(refusal.user ?? "")\u{0}\(Timestamp.format(Date()).prefix(10))"
+        let first = announced.withLock { $0.insert(key).inserted }
         guard first else { return }
         logger.error("refused a message from a sender that may not send it; later ones from this sender are only counted", metadata: [
             "reason": "\(refusal.reason)", "queue": "\(refusal.queue)", "routing_key": "\(refusal.routingKey)",

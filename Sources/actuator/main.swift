@@ -58,7 +58,7 @@ do {
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // Action requests only from decision identities: nothing else may make the actuator act.
     let senders = SenderGate(
-        identities: env.identities, logger: logger,
+        identities: env.identities, ownUser: amqp.url.user, logger: logger,
         announce: EnvelopePublisher(publisher: publisher, topology: topology, producer: env.workerId, appId: "actuator").announcingRefusals())
     let requestWorker = MessageWorker<Envelope<ActionRequest>>(
         consumer: requests, deadLetters: deadLetters, expecting: .actionRequest, logger: logger, senders: senders,

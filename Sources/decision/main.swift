@@ -42,13 +42,15 @@ do {
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // Observations only from probes, predictions from predictors, outcomes from actuators. Commands are
     // checked against OPERATORS by the worker itself, which answers the sender.
-    let senders = SenderGate(
-        identities: env.identities, unchecked: [.command], logger: logger,
-        announce: EnvelopePublisher(publisher: publisher, topology: topology, producer: env.workerId, appId: "decision").announcingRefusals())
-    let observationWorker = MessageWorker(consumer: observations, deadLetters: deadLetters, logger: logger, senders: senders,
-                                          decode: DecisionWorker.decodeObservationQueue, handler: worker.handle)
-    let commandWorker = MessageWorker(consumer: commands, deadLetters: deadLetters, logger: logger, senders: senders,
-                                      decode: DecisionWorker.decodeCommandQueue, handler: worker.handle)
+    let announce = EnvelopePublisher(publisher: publisher, topology: topology, producer: env.workerId, appId: "decision").announcingRefusals()
+    let observationWorker = MessageWorker(
+        consumer: observations, deadLetters: deadLetters, logger: logger,
+        senders: SenderGate(identities: env.identities, ownUser: amqp.url.user, logger: logger, announce: announce),
+        decode: DecisionWorker.decodeObservationQueue, handler: worker.handle)
+    let commandWorker = MessageWorker(
+        consumer: commands, deadLetters: deadLetters, logger: logger,
+        senders: SenderGate(identities: env.identities, unchecked: [.command], ownUser: amqp.url.user, logger: logger, announce: announce),
+        decode: DecisionWorker.decodeCommandQueue, handler: worker.handle)
     try await WorkerRuntime.run(
         worker: "decision",
         services: [

@@ -40,7 +40,7 @@ do {
     let worker = NotifierWorker(
         options: options, router: router, markers: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
         deadLetters: deadLetters, queue: topology.notificationsQueue, logger: logger)
-    let senders = SenderGate(identities: env.identities, logger: logger, announce: worker.announcingRefusals())
+    let senders = SenderGate(identities: env.identities, ownUser: amqp.url.user, logger: logger, announce: worker.announcingRefusals())
     let loop = MessageWorker(consumer: notifications, deadLetters: deadLetters, expecting: .notification, logger: logger,
                              senders: senders, handler: worker.handle)
     try await WorkerRuntime.run(

@@ -29,7 +29,7 @@ do {
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // Prediction requests only from operators. The predictor may not publish notices: a refused sender
     // is logged, counted and dead-lettered.
-    let senders = SenderGate(identities: env.identities, logger: logger)
+    let senders = SenderGate(identities: env.identities, ownUser: amqp.url.user, logger: logger)
     let loop = MessageWorker(consumer: requests, deadLetters: deadLetters, logger: logger, senders: senders,
                              decode: PredictorWorker.decodeRequest, handler: worker.handle)
     try await WorkerRuntime.run(

@@ -25,7 +25,7 @@ do {
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // History only from the kinds that may send each type; commands from anyone, with the verified user
     // (an audit trail of attempts, refused ones included).
-    let senders = SenderGate(identities: env.identities, unchecked: [.command], logger: logger)
+    let senders = SenderGate(identities: env.identities, unchecked: [.command], ownUser: amqp.url.user, logger: logger)
     let loop = MessageWorker(consumer: history, deadLetters: deadLetters, logger: logger, senders: senders,
                              decode: RecorderWorker.decode, handler: recorder.handle)
     try await WorkerRuntime.run(

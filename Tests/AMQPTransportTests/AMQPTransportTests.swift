@@ -111,6 +111,44 @@ struct AMQPIntegrationTests {
         await admin.close()
     }
 
+    /// A publish the broker refuses (here 404, no such exchange; 403 for a topic permission behaves the
+    /// same) closes the channel and the broker ignores what was pipelined after it: only that one fails,
+    /// every other publish in flight is confirmed.
+    @Test func aRefusedPublishAmongPipelinedOnesFailsAloneAndTheOthersAreStored() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology, publishTimeout: .seconds(20))
+        defer { Task { await scratch.cleanUp(config) } }
+        try await publisher.publish(scratch.message("warm-up"))
+        let results = await withTaskGroup(of: (String, Bool).self) { group in
+            for i in 0..<40 {
+                group.addTask {
+                    var message = scratch.message("m\(i)", id: "m\(i)")
+                    if i == 20 { message.exchange = "test.no-such-exchange-\(scratch.id)" }
+                    do { try await publisher.publish(message); return (message.properties.messageId!, true) } catch { return (message.properties.messageId!, false) }
+                }
+            }
+            var all: [String: Bool] = [:]
+            for await (id, ok) in group { all[id] = ok }
+            return all
+        }
+        #expect(results.filter { !$0.value }.map(\.key) == ["m20"], "\(results.filter { !$0.value })")
+        // Every other one is stored (some possibly twice: one stored before the channel closed but not
+        // yet confirmed is sent again; consumers drop duplicates by message_id).
+        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+        let collector = DeliveryCollector(consumer, autoAck: true)
+        let expected = Set((0..<40).filter { $0 != 20 }.map { "m\($0)" })
+        let deadline = ContinuousClock.now + .seconds(15)
+        var stored = Set<String>()
+        while !expected.isSubset(of: stored), ContinuousClock.now < deadline {
+            stored = Set(await collector.wait(for: 0).compactMap(\.properties.messageId))
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(expected.isSubset(of: stored) && !stored.contains("m20"), "missing: \(expected.subtracting(stored))")
+        await consumer.shutdown(drainTimeout: .zero)
+        await publisher.shutdown()
+    }
+
     /// Consumers trust `user_id` as the sender's identity (docs/security.md): the publisher always sends
     /// its own login, whatever the caller set, and the broker refuses any other value.
     @Test func theUserIdIsAlwaysTheConnectionsUserAndTheBrokerRefusesAForgedOne() async throws {

@@ -38,6 +38,7 @@ struct SenderGateTests {
         let queue = "recovery.actuator.requests"
         #expect(gate.refusal(of: try delivery(.actionRequest, from: "dec-b"), queue: queue) == nil)
         #expect(gate.refusal(of: try delivery(.command, from: "mallory"), queue: queue) == nil, "commands are the worker's own check")
+        #expect(gate.refusal(of: try delivery(.command, from: nil), queue: queue) != nil, "but they need a user_id")
         #expect(gate.refusal(of: try delivery(.observation, from: nil, body: Array("{not json".utf8)), queue: queue) == nil,
                 "an unreadable body is the decoder's to refuse")
 
@@ -48,6 +49,15 @@ struct SenderGateTests {
         let other = try #require(gate.refusal(of: try delivery(.observation, from: "fleet-probe2"), queue: queue))
 
         for refusal in [forged, forged, forged, anonymous, other, forged] { await gate.refused(refusal) }
+        // A dead letter the worker itself wrote and an operator moved back is judged by its recorded sender.
+        let own = SenderGate(identities: identities, ownUser: "fleet-actuator", logger: Logger(label: "test"))
+        var replayed = try delivery(.actionRequest, from: "fleet-actuator")
+        replayed.properties.headers = ["x-original-queue": .string(queue), "x-original-user-id": .string("dec-a")]
+        #expect(own.refusal(of: replayed, queue: queue) == nil)
+        replayed.properties.headers["x-original-user-id"] = .string("fleet-probe")
+        #expect(own.refusal(of: replayed, queue: queue)?.user == "fleet-probe")
+        replayed.properties.headers["x-original-queue"] = .string("recovery.other")
+        #expect(own.refusal(of: replayed, queue: queue)?.user == "fleet-actuator", "only dead letters of this queue")
         #expect(announced.withLock { $0.map(\.user) } == ["fleet-probe", nil, "fleet-probe2"], "once per sender")
 
         // The notice names the sender and the day only: every worker announcing it sends the same id.
@@ -72,7 +82,12 @@ struct SenderGateTests {
         let notifier = topology.permissions(for: .notifier)
         #expect(notifier.write == "^(recovery\\.dlx)$", "the notifier publishes nothing but dead letters")
         let operators = topology.permissions(for: .operator)
-        #expect(operators.configure == "^recovery\\.recoveryctl\\..+$" && operators.tags == ["management"])
+        // Only broker-named queues: a name of the operator's choosing could be an exchange, bound to the
+        // fleet exchange and published through with no topic permission.
+        #expect(operators.configure == "^amq\\.gen-.+$" && operators.tags == ["management"])
+        #expect(operators.write == "^(recovery|amq\\.gen-.+)$")
+        #expect(operators.read == "^(recovery|recovery\\.dlx|amq\\.gen-.+|recovery\\..+\\.dead)$")
+        #expect(operators.topics.first { $0.exchange == "recovery.dlx" }?.write == "^$")
         #expect(operators.topics.first { $0.exchange == "recovery" }?.write == "^(command|predict)\\.")
         for role in FleetRole.allCases where role != .operator {
             #expect(topology.permissions(for: role).configure == "^$", "\(role) declares nothing")

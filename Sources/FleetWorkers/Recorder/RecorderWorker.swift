@@ -103,14 +103,18 @@ public final class RecorderWorker: Sendable {
             "occurred_at": .string(Timestamp.format(m.occurredAt)),
             "sent_at": .string(Timestamp.format(m.sentAt)),
             "recorded_at": .string(Timestamp.format(clock())),
-            // Who: the broker-verified user of a command, else whom the body names, else the producer.
-            "who": .string(verifiedUser ?? text("operator", "by") ?? body["command"]?.mapValue?["operator"]?.stringValue
-                           ?? m.producer ?? "unknown"),
+            // Who: for a command, the broker-verified user who sent it (never what its body claims); for
+            // anything else the person or actor the body names (the operator who approved, the actuator
+            // that ran the step), else the producer. Every message is sent by a fleet identity now, so
+            // its user_id is kept apart, in `sender`.
+            "who": .string(m.type == .command ? verifiedUser ?? "unknown"
+                           : text("operator", "by") ?? body["command"]?.mapValue?["operator"]?.stringValue ?? m.producer ?? "unknown"),
             // Why: the reason or detail the message gives, else what kind of thing it is.
             "why": .string(text("reason", "detail", "error", "kind", "status", "name") ?? m.type.rawValue),
             "body": m.body,
             "envelope": .string(m.raw),
         ]
+        if let v = verifiedUser { item["sender"] = .string(v) }
         if let v = m.target { item["target"] = .string(v) }
         if let v = m.instanceId { item["ec2_instance_id"] = .string(v) }
         if let v = m.correlationId { item["correlation_id"] = .string(v) }
