@@ -44,7 +44,14 @@ struct RecorderRowTests {
         #expect(body["huge"] == .string("1e200"), "beyond DynamoDB's range: kept as text")
         #expect(body["list"] == .list([1, "two", true, .null, .map(["x": .string("é😀")])]))
         #expect(body["empty"] == .map([:]))
-        #expect(worker.row(message, verifiedUser: "alice").item["who"] == .string("alice"), "the broker-verified user wins")
+        // Every message now carries its publisher's verified user_id; for an event that is a fleet
+        // identity, kept as `sender`, while `who` stays the actor the body names.
+        let sent = worker.row(message, verifiedUser: "fleet-decision").item
+        #expect(sent["who"] == .string("decision@h1") && sent["sender"] == .string("fleet-decision"))
+        // For a command the broker-verified user wins over whatever the body claims.
+        let command = Array(#"{"type":"command","schema_version":1,"id":"c-1","target":"shop-web","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"name":"restart","operator":"alice"}}"#.utf8)
+        let commandRow = worker.row(try RecorderWorker.decode(command), verifiedUser: "mallory").item
+        #expect(commandRow["who"] == .string("mallory"), "the broker-verified user wins")
     }
 
     @Test("predictions go to their table with a ttl 30 days out, in whole epoch seconds")
@@ -118,7 +125,14 @@ struct RecorderTests {
             #expect(failures.load(ordering: .relaxed) >= 5, "every message was tried and failed")
             await consumerA.shutdown()
             runA.cancel()
-            #expect(try await admin.messageCount(queue: world.topology.historyQueue) == 5, "all five still queued")
+            // The broker requeues the closed consumer's unacked deliveries asynchronously: wait for it (bounded).
+            var queued = try await admin.messageCount(queue: world.topology.historyQueue)
+            let settle = ContinuousClock.now + .seconds(10)
+            while queued != 5, ContinuousClock.now < settle {
+                try await Task.sleep(for: .milliseconds(50))
+                queued = try await admin.messageCount(queue: world.topology.historyQueue)
+            }
+            #expect(queued == 5, "all five still queued")
             #expect(try await admin.messageCount(queue: FleetTopology.deadLetterQueue(for: world.topology.historyQueue)) == 0)
 
             // 2. DynamoDB back. The first delivery of event 0 is written and then "crashes" before the
