@@ -1,4 +1,4 @@
-import CCrypto
+internal import CCrypto
 
 /// A libcrypto call failed. Carries the OpenSSL error queue's message.
 ///

@@ -18,16 +18,48 @@ public struct EnvelopePublisher: Sendable {
         self.appId = appId
     }
 
+    /// Encodes and publishes an envelope of `type` about `target` (the routing key names it).
     public func publish<Body: Codable & Sendable>(
         _ type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body, now: Date
     ) async throws {
+        try await publish(encoded: encode(type, id: id, target: target, instanceId: instanceId, correlationId: correlationId,
+                                          body: body, now: now), now: now)
+    }
+
+    /// The envelope's bytes and routing, without publishing: the decision worker stores them in its
+    /// outbox first and publishes them with `publish(encoded:now:)`.
+    public func encode<Body: Codable & Sendable>(
+        _ type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body, now: Date
+    ) throws -> Encoded {
         let envelope = Envelope(type: type, id: id, correlationId: correlationId, target: target, instanceId: instanceId,
                                 occurredAt: now, producer: producer, body: body)
+        return Encoded(type: type, routingKey: FleetTopology.routingKey(type, target: target), id: id, correlationId: correlationId,
+                       body: try EnvelopeCodec.encode(envelope))
+    }
+
+    /// Publishes an envelope encoded earlier; `now` is the AMQP timestamp.
+    public func publish(encoded message: Encoded, now: Date) async throws {
         try await publisher.publish(OutgoingMessage(
-            exchange: topology.exchange, routingKey: FleetTopology.routingKey(type, target: target),
-            body: try EnvelopeCodec.encode(envelope),
-            properties: AMQPProperties(messageId: id, correlationId: correlationId, timestamp: UInt64(now.timeIntervalSince1970),
-                                       type: type.rawValue, appId: appId)))
+            exchange: topology.exchange, routingKey: message.routingKey, body: message.body,
+            properties: AMQPProperties(messageId: message.id, correlationId: message.correlationId,
+                                       timestamp: UInt64(now.timeIntervalSince1970), type: message.type.rawValue, appId: appId)))
+    }
+
+    /// An encoded envelope with its routing.
+    public struct Encoded: Sendable {
+        public var type: MessageType
+        public var routingKey: String
+        public var id: String
+        public var correlationId: String?
+        public var body: [UInt8]
+
+        public init(type: MessageType, routingKey: String, id: String, correlationId: String?, body: [UInt8]) {
+            self.type = type
+            self.routingKey = routingKey
+            self.id = id
+            self.correlationId = correlationId
+            self.body = body
+        }
     }
 
     /// The announcer for a `SenderGate` of a worker that may send notices (decision, actuator): a

@@ -1,4 +1,4 @@
-import CCurl
+internal import CCurl
 
 /// A libcurl status code: `CURLcode` from the easy interface or `CURLMcode` from the multi interface.
 protocol CurlStatus {

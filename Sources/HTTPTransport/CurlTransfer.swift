@@ -1,4 +1,4 @@
-import CCurl
+internal import CCurl
 import Foundation
 
 /// One request on its way through the multi handle: owns the easy handle and everything libcurl keeps a

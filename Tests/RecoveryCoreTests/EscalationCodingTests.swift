@@ -162,6 +162,9 @@ struct TargetSettingsTests {
     @Test func theLadder() {
         #expect((1...6).map(RecoveryStep.forOutage(number:)) == [.restart, .reprovision, .failover, .notifyOnly, .notifyOnly, .notifyOnly])
         #expect(RecoveryStep.restart.next == .reprovision && RecoveryStep.failover.next == .notifyOnly)
+        #expect(RecoveryStep.ladder.count == RecoveryStep.allCases.count && Set(RecoveryStep.ladder) == Set(RecoveryStep.allCases), "every step is on the ladder once")
+        #expect(RecoveryStep.allCases.sorted() == RecoveryStep.ladder, "the order is the ladder's")
+        #expect(RecoveryStep.notifyOnly.next == .notifyOnly && RecoveryStep.forOutage(number: 0) == .restart)
         #expect(RecoveryStep.allCases.filter(\.isDestructive) == [.restart, .reprovision, .failover])
     }
 }

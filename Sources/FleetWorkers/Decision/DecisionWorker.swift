@@ -413,7 +413,8 @@ public final class DecisionWorker: Sendable {
 
     private func publishAll(_ items: [OutboxItem]) async throws {
         for item in items {
-            try await publisher.publish(item.outgoing(exchange: topology.exchange))
+            try await EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "decision")
+                .publish(encoded: try item.encoded(), now: clock())
             Counter(label: "recovery_messages_published_total", dimensions: [("type", item.type)]).increment()
         }
     }
@@ -581,10 +582,12 @@ struct OutboxItem: Codable, Sendable {
                           correlationId: correlationId, body: String(decoding: try EnvelopeCodec.encode(envelope), as: UTF8.self))
     }
 
-    func outgoing(exchange: String) -> OutgoingMessage {
-        OutgoingMessage(exchange: exchange, routingKey: routingKey, body: Array(body.utf8), properties: AMQPProperties(
-            messageId: messageId, correlationId: correlationId, timestamp: UInt64(Date().timeIntervalSince1970),
-            type: type, appId: "decision"))
+    func encoded() throws -> EnvelopePublisher.Encoded {
+        guard let messageType = MessageType(rawValue: type) else {
+            throw DecisionError("outbox item \(messageId) has unknown type '\(type)'")
+        }
+        return EnvelopePublisher.Encoded(type: messageType, routingKey: routingKey, id: messageId, correlationId: correlationId,
+                                         body: Array(body.utf8))
     }
 }
 

@@ -260,11 +260,9 @@ public final class PredictorWorker: Sendable {
         let envelope = Envelope(type: .prediction, id: id, target: target.name, instanceId: target.instance.id, occurredAt: now,
                                 producer: options.workerId, body: body)
         do {
-            try await publisher.publish(OutgoingMessage(
-                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.prediction, target: target.name),
-                body: try EnvelopeCodec.encode(envelope),
-                properties: AMQPProperties(messageId: envelope.id, timestamp: UInt64(now.timeIntervalSince1970),
-                                           type: MessageType.prediction.rawValue, appId: "predictor")))
+            try await EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "predictor")
+                .publish(.prediction, id: envelope.id, target: target.name, instanceId: target.instance.id, correlationId: nil,
+                         body: body, now: now)
             Counter(label: "recovery_predictor_predictions_total", dimensions: [("kind", body.kind.rawValue)]).increment()
             if body.highConfidence {
                 Counter(label: "recovery_predictor_high_confidence_total", dimensions: [("kind", body.kind.rawValue)]).increment()

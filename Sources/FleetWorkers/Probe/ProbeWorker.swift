@@ -232,16 +232,10 @@ public final class ProbeWorker: Sendable {
 
     func publish(_ result: ProbeResult, target: Target) async {
         let now = clock()
-        let envelope = Envelope(
-            type: .observation, target: target.name, instanceId: result.instanceId ?? target.instance.id, occurredAt: now,
-            producer: options.proberId, body: result)
+        let envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: options.proberId, appId: "probe")
         do {
-            let body = try EnvelopeCodec.encode(envelope)
-            try await publisher.publish(OutgoingMessage(
-                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.observation, target: target.name),
-                body: body, properties: AMQPProperties(
-                    messageId: envelope.id, timestamp: UInt64(now.timeIntervalSince1970), type: MessageType.observation.rawValue,
-                    appId: "probe")))
+            try await envelopes.publish(.observation, id: UUID().uuidString.lowercased(), target: target.name,
+                                        instanceId: result.instanceId ?? target.instance.id, correlationId: nil, body: result, now: now)
         } catch {
             Counter(label: "recovery_errors_total", dimensions: [("worker", "probe"), ("kind", "publish")]).increment()
             logger.error("could not publish an observation", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])

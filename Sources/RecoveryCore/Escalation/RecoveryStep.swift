@@ -13,25 +13,18 @@ public enum RecoveryStep: String, Codable, Sendable, CaseIterable, Comparable {
     case failover
     case notifyOnly = "notify_only"
 
+    /// The ladder, in order: the one place that says which rung follows which. `forOutage`, `next` and
+    /// the ordering are derived from it; a new rung goes here (and gets its actuator step).
+    public static let ladder: [RecoveryStep] = [.restart, .reprovision, .failover, .notifyOnly]
+
     /// The step for the n-th outage (1-based) within the outage-count window: 1 restart, 2 reprovision,
     /// 3 failover, 4 and later notify only.
     public static func forOutage(number: Int) -> RecoveryStep {
-        switch number {
-        case ...1: .restart
-        case 2: .reprovision
-        case 3: .failover
-        default: .notifyOnly
-        }
+        ladder[min(max(number, 1), ladder.count) - 1]
     }
 
-    /// The step to try when this one did not bring the site back.
-    public var next: RecoveryStep {
-        switch self {
-        case .restart: .reprovision
-        case .reprovision: .failover
-        case .failover, .notifyOnly: .notifyOnly
-        }
-    }
+    /// The step to try when this one did not bring the site back (the last rung stays).
+    public var next: RecoveryStep { Self.ladder[min(rank + 1, Self.ladder.count - 1)] }
 
     /// Whether the step changes infrastructure (and so is subject to the brake, holds and approval).
     public var isDestructive: Bool { self != .notifyOnly }
@@ -46,14 +39,7 @@ public enum RecoveryStep: String, Codable, Sendable, CaseIterable, Comparable {
         }
     }
 
-    private var rank: Int {
-        switch self {
-        case .restart: 0
-        case .reprovision: 1
-        case .failover: 2
-        case .notifyOnly: 3
-        }
-    }
+    private var rank: Int { Self.ladder.firstIndex(of: self)! }
 
     public static func < (lhs: RecoveryStep, rhs: RecoveryStep) -> Bool { lhs.rank < rhs.rank }
 }
