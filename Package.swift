@@ -107,6 +107,7 @@ let package = Package(
         .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore", "PredictionBacktest"]),
         .testTarget(name: "FleetRuntimeTests", dependencies: [
             "FleetRuntime", "AMQPTransport", "RecoveryCore", "HTTPTransport",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "InMemoryLogging", package: "swift-log"),
             .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),

@@ -228,16 +228,12 @@ public struct CommandSender: Sendable {
             }
         }
 
-        let envelope = Envelope(
-            type: .command, id: id, target: request.target, occurredAt: now, producer: producer,
-            body: CommandBody(name: request.name, until: request.until, reason: request.reason, detachEip: request.detachEip))
+        let body = CommandBody(name: request.name, until: request.until, reason: request.reason, detachEip: request.detachEip)
         let publisher = AMQPPublisher(configuration: amqp, publishTimeout: min(timeout, .seconds(30)), logger: logger)
         do {
-            try await publisher.publish(OutgoingMessage(
-                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.command, target: request.target),
-                body: try EnvelopeCodec.encode(envelope),
-                properties: AMQPProperties(messageId: id, timestamp: UInt64(now.timeIntervalSince1970), userId: user,
-                                           type: MessageType.command.rawValue, appId: "recoveryctl")))
+            // user_id: the publisher stamps the connection's user, which the broker verifies.
+            try await EnvelopePublisher(publisher: publisher, topology: topology, producer: producer, appId: "recoveryctl")
+                .publish(.command, id: id, target: request.target, instanceId: nil, correlationId: nil, body: body, now: now)
         } catch {
             await publisher.shutdown(drainTimeout: .zero)
             if let consumer { await consumer.shutdown(drainTimeout: .zero) }

@@ -75,15 +75,14 @@ do {
         workerId: env.workerId, logger: logger)
 
     // Graceful shutdown runs in reverse order: first the request consumer (in-flight steps finish or are
-    // handed back), then the pre-flight, then the connections close.
+    // handed back), then the pre-flight, then the clients close.
     try await WorkerRuntime.run(
         worker: "actuator",
         services: [
-            LoopService(run: { await redisHealth.run() }, cleanup: {
-                await publisher.shutdown()
-                http.shutdown()
-                await redis.close()
-            }),
+            ClientService("redis") { await redis.close() },
+            ClientService("http") { http.shutdown() },
+            ClientService("broker publisher") { await publisher.shutdown() },
+            LoopService(run: { await redisHealth.run() }),
             LoopService(run: {
                 if preflightEnabled { await preflight.run() }
                 while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }

@@ -54,15 +54,15 @@ do {
     try await WorkerRuntime.run(
         worker: "decision",
         services: [
+            // Clients first: shutdown runs in reverse order, so they close after everything that uses them.
+            ClientService("redis") { await redis.close() },
+            ClientService("http") { http.shutdown() },
+            ClientService("broker publisher") { await publisher.shutdown() },
+            LoopService(run: { await redisHealth.run() }),
+            LoopService(run: { await worker.runCatalog() }),
+            LoopService(run: { await worker.runTicker() }),
             ClosureService(run: { await observationWorker.run() }, stop: { await observations.shutdown() }),
             ClosureService(run: { await commandWorker.run() }, stop: { await commands.shutdown() }),
-            LoopService(run: { await worker.runTicker() }),
-            LoopService(run: { await worker.runCatalog() }, cleanup: {
-                await publisher.shutdown()
-                http.shutdown()
-                await redis.close()
-            }),
-            LoopService(run: { await redisHealth.run() }),
         ],
         registry: registry,
         readiness: ["broker": { publisher.isConnected && observations.isConnected && commands.isConnected },

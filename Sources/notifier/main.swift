@@ -46,12 +46,12 @@ do {
     try await WorkerRuntime.run(
         worker: "notifier",
         services: [
+            // Clients first: shutdown runs in reverse order, so they close after everything that uses them.
+            ClientService("redis") { await redis.close() },
+            ClientService("http") { http.shutdown() },
+            ClientService("broker publisher") { await publisher.shutdown() },
+            LoopService(run: { await redisHealth.run() }),
             ClosureService(run: { await loop.run() }, stop: { await notifications.shutdown() }),
-            LoopService(run: { await redisHealth.run() }, cleanup: {
-                await publisher.shutdown()
-                http.shutdown()
-                await redis.close()
-            }),
         ],
         registry: registry,
         readiness: ["broker": { publisher.isConnected && notifications.isConnected }, "redis": { redisHealth.isReady }])

@@ -35,13 +35,13 @@ do {
     try await WorkerRuntime.run(
         worker: "predictor",
         services: [
-            LoopService(run: { await worker.run() }, cleanup: {
-                await publisher.shutdown()
-                http.shutdown()
-                await redis.close()
-            }),
-            ClosureService(run: { await loop.run() }, stop: { await requests.shutdown() }),
+            // Clients first: shutdown runs in reverse order, so they close after everything that uses them.
+            ClientService("redis") { await redis.close() },
+            ClientService("http") { http.shutdown() },
+            ClientService("broker publisher") { await publisher.shutdown() },
             LoopService(run: { await redisHealth.run() }),
+            LoopService(run: { await worker.run() }),
+            ClosureService(run: { await loop.run() }, stop: { await requests.shutdown() }),
         ],
         registry: registry,
         readiness: ["broker": { publisher.isConnected && requests.isConnected }, "redis": { redisHealth.isReady }])

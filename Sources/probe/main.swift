@@ -33,12 +33,12 @@ do {
     try await WorkerRuntime.run(
         worker: "probe",
         services: [
-            LoopService(run: { await worker.run() }, cleanup: {
-                await publisher.shutdown()
-                http.shutdown()
-                await redis.close()
-            }),
+            // Clients first: shutdown runs in reverse order, so they close after everything that uses them.
+            ClientService("redis") { await redis.close() },
+            ClientService("http") { http.shutdown() },
+            ClientService("broker publisher") { await publisher.shutdown() },
             LoopService(run: { await redisHealth.run() }),
+            LoopService(run: { await worker.run() }),
         ],
         registry: registry,
         readiness: ["broker": { publisher.isConnected }, "redis": { redisHealth.isReady }])

@@ -30,16 +30,13 @@ do {
                              decode: RecorderWorker.decode, handler: recorder.handle)
     try await WorkerRuntime.run(
         worker: "recorder",
-        // Shutdown runs in reverse order: the history loop stops first, then the last metrics are sent.
+        // Shutdown runs in reverse order: the history loop stops first, then the last metrics are sent,
+        // then the clients close.
         services: [
-            LoopService(run: { await metrics.run() }, cleanup: {
-                await metrics.flushLogging(all: true)
-                http.shutdown()
-            }),
-            ClosureService(run: {
-                await loop.run()
-                await publisher.shutdown()
-            }, stop: { await history.shutdown() }),
+            ClientService("http") { http.shutdown() },
+            ClientService("broker publisher") { await publisher.shutdown() },
+            LoopService(run: { await metrics.run() }, cleanup: { await metrics.flushLogging(all: true) }),
+            ClosureService(run: { await loop.run() }, stop: { await history.shutdown() }),
         ],
         registry: registry,
         readiness: ["broker": { publisher.isConnected && history.isConnected }])
