@@ -231,7 +231,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "restart", reason: reason))
+            try await send.send(.init(target: target, name: .restart, reason: reason))
         }
     }
 
@@ -242,7 +242,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "reprovision", reason: reason))
+            try await send.send(.init(target: target, name: .reprovision, reason: reason))
         }
     }
 
@@ -253,7 +253,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "failover", reason: reason))
+            try await send.send(.init(target: target, name: .failover, reason: reason))
         }
     }
 
@@ -266,7 +266,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "quarantine", reason: reason, detachEip: detachEip))
+            try await send.send(.init(target: target, name: .quarantine, reason: reason, detachEip: detachEip))
         }
     }
 
@@ -278,7 +278,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "unquarantine", reason: reason))
+            try await send.send(.init(target: target, name: .unquarantine, reason: reason))
         }
     }
 
@@ -291,7 +291,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "repair_volume", reason: reason))
+            try await send.send(.init(target: target, name: .repairVolume, reason: reason))
         }
     }
 
@@ -302,7 +302,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "ack", reason: reason))
+            try await send.send(.init(target: target, name: .ack, reason: reason))
         }
     }
 
@@ -313,7 +313,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "approve", reason: reason))
+            try await send.send(.init(target: target, name: .approve, reason: reason))
         }
     }
 
@@ -330,7 +330,7 @@ extension RecoveryCtlCommand {
         }
 
         public func run() async throws {
-            try await send.send(.init(target: target, name: "hold", until: try TimeInput.until(until, now: Date()), reason: reason))
+            try await send.send(.init(target: target, name: .hold, until: try TimeInput.until(until, now: Date()), reason: reason))
         }
     }
 
@@ -340,7 +340,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "resume"))
+            try await send.send(.init(target: target, name: .resume))
         }
     }
 
@@ -350,7 +350,7 @@ extension RecoveryCtlCommand {
         @OptionGroup var send: SendOptions
         public init() {}
         public func run() async throws {
-            try await send.send(.init(target: target, name: "reset"))
+            try await send.send(.init(target: target, name: .reset))
         }
     }
 }
@@ -368,7 +368,7 @@ extension RecoveryCtlCommand {
             @OptionGroup var send: SendOptions
             public init() {}
             public func run() async throws {
-                try await send.send(.init(target: nil, name: "brake_release"))
+                try await send.send(.init(target: nil, name: .brakeRelease))
             }
         }
 
@@ -378,7 +378,7 @@ extension RecoveryCtlCommand {
             @OptionGroup var send: SendOptions
             public init() {}
             public func run() async throws {
-                try await send.send(.init(target: nil, name: "brake_engage", reason: reason))
+                try await send.send(.init(target: nil, name: .brakeEngage, reason: reason))
             }
         }
     }

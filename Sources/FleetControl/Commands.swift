@@ -10,15 +10,14 @@ import Synchronization
 public struct CommandRequest: Sendable, Equatable {
     /// The target, or nil for the fleet-wide brake commands (routing key `command.fleet`).
     public var target: String?
-    /// `ack`, `approve`, `hold`, `resume`, `reset`, `restart`, `reprovision`, `failover`, `brake_release`,
-    /// `brake_engage`: the names the decision worker accepts.
-    public var name: String
+    /// One of the names the decision worker accepts.
+    public var name: CommandName
     public var until: Date?
     public var reason: String?
     /// For `quarantine`: also take the Elastic IP off the instance.
     public var detachEip: Bool?
 
-    public init(target: String?, name: String, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil) {
+    public init(target: String?, name: CommandName, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil) {
         self.target = target
         self.name = name
         self.until = until
@@ -28,19 +27,16 @@ public struct CommandRequest: Sendable, Equatable {
 
     /// The ladder step the command makes the actuator run: the step commands' own, and for `approve`
     /// whichever step was pending (known from the answer).
-    var step: RecoveryStep? { OperatorCommand.Name(rawValue: name)?.step }
+    var step: RecoveryStep? {
+        if case .machine(let command) = name.route { command.step } else { nil }
+    }
     /// The repair an accepted `quarantine`, `unquarantine` or `repair_volume` asks the actuator for; its
     /// key is `<target>/repair/<kind>/<command id>` (docs/messages.md).
     var repairKind: RepairRequest.Kind? {
-        switch name {
-        case "quarantine": .quarantine
-        case "unquarantine": .unquarantine
-        case "repair_volume": .ebsRepair
-        default: nil
-        }
+        if case .repair(let kind) = name.route { kind } else { nil }
     }
     /// Whether an accepted command leads to an actuator outcome worth waiting for.
-    var runsStep: Bool { step != nil || name == OperatorCommand.Name.approve.rawValue || repairKind != nil }
+    var runsStep: Bool { step != nil || name == .approve || repairKind != nil }
 }
 
 /// What became of a command.
@@ -181,7 +177,7 @@ public struct CommandSender: Sendable {
     public func send(_ request: CommandRequest, wait: Bool, timeout: Duration, now: Date = Date()) async throws -> CommandResult {
         let user = amqp.url.user
         let id = "cmd-\(UUID().uuidString.lowercased())"
-        var result = CommandResult(commandId: id, command: request.name, target: request.target, operator: user,
+        var result = CommandResult(commandId: id, command: request.name.rawValue, target: request.target, operator: user,
                                    status: .sent, suggestions: [])
         let deadline = ContinuousClock.now + timeout
 
@@ -228,7 +224,7 @@ public struct CommandSender: Sendable {
             }
         }
 
-        let body = CommandBody(name: request.name, until: request.until, reason: request.reason, detachEip: request.detachEip)
+        let body = CommandBody(name: request.name.rawValue, until: request.until, reason: request.reason, detachEip: request.detachEip)
         let publisher = AMQPPublisher(configuration: amqp, publishTimeout: min(timeout, .seconds(30)), logger: logger)
         do {
             // user_id: the publisher stamps the connection's user, which the broker verifies.

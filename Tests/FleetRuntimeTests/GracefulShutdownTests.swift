@@ -24,12 +24,19 @@ struct GracefulShutdownTests {
         let publisher = AMQPPublisher(configuration: config, topology: topology.amqp, publishTimeout: .seconds(5))
         let consumer = AMQPConsumer(configuration: config, topology: topology.amqp, queue: topology.commandsQueue)
         let started = Mutex(false)
+        let triggered = Mutex(false)
         let worker = MessageWorker<Envelope<Ping>>(
             consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "t"),
             expecting: .command, logger: Logger(label: "test"), senders: nil
         ) { envelope, _ in
             started.withLock { $0 = true }
-            try await Task.sleep(for: .milliseconds(500))
+            // Still working when shutdown begins, and (deterministically, not by timing) still working
+            // when a client listed after it closes: wait for that close, for at most 3 s.
+            while !triggered.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+            let patience = ContinuousClock.now + .seconds(3)
+            while !events.value.withLock({ $0.contains("publisher closed") }), ContinuousClock.now < patience {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             do {
                 try await publisher.publish(OutgoingMessage(exchange: topology.exchange, routingKey: "event.t1", body: Array("{}".utf8),
                                                             properties: AMQPProperties(messageId: "result-\(envelope.body.n)")))
@@ -58,6 +65,7 @@ struct GracefulShutdownTests {
         while !started.withLock({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(started.withLock { $0 }, "the message reached the handler")
         await group.triggerGracefulShutdown()
+        triggered.withLock { $0 = true }
         try await running.value
         let admin = AMQPAdmin(configuration: config)
         await admin.deleteAll(of: topology.amqp)

@@ -138,18 +138,18 @@ public final class DecisionWorker: Sendable {
             throw RejectMessage("user '\(user)' is not an operator")
         }
         let body = envelope.body
-        switch body.name {
-        case "brake_release", "brake_engage":
-            let event: FleetBrake.Event = body.name == "brake_release"
+        guard let command = CommandName(rawValue: body.name) else {
+            throw RejectMessage("unknown command '\(body.name)'; expected one of \(CommandName.list)")
+        }
+        switch command.route {
+        case .brake(let release):
+            let event: FleetBrake.Event = release
                 ? .release(id: envelope.id, operator: user)
                 : .engage(id: envelope.id, operator: user, reason: body.reason ?? "engaged by hand")
             try await applyToBrake([event])
-        case "quarantine", "unquarantine", "repair_volume":
-            try await repairCommand(envelope, user: user)
-        default:
-            guard let name = OperatorCommand.Name(rawValue: body.name) else {
-                throw RejectMessage("unknown command '\(body.name)'; expected one of \(OperatorCommand.Name.allCases.map(\.rawValue).joined(separator: ", ")), brake_release, brake_engage, quarantine, unquarantine, repair_volume")
-            }
+        case .repair(let kind):
+            try await repairCommand(envelope, kind: kind, user: user)
+        case .machine(let name):
             guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
             if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
             let isKnown = await known.contains(target)
@@ -168,7 +168,7 @@ public final class DecisionWorker: Sendable {
     /// - repair_volume: the EBS root-volume swap (docs/actuator.md, "Repairs"). Destructive, so refused —
     ///   with a `command_rejected` notice and a dead letter saying why — while the fleet brake is engaged or
     ///   the target is quarantined, like the ladder's manual steps.
-    private func repairCommand(_ envelope: Envelope<CommandBody>, user: String) async throws {
+    private func repairCommand(_ envelope: Envelope<CommandBody>, kind: RepairRequest.Kind, user: String) async throws {
         let body = envelope.body
         guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
         let stored = try await states.load(Self.stateKey(target)).map { try StoredTarget.decode($0.data) }
@@ -178,10 +178,11 @@ public final class DecisionWorker: Sendable {
         }
         let ref = CommandRef(id: envelope.id, name: body.name, operator: user)
         let action: RepairRequest.Action
-        switch body.name {
-        case "quarantine": action = .quarantine(detachElasticIP: body.detachEip ?? false)
-        case "unquarantine": action = .unquarantine
-        default:
+        switch kind {
+        case .quarantine: action = .quarantine(detachElasticIP: body.detachEip ?? false)
+        case .unquarantine: action = .unquarantine
+        case .ssm: throw RejectMessage("ssm repairs come from predictions, not from a command")
+        case .ebsRepair:
             action = .ebsRepair
             let quarantined = known?.settings.quarantined ?? stored?.machine.settings.quarantined ?? false
             let braked = try await loadBrake().brake.isEngaged

@@ -248,3 +248,36 @@ public struct OperatorCommand: Codable, Sendable, Equatable {
         case name, `operator`, until
     }
 }
+
+/// Every command name on the wire (`command` bodies' `name`): one list shared by the decision worker,
+/// recoveryctl and the docs. Each goes to one place: a target's escalation machine, the fleet brake, or a
+/// repair request for the actuator.
+public enum CommandName: String, Codable, Sendable, CaseIterable {
+    case ack, approve, hold, resume, reset, restart, reprovision, failover
+    case brakeRelease = "brake_release"
+    case brakeEngage = "brake_engage"
+    case quarantine, unquarantine
+    case repairVolume = "repair_volume"
+
+    /// Where the command goes.
+    public enum Route: Sendable, Equatable {
+        case machine(OperatorCommand.Name)
+        case brake(release: Bool)
+        case repair(RepairRequest.Kind)
+    }
+
+    public var route: Route {
+        switch self {
+        case .brakeRelease: .brake(release: true)
+        case .brakeEngage: .brake(release: false)
+        case .quarantine: .repair(.quarantine)
+        case .unquarantine: .repair(.unquarantine)
+        case .repairVolume: .repair(.ebsRepair)
+        case .ack, .approve, .hold, .resume, .reset, .restart, .reprovision, .failover:
+            .machine(OperatorCommand.Name(rawValue: rawValue)!)
+        }
+    }
+
+    /// For error messages: every accepted name.
+    public static var list: String { allCases.map(\.rawValue).joined(separator: ", ") }
+}
