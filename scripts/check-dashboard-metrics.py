@@ -2,7 +2,7 @@
 """Every metric a Grafana dashboard queries exists: in Sources/ (the workers' /metrics), or in the short
 list of series other programs export (EXTERNAL). Exit 1 naming each unknown metric.
 
-The workers' names are the labels of `Counter(label:`, `FloatingPointCounter(label:`, `Gauge(label:`,
+The workers' names are the labels of (all in Sources/FleetRuntime/FleetMetrics.swift) `Counter(label:`, `FloatingPointCounter(label:`, `Gauge(label:`,
 `Meter(label:`, `Recorder(label:` and `Timer(label:` in Sources/. swift-prometheus (PrometheusMetricsFactory)
 exports a label unchanged (no `_total` added to counters); a Timer, and a Recorder with aggregate: true,
 becomes a histogram queried as `<label>_bucket`, `<label>_sum`, `<label>_count` (never the bare label).

@@ -158,7 +158,7 @@ public struct MessageWorker<Message: Sendable>: Sendable {
 
     /// `recovery_messages_handled_total{queue,result}`: acked, dead_lettered or requeued.
     private func count(_ result: String) {
-        Counter(label: "recovery_messages_handled_total", dimensions: [("queue", consumer.queue), ("result", result)]).increment()
+        FleetMetrics.messagesHandled(queue: consumer.queue, result: result).increment()
     }
 
     /// `recovery_queue_lag_seconds{queue}`: from the message's sending to its handling here (queue wait
@@ -167,7 +167,7 @@ public struct MessageWorker<Message: Sendable>: Sendable {
         let sentAt = sent ?? delivery.properties.timestamp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
         guard let sentAt else { return }
         let lag = max(0, Date().timeIntervalSince(sentAt))
-        Timer(label: "recovery_queue_lag_seconds", dimensions: [("queue", consumer.queue)])
+        FleetMetrics.queueLag(queue: consumer.queue)
             .recordNanoseconds(Int64(min(lag, 86_400 * 30) * 1e9))
     }
 }

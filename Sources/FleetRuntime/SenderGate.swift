@@ -67,8 +67,7 @@ public final class SenderGate: Sendable {
 
     /// Counts the refusal and announces its sender the first time this process sees it.
     public func refused(_ refusal: UnauthorizedSender) async {
-        Counter(label: "recovery_unauthorized_messages_total",
-                dimensions: [("queue", refusal.queue), ("type", refusal.type.rawValue)]).increment()
+        FleetMetrics.unauthorizedMessages(queue: refusal.queue, type: refusal.type.rawValue).increment()
         // Once per sender and UTC day, matching the notice's id.
         let key = "\(refusal.user ?? "")\u{0}\(Timestamp.format(Date()).prefix(10))"
         let first = announced.withLock { $0.insert(key).inserted }

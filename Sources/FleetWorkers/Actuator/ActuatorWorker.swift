@@ -4,7 +4,6 @@ import FleetRuntime
 import Foundation
 import HTTPTransport
 import Logging
-import Metrics
 import RecoveryCore
 import RedisStore
 
@@ -126,7 +125,7 @@ public final class ActuatorWorker: Sendable {
         } catch is SimulatedCrash {
             throw SimulatedCrash()
         } catch {
-            Counter(label: "recovery_actuator_requeued_total").increment()
+            FleetMetrics.actuatorRequeued.increment()
             logger.warning("request handed back to the queue", metadata: [
                 "error": "\(error)", "step": "\(envelope.body.step.rawValue)", "incident_id": "\(envelope.body.incidentId)",
             ])
@@ -174,7 +173,7 @@ public final class ActuatorWorker: Sendable {
             if let done = stored, done.status == .completed, let outcome = done.outcome {
                 try await publishResult(done, request: request)
                 logger.info("step already completed; outcome published again")
-                Counter(label: "recovery_actuator_republished_total").increment()
+                FleetMetrics.actuatorRepublished.increment()
                 return .republished(outcome)
             }
             if let acquired = try await locks.acquire(name: request.target, ttl: options.lockTTL) {
@@ -258,7 +257,7 @@ public final class ActuatorWorker: Sendable {
                 await context.event(.started, id: "\(request.idempotencyKey):started", detail: Self.plan(request, targetConfig, options))
             }
             await context.notify(startedNotice(request, targetConfig))
-            Counter(label: "recovery_actuator_steps_started_total", dimensions: [("step", request.step.rawValue)]).increment()
+            FleetMetrics.stepsStarted(step: request.step.rawValue).increment()
             switch try await runStep(context) {
             case .left(let lost): return lost
             case .done(let r): result = r
@@ -278,9 +277,7 @@ public final class ActuatorWorker: Sendable {
             return .leaseLost(lost.reason)
         }
         try await publishResult(finished, request: request)
-        Counter(label: "recovery_actuator_steps_total", dimensions: [
-            ("step", request.step.rawValue), ("status", outcome.status.rawValue),
-        ]).increment()
+        FleetMetrics.steps(step: request.step.rawValue, status: outcome.status.rawValue).increment()
         logger.info("step completed: \(outcome.status.rawValue)", metadata: ["reason": "\(outcome.reason ?? "-")"])
         return .completed(outcome)
     }
@@ -329,7 +326,7 @@ public final class ActuatorWorker: Sendable {
     /// The stale actor's record of why it stopped: a log line, a note in the record (refused if a newer
     /// actor has written it meanwhile), and a `lease_lost` event.
     private func leaseLost(_ context: StepContext, _ lost: LeaseLost) async {
-        Counter(label: "recovery_actuator_leases_lost_total").increment()
+        FleetMetrics.leasesLost.increment()
         context.logger.error("lease lost; stopping before the next mutation", metadata: ["reason": "\(lost.reason)"])
         context.note("\(options.workerId) stopped (fencing token \(context.keeper.lease.fencingToken)): \(lost.reason)")
         _ = try? await records.save(context.record)

@@ -3,7 +3,6 @@ import AWSClient
 import FleetRuntime
 import Foundation
 import Logging
-import Metrics
 import RecoveryCore
 import RedisStore
 
@@ -253,7 +252,7 @@ public struct ScheduledPreflight: Sendable {
     /// Runs the pre-flight now and publishes the report (notice id `id`).
     public func runOnce(id: String) async throws -> PreflightReport {
         let report = await preflight.run(targets: try await catalog())
-        Gauge(label: "recovery_dr_preflight_failing").record(report.failing.count)
+        FleetMetrics.drPreflightFailing.record(report.failing.count)
         let notice = DRPreflight.notice(report, id: id)
         try await envelopes.publish(.notification, id: id, target: nil, instanceId: nil, correlationId: nil, body: notice, now: report.at)
         try await envelopes.publish(

@@ -2,7 +2,6 @@ import AMQPTransport
 import FleetRuntime
 import Foundation
 import Logging
-import Metrics
 import RecoveryCore
 import RedisStore
 import Synchronization
@@ -122,7 +121,7 @@ public final class DecisionWorker: Sendable {
             throw RejectMessage("command has no user_id property; publish it with recoveryctl or set user_id to your RabbitMQ user")
         }
         if !options.operators.contains(user) {
-            Counter(label: "recovery_commands_total", dimensions: [("result", "unauthorized")]).increment()
+            FleetMetrics.commands(result: "unauthorized").increment()
             // Announced once per sender and process: a flood of commands from someone who may not send
             // them must not become a flood of pages. Every one is dead-lettered with the reason, which is
             // also how recoveryctl learns of the refusal.
@@ -155,7 +154,7 @@ public final class DecisionWorker: Sendable {
             let isKnown = await known.contains(target)
             let hasState = isKnown ? true : (try await states.load(Self.stateKey(target))) != nil
             guard hasState else { throw RejectMessage("unknown target '\(target)'") }
-            Counter(label: "recovery_commands_total", dimensions: [("result", "accepted")]).increment()
+            FleetMetrics.commands(result: "accepted").increment()
             try await apply(.command(id: envelope.id, OperatorCommand(name, by: user, until: body.until)), to: target, instanceHint: nil)
         }
     }
@@ -203,7 +202,7 @@ public final class DecisionWorker: Sendable {
                 let why = quarantined ? "\(target) is quarantined: no automatic or manual repair runs until `recoveryctl unquarantine \(target)`"
                     : braked ? "the fleet brake is engaged: no destructive step runs until it is released (`\(RecoveryCtl.brakeRelease)`)"
                     : "incident \(stored!.machine.incident!.id) is open and its ladder may act: `\(RecoveryCtl.ack(target))` (or hold it) first, then repair the volume"
-                Counter(label: "recovery_commands_total", dimensions: [("result", "rejected")]).increment()
+                FleetMetrics.commands(result: "rejected").increment()
                 await publishNotice(Notice(id: "\(envelope.id):command_rejected", kind: .commandRejected, at: clock(), target: target,
                                            instanceId: instance.id, region: instance.region, detail: why, command: ref), target: target)
                 throw RejectMessage(why)
@@ -217,7 +216,7 @@ public final class DecisionWorker: Sendable {
         try await publishAll([try OutboxItem.message(
             type: .actionRequest, id: request.idempotencyKey, target: target, instanceId: instance.id,
             correlationId: request.incidentId, body: request, topology: topology, producer: options.workerId, now: now)])
-        Counter(label: "recovery_commands_total", dimensions: [("result", "accepted")]).increment()
+        FleetMetrics.commands(result: "accepted").increment()
         logger.notice("\(body.name) of \(target) requested by \(user)", metadata: ["instance_id": "\(instance.id)"])
         await publishNotice(Notice(
             id: "\(envelope.id):command_accepted", kind: .commandAccepted, at: now, target: target, instanceId: instance.id,
@@ -342,7 +341,7 @@ public final class DecisionWorker: Sendable {
             }
             guard let version = try await states.compareAndSet(key, expectedVersion: loaded?.version ?? 0, data: try document.encoded())
             else {
-                Counter(label: "recovery_decision_conflicts_total").increment()
+                FleetMetrics.decisionConflicts.increment()
                 continue  // another replica changed the target: apply the event to its state instead
             }
             let remaining = try await flush(document.outbox)
@@ -357,9 +356,9 @@ public final class DecisionWorker: Sendable {
                 try await schedule.cancel(target)
             }
             if !fleetEvents.isEmpty { try await applyToBrake(fleetEvents) }
-            Counter(label: "recovery_decisions_total").increment()
+            FleetMetrics.decisions.increment()
             // Counted after the compare-and-set won, so a lost race does not count an outage twice.
-            if outageOpened { Counter(label: "recovery_outages_total").increment() }
+            if outageOpened { FleetMetrics.outages.increment() }
             return
         }
         throw DecisionError("target \(target) changed 20 times while one event was applied; retrying later")
@@ -396,7 +395,7 @@ public final class DecisionWorker: Sendable {
             for event in events { actions += brake.handle(event, now: now) }
             let data = String(decoding: try StateCodec.encode(brake), as: UTF8.self)
             guard try await states.compareAndSet(Self.brakeKey, expectedVersion: version, data: data) != nil else { continue }
-            Gauge(label: "recovery_brake_engaged").record(brake.isEngaged ? 1 : 0)
+            FleetMetrics.brakeEngaged.record(brake.isEngaged ? 1 : 0)
             for action in actions {
                 switch action {
                 case .notify(let notice), .rejectCommand(let notice):
@@ -416,7 +415,7 @@ public final class DecisionWorker: Sendable {
         for item in items {
             try await EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "decision")
                 .publish(encoded: try item.encoded(), now: clock())
-            Counter(label: "recovery_messages_published_total", dimensions: [("type", item.type)]).increment()
+            FleetMetrics.messagesPublished(type: item.type).increment()
         }
     }
 
@@ -477,7 +476,7 @@ public final class DecisionWorker: Sendable {
                 let targets = try await catalog()
                 await known.set(targets)
                 try await applyToBrake([.fleetChanged(targets: targets.map(\.name))])
-                Gauge(label: "recovery_targets").record(targets.count)
+                FleetMetrics.targets.record(targets.count)
             } catch {
                 logger.warning("target discovery failed; keeping the previous list", metadata: ["error": "\(error)"])
             }

@@ -2,7 +2,6 @@ import AMQPTransport
 import FleetRuntime
 import Foundation
 import Logging
-import Metrics
 import RecoveryCore
 import RedisStore
 
@@ -174,6 +173,6 @@ public final class NotifierWorker: Sendable {
     }
 
     static func count(_ channel: String, _ result: Result) {
-        Counter(label: "recovery_notifications_total", dimensions: [("channel", channel), ("result", result.rawValue)]).increment()
+        FleetMetrics.notifications(channel: channel, result: result.rawValue).increment()
     }
 }

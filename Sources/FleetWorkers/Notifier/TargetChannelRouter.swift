@@ -1,8 +1,8 @@
 import AWSClient
+import FleetRuntime
 import Foundation
 import HTTPTransport
 import Logging
-import Metrics
 import RecoveryCore
 import Synchronization
 
@@ -81,6 +81,6 @@ public final class TargetChannelRouter: NotificationRouting {
 
     private func fallback(_ reason: String, _ message: String) {
         logger.warning("\(message)")
-        Counter(label: "recovery_notify_routing_fallbacks_total", dimensions: [("reason", reason)]).increment()
+        FleetMetrics.routingFallbacks(reason: reason).increment()
     }
 }

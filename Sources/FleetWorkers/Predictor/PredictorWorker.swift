@@ -3,7 +3,6 @@ import AWSClient
 import FleetRuntime
 import Foundation
 import Logging
-import Metrics
 import RecoveryCore
 import RedisStore
 
@@ -105,10 +104,10 @@ public final class PredictorWorker: Sendable {
         do {
             let targets = try await discover()
             await state.setTargets(targets)
-            Gauge(label: "recovery_predictor_targets").record(targets.count)
+            FleetMetrics.predictorTargets.record(targets.count)
             return targets
         } catch {
-            Counter(label: "recovery_errors_total", dimensions: [("worker", "predictor"), ("kind", "discovery")]).increment()
+            FleetMetrics.errors(worker: "predictor", kind: "discovery").increment()
             logger.warning("target discovery failed; keeping the previous list", metadata: ["error": "\(error)"])
             return await state.targets
         }
@@ -128,7 +127,7 @@ public final class PredictorWorker: Sendable {
                 if try await claims.setIfAbsent(key, options.workerId, expiry: expiry) { claimed.append(target) }
                 await state.setLastSlot(target.name, slot)
             } catch {
-                Counter(label: "recovery_errors_total", dimensions: [("worker", "predictor"), ("kind", "claim")]).increment()
+                FleetMetrics.errors(worker: "predictor", kind: "claim").increment()
                 logger.warning("cannot claim a prediction slot; retrying next tick", metadata: ["error": "\(error)"])
                 break
             }
@@ -185,14 +184,14 @@ public final class PredictorWorker: Sendable {
             do {
                 histories = try await fetch(group, region: region, now: now)
             } catch {
-                Counter(label: "recovery_errors_total", dimensions: [("worker", "predictor"), ("kind", "fetch")]).increment()
+                FleetMetrics.errors(worker: "predictor", kind: "fetch").increment()
                 logger.warning("GetMetricData failed", metadata: ["region": "\(region)", "targets": "\(group.count)", "error": "\(error)"])
                 result.failedTargets += group.map(\.name)
                 continue
             }
             for target in group {
                 result.evaluated.append(target.name)
-                Counter(label: "recovery_predictor_evaluations_total").increment()
+                FleetMetrics.predictorEvaluations.increment()
                 for prediction in predictor.predict(histories[target.name] ?? MetricHistory(), now: now)
                 where prediction.confidence >= options.minConfidence {
                     let body = PredictionBody(prediction, highConfidenceThreshold: options.highConfidence, lookbackHours: options.lookbackHours)
@@ -224,7 +223,7 @@ public final class PredictorWorker: Sendable {
         }
         let client = region == cloudWatch.region ? cloudWatch : cloudWatch.withRegion(region)
         let results = try await client.getMetricData(queries, start: start, end: end)
-        Counter(label: "recovery_predictor_get_metric_data_requests_total").increment(by: results.requestCount)
+        FleetMetrics.getMetricDataRequests.increment(by: results.requestCount)
         var histories: [String: MetricHistory] = [:]
         for result in results.results {
             guard let (name, metric) = owner[result.id] else { continue }
@@ -263,16 +262,16 @@ public final class PredictorWorker: Sendable {
             try await EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "predictor")
                 .publish(.prediction, id: envelope.id, target: target.name, instanceId: target.instance.id, correlationId: nil,
                          body: body, now: now)
-            Counter(label: "recovery_predictor_predictions_total", dimensions: [("kind", body.kind.rawValue)]).increment()
+            FleetMetrics.predictions(kind: body.kind.rawValue).increment()
             if body.highConfidence {
-                Counter(label: "recovery_predictor_high_confidence_total", dimensions: [("kind", body.kind.rawValue)]).increment()
+                FleetMetrics.highConfidencePredictions(kind: body.kind.rawValue).increment()
             }
             logger.info("prediction", metadata: [
                 "instance_id": "\(target.name)", "kind": "\(body.kind.rawValue)", "confidence": "\(body.confidence)",
             ])
             return envelope
         } catch {
-            Counter(label: "recovery_errors_total", dimensions: [("worker", "predictor"), ("kind", "publish")]).increment()
+            FleetMetrics.errors(worker: "predictor", kind: "publish").increment()
             logger.error("could not publish a prediction", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])
             return nil
         }

@@ -73,7 +73,7 @@ public final class ProbeWorker: Sendable {
                 }
                 for target in await dueTargets() {
                     guard await state.startProbe(limit: options.maxInFlight) else {
-                        Counter(label: "recovery_probes_skipped_total").increment()
+                        FleetMetrics.probesSkipped.increment()
                         logger.warning("too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
                         continue
                     }
@@ -92,10 +92,10 @@ public final class ProbeWorker: Sendable {
         do {
             let targets = try await discover()
             await state.setTargets(targets)
-            Gauge(label: "recovery_targets").record(targets.count)
+            FleetMetrics.targets.record(targets.count)
             logger.debug("targets discovered", metadata: ["count": "\(targets.count)"])
         } catch {
-            Counter(label: "recovery_errors_total", dimensions: [("worker", "probe"), ("kind", "discovery")]).increment()
+            FleetMetrics.errors(worker: "probe", kind: "discovery").increment()
             logger.warning("target discovery failed; keeping the previous list", metadata: ["error": "\(error)"])
         }
     }
@@ -171,9 +171,9 @@ public final class ProbeWorker: Sendable {
         } catch {
             result.detail = "\(error)"
         }
-        Counter(label: "recovery_probes_total", dimensions: [("result", result.healthy ? "healthy" : "unhealthy")]).increment()
+        FleetMetrics.probes(result: result.healthy ? "healthy" : "unhealthy").increment()
         if let timing = result.timing {
-            Timer(label: "recovery_probe_duration_seconds").recordMilliseconds(timing.totalMs)
+            FleetMetrics.probeDuration.recordMilliseconds(timing.totalMs)
         }
         await publish(result, target: target)
     }
@@ -224,7 +224,7 @@ public final class ProbeWorker: Sendable {
                     await publish(result, target: target)
                 }
             } catch {
-                Counter(label: "recovery_errors_total", dimensions: [("worker", "probe"), ("kind", "ec2_status")]).increment()
+                FleetMetrics.errors(worker: "probe", kind: "ec2_status").increment()
                 logger.warning("DescribeInstanceStatus failed", metadata: ["error": "\(error)", "region": "\(region)"])
             }
         }
@@ -237,7 +237,7 @@ public final class ProbeWorker: Sendable {
             try await envelopes.publish(.observation, id: UUID().uuidString.lowercased(), target: target.name,
                                         instanceId: result.instanceId ?? target.instance.id, correlationId: nil, body: result, now: now)
         } catch {
-            Counter(label: "recovery_errors_total", dimensions: [("worker", "probe"), ("kind", "publish")]).increment()
+            FleetMetrics.errors(worker: "probe", kind: "publish").increment()
             logger.error("could not publish an observation", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])
         }
     }

@@ -3,7 +3,6 @@ import AWSClient
 import FleetRuntime
 import Foundation
 import Logging
-import Metrics
 import RecoveryCore
 
 /// One message of the history queue, decoded: its envelope's header, the whole envelope as a DynamoDB
@@ -136,17 +135,17 @@ public final class RecorderWorker: Sendable {
             let result = try await dynamo.putItemIfAbsent(tableName: table, item: item, partitionKey: Self.partitionKey)
             switch result {
             case .written:
-                Counter(label: "recovery_history_rows_total", dimensions: [("type", message.type.rawValue), ("result", "written")]).increment()
+                FleetMetrics.historyRows(type: message.type.rawValue, result: "written").increment()
                 metrics?.observe(message)
                 return .written
             case .alreadyExists:
-                Counter(label: "recovery_history_rows_total", dimensions: [("type", message.type.rawValue), ("result", "duplicate")]).increment()
+                FleetMetrics.historyRows(type: message.type.rawValue, result: "duplicate").increment()
                 return .alreadyWritten
             }
         } catch let error as AWSError where error.kind == .clientError && error.code == "ValidationException" {
             throw RejectMessage("DynamoDB refused the row for table \(table): \(error.message)")
         } catch {
-            Counter(label: "recovery_history_rows_total", dimensions: [("type", message.type.rawValue), ("result", "failed")]).increment()
+            FleetMetrics.historyRows(type: message.type.rawValue, result: "failed").increment()
             logger.warning("history row not written; message will be requeued", metadata: [
                 "message_id": "\(message.id)", "table": "\(table)", "error": "\(error)",
             ])

@@ -1,7 +1,7 @@
 import AWSClient
+import FleetRuntime
 import Foundation
 import Logging
-import Metrics
 import RecoveryCore
 import Synchronization
 
@@ -72,13 +72,13 @@ public final class RecoveryMetrics: Sendable {
             guard let status = body["status"]?.stringValue else { return }
             delta.executed = 1
             if status == ActionOutcome.Status.succeeded.rawValue { delta.succeeded = 1 }
-            Counter(label: "recovery_actions_executed_total", dimensions: [("status", status)]).increment()
+            FleetMetrics.actionsExecuted(status: status).increment()
         case .prediction:
             delta.predictions = 1
             let confidence = (body["confidence"] ?? body["probability"])?.numberValue.flatMap { Double($0.text) }
             if let confidence, confidence >= options.highConfidence { delta.highConfidence = 1 }
-            Counter(label: "recovery_predictions_total").increment()
-            if delta.highConfidence == 1 { Counter(label: "recovery_high_confidence_predictions_total").increment() }
+            FleetMetrics.predictionsRecorded.increment()
+            if delta.highConfidence == 1 { FleetMetrics.highConfidencePredictionsRecorded.increment() }
         default:
             return
         }
@@ -88,7 +88,7 @@ public final class RecoveryMetrics: Sendable {
             s.totalSucceeded += delta.succeeded
             return delta.executed > 0 ? Double(s.totalSucceeded) / Double(s.totalExecuted) * 100 : nil
         }
-        if let rate { Gauge(label: "recovery_success_rate").record(rate) }
+        if let rate { FleetMetrics.successRate.record(rate) }
     }
 
     /// The data of the minutes before `now`'s minute (all minutes when `all`), taken out of the buffer.
@@ -133,7 +133,7 @@ public final class RecoveryMetrics: Sendable {
             return data.count
         } catch {
             state.withLock { s in for (key, m) in minutes { s.minutes[key, default: Minute()].add(m) } }
-            Counter(label: "recovery_errors_total", dimensions: [("worker", "recorder"), ("kind", "put_metric_data")]).increment()
+            FleetMetrics.errors(worker: "recorder", kind: "put_metric_data").increment()
             throw error
         }
     }

@@ -1,7 +1,7 @@
 import AWSClient
+import FleetRuntime
 import Foundation
 import Logging
-import Metrics
 
 /// The instance-config table (INSTANCE_CONFIG_TABLE): one DynamoDB item per target, partition key
 /// `instance_id` (S) holding the target's stable identity (its name, docs/configuration.md). The other
@@ -269,7 +269,7 @@ public struct TargetConfigSource: Sendable {
             var logger = logger
             logger[metadataKey: "instance_id"] = "\(skipped.target)"
             logger.error("\(skipped.description). The target uses the targets file and the defaults until the item is fixed.")
-            Counter(label: "recovery_target_config_skipped_total").increment()
+            FleetMetrics.targetConfigSkipped.increment()
         }
         return file.overlaid(with: snapshot.items)
     }
