@@ -1,0 +1,107 @@
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import Foundation
+import HTTPTransport
+import Logging
+import RecoveryCore
+import RedisStore
+
+extension ActuatorWorker {
+    // MARK: Notices
+
+    func startedNotice(_ request: ActionRequest, _ config: ActuatorTargetConfig) -> Notice {
+        Notice(
+            id: "\(request.idempotencyKey):actuator:\(NotificationKind.actionStarted.rawValue)", kind: .actionStarted, at: clock(),
+            target: request.target, instanceId: request.instanceId, region: request.region, incidentId: request.incidentId,
+            step: request.repair == nil ? request.step : nil, nextStep: request.repair == nil ? request.step : nil,
+            detail: (config.dryRun ? "DRY RUN (nothing will be changed): " : "") + "\(options.workerId) is starting the \(Self.what(request)) of \(request.instanceId) in \(request.region). Next: \(Self.plan(request, config, options)). Progress is recorded in Redis under step:\(request.idempotencyKey).",
+            commands: [RecoveryCtl.ack(request.target)])
+    }
+
+    /// "restart", or "repair ebs_repair".
+    static func what(_ request: ActionRequest) -> String {
+        request.repair.map { "repair \($0.kind.rawValue)" } ?? request.step.rawValue
+    }
+
+    func resultNotice(_ record: StepRecord, outcome: ActionOutcome, request: ActionRequest) -> Notice {
+        let summary = record.summary ?? outcome.reason ?? ""
+        let notes = record.notes.isEmpty ? "" : " Notes: " + record.notes.suffix(3).joined(separator: " | ")
+        if let repair = request.repair {
+            // Not a ladder step: no next step; the requester (decision worker, operator) decides what follows.
+            let kind: NotificationKind = switch outcome.status {
+            case .succeeded: .actionSucceeded
+            case .failed: .actionFailed
+            case .humanNeeded: .humanNeeded
+            }
+            let how = switch outcome.status {
+            case .succeeded: "is done"
+            case .failed: "failed"
+            case .humanNeeded: "needs a person"
+            }
+            let why = repair.reason.map { " (asked for: \($0))" } ?? ""
+            return Notice(
+                id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(), target: request.target,
+                instanceId: request.instanceId, region: request.region, incidentId: request.incidentId, step: nil, nextStep: nil,
+                detail: (record.dryRun ? "DRY RUN: " : "") + "The \(Self.what(request)) of \(request.instanceId) in \(request.region)\(why) \(how): \(summary)." + notes,
+                commands: [RecoveryCtl.ack(request.target)])
+        }
+        let kind: NotificationKind
+        var next: RecoveryStep?
+        var detail: String
+        var commands: [String] = []
+        switch outcome.status {
+        case .succeeded:
+            kind = .actionSucceeded
+            detail = "The \(request.step.rawValue) is done: \(summary). Next: the decision worker verifies that the site answers; if it does not, it escalates to \(request.step.next.rawValue)."
+        case .failed:
+            kind = .actionFailed
+            next = request.step.next
+            detail = record.dryRun
+                ? "DRY RUN of the \(request.step.rawValue): \(outcome.reason ?? summary)"
+                : "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) failed: \(summary). Next: the decision worker escalates to \(request.step.next.rawValue)."
+            if let command = RecoveryCtl.run(request.step.next, request.target) { commands.append(command) }
+            commands.append(RecoveryCtl.ack(request.target))
+        case .humanNeeded:
+            kind = .humanNeeded
+            detail = "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) needs a person: \(summary). Next: automation stops for this incident; fix the cause, then run the step by hand."
+            if let command = RecoveryCtl.run(request.step, request.target) { commands.append(command) }
+            commands.append(RecoveryCtl.ack(request.target))
+        }
+        return Notice(
+            id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(), target: request.target,
+            instanceId: outcome.instanceId ?? request.instanceId, region: outcome.region ?? request.region,
+            incidentId: request.incidentId, step: request.step, nextStep: next, detail: detail + notes, commands: commands)
+    }
+
+    /// The step's plan in one line, for the started notice.
+    static func plan(_ request: ActionRequest, _ config: ActuatorTargetConfig, _ options: Options) -> String {
+        if let repair = request.repair {
+            switch repair.action {
+            case .ssm(let document, _):
+                let limit = max(options.ssmCommandTimeout, .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
+                return "SSM SendCommand \(options.ssmDocumentPrefix)\(document) on \(request.instanceId), waiting up to \(limit.components.seconds)s for it (or until the deadline)"
+            case .ebsRepair:
+                return "a snapshot of the root volume (evidence), a new root volume from the newest snapshot tagged AutoRecovery:Name=\(request.target), StopInstances, the old root detached (kept, tagged) and the new one attached at the same device, StartInstances"
+            case .quarantine(let detach):
+                return "tag \(RecoveryTags.quarantined), quarantined=true in the instance-config table" + (detach ? ", the Elastic IP disassociated" : "")
+            case .unquarantine:
+                return "remove the \(RecoveryTags.quarantined) tag, quarantined=false in the instance-config table"
+            }
+        }
+        let ssmFirst = config.ssm.restart
+            ? "SSM restart-services (\(config.ssm.services.joined(separator: " "))) and verify-health; if that does not bring the site back, " : ""
+        return switch request.step {
+        case .restart:
+            ssmFirst + "RebootInstances, then up to \(options.restartHealthTimeout.components.seconds)s for the status checks and the site; if still down, StopInstances and StartInstances (new hardware) and the Elastic IP re-associated if needed"
+        case .reprovision:
+            "RegisterImage from the newest snapshot tagged AutoRecovery:Name=\(request.target) in \(request.region), RunInstances with the original's settings, the Elastic IP moved to it, the old instance stopped (not terminated) and tagged AutoRecovery:ReplacedBy"
+        case .failover:
+            "RegisterImage from the newest tagged snapshot in \(request.destinationRegion), RunInstances with the DR settings, the DR Elastic IP attached"
+                + (config.dr.recordName.map { ", \($0) pointed at it" } ?? "")
+                + ", the old instance stopped (not terminated) if \(request.region) answers"
+        case .notifyOnly:
+            "nothing"
+        }
+    }
+}

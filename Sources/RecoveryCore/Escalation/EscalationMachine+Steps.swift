@@ -1,0 +1,117 @@
+import Foundation
+
+extension EscalationMachine {
+    // MARK: Steps
+
+    /// Takes `step` now if nothing stops it; otherwise leaves the incident waiting in the right phase.
+    mutating func take(_ step: RecoveryStep, by initiator: Initiator, _ c: inout Context) {
+        guard var incident else { return }
+        if initiator == .automatic {
+            if let stopped = incident.automationStopped {
+                incident.phase = .stopped(stopped)
+                self.incident = incident
+                return
+            }
+            if step == .notifyOnly { return stop(.ladderExhausted, &c) }
+            if settings.quarantined { return stop(.quarantined, &c) }
+            if isHeld(incident, c.now) || c.brakeEngaged { return }  // stays pending
+            if incident.stepsRequested.contains(step) {
+                // Never twice: cannot happen through the ladder (it skips requested steps), but guard it.
+                incident.phase = .pending(step: nextUnrequested(after: step, in: incident), notBefore: c.now)
+                self.incident = incident
+                return take(nextUnrequested(after: step, in: incident), by: .automatic, &c)
+            }
+            if settings.requiresApproval {
+                let deadline = c.now.addingTimeInterval(settings.approvalTimeout)
+                incident.phase = .awaitingApproval(step: step, deadline: deadline)
+                self.incident = incident
+                var notice = baseNotice(.approvalRequested, id: "\(incident.id):approval_requested:\(step.rawValue)", c)
+                notice.nextStep = step
+                notice.blockedBy = .approval
+                notice.respondBy = deadline
+                notice.detail = "\(target) requires approval for \(step.rawValue); without approval by \(TimeText.iso(deadline)) nothing is done"
+                notice.commands = [RecoveryCtl.approve(target), RecoveryCtl.ack(target)]
+                c.actions.append(.notify(notice))
+                return
+            }
+        }
+        guard let destination = destinationRegion(for: step) else {
+            return stop(.humanNeeded("no DR region is configured for \(target), so it cannot fail over"), &c)
+        }
+        let key = ActionRequest.key(target: target, incidentId: incident.id, step: step)
+        let deadline = c.now.addingTimeInterval(settings.verificationWindow(for: step))
+        let request = ActionRequest(
+            idempotencyKey: key, target: target, incidentId: incident.id, step: step,
+            instanceId: currentInstance.id, region: currentInstance.region, destinationRegion: destination,
+            elasticIpAllocationId: identity.elasticIpAllocationId, requestedAt: c.now, deadline: deadline,
+            requestedBy: initiator.person)
+        incident.stepsRequested.append(step)
+        incident.phase = .inProgress(StepAttempt(
+            step: step, idempotencyKey: key, requestedAt: c.now, requestedBy: initiator.person, deadline: deadline,
+            succeededAt: nil))
+        incident.hold = nil
+        self.incident = incident
+        requestedKeys.append(key)
+        if requestedKeys.count > Self.requestMemory { requestedKeys.removeFirst(requestedKeys.count - Self.requestMemory) }
+
+        c.actions.append(.requestAction(request))
+        c.actions.append(.reportToFleet(.destructiveActionRequested(target: target, idempotencyKey: key)))
+        var notice = baseNotice(.actionStarted, id: "\(incident.id):action_started:\(step.rawValue)", c)
+        notice.step = step
+        let next = nextUnrequested(after: step, in: incident)
+        notice.nextStep = next
+        notice.nextStepAt = deadline
+        var detail = "\(step.rawValue) of \(currentInstance)"
+        if step == .failover { detail += " into \(destination)" }
+        switch initiator {
+        case .automatic: detail += " (automatic)"
+        case .approval(let by): detail += " (approved by \(by))"
+        case .manual(let by): detail += " (run by \(by))"
+        }
+        detail += "; if \(target) is not back by \(TimeText.iso(deadline)): \(next == .notifyOnly || incident.automationStopped != nil ? "no further automatic step" : next.rawValue)"
+        notice.detail = detail
+        notice.commands = [RecoveryCtl.ack(target)]
+        c.actions.append(.notify(notice))
+    }
+
+    mutating func escalate(from attempt: StepAttempt, kind: NotificationKind, detail: String, _ c: inout Context) {
+        guard var incident else { return }
+        let next = nextUnrequested(after: attempt.step, in: incident)
+        var notice = baseNotice(kind, id: "\(incident.id):\(kind.rawValue):\(attempt.step.rawValue)", c)
+        notice.step = attempt.step
+        if let stopped = incident.automationStopped {
+            incident.phase = .stopped(stopped)
+            self.incident = incident
+            notice.nextStep = .notifyOnly
+            notice.detail = "\(detail); automation stays stopped for this incident (\(stopped))"
+            notice.commands = manualCommands(incident) + [RecoveryCtl.ack(target)]
+            c.actions.append(.notify(notice))
+            return
+        }
+        incident.phase = .pending(step: next, notBefore: c.now)
+        self.incident = incident
+        let plan = plan(next, notBefore: c.now, c)
+        notice.nextStep = next
+        notice.nextStepAt = plan.at
+        notice.blockedBy = plan.blocker
+        notice.respondBy = plan.respondBy
+        notice.detail = detail
+        notice.commands = next == .notifyOnly ? [RecoveryCtl.ack(target)] : [RecoveryCtl.ack(target), RecoveryCtl.hold(target, until: c.now.addingTimeInterval(3600))]
+        c.actions.append(.notify(notice))
+        take(next, by: .automatic, &c)
+    }
+
+    mutating func stop(_ reason: StopReason, _ c: inout Context) {
+        guard var incident else { return }
+        incident.phase = .stopped(reason)
+        incident.automationStopped = reason
+        self.incident = incident
+        var notice = baseNotice(.humanNeeded, id: "\(incident.id):human_needed", c)
+        notice.nextStep = .notifyOnly
+        notice.blockedBy = reason == .quarantined ? .quarantine : nil
+        let tried = incident.stepsRequested.isEmpty ? "" : " (tried: \(incident.stepsRequested.map(\.rawValue).joined(separator: ", ")))"
+        notice.detail = "automation stopped for incident \(incident.id)\(tried): \(reason). \(target) is still down; a person must act."
+        notice.commands = (reason == .quarantined ? [] : manualCommands(incident)) + [RecoveryCtl.ack(target)]
+        c.actions.append(.notify(notice))
+    }
+}

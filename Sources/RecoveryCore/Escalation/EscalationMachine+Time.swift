@@ -1,0 +1,50 @@
+import Foundation
+
+extension EscalationMachine {
+    // MARK: Time
+
+    mutating func advance(_ c: inout Context) {
+        guard var incident else { return }
+        if case .until(let end, _) = incident.hold, c.now >= end {
+            incident.hold = nil
+            self.incident = incident
+        }
+        switch incident.phase {
+        case .pending(let step, let notBefore):
+            if c.now >= notBefore { take(step, by: .automatic, &c) }
+        case .awaitingApproval(let step, let deadline):
+            if c.now >= deadline { approvalTimedOut(step, &c) }
+        case .inProgress(let attempt):
+            if c.now >= attempt.deadline {
+                let window = TimeText.duration(attempt.deadline.timeIntervalSince(attempt.requestedAt))
+                let detail = attempt.succeededAt == nil
+                    ? "the actuator did not report on \(attempt.step.rawValue) within \(window) and \(target) is still down"
+                    : "\(attempt.step.rawValue) ran but \(target) is still down \(window) after the request"
+                escalate(from: attempt, kind: .verificationFailed, detail: detail, &c)
+            }
+        case .stopped:
+            break
+        }
+    }
+
+    mutating func approvalTimedOut(_ step: RecoveryStep, _ c: inout Context) {
+        guard var incident else { return }
+        incident.phase = .stopped(.approvalTimedOut)
+        incident.automationStopped = .approvalTimedOut
+        self.incident = incident
+        var notice = baseNotice(.approvalTimedOut, id: "\(incident.id):approval_timed_out:\(step.rawValue)", c)
+        notice.step = step
+        notice.nextStep = .notifyOnly
+        notice.detail = "\(target) requires approval and none came in time: \(step.rawValue) was not run, and no automatic step will run for this incident. Act by hand if needed."
+        notice.commands = manualCommands(incident)
+        c.actions.append(.notify(notice))
+    }
+
+    mutating func scheduleWakeUp(_ c: inout Context) {
+        var next = nextDeadline
+        if let deadline = next, deadline <= c.now { next = nil }  // due but blocked (brake): the release wakes it
+        guard next != scheduledWakeUp else { return }
+        scheduledWakeUp = next
+        if let next { c.actions.append(.scheduleWakeUp(at: next)) }
+    }
+}
