@@ -44,43 +44,13 @@ public struct JSONText: Codable, Sendable, Equatable {
     public init(_ text: String) { self.text = text }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
-        try c.encode(try JSONDecoder().decode(AnyJSONValue.self, from: Data(text.utf8)))
+        try c.encode(try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)))
     }
     public init(from decoder: any Decoder) throws {
-        let value = try decoder.singleValueContainer().decode(AnyJSONValue.self)
+        let value = try decoder.singleValueContainer().decode(JSONValue.self)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         text = String(decoding: try encoder.encode(value), as: UTF8.self)
-    }
-}
-
-/// A JSON value that encodes back as it was decoded.
-indirect enum AnyJSONValue: Codable, Equatable {
-    case string(String), int(Int64), double(Double), bool(Bool), null
-    case array([AnyJSONValue]), object([String: AnyJSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int64.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([AnyJSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: AnyJSONValue].self)) }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .string(let s): try c.encode(s)
-        case .int(let i): try c.encode(i)
-        case .double(let d): try c.encode(d)
-        case .bool(let b): try c.encode(b)
-        case .null: try c.encodeNil()
-        case .array(let a): try c.encode(a)
-        case .object(let o): try c.encode(o)
-        }
     }
 }
 
@@ -101,7 +71,7 @@ public struct TargetWritten: ControlOutput, Equatable {
 let secretSettings: Set<String> = ["slack_webhook_url", "teams_webhook_url"]
 
 func settingsMap(_ json: Data) throws -> [String: JSONText] {
-    guard case .object(var object) = try JSONDecoder().decode(AnyJSONValue.self, from: json) else { return [:] }
+    guard case .object(var object) = try JSONDecoder().decode(JSONValue.self, from: json) else { return [:] }
     if case .object(var notify)? = object["notify"] {
         for key in secretSettings where notify[key] != nil { notify[key] = .string("***") }
         object["notify"] = .object(notify)

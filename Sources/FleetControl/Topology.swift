@@ -3,6 +3,7 @@ import FleetRuntime
 import FleetWorkers
 import Foundation
 import HTTPTransport
+import RecoveryCore
 
 /// A RabbitMQ definitions file (`topology/definitions.json`, the format of `rabbitmqctl
 /// export_definitions`) read back into an `AMQPTopology`, for `recoveryctl topology apply`.
@@ -13,10 +14,10 @@ public enum DefinitionsFile {
     }
 
     public static func parse(_ data: Data, source: String = "definitions") throws -> AMQPTopology {
-        guard case .object(let root)? = try? JSONDecoder().decode(AnyJSON.self, from: data) else {
+        guard case .object(let root)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {
             throw ControlError("\(source) is not a JSON object")
         }
-        func list(_ key: String) throws -> [[String: AnyJSON]] {
+        func list(_ key: String) throws -> [[String: JSONValue]] {
             guard let value = root[key] else { return [] }
             guard case .array(let items) = value else { throw ControlError("\(source): '\(key)' must be a list of objects") }
             return try items.map {
@@ -24,17 +25,17 @@ public enum DefinitionsFile {
                 return o
             }
         }
-        func text(_ item: [String: AnyJSON], _ key: String) -> String? {
+        func text(_ item: [String: JSONValue], _ key: String) -> String? {
             if case .string(let s)? = item[key] { s } else { nil }
         }
-        func flag(_ item: [String: AnyJSON], _ key: String, _ fallback: Bool) -> Bool {
+        func flag(_ item: [String: JSONValue], _ key: String, _ fallback: Bool) -> Bool {
             if case .bool(let b)? = item[key] { b } else { fallback }
         }
-        func name(_ item: [String: AnyJSON], _ key: String, _ what: String) throws -> String {
+        func name(_ item: [String: JSONValue], _ key: String, _ what: String) throws -> String {
             guard let v = text(item, key), !v.isEmpty else { throw ControlError("\(source): a \(what) has no '\(key)'") }
             return v
         }
-        func fields(_ value: AnyJSON?) throws -> [String: AMQPFieldValue] {
+        func fields(_ value: JSONValue?) throws -> [String: AMQPFieldValue] {
             guard let value else { return [:] }
             guard case .object(let o) = value else { throw ControlError("\(source): arguments must be an object") }
             return o.mapValues(\.field)
@@ -68,22 +69,8 @@ public enum DefinitionsFile {
     }
 }
 
-/// Any JSON value, integers kept apart from other numbers (AMQP arguments are typed).
-enum AnyJSON: Decodable, Equatable {
-    case string(String), int(Int64), double(Double), bool(Bool), null
-    case array([AnyJSON]), object([String: AnyJSON])
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int64.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([AnyJSON].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: AnyJSON].self)) }
-    }
-
+extension JSONValue {
+    /// The AMQP argument a definitions file's JSON value stands for (integers stay integers).
     var field: AMQPFieldValue {
         switch self {
         case .string(let s): .string(s)

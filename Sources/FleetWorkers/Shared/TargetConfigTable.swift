@@ -2,6 +2,7 @@ import AWSClient
 import FleetRuntime
 import Foundation
 import Logging
+import RecoveryCore
 
 /// The instance-config table (INSTANCE_CONFIG_TABLE): one DynamoDB item per target, partition key
 /// `instance_id` (S) holding the target's stable identity (its name, docs/configuration.md). The other
@@ -231,8 +232,8 @@ public struct TargetConfigTable: Sendable {
         switch value {
         case .string(let s): return .string(s)
         case .number(let n):
-            guard let d = Double(n.text), d.isFinite else { throw ConfigurationError("'\(key)' holds a number out of range: \(n.text)") }
-            return .number(d)
+            guard let number = JSONValue.number(n.text) else { throw ConfigurationError("'\(key)' holds a number out of range: \(n.text)") }
+            return number
         case .bool(let b): return .bool(b)
         case .null: return .null
         case .list(let l): return .array(try l.map { try json($0, key) })

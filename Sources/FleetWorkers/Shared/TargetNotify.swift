@@ -1,4 +1,5 @@
 import Foundation
+import RecoveryCore
 
 /// A target's own notification channels: the `notify` object of its entry in the targets file or its
 /// instance-config item. Each setting replaces the fleet-wide one (docs/notifications.md) for this
