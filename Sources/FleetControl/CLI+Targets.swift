@@ -68,7 +68,7 @@ public struct TargetWritten: ControlOutput, Equatable {
 }
 
 /// Settings whose values are credentials: shown as `***` (a Slack or Teams webhook URL is the secret).
-let secretSettings: Set<String> = ["slack_webhook_url", "teams_webhook_url"]
+let secretSettings: Set<String> = ChannelKind.allSecretKeys
 
 func settingsMap(_ json: Data) throws -> [String: JSONText] {
     guard case .object(var object) = try JSONDecoder().decode(JSONValue.self, from: json) else { return [:] }

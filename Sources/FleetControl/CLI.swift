@@ -145,7 +145,7 @@ struct Secrets {
     var values: [String] = []
 
     init(_ env: [String: String]) {
-        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "SLACK_WEBHOOK_URL", "TEAMS_WEBHOOK_URL"] {
+        for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] + ChannelKind.allSecretVariables {
             if let v = env[name], v.count >= 4 { values.append(v) }
         }
         for name in ["AMQP_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL"] {

@@ -36,7 +36,7 @@ public struct EmailChannel: NotificationChannel {
     public let from: String
     public let to: [String]
     public let formatter: NoticeFormatter
-    public var name: String { "email" }
+    public var name: String { ChannelKind.email.rawValue }
 
     public init(ses: SESClient, from: String, to: [String], formatter: NoticeFormatter) {
         self.ses = ses
@@ -58,7 +58,7 @@ public struct SNSChannel: NotificationChannel {
     public let sns: SNSClient
     public let topicArn: String
     public let formatter: NoticeFormatter
-    public var name: String { "sns" }
+    public var name: String { ChannelKind.sns.rawValue }
 
     public init(sns: SNSClient, topicArn: String, formatter: NoticeFormatter) {
         self.sns = sns
@@ -121,13 +121,13 @@ public struct WebhookChannel: NotificationChannel {
 
     public static func slack(http: any HTTPExecuting, url: String, channel: String?, username: String?,
                              formatter: NoticeFormatter) -> WebhookChannel {
-        WebhookChannel(name: "slack", http: http, url: url) {
+        WebhookChannel(name: ChannelKind.slack.rawValue, http: http, url: url) {
             try NoticeFormatter.json(formatter.slackPayload($0, channel: channel, username: username))
         }
     }
 
     public static func teams(http: any HTTPExecuting, url: String, formatter: NoticeFormatter) -> WebhookChannel {
-        WebhookChannel(name: "teams", http: http, url: url) { try NoticeFormatter.json(formatter.teamsPayload($0)) }
+        WebhookChannel(name: ChannelKind.teams.rawValue, http: http, url: url) { try NoticeFormatter.json(formatter.teamsPayload($0)) }
     }
 
     public func deliver(_ notice: Notice) async throws {
@@ -166,18 +166,18 @@ public struct NotificationDefaults: Sendable {
         var specs: [ChannelSpec] = []
         var problems: [String] = []
         let wanted = notify?.channels
-        func on(_ name: String) -> Bool { wanted?.contains(name) ?? true }
+        func on(_ kind: ChannelKind) -> Bool { wanted?.contains(kind.rawValue) ?? true }
         let to = notify?.emailTo ?? emailTo
-        if on("email"), !to.isEmpty {
+        if on(.email), !to.isEmpty {
             if let emailFrom { specs.append(.email(from: emailFrom, to: to, region: sesRegion)) } else {
                 problems.append("the target has e-mail recipients but NOTIFY_EMAIL_FROM (the verified SES sender) is not set")
             }
         }
-        if on("slack"), let url = notify?.slackWebhookURL ?? slackWebhookURL {
+        if on(.slack), let url = notify?.slackWebhookURL ?? slackWebhookURL {
             specs.append(.slack(url: url, channel: notify?.slackChannel ?? slackChannel, username: slackUsername))
         }
-        if on("teams"), let url = notify?.teamsWebhookURL ?? teamsWebhookURL { specs.append(.teams(url: url)) }
-        if on("sns"), let arn = notify?.snsTopicArn ?? snsTopicArn { specs.append(.sns(topicArn: arn)) }
+        if on(.teams), let url = notify?.teamsWebhookURL ?? teamsWebhookURL { specs.append(.teams(url: url)) }
+        if on(.sns), let arn = notify?.snsTopicArn ?? snsTopicArn { specs.append(.sns(topicArn: arn)) }
         for name in (wanted ?? []).sorted() where !specs.contains(where: { $0.name == name }) {
             problems.append("the target asks for the \(name) channel, but neither it nor the fleet configures one")
         }
@@ -192,14 +192,16 @@ enum ChannelSpec: Sendable, Equatable {
     case teams(url: String)
     case sns(topicArn: String)
 
-    var name: String {
+    var kind: ChannelKind {
         switch self {
-        case .email: "email"
-        case .slack: "slack"
-        case .teams: "teams"
-        case .sns: "sns"
+        case .email: .email
+        case .slack: .slack
+        case .teams: .teams
+        case .sns: .sns
         }
     }
+
+    var name: String { kind.rawValue }
 
     func channel(http: any HTTPExecuting, aws: AWSClient, formatter: NoticeFormatter) -> any NotificationChannel {
         switch self {

@@ -19,8 +19,8 @@ public struct TargetNotify: Sendable, Equatable {
     public var teamsWebhookURL: String?
     public var snsTopicArn: String?
 
-    public static let kinds: Set<String> = ["email", "slack", "teams", "sns"]
-    static let keys: Set<String> = ["channels", "email_to", "slack_webhook_url", "slack_channel", "teams_webhook_url", "sns_topic_arn"]
+    public static let kinds: Set<String> = Set(ChannelKind.allCases.map(\.rawValue))
+    static let keys: Set<String> = Set(["channels"] + ChannelKind.allCases.flatMap(\.targetKeys))
 
     public init() {}
 
