@@ -46,7 +46,7 @@ let package = Package(
             "CRabbitMQ", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "RedisStore", dependencies: [
-            "CHiredis", .product(name: "Logging", package: "swift-log"),
+            "CHiredis", "RecoveryCore", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "HTTPTransport", dependencies: [
             "CCurl", .product(name: "Logging", package: "swift-log"),

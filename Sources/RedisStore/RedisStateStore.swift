@@ -1,4 +1,5 @@
 import Foundation
+import RecoveryCore
 
 /// A value with a version, for read-modify-write without a lock: load it, compute the new value, and
 /// store it only if nobody stored another version in between (`compareAndSet`). The decision worker
@@ -6,7 +7,7 @@ import Foundation
 /// target can never both act on the same stale state: one of them loses the race and recomputes.
 ///
 /// Layout: a hash `<prefix>state:<key>` with fields `v` (version, 1 on first write) and `d` (data).
-public struct RedisStateStore: Sendable {
+public struct RedisStateStore: VersionedStore {
     public let client: RedisClient
     public let keyspace: RedisKeyspace
 
@@ -15,15 +16,7 @@ public struct RedisStateStore: Sendable {
         self.keyspace = keyspace
     }
 
-    public struct Versioned: Sendable, Equatable {
-        public var data: String
-        /// 0 when the key has never been written.
-        public var version: Int64
-        public init(data: String, version: Int64) {
-            self.data = data
-            self.version = version
-        }
-    }
+    public typealias Versioned = VersionedValue
 
     func stateKey(_ key: String) -> String { "\(keyspace.prefix)state:\(key)" }
 
@@ -70,7 +63,7 @@ public struct RedisStateStore: Sendable {
 
 /// Wake-up times, one per member, in a sorted set `<prefix>schedule:<name>` scored by Unix time in ms.
 /// The decision worker records each target's next deadline here and polls for the due ones.
-public struct RedisSchedule: Sendable {
+public struct RedisSchedule: WakeUpSchedule {
     public let client: RedisClient
     public let key: String
 

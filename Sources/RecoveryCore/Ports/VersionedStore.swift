@@ -1,0 +1,75 @@
+import Foundation
+
+/// A value and its version, as a `VersionedStore` keeps it.
+public struct VersionedValue: Sendable, Equatable {
+    public var data: String
+    /// 1 on the first write, one more on each later one.
+    public var version: Int64
+    public init(data: String, version: Int64) {
+        self.data = data
+        self.version = version
+    }
+}
+
+/// Read-modify-write without a lock (the decision worker's per-target state): load a value with its
+/// version, compute, and store only if nobody stored another version meanwhile. The Redis driver is
+/// `RedisStateStore`; `MemoryVersionedStore` is the in-memory one. Both pass one contract test
+/// (`Tests/FleetWorkersTests/PortContractTests.swift`).
+public protocol VersionedStore: Sendable {
+    /// The value and its version; nil when the key was never written (or was deleted).
+    func load(_ key: String) async throws -> VersionedValue?
+    /// Stores `data` if the stored version is still `expectedVersion` (0: absent). Returns the new
+    /// version, or nil when another writer got there first.
+    func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64?
+    func delete(_ key: String) async throws
+    /// Every stored key, sorted.
+    func keys() async throws -> [String]
+}
+
+/// Wake-up times, one per member (the decision worker's deadlines). Drivers: `RedisSchedule`,
+/// `MemorySchedule`.
+public protocol WakeUpSchedule: Sendable {
+    /// Sets (or moves) `member`'s wake-up time.
+    func schedule(_ member: String, at date: Date) async throws
+    func cancel(_ member: String) async throws
+    /// Members due at `date`, earliest first, at most `limit`.
+    func due(at date: Date, limit: Int) async throws -> [String]
+}
+
+/// The in-memory `VersionedStore`: the same semantics, no server.
+public actor MemoryVersionedStore: VersionedStore {
+    private var values: [String: VersionedValue] = [:]
+    /// Deleting keeps the last version, as the Redis driver's DEL then HSET would start again at 1: a
+    /// compare-and-set expecting 0 after a delete succeeds in both.
+    public init() {}
+
+    public func load(_ key: String) -> VersionedValue? { values[key] }
+
+    public func compareAndSet(_ key: String, expectedVersion: Int64, data: String) -> Int64? {
+        let current = values[key]?.version ?? 0
+        guard current == expectedVersion else { return nil }
+        values[key] = VersionedValue(data: data, version: current + 1)
+        return current + 1
+    }
+
+    public func delete(_ key: String) { values[key] = nil }
+
+    public func keys() -> [String] { values.keys.sorted() }
+}
+
+/// The in-memory `WakeUpSchedule`.
+public actor MemorySchedule: WakeUpSchedule {
+    private var times: [String: Date] = [:]
+    public init() {}
+
+    public func schedule(_ member: String, at date: Date) { times[member] = date }
+    public func cancel(_ member: String) { times[member] = nil }
+    public func due(at date: Date, limit: Int) -> [String] {
+        // Redis keeps scores in whole milliseconds (rounded) and orders equal scores by member: the same
+        // here, so both drivers agree at the boundary.
+        func ms(_ d: Date) -> Int64 { Int64((d.timeIntervalSince1970 * 1000).rounded()) }
+        return times.filter { ms($0.value) <= ms(date) }
+            .sorted { (ms($0.value), $0.key) < (ms($1.value), $1.key) }
+            .prefix(max(0, limit)).map(\.key)
+    }
+}

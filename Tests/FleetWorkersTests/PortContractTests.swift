@@ -1,0 +1,68 @@
+import Foundation
+import RecoveryCore
+import RedisStore
+import Testing
+
+/// One contract, every driver: the in-memory ports must behave exactly as the Redis ones, so worker tests
+/// on the memory drivers say something about production. The Redis drivers run when REDIS_URL is set.
+@Suite("Port contracts: memory and Redis drivers")
+struct PortContractTests {
+    static var drivers: [String] { environment["REDIS_URL"] == nil ? ["memory"] : ["memory", "redis"] }
+
+    /// A store and a schedule of the named driver, on fresh keys, and how to clean up.
+    func make(_ driver: String) async throws -> (any VersionedStore, any WakeUpSchedule, @Sendable () async -> Void) {
+        guard driver == "redis" else { return (MemoryVersionedStore(), MemorySchedule(), {}) }
+        let redis = try await RedisClient.connect(url: try RedisURL(environment["REDIS_URL"]!))
+        let keyspace = RedisKeyspace(prefix: "contract-\(UUID().uuidString.prefix(8)):")
+        return (RedisStateStore(client: redis, keyspace: keyspace), RedisSchedule(client: redis, keyspace: keyspace, name: "s"), {
+            _ = try? await redis.deleteAll(in: keyspace)
+            await redis.close()
+        })
+    }
+
+    @Test(arguments: drivers)
+    func versionedStore(_ driver: String) async throws {
+        let (store, _, cleanUp) = try await make(driver)
+        #expect(try await store.load("a") == nil)
+        #expect(try await store.compareAndSet("a", expectedVersion: 1, data: "x") == nil, "nothing to be at version 1")
+        #expect(try await store.compareAndSet("a", expectedVersion: 0, data: "one") == 1)
+        #expect(try await store.compareAndSet("a", expectedVersion: 0, data: "again") == nil, "a second first write loses")
+        #expect(try await store.load("a") == VersionedValue(data: "one", version: 1))
+        #expect(try await store.compareAndSet("a", expectedVersion: 1, data: "two") == 2)
+        #expect(try await store.compareAndSet("a", expectedVersion: 1, data: "stale") == nil, "a stale writer loses")
+        #expect(try await store.load("a") == VersionedValue(data: "two", version: 2))
+        #expect(try await store.compareAndSet("b", expectedVersion: 0, data: "") == 1, "empty data is data")
+        #expect(try await store.load("b") == VersionedValue(data: "", version: 1))
+        #expect(try await store.keys() == ["a", "b"])
+        try await store.delete("a")
+        #expect(try await store.load("a") == nil)
+        #expect(try await store.compareAndSet("a", expectedVersion: 0, data: "reborn") == 1, "after a delete the key starts again")
+        // Racing writers on one version: exactly one wins.
+        let wins = try await withThrowingTaskGroup(of: Int64?.self) { group in
+            for i in 0..<8 { group.addTask { try await store.compareAndSet("race", expectedVersion: 0, data: "w\(i)") } }
+            var won = 0
+            for try await result in group where result != nil { won += 1 }
+            return won
+        }
+        #expect(wins == 1)
+        await cleanUp()
+    }
+
+    @Test(arguments: drivers)
+    func schedule(_ driver: String) async throws {
+        let (_, schedule, cleanUp) = try await make(driver)
+        let t0 = Date(timeIntervalSince1970: 1_796_000_000.25)
+        try await schedule.schedule("late", at: t0.addingTimeInterval(60))
+        try await schedule.schedule("b", at: t0)
+        try await schedule.schedule("a", at: t0)
+        try await schedule.schedule("early", at: t0.addingTimeInterval(-5))
+        #expect(try await schedule.due(at: t0.addingTimeInterval(-10), limit: 10) == [])
+        #expect(try await schedule.due(at: t0, limit: 10) == ["early", "a", "b"], "earliest first, ties by name, the boundary included")
+        #expect(try await schedule.due(at: t0, limit: 2) == ["early", "a"])
+        try await schedule.schedule("early", at: t0.addingTimeInterval(120))  // moved, not added
+        try await schedule.cancel("a")
+        try await schedule.cancel("never-there")
+        #expect(try await schedule.due(at: t0.addingTimeInterval(90), limit: 10) == ["b", "late"])
+        await cleanUp()
+    }
+}
