@@ -1,3 +1,5 @@
+import RecoveryCore
+
 /// Atomic integer counters under `<prefix>counter:<key>`.
 public struct RedisCounterStore: Sendable {
     public let client: RedisClient
@@ -53,7 +55,7 @@ public struct RedisCounterStore: Sendable {
 }
 
 /// Small string values under `<prefix>kv:<key>`, including `setIfAbsent` for idempotency keys.
-public struct RedisKeyValueStore: Sendable {
+public struct RedisKeyValueStore: KeyValueStore {
     public let client: RedisClient
     public let keyspace: RedisKeyspace
 

@@ -1,6 +1,7 @@
 import Foundation
 import RecoveryCore
 import RedisStore
+import Synchronization
 import Testing
 
 /// One contract, every driver: the in-memory ports must behave exactly as the Redis ones, so worker tests
@@ -65,4 +66,42 @@ struct PortContractTests {
         #expect(try await schedule.due(at: t0.addingTimeInterval(90), limit: 10) == ["b", "late"])
         await cleanUp()
     }
+
+    /// Expiry: the memory driver's clock is moved; Redis is given a short expiry and waited out.
+    @Test(arguments: drivers)
+    func keyValueStore(_ driver: String) async throws {
+        let clock = TestInstant()
+        var store: any KeyValueStore = MemoryKeyValueStore(now: { clock.now })
+        var cleanUp: @Sendable () async -> Void = {}
+        var pass: @Sendable (Duration) async throws -> Void = { clock.advance($0) }
+        if driver == "redis" {
+            let redis = try await RedisClient.connect(url: try RedisURL(environment["REDIS_URL"]!))
+            let keyspace = RedisKeyspace(prefix: "contract-\(UUID().uuidString.prefix(8)):")
+            store = RedisKeyValueStore(client: redis, keyspace: keyspace)
+            cleanUp = { _ = try? await redis.deleteAll(in: keyspace); await redis.close() }
+            pass = { try await Task.sleep(for: $0) }
+        }
+        #expect(try await store.get("k") == nil)
+        #expect(try await store.setIfAbsent("k", "first", expiry: nil))
+        #expect(try await store.setIfAbsent("k", "second", expiry: nil) == false)
+        #expect(try await store.get("k") == "first")
+        try await store.set("k", "replaced", expiry: nil)
+        #expect(try await store.get("k") == "replaced")
+        #expect(try await store.delete("k"))
+        #expect(try await store.delete("k") == false)
+        #expect(try await store.setIfAbsent("claim", "w1", expiry: .milliseconds(200)))
+        #expect(try await store.setIfAbsent("claim", "w2", expiry: .milliseconds(200)) == false, "held until it expires")
+        try await pass(.milliseconds(400))
+        #expect(try await store.get("claim") == nil, "expired")
+        #expect(try await store.setIfAbsent("claim", "w2", expiry: .milliseconds(200)), "an expired claim can be taken")
+        await #expect(throws: (any Error).self, "a zero expiry is refused") { try await store.set("z", "v", expiry: .zero) }
+        await cleanUp()
+    }
+}
+
+/// A clock a test moves by hand.
+final class TestInstant: Sendable {
+    private let value = Mutex(ContinuousClock.now)
+    var now: ContinuousClock.Instant { value.withLock { $0 } }
+    func advance(_ by: Duration) { value.withLock { $0 += by } }
 }
