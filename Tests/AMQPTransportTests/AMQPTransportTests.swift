@@ -117,7 +117,7 @@ struct AMQPIntegrationTests {
     @Test func aRefusedPublishAmongPipelinedOnesFailsAloneAndTheOthersAreStored() async throws {
         let config = try configuration()
         let scratch = ScratchTopology()
-        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology, publishTimeout: .seconds(20))
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
         defer { Task { await scratch.cleanUp(config) } }
         try await publisher.publish(scratch.message("warm-up"))
         let results = await withTaskGroup(of: (String, Bool).self) { group in
@@ -154,7 +154,8 @@ struct AMQPIntegrationTests {
     @Test func theUserIdIsAlwaysTheConnectionsUserAndTheBrokerRefusesAForgedOne() async throws {
         let config = try configuration()
         let scratch = ScratchTopology()
-        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology, publishTimeout: .seconds(5))
+        // The default publish timeout: the broker is slow to confirm while the whole suite starts at once.
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
         defer { Task { await scratch.cleanUp(config) } }
         var message = scratch.message("x")
         message.properties.userId = "somebody-else"
@@ -244,7 +245,9 @@ struct AMQPIntegrationTests {
         let requeuer = Task { [consumer] in
             for await delivery in consumer.deliveries { await consumer.nack(delivery, requeue: true) }
         }
-        let deadLetters = await deadCollector.wait(for: 1)
+        // Bounded, but generous: with the whole suite starting at once the broker can take a while to
+        // declare quorum queues (541 INTERNAL_ERROR, retried) and to redeliver.
+        let deadLetters = await deadCollector.wait(for: 1, timeout: .seconds(60))
         requeuer.cancel()
         let letter = try #require(deadLetters.first)
         #expect(letter.properties.messageId == "poison-1")
