@@ -70,6 +70,9 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
+        // MARK: Test support: in-memory drivers of the ports, a clock a test moves (docs/architecture.md)
+        .target(name: "FleetTestSupport", dependencies: ["FleetRuntime", "AMQPTransport", "RecoveryCore"]),
+
         // MARK: Workers: the logic of each executable, testable in-process
         .target(name: "FleetWorkers", dependencies: [
             "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore", "FleetCrypto",
@@ -106,7 +109,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore", "PredictionBacktest"]),
         .testTarget(name: "FleetRuntimeTests", dependencies: [
-            "FleetRuntime", "AMQPTransport", "RecoveryCore", "HTTPTransport",
+            "FleetRuntime", "FleetTestSupport", "AMQPTransport", "RecoveryCore", "HTTPTransport",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "InMemoryLogging", package: "swift-log"),
             .product(name: "MetricsTestKit", package: "swift-metrics"),
@@ -114,7 +117,7 @@ let package = Package(
         .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(name: "FleetWorkersTests", dependencies: [
-            "FleetWorkers", "FleetControl", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
+            "FleetWorkers", "FleetTestSupport", "FleetControl", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),

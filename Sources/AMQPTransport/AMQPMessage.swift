@@ -97,4 +97,31 @@ public struct AMQPDelivery: Sendable {
     let generation: UInt64
 
     public var bodyString: String { String(decoding: body, as: UTF8.self) }
+
+    /// A delivery made by something other than a broker connection (an in-memory delivery source):
+    /// `deliveryTag` identifies it to that source, generation 0 is never a real connection's.
+    public init(body: [UInt8], properties: AMQPProperties, exchange: String, routingKey: String, redelivered: Bool,
+                deliveryTag: UInt64) {
+        self.body = body
+        self.properties = properties
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.redelivered = redelivered
+        self.deliveryTag = deliveryTag
+        generation = 0
+    }
+
+    init(body: [UInt8], properties: AMQPProperties, exchange: String, routingKey: String, redelivered: Bool,
+         deliveryTag: UInt64, generation: UInt64) {
+        self.body = body
+        self.properties = properties
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.redelivered = redelivered
+        self.deliveryTag = deliveryTag
+        self.generation = generation
+    }
+
+    /// The tag that identifies this delivery to the source that delivered it.
+    public var tag: UInt64 { deliveryTag }
 }

@@ -5,13 +5,13 @@ import RecoveryCore
 /// Publishes envelopes (confirmed, persistent, `user_id` stamped by the publisher) to the fleet exchange
 /// with the routing key `<type>.<target>`.
 public struct EnvelopePublisher: Sendable {
-    let publisher: AMQPPublisher
+    let publisher: any MessagePublishing
     let topology: FleetTopology
     let producer: String
     let appId: String
 
     /// `producer` goes into the envelope (`actuator@host-1`); `appId` is the AMQP `app_id` (`actuator`).
-    public init(publisher: AMQPPublisher, topology: FleetTopology, producer: String, appId: String) {
+    public init(publisher: any MessagePublishing, topology: FleetTopology, producer: String, appId: String) {
         self.publisher = publisher
         self.topology = topology
         self.producer = producer

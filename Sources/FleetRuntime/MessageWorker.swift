@@ -14,11 +14,11 @@ public struct RejectMessage: Error, Sendable, CustomStringConvertible {
 
 /// Publishes refused messages to the dead-letter exchange, with the reason in headers.
 public struct DeadLetterSink: Sendable {
-    let publisher: AMQPPublisher
+    let publisher: any MessagePublishing
     let exchange: String
     let workerName: String
 
-    public init(publisher: AMQPPublisher, topology: FleetTopology, workerName: String) {
+    public init(publisher: any MessagePublishing, topology: FleetTopology, workerName: String) {
         self.publisher = publisher
         exchange = topology.deadLetterExchange
         self.workerName = workerName
@@ -28,7 +28,7 @@ public struct DeadLetterSink: Sendable {
     /// `headers` the caller adds, e.g. the notifier's `x-notifier-channel`). Returns only once the broker
     /// has confirmed it, so the caller may then ack the original.
     public func deadLetter(_ delivery: AMQPDelivery, fromQueue queue: String, reason: String,
-                           headers: [String: AMQPFieldValue] = [:], now: Date = Date()) async throws(AMQPError) {
+                           headers: [String: AMQPFieldValue] = [:], now: Date = Date()) async throws {
         var properties = delivery.properties
         for (name, value) in headers { properties.headers[name] = value }
         properties.headers["x-reject-reason"] = .string(reason)
@@ -63,7 +63,7 @@ public struct MessageWorker<Message: Sendable>: Sendable {
     public typealias Handler = @Sendable (Message, AMQPDelivery) async throws -> Void
     public typealias Decoder = @Sendable ([UInt8]) throws(MessageDecodingError) -> Message
 
-    let consumer: AMQPConsumer
+    let consumer: any DeliverySource
     let deadLetters: DeadLetterSink
     /// Who may send what this worker acts on; nil checks nobody (tests of other things only: every
     /// worker executable passes one).
@@ -76,7 +76,7 @@ public struct MessageWorker<Message: Sendable>: Sendable {
     let sentAt: @Sendable (Message) -> Date?
 
     /// A worker for a queue that carries several message types: `decode` picks the body type.
-    public init(consumer: AMQPConsumer, deadLetters: DeadLetterSink, logger: Logger, senders: SenderGate?,
+    public init(consumer: any DeliverySource, deadLetters: DeadLetterSink, logger: Logger, senders: SenderGate?,
                 decode: @escaping Decoder, sentAt: @escaping @Sendable (Message) -> Date? = { _ in nil },
                 handler: @escaping Handler) {
         self.consumer = consumer
@@ -175,7 +175,7 @@ public struct MessageWorker<Message: Sendable>: Sendable {
 extension MessageWorker {
     /// A worker for a queue of one message type.
     public init<Body: Codable & Sendable>(
-        consumer: AMQPConsumer, deadLetters: DeadLetterSink, expecting: MessageType, logger: Logger,
+        consumer: any DeliverySource, deadLetters: DeadLetterSink, expecting: MessageType, logger: Logger,
         senders: SenderGate?, handler: @escaping @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
     ) where Message == Envelope<Body> {
         self.init(consumer: consumer, deadLetters: deadLetters, logger: logger, senders: senders,

@@ -16,29 +16,30 @@ struct ComposeBrokerTests {
     @Test(.timeLimit(.minutes(4)))
     func theBrokerBootedFromComposeFilesLetsEveryWorkerInAsItsOwnUser() async throws {
         let services = try await renderCompose()
-        let port = 22_000 + Int.random(in: 0..<2000)   // management +10000, distribution +20000
+        let port = try freeTCPPort()
+        let managementPort = try freeTCPPort()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-compose-broker-\(UUID().uuidString.prefix(8))").path
         var brokerEnv = ProcessInfo.processInfo.environment
         for (key, value) in try #require(services["rabbitmq"]?.environment) { brokerEnv[key] = value }
         #expect(brokerEnv["RABBITMQ_DEFAULT_USER"] == "admin")
         brokerEnv["FLEET_SERVICES_DIR"] = dir
         brokerEnv["RABBITMQ_PORT"] = "\(port)"
-        brokerEnv["RABBITMQ_MGMT_PORT"] = "\(port + 10000)"
-        brokerEnv["RABBITMQ_DIST_PORT"] = "\(port + 20000)"
+        brokerEnv["RABBITMQ_MGMT_PORT"] = "\(managementPort)"
+        brokerEnv["RABBITMQ_DIST_PORT"] = "\(try freeTCPPort())"
         brokerEnv["RABBITMQ_NODENAME"] = "fleet-compose-\(port)@localhost"
         brokerEnv["RABBITMQ_EXTRA_CONF"] = repositoryRoot.appendingPathComponent("compose/rabbitmq.conf").path
         let script = environment["FLEET_SERVICES_SCRIPT"]!
         let started = try await runProgram("/bin/bash", [script, "start", "rabbitmq"], env: brokerEnv)
         try #require(started.code == 0, "the broker did not boot with compose/rabbitmq.conf: \(started.stderr)")
-        do { try await checkDeployment(services, port: port) } catch { Issue.record(error) }
+        do { try await checkDeployment(services, port: port, managementPort: managementPort) } catch { Issue.record(error) }
         _ = try? await runProgram("/bin/bash", [script, "stop", "rabbitmq"], env: brokerEnv)
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    func checkDeployment(_ services: [String: Service], port: Int) async throws {
+    func checkDeployment(_ services: [String: Service], port: Int, managementPort: Int) async throws {
         func local(_ value: String) -> String {
             value.replacingOccurrences(of: "@rabbitmq:5672", with: "@127.0.0.1:\(port)")
-                .replacingOccurrences(of: "http://rabbitmq:15672", with: "http://127.0.0.1:\(port + 10000)")
+                .replacingOccurrences(of: "http://rabbitmq:15672", with: "http://127.0.0.1:\(managementPort)")
         }
 
         // Before setup only the administrator exists: the workers cannot log in yet.

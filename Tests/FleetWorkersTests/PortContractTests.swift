@@ -1,4 +1,5 @@
 import Foundation
+import FleetTestSupport
 import RecoveryCore
 import RedisStore
 import Synchronization

@@ -204,3 +204,25 @@ actor Cleanup {
         steps = []
     }
 }
+
+/// A TCP port in `range` that nothing is bound to right now. The default range lies below Linux's
+/// ephemeral ports (32768-60999), so no client socket takes it between this check and the server's start;
+/// a fixed offset once put a private broker's distribution port on a client socket's port. (Erlang's CLI
+/// tools also use the distribution port + 10000, which must stay a valid port.)
+func freeTCPPort(in range: Range<Int> = 20_000..<32_000) throws -> Int {
+    for _ in 0..<200 {
+        let port = Int.random(in: range)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        close(fd)
+        if bound { return port }
+    }
+    throw POSIXError(.EADDRINUSE)
+}
