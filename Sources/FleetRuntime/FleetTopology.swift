@@ -45,11 +45,7 @@ public struct FleetTopology: Sendable {
     /// The routing key for a message: `<type>.<target>` (the target lets an operator bind a debugging
     /// queue to one site with `*.shop-web`).
     public static func routingKey(_ type: MessageType, target: String?) -> String {
-        "\(type.rawValue).\(target.map(sanitize) ?? "fleet")"
-    }
-
-    private static func sanitize(_ target: String) -> String {
-        String(target.map { $0 == "." || $0 == "#" || $0 == "*" ? "_" : $0 })
+        type.routingKey(target: target)
     }
 
     public var amqp: AMQPTopology {

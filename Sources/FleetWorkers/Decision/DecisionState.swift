@@ -2,29 +2,6 @@ import Foundation
 import RecoveryCore
 import RedisStore
 
-/// The last observation the decision worker handled for a target (kept in its stored document).
-public struct LastProbe: Codable, Sendable, Equatable {
-    public var at: Date
-    public var healthy: Bool
-    public var prober: String
-    /// The instance checked; nil means the target's current one.
-    public var instanceId: String?
-    public var detail: String?
-
-    public init(at: Date, healthy: Bool, prober: String, instanceId: String? = nil, detail: String? = nil) {
-        self.at = at
-        self.healthy = healthy
-        self.prober = prober
-        self.instanceId = instanceId
-        self.detail = detail
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case at, healthy, prober, detail
-        case instanceId = "instance_id"
-    }
-}
-
 /// Read-only access to what the decision worker keeps in Redis, for `recoveryctl status`: one document
 /// per target under `state:target:<name>` and the fleet brake under `state:fleet:brake`
 /// (docs/redis-keys.md). Never writes.
@@ -38,9 +15,9 @@ public struct DecisionStateReader: Sendable {
         public var version: Int64
     }
 
-    public let states: RedisStateStore
+    public let states: any VersionedStore
 
-    public init(states: RedisStateStore) { self.states = states }
+    public init(states: any VersionedStore) { self.states = states }
 
     /// Names of every target the decision worker has a document for.
     public func targetNames() async throws -> [String] {
@@ -50,8 +27,8 @@ public struct DecisionStateReader: Sendable {
 
     public func target(_ name: String) async throws -> TargetState? {
         guard let loaded = try await states.load(DecisionWorker.stateKey(name)) else { return nil }
-        let stored = try StoredTarget.decode(loaded.data)
-        return TargetState(machine: stored.machine, lastProbe: stored.lastProbe, pendingMessages: stored.outbox.count,
+        let stored = try StateCodec.decodeTarget(Array(loaded.data.utf8))
+        return TargetState(machine: stored.ladder, lastProbe: stored.lastProbe, pendingMessages: stored.outbox.count,
                            version: loaded.version)
     }
 

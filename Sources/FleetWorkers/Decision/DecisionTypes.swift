@@ -42,59 +42,8 @@ public struct DecisionError: Error, Sendable, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A target's document in Redis: the machine and the messages it still has to publish.
-struct StoredTarget: Codable {
-    var machine: EscalationMachine
-    var outbox: [OutboxItem]
-    /// A repair planned from a high-confidence prediction, and the quiet periods; nil when neither.
-    var repair: PredictiveRepair?
-    /// The last observation handled (absent in documents written before it was added).
-    var lastProbe: LastProbe?
-
-    init(machine: EscalationMachine, outbox: [OutboxItem], repair: PredictiveRepair? = nil, lastProbe: LastProbe? = nil) {
-        self.machine = machine
-        self.outbox = outbox
-        self.repair = repair
-        self.lastProbe = lastProbe
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case machine, outbox, repair
-        case lastProbe = "last_probe"
-    }
-
-    static let encoder = Timestamp.jsonEncoder()
-    static let decoder = Timestamp.jsonDecoder()
-
-    func encoded() throws -> String { String(decoding: try Self.encoder.encode(self), as: UTF8.self) }
-
-    static func decode(_ text: String) throws -> StoredTarget {
-        let stored = try decoder.decode(StoredTarget.self, from: Data(text.utf8))
-        guard stored.machine.schemaVersion <= EscalationMachine.currentSchemaVersion else {
-            throw DecisionError("stored target state has schema version \(stored.machine.schemaVersion); upgrade the decision worker")
-        }
-        return stored
-    }
-}
-
-/// A message ready to publish, with a deterministic id.
-struct OutboxItem: Codable, Sendable {
-    var type: String
-    var routingKey: String
-    var messageId: String
-    var correlationId: String?
-    var body: String
-
-    static func message<Body: Codable & Sendable>(
-        type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body,
-        topology: FleetTopology, producer: String, now: Date
-    ) throws -> OutboxItem {
-        let envelope = Envelope(type: type, id: id, correlationId: correlationId, target: target, instanceId: instanceId,
-                                occurredAt: now, producer: producer, body: body)
-        return OutboxItem(type: type.rawValue, routingKey: FleetTopology.routingKey(type, target: target), messageId: id,
-                          correlationId: correlationId, body: String(decoding: try EnvelopeCodec.encode(envelope), as: UTF8.self))
-    }
-
+extension OutboxItem {
+    /// The stored item as the envelope publisher sends it.
     func encoded() throws -> EnvelopePublisher.Encoded {
         guard let messageType = MessageType(rawValue: type) else {
             throw DecisionError("outbox item \(messageId) has unknown type '\(type)'")

@@ -34,30 +34,41 @@ public final class DecisionWorker: Sendable {
     }
 
     let options: Options
-    let states: RedisStateStore
-    let schedule: RedisSchedule
-    let publisher: AMQPPublisher
-    let topology: FleetTopology
+    let states: any VersionedStore
+    let schedule: any WakeUpSchedule
+    /// Publication claims and markers of outbox items.
+    let markers: any KeyValueStore
+    let envelopes: EnvelopePublisher
     let catalog: (@Sendable () async throws -> [Target])?
     let defaultRegion: String
     let logger: Logger
     let clock: @Sendable () -> Date
     private let known = KnownTargets()
     private let refusedOperators = Mutex<Set<String>>([])
-    private var markers: RedisKeyValueStore { RedisKeyValueStore(client: states.client, keyspace: states.keyspace) }
 
-    public init(options: Options, states: RedisStateStore, schedule: RedisSchedule, publisher: AMQPPublisher,
-                topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?, defaultRegion: String,
-                logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+    /// The worker on its ports: production passes the Redis and AMQP drivers, unit tests the memory ones
+    /// (FleetTestSupport).
+    public init(options: Options, states: any VersionedStore, schedule: any WakeUpSchedule, markers: any KeyValueStore,
+                publisher: any MessagePublishing, topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?,
+                defaultRegion: String, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.options = options
         self.states = states
         self.schedule = schedule
-        self.publisher = publisher
-        self.topology = topology
+        self.markers = markers
+        envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "decision")
         self.catalog = catalog
         self.defaultRegion = defaultRegion
         self.logger = logger
         self.clock = clock
+    }
+
+    /// The worker on Redis: states, schedule and markers in one keyspace.
+    public convenience init(options: Options, states: RedisStateStore, schedule: RedisSchedule, publisher: any MessagePublishing,
+                            topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?, defaultRegion: String,
+                            logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+        self.init(options: options, states: states, schedule: schedule,
+                  markers: RedisKeyValueStore(client: states.client, keyspace: states.keyspace), publisher: publisher,
+                  topology: topology, catalog: catalog, defaultRegion: defaultRegion, logger: logger, clock: clock)
     }
 
     static let brakeKey = "fleet:brake"
@@ -133,235 +144,112 @@ public final class DecisionWorker: Sendable {
                 detail: options.operators.isEmpty
                     ? "no operators are configured (OPERATORS is empty), so every command is refused; command \(envelope.body.name) from '\(user)' refused"
                     : "user '\(user)' is not on the operator list (OPERATORS); command \(envelope.body.name) refused",
-                command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user)), target: envelope.target)
+                command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user)))
             throw RejectMessage("user '\(user)' is not an operator")
         }
         let body = envelope.body
         guard let command = CommandName(rawValue: body.name) else {
             throw RejectMessage("unknown command '\(body.name)'; expected one of \(CommandName.list)")
         }
-        switch command.route {
-        case .brake(let release):
+        if case .brake(let release) = command.route {
             let event: FleetBrake.Event = release
                 ? .release(id: envelope.id, operator: user)
                 : .engage(id: envelope.id, operator: user, reason: body.reason ?? "engaged by hand")
-            try await applyToBrake([event])
-        case .repair(let kind):
-            try await repairCommand(envelope, kind: kind, user: user)
-        case .machine(let name):
-            guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
-            if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
-            let isKnown = await known.contains(target)
-            let hasState = isKnown ? true : (try await states.load(Self.stateKey(target))) != nil
-            guard hasState else { throw RejectMessage("unknown target '\(target)'") }
-            FleetMetrics.commands(result: "accepted").increment()
-            try await apply(.command(id: envelope.id, OperatorCommand(name, by: user, until: body.until)), to: target, instanceHint: nil)
+            return try await applyToBrake([event])
         }
-    }
-
-    /// `quarantine` / `unquarantine` / `repair_volume`: publishes the repair request (docs/messages.md) for
-    /// the target's current instance, and a `command_accepted` notice answering the command.
-    /// - quarantine: the actuator tags the instance and sets the table flag. Discovery then reports the
-    ///   target quarantined (tag or flag) and the machine takes no step on it (docs/escalation.md,
-    ///   "Quarantine"). Not a machine event: a quarantine must also work while an incident is stopped or held.
-    /// - repair_volume: the EBS root-volume swap (docs/actuator.md, "Repairs"). Destructive, so refused —
-    ///   with a `command_rejected` notice and a dead letter saying why — while the fleet brake is engaged or
-    ///   the target is quarantined, like the ladder's manual steps.
-    private func repairCommand(_ envelope: Envelope<CommandBody>, kind: RepairRequest.Kind, user: String) async throws {
-        let body = envelope.body
         guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
-        let stored = try await states.load(Self.stateKey(target)).map { try StoredTarget.decode($0.data) }
-        let known = await known.target(target)
-        guard let instance = stored?.machine.currentInstance ?? known?.instance else {
-            throw RejectMessage("unknown target '\(target)'")
-        }
-        let ref = CommandRef(id: envelope.id, name: body.name, operator: user)
-        let action: RepairRequest.Action
-        switch kind {
-        case .quarantine: action = .quarantine(detachElasticIP: body.detachEip ?? false)
-        case .unquarantine: action = .unquarantine
-        case .ssm: throw RejectMessage("ssm repairs come from predictions, not from a command")
-        case .ebsRepair:
-            action = .ebsRepair
-            let quarantined = known?.settings.quarantined ?? stored?.machine.settings.quarantined ?? false
-            let braked = try await loadBrake().brake.isEngaged
-            // An open incident whose ladder may still act: the swap would hold the target's lock for
-            // minutes and the ladder's next step would land on (or after) it. Pause the ladder first.
-            var ladderLive = false
-            if let incident = stored?.machine.incident {
-                var paused = incident.automationStopped != nil
-                if case .stopped = incident.phase { paused = true }
-                switch incident.hold {
-                case .acknowledged?: paused = true
-                case .until(let end, _)?: paused = paused || end > clock()
-                case nil: break
-                }
-                ladderLive = !paused
+        let event: TargetMachine.Event
+        switch command.route {
+        case .brake:
+            return  // handled above
+        case .repair(let kind):
+            let action: RepairRequest.Action
+            switch kind {
+            case .quarantine: action = .quarantine(detachElasticIP: body.detachEip ?? false)
+            case .unquarantine: action = .unquarantine
+            case .ebsRepair: action = .ebsRepair
+            case .ssm: throw RejectMessage("ssm repairs come from predictions, not from a command")
             }
-            if quarantined || braked || ladderLive {
-                let why = quarantined ? "\(target) is quarantined: no automatic or manual repair runs until `recoveryctl unquarantine \(target)`"
-                    : braked ? "the fleet brake is engaged: no destructive step runs until it is released (`\(RecoveryCtl.brakeRelease)`)"
-                    : "incident \(stored!.machine.incident!.id) is open and its ladder may act: `\(RecoveryCtl.ack(target))` (or hold it) first, then repair the volume"
-                FleetMetrics.commands(result: "rejected").increment()
-                await publishNotice(Notice(id: "\(envelope.id):command_rejected", kind: .commandRejected, at: clock(), target: target,
-                                           instanceId: instance.id, region: instance.region, detail: why, command: ref), target: target)
-                throw RejectMessage(why)
-            }
+            event = .repairCommand(.init(id: envelope.id, action: action, name: body.name, operator: user, reason: body.reason))
+        case .machine(let name):
+            if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
+            event = .ladder(.command(id: envelope.id, OperatorCommand(name, by: user, until: body.until)))
         }
-        let repair = RepairRequest(action, id: envelope.id, reason: body.reason)
-        let now = clock()
-        let request = ActionRequest.repair(
-            repair, target: target, incidentId: stored?.machine.incident?.id, instanceId: instance.id, region: instance.region,
-            requestedAt: now, deadline: now.addingTimeInterval(Self.quarantineDeadline), requestedBy: user)
-        try await publishAll([try OutboxItem.message(
-            type: .actionRequest, id: request.idempotencyKey, target: target, instanceId: instance.id,
-            correlationId: request.incidentId, body: request, topology: topology, producer: options.workerId, now: now)])
+        do {
+            try await apply(event, to: target, instanceHint: nil)
+        } catch let refused as RejectMessage {
+            FleetMetrics.commands(result: "rejected").increment()
+            throw refused
+        }
         FleetMetrics.commands(result: "accepted").increment()
-        logger.notice("\(body.name) of \(target) requested by \(user)", metadata: ["instance_id": "\(instance.id)"])
-        await publishNotice(Notice(
-            id: "\(envelope.id):command_accepted", kind: .commandAccepted, at: now, target: target, instanceId: instance.id,
-            region: instance.region, incidentId: request.incidentId,
-            detail: "\(body.name) of \(target) requested from the actuator (\(request.idempotencyKey))", command: ref), target: target)
+        logger.notice("\(body.name) of \(target) accepted from \(user)")
     }
-
-    /// How long the actuator has to carry out a quarantine or volume repair: longer than it may wait for
-    /// the target's lock (the actuator's lock wait limit, 20 minutes by default) plus the work itself.
-    static let quarantineDeadline: TimeInterval = 3600
 
     // MARK: The read-apply-compare-and-set loop
 
     func apply(_ event: EscalationMachine.Event, to target: String, instanceHint: String?) async throws {
-        try await apply(.machine(event), to: target, instanceHint: instanceHint)
+        try await apply(.ladder(event), to: target, instanceHint: instanceHint)
     }
 
-    /// What changes a target's state: an event for its escalation machine, or predicted trouble for its
-    /// repair plan (`PredictiveRepair`, docs/prediction.md). Both live in the same stored document.
-    enum TargetEvent {
-        case machine(EscalationMachine.Event)
-        case trouble(PredictiveRepair.Trouble)
-    }
-
-    func apply(_ event: TargetEvent, to target: String, instanceHint: String?) async throws {
+    /// Load the target's machine, let it handle the event, stage its messages in the outbox and store it
+    /// only if nobody stored another version meanwhile; then carry out its actions. A lost race applies
+    /// the event again to the state that won.
+    func apply(_ event: TargetMachine.Event, to target: String, instanceHint: String?) async throws {
         let key = Self.stateKey(target)
         for _ in 0..<20 {
             let now = clock()
             let loaded = try await states.load(key)
-            var document: StoredTarget
+            var machine: TargetMachine
             if let loaded {
-                document = try StoredTarget.decode(loaded.data)
-                if !document.outbox.isEmpty {
-                    // A previous worker stored these but may not have published them yet.
-                    document.outbox = try await flush(document.outbox)
-                }
+                machine = try StateCodec.decodeTarget(Array(loaded.data.utf8))
+                // A previous worker stored these but may not have published them yet.
+                machine.outbox = try await flush(machine.outbox)
             } else {
-                document = StoredTarget(machine: try await newMachine(target, instanceHint: instanceHint), outbox: [])
+                machine = TargetMachine(ladder: try await newMachine(target, instanceHint: instanceHint))
             }
-            if let configured = await known.target(target) {
-                document.machine.settings = configured.settings
-                var identity = configured.identity
-                identity.name = document.machine.identity.name
-                document.machine.identity = identity
+            let configured = await known.target(target)
+            let actions = machine.handle(event, TargetMachine.Context(
+                now: now, brakeEngaged: try await loadBrake().brake.isEngaged, settings: configured?.settings,
+                identity: configured?.identity, uniqueId: UUID().uuidString.lowercased()))
+            for case .publish(let message) in actions {
+                machine.outbox.append(try OutboxItem(message, producer: options.workerId, now: now))
             }
-            let brake = try await loadBrake()
-            let before = TargetStateChange.Summary(document.machine)
-            if case .machine(.probe(_, let result)) = event {
-                // For `recoveryctl status`: the machine keeps streaks, not times.
-                document.lastProbe = LastProbe(at: now, healthy: result.healthy, prober: result.prober,
-                                               instanceId: result.instanceId, detail: result.detail)
-            }
-            var actions: [EscalationMachine.Action] = []
-            var repair = document.repair ?? PredictiveRepair()
-            func repairContext() -> PredictiveRepair.Context {
-                PredictiveRepair.Context(
-                    now: now, target: target, instance: document.machine.currentInstance, settings: document.machine.settings,
-                    incidentOpen: document.machine.incident != nil, brakeEngaged: brake.brake.isEngaged)
-            }
-            var repairActions: [PredictiveRepair.Action] = []
-            switch event {
-            case .trouble(let trouble):
-                repairActions = repair.handle(.trouble(trouble), repairContext())
-            case .machine(.command(let id, let command)) where repair.takes(command, incidentOpen: document.machine.incident != nil):
-                // ack / approve / hold / resume while a repair is planned and no outage is open. The
-                // machine's memory of handled ids drops a redelivery, whoever handles it then.
-                if document.machine.remember(eventId: id) { repairActions = repair.handle(.command(id: id, command), repairContext()) }
-            case .machine(.actionOutcome(_, let outcome)) where outcome.repair != nil:
-                repairActions = repair.handle(.outcome(outcome), repairContext())
-            case .machine(let machineEvent):
-                actions = document.machine.handle(machineEvent, now: now, brakeEngaged: brake.brake.isEngaged)
-                if case .command(_, let command) = machineEvent, command.name == .reset,
-                   let notice = repair.cancel(because: "reset by \(command.operator)", repairContext()) {
-                    repairActions.append(.notify(notice))
-                }
-                // After the machine: an outage that just opened cancels a planned repair.
-                repairActions += repair.handle(.tick, repairContext())
-            }
-            document.repair = repair.plan == nil && repair.quietUntil.isEmpty ? nil : repair
-            for action in repairActions {
-                switch action {
-                case let .requestRepair(key, id, document: ssmDocument, reason, instance, deadline, requestedBy):
-                    let request = ActionRequest.repair(
-                        RepairRequest(.ssm(document: ssmDocument, parameters: [:]), id: id, reason: reason), target: target,
-                        instanceId: instance.id, region: instance.region, requestedAt: now, deadline: deadline,
-                        requestedBy: requestedBy)
-                    assert(request.idempotencyKey == key)
-                    document.outbox.append(try OutboxItem.message(
-                        type: .actionRequest, id: request.idempotencyKey, target: target, instanceId: request.instanceId,
-                        correlationId: request.incidentId, body: request, topology: topology, producer: options.workerId, now: now))
-                case .notify(let notice):
-                    document.outbox.append(try OutboxItem.message(
-                        type: .notification, id: notice.id, target: notice.target, instanceId: notice.instanceId,
-                        correlationId: notice.incidentId, body: notice, topology: topology, producer: options.workerId, now: now))
-                }
-            }
-            var outageOpened = false
-            if let change = TargetStateChange.between(before, TargetStateChange.Summary(document.machine)) {
-                outageOpened = change.kind == "incident_opened"
-                // History of state changes (docs/history.md); published through the outbox like the rest.
-                document.outbox.append(try OutboxItem.message(
-                    type: .event, id: "\(target):state:\(UUID().uuidString.lowercased())", target: target,
-                    instanceId: change.instanceId, correlationId: change.incidentId, body: change, topology: topology,
-                    producer: options.workerId, now: now))
-            }
-            var fleetEvents: [FleetBrake.Event] = []
-            for action in actions {
-                switch action {
-                case .requestAction(let request):
-                    document.outbox.append(try OutboxItem.message(
-                        type: .actionRequest, id: request.idempotencyKey, target: target, instanceId: request.instanceId,
-                        correlationId: request.incidentId, body: request, topology: topology, producer: options.workerId, now: now))
-                case .notify(let notice), .rejectCommand(let notice):
-                    document.outbox.append(try OutboxItem.message(
-                        type: .notification, id: notice.id, target: notice.target, instanceId: notice.instanceId,
-                        correlationId: notice.incidentId, body: notice, topology: topology, producer: options.workerId, now: now))
-                case .reportToFleet(let fleetEvent):
-                    fleetEvents.append(fleetEvent)
-                case .scheduleWakeUp:
-                    break  // the schedule below follows nextDeadline
-                }
-            }
-            guard let version = try await states.compareAndSet(key, expectedVersion: loaded?.version ?? 0, data: try document.encoded())
+            guard let version = try await states.compareAndSet(
+                key, expectedVersion: loaded?.version ?? 0, data: String(decoding: try StateCodec.encode(machine), as: UTF8.self))
             else {
                 FleetMetrics.decisionConflicts.increment()
-                continue  // another replica changed the target: apply the event to its state instead
+                continue
             }
-            let remaining = try await flush(document.outbox)
-            if remaining.count != document.outbox.count {
-                var cleared = document
-                cleared.outbox = remaining
-                _ = try? await states.compareAndSet(key, expectedVersion: version, data: try cleared.encoded())
-            }
-            if let deadline = [document.machine.nextDeadline, document.repair?.nextDeadline].compactMap({ $0 }).min() {
-                try await schedule.schedule(target, at: deadline)
-            } else {
-                try await schedule.cancel(target)
-            }
-            if !fleetEvents.isEmpty { try await applyToBrake(fleetEvents) }
-            FleetMetrics.decisions.increment()
-            // Counted after the compare-and-set won, so a lost race does not count an outage twice.
-            if outageOpened { FleetMetrics.outages.increment() }
-            return
+            return try await carryOut(actions, of: machine, storedAs: version)
         }
         throw DecisionError("target \(target) changed 20 times while one event was applied; retrying later")
+    }
+
+    /// After the compare-and-set won: publish the outbox (and clear it), schedule the next tick, tell the
+    /// fleet brake. Counted only here, so a lost race counts nothing twice.
+    private func carryOut(_ actions: [TargetMachine.Action], of machine: TargetMachine, storedAs version: Int64) async throws {
+        let key = Self.stateKey(machine.target)
+        let remaining = try await flush(machine.outbox)
+        if remaining.count != machine.outbox.count {
+            var cleared = machine
+            cleared.outbox = remaining
+            _ = try? await states.compareAndSet(key, expectedVersion: version, data: String(decoding: try StateCodec.encode(cleared), as: UTF8.self))
+        }
+        var fleetEvents: [FleetBrake.Event] = []
+        var refusal: String?
+        for action in actions {
+            switch action {
+            case .publish(.stateChange(let change, _, _)) where change.kind == "incident_opened": FleetMetrics.outages.increment()
+            case .publish: break  // staged in the outbox, published above
+            case .reportToFleet(let event): fleetEvents.append(event)
+            case .schedule(let at?): try await schedule.schedule(machine.target, at: at)
+            case .schedule(nil): try await schedule.cancel(machine.target)
+            case .refuse(let reason): refusal = reason
+            }
+        }
+        if !fleetEvents.isEmpty { try await applyToBrake(fleetEvents) }
+        FleetMetrics.decisions.increment()
+        if let refusal { throw RejectMessage(refusal) }
     }
 
     private func newMachine(_ target: String, instanceHint: String?) async throws -> EscalationMachine {
@@ -399,7 +287,7 @@ public final class DecisionWorker: Sendable {
             for action in actions {
                 switch action {
                 case .notify(let notice), .rejectCommand(let notice):
-                    await publishNotice(notice, target: notice.target)
+                    await publishNotice(notice)
                 case .wakeTargets(let targets):
                     for target in targets { try await schedule.schedule(target, at: now) }
                 }
@@ -411,12 +299,9 @@ public final class DecisionWorker: Sendable {
 
     // MARK: Publishing
 
-    private func publishAll(_ items: [OutboxItem]) async throws {
-        for item in items {
-            try await EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "decision")
-                .publish(encoded: try item.encoded(), now: clock())
-            FleetMetrics.messagesPublished(type: item.type).increment()
-        }
+    private func publish(_ item: OutboxItem) async throws {
+        try await envelopes.publish(encoded: try item.encoded(), now: clock())
+        FleetMetrics.messagesPublished(type: item.type).increment()
     }
 
     /// Publishes outbox items that nobody has published yet; returns those still to be published (claimed
@@ -432,18 +317,15 @@ public final class DecisionWorker: Sendable {
                 remaining.append(item)
                 continue
             }
-            try await publishAll([item])
+            try await publish(item)
             try await markers.set("published:\(item.messageId)", "1", expiry: .seconds(7 * 86_400))
         }
         return remaining
     }
 
-    private func publishNotice(_ notice: Notice, target: String?) async {
+    private func publishNotice(_ notice: Notice) async {
         do {
-            let item = try OutboxItem.message(type: .notification, id: notice.id, target: target, instanceId: notice.instanceId,
-                                              correlationId: notice.incidentId, body: notice, topology: topology,
-                                              producer: options.workerId, now: clock())
-            try await publishAll([item])
+            try await publish(try OutboxItem(.notice(notice), producer: options.workerId, now: clock()))
         } catch {
             logger.error("could not publish a notice", metadata: ["error": "\(error)"])
         }
@@ -455,7 +337,7 @@ public final class DecisionWorker: Sendable {
     public func runTicker() async {
         while !Task.isCancelled {
             do {
-                for target in try await schedule.due(at: clock()) {
+                for target in try await schedule.due(at: clock(), limit: 500) {
                     do { try await apply(.tick, to: target, instanceHint: nil) } catch {
                         logger.warning("tick failed", metadata: ["instance_id": "\(target)", "error": "\(error)"])
                         try? await schedule.cancel(target)

@@ -3,6 +3,15 @@ import Foundation
 extension EscalationMachine {
     // MARK: Helpers
 
+    /// Whether an open incident's ladder may still take a step by itself: not stopped, not acknowledged,
+    /// not held. False without an incident.
+    public func mayAct(at now: Date) -> Bool {
+        guard let incident else { return false }
+        if incident.automationStopped != nil || isHeld(incident, now) { return false }
+        if case .stopped = incident.phase { return false }
+        return true
+    }
+
     func isHeld(_ incident: Incident, _ now: Date) -> Bool {
         switch incident.hold {
         case .acknowledged?: true

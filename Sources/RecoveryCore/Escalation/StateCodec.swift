@@ -12,6 +12,14 @@ public enum StateCodec {
         return try decodeValue(EscalationMachine.self, bytes, what: "target state")
     }
 
+    public static func encode(_ target: TargetMachine) throws -> [UInt8] { try encodeValue(target) }
+
+    /// A target's whole document; its ladder carries the schema version.
+    public static func decodeTarget(_ bytes: [UInt8]) throws(StateDecodingError) -> TargetMachine {
+        try checkVersion(bytes, inLadder: true, newest: EscalationMachine.currentSchemaVersion, what: "target state")
+        return try decodeValue(TargetMachine.self, bytes, what: "target state")
+    }
+
     public static func decodeBrake(_ bytes: [UInt8]) throws(StateDecodingError) -> FleetBrake {
         try checkVersion(bytes, newest: FleetBrake.currentSchemaVersion, what: "fleet brake state")
         return try decodeValue(FleetBrake.self, bytes, what: "fleet brake state")
@@ -22,11 +30,15 @@ public enum StateCodec {
     }
 
     private struct Version: Decodable { var schemaVersion: Int }
+    /// A target's document keeps the version in its ladder (`machine`).
+    private struct TargetVersion: Decodable { var machine: Version }
 
-    private static func checkVersion(_ bytes: [UInt8], newest: Int, what: String) throws(StateDecodingError) {
+    /// One check for every stored document: the schema version, at the top or in the target's ladder.
+    private static func checkVersion(_ bytes: [UInt8], inLadder: Bool = false, newest: Int, what: String) throws(StateDecodingError) {
         let version: Version
         do {
-            version = try JSONDecoder().decode(Version.self, from: Data(bytes))
+            version = inLadder ? try JSONDecoder().decode(TargetVersion.self, from: Data(bytes)).machine
+                : try JSONDecoder().decode(Version.self, from: Data(bytes))
         } catch {
             throw StateDecodingError(detail: "\(what) is not JSON with a schemaVersion: \(error)")
         }

@@ -1,5 +1,4 @@
 import Foundation
-import RecoveryCore
 
 /// The body of an `event` message the decision worker publishes (routing `event.<target>`, to the
 /// recorder's history) when a target's state changes: an incident opened or closed, or its phase moved
@@ -25,12 +24,12 @@ public struct TargetStateChange: Codable, Sendable, Equatable {
     }
 
     /// What a machine's state looks like for history.
-    struct Summary: Equatable {
+    public struct Summary: Equatable, Sendable {
         var incidentId: String?
         var phase: String
         var instance: InstanceRef
 
-        init(_ machine: EscalationMachine) {
+        public init(_ machine: EscalationMachine) {
             incidentId = machine.incident?.id
             instance = machine.currentInstance
             switch machine.incident?.phase {
@@ -44,7 +43,7 @@ public struct TargetStateChange: Codable, Sendable, Equatable {
     }
 
     /// The change between two summaries, or nil when nothing worth keeping changed.
-    static func between(_ before: Summary, _ after: Summary) -> TargetStateChange? {
+    public static func between(_ before: Summary, _ after: Summary) -> TargetStateChange? {
         guard before != after else { return nil }
         let kind: String
         if before.incidentId != after.incidentId {
