@@ -10,8 +10,46 @@ public final class MemoryBroker: Sendable {
     private struct Binding { var queue: MemoryDeliverySource; var pattern: String }
     private let state = Mutex<(exchanges: Set<String>, bindings: [String: [Binding]])>(([], [:]))
 
+    private let queues = Mutex<[String: MemoryDeliverySource]>([:])
+
     public init(exchanges: Set<String> = []) {
         state.withLock { $0.exchanges = exchanges }
+    }
+
+    /// A broker with `topology` declared as RabbitMQ declares it: its exchanges, its queues (a quorum
+    /// queue's `x-delivery-limit` and dead-letter exchange included) and its bindings.
+    public convenience init(topology: AMQPTopology) {
+        self.init(exchanges: Set(topology.exchanges.map(\.name)))
+        for queue in topology.queues {
+            let limit = queue.arguments["x-delivery-limit"]?.intValue
+            let exchange = queue.arguments["x-dead-letter-exchange"]?.stringValue
+            let key = queue.arguments["x-dead-letter-routing-key"]?.stringValue ?? queue.name
+            var giveUp: (@Sendable (AMQPDelivery, String) -> Void)?
+            if let exchange {
+                giveUp = { [weak self] delivery, reason in
+                    self?.deadLetter(delivery, reason: reason, exchange: exchange, routingKey: key)
+                }
+            }
+            let source = MemoryDeliverySource(queue: queue.name, deliveryLimit: limit, deadLetter: giveUp)
+            queues.withLock { $0[queue.name] = source }
+        }
+        for binding in topology.bindings {
+            guard let queue = queues.withLock({ $0[binding.queue] }) else { continue }
+            state.withLock { $0.bindings[binding.exchange, default: []].append(Binding(queue: queue, pattern: binding.routingKey)) }
+        }
+    }
+
+    /// A queue declared by `init(topology:)`.
+    public func queue(_ name: String) -> MemoryDeliverySource? { queues.withLock { $0[name] } }
+
+    /// What a quorum queue does with a message it gives up on: republish it to its dead-letter exchange
+    /// with an `x-death` entry naming the reason (`delivery_limit`, `rejected`).
+    private func deadLetter(_ delivery: AMQPDelivery, reason: String, exchange: String, routingKey: String) {
+        var properties = delivery.properties
+        properties.headers["x-death"] = .array([.table([
+            "reason": .string(reason), "queue": .string(routingKey), "exchange": .string(delivery.exchange), "count": .int(1),
+        ])])
+        try? route(OutgoingMessage(exchange: exchange, routingKey: routingKey, body: delivery.body, properties: properties))
     }
 
     public func declareExchange(_ name: String) { state.withLock { _ = $0.exchanges.insert(name) } }
@@ -107,9 +145,16 @@ public final class MemoryDeliverySource: DeliverySource {
         var closed = false
     }
     private let state = Mutex(State())
+    private let deliveryLimit: Int64?
+    private let deadLetter: (@Sendable (AMQPDelivery, String) -> Void)?
 
-    public init(queue: String) {
+    /// `deliveryLimit`: like a quorum queue's `x-delivery-limit`, a message requeued more often than that
+    /// is given to `deadLetter` (reason `delivery_limit`) instead of coming again; `nack` without requeue
+    /// gives it there too (reason `rejected`).
+    public init(queue: String, deliveryLimit: Int64? = nil, deadLetter: (@Sendable (AMQPDelivery, String) -> Void)? = nil) {
         self.queue = queue
+        self.deliveryLimit = deliveryLimit
+        self.deadLetter = deadLetter
         (deliveries, continuation) = AsyncStream.makeStream(of: AMQPDelivery.self)
     }
 
@@ -142,13 +187,16 @@ public final class MemoryDeliverySource: DeliverySource {
 
     @discardableResult
     public func nack(_ delivery: AMQPDelivery, requeue: Bool) async -> Bool {
+        let overLimit = requeue && deliveryLimit.map { delivery.deliveryCount + 1 > $0 } == true
         let taken: AMQPDelivery? = state.withLock {
             guard let d = $0.unacked.removeValue(forKey: delivery.tag) else { return nil }
-            if !requeue { $0.deadLettered.append(d) }
+            if !requeue || overLimit { $0.deadLettered.append(d) }
             return d
         }
         guard let taken else { return false }
-        if requeue {
+        if !requeue || overLimit {
+            deadLetter?(taken, overLimit ? "delivery_limit" : "rejected")
+        } else {
             var properties = taken.properties
             properties.headers["x-delivery-count"] = .int(taken.deliveryCount + 1)
             enqueue(body: taken.body, properties: properties, exchange: taken.exchange, routingKey: taken.routingKey,

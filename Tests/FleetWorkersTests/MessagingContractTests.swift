@@ -11,10 +11,12 @@ import Testing
 struct MessagingContractTests {
     static var drivers: [String] { environment["AMQP_URL"] == nil ? ["memory"] : ["memory", "amqp"] }
 
-    /// One exchange and one quorum queue bound to `orders.#`, by the driver under test.
+    /// One exchange and one quorum queue bound to `orders.#` that gives a message up after one redelivery
+    /// to its dead-letter queue, declared by the driver under test from the same `AMQPTopology`.
     struct Rig {
         var publisher: any MessagePublishing
         var source: any DeliverySource
+        var dead: any DeliverySource
         var exchange: String
         var user: String
         var close: @Sendable () async -> Void
@@ -22,21 +24,25 @@ struct MessagingContractTests {
 
     static func rig(_ driver: String) throws -> Rig {
         let name = "contract-\(UUID().uuidString.prefix(8).lowercased())"
+        let topology = AMQPTopology(
+            exchanges: [.init(name: name), .init(name: "\(name).dlx")],
+            queues: [.quorum(name, deliveryLimit: 1, deadLetterExchange: "\(name).dlx"), .deadLetter("\(name).dead")],
+            bindings: [.init(exchange: name, queue: name, routingKey: "orders.#"),
+                       .init(exchange: "\(name).dlx", queue: "\(name).dead", routingKey: name)])
         if driver == "memory" {
-            let broker = MemoryBroker()
-            let queue = broker.queue(name, boundTo: name, patterns: ["orders.#"])
-            return Rig(publisher: MemoryPublisher(broker: broker, user: "fleet-test"), source: queue, exchange: name,
-                       user: "fleet-test", close: { queue.shutdown() })
+            let broker = MemoryBroker(topology: topology)
+            let queue = broker.queue(name)!, dead = broker.queue("\(name).dead")!
+            return Rig(publisher: MemoryPublisher(broker: broker, user: "fleet-test"), source: queue, dead: dead, exchange: name,
+                       user: "fleet-test", close: { queue.shutdown(); dead.shutdown() })
         }
         let url = try AMQPURL(environment["AMQP_URL"]!)
         let configuration = AMQPConfiguration(url: url, connectionName: "contract-test")
-        let topology = AMQPTopology(
-            exchanges: [.init(name: name)], queues: [.deadLetter(name)],  // a plain quorum queue
-            bindings: [.init(exchange: name, queue: name, routingKey: "orders.#")])
         let publisher = AMQPPublisher(configuration: configuration, topology: topology)
         let consumer = AMQPConsumer(configuration: configuration, topology: topology, queue: name, prefetch: 10)
-        return Rig(publisher: publisher, source: consumer, exchange: name, user: url.user, close: {
+        let dead = AMQPConsumer(configuration: configuration, topology: topology, queue: "\(name).dead", prefetch: 10)
+        return Rig(publisher: publisher, source: consumer, dead: dead, exchange: name, user: url.user, close: {
             await consumer.shutdown(drainTimeout: Duration.zero)
+            await dead.shutdown(drainTimeout: Duration.zero)
             await publisher.shutdown(drainTimeout: Duration.zero)
             await AMQPAdmin(configuration: configuration).deleteAll(of: topology)
         })
@@ -116,6 +122,43 @@ struct MessagingContractTests {
         #expect(second.redelivered)
         #expect(second.deliveryCount == first.deliveryCount + 1)
         #expect(await rig.source.ack(second))
+        await rig.close()
+    }
+
+    @Test("a message requeued more often than the delivery limit is dead-lettered with reason delivery_limit; a rejected one with reason rejected",
+          arguments: drivers)
+    func deliveryLimitDeadLetters(_ driver: String) async throws {
+        let rig = try Self.rig(driver)
+        try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("poison".utf8),
+                                                        properties: AMQPProperties(messageId: "poison")))
+        try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("refused".utf8),
+                                                        properties: AMQPProperties(messageId: "refused")))
+        var deliveries = 0
+        var rejected = false
+        while deliveries < 10 {
+            let d = try await Self.next(rig.source)
+            if d.bodyString == "refused" {
+                #expect(await rig.source.nack(d, requeue: false))
+                rejected = true
+            } else {
+                deliveries += 1
+                #expect(await rig.source.nack(d, requeue: true))
+            }
+            if rejected && deliveries == 2 { break }
+        }
+        #expect(deliveries == 2, "a limit of 1: the first delivery and one redelivery")
+        var reasons: [String: String] = [:]
+        for _ in 0..<2 {
+            let dead = try await Self.next(rig.dead)
+            let death = dead.properties.headers["x-death"]
+            guard case .array(let entries)? = death, case .table(let first)? = entries.first else {
+                Issue.record("no x-death on \(dead.bodyString): \(String(describing: death))")
+                continue
+            }
+            reasons[dead.bodyString] = first["reason"]?.stringValue
+            await rig.dead.ack(dead)
+        }
+        #expect(reasons == ["poison": "delivery_limit", "refused": "rejected"])
         await rig.close()
     }
 }

@@ -71,8 +71,8 @@ public final class DecisionWorker: Sendable {
                   topology: topology, catalog: catalog, defaultRegion: defaultRegion, logger: logger, clock: clock)
     }
 
-    static let brakeKey = "fleet:brake"
-    static func stateKey(_ target: String) -> String { "target:\(target)" }
+    static let brakeKey = DecisionStateKeys.brake
+    static func stateKey(_ target: String) -> String { DecisionStateKeys.target(target) }
 
     // MARK: Inputs
 
