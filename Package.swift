@@ -78,6 +78,7 @@ let package = Package(
             "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore", "FleetCrypto",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // MARK: The operator CLI's logic (recoveryctl), testable in-process
@@ -117,7 +118,8 @@ let package = Package(
         .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(name: "FleetWorkersTests", dependencies: [
-            "FleetWorkers", "FleetTestSupport", "FleetControl", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
+            "FleetWorkers", "FleetTestSupport", "FleetControl",
+            .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"), "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),

@@ -112,6 +112,12 @@ public struct MessageWorker<Message: Sendable>: Sendable {
         }
     }
 
+    /// The worker as a service: runs until graceful shutdown stops its source; `run` returns once the
+    /// deliveries in flight are handled. List it after the clients its handler uses (see `WorkerRuntime`).
+    public func service(concurrency: Int = 1) -> ClosureService {
+        ClosureService(run: { await run(concurrency: concurrency) }, stop: { await consumer.stop() })
+    }
+
     func process(_ delivery: AMQPDelivery) async {
         var logger = logger
         logger[metadataKey: "message_id"] = "\(delivery.properties.messageId ?? "-")"

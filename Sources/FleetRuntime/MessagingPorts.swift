@@ -22,7 +22,12 @@ public protocol DeliverySource: Sendable {
     /// Not done: with `requeue` it comes again (redelivered, its delivery count one higher); without, the
     /// queue dead-letters it.
     @discardableResult func nack(_ delivery: AMQPDelivery, requeue: Bool) async -> Bool
+    /// Graceful stop: nothing new arrives, `deliveries` ends once those in flight are settled (or a drain
+    /// timeout passed; the broker then requeues them).
+    func stop() async
 }
 
 extension AMQPPublisher: MessagePublishing {}
-extension AMQPConsumer: DeliverySource {}
+extension AMQPConsumer: DeliverySource {
+    public func stop() async { await shutdown() }
+}

@@ -205,6 +205,8 @@ public final class MemoryDeliverySource: DeliverySource {
         return true
     }
 
+    public func stop() async { shutdown() }
+
     /// Ends `deliveries`; later messages are refused.
     public func shutdown() {
         state.withLock { $0.closed = true }

@@ -53,17 +53,14 @@ do {
         decode: DecisionWorker.decodeCommandQueue, handler: worker.handle)
     try await WorkerRuntime.run(
         worker: "decision",
-        services: [
-            // Clients first: shutdown runs in reverse order, so they close after everything that uses them.
-            ClientService("redis") { await redis.close() },
-            ClientService("http") { http.shutdown() },
-            ClientService("broker publisher") { await publisher.shutdown() },
-            LoopService(run: { await redisHealth.run() }),
-            LoopService(run: { await worker.runCatalog() }),
-            LoopService(run: { await worker.runTicker() }),
-            ClosureService(run: { await observationWorker.run() }, stop: { await observations.shutdown() }),
-            ClosureService(run: { await commandWorker.run() }, stop: { await commands.shutdown() }),
-        ],
+        services: worker.services(
+            clients: [
+                ClientService("redis") { await redis.close() },
+                ClientService("http") { http.shutdown() },
+                ClientService("broker publisher") { await publisher.shutdown() },
+                LoopService(run: { await redisHealth.run() }),
+            ],
+            observations: observationWorker, commands: commandWorker),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && observations.isConnected && commands.isConnected },
                     "redis": { redisHealth.isReady }])

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import RecoveryCore
 import RedisStore
+import ServiceLifecycle
 import Synchronization
 
 /// The decision worker: feeds observations, actuator outcomes, operator commands and timer ticks into
@@ -317,7 +318,14 @@ public final class DecisionWorker: Sendable {
                 remaining.append(item)
                 continue
             }
-            try await publish(item)
+            do {
+                try await publish(item)
+            } catch {
+                // Let the next reader (this message's redelivery, most likely) publish it at once instead
+                // of waiting for the claim to expire.
+                try? await markers.delete("publishing:\(item.messageId)")
+                throw error
+            }
             try await markers.set("published:\(item.messageId)", "1", expiry: .seconds(7 * 86_400))
         }
         return remaining
@@ -337,16 +345,21 @@ public final class DecisionWorker: Sendable {
     public func runTicker() async {
         while !Task.isCancelled {
             do {
-                for target in try await schedule.due(at: clock(), limit: 500) {
-                    do { try await apply(.tick, to: target, instanceHint: nil) } catch {
-                        logger.warning("tick failed", metadata: ["instance_id": "\(target)", "error": "\(error)"])
-                        try? await schedule.cancel(target)
-                    }
-                }
+                try await tickDue()
             } catch {
                 logger.warning("cannot read the schedule", metadata: ["error": "\(error)"])
             }
             try? await Task.sleep(for: options.tick)
+        }
+    }
+
+    /// Delivers `.tick` once to every target whose deadline has come (by the injected clock).
+    public func tickDue() async throws {
+        for target in try await schedule.due(at: clock(), limit: 500) {
+            do { try await apply(.tick, to: target, instanceHint: nil) } catch {
+                logger.warning("tick failed", metadata: ["instance_id": "\(target)", "error": "\(error)"])
+                try? await schedule.cancel(target)
+            }
         }
     }
 
@@ -364,6 +377,15 @@ public final class DecisionWorker: Sendable {
             }
             try? await Task.sleep(for: options.catalogRefresh)
         }
+    }
+
+    /// The decision executable's services, in the order that makes shutdown safe by construction:
+    /// `clients` first (closed last), then discovery and the ticker, then the two consumers (stopped
+    /// first; their deliveries in flight finish while every client is still open).
+    public func services(clients: [any Service], observations: MessageWorker<DecisionInput>,
+                         commands: MessageWorker<DecisionInput>) -> [any Service] {
+        clients + [LoopService(run: { await self.runCatalog() }), LoopService(run: { await self.runTicker() }),
+                   observations.service(), commands.service()]
     }
 
     /// For tests and the first start: load the catalog once.

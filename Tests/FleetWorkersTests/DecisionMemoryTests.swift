@@ -1,0 +1,252 @@
+import AMQPTransport
+import FleetRuntime
+import FleetTestSupport
+import FleetWorkers
+import Foundation
+import Logging
+import RecoveryCore
+import ServiceLifecycle
+import ServiceLifecycleTestKit
+import Synchronization
+import Testing
+
+/// The decision worker on memory drivers: no RabbitMQ, no Redis, no moto. What it publishes is read off
+/// the queues of the fleet's topology on a `MemoryBroker`, its state off a `MemoryVersionedStore`, and
+/// time is a `TestClock`. The integration suites (LadderIntegrationTests, ReplicaTests, …) run the same
+/// worker on the real servers.
+@Suite("Decision worker on memory drivers")
+struct DecisionMemoryTests {
+    static let home = InstanceRef(id: "i-0shop", region: "eu-west-1")
+
+    static func target(_ name: String = "shop-web", grace: TimeInterval = 0, failures: Int = 3) -> Target {
+        var settings = TargetSettings()
+        settings.gracePeriod = grace
+        settings.failureThreshold = failures
+        return Target(identity: TargetIdentity(name: name, homeRegion: "eu-west-1", drRegion: "eu-central-1"),
+                      instance: home, instanceState: "running", healthURL: "http://shop.example/health", settings: settings)
+    }
+
+    struct World {
+        let fleet = MemoryFleet()
+        let publisher: MemoryPublisher
+        let decision: DecisionWorker
+
+        init(targets: [Target] = [DecisionMemoryTests.target()], operators: Set<String> = ["alice"],
+             publisher: (any MessagePublishing)? = nil, fleet: MemoryFleet = MemoryFleet()) async throws {
+            let own = fleet.publisher("fleet-decision")
+            self.publisher = own
+            var options = DecisionWorker.Options(workerId: "decision-test")
+            options.operators = operators
+            decision = DecisionWorker(
+                options: options, states: fleet.states, schedule: fleet.schedule, markers: fleet.markers,
+                publisher: publisher ?? own, topology: fleet.topology, catalog: { targets }, defaultRegion: "eu-west-1",
+                logger: Logger(label: "decision-test"), clock: fleet.clock.now)
+            try await decision.refreshCatalog()
+            fleetStorage = fleet
+        }
+        private let fleetStorage: MemoryFleet
+        var world: MemoryFleet { fleetStorage }
+
+        func observe(_ target: String, healthy: Bool, id: String = UUID().uuidString, prober: String = "probe-1") async throws {
+            let body = ProbeResult(prober: prober, healthy: healthy, statusCode: healthy ? 200 : 503, detail: healthy ? nil : "HTTP 503")
+            let bytes = world.envelope(.observation, id: id, target: target, body: body)
+            try await decision.handle(try DecisionWorker.decodeObservationQueue(bytes), verifiedUser: "fleet-probe")
+        }
+
+        func command(_ name: String, target: String?, by user: String, id: String = UUID().uuidString) async throws {
+            let bytes = world.envelope(.command, id: id, target: target, body: CommandBody(name: name))
+            try await decision.handle(try DecisionWorker.decodeCommandQueue(bytes), verifiedUser: user)
+        }
+
+        var requests: [Envelope<ActionRequest>] {
+            world.waiting(world.topology.actionRequestsQueue, .actionRequest, as: ActionRequest.self)
+        }
+        var notices: [Envelope<Notice>] { world.waiting(world.topology.notificationsQueue, .notification, as: Notice.self) }
+        var history: [Envelope<TargetStateChange>] { world.waiting(world.topology.historyQueue, .event, as: TargetStateChange.self) }
+    }
+
+    @Test func anObservationOfAnUnknownTargetIsRefusedAndNothingIsStored() async throws {
+        let w = try await World()
+        await #expect(throws: RejectMessage.self) { try await w.observe("ghost", healthy: false) }
+        #expect(try await DecisionStateReader(states: w.world.states).targetNames().isEmpty)
+        #expect(w.publisher.published.isEmpty)
+    }
+
+    @Test func failuresOpenAnOutageAndTheGraceEndRequestsARestartFromTheDecisionUser() async throws {
+        let w = try await World(targets: [Self.target(grace: 60)])
+        for _ in 0..<3 { try await w.observe("shop-web", healthy: false) }
+        #expect(w.notices.map(\.body.kind) == [.outageDeclared])
+        #expect(w.history.map(\.body.kind) == ["incident_opened"])
+        #expect(w.requests.isEmpty, "the grace period comes first")
+        #expect(try await w.world.schedule.due(at: w.world.clock.now().addingTimeInterval(60), limit: 10) == ["shop-web"])
+
+        w.world.clock.advance(by: 61)
+        try await w.decision.tickDue()
+        let request = try #require(w.requests.first)
+        #expect(w.requests.count == 1)
+        #expect(request.body.step == .restart && request.body.instanceId == Self.home.id)
+        let delivery = try #require(w.world.queue(w.world.topology.actionRequestsQueue).unacked.first)
+        #expect(delivery.routingKey == "action.request.shop-web")
+        #expect(delivery.properties.userId == "fleet-decision" && delivery.properties.messageId == request.body.idempotencyKey)
+        let stored = try #require(try await DecisionStateReader(states: w.world.states).target("shop-web"))
+        #expect(stored.pendingMessages == 0, "the outbox is cleared once published")
+        if case .inProgress(let attempt)? = stored.machine.incident?.phase { #expect(attempt.step == .restart) } else {
+            Issue.record("expected the restart in progress, got \(String(describing: stored.machine.incident?.phase))")
+        }
+    }
+
+    @Test func aMessageThatCouldNotBePublishedStaysInTheOutboxAndGoesOutExactlyOnce() async throws {
+        let fleet = MemoryFleet()
+        let flaky = fleet.publisher("fleet-decision")
+        let w = try await World(targets: [Self.target(grace: 300)], publisher: flaky, fleet: fleet)
+        for _ in 0..<2 { try await w.observe("shop-web", healthy: false) }
+        flaky.failNext(1)  // the broker is gone while the outage opens
+        let third = UUID().uuidString
+        await #expect(throws: (any Error).self) { try await w.observe("shop-web", healthy: false, id: third) }
+        let stored = try #require(try await DecisionStateReader(states: fleet.states).target("shop-web"))
+        #expect(stored.machine.incident != nil, "the decision is stored even though its messages are not out yet")
+        #expect(stored.pendingMessages == 2)
+        #expect(w.notices.isEmpty)
+
+        // The same observation redelivered: the machine has it already; the outbox goes out first.
+        try await w.observe("shop-web", healthy: false, id: third)
+        try await w.observe("shop-web", healthy: false)
+        #expect(w.notices.map(\.body.kind) == [.outageDeclared])
+        #expect(w.history.map(\.body.kind) == ["incident_opened"])
+        #expect(try await DecisionStateReader(states: fleet.states).target("shop-web")?.pendingMessages == 0)
+    }
+
+    @Test func twoReplicasRacingOnOneTargetOpenOneIncident() async throws {
+        let fleet = MemoryFleet()
+        let a = try await World(targets: [Self.target(grace: 300)], fleet: fleet)
+        let b = try await World(targets: [Self.target(grace: 300)], fleet: fleet)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<6 {
+                group.addTask { try await (i % 2 == 0 ? a : b).observe("shop-web", healthy: false, id: "obs-\(i)") }
+            }
+            for try await _ in group {}
+        }
+        #expect(a.notices.map(\.body.kind) == [.outageDeclared])
+        #expect(a.history.map(\.body.kind) == ["incident_opened"])
+        let stored = try #require(try await DecisionStateReader(states: fleet.states).target("shop-web"))
+        var ladder = stored.machine
+        for i in 0..<6 {
+            let fresh = ladder.remember(eventId: "obs-\(i)")
+            #expect(!fresh, "obs-\(i) was applied to the state that won, not lost with a race")
+        }
+    }
+
+    @Test func operatorsCommandsAreAppliedAndAnUnknownTargetIsRefused() async throws {
+        let w = try await World(targets: [Self.target(grace: 300)])
+        for _ in 0..<3 { try await w.observe("shop-web", healthy: false) }
+        try await w.command("ack", target: "shop-web", by: "alice")
+        let stored = try #require(try await DecisionStateReader(states: w.world.states).target("shop-web"))
+        #expect(stored.machine.incident?.hold == .acknowledged(by: "alice", at: w.world.clock.now()))
+        await #expect(throws: RejectMessage.self) { try await w.command("ack", target: "nobody", by: "alice") }
+        await #expect(throws: RejectMessage.self) { try await w.command("reboot-everything", target: "shop-web", by: "alice") }
+    }
+
+    @Test func aCommandFromSomeoneNotOnTheOperatorListIsDeadLetteredWithItsReasonAndAnnouncedOnce() async throws {
+        let w = try await World()
+        let commands = w.world.queue(w.world.topology.commandsQueue)
+        let loop = MessageWorker(
+            consumer: commands,
+            deadLetters: DeadLetterSink(publisher: w.publisher, topology: w.world.topology, workerName: "decision-test"),
+            logger: Logger(label: "test"), senders: nil, decode: DecisionWorker.decodeCommandQueue, handler: w.decision.handle)
+        let running = Task { await loop.run() }
+        let mallory = w.world.publisher("mallory")
+        for id in ["c1", "c2"] {
+            try await mallory.publish(OutgoingMessage(
+                exchange: w.world.topology.exchange, routingKey: "command.shop-web",
+                body: w.world.envelope(.command, id: id, target: "shop-web", body: CommandBody(name: "restart"))))
+        }
+        let dead = w.world.queue(FleetTopology.deadLetterQueue(for: w.world.topology.commandsQueue))
+        try await waitUntil { commands.acked.count == 2 }
+        commands.shutdown()
+        await running.value
+        #expect(dead.unacked.count == 2)
+        for letter in dead.unacked {
+            #expect(letter.properties.headers["x-reject-reason"]?.stringValue == "user 'mallory' is not an operator")
+            #expect(letter.properties.headers["x-original-user-id"]?.stringValue == "mallory")
+        }
+        #expect(w.notices.map(\.body.kind) == [.commandRejected], "announced once per sender, not once per command")
+        #expect(w.requests.isEmpty)
+    }
+
+    /// In-flight work finishes before the clients it uses close: the services come from
+    /// `DecisionWorker.services`, the function the executable runs.
+    @Test func gracefulShutdownFinishesTheObservationInFlightBeforeClosingTheClients() async throws {
+        let fleet = MemoryFleet()
+        let log = EventLog()
+        let gate = GatedPublisher(fleet.publisher("fleet-decision"), log: log)
+        let w = try await World(targets: [Self.target(grace: 300, failures: 1)], publisher: gate, fleet: fleet)
+        let observations = fleet.queue(fleet.topology.observationsQueue)
+        let commands = fleet.queue(fleet.topology.commandsQueue)
+        let deadLetters = DeadLetterSink(publisher: gate, topology: fleet.topology, workerName: "decision-test")
+        func worker(_ source: MemoryDeliverySource, _ decode: @escaping MessageWorker<DecisionInput>.Decoder) -> MessageWorker<DecisionInput> {
+            MessageWorker(consumer: source, deadLetters: deadLetters, logger: Logger(label: "test"), senders: nil, decode: decode,
+                          handler: w.decision.handle)
+        }
+        let services = w.decision.services(
+            clients: [ClientService("broker publisher") { log.append("closed publisher, \(observations.acked.count) acked") },
+                      ClientService("redis") { log.append("closed redis, \(observations.acked.count) acked") }],
+            observations: worker(observations, DecisionWorker.decodeObservationQueue),
+            commands: worker(commands, DecisionWorker.decodeCommandQueue))
+        try await testGracefulShutdown { trigger in
+            let group = ServiceGroup(configuration: try WorkerRuntime.configuration(services: services, logger: Logger(label: "test")))
+            async let ran: Void = group.run()
+            observations.deliver(fleet.envelope(.observation, target: "shop-web", body: ProbeResult(prober: "p", healthy: false)))
+            try await waitUntil { gate.waiting > 0 }  // the outage's first message is being published
+            trigger.triggerGracefulShutdown()
+            try await Task.sleep(for: .milliseconds(100))
+            gate.open()
+            try await ran
+        }
+        // Reverse order: the consumers stop and drain, then redis (listed second) closes, then the publisher.
+        #expect(log.entries == ["published event.shop-web", "published notification.shop-web",
+                                "closed redis, 1 acked", "closed publisher, 1 acked"])
+        #expect(observations.acked.count == 1 && observations.unacked.isEmpty)
+    }
+}
+
+/// Holds every publish until `open()`, logging what went out.
+final class GatedPublisher: MessagePublishing {
+    let inner: MemoryPublisher
+    let log: EventLog
+    private let state = Mutex<(open: Bool, waiting: Int)>((false, 0))
+
+    init(_ inner: MemoryPublisher, log: EventLog) {
+        self.inner = inner
+        self.log = log
+    }
+
+    var waiting: Int { state.withLock { $0.waiting } }
+    func open() { state.withLock { $0.open = true } }
+
+    func publish(_ message: OutgoingMessage) async throws {
+        state.withLock { $0.waiting += 1 }
+        while !state.withLock({ $0.open }) { try await Task.sleep(for: .milliseconds(5)) }
+        try await inner.publish(message)
+        log.append("published \(message.routingKey)")
+    }
+}
+
+/// What happened, in order, across tasks.
+final class EventLog: Sendable {
+    private let lines = Mutex<[String]>([])
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+    var entries: [String] { lines.withLock { $0 } }
+}
+
+/// Polls `condition` every 5 ms for up to 10 s.
+func waitUntil(_ condition: @escaping @Sendable () async -> Bool) async throws {
+    for _ in 0..<2000 {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    throw TimeoutFailure()
+}
+
+struct TimeoutFailure: Error, CustomStringConvertible {
+    var description: String { "the condition did not hold within 10 s" }
+}
