@@ -68,6 +68,16 @@ public actor MemoryVersionedStore: VersionedStore {
         return current + 1
     }
 
+    public func compareAndSet(all writes: [VersionedWrite]) throws -> [Int64]? {
+        guard Set(writes.map(\.key)).count == writes.count else { throw MemoryStoreError("compareAndSet(all:) needs distinct keys") }
+        guard writes.allSatisfy({ (values[$0.key]?.version ?? 0) == $0.expectedVersion }) else { return nil }
+        return writes.map { write in
+            let next = write.expectedVersion + 1
+            values[write.key] = VersionedValue(data: write.data, version: next)
+            return next
+        }
+    }
+
     public func delete(_ key: String) { values[key] = nil }
 
     public func keys() -> [String] { values.keys.sorted() }

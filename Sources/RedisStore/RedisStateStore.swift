@@ -50,6 +50,34 @@ public struct RedisStateStore: VersionedStore {
         return version == 0 ? nil : version
     }
 
+    // KEYS: the state hashes; ARGV[1..n] their expected versions, ARGV[n+1..2n] their new data. One
+    // script runs atomically, so either every hash is written or none. (On a Redis Cluster the keys would
+    // need one hash slot; the fleet runs on one primary with Sentinel, docs/redis-keys.md.)
+    static let compareAndSetAllScript = RedisScript("""
+        local n = #KEYS
+        for i = 1, n do
+          if tonumber(redis.call('HGET', KEYS[i], 'v') or '0') ~= tonumber(ARGV[i]) then return {} end
+        end
+        local versions = {}
+        for i = 1, n do
+          versions[i] = tonumber(ARGV[i]) + 1
+          redis.call('HSET', KEYS[i], 'v', versions[i], 'd', ARGV[n + i])
+        end
+        return versions
+        """)
+
+    public func compareAndSet(all writes: [VersionedWrite]) async throws(RedisError) -> [Int64]? {
+        guard Set(writes.map(\.key)).count == writes.count else {
+            throw RedisError(kind: .invalidArgument, message: "compareAndSet(all:) needs distinct keys", endpoint: client.url.endpoint)
+        }
+        let reply = try await client.eval(Self.compareAndSetAllScript, keys: writes.map { stateKey($0.key) },
+                                          args: writes.map { String($0.expectedVersion) } + writes.map(\.data), idempotent: false)
+        guard case .array(let items) = reply else { throw RedisLockStore.unexpected(reply, "state compare-and-set", client) }
+        let versions = items.compactMap(\.integer)
+        guard versions.count == items.count else { throw RedisLockStore.unexpected(reply, "state compare-and-set", client) }
+        return versions.isEmpty && !writes.isEmpty ? nil : versions
+    }
+
     public func delete(_ key: String) async throws(RedisError) {
         _ = try await client.command(["DEL", stateKey(key)], idempotent: true)
     }

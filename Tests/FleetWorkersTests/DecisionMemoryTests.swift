@@ -32,11 +32,13 @@ struct DecisionMemoryTests {
         let decision: DecisionWorker
 
         init(targets: [Target] = [DecisionMemoryTests.target()], operators: Set<String> = ["alice"],
-             publisher: (any MessagePublishing)? = nil, fleet: MemoryFleet = MemoryFleet()) async throws {
+             publisher: (any MessagePublishing)? = nil, fleet: MemoryFleet = MemoryFleet(),
+             brake: FleetBrake.Settings = FleetBrake.Settings()) async throws {
             let own = fleet.publisher("fleet-decision")
             self.publisher = own
             var options = DecisionWorker.Options(workerId: "decision-test")
             options.operators = operators
+            options.brakeSettings = brake
             decision = DecisionWorker(
                 options: options, states: fleet.states, schedule: fleet.schedule, markers: fleet.markers,
                 publisher: publisher ?? own, topology: fleet.topology, catalog: { targets }, defaultRegion: "eu-west-1",
@@ -133,6 +135,35 @@ struct DecisionMemoryTests {
         for i in 0..<6 {
             let fresh = ladder.remember(eventId: "obs-\(i)")
             #expect(!fresh, "obs-\(i) was applied to the state that won, not lost with a race")
+        }
+    }
+
+    /// Issue 14, gap 1: the brake's check and its count are one decision. Old behaviour: both replicas
+    /// read the brake below its limit and each started steps (4 or more restarts for a limit of 3).
+    @Test func twoReplicasNeverStartMoreDestructiveStepsThanTheBrakeAllows() async throws {
+        // Five rounds: the interleaving differs from run to run; the old code lost in most of them.
+        for round in 0..<5 {
+            let fleet = MemoryFleet()
+            let names = (1...6).map { "site-\($0)" }
+            let targets = names.map { Self.target($0, grace: 0, failures: 1) }
+            var brake = FleetBrake.Settings()
+            brake.maxOutageShare = 1.0  // the share rule off: only the rate rule can stop steps
+            brake.maxDestructiveActions = 3
+            let a = try await World(targets: targets, fleet: fleet, brake: brake)
+            let b = try await World(targets: targets, fleet: fleet, brake: brake)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (i, name) in names.enumerated() {
+                    for (j, replica) in [a, b].enumerated() {
+                        group.addTask { try await replica.observe(name, healthy: false, id: "obs-\(i)-\(j)") }
+                    }
+                }
+                for try await _ in group {}
+            }
+            let restarts = a.requests.filter { $0.body.step == .restart }
+            #expect(restarts.count == 3, "round \(round): \(restarts.map(\.body.target))")
+            #expect(a.notices.filter { $0.body.kind == .brakeEngaged }.count == 1, "round \(round): one alert")
+            let stored = try #require(try await DecisionStateReader(states: fleet.states).brake())
+            #expect(stored.isEngaged && stored.countedActions(at: fleet.clock.now()) == 3 && stored.pending == nil)
         }
     }
 

@@ -50,6 +50,41 @@ struct PortContractTests {
         await cleanUp()
     }
 
+    /// Two keys in one atomic write (the decision worker's target and fleet brake): both or neither.
+    @Test(arguments: drivers)
+    func versionedStoreWritesSeveralKeysAtomically(_ driver: String) async throws {
+        let (store, _, cleanUp) = try await make(driver)
+        #expect(try await store.compareAndSet(all: [VersionedWrite("t", expectedVersion: 0, data: "t1"),
+                                                    VersionedWrite("brake", expectedVersion: 0, data: "b1")]) == [1, 1])
+        #expect(try await store.compareAndSet("brake", expectedVersion: 1, data: "b2") == 2)
+        // The brake moved on: the target's write must not land either.
+        #expect(try await store.compareAndSet(all: [VersionedWrite("t", expectedVersion: 1, data: "t2"),
+                                                    VersionedWrite("brake", expectedVersion: 1, data: "stale")]) == nil)
+        #expect(try await store.load("t") == VersionedValue(data: "t1", version: 1))
+        #expect(try await store.load("brake") == VersionedValue(data: "b2", version: 2))
+        #expect(try await store.compareAndSet(all: [VersionedWrite("t", expectedVersion: 1, data: "t2"),
+                                                    VersionedWrite("brake", expectedVersion: 2, data: "b3")]) == [2, 3])
+        #expect(try await store.compareAndSet(all: [VersionedWrite("solo", expectedVersion: 0, data: "s")]) == [1])
+        await #expect(throws: (any Error).self) {
+            try await store.compareAndSet(all: [VersionedWrite("d", expectedVersion: 0, data: "1"), VersionedWrite("d", expectedVersion: 0, data: "2")])
+        }
+        // Racing pairs that share the brake: exactly one wins.
+        let wins = try await withThrowingTaskGroup(of: [Int64]?.self) { group in
+            for i in 0..<8 {
+                group.addTask {
+                    try await store.compareAndSet(all: [VersionedWrite("target-\(i)", expectedVersion: 0, data: "x"),
+                                                        VersionedWrite("brake", expectedVersion: 3, data: "w\(i)")])
+                }
+            }
+            var won = 0
+            for try await result in group where result != nil { won += 1 }
+            return won
+        }
+        #expect(wins == 1)
+        #expect(try await store.keys().filter { $0.hasPrefix("target-") }.count == 1, "the losers wrote no target either")
+        await cleanUp()
+    }
+
     @Test(arguments: drivers)
     func schedule(_ driver: String) async throws {
         let (_, schedule, cleanUp) = try await make(driver)

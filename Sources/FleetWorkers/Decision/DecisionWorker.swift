@@ -192,32 +192,39 @@ public final class DecisionWorker: Sendable {
         try await apply(.ladder(event), to: target, instanceHint: instanceHint)
     }
 
-    /// Load the target's machine, let it handle the event, stage its messages in the outbox and store it
-    /// only if nobody stored another version meanwhile; then carry out its actions. A lost race applies
-    /// the event again to the state that won.
+    /// Load the target's machine and the fleet brake, decide the event over both, and store the two in one
+    /// atomic compare-and-set (only if nobody stored another version of either meanwhile); then carry out
+    /// the actions. A lost race decides the event again on the state that won. The brake's check and its
+    /// count are one decision: a step the brake no longer admits (`FleetBrake.admit`) is decided again with
+    /// the brake engaged, and two replicas can never both pass it at its last free slot.
     func apply(_ event: TargetMachine.Event, to target: String, instanceHint: String?) async throws {
         let key = Self.stateKey(target)
         for _ in 0..<20 {
             let now = clock()
             let loaded = try await states.load(key)
-            var machine: TargetMachine
-            if let loaded {
-                machine = try StateCodec.decodeTarget(Array(loaded.data.utf8))
-                // A previous worker stored these but may not have published them yet.
-                machine.outbox = try await flush(machine.outbox)
-            } else {
-                machine = TargetMachine(ladder: try await newMachine(target, instanceHint: instanceHint))
-            }
+            let stored = try await machine(loaded, target, instanceHint: instanceHint)
+            let brake = try await loadBrake()
             let configured = await known.target(target)
-            let actions = machine.handle(event, TargetMachine.Context(
-                now: now, brakeEngaged: try await loadBrake().brake.isEngaged, settings: configured?.settings,
-                identity: configured?.identity, uniqueId: UUID().uuidString.lowercased()))
+            var (machine, actions, decided) = (stored, [TargetMachine.Action](), brake.brake)
+            for brakeEngaged in [brake.brake.isEngaged, true] {
+                (machine, decided) = (stored, brake.brake)
+                actions = machine.handle(event, TargetMachine.Context(
+                    now: now, brakeEngaged: brakeEngaged, settings: configured?.settings, identity: configured?.identity,
+                    uniqueId: UUID().uuidString.lowercased()))
+                if decided.admit(actions.compactMap { if case .reportToFleet(let e) = $0 { e } else { nil } }, now: now) { break }
+                guard !brakeEngaged else { throw DecisionError("the fleet brake refused a step decided with it engaged") }
+            }
             for case .publish(let message) in actions {
                 machine.outbox.append(try OutboxItem(message, producer: options.workerId, now: now))
             }
-            guard let version = try await states.compareAndSet(
-                key, expectedVersion: loaded?.version ?? 0, data: String(decoding: try StateCodec.encode(machine), as: UTF8.self))
-            else {
+            // The target and, when the event changed it, the brake: both or neither.
+            var writes = [VersionedWrite(key, expectedVersion: loaded?.version ?? 0,
+                                         data: String(decoding: try StateCodec.encode(machine), as: UTF8.self))]
+            if decided != brake.brake {
+                writes.append(VersionedWrite(Self.brakeKey, expectedVersion: brake.version,
+                                             data: String(decoding: try StateCodec.encode(decided), as: UTF8.self)))
+            }
+            guard let version = try await states.compareAndSet(all: writes)?.first else {
                 FleetMetrics.decisionConflicts.increment()
                 continue
             }
@@ -226,8 +233,17 @@ public final class DecisionWorker: Sendable {
         throw DecisionError("target \(target) changed 20 times while one event was applied; retrying later")
     }
 
-    /// After the compare-and-set won: publish the outbox (and clear it), schedule the next tick, tell the
-    /// fleet brake. Counted only here, so a lost race counts nothing twice.
+    /// The stored machine (its leftover outbox published first), or a new one for a known target.
+    private func machine(_ loaded: VersionedValue?, _ target: String, instanceHint: String?) async throws -> TargetMachine {
+        guard let loaded else { return TargetMachine(ladder: try await newMachine(target, instanceHint: instanceHint)) }
+        var machine = try StateCodec.decodeTarget(Array(loaded.data.utf8))
+        // A previous worker stored these but may not have published them yet.
+        machine.outbox = try await flush(machine.outbox)
+        return machine
+    }
+
+    /// After the compare-and-set won: publish the outbox (and clear it), the brake's notices, schedule the
+    /// next tick. Counted only here, so a lost race counts nothing twice.
     private func carryOut(_ actions: [TargetMachine.Action], of machine: TargetMachine, storedAs version: Int64) async throws {
         let key = Self.stateKey(machine.target)
         let remaining = try await flush(machine.outbox)
@@ -236,19 +252,18 @@ public final class DecisionWorker: Sendable {
             cleared.outbox = remaining
             _ = try? await states.compareAndSet(key, expectedVersion: version, data: String(decoding: try StateCodec.encode(cleared), as: UTF8.self))
         }
-        var fleetEvents: [FleetBrake.Event] = []
         var refusal: String?
         for action in actions {
             switch action {
             case .publish(.stateChange(let change, _, _)) where change.kind == "incident_opened": FleetMetrics.outages.increment()
-            case .publish: break  // staged in the outbox, published above
-            case .reportToFleet(let event): fleetEvents.append(event)
+            case .publish, .reportToFleet: break  // the outbox is published above; the brake was stored first
             case .schedule(let at?): try await schedule.schedule(machine.target, at: at)
             case .schedule(nil): try await schedule.cancel(machine.target)
             case .refuse(let reason): refusal = reason
             }
         }
-        if !fleetEvents.isEmpty { try await applyToBrake(fleetEvents) }
+        // What the brake decided with this event (its alert, targets to wake) is carried out by loading it.
+        if actions.contains(where: { if case .reportToFleet = $0 { true } else { false } }) { _ = try await loadBrake() }
         FleetMetrics.decisions.increment()
         if let refusal { throw RejectMessage(refusal) }
     }
@@ -267,32 +282,44 @@ public final class DecisionWorker: Sendable {
 
     // MARK: Fleet brake
 
+    /// The brake and its version; what an earlier writer left in `pending` is carried out first.
     private func loadBrake() async throws -> (brake: FleetBrake, version: Int64) {
-        guard let loaded = try await states.load(Self.brakeKey) else {
-            return (FleetBrake(settings: options.brakeSettings, fleet: await known.names()), 0)
+        for _ in 0..<20 {
+            guard let loaded = try await states.load(Self.brakeKey) else {
+                return (FleetBrake(settings: options.brakeSettings, fleet: await known.names()), 0)
+            }
+            var brake = try StateCodec.decodeBrake(Array(loaded.data.utf8))
+            brake.settings = options.brakeSettings
+            guard let pending = brake.pending else { return (brake, loaded.version) }
+            let unpublished = try await flush(try pending.notices.map { try OutboxItem(.notice($0), producer: options.workerId, now: clock()) })
+            for target in pending.wake { try await schedule.schedule(target, at: clock()) }
+            // Cleared only when every notice is out; one claimed by another worker keeps it pending.
+            if unpublished.isEmpty {
+                brake.pending = nil
+                _ = try await storeBrake(brake, expectedVersion: loaded.version)
+            } else {
+                return (brake, loaded.version)
+            }
         }
-        var brake = try StateCodec.decodeBrake(Array(loaded.data.utf8))
-        brake.settings = options.brakeSettings
-        return (brake, loaded.version)
+        throw DecisionError("the fleet brake changed 20 times while it was read; retrying later")
     }
 
+    /// Stores the brake if nobody stored another version meanwhile.
+    private func storeBrake(_ brake: FleetBrake, expectedVersion: Int64) async throws -> Bool {
+        let data = String(decoding: try StateCodec.encode(brake), as: UTF8.self)
+        guard try await states.compareAndSet(Self.brakeKey, expectedVersion: expectedVersion, data: data) != nil else { return false }
+        FleetMetrics.brakeEngaged.record(brake.isEngaged ? 1 : 0)
+        return true
+    }
+
+    /// Fleet events that come from no target (discovery, the brake commands).
     func applyToBrake(_ events: [FleetBrake.Event]) async throws {
         for _ in 0..<20 {
             var (brake, version) = try await loadBrake()
             let now = clock()
-            var actions: [FleetBrake.Action] = []
-            for event in events { actions += brake.handle(event, now: now) }
-            let data = String(decoding: try StateCodec.encode(brake), as: UTF8.self)
-            guard try await states.compareAndSet(Self.brakeKey, expectedVersion: version, data: data) != nil else { continue }
-            FleetMetrics.brakeEngaged.record(brake.isEngaged ? 1 : 0)
-            for action in actions {
-                switch action {
-                case .notify(let notice), .rejectCommand(let notice):
-                    await publishNotice(notice)
-                case .wakeTargets(let targets):
-                    for target in targets { try await schedule.schedule(target, at: now) }
-                }
-            }
+            for event in events { brake.keep(brake.handle(event, now: now)) }
+            guard try await storeBrake(brake, expectedVersion: version) else { continue }
+            _ = try await loadBrake()  // carries out what it decided
             return
         }
         throw DecisionError("the fleet brake changed 20 times while one event was applied; retrying later")
@@ -323,7 +350,7 @@ public final class DecisionWorker: Sendable {
             } catch {
                 // Let the next reader (this message's redelivery, most likely) publish it at once instead
                 // of waiting for the claim to expire.
-                try? await markers.delete("publishing:\(item.messageId)")
+                _ = try? await markers.delete("publishing:\(item.messageId)")
                 throw error
             }
             try await markers.set("published:\(item.messageId)", "1", expiry: .seconds(7 * 86_400))

@@ -111,6 +111,16 @@ public struct FleetBrake: Codable, Sendable, Equatable {
     /// The rate rule counts steps from here on (the last release).
     public private(set) var countActionsSince: Date?
     public private(set) var recentCommandIds: [String]
+    /// What the brake decided but nobody has carried out yet (see `admit`); nil when nothing.
+    public var pending: Pending?
+
+    /// Notices to publish and targets to wake, stored with the brake in the compare-and-set that decided
+    /// them: a worker that dies right after cannot lose the one alert of an engagement. Whoever loads the
+    /// brake next carries them out (the notices' ids are deterministic, so a repeat is deduplicated).
+    public struct Pending: Codable, Sendable, Equatable {
+        public var notices: [Notice] = []
+        public var wake: [String] = []
+    }
 
     public init(settings: Settings = Settings(), fleet: [String] = []) {
         self.schemaVersion = Self.currentSchemaVersion

@@ -11,6 +11,18 @@ public struct VersionedValue: Sendable, Equatable {
     }
 }
 
+/// One write of `VersionedStore.compareAndSet(all:)`.
+public struct VersionedWrite: Sendable, Equatable {
+    public var key: String
+    public var expectedVersion: Int64
+    public var data: String
+    public init(_ key: String, expectedVersion: Int64, data: String) {
+        self.key = key
+        self.expectedVersion = expectedVersion
+        self.data = data
+    }
+}
+
 /// Read-modify-write without a lock (the decision worker's per-target state): load a value with its
 /// version, compute, and store only if nobody stored another version meanwhile. The Redis driver is
 /// `RedisStateStore`; `MemoryVersionedStore` is the in-memory one. Both pass one contract test
@@ -21,6 +33,10 @@ public protocol VersionedStore: Sendable {
     /// Stores `data` if the stored version is still `expectedVersion` (0: absent). Returns the new
     /// version, or nil when another writer got there first.
     func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64?
+    /// Stores every write or none, atomically: each only if its key's version is still the expected one.
+    /// Returns the new versions in the writes' order, or nil when any key changed meanwhile (then nothing
+    /// is stored). The keys must differ.
+    func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]?
     func delete(_ key: String) async throws
     /// Every stored key, sorted.
     func keys() async throws -> [String]
