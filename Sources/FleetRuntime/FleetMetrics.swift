@@ -7,7 +7,8 @@ import Metrics
 public enum FleetMetrics {
     // MARK: Every consumer
 
-    /// What happened to a message: `acked`, `dead_lettered` or `requeued`.
+    /// What happened to a message: `acked`, `dead_lettered`, `requeued`, or `retried` (a transient failure
+    /// retried in place; counted per attempt).
     public static func messagesHandled(queue: String, result: String) -> Counter {
         Counter(label: "recovery_messages_handled_total", dimensions: [("queue", queue), ("result", result)])
     }

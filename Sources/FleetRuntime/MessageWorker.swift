@@ -56,6 +56,9 @@ public struct DeadLetterSink: Sendable {
 /// - The handler returns normally: the effect is recorded, so the message is acked.
 /// - The body does not decode, or the handler throws `RejectMessage`: the message is dead-lettered with
 ///   the reason (confirmed), then acked. Nothing is dropped silently and the worker keeps going.
+/// - The handler throws a transient error (`TransientFailure`: Redis or the broker unreachable, AWS
+///   throttling): the message is retried here, in place, with backoff (`TransientRetryPolicy`), so it
+///   uses none of the queue's delivery limit. Only when the retries run out is it requeued (one delivery).
 /// - The handler throws anything else: the message is requeued to be tried again; after the queue's
 ///   delivery limit RabbitMQ dead-letters it itself (`x-death` reason `delivery_limit`).
 /// - Dead-lettering itself fails: the message is requeued, never acked.
@@ -74,12 +77,14 @@ public struct MessageWorker<Message: Sendable>: Sendable {
     /// When the message was sent (the envelope's `sent_at`), for the queue-lag metric; nil falls back to
     /// the AMQP `timestamp` property (whole seconds).
     let sentAt: @Sendable (Message) -> Date?
+    let retry: TransientRetryPolicy
 
     /// A worker for a queue that carries several message types: `decode` picks the body type.
     public init(consumer: any DeliverySource, deadLetters: DeadLetterSink, logger: Logger, senders: SenderGate?,
                 decode: @escaping Decoder, sentAt: @escaping @Sendable (Message) -> Date? = { _ in nil },
-                handler: @escaping Handler) {
+                retry: TransientRetryPolicy = TransientRetryPolicy(), handler: @escaping Handler) {
         self.consumer = consumer
+        self.retry = retry
         self.deadLetters = deadLetters
         self.senders = senders
         self.decode = decode
@@ -134,18 +139,32 @@ public struct MessageWorker<Message: Sendable>: Sendable {
             return
         }
         recordLag(sentAt(message), delivery)
-        do {
-            try await handler(message, delivery)
-            await consumer.ack(delivery)
-            count("acked")
-        } catch let rejection as RejectMessage {
-            await reject(delivery, reason: rejection.reason, logger: logger)
-        } catch {
-            logger.warning("handler failed; message requeued", metadata: [
-                "error": "\(error)", "delivery_count": "\(delivery.deliveryCount)",
-            ])
-            await consumer.nack(delivery, requeue: true)
-            count("requeued")
+        var failures = 0
+        while true {
+            do {
+                try await handler(message, delivery)
+                await consumer.ack(delivery)
+                count("acked")
+                return
+            } catch let rejection as RejectMessage {
+                await reject(delivery, reason: rejection.reason, logger: logger)
+                return
+            } catch where TransientRetryPolicy.isTransient(error) && failures < retry.maxAttempts && !Task.isCancelled {
+                failures += 1
+                let delay = retry.delay(beforeAttempt: failures)
+                logger.warning("transient failure; retrying the message in place", metadata: [
+                    "error": "\(error)", "attempt": "\(failures)", "retry_in": "\(delay)",
+                ])
+                count("retried")
+                try? await Task.sleep(for: delay)
+            } catch {
+                logger.warning("handler failed; message requeued", metadata: [
+                    "error": "\(error)", "delivery_count": "\(delivery.deliveryCount)",
+                ])
+                await consumer.nack(delivery, requeue: true)
+                count("requeued")
+                return
+            }
         }
     }
 
@@ -182,10 +201,11 @@ extension MessageWorker {
     /// A worker for a queue of one message type.
     public init<Body: Codable & Sendable>(
         consumer: any DeliverySource, deadLetters: DeadLetterSink, expecting: MessageType, logger: Logger,
-        senders: SenderGate?, handler: @escaping @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
+        senders: SenderGate?, retry: TransientRetryPolicy = TransientRetryPolicy(),
+        handler: @escaping @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
     ) where Message == Envelope<Body> {
         self.init(consumer: consumer, deadLetters: deadLetters, logger: logger, senders: senders,
                   decode: { (bytes) throws(MessageDecodingError) in try EnvelopeCodec.decode(bytes, as: Body.self, expecting: expecting) },
-                  sentAt: { $0.sentAt }, handler: handler)
+                  sentAt: { $0.sentAt }, retry: retry, handler: handler)
     }
 }

@@ -39,7 +39,12 @@ public struct CommandBody: Codable, Sendable, Equatable {
 
 public struct DecisionError: Error, Sendable, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    /// Contention (state that kept changing while one event was decided): worth retrying soon.
+    public var isContention: Bool
+    init(_ description: String, contention: Bool = false) {
+        self.description = description
+        isContention = contention
+    }
 }
 
 extension OutboxItem {

@@ -230,7 +230,7 @@ public final class DecisionWorker: Sendable {
             }
             return try await carryOut(actions, of: machine, storedAs: version)
         }
-        throw DecisionError("target \(target) changed 20 times while one event was applied; retrying later")
+        throw DecisionError("target \(target) changed 20 times while one event was applied; retrying later", contention: true)
     }
 
     /// The stored machine (its leftover outbox published first), or a new one for a known target.
@@ -301,7 +301,7 @@ public final class DecisionWorker: Sendable {
                 return (brake, loaded.version)
             }
         }
-        throw DecisionError("the fleet brake changed 20 times while it was read; retrying later")
+        throw DecisionError("the fleet brake changed 20 times while it was read; retrying later", contention: true)
     }
 
     /// Stores the brake if nobody stored another version meanwhile.
@@ -322,7 +322,7 @@ public final class DecisionWorker: Sendable {
             _ = try await loadBrake()  // carries out what it decided
             return
         }
-        throw DecisionError("the fleet brake changed 20 times while one event was applied; retrying later")
+        throw DecisionError("the fleet brake changed 20 times while one event was applied; retrying later", contention: true)
     }
 
     // MARK: Publishing
