@@ -6,7 +6,6 @@ import HTTPTransport
 import Logging
 import Metrics
 import RecoveryCore
-import RedisStore
 
 /// The probe worker: discovers targets, checks each one's health URL once per probe interval
 /// fleet-wide (whichever replica claims the interval's slot in Redis does it), reads EC2 status checks
@@ -17,6 +16,10 @@ import RedisStore
 /// q < quorum size. A replica that dies simply stops claiming; the others claim the next interval's
 /// slots, so its targets are picked up within one interval. With quorum on, q runs over 0..<quorumSize
 /// and a replica claims at most one q per interval, so that many distinct probers check each interval.
+///
+/// It runs on ports (docs/architecture.md): checks through `HTTPExecuting`, claims in a `KeyValueStore`,
+/// EC2 status through `InstanceStatusReading`, observations through `MessagePublishing`, and the targets
+/// from `discover`.
 public final class ProbeWorker: Sendable {
     public struct Options: Sendable {
         public var proberId: String
@@ -31,16 +34,16 @@ public final class ProbeWorker: Sendable {
     let options: Options
     let discover: @Sendable () async throws -> [Target]
     let http: any HTTPExecuting
-    let ec2: EC2Client
-    let claims: RedisKeyValueStore
-    let publisher: AMQPPublisher
+    let ec2: any InstanceStatusReading
+    let claims: any KeyValueStore
+    let publisher: any MessagePublishing
     let topology: FleetTopology
     let logger: Logger
     let clock: @Sendable () -> Date
     private let state = LockedState()
 
-    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting, ec2: EC2Client,
-                claims: RedisKeyValueStore, publisher: AMQPPublisher, topology: FleetTopology,
+    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting,
+                ec2: any InstanceStatusReading, claims: any KeyValueStore, publisher: any MessagePublishing, topology: FleetTopology,
                 logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.options = options
         self.discover = discover
@@ -198,9 +201,8 @@ public final class ProbeWorker: Sendable {
             [(target, target.instance, false)] + target.displaced.map { (target, $0, true) }
         }
         for (region, group) in Dictionary(grouping: checks, by: \.1.region) {
-            let client = region == ec2.region ? ec2 : ec2.withRegion(region)
             do {
-                let statuses = try await client.describeInstanceStatus(instanceIds: group.map(\.1.id))
+                let statuses = try await ec2.instanceStatuses(group.map(\.1.id), region: region)
                 let byId = Dictionary(statuses.map { ($0.instanceId, $0) }, uniquingKeysWith: { a, _ in a })
                 for (target, instance, isDisplaced) in group where isDisplaced {
                     guard let status = byId[instance.id], status.state == .running else { continue }
