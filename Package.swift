@@ -78,6 +78,7 @@ let package = Package(
             "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore", "FleetCrypto",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // MARK: The operator CLI's logic (recoveryctl), testable in-process

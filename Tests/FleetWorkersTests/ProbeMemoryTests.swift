@@ -152,6 +152,20 @@ struct ProbeMemoryTests {
         #expect(try rig.observations().count == 1)
     }
 
+    @Test("a check cancelled while in flight publishes nothing: it did not fail, it was not finished")
+    func cancelledCheckPublishesNothing() async throws {
+        let rig = Rig()
+        let url = "https://shop.example.com/health"
+        rig.http.script(url, .hang)
+        let worker = rig.worker(targets: [])
+        let checking = Task { await worker.checkAll([Self.target("shop", url: url)]) }
+        let http = rig.http
+        #expect(await eventually { http.requests.count == 1 })
+        checking.cancel()
+        await checking.value
+        #expect(rig.publisher.published.isEmpty)
+    }
+
     @Test("replicas sharing the claims: one checks a target per interval, the next interval is claimed anew")
     func oneReplicaPerSlot() async throws {
         let rig = Rig()

@@ -17,7 +17,8 @@ import RecoveryCore
 /// - With `enabled` false, notices are acked and counted (`result="disabled"`), never sent.
 ///
 /// It runs on ports (docs/architecture.md): the markers on a `KeyValueStore`, dead letters through a
-/// `MessagePublishing`, the channels on `HTTPExecuting` and `NoticeSenders`.
+/// `MessagePublishing`, the channels on `HTTPExecuting` and `NoticeSenders`; `services` lists what the
+/// executable runs, in shutdown order.
 public final class NotifierWorker: Sendable {
     public struct Options: Sendable {
         public var workerId: String

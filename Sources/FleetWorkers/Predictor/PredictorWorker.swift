@@ -21,7 +21,8 @@ import RecoveryCore
 ///   the client splits at 500 queries per request and follows NextToken), never one call per metric.
 ///
 /// It runs on ports (docs/architecture.md): metrics through `MetricDataReading`, claims in a
-/// `KeyValueStore`, predictions through `MessagePublishing`, and the targets from `discover`.
+/// `KeyValueStore`, predictions through `MessagePublishing`, and the targets from `discover`; `services` lists what the
+/// executable runs, in shutdown order.
 public final class PredictorWorker: Sendable {
     public struct Options: Sendable {
         public var workerId: String

@@ -6,6 +6,7 @@ import HTTPTransport
 import Logging
 import Metrics
 import RecoveryCore
+import Synchronization
 
 /// The probe worker: discovers targets, checks each one's health URL once per probe interval
 /// fleet-wide (whichever replica claims the interval's slot in Redis does it), reads EC2 status checks
@@ -19,7 +20,7 @@ import RecoveryCore
 ///
 /// It runs on ports (docs/architecture.md): checks through `HTTPExecuting`, claims in a `KeyValueStore`,
 /// EC2 status through `InstanceStatusReading`, observations through `MessagePublishing`, and the targets
-/// from `discover`.
+/// from `discover`; `services` lists what the executable runs, in shutdown order.
 public final class ProbeWorker: Sendable {
     public struct Options: Sendable {
         public var proberId: String
@@ -41,6 +42,7 @@ public final class ProbeWorker: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     private let state = LockedState()
+    private let stopping = Atomic<Bool>(false)
 
     public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting,
                 ec2: any InstanceStatusReading, claims: any KeyValueStore, publisher: any MessagePublishing, topology: FleetTopology,
@@ -56,40 +58,48 @@ public final class ProbeWorker: Sendable {
         self.clock = clock
     }
 
-    /// Runs until the task is cancelled. Checks run as child tasks of a discarding group, so a slow
-    /// site (up to its probe timeout) never delays the scheduling of the others.
+    /// Runs until `stop()` or cancellation. Checks run as child tasks of a discarding group, so a slow
+    /// site (up to its probe timeout) never delays the scheduling of the others. After `stop()` no check
+    /// starts, and `run` returns once the checks in flight have published their observations (graceful
+    /// shutdown, before the clients close); cancellation abandons them, and a cancelled check publishes
+    /// nothing.
     public func run() async {
-        await withDiscardingTaskGroup { group in
+        await withTaskGroup(of: Void.self) { background in
             // Discovery runs on its own: a slow DescribeInstances must never delay the checks.
-            group.addTask {
+            background.addTask {
                 while !Task.isCancelled {
                     await self.refreshTargets()
                     try? await Task.sleep(for: self.options.discoveryInterval)
                 }
             }
-            var lastStatus: ContinuousClock.Instant?
-            while !Task.isCancelled {
-                let now = ContinuousClock.now
-                if lastStatus == nil || now - lastStatus! >= options.statusInterval {
-                    lastStatus = now
-                    group.addTask { await self.checkInstanceStatus() }
-                }
-                for target in await dueTargets() {
-                    guard await state.startProbe(limit: options.maxInFlight) else {
-                        FleetMetrics.probesSkipped.increment()
-                        logger.warning("too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
-                        continue
+            await withDiscardingTaskGroup { checks in
+                var lastStatus: ContinuousClock.Instant?
+                while !Task.isCancelled, !stopping.load(ordering: .relaxed) {
+                    let now = ContinuousClock.now
+                    if lastStatus == nil || now - lastStatus! >= options.statusInterval {
+                        lastStatus = now
+                        checks.addTask { await self.checkInstanceStatus() }
                     }
-                    group.addTask {
-                        await self.probe(target)
-                        await self.state.endProbe()
+                    for target in await dueTargets() {
+                        guard await state.startProbe(limit: options.maxInFlight) else {
+                            FleetMetrics.probesSkipped.increment()
+                            logger.warning("too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
+                            continue
+                        }
+                        checks.addTask {
+                            await self.probe(target)
+                            await self.state.endProbe()
+                        }
                     }
+                    try? await Task.sleep(for: options.tick)
                 }
-                try? await Task.sleep(for: options.tick)
             }
-            group.cancelAll()
+            background.cancelAll()
         }
     }
+
+    /// Graceful shutdown: `run` starts no more checks and returns once those in flight are done.
+    public func stop() { stopping.store(true, ordering: .relaxed) }
 
     func refreshTargets() async {
         do {
@@ -171,6 +181,8 @@ public final class ProbeWorker: Sendable {
             }
         } catch let error as HTTPClientError {
             result.detail = error.description
+        } catch is CancellationError {
+            return  // shutting down: the check did not fail, it was not finished
         } catch {
             result.detail = "\(error)"
         }

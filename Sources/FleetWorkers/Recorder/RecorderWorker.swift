@@ -34,7 +34,8 @@ public struct HistoryMessage: Sendable {
 ///   shovelled back). A message DynamoDB refuses as invalid is dead-lettered with the reason.
 ///
 /// It runs on ports (docs/architecture.md): rows through `ConditionalItemWriting`, the custom metrics
-/// through `RecoveryMetrics` on `MetricDataPutting`.
+/// through `RecoveryMetrics` on `MetricDataPutting`; `services` lists what the executable runs, in shutdown
+/// order.
 public final class RecorderWorker: Sendable {
     public struct Options: Sendable {
         public var eventsTable: String
