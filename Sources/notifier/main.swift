@@ -44,11 +44,7 @@ do {
         worker: "notifier",
         services: worker.services(
             notifications: .amqp(notifications), identities: env.identities, ownUser: amqp.url.user,
-            clients: [
-                ClientService("redis") { await redis.close() },
-                ClientService("http") { http.shutdown() },
-                ClientService("broker publisher") { await publisher.shutdown() },
-            ],
+            clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
             monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && notifications.isConnected }, "redis": { redisHealth.isReady }])

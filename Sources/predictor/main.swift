@@ -31,11 +31,7 @@ do {
         worker: "predictor",
         services: worker.services(
             requests: .amqp(requests), identities: env.identities, ownUser: amqp.url.user,
-            clients: [
-                ClientService("redis") { await redis.close() },
-                ClientService("http") { http.shutdown() },
-                ClientService("broker publisher") { await publisher.shutdown() },
-            ],
+            clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
             monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && requests.isConnected }, "redis": { redisHealth.isReady }])

@@ -33,11 +33,7 @@ do {
     try await WorkerRuntime.run(
         worker: "probe",
         services: worker.services(
-            clients: [
-                ClientService("redis") { await redis.close() },
-                ClientService("http") { http.shutdown() },
-                ClientService("broker publisher") { await publisher.shutdown() },
-            ],
+            clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
             monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,
         readiness: ["broker": { publisher.isConnected }, "redis": { redisHealth.isReady }])

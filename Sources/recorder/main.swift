@@ -29,10 +29,7 @@ do {
         worker: "recorder",
         services: recorder.services(
             history: .amqp(history), deadLetters: deadLetters, identities: env.identities, ownUser: amqp.url.user,
-            clients: [
-                ClientService("http") { http.shutdown() },
-                ClientService("broker publisher") { await publisher.shutdown() },
-            ]),
+            clients: ClientService.workerClients(http: http, publisher: publisher)),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && history.isConnected }])
 } catch {

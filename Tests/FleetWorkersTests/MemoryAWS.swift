@@ -30,49 +30,41 @@ final class MemoryNoticeSenders: NoticeSenders {
         var description: String { "injected AWS failure" }
     }
 
-    private struct State {
-        var emails: [(email: Email, region: String?)] = []
-        var messages: [(message: SNSMessage, region: String?)] = []
-        var failures = 0
-    }
-    private let state = Mutex(State())
+    enum Sent { case email(Email), sns(SNSMessage) }
 
-    var emails: [(email: Email, region: String?)] { state.withLock { $0.emails } }
-    var messages: [(message: SNSMessage, region: String?)] { state.withLock { $0.messages } }
+    private let state = Mutex<(sent: [(item: Sent, region: String?)], failures: Int)>(([], 0))
+
+    var emails: [(email: Email, region: String?)] {
+        state.withLock { $0.sent.compactMap { if case .email(let e) = $0.item { (e, $0.region) } else { nil } } }
+    }
+    var messages: [(message: SNSMessage, region: String?)] {
+        state.withLock { $0.sent.compactMap { if case .sns(let m) = $0.item { (m, $0.region) } else { nil } } }
+    }
     /// The next `count` sends (e-mail or SNS) throw.
     func failNext(_ count: Int) { state.withLock { $0.failures = count } }
 
-    private func take() throws {
+    /// Keeps `item`, or throws while failures are due; returns a message id.
+    func record(_ item: Sent, region: String?) throws -> String {
         try state.withLock {
             if $0.failures > 0 {
                 $0.failures -= 1
                 throw Failure()
             }
+            $0.sent.append((item, region))
+            return "message-\($0.sent.count)"
         }
     }
 
     struct Mail: EmailSending {
         let owner: MemoryNoticeSenders
         let region: String?
-        func sendEmail(_ email: Email) async throws -> String {
-            try owner.take()
-            return owner.state.withLock {
-                $0.emails.append((email, region))
-                return "email-\($0.emails.count)"
-            }
-        }
+        func sendEmail(_ email: Email) async throws -> String { try owner.record(.email(email), region: region) }
     }
 
     struct Topics: TopicPublishing {
         let owner: MemoryNoticeSenders
         let region: String?
-        func publish(_ message: SNSMessage) async throws -> String {
-            try owner.take()
-            return owner.state.withLock {
-                $0.messages.append((message, region))
-                return "sns-\($0.messages.count)"
-            }
-        }
+        func publish(_ message: SNSMessage) async throws -> String { try owner.record(.sns(message), region: region) }
     }
 
     func email(region: String?) -> any EmailSending { Mail(owner: self, region: region) }

@@ -46,7 +46,8 @@ struct NotifierMemoryTests {
         let worker: NotifierWorker
         let loop: Task<Void, Never>
 
-        init(enabled: Bool = true) throws {
+        /// `webhooksUp`: every webhook answers 200.
+        init(enabled: Bool = true, webhooksUp: Bool = false) throws {
             var defaults = NotificationDefaults()
             defaults.emailFrom = "fleet@example.com"
             defaults.emailTo = ["ops@example.com"]
@@ -76,6 +77,11 @@ struct NotifierMemoryTests {
             let messages = MessageWorker(consumer: notifications, deadLetters: sink, expecting: .notification, logger: logs.logger,
                                          senders: gate, handler: worker.handle)
             loop = Task { await messages.run() }
+            if webhooksUp {
+                for url in [NotifierMemoryTests.fleetSlack, NotifierMemoryTests.shopSlack, NotifierMemoryTests.teams] {
+                    http.script(url, .status(200, "ok"))
+                }
+            }
         }
 
         func notice(_ id: String, target: String?, detail: String = "3 failed checks") -> Notice {
@@ -110,8 +116,7 @@ struct NotifierMemoryTests {
 
     @Test("a notice goes to each of its target's channels once, in its shape; a target without an entry gets the fleet's channels")
     func routedOnce() async throws {
-        let rig = try Rig()
-        for url in [Self.fleetSlack, Self.shopSlack, Self.teams] { rig.http.script(url, .status(200, "ok")) }
+        let rig = try Rig(webhooksUp: true)
         let shop = rig.notice("n-shop", target: "shop")
         let plain = rig.notice("n-plain", target: "plain")
         try rig.deliver(shop)
@@ -152,8 +157,7 @@ struct NotifierMemoryTests {
 
     @Test("a redelivered notice is not sent again; another notice is")
     func redeliveryIsNotSentTwice() async throws {
-        let rig = try Rig()
-        for url in [Self.fleetSlack, Self.shopSlack, Self.teams] { rig.http.script(url, .status(200, "ok")) }
+        let rig = try Rig(webhooksUp: true)
         let notice = rig.notice("n-1", target: "shop")
         try rig.deliver(notice)
         try await rig.settled(1)
@@ -171,13 +175,23 @@ struct NotifierMemoryTests {
         rig.stop()
     }
 
-    @Test("a channel that keeps failing is retried with backoff, then dead-lettered with its channel and reason; the others are sent, and a redelivery retries only it")
-    func failingChannelIsDeadLettered() async throws {
+    /// A rig whose `shop` Slack webhook answers `slackAnswers` and whose e-mail fails `emailFailures`
+    /// times, after one notice for `shop` was delivered and settled; the notice and its message's bytes.
+    static func shopNotice(_ id: String, slackAnswers: MemoryHTTP.Reply, emailFailures: Int = 0) async throws
+        -> (rig: Rig, notice: Notice, body: [UInt8])
+    {
         let rig = try Rig()
-        rig.http.script(Self.shopSlack, .status(500, "service unavailable"))
-        let notice = rig.notice("n-down", target: "shop")
+        rig.http.script(Self.shopSlack, slackAnswers)
+        rig.senders.failNext(emailFailures)
+        let notice = rig.notice(id, target: "shop")
         let body = try rig.deliver(notice)
         try await rig.settled(1)
+        return (rig, notice, body)
+    }
+
+    @Test("a channel that keeps failing is retried with backoff, then dead-lettered with its channel and reason; the others are sent, and a redelivery retries only it")
+    func failingChannelIsDeadLettered() async throws {
+        let (rig, notice, body) = try await Self.shopNotice("n-down", slackAnswers: .status(500, "service unavailable"))
 
         #expect(rig.http.requests(to: Self.shopSlack).count == 3, "three attempts")
         #expect(rig.sleeps.values == [.seconds(1), .seconds(2)])
@@ -203,11 +217,7 @@ struct NotifierMemoryTests {
 
     @Test("a webhook's 400 is not retried; a channel that fails twice and then takes the notice is sent, not dead-lettered")
     func permanentAndTransientFailures() async throws {
-        let rig = try Rig()
-        rig.http.script(Self.shopSlack, .status(400, "invalid_payload"))
-        rig.senders.failNext(2)
-        try rig.deliver(rig.notice("n-400", target: "shop"))
-        try await rig.settled(1)
+        let (rig, _, _) = try await Self.shopNotice("n-400", slackAnswers: .status(400, "invalid_payload"), emailFailures: 2)
         #expect(rig.http.requests(to: Self.shopSlack).count == 1)
         #expect(rig.senders.emails.count == 1, "e-mail failed twice, then went out")
         #expect(rig.sleeps.values == [.seconds(1), .seconds(2)], "only e-mail waited")
@@ -257,8 +267,7 @@ struct NotifierMemoryTests {
 
     @Test("a notification from a user that may not send one is dead-lettered unsent, and the forgery is announced to the fleet's channels")
     func forgedNotice() async throws {
-        let rig = try Rig()
-        for url in [Self.fleetSlack, Self.teams] { rig.http.script(url, .status(200, "ok")) }
+        let rig = try Rig(webhooksUp: true)
         try rig.deliver(rig.notice("n-forged", target: "plain", detail: "FORGED: ignore the outage"), from: "fleet-probe")
         try await rig.settled(1)
         let dead = rig.deadLetters.unacked
