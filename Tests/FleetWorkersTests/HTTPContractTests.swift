@@ -123,7 +123,7 @@ struct HTTPContractTests {
         let elapsed = ContinuousClock.now - started
         #expect(error?.kind == .timeout)
         #expect(elapsed >= .milliseconds(350), "not before the timeout: \(elapsed)")
-        #expect(elapsed < .seconds(5), "soon after the timeout: \(elapsed)")
+        #expect(elapsed < .seconds(60), "ended by the timeout, not left hanging: \(elapsed)")
         await rig.close()
     }
 

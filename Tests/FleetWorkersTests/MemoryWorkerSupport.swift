@@ -2,13 +2,14 @@ import Foundation
 import InMemoryLogging
 import Logging
 
-/// Waits (bounded) until `condition` holds; true if it did. For effects that follow an ack (the memory
-/// drivers answer at once, so this is short).
-func eventually(_ timeout: Duration = .seconds(10), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
+/// Waits (bounded) until `condition` holds; true if it did. The memory drivers answer at once, so this is
+/// short; the bound is generous because the whole suite on two loaded cores can stall every task for
+/// tens of seconds.
+func eventually(_ timeout: Duration = .seconds(60), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
+        try? await Task.sleep(for: .milliseconds(20))
     }
     return try await condition()
 }

@@ -117,7 +117,7 @@ struct ProbeMemoryTests {
         rig.http.script(url, .hang)
         let started = ContinuousClock.now
         await rig.worker(targets: []).checkAll([Self.target("slow", url: url, settings: settings)])
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(60), "ended by the timeout, not left hanging")
         let result = try #require(try rig.observations().first?.envelope.body)
         #expect(!result.healthy)
         #expect(result.statusCode == nil)

@@ -35,7 +35,7 @@ struct WorkerShutdownTests {
         /// or a second passed.
         func hold() async {
             state.withLock { $0.started = true }
-            let limit = ContinuousClock.now + .seconds(20)
+            let limit = ContinuousClock.now + .seconds(60)
             while !state.withLock({ $0.triggered }), ContinuousClock.now < limit { try? await Task.sleep(for: .milliseconds(5)) }
             let patience = ContinuousClock.now + .seconds(1)
             while state.withLock({ $0.closed.isEmpty }), ContinuousClock.now < patience { try? await Task.sleep(for: .milliseconds(5)) }
@@ -57,7 +57,7 @@ struct WorkerShutdownTests {
                 let group = ServiceGroup(configuration: try WorkerRuntime.configuration(services: services, logger: Logger(label: "shutdown-test")))
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask { try await group.run() }
-                    let started = await eventually(.seconds(20)) { [self] in state.withLock { $0.started } }
+                    let started = await eventually { [self] in state.withLock { $0.started } }
                     #expect(started, "the work reached the held call")
                     trigger.triggerGracefulShutdown()
                     state.withLock { $0.triggered = true }
@@ -80,7 +80,7 @@ struct WorkerShutdownTests {
         try EnvelopeCodec.encode(Envelope(type: type, id: id, target: target, occurredAt: Date(), body: body))
     }
 
-    @Test("probe: a check in flight publishes its observation before the publisher, HTTP and Redis close", .timeLimit(.minutes(1)))
+    @Test("probe: a check in flight publishes its observation before the publisher, HTTP and Redis close", .timeLimit(.minutes(3)))
     func probe() async throws {
         let http = MemoryHTTP(), publisher = Self.publisher("fleet-probe")
         let shutdown = Shutdown(done: { publisher.published.count == 1 })
@@ -101,7 +101,7 @@ struct WorkerShutdownTests {
         #expect(http.requests.count == 1, "no check started after the shutdown")
     }
 
-    @Test("notifier: a notice in flight is sent, marked and acked before the publisher, HTTP and Redis close", .timeLimit(.minutes(1)))
+    @Test("notifier: a notice in flight is sent, marked and acked before the publisher, HTTP and Redis close", .timeLimit(.minutes(3)))
     func notifier() async throws {
         let http = MemoryHTTP(), markers = MemoryKeyValueStore(), publisher = Self.publisher("fleet-notifier")
         let notifications = MemoryDeliverySource(queue: Self.topology.notificationsQueue)
@@ -134,7 +134,7 @@ struct WorkerShutdownTests {
     }
 
     @Test("recorder: a history message in flight is written and acked, and the last metrics sent, before the publisher and HTTP close",
-          .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(3)))
     func recorder() async throws {
         let history = MemoryDeliverySource(queue: Self.topology.historyQueue)
         let cloudWatch = MemoryMetricSink()
@@ -165,7 +165,7 @@ struct WorkerShutdownTests {
     }
 
     @Test("predictor: a prediction request in flight publishes its predictions and is acked before the publisher, HTTP and Redis close",
-          .timeLimit(.minutes(1)))
+          .timeLimit(.minutes(3)))
     func predictor() async throws {
         let requests = MemoryDeliverySource(queue: Self.topology.predictionRequestsQueue)
         let publisher = Self.publisher("fleet-predictor")
