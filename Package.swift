@@ -71,7 +71,7 @@ let package = Package(
         ]),
 
         // MARK: Test support: in-memory drivers of the ports, a clock a test moves (docs/architecture.md)
-        .target(name: "FleetTestSupport", dependencies: ["FleetRuntime", "AMQPTransport", "RecoveryCore"]),
+        .target(name: "FleetTestSupport", dependencies: ["FleetRuntime", "AMQPTransport", "HTTPTransport", "RecoveryCore"]),
 
         // MARK: Workers: the logic of each executable, testable in-process
         .target(name: "FleetWorkers", dependencies: [
@@ -121,6 +121,9 @@ let package = Package(
             "FleetWorkers", "FleetTestSupport", "FleetControl",
             .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"), "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            .product(name: "InMemoryLogging", package: "swift-log"),
         ]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
         .testTarget(

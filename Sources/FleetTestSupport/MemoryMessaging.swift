@@ -100,11 +100,12 @@ public struct MemoryBrokerError: Error, Sendable, CustomStringConvertible {
 /// The in-memory `MessagePublishing`: routes through a `MemoryBroker` and keeps every confirmed message.
 /// Like `AMQPPublisher` it stamps its own user as `user_id` on every message, whatever the caller set, so
 /// a consumer's sender check sees who really published. `failNext` makes the next publishes
-/// throw (a broker that is down), so a test can show what a caller does then.
+/// throw (a broker that is down), so a test can show what a caller does then; after `shutdown()` every
+/// publish throws, as `AMQPPublisher`'s do once it is shut down.
 public final class MemoryPublisher: MessagePublishing {
     public let broker: MemoryBroker
     public let user: String
-    private let state = Mutex<(published: [OutgoingMessage], failures: Int)>(([], 0))
+    private let state = Mutex<(published: [OutgoingMessage], failures: Int, closed: Bool)>(([], 0, false))
 
     public init(broker: MemoryBroker = MemoryBroker(), user: String = "guest") {
         self.broker = broker
@@ -115,6 +116,7 @@ public final class MemoryPublisher: MessagePublishing {
         var message = message
         message.properties.userId = user
         try state.withLock {
+            if $0.closed { throw MemoryBrokerError("publisher is shut down") }
             if $0.failures > 0 {
                 $0.failures -= 1
                 throw MemoryBrokerError("connection refused (injected)")
@@ -127,6 +129,7 @@ public final class MemoryPublisher: MessagePublishing {
     /// Every confirmed message, in order.
     public var published: [OutgoingMessage] { state.withLock { $0.published } }
     public func failNext(_ count: Int) { state.withLock { $0.failures = count } }
+    public func shutdown() { state.withLock { $0.closed = true } }
 }
 
 /// The in-memory `DeliverySource`: a queue. Messages come in through `deliver` (or a `MemoryBroker`);

@@ -45,6 +45,14 @@ public struct HTTPClientError: Error, CustomStringConvertible, Sendable {
         self.curlCode = curlCode
     }
 
+    /// An error about a request to `url`, for drivers of `HTTPExecuting` other than `HTTPClient` (the
+    /// in-memory one in tests): the URL is reduced to `scheme://host:port` and scrubbed from `message`,
+    /// exactly as the curl client does it.
+    public init(kind: Kind, message: String = "", url: String) {
+        let redacted = RedactedURL(url)
+        self.init(kind: kind, message: redacted.scrub(message), redactedURL: redacted.text)
+    }
+
     public var description: String {
         var text = "HTTP request to \(redactedURL) failed: \(kind.summary)"
         if !message.isEmpty {

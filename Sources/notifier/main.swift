@@ -40,19 +40,12 @@ do {
     let worker = NotifierWorker(
         options: options, router: router, markers: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
         deadLetters: deadLetters, queue: topology.notificationsQueue, logger: logger)
-    let senders = SenderGate(identities: env.identities, ownUser: amqp.url.user, logger: logger, announce: worker.announcingRefusals())
-    let loop = MessageWorker(consumer: notifications, deadLetters: deadLetters, expecting: .notification, logger: logger,
-                             senders: senders, handler: worker.handle)
     try await WorkerRuntime.run(
         worker: "notifier",
-        services: [
-            // Clients first: shutdown runs in reverse order, so they close after everything that uses them.
-            ClientService("redis") { await redis.close() },
-            ClientService("http") { http.shutdown() },
-            ClientService("broker publisher") { await publisher.shutdown() },
-            LoopService(run: { await redisHealth.run() }),
-            ClosureService(run: { await loop.run() }, stop: { await notifications.shutdown() }),
-        ],
+        services: worker.services(
+            notifications: .amqp(notifications), identities: env.identities, ownUser: amqp.url.user,
+            clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
+            monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && notifications.isConnected }, "redis": { redisHealth.isReady }])
 } catch {

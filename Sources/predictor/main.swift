@@ -26,23 +26,13 @@ do {
     let worker = PredictorWorker(
         options: try env.predictorOptions(), discover: { try await catalog.discover() }, cloudWatch: CloudWatchClient(aws),
         claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher, topology: topology, logger: logger)
-    let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
-    // Prediction requests only from operators. The predictor may not publish notices: a refused sender
-    // is logged, counted and dead-lettered.
-    let senders = SenderGate(identities: env.identities, ownUser: amqp.url.user, logger: logger)
-    let loop = MessageWorker(consumer: requests, deadLetters: deadLetters, logger: logger, senders: senders,
-                             decode: PredictorWorker.decodeRequest, handler: worker.handle)
+    // Prediction requests only from operators.
     try await WorkerRuntime.run(
         worker: "predictor",
-        services: [
-            // Clients first: shutdown runs in reverse order, so they close after everything that uses them.
-            ClientService("redis") { await redis.close() },
-            ClientService("http") { http.shutdown() },
-            ClientService("broker publisher") { await publisher.shutdown() },
-            LoopService(run: { await redisHealth.run() }),
-            LoopService(run: { await worker.run() }),
-            ClosureService(run: { await loop.run() }, stop: { await requests.shutdown() }),
-        ],
+        services: worker.services(
+            requests: .amqp(requests), identities: env.identities, ownUser: amqp.url.user,
+            clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
+            monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && requests.isConnected }, "redis": { redisHealth.isReady }])
 } catch {

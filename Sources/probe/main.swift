@@ -32,14 +32,9 @@ do {
         topology: topology, logger: logger)
     try await WorkerRuntime.run(
         worker: "probe",
-        services: [
-            // Clients first: shutdown runs in reverse order, so they close after everything that uses them.
-            ClientService("redis") { await redis.close() },
-            ClientService("http") { http.shutdown() },
-            ClientService("broker publisher") { await publisher.shutdown() },
-            LoopService(run: { await redisHealth.run() }),
-            LoopService(run: { await worker.run() }),
-        ],
+        services: worker.services(
+            clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
+            monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,
         readiness: ["broker": { publisher.isConnected }, "redis": { redisHealth.isReady }])
 } catch {

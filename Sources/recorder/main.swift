@@ -25,19 +25,11 @@ do {
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // History only from the kinds that may send each type; commands from anyone, with the verified user
     // (an audit trail of attempts, refused ones included).
-    let senders = SenderGate(identities: env.identities, unchecked: [.command], ownUser: amqp.url.user, logger: logger)
-    let loop = MessageWorker(consumer: history, deadLetters: deadLetters, logger: logger, senders: senders,
-                             decode: RecorderWorker.decode, handler: recorder.handle)
     try await WorkerRuntime.run(
         worker: "recorder",
-        // Shutdown runs in reverse order: the history loop stops first, then the last metrics are sent,
-        // then the clients close.
-        services: [
-            ClientService("http") { http.shutdown() },
-            ClientService("broker publisher") { await publisher.shutdown() },
-            LoopService(run: { await metrics.run() }, cleanup: { await metrics.flushLogging(all: true) }),
-            ClosureService(run: { await loop.run() }, stop: { await history.shutdown() }),
-        ],
+        services: recorder.services(
+            history: .amqp(history), deadLetters: deadLetters, identities: env.identities, ownUser: amqp.url.user,
+            clients: ClientService.workerClients(http: http, publisher: publisher)),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && history.isConnected }])
 } catch {

@@ -178,7 +178,7 @@ struct NotifierConfigurationTests {
         let channels = try env.notificationChannels(http: http, aws: aws(), formatter: NoticeFormatter())
         #expect(channels.map(\.name) == ["email", "slack", "teams", "sns"])
         #expect((channels[0] as? EmailChannel)?.to == ["a@example.com", "b@example.com"])
-        #expect((channels[3] as? SNSChannel)?.sns.region == "us-west-2")
+        #expect(((channels[3] as? SNSChannel)?.sns as? SNSClient)?.region == "us-west-2")
         #expect(try WorkerEnvironment(kind: "notifier", values: [:]).notificationChannels(http: http, aws: aws(), formatter: NoticeFormatter()).isEmpty)
         #expect(try WorkerEnvironment(kind: "notifier", values: [:]).notificationEnabled())
         #expect(try !WorkerEnvironment(kind: "notifier", values: ["NOTIFICATION_ENABLED": "false"]).notificationEnabled())

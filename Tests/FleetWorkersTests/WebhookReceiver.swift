@@ -5,9 +5,10 @@ import Synchronization
 /// A stand-in for Slack and Teams: a small Python HTTP server on a free loopback port, run as a child
 /// process for one test, that records every POST it receives.
 ///
-/// Every POST is answered 200 `ok`, unless `setStatus(_:forPathsStartingWith:)` chose another code for
-/// its path (the test switches a channel "down" and back "up"). `GET
-/// /_requests` returns what was recorded, as JSON (`[{"path":…,"content_type":…,"body":…}]`). The
+/// Every POST (and every GET but `/_requests`) is answered 200 `ok`, unless
+/// `setStatus(_:forPathsStartingWith:answer:http:)` chose another code (and body) for its path (the test
+/// switches a channel "down" and back "up"). `GET /_requests` returns what was recorded, as JSON
+/// (`[{"method":…,"path":…,"content_type":…,"headers":…,"body":…}]`). The
 /// server exits when `stop()` terminates it, when its stdin closes, or when its parent changes, so a
 /// crashed test run leaves nothing behind.
 final class WebhookReceiver: Sendable {
@@ -18,9 +19,12 @@ final class WebhookReceiver: Sendable {
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     struct Request: Sendable {
+        var method = "POST"
         var path: String
         var contentType: String
         var body: Data
+        /// Every header as the server saw it, `name: value` lines with lower-case names.
+        var headers: [String] = []
         var json: [String: Any]? { try? JSONSerialization.jsonObject(with: body) as? [String: Any] }
     }
 
@@ -68,10 +72,13 @@ final class WebhookReceiver: Sendable {
         try? stdin.fileHandleForWriting.close()
     }
 
-    /// Answers POSTs to paths starting with `prefix` with `status` from now on (200: back to normal).
-    func setStatus(_ status: Int, forPathsStartingWith prefix: String, http: HTTPClient) async throws {
+    /// Answers requests to paths starting with `prefix` with `status` from now on (200: back to normal),
+    /// and with `answer` as the body when given (else `ok`, `invalid_payload` for 4xx, `service
+    /// unavailable` for other codes).
+    func setStatus(_ status: Int, forPathsStartingWith prefix: String, answer: String? = nil, http: HTTPClient) async throws {
         let path = prefix.hasPrefix("/") ? String(prefix.dropFirst()) : prefix
-        let response = try await http.execute(HTTPRequest(method: "POST", url: baseURL + "/_control/\(status)/\(path)"))
+        let response = try await http.execute(HTTPRequest(method: "POST", url: baseURL + "/_control/\(status)/\(path)",
+                                                          body: Array((answer ?? "").utf8)))
         guard response.status == 200 else { throw ReceiverError(message: "control request failed: \(response.status)") }
     }
 
@@ -79,7 +86,8 @@ final class WebhookReceiver: Sendable {
         let response = try await http.execute(HTTPRequest(url: baseURL + "/_requests", maxBodyBytes: 64 << 20))
         let list = try JSONSerialization.jsonObject(with: Data(response.body)) as? [[String: String]] ?? []
         return list.map {
-            Request(path: $0["path"] ?? "", contentType: $0["content_type"] ?? "", body: Data(($0["body"] ?? "").utf8))
+            Request(method: $0["method"] ?? "POST", path: $0["path"] ?? "", contentType: $0["content_type"] ?? "",
+                    body: Data(($0["body"] ?? "").utf8), headers: ($0["headers"] ?? "").split(separator: "\n").map(String.init))
         }
     }
 
@@ -160,23 +168,24 @@ final class WebhookReceiver: Sendable {
                         data = json.dumps(recorded)
                     self.answer(200, data)
                 else:
-                    self.answer(404, "not found")
+                    self.do_POST()
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length).decode("utf-8")
                 parts = self.path.split("/")
                 if len(parts) > 3 and parts[1] == "_control":
                     with lock:
-                        statuses["/" + "/".join(parts[3:])] = int(parts[2])
+                        statuses["/" + "/".join(parts[3:])] = (int(parts[2]), body or None)
                     self.answer(200, "ok")
                     return
+                headers = "".join("%s: %s\n" % (k.lower(), v) for k, v in self.headers.items())
                 with lock:
-                    recorded.append({"path": self.path, "content_type": self.headers.get("Content-Type", ""), "body": body})
-                    status = next((code for prefix, code in statuses.items() if self.path.startswith(prefix)), 200)
-                if status != 200:
-                    self.answer(status, "invalid_payload" if 400 <= status < 500 else "service unavailable")
-                else:
-                    self.answer(200, "ok")
+                    recorded.append({"method": self.command, "path": self.path, "content_type": self.headers.get("Content-Type", ""),
+                                     "headers": headers, "body": body})
+                    status, text = next((answer for prefix, answer in statuses.items() if self.path.startswith(prefix)), (200, None))
+                if text is None:
+                    text = "ok" if status == 200 else "invalid_payload" if 400 <= status < 500 else "service unavailable"
+                self.answer(status, text)
 
         class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True

@@ -32,13 +32,13 @@ public struct FleetChannels: NotificationRouting {
 // MARK: E-mail
 
 public struct EmailChannel: NotificationChannel {
-    public let ses: SESClient
+    public let ses: any EmailSending
     public let from: String
     public let to: [String]
     public let formatter: NoticeFormatter
     public var name: String { ChannelKind.email.rawValue }
 
-    public init(ses: SESClient, from: String, to: [String], formatter: NoticeFormatter) {
+    public init(ses: any EmailSending, from: String, to: [String], formatter: NoticeFormatter) {
         self.ses = ses
         self.from = from
         self.to = to
@@ -55,12 +55,12 @@ public struct EmailChannel: NotificationChannel {
 // MARK: SNS
 
 public struct SNSChannel: NotificationChannel {
-    public let sns: SNSClient
+    public let sns: any TopicPublishing
     public let topicArn: String
     public let formatter: NoticeFormatter
     public var name: String { ChannelKind.sns.rawValue }
 
-    public init(sns: SNSClient, topicArn: String, formatter: NoticeFormatter) {
+    public init(sns: any TopicPublishing, topicArn: String, formatter: NoticeFormatter) {
         self.sns = sns
         self.topicArn = topicArn
         self.formatter = formatter
@@ -203,12 +203,10 @@ enum ChannelSpec: Sendable, Equatable {
 
     var name: String { kind.rawValue }
 
-    func channel(http: any HTTPExecuting, aws: AWSClient, formatter: NoticeFormatter) -> any NotificationChannel {
+    func channel(http: any HTTPExecuting, aws: any NoticeSenders, formatter: NoticeFormatter) -> any NotificationChannel {
         switch self {
         case let .email(from, to, region):
-            var ses = SESClient(aws)
-            if let region { ses = ses.withRegion(region) }
-            return EmailChannel(ses: ses, from: from, to: to, formatter: formatter)
+            return EmailChannel(ses: aws.email(region: region), from: from, to: to, formatter: formatter)
         case let .slack(url, channel, username):
             return WebhookChannel.slack(http: http, url: url, channel: channel, username: username, formatter: formatter)
         case let .teams(url):
@@ -216,7 +214,7 @@ enum ChannelSpec: Sendable, Equatable {
         case let .sns(arn):
             // The topic lives in the region its ARN names.
             let region = String(arn.split(separator: ":", omittingEmptySubsequences: false)[3])
-            return SNSChannel(sns: region.isEmpty ? SNSClient(aws) : SNSClient(aws).withRegion(region), topicArn: arn, formatter: formatter)
+            return SNSChannel(sns: aws.topics(region: region.isEmpty ? nil : region), topicArn: arn, formatter: formatter)
         }
     }
 }
@@ -277,7 +275,7 @@ extension WorkerEnvironment {
     }
 
     /// The fleet-wide channels, built (what every notice gets when no target overrides them).
-    public func notificationChannels(http: any HTTPExecuting, aws: AWSClient, formatter: NoticeFormatter) throws
+    public func notificationChannels(http: any HTTPExecuting, aws: any NoticeSenders, formatter: NoticeFormatter) throws
         -> [any NotificationChannel]
     {
         try notificationDefaults().specs(for: nil).specs.map { $0.channel(http: http, aws: aws, formatter: formatter) }

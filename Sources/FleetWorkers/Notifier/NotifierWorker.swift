@@ -3,7 +3,6 @@ import FleetRuntime
 import Foundation
 import Logging
 import RecoveryCore
-import RedisStore
 
 /// The notifier: delivers each `notification` (a `Notice`) to every channel its router names.
 ///
@@ -16,6 +15,10 @@ import RedisStore
 ///   notice redelivered by the broker (or shovelled back from the dead-letter queue, or published twice
 ///   by a restarted decision worker) is sent only to the channels that did not take it yet.
 /// - With `enabled` false, notices are acked and counted (`result="disabled"`), never sent.
+///
+/// It runs on ports (docs/architecture.md): the markers on a `KeyValueStore`, dead letters through a
+/// `MessagePublishing`, the channels on `HTTPExecuting` and `NoticeSenders`; `services` lists what the
+/// executable runs, in shutdown order.
 public final class NotifierWorker: Sendable {
     public struct Options: Sendable {
         public var workerId: String
@@ -40,13 +43,13 @@ public final class NotifierWorker: Sendable {
 
     let options: Options
     let router: any NotificationRouting
-    let markers: RedisKeyValueStore
+    let markers: any KeyValueStore
     let deadLetters: DeadLetterSink
     let queue: String
     let logger: Logger
     let sleep: @Sendable (Duration) async throws -> Void
 
-    public init(options: Options, router: any NotificationRouting, markers: RedisKeyValueStore, deadLetters: DeadLetterSink,
+    public init(options: Options, router: any NotificationRouting, markers: any KeyValueStore, deadLetters: DeadLetterSink,
                 queue: String, logger: Logger,
                 sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
         self.options = options

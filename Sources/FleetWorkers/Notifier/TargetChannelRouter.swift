@@ -7,7 +7,8 @@ import RecoveryCore
 import Synchronization
 
 /// Routes each notice to its target's channels: the target's `notify` settings (targets file plus
-/// instance-config table, `TargetConfigSource`) laid over the fleet-wide `NotificationDefaults`.
+/// instance-config table, a `TargetConfigReading`) laid over the fleet-wide `NotificationDefaults`. The
+/// channels send through the HTTP port (webhooks) and `NoticeSenders` (SES and SNS).
 ///
 /// - The configuration is re-read at most every `refresh` (default 30 s), not per notice: a burst of
 ///   notices costs one table scan.
@@ -17,15 +18,15 @@ import Synchronization
 ///   (`recovery_notify_routing_fallbacks_total{reason}`).
 public final class TargetChannelRouter: NotificationRouting {
     let defaults: NotificationDefaults
-    let source: TargetConfigSource
+    let source: any TargetConfigReading
     let http: any HTTPExecuting
-    let aws: AWSClient
+    let aws: any NoticeSenders
     let formatter: NoticeFormatter
     let refresh: Duration
     let logger: Logger
     private let cache = Mutex<(at: ContinuousClock.Instant, config: TargetConfigFile)?>(nil)
 
-    public init(defaults: NotificationDefaults, source: TargetConfigSource, http: any HTTPExecuting, aws: AWSClient,
+    public init(defaults: NotificationDefaults, source: any TargetConfigReading, http: any HTTPExecuting, aws: any NoticeSenders,
                 formatter: NoticeFormatter, refresh: Duration = .seconds(30), logger: Logger = Logger(label: "notifier")) {
         self.defaults = defaults
         self.source = source

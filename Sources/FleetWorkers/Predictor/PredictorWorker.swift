@@ -4,7 +4,6 @@ import FleetRuntime
 import Foundation
 import Logging
 import RecoveryCore
-import RedisStore
 
 /// The predictor worker (docs/prediction.md): every `interval` (and on request) it reads each target's
 /// last `lookbackHours` of CloudWatch metrics, runs the `Predictor` model, and publishes every
@@ -20,6 +19,10 @@ import RedisStore
 ///   gets each message); no claim, it is the operator's explicit ask.
 /// - Fetching: one GetMetricData call per region for all the targets being predicted (7 queries each;
 ///   the client splits at 500 queries per request and follows NextToken), never one call per metric.
+///
+/// It runs on ports (docs/architecture.md): metrics through `MetricDataReading`, claims in a
+/// `KeyValueStore`, predictions through `MessagePublishing`, and the targets from `discover`; `services` lists what the
+/// executable runs, in shutdown order.
 public final class PredictorWorker: Sendable {
     public struct Options: Sendable {
         public var workerId: String
@@ -52,17 +55,17 @@ public final class PredictorWorker: Sendable {
 
     let options: Options
     let discover: @Sendable () async throws -> [Target]
-    let cloudWatch: CloudWatchClient
-    let claims: RedisKeyValueStore
-    let publisher: AMQPPublisher
+    let cloudWatch: any MetricDataReading
+    let claims: any KeyValueStore
+    let publisher: any MessagePublishing
     let topology: FleetTopology
     let logger: Logger
     let clock: @Sendable () -> Date
     let predictor: Predictor
     private let state = PredictorState()
 
-    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], cloudWatch: CloudWatchClient,
-                claims: RedisKeyValueStore, publisher: AMQPPublisher, topology: FleetTopology, logger: Logger,
+    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], cloudWatch: any MetricDataReading,
+                claims: any KeyValueStore, publisher: any MessagePublishing, topology: FleetTopology, logger: Logger,
                 clock: @escaping @Sendable () -> Date = Date.init) {
         self.options = options
         self.discover = discover
@@ -221,8 +224,7 @@ public final class PredictorWorker: Sendable {
                 owner[id] = (target.name, metric)
             }
         }
-        let client = region == cloudWatch.region ? cloudWatch : cloudWatch.withRegion(region)
-        let results = try await client.getMetricData(queries, start: start, end: end)
+        let results = try await cloudWatch.metricData(queries, start: start, end: end, region: region)
         FleetMetrics.getMetricDataRequests.increment(by: results.requestCount)
         var histories: [String: MetricHistory] = [:]
         for result in results.results {

@@ -6,7 +6,7 @@ import HTTPTransport
 import Logging
 import Metrics
 import RecoveryCore
-import RedisStore
+import Synchronization
 
 /// The probe worker: discovers targets, checks each one's health URL once per probe interval
 /// fleet-wide (whichever replica claims the interval's slot in Redis does it), reads EC2 status checks
@@ -17,6 +17,10 @@ import RedisStore
 /// q < quorum size. A replica that dies simply stops claiming; the others claim the next interval's
 /// slots, so its targets are picked up within one interval. With quorum on, q runs over 0..<quorumSize
 /// and a replica claims at most one q per interval, so that many distinct probers check each interval.
+///
+/// It runs on ports (docs/architecture.md): checks through `HTTPExecuting`, claims in a `KeyValueStore`,
+/// EC2 status through `InstanceStatusReading`, observations through `MessagePublishing`, and the targets
+/// from `discover`; `services` lists what the executable runs, in shutdown order.
 public final class ProbeWorker: Sendable {
     public struct Options: Sendable {
         public var proberId: String
@@ -31,16 +35,17 @@ public final class ProbeWorker: Sendable {
     let options: Options
     let discover: @Sendable () async throws -> [Target]
     let http: any HTTPExecuting
-    let ec2: EC2Client
-    let claims: RedisKeyValueStore
-    let publisher: AMQPPublisher
+    let ec2: any InstanceStatusReading
+    let claims: any KeyValueStore
+    let publisher: any MessagePublishing
     let topology: FleetTopology
     let logger: Logger
     let clock: @Sendable () -> Date
     private let state = LockedState()
+    private let stopping = Atomic<Bool>(false)
 
-    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting, ec2: EC2Client,
-                claims: RedisKeyValueStore, publisher: AMQPPublisher, topology: FleetTopology,
+    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting,
+                ec2: any InstanceStatusReading, claims: any KeyValueStore, publisher: any MessagePublishing, topology: FleetTopology,
                 logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.options = options
         self.discover = discover
@@ -53,40 +58,48 @@ public final class ProbeWorker: Sendable {
         self.clock = clock
     }
 
-    /// Runs until the task is cancelled. Checks run as child tasks of a discarding group, so a slow
-    /// site (up to its probe timeout) never delays the scheduling of the others.
+    /// Runs until `stop()` or cancellation. Checks run as child tasks of a discarding group, so a slow
+    /// site (up to its probe timeout) never delays the scheduling of the others. After `stop()` no check
+    /// starts, and `run` returns once the checks in flight have published their observations (graceful
+    /// shutdown, before the clients close); cancellation abandons them, and a cancelled check publishes
+    /// nothing.
     public func run() async {
-        await withDiscardingTaskGroup { group in
+        await withTaskGroup(of: Void.self) { background in
             // Discovery runs on its own: a slow DescribeInstances must never delay the checks.
-            group.addTask {
+            background.addTask {
                 while !Task.isCancelled {
                     await self.refreshTargets()
                     try? await Task.sleep(for: self.options.discoveryInterval)
                 }
             }
-            var lastStatus: ContinuousClock.Instant?
-            while !Task.isCancelled {
-                let now = ContinuousClock.now
-                if lastStatus == nil || now - lastStatus! >= options.statusInterval {
-                    lastStatus = now
-                    group.addTask { await self.checkInstanceStatus() }
-                }
-                for target in await dueTargets() {
-                    guard await state.startProbe(limit: options.maxInFlight) else {
-                        FleetMetrics.probesSkipped.increment()
-                        logger.warning("too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
-                        continue
+            await withDiscardingTaskGroup { checks in
+                var lastStatus: ContinuousClock.Instant?
+                while !Task.isCancelled, !stopping.load(ordering: .relaxed) {
+                    let now = ContinuousClock.now
+                    if lastStatus == nil || now - lastStatus! >= options.statusInterval {
+                        lastStatus = now
+                        checks.addTask { await self.checkInstanceStatus() }
                     }
-                    group.addTask {
-                        await self.probe(target)
-                        await self.state.endProbe()
+                    for target in await dueTargets() {
+                        guard await state.startProbe(limit: options.maxInFlight) else {
+                            FleetMetrics.probesSkipped.increment()
+                            logger.warning("too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
+                            continue
+                        }
+                        checks.addTask {
+                            await self.probe(target)
+                            await self.state.endProbe()
+                        }
                     }
+                    try? await Task.sleep(for: options.tick)
                 }
-                try? await Task.sleep(for: options.tick)
             }
-            group.cancelAll()
+            background.cancelAll()
         }
     }
+
+    /// Graceful shutdown: `run` starts no more checks and returns once those in flight are done.
+    public func stop() { stopping.store(true, ordering: .relaxed) }
 
     func refreshTargets() async {
         do {
@@ -168,6 +181,8 @@ public final class ProbeWorker: Sendable {
             }
         } catch let error as HTTPClientError {
             result.detail = error.description
+        } catch is CancellationError {
+            return  // shutting down: the check did not fail, it was not finished
         } catch {
             result.detail = "\(error)"
         }
@@ -198,9 +213,8 @@ public final class ProbeWorker: Sendable {
             [(target, target.instance, false)] + target.displaced.map { (target, $0, true) }
         }
         for (region, group) in Dictionary(grouping: checks, by: \.1.region) {
-            let client = region == ec2.region ? ec2 : ec2.withRegion(region)
             do {
-                let statuses = try await client.describeInstanceStatus(instanceIds: group.map(\.1.id))
+                let statuses = try await ec2.instanceStatuses(group.map(\.1.id), region: region)
                 let byId = Dictionary(statuses.map { ($0.instanceId, $0) }, uniquingKeysWith: { a, _ in a })
                 for (target, instance, isDisplaced) in group where isDisplaced {
                     guard let status = byId[instance.id], status.state == .running else { continue }

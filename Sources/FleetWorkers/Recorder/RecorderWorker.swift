@@ -32,6 +32,10 @@ public struct HistoryMessage: Sendable {
 /// - Never drops: when DynamoDB fails, the handler waits `failureDelay` and throws, so the message is
 ///   requeued (after the queue's delivery limit RabbitMQ moves it to `<queue>.dead`, whence it can be
 ///   shovelled back). A message DynamoDB refuses as invalid is dead-lettered with the reason.
+///
+/// It runs on ports (docs/architecture.md): rows through `ConditionalItemWriting`, the custom metrics
+/// through `RecoveryMetrics` on `MetricDataPutting`; `services` lists what the executable runs, in shutdown
+/// order.
 public final class RecorderWorker: Sendable {
     public struct Options: Sendable {
         public var eventsTable: String
@@ -46,14 +50,14 @@ public final class RecorderWorker: Sendable {
     }
 
     let options: Options
-    let dynamo: DynamoDBClient
+    let dynamo: any ConditionalItemWriting
     let logger: Logger
     let clock: @Sendable () -> Date
     let sleep: @Sendable (Duration) async throws -> Void
     /// Counts what was newly written (CloudWatch custom metrics and Prometheus); nil counts nothing.
     public let metrics: RecoveryMetrics?
 
-    public init(options: Options, dynamo: DynamoDBClient, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init,
+    public init(options: Options, dynamo: any ConditionalItemWriting, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init,
                 sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
                 metrics: RecoveryMetrics? = nil) {
         self.options = options

@@ -51,12 +51,12 @@ public final class RecoveryMetrics: Sendable {
     }
 
     public let options: Options
-    let cloudWatch: CloudWatchClient?
+    let cloudWatch: (any MetricDataPutting)?
     let logger: Logger
     private let state = Mutex(State())
 
     /// Without a CloudWatch client the figures are only Prometheus metrics.
-    public init(options: Options = Options(), cloudWatch: CloudWatchClient?, logger: Logger) {
+    public init(options: Options = Options(), cloudWatch: (any MetricDataPutting)?, logger: Logger) {
         self.options = options
         self.cloudWatch = cloudWatch
         self.logger = logger

@@ -1,0 +1,264 @@
+import AMQPTransport
+import AWSClient
+import FleetRuntime
+import FleetTestSupport
+import Foundation
+import HTTPTransport
+import Logging
+import RecoveryCore
+import Synchronization
+import Testing
+
+@testable import FleetWorkers
+
+/// The probe on the memory drivers: checks, observations, slot claims and the EC2 status sweep, with no
+/// service variables set. The same worker against RabbitMQ, Redis and moto: ReplicaTests,
+/// DisplacedInstanceTests, LadderIntegrationTests.
+@Suite("Probe on memory drivers")
+struct ProbeMemoryTests {
+    /// One probe world: a memory broker with the fleet exchange, HTTP, claims, EC2 statuses and a clock.
+    struct Rig {
+        let topology = FleetTopology(prefix: "mem")
+        let http = MemoryHTTP()
+        let claims = MemoryKeyValueStore()
+        let statuses = MemoryInstanceStatuses()
+        let clock = TestClock()
+        let publisher: MemoryPublisher
+
+        init() {
+            publisher = MemoryPublisher(broker: MemoryBroker(exchanges: [topology.exchange]), user: "fleet-probe")
+        }
+
+        func worker(_ id: String = "probe-a", targets: [Target], claims: (any KeyValueStore)? = nil) -> ProbeWorker {
+            ProbeWorker(options: ProbeWorker.Options(proberId: id), discover: { targets }, http: http, ec2: statuses,
+                        claims: claims ?? self.claims, publisher: publisher, topology: topology, logger: Logger(label: "probe-test"),
+                        clock: clock.now)
+        }
+
+        /// Every observation published, decoded, with the message that carried it.
+        func observations() throws -> [(envelope: Envelope<ProbeResult>, message: OutgoingMessage)] {
+            try publisher.published.map { (try EnvelopeCodec.decode($0.body, as: ProbeResult.self, expecting: .observation), $0) }
+        }
+    }
+
+    static func target(_ name: String, url: String?, settings: TargetSettings = TargetSettings(), region: String = "us-east-1",
+                       displaced: [InstanceRef] = []) -> Target {
+        Target(identity: TargetIdentity(name: name, homeRegion: region), instance: InstanceRef(id: "i-0\(name)", region: region),
+               instanceState: "running", healthURL: url, settings: settings, displaced: displaced)
+    }
+
+    @Test("a healthy check publishes a healthy observation: routing key, the probe's user_id, envelope and body")
+    func healthyCheck() async throws {
+        let rig = Rig()
+        let url = "https://shop.example.com/health"
+        rig.http.script(url, .status(200, "all good"))
+        await rig.worker(targets: []).checkAll([Self.target("shop", url: url)])
+
+        let observations = try rig.observations()
+        try #require(observations.count == 1)
+        let (envelope, message) = observations[0]
+        #expect(message.exchange == rig.topology.exchange)
+        #expect(message.routingKey == "observation.shop")
+        #expect(message.properties.userId == "fleet-probe")
+        #expect(message.properties.type == "observation")
+        #expect(message.properties.appId == "probe")
+        #expect(message.properties.messageId == envelope.id)
+        #expect(envelope.target == "shop")
+        #expect(envelope.instanceId == "i-0shop")
+        #expect(envelope.producer == "probe-a")
+        #expect(envelope.occurredAt == rig.clock.now())
+        let result = envelope.body
+        #expect(result.healthy)
+        #expect(result.statusCode == 200)
+        #expect(result.source == .http)
+        #expect(result.prober == "probe-a")
+        #expect(result.instanceId == nil, "a site check is about the target's current instance, whichever it is")
+        #expect(result.detail == nil)
+        #expect(result.timing != nil)
+
+        let request = try #require(rig.http.requests.first)
+        #expect(request.method == "GET" && request.url == url)
+        #expect(request.freshConnection, "a cold connect each time")
+        #expect(request.followRedirects)
+        #expect(request.timeout == .seconds(10), "the target's probe timeout (default 10 s)")
+        #expect(request.connectTimeout == .seconds(5))
+    }
+
+    @Test("an unexpected status and an expected status with the wrong body are unhealthy, each with its reason")
+    func unhealthyChecks() async throws {
+        let rig = Rig()
+        var matching = TargetSettings()
+        matching.bodyMatch = "shop-ok"
+        rig.http.script("https://a.example.com/health", .status(503, "maintenance"))
+        rig.http.script("https://b.example.com/health", .status(200, "maintenance"))
+        rig.http.script("https://c.example.com/health", .status(200, "<p>shop-ok</p>"))
+        await rig.worker(targets: []).checkAll([
+            Self.target("a", url: "https://a.example.com/health"),
+            Self.target("b", url: "https://b.example.com/health", settings: matching),
+            Self.target("c", url: "https://c.example.com/health", settings: matching),
+        ])
+        let byTarget = Dictionary(uniqueKeysWithValues: try rig.observations().map { ($0.envelope.target ?? "?", $0.envelope.body) })
+        #expect(byTarget.count == 3)
+        #expect(byTarget["a"]?.healthy == false)
+        #expect(byTarget["a"]?.statusCode == 503)
+        #expect(byTarget["a"]?.detail == "HTTP 503")
+        #expect(byTarget["b"]?.healthy == false)
+        #expect(byTarget["b"]?.statusCode == 200)
+        #expect(byTarget["b"]?.detail == "body does not contain the expected text")
+        #expect(byTarget["c"]?.healthy == true)
+    }
+
+    @Test("a check that times out is unhealthy, bounded by the target's probe timeout")
+    func timeoutIsUnhealthy() async throws {
+        let rig = Rig()
+        var settings = TargetSettings()
+        settings.probeTimeout = 0.3
+        let url = "https://slow.example.com/health"
+        rig.http.script(url, .hang)
+        let started = ContinuousClock.now
+        await rig.worker(targets: []).checkAll([Self.target("slow", url: url, settings: settings)])
+        #expect(ContinuousClock.now - started < .seconds(60), "ended by the timeout, not left hanging")
+        let result = try #require(try rig.observations().first?.envelope.body)
+        #expect(!result.healthy)
+        #expect(result.statusCode == nil)
+        #expect(result.detail?.contains("timed out") == true, "\(result.detail ?? "-")")
+        #expect(rig.http.requests.first?.timeout == .milliseconds(300))
+    }
+
+    @Test("a refused connection is unhealthy; the detail names the host, never the path")
+    func refusedIsUnhealthy() async throws {
+        let rig = Rig()
+        let url = "https://down.example.com:8443/health?token=HEALTHSECRET"
+        await rig.worker(targets: []).checkAll([Self.target("down", url: url)])  // nothing scripted: nothing listens
+        let result = try #require(try rig.observations().first?.envelope.body)
+        #expect(!result.healthy)
+        #expect(result.detail?.hasPrefix("HTTP request to https://down.example.com:8443 failed: could not connect") == true,
+                "\(result.detail ?? "-")")
+        #expect(result.detail?.contains("HEALTHSECRET") == false)
+    }
+
+    @Test("a target without a health URL is not checked; an observation the broker refuses is lost, the next one goes out")
+    func noURLAndRefusedPublish() async throws {
+        let rig = Rig()
+        let url = "https://shop.example.com/health"
+        rig.http.script(url, .status(200))
+        let worker = rig.worker(targets: [])
+        await worker.checkAll([Self.target("no-url", url: nil)])
+        #expect(rig.http.requests.isEmpty)
+        rig.publisher.failNext(1)
+        await worker.checkAll([Self.target("shop", url: url)])
+        await worker.checkAll([Self.target("shop", url: url)])
+        #expect(rig.http.requests.count == 2)
+        #expect(try rig.observations().count == 1)
+    }
+
+    @Test("a check cancelled while in flight publishes nothing: it did not fail, it was not finished")
+    func cancelledCheckPublishesNothing() async throws {
+        let rig = Rig()
+        let url = "https://shop.example.com/health"
+        rig.http.script(url, .hang)
+        let worker = rig.worker(targets: [])
+        let checking = Task { await worker.checkAll([Self.target("shop", url: url)]) }
+        let http = rig.http
+        #expect(await eventually { http.requests.count == 1 })
+        checking.cancel()
+        await checking.value
+        #expect(rig.publisher.published.isEmpty)
+    }
+
+    @Test("replicas sharing the claims: one checks a target per interval, the next interval is claimed anew")
+    func oneReplicaPerSlot() async throws {
+        let rig = Rig()
+        var settings = TargetSettings()
+        settings.probeInterval = 30
+        let targets = [Self.target("shop", url: "https://shop.example.com/health", settings: settings)]
+        let a = rig.worker("probe-a", targets: targets), b = rig.worker("probe-b", targets: targets)
+        await a.refreshTargets()
+        await b.refreshTargets()
+        rig.clock.set(Date(timeIntervalSince1970: 1_800_000_010))  // inside slot 60_000_000
+        #expect(await a.dueTargets().map(\.name) == ["shop"])
+        #expect(await b.dueTargets().isEmpty, "probe-a holds this interval's slot")
+        #expect(await a.dueTargets().isEmpty, "a replica claims each interval once")
+        #expect(try await rig.claims.get("probe:shop:60000000:0") == "probe-a")
+        rig.clock.advance(by: 30)
+        #expect(await b.dueTargets().map(\.name) == ["shop"], "the next interval goes to whoever claims it first")
+        #expect(await a.dueTargets().isEmpty)
+    }
+
+    @Test("with quorum on, quorum-size distinct replicas check each interval")
+    func quorumSlots() async throws {
+        let rig = Rig()
+        var settings = TargetSettings()
+        settings.quorum = true
+        settings.quorumSize = 2
+        let targets = [Self.target("shop", url: "https://shop.example.com/health", settings: settings)]
+        let workers = ["probe-a", "probe-b", "probe-c"].map { rig.worker($0, targets: targets) }
+        var due: [Int] = []
+        for worker in workers {
+            await worker.refreshTargets()
+            due.append(await worker.dueTargets().count)
+        }
+        #expect(due == [1, 1, 0])
+    }
+
+    @Test("claims unreachable: the probe checks anyway rather than miss an outage")
+    func claimsDownStillProbes() async throws {
+        struct Down: KeyValueStore {
+            struct Unreachable: Error {}
+            func set(_ key: String, _ value: String, expiry: Duration?) async throws { throw Unreachable() }
+            func get(_ key: String) async throws -> String? { throw Unreachable() }
+            func delete(_ key: String) async throws -> Bool { throw Unreachable() }
+            func setIfAbsent(_ key: String, _ value: String, expiry: Duration?) async throws -> Bool { throw Unreachable() }
+        }
+        let rig = Rig()
+        let worker = rig.worker(targets: [Self.target("shop", url: "https://shop.example.com/health")], claims: Down())
+        await worker.refreshTargets()
+        #expect(await worker.dueTargets().map(\.name) == ["shop"])
+    }
+
+    @Test("the EC2 sweep: a stopped or impaired instance is a failed observation, a healthy one is not news, a running original is reported under its own id; each region asked once")
+    func instanceStatusSweep() async throws {
+        let rig = Rig()
+        let ok = StatusCheck("ok"), impaired = StatusCheck("impaired")
+        let original = InstanceRef(id: "i-0original", region: "us-east-1")
+        let targets = [
+            Self.target("stopped", url: nil), Self.target("impaired", url: nil), Self.target("fine", url: nil, displaced: [original]),
+            Self.target("west", url: nil, region: "eu-west-1"),
+        ]
+        rig.statuses.set(InstanceStatus(instanceId: "i-0stopped", state: .stopped, systemStatus: StatusCheck("not-applicable"),
+                                        instanceStatus: StatusCheck("not-applicable")))
+        rig.statuses.set(InstanceStatus(instanceId: "i-0impaired", state: .running, systemStatus: ok, instanceStatus: impaired))
+        rig.statuses.set(InstanceStatus(instanceId: "i-0fine", state: .running, systemStatus: ok, instanceStatus: ok))
+        rig.statuses.set(InstanceStatus(instanceId: "i-0original", state: .running, systemStatus: ok, instanceStatus: ok))
+        rig.statuses.set(InstanceStatus(instanceId: "i-0west", state: .stopping, systemStatus: ok, instanceStatus: ok))
+        let worker = rig.worker(targets: targets)
+        await worker.refreshTargets()
+        await worker.checkInstanceStatus()
+
+        let byTarget = Dictionary(grouping: try rig.observations(), by: { $0.envelope.target ?? "?" })
+        #expect(Set(byTarget.keys) == ["stopped", "impaired", "fine", "west"])
+        let stopped = try #require(byTarget["stopped"]?.first?.envelope)
+        #expect(!stopped.body.healthy && stopped.body.source == .ec2Status)
+        #expect(stopped.body.ec2State == "stopped" && stopped.body.detail == "instance is stopped")
+        #expect(stopped.body.instanceId == "i-0stopped" && stopped.instanceId == "i-0stopped")
+        #expect(byTarget["impaired"]?.first?.envelope.body.detail == "status checks: system ok, instance impaired")
+        #expect(byTarget["west"]?.first?.envelope.body.ec2State == "stopping")
+        let fine = try #require(byTarget["fine"])
+        #expect(fine.count == 1, "the current instance is fine: only the original is reported")
+        #expect(fine.first?.envelope.body.instanceId == "i-0original")
+        #expect(fine.first?.envelope.body.healthy == true)
+        #expect(fine.first?.message.routingKey == "observation.fine")
+        #expect(rig.statuses.calls.map(\.region).sorted() == ["eu-west-1", "us-east-1"])
+        #expect(Set(rig.statuses.calls.first { $0.region == "us-east-1" }?.ids ?? []) == ["i-0stopped", "i-0impaired", "i-0fine", "i-0original"])
+
+        // Another replica in the same interval: the sweep is claimed, nothing is asked twice; in the next
+        // interval it sweeps.
+        let other = rig.worker("probe-b", targets: targets)
+        await other.refreshTargets()
+        await other.checkInstanceStatus()
+        #expect(rig.statuses.calls.count == 2)
+        rig.clock.advance(by: 60)
+        await other.checkInstanceStatus()
+        #expect(rig.statuses.calls.count == 4)
+    }
+}
