@@ -40,12 +40,13 @@ public struct TransientRetryPolicy: Sendable {
 
 extension AMQPError: TransientFailure {
     /// A broker that is unreachable, closing, nacking or slow to confirm; not a refusal of this message
-    /// (no route, wrong credentials, a bad URL), which no retry fixes.
+    /// (no route, wrong credentials, a bad URL) and not a publisher this process shut down, which no
+    /// retry fixes.
     public var isTransient: Bool {
         switch self {
-        case .connectionFailed, .library, .publishNacked, .publishTimedOut, .shutdown: true
+        case .connectionFailed, .library, .publishNacked, .publishTimedOut: true
         case .brokerClosed(let code, _, _): ![403, 404, 406].contains(code)
-        case .invalidURL, .loginRefused, .unroutable: false
+        case .invalidURL, .loginRefused, .unroutable, .shutdown: false
         }
     }
 }

@@ -54,12 +54,8 @@ do {
     try await WorkerRuntime.run(
         worker: "decision",
         services: worker.services(
-            clients: [
-                ClientService("redis") { await redis.close() },
-                ClientService("http") { http.shutdown() },
-                ClientService("broker publisher") { await publisher.shutdown() },
-                LoopService(run: { await redisHealth.run() }),
-            ],
+            clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher)
+                + [LoopService(run: { await redisHealth.run() })],
             observations: observationWorker, commands: commandWorker),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && observations.isConnected && commands.isConnected },

@@ -43,7 +43,7 @@ do {
     try await WorkerRuntime.run(
         worker: "notifier",
         services: worker.services(
-            notifications: .amqp(notifications), identities: env.identities, ownUser: amqp.url.user,
+            notifications: notifications, identities: env.identities, ownUser: amqp.url.user,
             clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
             monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,

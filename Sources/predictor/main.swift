@@ -30,7 +30,7 @@ do {
     try await WorkerRuntime.run(
         worker: "predictor",
         services: worker.services(
-            requests: .amqp(requests), identities: env.identities, ownUser: amqp.url.user,
+            requests: requests, identities: env.identities, ownUser: amqp.url.user,
             clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
             monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,

@@ -28,7 +28,7 @@ do {
     try await WorkerRuntime.run(
         worker: "recorder",
         services: recorder.services(
-            history: .amqp(history), deadLetters: deadLetters, identities: env.identities, ownUser: amqp.url.user,
+            history: history, deadLetters: deadLetters, identities: env.identities, ownUser: amqp.url.user,
             clients: ClientService.workerClients(http: http, publisher: publisher)),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && history.isConnected }])

@@ -89,6 +89,7 @@ struct TransientRetryTests {
         #expect(AMQPError.publishTimedOut(messageId: nil, after: .seconds(5)).isTransient)
         #expect(!AMQPError.brokerClosed(code: 406, text: "PRECONDITION_FAILED", context: "publish").isTransient)
         #expect(!AMQPError.loginRefused(user: "u", vhost: "/", reason: "r").isTransient)
+        #expect(!AMQPError.shutdown.isTransient, "a publisher this process closed never comes back")
         let policy = TransientRetryPolicy()
         #expect(policy.delay(beforeAttempt: 1) <= .milliseconds(240) && policy.delay(beforeAttempt: 40) <= .seconds(18))
     }

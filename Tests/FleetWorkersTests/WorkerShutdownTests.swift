@@ -121,7 +121,7 @@ struct WorkerShutdownTests {
         notifications.deliver(try Self.envelope(.notification, id: "n-1", target: "shop", body: notice),
                               properties: AMQPProperties(messageId: "n-1", userId: "fleet-decision"))
         try await shutdown.run(worker.services(
-            notifications: QueueConsumer(notifications, stop: { notifications.shutdown() }), identities: .deploymentDefaults,
+            notifications: notifications, identities: .deploymentDefaults,
             ownUser: "fleet-notifier",
             clients: [
                 shutdown.client("redis"),
@@ -150,7 +150,7 @@ struct WorkerShutdownTests {
         history.deliver(try Self.envelope(.actionEvent, id: "a-1", target: "shop", body: ["status": "succeeded", "step": "restart"]),
                         properties: AMQPProperties(messageId: "a-1", userId: "fleet-actuator"))
         try await shutdown.run(recorder.services(
-            history: QueueConsumer(history, stop: { history.shutdown() }),
+            history: history,
             deadLetters: DeadLetterSink(publisher: publisher, topology: Self.topology, workerName: "recorder-test"),
             identities: .deploymentDefaults, ownUser: "fleet-recorder",
             clients: [
@@ -194,7 +194,7 @@ struct WorkerShutdownTests {
         requests.deliver(try Self.envelope(.predictionRequest, id: "r-1", target: "shop", body: PredictionRequest(reason: "test")),
                          properties: AMQPProperties(messageId: "r-1", userId: "alice"))
         try await shutdown.run(worker.services(
-            requests: QueueConsumer(requests, stop: { requests.shutdown() }), identities: identities, ownUser: "fleet-predictor",
+            requests: requests, identities: identities, ownUser: "fleet-predictor",
             clients: [
                 shutdown.client("redis"),
                 shutdown.client("http"),
