@@ -210,9 +210,10 @@ extension NoticeReason: Codable {
         case "step_started":
             let by: String? = try opt("by")
             let trigger: StepTrigger = switch try get("trigger") as String {
+            case "automatic": .automatic
             case "approved": .approved(by: try required(by, "by"))
             case "manual": .manual(by: try required(by, "by"))
-            default: .automatic
+            case let other: throw DecodingError.dataCorruptedError(forKey: "trigger", in: c, debugDescription: "unknown trigger '\(other)'")
             }
             self = .stepStarted(target: try get("target"), step: try get("step"), instance: try get("instance"),
                                 destination: try get("destination"), trigger: trigger, deadline: try get("deadline"),
