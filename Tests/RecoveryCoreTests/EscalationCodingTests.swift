@@ -95,6 +95,7 @@ struct EscalationCodingTests {
         let noticeBytes = try EnvelopeCodec.encode(Envelope(type: .notification, occurredAt: t0, body: notice))
         let noticeText = String(decoding: noticeBytes, as: UTF8.self)
         #expect(noticeText.contains("\"kind\":\"outage_declared\"") && noticeText.contains("\"next_step\":\"restart\""))
+        #expect(noticeText.contains("\"reason\":{\"code\":\"outage_declared\",") && noticeText.contains("\"detail\":\"3 consecutive failed checks"))
         #expect(try EnvelopeCodec.decode(noticeBytes, as: Notice.self, expecting: .notification).body == notice)
     }
 }

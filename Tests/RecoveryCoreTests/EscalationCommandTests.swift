@@ -2,9 +2,10 @@ import Foundation
 import RecoveryCore
 import Testing
 
-/// Asserts that `actions` is exactly one rejection whose detail mentions `text`, and returns it.
+/// Asserts that `actions` is exactly one rejection of a command because of `reason` (its `detail` being the
+/// reason's text), and returns it.
 @discardableResult
-func expectRejected(_ actions: [Action], mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) -> Notice? {
+func expectRejected(_ actions: [Action], because reason: NoticeReason, sourceLocation: SourceLocation = #_sourceLocation) -> Notice? {
     #expect(actions.count == 1, "\(actions)", sourceLocation: sourceLocation)
     guard let notice = actions.rejections.first else {
         Issue.record("not rejected: \(actions)", sourceLocation: sourceLocation)
@@ -12,7 +13,8 @@ func expectRejected(_ actions: [Action], mentioning text: String, sourceLocation
     }
     #expect(notice.kind == .commandRejected, sourceLocation: sourceLocation)
     #expect(notice.command != nil, sourceLocation: sourceLocation)
-    #expect(notice.detail?.contains(text) == true, "\(notice.detail ?? "nil")", sourceLocation: sourceLocation)
+    #expect(notice.reason == reason, sourceLocation: sourceLocation)
+    #expect(notice.detail == reason.text, sourceLocation: sourceLocation)
     return notice
 }
 
@@ -66,7 +68,9 @@ struct GraceCommandTests {
         let request = try #require(approved.requests.first)
         #expect(request.step == .restart && request.requestedAt == t0 + 60 && request.requestedBy == "carol")
         #expect(approved.notices(.commandAccepted).count == 1)
-        #expect(approved.notices(.actionStarted).first?.detail?.contains("approved by carol") == true)
+        #expect(approved.notices(.actionStarted).first?.reason == .stepStarted(
+            target: "shop-web", step: .restart, instance: Ladder.home, destination: "eu-west-1",
+            trigger: .approved(by: "carol"), deadline: t0 + 60 + 600, next: .reprovision))
         #expect(l.tick(at: 300).isEmpty)
         #expect(l.log.requests.count == 1)
     }
@@ -74,9 +78,10 @@ struct GraceCommandTests {
     @Test func holdUntilDefersTheStepThenTheFlowContinues() throws {
         var l = Ladder()
         l.declare()
+        let incident = try #require(l.incidentId)
         l.now = t0 + 60
         let held = l.command(.hold, by: "dave", until: t0 + 900)
-        #expect(held.notices(.commandAccepted).first?.detail?.contains("until 2026-11-18T11:21:40Z") == true)
+        #expect(held.notices(.commandAccepted).first?.reason == .held(by: "dave", incident: incident, until: t0 + 900))
         #expect(held.wakeUps == [t0 + 900])
         #expect(l.tick(at: 300).requests.isEmpty)
         #expect(l.tick(at: 899).requests.isEmpty)
@@ -107,12 +112,14 @@ struct GraceCommandTests {
         _ = restart
     }
 
-    @Test func holdReplacesAnAckAndAckReplacesAHold() {
+    @Test func holdReplacesAnAckAndAckReplacesAHold() throws {
         var l = Ladder()
         l.declare()
+        let incident = try #require(l.incidentId)
         l.command(.ack, by: "alice")
         let hold = l.command(.hold, by: "bob", until: t0 + 600)
-        #expect(hold.notices(.commandAccepted).first?.detail?.contains("replaces: incident") == true)
+        #expect(hold.notices(.commandAccepted).first?.reason
+                == .held(by: "bob", incident: incident, until: t0 + 600, replaces: .acknowledged(by: "alice", at: t0)))
         #expect(l.machine.incident?.hold == .until(t0 + 600, by: "bob"))
         l.command(.ack, by: "carol")
         #expect(l.machine.incident?.hold == .acknowledged(by: "carol", at: t0))
@@ -137,7 +144,8 @@ struct GraceCommandTests {
         #expect(l.machine.incident?.phase == .stopped(.approvalTimedOut))
         #expect(l.tick(at: 100_000).isEmpty)
         // A late approval is refused: the window closed.
-        expectRejected(l.command(.approve), mentioning: "the approval window closed")
+        expectRejected(l.command(.approve), because: .nothingToApprove(
+            command: "approve", incident: try #require(l.incidentId), stopped: .approvalTimedOut))
         #expect(l.log.requests.isEmpty)
     }
 
@@ -170,7 +178,8 @@ struct GraceCommandTests {
         #expect(manual.requestedBy == "frank")
         let after = l.tick(at: 2600)
         #expect(after.requests.isEmpty)
-        #expect(after.notices(.verificationFailed).first?.detail?.contains("automation stays stopped") == true)
+        #expect(after.notices(.verificationFailed).first?.reason
+                == .noOutcome(target: "shop-web", step: .restart, window: 600, stillStopped: .approvalTimedOut))
         #expect(l.machine.incident?.phase == .stopped(.approvalTimedOut))
     }
 }
@@ -214,8 +223,8 @@ struct StepCommandTests {
         let restart = try #require(l.command(.restart).requests.first)
         l.outcome(restart, .succeeded)
         let again = l.command(.restart, by: "bob")
-        let notice = expectRejected(again, mentioning: "restart was already requested in incident")
-        #expect(notice?.detail?.contains(restart.idempotencyKey) == true)
+        let notice = expectRejected(again, because: .stepAlreadyRequested(
+            command: "restart", step: .restart, incident: try #require(l.incidentId), key: restart.idempotencyKey))
         #expect(notice?.commands == ["recoveryctl reprovision shop-web", "recoveryctl failover shop-web"])
     }
 
@@ -223,18 +232,24 @@ struct StepCommandTests {
         var l = Ladder()
         l.declare()
         l.tick(at: 300)
-        expectRejected(l.command(.reprovision), mentioning: "the actuator has not reported yet")
+        expectRejected(l.command(.reprovision), because: .awaitingOutcome(
+            command: "reprovision", step: .restart, requestedAt: t0 + 300, deadline: t0 + 900))
     }
 
-    @Test func stepsAndApprovalsAreRefusedWhileAcknowledgedOrHeld() {
+    @Test func stepsAndApprovalsAreRefusedWhileAcknowledgedOrHeld() throws {
         var l = Ladder()
         l.declare()
+        let incident = try #require(l.incidentId)
         l.command(.ack, by: "alice")
-        let refused = expectRejected(l.command(.restart, by: "bob"), mentioning: "acknowledged by alice")
+        let acked = EscalationMachine.Hold.acknowledged(by: "alice", at: t0)
+        let refused = expectRejected(l.command(.restart, by: "bob"), because: .incidentHeld(
+            command: "restart", target: "shop-web", incident: incident, hold: acked))
         #expect(refused?.commands == ["recoveryctl resume shop-web"])
-        expectRejected(l.command(.approve, by: "bob"), mentioning: "run `recoveryctl resume shop-web` first")
+        expectRejected(l.command(.approve, by: "bob"), because: .incidentHeld(
+            command: "approve", target: "shop-web", incident: incident, hold: acked))
         l.command(.hold, by: "alice", until: t0 + 1000)
-        expectRejected(l.command(.failover), mentioning: "held by alice until")
+        expectRejected(l.command(.failover), because: .incidentHeld(
+            command: "failover", target: "shop-web", incident: incident, hold: .until(t0 + 1000, by: "alice")))
         #expect(l.log.requests.isEmpty)
     }
 
@@ -246,9 +261,9 @@ struct StepCommandTests {
         let graceEnd = l.tick(at: 300)
         #expect(graceEnd.isEmpty)  // no request, and no per-target notice: the brake sent one alert
         #expect(l.machine.incident?.phase == .pending(step: .restart, notBefore: t0 + 300))
-        let manual = expectRejected(l.command(.restart), mentioning: "fleet brake is engaged")
+        let manual = expectRejected(l.command(.restart), because: .brakeBlocks(command: "restart"))
         #expect(manual?.commands == ["recoveryctl brake release"])
-        expectRejected(l.command(.approve), mentioning: "does not override it")
+        expectRejected(l.command(.approve), because: .brakeBlocks(command: "approve"))
         // Released: the next event (the brake's wake-up tick, or any check) runs the step.
         l.brakeEngaged = false
         let released = l.tick(at: 400)
@@ -275,9 +290,10 @@ struct WrongStateCommandTests {
     func noIncident(_ name: OperatorCommand.Name) {
         var l = Ladder()
         let actions = l.command(name, until: t0 + 600)
-        expectRejected(actions, mentioning: "shop-web has no open incident (the site is healthy); there is nothing to \(name.rawValue)")
+        expectRejected(actions, because: .noOpenIncident(command: name.rawValue, target: "shop-web", failures: 0, threshold: 3))
         l.fail()
-        expectRejected(l.command(name, until: t0 + 600), mentioning: "1 of 3 failed checks so far, no outage declared")
+        expectRejected(l.command(name, until: t0 + 600),
+                       because: .noOpenIncident(command: name.rawValue, target: "shop-web", failures: 1, threshold: 3))
     }
 
     @Test func resetIsAcceptedAnyTime() {
@@ -288,29 +304,31 @@ struct WrongStateCommandTests {
     @Test func holdNeedsAFutureTime() {
         var l = Ladder()
         l.declare()
-        expectRejected(l.command(.hold), mentioning: "hold needs a time: recoveryctl hold shop-web --until")
+        expectRejected(l.command(.hold), because: .holdNeedsTime(command: "hold", target: "shop-web", example: t0 + 3600))
         l.now = t0 + 100
-        expectRejected(l.command(.hold, until: t0 + 100), mentioning: "is not in the future")
+        expectRejected(l.command(.hold, until: t0 + 100), because: .holdNotInFuture(command: "hold", until: t0 + 100, now: t0 + 100))
     }
 
-    @Test func ackTwiceIsRefused() {
+    @Test func ackTwiceIsRefused() throws {
         var l = Ladder()
         l.declare()
         l.command(.ack, by: "alice")
-        expectRejected(l.command(.ack, by: "bob"), mentioning: "already acknowledged by alice")
+        expectRejected(l.command(.ack, by: "bob"), because: .alreadyAcknowledged(
+            command: "ack", incident: try #require(l.incidentId), by: "alice", since: t0))
     }
 
-    @Test func resumeWithoutHoldIsRefused() {
+    @Test func resumeWithoutHoldIsRefused() throws {
         var l = Ladder()
         l.declare()
-        expectRejected(l.command(.resume), mentioning: "neither acknowledged nor held")
+        expectRejected(l.command(.resume), because: .nothingToResume(command: "resume", incident: try #require(l.incidentId)))
     }
 
-    @Test func approveDuringAStepIsRefused() {
+    @Test func approveDuringAStepIsRefused() throws {
         var l = Ladder()
         l.declare()
         l.tick(at: 300)
-        let notice = expectRejected(l.command(.approve), mentioning: "restart is in progress")
+        let notice = expectRejected(l.command(.approve), because: .stepInProgress(
+            command: "approve", step: .restart, incident: try #require(l.incidentId), requestedAt: t0 + 300, deadline: t0 + 900))
         #expect(notice?.commands == ["recoveryctl reprovision shop-web", "recoveryctl failover shop-web"])
     }
 
@@ -319,14 +337,16 @@ struct WrongStateCommandTests {
         l.declare()
         let restart = try #require(l.tick(at: 300).requests.first)
         l.outcome(restart, .humanNeeded, reason: "instance terminated")
-        expectRejected(l.command(.hold, until: t0 + 5000), mentioning: "there is no automatic step to hold")
-        expectRejected(l.command(.approve), mentioning: "there is nothing to approve")
+        let incident = try #require(l.incidentId)
+        let stopped = EscalationMachine.StopReason.humanNeeded("restart cannot run: instance terminated")
+        expectRejected(l.command(.hold, until: t0 + 5000), because: .nothingToHold(command: "hold", incident: incident, stopped: stopped))
+        expectRejected(l.command(.approve), because: .nothingToApprove(command: "approve", incident: incident, stopped: stopped))
     }
 
     @Test func failoverWithoutDRRegionIsRefused() {
         var l = Ladder(drRegion: nil)
         l.declare()
-        expectRejected(l.command(.failover), mentioning: "no DR region is configured")
+        expectRejected(l.command(.failover), because: .noDRRegion(command: "failover", target: "shop-web"))
     }
 }
 

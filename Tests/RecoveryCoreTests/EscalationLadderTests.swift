@@ -26,8 +26,9 @@ struct EscalationLadderTests {
             "recoveryctl ack shop-web", "recoveryctl approve shop-web",
             "recoveryctl hold shop-web --until 2026-11-18T12:11:40Z", "recoveryctl resume shop-web",
         ])
-        #expect(notice.detail?.contains("3 consecutive failed checks") == true)
-        #expect(notice.detail?.contains("HTTP 503") == true)
+        #expect(notice.reason == .outageDeclared(
+            target: "shop-web", failures: 3, probers: ["p1"], lastCheck: "HTTP 503", outageCount: 1,
+            window: TargetSettings().outageCountWindow))
     }
 
     @Test func incidentIdsAreDerivedAndUnique() throws {
@@ -90,7 +91,7 @@ struct EscalationLadderTests {
         let actions = l.ok()
         let notice = try #require(actions.notices(.recovered).first)
         #expect(notice.incidentId == incidentId && notice.fixedBy == nil && notice.stepsTaken == [])
-        #expect(notice.detail?.contains("came back by itself during the grace period") == true)
+        #expect(notice.reason == .recoveredByItself(target: "shop-web", inGrace: true, after: 60))
         #expect(actions.fleetReports == [.outageClosed(target: "shop-web")])
         #expect(l.machine.state == .monitoring)
         // Nothing more happens for that incident: the grace deadline passes quietly.
@@ -118,6 +119,7 @@ struct EscalationLadderTests {
     @Test func failedVerificationEscalatesThroughTheWholeLadder() throws {
         var l = Ladder()
         l.declare()
+        let incident = try #require(l.incidentId)
         let restart = try #require(l.tick(at: 300).requests.first)
         l.now = t0 + 360
         l.outcome(restart, .succeeded)
@@ -146,7 +148,8 @@ struct EscalationLadderTests {
         #expect(exhausted.requests.isEmpty)
         #expect(exhausted.notices(.verificationFailed).first?.nextStep == .notifyOnly)
         let human = try #require(exhausted.notices(.humanNeeded).first)
-        #expect(human.detail?.contains("tried: restart, reprovision, failover") == true)
+        #expect(human.reason == .automationStopped(
+            target: "shop-web", incident: incident, tried: [.restart, .reprovision, .failover], why: .ladderExhausted))
         #expect(l.machine.incident?.phase == .stopped(.ladderExhausted))
         #expect(l.tick(at: 99_999).isEmpty)
         #expect(l.log.requests.map(\.step) == [.restart, .reprovision, .failover])
@@ -173,7 +176,7 @@ struct EscalationLadderTests {
         l.declare()
         l.tick(at: 300)
         let actions = l.tick(at: 900)
-        #expect(actions.notices(.verificationFailed).first?.detail?.contains("actuator did not report") == true)
+        #expect(actions.notices(.verificationFailed).first?.reason == .noOutcome(target: "shop-web", step: .restart, window: 600))
         #expect(actions.requests.first?.step == .reprovision)
     }
 
@@ -185,6 +188,7 @@ struct EscalationLadderTests {
         let actions = l.outcome(restart, .failed, reason: "StopInstances: IncorrectInstanceState")
         let failed = try #require(actions.notices(.actionFailed).first)
         #expect(failed.step == .restart && failed.nextStep == .reprovision)
+        #expect(failed.reason == .stepFailed(step: .restart, reason: "StopInstances: IncorrectInstanceState"))
         #expect(failed.detail == "restart failed: StopInstances: IncorrectInstanceState")
         let reprovision = try #require(actions.requests.first)
         #expect(reprovision.step == .reprovision && reprovision.requestedAt == t0 + 320)
@@ -201,7 +205,10 @@ struct EscalationLadderTests {
         let actions = l.outcome(reprovision, .humanNeeded, reason: "no snapshot tagged AutoRecovery:Name=shop-web")
         #expect(actions.requests.isEmpty)
         let human = try #require(actions.notices(.humanNeeded).first)
-        #expect(human.detail?.contains("no snapshot") == true)
+        let incident = try #require(l.incidentId)
+        #expect(human.reason == .automationStopped(
+            target: "shop-web", incident: incident, tried: [.restart, .reprovision],
+            why: .humanNeeded("reprovision cannot run: no snapshot tagged AutoRecovery:Name=shop-web")))
         #expect(human.commands == ["recoveryctl failover shop-web", "recoveryctl ack shop-web"])
         #expect(l.tick(at: 10_000).isEmpty)
         #expect(l.log.requests.count == 2)
@@ -219,7 +226,10 @@ struct EscalationLadderTests {
         let reprovision = try #require(l.log.requests.last)
         let actions = l.outcome(reprovision, .failed, reason: "y")
         #expect(actions.requests.isEmpty)
-        #expect(actions.notices(.humanNeeded).first?.detail?.contains("no DR region") == true)
+        let incident = try #require(l.incidentId)
+        #expect(actions.notices(.humanNeeded).first?.reason == .automationStopped(
+            target: "shop-web", incident: incident, tried: [.restart, .reprovision],
+            why: .humanNeeded("no DR region is configured for shop-web, so it cannot fail over")))
     }
 
     @Test func failoverFromTheDRRegionGoesHome() {
@@ -249,7 +259,8 @@ struct EscalationLadderTests {
         let back = l.ok(instance: "i-original")
         let notice = try #require(back.notices(.originalInstanceBack).first)
         #expect(notice.instanceId == "i-original" && notice.region == "eu-west-1")
-        #expect(notice.detail?.contains("now runs on i-new") == true)
+        #expect(notice.reason == .originalInstanceBack(
+            target: "shop-web", original: Ladder.home, current: InstanceRef(id: "i-new", region: "eu-west-1")))
         #expect(l.ok(3, instance: "i-original").isEmpty)
         // Checks of an unknown instance are ignored.
         #expect(l.fail(5, instance: "i-stranger").isEmpty)
@@ -263,7 +274,7 @@ struct EscalationLadderTests {
         let notice = try #require(declared.notices(.outageDeclared).first)
         #expect(notice.nextStep == .notifyOnly && notice.blockedBy == .quarantine)
         #expect(l.tick(at: 10_000).requests.isEmpty)
-        #expect(l.command(.restart).rejections.first?.detail?.contains("quarantined") == true)
+        #expect(l.command(.restart).rejections.first?.reason == .quarantined(command: "restart", target: "shop-web"))
         #expect(l.command(.approve).rejections.count == 1)
         #expect(l.log.requests.isEmpty)
     }
@@ -292,6 +303,7 @@ struct EscalationLadderTests {
     @Test func aLateSuccessThatMovedTheTargetIsRecorded() throws {
         var l = Ladder()
         l.declare()
+        let incident = try #require(l.incidentId)
         let restart = try #require(l.tick(at: 300).requests.first)
         l.outcome(restart, .failed, reason: "x")
         let reprovision = try #require(l.log.requests.last)
@@ -299,7 +311,8 @@ struct EscalationLadderTests {
         #expect(l.machine.state == .monitoring)
         let late = l.outcome(reprovision, .succeeded, newInstance: InstanceRef(id: "i-late", region: "eu-west-1"))
         #expect(l.machine.currentInstance.id == "i-late")
-        #expect(late.notices(.actionSucceeded).first?.detail?.contains("late result") == true)
+        #expect(late.notices(.actionSucceeded).first?.reason == .lateResult(
+            target: "shop-web", step: .reprovision, incident: incident, current: InstanceRef(id: "i-late", region: "eu-west-1")))
         #expect(late.requests.isEmpty)
     }
 }
@@ -358,7 +371,8 @@ struct OutageCountTests {
         let reset = l.command(.reset, by: "bob")
         let accepted = try #require(reset.notices(.commandAccepted).first)
         #expect(accepted.command?.operator == "bob" && accepted.command?.name == "reset")
-        #expect(accepted.detail?.contains("it was 2") == true)
+        #expect(accepted.reason == .outageCountReset(
+            target: "shop-web", by: "bob", was: 2, window: TargetSettings().outageCountWindow, incident: nil))
         #expect(l.machine.outageCount(at: l.now) == 0)
         #expect(Self.outage(&l, at: 6000)?.step == .restart)
     }
@@ -372,7 +386,9 @@ struct OutageCountTests {
         #expect(l.machine.state == .monitoring)
         // A second prober seeing the failure within the streak does.
         let actions = l.fail(prober: "probe@b")
-        #expect(actions.notices(.outageDeclared).first?.detail?.contains("from probe@a, probe@b") == true)
+        #expect(actions.notices(.outageDeclared).first?.reason == .outageDeclared(
+            target: "shop-web", failures: 11, probers: ["probe@a", "probe@b"], lastCheck: "HTTP 503", outageCount: 1,
+            window: TargetSettings().outageCountWindow))
     }
 
     @Test func quorumCountsOnlyTheCurrentStreak() {

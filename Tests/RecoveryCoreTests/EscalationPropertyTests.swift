@@ -23,6 +23,8 @@ struct EscalationPropertyTests {
     ///   without a person on a target that requires approval;
     /// - at most one step per event, always for the open incident;
     /// - a redelivered event (same id) does nothing;
+    /// - every notice says why as a `reason`, its `detail` is the reason's text, and it reads back from the
+    ///   wire unchanged;
     /// - the state survives JSON at every step, and a copy restored from JSON mid-run produces exactly
     ///   the same actions as the original for the rest of the run.
     static func run(seed: UInt64) throws -> Stats {
@@ -134,6 +136,13 @@ struct EscalationPropertyTests {
                 }
                 #expect(request.incidentId == l.machine.incident?.id, "seed \(seed) step \(step): request for a closed incident")
                 #expect(request.step.isDestructive && request.deadline > request.requestedAt)
+            }
+            for notice in actions.notices + actions.rejections {
+                let reason = try #require(notice.reason, "seed \(seed) step \(step): \(notice.id) has no reason")
+                #expect(notice.detail == reason.text, "seed \(seed) step \(step): \(notice.id)")
+                let bytes = try EnvelopeCodec.encode(Envelope(type: .notification, occurredAt: l.now, body: notice))
+                #expect(try EnvelopeCodec.decode(bytes, as: Notice.self, expecting: .notification).body == notice,
+                        "seed \(seed) step \(step): \(notice.id) changed on the wire")
             }
             if step % 25 == 0 {
                 #expect(try StateCodec.decodeMachine(try StateCodec.encode(l.machine)) == l.machine, "seed \(seed) step \(step)")

@@ -26,7 +26,8 @@ struct FleetBrakeTests {
         #expect(alert.kind == .brakeEngaged && alert.target == nil && alert.id == "fleet:brake_engaged:1")
         #expect(alert.targets == ["site-1", "site-2", "site-3", "site-4"])
         #expect(alert.commands == ["recoveryctl brake release"])
-        #expect(alert.detail?.contains("4 of 10 targets (40%)") == true)
+        #expect(alert.reason == .brakeEngaged(.outageShare(inOutage: 4, fleetSize: 10, limitPercent: 30)))
+        #expect(brake.engagement?.detail == NoticeReason.BrakeCause.outageShare(inOutage: 4, fleetSize: 10, limitPercent: 30).text)
         // It does not release itself when the outages end.
         for target in Self.ten { _ = brake.handle(.outageClosed(target: target), now: t0) }
         #expect(brake.isEngaged)
@@ -59,7 +60,7 @@ struct FleetBrakeTests {
         #expect(brake.isEngaged && brake.engagement?.trigger == .actionRate)
         actions += brake.handle(.destructiveActionRequested(target: "site-6", idempotencyKey: "k6"), now: t0 + 700)
         #expect(actions.notices.count == 1)
-        #expect(actions.notices.first?.detail?.contains("5 destructive steps within 1h reached the limit of 5") == true)
+        #expect(actions.notices.first?.reason == .brakeEngaged(.actionRate(steps: 5, window: 3600, limit: 5)))
         #expect(actions.notices.first?.targets == ["site-1", "site-2", "site-3", "site-4", "site-5"])
     }
 
@@ -115,14 +116,16 @@ struct FleetBrakeTests {
     @Test func brakeCommandsInTheWrongStateAreRefused() throws {
         var brake = FleetBrake(fleet: Self.ten)
         let release = brake.handle(.release(id: "c1", operator: "bob"), now: t0)
+        #expect(release.rejections.first?.reason == .brakeNotEngaged)
         #expect(release.rejections.first?.detail == "brake release refused: the brake is not engaged")
         let engage = brake.handle(.engage(id: "c2", operator: "bob", reason: "AWS incident in eu-west-1"), now: t0)
         #expect(brake.engagement?.trigger == .manual && brake.engagement?.by == "bob")
-        #expect(engage.notices.first?.detail?.contains("engaged by bob: AWS incident in eu-west-1") == true)
+        #expect(engage.notices.first?.reason == .brakeEngaged(.manual(by: "bob", reason: "AWS incident in eu-west-1")))
         // The alert answers the command (recoveryctl waits for a notice naming its id).
         #expect(engage.notices.first?.command == CommandRef(id: "c2", name: "brake engage", operator: "bob"))
         let again = brake.handle(.engage(id: "c3", operator: "carol", reason: "x"), now: t0)
-        #expect(again.rejections.first?.detail?.contains("already engaged") == true)
+        #expect(again.rejections.first?.reason
+                == .brakeAlreadyEngaged(since: t0, cause: "engaged by bob: AWS incident in eu-west-1"))
         // A redelivered command is a no-op.
         #expect(brake.handle(.engage(id: "c3", operator: "carol", reason: "x"), now: t0).isEmpty)
         #expect(brake.handle(.release(id: "c4", operator: "bob"), now: t0).notices.count == 1)

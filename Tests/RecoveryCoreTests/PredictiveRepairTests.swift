@@ -40,7 +40,9 @@ struct PredictiveRepairTests {
         #expect(notice.repair == "ssm disk-cleanup")
         #expect(notice.nextStepAt == t0.addingTimeInterval(300))
         #expect(notice.commands.first == "recoveryctl ack shop")
-        #expect(notice.detail?.contains("93%") == true)
+        #expect(notice.reason == .troublePredicted(
+            prediction: "disk_used_percent reaches 100% in about 14h", confidence: 0.93,
+            from: t0.addingTimeInterval(12 * 3600), to: t0.addingTimeInterval(16 * 3600), outlook: .planned))
         #expect(r.nextDeadline == t0.addingTimeInterval(300))
 
         #expect(r.handle(.tick, context(299)).isEmpty, "nothing before the grace period ends")
@@ -80,7 +82,8 @@ struct PredictiveRepairTests {
         let failed = r.handle(.outcome(ActionOutcome(idempotencyKey: "shop/repair/ssm/pred-1", incidentId: "pred-1", step: .notifyOnly,
                                                      status: .failed, reason: "SSM agent not registered")), context(3700))
         #expect(notices(failed).first?.kind == .repairFailed)
-        #expect(notices(failed).first?.detail?.contains("SSM agent not registered") == true)
+        #expect(notices(failed).first?.reason == .repairFailed(
+            prediction: "disk_used_percent reaches 100% in about 14h", reason: "SSM agent not registered"))
 
         var cancelled = PredictiveRepair()
         _ = cancelled.handle(.trouble(disk()), context(0))
@@ -137,13 +140,14 @@ struct PredictiveRepairTests {
         var r = PredictiveRepair()
         _ = r.handle(.trouble(disk()), context(0))
         #expect(!r.takes(OperatorCommand(.reset, by: "erin"), incidentOpen: false))
-        let cancelled = r.cancel(because: "reset by erin", context(10))
+        let cancelled = r.cancel(because: .reset(by: "erin"), context(10))
         #expect(cancelled?.kind == .repairCancelled)
+        #expect(cancelled?.reason == .repairCancelled(prediction: "disk_used_percent reaches 100% in about 14h", why: .reset(by: "erin")))
         #expect(r.plan == nil)
         var running = PredictiveRepair()
         _ = running.handle(.trouble(disk()), context(0))
         _ = running.handle(.tick, context(300))
-        #expect(running.cancel(because: "reset", context(310)) == nil)
+        #expect(running.cancel(because: .reset(by: "erin"), context(310)) == nil)
         #expect(running.plan?.isRunning == true)
     }
 

@@ -73,6 +73,7 @@ struct TargetMachineTests {
         #expect(request.deadline == t0 + TargetMachine.repairCommandDeadline)
         guard case .notice(let answer)? = messages.last else { Issue.record("no answer"); return }
         #expect(answer.kind == .commandAccepted && answer.command?.operator == "alice" && answer.id == "c1:command_accepted")
+        #expect(answer.reason == .repairRequested(command: "quarantine", target: "shop-web", key: request.idempotencyKey))
         #expect(!actions.contains { if case .refuse = $0 { true } else { false } })
         // The same command delivered again is answered already: nothing more.
         let again = m.handle(.repairCommand(.init(id: "c1", action: .quarantine(detachElasticIP: true), name: "quarantine",
@@ -91,11 +92,15 @@ struct TargetMachineTests {
                                Self.context(t0 + 1, brake: why == "brake"))
         let refusals = actions.compactMap { if case .refuse(let r) = $0 { r } else { nil } }
         try #require(refusals.count == 1)
-        let expected = ["brake": "fleet brake is engaged", "quarantined": "is quarantined", "live incident": "its ladder may act"][why]!
-        #expect(refusals[0].contains(expected))
+        let expected: NoticeReason = switch why {
+        case "brake": .volumeRepairBraked
+        case "quarantined": .volumeRepairQuarantined(target: "shop-web")
+        default: .volumeRepairLadderMayAct(target: "shop-web", incident: try #require(m.ladder.incident?.id))
+        }
+        #expect(refusals[0] == expected.text)
         #expect(!Self.messages(actions).contains { if case .actionRequest = $0 { true } else { false } })
         guard case .notice(let n)? = Self.messages(actions).last else { Issue.record("no rejection notice"); return }
-        #expect(n.kind == .commandRejected && n.detail == refusals[0])
+        #expect(n.kind == .commandRejected && n.reason == expected && n.detail == refusals[0])
     }
 
     @Test func repairVolumeRunsOnceTheIncidentIsAcknowledged() throws {

@@ -5,7 +5,8 @@ import RecoveryCore
 /// renders the same `NoticeSummary`, so an e-mail, a Slack message, a Teams card and an SNS message say
 /// the same things:
 ///
-/// - what happened (the title), with the reason (`detail`);
+/// - what happened (the title), with the reason: `Notice.reason` rendered by `text(_:)`, or the notice's
+///   free-text `detail` when it has no reason (the actuator's notices, older producers);
 /// - the target, its instance and region, the incident;
 /// - which step comes next and when, or what blocks it;
 /// - how to respond: the exact recoveryctl command lines of `Notice.commands`;
@@ -29,7 +30,7 @@ public struct NoticeFormatter: Sendable {
     public struct NoticeSummary: Sendable, Equatable {
         /// What happened, one line, e.g. `shop-web is down: outage declared (restart next)`.
         public var title: String
-        /// The reason or detail, when the notice has one.
+        /// The reason in words (`text(_:)` of `Notice.reason`, else `Notice.detail`), when the notice has one.
         public var detail: String?
         /// Target, instance, region, incident, outages, step, …
         public var facts: [Fact]
@@ -61,9 +62,15 @@ public struct NoticeFormatter: Sendable {
         if let command = notice.command { add("Command", "\(command.name) by \(command.operator) (\(command.id))") }
         add("At", Self.iso(notice.at))
         return NoticeSummary(
-            title: title(notice), detail: notice.detail, facts: facts, next: next(notice), commands: notice.commands,
+            title: title(notice), detail: notice.reason.map(Self.text) ?? notice.detail, facts: facts, next: next(notice),
+            commands: notice.commands,
             consoleURL: Self.consoleURL(instanceId: notice.instanceId, region: region))
     }
+
+    /// The sentence for a notice's reason: the one rendering of `NoticeReason`. It is `NoticeReason.text`,
+    /// which lives in RecoveryCore next to the machines so that the decision worker fills `detail` with the
+    /// same words when it builds the notice (the recorder, recoveryctl and older consumers read `detail`).
+    public static func text(_ reason: NoticeReason) -> String { reason.text }
 
     /// `https://<region>.console.aws.amazon.com/ec2/home?region=<region>#InstanceDetails:instanceId=<id>`
     public static func consoleURL(instanceId: String?, region: String?) -> String? {

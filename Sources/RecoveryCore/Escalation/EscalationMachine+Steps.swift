@@ -29,14 +29,14 @@ extension EscalationMachine {
                 notice.nextStep = step
                 notice.blockedBy = .approval
                 notice.respondBy = deadline
-                notice.detail = "\(target) requires approval for \(step.rawValue); without approval by \(TimeText.iso(deadline)) nothing is done"
+                notice.reason = .approvalRequested(target: target, step: step, deadline: deadline)
                 notice.commands = [RecoveryCtl.approve(target), RecoveryCtl.ack(target)]
                 c.actions.append(.notify(notice))
                 return
             }
         }
         guard let destination = destinationRegion(for: step) else {
-            return stop(.humanNeeded("no DR region is configured for \(target), so it cannot fail over"), &c)
+            return stop(.humanNeeded(NoticeReason.noDRRegion(target)), &c)
         }
         let key = ActionRequest.key(target: target, incidentId: incident.id, step: step)
         let deadline = c.now.addingTimeInterval(settings.verificationWindow(for: step))
@@ -61,20 +61,24 @@ extension EscalationMachine {
         let next = nextUnrequested(after: step, in: incident)
         notice.nextStep = next
         notice.nextStepAt = deadline
-        var detail = "\(step.rawValue) of \(currentInstance)"
-        if step == .failover { detail += " into \(destination)" }
-        switch initiator {
-        case .automatic: detail += " (automatic)"
-        case .approval(let by): detail += " (approved by \(by))"
-        case .manual(let by): detail += " (run by \(by))"
+        let trigger: NoticeReason.StepTrigger = switch initiator {
+        case .automatic: .automatic
+        case .approval(let by): .approved(by: by)
+        case .manual(let by): .manual(by: by)
         }
-        detail += "; if \(target) is not back by \(TimeText.iso(deadline)): \(next == .notifyOnly || incident.automationStopped != nil ? "no further automatic step" : next.rawValue)"
-        notice.detail = detail
+        notice.reason = .stepStarted(
+            target: target, step: step, instance: currentInstance, destination: destination, trigger: trigger,
+            deadline: deadline, next: incident.automationStopped != nil ? .notifyOnly : next)
         notice.commands = [RecoveryCtl.ack(target)]
         c.actions.append(.notify(notice))
     }
 
-    mutating func escalate(from attempt: StepAttempt, kind: NotificationKind, detail: String, _ c: inout Context) {
+    /// Reports that `attempt` did not bring the site back and takes the next step. `reason` gets the stop
+    /// reason when automation has already stopped for the incident (and stays stopped).
+    mutating func escalate(
+        from attempt: StepAttempt, kind: NotificationKind, _ c: inout Context,
+        reason: (EscalationMachine.StopReason?) -> NoticeReason
+    ) {
         guard var incident else { return }
         let next = nextUnrequested(after: attempt.step, in: incident)
         var notice = baseNotice(kind, id: "\(incident.id):\(kind.rawValue):\(attempt.step.rawValue)", c)
@@ -83,7 +87,7 @@ extension EscalationMachine {
             incident.phase = .stopped(stopped)
             self.incident = incident
             notice.nextStep = .notifyOnly
-            notice.detail = "\(detail); automation stays stopped for this incident (\(stopped))"
+            notice.reason = reason(stopped)
             notice.commands = manualCommands(incident) + [RecoveryCtl.ack(target)]
             c.actions.append(.notify(notice))
             return
@@ -95,7 +99,7 @@ extension EscalationMachine {
         notice.nextStepAt = plan.at
         notice.blockedBy = plan.blocker
         notice.respondBy = plan.respondBy
-        notice.detail = detail
+        notice.reason = reason(nil)
         notice.commands = next == .notifyOnly ? [RecoveryCtl.ack(target)] : [RecoveryCtl.ack(target), RecoveryCtl.hold(target, until: c.now.addingTimeInterval(3600))]
         c.actions.append(.notify(notice))
         take(next, by: .automatic, &c)
@@ -109,8 +113,7 @@ extension EscalationMachine {
         var notice = baseNotice(.humanNeeded, id: "\(incident.id):human_needed", c)
         notice.nextStep = .notifyOnly
         notice.blockedBy = reason == .quarantined ? .quarantine : nil
-        let tried = incident.stepsRequested.isEmpty ? "" : " (tried: \(incident.stepsRequested.map(\.rawValue).joined(separator: ", ")))"
-        notice.detail = "automation stopped for incident \(incident.id)\(tried): \(reason). \(target) is still down; a person must act."
+        notice.reason = .automationStopped(target: target, incident: incident.id, tried: incident.stepsRequested, why: reason)
         notice.commands = (reason == .quarantined ? [] : manualCommands(incident)) + [RecoveryCtl.ack(target)]
         c.actions.append(.notify(notice))
     }

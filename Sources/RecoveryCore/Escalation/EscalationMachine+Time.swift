@@ -16,11 +16,12 @@ extension EscalationMachine {
             if c.now >= deadline { approvalTimedOut(step, &c) }
         case .inProgress(let attempt):
             if c.now >= attempt.deadline {
-                let window = TimeText.duration(attempt.deadline.timeIntervalSince(attempt.requestedAt))
-                let detail = attempt.succeededAt == nil
-                    ? "the actuator did not report on \(attempt.step.rawValue) within \(window) and \(target) is still down"
-                    : "\(attempt.step.rawValue) ran but \(target) is still down \(window) after the request"
-                escalate(from: attempt, kind: .verificationFailed, detail: detail, &c)
+                let window = attempt.deadline.timeIntervalSince(attempt.requestedAt)
+                escalate(from: attempt, kind: .verificationFailed, &c) { [target] stopped in
+                    attempt.succeededAt == nil
+                        ? .noOutcome(target: target, step: attempt.step, window: window, stillStopped: stopped)
+                        : .stillDown(target: target, step: attempt.step, window: window, stillStopped: stopped)
+                }
             }
         case .stopped:
             break
@@ -35,7 +36,7 @@ extension EscalationMachine {
         var notice = baseNotice(.approvalTimedOut, id: "\(incident.id):approval_timed_out:\(step.rawValue)", c)
         notice.step = step
         notice.nextStep = .notifyOnly
-        notice.detail = "\(target) requires approval and none came in time: \(step.rawValue) was not run, and no automatic step will run for this incident. Act by hand if needed."
+        notice.reason = .approvalTimedOut(target: target, step: step)
         notice.commands = manualCommands(incident)
         c.actions.append(.notify(notice))
     }

@@ -72,7 +72,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         public var succeededAt: Date?
     }
 
-    public enum StopReason: Codable, Sendable, Equatable, CustomStringConvertible {
+    /// Why automation stopped for an incident. Its words (`description`) are in NoticeReason+Text.swift,
+    /// with the rest of the notices' wording.
+    public enum StopReason: Codable, Sendable, Equatable {
         /// Restart, re-provision and fail-over were all used (or the outage count is 4 or more).
         case ladderExhausted
         /// The actuator (or the configuration) needs a person, e.g. no snapshot or no DR region.
@@ -81,15 +83,6 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         case approvalTimedOut
         /// The target is quarantined: notify only.
         case quarantined
-
-        public var description: String {
-            switch self {
-            case .ladderExhausted: "no automatic step left"
-            case .humanNeeded(let reason): "a person is needed: \(reason)"
-            case .approvalTimedOut: "the approval request timed out"
-            case .quarantined: "the target is quarantined (notify only)"
-            }
-        }
     }
 
     public enum Hold: Codable, Sendable, Equatable {
@@ -312,7 +305,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             var notice = baseNotice(.originalInstanceBack, id: "\(target):original_instance_back:\(instanceId)", c)
             notice.instanceId = watched.instance.id
             notice.region = watched.instance.region
-            notice.detail = "the original instance \(watched.instance) answers health checks again; \(target) now runs on \(currentInstance). Nothing was changed: fail back by hand if you want it back."
+            notice.reason = .originalInstanceBack(target: target, original: watched.instance, current: currentInstance)
             c.actions.append(.notify(notice))
         }
         displaced = watched
@@ -348,19 +341,16 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         c.actions.append(.reportToFleet(.outageOpened(target: target)))
 
         var notice = baseNotice(.outageDeclared, id: "\(id):outage_declared", c)
-        let probers = health.failingProbers.joined(separator: ", ")
-        var detail = "\(health.failures) consecutive failed checks (from \(probers))"
-        if let reason = probe.detail { detail += ", last: \(reason)" }
-        detail += "; outage \(count) within \(TimeText.duration(settings.outageCountWindow))"
+        var noStep: NoticeReason.NoStep?
         switch stop {
         case .quarantined?:
             notice.nextStep = .notifyOnly
             notice.blockedBy = .quarantine
-            detail += ". \(target) is quarantined: no automatic step."
+            noStep = .quarantined
             notice.commands = [RecoveryCtl.ack(target)]
         case .ladderExhausted?:
             notice.nextStep = .notifyOnly
-            detail += ". Restart, re-provision and fail-over were all used within the window: no automatic step. Act by hand."
+            noStep = .ladderExhausted
             notice.commands = manualCommands(incident) + [RecoveryCtl.ack(target)]
         default:
             let plan = plan(step, notBefore: c.now.addingTimeInterval(settings.gracePeriod), c)
@@ -370,7 +360,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             if case .awaitingApproval(_, let deadline) = incident.phase { notice.respondBy = deadline }
             notice.commands = responseCommands(after: plan.at ?? c.now)
         }
-        notice.detail = detail
+        notice.reason = .outageDeclared(
+            target: target, failures: health.failures, probers: health.failingProbers, lastCheck: probe.detail,
+            outageCount: count, window: settings.outageCountWindow, noStep: noStep)
         c.actions.append(.notify(notice))
     }
 
@@ -381,14 +373,14 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         var notice = baseNotice(.recovered, id: "\(incident.id):recovered", c)
         notice.fixedBy = fixedBy
         notice.stepsTaken = incident.stepsRequested
-        let took = TimeText.duration(c.now.timeIntervalSince(incident.declaredAt))
+        let took = c.now.timeIntervalSince(incident.declaredAt)
         if let fixedBy {
-            notice.detail = "\(target) is back after \(fixedBy.rawValue), \(took) after the outage was declared"
+            notice.reason = .recoveredAfterStep(target: target, step: fixedBy, after: took)
         } else if incident.stepsRequested.isEmpty {
             let inGrace = c.now < incident.declaredAt.addingTimeInterval(settings.gracePeriod)
-            notice.detail = "\(target) came back by itself \(inGrace ? "during the grace period" : "without any step"), \(took) after the outage was declared; nothing was done"
+            notice.reason = .recoveredByItself(target: target, inGrace: inGrace, after: took)
         } else {
-            notice.detail = "\(target) is back, \(took) after the outage was declared (steps: \(incident.stepsRequested.map(\.rawValue).joined(separator: ", ")))"
+            notice.reason = .recoveredAfterSteps(target: target, steps: incident.stepsRequested, after: took)
         }
         c.actions.append(.notify(notice))
         c.actions.append(.reportToFleet(.outageClosed(target: target)))
@@ -414,7 +406,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
                 var notice = baseNotice(.actionSucceeded, id: "\(outcome.incidentId):action_succeeded:\(outcome.step.rawValue)", c)
                 notice.incidentId = outcome.incidentId
                 notice.step = outcome.step
-                notice.detail = "late result: \(outcome.step.rawValue) for incident \(outcome.incidentId) finished after the machine stopped waiting for it; \(target) now runs on \(currentInstance)"
+                notice.reason = .lateResult(target: target, step: outcome.step, incident: outcome.incidentId, current: currentInstance)
                 c.actions.append(.notify(notice))
             }
             return
@@ -429,17 +421,17 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             self.incident = incident
             var notice = baseNotice(.actionSucceeded, id: "\(incident.id):action_succeeded:\(step.rawValue)", c)
             notice.step = step
-            notice.nextStep = nextUnrequested(after: step, in: incident)
+            let next = nextUnrequested(after: step, in: incident)
+            notice.nextStep = next
             notice.nextStepAt = attempt.deadline
-            var detail = "\(step.rawValue) finished"
-            if moved { detail += "; \(target) now runs on \(currentInstance)" }
-            detail += "; verifying: \(settings.recoveryThreshold) healthy checks needed by \(TimeText.iso(attempt.deadline)), else \(notice.nextStep!.rawValue)"
-            notice.detail = detail
+            notice.reason = .stepFinished(
+                target: target, step: step, movedTo: moved ? currentInstance : nil, checks: settings.recoveryThreshold,
+                deadline: attempt.deadline, next: next)
             c.actions.append(.notify(notice))
         case .failed:
-            escalate(from: attempt, kind: .actionFailed, detail: "\(step.rawValue) failed: \(outcome.reason ?? "no reason given")", &c)
+            escalate(from: attempt, kind: .actionFailed, &c) { .stepFailed(step: step, reason: outcome.reason, stillStopped: $0) }
         case .humanNeeded:
-            stop(.humanNeeded("\(step.rawValue) cannot run: \(outcome.reason ?? "no reason given")"), &c)
+            stop(.humanNeeded(NoticeReason.cannotRun(step, outcome.reason)), &c)
         }
     }
 

@@ -176,25 +176,25 @@ public struct FleetBrake: Codable, Sendable, Equatable {
             guard remember(id) else { break }
             if let engagement {
                 actions.append(.rejectCommand(commandNotice(.commandRejected, id: id, name: "brake engage", who: who, now,
-                    detail: "brake engage refused: the brake is already engaged (since \(TimeText.iso(engagement.at)): \(engagement.detail))")))
+                    reason: .brakeAlreadyEngaged(since: engagement.at, cause: engagement.detail))))
                 break
             }
             // The alert is also the command's answer: it names the command, so its sender (recoveryctl
             // waits for a notice with the command's id) sees it accepted.
-            engage(.manual, detail: "engaged by \(who): \(reason)", by: who, targets: targetsInOutage, now, &actions,
+            engage(.manual(by: who, reason: reason), by: who, targets: targetsInOutage, now, &actions,
                    answering: CommandRef(id: id, name: "brake engage", operator: who))
         case .release(let id, let who):
             guard remember(id) else { break }
             guard let engagement else {
                 actions.append(.rejectCommand(commandNotice(.commandRejected, id: id, name: "brake release", who: who, now,
-                    detail: "brake release refused: the brake is not engaged")))
+                    reason: .brakeNotEngaged)))
                 break
             }
             self.engagement = nil
             acceptedTargets = targetsInOutage
             countActionsSince = now
             var notice = commandNotice(.brakeReleased, id: id, name: "brake release", who: who, now,
-                detail: "\(who) released the fleet brake (engaged \(TimeText.iso(engagement.at)): \(engagement.detail)); destructive steps may run again. Targets in outage: \(targetsInOutage.isEmpty ? "none" : targetsInOutage.joined(separator: ", "))")
+                reason: .brakeReleased(by: who, engagedAt: engagement.at, cause: engagement.detail, targetsInOutage: targetsInOutage))
             notice.targets = targetsInOutage
             actions.append(.notify(notice))
             if !targetsInOutage.isEmpty { actions.append(.wakeTargets(targetsInOutage)) }
@@ -209,11 +209,8 @@ public struct FleetBrake: Codable, Sendable, Equatable {
             outageShare > settings.maxOutageShare
         else { return }
         let size = Set(fleet).union(targetsInOutage).count
-        let percent = Int((outageShare * 100).rounded())
         let limit = Int((settings.maxOutageShare * 100).rounded())
-        engage(.outageShare,
-               detail: "\(count) of \(size) targets (\(percent)%) are in outage at once, more than \(limit)%: this looks like a shared cause, not \(count) broken sites",
-               by: nil, targets: targetsInOutage, now, &actions)
+        engage(.outageShare(inOutage: count, fleetSize: size, limitPercent: limit), by: nil, targets: targetsInOutage, now, &actions)
     }
 
     private mutating func endEpisodeIfOver() {
@@ -225,29 +222,27 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         guard !isEngaged, counted >= max(1, settings.maxDestructiveActions) else { return }
         let counting = recentActions.filter { stamp in countActionsSince.map { stamp.at >= $0 } ?? true }
         let targets = Array(Set(counting.map(\.target))).sorted()
-        engage(.actionRate,
-               detail: "\(counted) destructive steps within \(TimeText.duration(settings.actionWindow)) reached the limit of \(settings.maxDestructiveActions)",
+        engage(.actionRate(steps: counted, window: settings.actionWindow, limit: settings.maxDestructiveActions),
                by: nil, targets: targets, now, &actions)
     }
 
+    /// Engages the brake because of `cause`; the engagement keeps the cause's words (`detail`).
     private mutating func engage(
-        _ trigger: Trigger, detail: String, by: String?, targets: [String], _ now: Date, _ actions: inout [Action],
+        _ cause: NoticeReason.BrakeCause, by: String?, targets: [String], _ now: Date, _ actions: inout [Action],
         answering command: CommandRef? = nil
     ) {
         engagements += 1
-        engagement = Engagement(number: engagements, at: now, trigger: trigger, detail: detail, by: by, targets: targets)
-        var notice = Notice(
+        engagement = Engagement(number: engagements, at: now, trigger: cause.trigger, detail: cause.text, by: by, targets: targets)
+        let notice = Notice(
             id: "fleet:brake_engaged:\(engagements)", kind: .brakeEngaged, at: now, targets: targets,
-            detail: "fleet brake engaged: \(detail). No restart, re-provision or fail-over runs on any target until an operator releases it.",
-            commands: [RecoveryCtl.brakeRelease])
-        notice.command = command
+            commands: [RecoveryCtl.brakeRelease], command: command, reason: .brakeEngaged(cause))
         actions.append(.notify(notice))
     }
 
-    private func commandNotice(_ kind: NotificationKind, id: String, name: String, who: String, _ now: Date, detail: String) -> Notice {
+    private func commandNotice(_ kind: NotificationKind, id: String, name: String, who: String, _ now: Date,
+                               reason: NoticeReason) -> Notice {
         Notice(
-            id: "command:\(id)", kind: kind, at: now, detail: detail,
-            command: CommandRef(id: id, name: name, operator: who))
+            id: "command:\(id)", kind: kind, at: now, command: CommandRef(id: id, name: name, operator: who), reason: reason)
     }
 
     /// Records a command id; false when it was seen before (a redelivery).

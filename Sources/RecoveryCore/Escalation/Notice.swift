@@ -77,7 +77,7 @@ public struct CommandRef: Codable, Sendable, Equatable {
 }
 
 /// Everything a notice must say: `notification` body, decision -> notifier. The notifier formats it; the
-/// machine does not write prose beyond `detail`.
+/// machines write no prose: they set `reason`, whose text becomes `detail`.
 public struct Notice: Codable, Sendable, Equatable {
     /// Stable for the same decision (e.g. `inc-…:action_started:restart`), so a notifier can drop a
     /// duplicate that a restarted worker sends again.
@@ -109,8 +109,17 @@ public struct Notice: Codable, Sendable, Equatable {
     public var stepsTaken: [RecoveryStep]?
     /// Fleet-wide notices: the targets concerned.
     public var targets: [String]?
-    /// The reason, or for an accepted command what it changed.
+    /// The reason in words, or for an accepted command what it changed: `reason.text` when there is a
+    /// `reason`, else free text (the actuator's notices, older producers). Kept on the wire for the
+    /// recorder, recoveryctl and consumers that do not read `reason`.
     public var detail: String?
+    /// Why, as facts (`NoticeReason`): what the machines set and tests assert on. Setting it also sets
+    /// `detail` to its text (`NoticeReason.text`), once, where the notice is made, so every path that
+    /// publishes the notice carries both and a notice reads back from the wire equal to the one sent.
+    /// Decoding keeps a reason it does not know out (nil) and the notice with its `detail`.
+    public var reason: NoticeReason? {
+        didSet { if let reason { detail = reason.text } }
+    }
     /// The exact recoveryctl command lines an admin can run in response, most useful first.
     public var commands: [String]
     /// For command answers: the command this answers.
@@ -123,7 +132,8 @@ public struct Notice: Codable, Sendable, Equatable {
         region: String? = nil, incidentId: String? = nil, outageCount: Int? = nil, step: RecoveryStep? = nil,
         nextStep: RecoveryStep? = nil, nextStepAt: Date? = nil, blockedBy: StepBlocker? = nil,
         respondBy: Date? = nil, fixedBy: RecoveryStep? = nil, stepsTaken: [RecoveryStep]? = nil,
-        targets: [String]? = nil, detail: String? = nil, commands: [String] = [], command: CommandRef? = nil
+        targets: [String]? = nil, detail: String? = nil, commands: [String] = [], command: CommandRef? = nil,
+        reason: NoticeReason? = nil
     ) {
         self.id = id
         self.kind = kind
@@ -141,13 +151,14 @@ public struct Notice: Codable, Sendable, Equatable {
         self.fixedBy = fixedBy
         self.stepsTaken = stepsTaken
         self.targets = targets
-        self.detail = detail
+        self.detail = reason?.text ?? detail
+        self.reason = reason
         self.commands = commands
         self.command = command
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, kind, at, target, region, step, detail, commands, command, targets, repair
+        case id, kind, at, target, region, step, detail, reason, commands, command, targets, repair
         case instanceId = "instance_id"
         case incidentId = "incident_id"
         case outageCount = "outage_count"
@@ -157,6 +168,32 @@ public struct Notice: Codable, Sendable, Equatable {
         case respondBy = "respond_by"
         case fixedBy = "fixed_by"
         case stepsTaken = "steps_taken"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        kind = try c.decode(NotificationKind.self, forKey: .kind)
+        at = try c.decode(Date.self, forKey: .at)
+        target = try c.decodeIfPresent(String.self, forKey: .target)
+        instanceId = try c.decodeIfPresent(String.self, forKey: .instanceId)
+        region = try c.decodeIfPresent(String.self, forKey: .region)
+        incidentId = try c.decodeIfPresent(String.self, forKey: .incidentId)
+        outageCount = try c.decodeIfPresent(Int.self, forKey: .outageCount)
+        step = try c.decodeIfPresent(RecoveryStep.self, forKey: .step)
+        nextStep = try c.decodeIfPresent(RecoveryStep.self, forKey: .nextStep)
+        nextStepAt = try c.decodeIfPresent(Date.self, forKey: .nextStepAt)
+        blockedBy = try c.decodeIfPresent(StepBlocker.self, forKey: .blockedBy)
+        respondBy = try c.decodeIfPresent(Date.self, forKey: .respondBy)
+        fixedBy = try c.decodeIfPresent(RecoveryStep.self, forKey: .fixedBy)
+        stepsTaken = try c.decodeIfPresent([RecoveryStep].self, forKey: .stepsTaken)
+        targets = try c.decodeIfPresent([String].self, forKey: .targets)
+        detail = try c.decodeIfPresent(String.self, forKey: .detail)
+        // A newer producer's reason, or a malformed one, must not cost the notice: `detail` says it.
+        reason = try? c.decodeIfPresent(NoticeReason.self, forKey: .reason)
+        commands = try c.decode([String].self, forKey: .commands)
+        command = try c.decodeIfPresent(CommandRef.self, forKey: .command)
+        repair = try c.decodeIfPresent(String.self, forKey: .repair)
     }
 }
 

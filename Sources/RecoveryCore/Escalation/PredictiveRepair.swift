@@ -129,10 +129,10 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
 
     /// Cancels a planned (not running) repair, e.g. after `reset`. Returns the notice, nil when nothing
     /// was planned.
-    public mutating func cancel(because why: String, _ c: Context) -> Notice? {
+    public mutating func cancel(because why: NoticeReason.RepairCancellation, _ c: Context) -> Notice? {
         guard let plan, !plan.isRunning else { return nil }
         self.plan = nil
-        return done(.repairCancelled, plan, why, c)
+        return cancelled(plan, why, c)
     }
 
     public mutating func handle(_ input: Input, _ c: Context) -> [Action] {
@@ -152,13 +152,15 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         if let plan, plan.kind == t.kind || plan.id == t.id { return [] }
         if quietUntil[t.kind] != nil { return [] }
         var notice = base(kind: .troublePredicted, id: "\(t.id):predicted", c)
-        notice.detail = "\(t.detail) (confidence \(Self.percent(t.confidence)), expected \(TimeText.iso(t.window.lowerBound)) to \(TimeText.iso(t.window.upperBound)))"
+        func predicted(_ outlook: NoticeReason.Outlook) -> NoticeReason {
+            .troublePredicted(prediction: t.detail, confidence: t.confidence, from: t.window.lowerBound,
+                              to: t.window.upperBound, outlook: outlook)
+        }
         notice.respondBy = t.window.lowerBound
         let document = t.repair.hasPrefix("ssm:") ? String(t.repair.dropFirst(4)) : nil
         guard let document, !document.isEmpty, plan == nil else {
             // Told only: no repair suggested, or another kind's repair is already planned.
-            notice.detail! += plan != nil ? ". Another repair is planned; nothing more is scheduled." :
-                t.repair == "restart" ? ". Suggested: a restart in a quiet hour." : "."
+            notice.reason = predicted(plan != nil ? .anotherPlanned : t.repair == "restart" ? .restartSuggested : .toldOnly)
             notice.commands = t.repair == "restart" ? [RecoveryCtl.run(.restart, c.target)].compactMap { $0 } : []
             quietUntil[t.kind] = c.now.addingTimeInterval(Self.quietPeriod)
             return [.notify(notice)]
@@ -166,10 +168,11 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         notice.repair = "ssm \(document)"
         if c.settings.quarantined {
             notice.blockedBy = .quarantine
-            notice.detail! += ". The target is quarantined: no repair runs."
+            notice.reason = predicted(.quarantined)
             quietUntil[t.kind] = c.now.addingTimeInterval(Self.quietPeriod)
             return [.notify(notice)]
         }
+        notice.reason = predicted(.planned)
         var phase = Phase.pending(notBefore: c.now.addingTimeInterval(c.settings.gracePeriod))
         if c.settings.requiresApproval {
             let deadline = c.now.addingTimeInterval(c.settings.approvalTimeout)
@@ -192,7 +195,7 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         if c.incidentOpen, !plan.isRunning {
             // The outage came first: the ladder owns the target now.
             self.plan = nil
-            return [.notify(done(.repairCancelled, plan, "an outage was declared; the recovery ladder takes over", c))]
+            return [.notify(cancelled(plan, .outageDeclared, c))]
         }
         switch plan.phase {
         case .pending(let notBefore):
@@ -200,7 +203,7 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
             if c.settings.quarantined {
                 self.plan = nil
                 quietUntil[plan.kind] = c.now.addingTimeInterval(Self.quietPeriod)
-                return [.notify(done(.repairCancelled, plan, "the target is quarantined", c))]
+                return [.notify(cancelled(plan, .quarantined, c))]
             }
             if c.brakeEngaged {
                 // Re-checked every minute until the brake is released; the notice said so.
@@ -217,7 +220,7 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
                 n.repair = "ssm \(plan.document)"
                 n.blockedBy = .approval
                 n.respondBy = deadline
-                n.detail = "\(plan.detail): the target now requires approval; the repair waits for it"
+                n.reason = .repairAwaitsApproval(prediction: plan.detail)
                 n.commands = [RecoveryCtl.approve(c.target), RecoveryCtl.ack(c.target)]
                 return [.notify(n)]
             }
@@ -226,12 +229,12 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
             guard c.now >= deadline else { return [] }
             self.plan = nil
             quietUntil[plan.kind] = c.now.addingTimeInterval(Self.quietPeriod)
-            return [.notify(done(.repairCancelled, plan, "no approval came in time; nothing was done", c))]
+            return [.notify(cancelled(plan, .noApproval, c))]
         case .inProgress(_, let deadline):
             guard c.now >= deadline else { return [] }
             self.plan = nil
             quietUntil[plan.kind] = c.now.addingTimeInterval(Self.quietPeriod)
-            return [.notify(done(.repairFailed, plan, "no outcome from the actuator in time", c))]
+            return [.notify(done(.repairFailed, plan, .repairTimedOut(prediction: plan.detail), c))]
         }
     }
 
@@ -242,7 +245,7 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         self.plan = plan
         var notice = base(kind: .repairStarted, id: "\(plan.id):repair_started", c)
         notice.repair = "ssm \(plan.document)"
-        notice.detail = "\(plan.detail)" + (by.map { " (approved by \($0))" } ?? " (automatic, after the grace period)")
+        notice.reason = .repairStarted(prediction: plan.detail, approvedBy: by)
         return [
             .requestRepair(key: key, id: plan.id, document: plan.document, reason: plan.detail, instance: c.instance,
                            deadline: deadline, requestedBy: by),
@@ -256,57 +259,59 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         quietUntil[plan.kind] = c.now.addingTimeInterval(Self.quietPeriod)
         switch o.status {
         case .succeeded:
-            return [.notify(done(.repairSucceeded, plan, "ssm \(plan.document) ran on \(c.instance.id)", c))]
+            return [.notify(done(.repairSucceeded, plan,
+                                 .repairSucceeded(prediction: plan.detail, document: plan.document, instanceId: c.instance.id), c))]
         case .failed, .humanNeeded:
-            return [.notify(done(.repairFailed, plan, o.reason ?? "the actuator reported a failure", c))]
+            return [.notify(done(.repairFailed, plan, .repairFailed(prediction: plan.detail, reason: o.reason), c))]
         }
     }
 
     private mutating func onCommand(id: String, _ command: OperatorCommand, _ c: Context) -> [Action] {
         guard var plan else { return [] }
         let ref = CommandRef(id: id, name: command.name.rawValue, operator: command.operator)
-        func answer(_ kind: NotificationKind, _ detail: String) -> Action {
+        func answer(_ kind: NotificationKind, _ reason: NoticeReason) -> Action {
             var n = base(kind: kind, id: "\(id):\(kind.rawValue)", c)
             n.command = ref
             n.repair = "ssm \(plan.document)"
-            n.detail = detail
+            n.reason = reason
             return .notify(n)
         }
         if plan.isRunning, command.name != .reset {
-            return [answer(.commandRejected, "the repair ssm \(plan.document) is already running; wait for its outcome")]
+            return [answer(.commandRejected, .repairRunning(document: plan.document))]
         }
         switch command.name {
         case .ack, .reset:
             self.plan = nil
             quietUntil[plan.kind] = c.now.addingTimeInterval(Self.quietPeriod)
-            return [answer(.commandAccepted, "the planned repair ssm \(plan.document) is cancelled; predictions of \(plan.kind) are quiet until \(TimeText.iso(c.now.addingTimeInterval(Self.quietPeriod)))")]
+            return [answer(.commandAccepted, .repairDropped(document: plan.document, kind: plan.kind,
+                                                           quietUntil: c.now.addingTimeInterval(Self.quietPeriod)))]
         case .approve:
             plan.approvedBy = command.operator
-            if c.settings.quarantined { return [answer(.commandRejected, "the target is quarantined: no repair runs")] }
-            if c.brakeEngaged { return [answer(.commandRejected, "the fleet brake is engaged: no repair runs until it is released")] }
-            var actions = [answer(.commandAccepted, "the repair ssm \(plan.document) runs now")]
+            if c.settings.quarantined { return [answer(.commandRejected, .repairQuarantined)] }
+            if c.brakeEngaged { return [answer(.commandRejected, .repairBraked)] }
+            var actions = [answer(.commandAccepted, .repairRunsNow(document: plan.document))]
             actions = start(&plan, c, by: command.operator) + actions
             return actions
         case .hold:
             guard let until = command.until, until > c.now else {
-                return [answer(.commandRejected, "hold needs --until in the future")]
+                return [answer(.commandRejected, .repairHoldNeedsTime)]
             }
             if case .awaitingApproval(let deadline) = plan.phase {
                 // A hold never stands in for the approval: the plan keeps waiting for it, at least until then.
                 plan.phase = .awaitingApproval(deadline: max(deadline, until))
                 self.plan = plan
-                return [answer(.commandAccepted, "the repair ssm \(plan.document) still waits for approval, now until \(TimeText.iso(max(deadline, until)))")]
+                return [answer(.commandAccepted, .repairStillAwaitsApproval(document: plan.document, until: max(deadline, until)))]
             }
             plan.phase = .pending(notBefore: until)
             self.plan = plan
-            return [answer(.commandAccepted, "the repair ssm \(plan.document) is held until \(TimeText.iso(until))")]
+            return [answer(.commandAccepted, .repairHeld(document: plan.document, until: until))]
         case .resume:
             if case .awaitingApproval = plan.phase {
-                return [answer(.commandRejected, "the repair ssm \(plan.document) is not held, it waits for approval: \(RecoveryCtl.approve(c.target))")]
+                return [answer(.commandRejected, .repairNotHeld(document: plan.document, target: c.target))]
             }
             plan.phase = .pending(notBefore: c.now)
             self.plan = plan
-            return [answer(.commandAccepted, "the repair ssm \(plan.document) runs at the next check")]
+            return [answer(.commandAccepted, .repairResumed(document: plan.document))]
         case .restart, .reprovision, .failover:
             return []
         }
@@ -318,12 +323,14 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         Notice(id: id, kind: kind, at: c.now, target: c.target, instanceId: c.instance.id, region: c.instance.region)
     }
 
-    private func done(_ kind: NotificationKind, _ plan: Plan, _ detail: String, _ c: Context) -> Notice {
-        var n = base(kind: kind, id: "\(plan.id):\(kind.rawValue)", c)
-        n.repair = "ssm \(plan.document)"
-        n.detail = "\(plan.detail): \(detail)"
-        return n
+    private func cancelled(_ plan: Plan, _ why: NoticeReason.RepairCancellation, _ c: Context) -> Notice {
+        done(.repairCancelled, plan, .repairCancelled(prediction: plan.detail, why: why), c)
     }
 
-    static func percent(_ x: Double) -> String { "\(Int((x * 100).rounded()))%" }
+    private func done(_ kind: NotificationKind, _ plan: Plan, _ reason: NoticeReason, _ c: Context) -> Notice {
+        var n = base(kind: kind, id: "\(plan.id):\(kind.rawValue)", c)
+        n.repair = "ssm \(plan.document)"
+        n.reason = reason
+        return n
+    }
 }

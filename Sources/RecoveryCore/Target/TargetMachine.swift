@@ -125,7 +125,7 @@ public struct TargetMachine: Codable, Sendable {
             }
             actions = ladder.handle(ladderEvent, now: c.now, brakeEngaged: c.brakeEngaged).compactMap(Self.action)
             if case .command(_, let command) = ladderEvent, command.name == .reset,
-               let notice = plan.cancel(because: "reset by \(command.operator)", repairContext(c)) {
+               let notice = plan.cancel(because: .reset(by: command.operator), repairContext(c)) {
                 repairActions.append(.notify(notice))
             }
             // After the ladder: an outage that just opened cancels a planned repair.
@@ -183,18 +183,16 @@ public struct TargetMachine: Codable, Sendable {
         let instance = ladder.currentInstance
         let ref = CommandRef(id: command.id, name: command.name, operator: command.operator)
         if case .ebsRepair = command.action {
-            let why: String? =
-                ladder.settings.quarantined
-                    ? "\(target) is quarantined: no automatic or manual repair runs until `recoveryctl unquarantine \(target)`"
-                : c.brakeEngaged
-                    ? "the fleet brake is engaged: no destructive step runs until it is released (`\(RecoveryCtl.brakeRelease)`)"
-                : ladder.mayAct(at: c.now)
-                    ? "incident \(ladder.incident!.id) is open and its ladder may act: `\(RecoveryCtl.ack(target))` (or hold it) first, then repair the volume"
+            let why: NoticeReason? =
+                ladder.settings.quarantined ? .volumeRepairQuarantined(target: target)
+                : c.brakeEngaged ? .volumeRepairBraked
+                : ladder.mayAct(at: c.now) ? .volumeRepairLadderMayAct(target: target, incident: ladder.incident!.id)
                 : nil
             if let why {
-                return [.publish(.notice(Notice(
+                let notice = Notice(
                     id: "\(command.id):command_rejected", kind: .commandRejected, at: c.now, target: target,
-                    instanceId: instance.id, region: instance.region, detail: why, command: ref))), .refuse(why)]
+                    instanceId: instance.id, region: instance.region, command: ref, reason: why)
+                return [.publish(.notice(notice)), .refuse(why.text)]
             }
         }
         let request = ActionRequest.repair(
@@ -205,8 +203,8 @@ public struct TargetMachine: Codable, Sendable {
             .publish(.actionRequest(request)),
             .publish(.notice(Notice(
                 id: "\(command.id):command_accepted", kind: .commandAccepted, at: c.now, target: target,
-                instanceId: instance.id, region: instance.region, incidentId: request.incidentId,
-                detail: "\(command.name) of \(target) requested from the actuator (\(request.idempotencyKey))", command: ref))),
+                instanceId: instance.id, region: instance.region, incidentId: request.incidentId, command: ref,
+                reason: .repairRequested(command: command.name, target: target, key: request.idempotencyKey)))),
         ]
     }
 }
