@@ -109,7 +109,7 @@ struct TargetSettingsTests {
         #expect(s.verificationWindow(for: .restart) == 600)
         #expect(s.verificationWindow(for: .reprovision) == 1200)
         #expect(s.verificationWindow(for: .failover) == 1800)
-        #expect(s.outageCountWindow == 86_400 && !s.quorum && s.quorumSize == 2 && !s.quarantined)
+        #expect(s.outageCountWindow == 86_400 && s.quorum == nil && s.quorumSize == 2 && !s.quarantined)
         #expect(s.problems.isEmpty)
     }
 

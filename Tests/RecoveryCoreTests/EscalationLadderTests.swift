@@ -401,9 +401,51 @@ struct OutageCountTests {
         #expect(l.machine.state == .monitoring)
     }
 
-    @Test func withoutQuorumOneProberIsEnough() {
+    @Test func withOneProberInSightOneProberIsEnough() {
         var l = Ladder()
         l.fail(3, prober: "probe@a")
         #expect(l.machine.incident != nil)
+    }
+
+    /// Issue 14, gap 3. Measured before: with two probe replicas and one of them unable to reach a healthy
+    /// site, that replica's failure streaks declared two outages within 180 s and drove a re-provision
+    /// and a fail-over. By default (quorum unset) a second prober in sight makes one prober's view
+    /// insufficient.
+    @Test func oneProbersViewIsNotEnoughOnceASecondProberIsInSight() {
+        var l = Ladder()
+        l.ok(prober: "probe@good")
+        l.now = t0.addingTimeInterval(30)
+        #expect(l.fail(10, prober: "probe@partitioned").isEmpty)
+        #expect(l.machine.state == .monitoring, "one replica's broken network declares nothing")
+        #expect(l.machine.requiredProbers(at: l.now) == 2)
+        // The other prober sees the failure too: a real outage is declared.
+        #expect(!l.fail(prober: "probe@good").notices(.outageDeclared).isEmpty)
+    }
+
+    @Test func aProberThatStoppedCheckingStopsCountingAfterTheWindow() {
+        var l = Ladder()
+        l.ok(prober: "probe@dead")  // a replica that then died
+        l.now = t0.addingTimeInterval(l.machine.proberWindow + 1)
+        l.fail(3, prober: "probe@alive")
+        #expect(l.machine.incident != nil, "the remaining replica recovers the site alone")
+    }
+
+    @Test func quorumSwitchedOffExplicitlyTrustsOneProber() {
+        var settings = TargetSettings()
+        settings.quorum = false
+        var l = Ladder(settings: settings)
+        l.ok(prober: "probe@good")
+        l.fail(3, prober: "probe@partitioned")
+        #expect(l.machine.incident != nil)
+    }
+
+    @Test func aStateStoredBeforeProbersWereTrackedStillDecodes() throws {
+        var l = Ladder()
+        l.fail(prober: "probe@a")
+        var json = String(decoding: try StateCodec.encode(l.machine), as: UTF8.self)
+        let range = try #require(json.range(of: #","seenProbers":\{[^}]*\}"#, options: .regularExpression))
+        json.removeSubrange(range)
+        let decoded = try StateCodec.decodeMachine(Array(json.utf8))
+        #expect(decoded.health.seenProbers == nil && decoded.health.failures == 1)
     }
 }

@@ -122,7 +122,7 @@ public final class ProbeWorker: Sendable {
             let slot = Int64(now.timeIntervalSince1970 / interval)
             guard await state.lastSlot(target.name) != slot else { continue }
             await state.setLastSlot(target.name, slot)
-            let probers = target.settings.quorum ? max(target.settings.quorumSize, 1) : 1
+            let probers = target.settings.quorum == true ? max(target.settings.quorumSize, 1) : 1
             for q in 0..<probers {
                 do {
                     let key = "probe:\(target.name):\(slot):\(q)"

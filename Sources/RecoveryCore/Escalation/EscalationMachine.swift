@@ -98,6 +98,26 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         public var successes = 0
         /// The distinct probers that reported failures in the current failure streak (for quorum).
         public var failingProbers: [String] = []
+        /// Every prober that checked the current instance within `proberWindow`, and when it last did
+        /// (for the automatic quorum). Absent in states stored before it was added.
+        public var seenProbers: [String: Date]?
+    }
+
+    /// How long a prober counts as present after its last check of a target, for the automatic quorum:
+    /// ten probe intervals, at least 5 minutes. A probe replica that died stops counting after it, so
+    /// the others can declare an outage alone again.
+    public var proberWindow: TimeInterval { max(300, 10 * settings.probeInterval) }
+
+    /// Distinct failing probers an outage needs: `quorum_size` when quorum is on, 1 when it is off, and
+    /// by default 2 once two probers have checked the target within `proberWindow` (else 1).
+    public func requiredProbers(at now: Date) -> Int {
+        switch settings.quorum {
+        case true?: return max(1, settings.quorumSize)
+        case false?: return 1
+        case nil:
+            let present = (health.seenProbers ?? [:]).filter { now.timeIntervalSince($0.value) < proberWindow }
+            return present.count >= 2 ? 2 : 1
+        }
     }
 
     /// The instance the target ran on before a re-provision moved it, watched for "original instance back".
@@ -275,6 +295,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             watchDisplaced(instanceId: instanceId, healthy: probe.healthy, &c)
             return
         }
+        var seen = (health.seenProbers ?? [:]).filter { c.now.timeIntervalSince($0.value) < proberWindow }
+        seen[probe.prober] = c.now
+        health.seenProbers = seen
         if probe.healthy {
             health.successes += 1
             health.failures = 0
@@ -290,7 +313,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         switch state {
         case .monitoring:
             let enoughFailures = health.failures >= max(1, settings.failureThreshold)
-            let quorate = !settings.quorum || health.failingProbers.count >= max(1, settings.quorumSize)
+            let quorate = health.failingProbers.count >= requiredProbers(at: c.now)
             if !probe.healthy && enoughFailures && quorate { declare(probe, &c) }
         case .incident:
             if probe.healthy && health.successes >= max(1, settings.recoveryThreshold) { recover(&c) }

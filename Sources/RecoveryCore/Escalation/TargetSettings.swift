@@ -22,10 +22,12 @@ public struct TargetSettings: Codable, Sendable, Equatable {
     public var failureThreshold: Int = 3
     /// Consecutive healthy checks that end an outage (M). Default 2.
     public var recoveryThreshold: Int = 2
-    /// When on, the failures that declare an outage must come from at least `quorumSize` distinct
-    /// probers, so one prober with a broken network cannot declare an outage alone. Default off (a
-    /// fleet with one prober could never declare an outage with it on).
-    public var quorum: Bool = false
+    /// On: the failures that declare an outage must come from at least `quorumSize` distinct probers,
+    /// so one prober with a broken network cannot declare an outage alone. Off: one prober's failures
+    /// suffice. Unset (the default, nil): automatic, two distinct probers as soon as two have checked the
+    /// target recently (`EscalationMachine.proberWindow`), one otherwise, so a fleet with one probe
+    /// replica still recovers and one with several never acts on one replica's view.
+    public var quorum: Bool? = nil
     /// Distinct probers needed when `quorum` is on. Default 2.
     public var quorumSize: Int = 2
 
@@ -91,7 +93,7 @@ public struct TargetSettings: Codable, Sendable, Equatable {
         if failureThreshold < 1 { problems.append("failure_threshold must be 1 or more, not \(failureThreshold)") }
         if recoveryThreshold < 1 { problems.append("recovery_threshold must be 1 or more, not \(recoveryThreshold)") }
         if quorumSize < 1 { problems.append("quorum_size must be 1 or more, not \(quorumSize)") }
-        if quorum && quorumSize > failureThreshold {
+        if quorum == true && quorumSize > failureThreshold {
             problems.append("quorum_size (\(quorumSize)) cannot exceed failure_threshold (\(failureThreshold)): the failures that declare an outage could never come from that many probers")
         }
         if expectedStatus.isEmpty { problems.append("expected_status must name at least one status code range") }
@@ -135,7 +137,7 @@ public struct TargetSettings: Codable, Sendable, Equatable {
         bodyMatch = try c.decodeIfPresent(String.self, forKey: .bodyMatch)
         failureThreshold = try c.decodeIfPresent(Int.self, forKey: .failureThreshold) ?? d.failureThreshold
         recoveryThreshold = try c.decodeIfPresent(Int.self, forKey: .recoveryThreshold) ?? d.recoveryThreshold
-        quorum = try c.decodeIfPresent(Bool.self, forKey: .quorum) ?? d.quorum
+        quorum = try c.decodeIfPresent(Bool.self, forKey: .quorum)
         quorumSize = try c.decodeIfPresent(Int.self, forKey: .quorumSize) ?? d.quorumSize
         gracePeriod = try c.decodeIfPresent(TimeInterval.self, forKey: .gracePeriod) ?? d.gracePeriod
         requiresApproval = try c.decodeIfPresent(Bool.self, forKey: .requiresApproval) ?? d.requiresApproval
