@@ -18,6 +18,9 @@ public enum AMQPError: Error, Sendable, CustomStringConvertible, Equatable {
     case shutdown
     /// The publisher gave up after its retry budget.
     case publishTimedOut(messageId: String?, after: Duration)
+    /// The message cannot be encoded as AMQP (a property or name over the 255-byte limit of a short
+    /// string). Refused before anything is sent: the connection is fine and no retry helps.
+    case invalidMessage(reason: String)
 
     public var description: String {
         switch self {
@@ -39,13 +42,15 @@ public enum AMQPError: Error, Sendable, CustomStringConvertible, Equatable {
             return "the AMQP client was shut down"
         case let .publishTimedOut(id, after):
             return "publish of message \(id ?? "-") was not confirmed within \(after)"
+        case let .invalidMessage(reason):
+            return "message refused before sending: \(reason)"
         }
     }
 
     /// Errors after which reconnecting cannot help.
     var isPermanent: Bool {
         switch self {
-        case .invalidURL, .loginRefused: return true
+        case .invalidURL, .loginRefused, .invalidMessage: return true
         case let .brokerClosed(code, _, _): return code == 403 || code == 406 || code == 404
         default: return false
         }

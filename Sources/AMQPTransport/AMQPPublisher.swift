@@ -39,6 +39,9 @@ public final class AMQPPublisher: Sendable {
     public func publish(_ message: OutgoingMessage) async throws(AMQPError) {
         var message = message
         message.properties.userId = user
+        // Checked here, not in the connection's loop: an encoding failure there looks like a broken
+        // connection and would reconnect (and retry the same message) in a loop, blocking every publish.
+        if let problem = message.shortStringProblem { throw .invalidMessage(reason: problem) }
         let result: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
             state.enqueue(message, continuation)
         }
@@ -292,4 +295,20 @@ final class PublisherLoop: @unchecked Sendable {
 
 extension Error {
     var isPermanent: Bool { (self as? AMQPError)?.isPermanent ?? false }
+}
+
+extension OutgoingMessage {
+    /// AMQP 0-9-1 short strings (exchange, routing key, the string properties, header names) hold at most
+    /// 255 bytes. Nil when every one fits.
+    public var shortStringProblem: String? {
+        let fields: [(String, String?)] = [
+            ("exchange", exchange), ("routing key", routingKey), ("message_id", properties.messageId),
+            ("correlation_id", properties.correlationId), ("user_id", properties.userId), ("type", properties.type),
+            ("app_id", properties.appId), ("content_type", properties.contentType),
+        ] + properties.headers.keys.map { ("header name", $0) }
+        for case let (name, value?) in fields where value.utf8.count > 255 {
+            return "\(name) is \(value.utf8.count) bytes, more than AMQP's 255 (starts '\(value.prefix(40))…')"
+        }
+        return nil
+    }
 }

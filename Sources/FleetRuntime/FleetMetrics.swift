@@ -5,6 +5,9 @@ import Metrics
 /// forgotten, and the Grafana dashboard check (scripts/check-dashboard-metrics.py) reads the names here.
 /// Prometheus names: counters as written (swift-prometheus adds no `_total`), timers as histograms.
 public enum FleetMetrics {
+    /// Instances left out of discovery because their target name is unusable (too long, control characters).
+    public static let targetsRefused = Counter(label: "recovery_targets_refused_total")
+
     // MARK: Every consumer
 
     /// What happened to a message: `acked`, `dead_lettered`, `requeued`, or `retried` (a transient failure

@@ -46,7 +46,7 @@ extension AMQPError: TransientFailure {
         switch self {
         case .connectionFailed, .library, .publishNacked, .publishTimedOut: true
         case .brokerClosed(let code, _, _): ![403, 404, 406].contains(code)
-        case .invalidURL, .loginRefused, .unroutable, .shutdown: false
+        case .invalidURL, .loginRefused, .unroutable, .shutdown, .invalidMessage: false
         }
     }
 }

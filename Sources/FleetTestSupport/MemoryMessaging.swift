@@ -115,6 +115,7 @@ public final class MemoryPublisher: MessagePublishing {
     public func publish(_ message: OutgoingMessage) async throws {
         var message = message
         message.properties.userId = user
+        if let problem = message.shortStringProblem { throw AMQPError.invalidMessage(reason: problem) }
         try state.withLock {
             if $0.closed { throw MemoryBrokerError("publisher is shut down") }
             if $0.failures > 0 {

@@ -110,6 +110,28 @@ struct MessagingContractTests {
         await rig.close()
     }
 
+    /// Issue 14, gap 8: an idempotency key from a very long target name once became a message_id over
+    /// 255 bytes; the publisher took the encoding error for a lost connection and reconnected in a loop for
+    /// two minutes, blocking every publish.
+    @Test("a message_id over 255 bytes is refused at once, and the publisher goes on working", arguments: drivers)
+    func overlongShortStringRefused(_ driver: String) async throws {
+        let rig = try Self.rig(driver)
+        let started = ContinuousClock.now
+        do {
+            try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("long".utf8),
+                                                            properties: AMQPProperties(messageId: String(repeating: "k", count: 300))))
+            Issue.record("an overlong message_id was accepted")
+        } catch {
+            #expect("\(error)".contains("message_id is 300 bytes"))
+        }
+        #expect(ContinuousClock.now - started < .seconds(2), "refused before sending, not after reconnecting")
+        try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("next".utf8)))
+        let delivery = try await Self.next(rig.source)
+        #expect(delivery.bodyString == "next")
+        await rig.source.ack(delivery)
+        await rig.close()
+    }
+
     @Test("a requeued message comes again, marked redelivered, its delivery count one higher", arguments: drivers)
     func requeueRedelivers(_ driver: String) async throws {
         let rig = try Self.rig(driver)

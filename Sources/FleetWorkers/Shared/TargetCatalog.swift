@@ -1,4 +1,5 @@
 import AWSClient
+import FleetRuntime
 import Foundation
 import Logging
 import RecoveryCore
@@ -210,15 +211,25 @@ public struct TargetCatalog: Sendable {
             let instances = try await client.describeInstances(filters: filters)
             found += instances.map { ($0, region) }
         }
-        return try Self.targets(from: found, homeRegion: ec2.region, defaultDR: drRegion, config: try await source.current())
+        return try Self.targets(from: found, homeRegion: ec2.region, defaultDR: drRegion, config: try await source.current()) {
+            // Said at every discovery until fixed: the target is not watched meanwhile.
+            self.logger.error("target refused: \($0)")
+            FleetMetrics.targetsRefused.increment()
+        }
     }
 
     /// Groups instances by target name and picks the one serving it: not replaced, running, newest.
+    /// An instance whose name cannot be a target's (`TargetIdentity.nameProblem`) is left out and
+    /// `refuse` says why.
     static func targets(from instances: [(EC2Instance, String)], homeRegion: String, defaultDR: String?,
-                        config: TargetConfigFile) throws -> [Target] {
+                        config: TargetConfigFile, refuse: (String) -> Void = { _ in }) throws -> [Target] {
         var byName: [String: [(EC2Instance, String)]] = [:]
         for (instance, region) in instances {
             let identity = TargetIdentity(nameTag: instance.tags[nameTag], instanceId: instance.instanceId, homeRegion: homeRegion)
+            if let problem = TargetIdentity.nameProblem(identity.name) {
+                refuse("\(instance.instanceId) in \(region): \(problem)")
+                continue
+            }
             byName[identity.name, default: []].append((instance, region))
         }
         return try byName.keys.sorted().map { name in

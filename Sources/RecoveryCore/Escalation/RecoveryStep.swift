@@ -90,6 +90,22 @@ public struct TargetIdentity: Codable, Sendable, Equatable {
             elasticIpAllocationId: elasticIpAllocationId)
     }
 
+    /// The longest target name: the name appears twice in a step's idempotency key, which travels as an
+    /// AMQP `message_id` (at most 255 bytes).
+    public static let maxNameBytes = 64
+
+    /// Why `name` cannot be a target's name, or nil when it can.
+    public static func nameProblem(_ name: String) -> String? {
+        let bytes = name.utf8.count
+        guard bytes <= maxNameBytes else {
+            return "the target name '\(name.prefix(40))…' is \(bytes) bytes long, more than \(maxNameBytes); shorten its AutoRecovery:Name tag"
+        }
+        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            return "the target name \(name.debugDescription) holds a control character; fix its AutoRecovery:Name tag"
+        }
+        return nil
+    }
+
     /// Where a fail-over from `region` goes: the DR region, or home when the target already runs in the
     /// DR region. Nil when no DR region is configured.
     public func failoverRegion(from region: String) -> String? {

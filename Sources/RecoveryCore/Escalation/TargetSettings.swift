@@ -79,20 +79,31 @@ public struct TargetSettings: Codable, Sendable, Equatable {
     /// Everything wrong with these settings, as sentences; empty when they are usable.
     public var problems: [String] {
         var problems: [String] = []
-        func positive(_ value: TimeInterval, _ key: String) {
-            if !(value > 0) || !value.isFinite { problems.append("\(key) must be a positive number of seconds, not \(value)") }
+        // Upper bounds too: a value that validates must not overflow a conversion later (probe_timeout=1e16
+        // once trapped in the probe's Int64 milliseconds), and none of these makes sense beyond them.
+        func positive(_ value: TimeInterval, _ key: String, atMost limit: TimeInterval) {
+            if !(value > 0) || !value.isFinite || value > limit {
+                problems.append("\(key) must be a positive number of seconds (at most \(Int(limit))), not \(value)")
+            }
         }
-        positive(probeInterval, "probe_interval")
-        positive(probeTimeout, "probe_timeout")
-        positive(approvalTimeout, "approval_timeout")
-        positive(restartVerification, "restart_verification")
-        positive(reprovisionVerification, "reprovision_verification")
-        positive(failoverVerification, "failover_verification")
-        positive(outageCountWindow, "outage_count_window")
-        if !(gracePeriod >= 0) || !gracePeriod.isFinite { problems.append("grace_period must be 0 or more seconds, not \(gracePeriod)") }
-        if failureThreshold < 1 { problems.append("failure_threshold must be 1 or more, not \(failureThreshold)") }
-        if recoveryThreshold < 1 { problems.append("recovery_threshold must be 1 or more, not \(recoveryThreshold)") }
-        if quorumSize < 1 { problems.append("quorum_size must be 1 or more, not \(quorumSize)") }
+        let day: TimeInterval = 86_400
+        positive(probeInterval, "probe_interval", atMost: day)
+        positive(probeTimeout, "probe_timeout", atMost: 600)
+        positive(approvalTimeout, "approval_timeout", atMost: 30 * day)
+        positive(restartVerification, "restart_verification", atMost: 7 * day)
+        positive(reprovisionVerification, "reprovision_verification", atMost: 7 * day)
+        positive(failoverVerification, "failover_verification", atMost: 7 * day)
+        positive(outageCountWindow, "outage_count_window", atMost: 90 * day)
+        if !(gracePeriod >= 0) || !gracePeriod.isFinite || gracePeriod > 7 * day {
+            problems.append("grace_period must be 0 or more seconds (at most \(Int(7 * day))), not \(gracePeriod)")
+        }
+        func count(_ value: Int, _ key: String) {
+            if value < 1 { problems.append("\(key) must be 1 or more, not \(value)") }
+            if value > 1000 { problems.append("\(key) must be at most 1000, not \(value)") }
+        }
+        count(failureThreshold, "failure_threshold")
+        count(recoveryThreshold, "recovery_threshold")
+        count(quorumSize, "quorum_size")
         if quorum == true && quorumSize > failureThreshold {
             problems.append("quorum_size (\(quorumSize)) cannot exceed failure_threshold (\(failureThreshold)): the failures that declare an outage could never come from that many probers")
         }
