@@ -71,13 +71,14 @@ let package = Package(
         ]),
 
         // MARK: Test support: in-memory drivers of the ports, a clock a test moves (docs/architecture.md)
-        .target(name: "FleetTestSupport", dependencies: ["FleetRuntime", "AMQPTransport", "RecoveryCore"]),
+        .target(name: "FleetTestSupport", dependencies: ["FleetRuntime", "AMQPTransport", "AWSClient", "RecoveryCore"]),
 
         // MARK: Workers: the logic of each executable, testable in-process
         .target(name: "FleetWorkers", dependencies: [
             "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore", "FleetCrypto",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // MARK: The operator CLI's logic (recoveryctl), testable in-process
@@ -119,6 +120,8 @@ let package = Package(
         .testTarget(name: "FleetWorkersTests", dependencies: [
             "FleetWorkers", "FleetTestSupport", "FleetControl", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
         .testTarget(

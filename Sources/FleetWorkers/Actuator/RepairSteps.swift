@@ -62,7 +62,7 @@ extension StepContext {
         // Evidence: a snapshot of the impaired volume as it is now. Not tagged AutoRecovery:Name, so it is
         // never taken for a "good" snapshot. Not awaited: a snapshot is point-in-time when it is created.
         if !isDone(.evidenceSnapshot) {
-            var evidence = try await ec2.describeSnapshots(filters: [.tag(RecoveryTags.step, key), .tag(RecoveryTags.evidenceFor, target)])
+            var evidence = try await ec2.describeSnapshots(snapshotIds: [], ownerIds: ["self"], filters: [.tag(RecoveryTags.step, key), .tag(RecoveryTags.evidenceFor, target)])
                 .first { $0.tags[RecoveryTags.step] == key }?.snapshotId
             if evidence == nil {
                 evidence = try await mutate(
@@ -77,10 +77,10 @@ extension StepContext {
         }
 
         if !isDone(.volume) {
-            var newVolume = try await ec2.describeVolumes(filters: [.tag(RecoveryTags.step, key), .tag(RecoveryTags.rootFor, target)])
+            var newVolume = try await ec2.describeVolumes(volumeIds: [], filters: [.tag(RecoveryTags.step, key), .tag(RecoveryTags.rootFor, target)])
                 .first { $0.tags[RecoveryTags.step] == key && $0.state != "deleting" && $0.state != "deleted" }?.volumeId
             if newVolume == nil {
-                let old = dryRun ? nil : try await ec2.describeVolumes(volumeIds: [oldVolume]).first
+                let old = dryRun ? nil : try await ec2.describeVolumes(volumeIds: [oldVolume], filters: []).first
                 let input = CreateVolumeInput(
                     availabilityZone: zone, size: old?.size, snapshotId: snapshotId, volumeType: old?.volumeType ?? "gp3",
                     tags: [RecoveryTags.rootFor: target, RecoveryTags.step: key, "AutoRecovery:FromSnapshot": snapshotId])
@@ -116,7 +116,7 @@ extension StepContext {
                         commands: [RecoveryCtl.ack(target)]))
                 }
                 try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)])) {
-                    _ = try await ec2.stopInstances([id])
+                    _ = try await ec2.stopInstances([id], force: false, hibernate: nil)
                 }
                 try await finish(.stop, "StopInstances sent for \(id)")
             }
@@ -134,11 +134,11 @@ extension StepContext {
             try await finish(.tagOldVolume, "\(oldVolume) tagged \(RecoveryTags.replacedBy)=\(newVolume) (kept, never deleted)")
         }
         if !isDone(.detachOld) {
-            let attached = dryRun ? true : try await ec2.describeVolumes(volumeIds: [oldVolume]).first?.attachments
+            let attached = dryRun ? true : try await ec2.describeVolumes(volumeIds: [oldVolume], filters: []).first?.attachments
                 .contains { $0.instanceId == id && $0.state != "detached" } ?? false
             if attached {
                 try await mutate(PlannedCall("ec2", "DetachVolume", region: region, [("VolumeId", oldVolume), ("InstanceId", id)])) {
-                    _ = try await ec2.detachVolume(volumeId: oldVolume, instanceId: id, device: root)
+                    _ = try await ec2.detachVolume(volumeId: oldVolume, instanceId: id, device: root, force: false)
                 }
             }
             try await finish(.detachOld, attached ? "DetachVolume sent for \(oldVolume)" : "\(oldVolume) was no longer attached")
@@ -148,7 +148,7 @@ extension StepContext {
             try await finish(.oldDetached, "\(oldVolume) is detached")
         }
         if !isDone(.attachNew) {
-            let attached = dryRun ? false : try await ec2.describeVolumes(volumeIds: [newVolume]).first?.attachments
+            let attached = dryRun ? false : try await ec2.describeVolumes(volumeIds: [newVolume], filters: []).first?.attachments
                 .contains { $0.instanceId == id } ?? false
             if !attached {
                 try await mutate(PlannedCall("ec2", "AttachVolume", region: region, [("VolumeId", newVolume), ("InstanceId", id), ("Device", root)])) {
@@ -158,7 +158,7 @@ extension StepContext {
             try await finish(.attachNew, "\(newVolume) attached to \(id) at \(root)")
         }
         if !isDone(.newAttached) {
-            if !dryRun { try await waitAttached(ec2, volume: newVolume, instance: id) }
+            if !dryRun { try await ec2.waitUntilVolumeAttached(newVolume, to: id, timeout: options.instanceWaitTimeout, interval: options.waitInterval) }
             try await finish(.newAttached, "\(newVolume) is attached at \(root)")
         }
         if !isDone(.start) {
@@ -173,7 +173,7 @@ extension StepContext {
         }
         if !isDone(.eip) {
             if let allocation = record.resources.allocationId, !dryRun,
-               try await ec2.describeAddresses(allocationIds: [allocation]).first?.instanceId != id {
+               try await ec2.describeAddresses(publicIps: [], allocationIds: [allocation], filters: []).first?.instanceId != id {
                 let association = try await mutate(
                     PlannedCall("ec2", "AssociateAddress", region: region, [("AllocationId", allocation), ("InstanceId", id), ("AllowReassociation", "true")]),
                     dryRunValue: "") { try await ec2.associateAddress(allocationId: allocation, instanceId: id, allowReassociation: true) }
@@ -190,19 +190,6 @@ extension StepContext {
             : .failed("\(summary), but \(id) is not healthy: \(detail)")
     }
 
-    /// Until `volume` is in use by `instance` with the attachment `attached`.
-    private func waitAttached(_ ec2: EC2Client, volume: String, instance: String) async throws {
-        _ = try await waitUntil(
-            "volume \(volume) attached to \(instance)", timeout: options.instanceWaitTimeout, interval: options.waitInterval,
-            dependencies: ec2.aws.dependencies
-        ) { () -> WaiterStep<Bool> in
-            guard let found = try await ec2.describeVolumes(volumeIds: [volume]).first else { return .pending(state: "not visible") }
-            if found.state == "error" { return .failed(state: "error") }
-            let attachment = found.attachments.first { $0.instanceId == instance }
-            return attachment?.state == "attached" ? .done(true) : .pending(state: "\(found.state) \(attachment?.state ?? "-")")
-        }
-    }
-
     /// After a failed EBS repair that stopped the instance: the old root goes back if the new one is not
     /// confirmed attached (a new one sent to attach but not confirmed — `attach_new` without
     /// `new_attached` — is detached first, forced, since it may be stuck attaching), and the instance is
@@ -216,7 +203,7 @@ extension StepContext {
             if isDone(.detachOld) && !isDone(.newAttached), let old = record.resources.oldVolumeId, let root = record.resources.rootDeviceName {
                 var done: [String] = []
                 if isDone(.attachNew), let new = record.resources.newVolumeId {
-                    let on = try await ec2.describeVolumes(volumeIds: [new]).first?.attachments
+                    let on = try await ec2.describeVolumes(volumeIds: [new], filters: []).first?.attachments
                         .contains { $0.instanceId == id && $0.state != "detached" } ?? false
                     if on {
                         try await mutate(PlannedCall("ec2", "DetachVolume", region: region, [("VolumeId", new), ("InstanceId", id), ("Force", "true")])) {
@@ -226,7 +213,7 @@ extension StepContext {
                     }
                     try await ec2.waitUntilVolumeAvailable(new, timeout: options.instanceWaitTimeout, interval: options.waitInterval)
                 }
-                let oldOn = try await ec2.describeVolumes(volumeIds: [old]).first?.attachments
+                let oldOn = try await ec2.describeVolumes(volumeIds: [old], filters: []).first?.attachments
                     .contains { $0.instanceId == id && $0.state != "detached" } ?? false
                 if !oldOn {
                     try await ec2.waitUntilVolumeAvailable(old, timeout: options.instanceWaitTimeout, interval: options.waitInterval)
@@ -234,7 +221,7 @@ extension StepContext {
                         _ = try await ec2.attachVolume(volumeId: old, instanceId: id, device: root)
                     }
                 }
-                try await waitAttached(ec2, volume: old, instance: id)
+                try await ec2.waitUntilVolumeAttached(old, to: id, timeout: options.instanceWaitTimeout, interval: options.waitInterval)
                 done.append(oldOn ? "the old root \(old) was still attached at \(root)" : "the old root \(old) was attached again at \(root)")
                 note("the EBS repair failed after detaching \(old): " + done.joined(separator: "; "))
             }
@@ -265,7 +252,7 @@ extension StepContext {
         }
         if !isDone(.quarantineTable) { try await setTableFlag(true) }
         if detachElasticIP && !isDone(.eipDetached) {
-            let address = try await home.describeAddresses(filters: [EC2Filter("instance-id", [id])]).first
+            let address = try await home.describeAddresses(publicIps: [], allocationIds: [], filters: [EC2Filter("instance-id", [id])]).first
             if let address, let association = address.associationId {
                 try await mutate(PlannedCall("ec2", "DisassociateAddress", region: region, [("AssociationId", association)])) {
                     try await home.disassociateAddress(associationId: association)

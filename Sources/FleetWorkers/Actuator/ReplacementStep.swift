@@ -72,7 +72,7 @@ extension StepContext {
         // 3. An image of it. The name is derived from the key, so a retry finds the image it registered.
         if !isDone(.image) {
             let name = "autorecovery-\(Self.nameSafe(target))-\(try ClientToken.short(key))"
-            var imageId = try await dest.describeImages(owners: ["self"], filters: [EC2Filter("name", [name])]).first?.imageId
+            var imageId = try await dest.describeImages(imageIds: [], owners: ["self"], filters: [EC2Filter("name", [name])]).first?.imageId
             if imageId == nil {
                 let spec = record.resources.launch
                 let root = spec?.rootDeviceName ?? "/dev/xvda"
@@ -90,7 +90,7 @@ extension StepContext {
                     imageId = try await mutate(call, dryRunValue: "ami-dry-run") { try await dest.registerImage(input) }
                 } catch let error as AWSError where error.code == "InvalidAMIName.Duplicate" {
                     // Registered by an actor that died before recording it.
-                    imageId = try await dest.describeImages(owners: ["self"], filters: [EC2Filter("name", [name])]).first?.imageId
+                    imageId = try await dest.describeImages(imageIds: [], owners: ["self"], filters: [EC2Filter("name", [name])]).first?.imageId
                     if imageId == nil { throw error }
                 }
             }
@@ -155,7 +155,7 @@ extension StepContext {
                     dryRunValue: "eipassoc-dry-run") {
                         try await dest.associateAddress(allocationId: allocation, instanceId: newId, allowReassociation: true)
                     }
-                let ip = dryRun ? nil : try await dest.describeAddresses(allocationIds: [allocation]).first?.publicIp
+                let ip = dryRun ? nil : try await dest.describeAddresses(publicIps: [], allocationIds: [allocation], filters: []).first?.publicIp
                 try await finish(.eip, "Elastic IP \(ip ?? allocation) now on \(newId)") {
                     $0.associationId = association
                     if let ip { $0.publicIp = ip }
@@ -212,7 +212,7 @@ extension StepContext {
                     try await finish(.stopOld, "\(oldId) is already \(state!)")
                 } else {
                     try await mutate(PlannedCall("ec2", "StopInstances", region: homeRegion, [("InstanceId", oldId)])) {
-                        _ = try await home.stopInstances([oldId])
+                        _ = try await home.stopInstances([oldId], force: false, hibernate: nil)
                     }
                     try await finish(.stopOld, "StopInstances sent for \(oldId) (kept, not terminated)")
                 }
@@ -248,14 +248,14 @@ extension StepContext {
         var volumeType: String?
         var volumeSize: Int?
         if let volumeId = old.blockDevices.first(where: { $0.deviceName == root })?.volumeId,
-           let volume = try await home.describeVolumes(volumeIds: [volumeId]).first {
+           let volume = try await home.describeVolumes(volumeIds: [volumeId], filters: []).first {
             volumeType = volume.volumeType
             volumeSize = volume.size
         }
         var architecture = "x86_64"
         if let imageId = old.imageId {
             do {
-                if let image = try await home.describeImages(imageIds: [imageId]).first, let arch = image.architecture {
+                if let image = try await home.describeImages(imageIds: [imageId], owners: [], filters: []).first, let arch = image.architecture {
                     architecture = arch
                 }
             } catch let error as AWSError where error.kind == .clientError {
@@ -306,11 +306,11 @@ extension StepContext {
         let dest = destination
         let region = request.destinationRegion
         if let configured = config.dr.elasticIpAllocationId {
-            let ip = try await dest.describeAddresses(allocationIds: [configured]).first?.publicIp
+            let ip = try await dest.describeAddresses(publicIps: [], allocationIds: [configured], filters: []).first?.publicIp
             return (configured, ip)
         }
         if let recorded = record.resources.drAllocationId { return (recorded, record.resources.drPublicIp) }
-        if let tagged = try await dest.describeAddresses(filters: [.tag(RecoveryTags.drFor, target)])
+        if let tagged = try await dest.describeAddresses(publicIps: [], allocationIds: [], filters: [.tag(RecoveryTags.drFor, target)])
             .first(where: { $0.tags[RecoveryTags.drFor] == target }), let allocation = tagged.allocationId {
             return (allocation, tagged.publicIp)
         }
@@ -363,7 +363,7 @@ extension StepContext {
                     try await ec2.createTags(resourceIds: [newId], tags: [RecoveryTags.optIn: "abandoned", RecoveryTags.abandonedBy: key])
                 }
                 try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", newId)])) {
-                    _ = try await ec2.stopInstances([newId])
+                    _ = try await ec2.stopInstances([newId], force: false, hibernate: nil)
                 }
                 note("the step failed after launching \(newId) in \(region): it was stopped and tagged \(RecoveryTags.optIn)=abandoned (not terminated)")
                 try await finish(.compensated, "\(newId) stopped and tagged abandoned")

@@ -97,7 +97,7 @@ extension StepContext {
                         commands: [RecoveryCtl.ack(target)]))
                 }
                 try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)], if: condition)) {
-                    _ = try await ec2.stopInstances([id])
+                    _ = try await ec2.stopInstances([id], force: false, hibernate: nil)
                 }
                 try await finish(.stop, "StopInstances sent for \(id)")
             }
@@ -109,7 +109,7 @@ extension StepContext {
                 } catch let error as WaiterError where error.reason == .timedOut {
                     note("\(id) did not stop within \(options.instanceWaitTimeout.components.seconds)s: forcing the stop")
                     try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id), ("Force", "true")])) {
-                        _ = try await ec2.stopInstances([id], force: true)
+                        _ = try await ec2.stopInstances([id], force: true, hibernate: nil)
                     }
                     try await ec2.waitUntilStopped([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
                 }
@@ -137,7 +137,7 @@ extension StepContext {
                         if: "the Elastic IP is no longer on \(id) after the start").description)
                     try await finish(.eip, "dry run")
                 } else {
-                    let address = try await ec2.describeAddresses(allocationIds: [allocation]).first
+                    let address = try await ec2.describeAddresses(publicIps: [], allocationIds: [allocation], filters: []).first
                     if address?.instanceId == id {
                         try await finish(.eip, "Elastic IP \(address?.publicIp ?? allocation) is still on \(id)")
                     } else {

@@ -141,7 +141,7 @@ extension StepContext {
     /// The restart step's SSM attempt (targets with `ssm_restart`): restart-services, verify-health, then
     /// the actuator's own check. Succeeded: the restart is done without a reboot. Nil: go on with the reboot
     /// (sub-step `ssm_fallback` records why).
-    func ssmRestart(_ ec2: EC2Client, _ id: String) async throws -> StepResult? {
+    func ssmRestart(_ ec2: any EC2Operations, _ id: String) async throws -> StepResult? {
         guard config.ssm.restart, !isDone(.ssmFallback) else { return nil }
         let services = config.ssm.services.joined(separator: " ")
         let succeeded = StepResult.succeeded(
@@ -255,7 +255,7 @@ extension StepContext {
         guard let ssm else { return .failed("\(late); the actuator has no SSM client to read its result") }
         let invocation: CommandInvocation
         do {
-            invocation = try await ssm.getCommandInvocation(commandId: commandId, instanceId: id)
+            invocation = try await ssm.getCommandInvocation(commandId: commandId, instanceId: id, pluginName: nil)
         } catch let error as SSMError {
             return .failed("\(late); its result cannot be read: \(error)")
         } catch let error as AWSError {
