@@ -101,3 +101,30 @@ extension MemoryEC2 {
         }
     }
 }
+
+extension MemoryEC2 {
+    /// An Elastic IP of this region, on `instanceId` when given (set-up: not logged).
+    @discardableResult
+    public func addAddress(on instanceId: String? = nil, tags: [String: String] = [:]) -> EC2Address {
+        let allocationId = aws.newId("eipalloc")
+        let address = aws.ec2State.withLock { world in
+            let address = EC2Address(publicIp: world.newPublicIp(region), allocationId: allocationId, domain: "vpc", tags: tags)
+            world.addresses[allocationId] = Regional(region: region, value: address)
+            return address
+        }
+        moveAddress(allocationId, to: instanceId)
+        return self.address(allocationId) ?? address
+    }
+
+    /// Puts the Elastic IP on `instanceId`, or takes it off (nil), outside the API (as a person's hand would).
+    public func moveAddress(_ allocationId: String, to instanceId: String?) {
+        let association = instanceId.map { _ in aws.newId("eipassoc") }
+        aws.ec2State.withLock { world in
+            guard let address = world.addresses[allocationId]?.value else { return }
+            if let previous = address.instanceId { world.instances[previous]?.value.publicIpAddress = nil }
+            world.addresses[allocationId]?.value.instanceId = instanceId
+            world.addresses[allocationId]?.value.associationId = association
+            if let instanceId { world.instances[instanceId]?.value.publicIpAddress = address.publicIp }
+        }
+    }
+}
