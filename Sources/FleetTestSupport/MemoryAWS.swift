@@ -127,3 +127,16 @@ public final class MemoryAWS: Sendable {
                  message: message)
     }
 }
+
+/// A memory driver that is one region's view of a `MemoryAWS` account (`MemoryEC2`, `MemorySSM`):
+/// `withRegion` gives the same account in another region, and the waiters poll on the account's clock.
+public protocol MemoryRegionalDriver: Sendable {
+    var aws: MemoryAWS { get }
+    var region: String { get }
+    init(region: String, aws: MemoryAWS)
+}
+
+extension MemoryRegionalDriver {
+    public var dependencies: AWSClientDependencies { aws.dependencies }
+    public func withRegion(_ region: String) -> Self { Self(region: region, aws: aws) }
+}

@@ -6,18 +6,13 @@ extension MemoryEC2 {
     // MARK: Snapshots and images
 
     public func describeSnapshots(snapshotIds: [String], ownerIds: [String], filters: [EC2Filter]) async throws -> [EC2Snapshot] {
-        try call("DescribeSnapshots", snapshotIds.joined(separator: " ")) { world, refuse in
-            let owners = Set(ownerIds.map { $0 == "self" ? MemoryAWS.accountId : $0 })
-            let found = try Self.pick(world.snapshots, snapshotIds, region, refuse, notFound: "InvalidSnapshot.NotFound")
-            return try found.filter { owners.isEmpty || owners.contains($0.ownerId ?? "") }.filter { snapshot in
-                try Self.matches(filters, tags: snapshot.tags, refuse) { name in
-                    switch name {
-                    case "status": [snapshot.state]
-                    case "volume-id": snapshot.volumeId.map { [$0] }
-                    default: nil
-                    }
-                }
-            }.sorted { $0.snapshotId < $1.snapshotId }
+        try describe("DescribeSnapshots", \.snapshots, snapshotIds, notFound: "InvalidSnapshot.NotFound", filters,
+                     keep: Self.owned(by: ownerIds, \.ownerId), tags: \.tags, id: \.snapshotId) { snapshot, name in
+            switch name {
+            case "status": [snapshot.state]
+            case "volume-id": snapshot.volumeId.map { [$0] }
+            default: nil
+            }
         }
     }
 
@@ -57,19 +52,14 @@ extension MemoryEC2 {
     }
 
     public func describeImages(imageIds: [String], owners: [String], filters: [EC2Filter]) async throws -> [EC2Image] {
-        try call("DescribeImages", imageIds.joined(separator: " ")) { world, refuse in
-            let owners = Set(owners.map { $0 == "self" ? MemoryAWS.accountId : $0 })
-            let found = try Self.pick(world.images, imageIds, region, refuse, notFound: "InvalidAMIID.NotFound")
-            return try found.filter { owners.isEmpty || owners.contains($0.ownerId ?? "") }.filter { image in
-                try Self.matches(filters, tags: image.tags, refuse) { name in
-                    switch name {
-                    case "name": image.name.map { [$0] }
-                    case "architecture": image.architecture.map { [$0] }
-                    case "state": [image.state]
-                    default: nil
-                    }
-                }
-            }.sorted { $0.imageId < $1.imageId }
+        try describe("DescribeImages", \.images, imageIds, notFound: "InvalidAMIID.NotFound", filters,
+                     keep: Self.owned(by: owners, \.ownerId), tags: \.tags, id: \.imageId) { image, name in
+            switch name {
+            case "name": image.name.map { [$0] }
+            case "architecture": image.architecture.map { [$0] }
+            case "state": [image.state]
+            default: nil
+            }
         }
     }
 
@@ -149,18 +139,15 @@ extension MemoryEC2 {
     // MARK: Volumes
 
     public func describeVolumes(volumeIds: [String], filters: [EC2Filter]) async throws -> [EC2Volume] {
-        try call("DescribeVolumes", volumeIds.joined(separator: " ")) { world, refuse in
-            try Self.pick(world.volumes, volumeIds, region, refuse, notFound: "InvalidVolume.NotFound").filter { volume in
-                try Self.matches(filters, tags: volume.tags, refuse) { name in
-                    switch name {
-                    case "status": [volume.state]
-                    case "volume-id": [volume.volumeId]
-                    case "availability-zone": volume.availabilityZone.map { [$0] }
-                    case "attachment.instance-id": volume.attachments.compactMap(\.instanceId)
-                    default: nil
-                    }
-                }
-            }.sorted { $0.volumeId < $1.volumeId }
+        try describe("DescribeVolumes", \.volumes, volumeIds, notFound: "InvalidVolume.NotFound", filters, tags: \.tags,
+                     id: \.volumeId) { volume, name in
+            switch name {
+            case "status": [volume.state]
+            case "volume-id": [volume.volumeId]
+            case "availability-zone": volume.availabilityZone.map { [$0] }
+            case "attachment.instance-id": volume.attachments.compactMap(\.instanceId)
+            default: nil
+            }
         }
     }
 
@@ -228,6 +215,24 @@ extension MemoryEC2 {
             attachment.state = "detaching"
             return attachment
         }
+    }
+
+    /// One Describe call: the values of `table` with these ids (one unknown id fails the call with
+    /// `notFound`), those `keep` keeps and the filters pass (`field` gives a filter's values), by id.
+    func describe<Value>(_ operation: String, _ table: KeyPath<EC2World, [String: Regional<Value>]>, _ ids: [String], notFound: String,
+                         _ filters: [EC2Filter], keep: (Value) -> Bool = { _ in true }, tags: KeyPath<Value, [String: String]>,
+                         id: KeyPath<Value, String>, field: (Value, String) -> [String]?) throws -> [Value] {
+        try call(operation, ids.joined(separator: " ")) { world, refuse in
+            try Self.pick(world[keyPath: table], ids, region, refuse, notFound: notFound).filter(keep).filter { value in
+                try Self.matches(filters, tags: value[keyPath: tags], refuse) { field(value, $0) }
+            }.sorted { $0[keyPath: id] < $1[keyPath: id] }
+        }
+    }
+
+    /// Keeps what one of `owners` owns (`self` is the account); everything when none are named.
+    static func owned<Value>(by owners: [String], _ owner: KeyPath<Value, String?>) -> (Value) -> Bool {
+        let owners = Set(owners.map { $0 == "self" ? MemoryAWS.accountId : $0 })
+        return { owners.isEmpty || owners.contains($0[keyPath: owner] ?? "") }
     }
 
     /// The values with these ids in `region` (all of the region's when none are given); one unknown id

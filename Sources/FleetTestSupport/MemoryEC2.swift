@@ -33,17 +33,11 @@ struct EC2World: Sendable {
 /// describe); a resource of another region is not found, as in EC2. Refusals use AWS's error codes
 /// (`InvalidInstanceID.NotFound`, `IncorrectInstanceState`, `Resource.AlreadyAssociated`, …). Every call
 /// is logged in `aws.calls` and can be failed with `aws.fail`/`throttle`/`outage`.
-public struct MemoryEC2: EC2Operations {
+public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
     public let aws: MemoryAWS
     public let region: String
 
-    public init(region: String = "us-east-1", aws: MemoryAWS = MemoryAWS()) {
-        self.aws = aws
-        self.region = region
-    }
-
-    public var dependencies: AWSClientDependencies { aws.dependencies }
-    public func withRegion(_ region: String) -> MemoryEC2 { MemoryEC2(region: region, aws: aws) }
+    public init(region: String = "us-east-1", aws: MemoryAWS = MemoryAWS()) { (self.region, self.aws) = (region, aws) }
 
     /// Runs one EC2 call on the shared state: logged, failable, refusals as `AWSError`s.
     func call<T>(_ operation: String, _ detail: String, _ body: (inout EC2World, Refuse) throws -> T) throws -> T {
@@ -91,35 +85,34 @@ public struct MemoryEC2: EC2Operations {
     }
 
     public func stopInstances(_ instanceIds: [String], force: Bool, hibernate: Bool?) async throws -> [InstanceStateChange] {
-        try call("StopInstances", instanceIds.joined(separator: " ") + (force ? " force" : "")) { world, refuse in
-            let found = try world.findInstances(instanceIds, in: region, refuse)
-            if let gone = found.first(where: { [.terminated, .shuttingDown].contains($0.value.state) }) {
-                throw refuse("IncorrectInstanceState", "The instance '\(gone.value.instanceId)' is not in a state from which it can be stopped.")
-            }
-            return found.map { instance in
-                let id = instance.value.instanceId
-                let before = instance.value.state
-                world.instances[id]?.value.state = .stopped
-                let address = world.elasticIP(on: id)
-                world.instances[id]?.value.publicIpAddress = address
-                return InstanceStateChange(instanceId: id, previousState: before, currentState: before == .stopped ? .stopped : .stopping)
-            }
+        try transition("StopInstances", instanceIds, force ? " force" : "", to: .stopped, reported: .stopping, verb: "stopped") { world, id in
+            world.elasticIP(on: id)
         }
     }
 
     public func startInstances(_ instanceIds: [String]) async throws -> [InstanceStateChange] {
-        try call("StartInstances", instanceIds.joined(separator: " ")) { world, refuse in
-            let found = try world.findInstances(instanceIds, in: region, refuse)
+        try transition("StartInstances", instanceIds, "", to: .running, reported: .pending, verb: "started") { world, id in
+            world.elasticIP(on: id) ?? world.newPublicIp(region)
+        }
+    }
+
+    /// Stop or start: every instance must exist and not be gone; each moves to `state` at once (AWS reports
+    /// `reported` on the way there) and gets the public address `address` gives.
+    private func transition(_ operation: String, _ ids: [String], _ detail: String, to state: InstanceStateName,
+                            reported: InstanceStateName, verb: String,
+                            address: (inout EC2World, String) -> String?) throws -> [InstanceStateChange] {
+        try call(operation, ids.joined(separator: " ") + detail) { world, refuse in
+            let found = try world.findInstances(ids, in: region, refuse)
             if let gone = found.first(where: { [.terminated, .shuttingDown].contains($0.value.state) }) {
-                throw refuse("IncorrectInstanceState", "The instance '\(gone.value.instanceId)' is not in a state from which it can be started.")
+                throw refuse("IncorrectInstanceState", "The instance '\(gone.value.instanceId)' is not in a state from which it can be \(verb).")
             }
             return found.map { instance in
                 let id = instance.value.instanceId
                 let before = instance.value.state
-                world.instances[id]?.value.state = .running
-                let address = world.elasticIP(on: id) ?? world.newPublicIp(region)
-                world.instances[id]?.value.publicIpAddress = address
-                return InstanceStateChange(instanceId: id, previousState: before, currentState: before == .running ? .running : .pending)
+                let publicIp = address(&world, id)
+                world.instances[id]?.value.state = state
+                world.instances[id]?.value.publicIpAddress = publicIp
+                return InstanceStateChange(instanceId: id, previousState: before, currentState: before == state ? state : reported)
             }
         }
     }
@@ -158,7 +151,8 @@ public struct MemoryEC2: EC2Operations {
             }
             let instance = EC2Instance(
                 instanceId: id, imageId: input.imageId, instanceType: input.instanceType, state: .running, availabilityZone: zone,
-                subnetId: input.subnetId ?? "subnet-default-\(region)", vpcId: "vpc-default-\(region)", privateIpAddress: "10.0.0.\(world.nextAddress % 250 + 4)",
+                subnetId: input.subnetId ?? "subnet-default-\(region)", vpcId: "vpc-default-\(region)",
+                privateIpAddress: "10.0.0.\(world.nextAddress % 250 + 4)",
                 publicIpAddress: world.newPublicIp(region), keyName: input.keyName, launchTime: aws.now(),
                 securityGroupIds: input.securityGroupIds.isEmpty ? ["sg-default-\(region)"] : input.securityGroupIds,
                 iamInstanceProfileArn: profile, rootDeviceName: root,

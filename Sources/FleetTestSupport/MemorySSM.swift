@@ -26,7 +26,7 @@ struct SSMWorld: Sendable {
 /// has a registered agent unless `removeAgent` took it away (then `SSMError.invalidInstanceId`). A document
 /// ends as `respond` says (default: Success, exit 0, no output) after answering InProgress for the
 /// outcome's `polls` GetCommandInvocation calls.
-public struct MemorySSM: SSMOperations {
+public struct MemorySSM: SSMOperations, MemoryRegionalDriver {
     /// How a document's run ends on an instance.
     public struct Outcome: Sendable {
         public var status: CommandStatus
@@ -44,13 +44,7 @@ public struct MemorySSM: SSMOperations {
     public let aws: MemoryAWS
     public let region: String
 
-    public init(region: String = "us-east-1", aws: MemoryAWS = MemoryAWS()) {
-        self.aws = aws
-        self.region = region
-    }
-
-    public var dependencies: AWSClientDependencies { aws.dependencies }
-    public func withRegion(_ region: String) -> MemorySSM { MemorySSM(region: region, aws: aws) }
+    public init(region: String = "us-east-1", aws: MemoryAWS = MemoryAWS()) { (self.region, self.aws) = (region, aws) }
 
     // MARK: Set-up and reading back
 
@@ -74,7 +68,8 @@ public struct MemorySSM: SSMOperations {
                 }
                 let unreachable = input.instanceIds.filter(world.unreachable.contains)
                 guard unreachable.isEmpty else {
-                    throw SSMError.invalidInstanceId(instanceIds: input.instanceIds, message: "Instances [\(unreachable.joined(separator: ", "))] not in a valid state for account \(MemoryAWS.accountId)")
+                    let message = "Instances [\(unreachable.joined(separator: ", "))] not in a valid state for account \(MemoryAWS.accountId)"
+                    throw SSMError.invalidInstanceId(instanceIds: input.instanceIds, message: message)
                 }
                 let outcome = world.outcomes[input.documentName] ?? Outcome()
                 world.commands[commandId] = SSMWorld.Command(

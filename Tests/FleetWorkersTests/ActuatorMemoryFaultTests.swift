@@ -173,18 +173,11 @@ struct ActuatorMemoryFaultTests {
 
         let result = try await h.actuator().perform(request)
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
-        #expect(outcome.status == .failed)
-        #expect(outcome.reason?.contains("AssociateAddress") == true, "\(outcome.reason ?? "")")
-        #expect(outcome.instanceId == nil, "the failed replacement does not become the target's instance")
         let record = try #require(try await h.records.load(request.idempotencyKey))
-        #expect(record.done.contains(.compensated))
         let launchedId = try #require(record.resources.newInstanceId)
-        let launched = try #require(h.ec2.instance(launchedId))
-        #expect(launched.state == .stopped, "stopped, not terminated")
-        #expect(launched.tags["AutoRecovery"] == "abandoned" && launched.tags["AutoRecovery:AbandonedBy"] == request.idempotencyKey)
-        let oldNow = try #require(h.ec2.instance(old.instanceId))
-        #expect(oldNow.state == .running && oldNow.tags["AutoRecovery:ReplacedBy"] == nil, "the old instance is left alone")
+        ActuatorExpectations.abandonedReplacement(
+            result, failedAt: "AssociateAddress", record: record, replacement: h.ec2.instance(launchedId),
+            old: try #require(h.ec2.instance(old.instanceId)))
         #expect(h.ec2.address(allocation)?.instanceId == old.instanceId)
         let notice = try #require(h.notices.first { $0.body.kind == .actionFailed })
         #expect(notice.body.nextStep == .failover && notice.body.detail?.contains("abandoned") == true)

@@ -50,7 +50,8 @@ struct MemoryAWSTests {
         let ssm = MemorySSM()
         ssm.install(["AutoRecovery-restart-services"])
         ssm.removeAgent("i-noagent")
-        await #expect(throws: SSMError.invalidInstanceId(instanceIds: ["i-noagent"], message: "Instances [i-noagent] not in a valid state for account \(MemoryAWS.accountId)")) {
+        let refusal = "Instances [i-noagent] not in a valid state for account \(MemoryAWS.accountId)"
+        await #expect(throws: SSMError.invalidInstanceId(instanceIds: ["i-noagent"], message: refusal)) {
             _ = try await ssm.sendCommand(SendCommandInput(documentName: "AutoRecovery-restart-services", instanceIds: ["i-noagent"]))
         }
         do {
