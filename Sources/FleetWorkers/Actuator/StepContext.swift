@@ -202,6 +202,14 @@ final class StepContext {
         }
     }
 
+    /// What every step's `inspect` records about the original instance.
+    func recordOriginal(_ resources: inout StepResources, allocation: String?, healthURL: String?) {
+        resources.originalInstanceId = request.instanceId
+        resources.originalRegion = request.region
+        resources.allocationId = allocation
+        resources.healthURL = healthURL
+    }
+
     /// The Elastic IP allocation of the target: the request's, else the one on the instance.
     func allocation(on instanceId: String, ec2: any EC2Operations) async throws -> String? {
         if let given = request.elasticIpAllocationId { return given }
