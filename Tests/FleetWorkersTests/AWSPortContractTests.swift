@@ -7,7 +7,8 @@ import Testing
 /// The actuator's AWS ports: `MemoryEC2`, `MemoryRoute53` and `MemorySSM` must answer as `EC2Client`,
 /// `Route53Client` and `SSMClient` do (against moto) wherever the actuator relies on it, so an actuator test
 /// on the memory drivers says something about AWS. The real drivers run when AWS_ENDPOINT_URL is set.
-@Suite("Port contracts: memory and real AWS drivers")
+/// Serialized, as the other moto suites: one test at a time keeps the shared moto server's queue short.
+@Suite("Port contracts: memory and real AWS drivers", .serialized)
 struct AWSPortContractTests {
     static var drivers: [String] { environment["AWS_ENDPOINT_URL"] == nil ? ["memory"] : ["memory", "moto"] }
 
@@ -18,7 +19,9 @@ struct AWSPortContractTests {
         var dr: any EC2Operations
         var route53: any Route53Operations
         var ssm: any SSMOperations
-        var image: String
+        /// An image to launch from (moto: a public one, listed once per process: a slow call, so only the
+        /// tests that launch ask for it).
+        var image: @Sendable () async throws -> String
         var prefix = "contract-\(UUID().uuidString.prefix(8).lowercased())"
         /// A hosted zone to change (moto: created here, deleted at clean-up).
         var zone: @Sendable (String) async throws -> String
@@ -33,7 +36,7 @@ struct AWSPortContractTests {
             let ec2 = MemoryEC2(aws: aws)
             let route53 = MemoryRoute53(aws: aws)
             return Rig(ec2: ec2, dr: ec2.withRegion("us-west-2"), route53: route53, ssm: MemorySSM(aws: aws),
-                       image: ec2.addImage().imageId, zone: { route53.createHostedZone(name: $0) }, cleanUp: { _ in })
+                       image: { [image = ec2.addImage().imageId] in image }, zone: { route53.createHostedZone(name: $0) }, cleanUp: { _ in })
         }
         let http = HTTPClient()
         let aws = AWSClient(
@@ -44,7 +47,7 @@ struct AWSPortContractTests {
         let route53 = Route53Client(aws)
         let zones = ZoneList()
         return Rig(
-            ec2: ec2, dr: ec2.withRegion("us-west-2"), route53: route53, ssm: SSMClient(aws), image: try await TestImage.shared.id(ec2),
+            ec2: ec2, dr: ec2.withRegion("us-west-2"), route53: route53, ssm: SSMClient(aws), image: { try await TestImage.shared.id(ec2) },
             zone: { name in
                 let zone = try await route53.createHostedZone(name: name)
                 await zones.add(zone.id)
@@ -107,8 +110,10 @@ struct AWSPortContractTests {
     static let wait = (timeout: Duration.seconds(30), interval: Duration.milliseconds(100))
 
     func launch(_ rig: Rig, _ ec2: any EC2Operations, image: String? = nil, token: String? = nil) async throws -> EC2Instance {
+        let imageId: String
+        if let image { imageId = image } else { imageId = try await rig.image() }
         let instance = try await ec2.runInstance(RunInstancesInput(
-            imageId: image ?? rig.image, instanceType: "t3.micro", tags: rig.tags.merging(["Name": "contract"]) { $1 },
+            imageId: imageId, instanceType: "t3.micro", tags: rig.tags.merging(["Name": "contract"]) { $1 },
             clientToken: token))
         return try #require(try await ec2.waitUntilRunning([instance.instanceId], timeout: Self.wait.timeout, interval: Self.wait.interval).first)
     }

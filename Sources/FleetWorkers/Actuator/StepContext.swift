@@ -34,7 +34,8 @@ enum StepResult: Sendable {
 ///   records the call instead of making it;
 /// - `finish` appends the sub-step to the record and stores it (fenced compare-and-set) before the
 ///   step goes on, publishes a progress event, and calls the test fault hook;
-/// - sub-steps already in `record.done` are skipped, so a resumed step never repeats finished work.
+/// - each step is a plan, an ordered list of `PlannedSubStep`s (SubStepPlan.swift), walked by `walk`,
+///   which skips the sub-steps already in `record.done`, so a resumed step never repeats finished work.
 ///
 /// Confined to the task that runs the step.
 final class StepContext {
