@@ -71,7 +71,7 @@ let package = Package(
         ]),
 
         // MARK: Test support: in-memory drivers of the ports, a clock a test moves (docs/architecture.md)
-        .target(name: "FleetTestSupport", dependencies: ["FleetRuntime", "AMQPTransport", "HTTPTransport", "RecoveryCore"]),
+        .target(name: "FleetTestSupport", dependencies: ["FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore"]),
 
         // MARK: Workers: the logic of each executable, testable in-process
         .target(name: "FleetWorkers", dependencies: [

@@ -1,41 +1,8 @@
-/// A lock held in Redis: what `acquire` hands back, and what `renew`, `release` and `isHeld` check.
-///
-/// The lease proves ownership through `token` (128 random bits, unique per acquisition) and carries
-/// the `fencingToken`: a number that strictly increases with every successful acquisition of the same
-/// lock name and is never reset. Pass it along with every mutation done under the lock, so a stale
-/// holder's late writes can be recognised and refused.
-public struct LockLease: Sendable, Hashable, CustomStringConvertible {
-    public let name: String
-    /// 32 lowercase hex digits (128 bits from `SystemRandomNumberGenerator`).
-    public let token: String
-    public let fencingToken: UInt64
-    /// The TTL asked for at acquisition.
-    public let ttl: Duration
-    /// Local time just before the acquire request was sent.
-    public let requestedAt: ContinuousClock.Instant
+import RecoveryCore
 
-    public init(name: String, token: String, fencingToken: UInt64, ttl: Duration,
-                requestedAt: ContinuousClock.Instant) {
-        self.name = name
-        self.token = token
-        self.fencingToken = fencingToken
-        self.ttl = ttl
-        self.requestedAt = requestedAt
-    }
-
-    /// `requestedAt + ttl`. Redis started the TTL after `requestedAt`, so (clock drift aside) the lock
-    /// cannot have expired before this instant unless it was released or deleted. Renewals are not
-    /// reflected here; use ``RedisLockStore/isHeld(_:)`` before acting.
-    public var validUntil: ContinuousClock.Instant { requestedAt + ttl }
-
-    /// The exact string stored in the lock key while this lease holds it.
-    public var storedValue: String { "\(token):\(fencingToken)" }
-
-    public var description: String {
-        // The token is not secret, but a short form keeps logs readable.
-        "LockLease(\(name), fencing \(fencingToken), token \(token.prefix(8))…)"
-    }
-}
+/// The lease type lives with the `LockStore` port in RecoveryCore; the name stays visible to importers
+/// of RedisStore.
+public typealias LockLease = RecoveryCore.LockLease
 
 /// Distributed mutual-exclusion locks with fencing tokens, in Redis.
 ///
@@ -57,7 +24,7 @@ public struct LockLease: Sendable, Hashable, CustomStringConvertible {
 /// - release: idempotent in effect (a resend never deletes someone else's lock), but if the first
 ///   attempt did delete, the resend reports `false`. Callers must treat `false` from release as
 ///   "not held any more", not as an error.
-public struct RedisLockStore: Sendable {
+public struct RedisLockStore: LockStore {
     public let client: RedisClient
     public let keyspace: RedisKeyspace
 

@@ -44,7 +44,6 @@ do {
     options.ssmDocumentPrefix = env.string("SSM_DOCUMENT_PREFIX") ?? options.ssmDocumentPrefix
     options.ssmCommandTimeout = duration(try env.seconds("SSM_COMMAND_TIMEOUT", default: 120))
 
-    let concurrency = options.maxConcurrentSteps
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
     let requests = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.actionRequestsQueue,
                                 prefetch: UInt16(clamping: options.maxConcurrentSteps), logger: logger)
@@ -60,9 +59,6 @@ do {
     let senders = SenderGate(
         identities: env.identities, ownUser: amqp.url.user, logger: logger,
         announce: EnvelopePublisher(publisher: publisher, topology: topology, producer: env.workerId, appId: "actuator").announcingRefusals())
-    let requestWorker = MessageWorker<Envelope<ActionRequest>>(
-        consumer: requests, deadLetters: deadLetters, expecting: .actionRequest, logger: logger, senders: senders,
-        handler: worker.handle)
 
     var preflightOptions = DRPreflight.Options()
     preflightOptions.maxSnapshotAge = try env.seconds("SNAPSHOT_MAX_AGE", default: 26 * 3600)
@@ -74,22 +70,25 @@ do {
         publisher: publisher, topology: topology, interval: duration(try env.seconds("PREFLIGHT_INTERVAL", default: 86_400)),
         workerId: env.workerId, logger: logger)
 
-    // Graceful shutdown runs in reverse order: first the request consumer (in-flight steps finish or are
-    // handed back), then the pre-flight, then the clients close.
+    // Graceful shutdown runs in reverse order (ActuatorWorker.services): first the request consumer
+    // (in-flight steps finish or are handed back), then the pre-flight, then the clients close.
     try await WorkerRuntime.run(
         worker: "actuator",
-        services: [
-            ClientService("redis") { await redis.close() },
-            ClientService("http") { http.shutdown() },
-            ClientService("broker publisher") { await publisher.shutdown() },
-            LoopService(run: { await redisHealth.run() }),
-            LoopService(run: {
-                if preflightEnabled { await preflight.run() }
-                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-            }),
-            ClosureService(run: { await requestWorker.run(concurrency: concurrency) },
-                           stop: { await requests.shutdown(drainTimeout: .seconds(30)) }),
-        ],
+        services: worker.services(
+            clients: [
+                ClientService("redis") { await redis.close() },
+                ClientService("http") { http.shutdown() },
+                ClientService("broker publisher") { await publisher.shutdown() },
+            ],
+            background: [
+                LoopService(run: { await redisHealth.run() }),
+                LoopService(run: {
+                    if preflightEnabled { await preflight.run() }
+                    while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                }),
+            ],
+            requests: requests, stopRequests: { await requests.shutdown(drainTimeout: .seconds(30)) },
+            deadLetters: deadLetters, senders: senders),
         registry: registry,
         readiness: ["broker": { publisher.isConnected && requests.isConnected }, "redis": { redisHealth.isReady }])
 } catch {

@@ -409,19 +409,11 @@ struct ActuatorIntegrationTests {
 
             let result = try await h.actuator().perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
-            #expect(outcome.status == .failed)
-            #expect(outcome.reason?.contains("AssociateAddress") == true, "\(outcome.reason ?? "")")
-            #expect(outcome.instanceId == nil, "the failed replacement does not become the target's instance")
             let record = try #require(try await h.records.load(request.idempotencyKey))
-            #expect(record.done.contains(.compensated))
-            let launched = try await h.instance(try #require(record.resources.newInstanceId), h.ec2)
-            #expect(launched.state == .stopped, "stopped, not terminated")
-            #expect(launched.tags["AutoRecovery"] == "abandoned", "discovery ignores it")
-            #expect(launched.tags["AutoRecovery:AbandonedBy"] == request.idempotencyKey)
-            let oldNow = try await h.instance(old.instanceId, h.ec2)
-            #expect(oldNow.state == .running, "the old instance is left alone")
-            #expect(oldNow.tags["AutoRecovery:ReplacedBy"] == nil)
+            let launchedId = try #require(record.resources.newInstanceId)
+            ActuatorExpectations.abandonedReplacement(
+                result, failedAt: "AssociateAddress", record: record, replacement: try await h.instance(launchedId, h.ec2),
+                old: try await h.instance(old.instanceId, h.ec2))
             let notice = try #require(await h.notices.wait { $0.body.kind == .actionFailed && $0.body.target == target })
             #expect(notice.body.nextStep == .failover)
             #expect(notice.body.detail?.contains("abandoned") == true, "the notice quotes the record's notes")

@@ -81,14 +81,20 @@ struct World {
 /// there is, and on a loaded machine it slows every other suite that shares the moto server.
 actor TestImage {
     static let shared = TestImage()
-    private var cached: String?
+    /// The one lookup: tests that start together wait for it instead of each listing the images (the
+    /// actor is reentrant, so a cached value alone let every early caller send its own DescribeImages).
+    private var lookup: Task<String, any Error>?
 
     func id(_ ec2: EC2Client) async throws -> String {
-        if let cached { return cached }
-        let images = try await ec2.describeImages(owners: ["amazon"], filters: [EC2Filter("architecture", ["x86_64"])])
-        let image = try #require(images.first { $0.state == "available" })
-        cached = image.imageId
-        return image.imageId
+        let lookup = self.lookup ?? Task {
+            let images = try await ec2.describeImages(owners: ["amazon"], filters: [EC2Filter("architecture", ["x86_64"])])
+            return try #require(images.first { $0.state == "available" }).imageId
+        }
+        self.lookup = lookup
+        do { return try await lookup.value } catch {
+            self.lookup = nil  // a failed lookup is tried again by the next caller
+            throw error
+        }
     }
 }
 

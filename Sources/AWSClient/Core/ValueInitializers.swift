@@ -4,23 +4,10 @@ import Foundation
 // test's in-memory EC2 status reader or CloudWatch reader) can build them. The clients build them from
 // the wire and never need these.
 
-extension InstanceStatus {
-    public init(instanceId: String, state: InstanceStateName, systemStatus: StatusCheck, instanceStatus: StatusCheck,
-                availabilityZone: String? = nil, events: [InstanceStatusEvent] = []) {
-        self.instanceId = instanceId
-        self.availabilityZone = availabilityZone
-        self.state = state
-        self.systemStatus = systemStatus
-        self.instanceStatus = instanceStatus
-        self.events = events
-    }
-}
-
 extension StatusCheck {
     /// `status`: "ok", "impaired", "insufficient-data", "not-applicable" or "initializing".
     public init(_ status: String, details: [Detail] = []) {
-        self.status = status
-        self.details = details
+        self.init(status: status, details: details)
     }
 }
 

@@ -38,6 +38,13 @@ public struct EC2InstanceBlockDevice: Sendable, Hashable {
     public var volumeId: String?
     public var status: String?
     public var deleteOnTermination: Bool?
+
+    public init(deviceName: String, volumeId: String? = nil, status: String? = nil, deleteOnTermination: Bool? = nil) {
+        self.deviceName = deviceName
+        self.volumeId = volumeId
+        self.status = status
+        self.deleteOnTermination = deleteOnTermination
+    }
 }
 
 public struct EC2Instance: Sendable, Equatable {
@@ -61,6 +68,20 @@ public struct EC2Instance: Sendable, Equatable {
     public var blockDevices: [EC2InstanceBlockDevice]
     public var clientToken: String?
     public var tags: [String: String]
+
+    public init(
+        instanceId: String, imageId: String? = nil, instanceType: String? = nil, state: InstanceStateName, stateCode: Int? = nil,
+        stateReason: String? = nil, availabilityZone: String? = nil, subnetId: String? = nil, vpcId: String? = nil,
+        privateIpAddress: String? = nil, publicIpAddress: String? = nil, keyName: String? = nil, launchTime: Date? = nil,
+        securityGroupIds: [String] = [], iamInstanceProfileArn: String? = nil, rootDeviceName: String? = nil,
+        blockDevices: [EC2InstanceBlockDevice] = [], clientToken: String? = nil, tags: [String: String] = [:]
+    ) {
+        (self.instanceId, self.imageId, self.instanceType, self.state, self.stateCode) = (instanceId, imageId, instanceType, state, stateCode)
+        (self.stateReason, self.availabilityZone, self.subnetId, self.vpcId) = (stateReason, availabilityZone, subnetId, vpcId)
+        (self.privateIpAddress, self.publicIpAddress, self.keyName, self.launchTime) = (privateIpAddress, publicIpAddress, keyName, launchTime)
+        (self.securityGroupIds, self.iamInstanceProfileArn, self.rootDeviceName) = (securityGroupIds, iamInstanceProfileArn, rootDeviceName)
+        (self.blockDevices, self.clientToken, self.tags) = (blockDevices, clientToken, tags)
+    }
 }
 
 /// One of the two status checks.
@@ -70,10 +91,19 @@ public struct StatusCheck: Sendable, Equatable {
     /// e.g. `("reachability", "failed", impairedSince)`.
     public var details: [Detail]
 
+    public init(status: String, details: [Detail] = []) {
+        self.status = status
+        self.details = details
+    }
+
     public struct Detail: Sendable, Equatable {
         public var name: String
         public var status: String
         public var impairedSince: Date?
+
+        public init(name: String, status: String, impairedSince: Date? = nil) {
+            (self.name, self.status, self.impairedSince) = (name, status, impairedSince)
+        }
     }
 
     public var isOK: Bool { status == "ok" }
@@ -86,6 +116,10 @@ public struct InstanceStatusEvent: Sendable, Equatable {
     public var description: String?
     public var notBefore: Date?
     public var notAfter: Date?
+
+    public init(code: String, description: String? = nil, notBefore: Date? = nil, notAfter: Date? = nil) {
+        (self.code, self.description, self.notBefore, self.notAfter) = (code, description, notBefore, notAfter)
+    }
 }
 
 public struct InstanceStatus: Sendable, Equatable {
@@ -95,12 +129,24 @@ public struct InstanceStatus: Sendable, Equatable {
     public var systemStatus: StatusCheck
     public var instanceStatus: StatusCheck
     public var events: [InstanceStatusEvent]
+
+    public init(
+        instanceId: String, availabilityZone: String? = nil, state: InstanceStateName, systemStatus: StatusCheck,
+        instanceStatus: StatusCheck, events: [InstanceStatusEvent] = []
+    ) {
+        (self.instanceId, self.availabilityZone, self.state) = (instanceId, availabilityZone, state)
+        (self.systemStatus, self.instanceStatus, self.events) = (systemStatus, instanceStatus, events)
+    }
 }
 
 public struct InstanceStateChange: Sendable, Equatable {
     public var instanceId: String
     public var previousState: InstanceStateName
     public var currentState: InstanceStateName
+
+    public init(instanceId: String, previousState: InstanceStateName, currentState: InstanceStateName) {
+        (self.instanceId, self.previousState, self.currentState) = (instanceId, previousState, currentState)
+    }
 }
 
 public struct EC2Snapshot: Sendable, Equatable {
@@ -115,6 +161,15 @@ public struct EC2Snapshot: Sendable, Equatable {
     public var ownerId: String?
     public var encrypted: Bool?
     public var tags: [String: String]
+
+    public init(
+        snapshotId: String, volumeId: String? = nil, state: String, progress: String? = nil, startTime: Date? = nil,
+        volumeSize: Int? = nil, description: String? = nil, ownerId: String? = nil, encrypted: Bool? = nil,
+        tags: [String: String] = [:]
+    ) {
+        (self.snapshotId, self.volumeId, self.state, self.progress, self.startTime) = (snapshotId, volumeId, state, progress, startTime)
+        (self.volumeSize, self.description, self.ownerId, self.encrypted, self.tags) = (volumeSize, description, ownerId, encrypted, tags)
+    }
 }
 
 /// An EBS volume in a block device mapping.
@@ -166,6 +221,17 @@ public struct EC2Image: Sendable, Equatable {
     public var description: String?
     public var blockDeviceMappings: [BlockDeviceMapping]
     public var tags: [String: String]
+
+    public init(
+        imageId: String, name: String? = nil, state: String, ownerId: String? = nil, architecture: String? = nil,
+        rootDeviceName: String? = nil, rootDeviceType: String? = nil, virtualizationType: String? = nil,
+        creationDate: Date? = nil, description: String? = nil, blockDeviceMappings: [BlockDeviceMapping] = [],
+        tags: [String: String] = [:]
+    ) {
+        (self.imageId, self.name, self.state, self.ownerId, self.architecture) = (imageId, name, state, ownerId, architecture)
+        (self.rootDeviceName, self.rootDeviceType, self.virtualizationType) = (rootDeviceName, rootDeviceType, virtualizationType)
+        (self.creationDate, self.description, self.blockDeviceMappings, self.tags) = (creationDate, description, blockDeviceMappings, tags)
+    }
 }
 
 /// Inputs of RegisterImage for an image made from EBS snapshots.
@@ -275,6 +341,15 @@ public struct EC2Address: Sendable, Equatable {
     public var networkInterfaceId: String?
     public var privateIpAddress: String?
     public var tags: [String: String]
+
+    public init(
+        publicIp: String, allocationId: String? = nil, associationId: String? = nil, domain: String? = nil,
+        instanceId: String? = nil, networkInterfaceId: String? = nil, privateIpAddress: String? = nil,
+        tags: [String: String] = [:]
+    ) {
+        (self.publicIp, self.allocationId, self.associationId, self.domain) = (publicIp, allocationId, associationId, domain)
+        (self.instanceId, self.networkInterfaceId, self.privateIpAddress, self.tags) = (instanceId, networkInterfaceId, privateIpAddress, tags)
+    }
 }
 
 public struct VolumeAttachment: Sendable, Equatable {
@@ -285,6 +360,14 @@ public struct VolumeAttachment: Sendable, Equatable {
     public var state: String?
     public var attachTime: Date?
     public var deleteOnTermination: Bool?
+
+    public init(
+        volumeId: String, instanceId: String? = nil, device: String? = nil, state: String? = nil, attachTime: Date? = nil,
+        deleteOnTermination: Bool? = nil
+    ) {
+        (self.volumeId, self.instanceId, self.device, self.state) = (volumeId, instanceId, device, state)
+        (self.attachTime, self.deleteOnTermination) = (attachTime, deleteOnTermination)
+    }
 }
 
 public struct EC2Volume: Sendable, Equatable {
@@ -300,6 +383,16 @@ public struct EC2Volume: Sendable, Equatable {
     public var createTime: Date?
     public var attachments: [VolumeAttachment]
     public var tags: [String: String]
+
+    public init(
+        volumeId: String, size: Int? = nil, snapshotId: String? = nil, availabilityZone: String? = nil, state: String,
+        volumeType: String? = nil, iops: Int? = nil, encrypted: Bool? = nil, createTime: Date? = nil,
+        attachments: [VolumeAttachment] = [], tags: [String: String] = [:]
+    ) {
+        (self.volumeId, self.size, self.snapshotId, self.availabilityZone, self.state) = (volumeId, size, snapshotId, availabilityZone, state)
+        (self.volumeType, self.iops, self.encrypted, self.createTime) = (volumeType, iops, encrypted, createTime)
+        (self.attachments, self.tags) = (attachments, tags)
+    }
 }
 
 public struct CreateVolumeInput: Sendable, Equatable {

@@ -4,7 +4,8 @@ import Foundation
 /// client's injected clock and sleep. Task cancellation stops them promptly (`CancellationError`).
 /// They end early with ``WaiterError`` (`.failureState`) when the awaited state has become unreachable.
 /// A resource not visible yet (EC2 is eventually consistent right after creation) counts as pending.
-extension EC2Client {
+/// Written over ``EC2Operations``, so every driver (``EC2Client``, the in-memory one) is awaited alike.
+extension EC2Operations {
     /// Until every instance is `running`. Fails if one is shutting down, terminated or stopping.
     @discardableResult
     public func waitUntilRunning(
@@ -41,9 +42,9 @@ extension EC2Client {
     ) async throws -> EC2Image {
         try await waitUntil(
             "image \(imageId) available in \(region)", timeout: timeout, interval: interval,
-            dependencies: aws.dependencies
+            dependencies: dependencies
         ) { () -> WaiterStep<EC2Image> in
-            guard let image = try await visible({ try await describeImages(imageIds: [imageId]).first }) else {
+            guard let image = try await visible({ try await describeImages(imageIds: [imageId], owners: [], filters: []).first }) else {
                 return .pending(state: "not visible yet")
             }
             switch image.state {
@@ -61,9 +62,9 @@ extension EC2Client {
     ) async throws -> EC2Snapshot {
         try await waitUntil(
             "snapshot \(snapshotId) completed in \(region)", timeout: timeout, interval: interval,
-            dependencies: aws.dependencies
+            dependencies: dependencies
         ) { () -> WaiterStep<EC2Snapshot> in
-            guard let snapshot = try await visible({ try await describeSnapshots(snapshotIds: [snapshotId], ownerIds: []).first })
+            guard let snapshot = try await visible({ try await describeSnapshots(snapshotIds: [snapshotId], ownerIds: [], filters: []).first })
             else { return .pending(state: "not visible yet") }
             switch snapshot.state {
             case "completed": return .done(snapshot)
@@ -80,9 +81,9 @@ extension EC2Client {
     ) async throws -> EC2Volume {
         try await waitUntil(
             "volume \(volumeId) available in \(region)", timeout: timeout, interval: interval,
-            dependencies: aws.dependencies
+            dependencies: dependencies
         ) { () -> WaiterStep<EC2Volume> in
-            guard let volume = try await visible({ try await describeVolumes(volumeIds: [volumeId]).first }) else {
+            guard let volume = try await visible({ try await describeVolumes(volumeIds: [volumeId], filters: []).first }) else {
                 return .pending(state: "not visible yet")
             }
             switch volume.state {
@@ -93,14 +94,31 @@ extension EC2Client {
         }
     }
 
+    /// Until `volumeId` is in use by `instanceId` with its attachment `attached`. Fails on `error`.
+    @discardableResult
+    public func waitUntilVolumeAttached(
+        _ volumeId: String, to instanceId: String, timeout: Duration = .seconds(600), interval: Duration = .seconds(10)
+    ) async throws -> EC2Volume {
+        try await waitUntil(
+            "volume \(volumeId) attached to \(instanceId)", timeout: timeout, interval: interval, dependencies: dependencies
+        ) { () -> WaiterStep<EC2Volume> in
+            guard let found = try await describeVolumes(volumeIds: [volumeId], filters: []).first else {
+                return .pending(state: "not visible")
+            }
+            if found.state == "error" { return .failed(state: "error") }
+            let attachment = found.attachments.first { $0.instanceId == instanceId }
+            return attachment?.state == "attached" ? .done(found) : .pending(state: "\(found.state) \(attachment?.state ?? "-")")
+        }
+    }
+
     private func waitForInstances(
         _ instanceIds: [String], target: InstanceStateName, failures: Set<InstanceStateName>, timeout: Duration,
         interval: Duration
     ) async throws -> [EC2Instance] {
         let what = "instance\(instanceIds.count == 1 ? "" : "s") \(instanceIds.joined(separator: ", ")) \(target) in \(region)"
-        return try await waitUntil(what, timeout: timeout, interval: interval, dependencies: aws.dependencies) {
+        return try await waitUntil(what, timeout: timeout, interval: interval, dependencies: dependencies) {
             () -> WaiterStep<[EC2Instance]> in
-            guard let instances = try await visible({ try await describeInstances(instanceIds: instanceIds) }),
+            guard let instances = try await visible({ try await describeInstances(instanceIds: instanceIds, filters: []) }),
                 Set(instances.map(\.instanceId)).isSuperset(of: instanceIds)
             else { return .pending(state: "not visible yet") }
             let summary = instances.map { "\($0.instanceId) \($0.state)" }.joined(separator: ", ")

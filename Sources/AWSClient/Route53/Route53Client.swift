@@ -53,21 +53,6 @@ public struct Route53Client: Sendable {
         return try decode("GetChange", root) { try Self.changeInfo($0["ChangeInfo"]) }
     }
 
-    /// Polls GetChange until `INSYNC` (usually within 60 s), bounded by `timeout`, on the client's
-    /// clock; task cancellation stops it at once.
-    @discardableResult
-    public func waitUntilChangeInsync(
-        _ changeId: String, timeout: Duration = .seconds(300), interval: Duration = .seconds(10)
-    ) async throws -> Route53ChangeInfo {
-        try await waitUntil(
-            "Route 53 change \(Self.bareId(changeId)) INSYNC", timeout: timeout, interval: interval,
-            dependencies: aws.dependencies
-        ) { () -> WaiterStep<Route53ChangeInfo> in
-            let change = try await getChange(changeId)
-            return change.status == .insync ? .done(change) : .pending(state: change.status.rawValue)
-        }
-    }
-
     /// ListResourceRecordSets, every page, starting at `startName` (and `startType`) in Route 53's
     /// order when given.
     public func listResourceRecordSets(
@@ -294,6 +279,10 @@ public struct Route53ChangeInfo: Sendable, Equatable {
     public var status: Route53ChangeStatus
     public var submittedAt: Date?
     public var comment: String?
+
+    public init(id: String, status: Route53ChangeStatus, submittedAt: Date? = nil, comment: String? = nil) {
+        (self.id, self.status, self.submittedAt, self.comment) = (id, status, submittedAt, comment)
+    }
 }
 
 public struct HostedZone: Sendable, Equatable {

@@ -65,25 +65,6 @@ public struct SSMClient: Sendable {
             standardError: output.StandardErrorContent ?? "", executionStart: output.ExecutionStartDateTime?.date,
             executionEnd: output.ExecutionEndDateTime?.date)
     }
-
-    /// Polls GetCommandInvocation until the status is terminal (Success, Failed, TimedOut, Cancelled,
-    /// …), bounded by `timeout`, on the client's clock. A not-yet-registered invocation counts as
-    /// pending. Returns the final invocation whatever its status: check `status.isSuccess`.
-    public func waitUntilCommandFinished(
-        commandId: String, instanceId: String, timeout: Duration = .seconds(600), interval: Duration = .seconds(5)
-    ) async throws -> CommandInvocation {
-        try await waitUntil(
-            "command \(commandId) finished on \(instanceId) in \(region)", timeout: timeout, interval: interval,
-            dependencies: aws.dependencies
-        ) { () -> WaiterStep<CommandInvocation> in
-            do {
-                let invocation = try await getCommandInvocation(commandId: commandId, instanceId: instanceId)
-                return invocation.status.isTerminal ? .done(invocation) : .pending(state: invocation.status.rawValue)
-            } catch SSMError.invocationDoesNotExist {
-                return .pending(state: "invocation not registered yet")
-            }
-        }
-    }
 }
 
 extension SSMClient {
@@ -196,6 +177,14 @@ public struct SSMCommand: Sendable, Equatable {
     public var status: CommandStatus
     public var comment: String?
     public var requestedAt: Date?
+
+    public init(
+        commandId: String, documentName: String, instanceIds: [String], status: CommandStatus, comment: String? = nil,
+        requestedAt: Date? = nil
+    ) {
+        (self.commandId, self.documentName, self.instanceIds, self.status) = (commandId, documentName, instanceIds, status)
+        (self.comment, self.requestedAt) = (comment, requestedAt)
+    }
 }
 
 /// One instance's run of a command (GetCommandInvocation).
@@ -212,6 +201,15 @@ public struct CommandInvocation: Sendable, Equatable {
     public var standardError: String
     public var executionStart: Date?
     public var executionEnd: Date?
+
+    public init(
+        commandId: String, instanceId: String, status: CommandStatus, statusDetails: String? = nil, responseCode: Int? = nil,
+        standardOutput: String = "", standardError: String = "", executionStart: Date? = nil, executionEnd: Date? = nil
+    ) {
+        (self.commandId, self.instanceId, self.status, self.statusDetails) = (commandId, instanceId, status, statusDetails)
+        (self.responseCode, self.standardOutput, self.standardError) = (responseCode, standardOutput, standardError)
+        (self.executionStart, self.executionEnd) = (executionStart, executionEnd)
+    }
 }
 
 /// SSM's JSON shapes, member names as AWS spells them.

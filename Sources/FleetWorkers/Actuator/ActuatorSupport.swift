@@ -35,11 +35,11 @@ public struct SimulatedCrash: Error, Sendable, CustomStringConvertible {
 
 /// Holds a lease on the target's lock: renews it in the background and checks it before each mutation.
 final class LeaseKeeper: Sendable {
-    let locks: RedisLockStore
+    let locks: any LockStore
     let lease: LockLease
     private let lost = Mutex<String?>(nil)
 
-    init(locks: RedisLockStore, lease: LockLease) {
+    init(locks: any LockStore, lease: LockLease) {
         self.locks = locks
         self.lease = lease
     }

@@ -13,7 +13,7 @@ import RedisStore
 /// For each request:
 /// 1. A completed record under `step:<idempotency key>` means the step ran: its outcome is published
 ///    again (same message id) and nothing else happens.
-/// 2. The target's lock (`RedisLockStore`, name = target) is taken; while another actor holds it, the
+/// 2. The target's lock (`LockStore`, name = target) is taken; while another actor holds it, the
 ///    request waits (polling, not spinning) and re-reads the record. The lease is renewed in the
 ///    background and checked (`isHeld`, fencing token) before every AWS mutation.
 /// 3. The record is created, or taken over from an actor that died (its finished sub-steps are
@@ -69,11 +69,11 @@ public final class ActuatorWorker: Sendable {
     }
 
     let options: Options
-    let ec2: EC2Client
-    let route53: Route53Client
-    let ssm: SSMClient?
+    let ec2: any EC2Operations
+    let route53: any Route53Operations
+    let ssm: (any SSMOperations)?
     let http: any HTTPExecuting
-    let locks: RedisLockStore
+    let locks: any LockStore
     let records: StepRecordStore
     let envelopes: EnvelopePublisher
     let config: ActuatorConfig
@@ -82,8 +82,9 @@ public final class ActuatorWorker: Sendable {
 
     /// `ec2` is a client of the home region (others are derived with `withRegion`); `http` makes the
     /// site checks. Without `ssm`, no SSM is used (restart reboots, `ssm` repairs fail, no diagnostics).
-    public init(options: Options, ec2: EC2Client, route53: Route53Client, ssm: SSMClient? = nil, http: any HTTPExecuting,
-                locks: RedisLockStore, records: StepRecordStore, publisher: AMQPPublisher, topology: FleetTopology,
+    public init(options: Options, ec2: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil,
+                http: any HTTPExecuting, locks: any LockStore, records: StepRecordStore, publisher: any MessagePublishing,
+                topology: FleetTopology,
                 config: ActuatorConfig, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
         self.options = options
         self.ec2 = ec2

@@ -20,14 +20,14 @@ public struct DRPreflight: Sendable {
         public init() {}
     }
 
-    let ec2: EC2Client
-    let route53: Route53Client
+    let ec2: any EC2Operations
+    let route53: any Route53Operations
     let config: ActuatorConfig
     let options: Options
     let logger: Logger
     let clock: @Sendable () -> Date
 
-    public init(ec2: EC2Client, route53: Route53Client, config: ActuatorConfig, options: Options = Options(), logger: Logger,
+    public init(ec2: any EC2Operations, route53: any Route53Operations, config: ActuatorConfig, options: Options = Options(), logger: Logger,
                 clock: @escaping @Sendable () -> Date = Date.init) {
         self.ec2 = ec2
         self.route53 = route53
@@ -95,12 +95,12 @@ public struct DRPreflight: Sendable {
         // DR Elastic IP.
         do {
             if let allocation = launch.elasticIpAllocationId {
-                if let address = try await dr.describeAddresses(allocationIds: [allocation]).first {
+                if let address = try await dr.describeAddresses(publicIps: [], allocationIds: [allocation], filters: []).first {
                     report.drAddress = "\(address.publicIp) (\(allocation))"
                 } else {
                     report.problems.append("the configured DR Elastic IP \(allocation) does not exist in \(drRegion)")
                 }
-            } else if let tagged = try await dr.describeAddresses(filters: [.tag(RecoveryTags.drFor, target.name)]).first {
+            } else if let tagged = try await dr.describeAddresses(publicIps: [], allocationIds: [], filters: [.tag(RecoveryTags.drFor, target.name)]).first {
                 report.drAddress = "\(tagged.publicIp) (\(tagged.allocationId ?? "?"), tagged \(RecoveryTags.drFor))"
             } else {
                 report.warnings.append("no DR Elastic IP yet: the fail-over will allocate one (tagged \(RecoveryTags.drFor)=\(target.name)) and its address will be new")
@@ -129,7 +129,7 @@ public struct DRPreflight: Sendable {
         return report
     }
 
-    private func snapshotInfo(_ ec2: EC2Client, _ target: String) async throws -> SnapshotInfo? {
+    private func snapshotInfo(_ ec2: any EC2Operations, _ target: String) async throws -> SnapshotInfo? {
         guard let snapshot = try await StepContext.latestSnapshot(ec2, target: target) else { return nil }
         return SnapshotInfo(snapshotId: snapshot.snapshotId, startTime: snapshot.startTime,
                             ageSeconds: snapshot.startTime.map { clock().timeIntervalSince($0) })
@@ -215,14 +215,14 @@ public struct TargetPreflight: Codable, Sendable, Equatable {
 public struct ScheduledPreflight: Sendable {
     let preflight: DRPreflight
     let catalog: @Sendable () async throws -> [Target]
-    let claims: RedisKeyValueStore
+    let claims: any KeyValueStore
     let envelopes: EnvelopePublisher
     let interval: Duration
     let workerId: String
     let logger: Logger
 
-    public init(preflight: DRPreflight, catalog: @escaping @Sendable () async throws -> [Target], claims: RedisKeyValueStore,
-                publisher: AMQPPublisher, topology: FleetTopology, interval: Duration, workerId: String, logger: Logger) {
+    public init(preflight: DRPreflight, catalog: @escaping @Sendable () async throws -> [Target], claims: any KeyValueStore,
+                publisher: any MessagePublishing, topology: FleetTopology, interval: Duration, workerId: String, logger: Logger) {
         self.preflight = preflight
         self.catalog = catalog
         self.claims = claims

@@ -16,7 +16,6 @@ extension StepContext {
         let oldId = request.instanceId
         let homeRegion = request.region
         let destRegion = failover ? request.destinationRegion : request.region
-        let dest = failover ? destination : home
         if failover && destRegion == homeRegion {
             return .humanNeeded("the fail-over destination \(destRegion) is the region \(oldId) runs in; configure a DR region for \(target)")
         }
@@ -26,209 +25,148 @@ extension StepContext {
             return .humanNeeded(
                 "fail-back from \(homeRegion) to \(destRegion) is not automated (the DR launch settings are for \(drRegion)). Nothing was launched; move \(target) home by hand, e.g. start its stopped original instance there and move the Elastic IP and DNS back")
         }
+        if let end = try await walk(replacementPlan(failover: failover)) { return end }
 
-        // 1. What the original looks like.
-        if !isDone(.inspect) {
-            var spec: LaunchSpec?
-            var allocation = request.elasticIpAllocationId
-            var healthURL = config.healthURL
-            do {
-                if let old = try await describe(home, oldId) {
-                    spec = try await launchSpec(of: old)
-                    if allocation == nil { allocation = try await self.allocation(on: oldId, ec2: home) }
-                    healthURL = old.tags[RecoveryTags.healthURL] ?? healthURL
-                } else if failover {
-                    note("the original instance \(oldId) was not found in \(homeRegion); launching from the DR settings")
-                } else {
-                    return .humanNeeded(
-                        "the original instance \(oldId) was not found in \(homeRegion), so its launch settings (type, subnet, security groups, key, profile) are unknown. Nothing was launched; launch a replacement by hand from the latest snapshot tagged AutoRecovery:Name=\(target)")
-                }
-            } catch let error as AWSError where failover && error.isTransient {
-                note("the primary region \(homeRegion) did not answer (\(error)); launching from the DR settings")
-            }
-            try await finish(.inspect, "original \(oldId): \(spec.map { "\($0.instanceType ?? "?") in \($0.subnetId ?? "default subnet")" } ?? "not readable"); Elastic IP \(allocation ?? "none")") {
-                $0.originalInstanceId = oldId
-                $0.originalRegion = homeRegion
-                $0.allocationId = allocation
-                $0.launch = spec
-                $0.healthURL = healthURL
-            }
-        }
-
-        // 2. The newest completed snapshot in the destination region.
-        if !isDone(.snapshot) {
-            guard let snapshot = try await Self.latestSnapshot(dest, target: target) else {
-                return .humanNeeded(
-                    "no completed snapshot tagged \(RecoveryTags.name)=\(target) in \(destRegion): there is nothing to launch a replacement from, and nothing was launched. "
-                        + (failover ? "Copy a snapshot to \(destRegion) (and tag it) or recover by hand." : "Create a snapshot of the data volume (and tag it) or recover by hand."))
-            }
-            let age = snapshot.startTime.map { " from \(Timestamp.format($0))" } ?? ""
-            try await finish(.snapshot, "newest completed snapshot \(snapshot.snapshotId)\(age) in \(destRegion)") {
-                $0.snapshotId = snapshot.snapshotId
-            }
-        }
-        let snapshotId = record.resources.snapshotId ?? "snap-?"
-
-        // 3. An image of it. The name is derived from the key, so a retry finds the image it registered.
-        if !isDone(.image) {
-            let name = "autorecovery-\(Self.nameSafe(target))-\(try ClientToken.short(key))"
-            var imageId = try await dest.describeImages(owners: ["self"], filters: [EC2Filter("name", [name])]).first?.imageId
-            if imageId == nil {
-                let spec = record.resources.launch
-                let root = spec?.rootDeviceName ?? "/dev/xvda"
-                let input = RegisterImageInput(
-                    name: name, description: "AutoRecovery \(request.step.rawValue) of \(target), \(request.incidentId), from \(snapshotId)",
-                    architecture: spec?.architecture ?? "x86_64", rootDeviceName: root,
-                    blockDeviceMappings: [BlockDeviceMapping(deviceName: root, ebs: EBSBlockDevice(
-                        snapshotId: snapshotId, volumeSize: spec?.rootVolumeSize, volumeType: spec?.rootVolumeType ?? "gp3",
-                        deleteOnTermination: true))],
-                    tags: [RecoveryTags.name: target, RecoveryTags.step: key])
-                let call = PlannedCall("ec2", "RegisterImage", region: destRegion, [
-                    ("Name", name), ("RootDeviceName", root), ("BlockDeviceMapping.1.Ebs.SnapshotId", snapshotId),
-                ])
-                do {
-                    imageId = try await mutate(call, dryRunValue: "ami-dry-run") { try await dest.registerImage(input) }
-                } catch let error as AWSError where error.code == "InvalidAMIName.Duplicate" {
-                    // Registered by an actor that died before recording it.
-                    imageId = try await dest.describeImages(owners: ["self"], filters: [EC2Filter("name", [name])]).first?.imageId
-                    if imageId == nil { throw error }
-                }
-            }
-            try await finish(.image, "image \(imageId!) from \(snapshotId)") { $0.imageId = imageId }
-        }
-        let imageId = record.resources.imageId ?? "ami-?"
-        if !isDone(.imageAvailable) {
-            if !dryRun {
-                try await dest.waitUntilImageAvailable(imageId, timeout: options.imageWaitTimeout, interval: options.waitInterval)
-            }
-            try await finish(.imageAvailable, "image \(imageId) is available")
-        }
-
-        // 4. Launch (once: the client token is derived from the key).
-        if !isDone(.launch) {
-            if pastDeadline && !dryRun {
-                return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the launch; nothing was launched (image \(imageId) is left registered)")
-            }
-            let input: RunInstancesInput
-            switch launchInput(failover: failover, imageId: imageId) {
-            case .success(let i): input = i
-            case .failure(let problem): return .humanNeeded(problem.description)
-            }
-            var parameters: [(String, String)] = [("ImageId", input.imageId), ("InstanceType", input.instanceType)]
-            if let subnet = input.subnetId { parameters.append(("SubnetId", subnet)) }
-            if !input.securityGroupIds.isEmpty { parameters.append(("SecurityGroupId", input.securityGroupIds.joined(separator: " "))) }
-            if let keyName = input.keyName { parameters.append(("KeyName", keyName)) }
-            parameters.append(("ClientToken", input.clientToken ?? ""))
-            let launched = try await mutate(PlannedCall("ec2", "RunInstances", region: destRegion, parameters), dryRunValue: nil as EC2Instance?) {
-                try await dest.runInstance(input)
-            }
-            let newId = launched?.instanceId ?? "i-dry-run"
-            try await finish(.launch, "launched \(newId) in \(destRegion) from \(imageId)") {
-                $0.newInstanceId = newId
-                $0.newRegion = destRegion
-            }
-        }
         let newId = record.resources.newInstanceId ?? "i-?"
-        if !isDone(.running) {
-            var publicIp: String?
-            if !dryRun {
-                let running = try await dest.waitUntilRunning([newId], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
-                publicIp = running.first?.publicIpAddress
-            }
-            try await finish(.running, "\(newId) is running") { $0.publicIp = publicIp }
-        }
-
-        // 5. Traffic: the Elastic IP (the target's, or the DR one), and for fail-over the DNS record.
-        if failover && !isDone(.drAddress) {
-            let (allocation, ip) = try await drAddress()
-            try await finish(.drAddress, "DR Elastic IP \(ip ?? allocation) (\(allocation))") {
-                $0.drAllocationId = allocation
-                $0.drPublicIp = ip
-            }
-        }
-        let moving = failover ? record.resources.drAllocationId : record.resources.allocationId
-        if !isDone(.eip) {
-            if let allocation = moving {
-                let association = try await mutate(
-                    PlannedCall("ec2", "AssociateAddress", region: destRegion,
-                                [("AllocationId", allocation), ("InstanceId", newId), ("AllowReassociation", "true")]),
-                    dryRunValue: "eipassoc-dry-run") {
-                        try await dest.associateAddress(allocationId: allocation, instanceId: newId, allowReassociation: true)
-                    }
-                let ip = dryRun ? nil : try await dest.describeAddresses(allocationIds: [allocation]).first?.publicIp
-                try await finish(.eip, "Elastic IP \(ip ?? allocation) now on \(newId)") {
-                    $0.associationId = association
-                    if let ip { $0.publicIp = ip }
-                    if failover, let ip { $0.drPublicIp = ip }
-                }
-            } else {
-                note("the target has no Elastic IP: traffic reaches \(newId) only if its DNS points at it")
-                try await finish(.eip, "no Elastic IP to move")
-            }
-        }
-        if failover, let zone = config.dr.hostedZoneId, let name = config.dr.recordName {
-            if !isDone(.dns) {
-                let ttl = config.dr.recordTTL ?? 60
-                var address = record.resources.drPublicIp ?? record.resources.publicIp
-                if address == nil && !dryRun { address = try await describe(dest, newId)?.publicIpAddress }
-                guard let address = address ?? (dryRun ? "<DR address>" : nil) else {
-                    return .humanNeeded("the DR instance \(newId) in \(destRegion) has no public address to point \(name) at; point the record by hand")
-                }
-                let change = try await mutate(
-                    PlannedCall("route53", "ChangeResourceRecordSets", region: "global", [
-                        ("HostedZoneId", zone), ("Action", "UPSERT"), ("Name", name), ("Type", "A"), ("TTL", "\(ttl)"), ("Value", address),
-                    ]), dryRunValue: nil as Route53ChangeInfo?) {
-                        try await route53.upsertARecord(hostedZoneId: zone, name: name, addresses: [address], ttl: ttl,
-                                                       comment: "AutoRecovery fail-over of \(target) (\(request.incidentId))")
-                    }
-                try await finish(.dns, "\(name) A \(address) (TTL \(ttl)) submitted") { $0.changeId = change?.id }
-            }
-            if !isDone(.dnsInsync) {
-                if !dryRun, let change = record.resources.changeId {
-                    try await route53.waitUntilChangeInsync(change, timeout: options.dnsWaitTimeout, interval: options.waitInterval)
-                }
-                try await finish(.dnsInsync, "the record change is INSYNC")
-            }
-        } else if failover && !isDone(.dns) {
-            note("no Route 53 record configured for \(target) (dr.hosted_zone_id, dr.record_name): DNS was not changed")
-        }
-
-        // 6. The old instance: tagged and stopped, never terminated.
-        if !isDone(.tagOld) {
-            do {
-                try await mutate(PlannedCall("ec2", "CreateTags", region: homeRegion, [("ResourceId", oldId), ("Tag", "\(RecoveryTags.replacedBy)=\(newId)")])) {
-                    try await home.createTags(resourceIds: [oldId], tags: [RecoveryTags.replacedBy: newId])
-                }
-                try await finish(.tagOld, "\(oldId) tagged \(RecoveryTags.replacedBy)=\(newId)")
-            } catch let error as AWSError where Self.skippable(error, failover: failover) {
-                note("could not tag the old instance \(oldId) in \(homeRegion): \(error). Tag it \(RecoveryTags.replacedBy)=\(newId) by hand")
-                try await finish(.tagOld, "skipped: \(error.code ?? error.kind.description)")
-            }
-        }
-        if !isDone(.stopOld) {
-            do {
-                let state = dryRun ? nil : try await describe(home, oldId)?.state
-                if state == .stopped || state == .stopping || state == .terminated || state == .shuttingDown {
-                    try await finish(.stopOld, "\(oldId) is already \(state!)")
-                } else {
-                    try await mutate(PlannedCall("ec2", "StopInstances", region: homeRegion, [("InstanceId", oldId)])) {
-                        _ = try await home.stopInstances([oldId])
-                    }
-                    try await finish(.stopOld, "StopInstances sent for \(oldId) (kept, not terminated)")
-                }
-            } catch let error as AWSError where Self.skippable(error, failover: failover) {
-                note("could not stop the old instance \(oldId) in \(homeRegion): \(error). It may still be running; stop it (do not terminate it) when the region answers")
-                try await finish(.stopOld, "skipped: \(error.code ?? error.kind.description)")
-            }
-        }
-
         let where_ = failover ? "in the DR region \(destRegion)" : "in \(destRegion)"
         let ip = failover ? record.resources.drPublicIp : record.resources.publicIp
-        var summary = "new instance \(newId) \(where_) launched from \(snapshotId) (image \(imageId))"
+        var summary = "new instance \(newId) \(where_) launched from \(record.resources.snapshotId ?? "snap-?") (image \(record.resources.imageId ?? "ami-?"))"
         summary += ip.map { ", serving on \($0)" } ?? ""
         if failover, let name = config.dr.recordName { summary += ", \(name) points at it" }
         summary += "; the old instance \(oldId) in \(homeRegion) is \(isStoppedOld ? "stopped" : "NOT stopped (see notes)") and tagged \(RecoveryTags.replacedBy), kept as evidence"
         return .succeeded(summary: summary, newInstance: dryRun ? nil : InstanceRef(id: newId, region: destRegion))
+    }
+
+    func replacementPlan(failover: Bool) -> [PlannedSubStep] {
+        let oldId = request.instanceId
+        let homeRegion = request.region
+        let destRegion = failover ? request.destinationRegion : request.region
+        let dest = failover ? destination : home
+        // What earlier sub-steps found, as the record has it.
+        let snapshotId = { [self] in record.resources.snapshotId ?? "snap-?" }
+        let imageId = { [self] in record.resources.imageId ?? "ami-?" }
+        let newId = { [self] in record.resources.newInstanceId ?? "i-?" }
+        let dnsConfigured = { [self] in failover && config.dr.hostedZoneId != nil && config.dr.recordName != nil }
+        return [
+            // 1. What the original looks like.
+            PlannedSubStep(.inspect) { [self] in try await inspectOriginal(failover: failover) },
+            // 2. The newest completed snapshot in the destination region.
+            PlannedSubStep(.snapshot) { [self] in
+                guard let snapshot = try await Self.latestSnapshot(dest, target: target) else {
+                    return .humanNeeded(
+                        "no completed snapshot tagged \(RecoveryTags.name)=\(target) in \(destRegion): there is nothing to launch a replacement from, and nothing was launched. "
+                            + (failover ? "Copy a snapshot to \(destRegion) (and tag it) or recover by hand." : "Create a snapshot of the data volume (and tag it) or recover by hand."))
+                }
+                let age = snapshot.startTime.map { " from \(Timestamp.format($0))" } ?? ""
+                try await finish(.snapshot, "newest completed snapshot \(snapshot.snapshotId)\(age) in \(destRegion)") {
+                    $0.snapshotId = snapshot.snapshotId
+                }
+                return nil
+            },
+            // 3. An image of it. The name is derived from the key, so a retry finds the image it registered.
+            PlannedSubStep(.image) { [self] in
+                let imageId = try await registerImage(dest, from: snapshotId())
+                try await finish(.image, "image \(imageId) from \(snapshotId())") { $0.imageId = imageId }
+                return nil
+            },
+            PlannedSubStep(.imageAvailable) { [self] in
+                if !dryRun {
+                    try await dest.waitUntilImageAvailable(imageId(), timeout: options.imageWaitTimeout, interval: options.waitInterval)
+                }
+                try await finish(.imageAvailable, "image \(imageId()) is available")
+                return nil
+            },
+            // 4. Launch (once: the client token is derived from the key).
+            PlannedSubStep(.launch, compensation: .init(until: .eip) { [self] in try await abandonReplacement() }) { [self] in
+                if pastDeadline && !dryRun {
+                    return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the launch; nothing was launched (image \(imageId()) is left registered)")
+                }
+                let input: RunInstancesInput
+                switch launchInput(failover: failover, imageId: imageId()) {
+                case .success(let i): input = i
+                case .failure(let problem): return .humanNeeded(problem.description)
+                }
+                var parameters: [(String, String)] = [("ImageId", input.imageId), ("InstanceType", input.instanceType)]
+                if let subnet = input.subnetId { parameters.append(("SubnetId", subnet)) }
+                if !input.securityGroupIds.isEmpty { parameters.append(("SecurityGroupId", input.securityGroupIds.joined(separator: " "))) }
+                if let keyName = input.keyName { parameters.append(("KeyName", keyName)) }
+                parameters.append(("ClientToken", input.clientToken ?? ""))
+                let launched = try await mutate(PlannedCall("ec2", "RunInstances", region: destRegion, parameters), dryRunValue: nil as EC2Instance?) {
+                    try await dest.runInstance(input)
+                }
+                let newId = launched?.instanceId ?? "i-dry-run"
+                try await finish(.launch, "launched \(newId) in \(destRegion) from \(imageId())") {
+                    $0.newInstanceId = newId
+                    $0.newRegion = destRegion
+                }
+                return nil
+            },
+            PlannedSubStep(.running) { [self] in
+                var publicIp: String?
+                if !dryRun {
+                    let running = try await dest.waitUntilRunning([newId()], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                    publicIp = running.first?.publicIpAddress
+                }
+                try await finish(.running, "\(newId()) is running") { $0.publicIp = publicIp }
+                return nil
+            },
+            // 5. Traffic: the Elastic IP (the target's, or the DR one), and for fail-over the DNS record.
+            PlannedSubStep(.drAddress, when: { failover }) { [self] in
+                let (allocation, ip) = try await drAddress()
+                try await finish(.drAddress, "DR Elastic IP \(ip ?? allocation) (\(allocation))") {
+                    $0.drAllocationId = allocation
+                    $0.drPublicIp = ip
+                }
+                return nil
+            },
+            PlannedSubStep(.eip) { [self] in
+                try await moveAddress(dest, to: newId(), failover: failover)
+                return nil
+            },
+            PlannedSubStep(.dns, when: dnsConfigured) { [self] in try await pointRecord(dest, at: newId()) },
+            PlannedSubStep(.dnsInsync, when: dnsConfigured) { [self] in
+                if !dryRun, let change = record.resources.changeId {
+                    try await route53.waitUntilChangeInsync(change, timeout: options.dnsWaitTimeout, interval: options.waitInterval)
+                }
+                try await finish(.dnsInsync, "the record change is INSYNC")
+                return nil
+            },
+            // A fail-over without a record to move: said on every walk, nothing recorded.
+            PlannedSubStep(.dns, when: { failover && !dnsConfigured() }) { [self] in
+                note("no Route 53 record configured for \(target) (dr.hosted_zone_id, dr.record_name): DNS was not changed")
+                return nil
+            },
+            // 6. The old instance: tagged and stopped, never terminated.
+            PlannedSubStep(.tagOld) { [self] in
+                do {
+                    try await mutate(PlannedCall("ec2", "CreateTags", region: homeRegion, [("ResourceId", oldId), ("Tag", "\(RecoveryTags.replacedBy)=\(newId())")])) {
+                        try await home.createTags(resourceIds: [oldId], tags: [RecoveryTags.replacedBy: newId()])
+                    }
+                    try await finish(.tagOld, "\(oldId) tagged \(RecoveryTags.replacedBy)=\(newId())")
+                } catch let error as AWSError where Self.skippable(error, failover: failover) {
+                    note("could not tag the old instance \(oldId) in \(homeRegion): \(error). Tag it \(RecoveryTags.replacedBy)=\(newId()) by hand")
+                    try await finish(.tagOld, "skipped: \(error.code ?? error.kind.description)")
+                }
+                return nil
+            },
+            PlannedSubStep(.stopOld) { [self] in
+                do {
+                    let state = dryRun ? nil : try await describe(home, oldId)?.state
+                    if state == .stopped || state == .stopping || state == .terminated || state == .shuttingDown {
+                        try await finish(.stopOld, "\(oldId) is already \(state!)")
+                    } else {
+                        try await mutate(PlannedCall("ec2", "StopInstances", region: homeRegion, [("InstanceId", oldId)])) {
+                            _ = try await home.stopInstances([oldId], force: false, hibernate: nil)
+                        }
+                        try await finish(.stopOld, "StopInstances sent for \(oldId) (kept, not terminated)")
+                    }
+                } catch let error as AWSError where Self.skippable(error, failover: failover) {
+                    note("could not stop the old instance \(oldId) in \(homeRegion): \(error). It may still be running; stop it (do not terminate it) when the region answers")
+                    try await finish(.stopOld, "skipped: \(error.code ?? error.kind.description)")
+                }
+                return nil
+            },
+        ]
     }
 
     private var isStoppedOld: Bool {
@@ -248,14 +186,14 @@ extension StepContext {
         var volumeType: String?
         var volumeSize: Int?
         if let volumeId = old.blockDevices.first(where: { $0.deviceName == root })?.volumeId,
-           let volume = try await home.describeVolumes(volumeIds: [volumeId]).first {
+           let volume = try await home.describeVolumes(volumeIds: [volumeId], filters: []).first {
             volumeType = volume.volumeType
             volumeSize = volume.size
         }
         var architecture = "x86_64"
         if let imageId = old.imageId {
             do {
-                if let image = try await home.describeImages(imageIds: [imageId]).first, let arch = image.architecture {
+                if let image = try await home.describeImages(imageIds: [imageId], owners: [], filters: []).first, let arch = image.architecture {
                     architecture = arch
                 }
             } catch let error as AWSError where error.kind == .clientError {
@@ -306,11 +244,11 @@ extension StepContext {
         let dest = destination
         let region = request.destinationRegion
         if let configured = config.dr.elasticIpAllocationId {
-            let ip = try await dest.describeAddresses(allocationIds: [configured]).first?.publicIp
+            let ip = try await dest.describeAddresses(publicIps: [], allocationIds: [configured], filters: []).first?.publicIp
             return (configured, ip)
         }
         if let recorded = record.resources.drAllocationId { return (recorded, record.resources.drPublicIp) }
-        if let tagged = try await dest.describeAddresses(filters: [.tag(RecoveryTags.drFor, target)])
+        if let tagged = try await dest.describeAddresses(publicIps: [], allocationIds: [], filters: [.tag(RecoveryTags.drFor, target)])
             .first(where: { $0.tags[RecoveryTags.drFor] == target }), let allocation = tagged.allocationId {
             return (allocation, tagged.publicIp)
         }
@@ -333,47 +271,123 @@ extension StepContext {
         return String(String(target.map { allowed.contains($0) ? $0 : "-" }).prefix(80))
     }
 
-    /// After a failed step: an instance it launched but did not put in service is stopped and tagged
-    /// `AutoRecovery=abandoned` (so discovery ignores it); an instance the restart stopped is started
-    /// again. Errors are noted, not thrown (except a lost lease).
-    func compensate() async throws {
-        guard !dryRun, !isDone(.compensated) else { return }
-        if request.repair?.kind == .ebsRepair { return try await compensateEBSRepair() }
-        switch request.step {
-        case .restart:
-            guard isDone(.stop), !isDone(.running) else { return }
-            let id = request.instanceId
-            do {
-                try await mutate(PlannedCall("ec2", "StartInstances", region: request.region, [("InstanceId", id)])) {
-                    _ = try await home.startInstances([id])
-                }
-                note("the restart failed after stopping \(id); StartInstances was sent so it is not left stopped")
-                try await finish(.compensated, "StartInstances sent for \(id)")
-            } catch let lost as LeaseLost {
-                throw lost
-            } catch {
-                note("the restart failed after stopping \(id), and starting it again failed too (\(error)): \(id) is STOPPED")
+    /// The `inspect` sub-step: the original's launch settings, Elastic IP and health URL. A fail-over goes on
+    /// without them when the original is gone or its region does not answer.
+    private func inspectOriginal(failover: Bool) async throws -> StepResult? {
+        let oldId = request.instanceId
+        let homeRegion = request.region
+        var spec: LaunchSpec?
+        var allocation = request.elasticIpAllocationId
+        var healthURL = config.healthURL
+        do {
+            if let old = try await describe(home, oldId) {
+                spec = try await launchSpec(of: old)
+                if allocation == nil { allocation = try await self.allocation(on: oldId, ec2: home) }
+                healthURL = old.tags[RecoveryTags.healthURL] ?? healthURL
+            } else if failover {
+                note("the original instance \(oldId) was not found in \(homeRegion); launching from the DR settings")
+            } else {
+                return .humanNeeded(
+                    "the original instance \(oldId) was not found in \(homeRegion), so its launch settings (type, subnet, security groups, key, profile) are unknown. Nothing was launched; launch a replacement by hand from the latest snapshot tagged AutoRecovery:Name=\(target)")
             }
-        case .reprovision, .failover:
-            guard let newId = record.resources.newInstanceId, isDone(.launch), !isDone(.eip) else { return }
-            let region = record.resources.newRegion ?? request.destinationRegion
-            let ec2 = region == request.region ? home : destination
-            do {
-                try await mutate(PlannedCall("ec2", "CreateTags", region: region, [("ResourceId", newId), ("Tag", "\(RecoveryTags.optIn)=abandoned")])) {
-                    try await ec2.createTags(resourceIds: [newId], tags: [RecoveryTags.optIn: "abandoned", RecoveryTags.abandonedBy: key])
-                }
-                try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", newId)])) {
-                    _ = try await ec2.stopInstances([newId])
-                }
-                note("the step failed after launching \(newId) in \(region): it was stopped and tagged \(RecoveryTags.optIn)=abandoned (not terminated)")
-                try await finish(.compensated, "\(newId) stopped and tagged abandoned")
-            } catch let lost as LeaseLost {
-                throw lost
-            } catch {
-                note("the step failed after launching \(newId) in \(region), and stopping it failed too (\(error)); stop or terminate it by hand")
+        } catch let error as AWSError where failover && error.isTransient {
+            note("the primary region \(homeRegion) did not answer (\(error)); launching from the DR settings")
+        }
+        try await finish(.inspect, "original \(oldId): \(spec.map { "\($0.instanceType ?? "?") in \($0.subnetId ?? "default subnet")" } ?? "not readable"); Elastic IP \(allocation ?? "none")") {
+            recordOriginal(&$0, allocation: allocation, healthURL: healthURL)
+            $0.launch = spec
+        }
+        return nil
+    }
+
+    /// The `image` sub-step's image: the one this step registered (found by its name), else a new one of
+    /// `snapshotId`.
+    private func registerImage(_ dest: any EC2Operations, from snapshotId: String) async throws -> String {
+        let name = "autorecovery-\(Self.nameSafe(target))-\(try ClientToken.short(key))"
+        if let found = try await dest.describeImages(imageIds: [], owners: ["self"], filters: [EC2Filter("name", [name])]).first?.imageId {
+            return found
+        }
+        let spec = record.resources.launch
+        let root = spec?.rootDeviceName ?? "/dev/xvda"
+        let input = RegisterImageInput(
+            name: name, description: "AutoRecovery \(request.step.rawValue) of \(target), \(request.incidentId), from \(snapshotId)",
+            architecture: spec?.architecture ?? "x86_64", rootDeviceName: root,
+            blockDeviceMappings: [BlockDeviceMapping(deviceName: root, ebs: EBSBlockDevice(
+                snapshotId: snapshotId, volumeSize: spec?.rootVolumeSize, volumeType: spec?.rootVolumeType ?? "gp3",
+                deleteOnTermination: true))],
+            tags: [RecoveryTags.name: target, RecoveryTags.step: key])
+        let call = PlannedCall("ec2", "RegisterImage", region: dest.region, [
+            ("Name", name), ("RootDeviceName", root), ("BlockDeviceMapping.1.Ebs.SnapshotId", snapshotId),
+        ])
+        do {
+            return try await mutate(call, dryRunValue: "ami-dry-run") { try await dest.registerImage(input) }
+        } catch let error as AWSError where error.code == "InvalidAMIName.Duplicate" {
+            // Registered by an actor that died before recording it.
+            guard let found = try await dest.describeImages(imageIds: [], owners: ["self"], filters: [EC2Filter("name", [name])]).first?.imageId
+            else { throw error }
+            return found
+        }
+    }
+
+    /// The `eip` sub-step: the target's Elastic IP (fail-over: the DR one) moves to the replacement.
+    private func moveAddress(_ dest: any EC2Operations, to newId: String, failover: Bool) async throws {
+        guard let allocation = failover ? record.resources.drAllocationId : record.resources.allocationId else {
+            note("the target has no Elastic IP: traffic reaches \(newId) only if its DNS points at it")
+            return try await finish(.eip, "no Elastic IP to move")
+        }
+        let association = try await mutate(
+            PlannedCall("ec2", "AssociateAddress", region: dest.region,
+                        [("AllocationId", allocation), ("InstanceId", newId), ("AllowReassociation", "true")]),
+            dryRunValue: "eipassoc-dry-run") {
+                try await dest.associateAddress(allocationId: allocation, instanceId: newId, allowReassociation: true)
             }
-        case .notifyOnly:
-            return
+        let ip = dryRun ? nil : try await dest.describeAddresses(publicIps: [], allocationIds: [allocation], filters: []).first?.publicIp
+        try await finish(.eip, "Elastic IP \(ip ?? allocation) now on \(newId)") {
+            $0.associationId = association
+            if let ip { $0.publicIp = ip }
+            if failover, let ip { $0.drPublicIp = ip }
+        }
+    }
+
+    /// The `dns` sub-step of a fail-over: the configured A record points at the DR address.
+    private func pointRecord(_ dest: any EC2Operations, at newId: String) async throws -> StepResult? {
+        guard let zone = config.dr.hostedZoneId, let name = config.dr.recordName else { return nil }
+        let ttl = config.dr.recordTTL ?? 60
+        var address = record.resources.drPublicIp ?? record.resources.publicIp
+        if address == nil && !dryRun { address = try await describe(dest, newId)?.publicIpAddress }
+        guard let address = address ?? (dryRun ? "<DR address>" : nil) else {
+            return .humanNeeded("the DR instance \(newId) in \(dest.region) has no public address to point \(name) at; point the record by hand")
+        }
+        let change = try await mutate(
+            PlannedCall("route53", "ChangeResourceRecordSets", region: "global", [
+                ("HostedZoneId", zone), ("Action", "UPSERT"), ("Name", name), ("Type", "A"), ("TTL", "\(ttl)"), ("Value", address),
+            ]), dryRunValue: nil as Route53ChangeInfo?) {
+                try await route53.upsertARecord(hostedZoneId: zone, name: name, addresses: [address], ttl: ttl,
+                                               comment: "AutoRecovery fail-over of \(target) (\(request.incidentId))")
+            }
+        try await finish(.dns, "\(name) A \(address) (TTL \(ttl)) submitted") { $0.changeId = change?.id }
+        return nil
+    }
+
+    /// The re-provision's and fail-over's compensation: an instance the step launched but did not put in
+    /// service is stopped and tagged `AutoRecovery=abandoned` (so discovery ignores it), not terminated.
+    private func abandonReplacement() async throws {
+        guard let newId = record.resources.newInstanceId else { return }
+        let region = record.resources.newRegion ?? request.destinationRegion
+        let ec2 = region == request.region ? home : destination
+        do {
+            try await mutate(PlannedCall("ec2", "CreateTags", region: region, [("ResourceId", newId), ("Tag", "\(RecoveryTags.optIn)=abandoned")])) {
+                try await ec2.createTags(resourceIds: [newId], tags: [RecoveryTags.optIn: "abandoned", RecoveryTags.abandonedBy: key])
+            }
+            try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", newId)])) {
+                _ = try await ec2.stopInstances([newId], force: false, hibernate: nil)
+            }
+            note("the step failed after launching \(newId) in \(region): it was stopped and tagged \(RecoveryTags.optIn)=abandoned (not terminated)")
+            try await finish(.compensated, "\(newId) stopped and tagged abandoned")
+        } catch let lost as LeaseLost {
+            throw lost
+        } catch {
+            note("the step failed after launching \(newId) in \(region), and stopping it failed too (\(error)); stop or terminate it by hand")
         }
     }
 }

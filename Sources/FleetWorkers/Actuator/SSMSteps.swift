@@ -141,7 +141,7 @@ extension StepContext {
     /// The restart step's SSM attempt (targets with `ssm_restart`): restart-services, verify-health, then
     /// the actuator's own check. Succeeded: the restart is done without a reboot. Nil: go on with the reboot
     /// (sub-step `ssm_fallback` records why).
-    func ssmRestart(_ ec2: EC2Client, _ id: String) async throws -> StepResult? {
+    func ssmRestart(_ ec2: any EC2Operations, _ id: String) async throws -> StepResult? {
         guard config.ssm.restart, !isDone(.ssmFallback) else { return nil }
         let services = config.ssm.services.joined(separator: " ")
         let succeeded = StepResult.succeeded(
@@ -195,55 +195,62 @@ extension StepContext {
     /// Runs one of the fleet's documents on the instance. Succeeded when it exits 0; failed otherwise
     /// (also when SSM cannot reach the instance).
     func runSSMRepair(document: String, parameters: [String: [String]]) async throws -> StepResult {
-        let id = request.instanceId
         guard document.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
             return .failed("'\(document)' is not a document name")
         }
-        var parameters = parameters
-        if !isDone(.ssmCommand) {
-            if pastDeadline && !dryRun {
-                // An actor that died after SendCommand left the command id: the command was sent, so its
-                // result is fetched once and reported, not "nothing was done".
-                if let commandId = record.resources.commandIds?[document] {
-                    return try await lateSSMRepairResult(document: document, commandId: commandId)
-                }
-                return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the command was sent; nothing was done")
-            }
-            // The decision's predicted repairs send restart-services without parameters: the units are the
-            // target's ssm_services (the document has no default for them, so SSM would refuse it).
-            if document == "restart-services", (parameters["services"] ?? []).joined().trimmingCharacters(in: .whitespaces).isEmpty {
-                if config.ssm.services.isEmpty && record.resources.commandIds?[document] == nil {
-                    return .failed("restart-services needs the units to restart and the request names none: set ssm_services for \(target); nothing was sent")
-                }
-                parameters["services"] = [config.ssm.services.joined(separator: " ")]
-            }
-            // Wait up to the document's own run limit (at least SSM_COMMAND_TIMEOUT), cut at the deadline;
-            // runDocument passes the wait as executionTimeout, so the command ends when the wait does.
-            let limit = max(options.ssmCommandTimeout, .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
-            switch try await runDocument(document, parameters: parameters, timeout: dryRun ? limit : min(limit, remaining)) {
-            case .unavailable(let why): return .failed(why)
-            case .failed(let why): return .failed(why)
-            case .planned:
-                try await finish(.ssmCommand, "dry run")
-                return .succeeded(summary: "dry run", newInstance: nil)
-            case .finished(let invocation):
-                let text = Self.describe(invocation)
-                note("\(documentName(document)) on \(id): \(text)")
-                try await finish(.ssmCommand, "\(documentName(document)) \(invocation.commandId): \(text)") {
-                    $0.commandSucceeded = invocation.status.isSuccess
-                }
-                if !invocation.status.isSuccess {
-                    return .failed("\(documentName(document)) on \(id) ended \(text)")
-                }
-                return .succeeded(summary: "\(documentName(document)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
-            }
-        }
+        if let end = try await walk(ssmRepairPlan(document: document, parameters: parameters)) { return end }
         // Resumed after the command's result was recorded: the record holds it.
         let last = record.notes.last { $0.contains(documentName(document)) } ?? documentName(document)
         if record.resources.commandSucceeded == true {
             return .succeeded(summary: last, newInstance: nil)
         }
         return .failed(last)
+    }
+
+    /// The `ssm` repair: one sub-step, the document's run, whose result ends the step.
+    func ssmRepairPlan(document: String, parameters: [String: [String]]) -> [PlannedSubStep] {
+        let id = request.instanceId
+        return [
+            PlannedSubStep(.ssmCommand) { [self] in
+                var parameters = parameters
+                if pastDeadline && !dryRun {
+                    // An actor that died after SendCommand left the command id: the command was sent, so its
+                    // result is fetched once and reported, not "nothing was done".
+                    if let commandId = record.resources.commandIds?[document] {
+                        return try await lateSSMRepairResult(document: document, commandId: commandId)
+                    }
+                    return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the command was sent; nothing was done")
+                }
+                // The decision's predicted repairs send restart-services without parameters: the units are the
+                // target's ssm_services (the document has no default for them, so SSM would refuse it).
+                if document == "restart-services", (parameters["services"] ?? []).joined().trimmingCharacters(in: .whitespaces).isEmpty {
+                    if config.ssm.services.isEmpty && record.resources.commandIds?[document] == nil {
+                        return .failed("restart-services needs the units to restart and the request names none: set ssm_services for \(target); nothing was sent")
+                    }
+                    parameters["services"] = [config.ssm.services.joined(separator: " ")]
+                }
+                // Wait up to the document's own run limit (at least SSM_COMMAND_TIMEOUT), cut at the deadline;
+                // runDocument passes the wait as executionTimeout, so the command ends when the wait does.
+                let limit = max(options.ssmCommandTimeout, .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
+                switch try await runDocument(document, parameters: parameters, timeout: dryRun ? limit : min(limit, remaining)) {
+                case .unavailable(let why): return .failed(why)
+                case .failed(let why): return .failed(why)
+                case .planned:
+                    try await finish(.ssmCommand, "dry run")
+                    return .succeeded(summary: "dry run", newInstance: nil)
+                case .finished(let invocation):
+                    let text = Self.describe(invocation)
+                    note("\(documentName(document)) on \(id): \(text)")
+                    try await finish(.ssmCommand, "\(documentName(document)) \(invocation.commandId): \(text)") {
+                        $0.commandSucceeded = invocation.status.isSuccess
+                    }
+                    if !invocation.status.isSuccess {
+                        return .failed("\(documentName(document)) on \(id) ended \(text)")
+                    }
+                    return .succeeded(summary: "\(documentName(document)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
+                }
+            },
+        ]
     }
 
     /// Resumed after the deadline, with the command of an actor that died already sent: one
@@ -255,7 +262,7 @@ extension StepContext {
         guard let ssm else { return .failed("\(late); the actuator has no SSM client to read its result") }
         let invocation: CommandInvocation
         do {
-            invocation = try await ssm.getCommandInvocation(commandId: commandId, instanceId: id)
+            invocation = try await ssm.getCommandInvocation(commandId: commandId, instanceId: id, pluginName: nil)
         } catch let error as SSMError {
             return .failed("\(late); its result cannot be read: \(error)")
         } catch let error as AWSError {

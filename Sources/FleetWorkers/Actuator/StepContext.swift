@@ -34,7 +34,8 @@ enum StepResult: Sendable {
 ///   records the call instead of making it;
 /// - `finish` appends the sub-step to the record and stores it (fenced compare-and-set) before the
 ///   step goes on, publishes a progress event, and calls the test fault hook;
-/// - sub-steps already in `record.done` are skipped, so a resumed step never repeats finished work.
+/// - each step is a plan, an ordered list of `PlannedSubStep`s (SubStepPlan.swift), walked by `walk`,
+///   which skips the sub-steps already in `record.done`, so a resumed step never repeats finished work.
 ///
 /// Confined to the task that runs the step.
 final class StepContext {
@@ -45,11 +46,11 @@ final class StepContext {
     let envelopes: EnvelopePublisher
     let options: ActuatorWorker.Options
     let config: ActuatorTargetConfig
-    let home: EC2Client
-    let destination: EC2Client
-    let route53: Route53Client
+    let home: any EC2Operations
+    let destination: any EC2Operations
+    let route53: any Route53Operations
     /// SSM in the request's region; nil when the actuator has no SSM client (then no SSM is used).
-    let ssm: SSMClient?
+    let ssm: (any SSMOperations)?
     /// The instance-config table, for quarantine's flag; nil without INSTANCE_CONFIG_TABLE.
     let table: TargetConfigTable?
     let http: any HTTPExecuting
@@ -59,8 +60,8 @@ final class StepContext {
     var ssmUnavailable: String?
 
     init(request: ActionRequest, record: StepRecord, records: StepRecordStore, keeper: LeaseKeeper,
-         envelopes: EnvelopePublisher, options: ActuatorWorker.Options, config: ActuatorTargetConfig, home: EC2Client,
-         destination: EC2Client, route53: Route53Client, ssm: SSMClient? = nil, table: TargetConfigTable? = nil,
+         envelopes: EnvelopePublisher, options: ActuatorWorker.Options, config: ActuatorTargetConfig, home: any EC2Operations,
+         destination: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil, table: TargetConfigTable? = nil,
          http: any HTTPExecuting, logger: Logger, clock: @escaping @Sendable () -> Date) {
         self.request = request
         self.record = record
@@ -194,23 +195,31 @@ final class StepContext {
 
     // MARK: Shared look-ups
 
-    func describe(_ ec2: EC2Client, _ id: String) async throws -> EC2Instance? {
+    func describe(_ ec2: any EC2Operations, _ id: String) async throws -> EC2Instance? {
         do {
-            return try await ec2.describeInstances(instanceIds: [id]).first
+            return try await ec2.describeInstances(instanceIds: [id], filters: []).first
         } catch let error as AWSError where error.code == "InvalidInstanceID.NotFound" || error.code == "InvalidInstanceID.Malformed" {
             return nil
         }
     }
 
+    /// What every step's `inspect` records about the original instance.
+    func recordOriginal(_ resources: inout StepResources, allocation: String?, healthURL: String?) {
+        resources.originalInstanceId = request.instanceId
+        resources.originalRegion = request.region
+        resources.allocationId = allocation
+        resources.healthURL = healthURL
+    }
+
     /// The Elastic IP allocation of the target: the request's, else the one on the instance.
-    func allocation(on instanceId: String, ec2: EC2Client) async throws -> String? {
+    func allocation(on instanceId: String, ec2: any EC2Operations) async throws -> String? {
         if let given = request.elasticIpAllocationId { return given }
-        return try await ec2.describeAddresses(filters: [EC2Filter("instance-id", [instanceId])]).first?.allocationId
+        return try await ec2.describeAddresses(publicIps: [], allocationIds: [], filters: [EC2Filter("instance-id", [instanceId])]).first?.allocationId
     }
 
     /// The newest completed snapshot tagged `AutoRecovery:Name=<target>` that this account owns.
-    static func latestSnapshot(_ ec2: EC2Client, target: String) async throws -> EC2Snapshot? {
-        try await ec2.describeSnapshots(ownerIds: ["self"], filters: [.tag(RecoveryTags.name, target), EC2Filter("status", ["completed"])])
+    static func latestSnapshot(_ ec2: any EC2Operations, target: String) async throws -> EC2Snapshot? {
+        try await ec2.describeSnapshots(snapshotIds: [], ownerIds: ["self"], filters: [.tag(RecoveryTags.name, target), EC2Filter("status", ["completed"])])
             .filter { $0.state == "completed" && $0.tags[RecoveryTags.name] == target }
             .max { ($0.startTime ?? .distantPast, $0.snapshotId) < ($1.startTime ?? .distantPast, $1.snapshotId) }
     }
@@ -218,9 +227,9 @@ final class StepContext {
     // MARK: Health
 
     /// Both status checks ok and, when the target has a health URL, a healthy answer from it.
-    func healthy(_ ec2: EC2Client, _ id: String) async -> (ok: Bool, detail: String) {
+    func healthy(_ ec2: any EC2Operations, _ id: String) async -> (ok: Bool, detail: String) {
         do {
-            guard let status = try await ec2.describeInstanceStatus(instanceIds: [id]).first else {
+            guard let status = try await ec2.describeInstanceStatus(instanceIds: [id], filters: []).first else {
                 return (false, "no status for \(id)")
             }
             guard status.state == .running else { return (false, "instance is \(status.state)") }
@@ -246,7 +255,7 @@ final class StepContext {
     }
 
     /// Polls `healthy` until it is, or `timeout` has passed (at least one check).
-    func waitHealthy(_ ec2: EC2Client, _ id: String, timeout: Duration) async throws -> (ok: Bool, detail: String) {
+    func waitHealthy(_ ec2: any EC2Operations, _ id: String, timeout: Duration) async throws -> (ok: Bool, detail: String) {
         let end = ContinuousClock.now + timeout
         while true {
             let result = await healthy(ec2, id)

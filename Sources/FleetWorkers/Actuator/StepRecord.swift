@@ -150,7 +150,7 @@ public struct LaunchSpec: Codable, Sendable, Equatable {
     }
 }
 
-/// One step's progress, stored in Redis (`RedisStateStore` key `step:<idempotency key>`), written after
+/// One step's progress, stored under `step:<idempotency key>` (in Redis, a `RedisStateStore` key), written after
 /// every sub-step under the actor's fencing token. See docs/actuator.md.
 public struct StepRecord: Codable, Sendable, Equatable {
     public enum Status: String, Codable, Sendable {
@@ -248,15 +248,30 @@ public struct LeaseLost: Error, Sendable, CustomStringConvertible {
     public var description: String { "lease lost: \(reason)" }
 }
 
-/// Step records in Redis, written with compare-and-set and a fencing check: a record written by an actor
-/// with a larger fencing token is never overwritten by one with a smaller token, so a stale actor's late
-/// write cannot undo a successor's progress.
+/// Step records on a `VersionedStore` (Redis: `RedisStateStore`; tests: `MemoryVersionedStore`), written
+/// with compare-and-set and a fencing check: a record written by an actor with a larger fencing token is
+/// never overwritten by one with a smaller token, so a stale actor's late write cannot undo a successor's
+/// progress.
 public struct StepRecordStore: Sendable {
-    public let states: RedisStateStore
+    public let states: any VersionedStore
+    /// Makes a stored key expire after a while; nil keeps completed records (a store without expiry).
+    let expire: (@Sendable (_ key: String, _ after: Duration) async throws -> Void)?
     /// A completed record is kept this long (a redelivered request within it republishes the outcome).
     public var completedRetention: Duration = .seconds(30 * 86_400)
 
-    public init(states: RedisStateStore) { self.states = states }
+    /// Records on any versioned store; `expire` (if given) is called for a completed record's key.
+    public init(states: any VersionedStore, expire: (@Sendable (_ key: String, _ after: Duration) async throws -> Void)? = nil) {
+        self.states = states
+        self.expire = expire
+    }
+
+    /// Records in Redis; a completed one expires after `completedRetention`.
+    public init(states: RedisStateStore) {
+        self.init(states: states, expire: { key, after in
+            _ = try await states.client.command(
+                ["EXPIRE", "\(states.keyspace.prefix)state:\(key)", String(max(1, after.components.seconds))], idempotent: true)
+        })
+    }
 
     static func key(_ idempotencyKey: String) -> String { "step:\(idempotencyKey)" }
 
@@ -287,10 +302,8 @@ public struct StepRecordStore: Sendable {
                 }
             }
             if try await states.compareAndSet(key, expectedVersion: stored?.version ?? 0, data: record.encoded()) != nil {
-                if record.status == .completed {
-                    let seconds = max(1, completedRetention.components.seconds)
-                    _ = try? await states.client.command(
-                        ["EXPIRE", "\(states.keyspace.prefix)state:\(key)", String(seconds)], idempotent: true)
+                if record.status == .completed, let expire {
+                    try? await expire(key, completedRetention)
                 }
                 return
             }
