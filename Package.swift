@@ -42,92 +42,150 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]),
 
         // MARK: Swift wrappers over the C libraries
-        .target(name: "AMQPTransport", dependencies: [
-            "CRabbitMQ", .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "RedisStore", dependencies: [
-            "CHiredis", "RecoveryCore", .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "HTTPTransport", dependencies: [
-            "CCurl", .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "AMQPTransport",
+            dependencies: [
+                "CRabbitMQ", .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "RedisStore",
+            dependencies: [
+                "CHiredis", "RecoveryCore", .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "HTTPTransport",
+            dependencies: [
+                "CCurl", .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(name: "FleetCrypto", dependencies: ["CCrypto"]),
 
         // MARK: AWS
-        .target(name: "AWSClient", dependencies: [
-            "FleetCrypto", "HTTPTransport", .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "AWSClient",
+            dependencies: [
+                "FleetCrypto", "HTTPTransport", .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // MARK: Pure core
         .target(name: "RecoveryCore"),
 
         // MARK: Runtime shared by the workers: topology, message harness
-        .target(name: "FleetRuntime", dependencies: [
-            "AMQPTransport", "RecoveryCore",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        .target(
+            name: "FleetRuntime",
+            dependencies: [
+                "AMQPTransport", "RecoveryCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
 
         // MARK: Test support: in-memory drivers of the ports, a clock a test moves (docs/architecture.md)
-        .target(name: "FleetTestSupport", dependencies: ["FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore"]),
+        .target(
+            name: "FleetTestSupport",
+            dependencies: ["FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore"]),
 
         // MARK: Workers: the logic of each executable, testable in-process
-        .target(name: "FleetWorkers", dependencies: [
-            "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore", "FleetCrypto",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        .target(
+            name: "FleetWorkers",
+            dependencies: [
+                "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore",
+                "FleetCrypto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
 
         // MARK: The operator CLI's logic (recoveryctl), testable in-process
-        .target(name: "FleetControl", dependencies: [
-            "FleetWorkers", "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient", "RecoveryCore",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .target(
+            name: "FleetControl",
+            dependencies: [
+                "FleetWorkers", "FleetRuntime", "AMQPTransport", "RedisStore", "HTTPTransport", "AWSClient",
+                "RecoveryCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         // MARK: Executables (wiring only)
         .executableTarget(name: "recoveryctl", dependencies: ["FleetControl"]),
-        .executableTarget(name: "probe", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "decision", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "actuator", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", "RecoveryCore", .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "recorder", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "predictor", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "notifier", dependencies: ["FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "probe",
+            dependencies: [
+                "FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "decision",
+            dependencies: [
+                "FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore",
+                "RecoveryCore", .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "actuator",
+            dependencies: [
+                "FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore",
+                "RecoveryCore", .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "recorder",
+            dependencies: [
+                "FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "predictor",
+            dependencies: [
+                "FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "notifier",
+            dependencies: [
+                "FleetWorkers", "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RedisStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // MARK: Benchmarks (see docs/benchmarks.md)
-        .executableTarget(name: "fleet-bench", dependencies: [
-            "AMQPTransport", "HTTPTransport", "RecoveryCore", "FleetWorkers", "FleetRuntime", "RedisStore", "AWSClient",
-            .product(name: "Logging", package: "swift-log"),
-        ], path: "Benchmarks/fleet-bench"),
+        .executableTarget(
+            name: "fleet-bench",
+            dependencies: [
+                "AMQPTransport", "HTTPTransport", "RecoveryCore", "FleetWorkers", "FleetRuntime", "RedisStore",
+                "AWSClient",
+                .product(name: "Logging", package: "swift-log"),
+            ], path: "Benchmarks/fleet-bench"),
         // The predictor's backtest: the generator and scorer are a library so the unit tests hold the model to its figures.
         .target(name: "PredictionBacktest", dependencies: ["RecoveryCore"], path: "Benchmarks/PredictionBacktest"),
-        .executableTarget(name: "prediction-backtest", dependencies: ["PredictionBacktest", "RecoveryCore"],
-                          path: "Benchmarks/prediction-backtest"),
+        .executableTarget(
+            name: "prediction-backtest", dependencies: ["PredictionBacktest", "RecoveryCore"],
+            path: "Benchmarks/prediction-backtest"),
 
         // MARK: Tests
         .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore", "PredictionBacktest"]),
-        .testTarget(name: "FleetRuntimeTests", dependencies: [
-            "FleetRuntime", "FleetTestSupport", "AMQPTransport", "RecoveryCore", "HTTPTransport",
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "InMemoryLogging", package: "swift-log"),
-            .product(name: "MetricsTestKit", package: "swift-metrics"),
-        ]),
+        .testTarget(
+            name: "FleetRuntimeTests",
+            dependencies: [
+                "FleetRuntime", "FleetTestSupport", "AMQPTransport", "RecoveryCore", "HTTPTransport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]),
         .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
-        .testTarget(name: "FleetWorkersTests", dependencies: [
-            "FleetWorkers", "FleetTestSupport", "FleetControl",
-            .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"), "FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
-            .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
-            .product(name: "InMemoryLogging", package: "swift-log"),
-        ]),
+        .testTarget(
+            name: "FleetWorkersTests",
+            dependencies: [
+                "FleetWorkers", "FleetTestSupport", "FleetControl",
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"), "FleetRuntime",
+                "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]),
         .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
         .testTarget(
-            name: "AWSClientTests", dependencies: [
+            name: "AWSClientTests",
+            dependencies: [
                 "AWSClient", "HTTPTransport", "FleetCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),

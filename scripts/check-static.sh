@@ -23,7 +23,10 @@ for f in compose/prometheus.yml compose/grafana/provisioning/*/*.yml; do "$py" -
 echo "check: compose/docker-compose.yml is valid, also with --profile observability and the Redis TLS profiles ($("$dc" version --short))"
 
 # Every setting offered to operators must be read somewhere (or be consumed by the compose file itself).
-read_by_code=$(grep -rhoE '((string|required|seconds|int|double|list)\(|(environment|env|values)\[)"[A-Z][A-Z0-9_]+"' Sources | grep -oE '"[A-Z][A-Z0-9_]+"' | tr -d '"' | sort -u)
+# (Lines joined first: swift-format may put a long call's argument on the next line.)
+read_by_code=$(find Sources -name '*.swift' -exec cat {} + | tr '\n' ' ' \
+  | grep -oE '((string|required|seconds|int|double|list)\( *|(environment|env|values)\[)"[A-Z][A-Z0-9_]+"' \
+  | grep -oE '"[A-Z][A-Z0-9_]+"' | tr -d '"' | sort -u)
 aws_standard="AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE"
 compose_only="RABBITMQ_ADMIN_USER RABBITMQ_ADMIN_PASSWORD REDIS_ADMIN_PASSWORD REDIS_PROBE_PASSWORD REDIS_PREDICTOR_PASSWORD REDIS_DECISION_PASSWORD REDIS_ACTUATOR_PASSWORD REDIS_NOTIFIER_PASSWORD REDIS_OPERATOR_PASSWORD REDIS_HOST GRAFANA_ADMIN_PASSWORD PROBE_REPLICAS DECISION_REPLICAS ACTUATOR_REPLICAS NOTIFIER_REPLICAS RECORDER_REPLICAS PREDICTOR_REPLICAS"
 missing=0
@@ -59,4 +62,18 @@ else
 fi
 "$py" scripts/check-aws-policy.py "$template" || missing=1
 "$py" scripts/check-dashboard-metrics.py compose/grafana/*.json || missing=1
+
+# The house format (.swift-format: 4 spaces, 120 columns), with the toolchain's own swift-format. Fix with
+# `swift format -i -r Sources Tests Benchmarks Package.swift`.
+if swift format lint --strict -r --parallel Sources Tests Benchmarks Package.swift; then
+  echo "check: every Swift file is formatted as .swift-format says ($(swift format --version))"
+else
+  echo "check: swift format lint failed; run: swift format -i -r Sources Tests Benchmarks Package.swift"; missing=1
+fi
+
+# No Swift file in Sources over 500 lines (docs/architecture.md).
+while read -r lines file; do
+  [ "$file" = total ] && continue
+  if [ "$lines" -gt 500 ]; then echo "check: $file has $lines lines, more than 500: split it"; missing=1; fi
+done < <(find Sources -name '*.swift' -print0 | xargs -0 wc -l)
 exit "$missing"

@@ -58,7 +58,8 @@ public struct Backtest: Sendable {
         for hour in scenario.evalFrom..<scenario.evalTo {
             let now = scenario.time(hour + 1)
             evaluations += 1
-            for p in predictor.predict(scenario.history(through: hour), now: now) where p.confidence >= threshold && alarms[p.kind] == nil {
+            for p in predictor.predict(scenario.history(through: hour), now: now)
+            where p.confidence >= threshold && alarms[p.kind] == nil {
                 alarms[p.kind] = hour
             }
         }
@@ -93,8 +94,9 @@ public struct Backtest: Sendable {
                 }
             }
         }
-        return Report(kinds: PredictionKind.allCases.map { results[$0]! }, scenarios: scenarios.count, evaluations: evaluations,
-                      falseAlarmsByShape: falseAlarms)
+        return Report(
+            kinds: PredictionKind.allCases.map { results[$0]! }, scenarios: scenarios.count, evaluations: evaluations,
+            falseAlarmsByShape: falseAlarms)
     }
 }
 
@@ -103,13 +105,19 @@ extension Backtest.Report {
     public var table: String {
         func pct(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "n/a" }
         func hours(_ v: Double?) -> String { v.map { String(format: "%.1f h", $0) } ?? "n/a" }
-        var lines = ["| kind | labelled | alarms | true pos. | precision | recall | median lead (delay for anomalies) |",
-                     "|---|---|---|---|---|---|---|"]
+        var lines = [
+            "| kind | labelled | alarms | true pos. | precision | recall | median lead (delay for anomalies) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for k in kinds {
             let lead = k.isAnomaly ? k.medianLead.map { "delay " + hours($0) } ?? "n/a" : hours(k.medianLead)
-            lines.append("| \(k.kind.rawValue) | \(k.labelled) | \(k.alarmed) | \(k.truePositives) | \(pct(k.precision)) | \(pct(k.recall)) | \(lead) |")
+            lines.append(
+                "| \(k.kind.rawValue) | \(k.labelled) | \(k.alarmed) | \(k.truePositives) | \(pct(k.precision)) | \(pct(k.recall)) | \(lead) |"
+            )
         }
-        lines.append("| **overall** | \(labelled) | \(alarmed) | \(truePositives) | \(pct(precision)) | \(pct(recall)) | \(hours(medianLead)) (lead kinds) |")
+        lines.append(
+            "| **overall** | \(labelled) | \(alarmed) | \(truePositives) | \(pct(precision)) | \(pct(recall)) | \(hours(medianLead)) (lead kinds) |"
+        )
         return lines.joined(separator: "\n")
     }
 }

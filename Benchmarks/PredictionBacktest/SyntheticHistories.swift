@@ -84,7 +84,9 @@ public struct Scenario: Sendable {
         for (metric, series) in values {
             var points: [MetricPoint] = []
             points.reserveCapacity(hour + 1)
-            for h in 0...min(hour, series.count - 1) where !series[h].isNaN { points.append(MetricPoint(time: time(h), value: series[h])) }
+            for h in 0...min(hour, series.count - 1) where !series[h].isNaN {
+                points.append(MetricPoint(time: time(h), value: series[h]))
+            }
             history[metric] = points
         }
         return history
@@ -98,7 +100,9 @@ public struct ScenarioGenerator {
     /// 2026-01-05T00:00:00Z, a whole UTC hour (so hour-of-day is hour mod 24).
     public static let origin = Date(timeIntervalSince1970: 1_767_571_200)
 
-    public static func generate(seed: UInt64, perShape: Int, shapes: [Scenario.Shape] = Scenario.Shape.allCases) -> [Scenario] {
+    public static func generate(seed: UInt64, perShape: Int, shapes: [Scenario.Shape] = Scenario.Shape.allCases)
+        -> [Scenario]
+    {
         var rng = SplitMix64(seed: seed)
         var out: [Scenario] = []
         for shape in shapes {
@@ -112,30 +116,38 @@ public struct ScenarioGenerator {
     static func make(_ shape: Scenario.Shape, index: Int, rng: inout SplitMix64) -> Scenario {
         let n = hours
         // The healthy baseline every scenario starts from.
-        let cpuBase = rng.uniform(5, 35), cpuAmp = rng.uniform(3, 15), phase = rng.uniform(0, 24)
+        let cpuBase = rng.uniform(5, 35)
+        let cpuAmp = rng.uniform(3, 15)
+        let phase = rng.uniform(0, 24)
         var cpu = (0..<n).map { h in min(100, max(0, cpuBase + cpuAmp * daily(h, phase: phase) + 2.5 * rng.normal())) }
-        let netBase = rng.uniform(1e6, 5e7), outRatio = rng.uniform(0.8, 3)
+        let netBase = rng.uniform(1e6, 5e7)
+        let outRatio = rng.uniform(0.8, 3)
         var netIn = (0..<n).map { h in netBase * (1 + 0.6 * daily(h, phase: phase)) * exp(0.12 * rng.normal()) }
         var netOut = netIn.map { $0 * outRatio * exp(0.12 * rng.normal()) }
         var status = [Double](repeating: 0, count: n)
         let burstable = shape == .creditExhaustion || rng.chance(0.5)
-        let creditMax = rng.uniform(144, 576), creditLevel = creditMax * rng.uniform(0.6, 0.95)
+        let creditMax = rng.uniform(144, 576)
+        let creditLevel = creditMax * rng.uniform(0.6, 0.95)
         var credits = (0..<n).map { h in
-            burstable ? max(0, min(creditMax, creditLevel + 0.05 * creditMax * daily(h, phase: phase) + rng.normal())) : .nan
+            burstable
+                ? max(0, min(creditMax, creditLevel + 0.05 * creditMax * daily(h, phase: phase) + rng.normal())) : .nan
         }
         let memBase = rng.uniform(25, 65)
         var memory = (0..<n).map { h in min(100, max(0, memBase + 2 * daily(h, phase: phase) + rng.normal())) }
         let diskBase = rng.uniform(20, 70)
         var disk = (0..<n).map { h in min(100, max(0, diskBase + 0.003 * Double(h) + 0.2 * rng.normal())) }
 
-        var s = Scenario(shape: shape, index: index, origin: origin, hours: n, values: [:], evalFrom: warmUp, evalTo: n,
-                         validFrom: 0, validTo: 0, eventHour: 0)
+        var s = Scenario(
+            shape: shape, index: index, origin: origin, hours: n, values: [:], evalFrom: warmUp, evalTo: n,
+            validFrom: 0, validTo: 0, eventHour: 0)
         // The hour of day where the daily curve is lowest (sin at -1): phase + 18.
         let trough = (Int(phase.rounded()) + 18) % 24
         switch shape {
         case .diskFilling:
-            let start = rng.int(140, 250), full = rng.int(max(start + 24, 200), 330)
-            let rate = (100 - diskBase) / Double(full - start), noise = rng.uniform(0.2, 1.5)
+            let start = rng.int(140, 250)
+            let full = rng.int(max(start + 24, 200), 330)
+            let rate = (100 - diskBase) / Double(full - start)
+            let noise = rng.uniform(0.2, 1.5)
             // Half fill smoothly, half in steps (a log written in bursts every 6 hours).
             let steps = rng.chance(0.5)
             for h in start..<n {
@@ -143,39 +155,58 @@ public struct ScenarioGenerator {
                 disk[h] = min(100, max(0, diskBase + rate * elapsed + noise * rng.normal()))
             }
             for h in full..<n { disk[h] = 100 }
-            s.validFrom = start; s.validTo = full; s.eventHour = full; s.evalTo = full
+            s.validFrom = start
+            s.validTo = full
+            s.eventHour = full
+            s.evalTo = full
         case .memoryLeak:
-            let start = rng.int(120, 250), full = rng.int(max(start + 36, 200), 330)
+            let start = rng.int(120, 250)
+            let full = rng.int(max(start + 36, 200), 330)
             if rng.chance(0.5) {  // an earlier restart that already cleared an elevated level once
                 let restart = rng.int(start - 60, start - 10)
                 for h in max(0, restart - 48)..<restart { memory[h] = min(100, memBase + 20 + rng.normal()) }
             }
-            let rate = (100 - memBase) / Double(full - start), noise = rng.uniform(0.5, 3)
-            for h in start..<n { memory[h] = min(100, max(0, memBase + rate * Double(h - start) + noise * rng.normal())) }
+            let rate = (100 - memBase) / Double(full - start)
+            let noise = rng.uniform(0.5, 3)
+            for h in start..<n {
+                memory[h] = min(100, max(0, memBase + rate * Double(h - start) + noise * rng.normal()))
+            }
             for h in full..<n { memory[h] = 100 }
-            s.validFrom = start; s.validTo = full; s.eventHour = full; s.evalTo = full
+            s.validFrom = start
+            s.validTo = full
+            s.eventHour = full
+            s.evalTo = full
         case .cpuOffHourSpike:
-            let day = rng.int(8, 12), length = rng.int(2, 4)
+            let day = rng.int(8, 12)
+            let length = rng.int(2, 4)
             let start = day * 24 + (trough + rng.int(-2, 2) + 24) % 24
             let peak = rng.uniform(70, 100)
             for h in start..<(start + length) { cpu[h] = min(100, peak + 2 * rng.normal()) }
-            s.validFrom = start; s.validTo = start + length; s.eventHour = start
+            s.validFrom = start
+            s.validTo = start + length
+            s.eventHour = start
         case .networkSurge:
-            let day = rng.int(8, 12), length = rng.int(2, 3)
+            let day = rng.int(8, 12)
+            let length = rng.int(2, 3)
             let start = day * 24 + (trough + rng.int(-2, 2) + 24) % 24
             let factor = rng.uniform(3, 12)
             for h in start..<(start + length) {
                 if index % 2 == 0 { netIn[h] *= factor } else { netOut[h] *= factor }
             }
-            s.validFrom = start; s.validTo = start + length; s.eventHour = start
+            s.validFrom = start
+            s.validTo = start + length
+            s.eventHour = start
         case .networkDrop:
-            let day = rng.int(8, 12), length = rng.int(3, 6)
+            let day = rng.int(8, 12)
+            let length = rng.int(3, 6)
             let start = day * 24 + rng.int(0, 23)
             for h in start..<(start + length) {
                 netIn[h] *= rng.uniform(0.01, 0.05)
                 netOut[h] *= rng.uniform(0.01, 0.05)
             }
-            s.validFrom = start; s.validTo = start + length; s.eventHour = start
+            s.validFrom = start
+            s.validTo = start + length
+            s.eventHour = start
         case .flappingStatusChecks:
             var h = rng.int(180, 260)
             s.validFrom = h
@@ -187,14 +218,19 @@ public struct ScenarioGenerator {
             s.validTo = s.episodeStarts.last ?? n
             s.eventHour = s.validFrom
         case .creditExhaustion:
-            let start = rng.int(120, 220), empty = rng.int(max(start + 48, 200), 330)
+            let start = rng.int(120, 220)
+            let empty = rng.int(max(start + 48, 200), 330)
             let level0 = credits[start].isNaN ? creditLevel : credits[start]
             let rate = level0 / Double(empty - start)
             for h in start..<n {
-                credits[h] = max(0, level0 - rate * Double(h - start) + 0.04 * creditMax * daily(h, phase: phase) + rng.normal())
+                credits[h] = max(
+                    0, level0 - rate * Double(h - start) + 0.04 * creditMax * daily(h, phase: phase) + rng.normal())
             }
             for h in empty..<n { credits[h] = 0 }
-            s.validFrom = start; s.validTo = empty; s.eventHour = empty; s.evalTo = empty
+            s.validFrom = start
+            s.validTo = empty
+            s.eventHour = empty
+            s.evalTo = empty
         case .healthyNoise:
             // Now and then an isolated failed status check, or two far apart: not a pattern.
             // (Three or more in a week is what the model calls recurring, so "healthy" has at most two.)
@@ -206,11 +242,14 @@ public struct ScenarioGenerator {
                 status[min(n - 1, a + rng.int(100, 200))] = 1
             }
         case .emptyDiskDrift:
-            let base = rng.uniform(3, 15), drift = rng.uniform(0.02, 0.08)
+            let base = rng.uniform(3, 15)
+            let drift = rng.uniform(0.02, 0.08)
             disk = (0..<n).map { h in base + drift * Double(h) + 0.2 * rng.normal() }
         case .hourNormalSpikes:
             // A nightly batch job: CPU near 100 % and a backup's outbound traffic, every day at the same hour.
-            let hour = rng.int(0, 23), length = rng.int(1, 2), factor = rng.uniform(6, 10)
+            let hour = rng.int(0, 23)
+            let length = rng.int(1, 2)
+            let factor = rng.uniform(6, 10)
             for day in 0..<(n / 24) {
                 for h in (day * 24 + hour)..<min(n, day * 24 + hour + length) {
                     cpu[h] = min(100, rng.uniform(88, 99))
@@ -222,15 +261,22 @@ public struct ScenarioGenerator {
             disk = (0..<n).map { _ in min(100, level + 0.3 * rng.normal()) }
         case .memorySawtooth:
             // A service restarted every night: memory climbs all day, then drops back.
-            let low = rng.uniform(30, 40), high = rng.uniform(70, 80), hour = rng.int(0, 23)
+            let low = rng.uniform(30, 40)
+            let high = rng.uniform(70, 80)
+            let hour = rng.int(0, 23)
             memory = (0..<n).map { h in
                 let sinceRestart = Double((h - hour + 24 * 100) % 24)
                 return min(100, low + (high - low) * sinceRestart / 23 + rng.normal())
             }
         }
-        if shape.label == nil { s.validFrom = 0; s.validTo = 0 }
-        s.values = [.cpu: cpu, .networkIn: netIn, .networkOut: netOut, .statusCheckFailed: status, .cpuCreditBalance: credits,
-                    .memory: memory, .disk: disk]
+        if shape.label == nil {
+            s.validFrom = 0
+            s.validTo = 0
+        }
+        s.values = [
+            .cpu: cpu, .networkIn: netIn, .networkOut: netOut, .statusCheckFailed: status, .cpuCreditBalance: credits,
+            .memory: memory, .disk: disk,
+        ]
         return s
     }
 }

@@ -7,7 +7,7 @@ import Foundation
 /// The figure is N divided by the time from the first publish to the last ack.
 func runAMQPBenchmark(_ options: BenchOptions) async {
     guard let urlString = options.string("url") ?? ProcessInfo.processInfo.environment["AMQP_URL"],
-          let url = try? AMQPURL(urlString)
+        let url = try? AMQPURL(urlString)
     else {
         print("amqp: set AMQP_URL or pass --url")
         exit(2)
@@ -36,8 +36,9 @@ func runAMQPBenchmark(_ options: BenchOptions) async {
             for i in 0..<count {
                 if i >= window { try await group.next() }
                 group.addTask {
-                    try await publisher.publish(OutgoingMessage(
-                        exchange: "", routingKey: queue, body: body, properties: AMQPProperties(messageId: "\(i)")))
+                    try await publisher.publish(
+                        OutgoingMessage(
+                            exchange: "", routingKey: queue, body: body, properties: AMQPProperties(messageId: "\(i)")))
                 }
             }
             try await group.waitForAll()
@@ -50,9 +51,13 @@ func runAMQPBenchmark(_ options: BenchOptions) async {
     let n = await consumed
     let end = ContinuousClock.now
     let seconds = Double((end - start).components.attoseconds) / 1e18 + Double((end - start).components.seconds)
-    let publishSeconds = Double((published - start).components.attoseconds) / 1e18 + Double((published - start).components.seconds)
-    print(String(format: "amqp swift: %d messages (256 B, quorum queue, window %d): publish+confirm %.0f msg/s; publish+confirm+consume+ack %.0f msg/s",
-                 n, window, Double(count) / publishSeconds, Double(n) / seconds))
+    let publishSeconds =
+        Double((published - start).components.attoseconds) / 1e18 + Double((published - start).components.seconds)
+    print(
+        String(
+            format:
+                "amqp swift: %d messages (256 B, quorum queue, window %d): publish+confirm %.0f msg/s; publish+confirm+consume+ack %.0f msg/s",
+            n, window, Double(count) / publishSeconds, Double(n) / seconds))
     await consumer.shutdown()
     await publisher.shutdown()
     let admin = AMQPAdmin(configuration: config)

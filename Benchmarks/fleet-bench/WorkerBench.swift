@@ -21,16 +21,18 @@ func percentile(_ values: [Double], _ p: Double) -> Double {
 /// Resident set size of this process, in MiB (from /proc/self/status).
 func rssMiB() -> Double {
     guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
+    else { return .nan }
     return kb / 1024
 }
 
 func syntheticTargets(_ count: Int, url: String, settings: TargetSettings = TargetSettings()) -> [Target] {
     (0..<count).map { i in
-        Target(identity: TargetIdentity(name: "bench-\(i)", homeRegion: "us-east-1", drRegion: "us-west-2"),
-               instance: InstanceRef(id: String(format: "i-%017x", i), region: "us-east-1"), instanceState: "running",
-               healthURL: url, settings: settings)
+        Target(
+            identity: TargetIdentity(name: "bench-\(i)", homeRegion: "us-east-1", drRegion: "us-west-2"),
+            instance: InstanceRef(id: String(format: "i-%017x", i), region: "us-east-1"), instanceState: "running",
+            healthURL: url, settings: settings)
     }
 }
 
@@ -43,8 +45,10 @@ struct BenchServices {
 
     init(_ options: BenchOptions) {
         let env = ProcessInfo.processInfo.environment
-        guard let amqp = options.string("amqp") ?? env["AMQP_URL"], let redis = options.string("redis") ?? env["REDIS_URL"],
-              let amqpURL = try? AMQPURL(amqp), let redisURL = try? RedisURL(redis) else {
+        guard let amqp = options.string("amqp") ?? env["AMQP_URL"],
+            let redis = options.string("redis") ?? env["REDIS_URL"],
+            let amqpURL = try? AMQPURL(amqp), let redisURL = try? RedisURL(redis)
+        else {
             print("set AMQP_URL and REDIS_URL")
             exit(2)
         }
@@ -66,7 +70,10 @@ struct BenchServices {
 /// Probe capacity: every target checked once (fresh connection each, as probes do) and the result
 /// published with confirms, `--targets` of them against `--url` (a local nginx).
 func runProbeBenchmark(_ options: BenchOptions) async {
-    guard let url = options.string("url") else { print("probe: pass --url of a local server"); exit(2) }
+    guard let url = options.string("url") else {
+        print("probe: pass --url of a local server")
+        exit(2)
+    }
     let count = options.int("targets", default: 10_000)
     let services = BenchServices(options)
     LoggingSystem.bootstrap { _ in SwiftLogNoOpLogHandler() }
@@ -77,16 +84,26 @@ func runProbeBenchmark(_ options: BenchOptions) async {
     var probeOptions = ProbeWorker.Options(proberId: "bench")
     probeOptions.maxInFlight = options.int("concurrency", default: 200)
     let targets = syntheticTargets(count, url: url)
-    let worker = ProbeWorker(options: probeOptions, discover: { targets }, http: http, ec2: EC2Client(AWSClient(region: "us-east-1", credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDBENCH", secretAccessKey: "unused")), http: http, environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:9"])),
-                             claims: RedisKeyValueStore(client: redis, keyspace: services.keyspace), publisher: publisher,
-                             topology: services.topology, logger: Logger(label: "bench"))
+    let worker = ProbeWorker(
+        options: probeOptions, discover: { targets }, http: http,
+        ec2: EC2Client(
+            AWSClient(
+                region: "us-east-1",
+                credentials: StaticCredentialProvider(
+                    AWSCredentials(accessKeyId: "AKIDBENCH", secretAccessKey: "unused")), http: http,
+                environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:9"])),
+        claims: RedisKeyValueStore(client: redis, keyspace: services.keyspace), publisher: publisher,
+        topology: services.topology, logger: Logger(label: "bench"))
     // Warm-up round (connections to the broker, first allocations), then the measured one.
     await worker.checkAll(Array(targets.prefix(200)))
     let start = ContinuousClock.now
     await worker.checkAll(targets)
     let elapsed = seconds(ContinuousClock.now - start)
-    print(String(format: "probe: %d targets checked (fresh connection each) and published with confirms in %.2f s: %.0f probes/s; RSS idle %.1f MiB, after %d targets %.1f MiB",
-                 count, elapsed, Double(count) / elapsed, rssIdle, count, rssMiB()))
+    print(
+        String(
+            format:
+                "probe: %d targets checked (fresh connection each) and published with confirms in %.2f s: %.0f probes/s; RSS idle %.1f MiB, after %d targets %.1f MiB",
+            count, elapsed, Double(count) / elapsed, rssIdle, count, rssMiB()))
     await publisher.shutdown()
     http.shutdown()
     await redis.close()
@@ -104,8 +121,9 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
 
     // (1) Pure.
     var machines = (0..<targets).map {
-        EscalationMachine(identity: TargetIdentity(name: "t\($0)", homeRegion: "us-east-1"),
-                          instance: InstanceRef(id: "i-\($0)", region: "us-east-1"), settings: settings)
+        EscalationMachine(
+            identity: TargetIdentity(name: "t\($0)", homeRegion: "us-east-1"),
+            instance: InstanceRef(id: "i-\($0)", region: "us-east-1"), settings: settings)
     }
     let now = Date()
     var actions = 0
@@ -114,11 +132,17 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
         let t = i % targets
         // Mostly healthy traffic with an outage now and then, as a fleet sees it.
         let healthy = !(7..<10).contains((i / targets) % 20)  // three failed rounds in twenty: an outage
-        actions += machines[t].handle(.probe(id: "e\(i)", ProbeResult(prober: "p", healthy: healthy)),
-                                      now: now.addingTimeInterval(Double(i) / 1000), brakeEngaged: false).count
+        actions +=
+            machines[t].handle(
+                .probe(id: "e\(i)", ProbeResult(prober: "p", healthy: healthy)),
+                now: now.addingTimeInterval(Double(i) / 1000), brakeEngaged: false
+            ).count
     }
     let pure = seconds(ContinuousClock.now - pureStart)
-    print(String(format: "decision pure: %d events over %d targets in %.2f s: %.0f events/s (%d actions)", events, targets, pure, Double(events) / pure, actions))
+    print(
+        String(
+            format: "decision pure: %d events over %d targets in %.2f s: %.0f events/s (%d actions)", events, targets,
+            pure, Double(events) / pure, actions))
 
     // (2) Through the worker with Redis and the broker.
     let services = BenchServices(options)
@@ -141,8 +165,9 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
                 while i < workerEvents {
                     let t = i % targets
                     let healthy = !(7..<10).contains((i / targets) % 20)  // three failed rounds in twenty: an outage
-                    let envelope = Envelope(type: .observation, id: "w\(i)", target: "bench-\(t)", instanceId: String(format: "i-%017x", t),
-                                            occurredAt: Date(), body: ProbeResult(prober: "p", healthy: healthy))
+                    let envelope = Envelope(
+                        type: .observation, id: "w\(i)", target: "bench-\(t)", instanceId: String(format: "i-%017x", t),
+                        occurredAt: Date(), body: ProbeResult(prober: "p", healthy: healthy))
                     try? await decision.handle(.probe(envelope), verifiedUser: nil)
                     i += concurrency
                 }
@@ -150,8 +175,11 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
         }
     }
     let elapsed = seconds(ContinuousClock.now - start)
-    print(String(format: "decision worker: %d events over %d targets, %d in parallel, in %.2f s: %.0f events/s (Redis CAS per event); RSS %.1f MiB",
-                 workerEvents, targets, concurrency, elapsed, Double(workerEvents) / elapsed, rssMiB()))
+    print(
+        String(
+            format:
+                "decision worker: %d events over %d targets, %d in parallel, in %.2f s: %.0f events/s (Redis CAS per event); RSS %.1f MiB",
+            workerEvents, targets, concurrency, elapsed, Double(workerEvents) / elapsed, rssMiB()))
     await publisher.shutdown()
     await redis.close()
     await services.cleanUp()
@@ -179,19 +207,26 @@ func runPipelineBenchmark(_ options: BenchOptions) async {
         schedule: RedisSchedule(client: redis, keyspace: services.keyspace, name: "decision"), publisher: publisher,
         topology: topology, catalog: { synthetic }, defaultRegion: "us-east-1", logger: Logger(label: "bench"))
     try! await decision.refreshCatalog()
-    let observations = AMQPConsumer(configuration: services.amqp, topology: topology.amqp, queue: topology.observationsQueue, prefetch: 64)
-    let loop = MessageWorker(consumer: observations, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "bench"),
-                             logger: Logger(label: "bench"), senders: nil, decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
+    let observations = AMQPConsumer(
+        configuration: services.amqp, topology: topology.amqp, queue: topology.observationsQueue, prefetch: 64)
+    let loop = MessageWorker(
+        consumer: observations,
+        deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "bench"),
+        logger: Logger(label: "bench"), senders: nil, decode: DecisionWorker.decodeObservationQueue,
+        handler: decision.handle)
     let running = Task { await loop.run() }
     let ticker = Task { await decision.runTicker() }
-    let requests = AMQPConsumer(configuration: services.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue, prefetch: 256)
+    let requests = AMQPConsumer(
+        configuration: services.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue, prefetch: 256)
     let sentAt = SentTimes()
     let received = Task { () -> [Double] in
         var latencies: [Double] = []
         for await delivery in requests.deliveries {
             let now = ContinuousClock.now
-            if let envelope = try? EnvelopeCodec.decode(delivery.body, as: ActionRequest.self, expecting: .actionRequest),
-               let sent = await sentAt.get(envelope.body.target) {
+            if let envelope = try? EnvelopeCodec.decode(
+                delivery.body, as: ActionRequest.self, expecting: .actionRequest),
+                let sent = await sentAt.get(envelope.body.target)
+            {
                 latencies.append(seconds(now - sent) * 1000)
             }
             await requests.ack(delivery)
@@ -201,19 +236,25 @@ func runPipelineBenchmark(_ options: BenchOptions) async {
     }
     for (i, target) in synthetic.enumerated() {
         for n in 1...3 {
-            let envelope = Envelope(type: .observation, id: "p\(i)-\(n)", target: target.name, instanceId: target.instance.id,
-                                    occurredAt: Date(), body: ProbeResult(prober: "bench", healthy: false))
+            let envelope = Envelope(
+                type: .observation, id: "p\(i)-\(n)", target: target.name, instanceId: target.instance.id,
+                occurredAt: Date(), body: ProbeResult(prober: "bench", healthy: false))
             if n == 3 { await sentAt.set(target.name, ContinuousClock.now) }
-            try! await publisher.publish(OutgoingMessage(
-                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.observation, target: target.name),
-                body: try! EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: envelope.id)))
+            try! await publisher.publish(
+                OutgoingMessage(
+                    exchange: topology.exchange,
+                    routingKey: FleetTopology.routingKey(.observation, target: target.name),
+                    body: try! EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: envelope.id)))
         }
         // Paced, so the figure is the pipeline's latency rather than a queue building up.
         try? await Task.sleep(for: .milliseconds(20))
     }
     let latencies = await received.value
-    print(String(format: "pipeline: %d outages, Nth failed observation -> action request on the actuator queue: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
-                 latencies.count, percentile(latencies, 0.5), percentile(latencies, 0.99), latencies.max() ?? .nan))
+    print(
+        String(
+            format:
+                "pipeline: %d outages, Nth failed observation -> action request on the actuator queue: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+            latencies.count, percentile(latencies, 0.5), percentile(latencies, 0.99), latencies.max() ?? .nan))
     ticker.cancel()
     await observations.shutdown()
     await running.value

@@ -22,6 +22,10 @@ let started = ContinuousClock.now
 let scenarios = ScenarioGenerator.generate(seed: seed, perShape: perShape)
 let report = Backtest(threshold: threshold).run(scenarios)
 let elapsed = ContinuousClock.now - started
-print("prediction backtest: seed \(seed), \(perShape) scenarios per shape × \(Scenario.Shape.allCases.count) shapes = \(report.scenarios) histories, \(report.evaluations) hourly evaluations, threshold \(threshold), \(elapsed)")
+print(
+    "prediction backtest: seed \(seed), \(perShape) scenarios per shape × \(Scenario.Shape.allCases.count) shapes = \(report.scenarios) histories, \(report.evaluations) hourly evaluations, threshold \(threshold), \(elapsed)"
+)
 print(report.table)
-print("false alarms by shape: \(report.falseAlarmsByShape.isEmpty ? "none" : report.falseAlarmsByShape.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+print(
+    "false alarms by shape: \(report.falseAlarmsByShape.isEmpty ? "none" : report.falseAlarmsByShape.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+)

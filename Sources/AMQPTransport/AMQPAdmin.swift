@@ -14,11 +14,15 @@ public final class AMQPAdmin: @unchecked Sendable {
         self.configuration = configuration
     }
 
-    private func run<R: Sendable>(_ body: @escaping @Sendable (AMQPConnectionHandle) throws(AMQPError) -> R) async throws(AMQPError) -> R {
+    private func run<R: Sendable>(_ body: @escaping @Sendable (AMQPConnectionHandle) throws(AMQPError) -> R)
+        async throws(AMQPError) -> R
+    {
         let result: Result<R, AMQPError> = await withCheckedContinuation { continuation in
             queue.async {
                 do throws(AMQPError) {
-                    if self.handle == nil { self.handle = try AMQPConnectionHandle.connect(configuration: self.configuration) }
+                    if self.handle == nil {
+                        self.handle = try AMQPConnectionHandle.connect(configuration: self.configuration)
+                    }
                     let handle = self.handle!
                     do throws(AMQPError) {
                         continuation.resume(returning: .success(try body(handle)))

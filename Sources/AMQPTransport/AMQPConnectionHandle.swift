@@ -2,7 +2,7 @@ internal import CRabbitMQ
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Settings shared by publishers and consumers.
@@ -98,7 +98,9 @@ final class AMQPConnectionHandle {
         return handle
     }
 
-    private static func openAndLogin(_ state: amqp_connection_state_t, _ configuration: AMQPConfiguration) throws(AMQPError) {
+    private static func openAndLogin(_ state: amqp_connection_state_t, _ configuration: AMQPConfiguration)
+        throws(AMQPError)
+    {
         let url = configuration.url
         let socket: OpaquePointer?
         if url.tls {
@@ -126,8 +128,10 @@ final class AMQPConnectionHandle {
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError.connectionFailed(host: url.host, port: url.port, reason: statusString(status))
         }
-        let reply = try withTable(["connection_name": .string(configuration.connectionName),
-                                   "product": "ec2-recovery-fleet"]) { properties in
+        let reply = try withTable([
+            "connection_name": .string(configuration.connectionName),
+            "product": "ec2-recovery-fleet",
+        ]) { properties in
             withUnsafePointer(to: properties) { props in
                 cshim_amqp_login_plain_with_properties(
                     state, url.vhost, 0, 131_072, Int32(configuration.heartbeat), props, url.user, url.password)
@@ -138,7 +142,8 @@ final class AMQPConnectionHandle {
         switch error {
         case .brokerClosed(let code, let text, _) where code == 403 || code == 530:
             throw AMQPError.loginRefused(user: url.user, vhost: url.vhost, reason: text)
-        case .library(let status, _, _) where status == AMQP_STATUS_SOCKET_CLOSED.rawValue
+        case .library(let status, _, _)
+        where status == AMQP_STATUS_SOCKET_CLOSED.rawValue
             || status == AMQP_STATUS_CONNECTION_CLOSED.rawValue:
             // RabbitMQ closes the socket on a failed PLAIN login before it sends a close reason.
             throw AMQPError.loginRefused(
@@ -218,13 +223,17 @@ final class AMQPConnectionHandle {
     }
 
     /// A passive declare of something missing says who creates it, instead of a bare 404.
-    private func checkDeclared(_ reply: amqp_rpc_reply_t, _ what: String, _ name: String, passive: Bool) throws(AMQPError) {
+    private func checkDeclared(_ reply: amqp_rpc_reply_t, _ what: String, _ name: String, passive: Bool)
+        throws(AMQPError)
+    {
         do {
             try check(reply, passive ? "checking that \(what) \(name) exists" : "declaring \(what) \(name)")
         } catch {
             if passive, case .brokerClosed(404, _, _) = error {
                 throw AMQPError.brokerClosed(
-                    code: 404, text: "\(what) '\(name)' does not exist; the deployment creates the fleet's topology (recoveryctl topology apply --identities, docs/deployment.md)",
+                    code: 404,
+                    text:
+                        "\(what) '\(name)' does not exist; the deployment creates the fleet's topology (recoveryctl topology apply --identities, docs/deployment.md)",
                     context: "checking the topology")
             }
             throw error
@@ -370,7 +379,8 @@ final class AMQPConnectionHandle {
             return .publisherNack(tag: nack.delivery_tag, multiple: nack.multiple != 0)
         case AMQP_BASIC_RETURN_METHOD:
             let ret = decoded!.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
-            let exchange = Self.string(ret.exchange), key = Self.string(ret.routing_key)
+            let exchange = Self.string(ret.exchange)
+            let key = Self.string(ret.routing_key)
             let text = Self.string(ret.reply_text)
             var message = amqp_message_t()
             let reply = amqp_read_message(state, frame.channel, &message, 0)
@@ -385,11 +395,13 @@ final class AMQPConnectionHandle {
         case AMQP_CHANNEL_CLOSE_METHOD:
             let close = decoded!.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
             open = false
-            throw AMQPError.brokerClosed(code: Int(close.reply_code), text: Self.string(close.reply_text), context: "channel")
+            throw AMQPError.brokerClosed(
+                code: Int(close.reply_code), text: Self.string(close.reply_text), context: "channel")
         case AMQP_CONNECTION_CLOSE_METHOD:
             let close = decoded!.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             open = false
-            throw AMQPError.brokerClosed(code: Int(close.reply_code), text: Self.string(close.reply_text), context: "connection")
+            throw AMQPError.brokerClosed(
+                code: Int(close.reply_code), text: Self.string(close.reply_text), context: "connection")
         default:
             return .heartbeatOrOther
         }

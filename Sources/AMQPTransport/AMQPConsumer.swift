@@ -80,8 +80,10 @@ final class ConsumerState: Sendable {
         await withCheckedContinuation { continuation in
             let accepted = shared.withLock { s -> Bool in
                 guard !s.finished else { return false }
-                s.commands.append(Command(tag: delivery.deliveryTag, generation: delivery.generation,
-                                          settlement: settlement, continuation: continuation))
+                s.commands.append(
+                    Command(
+                        tag: delivery.deliveryTag, generation: delivery.generation,
+                        settlement: settlement, continuation: continuation))
                 return true
             }
             if accepted { wakeup.signal() } else { continuation.resume(returning: false) }
@@ -116,8 +118,10 @@ final class ConsumerLoop: @unchecked Sendable {
     private var backoff: Backoff
     private var random = SystemRandomNumberGenerator()
 
-    init(configuration: AMQPConfiguration, topology: AMQPTopology, queue: String, prefetch: UInt16,
-         state: ConsumerState, output: AsyncStream<AMQPDelivery>.Continuation, logger: Logger) {
+    init(
+        configuration: AMQPConfiguration, topology: AMQPTopology, queue: String, prefetch: UInt16,
+        state: ConsumerState, output: AsyncStream<AMQPDelivery>.Continuation, logger: Logger
+    ) {
         self.configuration = configuration
         self.topology = topology
         self.queue = queue
@@ -170,7 +174,8 @@ final class ConsumerLoop: @unchecked Sendable {
                         }
                         continue
                     case .event(.consumerCancelled):
-                        throw AMQPError.brokerClosed(code: 0, text: "the broker cancelled the consumer", context: "consuming \(queue)")
+                        throw AMQPError.brokerClosed(
+                            code: 0, text: "the broker cancelled the consumer", context: "consuming \(queue)")
                     case .event:
                         continue
                     case .nothing:
@@ -231,15 +236,17 @@ final class ConsumerLoop: @unchecked Sendable {
             logger.info("AMQP consumer subscribed", metadata: ["broker": "\(configuration.url)", "queue": "\(queue)"])
             return handle
         } catch {
-            logger.warning("AMQP consumer cannot subscribe; retrying",
-                           metadata: ["broker": "\(configuration.url)", "queue": "\(queue)", "error": "\(error)"])
+            logger.warning(
+                "AMQP consumer cannot subscribe; retrying",
+                metadata: ["broker": "\(configuration.url)", "queue": "\(queue)", "error": "\(error)"])
             return nil
         }
     }
 
     private func connectionLost(_ error: Error) {
-        logger.warning("AMQP consumer lost its connection; unacked deliveries return to the queue",
-                       metadata: ["queue": "\(queue)", "error": "\(error)", "in_flight": "\(inFlight.count)"])
+        logger.warning(
+            "AMQP consumer lost its connection; unacked deliveries return to the queue",
+            metadata: ["queue": "\(queue)", "error": "\(error)", "in_flight": "\(inFlight.count)"])
         handle = nil
         inFlight = []
         state.connected.store(false, ordering: .relaxed)

@@ -30,7 +30,9 @@ extension AMQPConnectionHandle {
         return utf8.withUnsafeMutableBytes { buffer in body(cshim_amqp_bytes(buffer.baseAddress, buffer.count)) }
     }
 
-    static func withTable<R>(_ fields: [String: AMQPFieldValue], _ body: (amqp_table_t) throws(AMQPError) -> R) throws(AMQPError) -> R {
+    static func withTable<R>(_ fields: [String: AMQPFieldValue], _ body: (amqp_table_t) throws(AMQPError) -> R)
+        throws(AMQPError) -> R
+    {
         let arena = Arena()
         return try body(arena.table(fields))
     }
@@ -39,15 +41,42 @@ extension AMQPConnectionHandle {
         let arena = Arena()
         var props = amqp_basic_properties_t()
         var flags: UInt32 = 0
-        if let v = p.contentType { props.content_type = arena.bytes(v); flags |= UInt32(AMQP_BASIC_CONTENT_TYPE_FLAG) }
-        if let v = p.messageId { props.message_id = arena.bytes(v); flags |= UInt32(AMQP_BASIC_MESSAGE_ID_FLAG) }
-        if let v = p.correlationId { props.correlation_id = arena.bytes(v); flags |= UInt32(AMQP_BASIC_CORRELATION_ID_FLAG) }
-        if let v = p.timestamp { props.timestamp = v; flags |= UInt32(AMQP_BASIC_TIMESTAMP_FLAG) }
-        if let v = p.userId { props.user_id = arena.bytes(v); flags |= UInt32(AMQP_BASIC_USER_ID_FLAG) }
-        if let v = p.type { props.type = arena.bytes(v); flags |= UInt32(AMQP_BASIC_TYPE_FLAG) }
-        if let v = p.appId { props.app_id = arena.bytes(v); flags |= UInt32(AMQP_BASIC_APP_ID_FLAG) }
-        if let v = p.deliveryMode { props.delivery_mode = v; flags |= UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG) }
-        if !p.headers.isEmpty { props.headers = arena.table(p.headers); flags |= UInt32(AMQP_BASIC_HEADERS_FLAG) }
+        if let v = p.contentType {
+            props.content_type = arena.bytes(v)
+            flags |= UInt32(AMQP_BASIC_CONTENT_TYPE_FLAG)
+        }
+        if let v = p.messageId {
+            props.message_id = arena.bytes(v)
+            flags |= UInt32(AMQP_BASIC_MESSAGE_ID_FLAG)
+        }
+        if let v = p.correlationId {
+            props.correlation_id = arena.bytes(v)
+            flags |= UInt32(AMQP_BASIC_CORRELATION_ID_FLAG)
+        }
+        if let v = p.timestamp {
+            props.timestamp = v
+            flags |= UInt32(AMQP_BASIC_TIMESTAMP_FLAG)
+        }
+        if let v = p.userId {
+            props.user_id = arena.bytes(v)
+            flags |= UInt32(AMQP_BASIC_USER_ID_FLAG)
+        }
+        if let v = p.type {
+            props.type = arena.bytes(v)
+            flags |= UInt32(AMQP_BASIC_TYPE_FLAG)
+        }
+        if let v = p.appId {
+            props.app_id = arena.bytes(v)
+            flags |= UInt32(AMQP_BASIC_APP_ID_FLAG)
+        }
+        if let v = p.deliveryMode {
+            props.delivery_mode = v
+            flags |= UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG)
+        }
+        if !p.headers.isEmpty {
+            props.headers = arena.table(p.headers)
+            flags |= UInt32(AMQP_BASIC_HEADERS_FLAG)
+        }
         props._flags = amqp_flags_t(flags)
         return withUnsafePointer(to: &props) { body($0) }
     }
@@ -139,19 +168,26 @@ extension AMQPConnectionHandle {
             var f = amqp_field_value_t()
             switch value {
             case let .string(s):
-                f.kind = UInt8(AMQP_FIELD_KIND_UTF8.rawValue); f.value.bytes = bytes(s)
+                f.kind = UInt8(AMQP_FIELD_KIND_UTF8.rawValue)
+                f.value.bytes = bytes(s)
             case let .bytes(b):
-                f.kind = UInt8(AMQP_FIELD_KIND_BYTES.rawValue); f.value.bytes = bytes(b)
+                f.kind = UInt8(AMQP_FIELD_KIND_BYTES.rawValue)
+                f.value.bytes = bytes(b)
             case let .int(i):
-                f.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue); f.value.i64 = i
+                f.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
+                f.value.i64 = i
             case let .bool(b):
-                f.kind = UInt8(AMQP_FIELD_KIND_BOOLEAN.rawValue); f.value.boolean = b ? 1 : 0
+                f.kind = UInt8(AMQP_FIELD_KIND_BOOLEAN.rawValue)
+                f.value.boolean = b ? 1 : 0
             case let .double(d):
-                f.kind = UInt8(AMQP_FIELD_KIND_F64.rawValue); f.value.f64 = d
+                f.kind = UInt8(AMQP_FIELD_KIND_F64.rawValue)
+                f.value.f64 = d
             case let .timestamp(t):
-                f.kind = UInt8(AMQP_FIELD_KIND_TIMESTAMP.rawValue); f.value.u64 = t
+                f.kind = UInt8(AMQP_FIELD_KIND_TIMESTAMP.rawValue)
+                f.value.u64 = t
             case let .table(t):
-                f.kind = UInt8(AMQP_FIELD_KIND_TABLE.rawValue); f.value.table = table(t)
+                f.kind = UInt8(AMQP_FIELD_KIND_TABLE.rawValue)
+                f.value.table = table(t)
             case let .array(items):
                 f.kind = UInt8(AMQP_FIELD_KIND_ARRAY.rawValue)
                 let entries = allocate(MemoryLayout<amqp_field_value_t>.stride * max(items.count, 1))

@@ -29,7 +29,8 @@ public enum AMQPError: Error, Sendable, CustomStringConvertible, Equatable {
         case let .connectionFailed(host, port, reason):
             return "could not connect to RabbitMQ at \(host):\(port): \(reason). Is the broker running and reachable?"
         case let .loginRefused(user, vhost, reason):
-            return "RabbitMQ refused login for user \(user) on vhost \(vhost): \(reason). Check the credentials and the user's permissions."
+            return
+                "RabbitMQ refused login for user \(user) on vhost \(vhost): \(reason). Check the credentials and the user's permissions."
         case let .brokerClosed(code, text, context):
             return "RabbitMQ closed the channel during \(context): \(code) \(text)"
         case let .library(status, message, context):
@@ -37,7 +38,8 @@ public enum AMQPError: Error, Sendable, CustomStringConvertible, Equatable {
         case let .publishNacked(id):
             return "RabbitMQ nacked the publish of message \(id ?? "-"); it was not stored. Retry it."
         case let .unroutable(exchange, key, text):
-            return "message to exchange '\(exchange)' with routing key '\(key)' matched no queue (\(text)); declare the topology first"
+            return
+                "message to exchange '\(exchange)' with routing key '\(key)' matched no queue (\(text)); declare the topology first"
         case .shutdown:
             return "the AMQP client was shut down"
         case let .publishTimedOut(id, after):

@@ -100,8 +100,10 @@ public struct AMQPDelivery: Sendable {
 
     /// A delivery made by something other than a broker connection (an in-memory delivery source):
     /// `deliveryTag` identifies it to that source, generation 0 is never a real connection's.
-    public init(body: [UInt8], properties: AMQPProperties, exchange: String, routingKey: String, redelivered: Bool,
-                deliveryTag: UInt64) {
+    public init(
+        body: [UInt8], properties: AMQPProperties, exchange: String, routingKey: String, redelivered: Bool,
+        deliveryTag: UInt64
+    ) {
         self.body = body
         self.properties = properties
         self.exchange = exchange
@@ -111,8 +113,10 @@ public struct AMQPDelivery: Sendable {
         generation = 0
     }
 
-    init(body: [UInt8], properties: AMQPProperties, exchange: String, routingKey: String, redelivered: Bool,
-         deliveryTag: UInt64, generation: UInt64) {
+    init(
+        body: [UInt8], properties: AMQPProperties, exchange: String, routingKey: String, redelivered: Bool,
+        deliveryTag: UInt64, generation: UInt64
+    ) {
         self.body = body
         self.properties = properties
         self.exchange = exchange

@@ -83,8 +83,9 @@ final class PublisherState: Sendable {
     func enqueue(_ message: OutgoingMessage, _ continuation: CheckedContinuation<Result<Void, AMQPError>, Never>) {
         let accepted = shared.withLock { s -> Bool in
             guard !s.stopping else { return false }
-            s.pending.append(PendingPublish(
-                message: message, continuation: continuation, deadline: .now + s.publishTimeout))
+            s.pending.append(
+                PendingPublish(
+                    message: message, continuation: continuation, deadline: .now + s.publishTimeout))
             return true
         }
         if accepted { wakeup.signal() } else { continuation.resume(returning: .failure(.shutdown)) }
@@ -121,8 +122,10 @@ final class PublisherLoop: @unchecked Sendable {
     private var backoff: Backoff
     private var random = SystemRandomNumberGenerator()
 
-    init(configuration: AMQPConfiguration, topology: AMQPTopology, publishTimeout: Duration,
-         state: PublisherState, logger: Logger) {
+    init(
+        configuration: AMQPConfiguration, topology: AMQPTopology, publishTimeout: Duration,
+        state: PublisherState, logger: Logger
+    ) {
         self.configuration = configuration
         self.topology = topology
         self.state = state
@@ -178,7 +181,8 @@ final class PublisherLoop: @unchecked Sendable {
                 }
                 if !handle.hasBufferedData {
                     let nextDue = nacked.map(\.due).min().map { max(.zero, $0 - ContinuousClock.now) }
-                    state.wakeup.wait(socket: handle.socketFD, timeout: min(.milliseconds(500), nextDue ?? .milliseconds(500)))
+                    state.wakeup.wait(
+                        socket: handle.socketFD, timeout: min(.milliseconds(500), nextDue ?? .milliseconds(500)))
                 }
                 // Read everything that is ready; also services heartbeats when nothing is.
                 while let event = try handle.nextFrame(timeout: .zero) {
@@ -206,8 +210,9 @@ final class PublisherLoop: @unchecked Sendable {
             logger.info("AMQP publisher connected", metadata: ["broker": "\(configuration.url)"])
             return handle
         } catch {
-            logger.warning("AMQP publisher cannot connect; retrying",
-                           metadata: ["broker": "\(configuration.url)", "error": "\(error)"])
+            logger.warning(
+                "AMQP publisher cannot connect; retrying",
+                metadata: ["broker": "\(configuration.url)", "error": "\(error)"])
             if error.isPermanent {
                 // Nothing will change by retrying these publishes: report the reason to their callers.
                 toSend.forEach { $0.complete(.failure(error)) }
@@ -242,7 +247,8 @@ final class PublisherLoop: @unchecked Sendable {
                 } else if publish.deadline > .now {
                     // A nack means the broker could not store it right now (a quorum queue without a
                     // leader, say). Keep the promise "stored or timed out": send it again after a pause.
-                    logger.warning("RabbitMQ nacked a publish; sending it again", metadata: ["message_id": "\(id ?? "-")"])
+                    logger.warning(
+                        "RabbitMQ nacked a publish; sending it again", metadata: ["message_id": "\(id ?? "-")"])
                     nacked.append((.now + nackBackoff.next(using: &random), publish))
                 } else {
                     publish.complete(.failure(.publishNacked(messageId: id)))
@@ -256,8 +262,9 @@ final class PublisherLoop: @unchecked Sendable {
     }
 
     private func connectionLost(_ error: Error) {
-        logger.warning("AMQP publisher lost its connection; unconfirmed messages will be sent again",
-                       metadata: ["error": "\(error)", "unconfirmed": "\(outstanding.count)"])
+        logger.warning(
+            "AMQP publisher lost its connection; unconfirmed messages will be sent again",
+            metadata: ["error": "\(error)", "unconfirmed": "\(outstanding.count)"])
         handle = nil
         state.connected.store(false, ordering: .relaxed)
         returned = [:]
@@ -280,7 +287,11 @@ final class PublisherLoop: @unchecked Sendable {
         let now = ContinuousClock.now
         toSend.removeAll { publish in
             guard publish.deadline <= now else { return false }
-            publish.complete(.failure(.publishTimedOut(messageId: publish.message.properties.messageId, after: state.shared.withLock { $0.publishTimeout })))
+            publish.complete(
+                .failure(
+                    .publishTimedOut(
+                        messageId: publish.message.properties.messageId,
+                        after: state.shared.withLock { $0.publishTimeout })))
             return true
         }
     }
@@ -301,11 +312,12 @@ extension OutgoingMessage {
     /// AMQP 0-9-1 short strings (exchange, routing key, the string properties, header names) hold at most
     /// 255 bytes. Nil when every one fits.
     public var shortStringProblem: String? {
-        let fields: [(String, String?)] = [
-            ("exchange", exchange), ("routing key", routingKey), ("message_id", properties.messageId),
-            ("correlation_id", properties.correlationId), ("user_id", properties.userId), ("type", properties.type),
-            ("app_id", properties.appId), ("content_type", properties.contentType),
-        ] + properties.headers.keys.map { ("header name", $0) }
+        let fields: [(String, String?)] =
+            [
+                ("exchange", exchange), ("routing key", routingKey), ("message_id", properties.messageId),
+                ("correlation_id", properties.correlationId), ("user_id", properties.userId), ("type", properties.type),
+                ("app_id", properties.appId), ("content_type", properties.contentType),
+            ] + properties.headers.keys.map { ("header name", $0) }
         for case let (name, value?) in fields where value.utf8.count > 255 {
             return "\(name) is \(value.utf8.count) bytes, more than AMQP's 255 (starts '\(value.prefix(40))…')"
         }

@@ -10,8 +10,10 @@ public struct AMQPTopology: Sendable, Equatable {
         public var durable: Bool
         public var isInternal: Bool
         public var arguments: [String: AMQPFieldValue]
-        public init(name: String, type: String = "topic", durable: Bool = true, isInternal: Bool = false,
-                    arguments: [String: AMQPFieldValue] = [:]) {
+        public init(
+            name: String, type: String = "topic", durable: Bool = true, isInternal: Bool = false,
+            arguments: [String: AMQPFieldValue] = [:]
+        ) {
             self.name = name
             self.type = type
             self.durable = durable
@@ -26,8 +28,10 @@ public struct AMQPTopology: Sendable, Equatable {
         public var exclusive: Bool
         public var autoDelete: Bool
         public var arguments: [String: AMQPFieldValue]
-        public init(name: String, durable: Bool = true, exclusive: Bool = false, autoDelete: Bool = false,
-                    arguments: [String: AMQPFieldValue] = [:]) {
+        public init(
+            name: String, durable: Bool = true, exclusive: Bool = false, autoDelete: Bool = false,
+            arguments: [String: AMQPFieldValue] = [:]
+        ) {
             self.name = name
             self.durable = durable
             self.exclusive = exclusive
@@ -38,14 +42,16 @@ public struct AMQPTopology: Sendable, Equatable {
         /// A replicated quorum queue whose poison messages are dead-lettered after `deliveryLimit`
         /// redeliveries, at least once, to `deadLetterExchange` with the queue's own name as routing key.
         public static func quorum(_ name: String, deliveryLimit: Int64, deadLetterExchange: String) -> Queue {
-            Queue(name: name, arguments: [
-                "x-queue-type": "quorum",
-                "x-delivery-limit": .int(deliveryLimit),
-                "x-dead-letter-exchange": .string(deadLetterExchange),
-                "x-dead-letter-routing-key": .string(name),
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            ])
+            Queue(
+                name: name,
+                arguments: [
+                    "x-queue-type": "quorum",
+                    "x-delivery-limit": .int(deliveryLimit),
+                    "x-dead-letter-exchange": .string(deadLetterExchange),
+                    "x-dead-letter-routing-key": .string(name),
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                ])
         }
 
         /// A quorum queue that holds dead letters for a person to read. It dead-letters nothing further.
@@ -73,8 +79,10 @@ public struct AMQPTopology: Sendable, Equatable {
         public var applyTo: String
         public var priority: Int
         public var definition: [String: AMQPFieldValue]
-        public init(name: String, pattern: String, applyTo: String = "queues", priority: Int = 0,
-                    definition: [String: AMQPFieldValue]) {
+        public init(
+            name: String, pattern: String, applyTo: String = "queues", priority: Int = 0,
+            definition: [String: AMQPFieldValue]
+        ) {
             self.name = name
             self.pattern = pattern
             self.applyTo = applyTo
@@ -103,23 +111,32 @@ public struct AMQPTopology: Sendable, Equatable {
         func json(_ args: [String: AMQPFieldValue]) -> [String: Any] { args.mapValues { $0.jsonValue } }
         let object: [String: Any] = [
             "exchanges": exchanges.map {
-                ["name": $0.name, "vhost": vhost, "type": $0.type, "durable": $0.durable, "auto_delete": false,
-                 "internal": $0.isInternal, "arguments": json($0.arguments)] as [String: Any]
+                [
+                    "name": $0.name, "vhost": vhost, "type": $0.type, "durable": $0.durable, "auto_delete": false,
+                    "internal": $0.isInternal, "arguments": json($0.arguments),
+                ] as [String: Any]
             },
             "queues": queues.map {
-                ["name": $0.name, "vhost": vhost, "durable": $0.durable, "auto_delete": $0.autoDelete,
-                 "arguments": json($0.arguments)] as [String: Any]
+                [
+                    "name": $0.name, "vhost": vhost, "durable": $0.durable, "auto_delete": $0.autoDelete,
+                    "arguments": json($0.arguments),
+                ] as [String: Any]
             },
             "bindings": bindings.map {
-                ["source": $0.exchange, "vhost": vhost, "destination": $0.queue, "destination_type": "queue",
-                 "routing_key": $0.routingKey, "arguments": [String: Any]()] as [String: Any]
+                [
+                    "source": $0.exchange, "vhost": vhost, "destination": $0.queue, "destination_type": "queue",
+                    "routing_key": $0.routingKey, "arguments": [String: Any](),
+                ] as [String: Any]
             },
             "policies": policies.map {
-                ["name": $0.name, "vhost": vhost, "pattern": $0.pattern, "apply-to": $0.applyTo,
-                 "priority": $0.priority, "definition": json($0.definition)] as [String: Any]
+                [
+                    "name": $0.name, "vhost": vhost, "pattern": $0.pattern, "apply-to": $0.applyTo,
+                    "priority": $0.priority, "definition": json($0.definition),
+                ] as [String: Any]
             },
         ]
-        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        return try JSONSerialization.data(
+            withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 }
 

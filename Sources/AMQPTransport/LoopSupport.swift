@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A self-pipe that lets other threads wake an event loop blocked in poll(2).
@@ -41,7 +41,8 @@ final class Wakeup: Sendable {
     func wait(socket: Int32?, timeout: Duration) -> Bool {
         var fds = [pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)]
         if let socket, socket >= 0 { fds.append(pollfd(fd: socket, events: Int16(POLLIN), revents: 0)) }
-        let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = Int32(
+            clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         _ = poll(&fds, nfds_t(fds.count), ms)
         if fds[0].revents != 0 { drain() }
         return fds.count > 1 && fds[1].revents != 0

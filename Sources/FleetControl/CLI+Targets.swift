@@ -62,7 +62,9 @@ public struct TargetWritten: ControlOutput, Equatable {
 
     public func render(width: Int) -> String {
         var lines = ["\(target): written to \(table). The workers apply it at their next discovery."]
-        for key in settings.keys.sorted() { lines.append(wrap("  \(key) = \(settings[key]!.text)", width: width, indent: "      ")) }
+        for key in settings.keys.sorted() {
+            lines.append(wrap("  \(key) = \(settings[key]!.text)", width: width, indent: "      "))
+        }
         return lines.joined(separator: "\n")
     }
 }
@@ -85,11 +87,15 @@ func settingsMap(_ json: Data) throws -> [String: JSONText] {
 public func parseAssignments(_ words: [String]) throws -> [(key: String, value: String)] {
     try words.map { word in
         guard let eq = word.firstIndex(of: "="), eq != word.startIndex else {
-            throw ValidationError("'\(word)' is not key=value (e.g. probe_interval=15, requires_approval=true, health_url=https://shop.example.com/health)")
+            throw ValidationError(
+                "'\(word)' is not key=value (e.g. probe_interval=15, requires_approval=true, health_url=https://shop.example.com/health)"
+            )
         }
         let key = String(word[..<eq])
         guard TargetConfigTable.settingKeys.contains(key) else {
-            throw ValidationError("unknown setting '\(key)' (expected one of \(TargetConfigTable.settingKeys.sorted().joined(separator: ", ")))")
+            throw ValidationError(
+                "unknown setting '\(key)' (expected one of \(TargetConfigTable.settingKeys.sorted().joined(separator: ", ")))"
+            )
         }
         return (key, String(word[word.index(after: eq)...]))
     }
@@ -103,7 +109,8 @@ extension RecoveryCtlCommand {
         public init() {}
 
         public struct List: AsyncParsableCommand {
-            public static let configuration = CommandConfiguration(abstract: "Every item of the table, and the malformed ones with why.")
+            public static let configuration = CommandConfiguration(
+                abstract: "Every item of the table, and the malformed ones with why.")
             @OptionGroup var output: OutputOptions
             public init() {}
             public func run() async throws {
@@ -112,7 +119,9 @@ extension RecoveryCtlCommand {
                     let snapshot = try await table.load(over: try context.env.targetsFile())
                     return TargetsListing(
                         table: table.tableName,
-                        targets: try snapshot.targets.map { .init(target: $0, settings: try settingsMap(snapshot.json(for: $0) ?? Data("{}".utf8))) },
+                        targets: try snapshot.targets.map {
+                            .init(target: $0, settings: try settingsMap(snapshot.json(for: $0) ?? Data("{}".utf8)))
+                        },
                         skipped: snapshot.skipped.map { .init(target: $0.target, reason: $0.reason) })
                 }
             }
@@ -120,8 +129,11 @@ extension RecoveryCtlCommand {
 
         public struct Set: AsyncParsableCommand {
             public static let configuration = CommandConfiguration(
-                abstract: "Change some settings of a target (others kept). Checked before writing: a bad value writes nothing.",
-                discussion: "Values are JSON (15, true, [[200, 299]], {\"record_name\": \"shop.example.com\"}) or plain text (https://…).")
+                abstract:
+                    "Change some settings of a target (others kept). Checked before writing: a bad value writes nothing.",
+                discussion:
+                    "Values are JSON (15, true, [[200, 299]], {\"record_name\": \"shop.example.com\"}) or plain text (https://…)."
+            )
             @Argument var target: String
             @Argument(help: "key=value pairs.") var assignments: [String]
             @OptionGroup var output: OutputOptions
@@ -135,15 +147,17 @@ extension RecoveryCtlCommand {
             public func run() async throws {
                 try await Runner.run(json: output.json) { context in
                     let table = try context.configTable()
-                    let written = try await table.update(target: target, set: try parseAssignments(assignments), over: try context.env.targetsFile(),
-                                                         updatedBy: try? context.amqpUser())
+                    let written = try await table.update(
+                        target: target, set: try parseAssignments(assignments), over: try context.env.targetsFile(),
+                        updatedBy: try? context.amqpUser())
                     return TargetWritten(table: table.tableName, target: target, settings: try settingsMap(written))
                 }
             }
         }
 
         public struct Unset: AsyncParsableCommand {
-            public static let configuration = CommandConfiguration(abstract: "Remove settings from a target's item (back to the targets file and defaults).")
+            public static let configuration = CommandConfiguration(
+                abstract: "Remove settings from a target's item (back to the targets file and defaults).")
             @Argument var target: String
             @Argument(help: "Keys to remove.") var keys: [String]
             @OptionGroup var output: OutputOptions
@@ -151,8 +165,9 @@ extension RecoveryCtlCommand {
             public func run() async throws {
                 try await Runner.run(json: output.json) { context in
                     let table = try context.configTable()
-                    let written = try await table.update(target: target, set: [], unset: keys, over: try context.env.targetsFile(),
-                                                         updatedBy: try? context.amqpUser())
+                    let written = try await table.update(
+                        target: target, set: [], unset: keys, over: try context.env.targetsFile(),
+                        updatedBy: try? context.amqpUser())
                     return TargetWritten(table: table.tableName, target: target, settings: try settingsMap(written))
                 }
             }

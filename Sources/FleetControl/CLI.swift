@@ -14,7 +14,8 @@ import RedisStore
 public struct RecoveryCtlCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "recoveryctl",
-        abstract: "Operate the EC2 recovery fleet: status, history, commands, target settings, DR pre-flight, topology.",
+        abstract:
+            "Operate the EC2 recovery fleet: status, history, commands, target settings, DR pre-flight, topology.",
         discussion: """
             Configuration comes from the workers' environment variables (docs/configuration.md): AMQP_URL, \
             REDIS_URL, FLEET_PREFIX, FLEET_TAG, AWS_*, TARGETS_FILE, INSTANCE_CONFIG_TABLE, RECOVERY_EVENTS_TABLE. \
@@ -129,7 +130,8 @@ enum Runner {
             let clean = secrets.scrub(message)
             FileHandle.standardError.write(Data("recoveryctl: error: \(clean)\n".utf8))
             if json {
-                let doc = try JSONSerialization.data(withJSONObject: ["error": clean], options: [.sortedKeys, .withoutEscapingSlashes])
+                let doc = try JSONSerialization.data(
+                    withJSONObject: ["error": clean], options: [.sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: doc, as: UTF8.self))
             }
             code = status
@@ -149,7 +151,9 @@ struct Secrets {
             if let v = env[name], v.count >= 4 { values.append(v) }
         }
         for name in ["AMQP_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL"] {
-            guard let url = env[name], let scheme = url.range(of: "://"), let at = url.lastIndex(of: "@"), at > scheme.upperBound else { continue }
+            guard let url = env[name], let scheme = url.range(of: "://"), let at = url.lastIndex(of: "@"),
+                at > scheme.upperBound
+            else { continue }
             let userinfo = url[scheme.upperBound..<at]
             if let colon = userinfo.firstIndex(of: ":") {
                 let password = String(userinfo[userinfo.index(after: colon)...])
@@ -171,7 +175,8 @@ struct Secrets {
 /// Sends one command and reports it.
 func sendCommand(_ request: CommandRequest, wait: WaitOptions, context: ControlContext) async throws -> CommandResult {
     let timeout = try wait.timeoutDuration()
-    let sender = CommandSender(amqp: try context.amqp(), topology: context.topology, producer: context.env.workerId, logger: context.logger)
+    let sender = CommandSender(
+        amqp: try context.amqp(), topology: context.topology, producer: context.env.workerId, logger: context.logger)
     return try await sender.send(request, wait: !wait.noWait, timeout: timeout)
 }
 
@@ -191,17 +196,21 @@ extension RecoveryCtlCommand {
             try await Runner.run(json: output.json) { context in
                 let redis = try await context.redis()
                 let discover: (@Sendable () async throws -> [Target])?
-                if noDiscovery { discover = nil } else {
+                if noDiscovery {
+                    discover = nil
+                } else {
                     let catalog = try context.catalog()
                     discover = { try await catalog.discover() }
                 }
-                return try await StatusReader(redis: redis, keyspace: context.env.keyspace, discover: discover).report(only: target)
+                return try await StatusReader(redis: redis, keyspace: context.env.keyspace, discover: discover).report(
+                    only: target)
             }
         }
     }
 
     public struct History: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "A target's incident timeline from the history table.")
+        public static let configuration = CommandConfiguration(
+            abstract: "A target's incident timeline from the history table.")
         @Argument(help: "The target (its AutoRecovery:Name).") var target: String
         @Option(name: .long, help: "Show the newest N rows.") var limit: Int = 50
         @Flag(name: .long, help: "Show every row.") var all = false
@@ -225,7 +234,8 @@ extension RecoveryCtlCommand {
 
 extension RecoveryCtlCommand {
     public struct Restart: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Reboot the target now (same lock and run-once key as the automatic step).")
+        public static let configuration = CommandConfiguration(
+            abstract: "Reboot the target now (same lock and run-once key as the automatic step).")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String
         @OptionGroup var send: SendOptions
@@ -236,7 +246,8 @@ extension RecoveryCtlCommand {
     }
 
     public struct Reprovision: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Replace the instance from its latest snapshot and move the Elastic IP, now.")
+        public static let configuration = CommandConfiguration(
+            abstract: "Replace the instance from its latest snapshot and move the Elastic IP, now.")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String
         @OptionGroup var send: SendOptions
@@ -247,7 +258,8 @@ extension RecoveryCtlCommand {
     }
 
     public struct Failover: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Launch the target in the DR region and point DNS at it, now.")
+        public static let configuration = CommandConfiguration(
+            abstract: "Launch the target in the DR region and point DNS at it, now.")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String
         @OptionGroup var send: SendOptions
@@ -259,7 +271,9 @@ extension RecoveryCtlCommand {
 
     public struct Quarantine: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
-            abstract: "Take the target out of automation: tag it AutoRecovery:Quarantined, record it in the config; notify only from then on.")
+            abstract:
+                "Take the target out of automation: tag it AutoRecovery:Quarantined, record it in the config; notify only from then on."
+        )
         @Argument var target: String
         @Option(help: "Why (kept in the history and the instance tag).") var reason: String
         @Flag(name: .customLong("detach-eip"), help: "Also take the Elastic IP off the instance.") var detachEip = false
@@ -296,7 +310,8 @@ extension RecoveryCtlCommand {
     }
 
     public struct Ack: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Someone is on it: no automatic step for this incident until resume.")
+        public static let configuration = CommandConfiguration(
+            abstract: "Someone is on it: no automatic step for this incident until resume.")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String?
         @OptionGroup var send: SendOptions
@@ -307,7 +322,8 @@ extension RecoveryCtlCommand {
     }
 
     public struct Approve: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Take the pending step now (required for targets that need approval).")
+        public static let configuration = CommandConfiguration(
+            abstract: "Take the pending step now (required for targets that need approval).")
         @Argument var target: String
         @Option(help: "Why (kept in the history).") var reason: String?
         @OptionGroup var send: SendOptions
@@ -330,7 +346,8 @@ extension RecoveryCtlCommand {
         }
 
         public func run() async throws {
-            try await send.send(.init(target: target, name: .hold, until: try TimeInput.until(until, now: Date()), reason: reason))
+            try await send.send(
+                .init(target: target, name: .hold, until: try TimeInput.until(until, now: Date()), reason: reason))
         }
     }
 
@@ -345,7 +362,8 @@ extension RecoveryCtlCommand {
     }
 
     public struct Reset: AsyncParsableCommand {
-        public static let configuration = CommandConfiguration(abstract: "Forget the outage count: the next outage starts at restart again.")
+        public static let configuration = CommandConfiguration(
+            abstract: "Forget the outage count: the next outage starts at restart again.")
         @Argument var target: String
         @OptionGroup var send: SendOptions
         public init() {}
@@ -364,7 +382,8 @@ extension RecoveryCtlCommand {
         public init() {}
 
         public struct Release: AsyncParsableCommand {
-            public static let configuration = CommandConfiguration(abstract: "Release the fleet brake: due steps run again.")
+            public static let configuration = CommandConfiguration(
+                abstract: "Release the fleet brake: due steps run again.")
             @OptionGroup var send: SendOptions
             public init() {}
             public func run() async throws {
@@ -373,7 +392,8 @@ extension RecoveryCtlCommand {
         }
 
         public struct Engage: AsyncParsableCommand {
-            public static let configuration = CommandConfiguration(abstract: "Stop every destructive step in the fleet now.")
+            public static let configuration = CommandConfiguration(
+                abstract: "Stop every destructive step in the fleet now.")
             @Option(help: "Why (in the alert and the history).") var reason: String
             @OptionGroup var send: SendOptions
             public init() {}

@@ -60,8 +60,10 @@ public struct CommandResult: Codable, Sendable, Equatable {
         public var instanceId: String?
         public var region: String?
 
-        public init(idempotencyKey: String, step: String, status: String, reason: String? = nil, instanceId: String? = nil,
-                    region: String? = nil) {
+        public init(
+            idempotencyKey: String, step: String, status: String, reason: String? = nil, instanceId: String? = nil,
+            region: String? = nil
+        ) {
             self.idempotencyKey = idempotencyKey
             self.step = step
             self.status = status
@@ -91,8 +93,10 @@ public struct CommandResult: Codable, Sendable, Equatable {
     /// The exact command lines the answer suggests.
     public var suggestions: [String]
 
-    public init(commandId: String, command: String, target: String?, operator: String, status: Status, detail: String? = nil,
-                incidentId: String? = nil, outcome: Outcome? = nil, suggestions: [String] = []) {
+    public init(
+        commandId: String, command: String, target: String?, operator: String, status: Status, detail: String? = nil,
+        incidentId: String? = nil, outcome: Outcome? = nil, suggestions: [String] = []
+    ) {
         self.commandId = commandId
         self.command = command
         self.target = target
@@ -133,7 +137,9 @@ public struct CommandResult: Codable, Sendable, Equatable {
         case .rejected:
             lines.append("\(what): REJECTED (command \(commandId), by \(`operator`)).")
         case .timedOut:
-            lines.append("\(what): no \(detail == nil ? "answer" : "outcome") within the timeout (command \(commandId), by \(`operator`)).")
+            lines.append(
+                "\(what): no \(detail == nil ? "answer" : "outcome") within the timeout (command \(commandId), by \(`operator`))."
+            )
         }
         if let detail { lines.append(wrap("  " + detail, width: width, indent: "  ")) }
         if let outcome {
@@ -142,7 +148,9 @@ public struct CommandResult: Codable, Sendable, Equatable {
             if let reason = outcome.reason { line += ": \(reason)" }
             lines.append(wrap(line, width: width, indent: "    "))
         } else if status == .timedOut, incidentId != nil {
-            lines.append("  The step may still be running: recoveryctl status \(target.map(RecoveryCtl.quote) ?? ""), recoveryctl history \(target.map(RecoveryCtl.quote) ?? "").")
+            lines.append(
+                "  The step may still be running: recoveryctl status \(target.map(RecoveryCtl.quote) ?? ""), recoveryctl history \(target.map(RecoveryCtl.quote) ?? "")."
+            )
         }
         for suggestion in suggestions { lines.append("  next: \(suggestion)") }
         return lines.map { wrap($0, width: width, indent: "    ") }.joined(separator: "\n")
@@ -174,11 +182,14 @@ public struct CommandSender: Sendable {
         self.logger = logger
     }
 
-    public func send(_ request: CommandRequest, wait: Bool, timeout: Duration, now: Date = Date()) async throws -> CommandResult {
+    public func send(_ request: CommandRequest, wait: Bool, timeout: Duration, now: Date = Date()) async throws
+        -> CommandResult
+    {
         let user = amqp.url.user
         let id = "cmd-\(UUID().uuidString.lowercased())"
-        var result = CommandResult(commandId: id, command: request.name.rawValue, target: request.target, operator: user,
-                                   status: .sent, suggestions: [])
+        var result = CommandResult(
+            commandId: id, command: request.name.rawValue, target: request.target, operator: user,
+            status: .sent, suggestions: [])
         let deadline = ContinuousClock.now + timeout
 
         // Fail fast with the broker's own words (login refused, no such queue) before anything else.
@@ -189,7 +200,9 @@ public struct CommandSender: Sendable {
         } catch {
             await admin.close()
             if case .brokerClosed(404, _, _) = error {
-                throw ControlError("the commands queue \(topology.commandsQueue) does not exist: is FLEET_PREFIX right, and is the topology declared (recoveryctl topology apply)?")
+                throw ControlError(
+                    "the commands queue \(topology.commandsQueue) does not exist: is FLEET_PREFIX right, and is the topology declared (recoveryctl topology apply)?"
+                )
             }
             throw ControlError("\(error)")
         }
@@ -201,35 +214,46 @@ public struct CommandSender: Sendable {
             let replies = ""
             let routingTarget = request.target
             var bindings = [
-                AMQPTopology.Binding(exchange: topology.exchange, queue: replies,
-                                     routingKey: FleetTopology.routingKey(.notification, target: routingTarget)),
-                AMQPTopology.Binding(exchange: topology.deadLetterExchange, queue: replies, routingKey: topology.commandsQueue),
+                AMQPTopology.Binding(
+                    exchange: topology.exchange, queue: replies,
+                    routingKey: FleetTopology.routingKey(.notification, target: routingTarget)),
+                AMQPTopology.Binding(
+                    exchange: topology.deadLetterExchange, queue: replies, routingKey: topology.commandsQueue),
             ]
             if routingTarget != nil {
-                bindings.append(.init(exchange: topology.exchange, queue: replies,
-                                      routingKey: FleetTopology.routingKey(.actionEvent, target: routingTarget)))
+                bindings.append(
+                    .init(
+                        exchange: topology.exchange, queue: replies,
+                        routingKey: FleetTopology.routingKey(.actionEvent, target: routingTarget)))
             }
             let privateTopology = AMQPTopology(
                 queues: [.init(name: replies, durable: false, exclusive: true, autoDelete: true)], bindings: bindings)
-            let c = AMQPConsumer(configuration: amqp, topology: privateTopology, queue: replies, prefetch: 64, logger: logger)
+            let c = AMQPConsumer(
+                configuration: amqp, topology: privateTopology, queue: replies, prefetch: 64, logger: logger)
             consumer = c
             // Subscribed (declared and bound) before the command goes out.
             let subscribeBy = min(deadline, ContinuousClock.now + .seconds(15))
             while !c.isConnected {
                 guard ContinuousClock.now < subscribeBy else {
                     await c.shutdown(drainTimeout: .zero)
-                    throw ControlError("could not subscribe a private reply queue on the broker within 15 s (the user needs the operator permissions of recoveryctl topology apply --identities: configure on amq.gen-.*, read on the exchanges \(topology.exchange) and \(topology.deadLetterExchange); docs/security.md); use --no-wait to only send")
+                    throw ControlError(
+                        "could not subscribe a private reply queue on the broker within 15 s (the user needs the operator permissions of recoveryctl topology apply --identities: configure on amq.gen-.*, read on the exchanges \(topology.exchange) and \(topology.deadLetterExchange); docs/security.md); use --no-wait to only send"
+                    )
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
 
-        let body = CommandBody(name: request.name.rawValue, until: request.until, reason: request.reason, detachEip: request.detachEip)
+        let body = CommandBody(
+            name: request.name.rawValue, until: request.until, reason: request.reason, detachEip: request.detachEip)
         let publisher = AMQPPublisher(configuration: amqp, publishTimeout: min(timeout, .seconds(30)), logger: logger)
         do {
             // user_id: the publisher stamps the connection's user, which the broker verifies.
-            try await EnvelopePublisher(publisher: publisher, topology: topology, producer: producer, appId: "recoveryctl")
-                .publish(.command, id: id, target: request.target, instanceId: nil, correlationId: nil, body: body, now: now)
+            try await EnvelopePublisher(
+                publisher: publisher, topology: topology, producer: producer, appId: "recoveryctl"
+            )
+            .publish(
+                .command, id: id, target: request.target, instanceId: nil, correlationId: nil, body: body, now: now)
         } catch {
             await publisher.shutdown(drainTimeout: .zero)
             if let consumer { await consumer.shutdown(drainTimeout: .zero) }
@@ -269,15 +293,18 @@ public struct CommandSender: Sendable {
 
         func matches(_ outcome: ActionOutcome) -> Bool {
             if let kind = request.repairKind {
-                return outcome.idempotencyKey == RepairRequest.key(target: request.target ?? "", kind: kind, id: result.commandId)
+                return outcome.idempotencyKey
+                    == RepairRequest.key(target: request.target ?? "", kind: kind, id: result.commandId)
             }
-            return outcome.repair == nil && outcome.incidentId == result.incidentId && (expectedStep == nil || outcome.step == expectedStep)
+            return outcome.repair == nil && outcome.incidentId == result.incidentId
+                && (expectedStep == nil || outcome.step == expectedStep)
         }
         func finish(_ outcome: ActionOutcome) -> CommandResult {
             var r = result
-            r.outcome = .init(idempotencyKey: outcome.idempotencyKey, step: outcome.repair?.rawValue ?? outcome.step.rawValue,
-                              status: outcome.status.rawValue,
-                              reason: outcome.reason, instanceId: outcome.instanceId, region: outcome.region)
+            r.outcome = .init(
+                idempotencyKey: outcome.idempotencyKey, step: outcome.repair?.rawValue ?? outcome.step.rawValue,
+                status: outcome.status.rawValue,
+                reason: outcome.reason, instanceId: outcome.instanceId, region: outcome.region)
             r.status = .accepted
             return r
         }
@@ -288,13 +315,15 @@ public struct CommandSender: Sendable {
             if delivery.exchange == topology.deadLetterExchange {
                 guard !answered, delivery.properties.messageId == result.commandId else { continue }
                 result.status = .rejected
-                result.detail = delivery.properties.headers["x-reject-reason"]?.stringValue ?? "dead-lettered without a reason"
+                result.detail =
+                    delivery.properties.headers["x-reject-reason"]?.stringValue ?? "dead-lettered without a reason"
                 return result
             }
             guard let type = try? EnvelopeCodec.messageType(of: delivery.body) else { continue }
             switch type {
             case .notification:
-                guard let notice = try? EnvelopeCodec.decode(delivery.body, as: Notice.self, expecting: .notification) else { continue }
+                guard let notice = try? EnvelopeCodec.decode(delivery.body, as: Notice.self, expecting: .notification)
+                else { continue }
                 if !answered, notice.body.command?.id == result.commandId {
                     answered = true
                     result.detail = notice.body.detail
@@ -311,11 +340,15 @@ public struct CommandSender: Sendable {
                     progress.value.withLock { [result] in $0 = result }
                     if let early = earlyOutcomes.first(where: matches) { return finish(early) }
                 } else if answered, expectedStep == nil, notice.body.kind == .actionStarted,
-                          notice.body.incidentId == result.incidentId, let step = notice.body.step {
+                    notice.body.incidentId == result.incidentId, let step = notice.body.step
+                {
                     expectedStep = step  // approve: the step it ran
                 }
             case .actionEvent:
-                guard let outcome = try? EnvelopeCodec.decode(delivery.body, as: ActionOutcome.self, expecting: .actionEvent) else { continue }
+                guard
+                    let outcome = try? EnvelopeCodec.decode(
+                        delivery.body, as: ActionOutcome.self, expecting: .actionEvent)
+                else { continue }
                 if answered, request.runsStep {
                     if matches(outcome.body) { return finish(outcome.body) }
                 } else {

@@ -47,7 +47,8 @@ public final class ControlContext: Sendable {
     public func aws() throws -> AWSClient { try env.aws(http: http, logger: logger) }
 
     public func configTable() throws -> TargetConfigTable {
-        let name = try env.required("INSTANCE_CONFIG_TABLE", hint: "the DynamoDB table of per-target settings (docs/configuration.md)")
+        let name = try env.required(
+            "INSTANCE_CONFIG_TABLE", hint: "the DynamoDB table of per-target settings (docs/configuration.md)")
         return TargetConfigTable(dynamo: DynamoDBClient(try aws()), tableName: name)
     }
 
@@ -58,8 +59,9 @@ public final class ControlContext: Sendable {
     /// Discovers the fleet's targets as the workers do (EC2 tags + TARGETS_FILE + INSTANCE_CONFIG_TABLE).
     public func catalog() throws -> TargetCatalog {
         let aws = try aws()
-        return TargetCatalog(ec2: EC2Client(aws), drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger),
-                             fleet: env.fleetTag, logger: logger)
+        return TargetCatalog(
+            ec2: EC2Client(aws), drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger),
+            fleet: env.fleetTag, logger: logger)
     }
 
     public func close() async {

@@ -53,7 +53,8 @@ public enum TimeInput {
             guard s > 0 else { throw ControlError("--until \(text): the duration must be more than zero") }
             return now.addingTimeInterval(s)
         }
-        throw ControlError("--until '\(text)' is neither an ISO 8601 time (2026-11-22T06:00:00Z) nor a duration (90m, 2h, 1d, 1h30m)")
+        throw ControlError(
+            "--until '\(text)' is neither an ISO 8601 time (2026-11-22T06:00:00Z) nor a duration (90m, 2h, 1d, 1h30m)")
     }
 
     /// `12s ago`, `5m ago`, `in 2h`: for tables.
@@ -92,12 +93,16 @@ public struct TextTable: Sendable {
 
     public func render(width: Int = 80) -> String {
         let columns = headers.count
-        var widths = (0..<columns).map { c in ([headers[c]] + rows.map { c < $0.count ? $0[c] : "" }).map(\.count).max() ?? 0 }
+        var widths = (0..<columns).map { c in
+            ([headers[c]] + rows.map { c < $0.count ? $0[c] : "" }).map(\.count).max() ?? 0
+        }
         let gap = 2
         func total() -> Int { widths.reduce(0, +) + gap * max(columns - 1, 0) }
         let minimum = 4
         while total() > width {
-            let candidates = (0..<columns).filter { !fixed.contains($0) && widths[$0] > max(minimum, headers[$0].count) }
+            let candidates = (0..<columns).filter {
+                !fixed.contains($0) && widths[$0] > max(minimum, headers[$0].count)
+            }
             guard let widest = candidates.max(by: { widths[$0] < widths[$1] }) else { break }
             widths[widest] -= 1
         }
@@ -105,7 +110,11 @@ public struct TextTable: Sendable {
             var out = ""
             for c in 0..<columns {
                 let cell = Self.fit(c < cells.count ? cells[c] : "", widths[c])
-                out += c == columns - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) + String(repeating: " ", count: gap)
+                out +=
+                    c == columns - 1
+                    ? cell
+                    : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                        + String(repeating: " ", count: gap)
             }
             return String(out.reversed().drop(while: { $0 == " " }).reversed())
         }

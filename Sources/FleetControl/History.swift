@@ -22,7 +22,9 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
     }
 
     init(_ item: DynamoItem) {
-        occurredAt = item["occurred_at"]?.stringValue ?? String(item["timestamp"]?.stringValue?.split(separator: "#").first ?? "")
+        occurredAt =
+            item["occurred_at"]?.stringValue
+            ?? String(item["timestamp"]?.stringValue?.split(separator: "#").first ?? "")
         type = item["type"]?.stringValue ?? "?"
         messageId = item["message_id"]?.stringValue ?? ""
         who = item["who"]?.stringValue ?? "?"
@@ -52,7 +54,10 @@ public struct HistoryReport: Codable, Sendable, Equatable {
         let table = TextTable(
             headers: ["TIME (UTC)", "WHO", "WHAT", "WHY"],
             rows: entries.map { e in
-                [String(e.occurredAt.prefix(19)).replacingOccurrences(of: "T", with: " "), e.who, e.what, e.why == e.what ? "" : e.why]
+                [
+                    String(e.occurredAt.prefix(19)).replacingOccurrences(of: "T", with: " "), e.who, e.what,
+                    e.why == e.what ? "" : e.why,
+                ]
             },
             fixed: [0])
         return (truncated ? "(older rows left out; --limit or --all)\n" : "") + table.render(width: width)
@@ -74,15 +79,19 @@ public struct HistoryReader: Sendable {
         let values: DynamoItem = [":t": .string(target)]
         if let limit {
             // Newest first, one page of limit + 1 (to know whether more exist), then back in time order.
-            let page = try await dynamo.query(QueryInput(
-                tableName: table, keyConditionExpression: "instance_id = :t", expressionAttributeValues: values,
-                scanIndexForward: false, limit: limit + 1, consistentRead: true))
+            let page = try await dynamo.query(
+                QueryInput(
+                    tableName: table, keyConditionExpression: "instance_id = :t", expressionAttributeValues: values,
+                    scanIndexForward: false, limit: limit + 1, consistentRead: true))
             let items = page.items.prefix(limit)
-            return HistoryReport(target: target, entries: items.reversed().map(HistoryEntry.init),
-                                 truncated: page.items.count > limit)
+            return HistoryReport(
+                target: target, entries: items.reversed().map(HistoryEntry.init),
+                truncated: page.items.count > limit)
         }
-        let items = try await dynamo.queryAll(QueryInput(
-            tableName: table, keyConditionExpression: "instance_id = :t", expressionAttributeValues: values, consistentRead: true))
+        let items = try await dynamo.queryAll(
+            QueryInput(
+                tableName: table, keyConditionExpression: "instance_id = :t", expressionAttributeValues: values,
+                consistentRead: true))
         return HistoryReport(target: target, entries: items.map(HistoryEntry.init), truncated: false)
     }
 }

@@ -82,12 +82,17 @@ public struct StatusReport: Codable, Sendable, Equatable {
             lines.append(wrap(line + ": no destructive step runs. Release: recoveryctl brake release", width: width))
             if let detail = brake.detail { lines.append(wrap("  " + detail, width: width, indent: "  ")) }
         } else {
-            lines.append("Fleet brake: released. \(brake.targetsInOutage.count) of \(brake.fleetSize) targets in outage.")
+            lines.append(
+                "Fleet brake: released. \(brake.targetsInOutage.count) of \(brake.fleetSize) targets in outage.")
         }
-        if let discoveryError { lines.append(wrap("Discovery failed (stored state only): \(discoveryError)", width: width)) }
+        if let discoveryError {
+            lines.append(wrap("Discovery failed (stored state only): \(discoveryError)", width: width))
+        }
         lines.append("")
         if targets.isEmpty {
-            lines.append("No targets: nothing tagged AutoRecovery=enabled\(brake.fleetSize == 0 ? "" : " was found") and no stored state.")
+            lines.append(
+                "No targets: nothing tagged AutoRecovery=enabled\(brake.fleetSize == 0 ? "" : " was found") and no stored state."
+            )
             return lines.joined(separator: "\n")
         }
         // One row of short facts per target (fits 80 columns with real instance ids), then an indented
@@ -96,19 +101,23 @@ public struct StatusReport: Codable, Sendable, Equatable {
             headers: ["TARGET", "STATE", "OUT", "INSTANCE", "REGION"],
             rows: targets.map { t in [t.target, t.state, String(t.outageCount), t.instanceId ?? "-", t.region ?? "-"] },
             fixed: [2, 3, 4])
-        let rendered = table.render(width: width).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let rendered = table.render(width: width).split(separator: "\n", omittingEmptySubsequences: false).map(
+            String.init)
         lines.append(rendered[0])
         for (t, row) in zip(targets, rendered.dropFirst()) {
             lines.append(row)
             var facts: [String] = []
             if let at = t.lastProbeAt {
-                facts.append("probed \(t.lastProbeHealthy == false ? "DOWN" : "up") \(TimeInput.relative(at, now: self.at))")
+                facts.append(
+                    "probed \(t.lastProbeHealthy == false ? "DOWN" : "up") \(TimeInput.relative(at, now: self.at))")
             } else {
                 facts.append("not probed yet")
             }
             if let holder = t.lockHolder { facts.append("lock: \(holder)") }
             if let hold = t.hold { facts.append(hold) }
-            if let next = t.nextStepAt, t.state != "monitoring" { facts.append("next \(TimeInput.relative(next, now: self.at))") }
+            if let next = t.nextStepAt, t.state != "monitoring" {
+                facts.append("next \(TimeInput.relative(next, now: self.at))")
+            }
             if !t.discovered { facts.append("not discovered (stored state only)") }
             lines.append(wrap("  " + facts.joined(separator: "; "), width: width, indent: "    "))
         }
@@ -149,15 +158,18 @@ public struct StatusReader: Sendable {
         let brake = try await reader.brake()
         let engagement = brake?.engagement
         let brakeStatus = BrakeStatus(
-            engaged: brake?.isEngaged ?? false, since: engagement?.at, trigger: engagement?.trigger.rawValue, by: engagement?.by,
-            detail: engagement?.detail, targetsInOutage: brake?.targetsInOutage ?? [], fleetSize: brake?.fleet.count ?? discovered.count)
+            engaged: brake?.isEngaged ?? false, since: engagement?.at, trigger: engagement?.trigger.rawValue,
+            by: engagement?.by,
+            detail: engagement?.detail, targetsInOutage: brake?.targetsInOutage ?? [],
+            fleetSize: brake?.fleet.count ?? discovered.count)
         return StatusReport(at: now, brake: brakeStatus, targets: rows, discoveryError: discoveryError)
     }
 
     func status(_ name: String, discovered: Target?, now: Date) async throws -> TargetStatus {
         let stored = try await reader.target(name)
-        var row = TargetStatus(target: name, state: "unknown", outageCount: 0, instanceId: discovered?.instance.id,
-                               region: discovered?.instance.region, discovered: discovered != nil)
+        var row = TargetStatus(
+            target: name, state: "unknown", outageCount: 0, instanceId: discovered?.instance.id,
+            region: discovered?.instance.region, discovered: discovered != nil)
         var inProgressKey: String?
         if let stored {
             let machine = stored.machine
@@ -201,8 +213,10 @@ public struct StatusReader: Sendable {
             if let fence {
                 row.lockHolder = "fence \(fence)"
                 if let key = inProgressKey,
-                   let record = try? await StepRecordStore(states: RedisStateStore(client: redis, keyspace: keyspace)).load(key),
-                   record.fencingToken == fence {
+                    let record = try? await StepRecordStore(states: RedisStateStore(client: redis, keyspace: keyspace))
+                        .load(key),
+                    record.fencingToken == fence
+                {
                     row.lockHolder = record.owner
                 }
             }

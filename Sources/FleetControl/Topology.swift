@@ -19,9 +19,13 @@ public enum DefinitionsFile {
         }
         func list(_ key: String) throws -> [[String: JSONValue]] {
             guard let value = root[key] else { return [] }
-            guard case .array(let items) = value else { throw ControlError("\(source): '\(key)' must be a list of objects") }
+            guard case .array(let items) = value else {
+                throw ControlError("\(source): '\(key)' must be a list of objects")
+            }
             return try items.map {
-                guard case .object(let o) = $0 else { throw ControlError("\(source): '\(key)' must be a list of objects") }
+                guard case .object(let o) = $0 else {
+                    throw ControlError("\(source): '\(key)' must be a list of objects")
+                }
                 return o
             }
         }
@@ -32,7 +36,9 @@ public enum DefinitionsFile {
             if case .bool(let b)? = item[key] { b } else { fallback }
         }
         func name(_ item: [String: JSONValue], _ key: String, _ what: String) throws -> String {
-            guard let v = text(item, key), !v.isEmpty else { throw ControlError("\(source): a \(what) has no '\(key)'") }
+            guard let v = text(item, key), !v.isEmpty else {
+                throw ControlError("\(source): a \(what) has no '\(key)'")
+            }
             return v
         }
         func fields(_ value: JSONValue?) throws -> [String: AMQPFieldValue] {
@@ -42,28 +48,36 @@ public enum DefinitionsFile {
         }
         var topology = AMQPTopology()
         for e in try list("exchanges") {
-            topology.exchanges.append(.init(
-                name: try name(e, "name", "exchange"), type: text(e, "type") ?? "topic", durable: flag(e, "durable", true),
-                isInternal: flag(e, "internal", false), arguments: try fields(e["arguments"])))
+            topology.exchanges.append(
+                .init(
+                    name: try name(e, "name", "exchange"), type: text(e, "type") ?? "topic",
+                    durable: flag(e, "durable", true),
+                    isInternal: flag(e, "internal", false), arguments: try fields(e["arguments"])))
         }
         for q in try list("queues") {
-            topology.queues.append(.init(
-                name: try name(q, "name", "queue"), durable: flag(q, "durable", true), exclusive: false,
-                autoDelete: flag(q, "auto_delete", false), arguments: try fields(q["arguments"])))
+            topology.queues.append(
+                .init(
+                    name: try name(q, "name", "queue"), durable: flag(q, "durable", true), exclusive: false,
+                    autoDelete: flag(q, "auto_delete", false), arguments: try fields(q["arguments"])))
         }
         for b in try list("bindings") {
             if let type = text(b, "destination_type"), type != "queue" {
-                throw ControlError("\(source): a binding to \(type) '\(text(b, "destination") ?? "?")' is not supported (queues only)")
+                throw ControlError(
+                    "\(source): a binding to \(type) '\(text(b, "destination") ?? "?")' is not supported (queues only)")
             }
-            topology.bindings.append(.init(exchange: try name(b, "source", "binding"), queue: try name(b, "destination", "binding"),
-                                           routingKey: text(b, "routing_key") ?? ""))
+            topology.bindings.append(
+                .init(
+                    exchange: try name(b, "source", "binding"), queue: try name(b, "destination", "binding"),
+                    routingKey: text(b, "routing_key") ?? ""))
         }
         for p in try list("policies") {
             var priority = 0
             if case .int(let i)? = p["priority"] { priority = Int(i) }
-            topology.policies.append(.init(
-                name: try name(p, "name", "policy"), pattern: try name(p, "pattern", "policy"), applyTo: text(p, "apply-to") ?? "queues",
-                priority: priority, definition: try fields(p["definition"])))
+            topology.policies.append(
+                .init(
+                    name: try name(p, "name", "policy"), pattern: try name(p, "pattern", "policy"),
+                    applyTo: text(p, "apply-to") ?? "queues",
+                    priority: priority, definition: try fields(p["definition"])))
         }
         return topology
     }
@@ -108,7 +122,8 @@ public struct TopologyApplyResult: Codable, Sendable, Equatable {
         var lines = ["Declared from \(file): \(exchanges) exchanges, \(queues) queues, \(bindings) bindings."]
         if !policiesApplied.isEmpty { lines.append("Policies set: \(policiesApplied.joined(separator: ", ")).") }
         if let identities, !identities.isEmpty {
-            lines.append(wrap("Broker users with their permissions: \(identities.joined(separator: ", ")).", width: width))
+            lines.append(
+                wrap("Broker users with their permissions: \(identities.joined(separator: ", ")).", width: width))
         }
         if let note { lines.append(wrap(note, width: width)) }
         return lines.joined(separator: "\n")
@@ -139,19 +154,28 @@ public struct PlannedIdentity: Sendable, CustomStringConvertible {
             }
             // OPERATORS lists people too, whose accounts this must never reset: the operator user made
             // here is RABBITMQ_OPERATOR_USER (default fleet-operator), whatever OPERATORS lists.
-            let user = role == .operator ? env.string("RABBITMQ_OPERATOR_USER") ?? role.defaultUser
+            let user =
+                role == .operator
+                ? env.string("RABBITMQ_OPERATOR_USER") ?? role.defaultUser
                 : (identities.users[role] ?? []).sorted().first ?? role.defaultUser
-            return PlannedIdentity(role: role, user: user, password: password, permissions: topology.permissions(for: role))
+            return PlannedIdentity(
+                role: role, user: user, password: password, permissions: topology.permissions(for: role))
         }
         guard missing.isEmpty else {
-            throw ControlError("--identities needs a password for every kind's broker user: set \(missing.joined(separator: ", ")) (compose/.env.example)")
+            throw ControlError(
+                "--identities needs a password for every kind's broker user: set \(missing.joined(separator: ", ")) (compose/.env.example)"
+            )
         }
         let users = planned.map(\.user)
         if let shared = users.first(where: { u in users.filter { $0 == u }.count > 1 }) {
-            throw ControlError("broker user '\(shared)' is named for more than one kind; every kind needs its own user (docs/security.md)")
+            throw ControlError(
+                "broker user '\(shared)' is named for more than one kind; every kind needs its own user (docs/security.md)"
+            )
         }
         if let admin = planned.first(where: { $0.user == (try? env.amqp().url.user) }) {
-            throw ControlError("the \(admin.role.rawValue) kind's user '\(admin.user)' is the administrator that runs this command; give the kind its own user")
+            throw ControlError(
+                "the \(admin.role.rawValue) kind's user '\(admin.user)' is the administrator that runs this command; give the kind its own user"
+            )
         }
         return planned
     }
@@ -188,7 +212,9 @@ public struct TopologyApplier: Sendable {
         self.managementURL = managementURL
     }
 
-    public func apply(_ topology: AMQPTopology, file: String, identities: [PlannedIdentity]? = nil) async throws -> TopologyApplyResult {
+    public func apply(_ topology: AMQPTopology, file: String, identities: [PlannedIdentity]? = nil) async throws
+        -> TopologyApplyResult
+    {
         var declared = topology
         declared.policies = []
         let admin = AMQPAdmin(configuration: amqp)
@@ -199,11 +225,14 @@ public struct TopologyApplier: Sendable {
             await admin.close()
             throw ControlError("declaring the topology failed: \(error)")
         }
-        var result = TopologyApplyResult(file: file, exchanges: topology.exchanges.count, queues: topology.queues.count,
-                                         bindings: topology.bindings.count, policiesApplied: [], policiesSkipped: [])
+        var result = TopologyApplyResult(
+            file: file, exchanges: topology.exchanges.count, queues: topology.queues.count,
+            bindings: topology.bindings.count, policiesApplied: [], policiesSkipped: [])
         if let identities {
             guard managementURL != nil else {
-                throw ControlError("--identities needs RABBITMQ_MANAGEMENT_URL: users and permissions are made through the management API")
+                throw ControlError(
+                    "--identities needs RABBITMQ_MANAGEMENT_URL: users and permissions are made through the management API"
+                )
             }
             for identity in identities { try await put(identity) }
             result.identities = identities.map(\.description)
@@ -211,14 +240,17 @@ public struct TopologyApplier: Sendable {
         guard !topology.policies.isEmpty else { return result }
         guard managementURL != nil else {
             result.policiesSkipped = topology.policies.map(\.name)
-            result.note = "Policies (\(result.policiesSkipped.joined(separator: ", "))) were not set: AMQP cannot declare them. Set RABBITMQ_MANAGEMENT_URL (e.g. http://127.0.0.1:15672) or import the file with rabbitmqctl import_definitions."
+            result.note =
+                "Policies (\(result.policiesSkipped.joined(separator: ", "))) were not set: AMQP cannot declare them. Set RABBITMQ_MANAGEMENT_URL (e.g. http://127.0.0.1:15672) or import the file with rabbitmqctl import_definitions."
             return result
         }
         for policy in topology.policies {
-            try await management("PUT", "policies/\(vhostPath)/\(Self.component(policy.name))", [
-                "pattern": policy.pattern, "apply-to": policy.applyTo, "priority": policy.priority,
-                "definition": policy.definition.mapValues(\.jsonValue),
-            ], what: "policy \(policy.name)")
+            try await management(
+                "PUT", "policies/\(vhostPath)/\(Self.component(policy.name))",
+                [
+                    "pattern": policy.pattern, "apply-to": policy.applyTo, "priority": policy.priority,
+                    "definition": policy.definition.mapValues(\.jsonValue),
+                ], what: "policy \(policy.name)")
             result.policiesApplied.append(policy.name)
         }
         return result
@@ -229,22 +261,28 @@ public struct TopologyApplier: Sendable {
     func put(_ identity: PlannedIdentity) async throws {
         let user = Self.component(identity.user)
         let permissions = identity.permissions
-        try await management("PUT", "users/\(user)", ["password": identity.password, "tags": permissions.tags.joined(separator: ",")],
-                             what: "user \(identity.user)")
-        try await management("PUT", "permissions/\(vhostPath)/\(user)", [
-            "configure": permissions.configure, "write": permissions.write, "read": permissions.read,
-        ], what: "permissions of \(identity.user)")
+        try await management(
+            "PUT", "users/\(user)", ["password": identity.password, "tags": permissions.tags.joined(separator: ",")],
+            what: "user \(identity.user)")
+        try await management(
+            "PUT", "permissions/\(vhostPath)/\(user)",
+            [
+                "configure": permissions.configure, "write": permissions.write, "read": permissions.read,
+            ], what: "permissions of \(identity.user)")
         for topic in permissions.topics {
-            try await management("PUT", "topic-permissions/\(vhostPath)/\(user)", [
-                "exchange": topic.exchange, "write": topic.write, "read": topic.read,
-            ], what: "topic permissions of \(identity.user) on \(topic.exchange)")
+            try await management(
+                "PUT", "topic-permissions/\(vhostPath)/\(user)",
+                [
+                    "exchange": topic.exchange, "write": topic.write, "read": topic.read,
+                ], what: "topic permissions of \(identity.user) on \(topic.exchange)")
         }
     }
 
     private var vhostPath: String { Self.component(amqp.url.vhost) }
 
     private static func component(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_."))) ?? text
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-_.")))
+            ?? text
     }
 
     /// One management API call, with the AMQP_URL user's credentials (or those in the URL). The body
@@ -263,10 +301,11 @@ public struct TopologyApplier: Sendable {
             root = bare.string ?? root
         }
         let credentials = Data("\(user):\(password)".utf8).base64EncodedString()
-        let response = try await http.execute(HTTPRequest(
-            method: method, url: "\(root)/api/\(path)",
-            headers: [("Authorization", "Basic \(credentials)"), ("Content-Type", "application/json")],
-            body: Array(try JSONSerialization.data(withJSONObject: body))))
+        let response = try await http.execute(
+            HTTPRequest(
+                method: method, url: "\(root)/api/\(path)",
+                headers: [("Authorization", "Basic \(credentials)"), ("Content-Type", "application/json")],
+                body: Array(try JSONSerialization.data(withJSONObject: body))))
         guard (200..<300).contains(response.status) else {
             let text = String(decoding: response.body.prefix(300), as: UTF8.self)
             throw ControlError("the management API refused \(what): HTTP \(response.status) \(text)")

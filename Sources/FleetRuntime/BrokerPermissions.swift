@@ -33,15 +33,16 @@ extension FleetTopology {
         func keys(_ types: [MessageType]) -> String {
             types.isEmpty ? "^$" : "^(" + types.map { Self.regexEscaped($0.rawValue) }.joined(separator: "|") + ")\\."
         }
-        let consumes: [String] = switch role {
-        case .probe: []
-        case .predictor: [predictionRequestsQueue]
-        case .decision: [observationsQueue, commandsQueue]
-        case .actuator: [actionRequestsQueue]
-        case .notifier: [notificationsQueue]
-        case .recorder: [historyQueue]
-        case .operator: []
-        }
+        let consumes: [String] =
+            switch role {
+            case .probe: []
+            case .predictor: [predictionRequestsQueue]
+            case .decision: [observationsQueue, commandsQueue]
+            case .actuator: [actionRequestsQueue]
+            case .notifier: [notificationsQueue]
+            case .recorder: [historyQueue]
+            case .operator: []
+            }
         if role == .operator {
             // recoveryctl: publishes commands and prediction requests, and follows a command's answer on
             // a private queue bound to notices, outcomes and the commands' dead letters. That queue is

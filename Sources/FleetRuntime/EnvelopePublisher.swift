@@ -20,29 +20,38 @@ public struct EnvelopePublisher: Sendable {
 
     /// Encodes and publishes an envelope of `type` about `target` (the routing key names it).
     public func publish<Body: Codable & Sendable>(
-        _ type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body, now: Date
+        _ type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body,
+        now: Date
     ) async throws {
-        try await publish(encoded: encode(type, id: id, target: target, instanceId: instanceId, correlationId: correlationId,
-                                          body: body, now: now), now: now)
+        try await publish(
+            encoded: encode(
+                type, id: id, target: target, instanceId: instanceId, correlationId: correlationId,
+                body: body, now: now), now: now)
     }
 
     /// The envelope's bytes and routing, without publishing: the decision worker stores them in its
     /// outbox first and publishes them with `publish(encoded:now:)`.
     public func encode<Body: Codable & Sendable>(
-        _ type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body, now: Date
+        _ type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body,
+        now: Date
     ) throws -> Encoded {
-        let envelope = Envelope(type: type, id: id, correlationId: correlationId, target: target, instanceId: instanceId,
-                                occurredAt: now, producer: producer, body: body)
-        return Encoded(type: type, routingKey: FleetTopology.routingKey(type, target: target), id: id, correlationId: correlationId,
-                       body: try EnvelopeCodec.encode(envelope))
+        let envelope = Envelope(
+            type: type, id: id, correlationId: correlationId, target: target, instanceId: instanceId,
+            occurredAt: now, producer: producer, body: body)
+        return Encoded(
+            type: type, routingKey: FleetTopology.routingKey(type, target: target), id: id,
+            correlationId: correlationId,
+            body: try EnvelopeCodec.encode(envelope))
     }
 
     /// Publishes an envelope encoded earlier; `now` is the AMQP timestamp.
     public func publish(encoded message: Encoded, now: Date) async throws {
-        try await publisher.publish(OutgoingMessage(
-            exchange: topology.exchange, routingKey: message.routingKey, body: message.body,
-            properties: AMQPProperties(messageId: message.id, correlationId: message.correlationId,
-                                       timestamp: UInt64(now.timeIntervalSince1970), type: message.type.rawValue, appId: appId)))
+        try await publisher.publish(
+            OutgoingMessage(
+                exchange: topology.exchange, routingKey: message.routingKey, body: message.body,
+                properties: AMQPProperties(
+                    messageId: message.id, correlationId: message.correlationId,
+                    timestamp: UInt64(now.timeIntervalSince1970), type: message.type.rawValue, appId: appId)))
     }
 
     /// An encoded envelope with its routing.
@@ -68,7 +77,9 @@ public struct EnvelopePublisher: Sendable {
     public func announcingRefusals(clock: @escaping @Sendable () -> Date = Date.init) -> SenderGate.Announce {
         { refusal in
             let notice = refusal.notice(at: clock(), announcedBy: producer)
-            try? await publish(.notification, id: notice.id, target: nil, instanceId: nil, correlationId: nil, body: notice, now: clock())
+            try? await publish(
+                .notification, id: notice.id, target: nil, instanceId: nil, correlationId: nil, body: notice,
+                now: clock())
         }
     }
 }

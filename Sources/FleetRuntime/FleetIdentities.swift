@@ -71,13 +71,17 @@ public struct FleetIdentities: Sendable, Equatable {
         var identities = deploymentDefaults
         // Spelled out so that scripts/check-static.sh sees every variable read.
         let configured: [(FleetRole, String?)] = [
-            (.probe, values["PROBE_USERS"]), (.predictor, values["PREDICTOR_USERS"]), (.decision, values["DECISION_USERS"]),
-            (.actuator, values["ACTUATOR_USERS"]), (.notifier, values["NOTIFIER_USERS"]), (.recorder, values["RECORDER_USERS"]),
+            (.probe, values["PROBE_USERS"]), (.predictor, values["PREDICTOR_USERS"]),
+            (.decision, values["DECISION_USERS"]),
+            (.actuator, values["ACTUATOR_USERS"]), (.notifier, values["NOTIFIER_USERS"]),
+            (.recorder, values["RECORDER_USERS"]),
             (.operator, values["OPERATORS"]),
         ]
         for (role, text) in configured {
             guard let text else { continue }
-            let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
             if role == .operator || !names.isEmpty { identities.users[role] = Set(names) }
         }
         return identities

@@ -34,14 +34,18 @@ public enum FleetMetrics {
 
     // MARK: Probe
 
-    public static func probes(result: String) -> Counter { Counter(label: "recovery_probes_total", dimensions: [("result", result)]) }
+    public static func probes(result: String) -> Counter {
+        Counter(label: "recovery_probes_total", dimensions: [("result", result)])
+    }
     public static var probesSkipped: Counter { Counter(label: "recovery_probes_skipped_total") }
     public static var probeDuration: Timer { Timer(label: "recovery_probe_duration_seconds") }
 
     // MARK: Decision
 
     /// `accepted`, `rejected` or `unauthorized`.
-    public static func commands(result: String) -> Counter { Counter(label: "recovery_commands_total", dimensions: [("result", result)]) }
+    public static func commands(result: String) -> Counter {
+        Counter(label: "recovery_commands_total", dimensions: [("result", result)])
+    }
     public static var decisions: Counter { Counter(label: "recovery_decisions_total") }
     public static var decisionConflicts: Counter { Counter(label: "recovery_decision_conflicts_total") }
     public static var outages: Counter { Counter(label: "recovery_outages_total") }
@@ -82,14 +86,18 @@ public enum FleetMetrics {
         Counter(label: "recovery_actions_executed_total", dimensions: [("status", status)])
     }
     public static var predictionsRecorded: Counter { Counter(label: "recovery_predictions_total") }
-    public static var highConfidencePredictionsRecorded: Counter { Counter(label: "recovery_high_confidence_predictions_total") }
+    public static var highConfidencePredictionsRecorded: Counter {
+        Counter(label: "recovery_high_confidence_predictions_total")
+    }
     public static var successRate: Gauge { Gauge(label: "recovery_success_rate") }
 
     // MARK: Predictor
 
     public static var predictorTargets: Gauge { Gauge(label: "recovery_predictor_targets") }
     public static var predictorEvaluations: Counter { Counter(label: "recovery_predictor_evaluations_total") }
-    public static var getMetricDataRequests: Counter { Counter(label: "recovery_predictor_get_metric_data_requests_total") }
+    public static var getMetricDataRequests: Counter {
+        Counter(label: "recovery_predictor_get_metric_data_requests_total")
+    }
     public static func predictions(kind: String) -> Counter {
         Counter(label: "recovery_predictor_predictions_total", dimensions: [("kind", kind)])
     }

@@ -54,9 +54,11 @@ public struct FleetTopology: Sendable {
             policies: [
                 // Spread quorum-queue leaders over the cluster's nodes instead of piling them on the
                 // node each worker happened to connect to first.
-                .init(name: "\(prefix)-leaders-balanced", pattern: "^\(prefix)\\.", definition: [
-                    "queue-leader-locator": "balanced",
-                ]),
+                .init(
+                    name: "\(prefix)-leaders-balanced", pattern: "^\(prefix)\\.",
+                    definition: [
+                        "queue-leader-locator": "balanced"
+                    ])
             ])
         for (queue, patterns) in workQueues {
             let dead = Self.deadLetterQueue(for: queue)

@@ -57,12 +57,16 @@ public struct JSONLogHandler: LogHandler {
             object[key] = Self.redact(key: key, value: value)
         }
         if event.level >= .error { object["source"] = "\(event.file.split(separator: "/").last ?? ""):\(event.line)" }
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        guard
+            let data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         else { return }
         sink.write(String(decoding: data, as: UTF8.self))
     }
 
-    static let secretKeyWords = ["password", "secret", "token", "webhook", "authorization", "credential", "apikey", "api_key"]
+    static let secretKeyWords = [
+        "password", "secret", "token", "webhook", "authorization", "credential", "apikey", "api_key",
+    ]
 
     static func redact(key: String, value: Logger.Metadata.Value) -> Any {
         let lower = key.lowercased()
@@ -73,7 +77,8 @@ public struct JSONLogHandler: LogHandler {
         case let .string(s): return redact(value: s)
         case let .stringConvertible(c): return redact(value: c.description)
         case let .array(items): return items.map { redact(key: key, value: $0) }
-        case let .dictionary(dict): return dict.reduce(into: [String: Any]()) { $0[$1.key] = redact(key: $1.key, value: $1.value) }
+        case let .dictionary(dict):
+            return dict.reduce(into: [String: Any]()) { $0[$1.key] = redact(key: $1.key, value: $1.value) }
         }
     }
 

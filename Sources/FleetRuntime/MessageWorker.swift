@@ -27,8 +27,10 @@ public struct DeadLetterSink: Sendable {
     /// Stores the message in `<queue>.dead` with `x-reject-reason` and where it came from (plus any
     /// `headers` the caller adds, e.g. the notifier's `x-notifier-channel`). Returns only once the broker
     /// has confirmed it, so the caller may then ack the original.
-    public func deadLetter(_ delivery: AMQPDelivery, fromQueue queue: String, reason: String,
-                           headers: [String: AMQPFieldValue] = [:], now: Date = Date()) async throws {
+    public func deadLetter(
+        _ delivery: AMQPDelivery, fromQueue queue: String, reason: String,
+        headers: [String: AMQPFieldValue] = [:], now: Date = Date()
+    ) async throws {
         var properties = delivery.properties
         for (name, value) in headers { properties.headers[name] = value }
         properties.headers["x-reject-reason"] = .string(reason)
@@ -45,7 +47,8 @@ public struct DeadLetterSink: Sendable {
         properties.userId = nil
         properties.deliveryMode = 2
         if properties.messageId == nil { properties.messageId = UUID().uuidString.lowercased() }
-        try await publisher.publish(OutgoingMessage(exchange: exchange, routingKey: queue, body: delivery.body, properties: properties))
+        try await publisher.publish(
+            OutgoingMessage(exchange: exchange, routingKey: queue, body: delivery.body, properties: properties))
     }
 }
 
@@ -80,9 +83,11 @@ public struct MessageWorker<Message: Sendable>: Sendable {
     let retry: TransientRetryPolicy
 
     /// A worker for a queue that carries several message types: `decode` picks the body type.
-    public init(consumer: any DeliverySource, deadLetters: DeadLetterSink, logger: Logger, senders: SenderGate?,
-                decode: @escaping Decoder, sentAt: @escaping @Sendable (Message) -> Date? = { _ in nil },
-                retry: TransientRetryPolicy = TransientRetryPolicy(), handler: @escaping Handler) {
+    public init(
+        consumer: any DeliverySource, deadLetters: DeadLetterSink, logger: Logger, senders: SenderGate?,
+        decode: @escaping Decoder, sentAt: @escaping @Sendable (Message) -> Date? = { _ in nil },
+        retry: TransientRetryPolicy = TransientRetryPolicy(), handler: @escaping Handler
+    ) {
         self.consumer = consumer
         self.retry = retry
         self.deadLetters = deadLetters
@@ -149,18 +154,23 @@ public struct MessageWorker<Message: Sendable>: Sendable {
             } catch let rejection as RejectMessage {
                 await reject(delivery, reason: rejection.reason, logger: logger)
                 return
-            } catch where TransientRetryPolicy.isTransient(error) && failures < retry.maxAttempts && !Task.isCancelled {
+            } catch  where TransientRetryPolicy.isTransient(error) && failures < retry.maxAttempts && !Task.isCancelled
+            {
                 failures += 1
                 let delay = retry.delay(beforeAttempt: failures)
-                logger.warning("transient failure; retrying the message in place", metadata: [
-                    "error": "\(error)", "attempt": "\(failures)", "retry_in": "\(delay)",
-                ])
+                logger.warning(
+                    "transient failure; retrying the message in place",
+                    metadata: [
+                        "error": "\(error)", "attempt": "\(failures)", "retry_in": "\(delay)",
+                    ])
                 count("retried")
                 try? await Task.sleep(for: delay)
             } catch {
-                logger.warning("handler failed; message requeued", metadata: [
-                    "error": "\(error)", "delivery_count": "\(delivery.deliveryCount)",
-                ])
+                logger.warning(
+                    "handler failed; message requeued",
+                    metadata: [
+                        "error": "\(error)", "delivery_count": "\(delivery.deliveryCount)",
+                    ])
                 await consumer.nack(delivery, requeue: true)
                 count("requeued")
                 return
@@ -204,8 +214,11 @@ extension MessageWorker {
         senders: SenderGate?, retry: TransientRetryPolicy = TransientRetryPolicy(),
         handler: @escaping @Sendable (Envelope<Body>, AMQPDelivery) async throws -> Void
     ) where Message == Envelope<Body> {
-        self.init(consumer: consumer, deadLetters: deadLetters, logger: logger, senders: senders,
-                  decode: { (bytes) throws(MessageDecodingError) in try EnvelopeCodec.decode(bytes, as: Body.self, expecting: expecting) },
-                  sentAt: { $0.sentAt }, retry: retry, handler: handler)
+        self.init(
+            consumer: consumer, deadLetters: deadLetters, logger: logger, senders: senders,
+            decode: { (bytes) throws(MessageDecodingError) in
+                try EnvelopeCodec.decode(bytes, as: Body.self, expecting: expecting)
+            },
+            sentAt: { $0.sentAt }, retry: retry, handler: handler)
     }
 }

@@ -17,7 +17,8 @@ public struct UnauthorizedSender: Sendable, Equatable {
     /// The dead letter's `x-reject-reason`.
     public var reason: String {
         let who = user.map { "broker user '\($0)'" } ?? "a sender without user_id"
-        return "unauthorized-sender: \(who) may not send '\(type.rawValue)' (only the \(FleetRole.senders(of: type).map(\.rawValue).joined(separator: "/")) identities may)"
+        return
+            "unauthorized-sender: \(who) may not send '\(type.rawValue)' (only the \(FleetRole.senders(of: type).map(\.rawValue).joined(separator: "/")) identities may)"
     }
 }
 
@@ -43,8 +44,10 @@ public final class SenderGate: Sendable {
     let logger: Logger
     private let announced = Mutex<Set<String>>([])
 
-    public init(identities: FleetIdentities, unchecked: Set<MessageType> = [], ownUser: String? = nil, logger: Logger,
-                announce: @escaping Announce = { _ in }) {
+    public init(
+        identities: FleetIdentities, unchecked: Set<MessageType> = [], ownUser: String? = nil, logger: Logger,
+        announce: @escaping Announce = { _ in }
+    ) {
         self.identities = identities
         self.unchecked = unchecked
         self.ownUser = ownUser
@@ -61,8 +64,9 @@ public final class SenderGate: Sendable {
             user = delivery.properties.headers["x-original-user-id"]?.stringValue
         }
         if let user, unchecked.contains(type) || identities.allowedSenders(of: type).contains(user) { return nil }
-        return UnauthorizedSender(user: user, type: type, queue: queue, routingKey: delivery.routingKey,
-                                  messageId: delivery.properties.messageId)
+        return UnauthorizedSender(
+            user: user, type: type, queue: queue, routingKey: delivery.routingKey,
+            messageId: delivery.properties.messageId)
     }
 
     /// Counts the refusal and announces its sender the first time this process sees it.
@@ -72,10 +76,12 @@ public final class SenderGate: Sendable {
         let key = "\(refusal.user ?? "")\u{0}\(Timestamp.format(Date()).prefix(10))"
         let first = announced.withLock { $0.insert(key).inserted }
         guard first else { return }
-        logger.error("refused a message from a sender that may not send it; later ones from this sender are only counted", metadata: [
-            "reason": "\(refusal.reason)", "queue": "\(refusal.queue)", "routing_key": "\(refusal.routingKey)",
-            "message_id": "\(refusal.messageId ?? "-")",
-        ])
+        logger.error(
+            "refused a message from a sender that may not send it; later ones from this sender are only counted",
+            metadata: [
+                "reason": "\(refusal.reason)", "queue": "\(refusal.queue)", "routing_key": "\(refusal.routingKey)",
+                "message_id": "\(refusal.messageId ?? "-")",
+            ])
         await announce(refusal)
     }
 }

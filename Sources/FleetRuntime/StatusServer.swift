@@ -4,7 +4,7 @@ import Prometheus
 import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Serves `GET /metrics` (Prometheus text) and `GET /healthz` on one port, for every worker.
@@ -23,8 +23,10 @@ public final class StatusServer: Service, Sendable {
     private let logger: Logger
     private let state = Mutex<(fd: Int32, port: Int, stopping: Bool)>((-1, 0, false))
 
-    public init(host: String = "0.0.0.0", port: Int, registry: PrometheusCollectorRegistry,
-                checks: [String: ReadinessCheck], logger: Logger) {
+    public init(
+        host: String = "0.0.0.0", port: Int, registry: PrometheusCollectorRegistry,
+        checks: [String: ReadinessCheck], logger: Logger
+    ) {
         self.host = host
         requestedPort = port
         self.registry = registry
@@ -46,12 +48,15 @@ public final class StatusServer: Service, Sendable {
         address.sin_port = in_port_t(UInt16(requestedPort).bigEndian)
         address.sin_addr.s_addr = inet_addr(host)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 64) == 0 else {
             let code = errno
             close(fd)
-            throw StatusServerError(message: "cannot listen on \(host):\(requestedPort): errno \(code) (is the port in use?)")
+            throw StatusServerError(
+                message: "cannot listen on \(host):\(requestedPort): errno \(code) (is the port in use?)")
         }
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -105,13 +110,16 @@ public final class StatusServer: Service, Sendable {
         let parts = requestLine.split(separator: " ")
         let path = parts.count > 1 ? String(parts[1].split(separator: "?").first ?? "") : ""
         let (status, contentType, body) = respond(method: parts.first.map(String.init) ?? "", path: path)
-        let head = "HTTP/1.0 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let head =
+            "HTTP/1.0 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         let bytes = Array(head.utf8) + body
         _ = bytes.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
     func respond(method: String, path: String) -> (String, String, [UInt8]) {
-        guard method == "GET" || method == "HEAD" else { return ("405 Method Not Allowed", "text/plain", Array("GET only\n".utf8)) }
+        guard method == "GET" || method == "HEAD" else {
+            return ("405 Method Not Allowed", "text/plain", Array("GET only\n".utf8))
+        }
         switch path {
         case "/metrics":
             var out: [UInt8] = []
@@ -120,7 +128,9 @@ public final class StatusServer: Service, Sendable {
         case "/healthz", "/readyz":
             let results = checks.mapValues { $0() }
             let ok = results.values.allSatisfy { $0 }
-            let body = (try? JSONSerialization.data(withJSONObject: ["ready": ok, "checks": results], options: [.sortedKeys])) ?? Data()
+            let body =
+                (try? JSONSerialization.data(withJSONObject: ["ready": ok, "checks": results], options: [.sortedKeys]))
+                ?? Data()
             return (ok ? "200 OK" : "503 Service Unavailable", "application/json", Array(body) + [10])
         default:
             return ("404 Not Found", "text/plain", Array("try /metrics or /healthz\n".utf8))

@@ -26,9 +26,10 @@ public struct TransientRetryPolicy: Sendable {
 
     /// The wait before retry number `attempt` (1-based).
     public func delay(beforeAttempt attempt: Int) -> Duration {
-        let base = min(Double(maxDelay.components.seconds) + Double(maxDelay.components.attoseconds) / 1e18,
-                       (Double(initialDelay.components.seconds) + Double(initialDelay.components.attoseconds) / 1e18)
-                        * pow(2, Double(min(attempt - 1, 30))))
+        let base = min(
+            Double(maxDelay.components.seconds) + Double(maxDelay.components.attoseconds) / 1e18,
+            (Double(initialDelay.components.seconds) + Double(initialDelay.components.attoseconds) / 1e18)
+                * pow(2, Double(min(attempt - 1, 30))))
         return .milliseconds(Int64(base * Double.random(in: 0.8...1.2) * 1000))
     }
 

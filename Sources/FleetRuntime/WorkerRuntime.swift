@@ -9,7 +9,9 @@ import ServiceLifecycle
 /// service stops consuming, finishes or requeues what is in flight, and closes its connections).
 public enum WorkerRuntime {
     /// Bootstraps logging and metrics once for the process and returns the registry `/metrics` serves.
-    public static func bootstrap(environment: [String: String] = ProcessInfo.processInfo.environment) -> PrometheusCollectorRegistry {
+    public static func bootstrap(environment: [String: String] = ProcessInfo.processInfo.environment)
+        -> PrometheusCollectorRegistry
+    {
         JSONLogHandler.bootstrap(environment: environment)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -25,25 +27,34 @@ public enum WorkerRuntime {
     /// escalated to cancellation.
     public static func run(
         worker: String, services: [any Service], registry: PrometheusCollectorRegistry,
-        readiness: [String: StatusServer.ReadinessCheck], environment: [String: String] = ProcessInfo.processInfo.environment
+        readiness: [String: StatusServer.ReadinessCheck],
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) async throws {
         let logger = Logger(label: worker)
         let port = Int(environment["METRICS_PORT"] ?? "") ?? 9090
         let status = StatusServer(port: port, registry: registry, checks: readiness, logger: logger)
-        let group = ServiceGroup(configuration: try configuration(services: [status] + services, environment: environment, logger: logger))
+        let group = ServiceGroup(
+            configuration: try configuration(services: [status] + services, environment: environment, logger: logger))
         logger.info("\(worker) starting")
         try await group.run()
         logger.info("\(worker) stopped")
     }
 
     /// The group's configuration (for the tests, which run a worker's services the same way).
-    public static func configuration(services: [any Service], environment: [String: String] = [:], logger: Logger) throws -> ServiceGroupConfiguration {
+    public static func configuration(services: [any Service], environment: [String: String] = [:], logger: Logger)
+        throws -> ServiceGroupConfiguration
+    {
         let text = environment["GRACEFUL_SHUTDOWN_TIMEOUT"] ?? "60"
         guard let seconds = Double(text), seconds > 0, seconds < 86_400 else {
-            throw RuntimeConfigurationError("GRACEFUL_SHUTDOWN_TIMEOUT must be a number of seconds between 0 and 86400, not '\(text)'")
+            throw RuntimeConfigurationError(
+                "GRACEFUL_SHUTDOWN_TIMEOUT must be a number of seconds between 0 and 86400, not '\(text)'")
         }
         var configuration = ServiceGroupConfiguration(
-            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
+            services: services.map {
+                .init(
+                    service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .gracefullyShutdownGroup)
+            },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         configuration.maximumGracefulShutdownDuration = .milliseconds(Int64(seconds * 1000))
@@ -57,7 +68,6 @@ public struct RuntimeConfigurationError: Error, Sendable, CustomStringConvertibl
     public var description: String
     public init(_ description: String) { self.description = description }
 }
-
 
 /// A client (broker publisher, Redis, HTTP) as a service: it does nothing until graceful shutdown, then
 /// closes the client. List it before the services that use it: the group shuts down in reverse order,

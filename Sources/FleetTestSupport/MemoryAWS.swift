@@ -73,24 +73,33 @@ public final class MemoryAWS: Sendable {
 
     /// The next `times` calls of `operation` are throttled (`RequestLimitExceeded`, still after retries).
     public func throttle(_ operation: String, region: String? = nil, times: Int = 1) {
-        fail(operation, region: region, times: times, with: AWSError(
-            kind: .throttling, service: "AWS", operation: operation, region: region ?? "-", httpStatus: 400,
-            code: "RequestLimitExceeded", message: "Request limit exceeded (injected)", attempts: 4))
+        fail(
+            operation, region: region, times: times,
+            with: AWSError(
+                kind: .throttling, service: "AWS", operation: operation, region: region ?? "-", httpStatus: 400,
+                code: "RequestLimitExceeded", message: "Request limit exceeded (injected)", attempts: 4))
     }
 
     /// The next `times` calls to `region` get no answer (a region outage).
     public func outage(region: String, times: Int = .max) {
-        fail(nil, region: region, times: times, with: AWSError(
-            kind: .transport, service: "AWS", operation: "-", region: region, message: "connection timed out (injected outage)",
-            attempts: 4))
+        fail(
+            nil, region: region, times: times,
+            with: AWSError(
+                kind: .transport, service: "AWS", operation: "-", region: region,
+                message: "connection timed out (injected outage)",
+                attempts: 4))
     }
 
     /// Logs the call, throws an injected fault for it, or runs `body` (logging the error it throws).
-    func call<T>(_ service: String, _ operation: String, region: String, _ detail: String, _ body: () throws -> T) throws -> T {
+    func call<T>(_ service: String, _ operation: String, region: String, _ detail: String, _ body: () throws -> T)
+        throws -> T
+    {
         let fault: AWSError? = log.withLock { log in
-            guard let index = log.faults.firstIndex(where: {
-                ($0.operation == nil || $0.operation == operation) && ($0.region == nil || $0.region == region)
-            }) else { return nil }
+            guard
+                let index = log.faults.firstIndex(where: {
+                    ($0.operation == nil || $0.operation == operation) && ($0.region == nil || $0.region == region)
+                })
+            else { return nil }
             log.faults[index].remaining -= 1
             var error = log.faults[index].error
             if log.faults[index].remaining <= 0 { log.faults.remove(at: index) }
@@ -122,9 +131,12 @@ public final class MemoryAWS: Sendable {
     }
 
     /// A client error as AWS answers it (HTTP 400 and its code).
-    static func refusal(_ service: String, _ operation: String, _ region: String, _ code: String, _ message: String) -> AWSError {
-        AWSError(kind: .clientError, service: service, operation: operation, region: region, httpStatus: 400, code: code,
-                 message: message)
+    static func refusal(_ service: String, _ operation: String, _ region: String, _ code: String, _ message: String)
+        -> AWSError
+    {
+        AWSError(
+            kind: .clientError, service: service, operation: operation, region: region, httpStatus: 400, code: code,
+            message: message)
     }
 }
 

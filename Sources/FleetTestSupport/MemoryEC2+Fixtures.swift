@@ -5,17 +5,25 @@ import Foundation
 extension MemoryEC2 {
     /// A public image (owner `amazon` unless given) to launch from, with a root snapshot of its own.
     @discardableResult
-    public func addImage(name: String = "al2023-base", architecture: String = "x86_64", owner: String = "amazon") -> EC2Image {
+    public func addImage(name: String = "al2023-base", architecture: String = "x86_64", owner: String = "amazon")
+        -> EC2Image
+    {
         let imageId = aws.newId("ami")
         let snapshotId = aws.newId("snap")
         return aws.ec2State.withLock { world in
-            world.snapshots[snapshotId] = Regional(region: region, value: EC2Snapshot(
-                snapshotId: snapshotId, state: "completed", startTime: aws.now(), volumeSize: 8, ownerId: owner))
+            world.snapshots[snapshotId] = Regional(
+                region: region,
+                value: EC2Snapshot(
+                    snapshotId: snapshotId, state: "completed", startTime: aws.now(), volumeSize: 8, ownerId: owner))
             let image = EC2Image(
                 imageId: imageId, name: name, state: "available", ownerId: owner, architecture: architecture,
                 rootDeviceName: "/dev/xvda", rootDeviceType: "ebs", virtualizationType: "hvm", creationDate: aws.now(),
-                blockDeviceMappings: [BlockDeviceMapping(deviceName: "/dev/xvda", ebs: EBSBlockDevice(
-                    snapshotId: snapshotId, volumeSize: 8, volumeType: "gp3", deleteOnTermination: true))])
+                blockDeviceMappings: [
+                    BlockDeviceMapping(
+                        deviceName: "/dev/xvda",
+                        ebs: EBSBlockDevice(
+                            snapshotId: snapshotId, volumeSize: 8, volumeType: "gp3", deleteOnTermination: true))
+                ])
             world.images[imageId] = Regional(region: region, value: image)
             return image
         }
@@ -24,24 +32,34 @@ extension MemoryEC2 {
     /// An instance in this region (running unless `state` says otherwise), from a base image, with a root
     /// volume of its own at `/dev/xvda`.
     @discardableResult
-    public func addInstance(tags: [String: String] = [:], state: InstanceStateName = .running, instanceType: String = "t3.micro",
-                            subnetId: String? = nil, securityGroupIds: [String] = []) -> EC2Instance {
+    public func addInstance(
+        tags: [String: String] = [:], state: InstanceStateName = .running, instanceType: String = "t3.micro",
+        subnetId: String? = nil, securityGroupIds: [String] = []
+    ) -> EC2Instance {
         let image = addImage()
         let id = aws.newId("i")
         let volumeId = aws.newId("vol")
         return aws.ec2State.withLock { world in
             let zone = "\(region)a"
-            world.volumes[volumeId] = Regional(region: region, value: EC2Volume(
-                volumeId: volumeId, size: 8, snapshotId: image.blockDeviceMappings.first?.ebs?.snapshotId, availabilityZone: zone,
-                state: "in-use", volumeType: "gp3", createTime: aws.now(),
-                attachments: [VolumeAttachment(volumeId: volumeId, instanceId: id, device: "/dev/xvda", state: "attached")]))
+            world.volumes[volumeId] = Regional(
+                region: region,
+                value: EC2Volume(
+                    volumeId: volumeId, size: 8, snapshotId: image.blockDeviceMappings.first?.ebs?.snapshotId,
+                    availabilityZone: zone,
+                    state: "in-use", volumeType: "gp3", createTime: aws.now(),
+                    attachments: [
+                        VolumeAttachment(volumeId: volumeId, instanceId: id, device: "/dev/xvda", state: "attached")
+                    ]))
             let instance = EC2Instance(
-                instanceId: id, imageId: image.imageId, instanceType: instanceType, state: state, availabilityZone: zone,
+                instanceId: id, imageId: image.imageId, instanceType: instanceType, state: state,
+                availabilityZone: zone,
                 subnetId: subnetId ?? "subnet-default-\(region)", vpcId: "vpc-default-\(region)",
                 privateIpAddress: "10.0.1.\(world.nextAddress % 250 + 4)",
                 publicIpAddress: state == .running ? world.newPublicIp(region) : nil, launchTime: aws.now(),
-                securityGroupIds: securityGroupIds.isEmpty ? ["sg-default-\(region)"] : securityGroupIds, rootDeviceName: "/dev/xvda",
-                blockDevices: [EC2InstanceBlockDevice(deviceName: "/dev/xvda", volumeId: volumeId, status: "attached")], tags: tags)
+                securityGroupIds: securityGroupIds.isEmpty ? ["sg-default-\(region)"] : securityGroupIds,
+                rootDeviceName: "/dev/xvda",
+                blockDevices: [EC2InstanceBlockDevice(deviceName: "/dev/xvda", volumeId: volumeId, status: "attached")],
+                tags: tags)
             world.instances[id] = EC2World.Instance(region: region, value: instance)
             return instance
         }
@@ -50,11 +68,15 @@ extension MemoryEC2 {
     /// A snapshot the account owns in this region (completed unless `state` says otherwise), taken at
     /// `startTime` (the account's clock when nil).
     @discardableResult
-    public func addSnapshot(tags: [String: String], startTime: Date? = nil, volumeSize: Int = 8, state: String = "completed")
-        -> EC2Snapshot {
+    public func addSnapshot(
+        tags: [String: String], startTime: Date? = nil, volumeSize: Int = 8, state: String = "completed"
+    )
+        -> EC2Snapshot
+    {
         let snapshot = EC2Snapshot(
             snapshotId: aws.newId("snap"), state: state, progress: state == "completed" ? "100%" : "0%",
-            startTime: startTime ?? aws.now(), volumeSize: volumeSize, ownerId: MemoryAWS.accountId, encrypted: false, tags: tags)
+            startTime: startTime ?? aws.now(), volumeSize: volumeSize, ownerId: MemoryAWS.accountId, encrypted: false,
+            tags: tags)
         aws.ec2State.withLock { $0.snapshots[snapshot.snapshotId] = Regional(region: region, value: snapshot) }
         return snapshot
     }
@@ -75,7 +97,9 @@ extension MemoryEC2 {
     // MARK: Reading back (any region)
 
     public func instance(_ id: String) -> EC2Instance? { aws.ec2State.withLock { $0.instances[id]?.value } }
-    public func address(_ allocationId: String) -> EC2Address? { aws.ec2State.withLock { $0.addresses[allocationId]?.value } }
+    public func address(_ allocationId: String) -> EC2Address? {
+        aws.ec2State.withLock { $0.addresses[allocationId]?.value }
+    }
     public func volume(_ id: String) -> EC2Volume? { aws.ec2State.withLock { $0.volumes[id]?.value } }
     public func image(_ id: String) -> EC2Image? { aws.ec2State.withLock { $0.images[id]?.value } }
 
@@ -89,7 +113,9 @@ extension MemoryEC2 {
     /// The Elastic IPs of this region, by allocation id.
     public var addresses: [EC2Address] {
         aws.ec2State.withLock { world in
-            world.addresses.values.filter { $0.region == region }.map(\.value).sorted { ($0.allocationId ?? "") < ($1.allocationId ?? "") }
+            world.addresses.values.filter { $0.region == region }.map(\.value).sorted {
+                ($0.allocationId ?? "") < ($1.allocationId ?? "")
+            }
         }
     }
 
@@ -108,7 +134,8 @@ extension MemoryEC2 {
     public func addAddress(on instanceId: String? = nil, tags: [String: String] = [:]) -> EC2Address {
         let allocationId = aws.newId("eipalloc")
         let address = aws.ec2State.withLock { world in
-            let address = EC2Address(publicIp: world.newPublicIp(region), allocationId: allocationId, domain: "vpc", tags: tags)
+            let address = EC2Address(
+                publicIp: world.newPublicIp(region), allocationId: allocationId, domain: "vpc", tags: tags)
             world.addresses[allocationId] = Regional(region: region, value: address)
             return address
         }

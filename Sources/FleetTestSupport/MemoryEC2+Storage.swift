@@ -5,9 +5,13 @@ import Foundation
 extension MemoryEC2 {
     // MARK: Snapshots and images
 
-    public func describeSnapshots(snapshotIds: [String], ownerIds: [String], filters: [EC2Filter]) async throws -> [EC2Snapshot] {
-        try describe("DescribeSnapshots", \.snapshots, snapshotIds, notFound: "InvalidSnapshot.NotFound", filters,
-                     keep: Self.owned(by: ownerIds, \.ownerId), tags: \.tags, id: \.snapshotId) { snapshot, name in
+    public func describeSnapshots(snapshotIds: [String], ownerIds: [String], filters: [EC2Filter]) async throws
+        -> [EC2Snapshot]
+    {
+        try describe(
+            "DescribeSnapshots", \.snapshots, snapshotIds, notFound: "InvalidSnapshot.NotFound", filters,
+            keep: Self.owned(by: ownerIds, \.ownerId), tags: \.tags, id: \.snapshotId
+        ) { snapshot, name in
             switch name {
             case "status": [snapshot.state]
             case "volume-id": snapshot.volumeId.map { [$0] }
@@ -16,7 +20,9 @@ extension MemoryEC2 {
         }
     }
 
-    public func createSnapshot(volumeId: String, description: String?, tags: [String: String]) async throws -> EC2Snapshot {
+    public func createSnapshot(volumeId: String, description: String?, tags: [String: String]) async throws
+        -> EC2Snapshot
+    {
         let id = aws.newId("snap")
         return try call("CreateSnapshot", volumeId) { world, refuse in
             guard let volume = world.volumes[volumeId], volume.region == region else {
@@ -24,7 +30,8 @@ extension MemoryEC2 {
             }
             let snapshot = EC2Snapshot(
                 snapshotId: id, volumeId: volumeId, state: "completed", progress: "100%", startTime: aws.now(),
-                volumeSize: volume.value.size, description: description, ownerId: MemoryAWS.accountId, encrypted: false, tags: tags)
+                volumeSize: volume.value.size, description: description, ownerId: MemoryAWS.accountId, encrypted: false,
+                tags: tags)
             world.snapshots[id] = Regional(region: region, value: snapshot)
             return snapshot
         }
@@ -42,18 +49,25 @@ extension MemoryEC2 {
             }) {
                 throw refuse("InvalidAMIName.Duplicate", "AMI name \(input.name) is already in use by another AMI")
             }
-            world.images[id] = Regional(region: region, value: EC2Image(
-                imageId: id, name: input.name, state: "available", ownerId: MemoryAWS.accountId, architecture: input.architecture,
-                rootDeviceName: input.rootDeviceName, rootDeviceType: "ebs", virtualizationType: input.virtualizationType,
-                creationDate: aws.now(), description: input.description, blockDeviceMappings: input.blockDeviceMappings,
-                tags: input.tags))
+            world.images[id] = Regional(
+                region: region,
+                value: EC2Image(
+                    imageId: id, name: input.name, state: "available", ownerId: MemoryAWS.accountId,
+                    architecture: input.architecture,
+                    rootDeviceName: input.rootDeviceName, rootDeviceType: "ebs",
+                    virtualizationType: input.virtualizationType,
+                    creationDate: aws.now(), description: input.description,
+                    blockDeviceMappings: input.blockDeviceMappings,
+                    tags: input.tags))
             return id
         }
     }
 
     public func describeImages(imageIds: [String], owners: [String], filters: [EC2Filter]) async throws -> [EC2Image] {
-        try describe("DescribeImages", \.images, imageIds, notFound: "InvalidAMIID.NotFound", filters,
-                     keep: Self.owned(by: owners, \.ownerId), tags: \.tags, id: \.imageId) { image, name in
+        try describe(
+            "DescribeImages", \.images, imageIds, notFound: "InvalidAMIID.NotFound", filters,
+            keep: Self.owned(by: owners, \.ownerId), tags: \.tags, id: \.imageId
+        ) { image, name in
             switch name {
             case "name": image.name.map { [$0] }
             case "architecture": image.architecture.map { [$0] }
@@ -65,9 +79,12 @@ extension MemoryEC2 {
 
     // MARK: Elastic IPs
 
-    public func describeAddresses(publicIps: [String], allocationIds: [String], filters: [EC2Filter]) async throws -> [EC2Address] {
+    public func describeAddresses(publicIps: [String], allocationIds: [String], filters: [EC2Filter]) async throws
+        -> [EC2Address]
+    {
         try call("DescribeAddresses", (publicIps + allocationIds).joined(separator: " ")) { world, refuse in
-            var found = try Self.pick(world.addresses, allocationIds, region, refuse, notFound: "InvalidAllocationID.NotFound")
+            var found = try Self.pick(
+                world.addresses, allocationIds, region, refuse, notFound: "InvalidAllocationID.NotFound")
             if !publicIps.isEmpty {
                 for ip in publicIps where !found.contains(where: { $0.publicIp == ip }) {
                     throw refuse("InvalidAddress.NotFound", "Address '\(ip)' not found.")
@@ -98,7 +115,9 @@ extension MemoryEC2 {
         }
     }
 
-    public func associateAddress(allocationId: String, instanceId: String, allowReassociation: Bool) async throws -> String {
+    public func associateAddress(allocationId: String, instanceId: String, allowReassociation: Bool) async throws
+        -> String
+    {
         let association = aws.newId("eipassoc")
         return try call("AssociateAddress", "\(allocationId) \(instanceId)") { world, refuse in
             guard let address = world.addresses[allocationId], address.region == region else {
@@ -106,7 +125,9 @@ extension MemoryEC2 {
             }
             let instance = try world.findInstances([instanceId], in: region, refuse)[0]
             guard ![.terminated, .shuttingDown].contains(instance.value.state) else {
-                throw refuse("IncorrectInstanceState", "The instance '\(instanceId)' is not in a valid state for this operation.")
+                throw refuse(
+                    "IncorrectInstanceState", "The instance '\(instanceId)' is not in a valid state for this operation."
+                )
             }
             if let current = address.value.instanceId, current != instanceId, !allowReassociation {
                 throw refuse("Resource.AlreadyAssociated", "Resource \(address.value.publicIp) is already associated.")
@@ -116,7 +137,9 @@ extension MemoryEC2 {
                 world.addresses[id]?.value.instanceId = nil
                 world.addresses[id]?.value.associationId = nil
             }
-            if let previous = address.value.instanceId, previous != instanceId { world.instances[previous]?.value.publicIpAddress = nil }
+            if let previous = address.value.instanceId, previous != instanceId {
+                world.instances[previous]?.value.publicIpAddress = nil
+            }
             world.addresses[allocationId]?.value.instanceId = instanceId
             world.addresses[allocationId]?.value.associationId = association
             world.addresses[allocationId]?.value.privateIpAddress = instance.value.privateIpAddress
@@ -127,7 +150,10 @@ extension MemoryEC2 {
 
     public func disassociateAddress(associationId: String) async throws {
         try call("DisassociateAddress", associationId) { world, refuse in
-            guard let (id, address) = world.addresses.first(where: { $0.value.region == region && $0.value.value.associationId == associationId })
+            guard
+                let (id, address) = world.addresses.first(where: {
+                    $0.value.region == region && $0.value.value.associationId == associationId
+                })
             else { throw refuse("InvalidAssociationID.NotFound", "Association ID '[\(associationId)]' not found.") }
             if let instance = address.value.instanceId { world.instances[instance]?.value.publicIpAddress = nil }
             world.addresses[id]?.value.instanceId = nil
@@ -139,8 +165,10 @@ extension MemoryEC2 {
     // MARK: Volumes
 
     public func describeVolumes(volumeIds: [String], filters: [EC2Filter]) async throws -> [EC2Volume] {
-        try describe("DescribeVolumes", \.volumes, volumeIds, notFound: "InvalidVolume.NotFound", filters, tags: \.tags,
-                     id: \.volumeId) { volume, name in
+        try describe(
+            "DescribeVolumes", \.volumes, volumeIds, notFound: "InvalidVolume.NotFound", filters, tags: \.tags,
+            id: \.volumeId
+        ) { volume, name in
             switch name {
             case "status": [volume.state]
             case "volume-id": [volume.volumeId]
@@ -164,10 +192,14 @@ extension MemoryEC2 {
                 }
                 size = size ?? snapshot.value.volumeSize
             }
-            guard let size else { throw refuse("MissingParameter", "The request must contain the parameter size or snapshotId") }
+            guard let size else {
+                throw refuse("MissingParameter", "The request must contain the parameter size or snapshotId")
+            }
             let volume = EC2Volume(
-                volumeId: id, size: size, snapshotId: input.snapshotId, availabilityZone: input.availabilityZone, state: "available",
-                volumeType: input.volumeType, iops: input.iops, encrypted: input.encrypted ?? false, createTime: aws.now(), tags: input.tags)
+                volumeId: id, size: size, snapshotId: input.snapshotId, availabilityZone: input.availabilityZone,
+                state: "available",
+                volumeType: input.volumeType, iops: input.iops, encrypted: input.encrypted ?? false,
+                createTime: aws.now(), tags: input.tags)
             world.volumes[id] = Regional(region: region, value: volume)
             return volume
         }
@@ -179,26 +211,34 @@ extension MemoryEC2 {
                 throw refuse("InvalidVolume.NotFound", "The volume '\(volumeId)' does not exist.")
             }
             let instance = try world.findInstances([instanceId], in: region, refuse)[0]
-            guard volume.value.state == "available" else { throw refuse("VolumeInUse", "\(volumeId) is already attached to an instance") }
+            guard volume.value.state == "available" else {
+                throw refuse("VolumeInUse", "\(volumeId) is already attached to an instance")
+            }
             guard volume.value.availabilityZone == instance.value.availabilityZone else {
-                throw refuse("InvalidVolume.ZoneMismatch", "The volume '\(volumeId)' is not in the same availability zone as instance '\(instanceId)'")
+                throw refuse(
+                    "InvalidVolume.ZoneMismatch",
+                    "The volume '\(volumeId)' is not in the same availability zone as instance '\(instanceId)'")
             }
             if instance.value.blockDevices.contains(where: { $0.deviceName == device }) {
                 throw refuse("InvalidParameterValue", "Attachment point \(device) is already in use")
             }
-            let attachment = VolumeAttachment(volumeId: volumeId, instanceId: instanceId, device: device, state: "attached",
-                                              attachTime: aws.now(), deleteOnTermination: false)
+            let attachment = VolumeAttachment(
+                volumeId: volumeId, instanceId: instanceId, device: device, state: "attached",
+                attachTime: aws.now(), deleteOnTermination: false)
             world.volumes[volumeId]?.value.state = "in-use"
             world.volumes[volumeId]?.value.attachments = [attachment]
             world.instances[instanceId]?.value.blockDevices.append(
-                EC2InstanceBlockDevice(deviceName: device, volumeId: volumeId, status: "attached", deleteOnTermination: false))
+                EC2InstanceBlockDevice(
+                    deviceName: device, volumeId: volumeId, status: "attached", deleteOnTermination: false))
             var answer = attachment
             answer.state = "attaching"
             return answer
         }
     }
 
-    public func detachVolume(volumeId: String, instanceId: String?, device: String?, force: Bool) async throws -> VolumeAttachment {
+    public func detachVolume(volumeId: String, instanceId: String?, device: String?, force: Bool) async throws
+        -> VolumeAttachment
+    {
         try call("DetachVolume", "\(volumeId) \(instanceId ?? "")" + (force ? " force" : "")) { world, refuse in
             guard let volume = world.volumes[volumeId], volume.region == region else {
                 throw refuse("InvalidVolume.NotFound", "The volume '\(volumeId)' does not exist.")
@@ -211,7 +251,9 @@ extension MemoryEC2 {
             }
             world.volumes[volumeId]?.value.state = "available"
             world.volumes[volumeId]?.value.attachments = []
-            if let owner = attachment.instanceId { world.instances[owner]?.value.blockDevices.removeAll { $0.volumeId == volumeId } }
+            if let owner = attachment.instanceId {
+                world.instances[owner]?.value.blockDevices.removeAll { $0.volumeId == volumeId }
+            }
             attachment.state = "detaching"
             return attachment
         }
@@ -219,9 +261,11 @@ extension MemoryEC2 {
 
     /// One Describe call: the values of `table` with these ids (one unknown id fails the call with
     /// `notFound`), those `keep` keeps and the filters pass (`field` gives a filter's values), by id.
-    func describe<Value>(_ operation: String, _ table: KeyPath<EC2World, [String: Regional<Value>]>, _ ids: [String], notFound: String,
-                         _ filters: [EC2Filter], keep: (Value) -> Bool = { _ in true }, tags: KeyPath<Value, [String: String]>,
-                         id: KeyPath<Value, String>, field: (Value, String) -> [String]?) throws -> [Value] {
+    func describe<Value>(
+        _ operation: String, _ table: KeyPath<EC2World, [String: Regional<Value>]>, _ ids: [String], notFound: String,
+        _ filters: [EC2Filter], keep: (Value) -> Bool = { _ in true }, tags: KeyPath<Value, [String: String]>,
+        id: KeyPath<Value, String>, field: (Value, String) -> [String]?
+    ) throws -> [Value] {
         try call(operation, ids.joined(separator: " ")) { world, refuse in
             try Self.pick(world[keyPath: table], ids, region, refuse, notFound: notFound).filter(keep).filter { value in
                 try Self.matches(filters, tags: value[keyPath: tags], refuse) { field(value, $0) }
@@ -237,11 +281,15 @@ extension MemoryEC2 {
 
     /// The values with these ids in `region` (all of the region's when none are given); one unknown id
     /// fails the call with `notFound`, as in EC2.
-    static func pick<Value>(_ all: [String: Regional<Value>], _ ids: [String], _ region: String, _ refuse: Refuse,
-                            notFound: String) throws -> [Value] {
+    static func pick<Value>(
+        _ all: [String: Regional<Value>], _ ids: [String], _ region: String, _ refuse: Refuse,
+        notFound: String
+    ) throws -> [Value] {
         if ids.isEmpty { return all.values.filter { $0.region == region }.map(\.value) }
         return try ids.map { id in
-            guard let found = all[id], found.region == region else { throw refuse(notFound, "The ID '\(id)' does not exist") }
+            guard let found = all[id], found.region == region else {
+                throw refuse(notFound, "The ID '\(id)' does not exist")
+            }
             return found.value
         }
     }

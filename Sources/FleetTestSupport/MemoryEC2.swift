@@ -66,7 +66,9 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
 
     public func describeInstanceStatus(instanceIds: [String], filters: [EC2Filter]) async throws -> [InstanceStatus] {
         try call("DescribeInstanceStatus", instanceIds.joined(separator: " ")) { world, refuse in
-            try world.findInstances(instanceIds, in: region, refuse).filter { try Self.matches($0.value, filters, refuse) }.map { i in
+            try world.findInstances(instanceIds, in: region, refuse).filter {
+                try Self.matches($0.value, filters, refuse)
+            }.map { i in
                 let running = i.value.state == .running
                 return InstanceStatus(
                     instanceId: i.value.instanceId, availabilityZone: i.value.availabilityZone, state: i.value.state,
@@ -78,33 +80,45 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
 
     public func rebootInstances(_ instanceIds: [String]) async throws {
         try call("RebootInstances", instanceIds.joined(separator: " ")) { world, refuse in
-            for instance in try world.findInstances(instanceIds, in: region, refuse) where ![.running, .pending].contains(instance.value.state) {
-                throw refuse("IncorrectInstanceState", "The instance '\(instance.value.instanceId)' is not in a state from which it can be rebooted.")
+            for instance in try world.findInstances(instanceIds, in: region, refuse)
+            where ![.running, .pending].contains(instance.value.state) {
+                throw refuse(
+                    "IncorrectInstanceState",
+                    "The instance '\(instance.value.instanceId)' is not in a state from which it can be rebooted.")
             }
         }
     }
 
-    public func stopInstances(_ instanceIds: [String], force: Bool, hibernate: Bool?) async throws -> [InstanceStateChange] {
-        try transition("StopInstances", instanceIds, force ? " force" : "", to: .stopped, reported: .stopping, verb: "stopped") { world, id in
+    public func stopInstances(_ instanceIds: [String], force: Bool, hibernate: Bool?) async throws
+        -> [InstanceStateChange]
+    {
+        try transition(
+            "StopInstances", instanceIds, force ? " force" : "", to: .stopped, reported: .stopping, verb: "stopped"
+        ) { world, id in
             world.elasticIP(on: id)
         }
     }
 
     public func startInstances(_ instanceIds: [String]) async throws -> [InstanceStateChange] {
-        try transition("StartInstances", instanceIds, "", to: .running, reported: .pending, verb: "started") { world, id in
+        try transition("StartInstances", instanceIds, "", to: .running, reported: .pending, verb: "started") {
+            world, id in
             world.elasticIP(on: id) ?? world.newPublicIp(region)
         }
     }
 
     /// Stop or start: every instance must exist and not be gone; each moves to `state` at once (AWS reports
     /// `reported` on the way there) and gets the public address `address` gives.
-    private func transition(_ operation: String, _ ids: [String], _ detail: String, to state: InstanceStateName,
-                            reported: InstanceStateName, verb: String,
-                            address: (inout EC2World, String) -> String?) throws -> [InstanceStateChange] {
+    private func transition(
+        _ operation: String, _ ids: [String], _ detail: String, to state: InstanceStateName,
+        reported: InstanceStateName, verb: String,
+        address: (inout EC2World, String) -> String?
+    ) throws -> [InstanceStateChange] {
         try call(operation, ids.joined(separator: " ") + detail) { world, refuse in
             let found = try world.findInstances(ids, in: region, refuse)
             if let gone = found.first(where: { [.terminated, .shuttingDown].contains($0.value.state) }) {
-                throw refuse("IncorrectInstanceState", "The instance '\(gone.value.instanceId)' is not in a state from which it can be \(verb).")
+                throw refuse(
+                    "IncorrectInstanceState",
+                    "The instance '\(gone.value.instanceId)' is not in a state from which it can be \(verb).")
             }
             return found.map { instance in
                 let id = instance.value.instanceId
@@ -112,7 +126,8 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
                 let publicIp = address(&world, id)
                 world.instances[id]?.value.state = state
                 world.instances[id]?.value.publicIpAddress = publicIp
-                return InstanceStateChange(instanceId: id, previousState: before, currentState: before == state ? state : reported)
+                return InstanceStateChange(
+                    instanceId: id, previousState: before, currentState: before == state ? state : reported)
             }
         }
     }
@@ -121,9 +136,11 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
         let id = aws.newId("i")
         let volumeId = aws.newId("vol")
         return try call("RunInstances", "\(input.imageId) \(input.instanceType)") { world, refuse in
-            if let token = input.clientToken, let existing = world.instances.values.first(where: {
-                $0.region == region && $0.value.tags[EC2Client.clientTokenTagKey] == token
-            }) {
+            if let token = input.clientToken,
+                let existing = world.instances.values.first(where: {
+                    $0.region == region && $0.value.tags[EC2Client.clientTokenTagKey] == token
+                })
+            {
                 return existing.value
             }
             guard let image = world.images[input.imageId], image.region == region else {
@@ -138,25 +155,36 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
             let root = image.value.rootDeviceName ?? "/dev/xvda"
             let mapping = image.value.blockDeviceMappings.first { $0.deviceName == root }?.ebs
             let size = mapping?.volumeSize ?? mapping?.snapshotId.flatMap { world.snapshots[$0]?.value.volumeSize } ?? 8
-            world.volumes[volumeId] = Regional(region: region, value: EC2Volume(
-                volumeId: volumeId, size: size, snapshotId: mapping?.snapshotId, availabilityZone: zone, state: "in-use",
-                volumeType: mapping?.volumeType ?? "gp3", createTime: aws.now(),
-                attachments: [VolumeAttachment(volumeId: volumeId, instanceId: id, device: root, state: "attached", attachTime: aws.now(),
-                                               deleteOnTermination: true)],
-                tags: input.tags))
-            let profile: String? = switch input.iamInstanceProfile {
-            case .arn(let arn): arn
-            case .name(let name): "arn:aws:iam::\(MemoryAWS.accountId):instance-profile/\(name)"
-            case nil: nil
-            }
+            world.volumes[volumeId] = Regional(
+                region: region,
+                value: EC2Volume(
+                    volumeId: volumeId, size: size, snapshotId: mapping?.snapshotId, availabilityZone: zone,
+                    state: "in-use",
+                    volumeType: mapping?.volumeType ?? "gp3", createTime: aws.now(),
+                    attachments: [
+                        VolumeAttachment(
+                            volumeId: volumeId, instanceId: id, device: root, state: "attached", attachTime: aws.now(),
+                            deleteOnTermination: true)
+                    ],
+                    tags: input.tags))
+            let profile: String? =
+                switch input.iamInstanceProfile {
+                case .arn(let arn): arn
+                case .name(let name): "arn:aws:iam::\(MemoryAWS.accountId):instance-profile/\(name)"
+                case nil: nil
+                }
             let instance = EC2Instance(
-                instanceId: id, imageId: input.imageId, instanceType: input.instanceType, state: .running, availabilityZone: zone,
+                instanceId: id, imageId: input.imageId, instanceType: input.instanceType, state: .running,
+                availabilityZone: zone,
                 subnetId: input.subnetId ?? "subnet-default-\(region)", vpcId: "vpc-default-\(region)",
                 privateIpAddress: "10.0.0.\(world.nextAddress % 250 + 4)",
                 publicIpAddress: world.newPublicIp(region), keyName: input.keyName, launchTime: aws.now(),
                 securityGroupIds: input.securityGroupIds.isEmpty ? ["sg-default-\(region)"] : input.securityGroupIds,
                 iamInstanceProfileArn: profile, rootDeviceName: root,
-                blockDevices: [EC2InstanceBlockDevice(deviceName: root, volumeId: volumeId, status: "attached", deleteOnTermination: true)],
+                blockDevices: [
+                    EC2InstanceBlockDevice(
+                        deviceName: root, volumeId: volumeId, status: "attached", deleteOnTermination: true)
+                ],
                 clientToken: input.clientToken, tags: tags)
             world.instances[id] = EC2World.Instance(region: region, value: instance)
             var launched = instance
@@ -166,13 +194,15 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
     }
 
     public func createTags(resourceIds: [String], tags: [String: String]) async throws {
-        try call("CreateTags", resourceIds.joined(separator: " ") + " " + tags.keys.sorted().joined(separator: ",")) { world, refuse in
+        try call("CreateTags", resourceIds.joined(separator: " ") + " " + tags.keys.sorted().joined(separator: ",")) {
+            world, refuse in
             try world.retag(resourceIds, in: region, refuse) { $0.merge(tags) { $1 } }
         }
     }
 
     public func deleteTags(resourceIds: [String], keys: [String]) async throws {
-        try call("DeleteTags", resourceIds.joined(separator: " ") + " " + keys.sorted().joined(separator: ",")) { world, refuse in
+        try call("DeleteTags", resourceIds.joined(separator: " ") + " " + keys.sorted().joined(separator: ",")) {
+            world, refuse in
             try world.retag(resourceIds, in: region, refuse) { tags in for key in keys { tags[key] = nil } }
         }
     }
@@ -194,8 +224,10 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
 
     /// The common part of the filters: `tag:<key>`, `tag-key`, and the resource's own fields (`field` gives
     /// a field's values, nil for a filter the resource does not have: refused as EC2 refuses it).
-    static func matches(_ filters: [EC2Filter], tags: [String: String], _ refuse: Refuse,
-                        field: (String) -> [String]?) throws -> Bool {
+    static func matches(
+        _ filters: [EC2Filter], tags: [String: String], _ refuse: Refuse,
+        field: (String) -> [String]?
+    ) throws -> Bool {
         for filter in filters {
             let values: [String]
             if filter.name.hasPrefix("tag:") {
@@ -204,9 +236,11 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
                 values = Array(tags.keys)
             } else if let own = field(filter.name) {
                 values = own
-            } else if ["instance-id", "instance-state-name", "instance-type", "subnet-id", "status", "name", "architecture",
-                       "state", "volume-id", "allocation-id", "association-id", "public-ip", "domain", "availability-zone",
-                       "attachment.instance-id"].contains(filter.name) {
+            } else if [
+                "instance-id", "instance-state-name", "instance-type", "subnet-id", "status", "name", "architecture",
+                "state", "volume-id", "allocation-id", "association-id", "public-ip", "domain", "availability-zone",
+                "attachment.instance-id",
+            ].contains(filter.name) {
                 values = []
             } else {
                 throw refuse("InvalidParameterValue", "The filter '\(filter.name)' is invalid")
@@ -232,7 +266,9 @@ extension EC2World {
     /// The instances with these ids in `region` (all of the region's when none are given); one unknown id
     /// fails the call, as in EC2.
     func findInstances(_ ids: [String], in region: String, _ refuse: MemoryEC2.Refuse) throws -> [Instance] {
-        if ids.isEmpty { return instances.values.filter { $0.region == region }.sorted { $0.value.instanceId < $1.value.instanceId } }
+        if ids.isEmpty {
+            return instances.values.filter { $0.region == region }.sorted { $0.value.instanceId < $1.value.instanceId }
+        }
         return try ids.map { id in
             guard let found = instances[id], found.region == region else {
                 throw refuse("InvalidInstanceID.NotFound", "The instance ID '\(id)' does not exist")
@@ -253,17 +289,20 @@ extension EC2World {
     }
 
     /// Changes the tags of instances, volumes, snapshots, images or Elastic IPs (by id prefix).
-    mutating func retag(_ ids: [String], in region: String, _ refuse: MemoryEC2.Refuse,
-                        _ change: (inout [String: String]) -> Void) throws {
+    mutating func retag(
+        _ ids: [String], in region: String, _ refuse: MemoryEC2.Refuse,
+        _ change: (inout [String: String]) -> Void
+    ) throws {
         for id in ids {
-            let known: Bool = switch id.split(separator: "-").first {
-            case "i": instances[id]?.region == region
-            case "vol": volumes[id]?.region == region
-            case "snap": snapshots[id]?.region == region
-            case "ami": images[id]?.region == region
-            case "eipalloc": addresses[id]?.region == region
-            default: false
-            }
+            let known: Bool =
+                switch id.split(separator: "-").first {
+                case "i": instances[id]?.region == region
+                case "vol": volumes[id]?.region == region
+                case "snap": snapshots[id]?.region == region
+                case "ami": images[id]?.region == region
+                case "eipalloc": addresses[id]?.region == region
+                default: false
+                }
             guard known else { throw refuse(Self.notFoundCode(id), "The ID '\(id)' does not exist") }
         }
         for id in ids {

@@ -31,15 +31,21 @@ public final class MemoryFleet: Sendable {
     }
 
     /// The envelopes of `type` waiting on `queue` (delivered to nobody yet, or not yet acknowledged).
-    public func waiting<Body: Codable & Sendable>(_ queue: String, _ type: MessageType, as body: Body.Type) -> [Envelope<Body>] {
+    public func waiting<Body: Codable & Sendable>(_ queue: String, _ type: MessageType, as body: Body.Type)
+        -> [Envelope<Body>]
+    {
         self.queue(queue).unacked.compactMap { try? EnvelopeCodec.decode($0.body, as: Body.self, expecting: type) }
     }
 
     /// An envelope as a producer publishes it, for a test to put on a queue.
-    public func envelope<Body: Codable & Sendable>(_ type: MessageType, id: String = UUID().uuidString.lowercased(),
-                                                   target: String?, instanceId: String? = nil, body: Body) -> [UInt8] {
+    public func envelope<Body: Codable & Sendable>(
+        _ type: MessageType, id: String = UUID().uuidString.lowercased(),
+        target: String?, instanceId: String? = nil, body: Body
+    ) -> [UInt8] {
         // Encoding a fleet body cannot fail; a test that builds a bad one should stop at once.
-        try! EnvelopeCodec.encode(Envelope(type: type, id: id, correlationId: nil, target: target, instanceId: instanceId,
-                                           occurredAt: clock.now(), producer: "test", body: body))
+        try! EnvelopeCodec.encode(
+            Envelope(
+                type: type, id: id, correlationId: nil, target: target, instanceId: instanceId,
+                occurredAt: clock.now(), producer: "test", body: body))
     }
 }

@@ -23,7 +23,9 @@ public final class MemoryHTTP: HTTPExecuting {
         case hang
 
         /// A response with a text body.
-        public static func status(_ status: Int, _ body: String = "", headers: [(name: String, value: String)] = []) -> Reply {
+        public static func status(_ status: Int, _ body: String = "", headers: [(name: String, value: String)] = [])
+            -> Reply
+        {
             .answer(status: status, body: Array(body.utf8), headers: headers)
         }
     }
@@ -76,7 +78,8 @@ public final class MemoryHTTP: HTTPExecuting {
             s.routes[request.url] = route
             return .reply(reply, route.hold)
         }
-        let reply: Reply, hold: Hold?
+        let reply: Reply
+        let hold: Hold?
         switch taken {
         case .shutdown: throw HTTPClientError(kind: .shutdown, url: request.url)
         case .unscripted: throw HTTPClientError(kind: .couldNotConnect, url: request.url)
@@ -87,8 +90,9 @@ public final class MemoryHTTP: HTTPExecuting {
         switch reply {
         case let .answer(status, body, headers):
             let kept = Array(body.prefix(max(0, request.maxBodyBytes)))
-            return HTTPResponse(status: status, headers: headers, body: kept, bodyTruncated: kept.count < body.count,
-                                timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
+            return HTTPResponse(
+                status: status, headers: headers, body: kept, bodyTruncated: kept.count < body.count,
+                timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
         case let .fail(kind):
             throw HTTPClientError(kind: kind, url: request.url)
         case .hang:

@@ -7,7 +7,10 @@ import Synchronization
 /// per publisher whose `user_id` is checked like RabbitMQ checks it, and publishing that throws instead of
 /// confirming when the exchange is unknown. Queues are `MemoryDeliverySource`s.
 public final class MemoryBroker: Sendable {
-    private struct Binding { var queue: MemoryDeliverySource; var pattern: String }
+    private struct Binding {
+        var queue: MemoryDeliverySource
+        var pattern: String
+    }
     private let state = Mutex<(exchanges: Set<String>, bindings: [String: [Binding]])>(([], [:]))
 
     private let queues = Mutex<[String: MemoryDeliverySource]>([:])
@@ -35,7 +38,9 @@ public final class MemoryBroker: Sendable {
         }
         for binding in topology.bindings {
             guard let queue = queues.withLock({ $0[binding.queue] }) else { continue }
-            state.withLock { $0.bindings[binding.exchange, default: []].append(Binding(queue: queue, pattern: binding.routingKey)) }
+            state.withLock {
+                $0.bindings[binding.exchange, default: []].append(Binding(queue: queue, pattern: binding.routingKey))
+            }
         }
     }
 
@@ -46,10 +51,14 @@ public final class MemoryBroker: Sendable {
     /// with an `x-death` entry naming the reason (`delivery_limit`, `rejected`).
     private func deadLetter(_ delivery: AMQPDelivery, reason: String, exchange: String, routingKey: String) {
         var properties = delivery.properties
-        properties.headers["x-death"] = .array([.table([
-            "reason": .string(reason), "queue": .string(routingKey), "exchange": .string(delivery.exchange), "count": .int(1),
-        ])])
-        try? route(OutgoingMessage(exchange: exchange, routingKey: routingKey, body: delivery.body, properties: properties))
+        properties.headers["x-death"] = .array([
+            .table([
+                "reason": .string(reason), "queue": .string(routingKey), "exchange": .string(delivery.exchange),
+                "count": .int(1),
+            ])
+        ])
+        try? route(
+            OutgoingMessage(exchange: exchange, routingKey: routingKey, body: delivery.body, properties: properties))
     }
 
     public func declareExchange(_ name: String) { state.withLock { _ = $0.exchanges.insert(name) } }
@@ -59,7 +68,9 @@ public final class MemoryBroker: Sendable {
         let queue = MemoryDeliverySource(queue: name)
         state.withLock {
             $0.exchanges.insert(exchange)
-            for pattern in patterns { $0.bindings[exchange, default: []].append(Binding(queue: queue, pattern: pattern)) }
+            for pattern in patterns {
+                $0.bindings[exchange, default: []].append(Binding(queue: queue, pattern: pattern))
+            }
         }
         return queue
     }
@@ -69,11 +80,14 @@ public final class MemoryBroker: Sendable {
             guard $0.exchanges.contains(message.exchange) else {
                 throw MemoryBrokerError("NOT_FOUND - no exchange '\(message.exchange)'")
             }
-            return ($0.bindings[message.exchange] ?? []).filter { Self.matches(message.routingKey, $0.pattern) }.map(\.queue)
+            return ($0.bindings[message.exchange] ?? []).filter { Self.matches(message.routingKey, $0.pattern) }.map(
+                \.queue)
         }
         var seen = Set<ObjectIdentifier>()
         for queue in queues where seen.insert(ObjectIdentifier(queue)).inserted {
-            queue.deliver(message.body, properties: message.properties, exchange: message.exchange, routingKey: message.routingKey)
+            queue.deliver(
+                message.body, properties: message.properties, exchange: message.exchange, routingKey: message.routingKey
+            )
         }
     }
 
@@ -87,8 +101,9 @@ public final class MemoryBroker: Sendable {
             guard let word = k.first else { return false }
             return (head == "*" || head == word) && match(k.dropFirst(), p.dropFirst())
         }
-        return match(ArraySlice(key.split(separator: ".", omittingEmptySubsequences: false)),
-                     ArraySlice(pattern.split(separator: ".", omittingEmptySubsequences: false)))
+        return match(
+            ArraySlice(key.split(separator: ".", omittingEmptySubsequences: false)),
+            ArraySlice(pattern.split(separator: ".", omittingEmptySubsequences: false)))
     }
 }
 
@@ -155,7 +170,9 @@ public final class MemoryDeliverySource: DeliverySource {
     /// `deliveryLimit`: like a quorum queue's `x-delivery-limit`, a message requeued more often than that
     /// is given to `deadLetter` (reason `delivery_limit`) instead of coming again; `nack` without requeue
     /// gives it there too (reason `rejected`).
-    public init(queue: String, deliveryLimit: Int64? = nil, deadLetter: (@Sendable (AMQPDelivery, String) -> Void)? = nil) {
+    public init(
+        queue: String, deliveryLimit: Int64? = nil, deadLetter: (@Sendable (AMQPDelivery, String) -> Void)? = nil
+    ) {
         self.queue = queue
         self.deliveryLimit = deliveryLimit
         self.deadLetter = deadLetter
@@ -163,16 +180,21 @@ public final class MemoryDeliverySource: DeliverySource {
     }
 
     /// Puts a message on the queue.
-    public func deliver(_ body: [UInt8], properties: AMQPProperties = AMQPProperties(), exchange: String = "",
-                        routingKey: String = "") {
+    public func deliver(
+        _ body: [UInt8], properties: AMQPProperties = AMQPProperties(), exchange: String = "",
+        routingKey: String = ""
+    ) {
         enqueue(body: body, properties: properties, exchange: exchange, routingKey: routingKey, redelivered: false)
     }
 
-    private func enqueue(body: [UInt8], properties: AMQPProperties, exchange: String, routingKey: String, redelivered: Bool) {
+    private func enqueue(
+        body: [UInt8], properties: AMQPProperties, exchange: String, routingKey: String, redelivered: Bool
+    ) {
         let delivery: AMQPDelivery? = state.withLock {
             guard !$0.closed else { return nil }
-            let d = AMQPDelivery(body: body, properties: properties, exchange: exchange, routingKey: routingKey,
-                                 redelivered: redelivered, deliveryTag: $0.nextTag)
+            let d = AMQPDelivery(
+                body: body, properties: properties, exchange: exchange, routingKey: routingKey,
+                redelivered: redelivered, deliveryTag: $0.nextTag)
             $0.nextTag += 1
             $0.unacked[d.tag] = d
             return d
@@ -203,8 +225,9 @@ public final class MemoryDeliverySource: DeliverySource {
         } else {
             var properties = taken.properties
             properties.headers["x-delivery-count"] = .int(taken.deliveryCount + 1)
-            enqueue(body: taken.body, properties: properties, exchange: taken.exchange, routingKey: taken.routingKey,
-                    redelivered: true)
+            enqueue(
+                body: taken.body, properties: properties, exchange: taken.exchange, routingKey: taken.routingKey,
+                redelivered: true)
         }
         return true
     }

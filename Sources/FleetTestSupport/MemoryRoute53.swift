@@ -34,7 +34,9 @@ public struct MemoryRoute53: Route53Operations {
     public var dependencies: AWSClientDependencies { aws.dependencies }
 
     private func call<T>(_ operation: String, _ detail: String, _ body: (inout Route53World) throws -> T) throws -> T {
-        try aws.call("Route 53", operation, region: "global", detail) { try aws.route53State.withLock { try body(&$0) } }
+        try aws.call("Route 53", operation, region: "global", detail) {
+            try aws.route53State.withLock { try body(&$0) }
+        }
     }
 
     private func refusal(_ operation: String, _ code: String, _ message: String) -> AWSError {
@@ -48,24 +50,33 @@ public struct MemoryRoute53: Route53Operations {
         let zoneName = Self.absolute(name)
         let servers = ["ns-1.awsdns-01.org", "ns-2.awsdns-02.net"]
         aws.route53State.withLock {
-            $0.zones[id] = Route53World.Zone(name: zoneName, records: [
-                ResourceRecordSet(name: zoneName, type: .ns, ttl: 172_800, values: servers),
-                ResourceRecordSet(name: zoneName, type: .soa, ttl: 900, values: ["ns-1.awsdns-01.org. hostmaster.example.com. 1 7200 900 1209600 86400"]),
-            ])
+            $0.zones[id] = Route53World.Zone(
+                name: zoneName,
+                records: [
+                    ResourceRecordSet(name: zoneName, type: .ns, ttl: 172_800, values: servers),
+                    ResourceRecordSet(
+                        name: zoneName, type: .soa, ttl: 900,
+                        values: ["ns-1.awsdns-01.org. hostmaster.example.com. 1 7200 900 1209600 86400"]),
+                ])
         }
         return id
     }
 
     /// The record of that name and type, if any (read back by a test; not logged).
     public func record(zone: String, name: String, type: DNSRecordType = .a) -> ResourceRecordSet? {
-        aws.route53State.withLock { $0.zones[Self.bare(zone)]?.records.first { $0.name == Self.absolute(name) && $0.type == type } }
+        aws.route53State.withLock {
+            $0.zones[Self.bare(zone)]?.records.first { $0.name == Self.absolute(name) && $0.type == type }
+        }
     }
 
     public func listResourceRecordSets(hostedZoneId: String, startName: String?, startType: DNSRecordType?) async throws
-        -> [ResourceRecordSet] {
+        -> [ResourceRecordSet]
+    {
         try call("ListResourceRecordSets", hostedZoneId) { world in
             guard let zone = world.zones[Self.bare(hostedZoneId)] else {
-                throw refusal("ListResourceRecordSets", "NoSuchHostedZone", "No hosted zone found with ID: \(Self.bare(hostedZoneId))")
+                throw refusal(
+                    "ListResourceRecordSets", "NoSuchHostedZone",
+                    "No hosted zone found with ID: \(Self.bare(hostedZoneId))")
             }
             let sorted = zone.records.sorted { Self.order($0.name, $0.type) < Self.order($1.name, $1.type) }
             guard let startName else { return sorted }
@@ -74,8 +85,10 @@ public struct MemoryRoute53: Route53Operations {
         }
     }
 
-    public func upsertARecord(hostedZoneId: String, name: String, addresses: [String], ttl: Int, comment: String?) async throws
-        -> Route53ChangeInfo {
+    public func upsertARecord(hostedZoneId: String, name: String, addresses: [String], ttl: Int, comment: String?)
+        async throws
+        -> Route53ChangeInfo
+    {
         let changeId = "C" + aws.newId("chg").dropFirst(4).uppercased()
         return try call("ChangeResourceRecordSets", "UPSERT \(name) A \(addresses.joined(separator: ","))") { world in
             let zoneId = Self.bare(hostedZoneId)
@@ -84,15 +97,20 @@ public struct MemoryRoute53: Route53Operations {
             }
             let recordName = Self.absolute(name)
             guard recordName == zone.name || recordName.hasSuffix("." + zone.name) else {
-                throw refusal("ChangeResourceRecordSets", "InvalidChangeBatch",
-                              "RRSet with DNS name \(recordName) is not permitted in zone \(zone.name)")
+                throw refusal(
+                    "ChangeResourceRecordSets", "InvalidChangeBatch",
+                    "RRSet with DNS name \(recordName) is not permitted in zone \(zone.name)")
             }
             guard !addresses.isEmpty, addresses.allSatisfy(Self.isIPv4) else {
-                throw refusal("ChangeResourceRecordSets", "InvalidChangeBatch", "an A record needs IPv4 addresses, got \(addresses)")
+                throw refusal(
+                    "ChangeResourceRecordSets", "InvalidChangeBatch",
+                    "an A record needs IPv4 addresses, got \(addresses)")
             }
             world.zones[zoneId]?.records.removeAll { $0.name == recordName && $0.type == .a }
-            world.zones[zoneId]?.records.append(ResourceRecordSet(name: recordName, type: .a, ttl: ttl, values: addresses))
-            let info = Route53ChangeInfo(id: changeId, status: pendingPolls > 0 ? .pending : .insync, submittedAt: aws.now(), comment: comment)
+            world.zones[zoneId]?.records.append(
+                ResourceRecordSet(name: recordName, type: .a, ttl: ttl, values: addresses))
+            let info = Route53ChangeInfo(
+                id: changeId, status: pendingPolls > 0 ? .pending : .insync, submittedAt: aws.now(), comment: comment)
             world.changes[changeId] = Route53World.Change(info: info, pendingPolls: pendingPolls)
             return info
         }

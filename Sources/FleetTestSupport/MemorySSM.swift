@@ -36,7 +36,9 @@ public struct MemorySSM: SSMOperations, MemoryRegionalDriver {
         /// GetCommandInvocation answers InProgress this many times first.
         public var polls: Int
 
-        public init(status: CommandStatus = .success, exitCode: Int = 0, output: String = "", error: String = "", polls: Int = 0) {
+        public init(
+            status: CommandStatus = .success, exitCode: Int = 0, output: String = "", error: String = "", polls: Int = 0
+        ) {
             (self.status, self.exitCode, self.output, self.error, self.polls) = (status, exitCode, output, error, polls)
         }
     }
@@ -53,38 +55,51 @@ public struct MemorySSM: SSMOperations, MemoryRegionalDriver {
     /// The instance's agent is gone: SSM cannot run commands on it.
     public func removeAgent(_ instanceId: String) { aws.ssmState.withLock { _ = $0.unreachable.insert(instanceId) } }
     /// How later runs of `document` end.
-    public func respond(to document: String, with outcome: Outcome) { aws.ssmState.withLock { $0.outcomes[document] = outcome } }
+    public func respond(to document: String, with outcome: Outcome) {
+        aws.ssmState.withLock { $0.outcomes[document] = outcome }
+    }
     /// Every SendCommand that was accepted, in order.
-    public var sent: [SendCommandInput] { aws.ssmState.withLock { world in world.order.compactMap { world.commands[$0]?.input } } }
+    public var sent: [SendCommandInput] {
+        aws.ssmState.withLock { world in world.order.compactMap { world.commands[$0]?.input } }
+    }
 
     // MARK: SSMOperations
 
     public func sendCommand(_ input: SendCommandInput) async throws -> SSMCommand {
         let commandId = UUID().uuidString.lowercased()
-        return try aws.call("SSM", "SendCommand", region: region, "\(input.documentName) \(input.instanceIds.joined(separator: " "))") {
+        return try aws.call(
+            "SSM", "SendCommand", region: region, "\(input.documentName) \(input.instanceIds.joined(separator: " "))"
+        ) {
             try aws.ssmState.withLock { world in
                 guard world.documents.contains(input.documentName) else {
-                    throw MemoryAWS.refusal("SSM", "SendCommand", region, "InvalidDocument", "Document \(input.documentName) does not exist")
+                    throw MemoryAWS.refusal(
+                        "SSM", "SendCommand", region, "InvalidDocument", "Document \(input.documentName) does not exist"
+                    )
                 }
                 let unreachable = input.instanceIds.filter(world.unreachable.contains)
                 guard unreachable.isEmpty else {
-                    let message = "Instances [\(unreachable.joined(separator: ", "))] not in a valid state for account \(MemoryAWS.accountId)"
+                    let message =
+                        "Instances [\(unreachable.joined(separator: ", "))] not in a valid state for account \(MemoryAWS.accountId)"
                     throw SSMError.invalidInstanceId(instanceIds: input.instanceIds, message: message)
                 }
                 let outcome = world.outcomes[input.documentName] ?? Outcome()
                 world.commands[commandId] = SSMWorld.Command(
                     region: region, input: input,
-                    invocations: Dictionary(uniqueKeysWithValues: input.instanceIds.map {
-                        ($0, SSMWorld.Invocation(result: outcome, pollsLeft: outcome.polls, started: aws.now()))
-                    }))
+                    invocations: Dictionary(
+                        uniqueKeysWithValues: input.instanceIds.map {
+                            ($0, SSMWorld.Invocation(result: outcome, pollsLeft: outcome.polls, started: aws.now()))
+                        }))
                 world.order.append(commandId)
-                return SSMCommand(commandId: commandId, documentName: input.documentName, instanceIds: input.instanceIds,
-                                  status: .pending, comment: input.comment, requestedAt: aws.now())
+                return SSMCommand(
+                    commandId: commandId, documentName: input.documentName, instanceIds: input.instanceIds,
+                    status: .pending, comment: input.comment, requestedAt: aws.now())
             }
         }
     }
 
-    public func getCommandInvocation(commandId: String, instanceId: String, pluginName: String?) async throws -> CommandInvocation {
+    public func getCommandInvocation(commandId: String, instanceId: String, pluginName: String?) async throws
+        -> CommandInvocation
+    {
         try aws.call("SSM", "GetCommandInvocation", region: region, "\(commandId) \(instanceId)") {
             try aws.ssmState.withLock { world in
                 guard let command = world.commands[commandId], command.region == region else {
@@ -96,12 +111,14 @@ public struct MemorySSM: SSMOperations, MemoryRegionalDriver {
                 if invocation.pollsLeft > 0 {
                     invocation.pollsLeft -= 1
                     world.commands[commandId]?.invocations[instanceId] = invocation
-                    return CommandInvocation(commandId: commandId, instanceId: instanceId, status: .inProgress, responseCode: -1,
-                                             executionStart: invocation.started)
+                    return CommandInvocation(
+                        commandId: commandId, instanceId: instanceId, status: .inProgress, responseCode: -1,
+                        executionStart: invocation.started)
                 }
                 let result = invocation.result
                 return CommandInvocation(
-                    commandId: commandId, instanceId: instanceId, status: result.status, statusDetails: result.status.rawValue,
+                    commandId: commandId, instanceId: instanceId, status: result.status,
+                    statusDetails: result.status.rawValue,
                     responseCode: result.exitCode, standardOutput: result.output, standardError: result.error,
                     executionStart: invocation.started, executionEnd: aws.now())
             }

@@ -69,7 +69,9 @@ public actor MemoryVersionedStore: VersionedStore {
     }
 
     public func compareAndSet(all writes: [VersionedWrite]) throws -> [Int64]? {
-        guard Set(writes.map(\.key)).count == writes.count else { throw MemoryStoreError("compareAndSet(all:) needs distinct keys") }
+        guard Set(writes.map(\.key)).count == writes.count else {
+            throw MemoryStoreError("compareAndSet(all:) needs distinct keys")
+        }
         guard writes.allSatisfy({ (values[$0.key]?.version ?? 0) == $0.expectedVersion }) else { return nil }
         return writes.map { write in
             let next = write.expectedVersion + 1

@@ -3,14 +3,14 @@ import Foundation
 /// The kinds of message on the fleet's queues. The raw value is the envelope's `type` and the first
 /// word of the routing key. See docs/messages.md.
 public enum MessageType: String, Codable, Sendable, CaseIterable {
-    case observation           // probe -> decision: one health check or EC2 status result
-    case prediction            // predictor -> decision and recorder
-    case command               // operator (recoveryctl or the management UI) -> decision
-    case actionRequest = "action.request"   // decision -> actuator
-    case actionEvent = "action.event"       // actuator -> decision, notifier, recorder
-    case notification          // anyone -> notifier
-    case event                 // decision -> recorder: a state change worth keeping in history
-    case predictionRequest = "predict"      // operator or anyone -> predictor: predict now (routing predict.<target>)
+    case observation  // probe -> decision: one health check or EC2 status result
+    case prediction  // predictor -> decision and recorder
+    case command  // operator (recoveryctl or the management UI) -> decision
+    case actionRequest = "action.request"  // decision -> actuator
+    case actionEvent = "action.event"  // actuator -> decision, notifier, recorder
+    case notification  // anyone -> notifier
+    case event  // decision -> recorder: a state change worth keeping in history
+    case predictionRequest = "predict"  // operator or anyone -> predictor: predict now (routing predict.<target>)
 }
 
 /// Every message body travels inside this envelope, as JSON:
@@ -114,18 +114,23 @@ public enum EnvelopeCodec {
             throw describe(error, in: "envelope")
         }
         guard let type = MessageType(rawValue: header.type) else {
-            throw MessageDecodingError(kind: .unexpectedType, detail: "unknown type '\(header.type)', expected '\(expected.rawValue)'")
+            throw MessageDecodingError(
+                kind: .unexpectedType, detail: "unknown type '\(header.type)', expected '\(expected.rawValue)'")
         }
         guard type == expected else {
-            throw MessageDecodingError(kind: .unexpectedType, detail: "type '\(type.rawValue)' on a queue for '\(expected.rawValue)'")
+            throw MessageDecodingError(
+                kind: .unexpectedType, detail: "type '\(type.rawValue)' on a queue for '\(expected.rawValue)'")
         }
         guard header.schemaVersion >= 1 else {
-            throw MessageDecodingError(kind: .invalidField, detail: "schema_version must be 1 or more, not \(header.schemaVersion)")
+            throw MessageDecodingError(
+                kind: .invalidField, detail: "schema_version must be 1 or more, not \(header.schemaVersion)")
         }
         guard header.schemaVersion <= currentSchemaVersion else {
             throw MessageDecodingError(
                 kind: .unsupportedSchemaVersion,
-                detail: "schema_version \(header.schemaVersion) is newer than this worker reads (\(currentSchemaVersion)); upgrade the worker")
+                detail:
+                    "schema_version \(header.schemaVersion) is newer than this worker reads (\(currentSchemaVersion)); upgrade the worker"
+            )
         }
         guard !header.id.isEmpty else {
             throw MessageDecodingError(kind: .invalidField, detail: "id must not be empty")
@@ -178,13 +183,17 @@ public enum EnvelopeCodec {
         switch error {
         case let DecodingError.keyNotFound(key, context):
             let where_ = context.codingPath.isEmpty ? "" : " in \(path(context))"
-            return MessageDecodingError(kind: isBody ? .invalidBody : .missingField, detail: "missing field '\(key.stringValue)'\(where_)")
+            return MessageDecodingError(
+                kind: isBody ? .invalidBody : .missingField, detail: "missing field '\(key.stringValue)'\(where_)")
         case let DecodingError.typeMismatch(type, context):
-            return MessageDecodingError(kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): expected \(type)")
+            return MessageDecodingError(
+                kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): expected \(type)")
         case let DecodingError.valueNotFound(type, context):
-            return MessageDecodingError(kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): null where \(type) is required")
+            return MessageDecodingError(
+                kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): null where \(type) is required")
         case let DecodingError.dataCorrupted(context):
-            return MessageDecodingError(kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): \(context.debugDescription)")
+            return MessageDecodingError(
+                kind: isBody ? .invalidBody : .invalidField, detail: "\(path(context)): \(context.debugDescription)")
         default:
             return MessageDecodingError(kind: .notJSON, detail: "\(error)")
         }
@@ -238,9 +247,19 @@ public enum Timestamp {
 
     /// Accepts times with or without fractional seconds, with `Z` or an offset.
     public static func parse(_ text: String) -> Date? {
-        if let date = try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)) { return date }
+        if let date = try? Date(
+            text,
+            strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)
+        ) {
+            return date
+        }
         if let date = try? Date(text, strategy: .iso8601) { return date }
-        if let date = try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .colon)) { return date }
+        if let date = try? Date(
+            text,
+            strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .colon))
+        {
+            return date
+        }
         return nil
     }
 }

@@ -2,11 +2,11 @@ import Dispatch
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One Redis connection (hiredis, blocking) driven from a private serial queue, with timeouts and
@@ -50,9 +50,11 @@ public final class RedisClient: @unchecked Sendable {
         /// Must not contain spaces.
         public var clientName: String?
 
-        public init(connectTimeout: Duration = .seconds(2), commandTimeout: Duration = .seconds(2),
-                    reconnectAttempts: Int = 3, reconnectInitialDelay: Duration = .milliseconds(50),
-                    reconnectMaxDelay: Duration = .seconds(1), clientName: String? = nil) {
+        public init(
+            connectTimeout: Duration = .seconds(2), commandTimeout: Duration = .seconds(2),
+            reconnectAttempts: Int = 3, reconnectInitialDelay: Duration = .milliseconds(50),
+            reconnectMaxDelay: Duration = .seconds(1), clientName: String? = nil
+        ) {
             self.connectTimeout = connectTimeout
             self.commandTimeout = commandTimeout
             self.reconnectAttempts = max(1, reconnectAttempts)
@@ -73,8 +75,10 @@ public final class RedisClient: @unchecked Sendable {
 
     /// Creates a client; it connects lazily on the first command. Use ``connect(url:options:logger:)``
     /// to fail fast at startup.
-    public init(url: RedisURL, options: Options = Options(),
-                logger: Logger = Logger(label: "RedisStore.RedisClient")) {
+    public init(
+        url: RedisURL, options: Options = Options(),
+        logger: Logger = Logger(label: "RedisStore.RedisClient")
+    ) {
         self.url = url
         self.options = options
         self.logger = logger
@@ -82,8 +86,10 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     /// Creates a client and connects it now (AUTH, SELECT), throwing if that fails.
-    public static func connect(url: RedisURL, options: Options = Options(),
-                               logger: Logger = Logger(label: "RedisStore.RedisClient"))
+    public static func connect(
+        url: RedisURL, options: Options = Options(),
+        logger: Logger = Logger(label: "RedisStore.RedisClient")
+    )
         async throws(RedisError) -> RedisClient
     {
         let client = RedisClient(url: url, options: options, logger: logger)
@@ -103,11 +109,13 @@ public final class RedisClient: @unchecked Sendable {
 
     /// Binary variant of ``command(_:idempotent:)-(String)``.
     public func command(_ args: [[UInt8]], idempotent: Bool) async throws(RedisError) -> RedisValue {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<RedisValue, RedisError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<RedisValue, RedisError>, Never>) in
             queue.async {
-                continuation.resume(returning: Result { () throws(RedisError) in
-                    try self.execute(args, idempotent: idempotent)
-                })
+                continuation.resume(
+                    returning: Result { () throws(RedisError) in
+                        try self.execute(args, idempotent: idempotent)
+                    })
             }
         }
         return try result.get()
@@ -139,7 +147,9 @@ public final class RedisClient: @unchecked Sendable {
             guard error.kind != .server, error.kind != .invalidArgument else { throw error }
             connection = nil  // frees the context; the next command reconnects
             guard error.kind == .connection, idempotent else { throw error }
-            logger.warning("Redis connection to \(url.endpoint) broke during \(name ?? "?"); reconnecting and retrying once (idempotent): \(error.message)")
+            logger.warning(
+                "Redis connection to \(url.endpoint) broke during \(name ?? "?"); reconnecting and retrying once (idempotent): \(error.message)"
+            )
         }
         let second = try healthyConnection(command: name)
         do {
@@ -175,7 +185,9 @@ public final class RedisClient: @unchecked Sendable {
                 return fresh
             } catch {
                 lastError = error
-                logger.debug("Redis connect attempt \(attempt)/\(options.reconnectAttempts) to \(url.endpoint) failed: \(error.message)")
+                logger.debug(
+                    "Redis connect attempt \(attempt)/\(options.reconnectAttempts) to \(url.endpoint) failed: \(error.message)"
+                )
                 // The server answered: wrong credentials or an ACL that forbids the setup commands do not
                 // heal by retrying. Say so at once.
                 if error.isAuthenticationFailure || error.isPermissionDenied {
@@ -185,10 +197,12 @@ public final class RedisClient: @unchecked Sendable {
             }
         }
         let error = lastError!
-        logger.warning("Redis connect to \(url.endpoint) failed after \(options.reconnectAttempts) attempts: \(error.message)")
-        throw RedisError(kind: error.kind,
-                         message: "\(error.message) (after \(options.reconnectAttempts) connect attempts)",
-                         endpoint: url.endpoint, command: command ?? error.command, user: url.user)
+        logger.warning(
+            "Redis connect to \(url.endpoint) failed after \(options.reconnectAttempts) attempts: \(error.message)")
+        throw RedisError(
+            kind: error.kind,
+            message: "\(error.message) (after \(options.reconnectAttempts) connect attempts)",
+            endpoint: url.endpoint, command: command ?? error.command, user: url.user)
     }
 
     /// Blocks the client's own queue thread (never a cooperative-pool thread) during backoff.

@@ -1,11 +1,11 @@
 internal import CHiredis
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Owns one hiredis `redisContext` (blocking mode) and frees it in `deinit`.
@@ -28,12 +28,15 @@ final class RedisConnection {
 
     /// Connects with `connectTimeout`, sets `commandTimeout` on the socket, then AUTH, SELECT and
     /// CLIENT SETNAME as configured. If a step fails the connection is released (and its context freed).
-    static func open(url: RedisURL, connectTimeout: Duration, commandTimeout: Duration,
-                     clientName: String?) throws(RedisError) -> RedisConnection {
+    static func open(
+        url: RedisURL, connectTimeout: Duration, commandTimeout: Duration,
+        clientName: String?
+    ) throws(RedisError) -> RedisConnection {
         let endpoint = url.endpoint
         guard let raw = redisConnectWithTimeout(url.host, Int32(url.port), connectTimeout.cTimeval) else {
-            throw RedisError(kind: .connection, message: "hiredis could not allocate a context",
-                             endpoint: endpoint, user: url.user)
+            throw RedisError(
+                kind: .connection, message: "hiredis could not allocate a context",
+                endpoint: endpoint, user: url.user)
         }
         let savedErrno = errno
         if raw.pointee.err != 0 {
@@ -42,8 +45,9 @@ final class RedisConnection {
             throw error
         }
         let connection = RedisConnection(context: raw, endpoint: endpoint, user: url.user)
-        try connection.check(status: redisSetTimeout(raw, commandTimeout.cTimeval), errno: errno,
-                             command: nil)
+        try connection.check(
+            status: redisSetTimeout(raw, commandTimeout.cTimeval), errno: errno,
+            command: nil)
 
         do {
             if let password = url.password {
@@ -58,11 +62,12 @@ final class RedisConnection {
             if let clientName {
                 _ = try connection.run([Array("CLIENT".utf8), Array("SETNAME".utf8), Array(clientName.utf8)])
             }
-        } catch where error.kind == .server {
+        } catch  where error.kind == .server {
             // A refused AUTH/SELECT/SETNAME makes the connection useless: report it as a connection failure.
             // The message is the server's (WRONGPASS, NOPERM …): it never repeats the password.
-            throw RedisError(kind: .connection, message: "connection setup was refused: \(error.message)",
-                             endpoint: endpoint, command: error.command, user: url.user)
+            throw RedisError(
+                kind: .connection, message: "connection setup was refused: \(error.message)",
+                endpoint: endpoint, command: error.command, user: url.user)
         }
         return connection
     }
@@ -93,8 +98,9 @@ final class RedisConnection {
             var argv: [UnsafePointer<CChar>?] = offsets.map { base + $0 }
             return argv.withUnsafeMutableBufferPointer { argvBuffer in
                 lengths.withUnsafeBufferPointer { lengthBuffer in
-                    let reply = redisCommandArgv(context, Int32(args.count), argvBuffer.baseAddress!,
-                                                 lengthBuffer.baseAddress!)
+                    let reply = redisCommandArgv(
+                        context, Int32(args.count), argvBuffer.baseAddress!,
+                        lengthBuffer.baseAddress!)
                     return (reply, errno)
                 }
             }
@@ -120,8 +126,10 @@ final class RedisConnection {
     /// The one place that turns a hiredis reply pointer into a value or a typed error.
     /// A nil reply means the context's error flags say what went wrong; the reply is freed before
     /// returning; a top-level error reply is thrown as `.server`.
-    private func check(_ reply: UnsafeMutableRawPointer?, errno savedErrno: Int32,
-                       command: String?) throws(RedisError) -> RedisValue {
+    private func check(
+        _ reply: UnsafeMutableRawPointer?, errno savedErrno: Int32,
+        command: String?
+    ) throws(RedisError) -> RedisValue {
         guard let reply else {
             throw Self.contextError(context, errno: savedErrno, endpoint: endpoint, command: command, user: user)
         }
@@ -133,8 +141,9 @@ final class RedisConnection {
         do {
             return try Self.copy(node)
         } catch {
-            throw RedisError(kind: .protocolViolation, message: error.message, endpoint: endpoint,
-                             command: command, user: user)
+            throw RedisError(
+                kind: .protocolViolation, message: error.message, endpoint: endpoint,
+                command: command, user: user)
         }
     }
 
@@ -145,8 +154,10 @@ final class RedisConnection {
         }
     }
 
-    private static func contextError(_ c: UnsafeMutablePointer<redisContext>, errno savedErrno: Int32,
-                                     endpoint: String, command: String?, user: String?) -> RedisError {
+    private static func contextError(
+        _ c: UnsafeMutablePointer<redisContext>, errno savedErrno: Int32,
+        endpoint: String, command: String?, user: String?
+    ) -> RedisError {
         let message = withUnsafeBytes(of: c.pointee.errstr) { raw in
             let bytes = raw.prefix { $0 != 0 }
             return String(decoding: bytes, as: UTF8.self)
@@ -154,7 +165,8 @@ final class RedisConnection {
         let kind: RedisError.Kind
         switch c.pointee.err {
         case REDIS_ERR_IO:
-            let timedOut = savedErrno == EAGAIN || savedErrno == EWOULDBLOCK || savedErrno == ETIMEDOUT
+            let timedOut =
+                savedErrno == EAGAIN || savedErrno == EWOULDBLOCK || savedErrno == ETIMEDOUT
                 || message.contains("timed out") || message.contains("temporarily unavailable")
             kind = timedOut ? .timeout : .connection
         case REDIS_ERR_PROTOCOL:
@@ -162,8 +174,9 @@ final class RedisConnection {
         default:  // EOF, OOM, OTHER (e.g. name resolution, connection refused)
             kind = .connection
         }
-        return RedisError(kind: kind, message: message.isEmpty ? "unknown hiredis error" : message,
-                          endpoint: endpoint, command: command, user: user)
+        return RedisError(
+            kind: kind, message: message.isEmpty ? "unknown hiredis error" : message,
+            endpoint: endpoint, command: command, user: user)
     }
 
     private struct CopyError: Error { let message: String }
@@ -218,7 +231,8 @@ extension Duration {
 
     var cTimeval: timeval {
         let (seconds, attoseconds) = components
-        return timeval(tv_sec: numericCast(max(seconds, 0)),
-                       tv_usec: numericCast(max(attoseconds / 1_000_000_000_000, 0)))
+        return timeval(
+            tv_sec: numericCast(max(seconds, 0)),
+            tv_usec: numericCast(max(attoseconds / 1_000_000_000_000, 0)))
     }
 }

@@ -12,7 +12,8 @@ public struct RedisCounterStore: Sendable {
 
     // KEYS[1] counter; ARGV[1] increment, ARGV[2] expiry in ms.
     // The result passes through a Lua number, so it is exact up to 2^53.
-    static let incrementWithExpiryScript = RedisScript("""
+    static let incrementWithExpiryScript = RedisScript(
+        """
         local value = redis.call('INCRBY', KEYS[1], ARGV[1])
         redis.call('PEXPIRE', KEYS[1], ARGV[2])
         return value
@@ -23,14 +24,17 @@ public struct RedisCounterStore: Sendable {
     /// disappears `expiry` after its last increment. Never retried after a broken connection
     /// (not idempotent).
     @discardableResult
-    public func increment(_ key: String, by amount: Int64 = 1,
-                          expiry: Duration? = nil) async throws(RedisError) -> Int64 {
+    public func increment(
+        _ key: String, by amount: Int64 = 1,
+        expiry: Duration? = nil
+    ) async throws(RedisError) -> Int64 {
         let redisKey = keyspace.counterKey(key)
         let reply: RedisValue
         if let expiry {
             let ms = try expiry.positiveMilliseconds("counter expiry")
-            reply = try await client.eval(Self.incrementWithExpiryScript, keys: [redisKey],
-                                          args: [String(amount), String(ms)], idempotent: false)
+            reply = try await client.eval(
+                Self.incrementWithExpiryScript, keys: [redisKey],
+                args: [String(amount), String(ms)], idempotent: false)
         } else {
             reply = try await client.command(["INCRBY", redisKey, String(amount)], idempotent: false)
         }

@@ -31,8 +31,10 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     /// user. Never the password.
     public let user: String?
 
-    public init(kind: Kind, message: String, endpoint: String? = nil, command: String? = nil,
-                user: String? = nil) {
+    public init(
+        kind: Kind, message: String, endpoint: String? = nil, command: String? = nil,
+        user: String? = nil
+    ) {
         self.kind = kind
         self.message = message
         self.endpoint = endpoint

@@ -34,7 +34,8 @@ public struct RedisLockStore: LockStore {
     }
 
     // KEYS[1] lock key, KEYS[2] fence key; ARGV[1] token, ARGV[2] ttl in ms.
-    static let acquireScript = RedisScript("""
+    static let acquireScript = RedisScript(
+        """
         local current = redis.call('GET', KEYS[1])
         if current then
           local sep = string.find(current, ':', 1, true)
@@ -50,7 +51,8 @@ public struct RedisLockStore: LockStore {
         """)
 
     // KEYS[1] lock key; ARGV[1] stored value, ARGV[2] ttl in ms.
-    static let renewScript = RedisScript("""
+    static let renewScript = RedisScript(
+        """
         if redis.call('GET', KEYS[1]) == ARGV[1] then
           return redis.call('PEXPIRE', KEYS[1], ARGV[2])
         end
@@ -58,7 +60,8 @@ public struct RedisLockStore: LockStore {
         """)
 
     // KEYS[1] lock key; ARGV[1] stored value.
-    static let releaseScript = RedisScript("""
+    static let releaseScript = RedisScript(
+        """
         if redis.call('GET', KEYS[1]) == ARGV[1] then
           return redis.call('DEL', KEYS[1])
         end
@@ -78,8 +81,9 @@ public struct RedisLockStore: LockStore {
         case .null:
             return nil
         case .integer(let fence) where fence > 0:
-            return LockLease(name: name, token: token, fencingToken: UInt64(fence), ttl: ttl,
-                             requestedAt: requestedAt)
+            return LockLease(
+                name: name, token: token, fencingToken: UInt64(fence), ttl: ttl,
+                requestedAt: requestedAt)
         default:
             throw Self.unexpected(reply, "acquire", client)
         }
@@ -140,8 +144,9 @@ public struct RedisLockStore: LockStore {
     /// Lock names become part of a hash-tagged key, so braces are refused.
     static func validate(name: String) throws(RedisError) {
         guard !name.isEmpty, !name.contains("{"), !name.contains("}") else {
-            throw RedisError(kind: .invalidArgument,
-                             message: "lock name '\(name)' must be non-empty and contain no '{' or '}'")
+            throw RedisError(
+                kind: .invalidArgument,
+                message: "lock name '\(name)' must be non-empty and contain no '{' or '}'")
         }
     }
 
@@ -154,7 +159,8 @@ public struct RedisLockStore: LockStore {
     }
 
     static func unexpected(_ reply: RedisValue, _ operation: String, _ client: RedisClient) -> RedisError {
-        RedisError(kind: .protocolViolation, message: "unexpected reply to \(operation): \(reply)",
-                   endpoint: client.url.endpoint)
+        RedisError(
+            kind: .protocolViolation, message: "unexpected reply to \(operation): \(reply)",
+            endpoint: client.url.endpoint)
     }
 }

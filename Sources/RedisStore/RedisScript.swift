@@ -14,12 +14,14 @@ public struct RedisScript: Sendable, Hashable {
 
 extension RedisClient {
     /// Runs `script` with `KEYS` and `ARGV`. See ``command(_:idempotent:)-(String)`` for `idempotent`.
-    public func eval(_ script: RedisScript, keys: [String], args: [String],
-                     idempotent: Bool) async throws(RedisError) -> RedisValue {
+    public func eval(
+        _ script: RedisScript, keys: [String], args: [String],
+        idempotent: Bool
+    ) async throws(RedisError) -> RedisValue {
         let tail = [String(keys.count)] + keys + args
         do {
             return try await command(["EVALSHA", script.sha1] + tail, idempotent: idempotent)
-        } catch where error.serverErrorCode == "NOSCRIPT" {
+        } catch  where error.serverErrorCode == "NOSCRIPT" {
             return try await command(["EVAL", script.source] + tail, idempotent: idempotent)
         }
     }
@@ -33,13 +35,16 @@ enum SHA1 {
         let bitLength = UInt64(message.count) * 8
         data.append(0x80)
         while data.count % 64 != 56 { data.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            data.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))
+        }
 
         var w = [UInt32](repeating: 0, count: 80)
         for chunk in stride(from: 0, to: data.count, by: 64) {
             for i in 0..<16 {
                 let j = chunk + i * 4
-                w[i] = UInt32(data[j]) << 24 | UInt32(data[j + 1]) << 16 | UInt32(data[j + 2]) << 8 | UInt32(data[j + 3])
+                w[i] =
+                    UInt32(data[j]) << 24 | UInt32(data[j + 1]) << 16 | UInt32(data[j + 2]) << 8 | UInt32(data[j + 3])
             }
             for i in 16..<80 {
                 let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
@@ -58,7 +63,11 @@ enum SHA1 {
                 let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
                 (e, d, c, b, a) = (d, c, b << 30 | b >> 2, a, temp)
             }
-            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e
+            h[0] &+= a
+            h[1] &+= b
+            h[2] &+= c
+            h[3] &+= d
+            h[4] &+= e
         }
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []

@@ -33,7 +33,8 @@ public struct RedisStateStore: VersionedStore {
     }
 
     // KEYS[1] state hash; ARGV[1] expected version (0 = absent), ARGV[2] new data.
-    static let compareAndSetScript = RedisScript("""
+    static let compareAndSetScript = RedisScript(
+        """
         local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
         if current ~= tonumber(ARGV[1]) then return 0 end
         redis.call('HSET', KEYS[1], 'v', current + 1, 'd', ARGV[2])
@@ -44,16 +45,20 @@ public struct RedisStateStore: VersionedStore {
     /// another writer got there first (load again and recompute). Not retried on a broken connection: the
     /// caller reloads and sees whether its write landed.
     public func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws(RedisError) -> Int64? {
-        let reply = try await client.eval(Self.compareAndSetScript, keys: [stateKey(key)],
-                                          args: [String(expectedVersion), data], idempotent: false)
-        guard let version = reply.integer else { throw RedisLockStore.unexpected(reply, "state compare-and-set", client) }
+        let reply = try await client.eval(
+            Self.compareAndSetScript, keys: [stateKey(key)],
+            args: [String(expectedVersion), data], idempotent: false)
+        guard let version = reply.integer else {
+            throw RedisLockStore.unexpected(reply, "state compare-and-set", client)
+        }
         return version == 0 ? nil : version
     }
 
     // KEYS: the state hashes; ARGV[1..n] their expected versions, ARGV[n+1..2n] their new data. One
     // script runs atomically, so either every hash is written or none. (On a Redis Cluster the keys would
     // need one hash slot; the fleet runs on one primary with Sentinel, docs/redis-keys.md.)
-    static let compareAndSetAllScript = RedisScript("""
+    static let compareAndSetAllScript = RedisScript(
+        """
         local n = #KEYS
         for i = 1, n do
           if tonumber(redis.call('HGET', KEYS[i], 'v') or '0') ~= tonumber(ARGV[i]) then return {} end
@@ -68,13 +73,20 @@ public struct RedisStateStore: VersionedStore {
 
     public func compareAndSet(all writes: [VersionedWrite]) async throws(RedisError) -> [Int64]? {
         guard Set(writes.map(\.key)).count == writes.count else {
-            throw RedisError(kind: .invalidArgument, message: "compareAndSet(all:) needs distinct keys", endpoint: client.url.endpoint)
+            throw RedisError(
+                kind: .invalidArgument, message: "compareAndSet(all:) needs distinct keys",
+                endpoint: client.url.endpoint)
         }
-        let reply = try await client.eval(Self.compareAndSetAllScript, keys: writes.map { stateKey($0.key) },
-                                          args: writes.map { String($0.expectedVersion) } + writes.map(\.data), idempotent: false)
-        guard case .array(let items) = reply else { throw RedisLockStore.unexpected(reply, "state compare-and-set", client) }
+        let reply = try await client.eval(
+            Self.compareAndSetAllScript, keys: writes.map { stateKey($0.key) },
+            args: writes.map { String($0.expectedVersion) } + writes.map(\.data), idempotent: false)
+        guard case .array(let items) = reply else {
+            throw RedisLockStore.unexpected(reply, "state compare-and-set", client)
+        }
         let versions = items.compactMap(\.integer)
-        guard versions.count == items.count else { throw RedisLockStore.unexpected(reply, "state compare-and-set", client) }
+        guard versions.count == items.count else {
+            throw RedisLockStore.unexpected(reply, "state compare-and-set", client)
+        }
         return versions.isEmpty && !writes.isEmpty ? nil : versions
     }
 
@@ -113,7 +125,8 @@ public struct RedisSchedule: WakeUpSchedule {
     /// Members due at or before `date`, earliest first.
     public func due(at date: Date, limit: Int = 500) async throws(RedisError) -> [String] {
         let score = String(Int64((date.timeIntervalSince1970 * 1000).rounded()))
-        let reply = try await client.command(["ZRANGEBYSCORE", key, "-inf", score, "LIMIT", "0", String(limit)], idempotent: true)
+        let reply = try await client.command(
+            ["ZRANGEBYSCORE", key, "-inf", score, "LIMIT", "0", String(limit)], idempotent: true)
         guard case .array(let members) = reply else { throw RedisLockStore.unexpected(reply, "schedule due", client) }
         return members.compactMap(\.string)
     }
@@ -127,7 +140,8 @@ extension RedisClient {
         repeat {
             let reply = try await command(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"], idempotent: true)
             guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].string,
-                  case .array(let names) = parts[1] else {
+                case .array(let names) = parts[1]
+            else {
                 throw RedisLockStore.unexpected(reply, "scan", self)
             }
             result += names.compactMap(\.string)

@@ -19,8 +19,10 @@ public struct RedisURL: Sendable, Hashable {
     public let user: String?
     public let password: String?
 
-    public init(host: String, port: Int = RedisURL.defaultPort, database: Int = 0,
-                user: String? = nil, password: String? = nil) throws(RedisError) {
+    public init(
+        host: String, port: Int = RedisURL.defaultPort, database: Int = 0,
+        user: String? = nil, password: String? = nil
+    ) throws(RedisError) {
         guard !host.isEmpty else { throw .invalidURL("the host is empty") }
         guard (1...65_535).contains(port) else {
             throw .invalidURL("port \(port) is out of range (1-65535)")
@@ -41,7 +43,9 @@ public struct RedisURL: Sendable, Hashable {
         let schemePrefix = "redis://"
         guard string.lowercased().hasPrefix(schemePrefix) else {
             if string.lowercased().hasPrefix("rediss://") {
-                throw .invalidURL("TLS (rediss://) is not supported (hiredis 0.14.1); use redis:// to a local TLS tunnel (stunnel, docs/deployment.md) or on a trusted network")
+                throw .invalidURL(
+                    "TLS (rediss://) is not supported (hiredis 0.14.1); use redis:// to a local TLS tunnel (stunnel, docs/deployment.md) or on a trusted network"
+                )
             }
             throw .invalidURL("the URL must start with redis:// (redis://[[user]:password@]host[:port][/db])")
         }
@@ -111,7 +115,7 @@ public struct RedisURL: Sendable, Hashable {
         var port = Self.defaultPort
         if let portPart {
             guard !portPart.isEmpty, portPart.allSatisfy(\.isASCIIDigit), let value = Int(portPart),
-                  (1...65_535).contains(value)
+                (1...65_535).contains(value)
             else { throw .invalidURL("the port '\(portPart)' is not a number in 1-65535") }
             port = value
         }
@@ -138,7 +142,8 @@ public struct RedisURL: Sendable, Hashable {
         while let byte = iterator.next() {
             if byte == UInt8(ascii: "%") {
                 guard let hi = iterator.next().flatMap(Self.hexValue),
-                      let lo = iterator.next().flatMap(Self.hexValue) else { return nil }
+                    let lo = iterator.next().flatMap(Self.hexValue)
+                else { return nil }
                 bytes.append(hi << 4 | lo)
             } else {
                 bytes.append(byte)
@@ -171,10 +176,12 @@ extension RedisURL: CustomStringConvertible, CustomDebugStringConvertible, Custo
     public var debugDescription: String { "RedisURL(\(description))" }
 
     public var customMirror: Mirror {
-        Mirror(self, children: [
-            "host": host, "port": port, "database": database, "user": user as Any,
-            "password": password == nil ? "nil" : "redacted",
-        ])
+        Mirror(
+            self,
+            children: [
+                "host": host, "port": port, "database": database, "user": user as Any,
+                "password": password == nil ? "nil" : "redacted",
+            ])
     }
 }
 

@@ -45,8 +45,9 @@ do {
     options.ssmCommandTimeout = duration(try env.seconds("SSM_COMMAND_TIMEOUT", default: 120))
 
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
-    let requests = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.actionRequestsQueue,
-                                prefetch: UInt16(clamping: options.maxConcurrentSteps), logger: logger)
+    let requests = AMQPConsumer(
+        configuration: amqp, topology: topology.amqp, queue: topology.actionRequestsQueue,
+        prefetch: UInt16(clamping: options.maxConcurrentSteps), logger: logger)
     let ec2 = EC2Client(aws)
     let route53 = Route53Client(aws)
     let worker = ActuatorWorker(
@@ -58,16 +59,20 @@ do {
     // Action requests only from decision identities: nothing else may make the actuator act.
     let senders = SenderGate(
         identities: env.identities, ownUser: amqp.url.user, logger: logger,
-        announce: EnvelopePublisher(publisher: publisher, topology: topology, producer: env.workerId, appId: "actuator").announcingRefusals())
+        announce: EnvelopePublisher(publisher: publisher, topology: topology, producer: env.workerId, appId: "actuator")
+            .announcingRefusals())
 
     var preflightOptions = DRPreflight.Options()
     preflightOptions.maxSnapshotAge = try env.seconds("SNAPSHOT_MAX_AGE", default: 26 * 3600)
     let preflightEnabled = env.string("PREFLIGHT")?.lowercased() != "off"
-    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, source: config.source ?? .fixed(config.file), fleet: env.fleetTag, logger: logger)
+    let catalog = TargetCatalog(
+        ec2: ec2, drRegion: env.drRegion, source: config.source ?? .fixed(config.file), fleet: env.fleetTag,
+        logger: logger)
     let preflight = ScheduledPreflight(
         preflight: DRPreflight(ec2: ec2, route53: route53, config: config, options: preflightOptions, logger: logger),
         catalog: { try await catalog.discover() }, claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace),
-        publisher: publisher, topology: topology, interval: duration(try env.seconds("PREFLIGHT_INTERVAL", default: 86_400)),
+        publisher: publisher, topology: topology,
+        interval: duration(try env.seconds("PREFLIGHT_INTERVAL", default: 86_400)),
         workerId: env.workerId, logger: logger)
 
     // Graceful shutdown runs in reverse order (ActuatorWorker.services): first the request consumer

@@ -31,11 +31,16 @@ do {
     options.enabled = try env.notificationEnabled()
     options.maxAttempts = try env.int("NOTIFY_MAX_ATTEMPTS", default: 3)
     if options.enabled && channels.isEmpty {
-        logger.warning("no fleet-wide notification channel is configured (NOTIFY_EMAIL_*, SLACK_WEBHOOK_URL, TEAMS_WEBHOOK_URL, SNS_TOPIC_ARN): only targets with their own notify settings are told anything")
+        logger.warning(
+            "no fleet-wide notification channel is configured (NOTIFY_EMAIL_*, SLACK_WEBHOOK_URL, TEAMS_WEBHOOK_URL, SNS_TOPIC_ARN): only targets with their own notify settings are told anything"
+        )
     }
-    logger.info("notifier channels: \(channels.map(\.name).joined(separator: ", "))", metadata: ["enabled": "\(options.enabled)"])
+    logger.info(
+        "notifier channels: \(channels.map(\.name).joined(separator: ", "))",
+        metadata: ["enabled": "\(options.enabled)"])
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
-    let notifications = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.notificationsQueue, logger: logger)
+    let notifications = AMQPConsumer(
+        configuration: amqp, topology: topology.amqp, queue: topology.notificationsQueue, logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     let worker = NotifierWorker(
         options: options, router: router, markers: RedisKeyValueStore(client: redis, keyspace: env.keyspace),

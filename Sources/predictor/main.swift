@@ -20,12 +20,17 @@ do {
     let amqp = try env.amqp()
     try env.checkIdentity(amqp, role: .predictor, logger: logger)
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
-    let requests = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.predictionRequestsQueue, logger: logger)
+    let requests = AMQPConsumer(
+        configuration: amqp, topology: topology.amqp, queue: topology.predictionRequestsQueue, logger: logger)
     let ec2 = EC2Client(aws)
-    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger), fleet: env.fleetTag, logger: logger)
+    let catalog = TargetCatalog(
+        ec2: ec2, drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger),
+        fleet: env.fleetTag, logger: logger)
     let worker = PredictorWorker(
-        options: try env.predictorOptions(), discover: { try await catalog.discover() }, cloudWatch: CloudWatchClient(aws),
-        claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher, topology: topology, logger: logger)
+        options: try env.predictorOptions(), discover: { try await catalog.discover() },
+        cloudWatch: CloudWatchClient(aws),
+        claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher, topology: topology,
+        logger: logger)
     // Prediction requests only from operators.
     try await WorkerRuntime.run(
         worker: "predictor",

@@ -25,7 +25,9 @@ do {
     options.statusInterval = .milliseconds(Int64(try env.seconds("STATUS_INTERVAL", default: 60) * 1000))
     options.maxInFlight = try env.int("PROBE_MAX_IN_FLIGHT", default: 500)
     let ec2 = EC2Client(aws)
-    let catalog = TargetCatalog(ec2: ec2, drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger), fleet: env.fleetTag, logger: logger)
+    let catalog = TargetCatalog(
+        ec2: ec2, drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger),
+        fleet: env.fleetTag, logger: logger)
     let worker = ProbeWorker(
         options: options, discover: { try await catalog.discover() }, http: http, ec2: ec2,
         claims: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher,

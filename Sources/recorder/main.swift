@@ -17,11 +17,14 @@ do {
     let topology = env.topology
     let amqp = try env.amqp()
     try env.checkIdentity(amqp, role: .recorder, logger: logger)
-    let metrics = RecoveryMetrics(options: try env.recoveryMetricsOptions(),
-                                  cloudWatch: env.cloudWatchMetricsEnabled ? CloudWatchClient(aws) : nil, logger: logger)
-    let recorder = RecorderWorker(options: try env.recorderOptions(), dynamo: DynamoDBClient(aws), logger: logger, metrics: metrics)
+    let metrics = RecoveryMetrics(
+        options: try env.recoveryMetricsOptions(),
+        cloudWatch: env.cloudWatchMetricsEnabled ? CloudWatchClient(aws) : nil, logger: logger)
+    let recorder = RecorderWorker(
+        options: try env.recorderOptions(), dynamo: DynamoDBClient(aws), logger: logger, metrics: metrics)
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
-    let history = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.historyQueue, logger: logger)
+    let history = AMQPConsumer(
+        configuration: amqp, topology: topology.amqp, queue: topology.historyQueue, logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // History only from the kinds that may send each type; commands from anyone, with the verified user
     // (an audit trail of attempts, refused ones included).

@@ -74,7 +74,8 @@ struct AMQPIntegrationTests {
         let config = try configuration()
         let scratch = ScratchTopology()
         let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
-        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 10)
+        let consumer = AMQPConsumer(
+            configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 10)
         let collector = DeliveryCollector(consumer)
         defer { Task { await scratch.cleanUp(config) } }
 
@@ -83,8 +84,10 @@ struct AMQPIntegrationTests {
         message.properties.timestamp = 1_700_000_000
         message.properties.userId = "guest"
         message.properties.type = "test.hello"
-        message.properties.headers = ["x-text": "value", "x-number": 42, "x-flag": true,
-                                      "x-nested": .table(["a": .array([1, "b"])])]
+        message.properties.headers = [
+            "x-text": "value", "x-number": 42, "x-flag": true,
+            "x-nested": .table(["a": .array([1, "b"])]),
+        ]
         try await publisher.publish(message)
 
         let got = await collector.wait(for: 1)
@@ -125,7 +128,10 @@ struct AMQPIntegrationTests {
                 group.addTask {
                     var message = scratch.message("m\(i)", id: "m\(i)")
                     if i == 20 { message.exchange = "test.no-such-exchange-\(scratch.id)" }
-                    do { try await publisher.publish(message); return (message.properties.messageId!, true) } catch { return (message.properties.messageId!, false) }
+                    do {
+                        try await publisher.publish(message)
+                        return (message.properties.messageId!, true)
+                    } catch { return (message.properties.messageId!, false) }
                 }
             }
             var all: [String: Bool] = [:]
@@ -199,7 +205,10 @@ struct AMQPIntegrationTests {
             try await publisher.publish(message)
             Issue.record("an unroutable publish must fail")
         } catch {
-            guard case .unroutable = error else { Issue.record("wrong error \(error)"); return }
+            guard case .unroutable = error else {
+                Issue.record("wrong error \(error)")
+                return
+            }
         }
         await publisher.shutdown()
     }
@@ -252,8 +261,11 @@ struct AMQPIntegrationTests {
         let letter = try #require(deadLetters.first)
         #expect(letter.properties.messageId == "poison-1")
         guard case let .array(deaths)? = letter.properties.headers["x-death"],
-              case let .table(death)? = deaths.first
-        else { Issue.record("no x-death header: \(letter.properties.headers)"); return }
+            case let .table(death)? = deaths.first
+        else {
+            Issue.record("no x-death header: \(letter.properties.headers)")
+            return
+        }
         #expect(death["reason"] == "delivery_limit")
         #expect(death["queue"] == .string(scratch.queue))
         await dead.ack(letter)
@@ -270,7 +282,10 @@ struct AMQPIntegrationTests {
             try await admin.declare(.empty)
             Issue.record("login with a wrong password must fail")
         } catch {
-            guard case .loginRefused = error else { Issue.record("wrong error: \(error)"); return }
+            guard case .loginRefused = error else {
+                Issue.record("wrong error: \(error)")
+                return
+            }
             #expect(!error.description.contains(url.password))
         }
     }
@@ -286,7 +301,10 @@ struct AMQPIntegrationTests {
             try await admin.declare(clash)
             Issue.record("a clashing declaration must fail")
         } catch {
-            guard case let .brokerClosed(code, _, _) = error else { Issue.record("wrong error \(error)"); return }
+            guard case let .brokerClosed(code, _, _) = error else {
+                Issue.record("wrong error \(error)")
+                return
+            }
             #expect(code == 406)
         }
         await admin.close()
@@ -298,7 +316,8 @@ struct AMQPIntegrationTests {
         let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
         defer { Task { await scratch.cleanUp(config) } }
         for i in 0..<5 { try await publisher.publish(scratch.message("m\(i)", id: "m\(i)")) }
-        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 2)
+        let consumer = AMQPConsumer(
+            configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 2)
         let collector = DeliveryCollector(consumer)
         let firstTwo = await collector.wait(for: 2)
         #expect(firstTwo.count == 2, "prefetch bounds what is in flight")

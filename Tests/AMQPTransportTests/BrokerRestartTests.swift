@@ -2,7 +2,7 @@ import AMQPTransport
 import Foundation
 import Testing
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The one broker-restart test. It runs a PRIVATE broker (its own ports, node name and data folder,
@@ -16,7 +16,9 @@ let privateBrokerPortBase = Int(ProcessInfo.processInfo.environment["FLEET_TEST_
 @Suite("AMQP broker restart", .enabled(if: servicesScript != nil, "set FLEET_SERVICES_SCRIPT"))
 struct BrokerRestartTests {
     struct PrivateBroker {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-broker-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fleet-broker-\(UUID().uuidString.prefix(8))"
+        ).path
         /// Each test gets its own ports: the tests of this suite run in parallel.
         let port: Int
         /// An amqps listener with a throwaway CA, when set.
@@ -31,7 +33,9 @@ struct BrokerRestartTests {
 
             /// A CA and a server certificate for localhost / 127.0.0.1, made with the openssl CLI.
             static func make(port: Int) async throws -> TLSFiles {
-                let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-tls-\(UUID().uuidString.prefix(8))").path
+                let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "fleet-tls-\(UUID().uuidString.prefix(8))"
+                ).path
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 let script = """
                     set -e; cd '\(dir)'
@@ -40,7 +44,8 @@ struct BrokerRestartTests {
                     printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext
                     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null
                     """
-                let status = try await spawnAndWait(["/bin/bash", "-c", script], environment: ProcessInfo.processInfo.environment)
+                let status = try await spawnAndWait(
+                    ["/bin/bash", "-c", script], environment: ProcessInfo.processInfo.environment)
                 try #require(status == 0, "openssl could not make the test certificates")
                 return TLSFiles(port: port, dir: dir)
             }
@@ -83,43 +88,44 @@ struct BrokerRestartTests {
     @Test(.timeLimit(.minutes(3)))
     func confirmedMessagesSurviveABrokerRestartAndAreConsumedExactlyOnce() async throws {
         try await PrivateBroker.with(port: privateBrokerPortBase) { broker in
-        let config = try configuration(broker.url, name: "restart-test")
-        let scratch = ScratchTopology()
-        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
-        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 50)
+            let config = try configuration(broker.url, name: "restart-test")
+            let scratch = ScratchTopology()
+            let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+            let consumer = AMQPConsumer(
+                configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 50)
 
-        // Confirmed before the restart, and one delivered-but-unacked when the broker goes down.
-        for i in 0..<20 { try await publisher.publish(scratch.message("before-\(i)", id: "before-\(i)")) }
-        let collector = DeliveryCollector(consumer)
-        let early = await collector.wait(for: 20)
-        #expect(early.count == 20)
-        for delivery in early.dropLast() { #expect(await consumer.ack(delivery)) }
-        let unacked = early.last!
+            // Confirmed before the restart, and one delivered-but-unacked when the broker goes down.
+            for i in 0..<20 { try await publisher.publish(scratch.message("before-\(i)", id: "before-\(i)")) }
+            let collector = DeliveryCollector(consumer)
+            let early = await collector.wait(for: 20)
+            #expect(early.count == 20)
+            for delivery in early.dropLast() { #expect(await consumer.ack(delivery)) }
+            let unacked = early.last!
 
-        try await broker.run("restart")
+            try await broker.run("restart")
 
-        // The ack for a delivery from the dead connection cannot count; the broker redelivers it.
-        #expect(await consumer.ack(unacked) == false)
-        // Publishing resumes on the reconnected publisher.
-        for i in 0..<20 { try await publisher.publish(scratch.message("after-\(i)", id: "after-\(i)")) }
+            // The ack for a delivery from the dead connection cannot count; the broker redelivers it.
+            #expect(await consumer.ack(unacked) == false)
+            // Publishing resumes on the reconnected publisher.
+            for i in 0..<20 { try await publisher.publish(scratch.message("after-\(i)", id: "after-\(i)")) }
 
-        let all = await collector.wait(for: 41, timeout: .seconds(60))
-        let afterRestart = all.dropFirst(20)
-        for delivery in afterRestart { await consumer.ack(delivery) }
-        let ids = afterRestart.compactMap(\.properties.messageId)
-        #expect(ids.filter { $0 == unacked.properties.messageId }.count == 1, "the unacked message comes back once")
-        #expect(Set(ids) == Set((0..<20).map { "after-\($0)" } + [unacked.properties.messageId!]))
-        #expect(ids.count == Set(ids).count, "nothing is consumed twice after the reconnect")
-        #expect(consumer.isConnected && publisher.isConnected)
+            let all = await collector.wait(for: 41, timeout: .seconds(60))
+            let afterRestart = all.dropFirst(20)
+            for delivery in afterRestart { await consumer.ack(delivery) }
+            let ids = afterRestart.compactMap(\.properties.messageId)
+            #expect(ids.filter { $0 == unacked.properties.messageId }.count == 1, "the unacked message comes back once")
+            #expect(Set(ids) == Set((0..<20).map { "after-\($0)" } + [unacked.properties.messageId!]))
+            #expect(ids.count == Set(ids).count, "nothing is consumed twice after the reconnect")
+            #expect(consumer.isConnected && publisher.isConnected)
 
-        // Nothing more is waiting: every confirmed message was consumed exactly once.
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await collector.received.count == 41)
-        await consumer.shutdown()
-        await publisher.shutdown()
-        let admin = AMQPAdmin(configuration: config)
-        #expect(try await admin.messageCount(queue: scratch.queue) == 0)
-        await admin.close()
+            // Nothing more is waiting: every confirmed message was consumed exactly once.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(await collector.received.count == 41)
+            await consumer.shutdown()
+            await publisher.shutdown()
+            let admin = AMQPAdmin(configuration: config)
+            #expect(try await admin.messageCount(queue: scratch.queue) == 0)
+            await admin.close()
         }
     }
 
@@ -128,37 +134,40 @@ struct BrokerRestartTests {
         let tls = try await PrivateBroker.TLSFiles.make(port: privateBrokerPortBase + 2)
         defer { try? FileManager.default.removeItem(atPath: tls.dir) }
         try await PrivateBroker.with(port: privateBrokerPortBase + 1, tls: tls) { broker in
-        // amqps: verified against the test CA it works; without the CA the handshake is refused.
-        let tlsURL = try AMQPURL("amqps://guest:guest@localhost:\(tls.port)/%2f")
-        let trusted = AMQPAdmin(configuration: AMQPConfiguration(url: tlsURL, caFile: tls.ca))
-        try await trusted.declare(.empty)
-        await trusted.close()
-        let untrusted = AMQPAdmin(configuration: AMQPConfiguration(url: tlsURL))
-        do {
-            try await untrusted.declare(.empty)
-            Issue.record("amqps without the CA must fail verification")
-        } catch let error as AMQPError {
-            guard case .connectionFailed = error else { Issue.record("wrong error \(error)"); return }
-        }
-        let config = try configuration(broker.url, name: "outage-test")
-        let scratch = ScratchTopology()
-        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
-        try await publisher.publish(scratch.message("warm-up", id: "warm-up"))
+            // amqps: verified against the test CA it works; without the CA the handshake is refused.
+            let tlsURL = try AMQPURL("amqps://guest:guest@localhost:\(tls.port)/%2f")
+            let trusted = AMQPAdmin(configuration: AMQPConfiguration(url: tlsURL, caFile: tls.ca))
+            try await trusted.declare(.empty)
+            await trusted.close()
+            let untrusted = AMQPAdmin(configuration: AMQPConfiguration(url: tlsURL))
+            do {
+                try await untrusted.declare(.empty)
+                Issue.record("amqps without the CA must fail verification")
+            } catch let error as AMQPError {
+                guard case .connectionFailed = error else {
+                    Issue.record("wrong error \(error)")
+                    return
+                }
+            }
+            let config = try configuration(broker.url, name: "outage-test")
+            let scratch = ScratchTopology()
+            let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+            try await publisher.publish(scratch.message("warm-up", id: "warm-up"))
 
-        try await broker.run("stop")
-        // Published while the broker is down: it waits and is retried, not lost.
-        async let confirmed: Void = publisher.publish(scratch.message("during-outage", id: "during-outage"))
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(!publisher.isConnected)
-        try await broker.run("start")
-        try await confirmed
+            try await broker.run("stop")
+            // Published while the broker is down: it waits and is retried, not lost.
+            async let confirmed: Void = publisher.publish(scratch.message("during-outage", id: "during-outage"))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(!publisher.isConnected)
+            try await broker.run("start")
+            try await confirmed
 
-        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
-        let collector = DeliveryCollector(consumer, autoAck: true)
-        let got = await collector.wait(for: 2)
-        #expect(got.compactMap(\.properties.messageId).sorted() == ["during-outage", "warm-up"])
-        await consumer.shutdown()
-        await publisher.shutdown()
+            let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+            let collector = DeliveryCollector(consumer, autoAck: true)
+            let got = await collector.wait(for: 2)
+            #expect(got.compactMap(\.properties.messageId).sorted() == ["during-outage", "warm-up"])
+            await consumer.shutdown()
+            await publisher.shutdown()
         }
     }
 }
@@ -174,7 +183,8 @@ func spawnAndWait(_ argv: [String], environment: [String: String]) async throws 
             // The child must not inherit the test process's sockets (posix_spawn does not close them): a
             // broker that kept a copy of a test's connection would hold it open after the test closed it.
             // So a small bash prologue closes every inherited descriptor above 2, then runs the command.
-            let closeInherited = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@""#
+            let closeInherited =
+                #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@""#
             let cArgs = (["/bin/bash", "-c", closeInherited, "spawn"] + argv).map { strdup($0) } + [nil]
             let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
             defer { (cArgs + cEnv).forEach { free($0) } }
@@ -185,7 +195,8 @@ func spawnAndWait(_ argv: [String], environment: [String: String]) async throws 
             }
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            continuation.resume(returning: .success((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)))
+            continuation.resume(
+                returning: .success((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)))
         }
         thread.start()
     }

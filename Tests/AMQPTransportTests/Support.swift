@@ -24,15 +24,20 @@ struct ScratchTopology {
     var topology: AMQPTopology {
         AMQPTopology(
             exchanges: [.init(name: exchange), .init(name: deadLetterExchange)],
-            queues: [.quorum(queue, deliveryLimit: deliveryLimit, deadLetterExchange: deadLetterExchange),
-                     .deadLetter(deadLetterQueue)],
-            bindings: [.init(exchange: exchange, queue: queue, routingKey: "work.#"),
-                       .init(exchange: deadLetterExchange, queue: deadLetterQueue, routingKey: queue)])
+            queues: [
+                .quorum(queue, deliveryLimit: deliveryLimit, deadLetterExchange: deadLetterExchange),
+                .deadLetter(deadLetterQueue),
+            ],
+            bindings: [
+                .init(exchange: exchange, queue: queue, routingKey: "work.#"),
+                .init(exchange: deadLetterExchange, queue: deadLetterQueue, routingKey: queue),
+            ])
     }
 
     func message(_ text: String, id: String = UUID().uuidString) -> OutgoingMessage {
-        OutgoingMessage(exchange: exchange, routingKey: "work.item", body: Array(text.utf8),
-                        properties: AMQPProperties(messageId: id))
+        OutgoingMessage(
+            exchange: exchange, routingKey: "work.item", body: Array(text.utf8),
+            properties: AMQPProperties(messageId: id))
     }
 
     func cleanUp(_ config: AMQPConfiguration) async {

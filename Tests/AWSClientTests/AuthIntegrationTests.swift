@@ -35,7 +35,8 @@ struct AuthIntegrationTests {
 
     func putPolicy(_ iam: AWSClient, user: String, actions: [String]) async throws {
         let quoted = actions.map { "\"\($0)\"" }.joined(separator: ",")
-        let document = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":[\#(quoted)],"Resource":"*"}]}"#
+        let document =
+            #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":[\#(quoted)],"Resource":"*"}]}"#
         _ = try await iam.query(
             .iam, action: "PutUserPolicy",
             parameters: QueryParameters(["UserName": user, "PolicyName": "fleet-test", "PolicyDocument": document]))
@@ -80,8 +81,12 @@ struct AuthIntegrationTests {
             // Cleanup runs in reverse: the limited user (by the admin), then the admin itself with three
             // free calls (once its policy is gone it may not delete itself), leaving the counter at 0.
             let deleteUser: @Sendable (AWSClient, String, AWSCredentials) async throws -> Void = { iam, user, key in
-                _ = try await iam.query(.iam, action: "DeleteAccessKey", parameters: QueryParameters(["UserName": user, "AccessKeyId": key.accessKeyId]))
-                _ = try await iam.query(.iam, action: "DeleteUserPolicy", parameters: QueryParameters(["UserName": user, "PolicyName": "fleet-test"]))
+                _ = try await iam.query(
+                    .iam, action: "DeleteAccessKey",
+                    parameters: QueryParameters(["UserName": user, "AccessKeyId": key.accessKeyId]))
+                _ = try await iam.query(
+                    .iam, action: "DeleteUserPolicy",
+                    parameters: QueryParameters(["UserName": user, "PolicyName": "fleet-test"]))
                 _ = try await iam.query(.iam, action: "DeleteUser", parameters: QueryParameters(["UserName": user]))
             }
             await cleanup.add("user \(admin)") {
@@ -100,7 +105,9 @@ struct AuthIntegrationTests {
             // A wrong secret: typed authentication failure, no retry, no secret in the text.
             var wrong = adminKey
             wrong.secretAccessKey = "not-the-secret-" + UUID().uuidString
-            let authError = await expectKind(.authentication) { _ = try await EC2Client(client(wrong, logger: logger)).describeInstances() }
+            let authError = await expectKind(.authentication) {
+                _ = try await EC2Client(client(wrong, logger: logger)).describeInstances()
+            }
             #expect(authError?.isAuthenticationFailure == true)
             #expect(authError?.description.contains(wrong.secretAccessKey) == false)
 
@@ -112,7 +119,8 @@ struct AuthIntegrationTests {
             let limitedEC2 = EC2Client(client(limitedKey, logger: logger))
             _ = try await limitedEC2.describeInstances()
             let denied = await expectKind(.accessDenied) {
-                _ = try await limitedEC2.runInstance(RunInstancesInput(imageId: "ami-12345678", instanceType: "t3.micro"))
+                _ = try await limitedEC2.runInstance(
+                    RunInstancesInput(imageId: "ami-12345678", instanceType: "t3.micro"))
             }
             #expect(denied?.isAccessDenied == true)
             #expect(denied?.operation == "RunInstances")

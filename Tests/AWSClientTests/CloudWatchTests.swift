@@ -26,9 +26,11 @@ struct CloudWatchEncodingTests {
         }
     }
 
-    @Test("values CloudWatch refuses are refused before sending", arguments: [
-        Double.nan, .infinity, -.infinity, 1e-200, -1e-109, 1e200, 1.2e108,
-    ])
+    @Test(
+        "values CloudWatch refuses are refused before sending",
+        arguments: [
+            Double.nan, .infinity, -.infinity, 1e-200, -1e-109, 1e200, 1.2e108,
+        ])
     func refusedValues(_ value: Double) async {
         let transport = RecordingTransport { _, _ in (200, "<PutMetricDataResponse/>") }
         let cloudWatch = CloudWatchClient(fakeAWS(transport))
@@ -45,8 +47,10 @@ struct CloudWatchEncodingTests {
         let start = Date(timeIntervalSince1970: 1_767_323_045.25)
         let data = (0..<2500).map { i in
             MetricDatum(
-                metricName: "probe_latency", value: Double(i) / 10, dimensions: [MetricDimension("InstanceId", "i-\(i % 7)")],
-                timestamp: start.addingTimeInterval(Double(i)), unit: .milliseconds, storageResolution: i == 0 ? 1 : nil)
+                metricName: "probe_latency", value: Double(i) / 10,
+                dimensions: [MetricDimension("InstanceId", "i-\(i % 7)")],
+                timestamp: start.addingTimeInterval(Double(i)), unit: .milliseconds, storageResolution: i == 0 ? 1 : nil
+            )
         }
         #expect(try await cloudWatch.putMetricData(namespace: "Fleet/Probes", data: data) == 3)
         let forms = transport.forms
@@ -70,7 +74,9 @@ struct CloudWatchEncodingTests {
     @Test("PutMetricData: requests also stay under the byte limit; a point alone above it is refused")
     func putBatchesBySize() throws {
         let long = String(repeating: "x", count: 200)
-        let data = (0..<50).map { MetricDatum(metricName: "m", value: Double($0), dimensions: [MetricDimension("d", long)]) }
+        let data = (0..<50).map {
+            MetricDatum(metricName: "m", value: Double($0), dimensions: [MetricDimension("d", long)])
+        }
         let batches = try CloudWatchClient.putBatches(namespace: "Fleet", data: data, maxBytes: 2000)
         #expect(batches.count > 5)
         var total = 0
@@ -83,10 +89,19 @@ struct CloudWatchEncodingTests {
             total += batch.items.filter { $0.name.hasSuffix(".MetricName") }.count
         }
         #expect(total == 50)
-        let huge = [MetricDatum(metricName: "m", value: 1, dimensions: [MetricDimension("d", String(repeating: "y", count: 3000))])]
-        #expect(throws: CloudWatchClient.InputError.self) { try CloudWatchClient.putBatches(namespace: "Fleet", data: huge, maxBytes: 2000) }
-        let tooManyDimensions = [MetricDatum(metricName: "m", value: 1, dimensions: (0...30).map { MetricDimension("d\($0)", "v") })]
-        #expect(throws: CloudWatchClient.InputError.self) { try CloudWatchClient.putBatches(namespace: "Fleet", data: tooManyDimensions) }
+        let huge = [
+            MetricDatum(
+                metricName: "m", value: 1, dimensions: [MetricDimension("d", String(repeating: "y", count: 3000))])
+        ]
+        #expect(throws: CloudWatchClient.InputError.self) {
+            try CloudWatchClient.putBatches(namespace: "Fleet", data: huge, maxBytes: 2000)
+        }
+        let tooManyDimensions = [
+            MetricDatum(metricName: "m", value: 1, dimensions: (0...30).map { MetricDimension("d\($0)", "v") })
+        ]
+        #expect(throws: CloudWatchClient.InputError.self) {
+            try CloudWatchClient.putBatches(namespace: "Fleet", data: tooManyDimensions)
+        }
     }
 
     static func metricQuery(_ id: String) -> MetricDataQuery {
@@ -120,13 +135,17 @@ struct CloudWatchEncodingTests {
         #expect(try CloudWatchClient.queryBatches(all, limit: 11).count == 1)
         let duplicate = [Self.metricQuery("a"), Self.metricQuery("a")]
         #expect(throws: CloudWatchClient.InputError.self) { try CloudWatchClient.queryBatches(duplicate, limit: 500) }
-        #expect(CloudWatchClient.identifiers(in: "100*(errors_5xx+q1)/MAX([q2,q3])") == ["100", "errors_5xx", "q1", "MAX", "q2", "q3"])
+        #expect(
+            CloudWatchClient.identifiers(in: "100*(errors_5xx+q1)/MAX([q2,q3])") == [
+                "100", "errors_5xx", "q1", "MAX", "q2", "q3",
+            ])
     }
 
     static func resultXML(_ id: String, _ points: [(String, String)], status: String = "Complete") -> String {
         "<member><Id>\(id)</Id><Label>\(id) label</Label><Timestamps>"
             + points.map { "<member>\($0.0)</member>" }.joined() + "</Timestamps><Values>"
-            + points.map { "<member>\($0.1)</member>" }.joined() + "</Values><StatusCode>\(status)</StatusCode></member>"
+            + points.map { "<member>\($0.1)</member>" }.joined()
+            + "</Values><StatusCode>\(status)</StatusCode></member>"
     }
 
     @Test("GetMetricData follows NextToken per batch and merges each query's points by id, in query order")
@@ -136,27 +155,38 @@ struct CloudWatchEncodingTests {
             let body: String
             switch (firstId, form["NextToken"]) {
             case ("a", nil):
-                body = "<MetricDataResults>" + Self.resultXML("a", [("2026-01-01T00:00:00Z", "0.1")], status: "PartialData")
+                body =
+                    "<MetricDataResults>"
+                    + Self.resultXML("a", [("2026-01-01T00:00:00Z", "0.1")], status: "PartialData")
                     + Self.resultXML("b", [("2026-01-01T00:00:00Z", "1e-05")], status: "PartialData")
                     + "</MetricDataResults><NextToken>page2</NextToken><Messages><member><Code>Note</Code><Value>first page</Value></member></Messages>"
             case ("a", "page2"):
-                body = "<MetricDataResults>" + Self.resultXML("a", [("2026-01-01T00:01:00Z", "0.30000000000000004")])
+                body =
+                    "<MetricDataResults>" + Self.resultXML("a", [("2026-01-01T00:01:00Z", "0.30000000000000004")])
                     + Self.resultXML("b", [("2026-01-01T00:01:00.500Z", "-2")]) + "</MetricDataResults>"
             default:
-                body = "<MetricDataResults>" + Self.resultXML("c", [("2026-01-01T00:00:00Z", "7")]) + "</MetricDataResults>"
+                body =
+                    "<MetricDataResults>" + Self.resultXML("c", [("2026-01-01T00:00:00Z", "7")])
+                    + "</MetricDataResults>"
             }
-            return (200, "<GetMetricDataResponse><GetMetricDataResult>\(body)</GetMetricDataResult></GetMetricDataResponse>")
+            return (
+                200, "<GetMetricDataResponse><GetMetricDataResult>\(body)</GetMetricDataResult></GetMetricDataResponse>"
+            )
         }
         var cloudWatch = CloudWatchClient(fakeAWS(transport))
         cloudWatch.queriesPerRequest = 2
         let start = Date(timeIntervalSince1970: 1_767_225_600)
         let queries = [
             MetricDataQuery.metric(
-                id: "a", Metric(namespace: "Fleet", name: "latency", dimensions: [MetricDimension("InstanceId", "i-1")]), period: 60,
+                id: "a",
+                Metric(namespace: "Fleet", name: "latency", dimensions: [MetricDimension("InstanceId", "i-1")]),
+                period: 60,
                 stat: "p99", unit: .milliseconds),
-            Self.metricQuery("b"), .expression(id: "c", "SEARCH('{Fleet,InstanceId} latency', 'Average', 60)", period: 60, label: "all"),
+            Self.metricQuery("b"),
+            .expression(id: "c", "SEARCH('{Fleet,InstanceId} latency', 'Average', 60)", period: 60, label: "all"),
         ]
-        let output = try await cloudWatch.getMetricData(queries, start: start, end: start.addingTimeInterval(3600), maxDatapoints: 1000)
+        let output = try await cloudWatch.getMetricData(
+            queries, start: start, end: start.addingTimeInterval(3600), maxDatapoints: 1000)
         #expect(output.requestCount == 3)
         #expect(output.results.map(\.id) == ["a", "b", "c"])
         let a = try #require(output["a"])
@@ -181,7 +211,8 @@ struct CloudWatchEncodingTests {
         #expect(forms[0]["MetricDataQueries.member.3.Id"] == nil)
         #expect(forms[2]["MetricDataQueries.member.1.Expression"]?.hasPrefix("SEARCH(") == true)
         #expect(forms[2]["MetricDataQueries.member.1.Label"] == "all")
-        #expect(forms[0]["StartTime"] == "2026-01-01T00:00:00.000Z" && forms[0]["EndTime"] == "2026-01-01T01:00:00.000Z")
+        #expect(
+            forms[0]["StartTime"] == "2026-01-01T00:00:00.000Z" && forms[0]["EndTime"] == "2026-01-01T01:00:00.000Z")
         #expect(forms[0]["ScanBy"] == "TimestampAscending")
         #expect(forms[0]["MaxDatapoints"] == "1000")
     }
@@ -189,7 +220,10 @@ struct CloudWatchEncodingTests {
     @Test("a NextToken that repeats ends the call instead of looping")
     func repeatedToken() async throws {
         let transport = RecordingTransport { _, _ in
-            (200, "<GetMetricDataResponse><GetMetricDataResult><MetricDataResults/><NextToken>same</NextToken></GetMetricDataResult></GetMetricDataResponse>")
+            (
+                200,
+                "<GetMetricDataResponse><GetMetricDataResult><MetricDataResults/><NextToken>same</NextToken></GetMetricDataResult></GetMetricDataResponse>"
+            )
         }
         let start = Date(timeIntervalSince1970: 1_767_225_600)
         do {
@@ -205,10 +239,14 @@ struct CloudWatchEncodingTests {
     @Test("CloudWatch error documents (Query protocol) become typed AWSErrors")
     func errors() async throws {
         let transport = RecordingTransport { _, _ in
-            (400, "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>The value 1e999 for parameter MetricData.member.1.Value is invalid.</Message></Error><RequestId>r-cw</RequestId></ErrorResponse>")
+            (
+                400,
+                "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>The value 1e999 for parameter MetricData.member.1.Value is invalid.</Message></Error><RequestId>r-cw</RequestId></ErrorResponse>"
+            )
         }
         do {
-            try await CloudWatchClient(fakeAWS(transport)).putMetricData(namespace: "Fleet", data: [MetricDatum(metricName: "m", value: 1)])
+            try await CloudWatchClient(fakeAWS(transport)).putMetricData(
+                namespace: "Fleet", data: [MetricDatum(metricName: "m", value: 1)])
             Issue.record("expected an error")
         } catch let error as AWSError {
             #expect(error.code == "InvalidParameterValue")
@@ -216,7 +254,8 @@ struct CloudWatchEncodingTests {
             #expect(error.kind == .clientError)
         }
         await #expect(throws: AWSError.self) {
-            try await CloudWatchClient(fakeAWS(transport)).putMetricData(namespace: "AWS/EC2", data: [MetricDatum(metricName: "m", value: 1)])
+            try await CloudWatchClient(fakeAWS(transport)).putMetricData(
+                namespace: "AWS/EC2", data: [MetricDatum(metricName: "m", value: 1)])
         }
     }
 }
@@ -228,7 +267,9 @@ struct CloudWatchEncodingTests {
 /// tested without a server).
 @Suite("CloudWatch against moto", .enabled(if: TestEnvironment.motoEndpoint != nil))
 struct CloudWatchIntegrationTests {
-    @Test("PutMetricData of 330 points (2 calls of <= 200), GetMetricData with 550 queries (2 calls); every value comes back exactly")
+    @Test(
+        "PutMetricData of 330 points (2 calls of <= 200), GetMetricData with 550 queries (2 calls); every value comes back exactly"
+    )
     func seriesRoundTrip() async throws {
         let counting = CountingTransport(testHTTP)
         var cloudWatch = CloudWatchClient(motoAWS(region: "us-east-1", http: counting))
@@ -245,9 +286,11 @@ struct CloudWatchIntegrationTests {
         var data: [MetricDatum] = []
         for (k, instance) in instances.enumerated() {
             for minute in 0..<3 {
-                data.append(MetricDatum(
-                    metricName: metric, value: value(k, minute), dimensions: [MetricDimension("InstanceId", instance)],
-                    timestamp: start.addingTimeInterval(Double(minute * 60)), unit: .milliseconds))
+                data.append(
+                    MetricDatum(
+                        metricName: metric, value: value(k, minute),
+                        dimensions: [MetricDimension("InstanceId", instance)],
+                        timestamp: start.addingTimeInterval(Double(minute * 60)), unit: .milliseconds))
             }
         }
         #expect(try await cloudWatch.putMetricData(namespace: namespace, data: data) == 2)
@@ -257,9 +300,12 @@ struct CloudWatchIntegrationTests {
         var queries: [MetricDataQuery] = []
         for (k, instance) in instances.enumerated() {
             for (s, stat) in stats.enumerated() {
-                queries.append(.metric(
-                    id: "q\(k)_\(s)", Metric(namespace: namespace, name: metric, dimensions: [MetricDimension("InstanceId", instance)]),
-                    period: 60, stat: stat))
+                queries.append(
+                    .metric(
+                        id: "q\(k)_\(s)",
+                        Metric(
+                            namespace: namespace, name: metric, dimensions: [MetricDimension("InstanceId", instance)]),
+                        period: 60, stat: stat))
             }
         }
         #expect(queries.count == 550)

@@ -39,7 +39,9 @@ struct EndpointTests {
         ]
         let ec2 = AWSEndpointResolver.resolve(service: .ec2, region: "us-west-2", environment: env)
         #expect(ec2 == AWSEndpoint(url: "http://127.0.0.1:5000", signingRegion: "us-west-2", isCustom: true))
-        #expect(AWSEndpointResolver.resolve(service: .sns, region: "us-west-2", environment: env).url == "http://localhost:4566")
+        #expect(
+            AWSEndpointResolver.resolve(service: .sns, region: "us-west-2", environment: env).url
+                == "http://localhost:4566")
         let r53 = AWSEndpointResolver.resolve(service: .route53, region: "us-west-2", environment: env)
         #expect(r53.url == "http://r53.local:9000")
         #expect(r53.signingRegion == "us-east-1")
@@ -59,11 +61,14 @@ struct EndpointTests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("config")
-        try "[default]\nregion = eu-west-3\n[profile dr]\nregion = us-west-2\n".write(to: config, atomically: true, encoding: .utf8)
+        try "[default]\nregion = eu-west-3\n[profile dr]\nregion = us-west-2\n".write(
+            to: config, atomically: true, encoding: .utf8)
         let base = ["AWS_CONFIG_FILE": config.path, "HOME": dir.path]
         #expect(AWSEndpointResolver.region(environment: base) == "eu-west-3")
         #expect(AWSEndpointResolver.region(environment: base.merging(["AWS_PROFILE": "dr"]) { $1 }) == "us-west-2")
-        #expect(AWSEndpointResolver.region(environment: base.merging(["AWS_DEFAULT_REGION": "ap-south-1"]) { $1 }) == "ap-south-1")
+        #expect(
+            AWSEndpointResolver.region(environment: base.merging(["AWS_DEFAULT_REGION": "ap-south-1"]) { $1 })
+                == "ap-south-1")
         #expect(
             AWSEndpointResolver.region(
                 environment: base.merging(["AWS_DEFAULT_REGION": "ap-south-1", "AWS_REGION": "sa-east-1"]) { $1 })
@@ -136,7 +141,9 @@ struct RetryPolicyTests {
 
     @Test("error codes from headers and JSON types")
     func codes() {
-        #expect(AWSClient.shortCode("com.amazonaws.dynamodb.v20120810#ResourceNotFoundException") == "ResourceNotFoundException")
+        #expect(
+            AWSClient.shortCode("com.amazonaws.dynamodb.v20120810#ResourceNotFoundException")
+                == "ResourceNotFoundException")
         #expect(AWSClient.shortCode("ThrottlingException:http://internal.amazon.com/coral/") == "ThrottlingException")
         #expect(AWSClient.shortCode("AccessDenied") == "AccessDenied")
     }
@@ -187,10 +194,12 @@ struct XMLTests {
         #expect(parsed.requestId == "r-1")
     }
 
-    @Test("malformed documents are rejected", arguments: [
-        "", "text", "<a>", "<a></b>", "<a><b></a></b>", "<a>&bogus;</a>", "<a>&#xZZ;</a>", "<a x=1></a>",
-        "<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>", "<a></a><b></b>", "<a><![CDATA[x</a>",
-    ])
+    @Test(
+        "malformed documents are rejected",
+        arguments: [
+            "", "text", "<a>", "<a></b>", "<a><b></a></b>", "<a>&bogus;</a>", "<a>&#xZZ;</a>", "<a x=1></a>",
+            "<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>", "<a></a><b></b>", "<a><![CDATA[x</a>",
+        ])
     func malformed(_ text: String) {
         #expect(throws: XML.ParseError.self) { try XML.parse(text) }
     }
@@ -238,7 +247,8 @@ struct AWSErrorTests {
     func scrubbed() {
         let secret = testCredentials.secretAccessKey
         let token = testCredentials.sessionToken!
-        let message = "canonical: x-amz-security-token:\(token) key \(secret) url X-Amz-Security-Token=\(URIEncoding.encode(token))"
+        let message =
+            "canonical: x-amz-security-token:\(token) key \(secret) url X-Amz-Security-Token=\(URIEncoding.encode(token))"
         let error = AWSError(
             kind: .clientError, service: "EC2", operation: "CopySnapshot", region: "us-west-2", httpStatus: 400,
             code: "InvalidParameterValue", message: AWSClient.scrub(message, secrets: testCredentials.secrets),
@@ -263,7 +273,10 @@ struct WaiterTests {
         let value = try await waitUntil(
             "thing running", timeout: .seconds(60), interval: .seconds(5), dependencies: recorder.dependencies
         ) { () -> WaiterStep<String> in
-            let n = polls.withLock { $0 += 1; return $0 }
+            let n = polls.withLock {
+                $0 += 1
+                return $0
+            }
             let state = states[n - 1]
             return state == "running" ? .done(state) : .pending(state: state)
         }
@@ -303,7 +316,8 @@ struct WaiterTests {
     func cancellation() async throws {
         let polled = AsyncStream<Void>.makeStream()
         let task = Task {
-            try await waitUntil("forever", timeout: .seconds(86_400), interval: .seconds(3600)) { () -> WaiterStep<Int> in
+            try await waitUntil("forever", timeout: .seconds(86_400), interval: .seconds(3600)) {
+                () -> WaiterStep<Int> in
                 polled.continuation.yield()
                 return .pending(state: "pending")
             }

@@ -45,7 +45,9 @@ struct CredentialTests {
     func redaction() {
         let credentials = AWSCredentials(
             accessKeyId: "AKIAEXAMPLE", secretAccessKey: "s3cr3t/KEY+value", sessionToken: "T0KEN-very-secret")
-        for text in [credentials.description, credentials.debugDescription, "\(credentials)", String(reflecting: credentials)] {
+        for text in [
+            credentials.description, credentials.debugDescription, "\(credentials)", String(reflecting: credentials),
+        ] {
             #expect(!text.contains("s3cr3t"))
             #expect(!text.contains("T0KEN"))
             #expect(text.contains("AKIAEXAMPLE"))
@@ -65,7 +67,9 @@ struct CredentialTests {
         ]).credentials()
         #expect(noToken.sessionToken == nil)
         #expect(
-            await kind { try await EnvironmentCredentialProvider(environment: ["AWS_ACCESS_KEY_ID": "AKID"]).credentials() }
+            await kind {
+                try await EnvironmentCredentialProvider(environment: ["AWS_ACCESS_KEY_ID": "AKID"]).credentials()
+            }
                 == .invalidConfiguration)
         #expect(
             await kind { try await EnvironmentCredentialProvider(environment: ["AWS_ACCESS_KEY_ID": ""]).credentials() }
@@ -144,7 +148,9 @@ struct CredentialTests {
         ] {
             var e = env
             e["AWS_PROFILE"] = profile
-            #expect(await kind { try await ProfileCredentialProvider(environment: e).credentials() } == expected, "\(profile)")
+            #expect(
+                await kind { try await ProfileCredentialProvider(environment: e).credentials() } == expected,
+                "\(profile)")
         }
 
         let other = try dir.write("elsewhere/creds", "[default]\naws_access_key_id=OTHER\naws_secret_access_key=S\n")
@@ -155,14 +161,16 @@ struct CredentialTests {
 
         var nothing = env
         nothing["HOME"] = dir.url.appendingPathComponent("empty-home").path
-        #expect(await kind { try await ProfileCredentialProvider(environment: nothing).credentials() } == .notConfigured)
+        #expect(
+            await kind { try await ProfileCredentialProvider(environment: nothing).credentials() } == .notConfigured)
     }
 
     @Test("chain: environment before files before IMDS; a broken source stops it; the winner is kept")
     func chainOrder() async throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        _ = try dir.write(".aws/credentials", "[default]\naws_access_key_id = FILE_ID\naws_secret_access_key = FILE_SECRET\n")
+        _ = try dir.write(
+            ".aws/credentials", "[default]\naws_access_key_id = FILE_ID\naws_secret_access_key = FILE_SECRET\n")
         let http = testHTTP
         let envKeys = ["AWS_ACCESS_KEY_ID": "ENV_ID", "AWS_SECRET_ACCESS_KEY": "ENV_SECRET"]
 
@@ -215,10 +223,12 @@ struct CredentialTests {
     func fromEnvironment() async throws {
         let dir = try TempDir()
         defer { dir.remove() }
-        let env = isolatedEnvironment(dir, [
-            "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "ENV_ID", "AWS_SECRET_ACCESS_KEY": "ENV_SECRET",
-            "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:1",
-        ])
+        let env = isolatedEnvironment(
+            dir,
+            [
+                "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "ENV_ID", "AWS_SECRET_ACCESS_KEY": "ENV_SECRET",
+                "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:1",
+            ])
         let client = try AWSClient.fromEnvironment(env, http: testHTTP)
         #expect(client.region == "eu-west-1")
         #expect(try await client.credentialProvider.credentials().accessKeyId == "ENV_ID")
@@ -263,7 +273,10 @@ struct InstanceMetadataTests {
             #expect(first.secretAccessKey == "secret-1")
             #expect(first.sessionToken == "token-1")
             #expect(first.expiration == expiry)
-            #expect(try await stats(imds) == ["token_puts": 1, "list_gets": 1, "cred_gets": 1, "unauthorized": 0, "generation": 1])
+            #expect(
+                try await stats(imds) == [
+                    "token_puts": 1, "list_gets": 1, "cred_gets": 1, "unauthorized": 0, "generation": 1,
+                ])
 
             clock.advance(by: 3600 - 301)  // still more than 5 minutes left
             #expect(try await provider.credentials().accessKeyId == "ASIAFAKE1")
@@ -292,8 +305,12 @@ struct InstanceMetadataTests {
             try await imds.post("/__control", json: ["fail": true])
             clock.advance(by: 400)  // inside the margin, not expired
             #expect(try await provider.credentials().accessKeyId == "ASIAFAKE1")
-            #expect(handler.entries.contains { $0.level == .warning && "\($0.message)".contains("using the cached ones") })
-            #expect(!handler.entries.contains { "\($0.message)".contains("secret-1") || "\($0.message)".contains("token-1") })
+            #expect(
+                handler.entries.contains { $0.level == .warning && "\($0.message)".contains("using the cached ones") })
+            #expect(
+                !handler.entries.contains {
+                    "\($0.message)".contains("secret-1") || "\($0.message)".contains("token-1")
+                })
             clock.advance(by: 300)  // expired
             await #expect(throws: CredentialProviderError.self) { try await provider.credentials() }
             try await imds.post("/__control", json: ["fail": false])
@@ -325,7 +342,9 @@ struct InstanceMetadataTests {
             let env = ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.baseURL]
             try await imds.post("/__control", json: ["role": ""])
             #expect(
-                await kind { try await InstanceMetadataCredentialProvider(http: testHTTP, environment: env).credentials() }
+                await kind {
+                    try await InstanceMetadataCredentialProvider(http: testHTTP, environment: env).credentials()
+                }
                     == .notConfigured)
 
             try await imds.post("/__control", json: ["role": "fleet-role", "v1only": true])
@@ -334,7 +353,9 @@ struct InstanceMetadataTests {
             var v1Disabled = env
             v1Disabled["AWS_EC2_METADATA_V1_DISABLED"] = "true"
             #expect(
-                await kind { try await InstanceMetadataCredentialProvider(http: testHTTP, environment: v1Disabled).credentials() }
+                await kind {
+                    try await InstanceMetadataCredentialProvider(http: testHTTP, environment: v1Disabled).credentials()
+                }
                     == .unavailable)
         }
         #expect(

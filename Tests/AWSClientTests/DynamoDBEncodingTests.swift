@@ -10,24 +10,28 @@ import Testing
 struct DynamoDBEncodingTests {
     // MARK: DynamoNumber
 
-    @Test("valid numbers keep their text", arguments: [
-        "0", "-0", "0.1", "-0.1", "42", "0000012", "12345678901234567890123456789.123456789", "1E-130", "-1E-130",
-        "9.9999999999999999999999999999999999999E+125", "-9.9999999999999999999999999999999999999E+125",
-        "0.00000000000000000000000000000000000000000001", "1.000000000000000000000000000000000000000000000",
-        "1e5", "1E+5", "2.5e-3", "99999999999999999999999999999999999999",
-    ])
+    @Test(
+        "valid numbers keep their text",
+        arguments: [
+            "0", "-0", "0.1", "-0.1", "42", "0000012", "12345678901234567890123456789.123456789", "1E-130", "-1E-130",
+            "9.9999999999999999999999999999999999999E+125", "-9.9999999999999999999999999999999999999E+125",
+            "0.00000000000000000000000000000000000000000001", "1.000000000000000000000000000000000000000000000",
+            "1e5", "1E+5", "2.5e-3", "99999999999999999999999999999999999999",
+        ])
     func validNumbers(_ text: String) throws {
         let number = try DynamoNumber(text)
         #expect(number.text == text)
         #expect(number.description == text)
     }
 
-    @Test("invalid numbers are refused", arguments: [
-        "", "-", "+1", "1.", ".5", "1e", "1e+", "abc", "1,5", " 1", "1 ", "NaN", "Infinity", "0x10", "1_000", "--1",
-        "1E-131", "0.9E-130", "1E+126", "10E+125", "1e999999999",
-        // 39 significant digits: one more than DynamoDB keeps.
-        "123456789012345678901234567890.123456789", "999999999999999999999999999999999999999",
-    ])
+    @Test(
+        "invalid numbers are refused",
+        arguments: [
+            "", "-", "+1", "1.", ".5", "1e", "1e+", "abc", "1,5", " 1", "1 ", "NaN", "Infinity", "0x10", "1_000", "--1",
+            "1E-131", "0.9E-130", "1E+126", "10E+125", "1e999999999",
+            // 39 significant digits: one more than DynamoDB keeps.
+            "123456789012345678901234567890.123456789", "999999999999999999999999999999999999999",
+        ])
     func invalidNumbers(_ text: String) {
         #expect(throws: DynamoNumber.FormatError.self) { try DynamoNumber(text) }
     }
@@ -42,9 +46,14 @@ struct DynamoDBEncodingTests {
         #expect(try DynamoNumber("100") == DynamoNumber("1E2"))
         #expect(try DynamoNumber("-0") == DynamoNumber("0.000"))
         #expect(try DynamoNumber("0.1") != DynamoNumber("0.10000000000000001"))
-        let texts = ["10", "-2.5", "0", "1E-130", "-1E-130", "9.99E+125", "0.3", "-100", "2", "1.999999999999999999999999"]
+        let texts = [
+            "10", "-2.5", "0", "1E-130", "-1E-130", "9.99E+125", "0.3", "-100", "2", "1.999999999999999999999999",
+        ]
         let sorted = try texts.map(DynamoNumber.init).sorted().map(\.text)
-        #expect(sorted == ["-100", "-2.5", "-1E-130", "0", "1E-130", "0.3", "1.999999999999999999999999", "2", "10", "9.99E+125"])
+        #expect(
+            sorted == [
+                "-100", "-2.5", "-1E-130", "0", "1E-130", "0.3", "1.999999999999999999999999", "2", "10", "9.99E+125",
+            ])
         #expect(try DynamoNumber("1.50").normalized == "1.5")
         #expect(try DynamoNumber("1E-130").normalized == "1E-130")
         #expect(try DynamoNumber("-000120.0").normalized == "-120")
@@ -64,8 +73,9 @@ struct DynamoDBEncodingTests {
         #expect(DynamoNumber(UInt64.max).int64Value == nil)
         let tenth = try #require(try DynamoNumber("0.1").decimalValue)
         #expect(tenth == Decimal(string: "0.1"))
-        #expect(try DynamoNumber("12345678901234567890123456789.123456789").decimalValue
-            == Decimal(string: "12345678901234567890123456789.123456789"))
+        #expect(
+            try DynamoNumber("12345678901234567890123456789.123456789").decimalValue
+                == Decimal(string: "12345678901234567890123456789.123456789"))
         #expect(try DynamoNumber("1E-130").decimalValue == nil)  // below Decimal's exponent range
         #expect(try DynamoNumber(Decimal(string: "0.1")!).text == "0.1")
         #expect(try DynamoNumber(Decimal(string: "-123.456")!).text == "-123.456")
@@ -90,7 +100,8 @@ struct DynamoDBEncodingTests {
         #expect(try json(DynamoValue.list(["x", 1])) == #"{"L":[{"S":"x"},{"N":"1"}]}"#)
         #expect(try json(DynamoValue.map(["k": true])) == #"{"M":{"k":{"BOOL":true}}}"#)
         #expect(try json(DynamoValue.stringSet(["b", "a"])) == #"{"SS":["b","a"]}"#)
-        #expect(try json(DynamoValue.numberSet([DynamoNumber("1E-130"), DynamoNumber("-7")])) == #"{"NS":["1E-130","-7"]}"#)
+        #expect(
+            try json(DynamoValue.numberSet([DynamoNumber("1E-130"), DynamoNumber("-7")])) == #"{"NS":["1E-130","-7"]}"#)
         #expect(try json(DynamoValue.binarySet([Data([1]), Data([2])])) == #"{"BS":["AQ==","Ag=="]}"#)
     }
 
@@ -101,7 +112,8 @@ struct DynamoDBEncodingTests {
             "9007199254740993", "99999999999999999999999999999999999999",
         ]
         let item: DynamoItem = [
-            "n": .list(try texts.map { try .number($0) }), "ns": .numberSet(try texts.dropLast(2).map(DynamoNumber.init)),
+            "n": .list(try texts.map { try .number($0) }),
+            "ns": .numberSet(try texts.dropLast(2).map(DynamoNumber.init)),
         ]
         let text = try json(item)
         for number in texts { #expect(text.contains("\"\(number)\"")) }
@@ -126,16 +138,20 @@ struct DynamoDBEncodingTests {
 
     @Test("empty sets and sets with duplicates are refused before sending")
     func badSets() {
-        for value in [DynamoValue.stringSet([]), .numberSet([]), .binarySet([]), .stringSet(["a", "a"]),
-                      .numberSet([1, try! DynamoNumber("1.0")])] {
+        for value in [
+            DynamoValue.stringSet([]), .numberSet([]), .binarySet([]), .stringSet(["a", "a"]),
+            .numberSet([1, try! DynamoNumber("1.0")]),
+        ] {
             #expect(throws: EncodingError.self) { try json(value) }
         }
     }
 
-    @Test("malformed attribute values are refused", arguments: [
-        #"{}"#, #"{"S":"a","N":"1"}"#, #"{"X":"1"}"#, #"{"NULL":false}"#, #"{"N":"abc"}"#, #"{"N":1}"#,
-        #"{"B":"!!not base64"}"#, #"{"NS":["1","x"]}"#, #"{"BOOL":"true"}"#,
-    ])
+    @Test(
+        "malformed attribute values are refused",
+        arguments: [
+            #"{}"#, #"{"S":"a","N":"1"}"#, #"{"X":"1"}"#, #"{"NULL":false}"#, #"{"N":"abc"}"#, #"{"N":1}"#,
+            #"{"B":"!!not base64"}"#, #"{"NS":["1","x"]}"#, #"{"BOOL":"true"}"#,
+        ])
     func malformed(_ text: String) {
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(DynamoValue.self, from: Data(text.utf8)) }
     }
@@ -146,13 +162,17 @@ struct DynamoDBEncodingTests {
         #expect(DynamoValue.date(date, as: .iso8601) == .string("2026-01-02T03:04:05.678Z"))
         #expect(DynamoValue.date(date, as: .epochSeconds) == .number(1_767_323_045))
         #expect(DynamoValue.date(Date(timeIntervalSince1970: 0), as: .iso8601) == .string("1970-01-01T00:00:00.000Z"))
-        #expect(DynamoValue.date(Date(timeIntervalSince1970: -0.5), as: .iso8601) == .string("1969-12-31T23:59:59.500Z"))
+        #expect(
+            DynamoValue.date(Date(timeIntervalSince1970: -0.5), as: .iso8601) == .string("1969-12-31T23:59:59.500Z"))
         let back = try #require(DynamoValue.date(date, as: .iso8601).dateValue(.iso8601))
         #expect(abs(back.timeIntervalSince(date)) < 0.001)
-        #expect(DynamoValue.number(1_767_323_045).dateValue(.epochSeconds) == Date(timeIntervalSince1970: 1_767_323_045))
+        #expect(
+            DynamoValue.number(1_767_323_045).dateValue(.epochSeconds) == Date(timeIntervalSince1970: 1_767_323_045))
         #expect(DynamoValue.string("x").dateValue(.iso8601) == nil)
         // Fixed width: string order is time order.
-        let times = [0.001, 0.01, 0.1, 1, 10, 100_000].map { DynamoValue.date(Date(timeIntervalSince1970: 1_700_000_000 + $0), as: .iso8601).stringValue! }
+        let times = [0.001, 0.01, 0.1, 1, 10, 100_000].map {
+            DynamoValue.date(Date(timeIntervalSince1970: 1_700_000_000 + $0), as: .iso8601).stringValue!
+        }
         #expect(times == times.sorted())
     }
 
@@ -170,7 +190,8 @@ struct DynamoDBEncodingTests {
 
     @Test("a typed key condition renders begins_with and BETWEEN with its own placeholders")
     func keyCondition() throws {
-        let prefix = DynamoKeyCondition(partitionKey: "instance_id", equals: "i-1", sortKey: "timestamp", .beginsWith("2026-01"))
+        let prefix = DynamoKeyCondition(
+            partitionKey: "instance_id", equals: "i-1", sortKey: "timestamp", .beginsWith("2026-01"))
         #expect(prefix.rendered.expression == "#k0 = :k0 AND begins_with(#k1, :k1)")
         #expect(prefix.rendered.names == ["#k0": "instance_id", "#k1": "timestamp"])
         #expect(prefix.rendered.values == [":k0": "i-1", ":k1": "2026-01"])
@@ -185,14 +206,17 @@ struct DynamoDBEncodingTests {
 
     // MARK: Requests and errors
 
-    static let conditionFailed = #"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#
+    static let conditionFailed =
+        #"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#
 
     @Test("PutItem: target, content type, exact numbers, condition; empty maps left out")
     func putItemRequest() async throws {
         let transport = ScriptedTransport { _, _ in .init(200, "{}") }
         let dynamo = DynamoDBClient(fakeAWS(transport))
         try await dynamo.putItem(
-            .ifAbsent(tableName: "checks", item: ["instance_id": "i-1", "latency": try .number("0.1")], partitionKey: "instance_id"))
+            .ifAbsent(
+                tableName: "checks", item: ["instance_id": "i-1", "latency": try .number("0.1")],
+                partitionKey: "instance_id"))
         try await dynamo.putItem(PutItemInput(tableName: "checks", item: ["instance_id": "i-2"]))
         let request = try #require(transport.requests.first)
         #expect(request.headers.contains { $0.name == "X-Amz-Target" && $0.value == "DynamoDB_20120810.PutItem" })
@@ -207,20 +231,27 @@ struct DynamoDBEncodingTests {
         #expect(Set(plain.keys) == ["TableName", "Item"])
     }
 
-    @Test("ConditionalCheckFailedException becomes conditionalCheckFailed, with the existing item when asked; not retried")
+    @Test(
+        "ConditionalCheckFailedException becomes conditionalCheckFailed, with the existing item when asked; not retried"
+    )
     func conditionalCheckFailed() async throws {
-        let withItem = #"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","Message":"The conditional request failed","Item":{"instance_id":{"S":"i-1"},"n":{"N":"1.50"}}}"#
+        let withItem =
+            #"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","Message":"The conditional request failed","Item":{"instance_id":{"S":"i-1"},"n":{"N":"1.50"}}}"#
         let transport = ScriptedTransport { request, _ in
             let body = String(decoding: request.body, as: UTF8.self)
-            return .init(400, body.contains("ReturnValuesOnConditionCheckFailure") ? withItem : Self.conditionFailed,
-                         headers: [("x-amzn-RequestId", "req-1")])
+            return .init(
+                400, body.contains("ReturnValuesOnConditionCheckFailure") ? withItem : Self.conditionFailed,
+                headers: [("x-amzn-RequestId", "req-1")])
         }
         let dynamo = DynamoDBClient(fakeAWS(transport))
         do {
-            try await dynamo.putItem(.ifAbsent(tableName: "t", item: ["instance_id": "i-1"], partitionKey: "instance_id"))
+            try await dynamo.putItem(
+                .ifAbsent(tableName: "t", item: ["instance_id": "i-1"], partitionKey: "instance_id"))
             Issue.record("expected conditionalCheckFailed")
         } catch let error as DynamoDBError {
-            #expect(error == .conditionalCheckFailed(table: "t", operation: "PutItem", existingItem: nil, requestId: "req-1"))
+            #expect(
+                error
+                    == .conditionalCheckFailed(table: "t", operation: "PutItem", existingItem: nil, requestId: "req-1"))
             #expect(error.description.contains("already happened"))
         }
         #expect(transport.requests.count == 1)
@@ -235,15 +266,20 @@ struct DynamoDBEncodingTests {
         // UpdateItem maps the same way.
         await #expect(throws: DynamoDBError.self) {
             try await dynamo.updateItem(
-                UpdateItemInput(tableName: "t", key: ["instance_id": "i-1"], updateExpression: "SET a = :a", conditionExpression: "a = :b",
-                                expressionAttributeValues: [":a": 1, ":b": 2]))
+                UpdateItemInput(
+                    tableName: "t", key: ["instance_id": "i-1"], updateExpression: "SET a = :a",
+                    conditionExpression: "a = :b",
+                    expressionAttributeValues: [":a": 1, ":b": 2]))
         }
     }
 
     @Test("other DynamoDB errors stay AWSErrors with the short code")
     func otherErrors() async throws {
         let transport = ScriptedTransport { _, _ in
-            .init(400, #"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException","message":"Requested resource not found"}"#)
+            .init(
+                400,
+                #"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException","message":"Requested resource not found"}"#
+            )
         }
         do {
             _ = try await DynamoDBClient(fakeAWS(transport)).getItem(tableName: "missing", key: ["k": "v"])
@@ -259,11 +295,15 @@ struct DynamoDBEncodingTests {
     @Test("the error document is not kept when it holds a credential")
     func errorDocumentWithSecret() async throws {
         let transport = ScriptedTransport { _, _ in
-            .init(400, #"{"__type":"x#ConditionalCheckFailedException","Item":{"k":{"S":"\#(testCredentials.secretAccessKey)"}}}"#)
+            .init(
+                400,
+                #"{"__type":"x#ConditionalCheckFailedException","Item":{"k":{"S":"\#(testCredentials.secretAccessKey)"}}}"#
+            )
         }
         do {
             try await DynamoDBClient(fakeAWS(transport)).putItem(
-                PutItemInput(tableName: "t", item: ["k": "v"], conditionExpression: "x", returnItemOnConditionFailure: true))
+                PutItemInput(
+                    tableName: "t", item: ["k": "v"], conditionExpression: "x", returnItemOnConditionFailure: true))
             Issue.record("expected conditionalCheckFailed")
         } catch DynamoDBError.conditionalCheckFailed(_, _, let item, _) {
             #expect(item == nil)

@@ -15,7 +15,8 @@ struct DynamoDBIntegrationTests {
         dynamo = DynamoDBClient(
             AWSClient(
                 region: "us-east-1",
-                credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDMOTO", secretAccessKey: "moto-secret")),
+                credentials: StaticCredentialProvider(
+                    AWSCredentials(accessKeyId: "AKIDMOTO", secretAccessKey: "moto-secret")),
                 http: counting, environment: ["AWS_ENDPOINT_URL": TestEnvironment.motoEndpoint ?? ""],
                 dependencies: SleepRecorder().dependencies))
     }
@@ -65,7 +66,8 @@ struct DynamoDBIntegrationTests {
             let table = try await makeTable(cleanup)
             let item: DynamoItem = [
                 "instance_id": "i-0abc", "timestamp": .date(Date(timeIntervalSince1970: 1_767_323_045), as: .iso8601),
-                "status": "impaired", "expires_at": .date(Date(timeIntervalSince1970: 1_767_323_045 + 86_400), as: .epochSeconds),
+                "status": "impaired",
+                "expires_at": .date(Date(timeIntervalSince1970: 1_767_323_045 + 86_400), as: .epochSeconds),
             ]
             try await dynamo.putItem(.ifAbsent(tableName: table, item: item, partitionKey: "instance_id"))
             var changed = item
@@ -87,8 +89,11 @@ struct DynamoDBIntegrationTests {
             // A different sort key is a different item: written.
             var later = item
             later["timestamp"] = .date(Date(timeIntervalSince1970: 1_767_323_046), as: .iso8601)
-            #expect(try await dynamo.putItemIfAbsent(tableName: table, item: later, partitionKey: "instance_id") == .written)
-            #expect(try await dynamo.getItem(tableName: table, key: ["instance_id": "i-0abc", "timestamp": "nope"]) == nil)
+            #expect(
+                try await dynamo.putItemIfAbsent(tableName: table, item: later, partitionKey: "instance_id") == .written
+            )
+            #expect(
+                try await dynamo.getItem(tableName: table, key: ["instance_id": "i-0abc", "timestamp": "nope"]) == nil)
         }
     }
 
@@ -98,7 +103,8 @@ struct DynamoDBIntegrationTests {
             let table = try await makeTable(cleanup)
             let texts = [
                 "0.1", "0.30000000000000004", "12345678901234567890123456789.123456789", "-1E-130",
-                "9.9999999999999999999999999999999999999E+125", "9007199254740993", "-0.000000000000000000000000000000000001",
+                "9.9999999999999999999999999999999999999E+125", "9007199254740993",
+                "-0.000000000000000000000000000000000001",
             ]
             var item: DynamoItem = ["instance_id": "i-num", "timestamp": "t0"]
             for (index, text) in texts.enumerated() { item["n\(index)"] = try .number(text) }
@@ -106,12 +112,14 @@ struct DynamoDBIntegrationTests {
             item["nested"] = ["list": [try .number("0.1"), ["deep": try .number("123.456")]]]
             try await dynamo.putItem(PutItemInput(tableName: table, item: item))
             let read = try #require(
-                try await dynamo.getItem(tableName: table, key: ["instance_id": "i-num", "timestamp": "t0"], consistentRead: true))
+                try await dynamo.getItem(
+                    tableName: table, key: ["instance_id": "i-num", "timestamp": "t0"], consistentRead: true))
             for (index, text) in texts.enumerated() {
                 #expect(read["n\(index)"]?.numberValue?.text == text)
             }
-            #expect(Set(read["set"].flatMap { if case .numberSet(let n) = $0 { n.map(\.text) } else { nil } } ?? [])
-                == ["0.1", "0.2", "-1E-130"])
+            #expect(
+                Set(read["set"].flatMap { if case .numberSet(let n) = $0 { n.map(\.text) } else { nil } } ?? [])
+                    == ["0.1", "0.2", "-1E-130"])
             #expect(read["nested"] == item["nested"])
             #expect(read == item)
         }
@@ -125,19 +133,28 @@ struct DynamoDBIntegrationTests {
             // Seven checks of i-1 on two days, two of i-2.
             let hours = [0, 3, 6, 9, 24, 27, 30]
             for hour in hours {
-                try await dynamo.putItem(PutItemInput(tableName: table, item: [
-                    "instance_id": "i-1", "timestamp": .date(start.addingTimeInterval(Double(hour) * 3600), as: .iso8601),
-                    "latency_ms": .number(hour * 10),
-                ]))
+                try await dynamo.putItem(
+                    PutItemInput(
+                        tableName: table,
+                        item: [
+                            "instance_id": "i-1",
+                            "timestamp": .date(start.addingTimeInterval(Double(hour) * 3600), as: .iso8601),
+                            "latency_ms": .number(hour * 10),
+                        ]))
             }
             for hour in [1, 2] {
-                try await dynamo.putItem(PutItemInput(tableName: table, item: [
-                    "instance_id": "i-2", "timestamp": .date(start.addingTimeInterval(Double(hour) * 3600), as: .iso8601),
-                ]))
+                try await dynamo.putItem(
+                    PutItemInput(
+                        tableName: table,
+                        item: [
+                            "instance_id": "i-2",
+                            "timestamp": .date(start.addingTimeInterval(Double(hour) * 3600), as: .iso8601),
+                        ]))
             }
             let firstDay = QueryInput(
                 tableName: table,
-                key: DynamoKeyCondition(partitionKey: "instance_id", equals: "i-1", sortKey: "timestamp", .beginsWith("2026-01-01")))
+                key: DynamoKeyCondition(
+                    partitionKey: "instance_id", equals: "i-1", sortKey: "timestamp", .beginsWith("2026-01-01")))
             let page = try await dynamo.query(firstDay)
             #expect(page.items.count == 4)
             #expect(page.lastEvaluatedKey == nil)
@@ -145,10 +162,12 @@ struct DynamoDBIntegrationTests {
 
             var newestFirst = firstDay
             newestFirst.scanIndexForward = false
-            #expect(try await dynamo.query(newestFirst).items.compactMap { $0["latency_ms"]?.intValue } == [90, 60, 30, 0])
+            #expect(
+                try await dynamo.query(newestFirst).items.compactMap { $0["latency_ms"]?.intValue } == [90, 60, 30, 0])
 
             // Pages of two over all seven checks of i-1.
-            var paged = QueryInput(tableName: table, key: DynamoKeyCondition(partitionKey: "instance_id", equals: "i-1"), limit: 2)
+            var paged = QueryInput(
+                tableName: table, key: DynamoKeyCondition(partitionKey: "instance_id", equals: "i-1"), limit: 2)
             let firstPage = try await dynamo.query(paged)
             #expect(firstPage.items.count == 2)
             #expect(firstPage.lastEvaluatedKey?["timestamp"] == firstPage.items.last?["timestamp"])
@@ -166,11 +185,13 @@ struct DynamoDBIntegrationTests {
         try await withCleanup { cleanup in
             let table = try await makeTable(cleanup)
             let key: DynamoItem = ["instance_id": "i-upd", "timestamp": "incident"]
-            try await dynamo.putItem(PutItemInput(tableName: table, item: key.merging(["step": "reboot", "attempts": 1]) { $1 }))
+            try await dynamo.putItem(
+                PutItemInput(tableName: table, item: key.merging(["step": "reboot", "attempts": 1]) { $1 }))
             let advance = UpdateItemInput(
                 tableName: table, key: key, updateExpression: "SET #step = :next ADD attempts :one",
                 conditionExpression: "#step = :expected", expressionAttributeNames: ["#step": "step"],
-                expressionAttributeValues: [":next": "stop-start", ":expected": "reboot", ":one": 1], returnValues: .allNew)
+                expressionAttributeValues: [":next": "stop-start", ":expected": "reboot", ":one": 1],
+                returnValues: .allNew)
             let updated = try #require(try await dynamo.updateItem(advance))
             #expect(updated["step"] == "stop-start")
             #expect(updated["attempts"]?.intValue == 2)

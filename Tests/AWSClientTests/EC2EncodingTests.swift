@@ -28,14 +28,18 @@ struct EC2EncodingTests {
             if form["Action"] == "DescribeInstances" {
                 return (200, "<DescribeInstancesResponse><reservationSet/></DescribeInstancesResponse>")
             }
-            return (200, "<RunInstancesResponse><instancesSet>\(Self.instanceXML)</instancesSet></RunInstancesResponse>")
+            return (
+                200, "<RunInstancesResponse><instancesSet>\(Self.instanceXML)</instancesSet></RunInstancesResponse>"
+            )
         }
         let instance = try await client(transport).runInstance(
             RunInstancesInput(
                 imageId: "ami-1", instanceType: "t3.micro", subnetId: "subnet-1", securityGroupIds: ["sg-1", "sg-2"],
                 keyName: "ops", iamInstanceProfile: .name("web-role"), tags: ["Name": "web", "env": "prod"],
                 userData: "#!/bin/sh\necho hi\n", clientToken: "incident-42",
-                blockDeviceMappings: [BlockDeviceMapping(deviceName: "/dev/xvda", ebs: EBSBlockDevice(volumeSize: 20, volumeType: "gp3"))]))
+                blockDeviceMappings: [
+                    BlockDeviceMapping(deviceName: "/dev/xvda", ebs: EBSBlockDevice(volumeSize: 20, volumeType: "gp3"))
+                ]))
         #expect(instance.instanceId == "i-1")
         #expect(instance.state == .running)
         #expect(instance.tags["Name"] == "web & api")
@@ -73,7 +77,8 @@ struct EC2EncodingTests {
             (200, "<RunInstancesResponse><instancesSet>\(Self.instanceXML)</instancesSet></RunInstancesResponse>")
         }
         let ec2 = client(transport)
-        _ = try await ec2.runInstance(RunInstancesInput(imageId: "ami-1", instanceType: "t3.micro", requireIMDSv2: false))
+        _ = try await ec2.runInstance(
+            RunInstancesInput(imageId: "ami-1", instanceType: "t3.micro", requireIMDSv2: false))
         _ = try await ec2.runInstance(RunInstancesInput(imageId: "ami-1", instanceType: "t3.micro"))
         let forms = transport.forms
         #expect(forms.map { $0["Action"] } == ["RunInstances", "RunInstances"])
@@ -89,7 +94,10 @@ struct EC2EncodingTests {
             let items = ids.map {
                 "<item><instanceId>\($0)</instanceId><instanceState><code>16</code><name>running</name></instanceState><systemStatus><status>impaired</status><details><item><name>reachability</name><status>failed</status><impairedSince>2026-01-01T00:00:00Z</impairedSince></item></details></systemStatus><instanceStatus><status>ok</status></instanceStatus><eventsSet><item><code>system-reboot</code><description>scheduled</description><notBefore>2026-02-01T00:00:00Z</notBefore></item></eventsSet></item>"
             }
-            return (200, "<DescribeInstanceStatusResponse><instanceStatusSet>\(items.joined())</instanceStatusSet></DescribeInstanceStatusResponse>")
+            return (
+                200,
+                "<DescribeInstanceStatusResponse><instanceStatusSet>\(items.joined())</instanceStatusSet></DescribeInstanceStatusResponse>"
+            )
         }
         let ids = (0..<250).map { String(format: "i-%05d", $0) }
         let statuses = try await client(transport).describeInstanceStatus(instanceIds: ids)
@@ -112,7 +120,10 @@ struct EC2EncodingTests {
             let page = form["NextToken"].flatMap { Int($0.dropFirst(5)) } ?? 0
             let next = page < 2 ? "<nextToken>page-\(page + 1)</nextToken>" : ""
             let item = Self.instanceXML.replacingOccurrences(of: "i-1", with: "i-p\(page)")
-            return (200, "<DescribeInstancesResponse><reservationSet><item><instancesSet>\(item)</instancesSet></item></reservationSet>\(next)</DescribeInstancesResponse>")
+            return (
+                200,
+                "<DescribeInstancesResponse><reservationSet><item><instancesSet>\(item)</instancesSet></item></reservationSet>\(next)</DescribeInstancesResponse>"
+            )
         }
         let instances = try await client(transport).describeInstances(filters: [.tag("env", "prod")])
         #expect(instances.map(\.instanceId) == ["i-p0", "i-p1", "i-p2"])
@@ -132,13 +143,18 @@ struct EC2EncodingTests {
             (200, "<CopySnapshotResponse><snapshotId>snap-copy</snapshotId></CopySnapshotResponse>")
         }
         let dr = client(transport, region: "us-west-2")
-        #expect(try await dr.copySnapshot(sourceSnapshotId: "snap-1", sourceRegion: "us-east-1", encrypted: true) == "snap-copy")
+        #expect(
+            try await dr.copySnapshot(sourceSnapshotId: "snap-1", sourceRegion: "us-east-1", encrypted: true)
+                == "snap-copy")
         #expect(try await dr.copySnapshot(sourceSnapshotId: "snap-1", sourceRegion: "us-west-2") == "snap-copy")
         let forms = transport.forms
         let cross = forms[0]
         #expect(cross["DestinationRegion"] == "us-west-2")
         let url = try #require(cross["PresignedUrl"])
-        #expect(url.hasPrefix("http://fake.local/?Action=CopySnapshot&Version=2016-11-15&SourceRegion=us-east-1&SourceSnapshotId=snap-1"))
+        #expect(
+            url.hasPrefix(
+                "http://fake.local/?Action=CopySnapshot&Version=2016-11-15&SourceRegion=us-east-1&SourceSnapshotId=snap-1"
+            ))
         #expect(url.contains("X-Amz-Credential=AKIDTESTCLIENT%2F"))
         #expect(url.contains("%2Fus-east-1%2Fec2%2Faws4_request"))
         #expect(url.contains("X-Amz-Signature="))
@@ -151,9 +167,12 @@ struct EC2EncodingTests {
 
     @Test("RegisterImage from a snapshot sends the root device and its block device mapping")
     func registerImage() async throws {
-        let transport = RecordingTransport { _, _ in (200, "<RegisterImageResponse><imageId>ami-new</imageId></RegisterImageResponse>") }
+        let transport = RecordingTransport { _, _ in
+            (200, "<RegisterImageResponse><imageId>ami-new</imageId></RegisterImageResponse>")
+        }
         let id = try await client(transport).registerImage(
-            .fromSnapshot(name: "dr-web", snapshotId: "snap-9", rootDeviceName: "/dev/xvda", volumeSize: 30, tags: ["a": "b"]))
+            .fromSnapshot(
+                name: "dr-web", snapshotId: "snap-9", rootDeviceName: "/dev/xvda", volumeSize: 30, tags: ["a": "b"]))
         #expect(id == "ami-new")
         let form = try #require(transport.forms.first)
         let expected: [String: String] = [
@@ -168,7 +187,9 @@ struct EC2EncodingTests {
 
     @Test("a malformed success answer is an invalidResponse error, not a crash")
     func malformedAnswer() async throws {
-        let transport = RecordingTransport { _, _ in (200, "<RunInstancesResponse><instancesSet/></RunInstancesResponse>") }
+        let transport = RecordingTransport { _, _ in
+            (200, "<RunInstancesResponse><instancesSet/></RunInstancesResponse>")
+        }
         do {
             _ = try await client(transport).runInstance(RunInstancesInput(imageId: "ami-1", instanceType: "t3.micro"))
             Issue.record("expected an error")

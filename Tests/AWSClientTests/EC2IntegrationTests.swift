@@ -15,7 +15,8 @@ struct EC2IntegrationTests {
     init() {
         let aws = AWSClient(
             region: "us-east-1",
-            credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDMOTO", secretAccessKey: "moto-secret")),
+            credentials: StaticCredentialProvider(
+                AWSCredentials(accessKeyId: "AKIDMOTO", secretAccessKey: "moto-secret")),
             http: testHTTP, environment: ["AWS_ENDPOINT_URL": TestEnvironment.motoEndpoint ?? ""],
             dependencies: SleepRecorder().dependencies)
         primary = EC2Client(aws)
@@ -36,7 +37,9 @@ struct EC2IntegrationTests {
                 imageId: image.imageId, instanceType: "t3.micro", tags: ["Name": runId, "run": runId],
                 userData: "#!/bin/sh\necho recovered\n", clientToken: token)
             let first = try await primary.runInstance(input)
-            await cleanup.add("instance \(first.instanceId)") { [primary] in _ = try await primary.terminateInstances([first.instanceId]) }
+            await cleanup.add("instance \(first.instanceId)") { [primary] in
+                _ = try await primary.terminateInstances([first.instanceId])
+            }
             let again = try await primary.runInstance(input)
             #expect(again.instanceId == first.instanceId)
             #expect(first.tags["Name"] == runId)
@@ -44,7 +47,10 @@ struct EC2IntegrationTests {
 
             let running = try await primary.waitUntilRunning([first.instanceId], interval: .seconds(5))
             #expect(running.first?.state == .running)
-            #expect(try await primary.describeInstances(filters: [.tag("run", runId)]).map(\.instanceId) == [first.instanceId])
+            #expect(
+                try await primary.describeInstances(filters: [.tag("run", runId)]).map(\.instanceId) == [
+                    first.instanceId
+                ])
 
             try await primary.createTags(resourceIds: [first.instanceId], tags: ["role": "web", "owner": "fleet"])
             let tagged = try #require(try await primary.describeInstances(instanceIds: [first.instanceId]).first)
@@ -60,7 +66,8 @@ struct EC2IntegrationTests {
             let stopping = try await primary.stopInstances([first.instanceId])
             #expect(stopping.first?.previousState == .running)
             try await primary.waitUntilStopped([first.instanceId])
-            let stoppedStatus = try #require(try await primary.describeInstanceStatus(instanceIds: [first.instanceId]).first)
+            let stoppedStatus = try #require(
+                try await primary.describeInstanceStatus(instanceIds: [first.instanceId]).first)
             #expect(stoppedStatus.state == .stopped)  // reported thanks to IncludeAllInstances
 
             let starting = try await primary.startInstances([first.instanceId])
@@ -77,9 +84,12 @@ struct EC2IntegrationTests {
             var ids = [first.instanceId]
             for n in 0..<6 {
                 let extra = try await primary.runInstance(
-                    RunInstancesInput(imageId: image.imageId, instanceType: "t3.nano", tags: ["run": runId, "n": "\(n)"]))
+                    RunInstancesInput(
+                        imageId: image.imageId, instanceType: "t3.nano", tags: ["run": runId, "n": "\(n)"]))
                 ids.append(extra.instanceId)
-                await cleanup.add("instance \(extra.instanceId)") { [primary] in _ = try await primary.terminateInstances([extra.instanceId]) }
+                await cleanup.add("instance \(extra.instanceId)") { [primary] in
+                    _ = try await primary.terminateInstances([extra.instanceId])
+                }
             }
             let all = try await paged.describeInstances(filters: [.tag("run", runId)])
             #expect(Set(all.map(\.instanceId)) == Set(ids))
@@ -115,12 +125,15 @@ struct EC2IntegrationTests {
             await cleanup.add("volume") { [primary] in try await primary.deleteVolume(volume.volumeId) }
             #expect(volume.size == 8)
             try await primary.waitUntilVolumeAvailable(volume.volumeId)
-            let attachment = try await primary.attachVolume(volumeId: volume.volumeId, instanceId: source.instanceId, device: "/dev/sdf")
+            let attachment = try await primary.attachVolume(
+                volumeId: volume.volumeId, instanceId: source.instanceId, device: "/dev/sdf")
             #expect(attachment.instanceId == source.instanceId)
             let attached = try #require(try await primary.describeVolumes(volumeIds: [volume.volumeId]).first)
             #expect(attached.attachments.first?.instanceId == source.instanceId)
             #expect(attached.attachments.first?.device == "/dev/sdf")
-            #expect(try await primary.describeVolumes(filters: [.tag("run", runId)]).map(\.volumeId).contains(volume.volumeId))
+            #expect(
+                try await primary.describeVolumes(filters: [.tag("run", runId)]).map(\.volumeId).contains(
+                    volume.volumeId))
             _ = try await primary.detachVolume(volumeId: volume.volumeId, instanceId: source.instanceId)
             let detached = try await primary.waitUntilVolumeAvailable(volume.volumeId)
             #expect(detached.attachments.isEmpty)
@@ -147,13 +160,16 @@ struct EC2IntegrationTests {
 
             // Image in DR from the copied snapshot, and an instance from it (idempotent by token).
             let imageId = try await dr.registerImage(
-                .fromSnapshot(name: "recovery-\(runId)", snapshotId: copyId, rootDeviceName: "/dev/xvda", volumeSize: 8))
+                .fromSnapshot(name: "recovery-\(runId)", snapshotId: copyId, rootDeviceName: "/dev/xvda", volumeSize: 8)
+            )
             await cleanup.add("image") { [dr] in try await dr.deregisterImage(imageId) }
             let registered = try await dr.waitUntilImageAvailable(imageId)
             #expect(registered.name == "recovery-\(runId)")
             // moto ignores RootDeviceName and BlockDeviceMappings of RegisterImage (their encoding is
             // checked in EC2EncodingTests).
-            #expect(try await dr.describeImages(owners: ["self"], filters: [EC2Filter("name", ["recovery-\(runId)"])]).map(\.imageId) == [imageId])
+            #expect(
+                try await dr.describeImages(owners: ["self"], filters: [EC2Filter("name", ["recovery-\(runId)"])]).map(
+                    \.imageId) == [imageId])
             await expectNotFound { _ = try await primary.describeImages(imageIds: [imageId]) }
 
             let launch = RunInstancesInput(
@@ -165,8 +181,14 @@ struct EC2IntegrationTests {
             try await dr.waitUntilRunning([drInstance.instanceId])
             #expect(drInstance.availabilityZone?.hasPrefix("us-west-2") == true)
             await expectNotFound { _ = try await primary.describeInstances(instanceIds: [drInstance.instanceId]) }
-            #expect(try await primary.describeInstances(filters: [.tag("run", runId)]).map(\.instanceId) == [source.instanceId])
-            #expect(try await dr.describeInstances(filters: [.tag("run", runId)]).map(\.instanceId) == [drInstance.instanceId])
+            #expect(
+                try await primary.describeInstances(filters: [.tag("run", runId)]).map(\.instanceId) == [
+                    source.instanceId
+                ])
+            #expect(
+                try await dr.describeInstances(filters: [.tag("run", runId)]).map(\.instanceId) == [
+                    drInstance.instanceId
+                ])
         }
     }
 
@@ -177,7 +199,8 @@ struct EC2IntegrationTests {
             var instances: [EC2Instance] = []
             for n in 0..<2 {
                 let instance = try await dr.runInstance(
-                    RunInstancesInput(imageId: image.imageId, instanceType: "t3.micro", tags: ["run": runId, "n": "\(n)"]))
+                    RunInstancesInput(
+                        imageId: image.imageId, instanceType: "t3.micro", tags: ["run": runId, "n": "\(n)"]))
                 instances.append(instance)
                 await cleanup.add("instance") { [dr] in _ = try await dr.terminateInstances([instance.instanceId]) }
             }

@@ -16,7 +16,8 @@ struct FaultInjectionTests {
         let client: AWSClient
 
         init(
-            _ server: PythonServer, scenario: String, policy: RetryPolicy = .default, recorder: SleepRecorder = SleepRecorder(),
+            _ server: PythonServer, scenario: String, policy: RetryPolicy = .default,
+            recorder: SleepRecorder = SleepRecorder(),
             logger: Logger = Logger(label: "test"), attemptTimeout: Duration = .seconds(10)
         ) {
             self.server = server
@@ -83,7 +84,10 @@ struct FaultInjectionTests {
                 #expect(failure?.code == (scenario == "throttle" ? "Throttling" : "RequestLimitExceeded"))
                 #expect(failure?.requestId?.hasPrefix("req-") == true)
                 #expect(try await run.requests().count == 5)
-                #expect(run.recorder.delays == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800)])
+                #expect(
+                    run.recorder.delays == [
+                        .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
+                    ])
             }
         }
     }
@@ -207,7 +211,8 @@ struct FaultInjectionTests {
             let client = AWSClient(
                 region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: testHTTP,
                 environment: ["AWS_ENDPOINT_URL": "\(server.baseURL)/throttle/\(runId)"],
-                retryPolicy: RetryPolicy(baseDelay: .seconds(3600), maxDelay: .seconds(3600), maxTotalTime: .seconds(86_400)),
+                retryPolicy: RetryPolicy(
+                    baseDelay: .seconds(3600), maxDelay: .seconds(3600), maxTotalTime: .seconds(86_400)),
                 dependencies: deps)
             let task = Task { try await client.query(.ec2, action: "DescribeRegions") }
             var iterator = slept.stream.makeAsyncIterator()
@@ -223,10 +228,14 @@ struct FaultInjectionTests {
             let run = Run(server, scenario: "jsonthrottle")
             struct Input: Encodable { var Name: String }
             struct Output: Decodable {
-                struct Parameter: Decodable { var Name: String; var Value: String }
+                struct Parameter: Decodable {
+                    var Name: String
+                    var Value: String
+                }
                 var Parameter: Parameter
             }
-            let output = try await run.client.json(.ssm, operation: "GetParameter", input: Input(Name: "n"), output: Output.self)
+            let output = try await run.client.json(
+                .ssm, operation: "GetParameter", input: Input(Name: "n"), output: Output.self)
             #expect(output.Parameter.Value == "v")
             let requests = try await run.requests()
             #expect(requests.count == 2)
@@ -259,7 +268,9 @@ struct FaultInjectionTests {
             let auth = Run(server, scenario: "authfail", logger: logger)
             let authError = await expectAWSError { _ = try await auth.call() }
 
-            let texts = [echoError, authError].compactMap { $0 }.flatMap { [$0.description, $0.message, "\($0)", String(reflecting: $0)] }
+            let texts = [echoError, authError].compactMap { $0 }.flatMap {
+                [$0.description, $0.message, "\($0)", String(reflecting: $0)]
+            }
             #expect(texts.count == 8)
             #expect(echoError?.message.contains("leak") == true)
             #expect(echoError?.message.contains("<redacted>") == true)

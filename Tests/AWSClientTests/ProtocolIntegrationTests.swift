@@ -28,10 +28,19 @@ struct ProtocolIntegrationTests {
 
     @Test("json: SSM PutParameter and GetParameter; a missing parameter is a typed error")
     func ssmJSON() async throws {
-        struct Put: Encodable { var Name: String; var Value: String; var `Type` = "String"; var Overwrite = true }
+        struct Put: Encodable {
+            var Name: String
+            var Value: String
+            var `Type` = "String"
+            var Overwrite = true
+        }
         struct Get: Encodable { var Name: String }
         struct GetOutput: Decodable {
-            struct Parameter: Decodable { var Name: String; var Value: String; var Version: Int }
+            struct Parameter: Decodable {
+                var Name: String
+                var Value: String
+                var Version: Int
+            }
             var Parameter: Parameter
         }
         struct Empty: Decodable {}
@@ -68,11 +77,14 @@ struct ProtocolIntegrationTests {
         let id = String(rawId.split(separator: "/").last ?? "")
         #expect(!id.isEmpty)
         let fetched = try #require(
-            try await aws.restXML(.route53, operation: "GetHostedZone", method: "GET", path: "/2013-04-01/hostedzone/\(id)"))
+            try await aws.restXML(
+                .route53, operation: "GetHostedZone", method: "GET", path: "/2013-04-01/hostedzone/\(id)"))
         #expect(fetched[path: "HostedZone", "Name"]?.text.hasPrefix(zone) == true)
-        _ = try await aws.restXML(.route53, operation: "DeleteHostedZone", method: "DELETE", path: "/2013-04-01/hostedzone/\(id)")
+        _ = try await aws.restXML(
+            .route53, operation: "DeleteHostedZone", method: "DELETE", path: "/2013-04-01/hostedzone/\(id)")
         do {
-            _ = try await aws.restXML(.route53, operation: "GetHostedZone", method: "GET", path: "/2013-04-01/hostedzone/\(id)")
+            _ = try await aws.restXML(
+                .route53, operation: "GetHostedZone", method: "GET", path: "/2013-04-01/hostedzone/\(id)")
             Issue.record("expected NoSuchHostedZone")
         } catch let error as AWSError {
             #expect(error.code == "NoSuchHostedZone")

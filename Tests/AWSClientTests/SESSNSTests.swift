@@ -10,7 +10,10 @@ struct SESSNSEncodingTests {
     @Test("SendEmail sends sender, every recipient list, subject and both bodies as UTF-8")
     func sendEmail() async throws {
         let transport = RecordingTransport { _, _ in
-            (200, "<SendEmailResponse><SendEmailResult><MessageId>m-1</MessageId></SendEmailResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></SendEmailResponse>")
+            (
+                200,
+                "<SendEmailResponse><SendEmailResult><MessageId>m-1</MessageId></SendEmailResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></SendEmailResponse>"
+            )
         }
         let ses = SESClient(fakeAWS(transport, region: "eu-west-1"))
         let id = try await ses.sendEmail(
@@ -20,16 +23,21 @@ struct SESSNSEncodingTests {
                 replyTo: ["ops@example.com"]))
         #expect(id == "m-1")
         let form = try #require(transport.forms.first)
-        #expect(form == [
-            "Action": "SendEmail", "Version": "2010-12-01", "Source": "Fleet <fleet@example.com>",
-            "Destination.ToAddresses.member.1": "a@example.com", "Destination.ToAddresses.member.2": "b@example.com",
-            "Destination.CcAddresses.member.1": "c@example.com", "Destination.BccAddresses.member.1": "d@example.com",
-            "ReplyToAddresses.member.1": "ops@example.com", "Message.Subject.Data": "i-1 recovered ✓",
-            "Message.Subject.Charset": "UTF-8", "Message.Body.Text.Data": "plain & simple", "Message.Body.Text.Charset": "UTF-8",
-            "Message.Body.Html.Data": "<p>rich</p>", "Message.Body.Html.Charset": "UTF-8",
-        ])
+        #expect(
+            form == [
+                "Action": "SendEmail", "Version": "2010-12-01", "Source": "Fleet <fleet@example.com>",
+                "Destination.ToAddresses.member.1": "a@example.com",
+                "Destination.ToAddresses.member.2": "b@example.com",
+                "Destination.CcAddresses.member.1": "c@example.com",
+                "Destination.BccAddresses.member.1": "d@example.com",
+                "ReplyToAddresses.member.1": "ops@example.com", "Message.Subject.Data": "i-1 recovered ✓",
+                "Message.Subject.Charset": "UTF-8", "Message.Body.Text.Data": "plain & simple",
+                "Message.Body.Text.Charset": "UTF-8",
+                "Message.Body.Html.Data": "<p>rich</p>", "Message.Body.Html.Charset": "UTF-8",
+            ])
         let request = try #require(transport.requests.first)
-        #expect(request.headers.first { $0.name == "Authorization" }?.value.contains("/eu-west-1/ses/aws4_request") == true)
+        #expect(
+            request.headers.first { $0.name == "Authorization" }?.value.contains("/eu-west-1/ses/aws4_request") == true)
     }
 
     @Test("SendEmail refuses, without a request, no recipients, too many, or no body")
@@ -67,18 +75,20 @@ struct SESSNSEncodingTests {
                     "blob": .binary(Data([1, 2])),
                 ]))
         #expect(id == "p-1")
-        #expect(try #require(transport.forms.first) == [
-            "Action": "Publish", "Version": "2010-03-31", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": "{\"a\":1}",
-            "Subject": "Incident",
-            "MessageAttributes.entry.1.Name": "blob", "MessageAttributes.entry.1.Value.DataType": "Binary",
-            "MessageAttributes.entry.1.Value.BinaryValue": "AQI=",
-            "MessageAttributes.entry.2.Name": "score", "MessageAttributes.entry.2.Value.DataType": "Number",
-            "MessageAttributes.entry.2.Value.StringValue": "0.1",
-            "MessageAttributes.entry.3.Name": "severity", "MessageAttributes.entry.3.Value.DataType": "String",
-            "MessageAttributes.entry.3.Value.StringValue": "high",
-            "MessageAttributes.entry.4.Name": "tags", "MessageAttributes.entry.4.Value.DataType": "String.Array",
-            "MessageAttributes.entry.4.Value.StringValue": #"["a","b/c"]"#,
-        ])
+        #expect(
+            try #require(transport.forms.first) == [
+                "Action": "Publish", "Version": "2010-03-31", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+                "Message": "{\"a\":1}",
+                "Subject": "Incident",
+                "MessageAttributes.entry.1.Name": "blob", "MessageAttributes.entry.1.Value.DataType": "Binary",
+                "MessageAttributes.entry.1.Value.BinaryValue": "AQI=",
+                "MessageAttributes.entry.2.Name": "score", "MessageAttributes.entry.2.Value.DataType": "Number",
+                "MessageAttributes.entry.2.Value.StringValue": "0.1",
+                "MessageAttributes.entry.3.Name": "severity", "MessageAttributes.entry.3.Value.DataType": "String",
+                "MessageAttributes.entry.3.Value.StringValue": "high",
+                "MessageAttributes.entry.4.Name": "tags", "MessageAttributes.entry.4.Value.DataType": "String.Array",
+                "MessageAttributes.entry.4.Value.StringValue": #"["a","b/c"]"#,
+            ])
     }
 
     @Test("Publish refuses a bad subject, an empty message and an oversized one")
@@ -101,11 +111,18 @@ struct SESSNSEncodingTests {
     func errors() async throws {
         let transport = RecordingTransport { form, _ in
             form["Action"] == "SendEmail"
-                ? (400, "<ErrorResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\"><Error><Type>Sender</Type><Code>MessageRejected</Code><Message>Email address is not verified.</Message></Error><RequestId>r-ses</RequestId></ErrorResponse>")
-                : (404, "<ErrorResponse><Error><Type>Sender</Type><Code>NotFound</Code><Message>Topic does not exist</Message></Error><RequestId>r-sns</RequestId></ErrorResponse>")
+                ? (
+                    400,
+                    "<ErrorResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\"><Error><Type>Sender</Type><Code>MessageRejected</Code><Message>Email address is not verified.</Message></Error><RequestId>r-ses</RequestId></ErrorResponse>"
+                )
+                : (
+                    404,
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>NotFound</Code><Message>Topic does not exist</Message></Error><RequestId>r-sns</RequestId></ErrorResponse>"
+                )
         }
         do {
-            _ = try await SESClient(fakeAWS(transport)).sendEmail(Email(from: "f@example.com", to: ["a@example.com"], subject: "s", textBody: "t"))
+            _ = try await SESClient(fakeAWS(transport)).sendEmail(
+                Email(from: "f@example.com", to: ["a@example.com"], subject: "s", textBody: "t"))
             Issue.record("expected MessageRejected")
         } catch let error as AWSError {
             #expect(error.code == "MessageRejected")
@@ -114,7 +131,8 @@ struct SESSNSEncodingTests {
             #expect(error.message == "Email address is not verified.")
         }
         do {
-            _ = try await SNSClient(fakeAWS(transport)).publish(SNSMessage(topicArn: "arn:aws:sns:us-east-1:1:x", message: "m"))
+            _ = try await SNSClient(fakeAWS(transport)).publish(
+                SNSMessage(topicArn: "arn:aws:sns:us-east-1:1:x", message: "m"))
             Issue.record("expected NotFound")
         } catch let error as AWSError {
             #expect(error.code == "NotFound")
@@ -138,23 +156,28 @@ struct SESSNSIntegrationTests {
         try await ses.verifyEmailIdentity(sender)
         let subject = "i-0abc recovered ✓ \(UUID().uuidString.prefix(6))"
         let both = try await ses.sendEmail(
-            Email(from: sender, to: ["ops@example.com", "oncall@example.com"], subject: subject, textBody: "text body",
-                  htmlBody: "<p>html &amp; body</p>"))
-        let textOnly = try await ses.sendEmail(Email(from: sender, to: ["ops@example.com"], subject: subject, textBody: "only text"))
+            Email(
+                from: sender, to: ["ops@example.com", "oncall@example.com"], subject: subject, textBody: "text body",
+                htmlBody: "<p>html &amp; body</p>"))
+        let textOnly = try await ses.sendEmail(
+            Email(from: sender, to: ["ops@example.com"], subject: subject, textBody: "only text"))
         #expect(both != textOnly)
 
-        let messages = try #require((try await motoData(endpoint: moto.baseURL)["ses"] as? [String: Any])?["Message"] as? [[String: Any]])
+        let messages = try #require(
+            (try await motoData(endpoint: moto.baseURL)["ses"] as? [String: Any])?["Message"] as? [[String: Any]])
         let first = try #require(messages.first { $0["id"] as? String == both })
         #expect(first["source"] as? String == sender)
         #expect(first["subject"] as? String == subject)
-        #expect((first["destinations"] as? [String: [String]])?["ToAddresses"] == ["ops@example.com", "oncall@example.com"])
+        #expect(
+            (first["destinations"] as? [String: [String]])?["ToAddresses"] == ["ops@example.com", "oncall@example.com"])
         #expect(first["body"] as? String == "<p>html &amp; body</p>")  // moto keeps the HTML part when there is one
         let second = try #require(messages.first { $0["id"] as? String == textOnly })
         #expect(second["body"] as? String == "only text")
 
         // Identities are per region: the sender is not verified in us-east-1.
         do {
-            _ = try await ses.withRegion("us-east-1").sendEmail(Email(from: sender, to: ["ops@example.com"], subject: "s", textBody: "t"))
+            _ = try await ses.withRegion("us-east-1").sendEmail(
+                Email(from: sender, to: ["ops@example.com"], subject: "s", textBody: "t"))
             Issue.record("expected MessageRejected")
         } catch let error as AWSError {
             #expect(error.code == "MessageRejected")
@@ -174,9 +197,11 @@ struct SESSNSIntegrationTests {
         do {
             let body = "{\"instance_id\":\"i-0abc\",\"step\":\"reboot\"}"
             let id = try await sns.publish(
-                SNSMessage(topicArn: arn, message: body, subject: "Incident i-0abc",
-                           attributes: ["severity": .string("high"), "score": .number("0.30000000000000004")]))
-            let topics = try #require((try await motoData(endpoint: moto.baseURL)["sns"] as? [String: Any])?["Topic"] as? [[String: Any]])
+                SNSMessage(
+                    topicArn: arn, message: body, subject: "Incident i-0abc",
+                    attributes: ["severity": .string("high"), "score": .number("0.30000000000000004")]))
+            let topics = try #require(
+                (try await motoData(endpoint: moto.baseURL)["sns"] as? [String: Any])?["Topic"] as? [[String: Any]])
             let topic = try #require(topics.first { $0["arn"] as? String == arn })
             #expect(topic["display_name"] as? String == "Fleet")
             let sent = try #require(topic["sent_notifications"] as? [[Any]])

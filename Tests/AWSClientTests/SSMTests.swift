@@ -18,8 +18,9 @@ struct SSMEncodingTests {
         let transport = ScriptedTransport { _, _ in .init(200, Self.sendCommandAnswer) }
         let ssm = SSMClient(fakeAWS(transport))
         let command = try await ssm.sendCommand(
-            .shellScript(["systemctl restart nginx", "curl -fsS localhost/healthz"], instanceIds: ["i-1"],
-                         executionTimeout: 120, timeoutSeconds: 60, comment: "recover web"))
+            .shellScript(
+                ["systemctl restart nginx", "curl -fsS localhost/healthz"], instanceIds: ["i-1"],
+                executionTimeout: 120, timeoutSeconds: 60, comment: "recover web"))
         #expect(command.commandId == "c-1")
         #expect(command.status == .pending)
         #expect(command.requestedAt == Date(timeIntervalSince1970: 1_767_323_045.5))
@@ -31,9 +32,10 @@ struct SSMEncodingTests {
         #expect(body["InstanceIds"] as? [String] == ["i-1"])
         #expect(body["TimeoutSeconds"] as? Int == 60)
         #expect(body["Comment"] as? String == "recover web")
-        #expect(body["Parameters"] as? [String: [String]] == [
-            "commands": ["systemctl restart nginx", "curl -fsS localhost/healthz"], "executionTimeout": ["120"],
-        ])
+        #expect(
+            body["Parameters"] as? [String: [String]] == [
+                "commands": ["systemctl restart nginx", "curl -fsS localhost/healthz"], "executionTimeout": ["120"],
+            ])
         #expect(body["DocumentVersion"] == nil)
     }
 
@@ -53,8 +55,14 @@ struct SSMEncodingTests {
     func invocation() async throws {
         let transport = ScriptedTransport { _, index in
             index == 0
-                ? .init(200, #"{"CommandId":"c-1","InstanceId":"i-1","Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1,"StandardOutputContent":"","StandardErrorContent":"","ExecutionStartDateTime":"2026-01-02T03:04:05.123Z","ExecutionEndDateTime":""}"#)
-                : .init(200, #"{"CommandId":"c-1","InstanceId":"i-1","Status":"Failed","StatusDetails":"Failed","ResponseCode":3,"StandardOutputContent":"restarting\n","StandardErrorContent":"nginx: failed ✗\n","ExecutionStartDateTime":"2026-01-02T03:04:05.123Z","ExecutionEndDateTime":"2026-01-02T03:04:09.000Z"}"#)
+                ? .init(
+                    200,
+                    #"{"CommandId":"c-1","InstanceId":"i-1","Status":"InProgress","StatusDetails":"InProgress","ResponseCode":-1,"StandardOutputContent":"","StandardErrorContent":"","ExecutionStartDateTime":"2026-01-02T03:04:05.123Z","ExecutionEndDateTime":""}"#
+                )
+                : .init(
+                    200,
+                    #"{"CommandId":"c-1","InstanceId":"i-1","Status":"Failed","StatusDetails":"Failed","ResponseCode":3,"StandardOutputContent":"restarting\n","StandardErrorContent":"nginx: failed ✗\n","ExecutionStartDateTime":"2026-01-02T03:04:05.123Z","ExecutionEndDateTime":"2026-01-02T03:04:09.000Z"}"#
+                )
         }
         let ssm = SSMClient(fakeAWS(transport))
         let running = try await ssm.getCommandInvocation(commandId: "c-1", instanceId: "i-1")
@@ -76,7 +84,9 @@ struct SSMEncodingTests {
     func invocationDoesNotExist() async throws {
         let transport = ScriptedTransport { _, index in
             index == 0
-                ? .init(400, #"{"message":"An error occurred (InvocationDoesNotExist)"}"#, headers: [("x-amzn-ErrorType", "InvocationDoesNotExist")])
+                ? .init(
+                    400, #"{"message":"An error occurred (InvocationDoesNotExist)"}"#,
+                    headers: [("x-amzn-ErrorType", "InvocationDoesNotExist")])
                 : .init(400, #"{"__type":"com.amazonaws.ssm#InvocationDoesNotExist"}"#)
         }
         let ssm = SSMClient(fakeAWS(transport))
@@ -97,7 +107,9 @@ struct SSMEncodingTests {
         let transport = ScriptedTransport { request, _ in
             let target = request.headers.first { $0.name == "X-Amz-Target" }?.value ?? ""
             return target.hasSuffix("SendCommand")
-                ? .init(400, #"{"__type":"InvalidInstanceId","message":"Instances [[i-1]] not in a valid state for account 1"}"#)
+                ? .init(
+                    400,
+                    #"{"__type":"InvalidInstanceId","message":"Instances [[i-1]] not in a valid state for account 1"}"#)
                 : .init(400, #"{"__type":"InvalidCommandId","message":"Invalid command id."}"#)
         }
         let ssm = SSMClient(fakeAWS(transport))
@@ -126,7 +138,8 @@ struct SSMEncodingTests {
         let aws = AWSClient(
             region: "us-east-1", credentials: StaticCredentialProvider(testCredentials), http: transport,
             environment: ["AWS_ENDPOINT_URL": "http://fake.local"], dependencies: recorder.dependencies)
-        let result = try await SSMClient(aws).waitUntilCommandFinished(commandId: "c-1", instanceId: "i-1", interval: .seconds(2))
+        let result = try await SSMClient(aws).waitUntilCommandFinished(
+            commandId: "c-1", instanceId: "i-1", interval: .seconds(2))
         #expect(result.status == .success)
         #expect(result.standardOutput == "ok")
         #expect(result.commandId == "c-1")
@@ -156,8 +169,9 @@ struct SSMIntegrationTests {
         let ssm = SSMClient(motoAWS(region: "us-west-2"))
         let instance = "i-0" + String(UUID().uuidString.lowercased().filter(\.isHexDigit).prefix(16))
         let command = try await ssm.sendCommand(
-            .shellScript(["systemctl restart nginx"], instanceIds: [instance], executionTimeout: 120, timeoutSeconds: 60,
-                         comment: "recover \(instance)"))
+            .shellScript(
+                ["systemctl restart nginx"], instanceIds: [instance], executionTimeout: 120, timeoutSeconds: 60,
+                comment: "recover \(instance)"))
         #expect(!command.commandId.isEmpty)
         #expect(command.documentName == "AWS-RunShellScript")
         #expect(command.instanceIds.contains(instance))
@@ -180,7 +194,8 @@ struct SSMIntegrationTests {
         }
         // The command lives in us-west-2 only.
         do {
-            _ = try await ssm.withRegion("us-east-1").getCommandInvocation(commandId: command.commandId, instanceId: instance)
+            _ = try await ssm.withRegion("us-east-1").getCommandInvocation(
+                commandId: command.commandId, instanceId: instance)
             Issue.record("expected invalidCommandId")
         } catch let error as SSMError {
             #expect(error == .invalidCommandId(command.commandId))

@@ -8,7 +8,7 @@ import RecoveryCore
 import Synchronization
 import Testing
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 let amqpURL = ProcessInfo.processInfo.environment["AMQP_URL"]
@@ -40,7 +40,9 @@ struct FleetTopologyTests {
             try generated.write(to: URL(fileURLWithPath: definitionsPath))
         }
         let onDisk = try Data(contentsOf: URL(fileURLWithPath: definitionsPath))
-        #expect(onDisk == generated, "topology/definitions.json is stale: run UPDATE_DEFINITIONS=1 swift test --filter definitionsFile")
+        #expect(
+            onDisk == generated,
+            "topology/definitions.json is stale: run UPDATE_DEFINITIONS=1 swift test --filter definitionsFile")
     }
 
     @Test func everyWorkQueueIsAQuorumQueueWithALimitAndItsOwnDeadLetterQueue() {
@@ -52,7 +54,10 @@ struct FleetTopologyTests {
             #expect(q?.arguments["x-delivery-limit"] == .int(5))
             #expect(q?.arguments["x-dead-letter-exchange"] == .string(t.deadLetterExchange))
             #expect(queues[FleetTopology.deadLetterQueue(for: name)]?.arguments["x-queue-type"] == "quorum")
-            #expect(t.amqp.bindings.contains { $0.exchange == t.deadLetterExchange && $0.queue == "\(name).dead" && $0.routingKey == name })
+            #expect(
+                t.amqp.bindings.contains {
+                    $0.exchange == t.deadLetterExchange && $0.queue == "\(name).dead" && $0.routingKey == name
+                })
         }
     }
 
@@ -68,8 +73,9 @@ struct Ping: Codable, Sendable { var n: Int }
 @Suite("Message worker against a real broker", .enabled(if: amqpURL != nil, "set AMQP_URL"))
 struct MessageWorkerTests {
     func setUp() throws -> (AMQPConfiguration, FleetTopology) {
-        let config = AMQPConfiguration(url: try AMQPURL(amqpURL!), connectionName: "worker-test",
-                                       reconnectInitialDelay: .milliseconds(50), reconnectMaxDelay: .milliseconds(500))
+        let config = AMQPConfiguration(
+            url: try AMQPURL(amqpURL!), connectionName: "worker-test",
+            reconnectInitialDelay: .milliseconds(50), reconnectMaxDelay: .milliseconds(500))
         return (config, FleetTopology(prefix: "test-\(UUID().uuidString.prefix(8).lowercased())", deliveryLimit: 3))
     }
 
@@ -89,7 +95,8 @@ struct MessageWorkerTests {
         let consumer = AMQPConsumer(configuration: config, topology: topology.amqp, queue: topology.commandsQueue)
         let handled = Mutex<[Int]>([])
         let worker = MessageWorker<Envelope<Ping>>(
-            consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-test"),
+            consumer: consumer,
+            deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-test"),
             expecting: .command, logger: Logger(label: "test"), senders: nil
         ) { envelope, _ in
             if envelope.body.n < 0 { throw RejectMessage("unknown target t1") }
@@ -99,15 +106,22 @@ struct MessageWorkerTests {
         let running = Task { await worker.run() }
         let key = FleetTopology.routingKey(.command, target: "t1")
         func send(_ body: [UInt8], id: String) async throws {
-            try await publisher.publish(OutgoingMessage(exchange: topology.exchange, routingKey: key, body: body,
-                                                        properties: AMQPProperties(messageId: id)))
+            try await publisher.publish(
+                OutgoingMessage(
+                    exchange: topology.exchange, routingKey: key, body: body,
+                    properties: AMQPProperties(messageId: id)))
         }
         try await send(Array("{not json".utf8), id: "bad-json")
-        try await send(Array(#"{"type":"command","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"n":"seven"}}"#.utf8), id: "bad-body")
+        try await send(
+            Array(
+                #"{"type":"command","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"n":"seven"}}"#
+                    .utf8), id: "bad-body")
         try await send(try envelope(-1, id: "rejected"), id: "rejected")
         try await send(try envelope(7, id: "good"), id: "good")
 
-        let dead = AMQPConsumer(configuration: config, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
+        let dead = AMQPConsumer(
+            configuration: config, topology: topology.amqp,
+            queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         var letters: [String: AMQPDelivery] = [:]
         for await letter in dead.deliveries {
             letters[letter.properties.messageId ?? ""] = letter
@@ -122,7 +136,9 @@ struct MessageWorkerTests {
         #expect(letters["rejected"]?.properties.headers["x-rejected-by"] == "decision-test")
         // The worker survived all three and handled the good one.
         let deadline = ContinuousClock.now + .seconds(10)
-        while handled.withLock({ $0 }) != [7], ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        while handled.withLock({ $0 }) != [7], ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         #expect(handled.withLock { $0 } == [7])
 
         // What happened is counted per queue and result, and the handled messages' queue lag recorded.
@@ -130,9 +146,12 @@ struct MessageWorkerTests {
         // The good one is acked (and counted) after its handler returned: wait for that, bounded.
         let acked = #"recovery_messages_handled_total{queue="\#(q)",result="acked"} 1"#
         let countDeadline = ContinuousClock.now + .seconds(10)
-        while !emittedMetrics().contains(acked), ContinuousClock.now < countDeadline { try await Task.sleep(for: .milliseconds(20)) }
+        while !emittedMetrics().contains(acked), ContinuousClock.now < countDeadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         let metrics = emittedMetrics()
-        #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(q)",result="dead_lettered"} 3"#), "\(metrics)")
+        #expect(
+            metrics.contains(#"recovery_messages_handled_total{queue="\#(q)",result="dead_lettered"} 3"#), "\(metrics)")
         #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(q)",result="acked"} 1"#))
         // Lag is recorded for the two that decoded (the rejected and the good one), not for broken bodies.
         #expect(metrics.contains(#"recovery_queue_lag_seconds_count{queue="\#(q)"} 2"#))
@@ -158,24 +177,36 @@ struct MessageWorkerTests {
             consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "t"),
             expecting: .command, logger: Logger(label: "test"), senders: nil
         ) { _, _ in
-            let n = attempts.withLock { $0 += 1; return $0 }
+            let n = attempts.withLock {
+                $0 += 1
+                return $0
+            }
             if n < 3 { throw Flaky() }
         }
         let running = Task { await worker.run() }
-        try await publisher.publish(OutgoingMessage(
-            exchange: topology.exchange, routingKey: "command.t1", body: try envelope(1, id: "flaky"),
-            properties: AMQPProperties(messageId: "flaky")))
+        try await publisher.publish(
+            OutgoingMessage(
+                exchange: topology.exchange, routingKey: "command.t1", body: try envelope(1, id: "flaky"),
+                properties: AMQPProperties(messageId: "flaky")))
         let deadline = ContinuousClock.now + .seconds(10)
-        while attempts.withLock({ $0 }) < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        while attempts.withLock({ $0 }) < 3, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         try await Task.sleep(for: .milliseconds(200))
         #expect(attempts.withLock { $0 } == 3)
         // The third attempt is acked (and counted) after its handler returns: wait for that, bounded.
         let counted = #"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="acked"} 1"#
         let countDeadline = ContinuousClock.now + .seconds(10)
-        while !emittedMetrics().contains(counted), ContinuousClock.now < countDeadline { try await Task.sleep(for: .milliseconds(20)) }
+        while !emittedMetrics().contains(counted), ContinuousClock.now < countDeadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         let metrics = emittedMetrics()
-        #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="requeued"} 2"#), "\(metrics)")
-        #expect(metrics.contains(#"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="acked"} 1"#))
+        #expect(
+            metrics.contains(
+                #"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="requeued"} 2"#),
+            "\(metrics)")
+        #expect(
+            metrics.contains(#"recovery_messages_handled_total{queue="\#(topology.commandsQueue)",result="acked"} 1"#))
         await consumer.shutdown()
         await running.value
         let admin = AMQPAdmin(configuration: config)
@@ -187,7 +218,9 @@ struct MessageWorkerTests {
     }
 }
 
-@Suite("Definitions file against a real broker", .enabled(if: managementURL != nil && amqpURL != nil, "set RABBITMQ_MANAGEMENT_URL and AMQP_URL"))
+@Suite(
+    "Definitions file against a real broker",
+    .enabled(if: managementURL != nil && amqpURL != nil, "set RABBITMQ_MANAGEMENT_URL and AMQP_URL"))
 struct DefinitionsImportTests {
     /// Imports topology/definitions.json through the management API (as an operator would), then
     /// declares the same topology over AMQP as a worker does at start-up: no 406 means they agree.
@@ -214,7 +247,8 @@ func spawnAndWait(_ argv: [String]) async throws -> Int32 {
             // The child must not inherit the test process's sockets (posix_spawn does not close them): a
             // broker that kept a copy of a test's connection would hold it open after the test closed it.
             // So a small bash prologue closes every inherited descriptor above 2, then runs the command.
-            let closeInherited = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@""#
+            let closeInherited =
+                #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@""#
             let cArgs = (["/bin/bash", "-c", closeInherited, "spawn"] + argv).map { strdup($0) } + [nil]
             defer { cArgs.forEach { free($0) } }
             let rc = posix_spawn(&pid, "/bin/bash", nil, nil, cArgs, environ)
@@ -224,7 +258,8 @@ func spawnAndWait(_ argv: [String]) async throws -> Int32 {
             }
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            continuation.resume(returning: .success((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)))
+            continuation.resume(
+                returning: .success((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)))
         }
         thread.start()
     }

@@ -16,8 +16,9 @@ struct GracefulShutdownTests {
     /// One message is in the handler when shutdown starts; the handler then publishes its result through
     /// the shared publisher. Returns what happened, in order.
     func run(_ order: Order) async throws -> [String] {
-        let config = AMQPConfiguration(url: try AMQPURL(amqpURL!), connectionName: "shutdown-test",
-                                       reconnectInitialDelay: .milliseconds(50), reconnectMaxDelay: .milliseconds(500))
+        let config = AMQPConfiguration(
+            url: try AMQPURL(amqpURL!), connectionName: "shutdown-test",
+            reconnectInitialDelay: .milliseconds(50), reconnectMaxDelay: .milliseconds(500))
         let topology = FleetTopology(prefix: "test-\(UUID().uuidString.prefix(8).lowercased())")
         let events = Events()
         let note: @Sendable (String) -> Void = { event in events.value.withLock { $0.append(event) } }
@@ -38,8 +39,10 @@ struct GracefulShutdownTests {
                 try await Task.sleep(for: .milliseconds(10))
             }
             do {
-                try await publisher.publish(OutgoingMessage(exchange: topology.exchange, routingKey: "event.t1", body: Array("{}".utf8),
-                                                            properties: AMQPProperties(messageId: "result-\(envelope.body.n)")))
+                try await publisher.publish(
+                    OutgoingMessage(
+                        exchange: topology.exchange, routingKey: "event.t1", body: Array("{}".utf8),
+                        properties: AMQPProperties(messageId: "result-\(envelope.body.n)")))
                 note("result published")
             } catch {
                 note("result lost: \(error)")
@@ -52,14 +55,17 @@ struct GracefulShutdownTests {
         }
         let consuming = ClosureService(run: { await worker.run() }, stop: { await consumer.shutdown() })
         let services: [any Service] = order == .clientsFirst ? [client, consuming] : [consuming, client]
-        let group = ServiceGroup(configuration: try WorkerRuntime.configuration(services: services, logger: Logger(label: "group")))
+        let group = ServiceGroup(
+            configuration: try WorkerRuntime.configuration(services: services, logger: Logger(label: "group")))
         let running = Task { try await group.run() }
 
         let feeder = AMQPPublisher(configuration: config, topology: topology.amqp)
-        try await feeder.publish(OutgoingMessage(
-            exchange: topology.exchange, routingKey: "command.t1",
-            body: try EnvelopeCodec.encode(Envelope(type: .command, id: "in-flight", target: "t1", occurredAt: Date(), body: Ping(n: 1))),
-            properties: AMQPProperties(messageId: "in-flight")))
+        try await feeder.publish(
+            OutgoingMessage(
+                exchange: topology.exchange, routingKey: "command.t1",
+                body: try EnvelopeCodec.encode(
+                    Envelope(type: .command, id: "in-flight", target: "t1", occurredAt: Date(), body: Ping(n: 1))),
+                properties: AMQPProperties(messageId: "in-flight")))
         await feeder.shutdown()
         let deadline = ContinuousClock.now + .seconds(10)
         while !started.withLock({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }

@@ -33,12 +33,14 @@ struct JSONLogTests {
 
     @Test func secretsAreMaskedEvenWhenCodeLogsThem() {
         let records = capture {
-            $0.warning("connecting to amqp://fleet:hunter2@mq:5672/ failed", metadata: [
-                "webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX",
-                "aws_secret_access_key": "wJalrXUtnFEMI",
-                "broker": "amqps://u:p4ss@host/vhost",
-                "access_key_id": "AKIDEXAMPLE",
-            ])
+            $0.warning(
+                "connecting to amqp://fleet:hunter2@mq:5672/ failed",
+                metadata: [
+                    "webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX",
+                    "aws_secret_access_key": "wJalrXUtnFEMI",
+                    "broker": "amqps://u:p4ss@host/vhost",
+                    "access_key_id": "AKIDEXAMPLE",
+                ])
         }
         let text = records.map { "\($0)" }.joined()
         for secret in ["hunter2", "hooks.slack.com/services/T000", "wJalrXUtnFEMI", "p4ss"] {
@@ -55,9 +57,10 @@ struct StatusServerTests {
         let registry = PrometheusCollectorRegistry()
         registry.makeCounter(name: "recovery_probes_total", labels: [("result", "ok")]).increment(by: Int64(3))
         let broker = Atomic<Bool>(false)
-        let server = StatusServer(host: "127.0.0.1", port: 0, registry: registry,
-                                  checks: ["broker": { broker.load(ordering: .relaxed) }, "redis": { true }],
-                                  logger: Logger(label: "test"))
+        let server = StatusServer(
+            host: "127.0.0.1", port: 0, registry: registry,
+            checks: ["broker": { broker.load(ordering: .relaxed) }, "redis": { true }],
+            logger: Logger(label: "test"))
         try server.start()
         defer { server.stop() }
         let http = HTTPClient()

@@ -8,12 +8,16 @@ import Testing
 
 @Suite("Who may send what (no server)")
 struct SenderGateTests {
-    let identities = FleetIdentities.fromEnvironment(["OPERATORS": "alice,fleet-operator", "DECISION_USERS": "dec-a, dec-b"])
+    let identities = FleetIdentities.fromEnvironment([
+        "OPERATORS": "alice,fleet-operator", "DECISION_USERS": "dec-a, dec-b",
+    ])
 
     func delivery(_ type: MessageType, from user: String?, body: [UInt8]? = nil) throws -> AMQPDelivery {
-        let bytes = try body ?? EnvelopeCodec.encode(Envelope(type: type, target: "shop", occurredAt: Date(), body: ["k": "v"]))
-        return AMQPDelivery(body: bytes, properties: AMQPProperties(messageId: UUID().uuidString, userId: user), exchange: "recovery",
-                            routingKey: "\(type.rawValue).shop", redelivered: false, deliveryTag: 1, generation: 1)
+        let bytes =
+            try body ?? EnvelopeCodec.encode(Envelope(type: type, target: "shop", occurredAt: Date(), body: ["k": "v"]))
+        return AMQPDelivery(
+            body: bytes, properties: AMQPProperties(messageId: UUID().uuidString, userId: user), exchange: "recovery",
+            routingKey: "\(type.rawValue).shop", redelivered: false, deliveryTag: 1, generation: 1)
     }
 
     @Test func eachTypeHasItsSenders() {
@@ -37,13 +41,19 @@ struct SenderGateTests {
         }
         let queue = "recovery.actuator.requests"
         #expect(gate.refusal(of: try delivery(.actionRequest, from: "dec-b"), queue: queue) == nil)
-        #expect(gate.refusal(of: try delivery(.command, from: "mallory"), queue: queue) == nil, "commands are the worker's own check")
+        #expect(
+            gate.refusal(of: try delivery(.command, from: "mallory"), queue: queue) == nil,
+            "commands are the worker's own check")
         #expect(gate.refusal(of: try delivery(.command, from: nil), queue: queue) != nil, "but they need a user_id")
-        #expect(gate.refusal(of: try delivery(.observation, from: nil, body: Array("{not json".utf8)), queue: queue) == nil,
-                "an unreadable body is the decoder's to refuse")
+        #expect(
+            gate.refusal(of: try delivery(.observation, from: nil, body: Array("{not json".utf8)), queue: queue) == nil,
+            "an unreadable body is the decoder's to refuse")
 
         let forged = try #require(gate.refusal(of: try delivery(.actionRequest, from: "fleet-probe"), queue: queue))
-        #expect(forged.reason == "unauthorized-sender: broker user 'fleet-probe' may not send 'action.request' (only the decision identities may)")
+        #expect(
+            forged.reason
+                == "unauthorized-sender: broker user 'fleet-probe' may not send 'action.request' (only the decision identities may)"
+        )
         let anonymous = try #require(gate.refusal(of: try delivery(.actionRequest, from: nil), queue: queue))
         #expect(anonymous.reason.hasPrefix("unauthorized-sender: a sender without user_id"))
         let other = try #require(gate.refusal(of: try delivery(.observation, from: "fleet-probe2"), queue: queue))
@@ -77,7 +87,8 @@ struct SenderGateTests {
         #expect(probe.topics.first { $0.exchange == "recovery" }?.write == "^(observation)\\.")
         let decision = topology.permissions(for: .decision)
         #expect(decision.read == "^(recovery\\.decision\\.observations|recovery\\.decision\\.commands)$")
-        #expect(decision.topics.first { $0.exchange == "recovery" }?.write == "^(action\\.request|notification|event)\\.")
+        #expect(
+            decision.topics.first { $0.exchange == "recovery" }?.write == "^(action\\.request|notification|event)\\.")
         #expect(decision.topics.first { $0.exchange == "recovery.dlx" }?.write == decision.read)
         let notifier = topology.permissions(for: .notifier)
         #expect(notifier.write == "^(recovery\\.dlx)$", "the notifier publishes nothing but dead letters")

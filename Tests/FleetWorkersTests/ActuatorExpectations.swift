@@ -10,7 +10,8 @@ enum ActuatorExpectations {
     /// call; the replacement is not the target's instance, it is stopped (never terminated) and tagged
     /// abandoned by the step, and the record says so; the old instance is left alone.
     static func abandonedReplacement(
-        _ result: ActuatorWorker.Result, failedAt call: String, record: StepRecord, replacement: EC2Instance?, old: EC2Instance,
+        _ result: ActuatorWorker.Result, failedAt call: String, record: StepRecord, replacement: EC2Instance?,
+        old: EC2Instance,
         sourceLocation: SourceLocation = #_sourceLocation
     ) {
         guard case .completed(let outcome) = result else {
@@ -19,10 +20,13 @@ enum ActuatorExpectations {
         }
         #expect(outcome.status == .failed, sourceLocation: sourceLocation)
         #expect(outcome.reason?.contains(call) == true, "\(outcome.reason ?? "")", sourceLocation: sourceLocation)
-        #expect(outcome.instanceId == nil, "the failed replacement does not become the target's instance", sourceLocation: sourceLocation)
+        #expect(
+            outcome.instanceId == nil, "the failed replacement does not become the target's instance",
+            sourceLocation: sourceLocation)
         #expect(record.done.contains(.compensated), sourceLocation: sourceLocation)
         #expect(replacement?.state == .stopped, "stopped, not terminated", sourceLocation: sourceLocation)
-        #expect(replacement?.tags["AutoRecovery"] == "abandoned", "discovery ignores it", sourceLocation: sourceLocation)
+        #expect(
+            replacement?.tags["AutoRecovery"] == "abandoned", "discovery ignores it", sourceLocation: sourceLocation)
         #expect(replacement?.tags["AutoRecovery:AbandonedBy"] == record.idempotencyKey, sourceLocation: sourceLocation)
         #expect(old.state == .running, "the old instance is left alone", sourceLocation: sourceLocation)
         #expect(old.tags["AutoRecovery:ReplacedBy"] == nil, sourceLocation: sourceLocation)

@@ -38,13 +38,17 @@ final class ActuatorHarness: Sendable {
         log = RequestLog(world.http)
         aws = AWSClient(
             region: "us-east-1",
-            credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
+            credentials: StaticCredentialProvider(
+                AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
             http: log, environment: ["AWS_ENDPOINT_URL": environment["AWS_ENDPOINT_URL"]!])
         redis = try await RedisClient.connect(url: world.redisURL)
         publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let outcomesConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
-        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.notificationsQueue)
-        let historyConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.historyQueue)
+        let outcomesConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
+        let noticesConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.notificationsQueue)
+        let historyConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.historyQueue)
         consumers = [outcomesConsumer, noticesConsumer, historyConsumer]
         outcomes = Collector(outcomesConsumer, type: .actionEvent)
         notices = Collector(noticesConsumer, type: .notification)
@@ -76,30 +80,38 @@ final class ActuatorHarness: Sendable {
     }
 
     /// `clockAhead`: the actuator's clock runs this many seconds ahead (a resumed request finds its deadline passed).
-    func actuator(_ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), ssm: Bool = false,
-                  clockAhead: TimeInterval = 0,
-                  _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }) -> ActuatorWorker {
+    func actuator(
+        _ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), ssm: Bool = false,
+        clockAhead: TimeInterval = 0,
+        _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
+    ) -> ActuatorWorker {
         var options = Self.fastOptions(id)
         tweak(&options)
         var logger = Logger(label: id)
         logger.logLevel = environment["ACTUATOR_TEST_LOG"] == nil ? .warning : .debug
         return ActuatorWorker(
-            options: options, ec2: EC2Client(aws), route53: Route53Client(aws), ssm: ssm ? SSMClient(aws) : nil, http: world.http,
+            options: options, ec2: EC2Client(aws), route53: Route53Client(aws), ssm: ssm ? SSMClient(aws) : nil,
+            http: world.http,
             locks: locks, records: records,
-            publisher: publisher, topology: world.topology, config: config, logger: logger, clock: { Date() + clockAhead })
+            publisher: publisher, topology: world.topology, config: config, logger: logger,
+            clock: { Date() + clockAhead })
     }
 
     func name(_ suffix: String) -> String {
         "\(world.prefix)-\(suffix)"
     }
 
-    func request(_ step: RecoveryStep, target: String, instance: String, allocation: String? = nil,
-                 destination: String = "us-east-1", deadline: TimeInterval = 300) -> ActionRequest {
+    func request(
+        _ step: RecoveryStep, target: String, instance: String, allocation: String? = nil,
+        destination: String = "us-east-1", deadline: TimeInterval = 300
+    ) -> ActionRequest {
         let incident = "inc-\(target)-1"
         keys.withLock { $0.append(ActionRequest.key(target: target, incidentId: incident, step: step)) }
         return ActionRequest(
-            idempotencyKey: ActionRequest.key(target: target, incidentId: incident, step: step), target: target, incidentId: incident,
-            step: step, instanceId: instance, region: "us-east-1", destinationRegion: destination, elasticIpAllocationId: allocation,
+            idempotencyKey: ActionRequest.key(target: target, incidentId: incident, step: step), target: target,
+            incidentId: incident,
+            step: step, instanceId: instance, region: "us-east-1", destinationRegion: destination,
+            elasticIpAllocationId: allocation,
             requestedAt: Date(), deadline: Date().addingTimeInterval(deadline), requestedBy: nil)
     }
 
@@ -114,7 +126,9 @@ final class ActuatorHarness: Sendable {
         let address = try await client.allocateAddress(tags: ["test-run": world.prefix])
         let allocation = try #require(address.allocationId)
         await cleanup.add {
-            if let current = try await client.describeAddresses(allocationIds: [allocation]).first, let association = current.associationId {
+            if let current = try await client.describeAddresses(allocationIds: [allocation]).first,
+                let association = current.associationId
+            {
                 try await client.disassociateAddress(associationId: association)
             }
             try await client.releaseAddress(allocationId: allocation)
@@ -125,7 +139,8 @@ final class ActuatorHarness: Sendable {
 
     /// A completed snapshot tagged for `target` in `client`'s region.
     func snapshot(_ target: String, _ client: EC2Client) async throws -> EC2Snapshot {
-        let volume = try await client.createVolume(CreateVolumeInput(availabilityZone: "\(client.region)a", size: 8, tags: ["test-run": world.prefix]))
+        let volume = try await client.createVolume(
+            CreateVolumeInput(availabilityZone: "\(client.region)a", size: 8, tags: ["test-run": world.prefix]))
         await cleanup.add { try await client.deleteVolume(volume.volumeId) }
         let snapshot = try await client.createSnapshot(volumeId: volume.volumeId, tags: [TargetCatalog.nameTag: target])
         await cleanup.add { try await client.deleteSnapshot(snapshot.snapshotId) }
@@ -151,9 +166,12 @@ final class ActuatorHarness: Sendable {
             if let id = r.newInstanceId { _ = try? await client.terminateInstances([id]) }
             if let image = r.imageId { try? await client.deregisterImage(image) }
             if let allocation = r.drAllocationId,
-               let address = try? await dr.describeAddresses(allocationIds: [allocation]).first,
-               address.tags["AutoRecovery:DrFor"] != nil {
-                if let association = address.associationId { try? await dr.disassociateAddress(associationId: association) }
+                let address = try? await dr.describeAddresses(allocationIds: [allocation]).first,
+                address.tags["AutoRecovery:DrFor"] != nil
+            {
+                if let association = address.associationId {
+                    try? await dr.disassociateAddress(associationId: association)
+                }
                 try? await dr.releaseAddress(allocationId: allocation)
             }
         }
@@ -167,7 +185,9 @@ final class ActuatorHarness: Sendable {
 
 /// Serialized: the tests share one moto server with every other suite, and running these one at a time
 /// keeps its queue short (a loaded moto makes other suites' calls time out).
-@Suite("Actuator against moto, RabbitMQ and Redis", .serialized, .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
+@Suite(
+    "Actuator against moto, RabbitMQ and Redis", .serialized,
+    .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct ActuatorIntegrationTests {
     // MARK: Restart
 
@@ -182,16 +202,21 @@ struct ActuatorIntegrationTests {
 
             let result = try await h.actuator().perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded)
             #expect(outcome.instanceId == nil, "a restart keeps the instance")
             #expect(h.log.actions("RebootInstances").count == 1)
-            #expect(h.log.actions("RebootInstances").first?.body.contains("InstanceId.1=\(instance.instanceId)") == true)
+            #expect(
+                h.log.actions("RebootInstances").first?.body.contains("InstanceId.1=\(instance.instanceId)") == true)
             #expect(h.log.actions("StopInstances").isEmpty, "no stop/start when the site answers after the reboot")
             let published = try #require(await h.outcome(request.idempotencyKey))
             #expect(published.body == outcome)
             #expect(published.correlationId == request.incidentId)
-            let notice = try #require(await h.notices.wait { $0.body.kind == .actionSucceeded && $0.body.target == target })
+            let notice = try #require(
+                await h.notices.wait { $0.body.kind == .actionSucceeded && $0.body.target == target })
             #expect(notice.body.instanceId == instance.instanceId)
             #expect(notice.body.region == "us-east-1")
             #expect(notice.body.detail?.contains("rebooted") == true)
@@ -229,7 +254,10 @@ struct ActuatorIntegrationTests {
             let late = h.actuator("actuator-late", clockAhead: 3600)
             let result = try await late.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             #expect(try await h.instance(instance.instanceId, h.ec2).state == .running, "not left stopped")
             #expect(h.log.mutations.map(\.action) == ["RebootInstances", "StartInstances"], "no second stop")
@@ -254,7 +282,9 @@ struct ActuatorIntegrationTests {
             let actuator = h.actuator { options in
                 options.afterSubStep = { _, sub in
                     guard sub == .stopped else { return }
-                    if let association = try await ec2.describeAddresses(allocationIds: [allocation]).first?.associationId {
+                    if let association = try await ec2.describeAddresses(allocationIds: [allocation]).first?
+                        .associationId
+                    {
                         try await ec2.disassociateAddress(associationId: association)
                     }
                     site.set(healthy: true)
@@ -264,7 +294,10 @@ struct ActuatorIntegrationTests {
 
             let result = try await actuator.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             let order = h.log.mutations.map(\.action)
             #expect(order == ["RebootInstances", "StopInstances", "StartInstances", "AssociateAddress"])
@@ -275,8 +308,9 @@ struct ActuatorIntegrationTests {
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.done.contains(.rebootUnhealthy))
             #expect(record.done.contains(.stopped) && record.done.contains(.running) && record.done.contains(.eip))
-            #expect(await h.notices.wait { $0.id == "\(request.idempotencyKey):actuator:stop_start" } != nil,
-                    "a notice says the instance is being stopped")
+            #expect(
+                await h.notices.wait { $0.id == "\(request.idempotencyKey):actuator:stop_start" } != nil,
+                "a notice says the instance is being stopped")
         }
     }
 
@@ -288,23 +322,31 @@ struct ActuatorIntegrationTests {
             let target = h.name("queue")
             let instance = try await h.launchTarget(target, healthURL: site.url)
             let request = h.request(.restart, target: target, instance: instance.instanceId)
-            let consumer = AMQPConsumer(configuration: h.world.amqp, topology: h.world.topology.amqp,
-                                        queue: h.world.topology.actionRequestsQueue, prefetch: 2)
+            let consumer = AMQPConsumer(
+                configuration: h.world.amqp, topology: h.world.topology.amqp,
+                queue: h.world.topology.actionRequestsQueue, prefetch: 2)
             let loop = MessageWorker<Envelope<ActionRequest>>(
-                consumer: consumer, deadLetters: DeadLetterSink(publisher: h.publisher, topology: h.world.topology, workerName: "actuator-test"),
-                expecting: .actionRequest, logger: Logger(label: "actuator-queue"), senders: nil, handler: h.actuator().handle)
+                consumer: consumer,
+                deadLetters: DeadLetterSink(
+                    publisher: h.publisher, topology: h.world.topology, workerName: "actuator-test"),
+                expecting: .actionRequest, logger: Logger(label: "actuator-queue"), senders: nil,
+                handler: h.actuator().handle)
             let running = Task { await loop.run(concurrency: 2) }
             // The decision worker publishes the request, and a restarted decision worker publishes it again.
-            let envelope = Envelope(type: .actionRequest, id: request.idempotencyKey, correlationId: request.incidentId, target: target,
-                                    instanceId: instance.instanceId, occurredAt: Date(), body: request)
+            let envelope = Envelope(
+                type: .actionRequest, id: request.idempotencyKey, correlationId: request.incidentId, target: target,
+                instanceId: instance.instanceId, occurredAt: Date(), body: request)
             let message = OutgoingMessage(
-                exchange: h.world.topology.exchange, routingKey: FleetTopology.routingKey(.actionRequest, target: target),
+                exchange: h.world.topology.exchange,
+                routingKey: FleetTopology.routingKey(.actionRequest, target: target),
                 body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: envelope.id))
             try await h.publisher.publish(message)
             try await h.publisher.publish(message)
 
             let deadline = ContinuousClock.now + .seconds(30)
-            while await h.outcomes.items.filter({ $0.id == "\(request.idempotencyKey):outcome" }).count < 2, ContinuousClock.now < deadline {
+            while await h.outcomes.items.filter({ $0.id == "\(request.idempotencyKey):outcome" }).count < 2,
+                ContinuousClock.now < deadline
+            {
                 try await Task.sleep(for: .milliseconds(50))
             }
             let copies = await h.outcomes.items.filter { $0.id == "\(request.idempotencyKey):outcome" }
@@ -333,7 +375,10 @@ struct ActuatorIntegrationTests {
 
             let result = try await h.actuator().perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             let newId = try #require(outcome.instanceId)
             #expect(newId != old.instanceId)
@@ -345,7 +390,8 @@ struct ActuatorIntegrationTests {
             #expect(h.log.actions("RunInstances").count == 1)
             #expect(h.log.actions("TerminateInstances").isEmpty, "the old instance is never terminated")
             // The Elastic IP moved; the old instance is stopped and tagged; the new one carries the tags.
-            #expect(try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId == newId)
+            #expect(
+                try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId == newId)
             let oldNow = try await h.instance(old.instanceId, h.ec2)
             #expect(oldNow.state == .stopped)
             #expect(oldNow.tags["AutoRecovery:ReplacedBy"] == newId)
@@ -359,7 +405,8 @@ struct ActuatorIntegrationTests {
             #expect(replacement.subnetId == old.subnetId)
             let published = try #require(await h.outcome(request.idempotencyKey))
             #expect(published.body.instanceId == newId)
-            let notice = try #require(await h.notices.wait { $0.body.kind == .actionSucceeded && $0.body.target == target })
+            let notice = try #require(
+                await h.notices.wait { $0.body.kind == .actionSucceeded && $0.body.target == target })
             #expect(notice.body.instanceId == newId)
             #expect(notice.body.detail?.contains(old.instanceId) == true)
 
@@ -369,11 +416,15 @@ struct ActuatorIntegrationTests {
             #expect(again == .republished(outcome))
             #expect(h.log.mutations.count == before, "no AWS mutation for a completed step")
             let deadline = ContinuousClock.now + .seconds(10)
-            while await h.outcomes.items.filter({ $0.id == "\(request.idempotencyKey):outcome" }).count < 2, ContinuousClock.now < deadline {
+            while await h.outcomes.items.filter({ $0.id == "\(request.idempotencyKey):outcome" }).count < 2,
+                ContinuousClock.now < deadline
+            {
                 try await Task.sleep(for: .milliseconds(50))
             }
             let copies = await h.outcomes.items.filter { $0.id == "\(request.idempotencyKey):outcome" }
-            #expect(copies.count == 2 && copies.allSatisfy { $0.body == outcome }, "the recorded outcome, republished with the same id")
+            #expect(
+                copies.count == 2 && copies.allSatisfy { $0.body == outcome },
+                "the recorded outcome, republished with the same id")
         }
     }
 
@@ -386,7 +437,10 @@ struct ActuatorIntegrationTests {
 
             let result = try await h.actuator().perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .humanNeeded)
             #expect(outcome.reason?.contains("no completed snapshot tagged AutoRecovery:Name=\(target)") == true)
             #expect(outcome.reason?.contains("nothing was launched") == true)
@@ -405,16 +459,19 @@ struct ActuatorIntegrationTests {
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             _ = try await h.snapshot(target, h.ec2)
             // The request names an Elastic IP that does not exist: the move fails after the launch.
-            let request = h.request(.reprovision, target: target, instance: old.instanceId, allocation: "eipalloc-0000000000000dead")
+            let request = h.request(
+                .reprovision, target: target, instance: old.instanceId, allocation: "eipalloc-0000000000000dead")
 
             let result = try await h.actuator().perform(request)
 
             let record = try #require(try await h.records.load(request.idempotencyKey))
             let launchedId = try #require(record.resources.newInstanceId)
             ActuatorExpectations.abandonedReplacement(
-                result, failedAt: "AssociateAddress", record: record, replacement: try await h.instance(launchedId, h.ec2),
+                result, failedAt: "AssociateAddress", record: record,
+                replacement: try await h.instance(launchedId, h.ec2),
                 old: try await h.instance(old.instanceId, h.ec2))
-            let notice = try #require(await h.notices.wait { $0.body.kind == .actionFailed && $0.body.target == target })
+            let notice = try #require(
+                await h.notices.wait { $0.body.kind == .actionFailed && $0.body.target == target })
             #expect(notice.body.nextStep == .failover)
             #expect(notice.body.detail?.contains("abandoned") == true, "the notice quotes the record's notes")
         }
@@ -435,18 +492,25 @@ struct ActuatorIntegrationTests {
             _ = try await route53.upsertARecord(hostedZoneId: zone.id, name: record, addresses: [primary.publicIp])
             await h.cleanup.add {
                 for set in try await route53.listResourceRecordSets(hostedZoneId: zone.id) where set.type == .a {
-                    _ = try await route53.changeResourceRecordSets(hostedZoneId: zone.id, changes: [.init(.delete, set)])
+                    _ = try await route53.changeResourceRecordSets(
+                        hostedZoneId: zone.id, changes: [.init(.delete, set)])
                 }
                 try await route53.deleteHostedZone(zone.id)
             }
-            let config = try ActuatorConfig(file: TargetConfigFile(data: Data("""
-                {"targets": {"\(target)": {"dr": {"hosted_zone_id": "\(zone.id)", "record_name": "\(record)", "instance_type": "t3.small"}}}}
-                """.utf8)), defaultDRRegion: "us-west-2")
+            let config = try ActuatorConfig(
+                file: TargetConfigFile(
+                    data: Data(
+                        """
+                        {"targets": {"\(target)": {"dr": {"hosted_zone_id": "\(zone.id)", "record_name": "\(record)", "instance_type": "t3.small"}}}}
+                        """.utf8)), defaultDRRegion: "us-west-2")
             let request = h.request(.failover, target: target, instance: old.instanceId, destination: "us-west-2")
 
             let result = try await h.actuator(config: config).perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             #expect(outcome.region == "us-west-2")
             let newId = try #require(outcome.instanceId)
@@ -500,7 +564,9 @@ struct ActuatorIntegrationTests {
             }
             #expect(outcomes.count == 2 && outcomes[0] == outcomes[1], "\(results)")
             #expect(results.filter { if case .completed = $0 { true } else { false } }.count == 1)
-            #expect(try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId == outcomes.first?.instanceId)
+            #expect(
+                try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId
+                    == outcomes.first?.instanceId)
         }
     }
 
@@ -522,18 +588,25 @@ struct ActuatorIntegrationTests {
             #expect(halfway.status == .inProgress)
             #expect(halfway.done.last == .launch)
             let launchedId = try #require(halfway.resources.newInstanceId)
-            #expect(try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId == old.instanceId,
-                    "the address has not moved yet")
+            #expect(
+                try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId
+                    == old.instanceId,
+                "the address has not moved yet")
 
             // The next actor waits for the dead one's lock to expire, then resumes from the record.
             let result = try await h.actuator("actuator-next").perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded)
             #expect(outcome.instanceId == launchedId, "the instance the first actor launched")
             #expect(h.log.actions("RunInstances").count == 1, "no second launch")
             #expect(h.log.actions("RegisterImage").count == 1, "no second image")
-            #expect(try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId == launchedId)
+            #expect(
+                try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId
+                    == launchedId)
             #expect(try await h.instance(old.instanceId, h.ec2).state == .stopped)
             let final = try #require(try await h.records.load(request.idempotencyKey))
             #expect(final.attempts == 2)
@@ -567,7 +640,10 @@ struct ActuatorIntegrationTests {
 
             let result = try await stale.perform(request)
 
-            guard case .leaseLost(let reason) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .leaseLost(let reason) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(reason.contains("no longer held"))
             #expect(reason.contains("RunInstances"), "it stopped right before the launch")
             #expect(h.log.actions("RunInstances").isEmpty)
@@ -575,7 +651,8 @@ struct ActuatorIntegrationTests {
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.status == .inProgress)
             #expect(record.notes.contains { $0.contains("actuator-stale stopped") })
-            let event = try #require(await h.history.wait { $0.body.kind == .leaseLost && $0.body.idempotencyKey == request.idempotencyKey })
+            let event = try #require(
+                await h.history.wait { $0.body.kind == .leaseLost && $0.body.idempotencyKey == request.idempotencyKey })
             #expect(event.body.actor == "actuator-stale")
             #expect(try #require(successor.withLock { $0 }).fencingToken > (event.body.fencingToken ?? .max))
             // The successor's lock is untouched by the stale actor.
@@ -593,16 +670,23 @@ struct ActuatorIntegrationTests {
             _ = try await h.elasticIP(on: old.instanceId, h.ec2)
             _ = try await h.snapshot(target, h.ec2)
             _ = try await h.snapshot(target, h.dr)
-            let config = try ActuatorConfig(file: TargetConfigFile(data: Data("""
-                {"targets": {"\(target)": {"dry_run": true, "dr": {"hosted_zone_id": "Z123", "record_name": "www.example.com"}}}}
-                """.utf8)), defaultDRRegion: "us-west-2")
+            let config = try ActuatorConfig(
+                file: TargetConfigFile(
+                    data: Data(
+                        """
+                        {"targets": {"\(target)": {"dry_run": true, "dr": {"hosted_zone_id": "Z123", "record_name": "www.example.com"}}}}
+                        """.utf8)), defaultDRRegion: "us-west-2")
             let actuator = h.actuator(config: config)
 
             var plans: [RecoveryStep: ActionOutcome] = [:]
             for step in [RecoveryStep.restart, .reprovision, .failover] {
-                let request = h.request(step, target: target, instance: old.instanceId,
-                                        destination: step == .failover ? "us-west-2" : "us-east-1")
-                guard case .completed(let outcome) = try await actuator.perform(request) else { Issue.record("\(step) did not complete"); continue }
+                let request = h.request(
+                    step, target: target, instance: old.instanceId,
+                    destination: step == .failover ? "us-west-2" : "us-east-1")
+                guard case .completed(let outcome) = try await actuator.perform(request) else {
+                    Issue.record("\(step) did not complete")
+                    continue
+                }
                 plans[step] = outcome
                 let record = try #require(try await h.records.load(request.idempotencyKey))
                 #expect(record.dryRun)
@@ -610,23 +694,36 @@ struct ActuatorIntegrationTests {
             }
 
             #expect(h.log.mutations.isEmpty, "no mutating call: \(h.log.mutations)")
-            #expect(Set(h.log.all.map(\.action)).isSubset(of: ["DescribeInstances", "DescribeAddresses", "DescribeSnapshots", "DescribeImages", "DescribeVolumes"]))
+            #expect(
+                Set(h.log.all.map(\.action)).isSubset(of: [
+                    "DescribeInstances", "DescribeAddresses", "DescribeSnapshots", "DescribeImages", "DescribeVolumes",
+                ]))
             for (step, outcome) in plans {
                 #expect(outcome.status == .failed, "a dry run is never reported as done (\(step))")
                 #expect(outcome.instanceId == nil)
                 #expect(outcome.reason?.hasPrefix("dry run, nothing was changed") == true)
             }
-            #expect(plans[.restart]?.reason?.contains("ec2:RebootInstances [us-east-1] InstanceId=\(old.instanceId)") == true)
+            #expect(
+                plans[.restart]?.reason?.contains("ec2:RebootInstances [us-east-1] InstanceId=\(old.instanceId)")
+                    == true)
             #expect(plans[.restart]?.reason?.contains("ec2:StopInstances") == true)
             let reprovision = try #require(plans[.reprovision]?.reason)
-            for call in ["ec2:RegisterImage [us-east-1]", "ec2:RunInstances [us-east-1]", "ec2:AssociateAddress", "ec2:CreateTags", "ec2:StopInstances"] {
+            for call in [
+                "ec2:RegisterImage [us-east-1]", "ec2:RunInstances [us-east-1]", "ec2:AssociateAddress",
+                "ec2:CreateTags", "ec2:StopInstances",
+            ] {
                 #expect(reprovision.contains(call), "\(call) in \(reprovision)")
             }
             let failover = try #require(plans[.failover]?.reason)
-            for call in ["ec2:RunInstances [us-west-2]", "ec2:AllocateAddress [us-west-2]", "route53:ChangeResourceRecordSets [global]"] {
+            for call in [
+                "ec2:RunInstances [us-west-2]", "ec2:AllocateAddress [us-west-2]",
+                "route53:ChangeResourceRecordSets [global]",
+            ] {
                 #expect(failover.contains(call), "\(call) in \(failover)")
             }
-            #expect(await h.notices.wait { $0.body.kind == .actionFailed && $0.body.detail?.hasPrefix("DRY RUN") == true } != nil)
+            #expect(
+                await h.notices.wait { $0.body.kind == .actionFailed && $0.body.detail?.hasPrefix("DRY RUN") == true }
+                    != nil)
         }
     }
 
@@ -647,29 +744,37 @@ struct ActuatorIntegrationTests {
             _ = try await route53.upsertARecord(hostedZoneId: zone.id, name: record, addresses: ["192.0.2.10"])
             await h.cleanup.add {
                 for set in try await route53.listResourceRecordSets(hostedZoneId: zone.id) where set.type == .a {
-                    _ = try await route53.changeResourceRecordSets(hostedZoneId: zone.id, changes: [.init(.delete, set)])
+                    _ = try await route53.changeResourceRecordSets(
+                        hostedZoneId: zone.id, changes: [.init(.delete, set)])
                 }
                 try await route53.deleteHostedZone(zone.id)
             }
-            let config = try ActuatorConfig(file: TargetConfigFile(data: Data("""
-                {"defaults": {"dr_region": "us-west-2"},
-                 "targets": {
-                   "\(ready)": {"dr": {"subnet_id": "subnet-dr1", "security_group_ids": ["sg-dr1"], "instance_type": "t3.micro",
-                                       "elastic_ip_allocation_id": "\(drAddress.allocationId!)",
-                                       "hosted_zone_id": "\(zone.id)", "record_name": "\(record)"}},
-                   "\(broken)": {"dr": {"hosted_zone_id": "\(zone.id)", "record_name": "missing.\(record)"}}}}
-                """.utf8)))
+            let config = try ActuatorConfig(
+                file: TargetConfigFile(
+                    data: Data(
+                        """
+                        {"defaults": {"dr_region": "us-west-2"},
+                         "targets": {
+                           "\(ready)": {"dr": {"subnet_id": "subnet-dr1", "security_group_ids": ["sg-dr1"], "instance_type": "t3.micro",
+                                               "elastic_ip_allocation_id": "\(drAddress.allocationId!)",
+                                               "hosted_zone_id": "\(zone.id)", "record_name": "\(record)"}},
+                           "\(broken)": {"dr": {"hosted_zone_id": "\(zone.id)", "record_name": "missing.\(record)"}}}}
+                        """.utf8)))
             func target(_ name: String) -> Target {
-                Target(identity: TargetIdentity(name: name, homeRegion: "us-east-1", drRegion: "us-west-2"),
-                       instance: InstanceRef(id: "i-\(name)", region: "us-east-1"), instanceState: "running", healthURL: nil,
-                       settings: TargetSettings())
+                Target(
+                    identity: TargetIdentity(name: name, homeRegion: "us-east-1", drRegion: "us-west-2"),
+                    instance: InstanceRef(id: "i-\(name)", region: "us-east-1"), instanceState: "running",
+                    healthURL: nil,
+                    settings: TargetSettings())
             }
             let pfTargets = [target(ready), target(broken)]
-            let preflight = DRPreflight(ec2: EC2Client(h.aws), route53: Route53Client(h.aws), config: config, logger: Logger(label: "pf"))
+            let preflight = DRPreflight(
+                ec2: EC2Client(h.aws), route53: Route53Client(h.aws), config: config, logger: Logger(label: "pf"))
             let scheduled = ScheduledPreflight(
                 preflight: preflight, catalog: { [pfTargets] in pfTargets },
                 claims: RedisKeyValueStore(client: h.redis, keyspace: h.world.keyspace), publisher: h.publisher,
-                topology: h.world.topology, interval: .seconds(86_400), workerId: "actuator-pf", logger: Logger(label: "pf"))
+                topology: h.world.topology, interval: .seconds(86_400), workerId: "actuator-pf",
+                logger: Logger(label: "pf"))
 
             let report = try await scheduled.runOnce(id: "preflight:\(h.world.prefix)")
 
@@ -686,7 +791,8 @@ struct ActuatorIntegrationTests {
             #expect(bad.problems.contains { $0.contains("DR settings incomplete") })
             #expect(bad.problems.contains { $0.contains("does not exist in hosted zone") })
             #expect(h.log.mutations.isEmpty, "the pre-flight only reads")
-            let notice = try #require(await h.notices.wait { $0.body.kind == .drPreflight && $0.id == "preflight:\(h.world.prefix)" })
+            let notice = try #require(
+                await h.notices.wait { $0.body.kind == .drPreflight && $0.id == "preflight:\(h.world.prefix)" })
             #expect(notice.body.targets == [broken])
             #expect(notice.body.detail?.contains(broken) == true)
         }

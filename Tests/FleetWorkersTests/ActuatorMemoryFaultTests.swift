@@ -40,8 +40,12 @@ struct ActuatorMemoryFaultTests {
         h.lockClock.advance(ActuatorHarness.fastOptions("x").lockTTL + .seconds(1))
         let result = try await h.actuator("actuator-next").perform(request)
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
-        #expect(outcome.status == .succeeded && outcome.instanceId == launchedId, "the instance the first actor launched")
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(
+            outcome.status == .succeeded && outcome.instanceId == launchedId, "the instance the first actor launched")
         #expect(h.aws.calls("RunInstances").count == 1, "no second launch")
         #expect(h.aws.calls("RegisterImage").count == 1, "no second image")
         #expect(h.ec2.address(allocation)?.instanceId == launchedId)
@@ -70,8 +74,13 @@ struct ActuatorMemoryFaultTests {
 
         let result = try await stale.perform(request)
 
-        guard case .leaseLost(let reason) = result else { Issue.record("unexpected \(result)"); return }
-        #expect(reason.contains("no longer held") && reason.contains("RunInstances"), "it stopped right before the launch: \(reason)")
+        guard case .leaseLost(let reason) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(
+            reason.contains("no longer held") && reason.contains("RunInstances"),
+            "it stopped right before the launch: \(reason)")
         #expect(h.aws.calls("RunInstances").isEmpty)
         #expect(h.operations() == ["RegisterImage"])
         let record = try #require(try await h.records.load(request.idempotencyKey))
@@ -98,14 +107,19 @@ struct ActuatorMemoryFaultTests {
                 await locks.expire("web")
                 let lease = try #require(try await locks.acquire(name: "web", ttl: .seconds(30)))
                 var taken = try #require(try await records.load(key))
-                (taken.owner, taken.fencingToken, taken.attempts) = ("actuator-next", lease.fencingToken, taken.attempts + 1)
+                (taken.owner, taken.fencingToken, taken.attempts) = (
+                    "actuator-next", lease.fencingToken, taken.attempts + 1
+                )
                 try await records.save(taken)
             }
         }
 
         let result = try await stale.perform(request)
 
-        guard case .leaseLost(let reason) = result else { Issue.record("unexpected \(result)"); return }
+        guard case .leaseLost(let reason) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
         #expect(reason.contains("actuator-next under fencing token 2, newer than 1"), "\(reason)")
         #expect(h.operations() == ["RegisterImage", "RunInstances"], "nothing after the fence")
         #expect(h.ec2.address(allocation)?.instanceId == old.instanceId, "the address was not moved by the stale actor")
@@ -121,11 +135,14 @@ struct ActuatorMemoryFaultTests {
         h.aws.throttle("RunInstances")
         let source = MemoryDeliverySource(queue: h.topology.actionRequestsQueue)
         let loop = MessageWorker<Envelope<ActionRequest>>(
-            consumer: source, deadLetters: DeadLetterSink(publisher: h.publisher, topology: h.topology, workerName: "actuator-test"),
-            expecting: .actionRequest, logger: Logger(label: "actuator-queue"), senders: nil, handler: h.actuator().handle)
+            consumer: source,
+            deadLetters: DeadLetterSink(publisher: h.publisher, topology: h.topology, workerName: "actuator-test"),
+            expecting: .actionRequest, logger: Logger(label: "actuator-queue"), senders: nil,
+            handler: h.actuator().handle)
         let running = Task { await loop.run() }
-        let envelope = Envelope(type: .actionRequest, id: request.idempotencyKey, correlationId: request.incidentId, target: "web",
-                                instanceId: old.instanceId, occurredAt: Date(), body: request)
+        let envelope = Envelope(
+            type: .actionRequest, id: request.idempotencyKey, correlationId: request.incidentId, target: "web",
+            instanceId: old.instanceId, occurredAt: Date(), body: request)
         source.deliver(try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: envelope.id))
 
         let deadline = ContinuousClock.now + .seconds(30)
@@ -134,16 +151,22 @@ struct ActuatorMemoryFaultTests {
         await running.value
 
         let acked = try #require(source.acked.first, "the request was finished")
-        #expect(acked.redelivered && acked.deliveryCount == 1, "the first delivery was handed back, the second finished it")
+        #expect(
+            acked.redelivered && acked.deliveryCount == 1, "the first delivery was handed back, the second finished it")
         #expect(h.aws.calls("RunInstances").map(\.error) == ["RequestLimitExceeded", nil])
         #expect(h.aws.calls("RegisterImage").count == 1, "the image registered before the throttle is reused")
         let outcome = try #require(h.outcomes(request.idempotencyKey).first?.body)
         #expect(outcome.status == .succeeded)
-        #expect(h.ec2.instances.filter { $0.tags["AutoRecovery:ReplacementOf"] == old.instanceId }.count == 1, "one replacement")
+        #expect(
+            h.ec2.instances.filter { $0.tags["AutoRecovery:ReplacementOf"] == old.instanceId }.count == 1,
+            "one replacement")
         #expect(h.ec2.address(allocation)?.instanceId == outcome.instanceId)
         let record = try #require(try await h.records.load(request.idempotencyKey))
         #expect(record.attempts == 2)
-        #expect(record.notes.contains { $0.contains("attempt 1 of 4 stopped by a passing error") && $0.contains("RequestLimitExceeded") })
+        #expect(
+            record.notes.contains {
+                $0.contains("attempt 1 of 4 stopped by a passing error") && $0.contains("RequestLimitExceeded")
+            })
     }
 
     @Test func aThrottleThatOutlastsEveryAttemptFailsTheStepAndLaunchesNothing() async throws {
@@ -153,10 +176,15 @@ struct ActuatorMemoryFaultTests {
         h.aws.throttle("RegisterImage", times: 10)
         let actuator = h.actuator { $0.maxAttempts = 2 }
 
-        await #expect(throws: ActuatorError.self, "the first attempt hands the request back") { try await actuator.perform(request) }
+        await #expect(throws: ActuatorError.self, "the first attempt hands the request back") {
+            try await actuator.perform(request)
+        }
         let result = try await actuator.perform(request)
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
         #expect(outcome.status == .failed)
         #expect(outcome.reason?.contains("gave up after 2 attempts") == true, "\(outcome.reason ?? "")")
         #expect(h.aws.calls("RegisterImage").count == 2 && h.aws.calls("RunInstances").isEmpty)
@@ -168,8 +196,11 @@ struct ActuatorMemoryFaultTests {
         let h = MemoryActuatorHarness()
         let (old, allocation) = reprovisionable(h)
         let request = h.request(.reprovision, target: "web", instance: old.instanceId)
-        h.aws.fail("AssociateAddress", with: AWSError(kind: .clientError, service: "EC2", operation: "AssociateAddress", region: "us-east-1",
-                                                      httpStatus: 400, code: "InvalidNetworkInterfaceID.NotFound", message: "refused (injected)"))
+        h.aws.fail(
+            "AssociateAddress",
+            with: AWSError(
+                kind: .clientError, service: "EC2", operation: "AssociateAddress", region: "us-east-1",
+                httpStatus: 400, code: "InvalidNetworkInterfaceID.NotFound", message: "refused (injected)"))
 
         let result = try await h.actuator().perform(request)
 
@@ -186,12 +217,18 @@ struct ActuatorMemoryFaultTests {
     @Test func anIdentityWithoutPermissionStopsTheStepForAPerson() async throws {
         let h = MemoryActuatorHarness()
         let instance = h.launchTarget("web")
-        h.aws.fail("RebootInstances", with: AWSError(kind: .accessDenied, service: "EC2", operation: "RebootInstances", region: "us-east-1",
-                                                     httpStatus: 403, code: "UnauthorizedOperation", message: "not allowed (injected)"))
+        h.aws.fail(
+            "RebootInstances",
+            with: AWSError(
+                kind: .accessDenied, service: "EC2", operation: "RebootInstances", region: "us-east-1",
+                httpStatus: 403, code: "UnauthorizedOperation", message: "not allowed (injected)"))
 
         let result = try await h.actuator().perform(h.request(.restart, target: "web", instance: instance.instanceId))
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
         #expect(outcome.status == .humanNeeded)
         #expect(outcome.reason?.contains("cannot do this: grant it") == true, "\(outcome.reason ?? "")")
         #expect(h.operations().isEmpty)
@@ -203,21 +240,30 @@ struct ActuatorMemoryFaultTests {
         let old = h.launchTarget("web")
         _ = h.dr.addSnapshot(tags: ["AutoRecovery:Name": "web"])
         h.aws.outage(region: "us-east-1")
-        let config = try ActuatorConfig(file: TargetConfigFile(data: Data("""
-            {"targets": {"web": {"health_url": "\(MemorySite.url)",
-                                 "dr": {"instance_type": "t3.small", "subnet_id": "subnet-dr", "security_group_ids": ["sg-dr"]}}}}
-            """.utf8)), defaultDRRegion: "us-west-2")
+        let config = try ActuatorConfig(
+            file: TargetConfigFile(
+                data: Data(
+                    """
+                    {"targets": {"web": {"health_url": "\(MemorySite.url)",
+                                         "dr": {"instance_type": "t3.small", "subnet_id": "subnet-dr", "security_group_ids": ["sg-dr"]}}}}
+                    """.utf8)), defaultDRRegion: "us-west-2")
 
         let result = try await h.actuator(config: config)
             .perform(h.request(.failover, target: "web", instance: old.instanceId, destination: "us-west-2"))
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
         #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
         let launched = try #require(h.dr.instances.first { $0.instanceId == outcome.instanceId })
-        #expect(launched.instanceType == "t3.small" && launched.subnetId == "subnet-dr" && launched.securityGroupIds == ["sg-dr"])
+        #expect(
+            launched.instanceType == "t3.small" && launched.subnetId == "subnet-dr"
+                && launched.securityGroupIds == ["sg-dr"])
         #expect(h.ec2.instance(old.instanceId)?.state == .running, "the unreachable region was not changed")
         let record = try #require(try await h.records.load(outcome.idempotencyKey))
-        #expect(record.notes.contains { $0.contains("did not answer") && $0.contains("launching from the DR settings") })
+        #expect(
+            record.notes.contains { $0.contains("did not answer") && $0.contains("launching from the DR settings") })
         #expect(record.notes.contains { $0.contains("could not stop the old instance") })
         #expect(record.summary?.contains("NOT stopped") == true)
     }

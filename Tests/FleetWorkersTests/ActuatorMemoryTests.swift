@@ -19,8 +19,9 @@ final class MemorySite: HTTPExecuting {
 
     func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
         let ok = healthy.load(ordering: .relaxed)
-        return HTTPResponse(status: ok ? 200 : 503, headers: [], body: Array((ok ? "ok" : "down").utf8),
-                            timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
+        return HTTPResponse(
+            status: ok ? 200 : 503, headers: [], body: Array((ok ? "ok" : "down").utf8),
+            timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
     }
 }
 
@@ -48,12 +49,16 @@ final class MemoryActuatorHarness: Sendable {
         ssm = MemorySSM(aws: aws)
         let clock = lockClock
         locks = MemoryLockStore(now: { clock.now })
-        for (queue, patterns) in topology.workQueues { _ = broker.queue(queue, boundTo: topology.exchange, patterns: patterns) }
+        for (queue, patterns) in topology.workQueues {
+            _ = broker.queue(queue, boundTo: topology.exchange, patterns: patterns)
+        }
         publisher = MemoryPublisher(broker: broker, user: "actuator")
     }
 
-    func actuator(_ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), clockAhead: TimeInterval = 0,
-                  _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }) -> ActuatorWorker {
+    func actuator(
+        _ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), clockAhead: TimeInterval = 0,
+        _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
+    ) -> ActuatorWorker {
         var options = ActuatorHarness.fastOptions(id)
         tweak(&options)
         var logger = Logger(label: id)
@@ -63,19 +68,25 @@ final class MemoryActuatorHarness: Sendable {
             publisher: publisher, topology: topology, config: config, logger: logger, clock: { Date() + clockAhead })
     }
 
-    func request(_ step: RecoveryStep, target: String, instance: String, allocation: String? = nil,
-                 destination: String = "us-east-1", deadline: TimeInterval = 300) -> ActionRequest {
+    func request(
+        _ step: RecoveryStep, target: String, instance: String, allocation: String? = nil,
+        destination: String = "us-east-1", deadline: TimeInterval = 300
+    ) -> ActionRequest {
         let incident = "inc-\(target)-1"
         return ActionRequest(
-            idempotencyKey: ActionRequest.key(target: target, incidentId: incident, step: step), target: target, incidentId: incident,
-            step: step, instanceId: instance, region: "us-east-1", destinationRegion: destination, elasticIpAllocationId: allocation,
+            idempotencyKey: ActionRequest.key(target: target, incidentId: incident, step: step), target: target,
+            incidentId: incident,
+            step: step, instanceId: instance, region: "us-east-1", destinationRegion: destination,
+            elasticIpAllocationId: allocation,
             requestedAt: Date(), deadline: Date().addingTimeInterval(deadline), requestedBy: nil)
     }
 
     /// A running instance that opts in as `target`, with the site as its health URL and a tag of its own.
     func launchTarget(_ target: String) -> EC2Instance {
-        ec2.addInstance(tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": target, "AutoRecovery:HealthUrl": MemorySite.url,
-                               "team": "web"])
+        ec2.addInstance(tags: [
+            "AutoRecovery": "enabled", "AutoRecovery:Name": target, "AutoRecovery:HealthUrl": MemorySite.url,
+            "team": "web",
+        ])
     }
 
     /// The envelopes of one type the actuator published, decoded.
@@ -103,7 +114,10 @@ struct ActuatorMemoryTests {
 
         let result = try await h.actuator().perform(request)
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
         #expect(outcome.status == .succeeded)
         #expect(outcome.instanceId == nil, "a restart keeps the instance")
         #expect(h.operations() == ["RebootInstances"], "no stop/start when the site answers after the reboot")
@@ -138,16 +152,22 @@ struct ActuatorMemoryTests {
 
         let result = try await actuator.perform(request)
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
         #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
         #expect(h.operations() == ["RebootInstances", "StopInstances", "StartInstances", "AssociateAddress"])
         #expect(h.ec2.address(allocation)?.instanceId == instance.instanceId, "the Elastic IP is on the instance again")
         #expect(h.ec2.instance(instance.instanceId)?.state == .running)
         #expect(h.ec2.instance(instance.instanceId)?.publicIpAddress == address.publicIp)
         let record = try #require(try await h.records.load(request.idempotencyKey))
-        #expect(record.done.contains(.rebootUnhealthy) && record.done.contains(.stopped) && record.done.contains(.running))
+        #expect(
+            record.done.contains(.rebootUnhealthy) && record.done.contains(.stopped) && record.done.contains(.running))
         #expect(record.done.contains(.eip) && record.done.contains(.finalCheck))
-        #expect(h.notices.contains { $0.id == "\(request.idempotencyKey):actuator:stop_start" }, "a notice says it is being stopped")
+        #expect(
+            h.notices.contains { $0.id == "\(request.idempotencyKey):actuator:stop_start" },
+            "a notice says it is being stopped")
     }
 
     @Test func reprovisionUsesTheNewestTaggedSnapshotMovesTheElasticIPAndKeepsTheOldInstance() async throws {
@@ -157,21 +177,26 @@ struct ActuatorMemoryTests {
         let now = Date()
         _ = h.ec2.addSnapshot(tags: ["AutoRecovery:Name": "web"], startTime: now.addingTimeInterval(-7200))
         let newest = h.ec2.addSnapshot(tags: ["AutoRecovery:Name": "web"], startTime: now.addingTimeInterval(-600))
-        _ = h.ec2.addSnapshot(tags: ["AutoRecovery:Name": "web"], startTime: now.addingTimeInterval(-60), state: "pending")
+        _ = h.ec2.addSnapshot(
+            tags: ["AutoRecovery:Name": "web"], startTime: now.addingTimeInterval(-60), state: "pending")
         _ = h.ec2.addSnapshot(tags: ["AutoRecovery:Name": "shop"], startTime: now.addingTimeInterval(-30))
         _ = h.dr.addSnapshot(tags: ["AutoRecovery:Name": "web"], startTime: now.addingTimeInterval(-10))
         let request = h.request(.reprovision, target: "web", instance: old.instanceId)
 
         let result = try await h.actuator().perform(request)
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
         #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
         let newId = try #require(outcome.instanceId)
         #expect(newId != old.instanceId && outcome.region == "us-east-1")
         let image = try #require(h.ec2.ownImages.first)
         #expect(h.ec2.ownImages.count == 1)
-        #expect(image.blockDeviceMappings.first?.ebs?.snapshotId == newest.snapshotId,
-                "the newest completed snapshot of this target in this region")
+        #expect(
+            image.blockDeviceMappings.first?.ebs?.snapshotId == newest.snapshotId,
+            "the newest completed snapshot of this target in this region")
         #expect(h.aws.calls("RunInstances").map(\.region) == ["us-east-1"])
         #expect(h.ec2.address(try #require(address.allocationId))?.instanceId == newId, "the Elastic IP moved")
         let oldNow = try #require(h.ec2.instance(old.instanceId))
@@ -190,7 +215,9 @@ struct ActuatorMemoryTests {
         let again = try await h.actuator("actuator-b").perform(request)
         #expect(again == .republished(outcome))
         #expect(h.aws.mutations.count == before, "no AWS mutation for a completed step")
-        #expect(h.outcomes(request.idempotencyKey).map(\.body) == [outcome, outcome], "the recorded outcome, with the same id")
+        #expect(
+            h.outcomes(request.idempotencyKey).map(\.body) == [outcome, outcome],
+            "the recorded outcome, with the same id")
     }
 
     @Test func failoverLaunchesInTheDRRegionAttachesTheDRAddressAndMovesTheRecord() async throws {
@@ -199,20 +226,28 @@ struct ActuatorMemoryTests {
         let primary = h.ec2.addAddress(on: old.instanceId)
         _ = h.dr.addSnapshot(tags: ["AutoRecovery:Name": "web"])
         let zone = h.route53.createHostedZone(name: "example.com")
-        _ = try await h.route53.upsertARecord(hostedZoneId: zone, name: "www.example.com", addresses: [primary.publicIp], ttl: 60, comment: nil)
-        let config = try ActuatorConfig(file: TargetConfigFile(data: Data("""
-            {"targets": {"web": {"dr": {"hosted_zone_id": "\(zone)", "record_name": "www.example.com", "instance_type": "t3.small"}}}}
-            """.utf8)), defaultDRRegion: "us-west-2")
+        _ = try await h.route53.upsertARecord(
+            hostedZoneId: zone, name: "www.example.com", addresses: [primary.publicIp], ttl: 60, comment: nil)
+        let config = try ActuatorConfig(
+            file: TargetConfigFile(
+                data: Data(
+                    """
+                    {"targets": {"web": {"dr": {"hosted_zone_id": "\(zone)", "record_name": "www.example.com", "instance_type": "t3.small"}}}}
+                    """.utf8)), defaultDRRegion: "us-west-2")
         let request = h.request(.failover, target: "web", instance: old.instanceId, destination: "us-west-2")
         let before = h.aws.calls.count
 
         let result = try await h.actuator(config: config).perform(request)
 
-        guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
         #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
         #expect(outcome.region == "us-west-2")
         let newId = try #require(outcome.instanceId)
-        let launched = try #require(h.dr.instances.first { $0.instanceId == newId }, "the new instance is in the DR region")
+        let launched = try #require(
+            h.dr.instances.first { $0.instanceId == newId }, "the new instance is in the DR region")
         #expect(launched.state == .running && launched.instanceType == "t3.small", "DR settings win")
         #expect(h.aws.calls("RunInstances").map(\.region) == ["us-west-2"])
         let drAddresses = h.dr.addresses.filter { $0.tags["AutoRecovery:DrFor"] == "web" }
@@ -224,8 +259,9 @@ struct ActuatorMemoryTests {
         #expect(h.aws.calls.dropFirst(before).contains { $0.operation == "GetChange" }, "waited for INSYNC")
         let oldNow = try #require(h.ec2.instance(old.instanceId))
         #expect(oldNow.state == .stopped && oldNow.tags["AutoRecovery:ReplacedBy"] == newId)
-        #expect(h.ec2.address(try #require(primary.allocationId))?.instanceId == old.instanceId,
-                "the primary address stays in us-east-1")
+        #expect(
+            h.ec2.address(try #require(primary.allocationId))?.instanceId == old.instanceId,
+            "the primary address stays in us-east-1")
     }
 
     @Test func aRequestDeliveredTwiceRunsOnceAndBothGetTheSameOutcome() async throws {
@@ -234,15 +270,20 @@ struct ActuatorMemoryTests {
         let request = h.request(.restart, target: "web", instance: instance.instanceId)
         let source = MemoryDeliverySource(queue: h.topology.actionRequestsQueue)
         let loop = MessageWorker<Envelope<ActionRequest>>(
-            consumer: source, deadLetters: DeadLetterSink(publisher: h.publisher, topology: h.topology, workerName: "actuator-test"),
-            expecting: .actionRequest, logger: Logger(label: "actuator-queue"), senders: nil, handler: h.actuator().handle)
+            consumer: source,
+            deadLetters: DeadLetterSink(publisher: h.publisher, topology: h.topology, workerName: "actuator-test"),
+            expecting: .actionRequest, logger: Logger(label: "actuator-queue"), senders: nil,
+            handler: h.actuator().handle)
         let running = Task { await loop.run(concurrency: 2) }
         // The decision worker publishes the request, and a restarted decision worker publishes it again.
-        let envelope = Envelope(type: .actionRequest, id: request.idempotencyKey, correlationId: request.incidentId, target: "web",
-                                instanceId: instance.instanceId, occurredAt: Date(), body: request)
+        let envelope = Envelope(
+            type: .actionRequest, id: request.idempotencyKey, correlationId: request.incidentId, target: "web",
+            instanceId: instance.instanceId, occurredAt: Date(), body: request)
         let body = try EnvelopeCodec.encode(envelope)
-        source.deliver(body, properties: AMQPProperties(messageId: envelope.id, type: MessageType.actionRequest.rawValue))
-        source.deliver(body, properties: AMQPProperties(messageId: envelope.id, type: MessageType.actionRequest.rawValue))
+        source.deliver(
+            body, properties: AMQPProperties(messageId: envelope.id, type: MessageType.actionRequest.rawValue))
+        source.deliver(
+            body, properties: AMQPProperties(messageId: envelope.id, type: MessageType.actionRequest.rawValue))
 
         let deadline = ContinuousClock.now + .seconds(30)
         while source.acked.count < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
@@ -262,27 +303,42 @@ struct ActuatorMemoryTests {
         h.ec2.addAddress(on: old.instanceId)
         _ = h.ec2.addSnapshot(tags: ["AutoRecovery:Name": "web"])
         _ = h.dr.addSnapshot(tags: ["AutoRecovery:Name": "web"])
-        let config = try ActuatorConfig(file: TargetConfigFile(data: Data("""
-            {"targets": {"web": {"dry_run": true, "dr": {"hosted_zone_id": "Z123", "record_name": "www.example.com"}}}}
-            """.utf8)), defaultDRRegion: "us-west-2")
+        let config = try ActuatorConfig(
+            file: TargetConfigFile(
+                data: Data(
+                    """
+                    {"targets": {"web": {"dry_run": true, "dr": {"hosted_zone_id": "Z123", "record_name": "www.example.com"}}}}
+                    """.utf8)), defaultDRRegion: "us-west-2")
         let actuator = h.actuator(config: config)
 
         var plans: [RecoveryStep: String] = [:]
         for step in [RecoveryStep.restart, .reprovision, .failover] {
-            let request = h.request(step, target: "web", instance: old.instanceId, destination: step == .failover ? "us-west-2" : "us-east-1")
-            guard case .completed(let outcome) = try await actuator.perform(request) else { Issue.record("\(step) did not complete"); continue }
-            #expect(outcome.status == .failed && outcome.instanceId == nil, "a dry run is never reported as done (\(step))")
+            let request = h.request(
+                step, target: "web", instance: old.instanceId,
+                destination: step == .failover ? "us-west-2" : "us-east-1")
+            guard case .completed(let outcome) = try await actuator.perform(request) else {
+                Issue.record("\(step) did not complete")
+                continue
+            }
+            #expect(
+                outcome.status == .failed && outcome.instanceId == nil, "a dry run is never reported as done (\(step))")
             plans[step] = outcome.reason
         }
 
         #expect(h.aws.calls.filter(\.isMutation).isEmpty, "no mutating call: \(h.aws.calls.filter(\.isMutation))")
         #expect(plans[.restart]?.contains("ec2:RebootInstances [us-east-1] InstanceId=\(old.instanceId)") == true)
         let reprovision = try #require(plans[.reprovision])
-        for call in ["ec2:RegisterImage [us-east-1]", "ec2:RunInstances [us-east-1]", "ec2:AssociateAddress", "ec2:StopInstances"] {
+        for call in [
+            "ec2:RegisterImage [us-east-1]", "ec2:RunInstances [us-east-1]", "ec2:AssociateAddress",
+            "ec2:StopInstances",
+        ] {
             #expect(reprovision.contains(call), "\(call) in \(reprovision)")
         }
         let failover = try #require(plans[.failover])
-        for call in ["ec2:RunInstances [us-west-2]", "ec2:AllocateAddress [us-west-2]", "route53:ChangeResourceRecordSets [global]"] {
+        for call in [
+            "ec2:RunInstances [us-west-2]", "ec2:AllocateAddress [us-west-2]",
+            "route53:ChangeResourceRecordSets [global]",
+        ] {
             #expect(failover.contains(call), "\(call) in \(failover)")
         }
     }

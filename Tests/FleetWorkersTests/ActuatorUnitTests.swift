@@ -9,14 +9,18 @@ import Testing
 /// the record's wire form.
 struct ActuatorUnitTests {
     @Test func drSettingsAreMergedFromDefaultsTargetAndEnvironment() throws {
-        let file = try TargetConfigFile(data: Data("""
-            {"defaults": {"dr_region": "us-west-2", "dr": {"subnet_id": "subnet-shared", "security_group_ids": ["sg-1"]}},
-             "targets": {"shop": {"dry_run": true, "dr": {"record_name": "shop.example.com", "subnet_id": "subnet-shop"}},
-                         "blog": {}}}
-            """.utf8))
-        let env = WorkerEnvironment(kind: "actuator", values: [
-            "DR_INSTANCE_TYPE": "t3.large", "DR_HOSTED_ZONE_ID": "Z1", "DR_SUBNET_ID": "subnet-env",
-        ])
+        let file = try TargetConfigFile(
+            data: Data(
+                """
+                {"defaults": {"dr_region": "us-west-2", "dr": {"subnet_id": "subnet-shared", "security_group_ids": ["sg-1"]}},
+                 "targets": {"shop": {"dry_run": true, "dr": {"record_name": "shop.example.com", "subnet_id": "subnet-shop"}},
+                             "blog": {}}}
+                """.utf8))
+        let env = WorkerEnvironment(
+            kind: "actuator",
+            values: [
+                "DR_INSTANCE_TYPE": "t3.large", "DR_HOSTED_ZONE_ID": "Z1", "DR_SUBNET_ID": "subnet-env",
+            ])
         var config = try ActuatorConfig.fromEnvironment(env)
         config.file = file
         let shop = try config.target("shop")
@@ -34,7 +38,8 @@ struct ActuatorUnitTests {
     }
 
     @Test func fleetWideDryRunAndBadValuesAreRefusedClearly() throws {
-        let dry = try ActuatorConfig.fromEnvironment(WorkerEnvironment(kind: "actuator", values: ["DRY_RUN": "true", "FLEET_TAG": "prod"]))
+        let dry = try ActuatorConfig.fromEnvironment(
+            WorkerEnvironment(kind: "actuator", values: ["DRY_RUN": "true", "FLEET_TAG": "prod"]))
         #expect(try dry.target("anything").dryRun)
         #expect(try dry.target("anything").fleetTag == "prod", "replacements keep the fleet tag")
         #expect(throws: ConfigurationError.self) {
@@ -61,7 +66,8 @@ struct ActuatorUnitTests {
 
     @Test func errorsAreClassifiedByWhatCanFixThem() {
         func aws(_ kind: AWSError.Kind, _ code: String? = nil) -> AWSError {
-            AWSError(kind: kind, service: "EC2", operation: "RunInstances", region: "us-east-1", code: code, message: "m")
+            AWSError(
+                kind: kind, service: "EC2", operation: "RunInstances", region: "us-east-1", code: code, message: "m")
         }
         func name(_ f: ActuatorWorker.Failure) -> String {
             switch f {
@@ -74,42 +80,55 @@ struct ActuatorUnitTests {
         #expect(name(ActuatorWorker.classify(aws(.throttling, "RequestLimitExceeded"))) == "retry")
         #expect(name(ActuatorWorker.classify(aws(.transport))) == "retry")
         #expect(name(ActuatorWorker.classify(aws(.clientError, "InstanceLimitExceeded"))) == "human")
-        #expect(name(ActuatorWorker.classify(aws(.clientError, "InsufficientInstanceCapacity"))) == "failed",
-                "another region may have capacity")
+        #expect(
+            name(ActuatorWorker.classify(aws(.clientError, "InsufficientInstanceCapacity"))) == "failed",
+            "another region may have capacity")
         #expect(name(ActuatorWorker.classify(ActuatorError.corruptRecord("x"))) == "human")
         #expect(name(ActuatorWorker.classify(CancellationError())) == "retry")
     }
 
     @Test func aDryRunIsNeverReportedAsDone() {
         let request = ActionRequest(
-            idempotencyKey: "shop/inc-1/reprovision", target: "shop", incidentId: "inc-1", step: .reprovision, instanceId: "i-1",
+            idempotencyKey: "shop/inc-1/reprovision", target: "shop", incidentId: "inc-1", step: .reprovision,
+            instanceId: "i-1",
             region: "us-east-1", destinationRegion: "us-east-1", elasticIpAllocationId: nil, requestedAt: Date(),
             deadline: Date(), requestedBy: nil)
         let outcome = ActuatorWorker.outcome(
-            for: request, result: .succeeded(summary: "dry run", newInstance: InstanceRef(id: "i-dry-run", region: "us-east-1")),
+            for: request,
+            result: .succeeded(summary: "dry run", newInstance: InstanceRef(id: "i-dry-run", region: "us-east-1")),
             dryRun: true, plannedCalls: ["ec2:RunInstances [us-east-1] ImageId=ami-1"])
         #expect(outcome.status == .failed)
         #expect(outcome.instanceId == nil)
-        #expect(outcome.reason == "dry run, nothing was changed: the step would run to its end. Calls it would make: ec2:RunInstances [us-east-1] ImageId=ami-1")
+        #expect(
+            outcome.reason
+                == "dry run, nothing was changed: the step would run to its end. Calls it would make: ec2:RunInstances [us-east-1] ImageId=ami-1"
+        )
         let real = ActuatorWorker.outcome(
             for: request, result: .succeeded(summary: "done", newInstance: InstanceRef(id: "i-2", region: "us-east-1")),
             dryRun: false, plannedCalls: [])
-        #expect(real == ActionOutcome(for: request, status: .succeeded, newInstance: InstanceRef(id: "i-2", region: "us-east-1")))
+        #expect(
+            real
+                == ActionOutcome(
+                    for: request, status: .succeeded, newInstance: InstanceRef(id: "i-2", region: "us-east-1")))
     }
 
     @Test func plannedCallsReadLikeTheAPI() {
-        let call = PlannedCall("ec2", "StopInstances", region: "us-east-1", [("InstanceId", "i-1")], if: "the site is still down")
+        let call = PlannedCall(
+            "ec2", "StopInstances", region: "us-east-1", [("InstanceId", "i-1")], if: "the site is still down")
         #expect(call.description == "if the site is still down: ec2:StopInstances [us-east-1] InstanceId=i-1")
     }
 
     @Test func stepRecordsRoundTripAndRefuseNewerSchemas() throws {
         let request = ActionRequest(
-            idempotencyKey: "shop/inc-1/restart", target: "shop", incidentId: "inc-1", step: .restart, instanceId: "i-1",
+            idempotencyKey: "shop/inc-1/restart", target: "shop", incidentId: "inc-1", step: .restart,
+            instanceId: "i-1",
             region: "us-east-1", destinationRegion: "us-east-1", elasticIpAllocationId: "eipalloc-1",
-            requestedAt: Date(timeIntervalSince1970: 1_800_000_000), deadline: Date(timeIntervalSince1970: 1_800_000_600),
+            requestedAt: Date(timeIntervalSince1970: 1_800_000_000),
+            deadline: Date(timeIntervalSince1970: 1_800_000_600),
             requestedBy: nil)
-        var record = StepRecord(request: request, owner: "actuator@a", fencingToken: 7, dryRun: false,
-                                now: Date(timeIntervalSince1970: 1_800_000_001))
+        var record = StepRecord(
+            request: request, owner: "actuator@a", fencingToken: 7, dryRun: false,
+            now: Date(timeIntervalSince1970: 1_800_000_001))
         record.done = [.inspect, .reboot]
         record.resources.allocationId = "eipalloc-1"
         let text = try record.encoded()

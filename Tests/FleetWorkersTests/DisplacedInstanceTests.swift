@@ -21,8 +21,10 @@ struct DisplacedInstanceTests {
         let name = "\(world.prefix)-orig"
         let original = try await world.launchTarget(name: name, healthURL: site.url)
         let replacement = try await world.launchTarget(name: name, healthURL: site.url)
-        _ = try await world.ec2.waitUntilRunning([original.instanceId, replacement.instanceId], interval: .milliseconds(100))
-        try await world.ec2.createTags(resourceIds: [original.instanceId], tags: [TargetCatalog.replacedByTag: replacement.instanceId])
+        _ = try await world.ec2.waitUntilRunning(
+            [original.instanceId, replacement.instanceId], interval: .milliseconds(100))
+        try await world.ec2.createTags(
+            resourceIds: [original.instanceId], tags: [TargetCatalog.replacedByTag: replacement.instanceId])
         let logger = Logger(label: "displaced-test")
         let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: .empty, fleet: world.prefix, logger: logger)
 
@@ -32,15 +34,17 @@ struct DisplacedInstanceTests {
 
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let consumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
+        let consumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
         let observations = Collector<ProbeResult>(consumer, type: .observation)
         var options = ProbeWorker.Options(proberId: "probe-displaced")
         options.tick = .milliseconds(100)
         options.statusInterval = .seconds(1)
         options.discoveryInterval = .seconds(30)
-        let probe = ProbeWorker(options: options, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
-                                claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
-                                topology: world.topology, logger: logger)
+        let probe = ProbeWorker(
+            options: options, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
+            claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
+            topology: world.topology, logger: logger)
         let run = Task { await probe.run() }
 
         // Running: reported under the original's id, healthy when its status checks pass.
@@ -58,8 +62,9 @@ struct DisplacedInstanceTests {
         try await Task.sleep(for: .seconds(1.5))
         let afterStop = await observations.items.filter { $0.body.instanceId == original.instanceId }.count
         try await Task.sleep(for: .seconds(2.5))
-        #expect(await observations.items.filter { $0.body.instanceId == original.instanceId }.count == afterStop,
-                "two more sweeps, no observation of a stopped original")
+        #expect(
+            await observations.items.filter { $0.body.instanceId == original.instanceId }.count == afterStop,
+            "two more sweeps, no observation of a stopped original")
 
         run.cancel()
         await run.value

@@ -43,9 +43,10 @@ struct HTTPContractTests {
                 answer: { path, status, body in http.script(base + path, .status(status, body)) },
                 seen: {
                     http.requests.map { request in
-                        Seen(method: request.method, path: String(request.url.dropFirst(base.count)),
-                             headers: request.headers.map { "\($0.name.lowercased()): \($0.value)" },
-                             body: String(decoding: request.body, as: UTF8.self))
+                        Seen(
+                            method: request.method, path: String(request.url.dropFirst(base.count)),
+                            headers: request.headers.map { "\($0.name.lowercased()): \($0.value)" },
+                            body: String(decoding: request.body, as: UTF8.self))
                     }
                 },
                 refusedURL: "http://127.0.0.1:9191", silentURL: "http://127.0.0.1:9090/never",
@@ -58,11 +59,14 @@ struct HTTPContractTests {
         let silent = try SilentListener()
         return Rig(
             http: http, baseURL: receiver.baseURL,
-            answer: { path, status, body in try await receiver.setStatus(status, forPathsStartingWith: path, answer: body, http: control) },
+            answer: { path, status, body in
+                try await receiver.setStatus(status, forPathsStartingWith: path, answer: body, http: control)
+            },
             seen: {
                 try await receiver.requests(http: control).map { request in
-                    Seen(method: request.method, path: request.path, headers: request.headers,
-                         body: String(decoding: request.body, as: UTF8.self))
+                    Seen(
+                        method: request.method, path: request.path, headers: request.headers,
+                        body: String(decoding: request.body, as: UTF8.self))
                 }
             },
             refusedURL: "http://127.0.0.1:\(closedPort)", silentURL: "http://127.0.0.1:\(silent.port)/never",
@@ -75,15 +79,19 @@ struct HTTPContractTests {
             })
     }
 
-    @Test("the server sees the method, headers and body sent; the status and body it answers come back", arguments: drivers)
+    @Test(
+        "the server sees the method, headers and body sent; the status and body it answers come back",
+        arguments: drivers)
     func requestAndAnswer(_ driver: String) async throws {
         let rig = try await Self.rig(driver)
         try await rig.answer("/hooks/a", 202, "accepted")
         try await rig.answer("/health", 503, "down for maintenance")
         let payload = #"{"text":"shop is down"}"#
-        let posted = try await rig.http.execute(HTTPRequest(
-            method: "POST", url: rig.baseURL + "/hooks/a",
-            headers: [("Content-Type", "application/json; charset=utf-8"), ("X-Fleet-Test", "contract")], body: Array(payload.utf8)))
+        let posted = try await rig.http.execute(
+            HTTPRequest(
+                method: "POST", url: rig.baseURL + "/hooks/a",
+                headers: [("Content-Type", "application/json; charset=utf-8"), ("X-Fleet-Test", "contract")],
+                body: Array(payload.utf8)))
         #expect(posted.status == 202)
         #expect(posted.bodyString == "accepted")
         let got = try await rig.http.execute(HTTPRequest(url: rig.baseURL + "/health"))
@@ -105,7 +113,8 @@ struct HTTPContractTests {
     func refusedConnection(_ driver: String) async throws {
         let rig = try await Self.rig(driver)
         let error = await #expect(throws: HTTPClientError.self) {
-            try await rig.http.execute(HTTPRequest(method: "POST", url: rig.refusedURL + "/services/T0/B0/SECRETPATH", body: [1]))
+            try await rig.http.execute(
+                HTTPRequest(method: "POST", url: rig.refusedURL + "/services/T0/B0/SECRETPATH", body: [1]))
         }
         #expect(error?.kind == .couldNotConnect)
         #expect(error?.redactedURL == rig.refusedURL)
@@ -118,7 +127,8 @@ struct HTTPContractTests {
         let rig = try await Self.rig(driver)
         let started = ContinuousClock.now
         let error = await #expect(throws: HTTPClientError.self) {
-            try await rig.http.execute(HTTPRequest(url: rig.silentURL, timeout: .milliseconds(400), connectTimeout: .milliseconds(400)))
+            try await rig.http.execute(
+                HTTPRequest(url: rig.silentURL, timeout: .milliseconds(400), connectTimeout: .milliseconds(400)))
         }
         let elapsed = ContinuousClock.now - started
         #expect(error?.kind == .timeout)

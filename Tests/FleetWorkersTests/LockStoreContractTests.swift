@@ -26,8 +26,9 @@ struct LockStoreContractTests {
     static func rig(_ driver: String) async throws -> Rig {
         if driver == "memory" {
             let clock = TestInstant()
-            return Rig(locks: MemoryLockStore(now: { clock.now }), records: StepRecordStore(states: MemoryVersionedStore()),
-                       pass: { clock.advance($0) }, expiry: { _ in nil }, cleanUp: {})
+            return Rig(
+                locks: MemoryLockStore(now: { clock.now }), records: StepRecordStore(states: MemoryVersionedStore()),
+                pass: { clock.advance($0) }, expiry: { _ in nil }, cleanUp: {})
         }
         let redis = try await RedisClient.connect(url: try RedisURL(environment["REDIS_URL"]!))
         let keyspace = RedisKeyspace(prefix: "contract-\(UUID().uuidString.prefix(8)):")
@@ -36,7 +37,8 @@ struct LockStoreContractTests {
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: keyspace)),
             pass: { try await Task.sleep(for: $0) },
             expiry: { key in
-                let ttl = try await redis.command(["TTL", "\(keyspace.prefix)state:\(key)"], idempotent: true).integer ?? -2
+                let ttl =
+                    try await redis.command(["TTL", "\(keyspace.prefix)state:\(key)"], idempotent: true).integer ?? -2
                 return ttl > 0 ? .seconds(ttl) : nil
             },
             cleanUp: {
@@ -45,8 +47,9 @@ struct LockStoreContractTests {
             })
     }
 
-    @Test("a lock held by one lease refuses another; each acquisition fences higher; a stale lease is refused",
-          arguments: drivers)
+    @Test(
+        "a lock held by one lease refuses another; each acquisition fences higher; a stale lease is refused",
+        arguments: drivers)
     func oneHolderAndGrowingFences(_ driver: String) async throws {
         let rig = try await Self.rig(driver)
         let first = try #require(try await rig.locks.acquire(name: "web", ttl: .seconds(30)))
@@ -61,14 +64,17 @@ struct LockStoreContractTests {
         #expect(try await !rig.locks.release(first), "released once")
         let second = try #require(try await rig.locks.acquire(name: "web", ttl: .seconds(30)))
         #expect(second.fencingToken > first.fencingToken)
-        #expect(try await !rig.locks.renew(first, ttl: .seconds(30)), "the stale lease cannot extend the successor's lock")
+        #expect(
+            try await !rig.locks.renew(first, ttl: .seconds(30)), "the stale lease cannot extend the successor's lock")
         #expect(try await !rig.locks.release(first), "nor free it")
         #expect(try await !rig.locks.isHeld(first))
         #expect(try await rig.locks.isHeld(second), "the successor still holds it")
         await rig.cleanUp()
     }
 
-    @Test("an expired lock can be taken, under a larger fencing token; the old lease no longer renews", arguments: drivers)
+    @Test(
+        "an expired lock can be taken, under a larger fencing token; the old lease no longer renews", arguments: drivers
+    )
     func expiry(_ driver: String) async throws {
         let rig = try await Self.rig(driver)
         let paused = try #require(try await rig.locks.acquire(name: "web", ttl: .milliseconds(300)))
@@ -90,16 +96,21 @@ struct LockStoreContractTests {
         await rig.cleanUp()
     }
 
-    @Test("a step record written under a newer fencing token, or completed, refuses a stale actor's write", arguments: drivers)
+    @Test(
+        "a step record written under a newer fencing token, or completed, refuses a stale actor's write",
+        arguments: drivers)
     func stepRecordsAreFenced(_ driver: String) async throws {
         let rig = try await Self.rig(driver)
         let request = ActionRequest(
-            idempotencyKey: "web/inc-1/reprovision", target: "web", incidentId: "inc-1", step: .reprovision, instanceId: "i-1",
+            idempotencyKey: "web/inc-1/reprovision", target: "web", incidentId: "inc-1", step: .reprovision,
+            instanceId: "i-1",
             region: "us-east-1", destinationRegion: "us-east-1", elasticIpAllocationId: nil,
-            requestedAt: Date(timeIntervalSince1970: 1_800_000_000), deadline: Date(timeIntervalSince1970: 1_800_000_600), requestedBy: nil)
+            requestedAt: Date(timeIntervalSince1970: 1_800_000_000),
+            deadline: Date(timeIntervalSince1970: 1_800_000_600), requestedBy: nil)
         // Whole seconds: the stored record keeps its times to the second.
-        let stale = StepRecord(request: request, owner: "actuator-a", fencingToken: 1, dryRun: false,
-                               now: Date(timeIntervalSince1970: 1_800_000_001))
+        let stale = StepRecord(
+            request: request, owner: "actuator-a", fencingToken: 1, dryRun: false,
+            now: Date(timeIntervalSince1970: 1_800_000_001))
         #expect(try await rig.records.create(stale))
         #expect(try await !rig.records.create(stale), "one record per key")
 
@@ -118,7 +129,9 @@ struct LockStoreContractTests {
         try await rig.records.save(completed)
         var again = successor
         again.notes = ["one more note"]
-        await #expect(throws: LeaseLost.self, "a completed record is not reopened") { try await rig.records.save(again) }
+        await #expect(throws: LeaseLost.self, "a completed record is not reopened") {
+            try await rig.records.save(again)
+        }
         #expect(try await rig.records.load(request.idempotencyKey)?.status == .completed)
         if driver == "redis" {
             let ttl = try #require(try await rig.expiry(StepRecordStore.key(request.idempotencyKey)))

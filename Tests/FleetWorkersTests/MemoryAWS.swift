@@ -84,12 +84,16 @@ final class MemoryMetricData: MetricDataReading {
 
     var requests: [(queries: Int, region: String)] { calls.withLock { $0 } }
 
-    func metricData(_ queries: [MetricDataQuery], start: Date, end: Date, region: String) async throws -> MetricDataResults {
+    func metricData(_ queries: [MetricDataQuery], start: Date, end: Date, region: String) async throws
+        -> MetricDataResults
+    {
         calls.withLock { $0.append((queries.count, region)) }
         if let hold { await hold() }
-        return MetricDataResults(queries.map { query in
-            MetricDataResult(id: query.id, points: answer(query, end).filter { $0.timestamp >= start && $0.timestamp <= end })
-        })
+        return MetricDataResults(
+            queries.map { query in
+                MetricDataResult(
+                    id: query.id, points: answer(query, end).filter { $0.timestamp >= start && $0.timestamp <= end })
+            })
     }
 }
 

@@ -13,7 +13,9 @@ struct MemoryAWSTests {
         let instance = ec2.addInstance()
         aws.throttle("StopInstances", times: 2)
         for _ in 0..<2 {
-            await #expect(throws: AWSError.self) { _ = try await ec2.stopInstances([instance.instanceId], force: false, hibernate: nil) }
+            await #expect(throws: AWSError.self) {
+                _ = try await ec2.stopInstances([instance.instanceId], force: false, hibernate: nil)
+            }
         }
         #expect(ec2.instance(instance.instanceId)?.state == .running, "a throttled call changes nothing")
         try await ec2.rebootInstances([instance.instanceId])
@@ -27,7 +29,9 @@ struct MemoryAWSTests {
             _ = try await ec2.runInstance(RunInstancesInput(imageId: ec2.addImage().imageId, instanceType: "t3.micro"))
             Issue.record("the throttle must fire")
         } catch let error as AWSError {
-            #expect(error.kind == .throttling && error.isTransient && error.operation == "RunInstances" && error.region == "us-east-1")
+            #expect(
+                error.kind == .throttling && error.isTransient && error.operation == "RunInstances"
+                    && error.region == "us-east-1")
         }
     }
 
@@ -52,7 +56,8 @@ struct MemoryAWSTests {
         ssm.removeAgent("i-noagent")
         let refusal = "Instances [i-noagent] not in a valid state for account \(MemoryAWS.accountId)"
         await #expect(throws: SSMError.invalidInstanceId(instanceIds: ["i-noagent"], message: refusal)) {
-            _ = try await ssm.sendCommand(SendCommandInput(documentName: "AutoRecovery-restart-services", instanceIds: ["i-noagent"]))
+            _ = try await ssm.sendCommand(
+                SendCommandInput(documentName: "AutoRecovery-restart-services", instanceIds: ["i-noagent"]))
         }
         do {
             _ = try await ssm.sendCommand(SendCommandInput(documentName: "AutoRecovery-missing", instanceIds: ["i-1"]))
@@ -60,11 +65,15 @@ struct MemoryAWSTests {
         } catch let error as AWSError {
             #expect(error.code == "InvalidDocument")
         }
-        ssm.respond(to: "AutoRecovery-restart-services", with: .init(status: .failed, exitCode: 3, output: "nginx failed", polls: 2))
-        let command = try await ssm.sendCommand(SendCommandInput(documentName: "AutoRecovery-restart-services", instanceIds: ["i-1"]))
+        ssm.respond(
+            to: "AutoRecovery-restart-services",
+            with: .init(status: .failed, exitCode: 3, output: "nginx failed", polls: 2))
+        let command = try await ssm.sendCommand(
+            SendCommandInput(documentName: "AutoRecovery-restart-services", instanceIds: ["i-1"]))
         let first = try await ssm.getCommandInvocation(commandId: command.commandId, instanceId: "i-1", pluginName: nil)
         #expect(first.status == .inProgress)
-        let done = try await ssm.waitUntilCommandFinished(commandId: command.commandId, instanceId: "i-1", interval: .milliseconds(10))
+        let done = try await ssm.waitUntilCommandFinished(
+            commandId: command.commandId, instanceId: "i-1", interval: .milliseconds(10))
         #expect(done.status == .failed && done.responseCode == 3 && done.standardOutput == "nginx failed")
         #expect(ssm.sent.map(\.documentName) == ["AutoRecovery-restart-services"])
     }
@@ -72,14 +81,17 @@ struct MemoryAWSTests {
     @Test func aRoute53ChangeStaysPendingForItsPollsAndRefusesANameOutsideTheZone() async throws {
         let route53 = MemoryRoute53(pendingPolls: 2)
         let zone = route53.createHostedZone(name: "example.com")
-        let change = try await route53.upsertARecord(hostedZoneId: zone, name: "WWW.example.com", addresses: ["192.0.2.1"], ttl: 30, comment: nil)
+        let change = try await route53.upsertARecord(
+            hostedZoneId: zone, name: "WWW.example.com", addresses: ["192.0.2.1"], ttl: 30, comment: nil)
         #expect(change.status == .pending)
         #expect(try await route53.getChange(change.id).status == .pending)
         #expect(try await route53.getChange(change.id).status == .pending)
         #expect(try await route53.getChange(change.id).status == .insync)
-        #expect(route53.record(zone: zone, name: "www.example.com")?.values == ["192.0.2.1"], "names are stored lowercase")
+        #expect(
+            route53.record(zone: zone, name: "www.example.com")?.values == ["192.0.2.1"], "names are stored lowercase")
         do {
-            _ = try await route53.upsertARecord(hostedZoneId: zone, name: "www.other.org", addresses: ["192.0.2.1"], ttl: 30, comment: nil)
+            _ = try await route53.upsertARecord(
+                hostedZoneId: zone, name: "www.other.org", addresses: ["192.0.2.1"], ttl: 30, comment: nil)
             Issue.record("a name outside the zone must be refused")
         } catch let error as AWSError {
             #expect(error.code == "InvalidChangeBatch")

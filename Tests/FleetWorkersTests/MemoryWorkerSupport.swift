@@ -5,7 +5,9 @@ import Logging
 /// Waits (bounded) until `condition` holds; true if it did. The memory drivers answer at once, so this is
 /// short; the bound is generous because the whole suite on two loaded cores can stall every task for
 /// tens of seconds.
-func eventually(_ timeout: Duration = .seconds(60), _ condition: @Sendable () async throws -> Bool) async rethrows -> Bool {
+func eventually(_ timeout: Duration = .seconds(60), _ condition: @Sendable () async throws -> Bool) async rethrows
+    -> Bool
+{
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }

@@ -27,25 +27,36 @@ struct MessagingContractTests {
         let topology = AMQPTopology(
             exchanges: [.init(name: name), .init(name: "\(name).dlx")],
             queues: [.quorum(name, deliveryLimit: 1, deadLetterExchange: "\(name).dlx"), .deadLetter("\(name).dead")],
-            bindings: [.init(exchange: name, queue: name, routingKey: "orders.#"),
-                       .init(exchange: "\(name).dlx", queue: "\(name).dead", routingKey: name)])
+            bindings: [
+                .init(exchange: name, queue: name, routingKey: "orders.#"),
+                .init(exchange: "\(name).dlx", queue: "\(name).dead", routingKey: name),
+            ])
         if driver == "memory" {
             let broker = MemoryBroker(topology: topology)
-            let queue = broker.queue(name)!, dead = broker.queue("\(name).dead")!
-            return Rig(publisher: MemoryPublisher(broker: broker, user: "fleet-test"), source: queue, dead: dead, exchange: name,
-                       user: "fleet-test", close: { queue.shutdown(); dead.shutdown() })
+            let queue = broker.queue(name)!
+            let dead = broker.queue("\(name).dead")!
+            return Rig(
+                publisher: MemoryPublisher(broker: broker, user: "fleet-test"), source: queue, dead: dead,
+                exchange: name,
+                user: "fleet-test",
+                close: {
+                    queue.shutdown()
+                    dead.shutdown()
+                })
         }
         let url = try AMQPURL(environment["AMQP_URL"]!)
         let configuration = AMQPConfiguration(url: url, connectionName: "contract-test")
         let publisher = AMQPPublisher(configuration: configuration, topology: topology)
         let consumer = AMQPConsumer(configuration: configuration, topology: topology, queue: name, prefetch: 10)
         let dead = AMQPConsumer(configuration: configuration, topology: topology, queue: "\(name).dead", prefetch: 10)
-        return Rig(publisher: publisher, source: consumer, dead: dead, exchange: name, user: url.user, close: {
-            await consumer.shutdown(drainTimeout: Duration.zero)
-            await dead.shutdown(drainTimeout: Duration.zero)
-            await publisher.shutdown(drainTimeout: Duration.zero)
-            await AMQPAdmin(configuration: configuration).deleteAll(of: topology)
-        })
+        return Rig(
+            publisher: publisher, source: consumer, dead: dead, exchange: name, user: url.user,
+            close: {
+                await consumer.shutdown(drainTimeout: Duration.zero)
+                await dead.shutdown(drainTimeout: Duration.zero)
+                await publisher.shutdown(drainTimeout: Duration.zero)
+                await AMQPAdmin(configuration: configuration).deleteAll(of: topology)
+            })
     }
 
     static func next(_ source: any DeliverySource) async throws -> AMQPDelivery {
@@ -67,13 +78,15 @@ struct MessagingContractTests {
         return delivery
     }
 
-    @Test("a confirmed message arrives with its body and properties; the sender's own user_id passes",
-          arguments: drivers)
+    @Test(
+        "a confirmed message arrives with its body and properties; the sender's own user_id passes",
+        arguments: drivers)
     func publishedMessageArrives(_ driver: String) async throws {
         let rig = try Self.rig(driver)
-        try await rig.publisher.publish(OutgoingMessage(
-            exchange: rig.exchange, routingKey: "orders.eu.1", body: Array("hello".utf8),
-            properties: AMQPProperties(messageId: "m-1", userId: rig.user, type: "observation")))
+        try await rig.publisher.publish(
+            OutgoingMessage(
+                exchange: rig.exchange, routingKey: "orders.eu.1", body: Array("hello".utf8),
+                properties: AMQPProperties(messageId: "m-1", userId: rig.user, type: "observation")))
         let delivery = try await Self.next(rig.source)
         #expect(delivery.bodyString == "hello")
         #expect(delivery.properties.messageId == "m-1")
@@ -88,8 +101,10 @@ struct MessagingContractTests {
     func unknownExchangeThrows(_ driver: String) async throws {
         let rig = try Self.rig(driver)
         await #expect(throws: (any Error).self) {
-            try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange + "-missing", routingKey: "orders.x",
-                                                            body: Array("x".utf8)))
+            try await rig.publisher.publish(
+                OutgoingMessage(
+                    exchange: rig.exchange + "-missing", routingKey: "orders.x",
+                    body: Array("x".utf8)))
         }
         await rig.close()
     }
@@ -97,10 +112,13 @@ struct MessagingContractTests {
     @Test("every message carries the publisher's own user_id, whatever the caller set", arguments: drivers)
     func publisherStampsItsOwnUser(_ driver: String) async throws {
         let rig = try Self.rig(driver)
-        try await rig.publisher.publish(OutgoingMessage(
-            exchange: rig.exchange, routingKey: "orders.x", body: Array("forged".utf8),
-            properties: AMQPProperties(messageId: "forged", userId: "fleet-operator-\(UUID().uuidString.prefix(4))")))
-        try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("plain".utf8)))
+        try await rig.publisher.publish(
+            OutgoingMessage(
+                exchange: rig.exchange, routingKey: "orders.x", body: Array("forged".utf8),
+                properties: AMQPProperties(messageId: "forged", userId: "fleet-operator-\(UUID().uuidString.prefix(4))")
+            ))
+        try await rig.publisher.publish(
+            OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("plain".utf8)))
         for body in ["forged", "plain"] {
             let delivery = try await Self.next(rig.source)
             #expect(delivery.bodyString == body)
@@ -118,14 +136,17 @@ struct MessagingContractTests {
         let rig = try Self.rig(driver)
         let started = ContinuousClock.now
         do {
-            try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("long".utf8),
-                                                            properties: AMQPProperties(messageId: String(repeating: "k", count: 300))))
+            try await rig.publisher.publish(
+                OutgoingMessage(
+                    exchange: rig.exchange, routingKey: "orders.x", body: Array("long".utf8),
+                    properties: AMQPProperties(messageId: String(repeating: "k", count: 300))))
             Issue.record("an overlong message_id was accepted")
         } catch {
             #expect("\(error)".contains("message_id is 300 bytes"))
         }
         #expect(ContinuousClock.now - started < .seconds(2), "refused before sending, not after reconnecting")
-        try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("next".utf8)))
+        try await rig.publisher.publish(
+            OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("next".utf8)))
         let delivery = try await Self.next(rig.source)
         #expect(delivery.bodyString == "next")
         await rig.source.ack(delivery)
@@ -135,8 +156,10 @@ struct MessagingContractTests {
     @Test("a requeued message comes again, marked redelivered, its delivery count one higher", arguments: drivers)
     func requeueRedelivers(_ driver: String) async throws {
         let rig = try Self.rig(driver)
-        try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("again".utf8),
-                                                        properties: AMQPProperties(messageId: "again")))
+        try await rig.publisher.publish(
+            OutgoingMessage(
+                exchange: rig.exchange, routingKey: "orders.x", body: Array("again".utf8),
+                properties: AMQPProperties(messageId: "again")))
         let first = try await Self.next(rig.source)
         #expect(await rig.source.nack(first, requeue: true))
         let second = try await Self.next(rig.source)
@@ -147,14 +170,19 @@ struct MessagingContractTests {
         await rig.close()
     }
 
-    @Test("a message requeued more often than the delivery limit is dead-lettered with reason delivery_limit; a rejected one with reason rejected",
-          arguments: drivers)
+    @Test(
+        "a message requeued more often than the delivery limit is dead-lettered with reason delivery_limit; a rejected one with reason rejected",
+        arguments: drivers)
     func deliveryLimitDeadLetters(_ driver: String) async throws {
         let rig = try Self.rig(driver)
-        try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("poison".utf8),
-                                                        properties: AMQPProperties(messageId: "poison")))
-        try await rig.publisher.publish(OutgoingMessage(exchange: rig.exchange, routingKey: "orders.x", body: Array("refused".utf8),
-                                                        properties: AMQPProperties(messageId: "refused")))
+        try await rig.publisher.publish(
+            OutgoingMessage(
+                exchange: rig.exchange, routingKey: "orders.x", body: Array("poison".utf8),
+                properties: AMQPProperties(messageId: "poison")))
+        try await rig.publisher.publish(
+            OutgoingMessage(
+                exchange: rig.exchange, routingKey: "orders.x", body: Array("refused".utf8),
+                properties: AMQPProperties(messageId: "refused")))
         var deliveries = 0
         var rejected = false
         while deliveries < 10 {

@@ -27,7 +27,10 @@ struct NotifierTests {
             let teams = try #require(hooks.first { $0.path == NotifierHarness.teamsPath })
             #expect(hooks.count == 2)
             #expect(slack.contentType == "application/json; charset=utf-8")
-            #expect(slack.body == (try NoticeFormatter.json(h.formatter.slackPayload(notice, channel: "#ops", username: "recovery"))))
+            #expect(
+                slack.body
+                    == (try NoticeFormatter.json(
+                        h.formatter.slackPayload(notice, channel: "#ops", username: "recovery"))))
             let slackJSON = try #require(slack.json)
             #expect(slackJSON["channel"] as? String == "#ops")
             #expect((slackJSON["blocks"] as? [[String: Any]])?.first?["type"] as? String == "header")
@@ -60,8 +63,9 @@ struct NotifierTests {
         await h.tearDown()
     }
 
-    @Test("Slack answering 500 and Teams on a closed port: e-mail and SNS still go out, each failure is dead-lettered with its channel and reason, and a redelivery retries only what failed",
-          .timeLimit(.minutes(2)))
+    @Test(
+        "Slack answering 500 and Teams on a closed port: e-mail and SNS still go out, each failure is dead-lettered with its channel and reason, and a redelivery retries only what failed",
+        .timeLimit(.minutes(2)))
     func channelDown() async throws {
         let closed = try await WebhookReceiver()
         let closedPort = closed.port
@@ -76,21 +80,35 @@ struct NotifierTests {
             var sent = try await h.sentByAWS()
             #expect(sent.emails.count == 1)
             #expect(sent.sns.count == 1)
-            #expect(try await h.receiver.requests(http: h.world.http).filter { $0.path == NotifierHarness.slackPath }.count == 3,
-                    "three attempts")
-            #expect(h.sleeps.values.sorted() == [.seconds(1), .seconds(1), .seconds(2), .seconds(2)], "backoff 1 s then 2 s per channel")
+            #expect(
+                try await h.receiver.requests(http: h.world.http).filter { $0.path == NotifierHarness.slackPath }.count
+                    == 3,
+                "three attempts")
+            #expect(
+                h.sleeps.values.sorted() == [.seconds(1), .seconds(1), .seconds(2), .seconds(2)],
+                "backoff 1 s then 2 s per channel")
             let dead = await h.deadLetters.wait(for: 2)
             try #require(dead.count == 2)
-            let byChannel: [String: AMQPDelivery] = Dictionary(uniqueKeysWithValues: dead.map { ($0.properties.headers[NotifierWorker.channelHeader]?.stringValue ?? "?", $0) })
+            let byChannel: [String: AMQPDelivery] = Dictionary(
+                uniqueKeysWithValues: dead.map {
+                    ($0.properties.headers[NotifierWorker.channelHeader]?.stringValue ?? "?", $0)
+                })
             #expect(Set(byChannel.keys) == ["slack", "teams"])
             let slackReason = try #require(byChannel["slack"]?.properties.headers["x-reject-reason"]?.stringValue)
             let teamsReason = try #require(byChannel["teams"]?.properties.headers["x-reject-reason"]?.stringValue)
-            #expect(slackReason.hasPrefix("notifier channel slack failed after 3 attempts: slack webhook answered HTTP 500"))
-            #expect(teamsReason.hasPrefix("notifier channel teams failed after 3 attempts: HTTP request to http://127.0.0.1:\(closedPort) failed: could not connect"))
+            #expect(
+                slackReason.hasPrefix("notifier channel slack failed after 3 attempts: slack webhook answered HTTP 500")
+            )
+            #expect(
+                teamsReason.hasPrefix(
+                    "notifier channel teams failed after 3 attempts: HTTP request to http://127.0.0.1:\(closedPort) failed: could not connect"
+                ))
             for reason in [slackReason, teamsReason] {
                 #expect(!reason.contains(NotifierHarness.secret), "webhook URLs are secrets")
             }
-            #expect(byChannel["slack"]?.body == h.lastPublished.withLock { $0 }, "the dead-letter copy is the message itself")
+            #expect(
+                byChannel["slack"]?.body == h.lastPublished.withLock { $0 },
+                "the dead-letter copy is the message itself")
             #expect(byChannel["slack"]?.properties.messageId == notice.id)
 
             // Slack is back; the notice comes again (shovelled back from the dead-letter queue, or
@@ -98,7 +116,9 @@ struct NotifierTests {
             try await h.receiver.setStatus(200, forPathsStartingWith: "/slack", http: h.world.http)
             try await h.publish(notice)
             try await h.waitProcessed(2)
-            let slackRequests = try await h.receiver.requests(http: h.world.http).filter { $0.path == NotifierHarness.slackPath }
+            let slackRequests = try await h.receiver.requests(http: h.world.http).filter {
+                $0.path == NotifierHarness.slackPath
+            }
             #expect(slackRequests.count == 4)
             sent = try await h.sentByAWS()
             #expect(sent.emails.count == 1, "e-mail is not sent twice")
@@ -130,7 +150,9 @@ struct NotifierTests {
             // A different notice of the same incident is a new message.
             try await h.publish(h.notice("dup-next"))
             try await h.waitProcessed(3)
-            #expect(try await h.receiver.requests(http: h.world.http).filter { $0.path == NotifierHarness.slackPath }.count == 2)
+            #expect(
+                try await h.receiver.requests(http: h.world.http).filter { $0.path == NotifierHarness.slackPath }.count
+                    == 2)
         } catch {
             await h.tearDown()
             throw error
@@ -138,7 +160,8 @@ struct NotifierTests {
         await h.tearDown()
     }
 
-    @Test("each target's channels come from the instance-config table, over the fleet defaults", .timeLimit(.minutes(2)))
+    @Test(
+        "each target's channels come from the instance-config table, over the fleet defaults", .timeLimit(.minutes(2)))
     func perTargetChannels() async throws {
         let teamPath = "/slack/services/T0002/B0002/SHOPTEAMSECRET"
         let h = try await NotifierHarness(perTarget: [:])
@@ -146,11 +169,16 @@ struct NotifierTests {
             // Three targets: one with its own Slack webhook and channel and its own recipients, limited to
             // e-mail and Slack; one muted; one without an item (fleet defaults).
             let table = TargetConfigTable(dynamo: DynamoDBClient(h.aws), tableName: "\(h.world.prefix)-instance-config")
-            let own = "\(h.world.prefix)-own", muted = "\(h.world.prefix)-muted", plain = "\(h.world.prefix)-plain"
-            try await table.put(target: own, settings: Data("""
-                {"notify": {"channels": ["email", "slack"], "email_to": ["shop-team@example.com"],
-                            "slack_webhook_url": "\(h.receiver.baseURL + teamPath)", "slack_channel": "#shop"}}
-                """.utf8))
+            let own = "\(h.world.prefix)-own"
+            let muted = "\(h.world.prefix)-muted"
+            let plain = "\(h.world.prefix)-plain"
+            try await table.put(
+                target: own,
+                settings: Data(
+                    """
+                    {"notify": {"channels": ["email", "slack"], "email_to": ["shop-team@example.com"],
+                                "slack_webhook_url": "\(h.receiver.baseURL + teamPath)", "slack_channel": "#shop"}}
+                    """.utf8))
             try await table.put(target: muted, settings: Data(#"{"notify": {"channels": []}}"#.utf8))
 
             let ownNotice = h.notice("own", target: own)
@@ -163,7 +191,10 @@ struct NotifierTests {
             // The target's own webhook got its notice, with its channel; the fleet's Slack only the plain one.
             let team = hooks.filter { $0.path == teamPath }
             #expect(team.count == 1)
-            #expect(team.first?.body == (try NoticeFormatter.json(h.formatter.slackPayload(ownNotice, channel: "#shop", username: "recovery"))))
+            #expect(
+                team.first?.body
+                    == (try NoticeFormatter.json(
+                        h.formatter.slackPayload(ownNotice, channel: "#shop", username: "recovery"))))
             let fleetSlack = hooks.filter { $0.path == NotifierHarness.slackPath }
             #expect(fleetSlack.count == 1)
             #expect((fleetSlack.first?.json?["text"] as? String)?.contains(plain) == true)
@@ -202,7 +233,9 @@ struct NotifierTests {
         await h.tearDown()
     }
 
-    @Test("a channel that fails twice succeeds on the third attempt; a webhook's 400 is not retried", .timeLimit(.minutes(2)))
+    @Test(
+        "a channel that fails twice succeeds on the third attempt; a webhook's 400 is not retried",
+        .timeLimit(.minutes(2)))
     func retries() async throws {
         let flaky = FlakyChannel(failures: 2)
         let h = try await NotifierHarness(extraChannels: [flaky], only: ["slack"])
@@ -216,7 +249,9 @@ struct NotifierTests {
             let dead = await h.deadLetters.wait(for: 1)
             try #require(dead.count == 1)
             #expect(dead.first?.properties.headers[NotifierWorker.channelHeader]?.stringValue == "slack")
-            #expect(dead.first?.properties.headers["x-reject-reason"]?.stringValue?.contains("HTTP 400: invalid_payload") == true)
+            #expect(
+                dead.first?.properties.headers["x-reject-reason"]?.stringValue?.contains("HTTP 400: invalid_payload")
+                    == true)
         } catch {
             await h.tearDown()
             throw error
@@ -279,21 +314,27 @@ final class NotifierHarness: Sendable {
     /// `perTarget`: target name -> its instance-config item (JSON settings), written to an instance-config
     /// table in the private moto; the notifier then routes with `TargetChannelRouter` over fleet defaults
     /// equal to the harness's four channels.
-    init(teamsURL: String? = nil, enabled: Bool = true, extraChannels: [any NotificationChannel] = [], only: Set<String>? = nil,
-         perTarget: [String: String]? = nil) async throws {
+    init(
+        teamsURL: String? = nil, enabled: Bool = true, extraChannels: [any NotificationChannel] = [],
+        only: Set<String>? = nil,
+        perTarget: [String: String]? = nil
+    ) async throws {
         let world = try World()
         self.world = world
         redis = try await RedisClient.connect(url: world.redisURL)
         publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        consumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.notificationsQueue)
-        deadConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp,
-                                    queue: FleetTopology.deadLetterQueue(for: world.topology.notificationsQueue))
+        consumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.notificationsQueue)
+        deadConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp,
+            queue: FleetTopology.deadLetterQueue(for: world.topology.notificationsQueue))
         deadLetters = DeliveryLog(deadConsumer)
         receiver = try await WebhookReceiver()
         moto = try await WebhookReceiver(script: WebhookReceiver.motoScript)
         aws = AWSClient(
             region: "us-east-1",
-            credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
+            credentials: StaticCredentialProvider(
+                AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
             http: world.http, environment: ["AWS_ENDPOINT_URL": moto.baseURL])
         sender = "fleet-\(world.prefix)@example.com"
         let ses = SESClient(aws)
@@ -303,8 +344,11 @@ final class NotifierHarness: Sendable {
 
         var channels: [any NotificationChannel] = [
             EmailChannel(ses: ses, from: sender, to: recipients, formatter: formatter),
-            WebhookChannel.slack(http: world.http, url: receiver.baseURL + Self.slackPath, channel: "#ops", username: "recovery", formatter: formatter),
-            WebhookChannel.teams(http: world.http, url: teamsURL ?? receiver.baseURL + Self.teamsPath, formatter: formatter),
+            WebhookChannel.slack(
+                http: world.http, url: receiver.baseURL + Self.slackPath, channel: "#ops", username: "recovery",
+                formatter: formatter),
+            WebhookChannel.teams(
+                http: world.http, url: teamsURL ?? receiver.baseURL + Self.teamsPath, formatter: formatter),
             SNSChannel(sns: sns, topicArn: topicArn, formatter: formatter),
         ]
         if let only { channels = channels.filter { only.contains($0.name) } }
@@ -327,14 +371,17 @@ final class NotifierHarness: Sendable {
             defaults.slackUsername = "recovery"
             defaults.teamsWebhookURL = teamsURL ?? receiver.baseURL + Self.teamsPath
             defaults.snsTopicArn = topicArn
-            router = TargetChannelRouter(defaults: defaults, source: TargetConfigSource(file: .empty, table: table),
-                                         http: world.http, aws: aws, formatter: formatter, logger: logger)
+            router = TargetChannelRouter(
+                defaults: defaults, source: TargetConfigSource(file: .empty, table: table),
+                http: world.http, aws: aws, formatter: formatter, logger: logger)
         }
         let worker = NotifierWorker(
             options: options, router: router, markers: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             deadLetters: sink, queue: world.topology.notificationsQueue, logger: logger, sleep: { sleeps.record($0) })
         let processed = processed
-        let messages = MessageWorker(consumer: consumer, deadLetters: sink, expecting: .notification, logger: logger, senders: nil) {
+        let messages = MessageWorker(
+            consumer: consumer, deadLetters: sink, expecting: .notification, logger: logger, senders: nil
+        ) {
             (envelope: Envelope<Notice>, delivery) in
             try await worker.handle(envelope, delivery: delivery)
             await processed.add(envelope.id)
@@ -346,20 +393,24 @@ final class NotifierHarness: Sendable {
         let at = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))  // survives the wire exactly
         let target = target ?? "\(world.prefix)-shop"
         return Notice(
-            id: "inc-\(world.prefix):\(name)", kind: .outageDeclared, at: at, target: target, instanceId: "i-0abc1234def567890",
+            id: "inc-\(world.prefix):\(name)", kind: .outageDeclared, at: at, target: target,
+            instanceId: "i-0abc1234def567890",
             region: "us-east-1", incidentId: "inc-\(world.prefix)", outageCount: 1, nextStep: .restart,
             nextStepAt: at.addingTimeInterval(300), detail: "3 failed checks",
             commands: [RecoveryCtl.ack(target), RecoveryCtl.run(.restart, target) ?? ""])
     }
 
     func publish(_ notice: Notice) async throws {
-        let envelope = Envelope(type: .notification, id: notice.id, correlationId: notice.incidentId, target: notice.target,
-                                instanceId: notice.instanceId, occurredAt: notice.at, body: notice)
+        let envelope = Envelope(
+            type: .notification, id: notice.id, correlationId: notice.incidentId, target: notice.target,
+            instanceId: notice.instanceId, occurredAt: notice.at, body: notice)
         let body = try EnvelopeCodec.encode(envelope)
         lastPublished.withLock { $0 = body }
-        try await publisher.publish(OutgoingMessage(
-            exchange: world.topology.exchange, routingKey: FleetTopology.routingKey(.notification, target: notice.target),
-            body: body, properties: AMQPProperties(messageId: envelope.id)))
+        try await publisher.publish(
+            OutgoingMessage(
+                exchange: world.topology.exchange,
+                routingKey: FleetTopology.routingKey(.notification, target: notice.target),
+                body: body, properties: AMQPProperties(messageId: envelope.id)))
     }
 
     func waitProcessed(_ count: Int, timeout: Duration = .seconds(60)) async throws {
@@ -376,7 +427,9 @@ final class NotifierHarness: Sendable {
     /// What moto says was sent from this harness's sender and to its topic.
     func sentByAWS() async throws -> (emails: [[String: Any]], sns: [[Any]]) {
         let data = try await motoState()
-        let emails = ((data["ses"] as? [String: Any])?["Message"] as? [[String: Any]] ?? []).filter { $0["source"] as? String == sender }
+        let emails = ((data["ses"] as? [String: Any])?["Message"] as? [[String: Any]] ?? []).filter {
+            $0["source"] as? String == sender
+        }
         let topics = (data["sns"] as? [String: Any])?["Topic"] as? [[String: Any]] ?? []
         let topic = topics.first { $0["arn"] as? String == topicArn }
         return (emails, topic?["sent_notifications"] as? [[Any]] ?? [])
@@ -389,7 +442,8 @@ final class NotifierHarness: Sendable {
         var attempt = 0
         repeat {
             attempt += 1
-            response = try await world.http.execute(HTTPRequest(url: endpoint + "/moto-api/data.json", timeout: .seconds(60), maxBodyBytes: 256 << 20))
+            response = try await world.http.execute(
+                HTTPRequest(url: endpoint + "/moto-api/data.json", timeout: .seconds(60), maxBodyBytes: 256 << 20))
         } while response.status == 500 && attempt < 5
         try #require(response.status == 200)
         return try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]

@@ -16,10 +16,14 @@ struct PortContractTests {
         guard driver == "redis" else { return (MemoryVersionedStore(), MemorySchedule(), {}) }
         let redis = try await RedisClient.connect(url: try RedisURL(environment["REDIS_URL"]!))
         let keyspace = RedisKeyspace(prefix: "contract-\(UUID().uuidString.prefix(8)):")
-        return (RedisStateStore(client: redis, keyspace: keyspace), RedisSchedule(client: redis, keyspace: keyspace, name: "s"), {
-            _ = try? await redis.deleteAll(in: keyspace)
-            await redis.close()
-        })
+        return (
+            RedisStateStore(client: redis, keyspace: keyspace),
+            RedisSchedule(client: redis, keyspace: keyspace, name: "s"),
+            {
+                _ = try? await redis.deleteAll(in: keyspace)
+                await redis.close()
+            }
+        )
     }
 
     @Test(arguments: drivers)
@@ -28,7 +32,8 @@ struct PortContractTests {
         #expect(try await store.load("a") == nil)
         #expect(try await store.compareAndSet("a", expectedVersion: 1, data: "x") == nil, "nothing to be at version 1")
         #expect(try await store.compareAndSet("a", expectedVersion: 0, data: "one") == 1)
-        #expect(try await store.compareAndSet("a", expectedVersion: 0, data: "again") == nil, "a second first write loses")
+        #expect(
+            try await store.compareAndSet("a", expectedVersion: 0, data: "again") == nil, "a second first write loses")
         #expect(try await store.load("a") == VersionedValue(data: "one", version: 1))
         #expect(try await store.compareAndSet("a", expectedVersion: 1, data: "two") == 2)
         #expect(try await store.compareAndSet("a", expectedVersion: 1, data: "stale") == nil, "a stale writer loses")
@@ -38,10 +43,14 @@ struct PortContractTests {
         #expect(try await store.keys() == ["a", "b"])
         try await store.delete("a")
         #expect(try await store.load("a") == nil)
-        #expect(try await store.compareAndSet("a", expectedVersion: 0, data: "reborn") == 1, "after a delete the key starts again")
+        #expect(
+            try await store.compareAndSet("a", expectedVersion: 0, data: "reborn") == 1,
+            "after a delete the key starts again")
         // Racing writers on one version: exactly one wins.
         let wins = try await withThrowingTaskGroup(of: Int64?.self) { group in
-            for i in 0..<8 { group.addTask { try await store.compareAndSet("race", expectedVersion: 0, data: "w\(i)") } }
+            for i in 0..<8 {
+                group.addTask { try await store.compareAndSet("race", expectedVersion: 0, data: "w\(i)") }
+            }
             var won = 0
             for try await result in group where result != nil { won += 1 }
             return won
@@ -54,26 +63,39 @@ struct PortContractTests {
     @Test(arguments: drivers)
     func versionedStoreWritesSeveralKeysAtomically(_ driver: String) async throws {
         let (store, _, cleanUp) = try await make(driver)
-        #expect(try await store.compareAndSet(all: [VersionedWrite("t", expectedVersion: 0, data: "t1"),
-                                                    VersionedWrite("brake", expectedVersion: 0, data: "b1")]) == [1, 1])
+        #expect(
+            try await store.compareAndSet(all: [
+                VersionedWrite("t", expectedVersion: 0, data: "t1"),
+                VersionedWrite("brake", expectedVersion: 0, data: "b1"),
+            ]) == [1, 1])
         #expect(try await store.compareAndSet("brake", expectedVersion: 1, data: "b2") == 2)
         // The brake moved on: the target's write must not land either.
-        #expect(try await store.compareAndSet(all: [VersionedWrite("t", expectedVersion: 1, data: "t2"),
-                                                    VersionedWrite("brake", expectedVersion: 1, data: "stale")]) == nil)
+        #expect(
+            try await store.compareAndSet(all: [
+                VersionedWrite("t", expectedVersion: 1, data: "t2"),
+                VersionedWrite("brake", expectedVersion: 1, data: "stale"),
+            ]) == nil)
         #expect(try await store.load("t") == VersionedValue(data: "t1", version: 1))
         #expect(try await store.load("brake") == VersionedValue(data: "b2", version: 2))
-        #expect(try await store.compareAndSet(all: [VersionedWrite("t", expectedVersion: 1, data: "t2"),
-                                                    VersionedWrite("brake", expectedVersion: 2, data: "b3")]) == [2, 3])
+        #expect(
+            try await store.compareAndSet(all: [
+                VersionedWrite("t", expectedVersion: 1, data: "t2"),
+                VersionedWrite("brake", expectedVersion: 2, data: "b3"),
+            ]) == [2, 3])
         #expect(try await store.compareAndSet(all: [VersionedWrite("solo", expectedVersion: 0, data: "s")]) == [1])
         await #expect(throws: (any Error).self) {
-            try await store.compareAndSet(all: [VersionedWrite("d", expectedVersion: 0, data: "1"), VersionedWrite("d", expectedVersion: 0, data: "2")])
+            try await store.compareAndSet(all: [
+                VersionedWrite("d", expectedVersion: 0, data: "1"), VersionedWrite("d", expectedVersion: 0, data: "2"),
+            ])
         }
         // Racing pairs that share the brake: exactly one wins.
         let wins = try await withThrowingTaskGroup(of: [Int64]?.self) { group in
             for i in 0..<8 {
                 group.addTask {
-                    try await store.compareAndSet(all: [VersionedWrite("target-\(i)", expectedVersion: 0, data: "x"),
-                                                        VersionedWrite("brake", expectedVersion: 3, data: "w\(i)")])
+                    try await store.compareAndSet(all: [
+                        VersionedWrite("target-\(i)", expectedVersion: 0, data: "x"),
+                        VersionedWrite("brake", expectedVersion: 3, data: "w\(i)"),
+                    ])
                 }
             }
             var won = 0
@@ -81,7 +103,8 @@ struct PortContractTests {
             return won
         }
         #expect(wins == 1)
-        #expect(try await store.keys().filter { $0.hasPrefix("target-") }.count == 1, "the losers wrote no target either")
+        #expect(
+            try await store.keys().filter { $0.hasPrefix("target-") }.count == 1, "the losers wrote no target either")
         await cleanUp()
     }
 
@@ -94,7 +117,9 @@ struct PortContractTests {
         try await schedule.schedule("a", at: t0)
         try await schedule.schedule("early", at: t0.addingTimeInterval(-5))
         #expect(try await schedule.due(at: t0.addingTimeInterval(-10), limit: 10) == [])
-        #expect(try await schedule.due(at: t0, limit: 10) == ["early", "a", "b"], "earliest first, ties by name, the boundary included")
+        #expect(
+            try await schedule.due(at: t0, limit: 10) == ["early", "a", "b"],
+            "earliest first, ties by name, the boundary included")
         #expect(try await schedule.due(at: t0, limit: 2) == ["early", "a"])
         try await schedule.schedule("early", at: t0.addingTimeInterval(120))  // moved, not added
         try await schedule.cancel("a")
@@ -114,7 +139,10 @@ struct PortContractTests {
             let redis = try await RedisClient.connect(url: try RedisURL(environment["REDIS_URL"]!))
             let keyspace = RedisKeyspace(prefix: "contract-\(UUID().uuidString.prefix(8)):")
             store = RedisKeyValueStore(client: redis, keyspace: keyspace)
-            cleanUp = { _ = try? await redis.deleteAll(in: keyspace); await redis.close() }
+            cleanUp = {
+                _ = try? await redis.deleteAll(in: keyspace)
+                await redis.close()
+            }
             pass = { try await Task.sleep(for: $0) }
         }
         #expect(try await store.get("k") == nil)
@@ -126,11 +154,14 @@ struct PortContractTests {
         #expect(try await store.delete("k"))
         #expect(try await store.delete("k") == false)
         #expect(try await store.setIfAbsent("claim", "w1", expiry: .milliseconds(200)))
-        #expect(try await store.setIfAbsent("claim", "w2", expiry: .milliseconds(200)) == false, "held until it expires")
+        #expect(
+            try await store.setIfAbsent("claim", "w2", expiry: .milliseconds(200)) == false, "held until it expires")
         try await pass(.milliseconds(400))
         #expect(try await store.get("claim") == nil, "expired")
         #expect(try await store.setIfAbsent("claim", "w2", expiry: .milliseconds(200)), "an expired claim can be taken")
-        await #expect(throws: (any Error).self, "a zero expiry is refused") { try await store.set("z", "v", expiry: .zero) }
+        await #expect(throws: (any Error).self, "a zero expiry is refused") {
+            try await store.set("z", "v", expiry: .zero)
+        }
         await cleanUp()
     }
 }

@@ -10,7 +10,8 @@ import Testing
 
 /// The decision worker and predictions, through the real broker and Redis: a high-confidence prediction
 /// is told, and after the grace period an SSM repair is requested once; a medium one changes nothing.
-@Suite("Decision worker acts on predictions", .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
+@Suite(
+    "Decision worker acts on predictions", .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct PredictionDecisionTests {
     @Test(.timeLimit(.minutes(2)))
     func aHighConfidenceDiskPredictionIsToldThenRepairedOnceAfterTheGracePeriod() async throws {
@@ -22,15 +23,22 @@ struct PredictionDecisionTests {
         let topology = world.topology
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
         let config = try TargetConfigFile(data: Data(#"{"defaults": {"grace_period": 2}}"#.utf8))
-        let decision = try await world.decision("decision-pred", redis: redis, publisher: publisher, config: config, tick: .milliseconds(200))
-        let observations = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
-        let loop = MessageWorker(consumer: observations, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-pred"),
-                                 logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
+        let decision = try await world.decision(
+            "decision-pred", redis: redis, publisher: publisher, config: config, tick: .milliseconds(200))
+        let observations = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
+        let loop = MessageWorker(
+            consumer: observations,
+            deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-pred"),
+            logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeObservationQueue,
+            handler: decision.handle)
         let running = Task { await loop.run() }
         let ticker = Task { await decision.runTicker() }
-        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
+        let noticesConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
         let notices = Collector<Notice>(noticesConsumer, type: .notification)
-        let requestsConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
+        let requestsConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
         let requests = Collector<ActionRequest>(requestsConsumer, type: .actionRequest)
 
         func publish(_ confidence: Double, kind: PredictionKind, id: String) async throws {
@@ -38,12 +46,15 @@ struct PredictionDecisionTests {
             let prediction = Prediction(
                 kind: kind, confidence: confidence, metric: kind == .diskExhaustion ? .disk : .cpu,
                 detail: "\(kind.rawValue) expected", factors: [PredictionFactor("level", 91.5, "percent used now")],
-                window: PredictionWindow(from: now.addingTimeInterval(12 * 3600), to: now.addingTimeInterval(16 * 3600)), evaluatedAt: now)
+                window: PredictionWindow(
+                    from: now.addingTimeInterval(12 * 3600), to: now.addingTimeInterval(16 * 3600)), evaluatedAt: now)
             let body = PredictionBody(prediction, highConfidenceThreshold: 0.8, lookbackHours: 168)
-            let envelope = Envelope(type: .prediction, id: id, target: name, instanceId: instance.instanceId, occurredAt: now, body: body)
-            try await publisher.publish(OutgoingMessage(
-                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.prediction, target: name),
-                body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id)))
+            let envelope = Envelope(
+                type: .prediction, id: id, target: name, instanceId: instance.instanceId, occurredAt: now, body: body)
+            try await publisher.publish(
+                OutgoingMessage(
+                    exchange: topology.exchange, routingKey: FleetTopology.routingKey(.prediction, target: name),
+                    body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id)))
         }
 
         // A medium prediction is history only: no notice, no plan.
@@ -69,17 +80,21 @@ struct PredictionDecisionTests {
 
         // The actuator's outcome closes the plan with a notice.
         let outcome = ActionOutcome(for: request!.body, status: .succeeded)
-        let outcomeEnvelope = Envelope(type: .actionEvent, id: "\(world.prefix)-outcome", target: name, occurredAt: Date(), body: outcome)
-        try await publisher.publish(OutgoingMessage(
-            exchange: topology.exchange, routingKey: FleetTopology.routingKey(.actionEvent, target: name),
-            body: try EnvelopeCodec.encode(outcomeEnvelope), properties: AMQPProperties(messageId: outcomeEnvelope.id)))
+        let outcomeEnvelope = Envelope(
+            type: .actionEvent, id: "\(world.prefix)-outcome", target: name, occurredAt: Date(), body: outcome)
+        try await publisher.publish(
+            OutgoingMessage(
+                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.actionEvent, target: name),
+                body: try EnvelopeCodec.encode(outcomeEnvelope),
+                properties: AMQPProperties(messageId: outcomeEnvelope.id)))
         let done = await notices.wait { $0.body.kind == .repairSucceeded }
         #expect(done != nil)
 
         try await Task.sleep(for: .seconds(1))
         #expect(await requests.items.count == 1, "one repair for two predictions")
         #expect(await notices.items.filter { $0.body.kind == .troublePredicted }.count == 1)
-        #expect(await notices.items.allSatisfy { !$0.body.id.contains("p-medium") }, "the medium prediction was not told")
+        #expect(
+            await notices.items.allSatisfy { !$0.body.id.contains("p-medium") }, "the medium prediction was not told")
 
         ticker.cancel()
         await observations.shutdown()

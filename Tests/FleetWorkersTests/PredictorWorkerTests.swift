@@ -16,15 +16,20 @@ import Testing
 @Suite("Predictor worker", .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"), .serialized)
 struct PredictorWorkerTests {
     /// The current whole hour; series end there, so the last complete hour is in the lookback.
-    static func currentHour(_ now: Date = Date()) -> Date { Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 3600).rounded(.down) * 3600) }
+    static func currentHour(_ now: Date = Date()) -> Date {
+        Date(timeIntervalSince1970: (now.timeIntervalSince1970 / 3600).rounded(.down) * 3600)
+    }
 
     /// 168 hourly points of `metric` (CWAgent, dimension InstanceId) ending at `end`, in PutMetricData
     /// requests of at most 1000 points (the client splits; moto keeps the timestamps sent).
-    static func putSeries(_ cloudWatch: CloudWatchClient, instanceId: String, metric: String, end: Date,
-                          value: (Int) -> Double) async throws {
+    static func putSeries(
+        _ cloudWatch: CloudWatchClient, instanceId: String, metric: String, end: Date,
+        value: (Int) -> Double
+    ) async throws {
         let data = (0..<168).map { i in
-            MetricDatum(metricName: metric, value: value(i), dimensions: [MetricDimension("InstanceId", instanceId)],
-                        timestamp: end.addingTimeInterval(Double(i - 167) * 3600), unit: .percent)
+            MetricDatum(
+                metricName: metric, value: value(i), dimensions: [MetricDimension("InstanceId", instanceId)],
+                timestamp: end.addingTimeInterval(Double(i - 167) * 3600), unit: .percent)
         }
         try await cloudWatch.putMetricData(namespace: "CWAgent", data: data)
     }
@@ -50,20 +55,25 @@ struct PredictorWorkerTests {
             requestLog = RequestLog(world.http)
             let aws = AWSClient(
                 region: "us-east-1",
-                credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
+                credentials: StaticCredentialProvider(
+                    AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
                 http: requestLog, environment: ["AWS_ENDPOINT_URL": moto.baseURL])
             cloudWatch = CloudWatchClient(aws)
             dynamo = DynamoDBClient(aws)
             redis = try await RedisClient.connect(url: world.redisURL)
             publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-            catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: .empty, fleet: world.prefix, logger: Logger(label: "catalog"))
+            catalog = TargetCatalog(
+                ec2: world.ec2, drRegion: nil, config: .empty, fleet: world.prefix, logger: Logger(label: "catalog"))
         }
 
-        func worker(_ id: String, cloudWatch: CloudWatchClient? = nil, clock: @escaping @Sendable () -> Date = Date.init) -> PredictorWorker {
+        func worker(
+            _ id: String, cloudWatch: CloudWatchClient? = nil, clock: @escaping @Sendable () -> Date = Date.init
+        ) -> PredictorWorker {
             let catalog = catalog
             return PredictorWorker(
                 options: PredictorWorker.Options(workerId: id), discover: { try await catalog.discover() },
-                cloudWatch: cloudWatch ?? self.cloudWatch, claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
+                cloudWatch: cloudWatch ?? self.cloudWatch,
+                claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
                 publisher: publisher, topology: world.topology, logger: logger, clock: clock)
         }
 
@@ -75,8 +85,9 @@ struct PredictorWorkerTests {
         }
     }
 
-    @Test("a filling disk gives a high-confidence prediction, recorded with a 30-day ttl; a healthy one does not; one GetMetricData for both",
-          .timeLimit(.minutes(3)))
+    @Test(
+        "a filling disk gives a high-confidence prediction, recorded with a 30-day ttl; a healthy one does not; one GetMetricData for both",
+        .timeLimit(.minutes(3)))
     func fillingDiskIsPredictedAndRecorded() async throws {
         let setup = try await Setup()
         let world = setup.world
@@ -86,25 +97,41 @@ struct PredictorWorkerTests {
             let fine = try await world.launchTarget(name: "\(world.prefix)-fine", healthURL: "http://127.0.0.1:9/")
             instances = [full.instanceId, fine.instanceId]
             let end = Self.currentHour()
-            try await Self.putSeries(setup.cloudWatch, instanceId: full.instanceId, metric: "disk_used_percent", end: end, value: Self.filling)
-            try await Self.putSeries(setup.cloudWatch, instanceId: fine.instanceId, metric: "disk_used_percent", end: end, value: Self.healthy)
-            try await Self.putSeries(setup.cloudWatch, instanceId: fine.instanceId, metric: "mem_used_percent", end: end, value: Self.healthy)
+            try await Self.putSeries(
+                setup.cloudWatch, instanceId: full.instanceId, metric: "disk_used_percent", end: end,
+                value: Self.filling)
+            try await Self.putSeries(
+                setup.cloudWatch, instanceId: fine.instanceId, metric: "disk_used_percent", end: end,
+                value: Self.healthy)
+            try await Self.putSeries(
+                setup.cloudWatch, instanceId: fine.instanceId, metric: "mem_used_percent", end: end, value: Self.healthy
+            )
 
             // The recorder, in-process, on the history queue; the decision's queue collected.
-            let events = "\(world.prefix)-events", predictionsTable = "\(world.prefix)-predictions"
+            let events = "\(world.prefix)-events"
+            let predictionsTable = "\(world.prefix)-predictions"
             for table in [events, predictionsTable] {
-                _ = try await setup.dynamo.createTable(CreateTableInput(
-                    tableName: table, partitionKey: DynamoKeyAttribute("instance_id", .string), sortKey: DynamoKeyAttribute("timestamp", .string)))
+                _ = try await setup.dynamo.createTable(
+                    CreateTableInput(
+                        tableName: table, partitionKey: DynamoKeyAttribute("instance_id", .string),
+                        sortKey: DynamoKeyAttribute("timestamp", .string)))
             }
-            let recorder = RecorderWorker(options: RecorderWorker.Options(eventsTable: events, predictionsTable: predictionsTable),
-                                          dynamo: setup.dynamo, logger: setup.logger)
-            let history = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.historyQueue)
-            let sink = DeadLetterSink(publisher: setup.publisher, topology: world.topology, workerName: "predictor-test")
+            let recorder = RecorderWorker(
+                options: RecorderWorker.Options(eventsTable: events, predictionsTable: predictionsTable),
+                dynamo: setup.dynamo, logger: setup.logger)
+            let history = AMQPConsumer(
+                configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.historyQueue)
+            let sink = DeadLetterSink(
+                publisher: setup.publisher, topology: world.topology, workerName: "predictor-test")
             let recorderLoop = Task {
-                await MessageWorker(consumer: history, deadLetters: sink, logger: setup.logger, senders: nil, decode: RecorderWorker.decode,
-                                    handler: recorder.handle).run()
+                await MessageWorker(
+                    consumer: history, deadLetters: sink, logger: setup.logger, senders: nil,
+                    decode: RecorderWorker.decode,
+                    handler: recorder.handle
+                ).run()
             }
-            let observations = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
+            let observations = AMQPConsumer(
+                configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
             let decisionSide = Collector<PredictionBody>(observations, type: .prediction)
 
             let worker = setup.worker("predictor-a")
@@ -112,11 +139,16 @@ struct PredictorWorkerTests {
             await worker.refreshTargetsForTests()
             let result = await worker.runDueSlots()
             #expect(Set(result.evaluated) == ["\(world.prefix)-full", "\(world.prefix)-fine"])
-            #expect(setup.requestLog.actions("GetMetricData").count - before == 1, "14 queries for two targets: one request")
+            #expect(
+                setup.requestLog.actions("GetMetricData").count - before == 1, "14 queries for two targets: one request"
+            )
             let request = try #require(setup.requestLog.actions("GetMetricData").last)
-            #expect(request.body.contains("InstanceId") && request.body.contains(full.instanceId) && request.body.contains(fine.instanceId))
+            #expect(
+                request.body.contains("InstanceId") && request.body.contains(full.instanceId)
+                    && request.body.contains(fine.instanceId))
 
-            let disk = try #require(result.published.first { $0.target == "\(world.prefix)-full" && $0.body.kind == .diskExhaustion })
+            let disk = try #require(
+                result.published.first { $0.target == "\(world.prefix)-full" && $0.body.kind == .diskExhaustion })
             #expect(disk.body.highConfidence && disk.body.confidence >= 0.8, "\(disk.body)")
             #expect(disk.body.repair == "ssm:disk-cleanup")
             #expect(disk.instanceId == full.instanceId)
@@ -124,31 +156,41 @@ struct PredictorWorkerTests {
             // ~76 % now (24 of 100 left) at 0.5 %/h: about 48 hours from the end of the data.
             #expect(tte > 38 && tte < 58, "time to exhaustion \(tte) h")
             #expect(disk.body.window.from > Date() && disk.body.window.from <= disk.body.window.to)
-            #expect(!result.published.contains { $0.target == "\(world.prefix)-fine" && $0.body.highConfidence },
-                    "the healthy target: \(result.published.filter { $0.target == "\(world.prefix)-fine" }.map(\.body))")
+            #expect(
+                !result.published.contains { $0.target == "\(world.prefix)-fine" && $0.body.highConfidence },
+                "the healthy target: \(result.published.filter { $0.target == "\(world.prefix)-fine" }.map(\.body))")
 
             // The decision's queue gets it as published.
             let seen = await decisionSide.wait { $0.id == disk.id }
             let encoder = Timestamp.jsonEncoder()
-            #expect(try seen.map { try encoder.encode($0.body) } == (try encoder.encode(disk.body)), "the same body on the wire")
+            #expect(
+                try seen.map { try encoder.encode($0.body) } == (try encoder.encode(disk.body)),
+                "the same body on the wire")
 
             // The recorder wrote it to the predictions table, ttl 30 days after it occurred, numbers as sent.
             var row: DynamoItem?
             let deadline = ContinuousClock.now + .seconds(30)
             while row == nil, ContinuousClock.now < deadline {
-                row = try await setup.dynamo.queryAll(QueryInput(
-                    tableName: predictionsTable, key: DynamoKeyCondition(partitionKey: "instance_id", equals: .string("\(world.prefix)-full"))))
-                    .first { $0["message_id"]?.stringValue == disk.id }
+                row = try await setup.dynamo.queryAll(
+                    QueryInput(
+                        tableName: predictionsTable,
+                        key: DynamoKeyCondition(partitionKey: "instance_id", equals: .string("\(world.prefix)-full")))
+                )
+                .first { $0["message_id"]?.stringValue == disk.id }
                 if row == nil { try await Task.sleep(for: .milliseconds(100)) }
             }
             let recorded = try #require(row)
-            #expect(recorded["ttl"]?.numberValue?.text == "\(Int64(disk.occurredAt.timeIntervalSince1970.rounded(.down)) + 30 * 86_400)")
+            #expect(
+                recorded["ttl"]?.numberValue?.text
+                    == "\(Int64(disk.occurredAt.timeIntervalSince1970.rounded(.down)) + 30 * 86_400)")
             let body = try #require(recorded["body"]?.mapValue)
             let sentText = String(decoding: try EnvelopeCodec.encode(disk), as: UTF8.self)
             let confidenceText = try #require(body["confidence"]?.numberValue?.text)
             #expect(sentText.contains("\"confidence\":\(confidenceText),"), "the confidence reads back digit for digit")
             #expect(Double(confidenceText) == disk.body.confidence)
-            let factorValues = (body["factors"]?.listValue ?? []).compactMap { $0.mapValue?["value"]?.numberValue?.text }
+            let factorValues = (body["factors"]?.listValue ?? []).compactMap {
+                $0.mapValue?["value"]?.numberValue?.text
+            }
             #expect(factorValues.map { Double($0)! } == disk.body.factors.map(\.value), "factors read back equal")
             #expect(body["high_confidence"] == .bool(true))
             #expect(recorded["why"]?.stringValue == disk.body.detail)
@@ -157,16 +199,26 @@ struct PredictorWorkerTests {
             #expect(await worker.runDueSlots().evaluated.isEmpty)
 
             // On request: `predict.<target>` predicts that one now, outside the schedule.
-            let requests = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.predictionRequestsQueue)
+            let requests = AMQPConsumer(
+                configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.predictionRequestsQueue)
             let requestLoop = Task {
-                await MessageWorker(consumer: requests, deadLetters: sink, logger: setup.logger, senders: nil, decode: PredictorWorker.decodeRequest,
-                                    handler: worker.handle).run()
+                await MessageWorker(
+                    consumer: requests, deadLetters: sink, logger: setup.logger, senders: nil,
+                    decode: PredictorWorker.decodeRequest,
+                    handler: worker.handle
+                ).run()
             }
-            let ask = Envelope(type: .predictionRequest, target: "\(world.prefix)-full", occurredAt: Date(), body: PredictionRequest(reason: "test"))
-            try await setup.publisher.publish(OutgoingMessage(
-                exchange: world.topology.exchange, routingKey: FleetTopology.routingKey(.predictionRequest, target: ask.target),
-                body: try EnvelopeCodec.encode(ask), properties: AMQPProperties(messageId: ask.id)))
-            let onDemand = await decisionSide.wait { $0.id != disk.id && $0.target == "\(world.prefix)-full" && $0.body.kind == .diskExhaustion }
+            let ask = Envelope(
+                type: .predictionRequest, target: "\(world.prefix)-full", occurredAt: Date(),
+                body: PredictionRequest(reason: "test"))
+            try await setup.publisher.publish(
+                OutgoingMessage(
+                    exchange: world.topology.exchange,
+                    routingKey: FleetTopology.routingKey(.predictionRequest, target: ask.target),
+                    body: try EnvelopeCodec.encode(ask), properties: AMQPProperties(messageId: ask.id)))
+            let onDemand = await decisionSide.wait {
+                $0.id != disk.id && $0.target == "\(world.prefix)-full" && $0.body.kind == .diskExhaustion
+            }
             #expect(onDemand?.body.highConfidence == true)
             // Named after the request, so a requeued request republishes the same ids (dropped downstream).
             #expect(onDemand?.id == "prediction-request-\(ask.id)-disk_exhaustion-\(world.prefix)-full")
@@ -183,8 +235,9 @@ struct PredictorWorkerTests {
         await setup.tearDown(instances: instances)
     }
 
-    @Test("two replicas over N targets: each target predicted exactly once per slot; GetMetricData batched across targets",
-          .timeLimit(.minutes(3)))
+    @Test(
+        "two replicas over N targets: each target predicted exactly once per slot; GetMetricData batched across targets",
+        .timeLimit(.minutes(3)))
     func replicasSplitTheTargets() async throws {
         let setup = try await Setup()
         let world = setup.world
@@ -192,13 +245,15 @@ struct PredictorWorkerTests {
         do {
             let count = 5
             for i in 0..<count {
-                let instance = try await world.launchTarget(name: "\(world.prefix)-t\(i)", healthURL: "http://127.0.0.1:9/")
+                let instance = try await world.launchTarget(
+                    name: "\(world.prefix)-t\(i)", healthURL: "http://127.0.0.1:9/")
                 instances.append(instance.instanceId)
             }
             let start = Date()
             let end = Self.currentHour(start).addingTimeInterval(3600)  // covers this slot and the next
             for id in instances {
-                try await Self.putSeries(setup.cloudWatch, instanceId: id, metric: "disk_used_percent", end: end, value: Self.filling)
+                try await Self.putSeries(
+                    setup.cloudWatch, instanceId: id, metric: "disk_used_percent", end: end, value: Self.filling)
             }
             // A shared test clock, so both replicas move to the next slot together.
             let clock = Mutex<Date>(start)
@@ -226,9 +281,12 @@ struct PredictorWorkerTests {
                     }
                 }
                 predicted.append(evaluated)
-                #expect(evaluated.sorted() == (0..<count).map { "\(world.prefix)-t\($0)" }.sorted(), "slot \(slot): each target exactly once")
-                #expect(setup.requestLog.actions("GetMetricData").count - before == expectedRequests,
-                        "one batched call per run: ⌈7·targets / 10⌉ requests, never one per metric")
+                #expect(
+                    evaluated.sorted() == (0..<count).map { "\(world.prefix)-t\($0)" }.sorted(),
+                    "slot \(slot): each target exactly once")
+                #expect(
+                    setup.requestLog.actions("GetMetricData").count - before == expectedRequests,
+                    "one batched call per run: ⌈7·targets / 10⌉ requests, never one per metric")
             }
             #expect(predicted.count == 2)
         } catch {
@@ -251,30 +309,41 @@ extension PredictorWorkerTests {
         do {
             let full = try await world.launchTarget(name: "\(world.prefix)-full", healthURL: "http://127.0.0.1:9/")
             instances = [full.instanceId]
-            try await Self.putSeries(setup.cloudWatch, instanceId: full.instanceId, metric: "disk_used_percent", end: Self.currentHour(),
-                                     value: Self.filling)
+            try await Self.putSeries(
+                setup.cloudWatch, instanceId: full.instanceId, metric: "disk_used_percent", end: Self.currentHour(),
+                value: Self.filling)
 
             let config = try TargetConfigFile(data: Data(#"{"defaults": {"grace_period": 1}}"#.utf8))
-            let decision = try await world.decision("decision-chain", redis: setup.redis, publisher: setup.publisher, config: config,
-                                                    tick: .milliseconds(200), logger: setup.logger)
-            let observations = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
-            let sink = DeadLetterSink(publisher: setup.publisher, topology: world.topology, workerName: "decision-chain")
+            let decision = try await world.decision(
+                "decision-chain", redis: setup.redis, publisher: setup.publisher, config: config,
+                tick: .milliseconds(200), logger: setup.logger)
+            let observations = AMQPConsumer(
+                configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
+            let sink = DeadLetterSink(
+                publisher: setup.publisher, topology: world.topology, workerName: "decision-chain")
             let decisionLoop = Task {
-                await MessageWorker(consumer: observations, deadLetters: sink, logger: setup.logger, senders: nil,
-                                    decode: DecisionWorker.decodeObservationQueue, handler: decision.handle).run()
+                await MessageWorker(
+                    consumer: observations, deadLetters: sink, logger: setup.logger, senders: nil,
+                    decode: DecisionWorker.decodeObservationQueue, handler: decision.handle
+                ).run()
             }
             let ticker = Task { await decision.runTicker() }
-            let requestsConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.actionRequestsQueue)
+            let requestsConsumer = AMQPConsumer(
+                configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.actionRequestsQueue)
             let requests = Collector<ActionRequest>(requestsConsumer, type: .actionRequest)
 
             let worker = setup.worker("predictor-chain")
             await worker.refreshTargetsForTests()
             let result = await worker.runDueSlots()
-            let disk = try #require(result.published.first { $0.body.kind == .diskExhaustion && $0.body.highConfidence })
+            let disk = try #require(
+                result.published.first { $0.body.kind == .diskExhaustion && $0.body.highConfidence })
 
             let request = await requests.wait(timeout: .seconds(30)) { _ in true }
-            #expect(request?.body.repair == RepairRequest(.ssm(document: "disk-cleanup", parameters: [:]), id: disk.id,
-                                                          reason: disk.body.detail))
+            #expect(
+                request?.body.repair
+                    == RepairRequest(
+                        .ssm(document: "disk-cleanup", parameters: [:]), id: disk.id,
+                        reason: disk.body.detail))
             #expect(request?.body.instanceId == full.instanceId)
             #expect(request?.body.idempotencyKey == "\(world.prefix)-full/repair/ssm/\(disk.id)")
 

@@ -30,21 +30,29 @@ struct ProbeMemoryTests {
         }
 
         func worker(_ id: String = "probe-a", targets: [Target], claims: (any KeyValueStore)? = nil) -> ProbeWorker {
-            ProbeWorker(options: ProbeWorker.Options(proberId: id), discover: { targets }, http: http, ec2: statuses,
-                        claims: claims ?? self.claims, publisher: publisher, topology: topology, logger: Logger(label: "probe-test"),
-                        clock: clock.now)
+            ProbeWorker(
+                options: ProbeWorker.Options(proberId: id), discover: { targets }, http: http, ec2: statuses,
+                claims: claims ?? self.claims, publisher: publisher, topology: topology,
+                logger: Logger(label: "probe-test"),
+                clock: clock.now)
         }
 
         /// Every observation published, decoded, with the message that carried it.
         func observations() throws -> [(envelope: Envelope<ProbeResult>, message: OutgoingMessage)] {
-            try publisher.published.map { (try EnvelopeCodec.decode($0.body, as: ProbeResult.self, expecting: .observation), $0) }
+            try publisher.published.map {
+                (try EnvelopeCodec.decode($0.body, as: ProbeResult.self, expecting: .observation), $0)
+            }
         }
     }
 
-    static func target(_ name: String, url: String?, settings: TargetSettings = TargetSettings(), region: String = "us-east-1",
-                       displaced: [InstanceRef] = []) -> Target {
-        Target(identity: TargetIdentity(name: name, homeRegion: region), instance: InstanceRef(id: "i-0\(name)", region: region),
-               instanceState: "running", healthURL: url, settings: settings, displaced: displaced)
+    static func target(
+        _ name: String, url: String?, settings: TargetSettings = TargetSettings(), region: String = "us-east-1",
+        displaced: [InstanceRef] = []
+    ) -> Target {
+        Target(
+            identity: TargetIdentity(name: name, homeRegion: region),
+            instance: InstanceRef(id: "i-0\(name)", region: region),
+            instanceState: "running", healthURL: url, settings: settings, displaced: displaced)
     }
 
     @Test("a healthy check publishes a healthy observation: routing key, the probe's user_id, envelope and body")
@@ -97,7 +105,8 @@ struct ProbeMemoryTests {
             Self.target("b", url: "https://b.example.com/health", settings: matching),
             Self.target("c", url: "https://c.example.com/health", settings: matching),
         ])
-        let byTarget = Dictionary(uniqueKeysWithValues: try rig.observations().map { ($0.envelope.target ?? "?", $0.envelope.body) })
+        let byTarget = Dictionary(
+            uniqueKeysWithValues: try rig.observations().map { ($0.envelope.target ?? "?", $0.envelope.body) })
         #expect(byTarget.count == 3)
         #expect(byTarget["a"]?.healthy == false)
         #expect(byTarget["a"]?.statusCode == 503)
@@ -132,12 +141,15 @@ struct ProbeMemoryTests {
         await rig.worker(targets: []).checkAll([Self.target("down", url: url)])  // nothing scripted: nothing listens
         let result = try #require(try rig.observations().first?.envelope.body)
         #expect(!result.healthy)
-        #expect(result.detail?.hasPrefix("HTTP request to https://down.example.com:8443 failed: could not connect") == true,
-                "\(result.detail ?? "-")")
+        #expect(
+            result.detail?.hasPrefix("HTTP request to https://down.example.com:8443 failed: could not connect") == true,
+            "\(result.detail ?? "-")")
         #expect(result.detail?.contains("HEALTHSECRET") == false)
     }
 
-    @Test("a target without a health URL is not checked; an observation the broker refuses is lost, the next one goes out")
+    @Test(
+        "a target without a health URL is not checked; an observation the broker refuses is lost, the next one goes out"
+    )
     func noURLAndRefusedPublish() async throws {
         let rig = Rig()
         let url = "https://shop.example.com/health"
@@ -172,7 +184,8 @@ struct ProbeMemoryTests {
         var settings = TargetSettings()
         settings.probeInterval = 30
         let targets = [Self.target("shop", url: "https://shop.example.com/health", settings: settings)]
-        let a = rig.worker("probe-a", targets: targets), b = rig.worker("probe-b", targets: targets)
+        let a = rig.worker("probe-a", targets: targets)
+        let b = rig.worker("probe-b", targets: targets)
         await a.refreshTargets()
         await b.refreshTargets()
         rig.clock.set(Date(timeIntervalSince1970: 1_800_000_010))  // inside slot 60_000_000
@@ -208,7 +221,9 @@ struct ProbeMemoryTests {
             func set(_ key: String, _ value: String, expiry: Duration?) async throws { throw Unreachable() }
             func get(_ key: String) async throws -> String? { throw Unreachable() }
             func delete(_ key: String) async throws -> Bool { throw Unreachable() }
-            func setIfAbsent(_ key: String, _ value: String, expiry: Duration?) async throws -> Bool { throw Unreachable() }
+            func setIfAbsent(_ key: String, _ value: String, expiry: Duration?) async throws -> Bool {
+                throw Unreachable()
+            }
         }
         let rig = Rig()
         let worker = rig.worker(targets: [Self.target("shop", url: "https://shop.example.com/health")], claims: Down())
@@ -216,20 +231,28 @@ struct ProbeMemoryTests {
         #expect(await worker.dueTargets().map(\.name) == ["shop"])
     }
 
-    @Test("the EC2 sweep: a stopped or impaired instance is a failed observation, a healthy one is not news, a running original is reported under its own id; each region asked once")
+    @Test(
+        "the EC2 sweep: a stopped or impaired instance is a failed observation, a healthy one is not news, a running original is reported under its own id; each region asked once"
+    )
     func instanceStatusSweep() async throws {
         let rig = Rig()
-        let ok = StatusCheck("ok"), impaired = StatusCheck("impaired")
+        let ok = StatusCheck("ok")
+        let impaired = StatusCheck("impaired")
         let original = InstanceRef(id: "i-0original", region: "us-east-1")
         let targets = [
-            Self.target("stopped", url: nil), Self.target("impaired", url: nil), Self.target("fine", url: nil, displaced: [original]),
+            Self.target("stopped", url: nil), Self.target("impaired", url: nil),
+            Self.target("fine", url: nil, displaced: [original]),
             Self.target("west", url: nil, region: "eu-west-1"),
         ]
-        rig.statuses.set(InstanceStatus(instanceId: "i-0stopped", state: .stopped, systemStatus: StatusCheck("not-applicable"),
-                                        instanceStatus: StatusCheck("not-applicable")))
-        rig.statuses.set(InstanceStatus(instanceId: "i-0impaired", state: .running, systemStatus: ok, instanceStatus: impaired))
+        rig.statuses.set(
+            InstanceStatus(
+                instanceId: "i-0stopped", state: .stopped, systemStatus: StatusCheck("not-applicable"),
+                instanceStatus: StatusCheck("not-applicable")))
+        rig.statuses.set(
+            InstanceStatus(instanceId: "i-0impaired", state: .running, systemStatus: ok, instanceStatus: impaired))
         rig.statuses.set(InstanceStatus(instanceId: "i-0fine", state: .running, systemStatus: ok, instanceStatus: ok))
-        rig.statuses.set(InstanceStatus(instanceId: "i-0original", state: .running, systemStatus: ok, instanceStatus: ok))
+        rig.statuses.set(
+            InstanceStatus(instanceId: "i-0original", state: .running, systemStatus: ok, instanceStatus: ok))
         rig.statuses.set(InstanceStatus(instanceId: "i-0west", state: .stopping, systemStatus: ok, instanceStatus: ok))
         let worker = rig.worker(targets: targets)
         await worker.refreshTargets()
@@ -249,7 +272,10 @@ struct ProbeMemoryTests {
         #expect(fine.first?.envelope.body.healthy == true)
         #expect(fine.first?.message.routingKey == "observation.fine")
         #expect(rig.statuses.calls.map(\.region).sorted() == ["eu-west-1", "us-east-1"])
-        #expect(Set(rig.statuses.calls.first { $0.region == "us-east-1" }?.ids ?? []) == ["i-0stopped", "i-0impaired", "i-0fine", "i-0original"])
+        #expect(
+            Set(rig.statuses.calls.first { $0.region == "us-east-1" }?.ids ?? []) == [
+                "i-0stopped", "i-0impaired", "i-0fine", "i-0original",
+            ])
 
         // Another replica in the same interval: the sweep is claimed, nothing is asked twice; in the next
         // interval it sweeps.

@@ -12,7 +12,8 @@ import Testing
 
 /// The built `.build/debug/recoveryctl` binary, run as a subprocess against in-process decision, actuator
 /// and recorder workers over the real broker, Redis and moto.
-@Suite("recoveryctl end to end", .serialized, .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
+@Suite(
+    "recoveryctl end to end", .serialized, .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct RecoveryctlEndToEndTests {
     @Test(.timeLimit(.minutes(3)))
     func restartStatusHistoryAndARefusedNonOperator() async throws {
@@ -22,12 +23,15 @@ struct RecoveryctlEndToEndTests {
         let log = RequestLog(world.http)
         let aws = AWSClient(
             region: "us-east-1",
-            credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
+            credentials: StaticCredentialProvider(
+                AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
             http: log, environment: ["AWS_ENDPOINT_URL": environment["AWS_ENDPOINT_URL"]!])
         let dynamo = DynamoDBClient(world.aws)
         let eventsTable = "\(world.prefix)-events"
-        _ = try await dynamo.createTable(CreateTableInput(
-            tableName: eventsTable, partitionKey: DynamoKeyAttribute("instance_id", .string), sortKey: DynamoKeyAttribute("timestamp", .string)))
+        _ = try await dynamo.createTable(
+            CreateTableInput(
+                tableName: eventsTable, partitionKey: DynamoKeyAttribute("instance_id", .string),
+                sortKey: DynamoKeyAttribute("timestamp", .string)))
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         _ = try await world.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(100))
         let logger = Logger(label: "recoveryctl-e2e")
@@ -36,7 +40,8 @@ struct RecoveryctlEndToEndTests {
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
         let sink = DeadLetterSink(publisher: publisher, topology: topology, workerName: "e2e")
         // A long grace period: the restart below is the operator's, not the automatic one.
-        let config = try TargetConfigFile(data: Data(#"{"defaults": {"failure_threshold": 2, "grace_period": 600}}"#.utf8))
+        let config = try TargetConfigFile(
+            data: Data(#"{"defaults": {"failure_threshold": 2, "grace_period": 600}}"#.utf8))
         let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: config, fleet: world.prefix, logger: logger)
 
         var decisionOptions = DecisionWorker.Options(workerId: "decision-e2e")
@@ -47,30 +52,59 @@ struct RecoveryctlEndToEndTests {
             schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
             topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: logger)
         try await decision.refreshCatalog()
-        let observations = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
+        let observations = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
-        let actuatorRequests = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
+        let actuatorRequests = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
         let history = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.historyQueue)
         let actuator = ActuatorWorker(
-            options: ActuatorHarness.fastOptions("actuator-e2e"), ec2: EC2Client(aws), route53: Route53Client(aws), http: world.http,
+            options: ActuatorHarness.fastOptions("actuator-e2e"), ec2: EC2Client(aws), route53: Route53Client(aws),
+            http: world.http,
             locks: RedisLockStore(client: redis, keyspace: world.keyspace),
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
-        let recorder = RecorderWorker(options: .init(eventsTable: eventsTable, predictionsTable: eventsTable), dynamo: dynamo, logger: logger)
+        let recorder = RecorderWorker(
+            options: .init(eventsTable: eventsTable, predictionsTable: eventsTable), dynamo: dynamo, logger: logger)
         let loops: [@Sendable () async -> Void] = [
-            { await MessageWorker(consumer: observations, deadLetters: sink, logger: logger, senders: nil, decode: DecisionWorker.decodeObservationQueue,
-                                  handler: decision.handle).run() },
-            { await MessageWorker(consumer: commands, deadLetters: sink, logger: logger, senders: nil, decode: DecisionWorker.decodeCommandQueue,
-                                  handler: decision.handle).run() },
-            { await MessageWorker<Envelope<ActionRequest>>(consumer: actuatorRequests, deadLetters: sink, expecting: .actionRequest,
-                                                          logger: logger, senders: nil, handler: actuator.handle).run() },
-            { await MessageWorker(consumer: history, deadLetters: sink, logger: logger, senders: nil, decode: RecorderWorker.decode, handler: recorder.handle).run() },
+            {
+                await MessageWorker(
+                    consumer: observations, deadLetters: sink, logger: logger, senders: nil,
+                    decode: DecisionWorker.decodeObservationQueue,
+                    handler: decision.handle
+                ).run()
+            },
+            {
+                await MessageWorker(
+                    consumer: commands, deadLetters: sink, logger: logger, senders: nil,
+                    decode: DecisionWorker.decodeCommandQueue,
+                    handler: decision.handle
+                ).run()
+            },
+            {
+                await MessageWorker<Envelope<ActionRequest>>(
+                    consumer: actuatorRequests, deadLetters: sink, expecting: .actionRequest,
+                    logger: logger, senders: nil, handler: actuator.handle
+                ).run()
+            },
+            {
+                await MessageWorker(
+                    consumer: history, deadLetters: sink, logger: logger, senders: nil, decode: RecorderWorker.decode,
+                    handler: recorder.handle
+                ).run()
+            },
             { await decision.runTicker() },
         ]
-        let running = Task { await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } } }
+        let running = Task {
+            await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } }
+        }
         // recoveryctl publishes without declaring anything: wait until the consumers declared the topology.
-        try await poll("the fleet's consumers subscribe") { [observations, commands, actuatorRequests, history].allSatisfy(\.isConnected) }
-        let deadConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
+        try await poll("the fleet's consumers subscribe") {
+            [observations, commands, actuatorRequests, history].allSatisfy(\.isConnected)
+        }
+        let deadConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp,
+            queue: FleetTopology.deadLetterQueue(for: topology.commandsQueue))
         let deadLetters = DeliveryLog(deadConsumer)
         let env = ctlEnvironment(world, extra: ["RECOVERY_EVENTS_TABLE": eventsTable])
         let intruder = "\(world.prefix)-intruder"
@@ -78,11 +112,15 @@ struct RecoveryctlEndToEndTests {
         do {
             // Two failed checks open an incident (the restart waits 600 s of grace).
             for i in 0..<2 {
-                let observation = Envelope(type: .observation, id: "\(world.prefix)-obs-\(i)", target: name, instanceId: instance.instanceId,
-                                           occurredAt: Date(), body: ProbeResult(prober: "probe-e2e", healthy: false, statusCode: 503, detail: "HTTP 503"))
-                try await publisher.publish(OutgoingMessage(
-                    exchange: topology.exchange, routingKey: FleetTopology.routingKey(.observation, target: name),
-                    body: try EnvelopeCodec.encode(observation), properties: AMQPProperties(messageId: observation.id)))
+                let observation = Envelope(
+                    type: .observation, id: "\(world.prefix)-obs-\(i)", target: name, instanceId: instance.instanceId,
+                    occurredAt: Date(),
+                    body: ProbeResult(prober: "probe-e2e", healthy: false, statusCode: 503, detail: "HTTP 503"))
+                try await publisher.publish(
+                    OutgoingMessage(
+                        exchange: topology.exchange, routingKey: FleetTopology.routingKey(.observation, target: name),
+                        body: try EnvelopeCodec.encode(observation),
+                        properties: AMQPProperties(messageId: observation.id)))
             }
             let reader = DecisionStateReader(states: RedisStateStore(client: redis, keyspace: world.keyspace))
             try await poll("the incident opens") { try await reader.target(name)?.machine.incident != nil }
@@ -107,7 +145,8 @@ struct RecoveryctlEndToEndTests {
             #expect(text.stdout.split(separator: "\n").allSatisfy { $0.count <= 80 }, "\(text.stdout)")
 
             // restart: sent as guest, accepted by the decision worker, run by the actuator, outcome printed.
-            let restart = try await runCtl(["restart", name, "--reason", "e2e test", "--json", "--timeout", "90s"], env: env)
+            let restart = try await runCtl(
+                ["restart", name, "--reason", "e2e test", "--json", "--timeout", "90s"], env: env)
             #expect(restart.code == 0, "\(restart.stdout) \(restart.stderr)")
             let result = try JSONDecoder().decode(CommandResult.self, from: Data(restart.stdout.utf8))
             #expect(result.status == .accepted)
@@ -115,20 +154,24 @@ struct RecoveryctlEndToEndTests {
             #expect(result.outcome?.status == "succeeded")
             #expect(result.outcome?.step == "restart")
             let incident = try #require(result.incidentId)
-            #expect(result.outcome?.idempotencyKey == ActionRequest.key(target: name, incidentId: incident, step: .restart))
+            #expect(
+                result.outcome?.idempotencyKey == ActionRequest.key(target: name, incidentId: incident, step: .restart))
             let reboots = log.actions("RebootInstances")
             #expect(reboots.count == 1, "\(log.all)")
             #expect(reboots.first?.body.contains("InstanceId.1=\(instance.instanceId)") == true)
 
             // The same step again is refused by the decision worker (run once per incident), and exits 3.
-            let again = try await runCtl(["restart", name, "--reason", "twice", "--json", "--timeout", "30s"], env: env)
+            let again = try await runCtl(
+                ["restart", name, "--reason", "twice", "--json", "--timeout", "30s"], env: env)
             #expect(again.code == 3, "\(again.stdout)")
             #expect(log.actions("RebootInstances").count == 1, "no second reboot")
 
             // history: the rows the in-process recorder wrote.
             try await poll("the recorder writes the outcome") {
-                let rows = try await HistoryReader(dynamo: dynamo, table: eventsTable).read(target: name, limit: nil).entries
-                return rows.contains { $0.type == "action.event" } && rows.contains { $0.type == "command" && $0.why == "twice" }
+                let rows = try await HistoryReader(dynamo: dynamo, table: eventsTable).read(target: name, limit: nil)
+                    .entries
+                return rows.contains { $0.type == "action.event" }
+                    && rows.contains { $0.type == "command" && $0.why == "twice" }
             }
             let shown = try await runCtl(["history", name, "--json", "--all"], env: env)
             #expect(shown.code == 0, "\(shown.stderr)")
@@ -144,9 +187,11 @@ struct RecoveryctlEndToEndTests {
 
             // A RabbitMQ user who is not on OPERATORS: refused, recorded with the reason, exit 3.
             try await management("PUT", "users/\(intruder)", #"{"password": "intruder-pass", "tags": ""}"#)
-            try await management("PUT", "permissions/%2F/\(intruder)", #"{"configure": ".*", "write": ".*", "read": ".*"}"#)
+            try await management(
+                "PUT", "permissions/%2F/\(intruder)", #"{"configure": ".*", "write": ".*", "read": ".*"}"#)
             var intruderEnv = env
-            intruderEnv["AMQP_URL"] = "amqp://\(intruder):intruder-pass@127.0.0.1:\(try AMQPURL(environment["AMQP_URL"]!).port)/%2f"
+            intruderEnv["AMQP_URL"] =
+                "amqp://\(intruder):intruder-pass@127.0.0.1:\(try AMQPURL(environment["AMQP_URL"]!).port)/%2f"
             let refused = try await runCtl(["ack", name, "--json", "--timeout", "30s"], env: intruderEnv)
             #expect(refused.code == 3, "\(refused.stdout) \(refused.stderr)")
             let refusal = try JSONDecoder().decode(CommandResult.self, from: Data(refused.stdout.utf8))
@@ -156,7 +201,8 @@ struct RecoveryctlEndToEndTests {
             #expect(!refused.stdout.contains("intruder-pass") && !refused.stderr.contains("intruder-pass"))
             let letters = await deadLetters.wait(for: 2)
             let letter = try #require(letters.first { $0.properties.messageId == refusal.commandId })
-            #expect(letter.properties.headers["x-reject-reason"]?.stringValue == "user '\(intruder)' is not an operator")
+            #expect(
+                letter.properties.headers["x-reject-reason"]?.stringValue == "user '\(intruder)' is not an operator")
             try await poll("the refusal is in the history") {
                 try await HistoryReader(dynamo: dynamo, table: eventsTable).read(target: name, limit: nil).entries
                     .contains { $0.what == "command_rejected" && $0.why.contains(intruder) }
@@ -186,8 +232,11 @@ struct RecoveryctlEndToEndTests {
         try await table.create()
         let env = ctlEnvironment(world, extra: ["INSTANCE_CONFIG_TABLE": tableName])
         do {
-            let set = try await runCtl(["targets", "set", "shop-web", "probe_interval=15", "requires_approval=true",
-                                        "health_url=https://shop.example.com/health", "expected_status=[[200, 299]]", "--json"], env: env)
+            let set = try await runCtl(
+                [
+                    "targets", "set", "shop-web", "probe_interval=15", "requires_approval=true",
+                    "health_url=https://shop.example.com/health", "expected_status=[[200, 299]]", "--json",
+                ], env: env)
             #expect(set.code == 0, "\(set.stderr)")
             let listed = try await runCtl(["targets", "list", "--json"], env: env)
             #expect(listed.code == 0, "\(listed.stderr)")
@@ -210,20 +259,28 @@ struct RecoveryctlEndToEndTests {
             let unknown = try await runCtl(["targets", "set", "shop-web", "probe_intervall=5"], env: env)
             #expect(unknown.code == 64)
             #expect(unknown.stderr.contains("unknown setting 'probe_intervall'"), "\(unknown.stderr)")
-            let after = try JSONDecoder().decode(TargetsListing.self, from: Data(try await runCtl(["targets", "list", "--json"], env: env).stdout.utf8))
-            #expect(after.targets.first { $0.target == "shop-web" }?.settings["probe_interval"]?.text == "15", "nothing written")
+            let after = try JSONDecoder().decode(
+                TargetsListing.self, from: Data(try await runCtl(["targets", "list", "--json"], env: env).stdout.utf8))
+            #expect(
+                after.targets.first { $0.target == "shop-web" }?.settings["probe_interval"]?.text == "15",
+                "nothing written")
 
             // unset keeps the rest.
             let unset = try await runCtl(["targets", "unset", "shop-web", "requires_approval", "--json"], env: env)
             #expect(unset.code == 0, "\(unset.stderr)")
-            let final = try JSONDecoder().decode(TargetsListing.self, from: Data(try await runCtl(["targets", "list", "--json"], env: env).stdout.utf8))
+            let final = try JSONDecoder().decode(
+                TargetsListing.self, from: Data(try await runCtl(["targets", "list", "--json"], env: env).stdout.utf8))
             let finalItem = try #require(final.targets.first { $0.target == "shop-web" })
             #expect(finalItem.settings["requires_approval"] == nil)
             #expect(finalItem.settings["probe_interval"]?.text == "15")
 
             // A target's own Slack webhook is stored, and never printed (text or JSON).
             let hook = "https://hooks.slack.com/services/T1/B1/WEBHOOKSECRET42"
-            let withHook = try await runCtl(["targets", "set", "shop-web", ##"notify={"slack_webhook_url": "\##(hook)", "slack_channel": "#shop"}"##], env: env)
+            let withHook = try await runCtl(
+                [
+                    "targets", "set", "shop-web",
+                    ##"notify={"slack_webhook_url": "\##(hook)", "slack_channel": "#shop"}"##,
+                ], env: env)
             #expect(withHook.code == 0, "\(withHook.stderr)")
             let shownText = try await runCtl(["targets", "list"], env: env)
             let shownJSON = try await runCtl(["targets", "list", "--json"], env: env)
@@ -231,8 +288,10 @@ struct RecoveryctlEndToEndTests {
                 #expect(!(run.stdout + run.stderr).contains("WEBHOOKSECRET42"), "\(run.stdout)")
             }
             #expect(shownJSON.stdout.contains("#shop") && shownJSON.stdout.contains("***"), "\(shownJSON.stdout)")
-            let stored = try await DynamoDBClient(world.aws).getItem(tableName: tableName, key: ["instance_id": "shop-web"], consistentRead: true)
-            #expect(stored?["notify"]?.mapValue?["slack_webhook_url"]?.stringValue == hook, "the table holds the real URL")
+            let stored = try await DynamoDBClient(world.aws).getItem(
+                tableName: tableName, key: ["instance_id": "shop-web"], consistentRead: true)
+            #expect(
+                stored?["notify"]?.mapValue?["slack_webhook_url"]?.stringValue == hook, "the table holds the real URL")
         } catch {
             Issue.record(error)
         }
@@ -271,20 +330,25 @@ func runCtl(_ arguments: [String], env: [String: String]) async throws -> CtlRun
     return try await runProgram(binary, arguments, env: env)
 }
 
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 /// Runs `program` (a path) the way `runCtl` runs recoveryctl.
 func runProgram(_ binary: String, _ arguments: [String], env: [String: String]) async throws -> CtlRun {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("recoveryctl-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: dir) }
-    let out = dir.appendingPathComponent("out").path, err = dir.appendingPathComponent("err").path
+    let out = dir.appendingPathComponent("out").path
+    let err = dir.appendingPathComponent("err").path
     let result: Result<Int32, POSIXError> = await withCheckedContinuation { continuation in
         let thread = Thread {
             var pid: pid_t = 0
-            let closeInherited = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@" >"$CTL_OUT" 2>"$CTL_ERR""#
-            let argv = (["/bin/bash", "-c", closeInherited, "recoveryctl", binary] + arguments).map { strdup($0) } + [nil]
-            let envp = (env.merging(["CTL_OUT": out, "CTL_ERR": err]) { $1 }).map { strdup("\($0.key)=\($0.value)") } + [nil]
+            let closeInherited =
+                #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; exec "$@" >"$CTL_OUT" 2>"$CTL_ERR""#
+            let argv =
+                (["/bin/bash", "-c", closeInherited, "recoveryctl", binary] + arguments).map { strdup($0) } + [nil]
+            let envp =
+                (env.merging(["CTL_OUT": out, "CTL_ERR": err]) { $1 }).map { strdup("\($0.key)=\($0.value)") } + [nil]
             defer { (argv + envp).forEach { free($0) } }
             let rc = posix_spawn(&pid, "/bin/bash", nil, nil, argv, envp)
             guard rc == 0 else {
@@ -293,7 +357,8 @@ func runProgram(_ binary: String, _ arguments: [String], env: [String: String]) 
             }
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            continuation.resume(returning: .success((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)))
+            continuation.resume(
+                returning: .success((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)))
         }
         thread.start()
     }
@@ -317,11 +382,17 @@ func poll(_ what: String, timeout: Duration = .seconds(30), _ condition: () asyn
 func management(_ method: String, _ path: String, _ body: String?) async throws {
     let http = HTTPClient()
     defer { http.shutdown() }
-    let response = try await http.execute(HTTPRequest(
-        method: method, url: "\(managementBase)/api/\(path)",
-        headers: [("Authorization", "Basic " + Data("guest:guest".utf8).base64EncodedString()), ("Content-Type", "application/json")],
-        body: Array((body ?? "").utf8)))
+    let response = try await http.execute(
+        HTTPRequest(
+            method: method, url: "\(managementBase)/api/\(path)",
+            headers: [
+                ("Authorization", "Basic " + Data("guest:guest".utf8).base64EncodedString()),
+                ("Content-Type", "application/json"),
+            ],
+            body: Array((body ?? "").utf8)))
     guard (200..<300).contains(response.status) else {
-        throw ControlError("management API \(method) \(path): HTTP \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+        throw ControlError(
+            "management API \(method) \(path): HTTP \(response.status) \(String(decoding: response.body, as: UTF8.self))"
+        )
     }
 }

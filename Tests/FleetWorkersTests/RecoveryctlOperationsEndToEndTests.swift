@@ -71,10 +71,13 @@ extension RecoveryctlEndToEndTests {
                 #expect(q["type"] as? String == "quorum", "\(queue.name)")
             }
             for (queue, patterns) in topology.workQueues {
-                let bound = try await managementList("bindings/%2F/e/\(topology.exchange)/q/\(queue)").compactMap { $0["routing_key"] as? String }
+                let bound = try await managementList("bindings/%2F/e/\(topology.exchange)/q/\(queue)").compactMap {
+                    $0["routing_key"] as? String
+                }
                 #expect(Set(bound) == Set(patterns), "\(queue)")
                 let dead = FleetTopology.deadLetterQueue(for: queue)
-                let deadBound = try await managementList("bindings/%2F/e/\(topology.deadLetterExchange)/q/\(dead)").compactMap { $0["routing_key"] as? String }
+                let deadBound = try await managementList("bindings/%2F/e/\(topology.deadLetterExchange)/q/\(dead)")
+                    .compactMap { $0["routing_key"] as? String }
                 #expect(deadBound == [queue], "\(dead)")
             }
 
@@ -83,7 +86,8 @@ extension RecoveryctlEndToEndTests {
             #expect(again.code == 0, "\(again.stderr)")
             #expect(again.stdout.contains("Declared from \(file): 2 exchanges, 12 queues"), "\(again.stdout)")
             #expect(again.stdout.contains("Policies set: \(policy)."), "\(again.stdout)")
-            let commandBindings = try await managementList("bindings/%2F/e/\(topology.exchange)/q/\(topology.commandsQueue)")
+            let commandBindings = try await managementList(
+                "bindings/%2F/e/\(topology.exchange)/q/\(topology.commandsQueue)")
             #expect(commandBindings.count == 1)
 
             // Without RABBITMQ_MANAGEMENT_URL: declared, and the policy listed as not set, with how to set it.
@@ -109,12 +113,15 @@ extension RecoveryctlEndToEndTests {
             let wrong = try await runCtl(["topology", "apply", "--file", shape], env: env)
             #expect(wrong.code == 1)
             #expect(wrong.stderr.contains("'queues' must be a list of objects"), "\(wrong.stderr)")
-            let missing = try await runCtl(["topology", "apply", "--file", dir.appendingPathComponent("nope.json").path], env: env)
+            let missing = try await runCtl(
+                ["topology", "apply", "--file", dir.appendingPathComponent("nope.json").path], env: env)
             #expect(missing.code == 1)
             #expect(missing.stderr.contains("cannot read"), "\(missing.stderr)")
             // A queue that exists with other arguments: the broker's 406, shown, exit 1, and the queue unchanged.
             var changed = topology.amqp
-            changed.queues = [.quorum(topology.commandsQueue, deliveryLimit: 9, deadLetterExchange: topology.deadLetterExchange)]
+            changed.queues = [
+                .quorum(topology.commandsQueue, deliveryLimit: 9, deadLetterExchange: topology.deadLetterExchange)
+            ]
             changed.exchanges = []
             changed.bindings = []
             changed.policies = []
@@ -122,7 +129,9 @@ extension RecoveryctlEndToEndTests {
             try changed.definitionsJSON().write(to: URL(fileURLWithPath: conflicting))
             let refused = try await runCtl(["topology", "apply", "--file", conflicting], env: env)
             #expect(refused.code == 1, "\(refused.stdout)")
-            #expect(refused.stderr.contains("declaring the topology failed") && refused.stderr.contains("406"), "\(refused.stderr)")
+            #expect(
+                refused.stderr.contains("declaring the topology failed") && refused.stderr.contains("406"),
+                "\(refused.stderr)")
             let kept = try await managementGet("queues/%2F/\(topology.commandsQueue)")?["arguments"] as? [String: Any]
             #expect((kept?["x-delivery-limit"] as? NSNumber)?.intValue == 5)
         } catch {
@@ -158,7 +167,8 @@ extension RecoveryctlEndToEndTests {
             _ = try await route53.upsertARecord(hostedZoneId: zone.id, name: record, addresses: ["192.0.2.10"])
             await h.cleanup.add {
                 for set in try await route53.listResourceRecordSets(hostedZoneId: zone.id) where set.type == .a {
-                    _ = try await route53.changeResourceRecordSets(hostedZoneId: zone.id, changes: [.init(.delete, set)])
+                    _ = try await route53.changeResourceRecordSets(
+                        hostedZoneId: zone.id, changes: [.init(.delete, set)])
                 }
                 try await route53.deleteHostedZone(zone.id)
             }
@@ -166,25 +176,35 @@ extension RecoveryctlEndToEndTests {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             await h.cleanup.add { try FileManager.default.removeItem(at: dir) }
             let targetsFile = dir.appendingPathComponent("targets.json")
-            try Data("""
+            try Data(
+                """
                 {"defaults": {"dr_region": "us-west-2"},
                  "targets": {
                    "\(ready)": {"dr": {"subnet_id": "subnet-dr1", "security_group_ids": ["sg-dr1"], "instance_type": "t3.micro",
                                        "hosted_zone_id": "\(zone.id)", "record_name": "\(record)"}},
                    "\(broken)": {"dr": {"hosted_zone_id": "\(zone.id)", "record_name": "\(record)"}}}}
-                """.utf8).write(to: targetsFile)
+                """.utf8
+            ).write(to: targetsFile)
             let env = ctlEnvironment(h.world, extra: ["TARGETS_FILE": targetsFile.path])
 
             // The whole fleet: one target would fail over badly, so exit 4 and the findings.
             let all = try await runCtl(["preflight"], env: env)
             #expect(all.code == 4, "\(all.stdout) \(all.stderr)")
             #expect(all.stdout.contains("DR pre-flight of 2 target(s): 1 would fail over badly."), "\(all.stdout)")
-            #expect(all.stdout.contains("\(broken)  \(brokenInstance.instanceId) (us-east-1) -> us-west-2  PROBLEMS"), "\(all.stdout)")
-            #expect(all.stdout.contains("\(ready)  \(readyInstance.instanceId) (us-east-1) -> us-west-2  OK"), "\(all.stdout)")
+            #expect(
+                all.stdout.contains("\(broken)  \(brokenInstance.instanceId) (us-east-1) -> us-west-2  PROBLEMS"),
+                "\(all.stdout)")
+            #expect(
+                all.stdout.contains("\(ready)  \(readyInstance.instanceId) (us-east-1) -> us-west-2  OK"),
+                "\(all.stdout)")
             let unwrapped = all.stdout.replacingOccurrences(of: "\n    ", with: " ")
-            #expect(unwrapped.contains("\n  problem: no completed snapshot tagged AutoRecovery:Name=\(broken) in the DR region us-west-2"),
-                    "\(all.stdout)")
-            #expect(unwrapped.contains("\n  problem: DR settings incomplete: subnet_id, security_group_ids not set"), "\(all.stdout)")
+            #expect(
+                unwrapped.contains(
+                    "\n  problem: no completed snapshot tagged AutoRecovery:Name=\(broken) in the DR region us-west-2"),
+                "\(all.stdout)")
+            #expect(
+                unwrapped.contains("\n  problem: DR settings incomplete: subnet_id, security_group_ids not set"),
+                "\(all.stdout)")
             #expect(all.stdout.contains("\n  DR snapshot:   snap-"), "\(all.stdout)")
             #expect(all.stdout.split(separator: "\n").allSatisfy { $0.count <= 80 }, "\(all.stdout)")
 
@@ -215,7 +235,9 @@ extension RecoveryctlEndToEndTests {
             // A target that is not discovered: a clear error, exit 1.
             let unknown = try await runCtl(["preflight", "\(h.world.prefix)-nosuch"], env: env)
             #expect(unknown.code == 1)
-            #expect(unknown.stderr.contains("no target named '\(h.world.prefix)-nosuch' was discovered"), "\(unknown.stderr)")
+            #expect(
+                unknown.stderr.contains("no target named '\(h.world.prefix)-nosuch' was discovered"),
+                "\(unknown.stderr)")
         }
     }
 
@@ -229,7 +251,8 @@ extension RecoveryctlEndToEndTests {
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         _ = try await world.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(100))
         // A long grace period: nothing runs by itself, every step here is an operator's.
-        let fleet = try await InProcessFleet(world, config: #"{"defaults": {"failure_threshold": 2, "grace_period": 600}}"#)
+        let fleet = try await InProcessFleet(
+            world, config: #"{"defaults": {"failure_threshold": 2, "grace_period": 600}}"#)
         let env = ctlEnvironment(world, extra: [:])
         let reader = DecisionStateReader(states: RedisStateStore(client: fleet.redis, keyspace: world.keyspace))
 
@@ -268,8 +291,9 @@ extension RecoveryctlEndToEndTests {
             #expect(try await status().targets.first?.state == "pending(restart)")
 
             // brake engage: accepted (the alert answers it); status shows who engaged it and why.
-            try await accepted(["brake", "engage", "--reason", "provider incident in us-east-1"],
-                               saying: "fleet brake engaged: engaged by guest: provider incident in us-east-1")
+            try await accepted(
+                ["brake", "engage", "--reason", "provider incident in us-east-1"],
+                saying: "fleet brake engaged: engaged by guest: provider incident in us-east-1")
             var brake = try await status().brake
             #expect(brake.engaged)
             #expect(brake.trigger == "manual" && brake.by == "guest")
@@ -297,8 +321,9 @@ extension RecoveryctlEndToEndTests {
             let endText = String(held.dropFirst("held by guest until ".count))
             let end = try #require(try? Date(endText, strategy: .iso8601), "\(held)")
             #expect(end >= before.addingTimeInterval(7200 - 1) && end <= after.addingTimeInterval(7200 + 1), "\(end)")
-            #expect(try await status().targets.first?.nextStepAt.map { $0 >= before.addingTimeInterval(7200 - 1) } == true,
-                    "the step waits for the hold")
+            #expect(
+                try await status().targets.first?.nextStepAt.map { $0 >= before.addingTimeInterval(7200 - 1) } == true,
+                "the step waits for the hold")
             // Held: approve is refused, and says to resume first.
             let whileHeld = try await command(["approve", name], expect: 3)
             #expect(whileHeld.detail?.contains("is held by guest until") == true, "\(whileHeld)")
@@ -353,7 +378,8 @@ extension RecoveryctlEndToEndTests {
         let name = "\(world.prefix)-q"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         _ = try await world.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(100))
-        let fleet = try await InProcessFleet(world, config: #"{"defaults": {"failure_threshold": 2, "grace_period": 600}}"#)
+        let fleet = try await InProcessFleet(
+            world, config: #"{"defaults": {"failure_threshold": 2, "grace_period": 600}}"#)
         let env = ctlEnvironment(world, extra: [:])
         func command(_ arguments: [String], expect code: Int32) async throws -> CommandResult {
             let run = try await runCtl(arguments + ["--json", "--timeout", "60s"], env: env)
@@ -408,7 +434,8 @@ final class InProcessFleet: Sendable {
         log = RequestLog(world.http)
         let aws = AWSClient(
             region: "us-east-1",
-            credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
+            credentials: StaticCredentialProvider(
+                AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
             http: log, environment: ["AWS_ENDPOINT_URL": environment["AWS_ENDPOINT_URL"]!])
         let redis = try await RedisClient.connect(url: world.redisURL)
         self.redis = redis
@@ -416,8 +443,9 @@ final class InProcessFleet: Sendable {
         let publisher = AMQPPublisher(configuration: world.amqp, topology: topology.amqp)
         self.publisher = publisher
         let sink = DeadLetterSink(publisher: publisher, topology: topology, workerName: "e2e")
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: try TargetConfigFile(data: Data(json.utf8)), fleet: world.prefix,
-                                    logger: logger)
+        let catalog = TargetCatalog(
+            ec2: world.ec2, drRegion: nil, config: try TargetConfigFile(data: Data(json.utf8)), fleet: world.prefix,
+            logger: logger)
         var decisionOptions = DecisionWorker.Options(workerId: "decision-e2e")
         decisionOptions.operators = ["guest"]
         decisionOptions.tick = .milliseconds(200)
@@ -426,30 +454,51 @@ final class InProcessFleet: Sendable {
             schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
             topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: logger)
         try await decision.refreshCatalog()
-        let observations = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
+        let observations = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
-        let requests = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
+        let requests = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
         consumers = [observations, commands, requests]
         let actuator = ActuatorWorker(
-            options: ActuatorHarness.fastOptions("actuator-e2e"), ec2: EC2Client(aws), route53: Route53Client(aws), http: world.http,
+            options: ActuatorHarness.fastOptions("actuator-e2e"), ec2: EC2Client(aws), route53: Route53Client(aws),
+            http: world.http,
             locks: RedisLockStore(client: redis, keyspace: world.keyspace),
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
         let loops: [@Sendable () async -> Void] = [
-            { await MessageWorker(consumer: observations, deadLetters: sink, logger: logger, senders: nil, decode: DecisionWorker.decodeObservationQueue,
-                                  handler: decision.handle).run() },
-            { await MessageWorker(consumer: commands, deadLetters: sink, logger: logger, senders: nil, decode: DecisionWorker.decodeCommandQueue,
-                                  handler: decision.handle).run() },
-            { await MessageWorker<Envelope<ActionRequest>>(consumer: requests, deadLetters: sink, expecting: .actionRequest,
-                                                          logger: logger, senders: nil, handler: actuator.handle).run() },
+            {
+                await MessageWorker(
+                    consumer: observations, deadLetters: sink, logger: logger, senders: nil,
+                    decode: DecisionWorker.decodeObservationQueue,
+                    handler: decision.handle
+                ).run()
+            },
+            {
+                await MessageWorker(
+                    consumer: commands, deadLetters: sink, logger: logger, senders: nil,
+                    decode: DecisionWorker.decodeCommandQueue,
+                    handler: decision.handle
+                ).run()
+            },
+            {
+                await MessageWorker<Envelope<ActionRequest>>(
+                    consumer: requests, deadLetters: sink, expecting: .actionRequest,
+                    logger: logger, senders: nil, handler: actuator.handle
+                ).run()
+            },
             { await decision.runTicker() },
         ]
-        running = Task { await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } } }
+        running = Task {
+            await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } }
+        }
         // Consumers declare the topology (queues, then bindings) as they connect: a command published
         // before that would match no queue. Ready when every consumer has subscribed.
         let deadline = ContinuousClock.now + .seconds(30)
         while !consumers.allSatisfy(\.isConnected) {
-            guard ContinuousClock.now < deadline else { throw ControlError("the in-process fleet's consumers did not subscribe within 30 s") }
+            guard ContinuousClock.now < deadline else {
+                throw ControlError("the in-process fleet's consumers did not subscribe within 30 s")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
@@ -457,13 +506,17 @@ final class InProcessFleet: Sendable {
     /// Publishes `count` probe results for `target`, as a probe would.
     func observe(_ target: String, instance: String, healthy: Bool, count: Int) async throws {
         for i in 0..<count {
-            let observation = Envelope(type: .observation, id: "\(world.prefix)-obs-\(UUID().uuidString.prefix(8))-\(i)", target: target,
-                                       instanceId: instance, occurredAt: Date(),
-                                       body: ProbeResult(prober: "probe-e2e", healthy: healthy, statusCode: healthy ? 200 : 503,
-                                                         detail: healthy ? "HTTP 200" : "HTTP 503"))
-            try await publisher.publish(OutgoingMessage(
-                exchange: world.topology.exchange, routingKey: FleetTopology.routingKey(.observation, target: target),
-                body: try EnvelopeCodec.encode(observation), properties: AMQPProperties(messageId: observation.id)))
+            let observation = Envelope(
+                type: .observation, id: "\(world.prefix)-obs-\(UUID().uuidString.prefix(8))-\(i)", target: target,
+                instanceId: instance, occurredAt: Date(),
+                body: ProbeResult(
+                    prober: "probe-e2e", healthy: healthy, statusCode: healthy ? 200 : 503,
+                    detail: healthy ? "HTTP 200" : "HTTP 503"))
+            try await publisher.publish(
+                OutgoingMessage(
+                    exchange: world.topology.exchange,
+                    routingKey: FleetTopology.routingKey(.observation, target: target),
+                    body: try EnvelopeCodec.encode(observation), properties: AMQPProperties(messageId: observation.id)))
         }
     }
 
@@ -493,12 +546,14 @@ func managementList(_ path: String) async throws -> [[String: Any]] {
 private func managementBody(_ path: String) async throws -> Data? {
     let http = HTTPClient()
     defer { http.shutdown() }
-    let response = try await http.execute(HTTPRequest(
-        method: "GET", url: "\(managementBase)/api/\(path)",
-        headers: [("Authorization", "Basic " + Data("guest:guest".utf8).base64EncodedString())], body: []))
+    let response = try await http.execute(
+        HTTPRequest(
+            method: "GET", url: "\(managementBase)/api/\(path)",
+            headers: [("Authorization", "Basic " + Data("guest:guest".utf8).base64EncodedString())], body: []))
     if response.status == 404 { return nil }
     guard (200..<300).contains(response.status) else {
-        throw ControlError("management API GET \(path): HTTP \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+        throw ControlError(
+            "management API GET \(path): HTTP \(response.status) \(String(decoding: response.body, as: UTF8.self))")
     }
     return Data(response.body)
 }

@@ -30,8 +30,14 @@ struct RecoveryctlUnitTests {
         let table = TextTable(
             headers: ["TARGET", "STATE", "OUT", "INSTANCE", "HOLD"],
             rows: [
-                ["shop-web", "in_progress(reprovision)", "2", "i-0123456789abcdef0", "held by alice until 2026-11-22T06:00:00Z"],
-                ["a-very-long-target-name-that-someone-chose-for-the-blog", "monitoring", "0", "i-0fedcba9876543210", "-"],
+                [
+                    "shop-web", "in_progress(reprovision)", "2", "i-0123456789abcdef0",
+                    "held by alice until 2026-11-22T06:00:00Z",
+                ],
+                [
+                    "a-very-long-target-name-that-someone-chose-for-the-blog", "monitoring", "0", "i-0fedcba9876543210",
+                    "-",
+                ],
             ],
             fixed: [2, 3])
         let lines = table.render(width: 80).split(separator: "\n").map(String.init)
@@ -47,13 +53,25 @@ struct RecoveryctlUnitTests {
     @Test func argumentsAreParsedAndBadOnesRefused() throws {
         let hold = try RecoveryCtlCommand.parseAsRoot(["hold", "shop-web", "--until", "2h", "--json"])
         #expect(hold is RecoveryCtlCommand.Hold)
-        #expect(throws: (any Error).self) { try RecoveryCtlCommand.parseAsRoot(["hold", "shop-web", "--until", "later"]) }
-        #expect(throws: (any Error).self, "a step needs --reason") { try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web"]) }
-        #expect(try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web", "--reason", "r", "--no-wait", "--timeout", "5m"]) is RecoveryCtlCommand.Restart)
-        #expect(throws: (any Error).self) { try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web", "--reason", "r", "--timeout", "soon"]) }
+        #expect(throws: (any Error).self) {
+            try RecoveryCtlCommand.parseAsRoot(["hold", "shop-web", "--until", "later"])
+        }
+        #expect(throws: (any Error).self, "a step needs --reason") {
+            try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web"])
+        }
+        #expect(
+            try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web", "--reason", "r", "--no-wait", "--timeout", "5m"])
+                is RecoveryCtlCommand.Restart)
+        #expect(throws: (any Error).self) {
+            try RecoveryCtlCommand.parseAsRoot(["restart", "shop-web", "--reason", "r", "--timeout", "soon"])
+        }
         #expect(try RecoveryCtlCommand.parseAsRoot(["brake", "release"]) is RecoveryCtlCommand.Brake.Release)
-        #expect(throws: (any Error).self, "unknown setting") { try RecoveryCtlCommand.parseAsRoot(["targets", "set", "x", "probe_intervall=5"]) }
-        #expect(throws: (any Error).self, "not key=value") { try RecoveryCtlCommand.parseAsRoot(["targets", "set", "x", "15"]) }
+        #expect(throws: (any Error).self, "unknown setting") {
+            try RecoveryCtlCommand.parseAsRoot(["targets", "set", "x", "probe_intervall=5"])
+        }
+        #expect(throws: (any Error).self, "not key=value") {
+            try RecoveryCtlCommand.parseAsRoot(["targets", "set", "x", "15"])
+        }
 
         let pairs = try parseAssignments(["probe_interval=15", "health_url=https://a.example/h?x=1"])
         #expect(pairs.map(\.key) == ["probe_interval", "health_url"])
@@ -61,7 +79,8 @@ struct RecoveryctlUnitTests {
     }
 
     @Test func theDefinitionsFileReadsBackAsTheFleetTopology() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let parsed = try DefinitionsFile.load(path: root.appendingPathComponent("topology/definitions.json").path)
         let expected = FleetTopology().amqp
         #expect(parsed.exchanges == expected.exchanges)
@@ -71,13 +90,16 @@ struct RecoveryctlUnitTests {
     }
 
     @Test func commandResultsSayWhatHappenedAndMapToExitStatuses() {
-        var result = CommandResult(commandId: "cmd-1", command: "restart", target: "shop-web", operator: "alice", status: .accepted,
-                                   detail: "alice ran restart for incident inc-shop-web-20261122T030000Z", incidentId: "inc-1",
-                                   outcome: .init(idempotencyKey: "k", step: "restart", status: "succeeded"), suggestions: [])
+        var result = CommandResult(
+            commandId: "cmd-1", command: "restart", target: "shop-web", operator: "alice", status: .accepted,
+            detail: "alice ran restart for incident inc-shop-web-20261122T030000Z", incidentId: "inc-1",
+            outcome: .init(idempotencyKey: "k", step: "restart", status: "succeeded"), suggestions: [])
         #expect(result.exitCode == 0)
         #expect(result.render(width: 80).contains("restart succeeded"))
         // The answer and the outcome are indented under the first line (wrap keeps leading spaces).
-        #expect(result.render(width: 80).split(separator: "\n").dropFirst().allSatisfy { $0.hasPrefix("  ") }, "\(result.render(width: 80))")
+        #expect(
+            result.render(width: 80).split(separator: "\n").dropFirst().allSatisfy { $0.hasPrefix("  ") },
+            "\(result.render(width: 80))")
         #expect(result.render(width: 80).contains("\n  alice ran restart"))
         result.outcome?.status = "human_needed"
         #expect(result.exitCode == 4)

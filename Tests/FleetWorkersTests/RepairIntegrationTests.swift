@@ -17,7 +17,9 @@ import Testing
 /// instance id, and DescribeInstanceInformation is not implemented. So these tests show the SSM calls
 /// that are made and how the actuator judges the site itself. Agent absence (InvalidInstanceId) cannot be
 /// produced by moto; one test puts AWS's answer for it in front of moto for SendCommand only, and says so.
-@Suite("Repairs against moto, RabbitMQ and Redis", .serialized, .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
+@Suite(
+    "Repairs against moto, RabbitMQ and Redis", .serialized,
+    .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct RepairIntegrationTests {
     static let documents = ["diagnostics", "disk-cleanup", "restart-services", "verify-health"]
 
@@ -26,7 +28,8 @@ struct RepairIntegrationTests {
         let prefix = "\(h.world.prefix)-"
         let ssm = SSMClient(h.world.aws)
         for name in documents {
-            let content = try String(contentsOf: SSMDocumentTests.directory.appendingPathComponent("\(name).json"), encoding: .utf8)
+            let content = try String(
+                contentsOf: SSMDocumentTests.directory.appendingPathComponent("\(name).json"), encoding: .utf8)
             try await ssm.createDocument(name: prefix + name, content: content)
             await h.cleanup.add { try await ssm.deleteDocument(name: prefix + name) }
         }
@@ -34,9 +37,12 @@ struct RepairIntegrationTests {
     }
 
     static func ssmConfig(_ target: String) throws -> ActuatorConfig {
-        ActuatorConfig(file: try TargetConfigFile(data: Data("""
-            {"targets": {"\(target)": {"ssm_restart": true, "ssm_services": ["nginx", "php-fpm"]}}}
-            """.utf8)))
+        ActuatorConfig(
+            file: try TargetConfigFile(
+                data: Data(
+                    """
+                    {"targets": {"\(target)": {"ssm_restart": true, "ssm_services": ["nginx", "php-fpm"]}}}
+                    """.utf8)))
     }
 
     static func sendCommands(_ h: ActuatorHarness) -> [String] {
@@ -66,9 +72,14 @@ struct RepairIntegrationTests {
             }
             let result = try await actuator.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
-            #expect(h.log.actions("RebootInstances").isEmpty && h.log.actions("StopInstances").isEmpty, "fixed by SSM: no reboot")
+            #expect(
+                h.log.actions("RebootInstances").isEmpty && h.log.actions("StopInstances").isEmpty,
+                "fixed by SSM: no reboot")
             let sent = Self.sendCommands(h)
             #expect(sent.count == 4, "diagnostics before, restart-services, verify-health, diagnostics after: \(sent)")
             #expect(sent.allSatisfy { $0.contains(instance.instanceId) })
@@ -78,17 +89,26 @@ struct RepairIntegrationTests {
             let verify = try #require(sent.first { $0.contains("\"\(prefix)verify-health\"") })
             #expect(verify.contains("127.0.0.1"), "verify-health checks the target's health URL")
             // No command may outlive the actuator's wait for it: executionTimeout is that wait.
-            #expect(Self.parameter(restart, "executionTimeout") == "45" && Self.parameter(verify, "executionTimeout") == "45")
-            #expect(sent.filter { $0.contains("\"\(prefix)diagnostics\"") }.allSatisfy { Self.parameter($0, "executionTimeout") == "20" })
+            #expect(
+                Self.parameter(restart, "executionTimeout") == "45"
+                    && Self.parameter(verify, "executionTimeout") == "45")
+            #expect(
+                sent.filter { $0.contains("\"\(prefix)diagnostics\"") }.allSatisfy {
+                    Self.parameter($0, "executionTimeout") == "20"
+                })
             #expect(h.log.mutations.map(\.action).allSatisfy { $0 == "SendCommand" }, "\(h.log.mutations)")
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.done == [.inspect, .ssmRestart, .ssmVerify])
-            #expect(record.resources.commandIds?["restart-services"] != nil && record.resources.commandIds?["verify-health"] != nil)
-            let notice = try #require(await h.notices.wait { $0.body.kind == .actionSucceeded && $0.body.target == target })
+            #expect(
+                record.resources.commandIds?["restart-services"] != nil
+                    && record.resources.commandIds?["verify-health"] != nil)
+            let notice = try #require(
+                await h.notices.wait { $0.body.kind == .actionSucceeded && $0.body.target == target })
             #expect(notice.body.detail?.contains("no reboot") == true)
             // Diagnostics before and after, kept with the incident (correlation id).
             for phase in ["before", "after"] {
-                let event = try #require(await h.history.wait { $0.id == "\(request.idempotencyKey):diagnostics:\(phase)" }, "\(phase)")
+                let event = try #require(
+                    await h.history.wait { $0.id == "\(request.idempotencyKey):diagnostics:\(phase)" }, "\(phase)")
                 #expect(event.body.kind == .diagnostics)
                 #expect(event.correlationId == request.incidentId)
                 #expect(event.body.detail?.hasPrefix("diagnostics \(phase) (") == true, "\(event.body.detail ?? "")")
@@ -114,12 +134,18 @@ struct RepairIntegrationTests {
 
             let result = try await actuator.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.done == [.inspect, .ssmRestart, .ssmFallback, .reboot, .rebootHealthy])
-            #expect(record.notes.contains { $0.contains("verify-health passed") && $0.contains("still down") && $0.contains("Falling back") },
-                    "the fallback and its reason are recorded: \(record.notes)")
+            #expect(
+                record.notes.contains {
+                    $0.contains("verify-health passed") && $0.contains("still down") && $0.contains("Falling back")
+                },
+                "the fallback and its reason are recorded: \(record.notes)")
             let fallback = try #require(await h.history.wait { $0.id == "\(request.idempotencyKey):sub:ssm_fallback" })
             #expect(fallback.body.detail?.contains("still down") == true)
             #expect(h.log.mutations.map(\.action).filter { $0 != "SendCommand" } == ["RebootInstances"])
@@ -141,22 +167,29 @@ struct RepairIntegrationTests {
             let request = h.request(.restart, target: target, instance: instance.instanceId)
             let noAgent = AWSClient(
                 region: "us-east-1",
-                credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
+                credentials: StaticCredentialProvider(
+                    AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
                 http: NoSSMAgent(h.log), environment: ["AWS_ENDPOINT_URL": environment["AWS_ENDPOINT_URL"]!])
             var options = ActuatorHarness.fastOptions("actuator-no-agent")
             options.afterSubStep = { _, sub in if sub == .ssmFallback { site.set(healthy: true) } }
             let actuator = ActuatorWorker(
-                options: options, ec2: EC2Client(h.aws), route53: Route53Client(h.aws), ssm: SSMClient(noAgent), http: h.world.http,
+                options: options, ec2: EC2Client(h.aws), route53: Route53Client(h.aws), ssm: SSMClient(noAgent),
+                http: h.world.http,
                 locks: h.locks, records: h.records, publisher: h.publisher, topology: h.world.topology,
                 config: try Self.ssmConfig(target), logger: Logger(label: "actuator-no-agent"))
 
             let result = try await actuator.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.done == [.inspect, .ssmFallback, .reboot, .rebootHealthy], "\(record.done)")
-            #expect(record.notes.contains { $0.contains("InvalidInstanceId") && $0.contains("no registered agent") }, "\(record.notes)")
+            #expect(
+                record.notes.contains { $0.contains("InvalidInstanceId") && $0.contains("no registered agent") },
+                "\(record.notes)")
             #expect(h.log.mutations.map(\.action).filter { $0 != "SendCommand" } == ["RebootInstances"])
         }
     }
@@ -185,7 +218,10 @@ struct RepairIntegrationTests {
             }
             let result = try await late.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .failed)
             #expect(outcome.reason?.contains("SSM ran restart-services (command ") == true, "\(outcome.reason ?? "")")
             #expect(outcome.reason?.contains("not rebooted") == true)
@@ -203,23 +239,33 @@ struct RepairIntegrationTests {
             let old = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             _ = try await h.snapshot(target, h.ec2)
             let request = h.request(.reprovision, target: target, instance: old.instanceId)
-            let config = ActuatorConfig(file: try TargetConfigFile(data: Data("""
-                {"targets": {"\(target)": {"ssm_diagnostics": true}}}
-                """.utf8)))
+            let config = ActuatorConfig(
+                file: try TargetConfigFile(
+                    data: Data(
+                        """
+                        {"targets": {"\(target)": {"ssm_diagnostics": true}}}
+                        """.utf8)))
 
-            let result = try await h.actuator(config: config, ssm: true) { $0.ssmDocumentPrefix = prefix }.perform(request)
+            let result = try await h.actuator(config: config, ssm: true) { $0.ssmDocumentPrefix = prefix }.perform(
+                request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             let newId = try #require(outcome.instanceId)
             let sent = Self.sendCommands(h)
             #expect(sent.count == 2, "\(sent)")
-            #expect(sent.first?.contains(old.instanceId) == true && sent.first?.contains("\(prefix)diagnostics") == true)
+            #expect(
+                sent.first?.contains(old.instanceId) == true && sent.first?.contains("\(prefix)diagnostics") == true)
             #expect(sent.last?.contains(newId) == true && sent.last?.contains("\(prefix)diagnostics") == true)
             // The original's diagnostics were taken before anything was launched or stopped.
             let actions = h.log.all.map(\.action)
             let firstSend = try #require(actions.firstIndex(of: "SendCommand"))
-            #expect(actions[..<firstSend].allSatisfy { !["RunInstances", "StopInstances", "RegisterImage"].contains($0) }, "\(actions)")
+            #expect(
+                actions[..<firstSend].allSatisfy { !["RunInstances", "StopInstances", "RegisterImage"].contains($0) },
+                "\(actions)")
             let before = try #require(await h.history.wait { $0.id == "\(request.idempotencyKey):diagnostics:before" })
             let after = try #require(await h.history.wait { $0.id == "\(request.idempotencyKey):diagnostics:after" })
             #expect(before.correlationId == request.incidentId && after.correlationId == request.incidentId)
@@ -234,13 +280,19 @@ struct RepairIntegrationTests {
             let target = h.name("ssm-repair")
             let instance = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             let request = ActionRequest.repair(
-                RepairRequest(.ssm(document: "disk-cleanup", parameters: ["maxAgeDays": ["3"]]), id: "pred-disk", reason: "disk 93% full"),
-                target: target, instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date(), deadline: Date() + 300)
+                RepairRequest(
+                    .ssm(document: "disk-cleanup", parameters: ["maxAgeDays": ["3"]]), id: "pred-disk",
+                    reason: "disk 93% full"),
+                target: target, instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date(),
+                deadline: Date() + 300)
             let actuator = h.actuator(ssm: true) { $0.ssmDocumentPrefix = prefix }
 
             let result = try await actuator.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             #expect(outcome.repair == .ssm && outcome.step == .notifyOnly)
             #expect(outcome.idempotencyKey == "\(target)/repair/ssm/pred-disk")
@@ -252,7 +304,8 @@ struct RepairIntegrationTests {
             // SSM_COMMAND_TIMEOUT's 120 s, less than the document's 900 s), and the command is told so.
             let limit = try #require(Self.parameter(sent, "executionTimeout").flatMap { Int($0) }, "\(sent)")
             #expect(limit > 250 && limit <= 300, "\(limit)")
-            let invocation = try await SSMClient(h.world.aws).getCommandInvocation(commandId: commandId, instanceId: instance.instanceId)
+            let invocation = try await SSMClient(h.world.aws).getCommandInvocation(
+                commandId: commandId, instanceId: instance.instanceId)
             #expect(invocation.status == .success)
 
             let before = h.log.mutations.count
@@ -272,23 +325,36 @@ struct RepairIntegrationTests {
             let without = h.name("ssm-no-units")
             let a = try await h.launchTarget(withUnits, healthURL: "http://127.0.0.1:9/health")
             let b = try await h.launchTarget(without, healthURL: "http://127.0.0.1:9/health")
-            let config = ActuatorConfig(file: try TargetConfigFile(data: Data("""
-                {"targets": {"\(withUnits)": {"ssm_services": ["nginx", "php-fpm"], "ssm_diagnostics": false}}}
-                """.utf8)))
+            let config = ActuatorConfig(
+                file: try TargetConfigFile(
+                    data: Data(
+                        """
+                        {"targets": {"\(withUnits)": {"ssm_services": ["nginx", "php-fpm"], "ssm_diagnostics": false}}}
+                        """.utf8)))
             func request(_ target: String, _ instance: String) -> ActionRequest {
                 ActionRequest.repair(
-                    RepairRequest(.ssm(document: "restart-services", parameters: [:]), id: "pred-mem", reason: "memory leak"),
-                    target: target, instanceId: instance, region: "us-east-1", requestedAt: Date(), deadline: Date() + 300)
+                    RepairRequest(
+                        .ssm(document: "restart-services", parameters: [:]), id: "pred-mem", reason: "memory leak"),
+                    target: target, instanceId: instance, region: "us-east-1", requestedAt: Date(),
+                    deadline: Date() + 300)
             }
             let actuator = h.actuator(config: config, ssm: true) { $0.ssmDocumentPrefix = prefix }
 
-            guard case .completed(let ok) = try await actuator.perform(request(withUnits, a.instanceId)) else { Issue.record("not completed"); return }
+            guard case .completed(let ok) = try await actuator.perform(request(withUnits, a.instanceId)) else {
+                Issue.record("not completed")
+                return
+            }
             #expect(ok.status == .succeeded, "\(ok.reason ?? "")")
             let sent = try #require(Self.sendCommands(h).first)
             #expect(Self.sendCommands(h).count == 1)
-            #expect(sent.contains("\"\(prefix)restart-services\"") && sent.contains("\"services\":[\"nginx php-fpm\"]"), "\(sent)")
+            #expect(
+                sent.contains("\"\(prefix)restart-services\"") && sent.contains("\"services\":[\"nginx php-fpm\"]"),
+                "\(sent)")
 
-            guard case .completed(let refused) = try await actuator.perform(request(without, b.instanceId)) else { Issue.record("not completed"); return }
+            guard case .completed(let refused) = try await actuator.perform(request(without, b.instanceId)) else {
+                Issue.record("not completed")
+                return
+            }
             #expect(refused.status == .failed)
             #expect(refused.reason?.contains("set ssm_services for \(without)") == true, "\(refused.reason ?? "")")
             #expect(Self.sendCommands(h).count == 1, "nothing sent for a target without units")
@@ -304,18 +370,25 @@ struct RepairIntegrationTests {
             let target = h.name("ssm-late")
             let instance = try await h.launchTarget(target, healthURL: "http://127.0.0.1:9/health")
             let request = ActionRequest.repair(
-                RepairRequest(.ssm(document: "disk-cleanup", parameters: [:]), id: "pred-late", reason: "disk 95% full"),
-                target: target, instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date() - 600, deadline: Date() - 60)
+                RepairRequest(
+                    .ssm(document: "disk-cleanup", parameters: [:]), id: "pred-late", reason: "disk 95% full"),
+                target: target, instanceId: instance.instanceId, region: "us-east-1", requestedAt: Date() - 600,
+                deadline: Date() - 60)
             // The dead actor's state: the command sent (by the test's unlogged client) and its id recorded.
-            let command = try await SSMClient(h.world.aws).sendCommand(SendCommandInput(
-                documentName: "\(prefix)disk-cleanup", instanceIds: [instance.instanceId]))
-            var record = StepRecord(request: request, owner: "actuator-died", fencingToken: 0, dryRun: false, now: Date() - 500)
+            let command = try await SSMClient(h.world.aws).sendCommand(
+                SendCommandInput(
+                    documentName: "\(prefix)disk-cleanup", instanceIds: [instance.instanceId]))
+            var record = StepRecord(
+                request: request, owner: "actuator-died", fencingToken: 0, dryRun: false, now: Date() - 500)
             record.resources.commandIds = ["disk-cleanup": command.commandId]
             #expect(try await h.records.create(record))
 
             let result = try await h.actuator(ssm: true) { $0.ssmDocumentPrefix = prefix }.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             #expect(outcome.resources?["command_id.disk-cleanup"] == command.commandId)
             #expect(Self.sendCommands(h).isEmpty, "nothing sent again")
@@ -349,7 +422,10 @@ struct RepairIntegrationTests {
 
             let result = try await h.actuator("actuator-b").perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
             let resources = try #require(outcome.resources)
             let newVolume = try #require(resources["new_volume_id"])
@@ -376,9 +452,13 @@ struct RepairIntegrationTests {
             #expect(old.tags["AutoRecovery:ReplacedBy"] == newVolume)
             let evidenceSnapshot = try #require(try await h.ec2.describeSnapshots(snapshotIds: [evidence]).first)
             #expect(evidenceSnapshot.volumeId == oldVolume)
-            #expect(evidenceSnapshot.tags["AutoRecovery:Name"] == nil && evidenceSnapshot.tags["AutoRecovery:EvidenceFor"] == target)
+            #expect(
+                evidenceSnapshot.tags["AutoRecovery:Name"] == nil
+                    && evidenceSnapshot.tags["AutoRecovery:EvidenceFor"] == target)
             // Resumed, not repeated: one of each creation, one stop, one detach, one attach.
-            for action in ["CreateSnapshot", "CreateVolume", "StopInstances", "DetachVolume", "AttachVolume", "StartInstances"] {
+            for action in [
+                "CreateSnapshot", "CreateVolume", "StopInstances", "DetachVolume", "AttachVolume", "StartInstances",
+            ] {
                 #expect(h.log.actions(action).count == 1, "\(action): \(h.log.actions(action).count)")
             }
             #expect(!h.log.actions("CreateSnapshot").contains { $0.body.contains(good.snapshotId) })
@@ -422,7 +502,10 @@ struct RepairIntegrationTests {
 
             let result = try await h.actuator("actuator-late", clockAhead: 3600).perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             let newVolume = try #require(outcome.resources?["new_volume_id"])
             await h.cleanup.add { [ec2] in
                 _ = try? await ec2.terminateInstances([instance.instanceId])
@@ -462,7 +545,10 @@ struct RepairIntegrationTests {
 
             let result = try await actuator.perform(request)
 
-            guard case .completed(let outcome) = result else { Issue.record("unexpected \(result)"); return }
+            guard case .completed(let outcome) = result else {
+                Issue.record("unexpected \(result)")
+                return
+            }
             let newVolume = try #require(outcome.resources?["new_volume_id"])
             await h.cleanup.add { [ec2 = h.ec2] in
                 _ = try? await ec2.terminateInstances([instance.instanceId])
@@ -473,13 +559,24 @@ struct RepairIntegrationTests {
             }
             #expect(outcome.status == .failed)
             let now = try await h.instance(instance.instanceId, h.ec2)
-            #expect(now.blockDevices.first { $0.deviceName == root }?.volumeId == oldVolume, "the old root is back: \(now.blockDevices)")
-            #expect(try await h.ec2.describeVolumes(volumeIds: [newVolume]).first?.state == "available", "the new volume is detached")
-            #expect(try await h.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(200)).first?.state == .running)
-            #expect(h.log.actions("DetachVolume").count == 2 && h.log.actions("AttachVolume").count == 2, "\(h.log.mutations)")
+            #expect(
+                now.blockDevices.first { $0.deviceName == root }?.volumeId == oldVolume,
+                "the old root is back: \(now.blockDevices)")
+            #expect(
+                try await h.ec2.describeVolumes(volumeIds: [newVolume]).first?.state == "available",
+                "the new volume is detached")
+            #expect(
+                try await h.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(200)).first?.state
+                    == .running)
+            #expect(
+                h.log.actions("DetachVolume").count == 2 && h.log.actions("AttachVolume").count == 2,
+                "\(h.log.mutations)")
             let record = try #require(try await h.records.load(request.idempotencyKey))
             #expect(record.done.contains(.compensated))
-            #expect(record.notes.contains { $0.contains(newVolume) && $0.contains(oldVolume) && $0.contains("attached again") }, "\(record.notes)")
+            #expect(
+                record.notes.contains {
+                    $0.contains(newVolume) && $0.contains(oldVolume) && $0.contains("attached again")
+                }, "\(record.notes)")
         }
     }
 
@@ -498,31 +595,40 @@ struct RepairIntegrationTests {
             let table = TargetConfigTable(dynamo: DynamoDBClient(h.aws), tableName: "\(world.prefix)-config")
             try await table.create()
             await h.cleanup.add { _ = try await DynamoDBClient(world.aws).deleteTable(table.tableName) }
-            try await table.put(target: target, settings: Data(#"{"grace_period": 1, "health_url": "http://example.invalid/h"}"#.utf8))
+            try await table.put(
+                target: target, settings: Data(#"{"grace_period": 1, "health_url": "http://example.invalid/h"}"#.utf8))
             let actuatorConfig = ActuatorConfig(source: TargetConfigSource(file: .empty, table: table))
             // Discovery for the decision worker does not read the table: the tag alone must quarantine.
-            let config = try TargetConfigFile(data: Data(#"{"defaults": {"failure_threshold": 2, "grace_period": 1}}"#.utf8))
-            let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: config, fleet: world.prefix, logger: Logger(label: "catalog"))
+            let config = try TargetConfigFile(
+                data: Data(#"{"defaults": {"failure_threshold": 2, "grace_period": 1}}"#.utf8))
+            let catalog = TargetCatalog(
+                ec2: world.ec2, drRegion: nil, config: config, fleet: world.prefix, logger: Logger(label: "catalog"))
             let redis = h.redis
             var decisionOptions = DecisionWorker.Options(workerId: "decision-quar")
             decisionOptions.tick = .milliseconds(100)
             decisionOptions.operators = ["ops"]  // the commands below come from "ops"; empty OPERATORS refuses all
             let decision = DecisionWorker(
                 options: decisionOptions, states: RedisStateStore(client: redis, keyspace: world.keyspace),
-                schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: h.publisher,
-                topology: world.topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: Logger(label: "decision"))
+                schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"),
+                publisher: h.publisher,
+                topology: world.topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1",
+                logger: Logger(label: "decision"))
             try await decision.refreshCatalog()
 
             // The real actuator consumes the requests queue; every request it receives is remembered.
             let received = Mutex<[ActionRequest]>([])
             let actuator = h.actuator(config: actuatorConfig)
-            let requests = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.actionRequestsQueue)
+            let requests = AMQPConsumer(
+                configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.actionRequestsQueue)
             let loop = MessageWorker<Envelope<ActionRequest>>(
-                consumer: requests, deadLetters: DeadLetterSink(publisher: h.publisher, topology: world.topology, workerName: "actuator-quar"),
-                expecting: .actionRequest, logger: Logger(label: "actuator-quar"), senders: nil) { envelope, delivery in
-                    received.withLock { $0.append(envelope.body) }
-                    try await actuator.handle(envelope, delivery: delivery)
-                }
+                consumer: requests,
+                deadLetters: DeadLetterSink(
+                    publisher: h.publisher, topology: world.topology, workerName: "actuator-quar"),
+                expecting: .actionRequest, logger: Logger(label: "actuator-quar"), senders: nil
+            ) { envelope, delivery in
+                received.withLock { $0.append(envelope.body) }
+                try await actuator.handle(envelope, delivery: delivery)
+            }
             let running = Task {
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask { await loop.run() }
@@ -530,9 +636,12 @@ struct RepairIntegrationTests {
                 }
             }
             func command(_ name: String, id: String, detach: Bool? = nil) async throws {
-                try await decision.handle(.command(Envelope(
-                    type: .command, id: id, target: target, occurredAt: Date(),
-                    body: CommandBody(name: name, reason: "under investigation", detachEip: detach))), verifiedUser: "ops")
+                try await decision.handle(
+                    .command(
+                        Envelope(
+                            type: .command, id: id, target: target, occurredAt: Date(),
+                            body: CommandBody(name: name, reason: "under investigation", detachEip: detach))),
+                    verifiedUser: "ops")
             }
 
             try await command("quarantine", id: "\(world.prefix)-q1", detach: true)
@@ -541,8 +650,12 @@ struct RepairIntegrationTests {
             #expect(done.body.status == .succeeded, "\(done.body.reason ?? "")")
             let tagged = try await h.instance(instance.instanceId, h.ec2)
             #expect(tagged.tags["AutoRecovery:Quarantined"]?.contains("under investigation") == true)
-            #expect(try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId == nil, "detach_eip took the address off")
-            let item = try #require(try await table.dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
+            #expect(
+                try await h.ec2.describeAddresses(allocationIds: [address.allocationId!]).first?.instanceId == nil,
+                "detach_eip took the address off")
+            let item = try #require(
+                try await table.dynamo.getItem(
+                    tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
             #expect(item["quarantined"] == .bool(true))
             #expect(item["health_url"] == .string("http://example.invalid/h"), "the item was merged, not replaced")
             #expect(received.withLock { $0.map(\.idempotencyKey) } == [key])
@@ -552,23 +665,33 @@ struct RepairIntegrationTests {
             let mutationsBefore = h.log.mutations.count
             site.set(healthy: false)
             for i in 1...3 {
-                try await decision.handle(.probe(Envelope(
-                    type: .observation, id: "\(world.prefix)-p\(i)", target: target, instanceId: instance.instanceId, occurredAt: Date(),
-                    body: ProbeResult(prober: "probe-a", healthy: false, statusCode: 503))), verifiedUser: nil)
+                try await decision.handle(
+                    .probe(
+                        Envelope(
+                            type: .observation, id: "\(world.prefix)-p\(i)", target: target,
+                            instanceId: instance.instanceId, occurredAt: Date(),
+                            body: ProbeResult(prober: "probe-a", healthy: false, statusCode: 503))), verifiedUser: nil)
             }
-            let declared = try #require(await h.notices.wait { $0.body.kind == .outageDeclared && $0.body.target == target })
+            let declared = try #require(
+                await h.notices.wait { $0.body.kind == .outageDeclared && $0.body.target == target })
             #expect(declared.body.blockedBy == .quarantine)
             #expect(declared.body.nextStep == .notifyOnly)
-            try await Task.sleep(for: .seconds(3))  // grace (1 s) has passed twice over; a step would have been requested by now
+            // Grace (1 s) has passed twice over: a step would have been requested by now.
+            try await Task.sleep(for: .seconds(3))
             #expect(received.withLock { $0.count } == 1, "no action request for a quarantined target")
-            #expect(h.log.mutations.count == mutationsBefore, "no AWS mutation: \(h.log.mutations.dropFirst(mutationsBefore))")
+            #expect(
+                h.log.mutations.count == mutationsBefore,
+                "no AWS mutation: \(h.log.mutations.dropFirst(mutationsBefore))")
 
             // unquarantine: tag removed, flag false; discovery no longer quarantines it.
             try await command("unquarantine", id: "\(world.prefix)-u1")
-            let lifted = try #require(await h.outcome(RepairRequest.key(target: target, kind: .unquarantine, id: "\(world.prefix)-u1")))
+            let lifted = try #require(
+                await h.outcome(RepairRequest.key(target: target, kind: .unquarantine, id: "\(world.prefix)-u1")))
             #expect(lifted.body.status == .succeeded, "\(lifted.body.reason ?? "")")
             #expect(try await h.instance(instance.instanceId, h.ec2).tags["AutoRecovery:Quarantined"] == nil)
-            let after = try #require(try await table.dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
+            let after = try #require(
+                try await table.dynamo.getItem(
+                    tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
             #expect(after["quarantined"] == .bool(false))
             #expect(try await catalog.discover().first { $0.name == target }?.settings.quarantined == false)
 
@@ -588,9 +711,11 @@ final class NoSSMAgent: HTTPExecuting, Sendable {
     func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
         let target = request.headers.first { $0.name.lowercased() == "x-amz-target" }?.value
         guard target == "AmazonSSM.SendCommand" else { return try await inner.execute(request) }
-        let body = #"{"__type":"InvalidInstanceId","message":"Instances [[i-0]] not in a valid state for account 123456789012"}"#
-        return HTTPResponse(status: 400, headers: [("Content-Type", "application/x-amz-json-1.1")], body: Array(body.utf8),
-                            timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
+        let body =
+            #"{"__type":"InvalidInstanceId","message":"Instances [[i-0]] not in a valid state for account 123456789012"}"#
+        return HTTPResponse(
+            status: 400, headers: [("Content-Type", "application/x-amz-json-1.1")], body: Array(body.utf8),
+            timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
     }
 }
 

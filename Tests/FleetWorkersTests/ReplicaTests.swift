@@ -12,19 +12,24 @@ import Testing
 @Suite("Worker replicas", .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct ReplicaTests {
     static func config(_ extra: String = "") throws -> TargetConfigFile {
-        try TargetConfigFile(data: Data("""
-            {"defaults": {"probe_interval": 1, "probe_timeout": 1, "failure_threshold": 2, "recovery_threshold": 1,
-                          "grace_period": 1, "restart_verification": 60, "dr_region": "us-west-2"\(extra)}}
-            """.utf8))
+        try TargetConfigFile(
+            data: Data(
+                """
+                {"defaults": {"probe_interval": 1, "probe_timeout": 1, "failure_threshold": 2, "recovery_threshold": 1,
+                              "grace_period": 1, "restart_verification": 60, "dr_region": "us-west-2"\(extra)}}
+                """.utf8))
     }
 
-    func probe(_ id: String, _ world: World, _ catalog: TargetCatalog, _ redis: RedisClient, _ publisher: AMQPPublisher) -> ProbeWorker {
+    func probe(_ id: String, _ world: World, _ catalog: TargetCatalog, _ redis: RedisClient, _ publisher: AMQPPublisher)
+        -> ProbeWorker
+    {
         var options = ProbeWorker.Options(proberId: id)
         options.tick = .milliseconds(100)
         options.discoveryInterval = .seconds(5)
-        return ProbeWorker(options: options, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
-                           claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
-                           topology: world.topology, logger: Logger(label: id))
+        return ProbeWorker(
+            options: options, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
+            claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
+            topology: world.topology, logger: Logger(label: id))
     }
 
     /// Each target is checked once per interval fleet-wide, not once per replica; when a replica dies the
@@ -37,8 +42,11 @@ struct ReplicaTests {
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: try Self.config(), fleet: world.prefix, logger: Logger(label: "catalog"))
-        let observationsConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
+        let catalog = TargetCatalog(
+            ec2: world.ec2, drRegion: nil, config: try Self.config(), fleet: world.prefix,
+            logger: Logger(label: "catalog"))
+        let observationsConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
         let observations = Collector<ProbeResult>(observationsConsumer, type: .observation)
 
         let a = probe("probe-a", world, catalog, redis, publisher)
@@ -66,7 +74,9 @@ struct ReplicaTests {
         let afterDeath = Date()
         try await Task.sleep(for: .seconds(6.5))
         let takenOver = await mine(since: afterDeath.addingTimeInterval(1.2))
-        #expect(takenOver.count >= 3, "B took over A's target: checks keep coming after A died (got \(takenOver.count) in about 5 intervals)")
+        #expect(
+            takenOver.count >= 3,
+            "B took over A's target: checks keep coming after A died (got \(takenOver.count) in about 5 intervals)")
         #expect(takenOver.allSatisfy { $0.body.prober == "probe-b" })
 
         runB.cancel()
@@ -87,9 +97,11 @@ struct ReplicaTests {
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, config: try Self.config(#", "quorum": true, "quorum_size": 2"#),
-                                    fleet: world.prefix, logger: Logger(label: "catalog"))
-        let observationsConsumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
+        let catalog = TargetCatalog(
+            ec2: world.ec2, drRegion: nil, config: try Self.config(#", "quorum": true, "quorum_size": 2"#),
+            fleet: world.prefix, logger: Logger(label: "catalog"))
+        let observationsConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
         let observations = Collector<ProbeResult>(observationsConsumer, type: .observation)
         let runA = Task { await probe("probe-a", world, catalog, redis, publisher).run() }
         let runB = Task { await probe("probe-b", world, catalog, redis, publisher).run() }
@@ -127,7 +139,9 @@ struct ReplicaTests {
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: "us-west-2", config: try Self.config(), fleet: world.prefix, logger: Logger(label: "catalog"))
+        let catalog = TargetCatalog(
+            ec2: world.ec2, drRegion: "us-west-2", config: try Self.config(), fleet: world.prefix,
+            logger: Logger(label: "catalog"))
         let topology = world.topology
 
         var consumers: [AMQPConsumer] = []
@@ -139,26 +153,36 @@ struct ReplicaTests {
             let decision = DecisionWorker(
                 options: options, states: RedisStateStore(client: own, keyspace: world.keyspace),
                 schedule: RedisSchedule(client: own, keyspace: world.keyspace, name: "decision"), publisher: publisher,
-                topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1", logger: Logger(label: "decision-\(i)"))
+                topology: topology, catalog: { try await catalog.discover() }, defaultRegion: "us-east-1",
+                logger: Logger(label: "decision-\(i)"))
             try await decision.refreshCatalog()
-            let consumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue, prefetch: 4)
+            let consumer = AMQPConsumer(
+                configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue, prefetch: 4)
             consumers.append(consumer)
-            let loop = MessageWorker(consumer: consumer, deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "d\(i)"),
-                                     logger: Logger(label: "decision-\(i)"), senders: nil, decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
+            let loop = MessageWorker(
+                consumer: consumer,
+                deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "d\(i)"),
+                logger: Logger(label: "decision-\(i)"), senders: nil, decode: DecisionWorker.decodeObservationQueue,
+                handler: decision.handle)
             tasks.append(Task { await loop.run() })
             tasks.append(Task { await decision.runTicker() })
             tasks.append(Task { await probe("probe-\(i)", world, catalog, redis, publisher).run() })
         }
-        let requestsConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
+        let requestsConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
         let requests = Collector<ActionRequest>(requestsConsumer, type: .actionRequest) { envelope in
             let outcome = ActionOutcome(for: envelope.body, status: .succeeded)
-            let reply = Envelope(type: .actionEvent, id: "\(envelope.body.idempotencyKey):outcome", target: envelope.body.target,
-                                 occurredAt: Date(), body: outcome)
-            try? await publisher.publish(OutgoingMessage(
-                exchange: topology.exchange, routingKey: FleetTopology.routingKey(.actionEvent, target: envelope.body.target),
-                body: try EnvelopeCodec.encode(reply), properties: AMQPProperties(messageId: reply.id)))
+            let reply = Envelope(
+                type: .actionEvent, id: "\(envelope.body.idempotencyKey):outcome", target: envelope.body.target,
+                occurredAt: Date(), body: outcome)
+            try? await publisher.publish(
+                OutgoingMessage(
+                    exchange: topology.exchange,
+                    routingKey: FleetTopology.routingKey(.actionEvent, target: envelope.body.target),
+                    body: try EnvelopeCodec.encode(reply), properties: AMQPProperties(messageId: reply.id)))
         }
-        let noticesConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
+        let noticesConsumer = AMQPConsumer(
+            configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
         let notices = Collector<Notice>(noticesConsumer, type: .notification)
 
         site.set(healthy: false)

@@ -24,7 +24,10 @@ struct SSMDocumentTests {
         switch value {
         case let s as String:
             let regex = try! NSRegularExpression(pattern: #"\{\{\s*([A-Za-z0-9_]+)\s*\}\}"#)
-            return Set(regex.matches(in: s, range: NSRange(s.startIndex..., in: s)).map { String(s[Range($0.range(at: 1), in: s)!]) })
+            return Set(
+                regex.matches(in: s, range: NSRange(s.startIndex..., in: s)).map {
+                    String(s[Range($0.range(at: 1), in: s)!])
+                })
         case let a as [Any]: return a.reduce(into: Set()) { $0.formUnion(references(in: $1)) }
         case let o as [String: Any]: return o.values.reduce(into: Set()) { $0.formUnion(references(in: $1)) }
         default: return []
@@ -54,8 +57,12 @@ struct SSMDocumentTests {
         }
         let used = Self.references(in: steps)
         let declared = Set(parameters.keys)
-        #expect(used.subtracting(declared).isEmpty, "\(name) uses undeclared parameters \(used.subtracting(declared).sorted())")
-        #expect(declared.subtracting(used).isEmpty, "\(name) declares unused parameters \(declared.subtracting(used).sorted())")
+        #expect(
+            used.subtracting(declared).isEmpty,
+            "\(name) uses undeclared parameters \(used.subtracting(declared).sorted())")
+        #expect(
+            declared.subtracting(used).isEmpty,
+            "\(name) declares unused parameters \(declared.subtracting(used).sorted())")
         // A parameter must not appear outside mainSteps either (descriptions are free text).
         for (key, parameter) in parameters {
             #expect(parameter["type"] as? String == "String", "\(name).\(key) is a String (checked by its pattern)")
@@ -64,12 +71,14 @@ struct SSMDocumentTests {
             #expect(pattern.hasPrefix("^") && pattern.hasSuffix("$"), "\(name).\(key): the pattern is anchored")
             let regex = try NSRegularExpression(pattern: pattern)
             for bad in ["a'b", "x;reboot", "$(id)", "`id`"] {
-                #expect(regex.firstMatch(in: bad, range: NSRange(bad.startIndex..., in: bad)) == nil,
-                        "\(name).\(key) refuses \(bad)")
+                #expect(
+                    regex.firstMatch(in: bad, range: NSRange(bad.startIndex..., in: bad)) == nil,
+                    "\(name).\(key) refuses \(bad)")
             }
             if let value = parameter["default"] as? String {
-                #expect(regex.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil,
-                        "\(name).\(key): the default \(value) fits the pattern")
+                #expect(
+                    regex.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil,
+                    "\(name).\(key): the default \(value) fits the pattern")
             }
         }
     }
@@ -82,7 +91,8 @@ struct SSMDocumentTests {
         #expect(known.parameters == Set(parameters.keys))
         #expect(known.required == Set(parameters.filter { $0.value["default"] == nil }.keys))
         #expect(parameters["executionTimeout"]?["default"] as? String == String(known.defaultExecutionTimeout))
-        #expect(parameters["executionTimeout"]?["allowedPattern"] as? String == "^[0-9]{1,4}$",
-                "the actuator passes executionTimeout up to \(FleetSSMDocument.maxExecutionTimeout)")
+        #expect(
+            parameters["executionTimeout"]?["allowedPattern"] as? String == "^[0-9]{1,4}$",
+            "the actuator passes executionTimeout up to \(FleetSSMDocument.maxExecutionTimeout)")
     }
 }

@@ -12,7 +12,8 @@ import Synchronization
 import Testing
 
 let environment = ProcessInfo.processInfo.environment
-let servicesAvailable = environment["AMQP_URL"] != nil && environment["REDIS_URL"] != nil && environment["AWS_ENDPOINT_URL"] != nil
+let servicesAvailable =
+    environment["AMQP_URL"] != nil && environment["REDIS_URL"] != nil && environment["AWS_ENDPOINT_URL"] != nil
 
 /// One isolated world per test: its own exchange, queues, Redis keys and moto resources (names carry a
 /// unique prefix), torn down at the end.
@@ -26,12 +27,14 @@ struct World {
     let aws: AWSClient
 
     init() throws {
-        amqp = AMQPConfiguration(url: try AMQPURL(environment["AMQP_URL"]!), connectionName: "workers-test",
-                                 reconnectInitialDelay: .milliseconds(50), reconnectMaxDelay: .milliseconds(500))
+        amqp = AMQPConfiguration(
+            url: try AMQPURL(environment["AMQP_URL"]!), connectionName: "workers-test",
+            reconnectInitialDelay: .milliseconds(50), reconnectMaxDelay: .milliseconds(500))
         redisURL = try RedisURL(environment["REDIS_URL"]!)
         aws = AWSClient(
             region: "us-east-1",
-            credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
+            credentials: StaticCredentialProvider(
+                AWSCredentials(accessKeyId: "AKIDFLEETTEST", secretAccessKey: "fleet-test-secret")),
             http: http, environment: ["AWS_ENDPOINT_URL": environment["AWS_ENDPOINT_URL"]!])
     }
 
@@ -40,20 +43,27 @@ struct World {
     /// Launches an instance that opts in, named `name`, with `healthURL`.
     func launchTarget(name: String, healthURL: String) async throws -> EC2Instance {
         let imageId = try await TestImage.shared.id(ec2)
-        return try await ec2.runInstance(RunInstancesInput(
-            imageId: imageId, instanceType: "t3.micro",
-            tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:HealthUrl": healthURL, "test-run": prefix, "AutoRecovery:Fleet": prefix]))
+        return try await ec2.runInstance(
+            RunInstancesInput(
+                imageId: imageId, instanceType: "t3.micro",
+                tags: [
+                    "AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:HealthUrl": healthURL,
+                    "test-run": prefix, "AutoRecovery:Fleet": prefix,
+                ]))
     }
 
     /// A decision worker on this world's Redis keyspace and topology. With `discover`, its targets are the
     /// instances tagged with this world's fleet tag, merged with `config`, read once before it returns.
-    func decision(_ workerId: String, redis: RedisClient, publisher: AMQPPublisher, config: TargetConfigFile = .empty,
-                  operators: Set<String> = [], tick: Duration? = nil, discover: Bool = true,
-                  logger: Logger = Logger(label: "decision")) async throws -> DecisionWorker {
+    func decision(
+        _ workerId: String, redis: RedisClient, publisher: AMQPPublisher, config: TargetConfigFile = .empty,
+        operators: Set<String> = [], tick: Duration? = nil, discover: Bool = true,
+        logger: Logger = Logger(label: "decision")
+    ) async throws -> DecisionWorker {
         var options = DecisionWorker.Options(workerId: workerId)
         options.operators = operators
         if let tick { options.tick = tick }
-        let catalog = TargetCatalog(ec2: ec2, drRegion: nil, config: config, fleet: prefix, logger: Logger(label: "catalog"))
+        let catalog = TargetCatalog(
+            ec2: ec2, drRegion: nil, config: config, fleet: prefix, logger: Logger(label: "catalog"))
         var discovery: (@Sendable () async throws -> [Target])?
         if discover { discovery = { try await catalog.discover() } }
         let decision = DecisionWorker(
@@ -86,10 +96,13 @@ actor TestImage {
     private var lookup: Task<String, any Error>?
 
     func id(_ ec2: EC2Client) async throws -> String {
-        let lookup = self.lookup ?? Task {
-            let images = try await ec2.describeImages(owners: ["amazon"], filters: [EC2Filter("architecture", ["x86_64"])])
-            return try #require(images.first { $0.state == "available" }).imageId
-        }
+        let lookup =
+            self.lookup
+            ?? Task {
+                let images = try await ec2.describeImages(
+                    owners: ["amazon"], filters: [EC2Filter("architecture", ["x86_64"])])
+                return try #require(images.first { $0.state == "available" }).imageId
+            }
         self.lookup = lookup
         do { return try await lookup.value } catch {
             self.lookup = nil  // a failed lookup is tried again by the next caller
@@ -108,8 +121,9 @@ final class FakeSite: Sendable {
 
     init() throws {
         let flag = healthy
-        server = StatusServer(host: "127.0.0.1", port: 0, registry: PrometheusCollectorRegistry(),
-                              checks: ["site": { flag.value.load(ordering: .relaxed) }], logger: Logger(label: "fake-site"))
+        server = StatusServer(
+            host: "127.0.0.1", port: 0, registry: PrometheusCollectorRegistry(),
+            checks: ["site": { flag.value.load(ordering: .relaxed) }], logger: Logger(label: "fake-site"))
         try server.start()
     }
 
@@ -138,7 +152,9 @@ actor Collector<Body: Codable & Sendable> {
     private func append(_ e: Envelope<Body>) { items.append(e) }
 
     /// Waits (bounded) for an item matching `predicate`; real I/O, so this polls.
-    func wait(timeout: Duration = .seconds(30), for predicate: @Sendable (Envelope<Body>) -> Bool) async -> Envelope<Body>? {
+    func wait(timeout: Duration = .seconds(30), for predicate: @Sendable (Envelope<Body>) -> Bool) async -> Envelope<
+        Body
+    >? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let found = items.first(where: predicate) { return found }
@@ -173,9 +189,11 @@ final class RequestLog: HTTPExecuting, Sendable {
 
     func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
         if let authorization = request.headers.first(where: { $0.name.lowercased() == "authorization" })?.value,
-           authorization.hasPrefix("AWS4-HMAC-SHA256") {
+            authorization.hasPrefix("AWS4-HMAC-SHA256")
+        {
             let body = String(decoding: request.body, as: UTF8.self)
-            let region = authorization.components(separatedBy: "Credential=").dropFirst().first?
+            let region =
+                authorization.components(separatedBy: "Credential=").dropFirst().first?
                 .split(separator: "/").dropFirst(2).first.map(String.init) ?? "?"
             entries.withLock { $0.append(Entry(action: Self.action(request, body: body), region: region, body: body)) }
         }
@@ -225,7 +243,9 @@ func freeTCPPort(in range: Range<Int> = 20_000..<32_000) throws -> Int {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = UInt16(port).bigEndian
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
         }
         close(fd)
         if bound { return port }

@@ -26,36 +26,57 @@ struct TargetConfigTableTests {
         let name = "\(world.prefix)-configured"
         // No AutoRecovery:HealthUrl tag: the URL can only come from the table.
         let imageId = try await TestImage.shared.id(world.ec2)
-        let instance = try await world.ec2.runInstance(RunInstancesInput(
-            imageId: imageId, instanceType: "t3.micro",
-            tags: ["AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:Fleet": world.prefix, "test-run": world.prefix]))
+        let instance = try await world.ec2.runInstance(
+            RunInstancesInput(
+                imageId: imageId, instanceType: "t3.micro",
+                tags: [
+                    "AutoRecovery": "enabled", "AutoRecovery:Name": name, "AutoRecovery:Fleet": world.prefix,
+                    "test-run": world.prefix,
+                ]))
 
-        try await table.put(target: name, settings: Data("""
-            {"health_url": "\(site.url)", "probe_interval": 1, "probe_timeout": 0.75, "failure_threshold": 4,
-             "requires_approval": true, "dr": {"record_name": "shop.example.com"}}
-            """.utf8), updatedBy: "test")
+        try await table.put(
+            target: name,
+            settings: Data(
+                """
+                {"health_url": "\(site.url)", "probe_interval": 1, "probe_timeout": 0.75, "failure_threshold": 4,
+                 "requires_approval": true, "dr": {"record_name": "shop.example.com"}}
+                """.utf8), updatedBy: "test")
         // Malformed: a text where a number belongs, and an unknown attribute.
-        _ = try await dynamo.putItem(PutItemInput(tableName: table.tableName, item: [
-            "instance_id": .string("\(world.prefix)-broken"), "probe_interval": .string("soon")]))
-        _ = try await dynamo.putItem(PutItemInput(tableName: table.tableName, item: [
-            "instance_id": .string("\(world.prefix)-typo"), "grace_periode": .number(5)]))
+        _ = try await dynamo.putItem(
+            PutItemInput(
+                tableName: table.tableName,
+                item: [
+                    "instance_id": .string("\(world.prefix)-broken"), "probe_interval": .string("soon"),
+                ]))
+        _ = try await dynamo.putItem(
+            PutItemInput(
+                tableName: table.tableName,
+                item: [
+                    "instance_id": .string("\(world.prefix)-typo"), "grace_periode": .number(5),
+                ]))
 
-        let raw = try #require(try await dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(name)], consistentRead: true))
+        let raw = try #require(
+            try await dynamo.getItem(
+                tableName: table.tableName, key: ["instance_id": .string(name)], consistentRead: true))
         #expect(raw["probe_timeout"] == .number(try DynamoNumber("0.75")))
         #expect(raw["probe_interval"] == .number(1))
         #expect(raw["updated_by"] == .string("test"))
 
-        let file = try TargetConfigFile(data: Data("""
-            {"defaults": {"grace_period": 7}, "targets": {"\(name)": {"probe_interval": 30, "recovery_threshold": 3}}}
-            """.utf8))
+        let file = try TargetConfigFile(
+            data: Data(
+                """
+                {"defaults": {"grace_period": 7}, "targets": {"\(name)": {"probe_interval": 30, "recovery_threshold": 3}}}
+                """.utf8))
         let snapshot = try await table.load(over: file)
         #expect(snapshot.targets == [name])
         #expect(snapshot.skipped.map(\.target) == ["\(world.prefix)-broken", "\(world.prefix)-typo"])
         #expect(snapshot.skipped.first?.description.contains("probe_interval") == true, "\(snapshot.skipped)")
-        #expect(snapshot.skipped.last?.reason.contains("unknown attribute 'grace_periode'") == true, "\(snapshot.skipped)")
+        #expect(
+            snapshot.skipped.last?.reason.contains("unknown attribute 'grace_periode'") == true, "\(snapshot.skipped)")
 
         let source = TargetConfigSource(file: file, table: table)
-        let catalog = TargetCatalog(ec2: world.ec2, drRegion: nil, source: source, fleet: world.prefix, logger: Logger(label: "catalog"))
+        let catalog = TargetCatalog(
+            ec2: world.ec2, drRegion: nil, source: source, fleet: world.prefix, logger: Logger(label: "catalog"))
         let target = try #require(try await catalog.discover().first { $0.name == name })
         #expect(target.healthURL == site.url)
         #expect(target.settings.probeInterval == 1, "the table wins over the file")
@@ -69,14 +90,16 @@ struct TargetConfigTableTests {
 
         let redis = try await RedisClient.connect(url: world.redisURL)
         let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-        let consumer = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
+        let consumer = AMQPConsumer(
+            configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.observationsQueue)
         let observations = Collector<ProbeResult>(consumer, type: .observation)
         var options = ProbeWorker.Options(proberId: "probe-config")
         options.tick = .milliseconds(100)
         options.discoveryInterval = .seconds(5)
-        let probe = ProbeWorker(options: options, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
-                                claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
-                                topology: world.topology, logger: Logger(label: "probe-config"))
+        let probe = ProbeWorker(
+            options: options, discover: { try await catalog.discover() }, http: world.http, ec2: world.ec2,
+            claims: RedisKeyValueStore(client: redis, keyspace: world.keyspace), publisher: publisher,
+            topology: world.topology, logger: Logger(label: "probe-config"))
         let run = Task { await probe.run() }
         // Three HTTP checks of the table's URL: at the default 30 s interval they would take a minute.
         var checks: [Envelope<ProbeResult>] = []
@@ -121,26 +144,45 @@ extension TargetConfigTableTests {
         let target = "\(world.prefix)-busy"
         try await table.put(target: target, settings: Data(#"{"probe_interval": 5}"#.utf8))
         func item() async throws -> DynamoItem {
-            try #require(try await dynamo.getItem(tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
+            try #require(
+                try await dynamo.getItem(
+                    tableName: table.tableName, key: ["instance_id": .string(target)], consistentRead: true))
         }
 
         let interlopers = Mutex(0)
-        try await table.update(target: target, set: [(key: "grace_period", value: "120")], unset: [], over: .empty, updatedBy: "alice",
-                               now: Date(), betweenReadAndWrite: {
-            guard interlopers.withLock({ $0 += 1; return $0 }) == 1 else { return }
-            try await table.update(target: target, set: [(key: "failure_threshold", value: "4")], updatedBy: "bob")
-        })
+        try await table.update(
+            target: target, set: [(key: "grace_period", value: "120")], unset: [], over: .empty, updatedBy: "alice",
+            now: Date(),
+            betweenReadAndWrite: {
+                guard
+                    interlopers.withLock({
+                        $0 += 1
+                        return $0
+                    }) == 1
+                else { return }
+                try await table.update(target: target, set: [(key: "failure_threshold", value: "4")], updatedBy: "bob")
+            })
         #expect(interlopers.withLock { $0 } == 2, "the first write was refused and the update read again")
         var now = try await item()
-        #expect(now["grace_period"] == .number(120) && now["failure_threshold"] == .number(4) && now["probe_interval"] == .number(5))
+        #expect(
+            now["grace_period"] == .number(120) && now["failure_threshold"] == .number(4)
+                && now["probe_interval"] == .number(5))
         #expect(now["updated_by"] == .string("alice"))
 
         let quarantines = Mutex(0)
-        try await table.update(target: target, set: [(key: "grace_period", value: "60")], unset: [], over: .empty, updatedBy: "carol",
-                               now: Date(), betweenReadAndWrite: {
-            guard quarantines.withLock({ $0 += 1; return $0 }) == 1 else { return }
-            try await table.merge(target: target, settings: Data(#"{"quarantined": true}"#.utf8), updatedBy: "actuator")
-        })
+        try await table.update(
+            target: target, set: [(key: "grace_period", value: "60")], unset: [], over: .empty, updatedBy: "carol",
+            now: Date(),
+            betweenReadAndWrite: {
+                guard
+                    quarantines.withLock({
+                        $0 += 1
+                        return $0
+                    }) == 1
+                else { return }
+                try await table.merge(
+                    target: target, settings: Data(#"{"quarantined": true}"#.utf8), updatedBy: "actuator")
+            })
         now = try await item()
         #expect(now["quarantined"] == .bool(true), "the quarantine is kept")
         #expect(now["grace_period"] == .number(60) && now["failure_threshold"] == .number(4))
@@ -156,19 +198,26 @@ struct TargetConfigTableUnitTests {
     @Test func everySettingsKeyIsKnown() throws {
         var settings = TargetSettings()
         settings.bodyMatch = "ok"
-        let object = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(settings)) as? [String: Any])
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: JSONEncoder().encode(settings)) as? [String: Any])
         let missing = Set(object.keys).subtracting(TargetConfigTable.settingKeys)
         #expect(missing.isEmpty, "not in TargetConfigTable.settingKeys: \(missing.sorted())")
     }
 
     /// `put` checks the settings before any call: a bad value never reaches the table.
     @Test func putRefusesBadSettingsBeforeWriting() async throws {
-        let aws = AWSClient(region: "us-east-1", credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "A", secretAccessKey: "s")),
-                            http: RequestLog(FailingHTTP()), environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:9"])
+        let aws = AWSClient(
+            region: "us-east-1",
+            credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "A", secretAccessKey: "s")),
+            http: RequestLog(FailingHTTP()), environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:9"])
         let table = TargetConfigTable(dynamo: DynamoDBClient(aws), tableName: "unused")
-        for (json, expected) in [(#"{"probe_interval": -1}"#, "probe_interval"), (#"{"grace_periode": 5}"#, "grace_periode"),
-                                 (#"[1]"#, "JSON object"), (#"{"dry_run": "yes"}"#, "dry_run")] {
-            let error = await #expect(throws: ConfigurationError.self) { try await table.put(target: "shop", settings: Data(json.utf8)) }
+        for (json, expected) in [
+            (#"{"probe_interval": -1}"#, "probe_interval"), (#"{"grace_periode": 5}"#, "grace_periode"),
+            (#"[1]"#, "JSON object"), (#"{"dry_run": "yes"}"#, "dry_run"),
+        ] {
+            let error = await #expect(throws: ConfigurationError.self) {
+                try await table.put(target: "shop", settings: Data(json.utf8))
+            }
             #expect(error?.description.contains(expected) == true, "\(json): \(String(describing: error))")
         }
     }

@@ -31,15 +31,16 @@ struct TargetNotifyTests {
                          "blog": {}}}
             """
         let shop = try #require(try entry(file, "shop").notify)
-        #expect(shop.emailTo == ["all-sites@example.com"])   // from defaults.notify
-        #expect(shop.slackChannel == "#shop")                  // the target's own
+        #expect(shop.emailTo == ["all-sites@example.com"])  // from defaults.notify
+        #expect(shop.slackChannel == "#shop")  // the target's own
         #expect(shop.channels == ["email", "slack"])
         let specs = Self.fleet.specs(for: shop)
         #expect(specs.problems.isEmpty)
-        #expect(specs.specs == [
-            .email(from: "fleet@example.com", to: ["all-sites@example.com"], region: nil),
-            .slack(url: "https://hooks.slack.com/services/T/B/fleetsecret", channel: "#shop", username: nil),
-        ])  // SNS left out: not in channels
+        #expect(
+            specs.specs == [
+                .email(from: "fleet@example.com", to: ["all-sites@example.com"], region: nil),
+                .slack(url: "https://hooks.slack.com/services/T/B/fleetsecret", channel: "#shop", username: nil),
+            ])  // SNS left out: not in channels
         let blog = try entry(file, "blog").notify
         #expect(blog?.slackChannel == "#sites")
         #expect(Self.fleet.specs(for: blog).specs.map(\.name) == ["email", "slack", "sns"])
@@ -61,7 +62,8 @@ struct TargetNotifyTests {
         wantsTeams.channels = ["teams"]
         let result = Self.fleet.specs(for: wantsTeams)
         #expect(result.specs.isEmpty)
-        #expect(result.problems == ["the target asks for the teams channel, but neither it nor the fleet configures one"])
+        #expect(
+            result.problems == ["the target asks for the teams channel, but neither it nor the fleet configures one"])
 
         var noSender = NotificationDefaults()
         var recipients = TargetNotify()
@@ -81,7 +83,10 @@ struct TargetNotifyTests {
             (#"{"notify": {"channels": "email"}}"#, "notify.channels"),
             (#"{"notify": {"email_to": []}}"#, "notify.email_to"),
             (#"{"notify": {"email_to": ["not-an-address"]}}"#, "not an e-mail address"),
-            (#"{"notify": {"slack_webhook_url": "hooks.slack.com/services/T/B/topsecret"}}"#, "notify.slack_webhook_url"),
+            (
+                #"{"notify": {"slack_webhook_url": "hooks.slack.com/services/T/B/topsecret"}}"#,
+                "notify.slack_webhook_url"
+            ),
             (#"{"notify": {"teams_webhook_url": "ftp://x/topsecret"}}"#, "notify.teams_webhook_url"),
             (#"{"notify": {"sns_topic_arn": "alerts"}}"#, "notify.sns_topic_arn"),
         ]
@@ -103,16 +108,19 @@ struct TargetNotifyTests {
         defer { http.shutdown() }
         let aws = AWSClient(
             region: "us-east-1",
-            credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "AKIDTEST", secretAccessKey: "test-secret")),
+            credentials: StaticCredentialProvider(
+                AWSCredentials(accessKeyId: "AKIDTEST", secretAccessKey: "test-secret")),
             http: http, environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:9"])  // nothing listens on port 9
         let file = try TargetConfigFile(data: Data(#"{"targets": {"shop": {"notify": {"channels": ["sns"]}}}}"#.utf8))
         let table = TargetConfigTable(dynamo: DynamoDBClient(aws), tableName: "unreachable")
-        let router = TargetChannelRouter(defaults: Self.fleet, source: TargetConfigSource(file: file, table: table),
-                                         http: http, aws: aws, formatter: NoticeFormatter())
+        let router = TargetChannelRouter(
+            defaults: Self.fleet, source: TargetConfigSource(file: file, table: table),
+            http: http, aws: aws, formatter: NoticeFormatter())
         let notice = Notice(id: "n1", kind: .outageDeclared, at: Date(), target: "shop", detail: "down")
         #expect(try await router.channels(for: notice).map(\.name) == ["email", "slack", "sns"])
         // Without the table the file alone routes it (only SNS): the fallback above is the table's doing.
-        let fileOnly = TargetChannelRouter(defaults: Self.fleet, source: .fixed(file), http: http, aws: aws, formatter: NoticeFormatter())
+        let fileOnly = TargetChannelRouter(
+            defaults: Self.fleet, source: .fixed(file), http: http, aws: aws, formatter: NoticeFormatter())
         #expect(try await fileOnly.channels(for: notice).map(\.name) == ["sns"])
     }
 }

@@ -20,7 +20,8 @@ struct TransientRetryTests {
     /// A queue with a delivery limit of 2 (dead-lettered on the third delivery), a worker on it, and a
     /// handler that fails as `fail` says for each call.
     static func run(retry: TransientRetryPolicy = fast, fail: @escaping @Sendable (Int) -> (any Error)?) async throws
-        -> (calls: Int, acked: Int, dead: [AMQPDelivery], deliveries: Int) {
+        -> (calls: Int, acked: Int, dead: [AMQPDelivery], deliveries: Int)
+    {
         let topology = FleetTopology(prefix: "t-\(UUID().uuidString.prefix(6))", deliveryLimit: 2)
         let broker = MemoryBroker(topology: topology.amqp)
         let queue = broker.queue(topology.observationsQueue)!
@@ -28,7 +29,9 @@ struct TransientRetryTests {
         let calls = Mutex(0)
         let deliveries = Mutex(0)
         let worker = MessageWorker<Envelope<ProbeResult>>(
-            consumer: queue, deadLetters: DeadLetterSink(publisher: MemoryPublisher(broker: broker), topology: topology, workerName: "t"),
+            consumer: queue,
+            deadLetters: DeadLetterSink(
+                publisher: MemoryPublisher(broker: broker), topology: topology, workerName: "t"),
             logger: Logger(label: "test"), senders: nil,
             decode: { (bytes) throws(MessageDecodingError) in
                 deliveries.withLock { $0 += 1 }
@@ -36,12 +39,18 @@ struct TransientRetryTests {
             },
             retry: retry,
             handler: { _, _ in
-                let n = calls.withLock { $0 += 1; return $0 }
+                let n = calls.withLock {
+                    $0 += 1
+                    return $0
+                }
                 if let error = fail(n) { throw error }
             })
         let running = Task { await worker.run() }
-        queue.deliver(try EnvelopeCodec.encode(Envelope(type: .observation, id: "o1", correlationId: nil, target: "shop", instanceId: nil,
-                                                        occurredAt: Date(), producer: "t", body: ProbeResult(prober: "p", healthy: true))))
+        queue.deliver(
+            try EnvelopeCodec.encode(
+                Envelope(
+                    type: .observation, id: "o1", correlationId: nil, target: "shop", instanceId: nil,
+                    occurredAt: Date(), producer: "t", body: ProbeResult(prober: "p", healthy: true))))
         try await waitUntil { queue.acked.count + dead.unacked.count == 1 }
         queue.shutdown()
         await running.value
@@ -62,7 +71,9 @@ struct TransientRetryTests {
         let result = try await Self.run { _ in Corrupt() }
         #expect(result.acked == 0 && result.dead.count == 1)
         #expect(result.deliveries == 3, "the first delivery and two redeliveries, then the limit")
-        guard case .array(let deaths)? = result.dead.first?.properties.headers["x-death"], case .table(let death)? = deaths.first else {
+        guard case .array(let deaths)? = result.dead.first?.properties.headers["x-death"],
+            case .table(let death)? = deaths.first
+        else {
             Issue.record("no x-death")
             return
         }
@@ -80,10 +91,14 @@ struct TransientRetryTests {
         #expect(Self.redisDown.isTransient)
         #expect(RedisError(kind: .timeout, message: "t").isTransient)
         #expect(RedisError(kind: .server, message: "READONLY You can't write against a read only replica.").isTransient)
-        #expect(!RedisError(kind: .server, message: "WRONGTYPE Operation against a key holding the wrong kind of value").isTransient)
+        #expect(
+            !RedisError(kind: .server, message: "WRONGTYPE Operation against a key holding the wrong kind of value")
+                .isTransient)
         #expect(!RedisError(kind: .invalidArgument, message: "bad").isTransient)
         let kinds: [AWSError.Kind] = [.throttling, .serverError, .transport, .accessDenied, .clientError, .credentials]
-        let transient = kinds.map { AWSError(kind: $0, service: "dynamodb", operation: "PutItem", region: "eu-west-1", message: "m").isTransient }
+        let transient = kinds.map {
+            AWSError(kind: $0, service: "dynamodb", operation: "PutItem", region: "eu-west-1", message: "m").isTransient
+        }
         #expect(transient == [true, true, true, false, false, false])
         #expect(AMQPError.connectionFailed(host: "h", port: 5672, reason: "refused").isTransient)
         #expect(AMQPError.publishTimedOut(messageId: nil, after: .seconds(5)).isTransient)

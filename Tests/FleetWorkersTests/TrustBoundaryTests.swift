@@ -18,7 +18,8 @@ struct TrustWorld {
 
     init(_ world: World) {
         self.world = world
-        passwords = Dictionary(uniqueKeysWithValues: FleetRole.allCases.map { ($0, "pw-\(UUID().uuidString.prefix(12))") })
+        passwords = Dictionary(
+            uniqueKeysWithValues: FleetRole.allCases.map { ($0, "pw-\(UUID().uuidString.prefix(12))") })
     }
 
     func user(_ role: FleetRole) -> String { "\(world.prefix)-\(role.rawValue)" }
@@ -26,7 +27,10 @@ struct TrustWorld {
     /// The environment the setup service and the workers read: `<KIND>_USERS`, `OPERATORS` and
     /// `RABBITMQ_<KIND>_PASSWORD`.
     var setupEnvironment: [String: String] {
-        var env = ["AMQP_URL": environment["AMQP_URL"]!, "RABBITMQ_MANAGEMENT_URL": managementBase, "FLEET_PREFIX": world.prefix]
+        var env = [
+            "AMQP_URL": environment["AMQP_URL"]!, "RABBITMQ_MANAGEMENT_URL": managementBase,
+            "FLEET_PREFIX": world.prefix,
+        ]
         for role in FleetRole.allCases {
             env[role.usersVariable] = user(role)
             env["RABBITMQ_\(role.rawValue.uppercased())_PASSWORD"] = passwords[role]
@@ -63,7 +67,9 @@ struct TrustWorld {
     }
 }
 
-@Suite("Trust boundary: broker permissions and sender checks", .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
+@Suite(
+    "Trust boundary: broker permissions and sender checks",
+    .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct TrustBoundaryTests {
     /// Each kind's user publishes what it must; the broker itself refuses every other message type
     /// (ACCESS_REFUSED, by topic permission or by having no write permission on the exchange at all),
@@ -85,7 +91,9 @@ struct TrustBoundaryTests {
             }
             // Every consumer subscribes to its own queue, verifying (not declaring) the topology.
             for role in [FleetRole.predictor, .decision, .actuator, .notifier, .recorder] {
-                let consumer = AMQPConsumer(configuration: try trust.configuration(role), topology: topology.amqp, queue: consumedQueue(role, topology))
+                let consumer = AMQPConsumer(
+                    configuration: try trust.configuration(role), topology: topology.amqp,
+                    queue: consumedQueue(role, topology))
                 try await poll("\(role) subscribes to its queue", timeout: .seconds(15)) { consumer.isConnected }
                 await consumer.shutdown(drainTimeout: .zero)
             }
@@ -97,12 +105,17 @@ struct TrustBoundaryTests {
     }
 
     func checkPublishing(_ role: FleetRole, _ trust: TrustWorld, _ topology: FleetTopology) async throws {
-        let publisher = AMQPPublisher(configuration: try trust.configuration(role), topology: topology.amqp, publishTimeout: .seconds(20))
+        let publisher = AMQPPublisher(
+            configuration: try trust.configuration(role), topology: topology.amqp, publishTimeout: .seconds(20))
         for type in MessageType.allCases {
-            let message = OutgoingMessage(exchange: topology.exchange, routingKey: "\(type.rawValue).t1", body: Array("{}".utf8),
-                                          properties: AMQPProperties(messageId: UUID().uuidString))
+            let message = OutgoingMessage(
+                exchange: topology.exchange, routingKey: "\(type.rawValue).t1", body: Array("{}".utf8),
+                properties: AMQPProperties(messageId: UUID().uuidString))
             let result: Result<Void, AMQPError>
-            do { try await publisher.publish(message); result = .success(()) } catch { result = .failure(error) }
+            do {
+                try await publisher.publish(message)
+                result = .success(())
+            } catch { result = .failure(error) }
             if role.sends.contains(type) {
                 #expect(throws: Never.self, "\(role) must be able to send \(type)") { try result.get() }
             } else if case .failure(.brokerClosed(let code, let text, _)) = result {
@@ -114,12 +127,16 @@ struct TrustBoundaryTests {
         // Dead letters: only with the consumer's own queue as routing key.
         let dead = [.probe, .operator].contains(role) ? nil : consumedQueue(role, topology)
         if let dead {
-            try await publisher.publish(OutgoingMessage(exchange: topology.deadLetterExchange, routingKey: dead, body: Array("{}".utf8),
-                                                        properties: AMQPProperties(messageId: UUID().uuidString)))
+            try await publisher.publish(
+                OutgoingMessage(
+                    exchange: topology.deadLetterExchange, routingKey: dead, body: Array("{}".utf8),
+                    properties: AMQPProperties(messageId: UUID().uuidString)))
             let other = role == .actuator ? topology.observationsQueue : topology.actionRequestsQueue
             do {
-                try await publisher.publish(OutgoingMessage(exchange: topology.deadLetterExchange, routingKey: other, body: Array("{}".utf8),
-                                                            properties: AMQPProperties(messageId: UUID().uuidString)))
+                try await publisher.publish(
+                    OutgoingMessage(
+                        exchange: topology.deadLetterExchange, routingKey: other, body: Array("{}".utf8),
+                        properties: AMQPProperties(messageId: UUID().uuidString)))
                 Issue.record("\(role) dead-lettered into \(other)")
             } catch {
                 if case .brokerClosed(403, _, _) = error {} else { Issue.record("\(role): \(error)") }
@@ -135,7 +152,10 @@ struct TrustBoundaryTests {
             try await admin.declare(AMQPTopology(queues: [.init(name: "\(topology.prefix).sneaky-\(role.rawValue)")]))
             Issue.record("\(role) declared a queue")
         } catch {
-            guard case .brokerClosed(403, _, _) = error else { Issue.record("\(role): \(error)"); return }
+            guard case .brokerClosed(403, _, _) = error else {
+                Issue.record("\(role): \(error)")
+                return
+            }
         }
         await admin.close()
     }
@@ -151,18 +171,25 @@ struct TrustBoundaryTests {
             try await trust.apply()
             let redis = try await RedisClient.connect(url: world.redisURL)
             let publisher = AMQPPublisher(configuration: world.amqp, topology: world.topology.amqp)
-            let decision = try await world.decision("decision-op", redis: redis, publisher: publisher, operators: [trust.user(.operator)], discover: false)
-            let commands = AMQPConsumer(configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.commandsQueue)
+            let decision = try await world.decision(
+                "decision-op", redis: redis, publisher: publisher, operators: [trust.user(.operator)], discover: false)
+            let commands = AMQPConsumer(
+                configuration: world.amqp, topology: world.topology.amqp, queue: world.topology.commandsQueue)
             let loop = MessageWorker(
-                consumer: commands, deadLetters: DeadLetterSink(publisher: publisher, topology: world.topology, workerName: "decision-op"),
+                consumer: commands,
+                deadLetters: DeadLetterSink(publisher: publisher, topology: world.topology, workerName: "decision-op"),
                 logger: Logger(label: "decision"),
                 senders: SenderGate(identities: trust.identities, unchecked: [.command], logger: Logger(label: "gate")),
                 decode: DecisionWorker.decodeCommandQueue, handler: decision.handle)
             let running = Task { await loop.run() }
             let operatorURL = try trust.configuration(.operator).url
-            let env = ["AMQP_URL": "amqp://\(operatorURL.user):\(trust.passwords[.operator]!)@\(operatorURL.host):\(operatorURL.port)/%2f",
-                       "FLEET_PREFIX": world.prefix, "PATH": "/usr/bin:/bin"]
-            let run = try await runCtl(["brake", "engage", "--reason", "trust test", "--json", "--timeout", "30s"], env: env)
+            let env = [
+                "AMQP_URL":
+                    "amqp://\(operatorURL.user):\(trust.passwords[.operator]!)@\(operatorURL.host):\(operatorURL.port)/%2f",
+                "FLEET_PREFIX": world.prefix, "PATH": "/usr/bin:/bin",
+            ]
+            let run = try await runCtl(
+                ["brake", "engage", "--reason", "trust test", "--json", "--timeout", "30s"], env: env)
             #expect(run.code == 0, "\(run.stdout) \(run.stderr)")
             let result = try JSONDecoder().decode(CommandResult.self, from: Data(run.stdout.utf8))
             #expect(result.status == .accepted && result.operator == trust.user(.operator), "\(result)")
@@ -217,65 +244,94 @@ struct TrustBoundaryTests {
             defer { Task { await trust.deleteUsers([intruder]) } }
             try await trust.apply()
             try await management("PUT", "users/\(intruder)", #"{"password": "intruder-pass", "tags": ""}"#)
-            try await management("PUT", "permissions/%2F/\(intruder)", #"{"configure": ".*", "write": ".*", "read": ".*"}"#)
+            try await management(
+                "PUT", "permissions/%2F/\(intruder)", #"{"configure": ".*", "write": ".*", "read": ".*"}"#)
 
             let site = try FakeSite()
             let name = h.name("forged")
             let instance = try await world.launchTarget(name: name, healthURL: site.url)
-            let config = try TargetConfigFile(data: Data(#"{"defaults": {"failure_threshold": 2, "grace_period": 0}}"#.utf8))
-            let decision = try await world.decision("decision-tb", redis: h.redis, publisher: h.publisher, config: config,
-                                                    operators: [trust.user(.operator)])
+            let config = try TargetConfigFile(
+                data: Data(#"{"defaults": {"failure_threshold": 2, "grace_period": 0}}"#.utf8))
+            let decision = try await world.decision(
+                "decision-tb", redis: h.redis, publisher: h.publisher, config: config,
+                operators: [trust.user(.operator)])
             let logger = Logger(label: "trust-boundary")
             func gate(_ worker: String) -> SenderGate {
-                SenderGate(identities: trust.identities, unchecked: [.command], logger: logger,
-                           announce: EnvelopePublisher(publisher: h.publisher, topology: topology, producer: worker, appId: worker).announcingRefusals())
+                SenderGate(
+                    identities: trust.identities, unchecked: [.command], logger: logger,
+                    announce: EnvelopePublisher(
+                        publisher: h.publisher, topology: topology, producer: worker, appId: worker
+                    ).announcingRefusals())
             }
             let sink = DeadLetterSink(publisher: h.publisher, topology: topology, workerName: "trust-test")
-            let requests = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
+            let requests = AMQPConsumer(
+                configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
             let actuatorLoop = MessageWorker<Envelope<ActionRequest>>(
-                consumer: requests, deadLetters: sink, expecting: .actionRequest, logger: logger, senders: gate("actuator-tb"),
+                consumer: requests, deadLetters: sink, expecting: .actionRequest, logger: logger,
+                senders: gate("actuator-tb"),
                 handler: h.actuator().handle)
-            let observations = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: "\(topology.observationsQueue)")
+            let observations = AMQPConsumer(
+                configuration: world.amqp, topology: topology.amqp, queue: "\(topology.observationsQueue)")
             // The harness collects outcomes from the observations queue; the decision reads a queue of its
             // own bound the same way, so both see every message.
             await h.consumers[0].shutdown()
-            let decisionLoop = MessageWorker(consumer: observations, deadLetters: sink, logger: logger, senders: gate("decision-tb"),
-                                             decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
+            let decisionLoop = MessageWorker(
+                consumer: observations, deadLetters: sink, logger: logger, senders: gate("decision-tb"),
+                decode: DecisionWorker.decodeObservationQueue, handler: decision.handle)
             let running = [Task { await actuatorLoop.run() }, Task { await decisionLoop.run() }]
-            let deadRequestsConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp,
-                                                    queue: FleetTopology.deadLetterQueue(for: topology.actionRequestsQueue))
-            let deadObservationsConsumer = AMQPConsumer(configuration: world.amqp, topology: topology.amqp,
-                                                        queue: FleetTopology.deadLetterQueue(for: topology.observationsQueue))
+            let deadRequestsConsumer = AMQPConsumer(
+                configuration: world.amqp, topology: topology.amqp,
+                queue: FleetTopology.deadLetterQueue(for: topology.actionRequestsQueue))
+            let deadObservationsConsumer = AMQPConsumer(
+                configuration: world.amqp, topology: topology.amqp,
+                queue: FleetTopology.deadLetterQueue(for: topology.observationsQueue))
             let deadRequests = DeliveryLog(deadRequestsConsumer)
             let deadObservations = DeliveryLog(deadObservationsConsumer)
 
-            let forger = AMQPPublisher(configuration: try trust.configuration(user: intruder, password: "intruder-pass"), topology: topology.amqp)
+            let forger = AMQPPublisher(
+                configuration: try trust.configuration(user: intruder, password: "intruder-pass"),
+                topology: topology.amqp)
             func forge<Body: Codable & Sendable>(_ type: MessageType, _ id: String, _ body: Body) async throws {
-                let envelope = Envelope(type: type, id: id, target: name, instanceId: instance.instanceId, occurredAt: Date(), body: body)
-                try await forger.publish(OutgoingMessage(exchange: topology.exchange, routingKey: FleetTopology.routingKey(type, target: name),
-                                                         body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id)))
+                let envelope = Envelope(
+                    type: type, id: id, target: name, instanceId: instance.instanceId, occurredAt: Date(), body: body)
+                try await forger.publish(
+                    OutgoingMessage(
+                        exchange: topology.exchange, routingKey: FleetTopology.routingKey(type, target: name),
+                        body: try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: id)))
             }
             let request = h.request(.restart, target: name, instance: instance.instanceId)
             try await forge(.actionRequest, "\(world.prefix)-forged-request", request)
-            try await forge(.actionEvent, "\(world.prefix)-forged-outcome", ActionOutcome(
-                idempotencyKey: request.idempotencyKey, incidentId: request.incidentId, step: .reprovision, status: .succeeded,
-                instanceId: "i-0forged0000000000", region: "us-east-1"))
+            try await forge(
+                .actionEvent, "\(world.prefix)-forged-outcome",
+                ActionOutcome(
+                    idempotencyKey: request.idempotencyKey, incidentId: request.incidentId, step: .reprovision,
+                    status: .succeeded,
+                    instanceId: "i-0forged0000000000", region: "us-east-1"))
             for n in 1...3 {
-                try await forge(.observation, "\(world.prefix)-forged-probe-\(n)", ProbeResult(prober: "probe-forged", instanceId: instance.instanceId,
-                                                                                                healthy: false, statusCode: 503, detail: "forged"))
+                try await forge(
+                    .observation, "\(world.prefix)-forged-probe-\(n)",
+                    ProbeResult(
+                        prober: "probe-forged", instanceId: instance.instanceId,
+                        healthy: false, statusCode: 503, detail: "forged"))
             }
             let now = Date()
             let prediction = Prediction(
-                kind: .diskExhaustion, confidence: 0.99, metric: .disk, detail: "forged", factors: [PredictionFactor("level", 99, "forged")],
-                window: PredictionWindow(from: now.addingTimeInterval(3600), to: now.addingTimeInterval(7200)), evaluatedAt: now)
-            try await forge(.prediction, "\(world.prefix)-forged-prediction", PredictionBody(prediction, highConfidenceThreshold: 0.8, lookbackHours: 168))
+                kind: .diskExhaustion, confidence: 0.99, metric: .disk, detail: "forged",
+                factors: [PredictionFactor("level", 99, "forged")],
+                window: PredictionWindow(from: now.addingTimeInterval(3600), to: now.addingTimeInterval(7200)),
+                evaluatedAt: now)
+            try await forge(
+                .prediction, "\(world.prefix)-forged-prediction",
+                PredictionBody(prediction, highConfidenceThreshold: 0.8, lookbackHours: 168))
 
             let refusedRequests = await deadRequests.wait(for: 1)
             let refusedObservations = await deadObservations.wait(for: 5)
             let reason = "unauthorized-sender: broker user '\(intruder)' may not send"
             #expect(refusedRequests.count == 1 && refusedObservations.count == 5)
             for letter in refusedRequests + refusedObservations {
-                #expect(letter.properties.headers["x-reject-reason"]?.stringValue?.hasPrefix(reason) == true, "\(letter.properties.headers)")
+                #expect(
+                    letter.properties.headers["x-reject-reason"]?.stringValue?.hasPrefix(reason) == true,
+                    "\(letter.properties.headers)")
                 #expect(letter.properties.headers["x-original-user-id"]?.stringValue == intruder)
             }
             let notice = try #require(await h.notices.wait { $0.body.kind == .unauthorizedSender })

@@ -75,10 +75,14 @@ final class WebhookReceiver: Sendable {
     /// Answers requests to paths starting with `prefix` with `status` from now on (200: back to normal),
     /// and with `answer` as the body when given (else `ok`, `invalid_payload` for 4xx, `service
     /// unavailable` for other codes).
-    func setStatus(_ status: Int, forPathsStartingWith prefix: String, answer: String? = nil, http: HTTPClient) async throws {
+    func setStatus(_ status: Int, forPathsStartingWith prefix: String, answer: String? = nil, http: HTTPClient)
+        async throws
+    {
         let path = prefix.hasPrefix("/") ? String(prefix.dropFirst()) : prefix
-        let response = try await http.execute(HTTPRequest(method: "POST", url: baseURL + "/_control/\(status)/\(path)",
-                                                          body: Array((answer ?? "").utf8)))
+        let response = try await http.execute(
+            HTTPRequest(
+                method: "POST", url: baseURL + "/_control/\(status)/\(path)",
+                body: Array((answer ?? "").utf8)))
         guard response.status == 200 else { throw ReceiverError(message: "control request failed: \(response.status)") }
     }
 
@@ -86,8 +90,10 @@ final class WebhookReceiver: Sendable {
         let response = try await http.execute(HTTPRequest(url: baseURL + "/_requests", maxBodyBytes: 64 << 20))
         let list = try JSONSerialization.jsonObject(with: Data(response.body)) as? [[String: String]] ?? []
         return list.map {
-            Request(method: $0["method"] ?? "POST", path: $0["path"] ?? "", contentType: $0["content_type"] ?? "",
-                    body: Data(($0["body"] ?? "").utf8), headers: ($0["headers"] ?? "").split(separator: "\n").map(String.init))
+            Request(
+                method: $0["method"] ?? "POST", path: $0["path"] ?? "", contentType: $0["content_type"] ?? "",
+                body: Data(($0["body"] ?? "").utf8),
+                headers: ($0["headers"] ?? "").split(separator: "\n").map(String.init))
         }
     }
 
@@ -110,7 +116,9 @@ final class WebhookReceiver: Sendable {
                     try probe.run()
                     let data = out.fileHandleForReading.readDataToEndOfFile()
                     probe.waitUntilExit()
-                    continuation.resume(returning: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+                    continuation.resume(
+                        returning: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                    )
                 } catch {
                     continuation.resume(throwing: error)
                 }

@@ -36,9 +36,13 @@ struct WorkerShutdownTests {
         func hold() async {
             state.withLock { $0.started = true }
             let limit = ContinuousClock.now + .seconds(60)
-            while !state.withLock({ $0.triggered }), ContinuousClock.now < limit { try? await Task.sleep(for: .milliseconds(5)) }
+            while !state.withLock({ $0.triggered }), ContinuousClock.now < limit {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
             let patience = ContinuousClock.now + .seconds(1)
-            while state.withLock({ $0.closed.isEmpty }), ContinuousClock.now < patience { try? await Task.sleep(for: .milliseconds(5)) }
+            while state.withLock({ $0.closed.isEmpty }), ContinuousClock.now < patience {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
         }
 
         /// A client whose close records its name, marked when the in-flight work was not done yet.
@@ -54,7 +58,9 @@ struct WorkerShutdownTests {
         /// the work is held in flight, and returns when the group has stopped.
         func run(_ services: [any Service]) async throws {
             try await testGracefulShutdown { trigger in
-                let group = ServiceGroup(configuration: try WorkerRuntime.configuration(services: services, logger: Logger(label: "shutdown-test")))
+                let group = ServiceGroup(
+                    configuration: try WorkerRuntime.configuration(
+                        services: services, logger: Logger(label: "shutdown-test")))
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask { try await group.run() }
                     let started = await eventually { [self] in state.withLock { $0.started } }
@@ -68,42 +74,57 @@ struct WorkerShutdownTests {
     }
 
     static let topology = FleetTopology(prefix: "mem")
-    static let target = Target(identity: TargetIdentity(name: "shop", homeRegion: "us-east-1"),
-                               instance: InstanceRef(id: "i-0shop", region: "us-east-1"), instanceState: "running",
-                               healthURL: "https://shop.example.com/health", settings: TargetSettings())
+    static let target = Target(
+        identity: TargetIdentity(name: "shop", homeRegion: "us-east-1"),
+        instance: InstanceRef(id: "i-0shop", region: "us-east-1"), instanceState: "running",
+        healthURL: "https://shop.example.com/health", settings: TargetSettings())
 
     static func publisher(_ user: String) -> MemoryPublisher {
         MemoryPublisher(broker: MemoryBroker(exchanges: [topology.exchange, topology.deadLetterExchange]), user: user)
     }
 
-    static func envelope<Body: Codable & Sendable>(_ type: MessageType, id: String, target: String?, body: Body) throws -> [UInt8] {
+    static func envelope<Body: Codable & Sendable>(_ type: MessageType, id: String, target: String?, body: Body) throws
+        -> [UInt8]
+    {
         try EnvelopeCodec.encode(Envelope(type: type, id: id, target: target, occurredAt: Date(), body: body))
     }
 
-    @Test("probe: a check in flight publishes its observation before the publisher, HTTP and Redis close", .timeLimit(.minutes(3)))
+    @Test(
+        "probe: a check in flight publishes its observation before the publisher, HTTP and Redis close",
+        .timeLimit(.minutes(3)))
     func probe() async throws {
-        let http = MemoryHTTP(), publisher = Self.publisher("fleet-probe")
+        let http = MemoryHTTP()
+        let publisher = Self.publisher("fleet-probe")
         let shutdown = Shutdown(done: { publisher.published.count == 1 })
         http.script(Self.target.healthURL!, .status(200, "ok"), hold: { _ in await shutdown.hold() })
         var options = ProbeWorker.Options(proberId: "probe-a")
         options.tick = .milliseconds(10)
-        let worker = ProbeWorker(options: options, discover: { [Self.target] }, http: http, ec2: MemoryInstanceStatuses(),
-                                 claims: MemoryKeyValueStore(), publisher: publisher, topology: Self.topology,
-                                 logger: Logger(label: "probe"))
-        try await shutdown.run(worker.services(clients: [
-            shutdown.client("redis"),
-            shutdown.client("http") { http.shutdown() },
-            shutdown.client("broker publisher") { publisher.shutdown() },
-        ]))
+        let worker = ProbeWorker(
+            options: options, discover: { [Self.target] }, http: http, ec2: MemoryInstanceStatuses(),
+            claims: MemoryKeyValueStore(), publisher: publisher, topology: Self.topology,
+            logger: Logger(label: "probe"))
+        try await shutdown.run(
+            worker.services(clients: [
+                shutdown.client("redis"),
+                shutdown.client("http") { http.shutdown() },
+                shutdown.client("broker publisher") { publisher.shutdown() },
+            ]))
         #expect(shutdown.closed == ["broker publisher", "http", "redis"])
-        let observations = try publisher.published.map { try EnvelopeCodec.decode($0.body, as: ProbeResult.self, expecting: .observation) }
-        #expect(observations.map(\.body.healthy) == [true], "the check's own result, not a failure made by shutting down")
+        let observations = try publisher.published.map {
+            try EnvelopeCodec.decode($0.body, as: ProbeResult.self, expecting: .observation)
+        }
+        #expect(
+            observations.map(\.body.healthy) == [true], "the check's own result, not a failure made by shutting down")
         #expect(http.requests.count == 1, "no check started after the shutdown")
     }
 
-    @Test("notifier: a notice in flight is sent, marked and acked before the publisher, HTTP and Redis close", .timeLimit(.minutes(3)))
+    @Test(
+        "notifier: a notice in flight is sent, marked and acked before the publisher, HTTP and Redis close",
+        .timeLimit(.minutes(3)))
     func notifier() async throws {
-        let http = MemoryHTTP(), markers = MemoryKeyValueStore(), publisher = Self.publisher("fleet-notifier")
+        let http = MemoryHTTP()
+        let markers = MemoryKeyValueStore()
+        let publisher = Self.publisher("fleet-notifier")
         let notifications = MemoryDeliverySource(queue: Self.topology.notificationsQueue)
         let url = "https://hooks.slack.com/services/T0/B0/SECRET"
         let marker = NotifierWorker.markerKey(noticeId: "n-1", channel: "slack")
@@ -114,49 +135,62 @@ struct WorkerShutdownTests {
         http.script(url, .status(200, "ok"), hold: { _ in await shutdown.hold() })
         let worker = NotifierWorker(
             options: NotifierWorker.Options(workerId: "notifier-test"),
-            router: FleetChannels([WebhookChannel.slack(http: http, url: url, channel: nil, username: nil, formatter: NoticeFormatter())]),
-            markers: markers, deadLetters: DeadLetterSink(publisher: publisher, topology: Self.topology, workerName: "notifier-test"),
+            router: FleetChannels([
+                WebhookChannel.slack(http: http, url: url, channel: nil, username: nil, formatter: NoticeFormatter())
+            ]),
+            markers: markers,
+            deadLetters: DeadLetterSink(publisher: publisher, topology: Self.topology, workerName: "notifier-test"),
             queue: Self.topology.notificationsQueue, logger: Logger(label: "notifier"), sleep: { _ in })
         let notice = Notice(id: "n-1", kind: .outageDeclared, at: Date(), target: "shop", detail: "down")
-        notifications.deliver(try Self.envelope(.notification, id: "n-1", target: "shop", body: notice),
-                              properties: AMQPProperties(messageId: "n-1", userId: "fleet-decision"))
-        try await shutdown.run(worker.services(
-            notifications: notifications, identities: .deploymentDefaults,
-            ownUser: "fleet-notifier",
-            clients: [
-                shutdown.client("redis"),
-                shutdown.client("http") { http.shutdown() },
-                shutdown.client("broker publisher") { publisher.shutdown() },
-            ]))
+        notifications.deliver(
+            try Self.envelope(.notification, id: "n-1", target: "shop", body: notice),
+            properties: AMQPProperties(messageId: "n-1", userId: "fleet-decision"))
+        try await shutdown.run(
+            worker.services(
+                notifications: notifications, identities: .deploymentDefaults,
+                ownUser: "fleet-notifier",
+                clients: [
+                    shutdown.client("redis"),
+                    shutdown.client("http") { http.shutdown() },
+                    shutdown.client("broker publisher") { publisher.shutdown() },
+                ]))
         #expect(shutdown.closed == ["broker publisher", "http", "redis"])
         #expect(notifications.unacked.isEmpty)
         #expect(publisher.published.isEmpty, "nothing dead-lettered")
     }
 
-    @Test("recorder: a history message in flight is written and acked, and the last metrics sent, before the publisher and HTTP close",
-          .timeLimit(.minutes(3)))
+    @Test(
+        "recorder: a history message in flight is written and acked, and the last metrics sent, before the publisher and HTTP close",
+        .timeLimit(.minutes(3)))
     func recorder() async throws {
         let history = MemoryDeliverySource(queue: Self.topology.historyQueue)
         let cloudWatch = MemoryMetricSink()
         let shutdown = Shutdown(done: {
-            history.acked.count == 1 && cloudWatch.calls.flatMap(\.data).contains { $0.metricName == "RecoveryActionsExecuted" && $0.value == 1 }
+            history.acked.count == 1
+                && cloudWatch.calls.flatMap(\.data).contains {
+                    $0.metricName == "RecoveryActionsExecuted" && $0.value == 1
+                }
         })
         let tables = MemoryTables(sortKey: RecorderWorker.sortKey, hold: { await shutdown.hold() })
         let publisher = Self.publisher("fleet-recorder")
         let logger = Logger(label: "recorder")
         let recorder = RecorderWorker(
-            options: RecorderWorker.Options(eventsTable: "events", predictionsTable: "predictions"), dynamo: tables, logger: logger,
+            options: RecorderWorker.Options(eventsTable: "events", predictionsTable: "predictions"), dynamo: tables,
+            logger: logger,
             metrics: RecoveryMetrics(cloudWatch: cloudWatch, logger: logger))
-        history.deliver(try Self.envelope(.actionEvent, id: "a-1", target: "shop", body: ["status": "succeeded", "step": "restart"]),
-                        properties: AMQPProperties(messageId: "a-1", userId: "fleet-actuator"))
-        try await shutdown.run(recorder.services(
-            history: history,
-            deadLetters: DeadLetterSink(publisher: publisher, topology: Self.topology, workerName: "recorder-test"),
-            identities: .deploymentDefaults, ownUser: "fleet-recorder",
-            clients: [
-                shutdown.client("http"),
-                shutdown.client("broker publisher") { publisher.shutdown() },
-            ]))
+        history.deliver(
+            try Self.envelope(
+                .actionEvent, id: "a-1", target: "shop", body: ["status": "succeeded", "step": "restart"]),
+            properties: AMQPProperties(messageId: "a-1", userId: "fleet-actuator"))
+        try await shutdown.run(
+            recorder.services(
+                history: history,
+                deadLetters: DeadLetterSink(publisher: publisher, topology: Self.topology, workerName: "recorder-test"),
+                identities: .deploymentDefaults, ownUser: "fleet-recorder",
+                clients: [
+                    shutdown.client("http"),
+                    shutdown.client("broker publisher") { publisher.shutdown() },
+                ]))
         #expect(shutdown.closed == ["broker publisher", "http"])
         let rows = tables.items("events")
         #expect(rows.count == 1)
@@ -164,15 +198,17 @@ struct WorkerShutdownTests {
         #expect(history.unacked.isEmpty)
     }
 
-    @Test("predictor: a prediction request in flight publishes its predictions and is acked before the publisher, HTTP and Redis close",
-          .timeLimit(.minutes(3)))
+    @Test(
+        "predictor: a prediction request in flight publishes its predictions and is acked before the publisher, HTTP and Redis close",
+        .timeLimit(.minutes(3)))
     func predictor() async throws {
         let requests = MemoryDeliverySource(queue: Self.topology.predictionRequestsQueue)
         let publisher = Self.publisher("fleet-predictor")
         let claims = MemoryKeyValueStore()
         let clock = TestClock()
         let shutdown = Shutdown(done: {
-            requests.acked.count == 1 && publisher.published.contains { $0.properties.type == MessageType.prediction.rawValue }
+            requests.acked.count == 1
+                && publisher.published.contains { $0.properties.type == MessageType.prediction.rawValue }
         })
         // A disk flat at 40 % for four days, then filling 0.5 %/h: full in about two days.
         let metrics = MemoryMetricData(hold: { await shutdown.hold() }) { query, end in
@@ -183,25 +219,30 @@ struct WorkerShutdownTests {
                 return (end.addingTimeInterval(-hoursAgo * 3600), 40 + filled)
             }
         }
-        let worker = PredictorWorker(options: PredictorWorker.Options(workerId: "predictor-test"), discover: { [Self.target] },
-                                     cloudWatch: metrics, claims: claims, publisher: publisher, topology: Self.topology,
-                                     logger: Logger(label: "predictor"), clock: clock.now)
+        let worker = PredictorWorker(
+            options: PredictorWorker.Options(workerId: "predictor-test"), discover: { [Self.target] },
+            cloudWatch: metrics, claims: claims, publisher: publisher, topology: Self.topology,
+            logger: Logger(label: "predictor"), clock: clock.now)
         // The schedule's slot is another replica's: only the request predicts.
         let slot = Int64(clock.now().timeIntervalSince1970 / 3600)
         #expect(try await claims.setIfAbsent("predict:shop:\(slot)", "predictor-other", expiry: .seconds(7200)))
         var identities = FleetIdentities.deploymentDefaults
         identities.users[.operator] = ["alice"]
-        requests.deliver(try Self.envelope(.predictionRequest, id: "r-1", target: "shop", body: PredictionRequest(reason: "test")),
-                         properties: AMQPProperties(messageId: "r-1", userId: "alice"))
-        try await shutdown.run(worker.services(
-            requests: requests, identities: identities, ownUser: "fleet-predictor",
-            clients: [
-                shutdown.client("redis"),
-                shutdown.client("http"),
-                shutdown.client("broker publisher") { publisher.shutdown() },
-            ]))
+        requests.deliver(
+            try Self.envelope(.predictionRequest, id: "r-1", target: "shop", body: PredictionRequest(reason: "test")),
+            properties: AMQPProperties(messageId: "r-1", userId: "alice"))
+        try await shutdown.run(
+            worker.services(
+                requests: requests, identities: identities, ownUser: "fleet-predictor",
+                clients: [
+                    shutdown.client("redis"),
+                    shutdown.client("http"),
+                    shutdown.client("broker publisher") { publisher.shutdown() },
+                ]))
         #expect(shutdown.closed == ["broker publisher", "http", "redis"])
-        let predictions = try publisher.published.map { try EnvelopeCodec.decode($0.body, as: PredictionBody.self, expecting: .prediction) }
+        let predictions = try publisher.published.map {
+            try EnvelopeCodec.decode($0.body, as: PredictionBody.self, expecting: .prediction)
+        }
         #expect(!predictions.isEmpty)
         #expect(predictions.allSatisfy { $0.id.hasPrefix("prediction-request-r-1-") && $0.target == "shop" })
         #expect(metrics.requests.count == 1, "the request alone fetched metrics")

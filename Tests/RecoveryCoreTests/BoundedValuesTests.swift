@@ -5,15 +5,17 @@ import Testing
 /// Issue 14, gap 8: values that validate must not crash later, and names must fit what carries them.
 @Suite("Bounded settings and names")
 struct BoundedValuesTests {
-    @Test("a setting beyond its bound is refused with its name", arguments: [
-        ("probe_timeout", #"{"probe_timeout": 1e16}"#),
-        ("probe_interval", #"{"probe_interval": 1e300}"#),
-        ("grace_period", #"{"grace_period": 1e12}"#),
-        ("restart_verification", #"{"restart_verification": 9e18}"#),
-        ("outage_count_window", #"{"outage_count_window": 1e10}"#),
-        ("failure_threshold", #"{"failure_threshold": 1000000000}"#),
-        ("quorum_size", #"{"quorum_size": 0}"#),
-    ])
+    @Test(
+        "a setting beyond its bound is refused with its name",
+        arguments: [
+            ("probe_timeout", #"{"probe_timeout": 1e16}"#),
+            ("probe_interval", #"{"probe_interval": 1e300}"#),
+            ("grace_period", #"{"grace_period": 1e12}"#),
+            ("restart_verification", #"{"restart_verification": 9e18}"#),
+            ("outage_count_window", #"{"outage_count_window": 1e10}"#),
+            ("failure_threshold", #"{"failure_threshold": 1000000000}"#),
+            ("quorum_size", #"{"quorum_size": 0}"#),
+        ])
     func outOfBounds(_ key: String, _ json: String) throws {
         // Old behaviour: probe_timeout=1e16 passed and trapped in the probe's Int64(… * 1000).
         let settings = try JSONDecoder().decode(TargetSettings.self, from: Data(json.utf8))
@@ -22,10 +24,12 @@ struct BoundedValuesTests {
     }
 
     @Test func theLargestAcceptedValuesStillConvertToMilliseconds() throws {
-        let json = #"{"probe_interval": 86400, "probe_timeout": 600, "grace_period": 604800, "approval_timeout": 2592000, "outage_count_window": 7776000}"#
+        let json =
+            #"{"probe_interval": 86400, "probe_timeout": 600, "grace_period": 604800, "approval_timeout": 2592000, "outage_count_window": 7776000}"#
         let settings = try JSONDecoder().decode(TargetSettings.self, from: Data(json.utf8))
         #expect(settings.problems.isEmpty)
-        let farthest = Date().addingTimeInterval(settings.outageCountWindow + settings.gracePeriod + settings.approvalTimeout)
+        let farthest = Date().addingTimeInterval(
+            settings.outageCountWindow + settings.gracePeriod + settings.approvalTimeout)
         #expect(Int64(exactly: (farthest.timeIntervalSince1970 * 1000).rounded()) != nil)
         #expect(Int64(exactly: (settings.probeTimeout * 1000).rounded()) != nil)
     }

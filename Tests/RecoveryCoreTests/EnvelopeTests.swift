@@ -14,7 +14,8 @@ struct EnvelopeTests {
     @Test func roundTripsEveryHeaderField() throws {
         let envelope = Envelope(
             type: .observation, id: "id-1", correlationId: "inc-7", target: "shop-web", instanceId: "i-0abc",
-            occurredAt: when, sentAt: when.addingTimeInterval(1), producer: "probe@h1", body: Ping(status: 503, note: nil))
+            occurredAt: when, sentAt: when.addingTimeInterval(1), producer: "probe@h1",
+            body: Ping(status: 503, note: nil))
         let bytes = try EnvelopeCodec.encode(envelope)
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(text.contains("\"schema_version\":1"))
@@ -29,7 +30,8 @@ struct EnvelopeTests {
     }
 
     @Test func acceptsTimesWithoutFractionsOrWithOffsets() throws {
-        let json = #"{"type":"command","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T04:00:00+01:00","body":{"status":1}}"#
+        let json =
+            #"{"type":"command","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T04:00:00+01:00","body":{"status":1}}"#
         let e = try EnvelopeCodec.decode(Array(json.utf8), as: Ping.self, expecting: .command)
         #expect(e.occurredAt == e.sentAt)
     }
@@ -37,16 +39,46 @@ struct EnvelopeTests {
     static let refusals: [(String, MessageDecodingError.Kind, String)] = [
         ("not json at all", .notJSON, "not a JSON object"),
         ("[1,2,3]", .notJSON, "not a JSON object"),
-        (#"{"schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#, .missingField, "'type'"),
-        (#"{"type":"observation","schema_version":1,"id":"x","occurred_at":"yesterday","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#, .invalidField, "occurred_at"),
-        (#"{"type":"bogus","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#, .unexpectedType, "unknown type 'bogus'"),
-        (#"{"type":"command","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#, .unexpectedType, "type 'command' on a queue for 'observation'"),
-        (#"{"type":"observation","schema_version":2,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#, .unsupportedSchemaVersion, "schema_version 2"),
-        (#"{"type":"observation","schema_version":"1","id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#, .invalidField, "schema_version"),
-        (#"{"type":"observation","schema_version":1,"id":"","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#, .invalidField, "id must not be empty"),
-        (#"{"type":"observation","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":"up"}}"#, .invalidBody, "body.status"),
-        (#"{"type":"observation","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{}}"#, .invalidBody, "missing field 'status'"),
-        (#"{"type":"observation","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z"}"#, .invalidBody, "missing field 'body'"),
+        (
+            #"{"schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#,
+            .missingField, "'type'"
+        ),
+        (
+            #"{"type":"observation","schema_version":1,"id":"x","occurred_at":"yesterday","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#,
+            .invalidField, "occurred_at"
+        ),
+        (
+            #"{"type":"bogus","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#,
+            .unexpectedType, "unknown type 'bogus'"
+        ),
+        (
+            #"{"type":"command","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#,
+            .unexpectedType, "type 'command' on a queue for 'observation'"
+        ),
+        (
+            #"{"type":"observation","schema_version":2,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#,
+            .unsupportedSchemaVersion, "schema_version 2"
+        ),
+        (
+            #"{"type":"observation","schema_version":"1","id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#,
+            .invalidField, "schema_version"
+        ),
+        (
+            #"{"type":"observation","schema_version":1,"id":"","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#,
+            .invalidField, "id must not be empty"
+        ),
+        (
+            #"{"type":"observation","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":"up"}}"#,
+            .invalidBody, "body.status"
+        ),
+        (
+            #"{"type":"observation","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{}}"#,
+            .invalidBody, "missing field 'status'"
+        ),
+        (
+            #"{"type":"observation","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z"}"#,
+            .invalidBody, "missing field 'body'"
+        ),
     ]
 
     @Test(arguments: refusals)
@@ -61,7 +93,9 @@ struct EnvelopeTests {
     }
 
     @Test func truncatedAndBinaryInputNeverTraps() {
-        let valid = Array(#"{"type":"observation","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#.utf8)
+        let valid = Array(
+            #"{"type":"observation","schema_version":1,"id":"x","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"status":1}}"#
+                .utf8)
         for cut in 0..<valid.count {
             #expect(throws: MessageDecodingError.self) {
                 _ = try EnvelopeCodec.decode(Array(valid.prefix(cut)), as: Ping.self, expecting: .observation)
@@ -85,7 +119,9 @@ struct EnvelopeTests {
         }
         let exact = Date(timeIntervalSince1970: 1_795_316_400)
         #expect(Timestamp.format(exact) == "2026-11-22T03:00:00.000Z")
-        #expect(Timestamp.format(exact.addingTimeInterval(0.9996)) == "2026-11-22T03:00:01.000Z", "rounding carries into the seconds")
+        #expect(
+            Timestamp.format(exact.addingTimeInterval(0.9996)) == "2026-11-22T03:00:01.000Z",
+            "rounding carries into the seconds")
         #expect(Timestamp.format(exact.addingTimeInterval(-0.0004)) == "2026-11-22T03:00:00.000Z")
         #expect(Timestamp.format(exact.addingTimeInterval(0.05)) == "2026-11-22T03:00:00.050Z")
     }

@@ -50,7 +50,9 @@ struct EscalationCodingTests {
         } throws: { error in
             "\(error)".contains("schemaVersion 2, newer than this worker reads (1); upgrade the worker")
         }
-        #expect(throws: StateDecodingError.self) { _ = try StateCodec.decodeMachine(Array("{\"schemaVersion\":1}".utf8)) }
+        #expect(throws: StateDecodingError.self) {
+            _ = try StateCodec.decodeMachine(Array("{\"schemaVersion\":1}".utf8))
+        }
         #expect(throws: StateDecodingError.self) { _ = try StateCodec.decodeMachine(Array("not json".utf8)) }
     }
 
@@ -72,7 +74,8 @@ struct EscalationCodingTests {
             instanceId: request.instanceId, occurredAt: t0, body: request)
         let bytes = try EnvelopeCodec.encode(envelope)
         let text = String(decoding: bytes, as: UTF8.self)
-        for key in ["idempotency_key", "incident_id", "destination_region", "elastic_ip_allocation_id", "requested_at"] {
+        for key in ["idempotency_key", "incident_id", "destination_region", "elastic_ip_allocation_id", "requested_at"]
+        {
             #expect(text.contains("\"\(key)\""), "\(key)")
         }
         let back = try EnvelopeCodec.decode(bytes, as: ActionRequest.self, expecting: .actionRequest)
@@ -80,12 +83,17 @@ struct EscalationCodingTests {
     }
 
     @Test func outcomesCommandsAndNoticesDecodeFromTheWire() throws {
-        let outcome = #"{"idempotency_key":"shop-web/inc-1/reprovision","incident_id":"inc-1","step":"reprovision","status":"human_needed","reason":"no snapshot"}"#
+        let outcome =
+            #"{"idempotency_key":"shop-web/inc-1/reprovision","incident_id":"inc-1","step":"reprovision","status":"human_needed","reason":"no snapshot"}"#
         let decodedOutcome = try JSONDecoder().decode(ActionOutcome.self, from: Data(outcome.utf8))
-        #expect(decodedOutcome.status == .humanNeeded && decodedOutcome.step == .reprovision && decodedOutcome.instanceId == nil)
+        #expect(
+            decodedOutcome.status == .humanNeeded && decodedOutcome.step == .reprovision
+                && decodedOutcome.instanceId == nil)
 
         let command = #"{"name":"hold","operator":"alice","until":"2026-11-22T04:00:00Z"}"#
-        let envelope = #"{"type":"command","schema_version":1,"id":"c1","target":"shop-web","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":"# + command + "}"
+        let envelope =
+            #"{"type":"command","schema_version":1,"id":"c1","target":"shop-web","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":"#
+            + command + "}"
         let decoded = try EnvelopeCodec.decode(Array(envelope.utf8), as: OperatorCommand.self, expecting: .command)
         #expect(decoded.body.name == .hold && decoded.body.operator == "alice")
         #expect(decoded.body.until == Timestamp.parse("2026-11-22T04:00:00Z"))
@@ -95,7 +103,9 @@ struct EscalationCodingTests {
         let noticeBytes = try EnvelopeCodec.encode(Envelope(type: .notification, occurredAt: t0, body: notice))
         let noticeText = String(decoding: noticeBytes, as: UTF8.self)
         #expect(noticeText.contains("\"kind\":\"outage_declared\"") && noticeText.contains("\"next_step\":\"restart\""))
-        #expect(noticeText.contains("\"reason\":{\"code\":\"outage_declared\",") && noticeText.contains("\"detail\":\"3 consecutive failed checks"))
+        #expect(
+            noticeText.contains("\"reason\":{\"code\":\"outage_declared\",")
+                && noticeText.contains("\"detail\":\"3 consecutive failed checks"))
         #expect(try EnvelopeCodec.decode(noticeBytes, as: Notice.self, expecting: .notification).body == notice)
     }
 }
@@ -114,7 +124,8 @@ struct TargetSettingsTests {
     }
 
     @Test func partialConfigurationKeepsTheDefaults() throws {
-        let json = #"{"grace_period": 600, "requires_approval": true, "expected_status": [[200, 204]], "body_match": "OK"}"#
+        let json =
+            #"{"grace_period": 600, "requires_approval": true, "expected_status": [[200, 204]], "body_match": "OK"}"#
         let s = try JSONDecoder().decode(TargetSettings.self, from: Data(json.utf8))
         #expect(s.gracePeriod == 600 && s.requiresApproval && s.failureThreshold == 3 && s.restartVerification == 600)
         #expect(s.isHealthy(statusCode: 204, body: "all OK"))
@@ -161,9 +172,14 @@ struct TargetSettingsTests {
     }
 
     @Test func theLadder() {
-        #expect((1...6).map(RecoveryStep.forOutage(number:)) == [.restart, .reprovision, .failover, .notifyOnly, .notifyOnly, .notifyOnly])
+        #expect(
+            (1...6).map(RecoveryStep.forOutage(number:)) == [
+                .restart, .reprovision, .failover, .notifyOnly, .notifyOnly, .notifyOnly,
+            ])
         #expect(RecoveryStep.restart.next == .reprovision && RecoveryStep.failover.next == .notifyOnly)
-        #expect(RecoveryStep.ladder.count == RecoveryStep.allCases.count && Set(RecoveryStep.ladder) == Set(RecoveryStep.allCases), "every step is on the ladder once")
+        #expect(
+            RecoveryStep.ladder.count == RecoveryStep.allCases.count
+                && Set(RecoveryStep.ladder) == Set(RecoveryStep.allCases), "every step is on the ladder once")
         #expect(RecoveryStep.allCases.sorted() == RecoveryStep.ladder, "the order is the ladder's")
         #expect(RecoveryStep.notifyOnly.next == .notifyOnly && RecoveryStep.forOutage(number: 0) == .restart)
         #expect(RecoveryStep.allCases.filter(\.isDestructive) == [.restart, .reprovision, .failover])

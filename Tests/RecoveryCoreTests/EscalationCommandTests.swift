@@ -5,7 +5,9 @@ import Testing
 /// Asserts that `actions` is exactly one rejection of a command because of `reason` (its `detail` being the
 /// reason's text), and returns it.
 @discardableResult
-func expectRejected(_ actions: [Action], because reason: NoticeReason, sourceLocation: SourceLocation = #_sourceLocation) -> Notice? {
+func expectRejected(
+    _ actions: [Action], because reason: NoticeReason, sourceLocation: SourceLocation = #_sourceLocation
+) -> Notice? {
     #expect(actions.count == 1, "\(actions)", sourceLocation: sourceLocation)
     guard let notice = actions.rejections.first else {
         Issue.record("not rejected: \(actions)", sourceLocation: sourceLocation)
@@ -68,9 +70,11 @@ struct GraceCommandTests {
         let request = try #require(approved.requests.first)
         #expect(request.step == .restart && request.requestedAt == t0 + 60 && request.requestedBy == "carol")
         #expect(approved.notices(.commandAccepted).count == 1)
-        #expect(approved.notices(.actionStarted).first?.reason == .stepStarted(
-            target: "shop-web", step: .restart, instance: Ladder.home, destination: "eu-west-1",
-            trigger: .approved(by: "carol"), deadline: t0 + 60 + 600, next: .reprovision))
+        #expect(
+            approved.notices(.actionStarted).first?.reason
+                == .stepStarted(
+                    target: "shop-web", step: .restart, instance: Ladder.home, destination: "eu-west-1",
+                    trigger: .approved(by: "carol"), deadline: t0 + 60 + 600, next: .reprovision))
         #expect(l.tick(at: 300).isEmpty)
         #expect(l.log.requests.count == 1)
     }
@@ -118,7 +122,8 @@ struct GraceCommandTests {
         let incident = try #require(l.incidentId)
         l.command(.ack, by: "alice")
         let hold = l.command(.hold, by: "bob", until: t0 + 600)
-        #expect(hold.notices(.commandAccepted).first?.reason
+        #expect(
+            hold.notices(.commandAccepted).first?.reason
                 == .held(by: "bob", incident: incident, until: t0 + 600, replaces: .acknowledged(by: "alice", at: t0)))
         #expect(l.machine.incident?.hold == .until(t0 + 600, by: "bob"))
         l.command(.ack, by: "carol")
@@ -144,8 +149,10 @@ struct GraceCommandTests {
         #expect(l.machine.incident?.phase == .stopped(.approvalTimedOut))
         #expect(l.tick(at: 100_000).isEmpty)
         // A late approval is refused: the window closed.
-        expectRejected(l.command(.approve), because: .nothingToApprove(
-            command: "approve", incident: try #require(l.incidentId), stopped: .approvalTimedOut))
+        expectRejected(
+            l.command(.approve),
+            because: .nothingToApprove(
+                command: "approve", incident: try #require(l.incidentId), stopped: .approvalTimedOut))
         #expect(l.log.requests.isEmpty)
     }
 
@@ -178,7 +185,8 @@ struct GraceCommandTests {
         #expect(manual.requestedBy == "frank")
         let after = l.tick(at: 2600)
         #expect(after.requests.isEmpty)
-        #expect(after.notices(.verificationFailed).first?.reason
+        #expect(
+            after.notices(.verificationFailed).first?.reason
                 == .noOutcome(target: "shop-web", step: .restart, window: 600, stillStopped: .approvalTimedOut))
         #expect(l.machine.incident?.phase == .stopped(.approvalTimedOut))
     }
@@ -223,8 +231,10 @@ struct StepCommandTests {
         let restart = try #require(l.command(.restart).requests.first)
         l.outcome(restart, .succeeded)
         let again = l.command(.restart, by: "bob")
-        let notice = expectRejected(again, because: .stepAlreadyRequested(
-            command: "restart", step: .restart, incident: try #require(l.incidentId), key: restart.idempotencyKey))
+        let notice = expectRejected(
+            again,
+            because: .stepAlreadyRequested(
+                command: "restart", step: .restart, incident: try #require(l.incidentId), key: restart.idempotencyKey))
         #expect(notice?.commands == ["recoveryctl reprovision shop-web", "recoveryctl failover shop-web"])
     }
 
@@ -232,8 +242,10 @@ struct StepCommandTests {
         var l = Ladder()
         l.declare()
         l.tick(at: 300)
-        expectRejected(l.command(.reprovision), because: .awaitingOutcome(
-            command: "reprovision", step: .restart, requestedAt: t0 + 300, deadline: t0 + 900))
+        expectRejected(
+            l.command(.reprovision),
+            because: .awaitingOutcome(
+                command: "reprovision", step: .restart, requestedAt: t0 + 300, deadline: t0 + 900))
     }
 
     @Test func stepsAndApprovalsAreRefusedWhileAcknowledgedOrHeld() throws {
@@ -242,14 +254,20 @@ struct StepCommandTests {
         let incident = try #require(l.incidentId)
         l.command(.ack, by: "alice")
         let acked = EscalationMachine.Hold.acknowledged(by: "alice", at: t0)
-        let refused = expectRejected(l.command(.restart, by: "bob"), because: .incidentHeld(
-            command: "restart", target: "shop-web", incident: incident, hold: acked))
+        let refused = expectRejected(
+            l.command(.restart, by: "bob"),
+            because: .incidentHeld(
+                command: "restart", target: "shop-web", incident: incident, hold: acked))
         #expect(refused?.commands == ["recoveryctl resume shop-web"])
-        expectRejected(l.command(.approve, by: "bob"), because: .incidentHeld(
-            command: "approve", target: "shop-web", incident: incident, hold: acked))
+        expectRejected(
+            l.command(.approve, by: "bob"),
+            because: .incidentHeld(
+                command: "approve", target: "shop-web", incident: incident, hold: acked))
         l.command(.hold, by: "alice", until: t0 + 1000)
-        expectRejected(l.command(.failover), because: .incidentHeld(
-            command: "failover", target: "shop-web", incident: incident, hold: .until(t0 + 1000, by: "alice")))
+        expectRejected(
+            l.command(.failover),
+            because: .incidentHeld(
+                command: "failover", target: "shop-web", incident: incident, hold: .until(t0 + 1000, by: "alice")))
         #expect(l.log.requests.isEmpty)
     }
 
@@ -290,10 +308,12 @@ struct WrongStateCommandTests {
     func noIncident(_ name: OperatorCommand.Name) {
         var l = Ladder()
         let actions = l.command(name, until: t0 + 600)
-        expectRejected(actions, because: .noOpenIncident(command: name.rawValue, target: "shop-web", failures: 0, threshold: 3))
+        expectRejected(
+            actions, because: .noOpenIncident(command: name.rawValue, target: "shop-web", failures: 0, threshold: 3))
         l.fail()
-        expectRejected(l.command(name, until: t0 + 600),
-                       because: .noOpenIncident(command: name.rawValue, target: "shop-web", failures: 1, threshold: 3))
+        expectRejected(
+            l.command(name, until: t0 + 600),
+            because: .noOpenIncident(command: name.rawValue, target: "shop-web", failures: 1, threshold: 3))
     }
 
     @Test func resetIsAcceptedAnyTime() {
@@ -304,31 +324,40 @@ struct WrongStateCommandTests {
     @Test func holdNeedsAFutureTime() {
         var l = Ladder()
         l.declare()
-        expectRejected(l.command(.hold), because: .holdNeedsTime(command: "hold", target: "shop-web", example: t0 + 3600))
+        expectRejected(
+            l.command(.hold), because: .holdNeedsTime(command: "hold", target: "shop-web", example: t0 + 3600))
         l.now = t0 + 100
-        expectRejected(l.command(.hold, until: t0 + 100), because: .holdNotInFuture(command: "hold", until: t0 + 100, now: t0 + 100))
+        expectRejected(
+            l.command(.hold, until: t0 + 100),
+            because: .holdNotInFuture(command: "hold", until: t0 + 100, now: t0 + 100))
     }
 
     @Test func ackTwiceIsRefused() throws {
         var l = Ladder()
         l.declare()
         l.command(.ack, by: "alice")
-        expectRejected(l.command(.ack, by: "bob"), because: .alreadyAcknowledged(
-            command: "ack", incident: try #require(l.incidentId), by: "alice", since: t0))
+        expectRejected(
+            l.command(.ack, by: "bob"),
+            because: .alreadyAcknowledged(
+                command: "ack", incident: try #require(l.incidentId), by: "alice", since: t0))
     }
 
     @Test func resumeWithoutHoldIsRefused() throws {
         var l = Ladder()
         l.declare()
-        expectRejected(l.command(.resume), because: .nothingToResume(command: "resume", incident: try #require(l.incidentId)))
+        expectRejected(
+            l.command(.resume), because: .nothingToResume(command: "resume", incident: try #require(l.incidentId)))
     }
 
     @Test func approveDuringAStepIsRefused() throws {
         var l = Ladder()
         l.declare()
         l.tick(at: 300)
-        let notice = expectRejected(l.command(.approve), because: .stepInProgress(
-            command: "approve", step: .restart, incident: try #require(l.incidentId), requestedAt: t0 + 300, deadline: t0 + 900))
+        let notice = expectRejected(
+            l.command(.approve),
+            because: .stepInProgress(
+                command: "approve", step: .restart, incident: try #require(l.incidentId), requestedAt: t0 + 300,
+                deadline: t0 + 900))
         #expect(notice?.commands == ["recoveryctl reprovision shop-web", "recoveryctl failover shop-web"])
     }
 
@@ -339,8 +368,11 @@ struct WrongStateCommandTests {
         l.outcome(restart, .humanNeeded, reason: "instance terminated")
         let incident = try #require(l.incidentId)
         let stopped = EscalationMachine.StopReason.humanNeeded("restart cannot run: instance terminated")
-        expectRejected(l.command(.hold, until: t0 + 5000), because: .nothingToHold(command: "hold", incident: incident, stopped: stopped))
-        expectRejected(l.command(.approve), because: .nothingToApprove(command: "approve", incident: incident, stopped: stopped))
+        expectRejected(
+            l.command(.hold, until: t0 + 5000),
+            because: .nothingToHold(command: "hold", incident: incident, stopped: stopped))
+        expectRejected(
+            l.command(.approve), because: .nothingToApprove(command: "approve", incident: incident, stopped: stopped))
     }
 
     @Test func failoverWithoutDRRegionIsRefused() {
@@ -372,12 +404,14 @@ struct EscalationIdempotenceTests {
         var l = Ladder()
         l.declare()
         let restart = try #require(l.tick(at: 300).requests.first)
-        let failed = EscalationMachine.Event.actionOutcome(id: "evt-same", ActionOutcome(for: restart, status: .failed, reason: "x"))
+        let failed = EscalationMachine.Event.actionOutcome(
+            id: "evt-same", ActionOutcome(for: restart, status: .failed, reason: "x"))
         #expect(l.send(failed).requests.count == 1)
         #expect(l.send(failed).isEmpty)
         // The same outcome under a new message id (the actuator reporting twice) is ignored too: the
         // machine no longer waits for that key.
-        #expect(l.send(.actionOutcome(id: "evt-other", ActionOutcome(for: restart, status: .failed, reason: "x"))).isEmpty)
+        #expect(
+            l.send(.actionOutcome(id: "evt-other", ActionOutcome(for: restart, status: .failed, reason: "x"))).isEmpty)
         #expect(l.log.requests.count == 2)
     }
 
@@ -408,4 +442,3 @@ struct RememberedCommandTests {
         #expect(!fresh.isEmpty, "the same command under a new id is handled")
     }
 }
-

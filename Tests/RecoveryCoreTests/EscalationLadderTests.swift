@@ -22,17 +22,25 @@ struct EscalationLadderTests {
         #expect(notice.target == "shop-web" && notice.instanceId == "i-original" && notice.region == "eu-west-1")
         #expect(notice.incidentId == incident.id && notice.outageCount == 1)
         #expect(notice.nextStep == .restart && notice.nextStepAt == t0 + 300 && notice.blockedBy == nil)
-        #expect(notice.commands == [
-            "recoveryctl ack shop-web", "recoveryctl approve shop-web",
-            "recoveryctl hold shop-web --until 2026-11-18T12:11:40Z", "recoveryctl resume shop-web",
-        ])
-        #expect(notice.reason == .outageDeclared(
-            target: "shop-web", failures: 3, probers: ["p1"], lastCheck: "HTTP 503", outageCount: 1,
-            window: TargetSettings().outageCountWindow))
+        #expect(
+            notice.commands == [
+                "recoveryctl ack shop-web", "recoveryctl approve shop-web",
+                "recoveryctl hold shop-web --until 2026-11-18T12:11:40Z", "recoveryctl resume shop-web",
+            ])
+        #expect(
+            notice.reason
+                == .outageDeclared(
+                    target: "shop-web", failures: 3, probers: ["p1"], lastCheck: "HTTP 503", outageCount: 1,
+                    window: TargetSettings().outageCountWindow))
     }
 
     @Test func incidentIdsAreDerivedAndUnique() throws {
-        var l = Ladder(settings: { var s = TargetSettings(); s.recoveryThreshold = 1; return s }())
+        var l = Ladder(
+            settings: {
+                var s = TargetSettings()
+                s.recoveryThreshold = 1
+                return s
+            }())
         l.declare()
         let first = try #require(l.incidentId)
         l.ok()
@@ -63,10 +71,15 @@ struct EscalationLadderTests {
         #expect(request.step == .restart)
         #expect(request.idempotencyKey == "shop-web/\(incidentId)/restart")
         #expect(request.target == "shop-web" && request.incidentId == incidentId)
-        #expect(request.instanceId == "i-original" && request.region == "eu-west-1" && request.destinationRegion == "eu-west-1")
+        #expect(
+            request.instanceId == "i-original" && request.region == "eu-west-1"
+                && request.destinationRegion == "eu-west-1")
         #expect(request.elasticIpAllocationId == "eipalloc-1")
         #expect(request.requestedAt == t0 + 300 && request.deadline == t0 + 900 && request.requestedBy == nil)
-        #expect(actions.fleetReports == [.destructiveActionRequested(target: "shop-web", idempotencyKey: request.idempotencyKey)])
+        #expect(
+            actions.fleetReports == [
+                .destructiveActionRequested(target: "shop-web", idempotencyKey: request.idempotencyKey)
+            ])
         #expect(actions.wakeUps == [t0 + 900])
         let started = try #require(actions.notices(.actionStarted).first)
         #expect(started.step == .restart && started.nextStep == .reprovision && started.nextStepAt == t0 + 900)
@@ -141,15 +154,20 @@ struct EscalationLadderTests {
         let toFailover = l.tick(at: 2100)
         let failover = try #require(toFailover.requests.first)
         #expect(failover.step == .failover)
-        #expect(failover.instanceId == "i-second" && failover.region == "eu-west-1" && failover.destinationRegion == "eu-central-1")
+        #expect(
+            failover.instanceId == "i-second" && failover.region == "eu-west-1"
+                && failover.destinationRegion == "eu-central-1")
         #expect(failover.deadline == t0 + 2100 + 1800)
 
         let exhausted = l.tick(at: 3900)
         #expect(exhausted.requests.isEmpty)
         #expect(exhausted.notices(.verificationFailed).first?.nextStep == .notifyOnly)
         let human = try #require(exhausted.notices(.humanNeeded).first)
-        #expect(human.reason == .automationStopped(
-            target: "shop-web", incident: incident, tried: [.restart, .reprovision, .failover], why: .ladderExhausted))
+        #expect(
+            human.reason
+                == .automationStopped(
+                    target: "shop-web", incident: incident, tried: [.restart, .reprovision, .failover],
+                    why: .ladderExhausted))
         #expect(l.machine.incident?.phase == .stopped(.ladderExhausted))
         #expect(l.tick(at: 99_999).isEmpty)
         #expect(l.log.requests.map(\.step) == [.restart, .reprovision, .failover])
@@ -176,7 +194,9 @@ struct EscalationLadderTests {
         l.declare()
         l.tick(at: 300)
         let actions = l.tick(at: 900)
-        #expect(actions.notices(.verificationFailed).first?.reason == .noOutcome(target: "shop-web", step: .restart, window: 600))
+        #expect(
+            actions.notices(.verificationFailed).first?.reason
+                == .noOutcome(target: "shop-web", step: .restart, window: 600))
         #expect(actions.requests.first?.step == .reprovision)
     }
 
@@ -206,9 +226,11 @@ struct EscalationLadderTests {
         #expect(actions.requests.isEmpty)
         let human = try #require(actions.notices(.humanNeeded).first)
         let incident = try #require(l.incidentId)
-        #expect(human.reason == .automationStopped(
-            target: "shop-web", incident: incident, tried: [.restart, .reprovision],
-            why: .humanNeeded("reprovision cannot run: no snapshot tagged AutoRecovery:Name=shop-web")))
+        #expect(
+            human.reason
+                == .automationStopped(
+                    target: "shop-web", incident: incident, tried: [.restart, .reprovision],
+                    why: .humanNeeded("reprovision cannot run: no snapshot tagged AutoRecovery:Name=shop-web")))
         #expect(human.commands == ["recoveryctl failover shop-web", "recoveryctl ack shop-web"])
         #expect(l.tick(at: 10_000).isEmpty)
         #expect(l.log.requests.count == 2)
@@ -227,9 +249,11 @@ struct EscalationLadderTests {
         let actions = l.outcome(reprovision, .failed, reason: "y")
         #expect(actions.requests.isEmpty)
         let incident = try #require(l.incidentId)
-        #expect(actions.notices(.humanNeeded).first?.reason == .automationStopped(
-            target: "shop-web", incident: incident, tried: [.restart, .reprovision],
-            why: .humanNeeded("no DR region is configured for shop-web, so it cannot fail over")))
+        #expect(
+            actions.notices(.humanNeeded).first?.reason
+                == .automationStopped(
+                    target: "shop-web", incident: incident, tried: [.restart, .reprovision],
+                    why: .humanNeeded("no DR region is configured for shop-web, so it cannot fail over")))
     }
 
     @Test func failoverFromTheDRRegionGoesHome() {
@@ -259,8 +283,10 @@ struct EscalationLadderTests {
         let back = l.ok(instance: "i-original")
         let notice = try #require(back.notices(.originalInstanceBack).first)
         #expect(notice.instanceId == "i-original" && notice.region == "eu-west-1")
-        #expect(notice.reason == .originalInstanceBack(
-            target: "shop-web", original: Ladder.home, current: InstanceRef(id: "i-new", region: "eu-west-1")))
+        #expect(
+            notice.reason
+                == .originalInstanceBack(
+                    target: "shop-web", original: Ladder.home, current: InstanceRef(id: "i-new", region: "eu-west-1")))
         #expect(l.ok(3, instance: "i-original").isEmpty)
         // Checks of an unknown instance are ignored.
         #expect(l.fail(5, instance: "i-stranger").isEmpty)
@@ -293,7 +319,13 @@ struct EscalationLadderTests {
         l.declare()
         let restart = try #require(l.tick(at: 300).requests.first)
         // Not a key this machine requested.
-        #expect(l.send(.actionOutcome(id: "x1", ActionOutcome(idempotencyKey: "other/inc/restart", incidentId: "inc", step: .restart, status: .failed))).isEmpty)
+        #expect(
+            l.send(
+                .actionOutcome(
+                    id: "x1",
+                    ActionOutcome(
+                        idempotencyKey: "other/inc/restart", incidentId: "inc", step: .restart, status: .failed))
+            ).isEmpty)
         l.outcome(restart, .failed, reason: "x")
         // The restart's late success changes nothing (no new instance).
         #expect(l.outcome(restart, .succeeded).isEmpty)
@@ -311,8 +343,11 @@ struct EscalationLadderTests {
         #expect(l.machine.state == .monitoring)
         let late = l.outcome(reprovision, .succeeded, newInstance: InstanceRef(id: "i-late", region: "eu-west-1"))
         #expect(l.machine.currentInstance.id == "i-late")
-        #expect(late.notices(.actionSucceeded).first?.reason == .lateResult(
-            target: "shop-web", step: .reprovision, incident: incident, current: InstanceRef(id: "i-late", region: "eu-west-1")))
+        #expect(
+            late.notices(.actionSucceeded).first?.reason
+                == .lateResult(
+                    target: "shop-web", step: .reprovision, incident: incident,
+                    current: InstanceRef(id: "i-late", region: "eu-west-1")))
         #expect(late.requests.isEmpty)
     }
 }
@@ -371,8 +406,10 @@ struct OutageCountTests {
         let reset = l.command(.reset, by: "bob")
         let accepted = try #require(reset.notices(.commandAccepted).first)
         #expect(accepted.command?.operator == "bob" && accepted.command?.name == "reset")
-        #expect(accepted.reason == .outageCountReset(
-            target: "shop-web", by: "bob", was: 2, window: TargetSettings().outageCountWindow, incident: nil))
+        #expect(
+            accepted.reason
+                == .outageCountReset(
+                    target: "shop-web", by: "bob", was: 2, window: TargetSettings().outageCountWindow, incident: nil))
         #expect(l.machine.outageCount(at: l.now) == 0)
         #expect(Self.outage(&l, at: 6000)?.step == .restart)
     }
@@ -386,9 +423,12 @@ struct OutageCountTests {
         #expect(l.machine.state == .monitoring)
         // A second prober seeing the failure within the streak does.
         let actions = l.fail(prober: "probe@b")
-        #expect(actions.notices(.outageDeclared).first?.reason == .outageDeclared(
-            target: "shop-web", failures: 11, probers: ["probe@a", "probe@b"], lastCheck: "HTTP 503", outageCount: 1,
-            window: TargetSettings().outageCountWindow))
+        #expect(
+            actions.notices(.outageDeclared).first?.reason
+                == .outageDeclared(
+                    target: "shop-web", failures: 11, probers: ["probe@a", "probe@b"], lastCheck: "HTTP 503",
+                    outageCount: 1,
+                    window: TargetSettings().outageCountWindow))
     }
 
     @Test func quorumCountsOnlyTheCurrentStreak() {

@@ -65,16 +65,19 @@ struct EscalationPropertyTests {
                 let accurate = chance(90)
                 var instance: String?
                 if chance(10) { instance = l.machine.displaced?.instance.id ?? "i-stranger" }
-                event = .probe(id: l.nextId("obs"), ProbeResult(
-                    prober: ["p1", "p2", "p3"].randomElement(using: &rng)!, instanceId: instance,
-                    healthy: accurate ? siteUp : !siteUp))
+                event = .probe(
+                    id: l.nextId("obs"),
+                    ProbeResult(
+                        prober: ["p1", "p2", "p3"].randomElement(using: &rng)!, instanceId: instance,
+                        healthy: accurate ? siteUp : !siteUp))
             case 40..<60:
                 l.now += Double(Int.random(in: 0...900, using: &rng))
                 event = .tick
             case 60..<75:
                 let name = OperatorCommand.Name.allCases.randomElement(using: &rng)!
                 let until = l.now + Double(Int.random(in: -60...3000, using: &rng))
-                event = .command(id: l.nextId("cmd"), OperatorCommand(name, by: operators.randomElement(using: &rng)!, until: until))
+                event = .command(
+                    id: l.nextId("cmd"), OperatorCommand(name, by: operators.randomElement(using: &rng)!, until: until))
                 stats.commands += 1
             case 75..<93:
                 let requests = l.log.requests
@@ -89,7 +92,9 @@ struct EscalationPropertyTests {
                     instances += 1
                     moved = InstanceRef(id: "i-new-\(instances)", region: request.destinationRegion)
                 }
-                event = .actionOutcome(id: l.nextId("evt"), ActionOutcome(for: request, status: status, reason: "random", newInstance: moved))
+                event = .actionOutcome(
+                    id: l.nextId("evt"),
+                    ActionOutcome(for: request, status: status, reason: "random", newInstance: moved))
             default:
                 if let old = history.filter({ $0.id != nil }).randomElement(using: &rng) {
                     event = old
@@ -127,25 +132,39 @@ struct EscalationPropertyTests {
             #expect(requests.count <= 1, "seed \(seed) step \(step): \(requests.count) requests for one event")
             if isReplay { #expect(actions.isEmpty, "seed \(seed) step \(step): a replayed event acted: \(actions)") }
             for request in requests {
-                #expect(keys.insert(request.idempotencyKey).inserted, "seed \(seed) step \(step): \(request.idempotencyKey) requested twice")
-                #expect(!l.brakeEngaged, "seed \(seed) step \(step): \(request.step) requested while the brake is engaged")
-                #expect(!(heldBefore && !isResume), "seed \(seed) step \(step): \(request.step) requested while held or acknowledged")
-                #expect(!settings.quarantined, "seed \(seed) step \(step): \(request.step) requested on a quarantined target")
+                #expect(
+                    keys.insert(request.idempotencyKey).inserted,
+                    "seed \(seed) step \(step): \(request.idempotencyKey) requested twice")
+                #expect(
+                    !l.brakeEngaged, "seed \(seed) step \(step): \(request.step) requested while the brake is engaged")
+                #expect(
+                    !(heldBefore && !isResume),
+                    "seed \(seed) step \(step): \(request.step) requested while held or acknowledged")
+                #expect(
+                    !settings.quarantined,
+                    "seed \(seed) step \(step): \(request.step) requested on a quarantined target")
                 if settings.requiresApproval {
-                    #expect(request.requestedBy != nil, "seed \(seed) step \(step): \(request.step) requested without approval")
+                    #expect(
+                        request.requestedBy != nil,
+                        "seed \(seed) step \(step): \(request.step) requested without approval")
                 }
-                #expect(request.incidentId == l.machine.incident?.id, "seed \(seed) step \(step): request for a closed incident")
+                #expect(
+                    request.incidentId == l.machine.incident?.id,
+                    "seed \(seed) step \(step): request for a closed incident")
                 #expect(request.step.isDestructive && request.deadline > request.requestedAt)
             }
             for notice in actions.notices + actions.rejections {
                 let reason = try #require(notice.reason, "seed \(seed) step \(step): \(notice.id) has no reason")
                 #expect(notice.detail == reason.text, "seed \(seed) step \(step): \(notice.id)")
                 let bytes = try EnvelopeCodec.encode(Envelope(type: .notification, occurredAt: l.now, body: notice))
-                #expect(try EnvelopeCodec.decode(bytes, as: Notice.self, expecting: .notification).body == notice,
-                        "seed \(seed) step \(step): \(notice.id) changed on the wire")
+                #expect(
+                    try EnvelopeCodec.decode(bytes, as: Notice.self, expecting: .notification).body == notice,
+                    "seed \(seed) step \(step): \(notice.id) changed on the wire")
             }
             if step % 25 == 0 {
-                #expect(try StateCodec.decodeMachine(try StateCodec.encode(l.machine)) == l.machine, "seed \(seed) step \(step)")
+                #expect(
+                    try StateCodec.decodeMachine(try StateCodec.encode(l.machine)) == l.machine,
+                    "seed \(seed) step \(step)")
             }
         }
         return stats
@@ -171,6 +190,8 @@ struct EscalationPropertyTests {
         }
         #expect(total.requests > 100, "\(total)")
         #expect(total.incidents > 100, "\(total)")
-        #expect(total.replays > 100 && total.blockedByHold > 100 && total.blockedByBrake > 100 && total.commands > 100, "\(total)")
+        #expect(
+            total.replays > 100 && total.blockedByHold > 100 && total.blockedByBrake > 100 && total.commands > 100,
+            "\(total)")
     }
 }

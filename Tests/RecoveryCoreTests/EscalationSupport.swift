@@ -19,7 +19,8 @@ struct Ladder {
 
     init(settings: TargetSettings = TargetSettings(), name: String = "shop-web", drRegion: String? = "eu-central-1") {
         machine = EscalationMachine(
-            identity: TargetIdentity(name: name, homeRegion: "eu-west-1", drRegion: drRegion, elasticIpAllocationId: "eipalloc-1"),
+            identity: TargetIdentity(
+                name: name, homeRegion: "eu-west-1", drRegion: drRegion, elasticIpAllocationId: "eipalloc-1"),
             instance: Self.home, settings: settings)
     }
 
@@ -44,7 +45,11 @@ struct Ladder {
         var all: [Action] = []
         for _ in 0..<count {
             let id = nextId("obs")
-            all += send(.probe(id: id, ProbeResult(prober: prober, instanceId: instance, healthy: false, statusCode: 503, detail: "HTTP 503")))
+            all += send(
+                .probe(
+                    id: id,
+                    ProbeResult(
+                        prober: prober, instanceId: instance, healthy: false, statusCode: 503, detail: "HTTP 503")))
         }
         return all
     }
@@ -54,7 +59,8 @@ struct Ladder {
         var all: [Action] = []
         for _ in 0..<count {
             let id = nextId("obs")
-            all += send(.probe(id: id, ProbeResult(prober: prober, instanceId: instance, healthy: true, statusCode: 200)))
+            all += send(
+                .probe(id: id, ProbeResult(prober: prober, instanceId: instance, healthy: true, statusCode: 200)))
         }
         return all
     }
@@ -75,7 +81,10 @@ struct Ladder {
     mutating func outcome(
         _ request: ActionRequest, _ status: ActionOutcome.Status, reason: String? = nil, newInstance: InstanceRef? = nil
     ) -> [Action] {
-        send(.actionOutcome(id: nextId("evt"), ActionOutcome(for: request, status: status, reason: reason, newInstance: newInstance)))
+        send(
+            .actionOutcome(
+                id: nextId("evt"), ActionOutcome(for: request, status: status, reason: reason, newInstance: newInstance)
+            ))
     }
 
     /// Declares an outage with N failures at the current time and returns the actions.

@@ -27,7 +27,9 @@ struct FleetBrakeTests {
         #expect(alert.targets == ["site-1", "site-2", "site-3", "site-4"])
         #expect(alert.commands == ["recoveryctl brake release"])
         #expect(alert.reason == .brakeEngaged(.outageShare(inOutage: 4, fleetSize: 10, limitPercent: 30)))
-        #expect(brake.engagement?.detail == NoticeReason.BrakeCause.outageShare(inOutage: 4, fleetSize: 10, limitPercent: 30).text)
+        #expect(
+            brake.engagement?.detail
+                == NoticeReason.BrakeCause.outageShare(inOutage: 4, fleetSize: 10, limitPercent: 30).text)
         // It does not release itself when the outages end.
         for target in Self.ten { _ = brake.handle(.outageClosed(target: target), now: t0) }
         #expect(brake.isEngaged)
@@ -53,7 +55,8 @@ struct FleetBrakeTests {
         var brake = FleetBrake(fleet: Self.ten)
         var actions: [FleetBrake.Action] = []
         for i in 1...4 {
-            actions += brake.handle(.destructiveActionRequested(target: "site-\(i)", idempotencyKey: "k\(i)"), now: t0 + Double(i) * 60)
+            actions += brake.handle(
+                .destructiveActionRequested(target: "site-\(i)", idempotencyKey: "k\(i)"), now: t0 + Double(i) * 60)
         }
         #expect(!brake.isEngaged && actions.isEmpty)
         actions += brake.handle(.destructiveActionRequested(target: "site-5", idempotencyKey: "k5"), now: t0 + 600)
@@ -78,7 +81,9 @@ struct FleetBrakeTests {
         let release = brake.handle(.release(id: "cmd-1", operator: "alice"), now: t0 + 60)
         #expect(!brake.isEngaged)
         let notice = try #require(release.notices.first)
-        #expect(notice.kind == .brakeReleased && notice.command == CommandRef(id: "cmd-1", name: "brake release", operator: "alice"))
+        #expect(
+            notice.kind == .brakeReleased
+                && notice.command == CommandRef(id: "cmd-1", name: "brake release", operator: "alice"))
         #expect(release.woken == ["site-1", "site-2", "site-3", "site-4"])
         // The outages the operator saw do not engage it again, nor does a closed-and-reopened one…
         #expect(brake.handle(.outageClosed(target: "site-1"), now: t0 + 70).isEmpty)
@@ -107,7 +112,9 @@ struct FleetBrakeTests {
         #expect(brake.isEngaged)
         _ = brake.handle(.release(id: "r", operator: "alice"), now: t0 + 10)
         #expect(brake.countedActions(at: t0 + 10) == 0)
-        for i in 6...9 { _ = brake.handle(.destructiveActionRequested(target: "s", idempotencyKey: "k\(i)"), now: t0 + 20) }
+        for i in 6...9 {
+            _ = brake.handle(.destructiveActionRequested(target: "s", idempotencyKey: "k\(i)"), now: t0 + 20)
+        }
         #expect(!brake.isEngaged)
         _ = brake.handle(.destructiveActionRequested(target: "s", idempotencyKey: "k10"), now: t0 + 30)
         #expect(brake.isEngaged)
@@ -124,7 +131,8 @@ struct FleetBrakeTests {
         // The alert answers the command (recoveryctl waits for a notice naming its id).
         #expect(engage.notices.first?.command == CommandRef(id: "c2", name: "brake engage", operator: "bob"))
         let again = brake.handle(.engage(id: "c3", operator: "carol", reason: "x"), now: t0)
-        #expect(again.rejections.first?.reason
+        #expect(
+            again.rejections.first?.reason
                 == .brakeAlreadyEngaged(since: t0, cause: "engaged by bob: AWS incident in eu-west-1"))
         // A redelivered command is a no-op.
         #expect(brake.handle(.engage(id: "c3", operator: "carol", reason: "x"), now: t0).isEmpty)

@@ -24,7 +24,8 @@ struct PredictorTests {
     func diskFilling() throws {
         var rng = SplitMix64(seed: 1)
         // Flat at 40 % for 96 h, then +0.5 %/h: at hour 167 it is 75.5 %, full 49 hours later.
-        let history = MetricHistory([.disk: Self.series { h in 40 + 0.5 * Double(max(0, h - 96)) + 0.5 * rng.normal() }])
+        let history = MetricHistory([.disk: Self.series { h in 40 + 0.5 * Double(max(0, h - 96)) + 0.5 * rng.normal() }]
+        )
         let p = try #require(prediction(.diskExhaustion, history))
         #expect(p.confidence >= 0.8)
         let tte = try #require(p.factors.first { $0.name == "time_to_exhaustion_hours" }?.value)
@@ -48,9 +49,11 @@ struct PredictorTests {
     func memoryLeakAndSawtooth() throws {
         var rng = SplitMix64(seed: 3)
         // Restarted at hour 100 (from 85 % back to 45 %), leaking 0.6 %/h since.
-        let leak = MetricHistory([.memory: Self.series { h in
-            (h < 100 ? 85 : 45 + 0.6 * Double(h - 100)) + rng.normal()
-        }])
+        let leak = MetricHistory([
+            .memory: Self.series { h in
+                (h < 100 ? 85 : 45 + 0.6 * Double(h - 100)) + rng.normal()
+            }
+        ])
         let p = try #require(prediction(.memoryExhaustion, leak))
         #expect(p.confidence >= 0.8)
         #expect(p.factors.first { $0.name == "slope_per_hour" }.map { abs($0.value - 0.6) < 0.1 } == true)
@@ -63,9 +66,11 @@ struct PredictorTests {
         var rng = SplitMix64(seed: 4)
         // A batch job at 02:00 every night: ~95 % for that hour, ~20 % otherwise.
         func cpu(extra: Int?) -> MetricHistory {
-            MetricHistory([.cpu: Self.series { h in
-                (h % 24 == 2 || h == extra ? 95 : 20) + 2 * rng.normal()
-            }])
+            MetricHistory([
+                .cpu: Self.series { h in
+                    (h % 24 == 2 || h == extra ? 95 : 20) + 2 * rng.normal()
+                }
+            ])
         }
         // Now is 00:00 on day 8; the last point (hour 167) is 23:00. Put the batch spike there instead:
         let normal = MetricHistory([.cpu: Self.series { h in (h % 24 == 23 ? 95 : 20) + 2 * rng.normal() }])
@@ -79,16 +84,21 @@ struct PredictorTests {
     @Test("network: a backup's nightly surge is normal; a collapse to nothing is an anomaly")
     func seasonalNetwork() throws {
         var rng = SplitMix64(seed: 5)
-        let nightly = MetricHistory([.networkOut: Self.series { h in (h % 24 == 23 ? 8e8 : 1e8) * exp(0.1 * rng.normal()) }])
+        let nightly = MetricHistory([
+            .networkOut: Self.series { h in (h % 24 == 23 ? 8e8 : 1e8) * exp(0.1 * rng.normal()) }
+        ])
         #expect((prediction(.networkAnomaly, nightly)?.confidence ?? 0) < 0.1)
-        let collapse = MetricHistory([.networkIn: Self.series { h in (h == 167 ? 1e6 : 5e7) * exp(0.1 * rng.normal()) }])
+        let collapse = MetricHistory([.networkIn: Self.series { h in (h == 167 ? 1e6 : 5e7) * exp(0.1 * rng.normal()) }]
+        )
         let p = try #require(prediction(.networkAnomaly, collapse))
         #expect(p.confidence >= 0.8)
     }
 
     @Test("flapping status checks are detected; one isolated failure is not")
     func flapping() throws {
-        let flapping = MetricHistory([.statusCheckFailed: Self.series { h in [120, 131, 140, 152, 160].contains(h) ? 1 : 0 }])
+        let flapping = MetricHistory([
+            .statusCheckFailed: Self.series { h in [120, 131, 140, 152, 160].contains(h) ? 1 : 0 }
+        ])
         let p = try #require(prediction(.statusCheckRecurrence, flapping))
         #expect(p.confidence >= 0.8)
         #expect(p.factors.first { $0.name == "episodes" }?.value == 5)
@@ -100,7 +110,9 @@ struct PredictorTests {
     @Test("a CPU credit balance running to zero is predicted")
     func credits() throws {
         var rng = SplitMix64(seed: 6)
-        let falling = MetricHistory([.cpuCreditBalance: Self.series { h in max(0, 300 - 1.5 * Double(h) + 2 * rng.normal()) }])
+        let falling = MetricHistory([
+            .cpuCreditBalance: Self.series { h in max(0, 300 - 1.5 * Double(h) + 2 * rng.normal()) }
+        ])
         let p = try #require(prediction(.cpuCreditExhaustion, falling))
         #expect(p.confidence >= 0.8)
         let tte = try #require(p.factors.first { $0.name == "time_to_exhaustion_hours" }?.value)
@@ -113,7 +125,9 @@ struct PredictorTests {
         for _ in 0..<20 {
             let history = MetricHistory([
                 .cpu: Self.series { h in 25 + 10 * sin(Double(h % 24) / 24 * 2 * .pi) + 2.5 * rng.normal() },
-                .networkIn: Self.series { h in 3e7 * (1 + 0.5 * sin(Double(h % 24) / 24 * 2 * .pi)) * exp(0.12 * rng.normal()) },
+                .networkIn: Self.series { h in
+                    3e7 * (1 + 0.5 * sin(Double(h % 24) / 24 * 2 * .pi)) * exp(0.12 * rng.normal())
+                },
                 .networkOut: Self.series { _ in 6e7 * exp(0.12 * rng.normal()) },
                 .statusCheckFailed: Self.series { _ in 0 },
                 .cpuCreditBalance: Self.series { h in 400 + 10 * sin(Double(h % 24) / 24 * 2 * .pi) + rng.normal() },
@@ -153,8 +167,11 @@ struct PredictionBodyTests {
         let now = Date(timeIntervalSince1970: 1_767_571_200)
         let prediction = Prediction(
             kind: .diskExhaustion, confidence: 0.876543, metric: .disk, detail: "d",
-            factors: [PredictionFactor("tiny", 0.000012, ""), PredictionFactor("huge", 3.2e18, ""), PredictionFactor("third", 1.0 / 3, ""),
-                      PredictionFactor("nan", .nan, ""), PredictionFactor("inf", -.infinity, "")],
+            factors: [
+                PredictionFactor("tiny", 0.000012, ""), PredictionFactor("huge", 3.2e18, ""),
+                PredictionFactor("third", 1.0 / 3, ""),
+                PredictionFactor("nan", .nan, ""), PredictionFactor("inf", -.infinity, ""),
+            ],
             window: PredictionWindow(from: now, to: now.addingTimeInterval(3600)), evaluatedAt: now)
         let body = PredictionBody(prediction, highConfidenceThreshold: 0.8, lookbackHours: 168)
         let text = String(decoding: try Timestamp.jsonEncoder().encode(body), as: UTF8.self)
@@ -163,7 +180,9 @@ struct PredictionBodyTests {
         #expect(text.contains(#""high_confidence":true"#))
         #expect(text.contains(#""repair":"ssm:disk-cleanup""#))
         #expect(text.contains(#""value":0.3333"#))
-        #expect(text.contains(#""name":"tiny","value":0}"#) && text.contains(#""name":"nan","value":0}"#), "NaN and tiny become 0")
+        #expect(
+            text.contains(#""name":"tiny","value":0}"#) && text.contains(#""name":"nan","value":0}"#),
+            "NaN and tiny become 0")
         #expect(text.contains(#""value":1000000000000000"#), "clamped below 10^15")
         #expect(text.contains(#""window":{"from":"2026-01-05T00:00:00.000Z","to":"2026-01-05T01:00:00.000Z"}"#))
         let back = try Timestamp.jsonDecoder().decode(PredictionBody.self, from: Data(text.utf8))

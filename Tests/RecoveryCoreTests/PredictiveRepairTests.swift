@@ -8,16 +8,20 @@ struct PredictiveRepairTests {
     let t0 = Date(timeIntervalSince1970: 1_800_000_000)
     let instance = InstanceRef(id: "i-0123456789abcdef0", region: "us-east-1")
 
-    func context(_ offset: TimeInterval, settings: TargetSettings = TargetSettings(), incident: Bool = false,
-                 brake: Bool = false) -> PredictiveRepair.Context {
-        PredictiveRepair.Context(now: t0.addingTimeInterval(offset), target: "shop", instance: instance, settings: settings,
-                                 incidentOpen: incident, brakeEngaged: brake)
+    func context(
+        _ offset: TimeInterval, settings: TargetSettings = TargetSettings(), incident: Bool = false,
+        brake: Bool = false
+    ) -> PredictiveRepair.Context {
+        PredictiveRepair.Context(
+            now: t0.addingTimeInterval(offset), target: "shop", instance: instance, settings: settings,
+            incidentOpen: incident, brakeEngaged: brake)
     }
 
     func disk(_ id: String = "pred-1", repair: String = "ssm:disk-cleanup") -> PredictiveRepair.Trouble {
-        PredictiveRepair.Trouble(id: id, kind: "disk_exhaustion", confidence: 0.93, repair: repair,
-                                 detail: "disk_used_percent reaches 100% in about 14h",
-                                 window: t0.addingTimeInterval(12 * 3600)...t0.addingTimeInterval(16 * 3600))
+        PredictiveRepair.Trouble(
+            id: id, kind: "disk_exhaustion", confidence: 0.93, repair: repair,
+            detail: "disk_used_percent reaches 100% in about 14h",
+            window: t0.addingTimeInterval(12 * 3600)...t0.addingTimeInterval(16 * 3600))
     }
 
     func notices(_ actions: [PredictiveRepair.Action]) -> [Notice] {
@@ -40,9 +44,11 @@ struct PredictiveRepairTests {
         #expect(notice.repair == "ssm disk-cleanup")
         #expect(notice.nextStepAt == t0.addingTimeInterval(300))
         #expect(notice.commands.first == "recoveryctl ack shop")
-        #expect(notice.reason == .troublePredicted(
-            prediction: "disk_used_percent reaches 100% in about 14h", confidence: 0.93,
-            from: t0.addingTimeInterval(12 * 3600), to: t0.addingTimeInterval(16 * 3600), outlook: .planned))
+        #expect(
+            notice.reason
+                == .troublePredicted(
+                    prediction: "disk_used_percent reaches 100% in about 14h", confidence: 0.93,
+                    from: t0.addingTimeInterval(12 * 3600), to: t0.addingTimeInterval(16 * 3600), outlook: .planned))
         #expect(r.nextDeadline == t0.addingTimeInterval(300))
 
         #expect(r.handle(.tick, context(299)).isEmpty, "nothing before the grace period ends")
@@ -58,15 +64,18 @@ struct PredictiveRepairTests {
         #expect(r.handle(.tick, context(301)).isEmpty, "a running repair is not requested twice")
 
         // An unrelated outcome changes nothing; the plan's own closes it.
-        let other = ActionOutcome(idempotencyKey: "shop/inc-1/restart", incidentId: "inc-1", step: .restart, status: .succeeded)
+        let other = ActionOutcome(
+            idempotencyKey: "shop/inc-1/restart", incidentId: "inc-1", step: .restart, status: .succeeded)
         #expect(r.handle(.outcome(other), context(400)).isEmpty)
-        let outcome = ActionOutcome(idempotencyKey: "shop/repair/ssm/pred-1", incidentId: "pred-1", step: .notifyOnly, status: .succeeded)
+        let outcome = ActionOutcome(
+            idempotencyKey: "shop/repair/ssm/pred-1", incidentId: "pred-1", step: .notifyOnly, status: .succeeded)
         let done = r.handle(.outcome(outcome), context(500))
         #expect(notices(done).map(\.kind) == [.repairSucceeded])
         #expect(r.plan == nil)
         // Quiet for the same kind for six hours, then a new prediction plans again.
         #expect(r.handle(.trouble(disk("pred-3")), context(500 + 3600)).isEmpty)
-        #expect(notices(r.handle(.trouble(disk("pred-4")), context(500 + 6 * 3600 + 1))).map(\.kind) == [.troublePredicted])
+        #expect(
+            notices(r.handle(.trouble(disk("pred-4")), context(500 + 6 * 3600 + 1))).map(\.kind) == [.troublePredicted])
     }
 
     @Test("ack cancels, hold delays, a failed repair is told")
@@ -74,16 +83,24 @@ struct PredictiveRepairTests {
         var r = PredictiveRepair()
         _ = r.handle(.trouble(disk()), context(0))
         #expect(r.takes(OperatorCommand(.ack, by: "alice"), incidentOpen: false))
-        #expect(!r.takes(OperatorCommand(.ack, by: "alice"), incidentOpen: true), "during an outage commands are the ladder's")
-        let held = r.handle(.command(id: "c1", OperatorCommand(.hold, by: "alice", until: t0.addingTimeInterval(3600))), context(10))
+        #expect(
+            !r.takes(OperatorCommand(.ack, by: "alice"), incidentOpen: true),
+            "during an outage commands are the ladder's")
+        let held = r.handle(
+            .command(id: "c1", OperatorCommand(.hold, by: "alice", until: t0.addingTimeInterval(3600))), context(10))
         #expect(notices(held).map(\.kind) == [.commandAccepted])
         #expect(r.handle(.tick, context(300)).isEmpty, "held past the grace period")
         #expect(requests(r.handle(.tick, context(3600))).count == 1)
-        let failed = r.handle(.outcome(ActionOutcome(idempotencyKey: "shop/repair/ssm/pred-1", incidentId: "pred-1", step: .notifyOnly,
-                                                     status: .failed, reason: "SSM agent not registered")), context(3700))
+        let failed = r.handle(
+            .outcome(
+                ActionOutcome(
+                    idempotencyKey: "shop/repair/ssm/pred-1", incidentId: "pred-1", step: .notifyOnly,
+                    status: .failed, reason: "SSM agent not registered")), context(3700))
         #expect(notices(failed).first?.kind == .repairFailed)
-        #expect(notices(failed).first?.reason == .repairFailed(
-            prediction: "disk_used_percent reaches 100% in about 14h", reason: "SSM agent not registered"))
+        #expect(
+            notices(failed).first?.reason
+                == .repairFailed(
+                    prediction: "disk_used_percent reaches 100% in about 14h", reason: "SSM agent not registered"))
 
         var cancelled = PredictiveRepair()
         _ = cancelled.handle(.trouble(disk()), context(0))
@@ -102,7 +119,8 @@ struct PredictiveRepairTests {
         #expect(told.first?.blockedBy == .approval)
         #expect(told.first?.respondBy == t0.addingTimeInterval(1800))
         #expect(r.handle(.tick, context(300, settings: settings)).isEmpty)
-        let approved = r.handle(.command(id: "c1", OperatorCommand(.approve, by: "carol")), context(400, settings: settings))
+        let approved = r.handle(
+            .command(id: "c1", OperatorCommand(.approve, by: "carol")), context(400, settings: settings))
         #expect(requests(approved).map(\.by) == ["carol"])
 
         var timedOut = PredictiveRepair()
@@ -118,11 +136,16 @@ struct PredictiveRepairTests {
         settings.requiresApproval = true
         var r = PredictiveRepair()
         _ = r.handle(.trouble(disk()), context(0, settings: settings))
-        let held = r.handle(.command(id: "h1", OperatorCommand(.hold, by: "dave", until: t0.addingTimeInterval(7200))), context(10, settings: settings))
+        let held = r.handle(
+            .command(id: "h1", OperatorCommand(.hold, by: "dave", until: t0.addingTimeInterval(7200))),
+            context(10, settings: settings))
         #expect(notices(held).first?.kind == .commandAccepted)
-        #expect(r.plan?.phase == .awaitingApproval(deadline: t0.addingTimeInterval(7200)), "still waits for approval, until the hold's end")
+        #expect(
+            r.plan?.phase == .awaitingApproval(deadline: t0.addingTimeInterval(7200)),
+            "still waits for approval, until the hold's end")
         #expect(requests(r.handle(.tick, context(7000, settings: settings))).isEmpty)
-        let resumed = r.handle(.command(id: "r1", OperatorCommand(.resume, by: "dave")), context(20, settings: settings))
+        let resumed = r.handle(
+            .command(id: "r1", OperatorCommand(.resume, by: "dave")), context(20, settings: settings))
         #expect(notices(resumed).first?.kind == .commandRejected)
         #expect(requests(r.handle(.tick, context(100, settings: settings))).isEmpty, "resume did not start it")
 
@@ -142,7 +165,9 @@ struct PredictiveRepairTests {
         #expect(!r.takes(OperatorCommand(.reset, by: "erin"), incidentOpen: false))
         let cancelled = r.cancel(because: .reset(by: "erin"), context(10))
         #expect(cancelled?.kind == .repairCancelled)
-        #expect(cancelled?.reason == .repairCancelled(prediction: "disk_used_percent reaches 100% in about 14h", why: .reset(by: "erin")))
+        #expect(
+            cancelled?.reason
+                == .repairCancelled(prediction: "disk_used_percent reaches 100% in about 14h", why: .reset(by: "erin")))
         #expect(r.plan == nil)
         var running = PredictiveRepair()
         _ = running.handle(.trouble(disk()), context(0))

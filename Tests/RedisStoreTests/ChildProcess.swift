@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The repository's root, found from this file's path (the tests read the files the deployment ships).
@@ -48,8 +48,10 @@ final class ChildProcess: Sendable {
     }
 
     /// Runs `argv` to completion and returns its exit status and output (stdout and stderr together).
-    static func run(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
-                    in directory: URL? = nil) async throws -> (status: Int32, output: String) {
+    static func run(
+        _ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
+        in directory: URL? = nil
+    ) async throws -> (status: Int32, output: String) {
         let process = try spawn(argv, environment: environment, in: directory)
         let status = await process.waitForExit()
         return (status, process.log)
@@ -57,8 +59,10 @@ final class ChildProcess: Sendable {
 
     /// Starts a server and returns once it accepts TCP connections on 127.0.0.1:`port`; throws with
     /// its log if it exits first or is not ready within `timeout`.
-    static func start(_ argv: [String], readyPort port: Int, environment: [String: String] = ProcessInfo.processInfo.environment,
-                      timeout: Duration = .seconds(10)) async throws -> ChildProcess {
+    static func start(
+        _ argv: [String], readyPort port: Int, environment: [String: String] = ProcessInfo.processInfo.environment,
+        timeout: Duration = .seconds(10)
+    ) async throws -> ChildProcess {
         let process = try spawn(argv, environment: environment, in: nil)
         let ready = await offPool {
             let deadline = ContinuousClock.now + timeout
@@ -107,10 +111,13 @@ final class ChildProcess: Sendable {
 
     // MARK: Private
 
-    private static func spawn(_ argv: [String], environment: [String: String], in directory: URL?) throws -> ChildProcess {
+    private static func spawn(_ argv: [String], environment: [String: String], in directory: URL?) throws
+        -> ChildProcess
+    {
         let name = URL(fileURLWithPath: argv[0]).lastPathComponent
         let logFile = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString).log")
-        let prologue = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; "#
+        let prologue =
+            #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; "#
             + #"[ -z "$CHILD_DIR" ] || cd "$CHILD_DIR" || exit 127; exec "$@" >"$CHILD_LOG" 2>&1"#
         let cArgs = (["/bin/bash", "-c", prologue, name] + argv).map { strdup($0) } + [nil]
         let env = environment.merging(["CHILD_LOG": logFile.path, "CHILD_DIR": directory?.path ?? ""]) { $1 }
@@ -133,7 +140,9 @@ final class ChildProcess: Sendable {
 
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, "/bin/bash", nil, &attributes, cArgs, cEnv)
-        guard rc == 0 else { throw ChildProcessError("posix_spawn \(argv[0]) failed: \(String(cString: strerror(rc)))") }
+        guard rc == 0 else {
+            throw ChildProcessError("posix_spawn \(argv[0]) failed: \(String(cString: strerror(rc)))")
+        }
         return ChildProcess(pid: pid, logFile: logFile, name: name)
     }
 

@@ -24,8 +24,10 @@ struct ACLRedis {
         if let fleetPrefix { environment["FLEET_PREFIX"] = fleetPrefix }
         let aclFile = directory.appendingPathComponent("users.acl")
         let rendered = try await ChildProcess.run(
-            ["/bin/sh", repositoryRoot.appendingPathComponent("compose/redis/render-users-acl.sh").path,
-             repositoryRoot.appendingPathComponent("compose/redis/users.acl.in").path, aclFile.path],
+            [
+                "/bin/sh", repositoryRoot.appendingPathComponent("compose/redis/render-users-acl.sh").path,
+                repositoryRoot.appendingPathComponent("compose/redis/users.acl.in").path, aclFile.path,
+            ],
             environment: environment)
         guard rendered.status == 0 else { throw ChildProcessError("render-users-acl.sh failed: \(rendered.output)") }
         let server = try PrivateRedisServer()
@@ -39,8 +41,9 @@ struct ACLRedis {
 
     /// A client as the workers make one: authenticated as `user`, naming itself with CLIENT SETNAME.
     func client(_ user: String, password: String? = nil) throws -> RedisClient {
-        RedisClient(url: try url(user, password: password),
-                    options: .init(reconnectAttempts: 1, clientName: "\(user)@acl-test"))
+        RedisClient(
+            url: try url(user, password: password),
+            options: .init(reconnectAttempts: 1, clientName: "\(user)@acl-test"))
     }
 
     func stop() {
@@ -58,12 +61,18 @@ struct ACLRedis {
 
 /// Expects `operation` to be refused by the ACL (NOPERM, or a script refused a key), with an error that
 /// names the user and never the password.
-func expectRefused(_ redis: ACLRedis, as user: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
-                   _ operation: () async throws -> Void) async {
+func expectRefused(
+    _ redis: ACLRedis, as user: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+    _ operation: () async throws -> Void
+) async {
     guard let error = await redisError(operation, sourceLocation: sourceLocation) else { return }
-    #expect(error.isPermissionDenied, "\(user): \(what) should be refused by the ACL, got \(error)", sourceLocation: sourceLocation)
+    #expect(
+        error.isPermissionDenied, "\(user): \(what) should be refused by the ACL, got \(error)",
+        sourceLocation: sourceLocation)
     #expect(error.description.contains("user '\(user)'"), sourceLocation: sourceLocation)
-    if let password = redis.passwords[user] { #expect(!error.description.contains(password), sourceLocation: sourceLocation) }
+    if let password = redis.passwords[user] {
+        #expect(!error.description.contains(password), sourceLocation: sourceLocation)
+    }
 }
 
 @Suite("Redis ACL users per worker kind (compose/redis/users.acl.in)", .enabled(if: TestEnvironment.hasRedis))
@@ -79,7 +88,8 @@ struct RedisACLTests {
         #expect(try await states.compareAndSet("target:web", expectedVersion: 0, data: "{}") == 1)
         #expect(try await states.compareAndSet("fleet:brake", expectedVersion: 0, data: "{}") == 1)
         #expect(try await states.compareAndSet("step:web-1", expectedVersion: 0, data: "{}") == 1)
-        return try #require(try await RedisLockStore(client: admin, keyspace: keyspace).acquire(name: "web", ttl: .seconds(60)))
+        return try #require(
+            try await RedisLockStore(client: admin, keyspace: keyspace).acquire(name: "web", ttl: .seconds(60)))
     }
 
     /// The refusals every kind without business there must get: locks and fences, decision state, the brake.
@@ -87,7 +97,9 @@ struct RedisACLTests {
         let client = try redis.client(user)
         let locks = RedisLockStore(client: client, keyspace: keyspace)
         let states = RedisStateStore(client: client, keyspace: keyspace)
-        await expectRefused(redis, as: user, "acquire a lock") { _ = try await locks.acquire(name: "web-2", ttl: .seconds(5)) }
+        await expectRefused(redis, as: user, "acquire a lock") {
+            _ = try await locks.acquire(name: "web-2", ttl: .seconds(5))
+        }
         await expectRefused(redis, as: user, "read a lock") { _ = try await locks.isHeld(lease) }
         await expectRefused(redis, as: user, "release a lock") { _ = try await locks.release(lease) }
         await expectRefused(redis, as: user, "read a fence") { _ = try await locks.currentFencingToken(name: "web") }
@@ -120,7 +132,9 @@ struct RedisACLTests {
             #expect(try await claims.setIfAbsent("probe:status:30000", "probe-1", expiry: .seconds(5)))
 
             try await expectNoLocksStateOrBrake(redis, "probe", lease: lease)
-            await expectRefused(redis, as: "probe", "read a claim (write-only)") { _ = try await claims.get("probe:web:1800000:0") }
+            await expectRefused(redis, as: "probe", "read a claim (write-only)") {
+                _ = try await claims.get("probe:web:1800000:0")
+            }
             await expectRefused(redis, as: "probe", "claim another kind's slot") {
                 _ = try await claims.setIfAbsent("predict:web:1", "probe-1", expiry: .seconds(5))
             }
@@ -128,7 +142,9 @@ struct RedisACLTests {
                 _ = try await claims.setIfAbsent("notified:n1:slack", "probe-1", expiry: .seconds(5))
             }
             await expectRefused(redis, as: "probe", "run a script") {
-                _ = try await probe.eval(RedisLockStore.releaseScript, keys: [keyspace.lockKey("web")], args: [lease.storedValue], idempotent: true)
+                _ = try await probe.eval(
+                    RedisLockStore.releaseScript, keys: [keyspace.lockKey("web")], args: [lease.storedValue],
+                    idempotent: true)
             }
             // The seeded lock and state are untouched.
             let admin = try redis.client("admin")
@@ -147,7 +163,9 @@ struct RedisACLTests {
             #expect(try await markers.get("notified:n1:slack") == "notifier-1")
 
             try await expectNoLocksStateOrBrake(redis, "notifier", lease: lease)
-            await expectRefused(redis, as: "notifier", "read the decision outbox markers") { _ = try await markers.get("published:m1") }
+            await expectRefused(redis, as: "notifier", "read the decision outbox markers") {
+                _ = try await markers.get("published:m1")
+            }
             await expectRefused(redis, as: "notifier", "claim a probe slot") {
                 _ = try await markers.setIfAbsent("probe:web:1:0", "x", expiry: .seconds(5))
             }
@@ -191,8 +209,12 @@ struct RedisACLTests {
             #expect(try await markers.get("published:m1") == "1")
 
             let locks = RedisLockStore(client: decision, keyspace: keyspace)
-            await expectRefused(redis, as: "decision", "acquire a lock") { _ = try await locks.acquire(name: "web-2", ttl: .seconds(5)) }
-            await expectRefused(redis, as: "decision", "release the actuator's lock") { _ = try await locks.release(lease) }
+            await expectRefused(redis, as: "decision", "acquire a lock") {
+                _ = try await locks.acquire(name: "web-2", ttl: .seconds(5))
+            }
+            await expectRefused(redis, as: "decision", "release the actuator's lock") {
+                _ = try await locks.release(lease)
+            }
             await expectRefused(redis, as: "decision", "read a step record") { _ = try await states.load("step:web-1") }
             await expectRefused(redis, as: "decision", "another schedule") {
                 try await RedisSchedule(client: decision, keyspace: keyspace, name: "other").schedule("web", at: Date())
@@ -221,13 +243,20 @@ struct RedisACLTests {
             // StepRecordStore: load, compare-and-set, EXPIRE once completed.
             let records = RedisStateStore(client: actuator, keyspace: keyspace)
             #expect(try await records.load("step:web-1")?.version == 1)
-            #expect(try await records.compareAndSet("step:web-1", expectedVersion: 1, data: "{\"status\":\"completed\"}") == 2)
-            #expect(try await actuator.command(["EXPIRE", "recovery:state:step:web-1", "60"], idempotent: true) == .integer(1))
+            #expect(
+                try await records.compareAndSet("step:web-1", expectedVersion: 1, data: "{\"status\":\"completed\"}")
+                    == 2)
+            #expect(
+                try await actuator.command(["EXPIRE", "recovery:state:step:web-1", "60"], idempotent: true)
+                    == .integer(1))
             // DRPreflight's slot claim.
-            #expect(try await RedisKeyValueStore(client: actuator, keyspace: keyspace)
-                .setIfAbsent("preflight:20000", "actuator-1", expiry: .seconds(5)))
+            #expect(
+                try await RedisKeyValueStore(client: actuator, keyspace: keyspace)
+                    .setIfAbsent("preflight:20000", "actuator-1", expiry: .seconds(5)))
 
-            await expectRefused(redis, as: "actuator", "read decision state") { _ = try await records.load("target:web") }
+            await expectRefused(redis, as: "actuator", "read decision state") {
+                _ = try await records.load("target:web")
+            }
             await expectRefused(redis, as: "actuator", "release the brake") {
                 _ = try await records.compareAndSet("fleet:brake", expectedVersion: 1, data: "{}")
             }
@@ -235,7 +264,8 @@ struct RedisACLTests {
                 _ = try await RedisSchedule(client: actuator, keyspace: keyspace, name: "decision").due(at: Date())
             }
             await expectRefused(redis, as: "actuator", "mark a notice sent") {
-                _ = try await RedisKeyValueStore(client: actuator, keyspace: keyspace).setIfAbsent("notified:n1:slack", "x")
+                _ = try await RedisKeyValueStore(client: actuator, keyspace: keyspace).setIfAbsent(
+                    "notified:n1:slack", "x")
             }
         }
     }
@@ -250,8 +280,12 @@ struct RedisACLTests {
             #expect(try await states.load("target:web")?.data == "{}")
             #expect(try await states.load("fleet:brake")?.version == 1)
             #expect(try await states.load("step:web-1") != nil)
-            #expect(try await operatorClient.command(["GET", keyspace.lockKey("web")], idempotent: true).string == lease.storedValue)
-            #expect((try await operatorClient.command(["PTTL", keyspace.lockKey("web")], idempotent: true).integer ?? 0) > 0)
+            #expect(
+                try await operatorClient.command(["GET", keyspace.lockKey("web")], idempotent: true).string
+                    == lease.storedValue)
+            #expect(
+                (try await operatorClient.command(["PTTL", keyspace.lockKey("web")], idempotent: true).integer ?? 0) > 0
+            )
 
             await expectRefused(redis, as: "operator", "write decision state") {
                 _ = try await states.compareAndSet("target:web", expectedVersion: 1, data: "{}")
@@ -260,13 +294,16 @@ struct RedisACLTests {
                 _ = try await operatorClient.command(["DEL", keyspace.lockKey("web")], idempotent: true)
             }
             await expectRefused(redis, as: "operator", "acquire a lock") {
-                _ = try await RedisLockStore(client: operatorClient, keyspace: keyspace).acquire(name: "x", ttl: .seconds(5))
+                _ = try await RedisLockStore(client: operatorClient, keyspace: keyspace).acquire(
+                    name: "x", ttl: .seconds(5))
             }
             await expectRefused(redis, as: "operator", "read a fence") {
-                _ = try await RedisLockStore(client: operatorClient, keyspace: keyspace).currentFencingToken(name: "web")
+                _ = try await RedisLockStore(client: operatorClient, keyspace: keyspace).currentFencingToken(
+                    name: "web")
             }
             await expectRefused(redis, as: "operator", "write a claim") {
-                _ = try await RedisKeyValueStore(client: operatorClient, keyspace: keyspace).setIfAbsent("probe:x:1:0", "x")
+                _ = try await RedisKeyValueStore(client: operatorClient, keyspace: keyspace).setIfAbsent(
+                    "probe:x:1:0", "x")
             }
         }
     }
@@ -282,12 +319,15 @@ struct RedisACLTests {
             #expect(!refused.description.contains("anything"))
             // The default user is off: a URL without credentials gets NOAUTH, one with only a password WRONGPASS.
             let anonymous = RedisClient(url: try redis.server.url, options: .init(reconnectAttempts: 1))
-            let noAuth = try #require(await redisError { _ = try await anonymous.command(["GET", "recovery:kv:x"], idempotent: true) })
+            let noAuth = try #require(
+                await redisError { _ = try await anonymous.command(["GET", "recovery:kv:x"], idempotent: true) })
             #expect(noAuth.isAuthenticationFailure)
             #expect(noAuth.description.contains("the default user"))
-            let passwordOnly = RedisClient(url: try RedisURL("redis://:\(redis.passwords["admin"]!)@127.0.0.1:\(redis.server.port)/0"),
-                                           options: .init(reconnectAttempts: 1))
-            let wrongUser = try #require(await redisError { _ = try await passwordOnly.command(["PING"], idempotent: true) })
+            let passwordOnly = RedisClient(
+                url: try RedisURL("redis://:\(redis.passwords["admin"]!)@127.0.0.1:\(redis.server.port)/0"),
+                options: .init(reconnectAttempts: 1))
+            let wrongUser = try #require(
+                await redisError { _ = try await passwordOnly.command(["PING"], idempotent: true) })
             #expect(wrongUser.isAuthenticationFailure)
             #expect(!wrongUser.description.contains(redis.passwords["admin"]!))
         }
@@ -295,8 +335,9 @@ struct RedisACLTests {
 
     @Test func wrongPasswordIsReportedOnceWithoutTheSecret() async throws {
         try await ACLRedis.with { redis in
-            let client = RedisClient(url: try redis.url("probe", password: "not-the-probe-password"),
-                                     options: .init(reconnectAttempts: 3, reconnectInitialDelay: .seconds(5)))
+            let client = RedisClient(
+                url: try redis.url("probe", password: "not-the-probe-password"),
+                options: .init(reconnectAttempts: 3, reconnectInitialDelay: .seconds(5)))
             let started = ContinuousClock.now
             let error = try #require(await redisError { _ = try await client.command(["PING"], idempotent: true) })
             // Not retried: the server's answer will not change (3 attempts would have waited 5 + 10 s).
@@ -321,10 +362,12 @@ struct RedisACLTests {
             #expect(lines.count == ACLRedis.kinds.count + 2)  // + default and recorder, both off
             // The workers of FLEET_PREFIX=fleet-b write under fleet-b:, and only there.
             let claims = try redis.client("probe")
-            #expect(try await RedisKeyValueStore(client: claims, keyspace: RedisKeyspace(prefix: "fleet-b:"))
-                .setIfAbsent("probe:web:1:0", "probe-1", expiry: .seconds(5)))
+            #expect(
+                try await RedisKeyValueStore(client: claims, keyspace: RedisKeyspace(prefix: "fleet-b:"))
+                    .setIfAbsent("probe:web:1:0", "probe-1", expiry: .seconds(5)))
             await expectRefused(redis, as: "probe", "the default prefix") {
-                _ = try await RedisKeyValueStore(client: claims, keyspace: keyspace).setIfAbsent("probe:web:1:0", "probe-1")
+                _ = try await RedisKeyValueStore(client: claims, keyspace: keyspace).setIfAbsent(
+                    "probe:web:1:0", "probe-1")
             }
         }
     }

@@ -10,8 +10,12 @@ struct RedisClientTests {
         let nested = try await client.command(
             ["EVAL", "return {1, 'two', {3}, redis.error_reply('ERR boom'), redis.status_reply('FINE')}", "0"],
             idempotent: true)
-        #expect(nested == .array([.integer(1), .bulkString(Array("two".utf8)), .array([.integer(3)]),
-                                  .error("ERR boom"), .status("FINE")]))
+        #expect(
+            nested
+                == .array([
+                    .integer(1), .bulkString(Array("two".utf8)), .array([.integer(3)]),
+                    .error("ERR boom"), .status("FINE"),
+                ]))
         let keys = TestKeyspace()
         try await keys.run(with: client) { () async throws in
             #expect(try await client.command(["GET", "\(keys.prefix)absent"], idempotent: true) == .null)
@@ -37,7 +41,8 @@ struct RedisClientTests {
         try await keys.run(with: client) {
             let key = "\(keys.prefix)text"
             _ = try await client.command(["SET", key, "x"], idempotent: true)
-            let error = try #require(await redisError { _ = try await client.command(["LPUSH", key, "a"], idempotent: false) })
+            let error = try #require(
+                await redisError { _ = try await client.command(["LPUSH", key, "a"], idempotent: false) })
             #expect(error.kind == .server)
             #expect(error.serverErrorCode == "WRONGTYPE")
             #expect(error.message.hasPrefix("WRONGTYPE Operation against a key holding the wrong kind of value"))
@@ -45,7 +50,8 @@ struct RedisClientTests {
             #expect(error.description.contains(client.url.endpoint))
             // Same connection still works: the client id is unchanged.
             let idBefore = try await client.command(["CLIENT", "ID"], idempotent: true)
-            let unknown = try #require(await redisError { _ = try await client.command(["NOSUCHCOMMAND"], idempotent: true) })
+            let unknown = try #require(
+                await redisError { _ = try await client.command(["NOSUCHCOMMAND"], idempotent: true) })
             #expect(unknown.kind == .server)
             #expect(unknown.message.contains("unknown command"))
             #expect(try await client.command(["CLIENT", "ID"], idempotent: true) == idBefore)
@@ -61,8 +67,10 @@ struct RedisClientTests {
 
     @Test func scriptSHA1MatchesServer() async throws {
         let client = try await RedisClient.connect(url: try TestEnvironment.url())
-        for script in [RedisLockStore.acquireScript, RedisLockStore.renewScript, RedisLockStore.releaseScript,
-                       RedisCounterStore.incrementWithExpiryScript] {
+        for script in [
+            RedisLockStore.acquireScript, RedisLockStore.renewScript, RedisLockStore.releaseScript,
+            RedisCounterStore.incrementWithExpiryScript,
+        ] {
             let loaded = try await client.command(["SCRIPT", "LOAD", script.source], idempotent: true)
             #expect(loaded.string == script.sha1)
         }
@@ -78,9 +86,10 @@ struct RedisClientTests {
         try await keys.run(with: client) {
             let idBefore = try #require(try await client.command(["CLIENT", "ID"], idempotent: true).integer)
             // BLPOP on an empty list blocks for 5 s on the server: longer than the 1 s timeout.
-            let error = try #require(await redisError {
-                _ = try await client.command(["BLPOP", "\(keys.prefix)never", "5"], idempotent: true)
-            })
+            let error = try #require(
+                await redisError {
+                    _ = try await client.command(["BLPOP", "\(keys.prefix)never", "5"], idempotent: true)
+                })
             #expect(error.kind == .timeout)
             #expect(error.command == "BLPOP")
             // The timed-out connection was dropped (its late reply must not be read as the next
@@ -93,8 +102,9 @@ struct RedisClientTests {
 
     @Test func connectionRefusedIsTypedAfterBoundedAttempts() async throws {
         let server = try PrivateRedisServer()  // port reserved but nothing listening
-        let options = RedisClient.Options(connectTimeout: .milliseconds(500), reconnectAttempts: 3,
-                                          reconnectInitialDelay: .milliseconds(10))
+        let options = RedisClient.Options(
+            connectTimeout: .milliseconds(500), reconnectAttempts: 3,
+            reconnectInitialDelay: .milliseconds(10))
         let client = RedisClient(url: try server.url, options: options)
         let error = try #require(await redisError { _ = try await client.command(["PING"], idempotent: true) })
         #expect(error.kind == .connection)
@@ -115,8 +125,9 @@ struct RedisClientTests {
         let server = try PrivateRedisServer()
         try await server.start(extraArguments: ["--requirepass", "s3cret-pw"])
         defer { server.stop() }
-        let wrong = RedisClient(url: try RedisURL("redis://:wrong-pw@127.0.0.1:\(server.port)/0"),
-                                options: .init(reconnectAttempts: 1))
+        let wrong = RedisClient(
+            url: try RedisURL("redis://:wrong-pw@127.0.0.1:\(server.port)/0"),
+            options: .init(reconnectAttempts: 1))
         let error = try #require(await redisError { _ = try await wrong.command(["PING"], idempotent: true) })
         #expect(error.kind == .connection)
         #expect(error.message.contains("WRONGPASS") || error.message.contains("invalid password"))
@@ -144,10 +155,11 @@ struct RedisInFlightBreakTests {
         while ContinuousClock.now < deadline {
             let list = try #require(try await admin.command(["CLIENT", "LIST"], idempotent: true).string)
             for line in list.split(separator: "\n") {
-                let fields = Dictionary(line.split(separator: " ").compactMap { field -> (String, String)? in
-                    let parts = field.split(separator: "=", maxSplits: 1)
-                    return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-                }, uniquingKeysWith: { first, _ in first })
+                let fields = Dictionary(
+                    line.split(separator: " ").compactMap { field -> (String, String)? in
+                        let parts = field.split(separator: "=", maxSplits: 1)
+                        return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+                    }, uniquingKeysWith: { first, _ in first })
                 if fields["name"] == name, fields["cmd"] == "blpop", let id = fields["id"], id != excluding {
                     return id
                 }

@@ -14,10 +14,14 @@ struct RedisCounterStoreTests {
             #expect(try await counters.increment("restarts", by: 5) == 6)
             #expect(try await counters.increment("restarts", by: -2) == 4)
             #expect(try await counters.get("restarts") == 4)
-            #expect(try await client.command(["PTTL", keys.keyspace.counterKey("restarts")], idempotent: true) == .integer(-1))
+            #expect(
+                try await client.command(["PTTL", keys.keyspace.counterKey("restarts")], idempotent: true)
+                    == .integer(-1))
             try await counters.reset("restarts")
             #expect(try await counters.get("restarts") == 0)
-            #expect(try await client.command(["EXISTS", keys.keyspace.counterKey("restarts")], idempotent: true) == .integer(0))
+            #expect(
+                try await client.command(["EXISTS", keys.keyspace.counterKey("restarts")], idempotent: true)
+                    == .integer(0))
             try await counters.reset("never-existed")
         }
     }
@@ -53,7 +57,8 @@ struct RedisCounterStoreTests {
             stores.append(RedisCounterStore(client: try await RedisClient.connect(url: url), keyspace: keys.keyspace))
         }
         try await keys.run(with: admin) {
-            let tasks = 50, perTask = 20
+            let tasks = 50
+            let perTask = 20
             let results = try await withThrowingTaskGroup(of: [Int64].self) { group in
                 for t in 0..<tasks {
                     let counters = stores[t % stores.count]
@@ -61,7 +66,8 @@ struct RedisCounterStoreTests {
                         var seen: [Int64] = []
                         for i in 0..<perTask {
                             // Half with expiry (the Lua path), half without (plain INCRBY).
-                            seen.append(try await counters.increment("hits", expiry: i.isMultiple(of: 2) ? .seconds(60) : nil))
+                            seen.append(
+                                try await counters.increment("hits", expiry: i.isMultiple(of: 2) ? .seconds(60) : nil))
                         }
                         return seen
                     }
@@ -87,7 +93,8 @@ struct RedisCounterStoreTests {
             let incrError = try #require(await redisError { _ = try await counters.increment("bad") })
             #expect(incrError.kind == .server)
             #expect(incrError.message.contains("not an integer"))
-            let scriptError = try #require(await redisError { _ = try await counters.increment("bad", expiry: .seconds(1)) })
+            let scriptError = try #require(
+                await redisError { _ = try await counters.increment("bad", expiry: .seconds(1)) })
             #expect(scriptError.kind == .server)
             #expect(scriptError.message.contains("not an integer"))
             #expect(try await client.command(["PING"], idempotent: true) == .status("PONG"))
@@ -102,10 +109,12 @@ struct RedisCounterStoreTests {
             #expect(try await values.get("state") == nil)
             try await values.set("state", "rebooting ✓")
             #expect(try await values.get("state") == "rebooting ✓")
-            #expect(try await client.command(["PTTL", keys.keyspace.valueKey("state")], idempotent: true) == .integer(-1))
+            #expect(
+                try await client.command(["PTTL", keys.keyspace.valueKey("state")], idempotent: true) == .integer(-1))
             try await values.set("state", "stopped", expiry: .seconds(30))
             #expect(try await values.get("state") == "stopped")
-            let pttl = try #require(try await client.command(["PTTL", keys.keyspace.valueKey("state")], idempotent: true).integer)
+            let pttl = try #require(
+                try await client.command(["PTTL", keys.keyspace.valueKey("state")], idempotent: true).integer)
             #expect(pttl > 0 && pttl <= 30_000)
             #expect(try await values.delete("state"))
             #expect(try await values.delete("state") == false)
@@ -114,7 +123,8 @@ struct RedisCounterStoreTests {
             #expect(try await values.setIfAbsent("idem:msg-1", "first", expiry: .seconds(60)))
             #expect(try await values.setIfAbsent("idem:msg-1", "second", expiry: .seconds(60)) == false)
             #expect(try await values.get("idem:msg-1") == "first")
-            let idemTTL = try #require(try await client.command(["PTTL", keys.keyspace.valueKey("idem:msg-1")], idempotent: true).integer)
+            let idemTTL = try #require(
+                try await client.command(["PTTL", keys.keyspace.valueKey("idem:msg-1")], idempotent: true).integer)
             #expect(idemTTL > 0 && idemTTL <= 60_000)
             #expect(try await values.setIfAbsent("idem:msg-2", "x"))
         }

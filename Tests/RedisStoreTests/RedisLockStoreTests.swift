@@ -63,15 +63,18 @@ struct RedisLockStoreTests {
         try await keys.run(with: client) {
             let lockKeys = [keys.keyspace.lockKey("x"), keys.keyspace.fenceKey("x")]
             let token = RedisLockStore.makeToken()
-            let first = try await client.eval(RedisLockStore.acquireScript, keys: lockKeys, args: [token, "10000"],
-                                              idempotent: true)
-            let again = try await client.eval(RedisLockStore.acquireScript, keys: lockKeys, args: [token, "10000"],
-                                              idempotent: true)
+            let first = try await client.eval(
+                RedisLockStore.acquireScript, keys: lockKeys, args: [token, "10000"],
+                idempotent: true)
+            let again = try await client.eval(
+                RedisLockStore.acquireScript, keys: lockKeys, args: [token, "10000"],
+                idempotent: true)
             #expect(first == .integer(1))
             #expect(again == .integer(1))
             #expect(try await client.command(["GET", lockKeys[1]], idempotent: true).integer == 1)
-            let other = try await client.eval(RedisLockStore.acquireScript, keys: lockKeys,
-                                              args: [RedisLockStore.makeToken(), "10000"], idempotent: true)
+            let other = try await client.eval(
+                RedisLockStore.acquireScript, keys: lockKeys,
+                args: [RedisLockStore.makeToken(), "10000"], idempotent: true)
             #expect(other == .null)
         }
     }

@@ -43,7 +43,11 @@ struct RedisStateStoreTests {
                             while true {
                                 let current = try await mine.load("counter")
                                 let n = Int(current?.data ?? "0")! + 1
-                                if try await mine.compareAndSet("counter", expectedVersion: current?.version ?? 0, data: "\(n)") != nil { break }
+                                if try await mine.compareAndSet(
+                                    "counter", expectedVersion: current?.version ?? 0, data: "\(n)") != nil
+                                {
+                                    break
+                                }
                             }
                         }
                         await own.close()

@@ -90,8 +90,10 @@ struct RedisURLTests {
         #expect(url.description == "redis://alice:redacted@host:6380/3")
         var dumped = ""
         dump(url, to: &dumped)
-        for text in [url.description, url.debugDescription, String(describing: url),
-                     String(reflecting: url), "\(url)", dumped, url.endpoint] {
+        for text in [
+            url.description, url.debugDescription, String(describing: url),
+            String(reflecting: url), "\(url)", dumped, url.endpoint,
+        ] {
             #expect(!text.contains(secret), "leaked in: \(text)")
         }
         #expect(dumped.contains("redacted"))
@@ -124,9 +126,11 @@ struct PureHelperTests {
     @Test func sha1MatchesKnownVectors() {
         #expect(SHA1.hex([]) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
         #expect(SHA1.hex(Array("abc".utf8)) == "a9993e364706816aba3e25717850c26c9cd0d89d")
-        #expect(SHA1.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+        #expect(
+            SHA1.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
-        #expect(SHA1.hex(Array(repeating: UInt8(ascii: "a"), count: 1000))
+        #expect(
+            SHA1.hex(Array(repeating: UInt8(ascii: "a"), count: 1000))
                 == "291e9a6c66994949b57ba5e650361e98fc36b1ba")
     }
 
@@ -149,8 +153,9 @@ struct PureHelperTests {
     }
 
     @Test func serverErrorCode() {
-        let error = RedisError(kind: .server, message: "WRONGTYPE Operation against a key", endpoint: "h:1",
-                               command: "LPUSH")
+        let error = RedisError(
+            kind: .server, message: "WRONGTYPE Operation against a key", endpoint: "h:1",
+            command: "LPUSH")
         #expect(error.serverErrorCode == "WRONGTYPE")
         #expect(error.description.contains("h:1"))
         #expect(error.description.contains("LPUSH"))
@@ -158,21 +163,32 @@ struct PureHelperTests {
     }
 
     @Test func aclRefusalsAreNamedWithTheUser() {
-        let noperm = RedisError(kind: .server, message: "NOPERM this user has no permissions to access one of the keys used as arguments",
-                                endpoint: "h:1", command: "SET", user: "probe")
+        let noperm = RedisError(
+            kind: .server, message: "NOPERM this user has no permissions to access one of the keys used as arguments",
+            endpoint: "h:1", command: "SET", user: "probe")
         #expect(noperm.isPermissionDenied)
         #expect(!noperm.isAuthenticationFailure)
         #expect(noperm.description.contains("refused (command SET) for user 'probe'"))
         #expect(noperm.description.contains("Access control"))
         // A script's redis.call refused a key: Redis 7.0 answers ERR, not NOPERM.
-        let script = RedisError(kind: .server, message: "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: abc, on @user_script:1.",
-                                command: "EVAL", user: "decision")
+        let script = RedisError(
+            kind: .server,
+            message:
+                "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: abc, on @user_script:1.",
+            command: "EVAL", user: "decision")
         #expect(script.isPermissionDenied)
         // CLIENT SETNAME refused at connect time.
-        #expect(RedisError(kind: .connection, message: "connection setup was refused: NOPERM this user has no permissions to run the 'client|setname' command",
-                           command: "CLIENT").isPermissionDenied)
-        let wrongPass = RedisError(kind: .connection, message: "connection setup was refused: WRONGPASS invalid username-password pair or user is disabled.",
-                                   endpoint: "h:1", command: "AUTH", user: "actuator")
+        #expect(
+            RedisError(
+                kind: .connection,
+                message:
+                    "connection setup was refused: NOPERM this user has no permissions to run the 'client|setname' command",
+                command: "CLIENT"
+            ).isPermissionDenied)
+        let wrongPass = RedisError(
+            kind: .connection,
+            message: "connection setup was refused: WRONGPASS invalid username-password pair or user is disabled.",
+            endpoint: "h:1", command: "AUTH", user: "actuator")
         #expect(wrongPass.isAuthenticationFailure)
         #expect(wrongPass.description.contains("refused to authenticate user 'actuator'"))
         let noAuth = RedisError(kind: .server, message: "NOAUTH Authentication required.", command: "GET")

@@ -49,7 +49,10 @@ final class PrivateRedisServer: Sendable {
     /// cooperative pool.
     func start(extraArguments: [String] = []) async throws {
         let child = try await ChildProcess.start(
-            [try Self.redisServerPath(), "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            [
+                try Self.redisServerPath(), "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                "no",
+            ]
                 + extraArguments,
             readyPort: port)
         process.withLock { $0 = child }
@@ -64,7 +67,10 @@ final class PrivateRedisServer: Sendable {
         child?.forceStop()
     }
 
-    struct ServerError: Error, CustomStringConvertible { let message: String; var description: String { message } }
+    struct ServerError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
 
     private static func redisServerPath() throws -> String {
         for candidate in ["/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"]
@@ -76,8 +82,10 @@ final class PrivateRedisServer: Sendable {
 }
 
 /// Runs `operation` and returns the `RedisError` it threw (failing the test if it did not throw one).
-func redisError(_ operation: () async throws -> Void,
-                sourceLocation: SourceLocation = #_sourceLocation) async -> RedisError? {
+func redisError(
+    _ operation: () async throws -> Void,
+    sourceLocation: SourceLocation = #_sourceLocation
+) async -> RedisError? {
     do {
         try await operation()
         Issue.record("expected a RedisError, but the operation succeeded", sourceLocation: sourceLocation)

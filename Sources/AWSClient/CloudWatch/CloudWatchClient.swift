@@ -42,7 +42,8 @@ public struct CloudWatchClient: Sendable {
     @discardableResult
     public func putMetricData(namespace: String, data: [MetricDatum]) async throws -> Int {
         guard !namespace.isEmpty, !namespace.hasPrefix("AWS/") else {
-            throw aws.invalidRequest(.cloudWatch, "PutMetricData", "namespace \"\(namespace)\" is empty or reserved (AWS/…)")
+            throw aws.invalidRequest(
+                .cloudWatch, "PutMetricData", "namespace \"\(namespace)\" is empty or reserved (AWS/…)")
         }
         let batches: [QueryParameters]
         do {
@@ -105,12 +106,15 @@ public struct CloudWatchClient: Sendable {
     static func validate(_ datum: MetricDatum) throws(InputError) {
         guard !datum.metricName.isEmpty else { throw InputError(description: "a data point without a metric name") }
         guard datum.dimensions.count <= maxDimensions else {
-            throw InputError(description: "\(datum.metricName) has \(datum.dimensions.count) dimensions; at most \(maxDimensions)")
+            throw InputError(
+                description: "\(datum.metricName) has \(datum.dimensions.count) dimensions; at most \(maxDimensions)")
         }
         let magnitude = abs(datum.value)
         guard datum.value.isFinite, magnitude == 0 || (8.515920e-109...1.174271e+108).contains(magnitude) else {
             throw InputError(
-                description: "\(datum.metricName) = \(datum.value) is outside CloudWatch's range (finite, 0 or 8.5e-109 to 1.2e108 in magnitude)")
+                description:
+                    "\(datum.metricName) = \(datum.value) is outside CloudWatch's range (finite, 0 or 8.5e-109 to 1.2e108 in magnitude)"
+            )
         }
     }
 
@@ -166,7 +170,8 @@ public struct CloudWatchClient: Sendable {
             repeat {
                 var page = base
                 page.set("NextToken", token)
-                let answer = try await aws.query(.cloudWatch, action: "GetMetricData", parameters: page, parse: Self.page)
+                let answer = try await aws.query(
+                    .cloudWatch, action: "GetMetricData", parameters: page, parse: Self.page)
                 merger.add(answer)
                 token = answer.nextToken
                 if let token, !seen.insert(token).inserted {
@@ -230,7 +235,9 @@ public struct CloudWatchClient: Sendable {
         for group in groups {
             guard group.count <= limit else {
                 throw InputError(
-                    description: "\(group.count) queries depend on each other (through expressions); one request takes at most \(limit)")
+                    description:
+                        "\(group.count) queries depend on each other (through expressions); one request takes at most \(limit)"
+                )
             }
             if current.count + group.count > limit {
                 batches.append(current)
@@ -267,7 +274,8 @@ public struct CloudWatchClient: Sendable {
             case .metric(let metric, let period, let stat, let unit):
                 p.set("\(prefix).MetricStat.Metric.Namespace", metric.namespace)
                 p.set("\(prefix).MetricStat.Metric.MetricName", metric.name)
-                p.setList("\(prefix).MetricStat.Metric.Dimensions", metric.dimensions, members: true) { d, dimension, q in
+                p.setList("\(prefix).MetricStat.Metric.Dimensions", metric.dimensions, members: true) {
+                    d, dimension, q in
                     q.set("\(d).Name", dimension.name)
                     q.set("\(d).Value", dimension.value)
                 }
@@ -297,7 +305,9 @@ public struct CloudWatchClient: Sendable {
         }
         let results = try result.list("MetricDataResults", item: "member").map { member in
             let timestamps = try member.list("Timestamps", item: "member").map { item in
-                guard let date = UTCTime.parseISO8601(item.text) else { throw MissingField("a timestamp in \(item.text)") }
+                guard let date = UTCTime.parseISO8601(item.text) else {
+                    throw MissingField("a timestamp in \(item.text)")
+                }
                 return date
             }
             let values = try member.list("Values", item: "member").map { item in

@@ -94,7 +94,8 @@ public struct MetricDataQuery: Sendable, Hashable {
         id: String, _ metric: Metric, period: Int, stat: String, unit: MetricUnit? = nil, label: String? = nil,
         returnData: Bool = true
     ) -> MetricDataQuery {
-        MetricDataQuery(id: id, .metric(metric, period: period, stat: stat, unit: unit), label: label, returnData: returnData)
+        MetricDataQuery(
+            id: id, .metric(metric, period: period, stat: stat, unit: unit), label: label, returnData: returnData)
     }
 
     public static func expression(

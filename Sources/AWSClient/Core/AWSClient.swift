@@ -205,7 +205,9 @@ public struct AWSClient: Sendable {
                     failure.errorDocument = response.body
                 }
                 guard RetryPolicy.isRetryable(status: status, code: code) else {
-                    logger.debug("AWS \(service.serviceId) \(operation) \(region): \(failure.kind), HTTP \(status) \(code ?? "-")")
+                    logger.debug(
+                        "AWS \(service.serviceId) \(operation) \(region): \(failure.kind), HTTP \(status) \(code ?? "-")"
+                    )
                     throw failure
                 }
             } catch let error as AWSError {
@@ -221,7 +223,8 @@ public struct AWSClient: Sendable {
             guard attempt < retryPolicy.maxAttempts else { throw failure }
             let delay = retryPolicy.delay(beforeRetry: attempt, random: dependencies.random())
             let elapsed = dependencies.now().timeIntervalSince(start)
-            let budget = Double(retryPolicy.maxTotalTime.components.seconds)
+            let budget =
+                Double(retryPolicy.maxTotalTime.components.seconds)
                 + Double(retryPolicy.maxTotalTime.components.attoseconds) / 1e18
             guard elapsed + Self.seconds(delay) <= budget else { throw failure }
             logger.warning(
@@ -274,7 +277,9 @@ public struct AWSClient: Sendable {
 
     /// Code, message and request id from an error answer. Tolerates bodies that are not XML/JSON
     /// (a load balancer's HTML page): then the code is nil and the message is the body's start.
-    static func parseError(_ response: HTTPResponse, shape: ErrorShape) -> (code: String?, message: String, requestId: String?) {
+    static func parseError(_ response: HTTPResponse, shape: ErrorShape) -> (
+        code: String?, message: String, requestId: String?
+    ) {
         let headerCode = response.header("x-amzn-ErrorType").map { Self.shortCode($0) }
         switch shape {
         case .xml:

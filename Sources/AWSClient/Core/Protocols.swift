@@ -38,7 +38,8 @@ public struct QueryParameters: Sendable, Equatable {
 
     /// A list of structures: `fill` receives each element's prefix (`Name.1` or `Name.member.1`).
     public mutating func setList<T>(
-        _ name: String, _ elements: [T], members: Bool = false, _ fill: (_ prefix: String, T, inout QueryParameters) -> Void
+        _ name: String, _ elements: [T], members: Bool = false,
+        _ fill: (_ prefix: String, T, inout QueryParameters) -> Void
     ) {
         for (index, element) in elements.enumerated() {
             fill(members ? "\(name).member.\(index + 1)" : "\(name).\(index + 1)", element, &self)
@@ -88,7 +89,8 @@ extension AWSClient {
 
     /// `keepErrorDocument`: an error answer's JSON document is kept in the thrown ``AWSError``
     /// (for error shapes that carry data, such as DynamoDB's existing item).
-    func json(_ service: AWSService, operation: String, body: [UInt8], keepErrorDocument: Bool) async throws -> [UInt8] {
+    func json(_ service: AWSService, operation: String, body: [UInt8], keepErrorDocument: Bool) async throws -> [UInt8]
+    {
         guard let prefix = service.jsonTargetPrefix, let version = service.jsonVersion else {
             throw AWSError(
                 kind: .invalidRequest, service: service.serviceId, operation: operation, region: region,
@@ -96,7 +98,9 @@ extension AWSClient {
         }
         let response = try await perform(
             service: service, operation: operation, method: "POST", path: "/",
-            headers: [("Content-Type", "application/x-amz-json-\(version)"), ("X-Amz-Target", "\(prefix).\(operation)")],
+            headers: [
+                ("Content-Type", "application/x-amz-json-\(version)"), ("X-Amz-Target", "\(prefix).\(operation)"),
+            ],
             body: body.isEmpty ? Array("{}".utf8) : body, errorShape: .json, keepErrorDocument: keepErrorDocument)
         return response.body.isEmpty ? Array("{}".utf8) : response.body
     }
@@ -157,7 +161,9 @@ extension AWSClient {
         }
     }
 
-    func invalidResponse(_ service: AWSService, _ operation: String, _ response: HTTPResponse, _ reason: String) -> AWSError {
+    func invalidResponse(_ service: AWSService, _ operation: String, _ response: HTTPResponse, _ reason: String)
+        -> AWSError
+    {
         AWSError(
             kind: .invalidResponse, service: service.serviceId, operation: operation, region: region,
             httpStatus: response.status, message: reason,

@@ -25,7 +25,8 @@ extension AWSClient {
     }
 
     func invalidResponse(_ service: AWSService, _ operation: String, _ message: String) -> AWSError {
-        AWSError(kind: .invalidResponse, service: service.serviceId, operation: operation, region: region, message: message)
+        AWSError(
+            kind: .invalidResponse, service: service.serviceId, operation: operation, region: region, message: message)
     }
 }
 

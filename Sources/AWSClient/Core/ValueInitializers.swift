@@ -13,8 +13,10 @@ extension StatusCheck {
 
 extension MetricDataResult {
     /// `points` in the answer's order.
-    public init(id: String, points: [(timestamp: Date, value: Double)], statusCode: String = "Complete", label: String? = nil,
-                messages: [MetricDataMessage] = []) {
+    public init(
+        id: String, points: [(timestamp: Date, value: Double)], statusCode: String = "Complete", label: String? = nil,
+        messages: [MetricDataMessage] = []
+    ) {
         self.id = id
         self.label = label
         self.timestamps = points.map(\.timestamp)

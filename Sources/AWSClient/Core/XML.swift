@@ -187,7 +187,9 @@ public enum XML {
                 }
                 let attribute = try name()
                 skipWhitespace()
-                guard i < bytes.count, bytes[i] == UInt8(ascii: "=") else { throw fail("expected = after \(attribute)") }
+                guard i < bytes.count, bytes[i] == UInt8(ascii: "=") else {
+                    throw fail("expected = after \(attribute)")
+                }
                 i += 1
                 skipWhitespace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") || bytes[i] == UInt8(ascii: "'") else {

@@ -121,7 +121,8 @@ public final class CredentialProviderChain: CredentialProvider {
             do {
                 let credentials = try await provider.credentials()
                 chosen.withLock { $0 = index }
-                logger.debug("AWS credentials resolved from \(credentials.source) (access key \(credentials.accessKeyId))")
+                logger.debug(
+                    "AWS credentials resolved from \(credentials.source) (access key \(credentials.accessKeyId))")
                 return credentials
             } catch let error as CredentialProviderError where error.kind != .invalidConfiguration {
                 reasons.append(error.description)

@@ -56,7 +56,8 @@ public actor InstanceMetadataCredentialProvider: CredentialProvider {
         func flag(_ name: String) -> Bool { environment[name]?.lowercased() == "true" }
         disabled = flag("AWS_EC2_METADATA_DISABLED")
         v1Disabled = flag("AWS_EC2_METADATA_V1_DISABLED")
-        var endpoint = environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
+        var endpoint =
+            environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (environment["AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"]?.lowercased() == "ipv6"
                 ? "http://[fd00:ec2::254]" : "http://169.254.169.254")
         while endpoint.hasSuffix("/") { endpoint.removeLast() }
@@ -83,12 +84,14 @@ public actor InstanceMetadataCredentialProvider: CredentialProvider {
             cached = fresh
             nextRefresh = Self.refreshTime(for: fresh, now: self.now(), margin: refreshMargin)
             logger.debug(
-                "AWS credentials fetched from \(fresh.source), expiring \(fresh.expiration.map(UTCTime.iso8601) ?? "never")")
+                "AWS credentials fetched from \(fresh.source), expiring \(fresh.expiration.map(UTCTime.iso8601) ?? "never")"
+            )
             return fresh
         } catch {
             if let cached, let expiration = cached.expiration, self.now() < expiration {
                 logger.warning(
-                    "instance profile credential refresh failed (\(error)); using the cached ones until they expire at \(UTCTime.iso8601(expiration))")
+                    "instance profile credential refresh failed (\(error)); using the cached ones until they expire at \(UTCTime.iso8601(expiration))"
+                )
                 return cached
             }
             throw error

@@ -40,7 +40,9 @@ public struct DynamoDBClient: Sendable {
     ) async throws -> PutIfAbsentResult {
         do {
             try await putItem(
-                .ifAbsent(tableName: tableName, item: item, partitionKey: partitionKey, returnExistingItem: returnExistingItem))
+                .ifAbsent(
+                    tableName: tableName, item: item, partitionKey: partitionKey, returnExistingItem: returnExistingItem
+                ))
             return .written
         } catch DynamoDBError.conditionalCheckFailed(_, _, let existing, _) {
             return .alreadyExists(existing)
@@ -87,7 +89,8 @@ public struct DynamoDBClient: Sendable {
     /// Query: one page, starting at `input.exclusiveStartKey`.
     public func query(_ input: QueryInput) async throws -> QueryPage {
         let request = DynamoWire.Query(
-            TableName: input.tableName, IndexName: input.indexName, KeyConditionExpression: input.keyConditionExpression,
+            TableName: input.tableName, IndexName: input.indexName,
+            KeyConditionExpression: input.keyConditionExpression,
             FilterExpression: input.filterExpression, ProjectionExpression: input.projectionExpression,
             ExpressionAttributeNames: input.expressionAttributeNames.nonEmpty,
             ExpressionAttributeValues: input.expressionAttributeValues.nonEmpty,
@@ -111,11 +114,14 @@ public struct DynamoDBClient: Sendable {
             items += result.items
             guard let next = result.lastEvaluatedKey else { return items }
             guard seen.insert(next).inserted else {
-                throw aws.invalidResponse(.dynamoDB, "Query", "the same LastEvaluatedKey came back twice; stopping to avoid a loop")
+                throw aws.invalidResponse(
+                    .dynamoDB, "Query", "the same LastEvaluatedKey came back twice; stopping to avoid a loop")
             }
             page.exclusiveStartKey = next
         }
-        throw aws.invalidRequest(.dynamoDB, "Query", "more than \(maxPages) pages on table \(input.tableName); narrow the query or raise maxPages")
+        throw aws.invalidRequest(
+            .dynamoDB, "Query",
+            "more than \(maxPages) pages on table \(input.tableName); narrow the query or raise maxPages")
     }
 
     /// Scan: every item of a table, following `LastEvaluatedKey` through every page (`limit` is the page
@@ -129,12 +135,14 @@ public struct DynamoDBClient: Sendable {
         var seen: Set<DynamoItem> = []
         for _ in 0..<maxPages {
             let request = DynamoWire.Scan(
-                TableName: tableName, Limit: limit, ExclusiveStartKey: start, ConsistentRead: consistentRead ? true : nil)
+                TableName: tableName, Limit: limit, ExclusiveStartKey: start,
+                ConsistentRead: consistentRead ? true : nil)
             let output = try await call("Scan", table: tableName, request, DynamoWire.QueryOutput.self)
             items += output.Items ?? []
             guard let next = output.LastEvaluatedKey, !next.isEmpty else { return items }
             guard seen.insert(next).inserted else {
-                throw aws.invalidResponse(.dynamoDB, "Scan", "the same LastEvaluatedKey came back twice; stopping to avoid a loop")
+                throw aws.invalidResponse(
+                    .dynamoDB, "Scan", "the same LastEvaluatedKey came back twice; stopping to avoid a loop")
             }
             start = next
         }
@@ -144,16 +152,21 @@ public struct DynamoDBClient: Sendable {
     // MARK: Tables
 
     public func createTable(_ input: CreateTableInput) async throws -> DynamoTableDescription {
-        var attributes = [DynamoWire.AttributeDefinition(AttributeName: input.partitionKey.name, AttributeType: input.partitionKey.type)]
+        var attributes = [
+            DynamoWire.AttributeDefinition(
+                AttributeName: input.partitionKey.name, AttributeType: input.partitionKey.type)
+        ]
         var schema = [DynamoWire.KeySchemaElement(AttributeName: input.partitionKey.name, KeyType: "HASH")]
         if let sortKey = input.sortKey {
             attributes.append(DynamoWire.AttributeDefinition(AttributeName: sortKey.name, AttributeType: sortKey.type))
             schema.append(DynamoWire.KeySchemaElement(AttributeName: sortKey.name, KeyType: "RANGE"))
         }
         var request = DynamoWire.CreateTable(
-            TableName: input.tableName, AttributeDefinitions: attributes, KeySchema: schema, BillingMode: "PAY_PER_REQUEST",
+            TableName: input.tableName, AttributeDefinitions: attributes, KeySchema: schema,
+            BillingMode: "PAY_PER_REQUEST",
             ProvisionedThroughput: nil,
-            Tags: input.tags.isEmpty ? nil : input.tags.sorted { $0.key < $1.key }.map { DynamoWire.Tag(Key: $0.key, Value: $0.value) })
+            Tags: input.tags.isEmpty
+                ? nil : input.tags.sorted { $0.key < $1.key }.map { DynamoWire.Tag(Key: $0.key, Value: $0.value) })
         if case .provisioned(let read, let write) = input.billing {
             request.BillingMode = "PROVISIONED"
             request.ProvisionedThroughput = DynamoWire.Throughput(ReadCapacityUnits: read, WriteCapacityUnits: write)
@@ -164,13 +177,18 @@ public struct DynamoDBClient: Sendable {
 
     @discardableResult
     public func deleteTable(_ tableName: String) async throws -> DynamoTableDescription {
-        try await call("DeleteTable", table: tableName, DynamoWire.TableName(TableName: tableName), DynamoWire.TableDescriptionOutput.self)
-            .TableDescription.model
+        try await call(
+            "DeleteTable", table: tableName, DynamoWire.TableName(TableName: tableName),
+            DynamoWire.TableDescriptionOutput.self
+        )
+        .TableDescription.model
     }
 
     public func describeTable(_ tableName: String) async throws -> DynamoTableDescription {
-        try await call("DescribeTable", table: tableName, DynamoWire.TableName(TableName: tableName), DynamoWire.TableOutput.self)
-            .Table.model
+        try await call(
+            "DescribeTable", table: tableName, DynamoWire.TableName(TableName: tableName), DynamoWire.TableOutput.self
+        )
+        .Table.model
     }
 
     /// Until the table is `ACTIVE` (AWS takes seconds after CreateTable). A table not visible yet
@@ -180,7 +198,8 @@ public struct DynamoDBClient: Sendable {
         _ tableName: String, timeout: Duration = .seconds(300), interval: Duration = .seconds(5)
     ) async throws -> DynamoTableDescription {
         try await waitUntil(
-            "table \(tableName) active in \(region)", timeout: timeout, interval: interval, dependencies: aws.dependencies
+            "table \(tableName) active in \(region)", timeout: timeout, interval: interval,
+            dependencies: aws.dependencies
         ) { () -> WaiterStep<DynamoTableDescription> in
             let table: DynamoTableDescription
             do {
@@ -207,7 +226,8 @@ public struct DynamoDBClient: Sendable {
 
     public func describeTimeToLive(tableName: String) async throws -> DynamoTimeToLive {
         let output = try await call(
-            "DescribeTimeToLive", table: tableName, DynamoWire.TableName(TableName: tableName), DynamoWire.TimeToLiveOutput.self)
+            "DescribeTimeToLive", table: tableName, DynamoWire.TableName(TableName: tableName),
+            DynamoWire.TimeToLiveOutput.self)
         return DynamoTimeToLive(
             status: output.TimeToLiveDescription?.TimeToLiveStatus ?? "DISABLED",
             attributeName: output.TimeToLiveDescription?.AttributeName)

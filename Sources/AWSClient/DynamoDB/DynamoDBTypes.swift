@@ -160,7 +160,10 @@ public struct DynamoKeyCondition: Sendable, Hashable {
     public var sortKey: String?
     public var sortCondition: DynamoSortKeyCondition?
 
-    public init(partitionKey: String, equals value: DynamoValue, sortKey: String? = nil, _ sortCondition: DynamoSortKeyCondition? = nil) {
+    public init(
+        partitionKey: String, equals value: DynamoValue, sortKey: String? = nil,
+        _ sortCondition: DynamoSortKeyCondition? = nil
+    ) {
         self.partitionKey = partitionKey
         self.partitionValue = value
         self.sortKey = sortKey
@@ -175,11 +178,21 @@ public struct DynamoKeyCondition: Sendable, Hashable {
         if let sortKey, let sortCondition {
             names["#k1"] = sortKey
             switch sortCondition {
-            case .equals(let v): expression += " AND #k1 = :k1"; values[":k1"] = v
-            case .lessThan(let v): expression += " AND #k1 < :k1"; values[":k1"] = v
-            case .lessThanOrEqual(let v): expression += " AND #k1 <= :k1"; values[":k1"] = v
-            case .greaterThan(let v): expression += " AND #k1 > :k1"; values[":k1"] = v
-            case .greaterThanOrEqual(let v): expression += " AND #k1 >= :k1"; values[":k1"] = v
+            case .equals(let v):
+                expression += " AND #k1 = :k1"
+                values[":k1"] = v
+            case .lessThan(let v):
+                expression += " AND #k1 < :k1"
+                values[":k1"] = v
+            case .lessThanOrEqual(let v):
+                expression += " AND #k1 <= :k1"
+                values[":k1"] = v
+            case .greaterThan(let v):
+                expression += " AND #k1 > :k1"
+                values[":k1"] = v
+            case .greaterThanOrEqual(let v):
+                expression += " AND #k1 >= :k1"
+                values[":k1"] = v
             case .between(let low, let high):
                 expression += " AND #k1 BETWEEN :k1 AND :k2"
                 values[":k1"] = low

@@ -166,11 +166,17 @@ extension DynamoValue: Codable {
         func checkSet<T: Hashable>(_ members: [T]) throws {
             guard !members.isEmpty else {
                 throw EncodingError.invalidValue(
-                    self, .init(codingPath: container.codingPath, debugDescription: "DynamoDB refuses an empty \(typeName) set"))
+                    self,
+                    .init(
+                        codingPath: container.codingPath, debugDescription: "DynamoDB refuses an empty \(typeName) set")
+                )
             }
             guard Set(members).count == members.count else {
                 throw EncodingError.invalidValue(
-                    self, .init(codingPath: container.codingPath, debugDescription: "DynamoDB refuses a \(typeName) set with duplicates"))
+                    self,
+                    .init(
+                        codingPath: container.codingPath,
+                        debugDescription: "DynamoDB refuses a \(typeName) set with duplicates"))
             }
         }
         switch self {
@@ -199,7 +205,9 @@ extension DynamoValue: Codable {
             throw DecodingError.dataCorrupted(
                 .init(
                     codingPath: container.codingPath,
-                    debugDescription: "an attribute value has exactly one type member, found \(container.allKeys.map(\.stringValue))"))
+                    debugDescription:
+                        "an attribute value has exactly one type member, found \(container.allKeys.map(\.stringValue))")
+            )
         }
         func base64(_ text: String) throws -> Data {
             guard let data = Data(base64Encoded: text) else {
@@ -214,7 +222,8 @@ extension DynamoValue: Codable {
         case "BOOL": self = .bool(try container.decode(Bool.self, forKey: key))
         case "NULL":
             guard try container.decode(Bool.self, forKey: key) else {
-                throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "NULL must be true")
+                throw DecodingError.dataCorruptedError(
+                    forKey: key, in: container, debugDescription: "NULL must be true")
             }
             self = .null
         case "L": self = .list(try container.decode([DynamoValue].self, forKey: key))

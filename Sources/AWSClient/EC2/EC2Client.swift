@@ -59,7 +59,8 @@ public struct EC2Client: Sendable {
         var statuses: [InstanceStatus] = []
         for start in stride(from: 0, to: instanceIds.count, by: Self.statusBatchSize) {
             var params = base
-            params.setList("InstanceId", Array(instanceIds[start..<min(start + Self.statusBatchSize, instanceIds.count)]))
+            params.setList(
+                "InstanceId", Array(instanceIds[start..<min(start + Self.statusBatchSize, instanceIds.count)]))
             statuses += try await paginate("DescribeInstanceStatus", params, pageSize: nil, parse: parse)
         }
         return statuses
@@ -108,7 +109,8 @@ public struct EC2Client: Sendable {
             tags[Self.clientTokenTagKey] = given
             if let existing = try await describeInstances(filters: [.tag(Self.clientTokenTagKey, given)]).first {
                 aws.logger.info(
-                    "RunInstances skipped in \(region): instance \(existing.instanceId) already launched with this client token")
+                    "RunInstances skipped in \(region): instance \(existing.instanceId) already launched with this client token"
+                )
                 return existing
             }
         } else {
@@ -292,7 +294,8 @@ public struct EC2Client: Sendable {
         return try await call("AllocateAddress", params) { root in
             EC2Address(
                 publicIp: try root.required("publicIp"), allocationId: root.string("allocationId"), associationId: nil,
-                domain: root.string("domain"), instanceId: nil, networkInterfaceId: nil, privateIpAddress: nil, tags: tags)
+                domain: root.string("domain"), instanceId: nil, networkInterfaceId: nil, privateIpAddress: nil,
+                tags: tags)
         }
     }
 
@@ -314,7 +317,8 @@ public struct EC2Client: Sendable {
     }
 
     public func releaseAddress(allocationId: String) async throws {
-        _ = try await aws.query(.ec2, action: "ReleaseAddress", parameters: QueryParameters(["AllocationId": allocationId]))
+        _ = try await aws.query(
+            .ec2, action: "ReleaseAddress", parameters: QueryParameters(["AllocationId": allocationId]))
     }
 
     // MARK: Volumes
@@ -323,7 +327,8 @@ public struct EC2Client: Sendable {
         var params = QueryParameters()
         params.setList("VolumeId", volumeIds)
         params.setFilters(filters)
-        return try await paginate("DescribeVolumes", params, pageSize: volumeIds.isEmpty ? min(pageSize, 500) : nil) { root in
+        return try await paginate("DescribeVolumes", params, pageSize: volumeIds.isEmpty ? min(pageSize, 500) : nil) {
+            root in
             try root.list("volumeSet").map(Self.volume)
         }
     }

@@ -27,13 +27,15 @@ public protocol EC2Operations: Sendable {
     func deleteTags(resourceIds: [String], keys: [String]) async throws
 
     // Snapshots and images
-    func describeSnapshots(snapshotIds: [String], ownerIds: [String], filters: [EC2Filter]) async throws -> [EC2Snapshot]
+    func describeSnapshots(snapshotIds: [String], ownerIds: [String], filters: [EC2Filter]) async throws
+        -> [EC2Snapshot]
     func createSnapshot(volumeId: String, description: String?, tags: [String: String]) async throws -> EC2Snapshot
     func registerImage(_ input: RegisterImageInput) async throws -> String
     func describeImages(imageIds: [String], owners: [String], filters: [EC2Filter]) async throws -> [EC2Image]
 
     // Elastic IPs
-    func describeAddresses(publicIps: [String], allocationIds: [String], filters: [EC2Filter]) async throws -> [EC2Address]
+    func describeAddresses(publicIps: [String], allocationIds: [String], filters: [EC2Filter]) async throws
+        -> [EC2Address]
     func allocateAddress(tags: [String: String]) async throws -> EC2Address
     /// Returns the association id.
     func associateAddress(allocationId: String, instanceId: String, allowReassociation: Bool) async throws -> String
@@ -43,7 +45,8 @@ public protocol EC2Operations: Sendable {
     func describeVolumes(volumeIds: [String], filters: [EC2Filter]) async throws -> [EC2Volume]
     func createVolume(_ input: CreateVolumeInput) async throws -> EC2Volume
     func attachVolume(volumeId: String, instanceId: String, device: String) async throws -> VolumeAttachment
-    func detachVolume(volumeId: String, instanceId: String?, device: String?, force: Bool) async throws -> VolumeAttachment
+    func detachVolume(volumeId: String, instanceId: String?, device: String?, force: Bool) async throws
+        -> VolumeAttachment
 }
 
 extension EC2Client: EC2Operations {

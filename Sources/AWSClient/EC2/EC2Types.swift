@@ -70,16 +70,26 @@ public struct EC2Instance: Sendable, Equatable {
     public var tags: [String: String]
 
     public init(
-        instanceId: String, imageId: String? = nil, instanceType: String? = nil, state: InstanceStateName, stateCode: Int? = nil,
+        instanceId: String, imageId: String? = nil, instanceType: String? = nil, state: InstanceStateName,
+        stateCode: Int? = nil,
         stateReason: String? = nil, availabilityZone: String? = nil, subnetId: String? = nil, vpcId: String? = nil,
-        privateIpAddress: String? = nil, publicIpAddress: String? = nil, keyName: String? = nil, launchTime: Date? = nil,
+        privateIpAddress: String? = nil, publicIpAddress: String? = nil, keyName: String? = nil,
+        launchTime: Date? = nil,
         securityGroupIds: [String] = [], iamInstanceProfileArn: String? = nil, rootDeviceName: String? = nil,
         blockDevices: [EC2InstanceBlockDevice] = [], clientToken: String? = nil, tags: [String: String] = [:]
     ) {
-        (self.instanceId, self.imageId, self.instanceType, self.state, self.stateCode) = (instanceId, imageId, instanceType, state, stateCode)
-        (self.stateReason, self.availabilityZone, self.subnetId, self.vpcId) = (stateReason, availabilityZone, subnetId, vpcId)
-        (self.privateIpAddress, self.publicIpAddress, self.keyName, self.launchTime) = (privateIpAddress, publicIpAddress, keyName, launchTime)
-        (self.securityGroupIds, self.iamInstanceProfileArn, self.rootDeviceName) = (securityGroupIds, iamInstanceProfileArn, rootDeviceName)
+        (self.instanceId, self.imageId, self.instanceType, self.state, self.stateCode) = (
+            instanceId, imageId, instanceType, state, stateCode
+        )
+        (self.stateReason, self.availabilityZone, self.subnetId, self.vpcId) = (
+            stateReason, availabilityZone, subnetId, vpcId
+        )
+        (self.privateIpAddress, self.publicIpAddress, self.keyName, self.launchTime) = (
+            privateIpAddress, publicIpAddress, keyName, launchTime
+        )
+        (self.securityGroupIds, self.iamInstanceProfileArn, self.rootDeviceName) = (
+            securityGroupIds, iamInstanceProfileArn, rootDeviceName
+        )
         (self.blockDevices, self.clientToken, self.tags) = (blockDevices, clientToken, tags)
     }
 }
@@ -167,8 +177,12 @@ public struct EC2Snapshot: Sendable, Equatable {
         volumeSize: Int? = nil, description: String? = nil, ownerId: String? = nil, encrypted: Bool? = nil,
         tags: [String: String] = [:]
     ) {
-        (self.snapshotId, self.volumeId, self.state, self.progress, self.startTime) = (snapshotId, volumeId, state, progress, startTime)
-        (self.volumeSize, self.description, self.ownerId, self.encrypted, self.tags) = (volumeSize, description, ownerId, encrypted, tags)
+        (self.snapshotId, self.volumeId, self.state, self.progress, self.startTime) = (
+            snapshotId, volumeId, state, progress, startTime
+        )
+        (self.volumeSize, self.description, self.ownerId, self.encrypted, self.tags) = (
+            volumeSize, description, ownerId, encrypted, tags
+        )
     }
 }
 
@@ -228,9 +242,15 @@ public struct EC2Image: Sendable, Equatable {
         creationDate: Date? = nil, description: String? = nil, blockDeviceMappings: [BlockDeviceMapping] = [],
         tags: [String: String] = [:]
     ) {
-        (self.imageId, self.name, self.state, self.ownerId, self.architecture) = (imageId, name, state, ownerId, architecture)
-        (self.rootDeviceName, self.rootDeviceType, self.virtualizationType) = (rootDeviceName, rootDeviceType, virtualizationType)
-        (self.creationDate, self.description, self.blockDeviceMappings, self.tags) = (creationDate, description, blockDeviceMappings, tags)
+        (self.imageId, self.name, self.state, self.ownerId, self.architecture) = (
+            imageId, name, state, ownerId, architecture
+        )
+        (self.rootDeviceName, self.rootDeviceType, self.virtualizationType) = (
+            rootDeviceName, rootDeviceType, virtualizationType
+        )
+        (self.creationDate, self.description, self.blockDeviceMappings, self.tags) = (
+            creationDate, description, blockDeviceMappings, tags
+        )
     }
 }
 
@@ -276,7 +296,8 @@ public struct RegisterImageInput: Sendable, Equatable {
                 BlockDeviceMapping(
                     deviceName: rootDeviceName,
                     ebs: EBSBlockDevice(
-                        snapshotId: snapshotId, volumeSize: volumeSize, volumeType: volumeType, deleteOnTermination: true))
+                        snapshotId: snapshotId, volumeSize: volumeSize, volumeType: volumeType,
+                        deleteOnTermination: true))
             ], tags: tags)
     }
 }
@@ -347,8 +368,12 @@ public struct EC2Address: Sendable, Equatable {
         instanceId: String? = nil, networkInterfaceId: String? = nil, privateIpAddress: String? = nil,
         tags: [String: String] = [:]
     ) {
-        (self.publicIp, self.allocationId, self.associationId, self.domain) = (publicIp, allocationId, associationId, domain)
-        (self.instanceId, self.networkInterfaceId, self.privateIpAddress, self.tags) = (instanceId, networkInterfaceId, privateIpAddress, tags)
+        (self.publicIp, self.allocationId, self.associationId, self.domain) = (
+            publicIp, allocationId, associationId, domain
+        )
+        (self.instanceId, self.networkInterfaceId, self.privateIpAddress, self.tags) = (
+            instanceId, networkInterfaceId, privateIpAddress, tags
+        )
     }
 }
 
@@ -362,7 +387,8 @@ public struct VolumeAttachment: Sendable, Equatable {
     public var deleteOnTermination: Bool?
 
     public init(
-        volumeId: String, instanceId: String? = nil, device: String? = nil, state: String? = nil, attachTime: Date? = nil,
+        volumeId: String, instanceId: String? = nil, device: String? = nil, state: String? = nil,
+        attachTime: Date? = nil,
         deleteOnTermination: Bool? = nil
     ) {
         (self.volumeId, self.instanceId, self.device, self.state) = (volumeId, instanceId, device, state)
@@ -389,7 +415,9 @@ public struct EC2Volume: Sendable, Equatable {
         volumeType: String? = nil, iops: Int? = nil, encrypted: Bool? = nil, createTime: Date? = nil,
         attachments: [VolumeAttachment] = [], tags: [String: String] = [:]
     ) {
-        (self.volumeId, self.size, self.snapshotId, self.availabilityZone, self.state) = (volumeId, size, snapshotId, availabilityZone, state)
+        (self.volumeId, self.size, self.snapshotId, self.availabilityZone, self.state) = (
+            volumeId, size, snapshotId, availabilityZone, state
+        )
         (self.volumeType, self.iops, self.encrypted, self.createTime) = (volumeType, iops, encrypted, createTime)
         (self.attachments, self.tags) = (attachments, tags)
     }

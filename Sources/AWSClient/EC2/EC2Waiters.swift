@@ -44,7 +44,11 @@ extension EC2Operations {
             "image \(imageId) available in \(region)", timeout: timeout, interval: interval,
             dependencies: dependencies
         ) { () -> WaiterStep<EC2Image> in
-            guard let image = try await visible({ try await describeImages(imageIds: [imageId], owners: [], filters: []).first }) else {
+            guard
+                let image = try await visible({
+                    try await describeImages(imageIds: [imageId], owners: [], filters: []).first
+                })
+            else {
                 return .pending(state: "not visible yet")
             }
             switch image.state {
@@ -64,7 +68,10 @@ extension EC2Operations {
             "snapshot \(snapshotId) completed in \(region)", timeout: timeout, interval: interval,
             dependencies: dependencies
         ) { () -> WaiterStep<EC2Snapshot> in
-            guard let snapshot = try await visible({ try await describeSnapshots(snapshotIds: [snapshotId], ownerIds: [], filters: []).first })
+            guard
+                let snapshot = try await visible({
+                    try await describeSnapshots(snapshotIds: [snapshotId], ownerIds: [], filters: []).first
+                })
             else { return .pending(state: "not visible yet") }
             switch snapshot.state {
             case "completed": return .done(snapshot)
@@ -83,7 +90,9 @@ extension EC2Operations {
             "volume \(volumeId) available in \(region)", timeout: timeout, interval: interval,
             dependencies: dependencies
         ) { () -> WaiterStep<EC2Volume> in
-            guard let volume = try await visible({ try await describeVolumes(volumeIds: [volumeId], filters: []).first }) else {
+            guard
+                let volume = try await visible({ try await describeVolumes(volumeIds: [volumeId], filters: []).first })
+            else {
                 return .pending(state: "not visible yet")
             }
             switch volume.state {
@@ -100,14 +109,16 @@ extension EC2Operations {
         _ volumeId: String, to instanceId: String, timeout: Duration = .seconds(600), interval: Duration = .seconds(10)
     ) async throws -> EC2Volume {
         try await waitUntil(
-            "volume \(volumeId) attached to \(instanceId)", timeout: timeout, interval: interval, dependencies: dependencies
+            "volume \(volumeId) attached to \(instanceId)", timeout: timeout, interval: interval,
+            dependencies: dependencies
         ) { () -> WaiterStep<EC2Volume> in
             guard let found = try await describeVolumes(volumeIds: [volumeId], filters: []).first else {
                 return .pending(state: "not visible")
             }
             if found.state == "error" { return .failed(state: "error") }
             let attachment = found.attachments.first { $0.instanceId == instanceId }
-            return attachment?.state == "attached" ? .done(found) : .pending(state: "\(found.state) \(attachment?.state ?? "-")")
+            return attachment?.state == "attached"
+                ? .done(found) : .pending(state: "\(found.state) \(attachment?.state ?? "-")")
         }
     }
 
@@ -115,10 +126,13 @@ extension EC2Operations {
         _ instanceIds: [String], target: InstanceStateName, failures: Set<InstanceStateName>, timeout: Duration,
         interval: Duration
     ) async throws -> [EC2Instance] {
-        let what = "instance\(instanceIds.count == 1 ? "" : "s") \(instanceIds.joined(separator: ", ")) \(target) in \(region)"
+        let what =
+            "instance\(instanceIds.count == 1 ? "" : "s") \(instanceIds.joined(separator: ", ")) \(target) in \(region)"
         return try await waitUntil(what, timeout: timeout, interval: interval, dependencies: dependencies) {
             () -> WaiterStep<[EC2Instance]> in
-            guard let instances = try await visible({ try await describeInstances(instanceIds: instanceIds, filters: []) }),
+            guard
+                let instances = try await visible({ try await describeInstances(instanceIds: instanceIds, filters: []) }
+                ),
                 Set(instances.map(\.instanceId)).isSuperset(of: instanceIds)
             else { return .pending(state: "not visible yet") }
             let summary = instances.map { "\($0.instanceId) \($0.state)" }.joined(separator: ", ")

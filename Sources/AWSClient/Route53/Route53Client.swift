@@ -25,7 +25,8 @@ public struct Route53Client: Sendable {
         }
         let body = Self.changeBatchXML(changes, comment: comment)
         let root = try await call(
-            "ChangeResourceRecordSets", method: "POST", path: "/2013-04-01/hostedzone/\(Self.bareId(hostedZoneId))/rrset",
+            "ChangeResourceRecordSets", method: "POST",
+            path: "/2013-04-01/hostedzone/\(Self.bareId(hostedZoneId))/rrset",
             body: Array(body.utf8))
         return try decode("ChangeResourceRecordSets", root) { try Self.changeInfo($0["ChangeInfo"]) }
     }
@@ -43,7 +44,9 @@ public struct Route53Client: Sendable {
         }
         return try await changeResourceRecordSets(
             hostedZoneId: hostedZoneId,
-            changes: [ResourceRecordSetChange(.upsert, ResourceRecordSet(name: name, type: .a, ttl: ttl, values: addresses))],
+            changes: [
+                ResourceRecordSetChange(.upsert, ResourceRecordSet(name: name, type: .a, ttl: ttl, values: addresses))
+            ],
             comment: comment)
     }
 
@@ -73,14 +76,18 @@ public struct Route53Client: Sendable {
                 (
                     records: try root.list("ResourceRecordSets", item: "ResourceRecordSet").map(Self.recordSet),
                     truncated: root.string("IsTruncated") == "true",
-                    next: (root.nonEmpty("NextRecordName"), root.nonEmpty("NextRecordType"), root.nonEmpty("NextRecordIdentifier"))
+                    next: (
+                        root.nonEmpty("NextRecordName"), root.nonEmpty("NextRecordType"),
+                        root.nonEmpty("NextRecordIdentifier")
+                    )
                 )
             }
             records += page.records
             guard page.truncated, page.next.0 != nil else { return records }
             let key = [page.next.0, page.next.1, page.next.2].map { $0 ?? "" }.joined(separator: "|")
             guard seen.insert(key).inserted else {
-                throw aws.invalidResponse(.route53, "ListResourceRecordSets", "the same next record came back twice; stopping")
+                throw aws.invalidResponse(
+                    .route53, "ListResourceRecordSets", "the same next record came back twice; stopping")
             }
             next = page.next
         }
@@ -98,7 +105,8 @@ public struct Route53Client: Sendable {
         body += "<Name>\(XML.escape(name))</Name><CallerReference>\(XML.escape(callerReference))</CallerReference>"
         if let comment { body += "<HostedZoneConfig><Comment>\(XML.escape(comment))</Comment></HostedZoneConfig>" }
         body += "</CreateHostedZoneRequest>"
-        let root = try await call("CreateHostedZone", method: "POST", path: "/2013-04-01/hostedzone", body: Array(body.utf8))
+        let root = try await call(
+            "CreateHostedZone", method: "POST", path: "/2013-04-01/hostedzone", body: Array(body.utf8))
         return try decode("CreateHostedZone", root) { root in
             guard let zone = root["HostedZone"] else { throw MissingField("HostedZone") }
             return HostedZone(
@@ -112,16 +120,20 @@ public struct Route53Client: Sendable {
     /// DeleteHostedZone; the zone must hold only its NS and SOA records.
     @discardableResult
     public func deleteHostedZone(_ hostedZoneId: String) async throws -> Route53ChangeInfo {
-        let root = try await call("DeleteHostedZone", method: "DELETE", path: "/2013-04-01/hostedzone/\(Self.bareId(hostedZoneId))")
+        let root = try await call(
+            "DeleteHostedZone", method: "DELETE", path: "/2013-04-01/hostedzone/\(Self.bareId(hostedZoneId))")
         return try decode("DeleteHostedZone", root) { try Self.changeInfo($0["ChangeInfo"]) }
     }
 
     // MARK: Plumbing
 
     private func call(
-        _ operation: String, method: String, path: String, query: [(name: String, value: String)] = [], body: [UInt8] = []
+        _ operation: String, method: String, path: String, query: [(name: String, value: String)] = [],
+        body: [UInt8] = []
     ) async throws -> XML.Element {
-        guard let root = try await aws.restXML(.route53, operation: operation, method: method, path: path, query: query, body: body)
+        guard
+            let root = try await aws.restXML(
+                .route53, operation: operation, method: method, path: path, query: query, body: body)
         else { throw aws.invalidResponse(.route53, operation, "an empty answer") }
         return root
     }
@@ -151,7 +163,8 @@ public struct Route53Client: Sendable {
     static func changeInfo(_ element: XML.Element?) throws -> Route53ChangeInfo {
         guard let element else { throw MissingField("ChangeInfo") }
         return Route53ChangeInfo(
-            id: bareId(try element.required("Id")), status: Route53ChangeStatus(rawValue: try element.required("Status")),
+            id: bareId(try element.required("Id")),
+            status: Route53ChangeStatus(rawValue: try element.required("Status")),
             submittedAt: element.date("SubmittedAt"), comment: element.nonEmpty("Comment"))
     }
 
@@ -185,7 +198,9 @@ public struct Route53Client: Sendable {
             } else {
                 if let ttl = set.ttl { xml += "<TTL>\(ttl)</TTL>" }
                 xml += "<ResourceRecords>"
-                for value in set.values { xml += "<ResourceRecord><Value>\(XML.escape(value))</Value></ResourceRecord>" }
+                for value in set.values {
+                    xml += "<ResourceRecord><Value>\(XML.escape(value))</Value></ResourceRecord>"
+                }
                 xml += "</ResourceRecords>"
             }
             xml += "</ResourceRecordSet></Change>"

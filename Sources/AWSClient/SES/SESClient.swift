@@ -36,7 +36,8 @@ public struct SESClient: Sendable {
     /// VerifyEmailIdentity: AWS mails the address a link; until it is followed, SES refuses to send
     /// from it. (moto verifies at once.)
     public func verifyEmailIdentity(_ address: String) async throws {
-        _ = try await aws.query(.ses, action: "VerifyEmailIdentity", parameters: QueryParameters(["EmailAddress": address]))
+        _ = try await aws.query(
+            .ses, action: "VerifyEmailIdentity", parameters: QueryParameters(["EmailAddress": address]))
     }
 
     static func parameters(_ email: Email) -> QueryParameters {
@@ -73,7 +74,8 @@ public struct Email: Sendable, Equatable {
     public var htmlBody: String?
 
     public init(
-        from: String, to: [String], subject: String, textBody: String? = nil, htmlBody: String? = nil, cc: [String] = [],
+        from: String, to: [String], subject: String, textBody: String? = nil, htmlBody: String? = nil,
+        cc: [String] = [],
         bcc: [String] = [], replyTo: [String] = []
     ) {
         self.from = from

@@ -23,9 +23,11 @@ public struct SNSClient: Sendable {
             }
         }
         guard !message.message.isEmpty else { throw aws.invalidRequest(.sns, "Publish", "an empty message") }
-        let size = message.message.utf8.count + message.attributes.reduce(0) { $0 + $1.key.utf8.count + $1.value.byteCount }
+        let size =
+            message.message.utf8.count + message.attributes.reduce(0) { $0 + $1.key.utf8.count + $1.value.byteCount }
         guard size <= Self.maxMessageBytes else {
-            throw aws.invalidRequest(.sns, "Publish", "\(size) bytes; SNS takes at most \(Self.maxMessageBytes) with the attributes")
+            throw aws.invalidRequest(
+                .sns, "Publish", "\(size) bytes; SNS takes at most \(Self.maxMessageBytes) with the attributes")
         }
         return try await aws.query(.sns, action: "Publish", parameters: Self.parameters(message)) { root in
             try root.required("PublishResult", "MessageId")
@@ -84,7 +86,9 @@ public struct SNSMessage: Sendable, Equatable {
     /// Message attributes, for subscription filter policies.
     public var attributes: [String: SNSMessageAttribute]
 
-    public init(topicArn: String, message: String, subject: String? = nil, attributes: [String: SNSMessageAttribute] = [:]) {
+    public init(
+        topicArn: String, message: String, subject: String? = nil, attributes: [String: SNSMessageAttribute] = [:]
+    ) {
         self.topicArn = topicArn
         self.message = message
         self.subject = subject

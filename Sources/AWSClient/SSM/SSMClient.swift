@@ -20,7 +20,8 @@ public struct SSMClient: Sendable {
             throw aws.invalidRequest(.ssm, "SendCommand", "no instance ids")
         }
         guard input.instanceIds.count <= 50 else {
-            throw aws.invalidRequest(.ssm, "SendCommand", "\(input.instanceIds.count) instance ids; SSM takes at most 50 per command")
+            throw aws.invalidRequest(
+                .ssm, "SendCommand", "\(input.instanceIds.count) instance ids; SSM takes at most 50 per command")
         }
         let request = SSMWire.SendCommand(
             DocumentName: input.documentName, DocumentVersion: input.documentVersion, InstanceIds: input.instanceIds,
@@ -28,14 +29,16 @@ public struct SSMClient: Sendable {
             Comment: input.comment)
         let output: SSMWire.SendCommandOutput
         do {
-            output = try await aws.json(.ssm, operation: "SendCommand", input: request, output: SSMWire.SendCommandOutput.self)
+            output = try await aws.json(
+                .ssm, operation: "SendCommand", input: request, output: SSMWire.SendCommandOutput.self)
         } catch let error as AWSError where error.code == "InvalidInstanceId" {
             throw SSMError.invalidInstanceId(instanceIds: input.instanceIds, message: error.message)
         }
         let command = output.Command
         return SSMCommand(
             commandId: command.CommandId, documentName: command.DocumentName ?? input.documentName,
-            instanceIds: command.InstanceIds ?? input.instanceIds, status: command.Status.map(CommandStatus.init) ?? .pending,
+            instanceIds: command.InstanceIds ?? input.instanceIds,
+            status: command.Status.map(CommandStatus.init) ?? .pending,
             comment: command.Comment, requestedAt: command.RequestedDateTime?.date)
     }
 
@@ -49,12 +52,15 @@ public struct SSMClient: Sendable {
         let request = SSMWire.GetCommandInvocation(CommandId: commandId, InstanceId: instanceId, PluginName: pluginName)
         let output: SSMWire.Invocation
         do {
-            output = try await aws.json(.ssm, operation: "GetCommandInvocation", input: request, output: SSMWire.Invocation.self)
+            output = try await aws.json(
+                .ssm, operation: "GetCommandInvocation", input: request, output: SSMWire.Invocation.self)
         } catch let error as AWSError {
             switch error.code {
-            case "InvocationDoesNotExist": throw SSMError.invocationDoesNotExist(commandId: commandId, instanceId: instanceId)
+            case "InvocationDoesNotExist":
+                throw SSMError.invocationDoesNotExist(commandId: commandId, instanceId: instanceId)
             case "InvalidCommandId": throw SSMError.invalidCommandId(commandId)
-            case "InvalidInstanceId": throw SSMError.invalidInstanceId(instanceIds: [instanceId], message: error.message)
+            case "InvalidInstanceId":
+                throw SSMError.invalidInstanceId(instanceIds: [instanceId], message: error.message)
             default: throw error
             }
         }
@@ -74,14 +80,16 @@ extension SSMClient {
     public func createDocument(name: String, content: String, documentType: String = "Command") async throws -> String {
         let output = try await aws.json(
             .ssm, operation: "CreateDocument",
-            input: SSMWire.CreateDocument(Content: content, Name: name, DocumentType: documentType, DocumentFormat: "JSON"),
+            input: SSMWire.CreateDocument(
+                Content: content, Name: name, DocumentType: documentType, DocumentFormat: "JSON"),
             output: SSMWire.CreateDocumentOutput.self)
         return output.DocumentDescription?.Status ?? "Creating"
     }
 
     public func deleteDocument(name: String) async throws {
-        _ = try await aws.json(.ssm, operation: "DeleteDocument", input: SSMWire.DeleteDocument(Name: name),
-                               output: SSMWire.Empty.self)
+        _ = try await aws.json(
+            .ssm, operation: "DeleteDocument", input: SSMWire.DeleteDocument(Name: name),
+            output: SSMWire.Empty.self)
     }
 }
 
@@ -182,7 +190,9 @@ public struct SSMCommand: Sendable, Equatable {
         commandId: String, documentName: String, instanceIds: [String], status: CommandStatus, comment: String? = nil,
         requestedAt: Date? = nil
     ) {
-        (self.commandId, self.documentName, self.instanceIds, self.status) = (commandId, documentName, instanceIds, status)
+        (self.commandId, self.documentName, self.instanceIds, self.status) = (
+            commandId, documentName, instanceIds, status
+        )
         (self.comment, self.requestedAt) = (comment, requestedAt)
     }
 }
@@ -203,10 +213,13 @@ public struct CommandInvocation: Sendable, Equatable {
     public var executionEnd: Date?
 
     public init(
-        commandId: String, instanceId: String, status: CommandStatus, statusDetails: String? = nil, responseCode: Int? = nil,
+        commandId: String, instanceId: String, status: CommandStatus, statusDetails: String? = nil,
+        responseCode: Int? = nil,
         standardOutput: String = "", standardError: String = "", executionStart: Date? = nil, executionEnd: Date? = nil
     ) {
-        (self.commandId, self.instanceId, self.status, self.statusDetails) = (commandId, instanceId, status, statusDetails)
+        (self.commandId, self.instanceId, self.status, self.statusDetails) = (
+            commandId, instanceId, status, statusDetails
+        )
         (self.responseCode, self.standardOutput, self.standardError) = (responseCode, standardOutput, standardError)
         (self.executionStart, self.executionEnd) = (executionStart, executionEnd)
     }

@@ -12,7 +12,8 @@ public protocol SSMOperations: Sendable {
     /// Runs the document on the instances; `SSMError.invalidInstanceId` when SSM cannot reach them.
     func sendCommand(_ input: SendCommandInput) async throws -> SSMCommand
     /// How the command went on one instance (`SSMError.invocationDoesNotExist` / `.invalidCommandId`).
-    func getCommandInvocation(commandId: String, instanceId: String, pluginName: String?) async throws -> CommandInvocation
+    func getCommandInvocation(commandId: String, instanceId: String, pluginName: String?) async throws
+        -> CommandInvocation
 }
 
 extension SSMClient: SSMOperations {
@@ -31,7 +32,8 @@ extension SSMOperations {
             dependencies: dependencies
         ) { () -> WaiterStep<CommandInvocation> in
             do {
-                let invocation = try await getCommandInvocation(commandId: commandId, instanceId: instanceId, pluginName: nil)
+                let invocation = try await getCommandInvocation(
+                    commandId: commandId, instanceId: instanceId, pluginName: nil)
                 return invocation.status.isTerminal ? .done(invocation) : .pending(state: invocation.status.rawValue)
             } catch SSMError.invocationDoesNotExist {
                 return .pending(state: "invocation not registered yet")

@@ -160,7 +160,8 @@ public struct SigV4Signer: Sendable {
             .joined(separator: "\n")
         let signature = try hexEncoded(
             hmac(signingKey(secret: credentials.secretAccessKey, dateStamp: dateStamp), stringToSign))
-        return "\(split.scheme)://\(split.authority)\(split.path.isEmpty ? "/" : split.path)?\(query)&X-Amz-Signature=\(signature)"
+        return
+            "\(split.scheme)://\(split.authority)\(split.path.isEmpty ? "/" : split.path)?\(query)&X-Amz-Signature=\(signature)"
     }
 
     // MARK: Pieces (internal for tests)

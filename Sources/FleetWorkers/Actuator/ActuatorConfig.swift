@@ -66,7 +66,8 @@ public struct DRLaunchSettings: Codable, Sendable, Equatable {
         let all = try decoder.container(keyedBy: AnyKey.self)
         if let unknown = all.allKeys.map(\.stringValue).sorted().first(where: { !known.contains($0) }) {
             throw ConfigurationError(
-                "unknown DR setting '\(unknown)'; expected one of \(CodingKeys.allCases.map(\.rawValue).joined(separator: ", "))")
+                "unknown DR setting '\(unknown)'; expected one of \(CodingKeys.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         let c = try decoder.container(keyedBy: CodingKeys.self)
         subnetId = try c.decodeIfPresent(String.self, forKey: .subnetId)
@@ -103,8 +104,10 @@ public struct DRLaunchSettings: Codable, Sendable, Equatable {
             subnetId: env.string("DR_SUBNET_ID"), securityGroupIds: groups.isEmpty ? nil : groups,
             instanceType: env.string("DR_INSTANCE_TYPE"), keyName: env.string("DR_KEY_NAME"),
             iamInstanceProfile: env.string("DR_IAM_INSTANCE_PROFILE"),
-            elasticIpAllocationId: env.string("DR_ELASTIC_IP_ALLOCATION_ID"), hostedZoneId: env.string("DR_HOSTED_ZONE_ID"),
-            recordName: nil, recordTTL: env.string("DR_RECORD_TTL") == nil ? nil : try env.int("DR_RECORD_TTL", default: 60))
+            elasticIpAllocationId: env.string("DR_ELASTIC_IP_ALLOCATION_ID"),
+            hostedZoneId: env.string("DR_HOSTED_ZONE_ID"),
+            recordName: nil,
+            recordTTL: env.string("DR_RECORD_TTL") == nil ? nil : try env.int("DR_RECORD_TTL", default: 60))
     }
 
     /// `iamInstanceProfile` as RunInstances takes it.
@@ -133,7 +136,9 @@ public struct SSMTargetSettings: Sendable, Equatable {
     static let unitCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._-")
 
     /// From a target's merged settings object; throws for a wrong type or an unusable unit name.
-    static func parse(restart: JSONValue?, services: JSONValue?, diagnostics: JSONValue?, target: String) throws -> SSMTargetSettings {
+    static func parse(restart: JSONValue?, services: JSONValue?, diagnostics: JSONValue?, target: String) throws
+        -> SSMTargetSettings
+    {
         func bool(_ value: JSONValue?, _ key: String) throws -> Bool? {
             switch value {
             case nil, .null?: return nil
@@ -147,7 +152,8 @@ public struct SSMTargetSettings: Sendable, Equatable {
         case .array(let items)?:
             for item in items {
                 guard let unit = item.stringValue, !unit.isEmpty, unit.allSatisfy(unitCharacters.contains) else {
-                    throw ConfigurationError("ssm_services of target '\(target)' must be systemd unit names (letters, digits, @._-)")
+                    throw ConfigurationError(
+                        "ssm_services of target '\(target)' must be systemd unit names (letters, digits, @._-)")
                 }
                 units.append(unit)
             }
@@ -157,7 +163,8 @@ public struct SSMTargetSettings: Sendable, Equatable {
         if restartOn && units.isEmpty {
             throw ConfigurationError("ssm_restart of target '\(target)' needs ssm_services (the units to restart)")
         }
-        return SSMTargetSettings(restart: restartOn, services: units, diagnostics: try bool(diagnostics, "ssm_diagnostics"))
+        return SSMTargetSettings(
+            restart: restartOn, services: units, diagnostics: try bool(diagnostics, "ssm_diagnostics"))
     }
 }
 
@@ -190,8 +197,10 @@ public struct ActuatorConfig: Sendable {
     /// When set (INSTANCE_CONFIG_TABLE), `refreshed()` reads the table again over `file`.
     public var source: TargetConfigSource?
 
-    public init(file: TargetConfigFile = .empty, fleetDryRun: Bool = false, drDefaults: DRLaunchSettings = DRLaunchSettings(),
-                defaultDRRegion: String? = nil, fleetTag: String? = nil, source: TargetConfigSource? = nil) {
+    public init(
+        file: TargetConfigFile = .empty, fleetDryRun: Bool = false, drDefaults: DRLaunchSettings = DRLaunchSettings(),
+        defaultDRRegion: String? = nil, fleetTag: String? = nil, source: TargetConfigSource? = nil
+    ) {
         self.file = file
         self.source = source
         self.fleetDryRun = fleetDryRun
@@ -202,16 +211,19 @@ public struct ActuatorConfig: Sendable {
 
     /// From TARGETS_FILE, DRY_RUN, DR_REGION and the DR_* variables.
     /// With `aws`, INSTANCE_CONFIG_TABLE (when set) is laid over the targets file and read per request.
-    public static func fromEnvironment(_ env: WorkerEnvironment, aws: AWSClient? = nil, logger: Logger = Logger(label: "target-config")) throws -> ActuatorConfig {
+    public static func fromEnvironment(
+        _ env: WorkerEnvironment, aws: AWSClient? = nil, logger: Logger = Logger(label: "target-config")
+    ) throws -> ActuatorConfig {
         let dryRun: Bool
         switch env.string("DRY_RUN")?.lowercased() {
         case nil, "false", "0", "no", "off": dryRun = false
         case "true", "1", "yes", "on": dryRun = true
         case let other?: throw ConfigurationError("DRY_RUN must be true or false, not '\(other)'")
         }
-        return ActuatorConfig(file: try env.targetsFile(), fleetDryRun: dryRun, drDefaults: try .fromEnvironment(env),
-                              defaultDRRegion: env.drRegion, fleetTag: env.fleetTag,
-                              source: try aws.map { try env.targetConfigSource(aws: $0, logger: logger) })
+        return ActuatorConfig(
+            file: try env.targetsFile(), fleetDryRun: dryRun, drDefaults: try .fromEnvironment(env),
+            defaultDRRegion: env.drRegion, fleetTag: env.fleetTag,
+            source: try aws.map { try env.targetConfigSource(aws: $0, logger: logger) })
     }
 
     /// This configuration with the instance-config table read again (itself when there is no table).
@@ -226,6 +238,7 @@ public struct ActuatorConfig: Sendable {
         let entry = try file.entry(for: name)
         return ActuatorTargetConfig(
             healthURL: entry.healthURL, settings: entry.settings, dryRun: fleetDryRun || entry.dryRun,
-            dr: entry.dr.over(drDefaults), drRegion: entry.drRegion ?? defaultDRRegion, fleetTag: fleetTag, ssm: entry.ssm)
+            dr: entry.dr.over(drDefaults), drRegion: entry.drRegion ?? defaultDRRegion, fleetTag: fleetTag,
+            ssm: entry.ssm)
     }
 }

@@ -12,10 +12,13 @@ extension ActuatorWorker {
 
     func startedNotice(_ request: ActionRequest, _ config: ActuatorTargetConfig) -> Notice {
         Notice(
-            id: "\(request.idempotencyKey):actuator:\(NotificationKind.actionStarted.rawValue)", kind: .actionStarted, at: clock(),
-            target: request.target, instanceId: request.instanceId, region: request.region, incidentId: request.incidentId,
+            id: "\(request.idempotencyKey):actuator:\(NotificationKind.actionStarted.rawValue)", kind: .actionStarted,
+            at: clock(),
+            target: request.target, instanceId: request.instanceId, region: request.region,
+            incidentId: request.incidentId,
             step: request.repair == nil ? request.step : nil, nextStep: request.repair == nil ? request.step : nil,
-            detail: (config.dryRun ? "DRY RUN (nothing will be changed): " : "") + "\(options.workerId) is starting the \(Self.what(request)) of \(request.instanceId) in \(request.region). Next: \(Self.plan(request, config, options)). Progress is recorded in Redis under step:\(request.idempotencyKey).",
+            detail: (config.dryRun ? "DRY RUN (nothing will be changed): " : "")
+                + "\(options.workerId) is starting the \(Self.what(request)) of \(request.instanceId) in \(request.region). Next: \(Self.plan(request, config, options)). Progress is recorded in Redis under step:\(request.idempotencyKey).",
             commands: [RecoveryCtl.ack(request.target)])
     }
 
@@ -29,21 +32,27 @@ extension ActuatorWorker {
         let notes = record.notes.isEmpty ? "" : " Notes: " + record.notes.suffix(3).joined(separator: " | ")
         if let repair = request.repair {
             // Not a ladder step: no next step; the requester (decision worker, operator) decides what follows.
-            let kind: NotificationKind = switch outcome.status {
-            case .succeeded: .actionSucceeded
-            case .failed: .actionFailed
-            case .humanNeeded: .humanNeeded
-            }
-            let how = switch outcome.status {
-            case .succeeded: "is done"
-            case .failed: "failed"
-            case .humanNeeded: "needs a person"
-            }
+            let kind: NotificationKind =
+                switch outcome.status {
+                case .succeeded: .actionSucceeded
+                case .failed: .actionFailed
+                case .humanNeeded: .humanNeeded
+                }
+            let how =
+                switch outcome.status {
+                case .succeeded: "is done"
+                case .failed: "failed"
+                case .humanNeeded: "needs a person"
+                }
             let why = repair.reason.map { " (asked for: \($0))" } ?? ""
             return Notice(
-                id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(), target: request.target,
-                instanceId: request.instanceId, region: request.region, incidentId: request.incidentId, step: nil, nextStep: nil,
-                detail: (record.dryRun ? "DRY RUN: " : "") + "The \(Self.what(request)) of \(request.instanceId) in \(request.region)\(why) \(how): \(summary)." + notes,
+                id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(),
+                target: request.target,
+                instanceId: request.instanceId, region: request.region, incidentId: request.incidentId, step: nil,
+                nextStep: nil,
+                detail: (record.dryRun ? "DRY RUN: " : "")
+                    + "The \(Self.what(request)) of \(request.instanceId) in \(request.region)\(why) \(how): \(summary)."
+                    + notes,
                 commands: [RecoveryCtl.ack(request.target)])
         }
         let kind: NotificationKind
@@ -53,25 +62,29 @@ extension ActuatorWorker {
         switch outcome.status {
         case .succeeded:
             kind = .actionSucceeded
-            detail = "The \(request.step.rawValue) is done: \(summary). Next: the decision worker verifies that the site answers; if it does not, it escalates to \(request.step.next.rawValue)."
+            detail =
+                "The \(request.step.rawValue) is done: \(summary). Next: the decision worker verifies that the site answers; if it does not, it escalates to \(request.step.next.rawValue)."
         case .failed:
             kind = .actionFailed
             next = request.step.next
-            detail = record.dryRun
+            detail =
+                record.dryRun
                 ? "DRY RUN of the \(request.step.rawValue): \(outcome.reason ?? summary)"
                 : "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) failed: \(summary). Next: the decision worker escalates to \(request.step.next.rawValue)."
             if let command = RecoveryCtl.run(request.step.next, request.target) { commands.append(command) }
             commands.append(RecoveryCtl.ack(request.target))
         case .humanNeeded:
             kind = .humanNeeded
-            detail = "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) needs a person: \(summary). Next: automation stops for this incident; fix the cause, then run the step by hand."
+            detail =
+                "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) needs a person: \(summary). Next: automation stops for this incident; fix the cause, then run the step by hand."
             if let command = RecoveryCtl.run(request.step, request.target) { commands.append(command) }
             commands.append(RecoveryCtl.ack(request.target))
         }
         return Notice(
             id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(), target: request.target,
             instanceId: outcome.instanceId ?? request.instanceId, region: outcome.region ?? request.region,
-            incidentId: request.incidentId, step: request.step, nextStep: next, detail: detail + notes, commands: commands)
+            incidentId: request.incidentId, step: request.step, nextStep: next, detail: detail + notes,
+            commands: commands)
     }
 
     /// The step's plan in one line, for the started notice.
@@ -79,21 +92,29 @@ extension ActuatorWorker {
         if let repair = request.repair {
             switch repair.action {
             case .ssm(let document, _):
-                let limit = max(options.ssmCommandTimeout, .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
-                return "SSM SendCommand \(options.ssmDocumentPrefix)\(document) on \(request.instanceId), waiting up to \(limit.components.seconds)s for it (or until the deadline)"
+                let limit = max(
+                    options.ssmCommandTimeout,
+                    .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
+                return
+                    "SSM SendCommand \(options.ssmDocumentPrefix)\(document) on \(request.instanceId), waiting up to \(limit.components.seconds)s for it (or until the deadline)"
             case .ebsRepair:
-                return "a snapshot of the root volume (evidence), a new root volume from the newest snapshot tagged AutoRecovery:Name=\(request.target), StopInstances, the old root detached (kept, tagged) and the new one attached at the same device, StartInstances"
+                return
+                    "a snapshot of the root volume (evidence), a new root volume from the newest snapshot tagged AutoRecovery:Name=\(request.target), StopInstances, the old root detached (kept, tagged) and the new one attached at the same device, StartInstances"
             case .quarantine(let detach):
-                return "tag \(RecoveryTags.quarantined), quarantined=true in the instance-config table" + (detach ? ", the Elastic IP disassociated" : "")
+                return "tag \(RecoveryTags.quarantined), quarantined=true in the instance-config table"
+                    + (detach ? ", the Elastic IP disassociated" : "")
             case .unquarantine:
                 return "remove the \(RecoveryTags.quarantined) tag, quarantined=false in the instance-config table"
             }
         }
-        let ssmFirst = config.ssm.restart
-            ? "SSM restart-services (\(config.ssm.services.joined(separator: " "))) and verify-health; if that does not bring the site back, " : ""
+        let ssmFirst =
+            config.ssm.restart
+            ? "SSM restart-services (\(config.ssm.services.joined(separator: " "))) and verify-health; if that does not bring the site back, "
+            : ""
         return switch request.step {
         case .restart:
-            ssmFirst + "RebootInstances, then up to \(options.restartHealthTimeout.components.seconds)s for the status checks and the site; if still down, StopInstances and StartInstances (new hardware) and the Elastic IP re-associated if needed"
+            ssmFirst
+                + "RebootInstances, then up to \(options.restartHealthTimeout.components.seconds)s for the status checks and the site; if still down, StopInstances and StartInstances (new hardware) and the Elastic IP re-associated if needed"
         case .reprovision:
             "RegisterImage from the newest snapshot tagged AutoRecovery:Name=\(request.target) in \(request.region), RunInstances with the original's settings, the Elastic IP moved to it, the old instance stopped (not terminated) and tagged AutoRecovery:ReplacedBy"
         case .failover:

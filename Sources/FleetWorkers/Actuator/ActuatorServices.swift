@@ -16,7 +16,8 @@ extension ActuatorWorker {
         let consumer = MessageWorker<Envelope<ActionRequest>>(
             consumer: requests, deadLetters: deadLetters, expecting: .actionRequest, logger: logger, senders: senders,
             handler: handle)
-        let consuming = FleetRuntime.ClosureService(run: { await consumer.run(concurrency: concurrency) }, stop: stopRequests)
+        let consuming = FleetRuntime.ClosureService(
+            run: { await consumer.run(concurrency: concurrency) }, stop: stopRequests)
         return clients.map { $0 as any Service } + background + [consuming]
     }
 }

@@ -21,7 +21,8 @@ public enum ActuatorError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .retryable(let s): "\(s); retrying later"
         case .lockBusy(let s): "\(s); the request goes back to the queue"
-        case .corruptRecord(let s): "\(s). The record is left as it is; inspect it with redis-cli and delete it to let the step run again"
+        case .corruptRecord(let s):
+            "\(s). The record is left as it is; inspect it with redis-cli and delete it to let the step run again"
         }
     }
 }
@@ -57,7 +58,9 @@ final class LeaseKeeper: Sendable {
             do { try await Task.sleep(for: interval) } catch { return }
             do {
                 if try await !locks.renew(lease, ttl: lease.ttl) {
-                    markLost("the lock \(lease.name) (fencing token \(lease.fencingToken)) is no longer held: it expired or was taken before it could be renewed")
+                    markLost(
+                        "the lock \(lease.name) (fencing token \(lease.fencingToken)) is no longer held: it expired or was taken before it could be renewed"
+                    )
                     return
                 }
             } catch {
@@ -77,7 +80,9 @@ final class LeaseKeeper: Sendable {
         }
         guard held else {
             markLost("the lock \(lease.name) (fencing token \(lease.fencingToken)) is no longer held")
-            throw LeaseLost("the lock \(lease.name) (fencing token \(lease.fencingToken)) is no longer held; stopped before \(action)")
+            throw LeaseLost(
+                "the lock \(lease.name) (fencing token \(lease.fencingToken)) is no longer held; stopped before \(action)"
+            )
         }
     }
 }
@@ -109,9 +114,11 @@ public struct ActuatorEvent: Codable, Sendable, Equatable {
     public var plannedCalls: [String]?
     public var outcome: ActionOutcome?
 
-    public init(kind: Kind, actor: String, idempotencyKey: String? = nil, incidentId: String? = nil, step: RecoveryStep? = nil,
-                subStep: SubStep? = nil, fencingToken: UInt64? = nil, detail: String? = nil, resources: StepResources? = nil,
-                plannedCalls: [String]? = nil, outcome: ActionOutcome? = nil) {
+    public init(
+        kind: Kind, actor: String, idempotencyKey: String? = nil, incidentId: String? = nil, step: RecoveryStep? = nil,
+        subStep: SubStep? = nil, fencingToken: UInt64? = nil, detail: String? = nil, resources: StepResources? = nil,
+        plannedCalls: [String]? = nil, outcome: ActionOutcome? = nil
+    ) {
         self.kind = kind
         self.actor = actor
         self.idempotencyKey = idempotencyKey
@@ -145,7 +152,10 @@ struct PlannedCall: Sendable, CustomStringConvertible {
     /// For calls that run only in some cases (restart's stop/start): the condition, in words.
     var condition: String?
 
-    init(_ service: String, _ action: String, region: String, _ parameters: [(String, String)] = [], if condition: String? = nil) {
+    init(
+        _ service: String, _ action: String, region: String, _ parameters: [(String, String)] = [],
+        if condition: String? = nil
+    ) {
         self.service = service
         self.action = action
         self.region = region

@@ -82,10 +82,12 @@ public final class ActuatorWorker: Sendable {
 
     /// `ec2` is a client of the home region (others are derived with `withRegion`); `http` makes the
     /// site checks. Without `ssm`, no SSM is used (restart reboots, `ssm` repairs fail, no diagnostics).
-    public init(options: Options, ec2: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil,
-                http: any HTTPExecuting, locks: any LockStore, records: StepRecordStore, publisher: any MessagePublishing,
-                topology: FleetTopology,
-                config: ActuatorConfig, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        options: Options, ec2: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil,
+        http: any HTTPExecuting, locks: any LockStore, records: StepRecordStore, publisher: any MessagePublishing,
+        topology: FleetTopology,
+        config: ActuatorConfig, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.options = options
         self.ec2 = ec2
         self.route53 = route53
@@ -93,7 +95,8 @@ public final class ActuatorWorker: Sendable {
         self.http = http
         self.locks = locks
         self.records = records
-        envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "actuator")
+        envelopes = EnvelopePublisher(
+            publisher: publisher, topology: topology, producer: options.workerId, appId: "actuator")
         self.config = config
         self.logger = logger
         self.clock = clock
@@ -115,7 +118,8 @@ public final class ActuatorWorker: Sendable {
     /// The `MessageWorker` handler of the action-requests queue.
     public func handle(_ envelope: Envelope<ActionRequest>, delivery: AMQPDelivery) async throws {
         if let target = envelope.target, target != envelope.body.target {
-            throw RejectMessage("envelope target '\(target)' differs from the request's target '\(envelope.body.target)'")
+            throw RejectMessage(
+                "envelope target '\(target)' differs from the request's target '\(envelope.body.target)'")
         }
         do {
             if case .leaseLost(let reason) = try await perform(envelope.body) {
@@ -127,9 +131,12 @@ public final class ActuatorWorker: Sendable {
             throw SimulatedCrash()
         } catch {
             FleetMetrics.actuatorRequeued.increment()
-            logger.warning("request handed back to the queue", metadata: [
-                "error": "\(error)", "step": "\(envelope.body.step.rawValue)", "incident_id": "\(envelope.body.incidentId)",
-            ])
+            logger.warning(
+                "request handed back to the queue",
+                metadata: [
+                    "error": "\(error)", "step": "\(envelope.body.step.rawValue)",
+                    "incident_id": "\(envelope.body.incidentId)",
+                ])
             try? await Task.sleep(for: options.retryDelay)
             throw error
         }
@@ -144,7 +151,9 @@ public final class ActuatorWorker: Sendable {
             throw RejectMessage("target name '\(request.target)' cannot name a lock (empty, or contains '{' or '}')")
         }
         if request.repair != nil {
-            guard request.step == .notifyOnly else { throw RejectMessage("a repair request must have step notify_only, not \(request.step.rawValue)") }
+            guard request.step == .notifyOnly else {
+                throw RejectMessage("a repair request must have step notify_only, not \(request.step.rawValue)")
+            }
         } else {
             guard request.step != .notifyOnly else { throw RejectMessage("notify_only needs no actuator") }
         }
@@ -182,7 +191,9 @@ public final class ActuatorWorker: Sendable {
                 break
             }
             if ContinuousClock.now - waitStart >= options.lockWaitLimit {
-                throw ActuatorError.lockBusy("another actor has held the lock of \(request.target) for \(options.lockWaitLimit.components.seconds)s")
+                throw ActuatorError.lockBusy(
+                    "another actor has held the lock of \(request.target) for \(options.lockWaitLimit.components.seconds)s"
+                )
             }
             if !waiting {
                 waiting = true
@@ -212,8 +223,10 @@ public final class ActuatorWorker: Sendable {
         }
     }
 
-    private func runLocked(_ request: ActionRequest, config targetConfig: ActuatorTargetConfig, keeper: LeaseKeeper,
-                           logger: Logger) async throws -> Result {
+    private func runLocked(
+        _ request: ActionRequest, config targetConfig: ActuatorTargetConfig, keeper: LeaseKeeper,
+        logger: Logger
+    ) async throws -> Result {
         let now = clock()
         let lease = keeper.lease
         var record: StepRecord
@@ -228,34 +241,45 @@ public final class ActuatorWorker: Sendable {
             record.owner = options.workerId
             record.fencingToken = lease.fencingToken
             record.updatedAt = now
-            record.notes.append("\(Timestamp.format(now)) resumed by \(options.workerId) (attempt \(record.attempts), fencing token \(lease.fencingToken)) after \(existing.owner); done: \(existing.done.map(\.rawValue).joined(separator: ", "))")
+            record.notes.append(
+                "\(Timestamp.format(now)) resumed by \(options.workerId) (attempt \(record.attempts), fencing token \(lease.fencingToken)) after \(existing.owner); done: \(existing.done.map(\.rawValue).joined(separator: ", "))"
+            )
             do { try await records.save(record) } catch let lost as LeaseLost { return .leaseLost(lost.reason) }
             resumed = true
             logger.notice("resuming a step another actor began", metadata: ["done": "\(existing.done.map(\.rawValue))"])
         } else {
-            record = StepRecord(request: request, owner: options.workerId, fencingToken: lease.fencingToken,
-                                dryRun: targetConfig.dryRun, now: now)
+            record = StepRecord(
+                request: request, owner: options.workerId, fencingToken: lease.fencingToken,
+                dryRun: targetConfig.dryRun, now: now)
             guard try await records.create(record) else {
-                throw ActuatorError.retryable("the step record of \(request.idempotencyKey) appeared while this actor held the lock")
+                throw ActuatorError.retryable(
+                    "the step record of \(request.idempotencyKey) appeared while this actor held the lock")
             }
         }
 
         let context = StepContext(
             request: request, record: record, records: records, keeper: keeper, envelopes: envelopes, options: options,
-            config: targetConfig, home: ec2.withRegion(request.region), destination: ec2.withRegion(request.destinationRegion),
-            route53: route53, ssm: ssm?.withRegion(request.region), table: config.source?.table, http: http, logger: logger,
+            config: targetConfig, home: ec2.withRegion(request.region),
+            destination: ec2.withRegion(request.destinationRegion),
+            route53: route53, ssm: ssm?.withRegion(request.region), table: config.source?.table, http: http,
+            logger: logger,
             clock: clock)
 
         let result: StepResult
         if !resumed && now > request.deadline {
-            result = .failed("the request reached the actuator after its deadline \(Timestamp.format(request.deadline)); nothing was done")
+            result = .failed(
+                "the request reached the actuator after its deadline \(Timestamp.format(request.deadline)); nothing was done"
+            )
         } else {
             if resumed {
-                await context.event(.resumed, id: "\(request.idempotencyKey):resumed:\(lease.fencingToken)",
-                                    detail: record.notes.last)
+                await context.event(
+                    .resumed, id: "\(request.idempotencyKey):resumed:\(lease.fencingToken)",
+                    detail: record.notes.last)
             } else {
                 logger.info("step started")
-                await context.event(.started, id: "\(request.idempotencyKey):started", detail: Self.plan(request, targetConfig, options))
+                await context.event(
+                    .started, id: "\(request.idempotencyKey):started", detail: Self.plan(request, targetConfig, options)
+                )
             }
             await context.notify(startedNotice(request, targetConfig))
             FleetMetrics.stepsStarted(step: request.step.rawValue).increment()
@@ -267,7 +291,8 @@ public final class ActuatorWorker: Sendable {
 
         // Store the outcome first: a crash before the publish is repaired by the redelivery.
         var finished = context.record
-        var outcome = Self.outcome(for: request, result: result, dryRun: finished.dryRun, plannedCalls: finished.plannedCalls)
+        var outcome = Self.outcome(
+            for: request, result: result, dryRun: finished.dryRun, plannedCalls: finished.plannedCalls)
         if request.repair != nil { outcome.resources = StepContext.repairResources(finished.resources) }
         finished.status = .completed
         finished.outcome = outcome
@@ -305,7 +330,8 @@ public final class ActuatorWorker: Sendable {
         let result: StepResult
         switch failure {
         case .retry(let reason) where context.record.attempts < options.maxAttempts:
-            context.note("attempt \(context.record.attempts) of \(options.maxAttempts) stopped by a passing error: \(reason)")
+            context.note(
+                "attempt \(context.record.attempts) of \(options.maxAttempts) stopped by a passing error: \(reason)")
             _ = try? await records.save(context.record)
             throw ActuatorError.retryable(reason)
         case .retry(let reason):
@@ -331,7 +357,8 @@ public final class ActuatorWorker: Sendable {
         context.logger.error("lease lost; stopping before the next mutation", metadata: ["reason": "\(lost.reason)"])
         context.note("\(options.workerId) stopped (fencing token \(context.keeper.lease.fencingToken)): \(lost.reason)")
         _ = try? await records.save(context.record)
-        await context.event(.leaseLost, id: "\(context.key):lease_lost:\(context.keeper.lease.fencingToken)", detail: lost.reason)
+        await context.event(
+            .leaseLost, id: "\(context.key):lease_lost:\(context.keeper.lease.fencingToken)", detail: lost.reason)
     }
 
     // MARK: Outcome
@@ -345,7 +372,8 @@ public final class ActuatorWorker: Sendable {
     /// AWS error codes that no later step can fix: a person must raise a limit or grant something.
     static let humanCodes: Set<String> = [
         "InstanceLimitExceeded", "VcpuLimitExceeded", "AddressLimitExceeded", "ResourceLimitExceeded",
-        "AMIQuotaExceeded", "SnapshotLimitExceeded", "MaxSpotInstanceCountExceeded", "InvalidIamInstanceProfile.NotFound",
+        "AMIQuotaExceeded", "SnapshotLimitExceeded", "MaxSpotInstanceCountExceeded",
+        "InvalidIamInstanceProfile.NotFound",
         "Blocked", "PendingVerification",
     ]
 
@@ -354,12 +382,14 @@ public final class ActuatorWorker: Sendable {
         case let error as AWSError:
             switch error.kind {
             case .accessDenied, .authentication, .credentials:
-                return .humanNeeded("\(error) The actuator's AWS identity cannot do this: grant it, then run the step by hand")
+                return .humanNeeded(
+                    "\(error) The actuator's AWS identity cannot do this: grant it, then run the step by hand")
             case .throttling, .serverError, .transport, .invalidResponse:
                 return .retry("\(error)")
             case .clientError, .invalidRequest:
                 if let code = error.code, humanCodes.contains(code) {
-                    return .humanNeeded("\(error) An account limit or setting blocks the step: fix it, then run the step by hand")
+                    return .humanNeeded(
+                        "\(error) An account limit or setting blocks the step: fix it, then run the step by hand")
                 }
                 return .failed("\(error)")
             }
@@ -375,11 +405,15 @@ public final class ActuatorWorker: Sendable {
         }
     }
 
-    static func outcome(for request: ActionRequest, result: StepResult, dryRun: Bool, plannedCalls: [String]) -> ActionOutcome {
+    static func outcome(for request: ActionRequest, result: StepResult, dryRun: Bool, plannedCalls: [String])
+        -> ActionOutcome
+    {
         if dryRun {
             // Never report a dry run as done: the decision worker would then believe the change was made.
             let calls = plannedCalls.isEmpty ? "none" : plannedCalls.joined(separator: "; ")
-            return ActionOutcome(for: request, status: .failed, reason: "dry run, nothing was changed: \(summary(result, dryRun: true)). Calls it would make: \(calls)")
+            return ActionOutcome(
+                for: request, status: .failed,
+                reason: "dry run, nothing was changed: \(summary(result, dryRun: true)). Calls it would make: \(calls)")
         }
         switch result {
         case .succeeded(_, let newInstance):
@@ -405,18 +439,22 @@ public final class ActuatorWorker: Sendable {
         let now = clock()
         try await envelopes.publish(
             .actionEvent, id: "\(record.idempotencyKey):outcome", target: request.target,
-            instanceId: outcome.instanceId ?? request.instanceId, correlationId: request.incidentId, body: outcome, now: now)
+            instanceId: outcome.instanceId ?? request.instanceId, correlationId: request.incidentId, body: outcome,
+            now: now)
         let notice = resultNotice(record, outcome: outcome, request: request)
         do {
-            try await envelopes.publish(.notification, id: notice.id, target: request.target, instanceId: notice.instanceId,
-                                       correlationId: request.incidentId, body: notice, now: now)
             try await envelopes.publish(
-                .event, id: "\(record.idempotencyKey):completed", target: request.target, instanceId: request.instanceId,
+                .notification, id: notice.id, target: request.target, instanceId: notice.instanceId,
+                correlationId: request.incidentId, body: notice, now: now)
+            try await envelopes.publish(
+                .event, id: "\(record.idempotencyKey):completed", target: request.target,
+                instanceId: request.instanceId,
                 correlationId: request.incidentId,
-                body: ActuatorEvent(kind: record.dryRun ? .dryRunPlan : .completed, actor: record.owner,
-                                    idempotencyKey: record.idempotencyKey, incidentId: request.incidentId, step: request.step,
-                                    fencingToken: record.fencingToken, detail: record.summary, resources: record.resources,
-                                    plannedCalls: record.plannedCalls.isEmpty ? nil : record.plannedCalls, outcome: outcome),
+                body: ActuatorEvent(
+                    kind: record.dryRun ? .dryRunPlan : .completed, actor: record.owner,
+                    idempotencyKey: record.idempotencyKey, incidentId: request.incidentId, step: request.step,
+                    fencingToken: record.fencingToken, detail: record.summary, resources: record.resources,
+                    plannedCalls: record.plannedCalls.isEmpty ? nil : record.plannedCalls, outcome: outcome),
                 now: now)
         } catch {
             logger.warning("could not publish the step's notice or history event", metadata: ["error": "\(error)"])

@@ -27,8 +27,11 @@ public struct DRPreflight: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
 
-    public init(ec2: any EC2Operations, route53: any Route53Operations, config: ActuatorConfig, options: Options = Options(), logger: Logger,
-                clock: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        ec2: any EC2Operations, route53: any Route53Operations, config: ActuatorConfig, options: Options = Options(),
+        logger: Logger,
+        clock: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.ec2 = ec2
         self.route53 = route53
         self.config = config
@@ -46,7 +49,8 @@ public struct DRPreflight: Sendable {
 
     /// Checks one target.
     public func check(_ target: Target) async -> TargetPreflight {
-        var report = TargetPreflight(target: target.name, instanceId: target.instance.id, region: target.instance.region)
+        var report = TargetPreflight(
+            target: target.name, instanceId: target.instance.id, region: target.instance.region)
         let settings: ActuatorTargetConfig
         do { settings = try await config.refreshed().target(target.name) } catch {
             report.problems.append("configuration: \(error)")
@@ -59,8 +63,12 @@ public struct DRPreflight: Sendable {
         // Snapshots in both regions.
         do {
             report.homeSnapshot = try await snapshotInfo(home, target.name)
-            if let s = report.homeSnapshot { ageWarning(s, region: home.region, into: &report) } else {
-                report.problems.append("no completed snapshot tagged \(RecoveryTags.name)=\(target.name) in \(home.region): a re-provision would stop for a person")
+            if let s = report.homeSnapshot {
+                ageWarning(s, region: home.region, into: &report)
+            } else {
+                report.problems.append(
+                    "no completed snapshot tagged \(RecoveryTags.name)=\(target.name) in \(home.region): a re-provision would stop for a person"
+                )
             }
         } catch {
             report.problems.append("cannot list snapshots in \(home.region): \(error)")
@@ -72,8 +80,12 @@ public struct DRPreflight: Sendable {
         let dr = ec2.withRegion(drRegion)
         do {
             report.drSnapshot = try await snapshotInfo(dr, target.name)
-            if let s = report.drSnapshot { ageWarning(s, region: drRegion, into: &report) } else {
-                report.problems.append("no completed snapshot tagged \(RecoveryTags.name)=\(target.name) in the DR region \(drRegion): a fail-over would stop for a person")
+            if let s = report.drSnapshot {
+                ageWarning(s, region: drRegion, into: &report)
+            } else {
+                report.problems.append(
+                    "no completed snapshot tagged \(RecoveryTags.name)=\(target.name) in the DR region \(drRegion): a fail-over would stop for a person"
+                )
             }
         } catch {
             report.problems.append("cannot list snapshots in \(drRegion): \(error)")
@@ -85,28 +97,39 @@ public struct DRPreflight: Sendable {
         if launch.subnetId == nil { missing.append("subnet_id") }
         if (launch.securityGroupIds ?? []).isEmpty { missing.append("security_group_ids") }
         if !missing.isEmpty {
-            report.problems.append("DR settings incomplete: \(missing.joined(separator: ", ")) not set; the DR instance would land in the default VPC with its default security group")
+            report.problems.append(
+                "DR settings incomplete: \(missing.joined(separator: ", ")) not set; the DR instance would land in the default VPC with its default security group"
+            )
         }
         if launch.instanceType == nil {
-            report.warnings.append("dr.instance_type not set: the original's type is used, which needs the original instance to be readable")
+            report.warnings.append(
+                "dr.instance_type not set: the original's type is used, which needs the original instance to be readable"
+            )
         }
         report.drSettingsComplete = missing.isEmpty
 
         // DR Elastic IP.
         do {
             if let allocation = launch.elasticIpAllocationId {
-                if let address = try await dr.describeAddresses(publicIps: [], allocationIds: [allocation], filters: []).first {
+                if let address = try await dr.describeAddresses(publicIps: [], allocationIds: [allocation], filters: [])
+                    .first
+                {
                     report.drAddress = "\(address.publicIp) (\(allocation))"
                 } else {
                     report.problems.append("the configured DR Elastic IP \(allocation) does not exist in \(drRegion)")
                 }
-            } else if let tagged = try await dr.describeAddresses(publicIps: [], allocationIds: [], filters: [.tag(RecoveryTags.drFor, target.name)]).first {
+            } else if let tagged = try await dr.describeAddresses(
+                publicIps: [], allocationIds: [], filters: [.tag(RecoveryTags.drFor, target.name)]
+            ).first {
                 report.drAddress = "\(tagged.publicIp) (\(tagged.allocationId ?? "?"), tagged \(RecoveryTags.drFor))"
             } else {
-                report.warnings.append("no DR Elastic IP yet: the fail-over will allocate one (tagged \(RecoveryTags.drFor)=\(target.name)) and its address will be new")
+                report.warnings.append(
+                    "no DR Elastic IP yet: the fail-over will allocate one (tagged \(RecoveryTags.drFor)=\(target.name)) and its address will be new"
+                )
             }
         } catch let error as AWSError where error.code?.hasPrefix("InvalidAllocationID") == true {
-            report.problems.append("the configured DR Elastic IP \(launch.elasticIpAllocationId ?? "?") does not exist in \(drRegion)")
+            report.problems.append(
+                "the configured DR Elastic IP \(launch.elasticIpAllocationId ?? "?") does not exist in \(drRegion)")
         } catch {
             report.problems.append("cannot read the Elastic IPs of \(drRegion): \(error)")
         }
@@ -114,30 +137,37 @@ public struct DRPreflight: Sendable {
         // DNS.
         if let zone = launch.hostedZoneId, let name = launch.recordName {
             do {
-                let records = try await route53.listResourceRecordSets(hostedZoneId: zone, startName: name, startType: .a)
+                let records = try await route53.listResourceRecordSets(
+                    hostedZoneId: zone, startName: name, startType: .a)
                 if let record = records.first(where: { Self.sameName($0.name, name) && $0.type == .a }) {
-                    report.dns = "\(record.name) A \(record.values.joined(separator: ",")) TTL \(record.ttl.map(String.init) ?? "alias")"
+                    report.dns =
+                        "\(record.name) A \(record.values.joined(separator: ",")) TTL \(record.ttl.map(String.init) ?? "alias")"
                 } else {
-                    report.problems.append("the A record \(name) does not exist in hosted zone \(zone): check dr.record_name")
+                    report.problems.append(
+                        "the A record \(name) does not exist in hosted zone \(zone): check dr.record_name")
                 }
             } catch {
                 report.problems.append("hosted zone \(zone) cannot be read: \(error)")
             }
         } else {
-            report.problems.append("no Route 53 record configured (dr.hosted_zone_id and dr.record_name): after a fail-over, traffic would not reach the DR instance")
+            report.problems.append(
+                "no Route 53 record configured (dr.hosted_zone_id and dr.record_name): after a fail-over, traffic would not reach the DR instance"
+            )
         }
         return report
     }
 
     private func snapshotInfo(_ ec2: any EC2Operations, _ target: String) async throws -> SnapshotInfo? {
         guard let snapshot = try await StepContext.latestSnapshot(ec2, target: target) else { return nil }
-        return SnapshotInfo(snapshotId: snapshot.snapshotId, startTime: snapshot.startTime,
-                            ageSeconds: snapshot.startTime.map { clock().timeIntervalSince($0) })
+        return SnapshotInfo(
+            snapshotId: snapshot.snapshotId, startTime: snapshot.startTime,
+            ageSeconds: snapshot.startTime.map { clock().timeIntervalSince($0) })
     }
 
     private func ageWarning(_ snapshot: SnapshotInfo, region: String, into report: inout TargetPreflight) {
         if let age = snapshot.ageSeconds, age > options.maxSnapshotAge {
-            report.warnings.append("the newest snapshot in \(region) (\(snapshot.snapshotId)) is \(Int(age / 3600)) h old")
+            report.warnings.append(
+                "the newest snapshot in \(region) (\(snapshot.snapshotId)) is \(Int(age / 3600)) h old")
         }
     }
 
@@ -152,9 +182,12 @@ public struct DRPreflight: Sendable {
         let failing = report.targets.filter { !$0.ok }
         var lines = ["DR pre-flight of \(report.targets.count) target(s): \(failing.count) would fail over badly."]
         for t in failing { lines.append("\(t.target): " + t.problems.joined(separator: "; ")) }
-        for t in report.targets where !t.warnings.isEmpty { lines.append("\(t.target) (warning): " + t.warnings.joined(separator: "; ")) }
-        return Notice(id: id, kind: .drPreflight, at: report.at, targets: failing.map(\.target),
-                      detail: lines.joined(separator: "\n"), commands: ["recoveryctl preflight"])
+        for t in report.targets where !t.warnings.isEmpty {
+            lines.append("\(t.target) (warning): " + t.warnings.joined(separator: "; "))
+        }
+        return Notice(
+            id: id, kind: .drPreflight, at: report.at, targets: failing.map(\.target),
+            detail: lines.joined(separator: "\n"), commands: ["recoveryctl preflight"])
     }
 }
 
@@ -221,8 +254,10 @@ public struct ScheduledPreflight: Sendable {
     let workerId: String
     let logger: Logger
 
-    public init(preflight: DRPreflight, catalog: @escaping @Sendable () async throws -> [Target], claims: any KeyValueStore,
-                publisher: any MessagePublishing, topology: FleetTopology, interval: Duration, workerId: String, logger: Logger) {
+    public init(
+        preflight: DRPreflight, catalog: @escaping @Sendable () async throws -> [Target], claims: any KeyValueStore,
+        publisher: any MessagePublishing, topology: FleetTopology, interval: Duration, workerId: String, logger: Logger
+    ) {
         self.preflight = preflight
         self.catalog = catalog
         self.claims = claims
@@ -254,7 +289,8 @@ public struct ScheduledPreflight: Sendable {
         let report = await preflight.run(targets: try await catalog())
         FleetMetrics.drPreflightFailing.record(report.failing.count)
         let notice = DRPreflight.notice(report, id: id)
-        try await envelopes.publish(.notification, id: id, target: nil, instanceId: nil, correlationId: nil, body: notice, now: report.at)
+        try await envelopes.publish(
+            .notification, id: id, target: nil, instanceId: nil, correlationId: nil, body: notice, now: report.at)
         try await envelopes.publish(
             .event, id: "\(id):report", target: nil, instanceId: nil, correlationId: nil,
             body: ActuatorEvent(kind: .preflight, actor: workerId, detail: notice.detail), now: report.at)

@@ -27,14 +27,20 @@ extension StepContext {
         return [
             PlannedSubStep(.inspect) { [self] in
                 guard let instance = try await describe(ec2, id) else {
-                    return .failed("instance \(id) was not found in \(region); it cannot be restarted, the next step replaces it")
+                    return .failed(
+                        "instance \(id) was not found in \(region); it cannot be restarted, the next step replaces it")
                 }
                 if instance.state == .terminated || instance.state == .shuttingDown {
-                    return .failed("instance \(id) is \(instance.state) in \(region); it cannot be restarted, the next step replaces it")
+                    return .failed(
+                        "instance \(id) is \(instance.state) in \(region); it cannot be restarted, the next step replaces it"
+                    )
                 }
                 let allocation = try await allocation(on: id, ec2: ec2)
                 let healthURL = instance.tags[RecoveryTags.healthURL] ?? config.healthURL
-                try await finish(.inspect, "\(id) is \(instance.state); Elastic IP \(allocation ?? "none"); health URL \(healthURL ?? "none")") {
+                try await finish(
+                    .inspect,
+                    "\(id) is \(instance.state); Elastic IP \(allocation ?? "none"); health URL \(healthURL ?? "none")"
+                ) {
                     recordOriginal(&$0, allocation: allocation, healthURL: healthURL)
                 }
                 return nil
@@ -46,8 +52,11 @@ extension StepContext {
                     // Say what did run: the SSM attempt may have restarted services before the deadline passed.
                     let ssmRan = (record.resources.commandIds ?? [:]).filter { $0.key != "diagnostics" }
                         .sorted { $0.key < $1.key }.map { "\($0.key) (command \($0.value))" }
-                    return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the reboot; "
-                        + (ssmRan.isEmpty ? "nothing was done" : "SSM ran \(ssmRan.joined(separator: ", ")) and the instance was not rebooted"))
+                    return .failed(
+                        "the deadline \(Timestamp.format(request.deadline)) passed before the reboot; "
+                            + (ssmRan.isEmpty
+                                ? "nothing was done"
+                                : "SSM ran \(ssmRan.joined(separator: ", ")) and the instance was not rebooted"))
                 }
                 let state = try await describe(ec2, id)?.state
                 if state == .stopped || state == .stopping {
@@ -61,13 +70,17 @@ extension StepContext {
                 }
                 return nil
             },
-            PlannedSubStep(.rebootHealthy, skipWhenDone: [.rebootHealthy, .rebootUnhealthy], when: { [self] in isDone(.reboot) }) { [self] in
+            PlannedSubStep(
+                .rebootHealthy, skipWhenDone: [.rebootHealthy, .rebootUnhealthy], when: { [self] in isDone(.reboot) }
+            ) { [self] in
                 if dryRun {
-                    try await finish(.rebootUnhealthy, "dry run: would wait up to \(timeoutText) for the status checks and the site")
+                    try await finish(
+                        .rebootUnhealthy, "dry run: would wait up to \(timeoutText) for the status checks and the site")
                 } else {
                     let timeout = min(options.restartHealthTimeout, remaining)
                     if options.rebootSettle > .zero { try await Task.sleep(for: min(options.rebootSettle, timeout)) }
-                    let (ok, detail) = try await waitHealthy(ec2, id, timeout: max(.zero, timeout - options.rebootSettle))
+                    let (ok, detail) = try await waitHealthy(
+                        ec2, id, timeout: max(.zero, timeout - options.rebootSettle))
                     if !ok { note("still down \(timeout.components.seconds)s after the reboot: \(detail)") }
                     try await finish(ok ? .rebootHealthy : .rebootUnhealthy, detail)
                 }
@@ -75,7 +88,9 @@ extension StepContext {
             },
             // A healthy reboot ends the step (also for an actor that resumes after it).
             PlannedSubStep(.rebootHealthy, skipWhenDone: [], when: { [self] in isDone(.rebootHealthy) }) {
-                .succeeded(summary: "instance \(id) in \(region) was rebooted; its status checks are ok and the site answers", newInstance: nil)
+                .succeeded(
+                    summary: "instance \(id) in \(region) was rebooted; its status checks are ok and the site answers",
+                    newInstance: nil)
             },
             // Stop/start: new hardware.
             PlannedSubStep(.stop, compensation: .init(until: .running) { [self] in try await startAgain() }) { [self] in
@@ -83,23 +98,32 @@ extension StepContext {
                 // stopped instance is started again below, whatever the deadline.
                 let state = dryRun ? nil : try await describe(ec2, id)?.state
                 if state == .stopped || state == .stopping {
-                    note("\(id) was found \(state!) before this actor stopped it (an earlier actor sent StopInstances): going on with the start")
+                    note(
+                        "\(id) was found \(state!) before this actor stopped it (an earlier actor sent StopInstances): going on with the start"
+                    )
                     try await finish(.stop, "\(id) was already \(state!)")
                     return nil
                 }
                 if pastDeadline && !dryRun {
-                    return .failed("the site was still down after the reboot of \(id) and the deadline \(Timestamp.format(request.deadline)) has passed; no stop/start was made")
+                    return .failed(
+                        "the site was still down after the reboot of \(id) and the deadline \(Timestamp.format(request.deadline)) has passed; no stop/start was made"
+                    )
                 }
                 if !dryRun {
-                    await notify(Notice(
-                        id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target, instanceId: id,
-                        region: region, incidentId: request.incidentId, step: .restart, nextStep: .restart,
-                        detail: "the site is still down after the reboot of \(id) in \(region) (\(record.notes.last ?? "checks failed")). "
-                            + "Stopping and starting it now to move it to new hardware; it is stopped in between. "
-                            + "Progress is recorded in Redis under step:\(key).",
-                        commands: [RecoveryCtl.ack(target)]))
+                    await notify(
+                        Notice(
+                            id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target,
+                            instanceId: id,
+                            region: region, incidentId: request.incidentId, step: .restart, nextStep: .restart,
+                            detail:
+                                "the site is still down after the reboot of \(id) in \(region) (\(record.notes.last ?? "checks failed")). "
+                                + "Stopping and starting it now to move it to new hardware; it is stopped in between. "
+                                + "Progress is recorded in Redis under step:\(key).",
+                            commands: [RecoveryCtl.ack(target)]))
                 }
-                try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)], if: condition())) {
+                try await mutate(
+                    PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)], if: condition())
+                ) {
                     _ = try await ec2.stopInstances([id], force: false, hibernate: nil)
                 }
                 try await finish(.stop, "StopInstances sent for \(id)")
@@ -108,20 +132,29 @@ extension StepContext {
             PlannedSubStep(.stopped) { [self] in
                 if !dryRun {
                     do {
-                        try await ec2.waitUntilStopped([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                        try await ec2.waitUntilStopped(
+                            [id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
                     } catch let error as WaiterError where error.reason == .timedOut {
-                        note("\(id) did not stop within \(options.instanceWaitTimeout.components.seconds)s: forcing the stop")
-                        try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id), ("Force", "true")])) {
+                        note(
+                            "\(id) did not stop within \(options.instanceWaitTimeout.components.seconds)s: forcing the stop"
+                        )
+                        try await mutate(
+                            PlannedCall(
+                                "ec2", "StopInstances", region: region, [("InstanceId", id), ("Force", "true")])
+                        ) {
                             _ = try await ec2.stopInstances([id], force: true, hibernate: nil)
                         }
-                        try await ec2.waitUntilStopped([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                        try await ec2.waitUntilStopped(
+                            [id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
                     }
                 }
                 try await finish(.stopped, "\(id) is stopped")
                 return nil
             },
             PlannedSubStep(.start) { [self] in
-                try await mutate(PlannedCall("ec2", "StartInstances", region: region, [("InstanceId", id)], if: condition())) {
+                try await mutate(
+                    PlannedCall("ec2", "StartInstances", region: region, [("InstanceId", id)], if: condition())
+                ) {
                     _ = try await ec2.startInstances([id])
                 }
                 try await finish(.start, "StartInstances sent for \(id)")
@@ -129,7 +162,8 @@ extension StepContext {
             },
             PlannedSubStep(.running) { [self] in
                 if !dryRun {
-                    try await ec2.waitUntilRunning([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                    try await ec2.waitUntilRunning(
+                        [id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
                 }
                 try await finish(.running, "\(id) is running again")
                 return nil
@@ -147,10 +181,13 @@ extension StepContext {
                 try await finish(.finalCheck, detail)
                 if ok {
                     return .succeeded(
-                        summary: "instance \(id) in \(region) did not recover from a reboot; it was stopped and started on new hardware, and now \(detail)",
+                        summary:
+                            "instance \(id) in \(region) did not recover from a reboot; it was stopped and started on new hardware, and now \(detail)",
                         newInstance: nil)
                 }
-                return .failed("instance \(id) in \(region) was rebooted, then stopped and started, and is still not healthy: \(detail)")
+                return .failed(
+                    "instance \(id) in \(region) was rebooted, then stopped and started, and is still not healthy: \(detail)"
+                )
             },
         ]
     }
@@ -163,10 +200,12 @@ extension StepContext {
             return try await finish(.eip, "the target has no Elastic IP: nothing to associate")
         }
         if dryRun {
-            record.plannedCalls.append(PlannedCall(
-                "ec2", "AssociateAddress", region: region,
-                [("AllocationId", allocation), ("InstanceId", id), ("AllowReassociation", "true")],
-                if: "the Elastic IP is no longer on \(id) after the start").description)
+            record.plannedCalls.append(
+                PlannedCall(
+                    "ec2", "AssociateAddress", region: region,
+                    [("AllocationId", allocation), ("InstanceId", id), ("AllowReassociation", "true")],
+                    if: "the Elastic IP is no longer on \(id) after the start"
+                ).description)
             return try await finish(.eip, "dry run")
         }
         let address = try await ec2.describeAddresses(publicIps: [], allocationIds: [allocation], filters: []).first
@@ -174,12 +213,16 @@ extension StepContext {
             return try await finish(.eip, "Elastic IP \(address?.publicIp ?? allocation) is still on \(id)")
         }
         let association = try await mutate(
-            PlannedCall("ec2", "AssociateAddress", region: region,
-                        [("AllocationId", allocation), ("InstanceId", id), ("AllowReassociation", "true")]),
-            dryRunValue: "") {
-                try await ec2.associateAddress(allocationId: allocation, instanceId: id, allowReassociation: true)
-            }
-        note("Elastic IP \(allocation) was on \(address?.instanceId ?? "no instance") after the start; associated it with \(id) again")
+            PlannedCall(
+                "ec2", "AssociateAddress", region: region,
+                [("AllocationId", allocation), ("InstanceId", id), ("AllowReassociation", "true")]),
+            dryRunValue: ""
+        ) {
+            try await ec2.associateAddress(allocationId: allocation, instanceId: id, allowReassociation: true)
+        }
+        note(
+            "Elastic IP \(allocation) was on \(address?.instanceId ?? "no instance") after the start; associated it with \(id) again"
+        )
         try await finish(.eip, "Elastic IP \(address?.publicIp ?? allocation) associated with \(id) again") {
             $0.associationId = association
             $0.publicIp = address?.publicIp
@@ -199,7 +242,9 @@ extension StepContext {
         } catch let lost as LeaseLost {
             throw lost
         } catch {
-            note("the restart failed after stopping \(id), and starting it again failed too (\(error)): \(id) is STOPPED")
+            note(
+                "the restart failed after stopping \(id), and starting it again failed too (\(error)): \(id) is STOPPED"
+            )
         }
     }
 }

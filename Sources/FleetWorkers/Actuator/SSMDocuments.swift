@@ -14,11 +14,13 @@ struct FleetSSMDocument: Sendable, Equatable {
     /// Short name → document.
     static let shipped: [String: FleetSSMDocument] = [
         "restart-services": FleetSSMDocument(
-            parameters: ["services", "serviceTimeout", "executionTimeout"], required: ["services"], defaultExecutionTimeout: 600),
+            parameters: ["services", "serviceTimeout", "executionTimeout"], required: ["services"],
+            defaultExecutionTimeout: 600),
         "verify-health": FleetSSMDocument(
             parameters: ["url", "expectedStatus", "requestTimeout", "attempts", "executionTimeout"], required: [],
             defaultExecutionTimeout: 300),
-        "diagnostics": FleetSSMDocument(parameters: ["logLines", "executionTimeout"], required: [], defaultExecutionTimeout: 120),
+        "diagnostics": FleetSSMDocument(
+            parameters: ["logLines", "executionTimeout"], required: [], defaultExecutionTimeout: 120),
         "disk-cleanup": FleetSSMDocument(
             parameters: ["maxAgeDays", "journalMaxSize", "stepTimeout", "executionTimeout"], required: [],
             defaultExecutionTimeout: 900),
@@ -31,10 +33,13 @@ struct FleetSSMDocument: Sendable, Equatable {
     func problem(with parameters: [String: [String]]) -> String? {
         let given = parameters.filter { !$0.value.joined().trimmingCharacters(in: .whitespaces).isEmpty }.keys
         let missing = required.subtracting(given)
-        if !missing.isEmpty { return "the required parameter(s) \(missing.sorted().joined(separator: ", ")) are missing" }
+        if !missing.isEmpty {
+            return "the required parameter(s) \(missing.sorted().joined(separator: ", ")) are missing"
+        }
         let unknown = Set(parameters.keys).subtracting(self.parameters)
         if !unknown.isEmpty {
-            return "unknown parameter(s) \(unknown.sorted().joined(separator: ", ")) (it takes \(self.parameters.sorted().joined(separator: ", ")))"
+            return
+                "unknown parameter(s) \(unknown.sorted().joined(separator: ", ")) (it takes \(self.parameters.sorted().joined(separator: ", ")))"
         }
         return nil
     }

@@ -27,8 +27,10 @@ extension StepContext {
     /// `fenced`: check the lease first and plan it in a dry run (false only for read-only diagnostics).
     /// `on`: another instance than the request's (diagnostics of a replacement), in its region; not fenced
     /// and never stored in the record.
-    func runDocument(_ short: String, parameters: [String: [String]], timeout: Duration, fenced: Bool = true,
-                     on other: InstanceRef? = nil) async throws -> SSMRun {
+    func runDocument(
+        _ short: String, parameters: [String: [String]], timeout: Duration, fenced: Bool = true,
+        on other: InstanceRef? = nil
+    ) async throws -> SSMRun {
         guard let homeSSM = ssm else { return .unavailable("the actuator has no SSM client") }
         if let reason = ssmUnavailable, other == nil { return .unavailable(reason) }
         let ssm = other.map { $0.region == request.region ? homeSSM : homeSSM.withRegion($0.region) } ?? homeSSM
@@ -53,23 +55,30 @@ extension StepContext {
             do {
                 let command: SSMCommand?
                 if fenced {
-                    let call = PlannedCall("ssm", "SendCommand", region: request.region, [("DocumentName", name), ("InstanceId", id)]
-                        + parameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value.joined(separator: " ")) })
+                    let call = PlannedCall(
+                        "ssm", "SendCommand", region: request.region,
+                        [("DocumentName", name), ("InstanceId", id)]
+                            + parameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value.joined(separator: " ")) })
                     command = try await mutate(call, dryRunValue: nil as SSMCommand?, send)
                 } else {
                     command = try await send()
                 }
                 guard let command else { return .planned }
                 commandId = command.commandId
-                record.resources.commandIds = (record.resources.commandIds ?? [:]).merging([short: command.commandId]) { $1 }
+                record.resources.commandIds = (record.resources.commandIds ?? [:]).merging([short: command.commandId]) {
+                    $1
+                }
                 // Stored now, so an actor that resumes waits for this command instead of sending another.
                 if fenced { try await records.save(record) }
             } catch SSMError.invalidInstanceId(_, let message) {
-                let why = "SSM cannot run commands on \(id) (InvalidInstanceId: \(message)): no registered agent, or the instance is not running"
+                let why =
+                    "SSM cannot run commands on \(id) (InvalidInstanceId: \(message)): no registered agent, or the instance is not running"
                 if other == nil { ssmUnavailable = why }
                 return .unavailable(why)
             } catch let error as AWSError where error.code == "InvalidDocument" {
-                return .failed("the SSM document \(name) does not exist in \(other?.region ?? request.region); install compose/ssm/\(short).json under that name")
+                return .failed(
+                    "the SSM document \(name) does not exist in \(other?.region ?? request.region); install compose/ssm/\(short).json under that name"
+                )
             } catch let error as AWSError {
                 return .failed("SendCommand \(name) failed: \(error)")
             }
@@ -80,7 +89,8 @@ extension StepContext {
                 commandId: commandId, instanceId: id, timeout: timeout, interval: options.ssmPollInterval)
             return .finished(invocation)
         } catch let error as WaiterError {
-            return .failed("\(name) (command \(commandId)) did not finish within \(timeout.components.seconds)s: \(error)")
+            return .failed(
+                "\(name) (command \(commandId)) did not finish within \(timeout.components.seconds)s: \(error)")
         } catch SSMError.invalidInstanceId(_, let message) {
             let why = "SSM cannot reach \(id): \(message)"
             if other == nil { ssmUnavailable = why }
@@ -116,9 +126,12 @@ extension StepContext {
         let detail: String
         let which = other.map { " on \($0.id)" } ?? ""
         do {
-            switch try await runDocument("diagnostics", parameters: [:], timeout: options.diagnosticsTimeout, fenced: false, on: other) {
+            switch try await runDocument(
+                "diagnostics", parameters: [:], timeout: options.diagnosticsTimeout, fenced: false, on: other)
+            {
             case .finished(let invocation):
-                var text = "diagnostics \(phase)\(which) (\(invocation.commandId), \(invocation.status), exit \(invocation.responseCode.map(String.init) ?? "?")):\n"
+                var text =
+                    "diagnostics \(phase)\(which) (\(invocation.commandId), \(invocation.status), exit \(invocation.responseCode.map(String.init) ?? "?")):\n"
                 text += invocation.standardOutput
                 if !invocation.standardError.isEmpty { text += "\n[stderr]\n" + invocation.standardError }
                 detail = Self.truncated(text, options.diagnosticsMaxCharacters)
@@ -145,7 +158,8 @@ extension StepContext {
         guard config.ssm.restart, !isDone(.ssmFallback) else { return nil }
         let services = config.ssm.services.joined(separator: " ")
         let succeeded = StepResult.succeeded(
-            summary: "the services \(services) on \(id) in \(request.region) were restarted with SSM; verify-health passed and the site answers, so no reboot was needed",
+            summary:
+                "the services \(services) on \(id) in \(request.region) were restarted with SSM; verify-health passed and the site answers, so no reboot was needed",
             newInstance: nil)
         if isDone(.ssmVerify) { return succeeded }
 
@@ -166,7 +180,8 @@ extension StepContext {
             case .finished(let invocation) where !invocation.status.isSuccess:
                 return try await fallback("restart-services ended \(Self.describe(invocation))")
             case .finished(let invocation):
-                try await finish(.ssmRestart, "restart-services \(invocation.commandId): \(Self.describe(invocation, limit: 200))")
+                try await finish(
+                    .ssmRestart, "restart-services \(invocation.commandId): \(Self.describe(invocation, limit: 200))")
             }
         }
         var parameters: [String: [String]] = [:]
@@ -175,16 +190,24 @@ extension StepContext {
         if let only = config.settings.expectedStatus.first, config.settings.expectedStatus.count == 1, only.count == 1 {
             parameters["expectedStatus"] = [String(only.lowerBound)]
         }
-        switch try await runDocument("verify-health", parameters: parameters, timeout: dryRun ? timeout : min(options.ssmCommandTimeout, remaining)) {
+        switch try await runDocument(
+            "verify-health", parameters: parameters,
+            timeout: dryRun ? timeout : min(options.ssmCommandTimeout, remaining))
+        {
         case .unavailable(let why), .failed(let why): return try await fallback(why)
         case .planned:
-            return try await fallback("dry run: restart-services and verify-health would be sent; if they do not bring the site back, the reboot follows")
+            return try await fallback(
+                "dry run: restart-services and verify-health would be sent; if they do not bring the site back, the reboot follows"
+            )
         case .finished(let invocation) where !invocation.status.isSuccess:
             return try await fallback("verify-health ended \(Self.describe(invocation))")
         case .finished(let invocation):
             // The document's word is not enough: the actuator checks the status checks and the site itself.
             let (ok, detail) = try await waitHealthy(ec2, id, timeout: min(options.healthPollInterval * 3, remaining))
-            guard ok else { return try await fallback("verify-health passed (\(invocation.commandId)) but the site is still down: \(detail)") }
+            guard ok else {
+                return try await fallback(
+                    "verify-health passed (\(invocation.commandId)) but the site is still down: \(detail)")
+            }
             try await finish(.ssmVerify, "verify-health \(invocation.commandId) passed; \(detail)")
             return succeeded
         }
@@ -219,20 +242,30 @@ extension StepContext {
                     if let commandId = record.resources.commandIds?[document] {
                         return try await lateSSMRepairResult(document: document, commandId: commandId)
                     }
-                    return .failed("the deadline \(Timestamp.format(request.deadline)) passed before the command was sent; nothing was done")
+                    return .failed(
+                        "the deadline \(Timestamp.format(request.deadline)) passed before the command was sent; nothing was done"
+                    )
                 }
                 // The decision's predicted repairs send restart-services without parameters: the units are the
                 // target's ssm_services (the document has no default for them, so SSM would refuse it).
-                if document == "restart-services", (parameters["services"] ?? []).joined().trimmingCharacters(in: .whitespaces).isEmpty {
+                if document == "restart-services",
+                    (parameters["services"] ?? []).joined().trimmingCharacters(in: .whitespaces).isEmpty
+                {
                     if config.ssm.services.isEmpty && record.resources.commandIds?[document] == nil {
-                        return .failed("restart-services needs the units to restart and the request names none: set ssm_services for \(target); nothing was sent")
+                        return .failed(
+                            "restart-services needs the units to restart and the request names none: set ssm_services for \(target); nothing was sent"
+                        )
                     }
                     parameters["services"] = [config.ssm.services.joined(separator: " ")]
                 }
                 // Wait up to the document's own run limit (at least SSM_COMMAND_TIMEOUT), cut at the deadline;
                 // runDocument passes the wait as executionTimeout, so the command ends when the wait does.
-                let limit = max(options.ssmCommandTimeout, .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
-                switch try await runDocument(document, parameters: parameters, timeout: dryRun ? limit : min(limit, remaining)) {
+                let limit = max(
+                    options.ssmCommandTimeout,
+                    .seconds(FleetSSMDocument.shipped[document]?.defaultExecutionTimeout ?? 0))
+                switch try await runDocument(
+                    document, parameters: parameters, timeout: dryRun ? limit : min(limit, remaining))
+                {
                 case .unavailable(let why): return .failed(why)
                 case .failed(let why): return .failed(why)
                 case .planned:
@@ -247,9 +280,11 @@ extension StepContext {
                     if !invocation.status.isSuccess {
                         return .failed("\(documentName(document)) on \(id) ended \(text)")
                     }
-                    return .succeeded(summary: "\(documentName(document)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
+                    return .succeeded(
+                        summary: "\(documentName(document)) ran on \(id) in \(request.region): \(text)",
+                        newInstance: nil)
                 }
-            },
+            }
         ]
     }
 
@@ -258,7 +293,8 @@ extension StepContext {
     private func lateSSMRepairResult(document: String, commandId: String) async throws -> StepResult {
         let id = request.instanceId
         let name = documentName(document)
-        let late = "the deadline \(Timestamp.format(request.deadline)) passed while \(name) (command \(commandId), sent by an earlier actor) ran on \(id)"
+        let late =
+            "the deadline \(Timestamp.format(request.deadline)) passed while \(name) (command \(commandId), sent by an earlier actor) ran on \(id)"
         guard let ssm else { return .failed("\(late); the actuator has no SSM client to read its result") }
         let invocation: CommandInvocation
         do {
@@ -270,11 +306,16 @@ extension StepContext {
         }
         let text = Self.describe(invocation)
         guard invocation.status.isTerminal else {
-            return .failed("\(late) and is still \(invocation.status) (it stops by itself at its executionTimeout); its result is unknown")
+            return .failed(
+                "\(late) and is still \(invocation.status) (it stops by itself at its executionTimeout); its result is unknown"
+            )
         }
         note("\(name) on \(id): \(text)")
-        try await finish(.ssmCommand, "\(name) \(commandId): \(text)") { $0.commandSucceeded = invocation.status.isSuccess }
+        try await finish(.ssmCommand, "\(name) \(commandId): \(text)") {
+            $0.commandSucceeded = invocation.status.isSuccess
+        }
         if !invocation.status.isSuccess { return .failed("\(name) (\(commandId)) on \(id) ended \(text)") }
-        return .succeeded(summary: "\(name) (\(commandId)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
+        return .succeeded(
+            summary: "\(name) (\(commandId)) ran on \(id) in \(request.region): \(text)", newInstance: nil)
     }
 }

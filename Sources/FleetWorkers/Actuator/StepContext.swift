@@ -7,17 +7,17 @@ import RecoveryCore
 
 /// Tags the actuator reads and writes.
 enum RecoveryTags {
-    static let optIn = TargetCatalog.optInTag                  // AutoRecovery=enabled
-    static let name = TargetCatalog.nameTag                    // AutoRecovery:Name=<target>
-    static let healthURL = TargetCatalog.healthURLTag          // AutoRecovery:HealthUrl
-    static let replacedBy = TargetCatalog.replacedByTag        // on the old instance: the new id
-    static let replacementOf = "AutoRecovery:ReplacementOf"    // on the new instance: the old id
-    static let drFor = "AutoRecovery:DrFor"                    // on an Elastic IP the actuator allocated in DR
-    static let abandonedBy = "AutoRecovery:AbandonedBy"        // on a launched instance a failed step stopped
-    static let step = "AutoRecovery:Step"                      // on images, repair volumes/snapshots: the key
-    static let quarantined = TargetCatalog.quarantinedTag      // AutoRecovery:Quarantined=<time> <reason>
-    static let evidenceFor = "AutoRecovery:EvidenceFor"        // on an EBS repair's snapshot of the old root
-    static let rootFor = "AutoRecovery:RootFor"                // on an EBS repair's new root volume
+    static let optIn = TargetCatalog.optInTag  // AutoRecovery=enabled
+    static let name = TargetCatalog.nameTag  // AutoRecovery:Name=<target>
+    static let healthURL = TargetCatalog.healthURLTag  // AutoRecovery:HealthUrl
+    static let replacedBy = TargetCatalog.replacedByTag  // on the old instance: the new id
+    static let replacementOf = "AutoRecovery:ReplacementOf"  // on the new instance: the old id
+    static let drFor = "AutoRecovery:DrFor"  // on an Elastic IP the actuator allocated in DR
+    static let abandonedBy = "AutoRecovery:AbandonedBy"  // on a launched instance a failed step stopped
+    static let step = "AutoRecovery:Step"  // on images, repair volumes/snapshots: the key
+    static let quarantined = TargetCatalog.quarantinedTag  // AutoRecovery:Quarantined=<time> <reason>
+    static let evidenceFor = "AutoRecovery:EvidenceFor"  // on an EBS repair's snapshot of the old root
+    static let rootFor = "AutoRecovery:RootFor"  // on an EBS repair's new root volume
 }
 
 /// How a step ended, before it becomes an `ActionOutcome`.
@@ -59,10 +59,14 @@ final class StepContext {
     /// Set in this run when SSM proved unusable for the instance (no agent): later SSM use is skipped.
     var ssmUnavailable: String?
 
-    init(request: ActionRequest, record: StepRecord, records: StepRecordStore, keeper: LeaseKeeper,
-         envelopes: EnvelopePublisher, options: ActuatorWorker.Options, config: ActuatorTargetConfig, home: any EC2Operations,
-         destination: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil, table: TargetConfigTable? = nil,
-         http: any HTTPExecuting, logger: Logger, clock: @escaping @Sendable () -> Date) {
+    init(
+        request: ActionRequest, record: StepRecord, records: StepRecordStore, keeper: LeaseKeeper,
+        envelopes: EnvelopePublisher, options: ActuatorWorker.Options, config: ActuatorTargetConfig,
+        home: any EC2Operations,
+        destination: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil,
+        table: TargetConfigTable? = nil,
+        http: any HTTPExecuting, logger: Logger, clock: @escaping @Sendable () -> Date
+    ) {
         self.request = request
         self.record = record
         self.records = records
@@ -113,7 +117,9 @@ final class StepContext {
 
     /// Runs one AWS mutation: checks the lease first; in a dry run, records the call and returns
     /// `dryRunValue` without calling.
-    func mutate<T>(_ call: PlannedCall, dryRunValue: @autoclosure () -> T, _ body: () async throws -> T) async throws -> T {
+    func mutate<T>(_ call: PlannedCall, dryRunValue: @autoclosure () -> T, _ body: () async throws -> T) async throws
+        -> T
+    {
         if dryRun {
             record.plannedCalls.append(call.description)
             return dryRunValue()
@@ -130,12 +136,14 @@ final class StepContext {
     /// Publishes a history event; a failure is logged, never fatal (the record is the source of truth).
     func event(_ kind: ActuatorEvent.Kind, id: String, subStep: SubStep? = nil, detail: String? = nil) async {
         let body = ActuatorEvent(
-            kind: kind, actor: options.workerId, idempotencyKey: key, incidentId: request.incidentId, step: request.step,
+            kind: kind, actor: options.workerId, idempotencyKey: key, incidentId: request.incidentId,
+            step: request.step,
             subStep: subStep, fencingToken: keeper.lease.fencingToken, detail: detail, resources: record.resources,
             plannedCalls: record.plannedCalls.isEmpty ? nil : record.plannedCalls)
         do {
-            try await envelopes.publish(.event, id: id, target: target, instanceId: request.instanceId,
-                                       correlationId: request.incidentId, body: body, now: clock())
+            try await envelopes.publish(
+                .event, id: id, target: target, instanceId: request.instanceId,
+                correlationId: request.incidentId, body: body, now: clock())
         } catch {
             logger.warning("could not publish a progress event", metadata: ["error": "\(error)", "event": "\(id)"])
         }
@@ -144,8 +152,9 @@ final class StepContext {
     /// Publishes a notice; a failure is logged, never fatal.
     func notify(_ notice: Notice) async {
         do {
-            try await envelopes.publish(.notification, id: notice.id, target: notice.target, instanceId: notice.instanceId,
-                                       correlationId: notice.incidentId, body: notice, now: clock())
+            try await envelopes.publish(
+                .notification, id: notice.id, target: notice.target, instanceId: notice.instanceId,
+                correlationId: notice.incidentId, body: notice, now: clock())
         } catch {
             logger.warning("could not publish a notice", metadata: ["error": "\(error)", "notice": "\(notice.id)"])
         }
@@ -179,7 +188,8 @@ final class StepContext {
     private func runAction() async throws -> StepResult {
         if let repair = request.repair {
             switch repair.action {
-            case .ssm(let document, let parameters): return try await runSSMRepair(document: document, parameters: parameters)
+            case .ssm(let document, let parameters):
+                return try await runSSMRepair(document: document, parameters: parameters)
             case .ebsRepair: return try await runEBSRepair()
             case .quarantine(let detach): return try await runQuarantine(detachElasticIP: detach, reason: repair.reason)
             case .unquarantine: return try await runUnquarantine()
@@ -198,7 +208,9 @@ final class StepContext {
     func describe(_ ec2: any EC2Operations, _ id: String) async throws -> EC2Instance? {
         do {
             return try await ec2.describeInstances(instanceIds: [id], filters: []).first
-        } catch let error as AWSError where error.code == "InvalidInstanceID.NotFound" || error.code == "InvalidInstanceID.Malformed" {
+        } catch let error as AWSError
+            where error.code == "InvalidInstanceID.NotFound" || error.code == "InvalidInstanceID.Malformed"
+        {
             return nil
         }
     }
@@ -214,14 +226,19 @@ final class StepContext {
     /// The Elastic IP allocation of the target: the request's, else the one on the instance.
     func allocation(on instanceId: String, ec2: any EC2Operations) async throws -> String? {
         if let given = request.elasticIpAllocationId { return given }
-        return try await ec2.describeAddresses(publicIps: [], allocationIds: [], filters: [EC2Filter("instance-id", [instanceId])]).first?.allocationId
+        return try await ec2.describeAddresses(
+            publicIps: [], allocationIds: [], filters: [EC2Filter("instance-id", [instanceId])]
+        ).first?.allocationId
     }
 
     /// The newest completed snapshot tagged `AutoRecovery:Name=<target>` that this account owns.
     static func latestSnapshot(_ ec2: any EC2Operations, target: String) async throws -> EC2Snapshot? {
-        try await ec2.describeSnapshots(snapshotIds: [], ownerIds: ["self"], filters: [.tag(RecoveryTags.name, target), EC2Filter("status", ["completed"])])
-            .filter { $0.state == "completed" && $0.tags[RecoveryTags.name] == target }
-            .max { ($0.startTime ?? .distantPast, $0.snapshotId) < ($1.startTime ?? .distantPast, $1.snapshotId) }
+        try await ec2.describeSnapshots(
+            snapshotIds: [], ownerIds: ["self"],
+            filters: [.tag(RecoveryTags.name, target), EC2Filter("status", ["completed"])]
+        )
+        .filter { $0.state == "completed" && $0.tags[RecoveryTags.name] == target }
+        .max { ($0.startTime ?? .distantPast, $0.snapshotId) < ($1.startTime ?? .distantPast, $1.snapshotId) }
     }
 
     // MARK: Health
@@ -234,15 +251,19 @@ final class StepContext {
             }
             guard status.state == .running else { return (false, "instance is \(status.state)") }
             guard status.systemStatus.isOK && status.instanceStatus.isOK else {
-                return (false, "status checks: system \(status.systemStatus.status), instance \(status.instanceStatus.status)")
+                return (
+                    false,
+                    "status checks: system \(status.systemStatus.status), instance \(status.instanceStatus.status)"
+                )
             }
         } catch {
             return (false, "DescribeInstanceStatus failed: \(error)")
         }
         guard let url = record.resources.healthURL else { return (true, "status checks ok (no health URL)") }
-        let request = HTTPRequest(url: url, timeout: options.healthCheckTimeout,
-                                  connectTimeout: min(options.healthCheckTimeout, .seconds(5)), maxBodyBytes: 64 * 1024,
-                                  followRedirects: true, freshConnection: true)
+        let request = HTTPRequest(
+            url: url, timeout: options.healthCheckTimeout,
+            connectTimeout: min(options.healthCheckTimeout, .seconds(5)), maxBodyBytes: 64 * 1024,
+            followRedirects: true, freshConnection: true)
         do {
             let response = try await http.execute(request)
             if config.settings.isHealthy(statusCode: response.status, body: response.bodyString) {
@@ -255,7 +276,9 @@ final class StepContext {
     }
 
     /// Polls `healthy` until it is, or `timeout` has passed (at least one check).
-    func waitHealthy(_ ec2: any EC2Operations, _ id: String, timeout: Duration) async throws -> (ok: Bool, detail: String) {
+    func waitHealthy(_ ec2: any EC2Operations, _ id: String, timeout: Duration) async throws -> (
+        ok: Bool, detail: String
+    ) {
         let end = ContinuousClock.now + timeout
         while true {
             let result = await healthy(ec2, id)

@@ -260,17 +260,22 @@ public struct StepRecordStore: Sendable {
     public var completedRetention: Duration = .seconds(30 * 86_400)
 
     /// Records on any versioned store; `expire` (if given) is called for a completed record's key.
-    public init(states: any VersionedStore, expire: (@Sendable (_ key: String, _ after: Duration) async throws -> Void)? = nil) {
+    public init(
+        states: any VersionedStore, expire: (@Sendable (_ key: String, _ after: Duration) async throws -> Void)? = nil
+    ) {
         self.states = states
         self.expire = expire
     }
 
     /// Records in Redis; a completed one expires after `completedRetention`.
     public init(states: RedisStateStore) {
-        self.init(states: states, expire: { key, after in
-            _ = try await states.client.command(
-                ["EXPIRE", "\(states.keyspace.prefix)state:\(key)", String(max(1, after.components.seconds))], idempotent: true)
-        })
+        self.init(
+            states: states,
+            expire: { key, after in
+                _ = try await states.client.command(
+                    ["EXPIRE", "\(states.keyspace.prefix)state:\(key)", String(max(1, after.components.seconds))],
+                    idempotent: true)
+            })
     }
 
     static func key(_ idempotencyKey: String) -> String { "step:\(idempotencyKey)" }
@@ -282,7 +287,8 @@ public struct StepRecordStore: Sendable {
 
     /// Stores a new record; false when one exists already.
     func create(_ record: StepRecord) async throws -> Bool {
-        try await states.compareAndSet(Self.key(record.idempotencyKey), expectedVersion: 0, data: record.encoded()) != nil
+        try await states.compareAndSet(Self.key(record.idempotencyKey), expectedVersion: 0, data: record.encoded())
+            != nil
     }
 
     /// Stores `record` unless the stored one was written under a larger fencing token or is already
@@ -295,13 +301,15 @@ public struct StepRecordStore: Sendable {
                 let current = try StepRecord.decode(stored.data)
                 if current.fencingToken > record.fencingToken {
                     throw LeaseLost(
-                        "the step record was written by \(current.owner) under fencing token \(current.fencingToken), newer than \(record.fencingToken)")
+                        "the step record was written by \(current.owner) under fencing token \(current.fencingToken), newer than \(record.fencingToken)"
+                    )
                 }
                 if current.status == .completed && record.status != .completed {
                     throw LeaseLost("the step was completed by \(current.owner) meanwhile")
                 }
             }
-            if try await states.compareAndSet(key, expectedVersion: stored?.version ?? 0, data: record.encoded()) != nil {
+            if try await states.compareAndSet(key, expectedVersion: stored?.version ?? 0, data: record.encoded()) != nil
+            {
                 if record.status == .completed, let expire {
                     try? await expire(key, completedRetention)
                 }

@@ -25,8 +25,10 @@ struct PlannedSubStep {
     let run: () async throws -> StepResult?
     let compensation: Compensation?
 
-    init(_ name: SubStep, skipWhenDone: Set<SubStep>? = nil, when applies: @escaping () -> Bool = { true },
-         compensation: Compensation? = nil, run: @escaping () async throws -> StepResult?) {
+    init(
+        _ name: SubStep, skipWhenDone: Set<SubStep>? = nil, when applies: @escaping () -> Bool = { true },
+        compensation: Compensation? = nil, run: @escaping () async throws -> StepResult?
+    ) {
         self.name = name
         self.skipWhenDone = skipWhenDone ?? [name]
         self.applies = applies

@@ -53,14 +53,17 @@ extension OutboxItem {
         guard let messageType = MessageType(rawValue: type) else {
             throw DecisionError("outbox item \(messageId) has unknown type '\(type)'")
         }
-        return EnvelopePublisher.Encoded(type: messageType, routingKey: routingKey, id: messageId, correlationId: correlationId,
-                                         body: Array(body.utf8))
+        return EnvelopePublisher.Encoded(
+            type: messageType, routingKey: routingKey, id: messageId, correlationId: correlationId,
+            body: Array(body.utf8))
     }
 }
 
 actor KnownTargets {
     private var byName: [String: Target] = [:]
-    func set(_ targets: [Target]) { byName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) }
+    func set(_ targets: [Target]) {
+        byName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
     func target(_ name: String) -> Target? { byName[name] }
     func contains(_ name: String) -> Bool { byName[name] != nil }
     func names() -> [String] { byName.keys.sorted() }

@@ -49,14 +49,17 @@ public final class DecisionWorker: Sendable {
 
     /// The worker on its ports: production passes the Redis and AMQP drivers, unit tests the memory ones
     /// (FleetTestSupport).
-    public init(options: Options, states: any VersionedStore, schedule: any WakeUpSchedule, markers: any KeyValueStore,
-                publisher: any MessagePublishing, topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?,
-                defaultRegion: String, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        options: Options, states: any VersionedStore, schedule: any WakeUpSchedule, markers: any KeyValueStore,
+        publisher: any MessagePublishing, topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?,
+        defaultRegion: String, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.options = options
         self.states = states
         self.schedule = schedule
         self.markers = markers
-        envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "decision")
+        envelopes = EnvelopePublisher(
+            publisher: publisher, topology: topology, producer: options.workerId, appId: "decision")
         self.catalog = catalog
         self.defaultRegion = defaultRegion
         self.logger = logger
@@ -64,12 +67,15 @@ public final class DecisionWorker: Sendable {
     }
 
     /// The worker on Redis: states, schedule and markers in one keyspace.
-    public convenience init(options: Options, states: RedisStateStore, schedule: RedisSchedule, publisher: any MessagePublishing,
-                            topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?, defaultRegion: String,
-                            logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
-        self.init(options: options, states: states, schedule: schedule,
-                  markers: RedisKeyValueStore(client: states.client, keyspace: states.keyspace), publisher: publisher,
-                  topology: topology, catalog: catalog, defaultRegion: defaultRegion, logger: logger, clock: clock)
+    public convenience init(
+        options: Options, states: RedisStateStore, schedule: RedisSchedule, publisher: any MessagePublishing,
+        topology: FleetTopology, catalog: (@Sendable () async throws -> [Target])?, defaultRegion: String,
+        logger: Logger, clock: @escaping @Sendable () -> Date = Date.init
+    ) {
+        self.init(
+            options: options, states: states, schedule: schedule,
+            markers: RedisKeyValueStore(client: states.client, keyspace: states.keyspace), publisher: publisher,
+            topology: topology, catalog: catalog, defaultRegion: defaultRegion, logger: logger, clock: clock)
     }
 
     static let brakeKey = DecisionStateKeys.brake
@@ -87,7 +93,8 @@ public final class DecisionWorker: Sendable {
         case .prediction:
             return .prediction(try EnvelopeCodec.decode(bytes, as: PredictionBody.self, expecting: .prediction))
         case let other:
-            throw MessageDecodingError(kind: .unexpectedType, detail: "type '\(other.rawValue)' on the observations queue")
+            throw MessageDecodingError(
+                kind: .unexpectedType, detail: "type '\(other.rawValue)' on the observations queue")
         }
     }
 
@@ -118,9 +125,12 @@ public final class DecisionWorker: Sendable {
             guard let target = envelope.target else { throw RejectMessage("prediction without a target") }
             let p = envelope.body
             let window = min(p.window.from, p.window.to)...max(p.window.from, p.window.to)
-            try await apply(.trouble(PredictiveRepair.Trouble(
-                id: envelope.id, kind: p.kind.rawValue, confidence: p.confidence, repair: p.repair, detail: p.detail,
-                window: window)), to: target, instanceHint: envelope.instanceId)
+            try await apply(
+                .trouble(
+                    PredictiveRepair.Trouble(
+                        id: envelope.id, kind: p.kind.rawValue, confidence: p.confidence, repair: p.repair,
+                        detail: p.detail,
+                        window: window)), to: target, instanceHint: envelope.instanceId)
         case .ignored:
             break
         }
@@ -130,7 +140,8 @@ public final class DecisionWorker: Sendable {
         // The broker checks user_id against the connection's login, so it is the sender's identity. A
         // command without one cannot be attributed to anybody and is refused.
         guard let user = verifiedUser, !user.isEmpty else {
-            throw RejectMessage("command has no user_id property; publish it with recoveryctl or set user_id to your RabbitMQ user")
+            throw RejectMessage(
+                "command has no user_id property; publish it with recoveryctl or set user_id to your RabbitMQ user")
         }
         if !options.operators.contains(user) {
             FleetMetrics.commands(result: "unauthorized").increment()
@@ -140,12 +151,13 @@ public final class DecisionWorker: Sendable {
             guard refusedOperators.withLock({ $0.insert(user).inserted }) else {
                 throw RejectMessage("user '\(user)' is not an operator")
             }
-            await publishNotice(Notice(
-                id: "\(envelope.id):unauthorized", kind: .commandRejected, at: clock(), target: envelope.target,
-                detail: options.operators.isEmpty
-                    ? "no operators are configured (OPERATORS is empty), so every command is refused; command \(envelope.body.name) from '\(user)' refused"
-                    : "user '\(user)' is not on the operator list (OPERATORS); command \(envelope.body.name) refused",
-                command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user)))
+            await publishNotice(
+                Notice(
+                    id: "\(envelope.id):unauthorized", kind: .commandRejected, at: clock(), target: envelope.target,
+                    detail: options.operators.isEmpty
+                        ? "no operators are configured (OPERATORS is empty), so every command is refused; command \(envelope.body.name) from '\(user)' refused"
+                        : "user '\(user)' is not on the operator list (OPERATORS); command \(envelope.body.name) refused",
+                    command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user)))
             throw RejectMessage("user '\(user)' is not an operator")
         }
         let body = envelope.body
@@ -153,12 +165,15 @@ public final class DecisionWorker: Sendable {
             throw RejectMessage("unknown command '\(body.name)'; expected one of \(CommandName.list)")
         }
         if case .brake(let release) = command.route {
-            let event: FleetBrake.Event = release
+            let event: FleetBrake.Event =
+                release
                 ? .release(id: envelope.id, operator: user)
                 : .engage(id: envelope.id, operator: user, reason: body.reason ?? "engaged by hand")
             return try await applyToBrake([event])
         }
-        guard let target = envelope.target, !target.isEmpty else { throw RejectMessage("command \(body.name) names no target") }
+        guard let target = envelope.target, !target.isEmpty else {
+            throw RejectMessage("command \(body.name) names no target")
+        }
         let event: TargetMachine.Event
         switch command.route {
         case .brake:
@@ -171,7 +186,8 @@ public final class DecisionWorker: Sendable {
             case .ebsRepair: action = .ebsRepair
             case .ssm: throw RejectMessage("ssm repairs come from predictions, not from a command")
             }
-            event = .repairCommand(.init(id: envelope.id, action: action, name: body.name, operator: user, reason: body.reason))
+            event = .repairCommand(
+                .init(id: envelope.id, action: action, name: body.name, operator: user, reason: body.reason))
         case .machine(let name):
             if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
             event = .ladder(.command(id: envelope.id, OperatorCommand(name, by: user, until: body.until)))
@@ -208,21 +224,34 @@ public final class DecisionWorker: Sendable {
             var (machine, actions, decided) = (stored, [TargetMachine.Action](), brake.brake)
             for brakeEngaged in [brake.brake.isEngaged, true] {
                 (machine, decided) = (stored, brake.brake)
-                actions = machine.handle(event, TargetMachine.Context(
-                    now: now, brakeEngaged: brakeEngaged, settings: configured?.settings, identity: configured?.identity,
-                    uniqueId: UUID().uuidString.lowercased()))
-                if decided.admit(actions.compactMap { if case .reportToFleet(let e) = $0 { e } else { nil } }, now: now) { break }
-                guard !brakeEngaged else { throw DecisionError("the fleet brake refused a step decided with it engaged") }
+                actions = machine.handle(
+                    event,
+                    TargetMachine.Context(
+                        now: now, brakeEngaged: brakeEngaged, settings: configured?.settings,
+                        identity: configured?.identity,
+                        uniqueId: UUID().uuidString.lowercased()))
+                if decided.admit(actions.compactMap { if case .reportToFleet(let e) = $0 { e } else { nil } }, now: now)
+                {
+                    break
+                }
+                guard !brakeEngaged else {
+                    throw DecisionError("the fleet brake refused a step decided with it engaged")
+                }
             }
             for case .publish(let message) in actions {
                 machine.outbox.append(try OutboxItem(message, producer: options.workerId, now: now))
             }
             // The target and, when the event changed it, the brake: both or neither.
-            var writes = [VersionedWrite(key, expectedVersion: loaded?.version ?? 0,
-                                         data: String(decoding: try StateCodec.encode(machine), as: UTF8.self))]
+            var writes = [
+                VersionedWrite(
+                    key, expectedVersion: loaded?.version ?? 0,
+                    data: String(decoding: try StateCodec.encode(machine), as: UTF8.self))
+            ]
             if decided != brake.brake {
-                writes.append(VersionedWrite(Self.brakeKey, expectedVersion: brake.version,
-                                             data: String(decoding: try StateCodec.encode(decided), as: UTF8.self)))
+                writes.append(
+                    VersionedWrite(
+                        Self.brakeKey, expectedVersion: brake.version,
+                        data: String(decoding: try StateCodec.encode(decided), as: UTF8.self)))
             }
             guard let version = try await states.compareAndSet(all: writes)?.first else {
                 FleetMetrics.decisionConflicts.increment()
@@ -230,11 +259,14 @@ public final class DecisionWorker: Sendable {
             }
             return try await carryOut(actions, of: machine, storedAs: version)
         }
-        throw DecisionError("target \(target) changed 20 times while one event was applied; retrying later", contention: true)
+        throw DecisionError(
+            "target \(target) changed 20 times while one event was applied; retrying later", contention: true)
     }
 
     /// The stored machine (its leftover outbox published first), or a new one for a known target.
-    private func machine(_ loaded: VersionedValue?, _ target: String, instanceHint: String?) async throws -> TargetMachine {
+    private func machine(_ loaded: VersionedValue?, _ target: String, instanceHint: String?) async throws
+        -> TargetMachine
+    {
         guard let loaded else { return TargetMachine(ladder: try await newMachine(target, instanceHint: instanceHint)) }
         var machine = try StateCodec.decodeTarget(Array(loaded.data.utf8))
         // A previous worker stored these but may not have published them yet.
@@ -244,18 +276,22 @@ public final class DecisionWorker: Sendable {
 
     /// After the compare-and-set won: publish the outbox (and clear it), the brake's notices, schedule the
     /// next tick. Counted only here, so a lost race counts nothing twice.
-    private func carryOut(_ actions: [TargetMachine.Action], of machine: TargetMachine, storedAs version: Int64) async throws {
+    private func carryOut(_ actions: [TargetMachine.Action], of machine: TargetMachine, storedAs version: Int64)
+        async throws
+    {
         let key = Self.stateKey(machine.target)
         let remaining = try await flush(machine.outbox)
         if remaining.count != machine.outbox.count {
             var cleared = machine
             cleared.outbox = remaining
-            _ = try? await states.compareAndSet(key, expectedVersion: version, data: String(decoding: try StateCodec.encode(cleared), as: UTF8.self))
+            _ = try? await states.compareAndSet(
+                key, expectedVersion: version, data: String(decoding: try StateCodec.encode(cleared), as: UTF8.self))
         }
         var refusal: String?
         for action in actions {
             switch action {
-            case .publish(.stateChange(let change, _, _)) where change.kind == "incident_opened": FleetMetrics.outages.increment()
+            case .publish(.stateChange(let change, _, _)) where change.kind == "incident_opened":
+                FleetMetrics.outages.increment()
             case .publish, .reportToFleet: break  // the outbox is published above; the brake was stored first
             case .schedule(let at?): try await schedule.schedule(machine.target, at: at)
             case .schedule(nil): try await schedule.cancel(machine.target)
@@ -263,14 +299,17 @@ public final class DecisionWorker: Sendable {
             }
         }
         // What the brake decided with this event (its alert, targets to wake) is carried out by loading it.
-        if actions.contains(where: { if case .reportToFleet = $0 { true } else { false } }) { _ = try await loadBrake() }
+        if actions.contains(where: { if case .reportToFleet = $0 { true } else { false } }) {
+            _ = try await loadBrake()
+        }
         FleetMetrics.decisions.increment()
         if let refusal { throw RejectMessage(refusal) }
     }
 
     private func newMachine(_ target: String, instanceHint: String?) async throws -> EscalationMachine {
         if let configured = await known.target(target) {
-            return EscalationMachine(identity: configured.identity, instance: configured.instance, settings: configured.settings)
+            return EscalationMachine(
+                identity: configured.identity, instance: configured.instance, settings: configured.settings)
         }
         guard let instanceHint else {
             throw RejectMessage("unknown target '\(target)': no instance tagged AutoRecovery=enabled has that name")
@@ -291,7 +330,8 @@ public final class DecisionWorker: Sendable {
             var brake = try StateCodec.decodeBrake(Array(loaded.data.utf8))
             brake.settings = options.brakeSettings
             guard let pending = brake.pending else { return (brake, loaded.version) }
-            let unpublished = try await flush(try pending.notices.map { try OutboxItem(.notice($0), producer: options.workerId, now: clock()) })
+            let unpublished = try await flush(
+                try pending.notices.map { try OutboxItem(.notice($0), producer: options.workerId, now: clock()) })
             for target in pending.wake { try await schedule.schedule(target, at: clock()) }
             // Cleared only when every notice is out; one claimed by another worker keeps it pending.
             if unpublished.isEmpty {
@@ -307,7 +347,9 @@ public final class DecisionWorker: Sendable {
     /// Stores the brake if nobody stored another version meanwhile.
     private func storeBrake(_ brake: FleetBrake, expectedVersion: Int64) async throws -> Bool {
         let data = String(decoding: try StateCodec.encode(brake), as: UTF8.self)
-        guard try await states.compareAndSet(Self.brakeKey, expectedVersion: expectedVersion, data: data) != nil else { return false }
+        guard try await states.compareAndSet(Self.brakeKey, expectedVersion: expectedVersion, data: data) != nil else {
+            return false
+        }
         FleetMetrics.brakeEngaged.record(brake.isEngaged ? 1 : 0)
         return true
     }
@@ -322,7 +364,8 @@ public final class DecisionWorker: Sendable {
             _ = try await loadBrake()  // carries out what it decided
             return
         }
-        throw DecisionError("the fleet brake changed 20 times while one event was applied; retrying later", contention: true)
+        throw DecisionError(
+            "the fleet brake changed 20 times while one event was applied; retrying later", contention: true)
     }
 
     // MARK: Publishing
@@ -341,7 +384,8 @@ public final class DecisionWorker: Sendable {
         var remaining: [OutboxItem] = []
         for item in items {
             if try await markers.get("published:\(item.messageId)") != nil { continue }
-            guard try await markers.setIfAbsent("publishing:\(item.messageId)", options.workerId, expiry: .seconds(30)) else {
+            guard try await markers.setIfAbsent("publishing:\(item.messageId)", options.workerId, expiry: .seconds(30))
+            else {
                 remaining.append(item)
                 continue
             }
@@ -409,10 +453,14 @@ public final class DecisionWorker: Sendable {
     /// The decision executable's services, in the order that makes shutdown safe by construction:
     /// `clients` first (closed last), then discovery and the ticker, then the two consumers (stopped
     /// first; their deliveries in flight finish while every client is still open).
-    public func services(clients: [any Service], observations: MessageWorker<DecisionInput>,
-                         commands: MessageWorker<DecisionInput>) -> [any Service] {
-        clients + [LoopService(run: { await self.runCatalog() }), LoopService(run: { await self.runTicker() }),
-                   observations.service(), commands.service()]
+    public func services(
+        clients: [any Service], observations: MessageWorker<DecisionInput>,
+        commands: MessageWorker<DecisionInput>
+    ) -> [any Service] {
+        clients + [
+            LoopService(run: { await self.runCatalog() }), LoopService(run: { await self.runTicker() }),
+            observations.service(), commands.service(),
+        ]
     }
 
     /// For tests and the first start: load the catalog once.

@@ -62,7 +62,8 @@ public struct NoticeFormatter: Sendable {
         if let command = notice.command { add("Command", "\(command.name) by \(command.operator) (\(command.id))") }
         add("At", Self.iso(notice.at))
         return NoticeSummary(
-            title: title(notice), detail: notice.reason.map(Self.text) ?? notice.detail, facts: facts, next: next(notice),
+            title: title(notice), detail: notice.reason.map(Self.text) ?? notice.detail, facts: facts,
+            next: next(notice),
             commands: notice.commands,
             consoleURL: Self.consoleURL(instanceId: notice.instanceId, region: region))
     }
@@ -75,8 +76,8 @@ public struct NoticeFormatter: Sendable {
     /// `https://<region>.console.aws.amazon.com/ec2/home?region=<region>#InstanceDetails:instanceId=<id>`
     public static func consoleURL(instanceId: String?, region: String?) -> String? {
         guard let id = instanceId, !id.isEmpty, let region, !region.isEmpty,
-              id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }),
-              region.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" })
+            id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }),
+            region.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" })
         else { return nil }
         return "https://\(region).console.aws.amazon.com/ec2/home?region=\(region)#InstanceDetails:instanceId=\(id)"
     }
@@ -88,7 +89,8 @@ public struct NoticeFormatter: Sendable {
         case .outageDeclared:
             return "\(target) is down: outage declared" + (n.nextStep.map { " (\($0.rawValue) next)" } ?? "")
         case .approvalRequested:
-            return "\(target) is down: approval needed for \(n.nextStep?.rawValue ?? n.step?.rawValue ?? "the next step")"
+            return
+                "\(target) is down: approval needed for \(n.nextStep?.rawValue ?? n.step?.rawValue ?? "the next step")"
         case .approvalTimedOut: return "\(target): no approval in time, nothing was done"
         case .actionStarted: return "\(target): \(step) started"
         case .actionSucceeded: return "\(target): \(step) done, verifying that the site is back"
@@ -99,7 +101,8 @@ public struct NoticeFormatter: Sendable {
         case .originalInstanceBack: return "\(target): the original instance answers again"
         case .brakeEngaged: return "Fleet brake engaged: destructive steps stopped"
         case .brakeReleased: return "Fleet brake released"
-        case .commandAccepted: return "Command \(n.command?.name ?? "") accepted" + (n.target.map { " for \($0)" } ?? "")
+        case .commandAccepted:
+            return "Command \(n.command?.name ?? "") accepted" + (n.target.map { " for \($0)" } ?? "")
         case .commandRejected: return "Command \(n.command?.name ?? "") refused" + (n.target.map { " for \($0)" } ?? "")
         case .troublePredicted: return "\(target): trouble predicted" + (n.repair.map { " (\($0) planned)" } ?? "")
         case .repairStarted: return "\(target): repair \(n.repair ?? "") started"
@@ -109,7 +112,8 @@ public struct NoticeFormatter: Sendable {
         case .unauthorizedSender: return "Security: messages from a sender that may not send them were refused"
         case .drPreflight:
             if let one = n.target { return "DR pre-flight: \(one) would not fail over cleanly" }
-            return "DR pre-flight: \(n.targets.map { "\($0.count) target(s) would not fail over cleanly" } ?? "problems found")"
+            return
+                "DR pre-flight: \(n.targets.map { "\($0.count) target(s) would not fail over cleanly" } ?? "problems found")"
         }
     }
 
@@ -117,11 +121,15 @@ public struct NoticeFormatter: Sendable {
         if n.kind == .troublePredicted, let repair = n.repair {
             switch n.blockedBy {
             case .approval:
-                return "\(repair) waits for approval" + (n.respondBy.map { " until \(Self.time($0, from: n.at))" } ?? "") + "; without approval nothing is done."
+                return "\(repair) waits for approval"
+                    + (n.respondBy.map { " until \(Self.time($0, from: n.at))" } ?? "")
+                    + "; without approval nothing is done."
             case .quarantine: return "No repair runs: the target is quarantined."
             case .brake: return "\(repair) is blocked by the fleet brake until `\(RecoveryCtl.brakeRelease)`."
             default:
-                return n.nextStepAt.map { "\(repair) at \(Self.time($0, from: n.at)), unless someone acks or holds it." }
+                return n.nextStepAt.map {
+                    "\(repair) at \(Self.time($0, from: n.at)), unless someone acks or holds it."
+                }
             }
         }
         guard let step = n.nextStep else { return nil }
@@ -142,7 +150,9 @@ public struct NoticeFormatter: Sendable {
         case .brake:
             return "\(name) is blocked by the fleet brake until `\(RecoveryCtl.brakeRelease)`."
         case .quarantine, nil:
-            if let at = n.nextStepAt { return "\(name) at \(Self.time(at, from: n.at)), unless the site comes back first." }
+            if let at = n.nextStepAt {
+                return "\(name) at \(Self.time(at, from: n.at)), unless the site comes back first."
+            }
             return "\(name)."
         }
     }
@@ -169,9 +179,12 @@ public struct NoticeFormatter: Sendable {
         var s = Int(seconds.rounded())
         if s < 60 { return "\(s)s" }
         var parts: [String] = []
-        let d = s / 86_400; s %= 86_400
-        let h = s / 3600; s %= 3600
-        let m = s / 60; s %= 60
+        let d = s / 86_400
+        s %= 86_400
+        let h = s / 3600
+        s %= 3600
+        let m = s / 60
+        s %= 60
         if d > 0 { parts.append("\(d)d") }
         if h > 0 { parts.append("\(h)h") }
         if m > 0 { parts.append("\(m)m") }
@@ -205,12 +218,17 @@ public struct NoticeFormatter: Sendable {
         var html = "<!DOCTYPE html><html><body style=\"font-family:sans-serif\">"
         html += "<h2>\(Self.html(s.title))</h2>"
         if let detail = s.detail { html += "<p>\(Self.html(detail))</p>" }
-        html += "<table>" + s.facts.map { "<tr><th align=\"left\">\(Self.html($0.label))</th><td>\(Self.html($0.value))</td></tr>" }.joined() + "</table>"
+        html +=
+            "<table>"
+            + s.facts.map { "<tr><th align=\"left\">\(Self.html($0.label))</th><td>\(Self.html($0.value))</td></tr>" }
+            .joined() + "</table>"
         if let next = s.next { html += "<p><b>Next:</b> \(Self.html(next))</p>" }
         if !s.commands.isEmpty {
             html += "<p>To respond, run one of:</p><pre>" + s.commands.map(Self.html).joined(separator: "\n") + "</pre>"
         }
-        if let url = s.consoleURL { html += "<p><a href=\"\(Self.html(url))\">Open the instance in the AWS console</a></p>" }
+        if let url = s.consoleURL {
+            html += "<p><a href=\"\(Self.html(url))\">Open the instance in the AWS console</a></p>"
+        }
         return html + "</body></html>"
     }
 
@@ -237,7 +255,7 @@ public struct NoticeFormatter: Sendable {
     public func slackPayload(_ notice: Notice, channel: String? = nil, username: String? = nil) -> [String: Any] {
         let s = summary(notice)
         var blocks: [[String: Any]] = [
-            ["type": "header", "text": ["type": "plain_text", "text": String(s.title.prefix(150)), "emoji": true]],
+            ["type": "header", "text": ["type": "plain_text", "text": String(s.title.prefix(150)), "emoji": true]]
         ]
         if let detail = s.detail {
             blocks.append(["type": "section", "text": ["type": "mrkdwn", "text": Self.slack(detail)]])
@@ -247,19 +265,35 @@ public struct NoticeFormatter: Sendable {
         while !facts.isEmpty {
             let chunk = facts.prefix(10)
             facts = facts.dropFirst(10)
-            blocks.append(["type": "section", "fields": chunk.map { ["type": "mrkdwn", "text": "*\(Self.slack($0.label))*\n\(Self.slack($0.value))"] }])
+            blocks.append([
+                "type": "section",
+                "fields": chunk.map {
+                    ["type": "mrkdwn", "text": "*\(Self.slack($0.label))*\n\(Self.slack($0.value))"]
+                },
+            ])
         }
         if let next = s.next {
             blocks.append(["type": "section", "text": ["type": "mrkdwn", "text": "*Next:* " + Self.slack(next)]])
         }
         if !s.commands.isEmpty {
-            blocks.append(["type": "section", "text": ["type": "mrkdwn",
-                                                       "text": "*To respond, run one of:*\n```" + s.commands.map(Self.slack).joined(separator: "\n") + "```"]])
+            blocks.append([
+                "type": "section",
+                "text": [
+                    "type": "mrkdwn",
+                    "text": "*To respond, run one of:*\n```" + s.commands.map(Self.slack).joined(separator: "\n")
+                        + "```",
+                ],
+            ])
         }
         if let url = s.consoleURL {
-            blocks.append(["type": "actions", "elements": [[
-                "type": "button", "text": ["type": "plain_text", "text": "Open in the AWS console"], "url": url,
-            ]]])
+            blocks.append([
+                "type": "actions",
+                "elements": [
+                    [
+                        "type": "button", "text": ["type": "plain_text", "text": "Open in the AWS console"], "url": url,
+                    ]
+                ],
+            ])
         }
         var payload: [String: Any] = ["text": s.title, "blocks": blocks]
         if let channel, !channel.isEmpty { payload["channel"] = channel }
@@ -282,7 +316,7 @@ public struct NoticeFormatter: Sendable {
     public func teamsPayload(_ notice: Notice) -> [String: Any] {
         let s = summary(notice)
         var body: [[String: Any]] = [
-            ["type": "TextBlock", "text": s.title, "weight": "Bolder", "size": "Medium", "wrap": true],
+            ["type": "TextBlock", "text": s.title, "weight": "Bolder", "size": "Medium", "wrap": true]
         ]
         if let detail = s.detail { body.append(["type": "TextBlock", "text": detail, "wrap": true]) }
         body.append(["type": "FactSet", "facts": s.facts.map { ["title": $0.label, "value": $0.value] }])
@@ -297,7 +331,10 @@ public struct NoticeFormatter: Sendable {
         if let url = s.consoleURL {
             card["actions"] = [["type": "Action.OpenUrl", "title": "Open in the AWS console", "url": url]]
         }
-        return ["type": "message", "attachments": [["contentType": "application/vnd.microsoft.card.adaptive", "content": card]]]
+        return [
+            "type": "message",
+            "attachments": [["contentType": "application/vnd.microsoft.card.adaptive", "content": card]],
+        ]
     }
 
     // MARK: SNS

@@ -46,9 +46,10 @@ public struct EmailChannel: NotificationChannel {
     }
 
     public func deliver(_ notice: Notice) async throws {
-        _ = try await ses.sendEmail(Email(
-            from: from, to: to, subject: formatter.emailSubject(notice), textBody: formatter.emailText(notice),
-            htmlBody: formatter.emailHTML(notice)))
+        _ = try await ses.sendEmail(
+            Email(
+                from: from, to: to, subject: formatter.emailSubject(notice), textBody: formatter.emailText(notice),
+                htmlBody: formatter.emailHTML(notice)))
     }
 }
 
@@ -69,9 +70,10 @@ public struct SNSChannel: NotificationChannel {
     public func deliver(_ notice: Notice) async throws {
         var attributes: [String: SNSMessageAttribute] = ["kind": .string(notice.kind.rawValue)]
         if let target = notice.target, !target.isEmpty { attributes["target"] = .string(target) }
-        _ = try await sns.publish(SNSMessage(
-            topicArn: topicArn, message: try formatter.snsMessage(notice), subject: formatter.snsSubject(notice),
-            attributes: attributes))
+        _ = try await sns.publish(
+            SNSMessage(
+                topicArn: topicArn, message: try formatter.snsMessage(notice), subject: formatter.snsSubject(notice),
+                attributes: attributes))
     }
 }
 
@@ -86,7 +88,8 @@ public struct WebhookError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         let text = answer.isEmpty ? "" : ": \(answer)"
-        let advice = (400..<500).contains(status) && status != 408 && status != 429
+        let advice =
+            (400..<500).contains(status) && status != 408 && status != 429
             ? "the webhook refused the message; check that the URL is current and the payload is accepted"
             : "the service failed; it will be retried"
         return "\(channel) webhook answered HTTP \(status)\(text) (\(advice))"
@@ -110,8 +113,10 @@ public struct WebhookChannel: NotificationChannel {
     let timeout: Duration
     let payload: @Sendable (Notice) throws -> Data
 
-    public init(name: String, http: any HTTPExecuting, url: String, timeout: Duration = .seconds(10),
-                payload: @escaping @Sendable (Notice) throws -> Data) {
+    public init(
+        name: String, http: any HTTPExecuting, url: String, timeout: Duration = .seconds(10),
+        payload: @escaping @Sendable (Notice) throws -> Data
+    ) {
         self.name = name
         self.http = http
         self.url = url
@@ -119,24 +124,30 @@ public struct WebhookChannel: NotificationChannel {
         self.payload = payload
     }
 
-    public static func slack(http: any HTTPExecuting, url: String, channel: String?, username: String?,
-                             formatter: NoticeFormatter) -> WebhookChannel {
+    public static func slack(
+        http: any HTTPExecuting, url: String, channel: String?, username: String?,
+        formatter: NoticeFormatter
+    ) -> WebhookChannel {
         WebhookChannel(name: ChannelKind.slack.rawValue, http: http, url: url) {
             try NoticeFormatter.json(formatter.slackPayload($0, channel: channel, username: username))
         }
     }
 
     public static func teams(http: any HTTPExecuting, url: String, formatter: NoticeFormatter) -> WebhookChannel {
-        WebhookChannel(name: ChannelKind.teams.rawValue, http: http, url: url) { try NoticeFormatter.json(formatter.teamsPayload($0)) }
+        WebhookChannel(name: ChannelKind.teams.rawValue, http: http, url: url) {
+            try NoticeFormatter.json(formatter.teamsPayload($0))
+        }
     }
 
     public func deliver(_ notice: Notice) async throws {
-        let response = try await http.execute(HTTPRequest(
-            method: "POST", url: url, headers: [("Content-Type", "application/json; charset=utf-8")],
-            body: Array(try payload(notice)), timeout: timeout, maxBodyBytes: 4096))
+        let response = try await http.execute(
+            HTTPRequest(
+                method: "POST", url: url, headers: [("Content-Type", "application/json; charset=utf-8")],
+                body: Array(try payload(notice)), timeout: timeout, maxBodyBytes: 4096))
         guard (200..<300).contains(response.status) else {
-            let error = WebhookError(channel: name, status: response.status,
-                                     answer: String(response.bodyString.prefix(200)).trimmingCharacters(in: .whitespacesAndNewlines))
+            let error = WebhookError(
+                channel: name, status: response.status,
+                answer: String(response.bodyString.prefix(200)).trimmingCharacters(in: .whitespacesAndNewlines))
             if error.isPermanent { throw PermanentWebhookError(error: error) }
             throw error
         }
@@ -169,8 +180,11 @@ public struct NotificationDefaults: Sendable {
         func on(_ kind: ChannelKind) -> Bool { wanted?.contains(kind.rawValue) ?? true }
         let to = notify?.emailTo ?? emailTo
         if on(.email), !to.isEmpty {
-            if let emailFrom { specs.append(.email(from: emailFrom, to: to, region: sesRegion)) } else {
-                problems.append("the target has e-mail recipients but NOTIFY_EMAIL_FROM (the verified SES sender) is not set")
+            if let emailFrom {
+                specs.append(.email(from: emailFrom, to: to, region: sesRegion))
+            } else {
+                problems.append(
+                    "the target has e-mail recipients but NOTIFY_EMAIL_FROM (the verified SES sender) is not set")
             }
         }
         if on(.slack), let url = notify?.slackWebhookURL ?? slackWebhookURL {
@@ -203,18 +217,21 @@ enum ChannelSpec: Sendable, Equatable {
 
     var name: String { kind.rawValue }
 
-    func channel(http: any HTTPExecuting, aws: any NoticeSenders, formatter: NoticeFormatter) -> any NotificationChannel {
+    func channel(http: any HTTPExecuting, aws: any NoticeSenders, formatter: NoticeFormatter) -> any NotificationChannel
+    {
         switch self {
         case let .email(from, to, region):
             return EmailChannel(ses: aws.email(region: region), from: from, to: to, formatter: formatter)
         case let .slack(url, channel, username):
-            return WebhookChannel.slack(http: http, url: url, channel: channel, username: username, formatter: formatter)
+            return WebhookChannel.slack(
+                http: http, url: url, channel: channel, username: username, formatter: formatter)
         case let .teams(url):
             return WebhookChannel.teams(http: http, url: url, formatter: formatter)
         case let .sns(arn):
             // The topic lives in the region its ARN names.
             let region = String(arn.split(separator: ":", omittingEmptySubsequences: false)[3])
-            return SNSChannel(sns: aws.topics(region: region.isEmpty ? nil : region), topicArn: arn, formatter: formatter)
+            return SNSChannel(
+                sns: aws.topics(region: region.isEmpty ? nil : region), topicArn: arn, formatter: formatter)
         }
     }
 }
@@ -230,13 +247,15 @@ enum ChannelSettingCheck {
 
     static func topicArn(_ arn: String, name: String) throws {
         guard arn.hasPrefix("arn:"), arn.split(separator: ":", omittingEmptySubsequences: false).count >= 6 else {
-            throw ConfigurationError("\(name) must be a topic ARN (arn:aws:sns:<region>:<account>:<name>), not '\(arn)'")
+            throw ConfigurationError(
+                "\(name) must be a topic ARN (arn:aws:sns:<region>:<account>:<name>), not '\(arn)'")
         }
     }
 
     static func recipients(_ to: [String], name: String) throws {
         guard to.count <= SESClient.maxRecipients else {
-            throw ConfigurationError("\(name) has \(to.count) addresses; SES takes at most \(SESClient.maxRecipients) (use a mailing list)")
+            throw ConfigurationError(
+                "\(name) has \(to.count) addresses; SES takes at most \(SESClient.maxRecipients) (use a mailing list)")
         }
         if let bad = to.first(where: { !$0.contains("@") || $0.contains(" ") }) {
             throw ConfigurationError("\(name): '\(bad)' is not an e-mail address")
@@ -255,7 +274,8 @@ extension WorkerEnvironment {
         case (nil, false):
             throw ConfigurationError("NOTIFY_EMAIL_TO is set but NOTIFY_EMAIL_FROM is not: set the verified SES sender")
         case (.some, true):
-            throw ConfigurationError("NOTIFY_EMAIL_FROM is set but NOTIFY_EMAIL_TO is not: set a comma-separated list of recipients")
+            throw ConfigurationError(
+                "NOTIFY_EMAIL_FROM is set but NOTIFY_EMAIL_TO is not: set a comma-separated list of recipients")
         default:
             break
         }

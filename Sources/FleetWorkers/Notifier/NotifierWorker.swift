@@ -49,9 +49,11 @@ public final class NotifierWorker: Sendable {
     let logger: Logger
     let sleep: @Sendable (Duration) async throws -> Void
 
-    public init(options: Options, router: any NotificationRouting, markers: any KeyValueStore, deadLetters: DeadLetterSink,
-                queue: String, logger: Logger,
-                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
+    public init(
+        options: Options, router: any NotificationRouting, markers: any KeyValueStore, deadLetters: DeadLetterSink,
+        queue: String, logger: Logger,
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+    ) {
         self.options = options
         self.router = router
         self.markers = markers
@@ -96,13 +98,17 @@ public final class NotifierWorker: Sendable {
         if let instance = notice.instanceId { logger[metadataKey: "instance_id"] = "\(instance)" }
         guard options.enabled else {
             Self.count("all", .disabled)
-            logger.info("notification disabled (NOTIFICATION_ENABLED=false); notice not sent", metadata: ["kind": "\(notice.kind.rawValue)"])
+            logger.info(
+                "notification disabled (NOTIFICATION_ENABLED=false); notice not sent",
+                metadata: ["kind": "\(notice.kind.rawValue)"])
             return Outcome(results: [:])
         }
         let channels = try await router.channels(for: notice)
         if channels.isEmpty {
             Self.count("none", .unrouted)
-            logger.warning("no notification channel for this notice's target; not sent", metadata: ["kind": "\(notice.kind.rawValue)"])
+            logger.warning(
+                "no notification channel for this notice's target; not sent",
+                metadata: ["kind": "\(notice.kind.rawValue)"])
             return Outcome(results: [:])
         }
         let channelLogger = logger
@@ -118,23 +124,31 @@ public final class NotifierWorker: Sendable {
             }
         }
         for failure in failures.sorted(by: { $0.channel < $1.channel }) {
-            let reason = "notifier channel \(failure.channel) failed after \(options.maxAttempts) attempts: \(failure.error)"
+            let reason =
+                "notifier channel \(failure.channel) failed after \(options.maxAttempts) attempts: \(failure.error)"
             guard let delivery else {
-                logger.error("the notifier's own notice was not delivered to \(failure.channel)", metadata: ["error": "\(failure.error)"])
+                logger.error(
+                    "the notifier's own notice was not delivered to \(failure.channel)",
+                    metadata: ["error": "\(failure.error)"])
                 continue
             }
-            try await deadLetters.deadLetter(delivery, fromQueue: queue, reason: reason,
-                                             headers: [Self.channelHeader: .string(failure.channel)])
-            logger.error("notice not delivered to \(failure.channel); dead-lettered", metadata: [
-                "channel": "\(failure.channel)", "error": "\(failure.error)", "kind": "\(notice.kind.rawValue)",
-            ])
+            try await deadLetters.deadLetter(
+                delivery, fromQueue: queue, reason: reason,
+                headers: [Self.channelHeader: .string(failure.channel)])
+            logger.error(
+                "notice not delivered to \(failure.channel); dead-lettered",
+                metadata: [
+                    "channel": "\(failure.channel)", "error": "\(failure.error)", "kind": "\(notice.kind.rawValue)",
+                ])
         }
         return Outcome(results: results)
     }
 
     /// One channel: skip it when a marker says it was sent, else try it up to `maxAttempts` times.
     /// Returns the channel's name, the result and, for a failure, the last error's description.
-    private func deliver(_ notice: Notice, to channel: any NotificationChannel, logger: Logger) async throws -> (String, Result, String?) {
+    private func deliver(_ notice: Notice, to channel: any NotificationChannel, logger: Logger) async throws -> (
+        String, Result, String?
+    ) {
         let key = Self.markerKey(noticeId: notice.id, channel: channel.name)
         if try await markers.get(key) != nil {
             Self.count(channel.name, .duplicate)
@@ -150,20 +164,26 @@ public final class NotifierWorker: Sendable {
                     _ = try await markers.setIfAbsent(key, options.workerId, expiry: options.markerExpiry)
                 } catch {
                     // Sent, but a redelivery would send it again; nothing better to do than say so.
-                    logger.warning("notice sent but its marker was not stored; a redelivery would repeat it", metadata: [
-                        "channel": "\(channel.name)", "error": "\(error)",
-                    ])
+                    logger.warning(
+                        "notice sent but its marker was not stored; a redelivery would repeat it",
+                        metadata: [
+                            "channel": "\(channel.name)", "error": "\(error)",
+                        ])
                 }
                 Self.count(channel.name, .sent)
-                logger.info("notice sent to \(channel.name)", metadata: ["channel": "\(channel.name)", "kind": "\(notice.kind.rawValue)"])
+                logger.info(
+                    "notice sent to \(channel.name)",
+                    metadata: ["channel": "\(channel.name)", "kind": "\(notice.kind.rawValue)"])
                 return (channel.name, .sent, nil)
             } catch let error as CancellationError {
                 throw error
             } catch {
                 lastError = "\(error)"
-                logger.warning("delivery to \(channel.name) failed", metadata: [
-                    "channel": "\(channel.name)", "attempt": "\(attempt)", "error": "\(error)",
-                ])
+                logger.warning(
+                    "delivery to \(channel.name) failed",
+                    metadata: [
+                        "channel": "\(channel.name)", "attempt": "\(attempt)", "error": "\(error)",
+                    ])
                 if error is any PermanentDeliveryFailure { break }
                 if attempt < options.maxAttempts {
                     try await sleep(backoff)

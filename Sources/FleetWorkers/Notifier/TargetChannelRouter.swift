@@ -26,8 +26,11 @@ public final class TargetChannelRouter: NotificationRouting {
     let logger: Logger
     private let cache = Mutex<(at: ContinuousClock.Instant, config: TargetConfigFile)?>(nil)
 
-    public init(defaults: NotificationDefaults, source: any TargetConfigReading, http: any HTTPExecuting, aws: any NoticeSenders,
-                formatter: NoticeFormatter, refresh: Duration = .seconds(30), logger: Logger = Logger(label: "notifier")) {
+    public init(
+        defaults: NotificationDefaults, source: any TargetConfigReading, http: any HTTPExecuting,
+        aws: any NoticeSenders,
+        formatter: NoticeFormatter, refresh: Duration = .seconds(30), logger: Logger = Logger(label: "notifier")
+    ) {
         self.defaults = defaults
         self.source = source
         self.http = http
@@ -48,7 +51,9 @@ public final class TargetChannelRouter: NotificationRouting {
         do {
             return try config.entry(for: target).notify
         } catch {
-            fallback("invalid-entry", "the configuration of target '\(target)' is invalid, its notice goes to the fleet's channels: \(error)")
+            fallback(
+                "invalid-entry",
+                "the configuration of target '\(target)' is invalid, its notice goes to the fleet's channels: \(error)")
             return nil
         }
     }
@@ -63,10 +68,14 @@ public final class TargetChannelRouter: NotificationRouting {
             return config
         } catch {
             if let cached {
-                fallback("table-unreadable", "cannot read the target configuration, using the one read \(now - cached.at) ago: \(error)")
+                fallback(
+                    "table-unreadable",
+                    "cannot read the target configuration, using the one read \(now - cached.at) ago: \(error)")
                 return cached.config
             }
-            fallback("table-unreadable", "cannot read the target configuration, notices go to the fleet's channels: \(error)")
+            fallback(
+                "table-unreadable", "cannot read the target configuration, notices go to the fleet's channels: \(error)"
+            )
             return nil
         }
     }

@@ -64,9 +64,11 @@ public final class PredictorWorker: Sendable {
     let predictor: Predictor
     private let state = PredictorState()
 
-    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], cloudWatch: any MetricDataReading,
-                claims: any KeyValueStore, publisher: any MessagePublishing, topology: FleetTopology, logger: Logger,
-                clock: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        options: Options, discover: @escaping @Sendable () async throws -> [Target], cloudWatch: any MetricDataReading,
+        claims: any KeyValueStore, publisher: any MessagePublishing, topology: FleetTopology, logger: Logger,
+        clock: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.options = options
         self.discover = discover
         self.cloudWatch = cloudWatch
@@ -158,7 +160,9 @@ public final class PredictorWorker: Sendable {
         }
         let chosen: [Target]
         if let name = request.target, name != "fleet" {
-            guard let target = targets.first(where: { $0.name == name }) else { throw RejectMessage("unknown target '\(name)'") }
+            guard let target = targets.first(where: { $0.name == name }) else {
+                throw RejectMessage("unknown target '\(name)'")
+            }
             chosen = [target]
         } else {
             chosen = targets
@@ -173,7 +177,9 @@ public final class PredictorWorker: Sendable {
 
     struct PredictionFailed: Error, CustomStringConvertible {
         var targets: [String]
-        var description: String { "could not predict \(targets.count) target(s): \(targets.prefix(5).joined(separator: ", "))" }
+        var description: String {
+            "could not predict \(targets.count) target(s): \(targets.prefix(5).joined(separator: ", "))"
+        }
     }
 
     // MARK: Predict
@@ -188,7 +194,9 @@ public final class PredictorWorker: Sendable {
                 histories = try await fetch(group, region: region, now: now)
             } catch {
                 FleetMetrics.errors(worker: "predictor", kind: "fetch").increment()
-                logger.warning("GetMetricData failed", metadata: ["region": "\(region)", "targets": "\(group.count)", "error": "\(error)"])
+                logger.warning(
+                    "GetMetricData failed",
+                    metadata: ["region": "\(region)", "targets": "\(group.count)", "error": "\(error)"])
                 result.failedTargets += group.map(\.name)
                 continue
             }
@@ -197,8 +205,12 @@ public final class PredictorWorker: Sendable {
                 FleetMetrics.predictorEvaluations.increment()
                 for prediction in predictor.predict(histories[target.name] ?? MetricHistory(), now: now)
                 where prediction.confidence >= options.minConfidence {
-                    let body = PredictionBody(prediction, highConfidenceThreshold: options.highConfidence, lookbackHours: options.lookbackHours)
-                    if let envelope = await publish(body, target: target, now: now, id: "\(idPrefix)-\(body.kind.rawValue)-\(target.name)") {
+                    let body = PredictionBody(
+                        prediction, highConfidenceThreshold: options.highConfidence,
+                        lookbackHours: options.lookbackHours)
+                    if let envelope = await publish(
+                        body, target: target, now: now, id: "\(idPrefix)-\(body.kind.rawValue)-\(target.name)")
+                    {
                         result.published.append(envelope)
                     } else {
                         result.failedTargets.append(target.name)
@@ -232,7 +244,9 @@ public final class PredictorWorker: Sendable {
             if result.statusCode != "Complete" {
                 logger.debug("partial metric data", metadata: ["id": "\(result.id)", "status": "\(result.statusCode)"])
             }
-            let points = result.points.filter { $0.value.isFinite }.map { MetricPoint(time: $0.timestamp, value: $0.value) }
+            let points = result.points.filter { $0.value.isFinite }.map {
+                MetricPoint(time: $0.timestamp, value: $0.value)
+            }
             histories[name, default: MetricHistory()][metric] = points.sorted { $0.time < $1.time }
         }
         return histories
@@ -246,35 +260,46 @@ public final class PredictorWorker: Sendable {
 
     func query(id: String, metric: PredictorMetric, instanceId: String) -> MetricDataQuery {
         let instance = MetricDimension("InstanceId", instanceId)
-        let (namespace, dimensions, stat): (String, [MetricDimension], String) = switch metric {
-        case .cpu: ("AWS/EC2", [instance], "Average")
-        case .networkIn, .networkOut: ("AWS/EC2", [instance], "Sum")  // bytes per hour
-        case .statusCheckFailed: ("AWS/EC2", [instance], "Maximum")  // 1 when any check failed in the hour
-        case .cpuCreditBalance: ("AWS/EC2", [instance], "Average")
-        case .memory: (options.agentNamespace, [instance], "Average")
-        case .disk: (options.agentNamespace, [instance] + options.diskDimensions, "Maximum")
-        }
-        return .metric(id: id, Metric(namespace: namespace, name: metric.rawValue, dimensions: dimensions), period: options.period, stat: stat)
+        let (namespace, dimensions, stat): (String, [MetricDimension], String) =
+            switch metric {
+            case .cpu: ("AWS/EC2", [instance], "Average")
+            case .networkIn, .networkOut: ("AWS/EC2", [instance], "Sum")  // bytes per hour
+            case .statusCheckFailed: ("AWS/EC2", [instance], "Maximum")  // 1 when any check failed in the hour
+            case .cpuCreditBalance: ("AWS/EC2", [instance], "Average")
+            case .memory: (options.agentNamespace, [instance], "Average")
+            case .disk: (options.agentNamespace, [instance] + options.diskDimensions, "Maximum")
+            }
+        return .metric(
+            id: id, Metric(namespace: namespace, name: metric.rawValue, dimensions: dimensions), period: options.period,
+            stat: stat)
     }
 
     func publish(_ body: PredictionBody, target: Target, now: Date, id: String) async -> Envelope<PredictionBody>? {
-        let envelope = Envelope(type: .prediction, id: id, target: target.name, instanceId: target.instance.id, occurredAt: now,
-                                producer: options.workerId, body: body)
+        let envelope = Envelope(
+            type: .prediction, id: id, target: target.name, instanceId: target.instance.id, occurredAt: now,
+            producer: options.workerId, body: body)
         do {
-            try await EnvelopePublisher(publisher: publisher, topology: topology, producer: options.workerId, appId: "predictor")
-                .publish(.prediction, id: envelope.id, target: target.name, instanceId: target.instance.id, correlationId: nil,
-                         body: body, now: now)
+            try await EnvelopePublisher(
+                publisher: publisher, topology: topology, producer: options.workerId, appId: "predictor"
+            )
+            .publish(
+                .prediction, id: envelope.id, target: target.name, instanceId: target.instance.id, correlationId: nil,
+                body: body, now: now)
             FleetMetrics.predictions(kind: body.kind.rawValue).increment()
             if body.highConfidence {
                 FleetMetrics.highConfidencePredictions(kind: body.kind.rawValue).increment()
             }
-            logger.info("prediction", metadata: [
-                "instance_id": "\(target.name)", "kind": "\(body.kind.rawValue)", "confidence": "\(body.confidence)",
-            ])
+            logger.info(
+                "prediction",
+                metadata: [
+                    "instance_id": "\(target.name)", "kind": "\(body.kind.rawValue)",
+                    "confidence": "\(body.confidence)",
+                ])
             return envelope
         } catch {
             FleetMetrics.errors(worker: "predictor", kind: "publish").increment()
-            logger.error("could not publish a prediction", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])
+            logger.error(
+                "could not publish a prediction", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])
             return nil
         }
     }
@@ -302,11 +327,14 @@ extension WorkerEnvironment {
         options.diskDimensions = try list("PREDICTION_DISK_DIMENSIONS").map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw ConfigurationError("PREDICTION_DISK_DIMENSIONS must be name=value pairs separated by commas, not '\(pair)'")
+                throw ConfigurationError(
+                    "PREDICTION_DISK_DIMENSIONS must be name=value pairs separated by commas, not '\(pair)'")
             }
             return MetricDimension(parts[0], parts[1])
         }
-        guard options.lookbackHours >= 24 else { throw ConfigurationError("PREDICTION_LOOKBACK_HOURS must be at least 24") }
+        guard options.lookbackHours >= 24 else {
+            throw ConfigurationError("PREDICTION_LOOKBACK_HOURS must be at least 24")
+        }
         options.discoveryInterval = .milliseconds(Int64(try seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
         return options
     }

@@ -44,9 +44,12 @@ public final class ProbeWorker: Sendable {
     private let state = LockedState()
     private let stopping = Atomic<Bool>(false)
 
-    public init(options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting,
-                ec2: any InstanceStatusReading, claims: any KeyValueStore, publisher: any MessagePublishing, topology: FleetTopology,
-                logger: Logger, clock: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        options: Options, discover: @escaping @Sendable () async throws -> [Target], http: any HTTPExecuting,
+        ec2: any InstanceStatusReading, claims: any KeyValueStore, publisher: any MessagePublishing,
+        topology: FleetTopology,
+        logger: Logger, clock: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.options = options
         self.discover = discover
         self.http = http
@@ -83,7 +86,8 @@ public final class ProbeWorker: Sendable {
                     for target in await dueTargets() {
                         guard await state.startProbe(limit: options.maxInFlight) else {
                             FleetMetrics.probesSkipped.increment()
-                            logger.warning("too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
+                            logger.warning(
+                                "too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
                             continue
                         }
                         checks.addTask {
@@ -176,7 +180,8 @@ public final class ProbeWorker: Sendable {
             result.timing = ProbeTiming(response.timing)
             result.certificateExpiry = response.certificateExpiry
             if !result.healthy {
-                result.detail = target.settings.expectedStatus.contains(where: { $0.contains(response.status) })
+                result.detail =
+                    target.settings.expectedStatus.contains(where: { $0.contains(response.status) })
                     ? "body does not contain the expected text" : "HTTP \(response.status)"
             }
         } catch let error as HTTPClientError {
@@ -204,7 +209,10 @@ public final class ProbeWorker: Sendable {
         let now = clock()
         let slot = Int64(now.timeIntervalSince1970 / max(1, Double(options.statusInterval.components.seconds)))
         do {
-            guard try await claims.setIfAbsent("probe:status:\(slot)", options.proberId, expiry: options.statusInterval * 2) else { return }
+            guard
+                try await claims.setIfAbsent(
+                    "probe:status:\(slot)", options.proberId, expiry: options.statusInterval * 2)
+            else { return }
         } catch {
             logger.warning("cannot claim the status check; checking anyway", metadata: ["error": "\(error)"])
         }
@@ -218,11 +226,13 @@ public final class ProbeWorker: Sendable {
                 let byId = Dictionary(statuses.map { ($0.instanceId, $0) }, uniquingKeysWith: { a, _ in a })
                 for (target, instance, isDisplaced) in group where isDisplaced {
                     guard let status = byId[instance.id], status.state == .running else { continue }
-                    var result = ProbeResult(prober: options.proberId, instanceId: instance.id,
-                                             healthy: status.systemStatus.isOK && status.instanceStatus.isOK)
+                    var result = ProbeResult(
+                        prober: options.proberId, instanceId: instance.id,
+                        healthy: status.systemStatus.isOK && status.instanceStatus.isOK)
                     result.source = .ec2Status
                     result.ec2State = status.state.rawValue
-                    result.detail = "original instance \(instance.id) is running; status checks: system \(status.systemStatus.status), instance \(status.instanceStatus.status)"
+                    result.detail =
+                        "original instance \(instance.id) is running; status checks: system \(status.systemStatus.status), instance \(status.instanceStatus.status)"
                     await publish(result, target: target)
                 }
                 for (target, _, isDisplaced) in group where !isDisplaced {
@@ -232,7 +242,8 @@ public final class ProbeWorker: Sendable {
                     var result = ProbeResult(prober: options.proberId, instanceId: target.instance.id, healthy: false)
                     result.source = .ec2Status
                     result.ec2State = status.state.rawValue
-                    result.detail = status.state != .running
+                    result.detail =
+                        status.state != .running
                         ? "instance is \(status.state.rawValue)"
                         : "status checks: system \(status.systemStatus.status), instance \(status.instanceStatus.status)"
                     await publish(result, target: target)
@@ -246,13 +257,16 @@ public final class ProbeWorker: Sendable {
 
     func publish(_ result: ProbeResult, target: Target) async {
         let now = clock()
-        let envelopes = EnvelopePublisher(publisher: publisher, topology: topology, producer: options.proberId, appId: "probe")
+        let envelopes = EnvelopePublisher(
+            publisher: publisher, topology: topology, producer: options.proberId, appId: "probe")
         do {
-            try await envelopes.publish(.observation, id: UUID().uuidString.lowercased(), target: target.name,
-                                        instanceId: result.instanceId ?? target.instance.id, correlationId: nil, body: result, now: now)
+            try await envelopes.publish(
+                .observation, id: UUID().uuidString.lowercased(), target: target.name,
+                instanceId: result.instanceId ?? target.instance.id, correlationId: nil, body: result, now: now)
         } catch {
             FleetMetrics.errors(worker: "probe", kind: "publish").increment()
-            logger.error("could not publish an observation", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])
+            logger.error(
+                "could not publish an observation", metadata: ["instance_id": "\(target.name)", "error": "\(error)"])
         }
     }
 }
@@ -277,8 +291,12 @@ actor LockedState {
 
 extension ProbeTiming {
     init(_ t: HTTPTiming) {
-        func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
-        self.init(dnsMs: ms(t.dns), connectMs: ms(t.connect), tlsMs: ms(t.tls), firstByteMs: ms(t.firstByte), totalMs: ms(t.total))
+        func ms(_ d: Duration) -> Double {
+            Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        }
+        self.init(
+            dnsMs: ms(t.dns), connectMs: ms(t.connect), tlsMs: ms(t.tls), firstByteMs: ms(t.firstByte),
+            totalMs: ms(t.total))
     }
 }
 

@@ -33,7 +33,10 @@ enum JSONToDynamo {
                 index += 1
                 var map: [String: DynamoValue] = [:]
                 skipSpace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .map(map) }
+                if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                    index += 1
+                    return .map(map)
+                }
                 while true {
                     skipSpace()
                     let key = try string()
@@ -48,7 +51,10 @@ enum JSONToDynamo {
                 index += 1
                 var list: [DynamoValue] = []
                 skipSpace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .list(list) }
+                if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                    index += 1
+                    return .list(list)
+                }
                 while true {
                     skipSpace()
                     list.append(try value(depth: depth + 1))
@@ -58,11 +64,14 @@ enum JSONToDynamo {
             case UInt8(ascii: "\""):
                 return .string(try string())
             case UInt8(ascii: "t"):
-                try literal("true"); return .bool(true)
+                try literal("true")
+                return .bool(true)
             case UInt8(ascii: "f"):
-                try literal("false"); return .bool(false)
+                try literal("false")
+                return .bool(false)
             case UInt8(ascii: "n"):
-                try literal("null"); return .null
+                try literal("null")
+                return .null
             default:
                 let start = index
                 while index < bytes.count, "-+.eE0123456789".utf8.contains(bytes[index]) { index += 1 }
@@ -77,8 +86,14 @@ enum JSONToDynamo {
         /// After an element: `,` (more follow) or the closing bracket (done).
         mutating func separator(close: Character) throws -> Bool {
             guard index < bytes.count else { throw SyntaxError(offset: index) }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; return false }
-            if bytes[index] == close.asciiValue! { index += 1; return true }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                return false
+            }
+            if bytes[index] == close.asciiValue! {
+                index += 1
+                return true
+            }
             throw SyntaxError(offset: index)
         }
 
@@ -89,7 +104,9 @@ enum JSONToDynamo {
 
         mutating func literal(_ word: String) throws {
             let w = Array(word.utf8)
-            guard index + w.count <= bytes.count, Array(bytes[index..<index + w.count]) == w else { throw SyntaxError(offset: index) }
+            guard index + w.count <= bytes.count, Array(bytes[index..<index + w.count]) == w else {
+                throw SyntaxError(offset: index)
+            }
             index += w.count
         }
 
@@ -116,7 +133,8 @@ enum JSONToDynamo {
                     case UInt8(ascii: "u"):
                         var scalar = try hex4()
                         if (0xD800..<0xDC00).contains(scalar), index + 6 <= bytes.count,
-                           bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                            bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+                        {
                             index += 2
                             let low = try hex4()
                             scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
@@ -132,7 +150,8 @@ enum JSONToDynamo {
         }
 
         mutating func hex4() throws -> UInt32 {
-            guard index + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
+            guard index + 4 <= bytes.count,
+                let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
             else { throw SyntaxError(offset: index) }
             index += 4
             return v

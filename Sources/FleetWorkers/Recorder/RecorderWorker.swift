@@ -57,9 +57,12 @@ public final class RecorderWorker: Sendable {
     /// Counts what was newly written (CloudWatch custom metrics and Prometheus); nil counts nothing.
     public let metrics: RecoveryMetrics?
 
-    public init(options: Options, dynamo: any ConditionalItemWriting, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init,
-                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
-                metrics: RecoveryMetrics? = nil) {
+    public init(
+        options: Options, dynamo: any ConditionalItemWriting, logger: Logger,
+        clock: @escaping @Sendable () -> Date = Date.init,
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        metrics: RecoveryMetrics? = nil
+    ) {
         self.options = options
         self.metrics = metrics
         self.dynamo = dynamo
@@ -84,7 +87,8 @@ public final class RecorderWorker: Sendable {
         return HistoryMessage(
             type: type, id: envelope.id, correlationId: envelope.correlationId, target: envelope.target,
             instanceId: envelope.instanceId, occurredAt: envelope.occurredAt, sentAt: envelope.sentAt,
-            producer: envelope.producer, body: whole.mapValue?["body"] ?? .map([:]), raw: String(decoding: bytes, as: UTF8.self))
+            producer: envelope.producer, body: whole.mapValue?["body"] ?? .map([:]),
+            raw: String(decoding: bytes, as: UTF8.self))
     }
 
     public func handle(_ message: HistoryMessage, delivery: AMQPDelivery) async throws {
@@ -110,8 +114,11 @@ public final class RecorderWorker: Sendable {
             // anything else the person or actor the body names (the operator who approved, the actuator
             // that ran the step), else the producer. Every message is sent by a fleet identity now, so
             // its user_id is kept apart, in `sender`.
-            "who": .string(m.type == .command ? verifiedUser ?? "unknown"
-                           : text("operator", "by") ?? body["command"]?.mapValue?["operator"]?.stringValue ?? m.producer ?? "unknown"),
+            "who": .string(
+                m.type == .command
+                    ? verifiedUser ?? "unknown"
+                    : text("operator", "by") ?? body["command"]?.mapValue?["operator"]?.stringValue ?? m.producer
+                        ?? "unknown"),
             // Why: the reason or detail the message gives, else what kind of thing it is.
             "why": .string(text("reason", "detail", "error", "kind", "status", "name") ?? m.type.rawValue),
             "body": m.body,
@@ -150,9 +157,11 @@ public final class RecorderWorker: Sendable {
             throw RejectMessage("DynamoDB refused the row for table \(table): \(error.message)")
         } catch {
             FleetMetrics.historyRows(type: message.type.rawValue, result: "failed").increment()
-            logger.warning("history row not written; message will be requeued", metadata: [
-                "message_id": "\(message.id)", "table": "\(table)", "error": "\(error)",
-            ])
+            logger.warning(
+                "history row not written; message will be requeued",
+                metadata: [
+                    "message_id": "\(message.id)", "table": "\(table)", "error": "\(error)",
+                ])
             try await sleep(options.failureDelay)
             throw error
         }
@@ -188,7 +197,10 @@ extension WorkerEnvironment {
     /// RECOVERY_EVENTS_TABLE and PREDICTION_EVENTS_TABLE.
     public func recorderOptions() throws -> RecorderWorker.Options {
         RecorderWorker.Options(
-            eventsTable: try required("RECOVERY_EVENTS_TABLE", hint: "the DynamoDB table of recovery history (keys instance_id, timestamp)"),
-            predictionsTable: try required("PREDICTION_EVENTS_TABLE", hint: "the DynamoDB table of predictions (keys instance_id, timestamp; TTL attribute ttl)"))
+            eventsTable: try required(
+                "RECOVERY_EVENTS_TABLE", hint: "the DynamoDB table of recovery history (keys instance_id, timestamp)"),
+            predictionsTable: try required(
+                "PREDICTION_EVENTS_TABLE",
+                hint: "the DynamoDB table of predictions (keys instance_id, timestamp; TTL attribute ttl)"))
     }
 }

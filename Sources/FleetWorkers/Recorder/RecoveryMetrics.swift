@@ -154,7 +154,8 @@ public final class RecoveryMetrics: Sendable {
 
     public func flushLogging(now: Date = Date(), all: Bool) async {
         do { try await flush(now: now, all: all) } catch {
-            logger.warning("CloudWatch metrics not sent; they are kept for the next flush", metadata: ["error": "\(error)"])
+            logger.warning(
+                "CloudWatch metrics not sent; they are kept for the next flush", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -20,8 +20,11 @@ public struct Target: Sendable, Equatable {
 
     public var name: String { identity.name }
 
-    public init(identity: TargetIdentity, instance: InstanceRef, instanceState: String, healthURL: String?, settings: TargetSettings,
-                displaced: [InstanceRef] = []) {
+    public init(
+        identity: TargetIdentity, instance: InstanceRef, instanceState: String, healthURL: String?,
+        settings: TargetSettings,
+        displaced: [InstanceRef] = []
+    ) {
         self.identity = identity
         self.instance = instance
         self.instanceState = instanceState
@@ -82,7 +85,8 @@ public struct TargetConfigFile: Sendable {
         }
         guard case .object(let object) = root else { throw ConfigurationError("\(source) must hold a JSON object") }
         if let unknown = object.keys.first(where: { $0 != "defaults" && $0 != "targets" }) {
-            throw ConfigurationError("\(source): unknown top-level key '\(unknown)' (expected 'defaults' and 'targets')")
+            throw ConfigurationError(
+                "\(source): unknown top-level key '\(unknown)' (expected 'defaults' and 'targets')")
         }
         var defaults: [String: JSONValue] = [:]
         if let d = object["defaults"] {
@@ -91,9 +95,13 @@ public struct TargetConfigFile: Sendable {
         }
         var targets: [String: [String: JSONValue]] = [:]
         if let t = object["targets"] {
-            guard case .object(let o) = t else { throw ConfigurationError("\(source): 'targets' must be an object of target name to settings") }
+            guard case .object(let o) = t else {
+                throw ConfigurationError("\(source): 'targets' must be an object of target name to settings")
+            }
             for (name, value) in o {
-                guard case .object(let settings) = value else { throw ConfigurationError("\(source): target '\(name)' must be an object") }
+                guard case .object(let settings) = value else {
+                    throw ConfigurationError("\(source): target '\(name)' must be an object")
+                }
                 targets[name] = settings
             }
         }
@@ -121,7 +129,9 @@ public struct TargetConfigFile: Sendable {
             let base = targets[name] ?? [:]
             var merged = base.merging(own) { $1 }
             for key in Self.nestedKeys {
-                if case .object(let b)? = base[key], case .object(let o)? = own[key] { merged[key] = .object(b.merging(o) { $1 }) }
+                if case .object(let b)? = base[key], case .object(let o)? = own[key] {
+                    merged[key] = .object(b.merging(o) { $1 })
+                }
             }
             targets[name] = merged
         }
@@ -156,8 +166,9 @@ public struct TargetConfigFile: Sendable {
         }
         var notify: TargetNotify?
         if let value = merged["notify"], value != .null { notify = try TargetNotify(value, target: target) }
-        let ssm = try SSMTargetSettings.parse(restart: merged["ssm_restart"], services: merged["ssm_services"],
-                                              diagnostics: merged["ssm_diagnostics"], target: target)
+        let ssm = try SSMTargetSettings.parse(
+            restart: merged["ssm_restart"], services: merged["ssm_services"],
+            diagnostics: merged["ssm_diagnostics"], target: target)
         return Entry(
             healthURL: merged["health_url"]?.stringValue, drRegion: merged["dr_region"]?.stringValue,
             elasticIpAllocationId: merged["elastic_ip_allocation_id"]?.stringValue, settings: settings,
@@ -211,7 +222,9 @@ public struct TargetCatalog: Sendable {
             let instances = try await client.describeInstances(filters: filters)
             found += instances.map { ($0, region) }
         }
-        return try Self.targets(from: found, homeRegion: ec2.region, defaultDR: drRegion, config: try await source.current()) {
+        return try Self.targets(
+            from: found, homeRegion: ec2.region, defaultDR: drRegion, config: try await source.current()
+        ) {
             // Said at every discovery until fixed: the target is not watched meanwhile.
             self.logger.error("target refused: \($0)")
             FleetMetrics.targetsRefused.increment()
@@ -221,11 +234,14 @@ public struct TargetCatalog: Sendable {
     /// Groups instances by target name and picks the one serving it: not replaced, running, newest.
     /// An instance whose name cannot be a target's (`TargetIdentity.nameProblem`) is left out and
     /// `refuse` says why.
-    static func targets(from instances: [(EC2Instance, String)], homeRegion: String, defaultDR: String?,
-                        config: TargetConfigFile, refuse: (String) -> Void = { _ in }) throws -> [Target] {
+    static func targets(
+        from instances: [(EC2Instance, String)], homeRegion: String, defaultDR: String?,
+        config: TargetConfigFile, refuse: (String) -> Void = { _ in }
+    ) throws -> [Target] {
         var byName: [String: [(EC2Instance, String)]] = [:]
         for (instance, region) in instances {
-            let identity = TargetIdentity(nameTag: instance.tags[nameTag], instanceId: instance.instanceId, homeRegion: homeRegion)
+            let identity = TargetIdentity(
+                nameTag: instance.tags[nameTag], instanceId: instance.instanceId, homeRegion: homeRegion)
             if let problem = TargetIdentity.nameProblem(identity.name) {
                 refuse("\(instance.instanceId) in \(region): \(problem)")
                 continue
@@ -241,7 +257,8 @@ public struct TargetCatalog: Sendable {
             let identity = TargetIdentity(
                 name: name, homeRegion: homeRegion, drRegion: entry.drRegion ?? defaultDR,
                 elasticIpAllocationId: entry.elasticIpAllocationId)
-            let displaced = candidates
+            let displaced =
+                candidates
                 .filter { $0.0.instanceId != chosen.0.instanceId && $0.0.tags[replacedByTag] != nil }
                 .map { InstanceRef(id: $0.0.instanceId, region: $0.1) }
                 .sorted { $0.id < $1.id }
@@ -262,4 +279,3 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
-

@@ -84,7 +84,9 @@ public struct TargetConfigTable: Sendable {
         do { value = try JSONToDynamo.parse(Array(json)) } catch {
             throw ConfigurationError("settings for target '\(target)' are not valid JSON: \(error)")
         }
-        guard case .map(var item) = value else { throw ConfigurationError("settings for target '\(target)' must be a JSON object") }
+        guard case .map(var item) = value else {
+            throw ConfigurationError("settings for target '\(target)' must be a JSON object")
+        }
         for key in Self.bookkeeping { item[key] = nil }
         _ = try TargetConfigFile.empty.overlaid(with: [target: try Self.settingsObject(item)]).entry(for: target)
         item[Self.keyAttribute] = .string(target)
@@ -105,36 +107,49 @@ public struct TargetConfigTable: Sendable {
     /// instant both keep their change. (An edit made by hand in the console without `updated_at` is not
     /// detected.)
     @discardableResult
-    public func update(target: String, set: [(key: String, value: String)], unset: [String] = [], over base: TargetConfigFile = .empty,
-                       updatedBy: String? = nil, now: Date = Date()) async throws -> Data {
-        try await update(target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now, betweenReadAndWrite: nil)
+    public func update(
+        target: String, set: [(key: String, value: String)], unset: [String] = [], over base: TargetConfigFile = .empty,
+        updatedBy: String? = nil, now: Date = Date()
+    ) async throws -> Data {
+        try await update(
+            target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now, betweenReadAndWrite: nil
+        )
     }
 
     /// `betweenReadAndWrite` runs after each read and before its conditional write (tests put a
     /// concurrent writer there, deterministically).
-    func update(target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
-                updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?) async throws -> Data {
+    func update(
+        target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
+        updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?
+    ) async throws -> Data {
         guard !target.isEmpty else { throw ConfigurationError("a target name is needed") }
         // Any attribute may be unset (a misspelt one is how an item becomes malformed); only known keys are set.
         for key in set.map(\.key) where !Self.settingKeys.contains(key) {
-            throw ConfigurationError("unknown setting '\(key)' (expected one of \(Self.settingKeys.sorted().joined(separator: ", ")))")
+            throw ConfigurationError(
+                "unknown setting '\(key)' (expected one of \(Self.settingKeys.sorted().joined(separator: ", ")))")
         }
         for _ in 0..<12 {
             do {
-                return try await updateOnce(target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now,
-                                            betweenReadAndWrite: betweenReadAndWrite)
+                return try await updateOnce(
+                    target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now,
+                    betweenReadAndWrite: betweenReadAndWrite)
             } catch DynamoDBError.conditionalCheckFailed {
                 // Changed since it was read: read it again, after a short random pause so that writers
                 // racing each other spread out (each round at least one of them wins).
                 try await Task.sleep(for: .milliseconds(Int.random(in: 10...60)))
             }
         }
-        throw ConfigurationError("not written: the item of '\(target)' kept changing while it was being updated; try again")
+        throw ConfigurationError(
+            "not written: the item of '\(target)' kept changing while it was being updated; try again")
     }
 
-    private func updateOnce(target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
-                            updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?) async throws -> Data {
-        let existing = try await dynamo.getItem(tableName: tableName, key: [Self.keyAttribute: .string(target)], consistentRead: true) ?? [:]
+    private func updateOnce(
+        target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
+        updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?
+    ) async throws -> Data {
+        let existing =
+            try await dynamo.getItem(
+                tableName: tableName, key: [Self.keyAttribute: .string(target)], consistentRead: true) ?? [:]
         var item = existing
         for key in Self.bookkeeping { item[key] = nil }
         for (key, text) in set {
@@ -200,9 +215,10 @@ public struct TargetConfigTable: Sendable {
             values[":v\(index)"] = value
             sets.append("#k\(index) = :v\(index)")
         }
-        _ = try await dynamo.updateItem(UpdateItemInput(
-            tableName: tableName, key: key, updateExpression: "SET " + sets.joined(separator: ", "),
-            expressionAttributeNames: names, expressionAttributeValues: values))
+        _ = try await dynamo.updateItem(
+            UpdateItemInput(
+                tableName: tableName, key: key, updateExpression: "SET " + sets.joined(separator: ", "),
+                expressionAttributeNames: names, expressionAttributeValues: values))
     }
 
     /// Removes a target's item; the target falls back to the targets file and the defaults.
@@ -212,7 +228,8 @@ public struct TargetConfigTable: Sendable {
 
     /// Creates the table (on-demand billing) and waits until it is active.
     public func create() async throws {
-        _ = try await dynamo.createTable(CreateTableInput(tableName: tableName, partitionKey: DynamoKeyAttribute(Self.keyAttribute, .string)))
+        _ = try await dynamo.createTable(
+            CreateTableInput(tableName: tableName, partitionKey: DynamoKeyAttribute(Self.keyAttribute, .string)))
         _ = try await dynamo.waitUntilTableActive(tableName)
     }
 
@@ -221,7 +238,8 @@ public struct TargetConfigTable: Sendable {
         var object: [String: JSONValue] = [:]
         for (key, value) in item where !bookkeeping.contains(key) {
             guard settingKeys.contains(key) else {
-                throw ConfigurationError("unknown attribute '\(key)' (expected one of \(settingKeys.sorted().joined(separator: ", ")))")
+                throw ConfigurationError(
+                    "unknown attribute '\(key)' (expected one of \(settingKeys.sorted().joined(separator: ", ")))")
             }
             object[key] = try json(value, key)
         }
@@ -232,7 +250,9 @@ public struct TargetConfigTable: Sendable {
         switch value {
         case .string(let s): return .string(s)
         case .number(let n):
-            guard let number = JSONValue.number(n.text) else { throw ConfigurationError("'\(key)' holds a number out of range: \(n.text)") }
+            guard let number = JSONValue.number(n.text) else {
+                throw ConfigurationError("'\(key)' holds a number out of range: \(n.text)")
+            }
             return number
         case .bool(let b): return .bool(b)
         case .null: return .null
@@ -253,7 +273,9 @@ public struct TargetConfigSource: Sendable {
     public let table: TargetConfigTable?
     let logger: Logger
 
-    public init(file: TargetConfigFile, table: TargetConfigTable? = nil, logger: Logger = Logger(label: "target-config")) {
+    public init(
+        file: TargetConfigFile, table: TargetConfigTable? = nil, logger: Logger = Logger(label: "target-config")
+    ) {
         self.file = file
         self.table = table
         self.logger = logger
@@ -269,7 +291,8 @@ public struct TargetConfigSource: Sendable {
         for skipped in snapshot.skipped {
             var logger = logger
             logger[metadataKey: "instance_id"] = "\(skipped.target)"
-            logger.error("\(skipped.description). The target uses the targets file and the defaults until the item is fixed.")
+            logger.error(
+                "\(skipped.description). The target uses the targets file and the defaults until the item is fixed.")
             FleetMetrics.targetConfigSkipped.increment()
         }
         return file.overlaid(with: snapshot.items)

@@ -27,10 +27,14 @@ public struct TargetNotify: Sendable, Equatable {
     /// Parses and checks a `notify` value. Errors name the key and never show a webhook URL.
     init(_ value: JSONValue, target: String) throws {
         guard case .object(let object) = value else {
-            throw ConfigurationError("notify of target '\(target)' must be an object with keys \(Self.keys.sorted().joined(separator: ", "))")
+            throw ConfigurationError(
+                "notify of target '\(target)' must be an object with keys \(Self.keys.sorted().joined(separator: ", "))"
+            )
         }
         if let unknown = object.keys.sorted().first(where: { !Self.keys.contains($0) }) {
-            throw ConfigurationError("notify of target '\(target)' has an unknown key '\(unknown)' (expected one of \(Self.keys.sorted().joined(separator: ", ")))")
+            throw ConfigurationError(
+                "notify of target '\(target)' has an unknown key '\(unknown)' (expected one of \(Self.keys.sorted().joined(separator: ", ")))"
+            )
         }
         func strings(_ key: String) throws -> [String]? {
             guard let v = object[key], v != .null else { return nil }
@@ -48,12 +52,18 @@ public struct TargetNotify: Sendable, Equatable {
         }
         if let channels = try strings("channels") {
             if let bad = channels.first(where: { !Self.kinds.contains($0) }) {
-                throw ConfigurationError("notify.channels of target '\(target)': unknown channel '\(bad)' (expected \(Self.kinds.sorted().joined(separator: ", ")))")
+                throw ConfigurationError(
+                    "notify.channels of target '\(target)': unknown channel '\(bad)' (expected \(Self.kinds.sorted().joined(separator: ", ")))"
+                )
             }
             self.channels = Set(channels)
         }
         if let to = try strings("email_to") {
-            guard !to.isEmpty else { throw ConfigurationError("notify.email_to of target '\(target)' is empty; leave it out to use NOTIFY_EMAIL_TO, or drop email from notify.channels") }
+            guard !to.isEmpty else {
+                throw ConfigurationError(
+                    "notify.email_to of target '\(target)' is empty; leave it out to use NOTIFY_EMAIL_TO, or drop email from notify.channels"
+                )
+            }
             try ChannelSettingCheck.recipients(to, name: "notify.email_to of target '\(target)'")
             emailTo = to
         }

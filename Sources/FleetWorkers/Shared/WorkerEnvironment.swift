@@ -38,23 +38,30 @@ public struct WorkerEnvironment: Sendable {
 
     public func int(_ name: String, default value: Int) throws -> Int {
         guard let text = string(name) else { return value }
-        guard let v = Int(text), v > 0 else { throw ConfigurationError("\(name) must be a positive whole number, not '\(text)'") }
+        guard let v = Int(text), v > 0 else {
+            throw ConfigurationError("\(name) must be a positive whole number, not '\(text)'")
+        }
         return v
     }
 
     public func double(_ name: String, default value: Double) throws -> Double {
         guard let text = string(name) else { return value }
-        guard let v = Double(text), v.isFinite else { throw ConfigurationError("\(name) must be a number, not '\(text)'") }
+        guard let v = Double(text), v.isFinite else {
+            throw ConfigurationError("\(name) must be a number, not '\(text)'")
+        }
         return v
     }
 
     public func list(_ name: String) -> [String] {
-        (string(name) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        (string(name) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty
+        }
     }
 
     /// `<kind>@<host>-<pid>`, or WORKER_ID.
     public var workerId: String {
-        string("WORKER_ID") ?? "\(kind)@\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        string("WORKER_ID")
+            ?? "\(kind)@\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 
     /// FLEET_PREFIX (default `recovery`) names the exchange, the queues and the Redis keys, so two fleets
@@ -67,13 +74,15 @@ public struct WorkerEnvironment: Sendable {
     /// exchanges and queues the deployment created exist, which needs no configure permission) or
     /// `declare` (create them, for a development broker where the worker's user may).
     public func amqp() throws -> AMQPConfiguration {
-        let url = try AMQPURL(required("AMQP_URL", hint: "the broker, e.g. amqp://fleet-probe:password@rabbitmq:5672/%2f"))
+        let url = try AMQPURL(
+            required("AMQP_URL", hint: "the broker, e.g. amqp://fleet-probe:password@rabbitmq:5672/%2f"))
         let modeText = string("AMQP_TOPOLOGY") ?? AMQPConfiguration.TopologyMode.verify.rawValue
         guard let mode = AMQPConfiguration.TopologyMode(rawValue: modeText.lowercased()) else {
             throw ConfigurationError("AMQP_TOPOLOGY must be verify or declare, not '\(modeText)'")
         }
-        return AMQPConfiguration(url: url, heartbeat: try int("AMQP_HEARTBEAT", default: 30), connectionName: workerId,
-                                 caFile: string("AMQP_CA_FILE"), topologyMode: mode)
+        return AMQPConfiguration(
+            url: url, heartbeat: try int("AMQP_HEARTBEAT", default: 30), connectionName: workerId,
+            caFile: string("AMQP_CA_FILE"), topologyMode: mode)
     }
 
     /// Which broker users belong to which kind: PROBE_USERS, PREDICTOR_USERS, DECISION_USERS,
@@ -88,18 +97,24 @@ public struct WorkerEnvironment: Sendable {
         let user = amqp.url.user
         let admins = Set(["guest"] + list("RABBITMQ_ADMIN_USER"))
         if admins.contains(user) {
-            throw ConfigurationError("\(role.rawValue) logs in to the broker as '\(user)', an administrator: give it its own user with only this kind's permissions (\(role.defaultUser), created by recoveryctl topology apply --identities; docs/security.md)")
+            throw ConfigurationError(
+                "\(role.rawValue) logs in to the broker as '\(user)', an administrator: give it its own user with only this kind's permissions (\(role.defaultUser), created by recoveryctl topology apply --identities; docs/security.md)"
+            )
         }
         let identities = self.identities
         guard identities.users[role]?.contains(user) == true else {
             let accepted = (identities.users[role] ?? []).sorted().joined(separator: ", ")
-            throw ConfigurationError("\(role.rawValue) logs in to the broker as '\(user)', but \(role.usersVariable) lists \(accepted.isEmpty ? "nobody" : accepted): consumers would refuse what it sends. Use the kind's own user or add it to \(role.usersVariable) everywhere")
+            throw ConfigurationError(
+                "\(role.rawValue) logs in to the broker as '\(user)', but \(role.usersVariable) lists \(accepted.isEmpty ? "nobody" : accepted): consumers would refuse what it sends. Use the kind's own user or add it to \(role.usersVariable) everywhere"
+            )
         }
         let others = identities.roles(of: user).filter { $0 != role }
         if !others.isEmpty {
-            logger.critical("this worker's broker user also belongs to other kinds: a compromise of one is a compromise of all (docs/security.md)", metadata: [
-                "user": "\(user)", "kinds": "\(([role] + others).map(\.rawValue).joined(separator: ","))",
-            ])
+            logger.critical(
+                "this worker's broker user also belongs to other kinds: a compromise of one is a compromise of all (docs/security.md)",
+                metadata: [
+                    "user": "\(user)", "kinds": "\(([role] + others).map(\.rawValue).joined(separator: ","))",
+                ])
         }
     }
 
@@ -119,7 +134,9 @@ public struct WorkerEnvironment: Sendable {
 
     /// TARGETS_FILE with the INSTANCE_CONFIG_TABLE laid over it, when that is set.
     public func targetConfigSource(aws: AWSClient, logger: Logger) throws -> TargetConfigSource {
-        let table = string("INSTANCE_CONFIG_TABLE").map { TargetConfigTable(dynamo: DynamoDBClient(aws), tableName: $0) }
+        let table = string("INSTANCE_CONFIG_TABLE").map {
+            TargetConfigTable(dynamo: DynamoDBClient(aws), tableName: $0)
+        }
         return TargetConfigSource(file: try targetsFile(), table: table, logger: logger)
     }
 

@@ -22,11 +22,14 @@ extension EC2Client: InstanceStatusReading {
 /// CloudWatch's GetMetricData in any region (the predictor's history). `CloudWatchClient` in production.
 public protocol MetricDataReading: Sendable {
     /// Every query's data points between `start` and `end`, asked of `region`.
-    func metricData(_ queries: [MetricDataQuery], start: Date, end: Date, region: String) async throws -> MetricDataResults
+    func metricData(_ queries: [MetricDataQuery], start: Date, end: Date, region: String) async throws
+        -> MetricDataResults
 }
 
 extension CloudWatchClient: MetricDataReading {
-    public func metricData(_ queries: [MetricDataQuery], start: Date, end: Date, region: String) async throws -> MetricDataResults {
+    public func metricData(_ queries: [MetricDataQuery], start: Date, end: Date, region: String) async throws
+        -> MetricDataResults
+    {
         try await (region == self.region ? self : withRegion(region)).getMetricData(queries, start: start, end: end)
     }
 }
@@ -47,8 +50,11 @@ public protocol ConditionalItemWriting: Sendable {
 }
 
 extension DynamoDBClient: ConditionalItemWriting {
-    public func putItemIfAbsent(tableName: String, item: DynamoItem, partitionKey: String) async throws -> PutIfAbsentResult {
-        try await putItemIfAbsent(tableName: tableName, item: item, partitionKey: partitionKey, returnExistingItem: false)
+    public func putItemIfAbsent(tableName: String, item: DynamoItem, partitionKey: String) async throws
+        -> PutIfAbsentResult
+    {
+        try await putItemIfAbsent(
+            tableName: tableName, item: item, partitionKey: partitionKey, returnExistingItem: false)
     }
 }
 

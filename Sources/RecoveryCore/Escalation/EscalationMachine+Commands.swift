@@ -24,12 +24,16 @@ extension EscalationMachine {
         if command.name == .reset {
             let before = outageCount(at: c.now)
             outageTimes = []
-            return accept(.outageCountReset(target: target, by: who, was: before, window: settings.outageCountWindow,
-                                            incident: incident?.id))
+            return accept(
+                .outageCountReset(
+                    target: target, by: who, was: before, window: settings.outageCountWindow,
+                    incident: incident?.id))
         }
         guard var incident else {
-            return reject(.noOpenIncident(command: name, target: target, failures: health.failures,
-                                          threshold: settings.failureThreshold))
+            return reject(
+                .noOpenIncident(
+                    command: name, target: target, failures: health.failures,
+                    threshold: settings.failureThreshold))
         }
 
         switch command.name {
@@ -58,7 +62,8 @@ extension EscalationMachine {
             let replaced = incident.hold
             incident.hold = .until(until, by: who)
             self.incident = incident
-            accept(.held(by: who, incident: incident.id, until: until, replaces: replaced), [RecoveryCtl.resume(target)])
+            accept(
+                .held(by: who, incident: incident.id, until: until, replaces: replaced), [RecoveryCtl.resume(target)])
 
         case .resume:
             guard incident.hold != nil else {
@@ -70,8 +75,9 @@ extension EscalationMachine {
 
         case .approve:
             if let hold = incident.hold {
-                return reject(.incidentHeld(command: name, target: target, incident: incident.id, hold: hold),
-                              [RecoveryCtl.resume(target)])
+                return reject(
+                    .incidentHeld(command: name, target: target, incident: incident.id, hold: hold),
+                    [RecoveryCtl.resume(target)])
             }
             switch incident.phase {
             case .pending(let step, _), .awaitingApproval(let step, _):
@@ -84,11 +90,14 @@ extension EscalationMachine {
                 accept(.approved(by: who, step: step, incident: incident.id))
                 take(step, by: .approval(by: who), &c)
             case .inProgress(let attempt):
-                reject(.stepInProgress(command: name, step: attempt.step, incident: incident.id,
-                                       requestedAt: attempt.requestedAt, deadline: attempt.deadline),
-                       manualCommands(incident))
+                reject(
+                    .stepInProgress(
+                        command: name, step: attempt.step, incident: incident.id,
+                        requestedAt: attempt.requestedAt, deadline: attempt.deadline),
+                    manualCommands(incident))
             case .stopped(let reason):
-                reject(.nothingToApprove(command: name, incident: incident.id, stopped: reason), manualCommands(incident))
+                reject(
+                    .nothingToApprove(command: name, incident: incident.id, stopped: reason), manualCommands(incident))
             }
 
         case .restart, .reprovision, .failover:
@@ -97,20 +106,24 @@ extension EscalationMachine {
                 return reject(.quarantined(command: name, target: target))
             }
             if let hold = incident.hold {
-                return reject(.incidentHeld(command: name, target: target, incident: incident.id, hold: hold),
-                              [RecoveryCtl.resume(target)])
+                return reject(
+                    .incidentHeld(command: name, target: target, incident: incident.id, hold: hold),
+                    [RecoveryCtl.resume(target)])
             }
             if c.brakeEngaged {
                 return reject(.brakeBlocks(command: name), [RecoveryCtl.brakeRelease])
             }
             if case .inProgress(let attempt) = incident.phase, attempt.succeededAt == nil {
-                return reject(.awaitingOutcome(command: name, step: attempt.step, requestedAt: attempt.requestedAt,
-                                               deadline: attempt.deadline))
+                return reject(
+                    .awaitingOutcome(
+                        command: name, step: attempt.step, requestedAt: attempt.requestedAt,
+                        deadline: attempt.deadline))
             }
             if incident.stepsRequested.contains(step) {
                 let key = ActionRequest.key(target: target, incidentId: incident.id, step: step)
-                return reject(.stepAlreadyRequested(command: name, step: step, incident: incident.id, key: key),
-                              manualCommands(incident))
+                return reject(
+                    .stepAlreadyRequested(command: name, step: step, incident: incident.id, key: key),
+                    manualCommands(incident))
             }
             if destinationRegion(for: step) == nil {
                 return reject(.noDRRegion(command: name, target: target))

@@ -31,7 +31,9 @@ extension EscalationMachine {
     }
 
     /// When `step`, due at `notBefore`, will run by itself, or what blocks it.
-    func plan(_ step: RecoveryStep, notBefore: Date, _ c: Context) -> (at: Date?, blocker: StepBlocker?, respondBy: Date?) {
+    func plan(_ step: RecoveryStep, notBefore: Date, _ c: Context) -> (
+        at: Date?, blocker: StepBlocker?, respondBy: Date?
+    ) {
         guard step != .notifyOnly else { return (nil, nil, nil) }
         if settings.quarantined { return (nil, .quarantine, nil) }
         switch incident?.hold {
@@ -48,8 +50,10 @@ extension EscalationMachine {
 
     /// The four ways to answer an outage notice.
     func responseCommands(after time: Date) -> [String] {
-        [RecoveryCtl.ack(target), RecoveryCtl.approve(target),
-         RecoveryCtl.hold(target, until: time.addingTimeInterval(3600)), RecoveryCtl.resume(target)]
+        [
+            RecoveryCtl.ack(target), RecoveryCtl.approve(target),
+            RecoveryCtl.hold(target, until: time.addingTimeInterval(3600)), RecoveryCtl.resume(target),
+        ]
     }
 
     /// The step commands not yet used in the incident.

@@ -46,13 +46,16 @@ extension EscalationMachine {
             elasticIpAllocationId: identity.elasticIpAllocationId, requestedAt: c.now, deadline: deadline,
             requestedBy: initiator.person)
         incident.stepsRequested.append(step)
-        incident.phase = .inProgress(StepAttempt(
-            step: step, idempotencyKey: key, requestedAt: c.now, requestedBy: initiator.person, deadline: deadline,
-            succeededAt: nil))
+        incident.phase = .inProgress(
+            StepAttempt(
+                step: step, idempotencyKey: key, requestedAt: c.now, requestedBy: initiator.person, deadline: deadline,
+                succeededAt: nil))
         incident.hold = nil
         self.incident = incident
         requestedKeys.append(key)
-        if requestedKeys.count > Self.requestMemory { requestedKeys.removeFirst(requestedKeys.count - Self.requestMemory) }
+        if requestedKeys.count > Self.requestMemory {
+            requestedKeys.removeFirst(requestedKeys.count - Self.requestMemory)
+        }
 
         c.actions.append(.requestAction(request))
         c.actions.append(.reportToFleet(.destructiveActionRequested(target: target, idempotencyKey: key)))
@@ -61,11 +64,12 @@ extension EscalationMachine {
         let next = nextUnrequested(after: step, in: incident)
         notice.nextStep = next
         notice.nextStepAt = deadline
-        let trigger: NoticeReason.StepTrigger = switch initiator {
-        case .automatic: .automatic
-        case .approval(let by): .approved(by: by)
-        case .manual(let by): .manual(by: by)
-        }
+        let trigger: NoticeReason.StepTrigger =
+            switch initiator {
+            case .automatic: .automatic
+            case .approval(let by): .approved(by: by)
+            case .manual(let by): .manual(by: by)
+            }
         notice.reason = .stepStarted(
             target: target, step: step, instance: currentInstance, destination: destination, trigger: trigger,
             deadline: deadline, next: incident.automationStopped != nil ? .notifyOnly : next)
@@ -100,7 +104,10 @@ extension EscalationMachine {
         notice.blockedBy = plan.blocker
         notice.respondBy = plan.respondBy
         notice.reason = reason(nil)
-        notice.commands = next == .notifyOnly ? [RecoveryCtl.ack(target)] : [RecoveryCtl.ack(target), RecoveryCtl.hold(target, until: c.now.addingTimeInterval(3600))]
+        notice.commands =
+            next == .notifyOnly
+            ? [RecoveryCtl.ack(target)]
+            : [RecoveryCtl.ack(target), RecoveryCtl.hold(target, until: c.now.addingTimeInterval(3600))]
         c.actions.append(.notify(notice))
         take(next, by: .automatic, &c)
     }
@@ -113,7 +120,8 @@ extension EscalationMachine {
         var notice = baseNotice(.humanNeeded, id: "\(incident.id):human_needed", c)
         notice.nextStep = .notifyOnly
         notice.blockedBy = reason == .quarantined ? .quarantine : nil
-        notice.reason = .automationStopped(target: target, incident: incident.id, tried: incident.stepsRequested, why: reason)
+        notice.reason = .automationStopped(
+            target: target, incident: incident.id, tried: incident.stepsRequested, why: reason)
         notice.commands = (reason == .quarantined ? [] : manualCommands(incident)) + [RecoveryCtl.ack(target)]
         c.actions.append(.notify(notice))
     }

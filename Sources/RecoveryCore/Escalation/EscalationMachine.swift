@@ -426,10 +426,12 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         else {
             // A late outcome of a step the machine no longer waits for. Only a move is news.
             if moved {
-                var notice = baseNotice(.actionSucceeded, id: "\(outcome.incidentId):action_succeeded:\(outcome.step.rawValue)", c)
+                var notice = baseNotice(
+                    .actionSucceeded, id: "\(outcome.incidentId):action_succeeded:\(outcome.step.rawValue)", c)
                 notice.incidentId = outcome.incidentId
                 notice.step = outcome.step
-                notice.reason = .lateResult(target: target, step: outcome.step, incident: outcome.incidentId, current: currentInstance)
+                notice.reason = .lateResult(
+                    target: target, step: outcome.step, incident: outcome.incidentId, current: currentInstance)
                 c.actions.append(.notify(notice))
             }
             return
@@ -452,7 +454,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
                 deadline: attempt.deadline, next: next)
             c.actions.append(.notify(notice))
         case .failed:
-            escalate(from: attempt, kind: .actionFailed, &c) { .stepFailed(step: step, reason: outcome.reason, stillStopped: $0) }
+            escalate(from: attempt, kind: .actionFailed, &c) {
+                .stepFailed(step: step, reason: outcome.reason, stillStopped: $0)
+            }
         case .humanNeeded:
             stop(.humanNeeded(NoticeReason.cannotRun(step, outcome.reason)), &c)
         }

@@ -31,7 +31,8 @@ public struct ProbeResult: Codable, Sendable, Equatable {
     /// The EC2 state (`stopped`, …) for EC2 status observations.
     public var ec2State: String?
 
-    public init(prober: String, instanceId: String? = nil, healthy: Bool, statusCode: Int? = nil, detail: String? = nil) {
+    public init(prober: String, instanceId: String? = nil, healthy: Bool, statusCode: Int? = nil, detail: String? = nil)
+    {
         self.prober = prober
         self.instanceId = instanceId
         self.healthy = healthy
@@ -174,7 +175,8 @@ public struct ActionOutcome: Codable, Sendable, Equatable {
 
     public init(
         idempotencyKey: String, incidentId: String, step: RecoveryStep, status: Status, reason: String? = nil,
-        instanceId: String? = nil, region: String? = nil, repair: RepairRequest.Kind? = nil, resources: [String: String]? = nil
+        instanceId: String? = nil, region: String? = nil, repair: RepairRequest.Kind? = nil,
+        resources: [String: String]? = nil
     ) {
         self.idempotencyKey = idempotencyKey
         self.incidentId = incidentId
@@ -188,8 +190,10 @@ public struct ActionOutcome: Codable, Sendable, Equatable {
     }
 
     /// The outcome for a request.
-    public init(for request: ActionRequest, status: Status, reason: String? = nil, newInstance: InstanceRef? = nil,
-                resources: [String: String]? = nil) {
+    public init(
+        for request: ActionRequest, status: Status, reason: String? = nil, newInstance: InstanceRef? = nil,
+        resources: [String: String]? = nil
+    ) {
         self.init(
             idempotencyKey: request.idempotencyKey, incidentId: request.incidentId, step: request.step,
             status: status, reason: reason, instanceId: newInstance?.id, region: newInstance?.region,

@@ -13,7 +13,8 @@ extension FleetBrake {
     public mutating func admit(_ events: [Event], now: Date) -> Bool {
         for event in events {
             if case .destructiveActionRequested(_, let key) = event, isEngaged,
-               !recentActions.contains(where: { $0.idempotencyKey == key }) {
+                !recentActions.contains(where: { $0.idempotencyKey == key })
+            {
                 return false
             }
             keep(handle(event, now: now))

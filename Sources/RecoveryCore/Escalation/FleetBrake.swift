@@ -42,7 +42,8 @@ public struct FleetBrake: Codable, Sendable, Equatable {
             let d = Settings()
             maxOutageShare = try c.decodeIfPresent(Double.self, forKey: .maxOutageShare) ?? d.maxOutageShare
             minimumOutages = try c.decodeIfPresent(Int.self, forKey: .minimumOutages) ?? d.minimumOutages
-            maxDestructiveActions = try c.decodeIfPresent(Int.self, forKey: .maxDestructiveActions) ?? d.maxDestructiveActions
+            maxDestructiveActions =
+                try c.decodeIfPresent(Int.self, forKey: .maxDestructiveActions) ?? d.maxDestructiveActions
             actionWindow = try c.decodeIfPresent(TimeInterval.self, forKey: .actionWindow) ?? d.actionWindow
         }
     }
@@ -175,26 +176,35 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         case .engage(let id, let who, let reason):
             guard remember(id) else { break }
             if let engagement {
-                actions.append(.rejectCommand(commandNotice(.commandRejected, id: id, name: "brake engage", who: who, now,
-                    reason: .brakeAlreadyEngaged(since: engagement.at, cause: engagement.detail))))
+                actions.append(
+                    .rejectCommand(
+                        commandNotice(
+                            .commandRejected, id: id, name: "brake engage", who: who, now,
+                            reason: .brakeAlreadyEngaged(since: engagement.at, cause: engagement.detail))))
                 break
             }
             // The alert is also the command's answer: it names the command, so its sender (recoveryctl
             // waits for a notice with the command's id) sees it accepted.
-            engage(.manual(by: who, reason: reason), by: who, targets: targetsInOutage, now, &actions,
-                   answering: CommandRef(id: id, name: "brake engage", operator: who))
+            engage(
+                .manual(by: who, reason: reason), by: who, targets: targetsInOutage, now, &actions,
+                answering: CommandRef(id: id, name: "brake engage", operator: who))
         case .release(let id, let who):
             guard remember(id) else { break }
             guard let engagement else {
-                actions.append(.rejectCommand(commandNotice(.commandRejected, id: id, name: "brake release", who: who, now,
-                    reason: .brakeNotEngaged)))
+                actions.append(
+                    .rejectCommand(
+                        commandNotice(
+                            .commandRejected, id: id, name: "brake release", who: who, now,
+                            reason: .brakeNotEngaged)))
                 break
             }
             self.engagement = nil
             acceptedTargets = targetsInOutage
             countActionsSince = now
-            var notice = commandNotice(.brakeReleased, id: id, name: "brake release", who: who, now,
-                reason: .brakeReleased(by: who, engagedAt: engagement.at, cause: engagement.detail, targetsInOutage: targetsInOutage))
+            var notice = commandNotice(
+                .brakeReleased, id: id, name: "brake release", who: who, now,
+                reason: .brakeReleased(
+                    by: who, engagedAt: engagement.at, cause: engagement.detail, targetsInOutage: targetsInOutage))
             notice.targets = targetsInOutage
             actions.append(.notify(notice))
             if !targetsInOutage.isEmpty { actions.append(.wakeTargets(targetsInOutage)) }
@@ -210,7 +220,9 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         else { return }
         let size = Set(fleet).union(targetsInOutage).count
         let limit = Int((settings.maxOutageShare * 100).rounded())
-        engage(.outageShare(inOutage: count, fleetSize: size, limitPercent: limit), by: nil, targets: targetsInOutage, now, &actions)
+        engage(
+            .outageShare(inOutage: count, fleetSize: size, limitPercent: limit), by: nil, targets: targetsInOutage, now,
+            &actions)
     }
 
     private mutating func endEpisodeIfOver() {
@@ -222,8 +234,9 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         guard !isEngaged, counted >= max(1, settings.maxDestructiveActions) else { return }
         let counting = recentActions.filter { stamp in countActionsSince.map { stamp.at >= $0 } ?? true }
         let targets = Array(Set(counting.map(\.target))).sorted()
-        engage(.actionRate(steps: counted, window: settings.actionWindow, limit: settings.maxDestructiveActions),
-               by: nil, targets: targets, now, &actions)
+        engage(
+            .actionRate(steps: counted, window: settings.actionWindow, limit: settings.maxDestructiveActions),
+            by: nil, targets: targets, now, &actions)
     }
 
     /// Engages the brake because of `cause`; the engagement keeps the cause's words (`detail`).
@@ -232,17 +245,21 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         answering command: CommandRef? = nil
     ) {
         engagements += 1
-        engagement = Engagement(number: engagements, at: now, trigger: cause.trigger, detail: cause.text, by: by, targets: targets)
+        engagement = Engagement(
+            number: engagements, at: now, trigger: cause.trigger, detail: cause.text, by: by, targets: targets)
         let notice = Notice(
             id: "fleet:brake_engaged:\(engagements)", kind: .brakeEngaged, at: now, targets: targets,
             commands: [RecoveryCtl.brakeRelease], command: command, reason: .brakeEngaged(cause))
         actions.append(.notify(notice))
     }
 
-    private func commandNotice(_ kind: NotificationKind, id: String, name: String, who: String, _ now: Date,
-                               reason: NoticeReason) -> Notice {
+    private func commandNotice(
+        _ kind: NotificationKind, id: String, name: String, who: String, _ now: Date,
+        reason: NoticeReason
+    ) -> Notice {
         Notice(
-            id: "command:\(id)", kind: kind, at: now, command: CommandRef(id: id, name: name, operator: who), reason: reason)
+            id: "command:\(id)", kind: kind, at: now, command: CommandRef(id: id, name: name, operator: who),
+            reason: reason)
     }
 
     /// Records a command id; false when it was seen before (a redelivery).

@@ -237,9 +237,12 @@ enum TimeText {
         var s = Int(seconds.rounded())
         if s < 60 { return "\(s)s" }
         var parts: [String] = []
-        let days = s / 86_400; s %= 86_400
-        let hours = s / 3600; s %= 3600
-        let minutes = s / 60; s %= 60
+        let days = s / 86_400
+        s %= 86_400
+        let hours = s / 3600
+        s %= 3600
+        let minutes = s / 60
+        s %= 60
         if days > 0 { parts.append("\(days)d") }
         if hours > 0 { parts.append("\(hours)h") }
         if minutes > 0 { parts.append("\(minutes)m") }

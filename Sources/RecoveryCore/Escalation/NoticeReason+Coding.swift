@@ -24,8 +24,12 @@ extension NoticeReason: Codable {
         }
         switch self {
         case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep):
-            try put("outage_declared", ["target": target, "failures": failures, "probers": probers, "last_check": lastCheck,
-                                        "outage_count": count, "window": window, "no_step": noStep])
+            try put(
+                "outage_declared",
+                [
+                    "target": target, "failures": failures, "probers": probers, "last_check": lastCheck,
+                    "outage_count": count, "window": window, "no_step": noStep,
+                ])
         case let .approvalRequested(target, step, deadline):
             try put("approval_requested", ["target": target, "step": step, "deadline": deadline])
         case let .stepStarted(target, step, instance, destination, trigger, deadline, next):
@@ -36,19 +40,32 @@ extension NoticeReason: Codable {
             case .approved(let who): (how, by) = ("approved", who)
             case .manual(let who): (how, by) = ("manual", who)
             }
-            try put("step_started", ["target": target, "step": step, "instance": instance, "destination": destination,
-                                     "trigger": how, "by": by, "deadline": deadline, "next": next])
+            try put(
+                "step_started",
+                [
+                    "target": target, "step": step, "instance": instance, "destination": destination,
+                    "trigger": how, "by": by, "deadline": deadline, "next": next,
+                ])
         case let .stepFinished(target, step, movedTo, checks, deadline, next):
-            try put("step_finished", ["target": target, "step": step, "moved_to": movedTo, "checks": checks,
-                                      "deadline": deadline, "next": next])
+            try put(
+                "step_finished",
+                [
+                    "target": target, "step": step, "moved_to": movedTo, "checks": checks,
+                    "deadline": deadline, "next": next,
+                ])
         case let .stepFailed(step, reason, stillStopped):
             try put("step_failed", ["step": step, "reason": reason, "still_stopped": stillStopped.map(StopWire.init)])
         case let .noOutcome(target, step, window, stillStopped):
-            try put("no_outcome", ["target": target, "step": step, "window": window, "still_stopped": stillStopped.map(StopWire.init)])
+            try put(
+                "no_outcome",
+                ["target": target, "step": step, "window": window, "still_stopped": stillStopped.map(StopWire.init)])
         case let .stillDown(target, step, window, stillStopped):
-            try put("still_down", ["target": target, "step": step, "window": window, "still_stopped": stillStopped.map(StopWire.init)])
+            try put(
+                "still_down",
+                ["target": target, "step": step, "window": window, "still_stopped": stillStopped.map(StopWire.init)])
         case let .automationStopped(target, incident, tried, why):
-            try put("automation_stopped", ["target": target, "incident": incident, "tried": tried, "why": StopWire(why)])
+            try put(
+                "automation_stopped", ["target": target, "incident": incident, "tried": tried, "why": StopWire(why)])
         case let .approvalTimedOut(target, step):
             try put("approval_timed_out", ["target": target, "step": step])
         case let .recoveredAfterStep(target, step, after):
@@ -63,7 +80,8 @@ extension NoticeReason: Codable {
             try put("late_result", ["target": target, "step": step, "incident": incident, "current": current])
 
         case let .outageCountReset(target, by, was, window, incident):
-            try put("outage_count_reset", ["target": target, "by": by, "was": was, "window": window, "incident": incident])
+            try put(
+                "outage_count_reset", ["target": target, "by": by, "was": was, "window": window, "incident": incident])
         case let .acknowledged(by, incident, replaces):
             try put("acknowledged", ["by": by, "incident": incident, "replaces": replaces.map(HoldWire.init)])
         case let .held(by, incident, until, replaces):
@@ -76,7 +94,9 @@ extension NoticeReason: Codable {
             try put("ran_step", ["by": by, "step": step, "incident": incident])
 
         case let .noOpenIncident(command, target, failures, threshold):
-            try put("no_open_incident", ["command": command, "target": target, "failures": failures, "threshold": threshold])
+            try put(
+                "no_open_incident",
+                ["command": command, "target": target, "failures": failures, "threshold": threshold])
         case let .alreadyAcknowledged(command, incident, by, since):
             try put("already_acknowledged", ["command": command, "incident": incident, "by": by, "since": since])
         case let .holdNeedsTime(command, target, example):
@@ -88,18 +108,25 @@ extension NoticeReason: Codable {
         case let .nothingToResume(command, incident):
             try put("nothing_to_resume", ["command": command, "incident": incident])
         case let .incidentHeld(command, target, incident, hold):
-            try put("incident_held", ["command": command, "target": target, "incident": incident, "hold": HoldWire(hold)])
+            try put(
+                "incident_held", ["command": command, "target": target, "incident": incident, "hold": HoldWire(hold)])
         case let .quarantined(command, target):
             try put("quarantined", ["command": command, "target": target])
         case .brakeBlocks(let command):
             try put("brake_blocks", ["command": command])
         case let .stepInProgress(command, step, incident, requestedAt, deadline):
-            try put("step_in_progress", ["command": command, "step": step, "incident": incident,
-                                         "requested_at": requestedAt, "deadline": deadline])
+            try put(
+                "step_in_progress",
+                [
+                    "command": command, "step": step, "incident": incident,
+                    "requested_at": requestedAt, "deadline": deadline,
+                ])
         case let .nothingToApprove(command, incident, stopped):
             try put("nothing_to_approve", ["command": command, "incident": incident, "stopped": StopWire(stopped)])
         case let .awaitingOutcome(command, step, requestedAt, deadline):
-            try put("awaiting_outcome", ["command": command, "step": step, "requested_at": requestedAt, "deadline": deadline])
+            try put(
+                "awaiting_outcome",
+                ["command": command, "step": step, "requested_at": requestedAt, "deadline": deadline])
         case let .stepAlreadyRequested(command, step, incident, key):
             try put("step_already_requested", ["command": command, "step": step, "incident": incident, "key": key])
         case let .noDRRegion(command, target):
@@ -108,23 +135,32 @@ extension NoticeReason: Codable {
         case .brakeEngaged(let cause):
             switch cause {
             case let .outageShare(inOutage, fleetSize, limitPercent):
-                try put("brake_engaged", ["trigger": cause.trigger, "in_outage": inOutage, "fleet_size": fleetSize,
-                                          "limit_percent": limitPercent])
+                try put(
+                    "brake_engaged",
+                    [
+                        "trigger": cause.trigger, "in_outage": inOutage, "fleet_size": fleetSize,
+                        "limit_percent": limitPercent,
+                    ])
             case let .actionRate(steps, window, limit):
                 try put("brake_engaged", ["trigger": cause.trigger, "steps": steps, "window": window, "limit": limit])
             case let .manual(by, reason):
                 try put("brake_engaged", ["trigger": cause.trigger, "by": by, "reason": reason])
             }
         case let .brakeReleased(by, engagedAt, cause, targets):
-            try put("brake_released", ["by": by, "engaged_at": engagedAt, "cause": cause, "targets_in_outage": targets])
+            try put(
+                "brake_released", ["by": by, "engaged_at": engagedAt, "cause": cause, "targets_in_outage": targets])
         case let .brakeAlreadyEngaged(since, cause):
             try put("brake_already_engaged", ["since": since, "cause": cause])
         case .brakeNotEngaged:
             try put("brake_not_engaged")
 
         case let .troublePredicted(prediction, confidence, from, to, outlook):
-            try put("trouble_predicted", ["prediction": prediction, "confidence": confidence, "from": from, "to": to,
-                                          "outlook": outlook])
+            try put(
+                "trouble_predicted",
+                [
+                    "prediction": prediction, "confidence": confidence, "from": from, "to": to,
+                    "outlook": outlook,
+                ])
         case .repairAwaitsApproval(let prediction):
             try put("repair_awaits_approval", ["prediction": prediction])
         case let .repairStarted(prediction, approvedBy):
@@ -185,53 +221,68 @@ extension NoticeReason: Codable {
         func opt<T: Decodable>(_ key: Key) throws -> T? { try c.decodeIfPresent(T.self, forKey: key) }
         func stop(_ key: Key) throws -> EscalationMachine.StopReason? {
             guard let wire: StopWire = try opt(key) else { return nil }
-            guard let stop = wire.stop else { throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "unknown stop reason") }
+            guard let stop = wire.stop else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "unknown stop reason")
+            }
             return stop
         }
         func hold(_ key: Key) throws -> EscalationMachine.Hold? {
             guard let wire: HoldWire = try opt(key) else { return nil }
-            guard let hold = wire.hold else { throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "unknown hold") }
+            guard let hold = wire.hold else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "unknown hold")
+            }
             return hold
         }
         func required<T>(_ value: T?, _ key: Key) throws -> T {
             guard let value else {
-                throw DecodingError.keyNotFound(key, .init(codingPath: c.codingPath, debugDescription: "missing \(key.stringValue)"))
+                throw DecodingError.keyNotFound(
+                    key, .init(codingPath: c.codingPath, debugDescription: "missing \(key.stringValue)"))
             }
             return value
         }
         let code: String = try get("code")
         switch code {
         case "outage_declared":
-            self = .outageDeclared(target: try get("target"), failures: try get("failures"), probers: try get("probers"),
-                                   lastCheck: try opt("last_check"), outageCount: try get("outage_count"),
-                                   window: try get("window"), noStep: try opt("no_step"))
+            self = .outageDeclared(
+                target: try get("target"), failures: try get("failures"), probers: try get("probers"),
+                lastCheck: try opt("last_check"), outageCount: try get("outage_count"),
+                window: try get("window"), noStep: try opt("no_step"))
         case "approval_requested":
             self = .approvalRequested(target: try get("target"), step: try get("step"), deadline: try get("deadline"))
         case "step_started":
             let by: String? = try opt("by")
-            let trigger: StepTrigger = switch try get("trigger") as String {
-            case "automatic": .automatic
-            case "approved": .approved(by: try required(by, "by"))
-            case "manual": .manual(by: try required(by, "by"))
-            case let other: throw DecodingError.dataCorruptedError(forKey: "trigger", in: c, debugDescription: "unknown trigger '\(other)'")
-            }
-            self = .stepStarted(target: try get("target"), step: try get("step"), instance: try get("instance"),
-                                destination: try get("destination"), trigger: trigger, deadline: try get("deadline"),
-                                next: try get("next"))
+            let trigger: StepTrigger =
+                switch try get("trigger") as String {
+                case "automatic": .automatic
+                case "approved": .approved(by: try required(by, "by"))
+                case "manual": .manual(by: try required(by, "by"))
+                case let other:
+                    throw DecodingError.dataCorruptedError(
+                        forKey: "trigger", in: c, debugDescription: "unknown trigger '\(other)'")
+                }
+            self = .stepStarted(
+                target: try get("target"), step: try get("step"), instance: try get("instance"),
+                destination: try get("destination"), trigger: trigger, deadline: try get("deadline"),
+                next: try get("next"))
         case "step_finished":
-            self = .stepFinished(target: try get("target"), step: try get("step"), movedTo: try opt("moved_to"),
-                                 checks: try get("checks"), deadline: try get("deadline"), next: try get("next"))
+            self = .stepFinished(
+                target: try get("target"), step: try get("step"), movedTo: try opt("moved_to"),
+                checks: try get("checks"), deadline: try get("deadline"), next: try get("next"))
         case "step_failed":
-            self = .stepFailed(step: try get("step"), reason: try opt("reason"), stillStopped: try stop("still_stopped"))
+            self = .stepFailed(
+                step: try get("step"), reason: try opt("reason"), stillStopped: try stop("still_stopped"))
         case "no_outcome":
-            self = .noOutcome(target: try get("target"), step: try get("step"), window: try get("window"),
-                              stillStopped: try stop("still_stopped"))
+            self = .noOutcome(
+                target: try get("target"), step: try get("step"), window: try get("window"),
+                stillStopped: try stop("still_stopped"))
         case "still_down":
-            self = .stillDown(target: try get("target"), step: try get("step"), window: try get("window"),
-                              stillStopped: try stop("still_stopped"))
+            self = .stillDown(
+                target: try get("target"), step: try get("step"), window: try get("window"),
+                stillStopped: try stop("still_stopped"))
         case "automation_stopped":
-            self = .automationStopped(target: try get("target"), incident: try get("incident"), tried: try get("tried"),
-                                      why: try required(stop("why"), "why"))
+            self = .automationStopped(
+                target: try get("target"), incident: try get("incident"), tried: try get("tried"),
+                why: try required(stop("why"), "why"))
         case "approval_timed_out":
             self = .approvalTimedOut(target: try get("target"), step: try get("step"))
         case "recovered_after_step":
@@ -241,18 +292,23 @@ extension NoticeReason: Codable {
         case "recovered_by_itself":
             self = .recoveredByItself(target: try get("target"), inGrace: try get("in_grace"), after: try get("after"))
         case "original_instance_back":
-            self = .originalInstanceBack(target: try get("target"), original: try get("original"), current: try get("current"))
+            self = .originalInstanceBack(
+                target: try get("target"), original: try get("original"), current: try get("current"))
         case "late_result":
-            self = .lateResult(target: try get("target"), step: try get("step"), incident: try get("incident"),
-                               current: try get("current"))
+            self = .lateResult(
+                target: try get("target"), step: try get("step"), incident: try get("incident"),
+                current: try get("current"))
 
         case "outage_count_reset":
-            self = .outageCountReset(target: try get("target"), by: try get("by"), was: try get("was"),
-                                     window: try get("window"), incident: try opt("incident"))
+            self = .outageCountReset(
+                target: try get("target"), by: try get("by"), was: try get("was"),
+                window: try get("window"), incident: try opt("incident"))
         case "acknowledged":
             self = .acknowledged(by: try get("by"), incident: try get("incident"), replaces: try hold("replaces"))
         case "held":
-            self = .held(by: try get("by"), incident: try get("incident"), until: try get("until"), replaces: try hold("replaces"))
+            self = .held(
+                by: try get("by"), incident: try get("incident"), until: try get("until"),
+                replaces: try hold("replaces"))
         case "resumed":
             self = .resumed(by: try get("by"), incident: try get("incident"), stillStopped: try stop("still_stopped"))
         case "approved":
@@ -261,87 +317,105 @@ extension NoticeReason: Codable {
             self = .ranStep(by: try get("by"), step: try get("step"), incident: try get("incident"))
 
         case "no_open_incident":
-            self = .noOpenIncident(command: try get("command"), target: try get("target"), failures: try get("failures"),
-                                   threshold: try get("threshold"))
+            self = .noOpenIncident(
+                command: try get("command"), target: try get("target"), failures: try get("failures"),
+                threshold: try get("threshold"))
         case "already_acknowledged":
-            self = .alreadyAcknowledged(command: try get("command"), incident: try get("incident"), by: try get("by"),
-                                        since: try get("since"))
+            self = .alreadyAcknowledged(
+                command: try get("command"), incident: try get("incident"), by: try get("by"),
+                since: try get("since"))
         case "hold_needs_time":
             self = .holdNeedsTime(command: try get("command"), target: try get("target"), example: try get("example"))
         case "hold_not_in_future":
             self = .holdNotInFuture(command: try get("command"), until: try get("until"), now: try get("now"))
         case "nothing_to_hold":
-            self = .nothingToHold(command: try get("command"), incident: try get("incident"),
-                                  stopped: try required(stop("stopped"), "stopped"))
+            self = .nothingToHold(
+                command: try get("command"), incident: try get("incident"),
+                stopped: try required(stop("stopped"), "stopped"))
         case "nothing_to_resume":
             self = .nothingToResume(command: try get("command"), incident: try get("incident"))
         case "incident_held":
-            self = .incidentHeld(command: try get("command"), target: try get("target"), incident: try get("incident"),
-                                 hold: try required(hold("hold"), "hold"))
+            self = .incidentHeld(
+                command: try get("command"), target: try get("target"), incident: try get("incident"),
+                hold: try required(hold("hold"), "hold"))
         case "quarantined":
             self = .quarantined(command: try get("command"), target: try get("target"))
         case "brake_blocks":
             self = .brakeBlocks(command: try get("command"))
         case "step_in_progress":
-            self = .stepInProgress(command: try get("command"), step: try get("step"), incident: try get("incident"),
-                                   requestedAt: try get("requested_at"), deadline: try get("deadline"))
+            self = .stepInProgress(
+                command: try get("command"), step: try get("step"), incident: try get("incident"),
+                requestedAt: try get("requested_at"), deadline: try get("deadline"))
         case "nothing_to_approve":
-            self = .nothingToApprove(command: try get("command"), incident: try get("incident"),
-                                     stopped: try required(stop("stopped"), "stopped"))
+            self = .nothingToApprove(
+                command: try get("command"), incident: try get("incident"),
+                stopped: try required(stop("stopped"), "stopped"))
         case "awaiting_outcome":
-            self = .awaitingOutcome(command: try get("command"), step: try get("step"), requestedAt: try get("requested_at"),
-                                    deadline: try get("deadline"))
+            self = .awaitingOutcome(
+                command: try get("command"), step: try get("step"), requestedAt: try get("requested_at"),
+                deadline: try get("deadline"))
         case "step_already_requested":
-            self = .stepAlreadyRequested(command: try get("command"), step: try get("step"), incident: try get("incident"),
-                                         key: try get("key"))
+            self = .stepAlreadyRequested(
+                command: try get("command"), step: try get("step"), incident: try get("incident"),
+                key: try get("key"))
         case "no_dr_region":
             self = .noDRRegion(command: try get("command"), target: try get("target"))
 
         case "brake_engaged":
             switch try get("trigger") as FleetBrake.Trigger {
             case .outageShare:
-                self = .brakeEngaged(.outageShare(inOutage: try get("in_outage"), fleetSize: try get("fleet_size"),
-                                                  limitPercent: try get("limit_percent")))
+                self = .brakeEngaged(
+                    .outageShare(
+                        inOutage: try get("in_outage"), fleetSize: try get("fleet_size"),
+                        limitPercent: try get("limit_percent")))
             case .actionRate:
-                self = .brakeEngaged(.actionRate(steps: try get("steps"), window: try get("window"), limit: try get("limit")))
+                self = .brakeEngaged(
+                    .actionRate(steps: try get("steps"), window: try get("window"), limit: try get("limit")))
             case .manual:
                 self = .brakeEngaged(.manual(by: try get("by"), reason: try get("reason")))
             }
         case "brake_released":
-            self = .brakeReleased(by: try get("by"), engagedAt: try get("engaged_at"), cause: try get("cause"),
-                                  targetsInOutage: try get("targets_in_outage"))
+            self = .brakeReleased(
+                by: try get("by"), engagedAt: try get("engaged_at"), cause: try get("cause"),
+                targetsInOutage: try get("targets_in_outage"))
         case "brake_already_engaged":
             self = .brakeAlreadyEngaged(since: try get("since"), cause: try get("cause"))
         case "brake_not_engaged":
             self = .brakeNotEngaged
 
         case "trouble_predicted":
-            self = .troublePredicted(prediction: try get("prediction"), confidence: try get("confidence"), from: try get("from"),
-                                     to: try get("to"), outlook: try get("outlook"))
+            self = .troublePredicted(
+                prediction: try get("prediction"), confidence: try get("confidence"), from: try get("from"),
+                to: try get("to"), outlook: try get("outlook"))
         case "repair_awaits_approval":
             self = .repairAwaitsApproval(prediction: try get("prediction"))
         case "repair_started":
             self = .repairStarted(prediction: try get("prediction"), approvedBy: try opt("approved_by"))
         case "repair_succeeded":
-            self = .repairSucceeded(prediction: try get("prediction"), document: try get("document"),
-                                    instanceId: try get("instance_id"))
+            self = .repairSucceeded(
+                prediction: try get("prediction"), document: try get("document"),
+                instanceId: try get("instance_id"))
         case "repair_failed":
             self = .repairFailed(prediction: try get("prediction"), reason: try opt("reason"))
         case "repair_timed_out":
             self = .repairTimedOut(prediction: try get("prediction"))
         case "repair_cancelled":
-            let why: RepairCancellation = switch try get("why") as String {
-            case "outage_declared": .outageDeclared
-            case "quarantined": .quarantined
-            case "no_approval": .noApproval
-            case "reset": .reset(by: try get("by"))
-            case let other: throw DecodingError.dataCorruptedError(forKey: "why", in: c, debugDescription: "unknown why '\(other)'")
-            }
+            let why: RepairCancellation =
+                switch try get("why") as String {
+                case "outage_declared": .outageDeclared
+                case "quarantined": .quarantined
+                case "no_approval": .noApproval
+                case "reset": .reset(by: try get("by"))
+                case let other:
+                    throw DecodingError.dataCorruptedError(
+                        forKey: "why", in: c, debugDescription: "unknown why '\(other)'")
+                }
             self = .repairCancelled(prediction: try get("prediction"), why: why)
 
         case "repair_running": self = .repairRunning(document: try get("document"))
         case "repair_dropped":
-            self = .repairDropped(document: try get("document"), kind: try get("kind"), quietUntil: try get("quiet_until"))
+            self = .repairDropped(
+                document: try get("document"), kind: try get("kind"), quietUntil: try get("quiet_until"))
         case "repair_quarantined": self = .repairQuarantined
         case "repair_braked": self = .repairBraked
         case "repair_runs_now": self = .repairRunsNow(document: try get("document"))
@@ -360,7 +434,8 @@ extension NoticeReason: Codable {
             self = .volumeRepairLadderMayAct(target: try get("target"), incident: try get("incident"))
 
         default:
-            throw DecodingError.dataCorruptedError(forKey: "code", in: c, debugDescription: "unknown notice reason '\(code)'")
+            throw DecodingError.dataCorruptedError(
+                forKey: "code", in: c, debugDescription: "unknown notice reason '\(code)'")
         }
     }
 }

@@ -18,12 +18,14 @@ extension NoticeReason {
             switch noStep {
             case .quarantined?: text += ". \(target) is quarantined: no automatic step."
             case .ladderExhausted?:
-                text += ". Restart, re-provision and fail-over were all used within the window: no automatic step. Act by hand."
+                text +=
+                    ". Restart, re-provision and fail-over were all used within the window: no automatic step. Act by hand."
             case nil: break
             }
             return text
         case let .approvalRequested(target, step, deadline):
-            return "\(target) requires approval for \(step.rawValue); without approval by \(TimeText.iso(deadline)) nothing is done"
+            return
+                "\(target) requires approval for \(step.rawValue); without approval by \(TimeText.iso(deadline)) nothing is done"
         case let .stepStarted(target, step, instance, destination, trigger, deadline, next):
             var text = "\(step.rawValue) of \(instance)"
             if step == .failover { text += " into \(destination)" }
@@ -37,7 +39,8 @@ extension NoticeReason {
         case let .stepFinished(target, step, movedTo, checks, deadline, next):
             var text = "\(step.rawValue) finished"
             if let movedTo { text += "; \(target) now runs on \(movedTo)" }
-            return text + "; verifying: \(checks) healthy checks needed by \(TimeText.iso(deadline)), else \(next.rawValue)"
+            return text
+                + "; verifying: \(checks) healthy checks needed by \(TimeText.iso(deadline)), else \(next.rawValue)"
         case let .stepFailed(step, reason, stillStopped):
             return Self.staysStopped("\(step.rawValue) failed: \(reason ?? "no reason given")", stillStopped)
         case let .noOutcome(target, step, window, stillStopped):
@@ -46,34 +49,45 @@ extension NoticeReason {
                 stillStopped)
         case let .stillDown(target, step, window, stillStopped):
             return Self.staysStopped(
-                "\(step.rawValue) ran but \(target) is still down \(TimeText.duration(window)) after the request", stillStopped)
+                "\(step.rawValue) ran but \(target) is still down \(TimeText.duration(window)) after the request",
+                stillStopped)
         case let .automationStopped(target, incident, tried, why):
             let steps = tried.isEmpty ? "" : " (tried: \(Self.list(tried)))"
-            return "automation stopped for incident \(incident)\(steps): \(why). \(target) is still down; a person must act."
+            return
+                "automation stopped for incident \(incident)\(steps): \(why). \(target) is still down; a person must act."
         case let .approvalTimedOut(target, step):
-            return "\(target) requires approval and none came in time: \(step.rawValue) was not run, and no automatic step will run for this incident. Act by hand if needed."
+            return
+                "\(target) requires approval and none came in time: \(step.rawValue) was not run, and no automatic step will run for this incident. Act by hand if needed."
         case let .recoveredAfterStep(target, step, after):
             return "\(target) is back after \(step.rawValue), \(TimeText.duration(after)) after the outage was declared"
         case let .recoveredAfterSteps(target, steps, after):
-            return "\(target) is back, \(TimeText.duration(after)) after the outage was declared (steps: \(Self.list(steps)))"
+            return
+                "\(target) is back, \(TimeText.duration(after)) after the outage was declared (steps: \(Self.list(steps)))"
         case let .recoveredByItself(target, inGrace, after):
-            return "\(target) came back by itself \(inGrace ? "during the grace period" : "without any step"), \(TimeText.duration(after)) after the outage was declared; nothing was done"
+            return
+                "\(target) came back by itself \(inGrace ? "during the grace period" : "without any step"), \(TimeText.duration(after)) after the outage was declared; nothing was done"
         case let .originalInstanceBack(target, original, current):
-            return "the original instance \(original) answers health checks again; \(target) now runs on \(current). Nothing was changed: fail back by hand if you want it back."
+            return
+                "the original instance \(original) answers health checks again; \(target) now runs on \(current). Nothing was changed: fail back by hand if you want it back."
         case let .lateResult(target, step, incident, current):
-            return "late result: \(step.rawValue) for incident \(incident) finished after the machine stopped waiting for it; \(target) now runs on \(current)"
+            return
+                "late result: \(step.rawValue) for incident \(incident) finished after the machine stopped waiting for it; \(target) now runs on \(current)"
 
         // The ladder's command answers
         case let .outageCountReset(target, by, was, window, incident):
-            var text = "outage count of \(target) reset by \(by) (it was \(was) within \(TimeText.duration(window))); the next outage starts at restart"
+            var text =
+                "outage count of \(target) reset by \(by) (it was \(was) within \(TimeText.duration(window))); the next outage starts at restart"
             if let incident { text += ". Incident \(incident) continues where it is." }
             return text
         case let .acknowledged(by, incident, replaces):
-            return "\(by) acknowledged incident \(incident)\(Self.replacing(replaces, incident)): no automatic step until resumed; recovery will still be reported"
+            return
+                "\(by) acknowledged incident \(incident)\(Self.replacing(replaces, incident)): no automatic step until resumed; recovery will still be reported"
         case let .held(by, incident, until, replaces):
-            return "\(by) held incident \(incident) until \(TimeText.iso(until))\(Self.replacing(replaces, incident)): no step before then, then the normal flow continues"
+            return
+                "\(by) held incident \(incident) until \(TimeText.iso(until))\(Self.replacing(replaces, incident)): no step before then, then the normal flow continues"
         case let .resumed(by, incident, stillStopped):
-            return "\(by) resumed automation for incident \(incident)" + (stillStopped.map { " (automation stays stopped: \($0))" } ?? "")
+            return "\(by) resumed automation for incident \(incident)"
+                + (stillStopped.map { " (automation stays stopped: \($0))" } ?? "")
         case let .approved(by, step, incident):
             return "\(by) approved \(step.rawValue) for incident \(incident)"
         case let .ranStep(by, step, incident):
@@ -81,42 +95,55 @@ extension NoticeReason {
 
         // Why the ladder refused a command
         case let .noOpenIncident(command, target, failures, threshold):
-            let why = failures > 0 ? "\(failures) of \(threshold) failed checks so far, no outage declared" : "the site is healthy"
+            let why =
+                failures > 0
+                ? "\(failures) of \(threshold) failed checks so far, no outage declared" : "the site is healthy"
             return "\(command) refused: \(target) has no open incident (\(why)); there is nothing to \(command)"
         case let .alreadyAcknowledged(command, incident, by, since):
-            return "\(command) refused: incident \(incident) is already acknowledged by \(by) (since \(TimeText.iso(since)))"
+            return
+                "\(command) refused: incident \(incident) is already acknowledged by \(by) (since \(TimeText.iso(since)))"
         case let .holdNeedsTime(command, target, example):
             return "\(command) refused: hold needs a time: \(RecoveryCtl.hold(target, until: example))"
         case let .holdNotInFuture(command, until, now):
-            return "\(command) refused: --until \(TimeText.iso(until)) is not in the future (now is \(TimeText.iso(now)))"
+            return
+                "\(command) refused: --until \(TimeText.iso(until)) is not in the future (now is \(TimeText.iso(now)))"
         case let .nothingToHold(command, incident, stopped):
-            return "\(command) refused: automation has already stopped for incident \(incident) (\(stopped)): there is no automatic step to hold"
+            return
+                "\(command) refused: automation has already stopped for incident \(incident) (\(stopped)): there is no automatic step to hold"
         case let .nothingToResume(command, incident):
             return "\(command) refused: incident \(incident) is neither acknowledged nor held: nothing to resume"
         case let .incidentHeld(command, target, incident, hold):
             let then = command == OperatorCommand.Name.approve.rawValue ? ", then approve" : ""
             return "\(command) refused: \(Self.text(hold, incident)); run `\(RecoveryCtl.resume(target))` first\(then)"
         case let .quarantined(command, target):
-            return "\(command) refused: \(target) is quarantined (notify only); lift the quarantine in its configuration first"
+            return
+                "\(command) refused: \(target) is quarantined (notify only); lift the quarantine in its configuration first"
         case let .brakeBlocks(command):
-            return "\(command) refused: the fleet brake is engaged: no destructive step runs until it is released (an operator command does not override it)"
+            return
+                "\(command) refused: the fleet brake is engaged: no destructive step runs until it is released (an operator command does not override it)"
         case let .stepInProgress(command, step, incident, requestedAt, deadline):
-            return "\(command) refused: \(step.rawValue) is in progress for incident \(incident) (requested \(TimeText.iso(requestedAt)), verifying until \(TimeText.iso(deadline))): there is nothing to approve"
+            return
+                "\(command) refused: \(step.rawValue) is in progress for incident \(incident) (requested \(TimeText.iso(requestedAt)), verifying until \(TimeText.iso(deadline))): there is nothing to approve"
         case let .nothingToApprove(command, incident, stopped):
             let closed = stopped == .approvalTimedOut ? "the approval window closed; " : ""
-            return "\(command) refused: \(closed)automation has stopped for incident \(incident) (\(stopped)): there is nothing to approve; run a step by hand"
+            return
+                "\(command) refused: \(closed)automation has stopped for incident \(incident) (\(stopped)): there is nothing to approve; run a step by hand"
         case let .awaitingOutcome(command, step, requestedAt, deadline):
-            return "\(command) refused: \(step.rawValue) was requested at \(TimeText.iso(requestedAt)) and the actuator has not reported yet; wait for its outcome (deadline \(TimeText.iso(deadline)))"
+            return
+                "\(command) refused: \(step.rawValue) was requested at \(TimeText.iso(requestedAt)) and the actuator has not reported yet; wait for its outcome (deadline \(TimeText.iso(deadline)))"
         case let .stepAlreadyRequested(command, step, incident, key):
-            return "\(command) refused: \(step.rawValue) was already requested in incident \(incident) (key \(key)); each step runs at most once per incident"
+            return
+                "\(command) refused: \(step.rawValue) was already requested in incident \(incident) (key \(key)); each step runs at most once per incident"
         case let .noDRRegion(command, target):
             return "\(command) refused: \(Self.noDRRegion(target))"
 
         // The fleet brake
         case .brakeEngaged(let cause):
-            return "fleet brake engaged: \(cause.text). No restart, re-provision or fail-over runs on any target until an operator releases it."
+            return
+                "fleet brake engaged: \(cause.text). No restart, re-provision or fail-over runs on any target until an operator releases it."
         case let .brakeReleased(by, engagedAt, cause, targets):
-            return "\(by) released the fleet brake (engaged \(TimeText.iso(engagedAt)): \(cause)); destructive steps may run again. Targets in outage: \(targets.isEmpty ? "none" : targets.joined(separator: ", "))"
+            return
+                "\(by) released the fleet brake (engaged \(TimeText.iso(engagedAt)): \(cause)); destructive steps may run again. Targets in outage: \(targets.isEmpty ? "none" : targets.joined(separator: ", "))"
         case let .brakeAlreadyEngaged(since, cause):
             return "brake engage refused: the brake is already engaged (since \(TimeText.iso(since)): \(cause))"
         case .brakeNotEngaged:
@@ -124,7 +151,8 @@ extension NoticeReason {
 
         // Predicted trouble and its repair
         case let .troublePredicted(prediction, confidence, from, to, outlook):
-            let text = "\(prediction) (confidence \(Int((confidence * 100).rounded()))%, expected \(TimeText.iso(from)) to \(TimeText.iso(to)))"
+            let text =
+                "\(prediction) (confidence \(Int((confidence * 100).rounded()))%, expected \(TimeText.iso(from)) to \(TimeText.iso(to)))"
             switch outlook {
             case .planned: return text
             case .quarantined: return text + ". The target is quarantined: no repair runs."
@@ -149,7 +177,8 @@ extension NoticeReason {
         case .repairRunning(let document):
             return "the repair ssm \(document) is already running; wait for its outcome"
         case let .repairDropped(document, kind, quietUntil):
-            return "the planned repair ssm \(document) is cancelled; predictions of \(kind) are quiet until \(TimeText.iso(quietUntil))"
+            return
+                "the planned repair ssm \(document) is cancelled; predictions of \(kind) are quiet until \(TimeText.iso(quietUntil))"
         case .repairQuarantined:
             return "the target is quarantined: no repair runs"
         case .repairBraked:
@@ -171,11 +200,14 @@ extension NoticeReason {
         case let .repairRequested(command, target, key):
             return "\(command) of \(target) requested from the actuator (\(key))"
         case .volumeRepairQuarantined(let target):
-            return "\(target) is quarantined: no automatic or manual repair runs until `recoveryctl unquarantine \(target)`"
+            return
+                "\(target) is quarantined: no automatic or manual repair runs until `recoveryctl unquarantine \(target)`"
         case .volumeRepairBraked:
-            return "the fleet brake is engaged: no destructive step runs until it is released (`\(RecoveryCtl.brakeRelease)`)"
+            return
+                "the fleet brake is engaged: no destructive step runs until it is released (`\(RecoveryCtl.brakeRelease)`)"
         case let .volumeRepairLadderMayAct(target, incident):
-            return "incident \(incident) is open and its ladder may act: `\(RecoveryCtl.ack(target))` (or hold it) first, then repair the volume"
+            return
+                "incident \(incident) is open and its ladder may act: `\(RecoveryCtl.ack(target))` (or hold it) first, then repair the volume"
         }
     }
 
@@ -213,7 +245,8 @@ extension NoticeReason.BrakeCause {
         switch self {
         case let .outageShare(count, size, limit):
             let percent = Int((Double(count) / Double(size) * 100).rounded())
-            return "\(count) of \(size) targets (\(percent)%) are in outage at once, more than \(limit)%: this looks like a shared cause, not \(count) broken sites"
+            return
+                "\(count) of \(size) targets (\(percent)%) are in outage at once, more than \(limit)%: this looks like a shared cause, not \(count) broken sites"
         case let .actionRate(steps, window, limit):
             return "\(steps) destructive steps within \(TimeText.duration(window)) reached the limit of \(limit)"
         case let .manual(by, reason):

@@ -13,27 +13,32 @@ public enum NoticeReason: Sendable, Equatable {
 
     /// `outage_declared`: `failures` consecutive failed checks from `probers` (the last one's `lastCheck`)
     /// declared outage number `outageCount` within `window` seconds. `noStep` says why no step will run.
-    case outageDeclared(target: String, failures: Int, probers: [String], lastCheck: String?, outageCount: Int,
-                        window: TimeInterval, noStep: NoStep? = nil)
+    case outageDeclared(
+        target: String, failures: Int, probers: [String], lastCheck: String?, outageCount: Int,
+        window: TimeInterval, noStep: NoStep? = nil)
     /// `approval_requested`: `step` waits for `recoveryctl approve` until `deadline`.
     case approvalRequested(target: String, step: RecoveryStep, deadline: Date)
     /// `step_started`: `step` was requested for `instance` (into `destination`, the region a fail-over
     /// goes to); if the target is not back by `deadline`, `next` follows (`notifyOnly`: nothing does).
-    case stepStarted(target: String, step: RecoveryStep, instance: InstanceRef, destination: String, trigger: StepTrigger,
-                     deadline: Date, next: RecoveryStep)
+    case stepStarted(
+        target: String, step: RecoveryStep, instance: InstanceRef, destination: String, trigger: StepTrigger,
+        deadline: Date, next: RecoveryStep)
     /// `step_finished`: the actuator reports `step` done (the target moved to `movedTo`); `checks` healthy
     /// checks are needed by `deadline`, else `next`.
-    case stepFinished(target: String, step: RecoveryStep, movedTo: InstanceRef? = nil, checks: Int, deadline: Date,
-                      next: RecoveryStep)
+    case stepFinished(
+        target: String, step: RecoveryStep, movedTo: InstanceRef? = nil, checks: Int, deadline: Date,
+        next: RecoveryStep)
     /// `step_failed`: the actuator reports that `step` failed, with its `reason`. `stillStopped`: automation
     /// had already stopped for the incident, and stays stopped.
     case stepFailed(step: RecoveryStep, reason: String?, stillStopped: EscalationMachine.StopReason? = nil)
     /// `no_outcome`: the actuator did not report on `step` within `window` seconds, and the target is down.
-    case noOutcome(target: String, step: RecoveryStep, window: TimeInterval,
-                   stillStopped: EscalationMachine.StopReason? = nil)
+    case noOutcome(
+        target: String, step: RecoveryStep, window: TimeInterval,
+        stillStopped: EscalationMachine.StopReason? = nil)
     /// `still_down`: `step` ran, but the target is still down `window` seconds after the request.
-    case stillDown(target: String, step: RecoveryStep, window: TimeInterval,
-                   stillStopped: EscalationMachine.StopReason? = nil)
+    case stillDown(
+        target: String, step: RecoveryStep, window: TimeInterval,
+        stillStopped: EscalationMachine.StopReason? = nil)
     /// `automation_stopped`: no automatic step will run in `incident` (`tried` so far), because of `why`.
     case automationStopped(target: String, incident: String, tried: [RecoveryStep], why: EscalationMachine.StopReason)
     /// `approval_timed_out`: no approval came in time, so `step` did not run.

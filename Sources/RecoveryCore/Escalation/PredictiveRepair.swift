@@ -28,7 +28,9 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         /// When the trouble is expected (from, to).
         public var window: ClosedRange<Date>
 
-        public init(id: String, kind: String, confidence: Double, repair: String, detail: String, window: ClosedRange<Date>) {
+        public init(
+            id: String, kind: String, confidence: Double, repair: String, detail: String, window: ClosedRange<Date>
+        ) {
             self.id = id
             self.kind = kind
             self.confidence = confidence
@@ -63,8 +65,9 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
     /// What the worker must do.
     public enum Action: Sendable, Equatable {
         /// Publish a repair request: run `document` on `instance`, idempotency key `key`.
-        case requestRepair(key: String, id: String, document: String, reason: String, instance: InstanceRef,
-                           deadline: Date, requestedBy: String?)
+        case requestRepair(
+            key: String, id: String, document: String, reason: String, instance: InstanceRef,
+            deadline: Date, requestedBy: String?)
         case notify(Notice)
     }
 
@@ -85,7 +88,10 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         public var incidentOpen: Bool
         public var brakeEngaged: Bool
 
-        public init(now: Date, target: String, instance: InstanceRef, settings: TargetSettings, incidentOpen: Bool, brakeEngaged: Bool) {
+        public init(
+            now: Date, target: String, instance: InstanceRef, settings: TargetSettings, incidentOpen: Bool,
+            brakeEngaged: Bool
+        ) {
             self.now = now
             self.target = target
             self.instance = instance
@@ -103,11 +109,12 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
     /// Per prediction kind: no new notice or plan before this time.
     public var quietUntil: [String: Date] = [:]
 
-
     public init() {}
 
     /// The idempotency key of a repair: `<target>/repair/ssm/<id>` (the actuator's `RepairRequest.key`).
-    public static func key(target: String, id: String) -> String { RepairRequest.key(target: target, kind: .ssm, id: id) }
+    public static func key(target: String, id: String) -> String {
+        RepairRequest.key(target: target, kind: .ssm, id: id)
+    }
 
     /// When the worker must call `handle(.tick)` next.
     public var nextDeadline: Date? {
@@ -153,14 +160,16 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         if quietUntil[t.kind] != nil { return [] }
         var notice = base(kind: .troublePredicted, id: "\(t.id):predicted", c)
         func predicted(_ outlook: NoticeReason.Outlook) -> NoticeReason {
-            .troublePredicted(prediction: t.detail, confidence: t.confidence, from: t.window.lowerBound,
-                              to: t.window.upperBound, outlook: outlook)
+            .troublePredicted(
+                prediction: t.detail, confidence: t.confidence, from: t.window.lowerBound,
+                to: t.window.upperBound, outlook: outlook)
         }
         notice.respondBy = t.window.lowerBound
         let document = t.repair.hasPrefix("ssm:") ? String(t.repair.dropFirst(4)) : nil
         guard let document, !document.isEmpty, plan == nil else {
             // Told only: no repair suggested, or another kind's repair is already planned.
-            notice.reason = predicted(plan != nil ? .anotherPlanned : t.repair == "restart" ? .restartSuggested : .toldOnly)
+            notice.reason = predicted(
+                plan != nil ? .anotherPlanned : t.repair == "restart" ? .restartSuggested : .toldOnly)
             notice.commands = t.repair == "restart" ? [RecoveryCtl.run(.restart, c.target)].compactMap { $0 } : []
             quietUntil[t.kind] = c.now.addingTimeInterval(Self.quietPeriod)
             return [.notify(notice)]
@@ -183,8 +192,10 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         } else {
             notice.nextStepAt = c.now.addingTimeInterval(c.settings.gracePeriod)
             if c.brakeEngaged { notice.blockedBy = .brake }
-            notice.commands = [RecoveryCtl.ack(c.target), RecoveryCtl.approve(c.target),
-                               RecoveryCtl.hold(c.target, until: c.now.addingTimeInterval(c.settings.gracePeriod + 3600))]
+            notice.commands = [
+                RecoveryCtl.ack(c.target), RecoveryCtl.approve(c.target),
+                RecoveryCtl.hold(c.target, until: c.now.addingTimeInterval(c.settings.gracePeriod + 3600)),
+            ]
         }
         plan = Plan(id: t.id, kind: t.kind, document: document, detail: t.detail, phase: phase)
         return [.notify(notice)]
@@ -247,8 +258,9 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         notice.repair = "ssm \(plan.document)"
         notice.reason = .repairStarted(prediction: plan.detail, approvedBy: by)
         return [
-            .requestRepair(key: key, id: plan.id, document: plan.document, reason: plan.detail, instance: c.instance,
-                           deadline: deadline, requestedBy: by),
+            .requestRepair(
+                key: key, id: plan.id, document: plan.document, reason: plan.detail, instance: c.instance,
+                deadline: deadline, requestedBy: by),
             .notify(notice),
         ]
     }
@@ -259,8 +271,13 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         quietUntil[plan.kind] = c.now.addingTimeInterval(Self.quietPeriod)
         switch o.status {
         case .succeeded:
-            return [.notify(done(.repairSucceeded, plan,
-                                 .repairSucceeded(prediction: plan.detail, document: plan.document, instanceId: c.instance.id), c))]
+            return [
+                .notify(
+                    done(
+                        .repairSucceeded, plan,
+                        .repairSucceeded(prediction: plan.detail, document: plan.document, instanceId: c.instance.id), c
+                    ))
+            ]
         case .failed, .humanNeeded:
             return [.notify(done(.repairFailed, plan, .repairFailed(prediction: plan.detail, reason: o.reason), c))]
         }
@@ -283,8 +300,13 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
         case .ack, .reset:
             self.plan = nil
             quietUntil[plan.kind] = c.now.addingTimeInterval(Self.quietPeriod)
-            return [answer(.commandAccepted, .repairDropped(document: plan.document, kind: plan.kind,
-                                                           quietUntil: c.now.addingTimeInterval(Self.quietPeriod)))]
+            return [
+                answer(
+                    .commandAccepted,
+                    .repairDropped(
+                        document: plan.document, kind: plan.kind,
+                        quietUntil: c.now.addingTimeInterval(Self.quietPeriod)))
+            ]
         case .approve:
             plan.approvedBy = command.operator
             if c.settings.quarantined { return [answer(.commandRejected, .repairQuarantined)] }
@@ -300,7 +322,11 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
                 // A hold never stands in for the approval: the plan keeps waiting for it, at least until then.
                 plan.phase = .awaitingApproval(deadline: max(deadline, until))
                 self.plan = plan
-                return [answer(.commandAccepted, .repairStillAwaitsApproval(document: plan.document, until: max(deadline, until)))]
+                return [
+                    answer(
+                        .commandAccepted,
+                        .repairStillAwaitsApproval(document: plan.document, until: max(deadline, until)))
+                ]
             }
             plan.phase = .pending(notBefore: until)
             self.plan = plan

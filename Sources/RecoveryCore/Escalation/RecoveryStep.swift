@@ -98,7 +98,8 @@ public struct TargetIdentity: Codable, Sendable, Equatable {
     public static func nameProblem(_ name: String) -> String? {
         let bytes = name.utf8.count
         guard bytes <= maxNameBytes else {
-            return "the target name '\(name.prefix(40))…' is \(bytes) bytes long, more than \(maxNameBytes); shorten its AutoRecovery:Name tag"
+            return
+                "the target name '\(name.prefix(40))…' is \(bytes) bytes long, more than \(maxNameBytes); shorten its AutoRecovery:Name tag"
         }
         guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             return "the target name \(name.debugDescription) holds a control character; fix its AutoRecovery:Name tag"

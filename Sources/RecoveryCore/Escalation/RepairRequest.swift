@@ -70,16 +70,20 @@ public struct RepairRequest: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         id = try c.decode(String.self, forKey: .id)
         guard !id.isEmpty else {
-            throw DecodingError.dataCorruptedError(forKey: .id, in: c, debugDescription: "a repair needs a non-empty id")
+            throw DecodingError.dataCorruptedError(
+                forKey: .id, in: c, debugDescription: "a repair needs a non-empty id")
         }
         reason = try c.decodeIfPresent(String.self, forKey: .reason)
         switch try c.decode(Kind.self, forKey: .kind) {
         case .ssm:
             let document = try c.decode(String.self, forKey: .document)
             guard !document.isEmpty else {
-                throw DecodingError.dataCorruptedError(forKey: .document, in: c, debugDescription: "an ssm repair needs a document name")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .document, in: c, debugDescription: "an ssm repair needs a document name")
             }
-            action = .ssm(document: document, parameters: try c.decodeIfPresent([String: [String]].self, forKey: .parameters) ?? [:])
+            action = .ssm(
+                document: document,
+                parameters: try c.decodeIfPresent([String: [String]].self, forKey: .parameters) ?? [:])
         case .ebsRepair:
             action = .ebsRepair
         case .quarantine:

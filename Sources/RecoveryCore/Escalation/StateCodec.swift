@@ -34,20 +34,29 @@ public enum StateCodec {
     private struct TargetVersion: Decodable { var machine: Version }
 
     /// One check for every stored document: the schema version, at the top or in the target's ladder.
-    private static func checkVersion(_ bytes: [UInt8], inLadder: Bool = false, newest: Int, what: String) throws(StateDecodingError) {
+    private static func checkVersion(_ bytes: [UInt8], inLadder: Bool = false, newest: Int, what: String)
+        throws(StateDecodingError)
+    {
         let version: Version
         do {
-            version = inLadder ? try JSONDecoder().decode(TargetVersion.self, from: Data(bytes)).machine
+            version =
+                inLadder
+                ? try JSONDecoder().decode(TargetVersion.self, from: Data(bytes)).machine
                 : try JSONDecoder().decode(Version.self, from: Data(bytes))
         } catch {
             throw StateDecodingError(detail: "\(what) is not JSON with a schemaVersion: \(error)")
         }
         guard version.schemaVersion <= newest else {
-            throw StateDecodingError(detail: "\(what) has schemaVersion \(version.schemaVersion), newer than this worker reads (\(newest)); upgrade the worker")
+            throw StateDecodingError(
+                detail:
+                    "\(what) has schemaVersion \(version.schemaVersion), newer than this worker reads (\(newest)); upgrade the worker"
+            )
         }
     }
 
-    private static func decodeValue<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], what: String) throws(StateDecodingError) -> T {
+    private static func decodeValue<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], what: String)
+        throws(StateDecodingError) -> T
+    {
         let decoder = Timestamp.jsonDecoder()
         do {
             return try decoder.decode(T.self, from: Data(bytes))

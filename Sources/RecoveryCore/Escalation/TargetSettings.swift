@@ -105,7 +105,9 @@ public struct TargetSettings: Codable, Sendable, Equatable {
         count(recoveryThreshold, "recovery_threshold")
         count(quorumSize, "quorum_size")
         if quorum == true && quorumSize > failureThreshold {
-            problems.append("quorum_size (\(quorumSize)) cannot exceed failure_threshold (\(failureThreshold)): the failures that declare an outage could never come from that many probers")
+            problems.append(
+                "quorum_size (\(quorumSize)) cannot exceed failure_threshold (\(failureThreshold)): the failures that declare an outage could never come from that many probers"
+            )
         }
         if expectedStatus.isEmpty { problems.append("expected_status must name at least one status code range") }
         for range in expectedStatus where range.lowerBound < 100 || range.upperBound > 599 {
@@ -153,9 +155,12 @@ public struct TargetSettings: Codable, Sendable, Equatable {
         gracePeriod = try c.decodeIfPresent(TimeInterval.self, forKey: .gracePeriod) ?? d.gracePeriod
         requiresApproval = try c.decodeIfPresent(Bool.self, forKey: .requiresApproval) ?? d.requiresApproval
         approvalTimeout = try c.decodeIfPresent(TimeInterval.self, forKey: .approvalTimeout) ?? d.approvalTimeout
-        restartVerification = try c.decodeIfPresent(TimeInterval.self, forKey: .restartVerification) ?? d.restartVerification
-        reprovisionVerification = try c.decodeIfPresent(TimeInterval.self, forKey: .reprovisionVerification) ?? d.reprovisionVerification
-        failoverVerification = try c.decodeIfPresent(TimeInterval.self, forKey: .failoverVerification) ?? d.failoverVerification
+        restartVerification =
+            try c.decodeIfPresent(TimeInterval.self, forKey: .restartVerification) ?? d.restartVerification
+        reprovisionVerification =
+            try c.decodeIfPresent(TimeInterval.self, forKey: .reprovisionVerification) ?? d.reprovisionVerification
+        failoverVerification =
+            try c.decodeIfPresent(TimeInterval.self, forKey: .failoverVerification) ?? d.failoverVerification
         outageCountWindow = try c.decodeIfPresent(TimeInterval.self, forKey: .outageCountWindow) ?? d.outageCountWindow
         quarantined = try c.decodeIfPresent(Bool.self, forKey: .quarantined) ?? d.quarantined
     }
@@ -166,6 +171,7 @@ public struct TargetSettingsError: Error, Sendable, Equatable, CustomStringConve
     public var target: String
     public var problems: [String]
     public var description: String {
-        "settings for target '\(target)' are not usable: " + problems.joined(separator: "; ") + ". Fix the target's configuration."
+        "settings for target '\(target)' are not usable: " + problems.joined(separator: "; ")
+            + ". Fix the target's configuration."
     }
 }

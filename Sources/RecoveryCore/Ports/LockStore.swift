@@ -16,8 +16,10 @@ public struct LockLease: Sendable, Hashable, CustomStringConvertible {
     /// Local time just before the acquire request was sent.
     public let requestedAt: ContinuousClock.Instant
 
-    public init(name: String, token: String, fencingToken: UInt64, ttl: Duration,
-                requestedAt: ContinuousClock.Instant) {
+    public init(
+        name: String, token: String, fencingToken: UInt64, ttl: Duration,
+        requestedAt: ContinuousClock.Instant
+    ) {
         self.name = name
         self.token = token
         self.fencingToken = fencingToken

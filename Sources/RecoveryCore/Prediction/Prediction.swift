@@ -85,8 +85,10 @@ public struct Prediction: Sendable, Equatable {
     public var window: PredictionWindow
     public var evaluatedAt: Date
 
-    public init(kind: PredictionKind, confidence: Double, metric: PredictorMetric, detail: String, factors: [PredictionFactor],
-                window: PredictionWindow, evaluatedAt: Date) {
+    public init(
+        kind: PredictionKind, confidence: Double, metric: PredictorMetric, detail: String, factors: [PredictionFactor],
+        window: PredictionWindow, evaluatedAt: Date
+    ) {
         self.kind = kind
         self.confidence = PredictionNumber.plain(min(1, max(0, confidence)), decimals: 3)
         self.metric = metric

@@ -23,7 +23,10 @@ public struct Predictor: Sendable {
         /// A fall larger than this between two hours is a reset (cleanup, restart): the trend starts after it.
         public var resetDrop: Double
 
-        public init(limit: Double, levelFloor: Double, levelFull: Double, horizonFull: Double, horizonNone: Double, resetDrop: Double) {
+        public init(
+            limit: Double, levelFloor: Double, levelFull: Double, horizonFull: Double, horizonNone: Double,
+            resetDrop: Double
+        ) {
             self.limit = limit
             self.levelFloor = levelFloor
             self.levelFull = levelFull
@@ -46,9 +49,12 @@ public struct Predictor: Sendable {
         public var tauFull = 0.7
         /// The Mann–Kendall z a trend needs at all (one-sided 95 %).
         public var minTrendZ = 1.645
-        public var disk = ExhaustionSettings(limit: 100, levelFloor: 20, levelFull: 60, horizonFull: 48, horizonNone: 168, resetDrop: 5)
-        public var memory = ExhaustionSettings(limit: 100, levelFloor: 40, levelFull: 75, horizonFull: 48, horizonNone: 168, resetDrop: 10)
-        public var credits = ExhaustionSettings(limit: 0, levelFloor: 0, levelFull: 0, horizonFull: 24, horizonNone: 96, resetDrop: .infinity)
+        public var disk = ExhaustionSettings(
+            limit: 100, levelFloor: 20, levelFull: 60, horizonFull: 48, horizonNone: 168, resetDrop: 5)
+        public var memory = ExhaustionSettings(
+            limit: 100, levelFloor: 40, levelFull: 75, horizonFull: 48, horizonNone: 168, resetDrop: 10)
+        public var credits = ExhaustionSettings(
+            limit: 0, levelFloor: 0, levelFull: 0, horizonFull: 24, horizonNone: 96, resetDrop: .infinity)
         /// Anomalies: robust z at which the score starts, and where it is full.
         public var anomalyZFloor = 4.0
         public var anomalyZFull = 8.0
@@ -88,11 +94,21 @@ public struct Predictor: Sendable {
     public func predict(_ history: MetricHistory, now: Date) -> [Prediction] {
         let start = now.addingTimeInterval(-configuration.lookbackHours * 3600)
         func recent(_ metric: PredictorMetric) -> [MetricPoint] {
-            history[metric].filter { $0.time > start && $0.time <= now && $0.value.isFinite }.sorted { $0.time < $1.time }
+            history[metric].filter { $0.time > start && $0.time <= now && $0.value.isFinite }.sorted {
+                $0.time < $1.time
+            }
         }
         var out: [Prediction] = []
-        if let p = exhaustion(recent(.disk), metric: .disk, kind: .diskExhaustion, settings: configuration.disk, now: now) { out.append(p) }
-        if let p = exhaustion(recent(.memory), metric: .memory, kind: .memoryExhaustion, settings: configuration.memory, now: now) { out.append(p) }
+        if let p = exhaustion(
+            recent(.disk), metric: .disk, kind: .diskExhaustion, settings: configuration.disk, now: now)
+        {
+            out.append(p)
+        }
+        if let p = exhaustion(
+            recent(.memory), metric: .memory, kind: .memoryExhaustion, settings: configuration.memory, now: now)
+        {
+            out.append(p)
+        }
         if let p = cpuAnomaly(recent(.cpu), now: now) { out.append(p) }
         if let p = networkAnomaly(in: recent(.networkIn), out: recent(.networkOut), now: now) { out.append(p) }
         if let p = statusRecurrence(recent(.statusCheckFailed), now: now) { out.append(p) }
@@ -103,7 +119,9 @@ public struct Predictor: Sendable {
     // MARK: Trends
 
     /// The points the trend is fitted on: the last `trendHours`, after the last reset; plus the resets.
-    func trendSegment(_ points: [MetricPoint], settings: ExhaustionSettings, now: Date) -> (segment: [MetricPoint], resets: [Date]) {
+    func trendSegment(_ points: [MetricPoint], settings: ExhaustionSettings, now: Date) -> (
+        segment: [MetricPoint], resets: [Date]
+    ) {
         var resets: [Date] = []
         var startIndex = 0
         for i in points.indices.dropFirst() where points[i - 1].value - points[i].value > settings.resetDrop {
@@ -117,20 +135,25 @@ public struct Predictor: Sendable {
 
     func fit(_ segment: [MetricPoint], now: Date) -> RobustStatistics.Trend? {
         guard segment.count >= configuration.minTrendPoints, let first = segment.first, let last = segment.last,
-              last.time.timeIntervalSince(first.time) >= configuration.minTrendSpanHours * 3600,
-              now.timeIntervalSince(last.time) <= configuration.maxStalenessHours * 3600 else { return nil }
+            last.time.timeIntervalSince(first.time) >= configuration.minTrendSpanHours * 3600,
+            now.timeIntervalSince(last.time) <= configuration.maxStalenessHours * 3600
+        else { return nil }
         return RobustStatistics.theilSen(
             hours: segment.map { $0.time.timeIntervalSince(now) / 3600 }, values: segment.map(\.value))
     }
 
     /// Disk or memory running into 100 %.
-    func exhaustion(_ points: [MetricPoint], metric: PredictorMetric, kind: PredictionKind, settings: ExhaustionSettings,
-                    now: Date) -> Prediction? {
+    func exhaustion(
+        _ points: [MetricPoint], metric: PredictorMetric, kind: PredictionKind, settings: ExhaustionSettings,
+        now: Date
+    ) -> Prediction? {
         guard let lastValue = points.last?.value else { return nil }
         // Cheap gate first: most series are far below the floor and need no fit.
         guard lastValue > settings.levelFloor else { return nil }
         let (segment, resets) = trendSegment(points, settings: settings, now: now)
-        guard let trend = fit(segment, now: now), trend.slope > 0, trend.z >= configuration.minTrendZ else { return nil }
+        guard let trend = fit(segment, now: now), trend.slope > 0, trend.z >= configuration.minTrendZ else {
+            return nil
+        }
         let level = min(settings.limit, max(trend.level, 0))
         let remaining = settings.limit - level
         let hours = remaining / trend.slope
@@ -141,26 +164,35 @@ public struct Predictor: Sendable {
         let name = metric.rawValue
         var factors = [
             PredictionFactor("level", level, "\(name) is \(fmt(level)) % now (fitted)"),
-            PredictionFactor("slope_per_hour", trend.slope, "rising \(fmt(trend.slope)) points per hour (Theil–Sen over \(trend.count) hours)"),
-            PredictionFactor("time_to_exhaustion_hours", hours, "reaches \(fmt(settings.limit)) % in about \(fmt(hours)) hours"),
+            PredictionFactor(
+                "slope_per_hour", trend.slope,
+                "rising \(fmt(trend.slope)) points per hour (Theil–Sen over \(trend.count) hours)"),
+            PredictionFactor(
+                "time_to_exhaustion_hours", hours, "reaches \(fmt(settings.limit)) % in about \(fmt(hours)) hours"),
             PredictionFactor("kendall_tau", trend.tau, "trend consistency (Mann–Kendall z \(fmt(trend.z)))"),
             PredictionFactor("residual_scale", trend.residualScale, "robust scatter around the trend"),
         ]
         let window = exhaustionWindow(remaining: remaining, trend: trend, now: now, cap: configuration.lookbackHours)
         if let weight = periodicResetDiscount(resets: resets, exhaustionAt: now.addingTimeInterval(hours * 3600)) {
             confidence *= weight
-            factors.append(PredictionFactor("periodic_reset", Double(resets.count),
-                                            "the series reset \(resets.count) times in the lookback; the next reset is due before the limit"))
+            factors.append(
+                PredictionFactor(
+                    "periodic_reset", Double(resets.count),
+                    "the series reset \(resets.count) times in the lookback; the next reset is due before the limit"))
         }
         return Prediction(
             kind: kind, confidence: confidence, metric: metric,
-            detail: "\(name) \(fmt(level)) % rising \(fmt(trend.slope))/h: full in about \(fmt(hours)) h", factors: factors,
+            detail: "\(name) \(fmt(level)) % rising \(fmt(trend.slope))/h: full in about \(fmt(hours)) h",
+            factors: factors,
             window: window, evaluatedAt: now)
     }
 
     /// When the limit is reached: between the fast (upper slope) and slow (lower slope) ends of Sen's interval.
-    func exhaustionWindow(remaining: Double, trend: RobustStatistics.Trend, now: Date, cap: Double) -> PredictionWindow {
-        func at(_ slope: Double) -> Date { now.addingTimeInterval(min(cap, slope > 0 ? remaining / slope : cap) * 3600) }
+    func exhaustionWindow(remaining: Double, trend: RobustStatistics.Trend, now: Date, cap: Double) -> PredictionWindow
+    {
+        func at(_ slope: Double) -> Date {
+            now.addingTimeInterval(min(cap, slope > 0 ? remaining / slope : cap) * 3600)
+        }
         return PredictionWindow(from: at(max(trend.slopeHigh, trend.slope)), to: at(min(trend.slopeLow, trend.slope)))
     }
 
@@ -169,7 +201,9 @@ public struct Predictor: Sendable {
     func periodicResetDiscount(resets: [Date], exhaustionAt: Date) -> Double? {
         guard resets.count >= 2, let last = resets.last else { return nil }
         let gaps = zip(resets.dropFirst(), resets).map { $0.timeIntervalSince($1) }
-        guard let cycle = RobustStatistics.median(gaps), last.addingTimeInterval(cycle) < exhaustionAt else { return nil }
+        guard let cycle = RobustStatistics.median(gaps), last.addingTimeInterval(cycle) < exhaustionAt else {
+            return nil
+        }
         return configuration.periodicResetWeight
     }
 
@@ -178,23 +212,32 @@ public struct Predictor: Sendable {
         let settings = configuration.credits
         guard points.count >= configuration.minTrendPoints else { return nil }
         let (segment, _) = trendSegment(points, settings: settings, now: now)
-        guard let trend = fit(segment, now: now), trend.slope < 0, -trend.z >= configuration.minTrendZ else { return nil }
+        guard let trend = fit(segment, now: now), trend.slope < 0, -trend.z >= configuration.minTrendZ else {
+            return nil
+        }
         let level = max(0, trend.level)
         let hours = level / -trend.slope
         let fHorizon = RobustStatistics.ramp(hours, from: settings.horizonNone, to: settings.horizonFull)
         let fFit = RobustStatistics.ramp(-trend.tau, from: configuration.tauFloor, to: configuration.tauFull)
         let confidence = fHorizon * fFit
-        func at(_ slope: Double) -> Date { now.addingTimeInterval(min(configuration.lookbackHours, slope < 0 ? level / -slope : configuration.lookbackHours) * 3600) }
+        func at(_ slope: Double) -> Date {
+            now.addingTimeInterval(
+                min(configuration.lookbackHours, slope < 0 ? level / -slope : configuration.lookbackHours) * 3600)
+        }
         return Prediction(
             kind: .cpuCreditExhaustion, confidence: confidence, metric: .cpuCreditBalance,
-            detail: "CPU credit balance \(fmt(level)) falling \(fmt(-trend.slope))/h: exhausted in about \(fmt(hours)) h",
+            detail:
+                "CPU credit balance \(fmt(level)) falling \(fmt(-trend.slope))/h: exhausted in about \(fmt(hours)) h",
             factors: [
                 PredictionFactor("level", level, "credit balance now (fitted)"),
-                PredictionFactor("slope_per_hour", trend.slope, "credits per hour (Theil–Sen over \(trend.count) hours)"),
-                PredictionFactor("time_to_exhaustion_hours", hours, "balance reaches zero in about \(fmt(hours)) hours"),
+                PredictionFactor(
+                    "slope_per_hour", trend.slope, "credits per hour (Theil–Sen over \(trend.count) hours)"),
+                PredictionFactor(
+                    "time_to_exhaustion_hours", hours, "balance reaches zero in about \(fmt(hours)) hours"),
                 PredictionFactor("kendall_tau", trend.tau, "trend consistency (Mann–Kendall z \(fmt(trend.z)))"),
             ],
-            window: PredictionWindow(from: at(min(trend.slopeLow, trend.slope)), to: at(max(trend.slopeHigh, trend.slope))),
+            window: PredictionWindow(
+                from: at(min(trend.slopeLow, trend.slope)), to: at(max(trend.slopeHigh, trend.slope))),
             evaluatedAt: now)
     }
 
@@ -210,19 +253,26 @@ public struct Predictor: Sendable {
     }
 
     func seasonalScore(_ points: [MetricPoint], now: Date, scaleFloor: (Double) -> Double) -> SeasonalScore? {
-        guard let latest = points.last, now.timeIntervalSince(latest.time) <= configuration.maxStalenessHours * 3600 else { return nil }
+        guard let latest = points.last, now.timeIntervalSince(latest.time) <= configuration.maxStalenessHours * 3600
+        else { return nil }
         let history = points.dropLast()
         var byHour: [Int: [Double]] = [:]
         for p in history { byHour[Self.hourOfDay(p.time), default: []].append(p.value) }
         let same = byHour[Self.hourOfDay(latest.time)] ?? []
-        guard same.count >= configuration.minSeasonalSamples, let median = RobustStatistics.median(same) else { return nil }
+        guard same.count >= configuration.minSeasonalSamples, let median = RobustStatistics.median(same) else {
+            return nil
+        }
         // Each hour has only a handful of samples; the pooled residual scale (every point against its
         // own hour's median) steadies the per-hour MAD.
         var medians: [Int: Double] = [:]
-        for (hour, values) in byHour where values.count >= configuration.minSeasonalSamples { medians[hour] = RobustStatistics.median(values) }
+        for (hour, values) in byHour where values.count >= configuration.minSeasonalSamples {
+            medians[hour] = RobustStatistics.median(values)
+        }
         let residuals = history.compactMap { p in medians[Self.hourOfDay(p.time)].map { p.value - $0 } }
-        let scale = max(RobustStatistics.scaledMAD(same), RobustStatistics.scaledMAD(residuals), scaleFloor(median), 1e-9)
-        return SeasonalScore(value: latest.value, median: median, scale: scale, z: (latest.value - median) / scale, samples: same.count)
+        let scale = max(
+            RobustStatistics.scaledMAD(same), RobustStatistics.scaledMAD(residuals), scaleFloor(median), 1e-9)
+        return SeasonalScore(
+            value: latest.value, median: median, scale: scale, z: (latest.value - median) / scale, samples: same.count)
     }
 
     static func hourOfDay(_ date: Date) -> Int {
@@ -230,7 +280,9 @@ public struct Predictor: Sendable {
     }
 
     func cpuAnomaly(_ points: [MetricPoint], now: Date) -> Prediction? {
-        guard let s = seasonalScore(points, now: now, scaleFloor: { _ in configuration.cpuScaleFloor }), s.z > 0 else { return nil }
+        guard let s = seasonalScore(points, now: now, scaleFloor: { _ in configuration.cpuScaleFloor }), s.z > 0 else {
+            return nil
+        }
         let fZ = RobustStatistics.ramp(s.z, from: configuration.anomalyZFloor, to: configuration.anomalyZFull)
         let fLevel = RobustStatistics.ramp(s.value, from: configuration.cpuLevelFloor, to: configuration.cpuLevelFull)
         return Prediction(
@@ -241,7 +293,8 @@ public struct Predictor: Sendable {
                 PredictionFactor("hour_median", s.median, "median for this hour of day over \(s.samples) days"),
                 PredictionFactor("robust_z", s.z, "(value − median) / robust scale \(fmt(s.scale))"),
             ],
-            window: PredictionWindow(from: now, to: now.addingTimeInterval(configuration.anomalyWindowHours * 3600)), evaluatedAt: now)
+            window: PredictionWindow(from: now, to: now.addingTimeInterval(configuration.anomalyWindowHours * 3600)),
+            evaluatedAt: now)
     }
 
     func networkAnomaly(in inbound: [MetricPoint], out outbound: [MetricPoint], now: Date) -> Prediction? {
@@ -252,7 +305,8 @@ public struct Predictor: Sendable {
             let rising = s.z > 0
             let ratio = rising ? s.value / max(s.median, 1) : s.median / max(s.value, 1)
             let fZ = RobustStatistics.ramp(abs(s.z), from: configuration.anomalyZFloor, to: configuration.anomalyZFull)
-            let fRatio = rising
+            let fRatio =
+                rising
                 ? RobustStatistics.ramp(ratio, from: configuration.networkRiseFloor, to: configuration.networkRiseFull)
                 : RobustStatistics.ramp(ratio, from: configuration.networkFallFloor, to: configuration.networkFallFull)
             let confidence = fZ * fRatio
@@ -262,14 +316,17 @@ public struct Predictor: Sendable {
         let direction = best.rising ? "above" : "below"
         return Prediction(
             kind: .networkAnomaly, confidence: best.confidence, metric: best.metric,
-            detail: "\(best.metric.rawValue) \(fmt(best.ratio))× \(direction) what this hour of day usually carries (z \(fmt(best.score.z)))",
+            detail:
+                "\(best.metric.rawValue) \(fmt(best.ratio))× \(direction) what this hour of day usually carries (z \(fmt(best.score.z)))",
             factors: [
                 PredictionFactor("value", best.score.value, "\(best.metric.rawValue) in the latest hour"),
-                PredictionFactor("hour_median", best.score.median, "median for this hour of day over \(best.score.samples) days"),
+                PredictionFactor(
+                    "hour_median", best.score.median, "median for this hour of day over \(best.score.samples) days"),
                 PredictionFactor("robust_z", best.score.z, "(value − median) / robust scale \(fmt(best.score.scale))"),
                 PredictionFactor("ratio", best.ratio, "times \(direction) the hour's median"),
             ],
-            window: PredictionWindow(from: now, to: now.addingTimeInterval(configuration.anomalyWindowHours * 3600)), evaluatedAt: now)
+            window: PredictionWindow(from: now, to: now.addingTimeInterval(configuration.anomalyWindowHours * 3600)),
+            evaluatedAt: now)
     }
 
     // MARK: Recurring status-check failures
@@ -304,7 +361,8 @@ public struct Predictor: Sendable {
         }
         return Prediction(
             kind: .statusCheckRecurrence, confidence: fCount * fRecent, metric: .statusCheckFailed,
-            detail: "\(episodes.count) status-check failure episodes in \(Int(configuration.lookbackHours)) h, about every \(fmt(cycle / 3600)) h; last \(fmt(sinceLast)) h ago",
+            detail:
+                "\(episodes.count) status-check failure episodes in \(Int(configuration.lookbackHours)) h, about every \(fmt(cycle / 3600)) h; last \(fmt(sinceLast)) h ago",
             factors: [
                 PredictionFactor("episodes", count, "separate runs of failed status checks in the lookback"),
                 PredictionFactor("hours_since_last", sinceLast, "since the last failed hour"),

@@ -66,8 +66,9 @@ public enum RobustStatistics {
         let low = max(0, min(m - 1, Int(((Double(m) - c) / 2).rounded(.down))))
         let high = max(0, min(m - 1, Int(((Double(m) + c) / 2).rounded(.up))))
         let residuals = (0..<n).map { values[$0] - (level + slope * hours[$0]) }
-        return Trend(slope: slope, level: level, slopeLow: slopes[low], slopeHigh: slopes[high], tau: Double(s) / pairs,
-                     z: z, residualScale: scaledMAD(residuals), count: n)
+        return Trend(
+            slope: slope, level: level, slopeLow: slopes[low], slopeHigh: slopes[high], tau: Double(s) / pairs,
+            z: z, residualScale: scaledMAD(residuals), count: n)
     }
 
     /// `(x - low) / (high - low)` clamped to [0, 1]; a falling ramp when `high < low`.

@@ -32,8 +32,9 @@ public struct DecisionStateReader: Sendable {
     public func target(_ name: String) async throws -> TargetState? {
         guard let loaded = try await states.load(DecisionStateKeys.target(name)) else { return nil }
         let stored = try StateCodec.decodeTarget(Array(loaded.data.utf8))
-        return TargetState(machine: stored.ladder, lastProbe: stored.lastProbe, pendingMessages: stored.outbox.count,
-                           version: loaded.version)
+        return TargetState(
+            machine: stored.ladder, lastProbe: stored.lastProbe, pendingMessages: stored.outbox.count,
+            version: loaded.version)
     }
 
     /// The fleet brake, or nil when the decision worker has not stored one yet (not engaged).

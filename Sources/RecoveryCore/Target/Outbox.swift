@@ -51,24 +51,29 @@ public struct OutboxItem: Codable, Sendable, Equatable {
         type: MessageType, id: String, target: String?, instanceId: String?, correlationId: String?, body: Body,
         producer: String, now: Date
     ) throws -> OutboxItem {
-        let envelope = Envelope(type: type, id: id, correlationId: correlationId, target: target, instanceId: instanceId,
-                                occurredAt: now, producer: producer, body: body)
-        return OutboxItem(type: type.rawValue, routingKey: type.routingKey(target: target), messageId: id,
-                          correlationId: correlationId, body: String(decoding: try EnvelopeCodec.encode(envelope), as: UTF8.self))
+        let envelope = Envelope(
+            type: type, id: id, correlationId: correlationId, target: target, instanceId: instanceId,
+            occurredAt: now, producer: producer, body: body)
+        return OutboxItem(
+            type: type.rawValue, routingKey: type.routingKey(target: target), messageId: id,
+            correlationId: correlationId, body: String(decoding: try EnvelopeCodec.encode(envelope), as: UTF8.self))
     }
 
     /// The envelope of a machine's message.
     public init(_ message: FleetMessage, producer: String, now: Date) throws {
         switch message {
         case .actionRequest(let r):
-            self = try .message(type: .actionRequest, id: message.id, target: r.target, instanceId: r.instanceId,
-                                correlationId: r.incidentId, body: r, producer: producer, now: now)
+            self = try .message(
+                type: .actionRequest, id: message.id, target: r.target, instanceId: r.instanceId,
+                correlationId: r.incidentId, body: r, producer: producer, now: now)
         case .notice(let n):
-            self = try .message(type: .notification, id: message.id, target: n.target, instanceId: n.instanceId,
-                                correlationId: n.incidentId, body: n, producer: producer, now: now)
+            self = try .message(
+                type: .notification, id: message.id, target: n.target, instanceId: n.instanceId,
+                correlationId: n.incidentId, body: n, producer: producer, now: now)
         case .stateChange(let change, let id, let target):
-            self = try .message(type: .event, id: id, target: target, instanceId: change.instanceId,
-                                correlationId: change.incidentId, body: change, producer: producer, now: now)
+            self = try .message(
+                type: .event, id: id, target: target, instanceId: change.instanceId,
+                correlationId: change.incidentId, body: change, producer: producer, now: now)
         }
     }
 }

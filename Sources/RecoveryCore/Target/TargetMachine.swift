@@ -18,7 +18,10 @@ public struct TargetMachine: Codable, Sendable {
     /// Messages stored with this state but not yet published.
     public var outbox: [OutboxItem]
 
-    public init(ladder: EscalationMachine, repair: PredictiveRepair? = nil, lastProbe: LastProbe? = nil, outbox: [OutboxItem] = []) {
+    public init(
+        ladder: EscalationMachine, repair: PredictiveRepair? = nil, lastProbe: LastProbe? = nil,
+        outbox: [OutboxItem] = []
+    ) {
         self.ladder = ladder
         self.repair = repair
         self.lastProbe = lastProbe
@@ -70,8 +73,10 @@ public struct TargetMachine: Codable, Sendable {
         /// A fresh unique string: the id of a state-change message, if this event makes one.
         public var uniqueId: String
 
-        public init(now: Date, brakeEngaged: Bool, settings: TargetSettings? = nil, identity: TargetIdentity? = nil,
-                    uniqueId: String) {
+        public init(
+            now: Date, brakeEngaged: Bool, settings: TargetSettings? = nil, identity: TargetIdentity? = nil,
+            uniqueId: String
+        ) {
             self.now = now
             self.brakeEngaged = brakeEngaged
             self.settings = settings
@@ -120,12 +125,14 @@ public struct TargetMachine: Codable, Sendable {
             repairActions = plan.handle(.outcome(outcome), repairContext(c))
         case .ladder(let ladderEvent):
             if case .probe(_, let result) = ladderEvent {
-                lastProbe = LastProbe(at: c.now, healthy: result.healthy, prober: result.prober,
-                                      instanceId: result.instanceId, detail: result.detail)
+                lastProbe = LastProbe(
+                    at: c.now, healthy: result.healthy, prober: result.prober,
+                    instanceId: result.instanceId, detail: result.detail)
             }
             actions = ladder.handle(ladderEvent, now: c.now, brakeEngaged: c.brakeEngaged).compactMap(Self.action)
             if case .command(_, let command) = ladderEvent, command.name == .reset,
-               let notice = plan.cancel(because: .reset(by: command.operator), repairContext(c)) {
+                let notice = plan.cancel(because: .reset(by: command.operator), repairContext(c))
+            {
                 repairActions.append(.notify(notice))
             }
             // After the ladder: an outage that just opened cancels a planned repair.
@@ -142,8 +149,9 @@ public struct TargetMachine: Codable, Sendable {
     }
 
     private func repairContext(_ c: Context) -> PredictiveRepair.Context {
-        PredictiveRepair.Context(now: c.now, target: target, instance: ladder.currentInstance, settings: ladder.settings,
-                                 incidentOpen: ladder.incident != nil, brakeEngaged: c.brakeEngaged)
+        PredictiveRepair.Context(
+            now: c.now, target: target, instance: ladder.currentInstance, settings: ladder.settings,
+            incidentOpen: ladder.incident != nil, brakeEngaged: c.brakeEngaged)
     }
 
     private static func action(_ ladderAction: EscalationMachine.Action) -> Action? {
@@ -158,10 +166,13 @@ public struct TargetMachine: Codable, Sendable {
     private func repairAction(_ action: PredictiveRepair.Action, _ c: Context) -> Action {
         switch action {
         case let .requestRepair(_, id, document, reason, instance, deadline, requestedBy):
-            .publish(.actionRequest(.repair(
-                RepairRequest(.ssm(document: document, parameters: [:]), id: id, reason: reason), target: target,
-                instanceId: instance.id, region: instance.region, requestedAt: c.now, deadline: deadline,
-                requestedBy: requestedBy)))
+            .publish(
+                .actionRequest(
+                    .repair(
+                        RepairRequest(.ssm(document: document, parameters: [:]), id: id, reason: reason),
+                        target: target,
+                        instanceId: instance.id, region: instance.region, requestedAt: c.now, deadline: deadline,
+                        requestedBy: requestedBy)))
         case .notify(let notice):
             .publish(.notice(notice))
         }
@@ -184,10 +195,13 @@ public struct TargetMachine: Codable, Sendable {
         let ref = CommandRef(id: command.id, name: command.name, operator: command.operator)
         if case .ebsRepair = command.action {
             let why: NoticeReason? =
-                ladder.settings.quarantined ? .volumeRepairQuarantined(target: target)
-                : c.brakeEngaged ? .volumeRepairBraked
-                : ladder.mayAct(at: c.now) ? .volumeRepairLadderMayAct(target: target, incident: ladder.incident!.id)
-                : nil
+                ladder.settings.quarantined
+                ? .volumeRepairQuarantined(target: target)
+                : c.brakeEngaged
+                    ? .volumeRepairBraked
+                    : ladder.mayAct(at: c.now)
+                        ? .volumeRepairLadderMayAct(target: target, incident: ladder.incident!.id)
+                        : nil
             if let why {
                 let notice = Notice(
                     id: "\(command.id):command_rejected", kind: .commandRejected, at: c.now, target: target,
@@ -201,10 +215,12 @@ public struct TargetMachine: Codable, Sendable {
             deadline: c.now.addingTimeInterval(Self.repairCommandDeadline), requestedBy: command.operator)
         return [
             .publish(.actionRequest(request)),
-            .publish(.notice(Notice(
-                id: "\(command.id):command_accepted", kind: .commandAccepted, at: c.now, target: target,
-                instanceId: instance.id, region: instance.region, incidentId: request.incidentId, command: ref,
-                reason: .repairRequested(command: command.name, target: target, key: request.idempotencyKey)))),
+            .publish(
+                .notice(
+                    Notice(
+                        id: "\(command.id):command_accepted", kind: .commandAccepted, at: c.now, target: target,
+                        instanceId: instance.id, region: instance.region, incidentId: request.incidentId, command: ref,
+                        reason: .repairRequested(command: command.name, target: target, key: request.idempotencyKey)))),
         ]
     }
 }

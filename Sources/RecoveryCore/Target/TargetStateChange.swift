@@ -55,8 +55,9 @@ public struct TargetStateChange: Codable, Sendable, Equatable {
         }
         var detail = "\(before.phase) → \(after.phase)"
         if before.instance != after.instance { detail += "; instance \(before.instance.id) → \(after.instance.id)" }
-        return TargetStateChange(kind: kind, from: before.phase, to: after.phase, detail: detail,
-                                 incidentId: after.incidentId ?? before.incidentId, instanceId: after.instance.id,
-                                 region: after.instance.region)
+        return TargetStateChange(
+            kind: kind, from: before.phase, to: after.phase, detail: detail,
+            incidentId: after.incidentId ?? before.incidentId, instanceId: after.instance.id,
+            region: after.instance.region)
     }
 }

@@ -99,7 +99,9 @@ final class PythonServer: @unchecked Sendable {
     func post(_ path: String, json: [String: Any]) async throws {
         let body = try JSONSerialization.data(withJSONObject: json)
         let response = try await testHTTP.execute(
-            .init(method: "POST", url: baseURL + path, headers: [("Content-Type", "application/json")], body: [UInt8](body)))
+            .init(
+                method: "POST", url: baseURL + path, headers: [("Content-Type", "application/json")],
+                body: [UInt8](body)))
         #expect(response.status == 200)
     }
 }
