@@ -127,7 +127,23 @@ struct ActuatorMemoryTests {
         let notice = try #require(h.notices.first { $0.body.kind == .actionSucceeded })
         #expect(notice.body.target == "web" && notice.body.instanceId == instance.instanceId)
         #expect(notice.body.detail?.contains("rebooted") == true)
-        #expect(h.notices.contains { $0.body.kind == .actionStarted })
+        // The facts, structured (what the wire carries as `reason`), and the sentence made of them.
+        guard
+            case .actuator(.stepResult(let step, let where_, let status, _, let next, _, let dryRun, _))? = notice.body
+                .reason
+        else {
+            Issue.record("no actuator step result in \(String(describing: notice.body.reason))")
+            return
+        }
+        #expect(step == .restart && status == .succeeded && next == .reprovision && !dryRun)
+        #expect(where_ == InstanceRef(id: instance.instanceId, region: request.region))
+        #expect(notice.body.detail == notice.body.reason?.text)
+        let started = try #require(h.notices.first { $0.body.kind == .actionStarted })
+        guard case .actuator(.starting(_, "restart", _, let plan, let key, false))? = started.body.reason else {
+            Issue.record("no actuator start in \(String(describing: started.body.reason))")
+            return
+        }
+        #expect(plan.hasPrefix("RebootInstances") && key == request.idempotencyKey)
         let record = try #require(try await h.records.load(request.idempotencyKey))
         #expect(record.status == .completed)
         #expect(record.done == [.inspect, .reboot, .rebootHealthy])

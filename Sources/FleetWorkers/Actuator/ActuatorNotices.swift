@@ -17,9 +17,13 @@ extension ActuatorWorker {
             target: request.target, instanceId: request.instanceId, region: request.region,
             incidentId: request.incidentId,
             step: request.repair == nil ? request.step : nil, nextStep: request.repair == nil ? request.step : nil,
-            detail: (config.dryRun ? "DRY RUN (nothing will be changed): " : "")
-                + "\(options.workerId) is starting the \(Self.what(request)) of \(request.instanceId) in \(request.region). Next: \(Self.plan(request, config, options)). Progress is recorded in Redis under step:\(request.idempotencyKey).",
-            commands: [RecoveryCtl.ack(request.target)])
+            commands: [RecoveryCtl.ack(request.target)],
+            reason: .actuator(
+                .starting(
+                    worker: options.workerId, what: Self.what(request),
+                    instance: InstanceRef(id: request.instanceId, region: request.region),
+                    plan: Self.plan(request, config, options), recordKey: request.idempotencyKey, dryRun: config.dryRun)
+            ))
     }
 
     /// "restart", or "repair ebs_repair".
@@ -29,62 +33,45 @@ extension ActuatorWorker {
 
     func resultNotice(_ record: StepRecord, outcome: ActionOutcome, request: ActionRequest) -> Notice {
         let summary = record.summary ?? outcome.reason ?? ""
-        let notes = record.notes.isEmpty ? "" : " Notes: " + record.notes.suffix(3).joined(separator: " | ")
+        let kind: NotificationKind =
+            switch outcome.status {
+            case .succeeded: .actionSucceeded
+            case .failed: .actionFailed
+            case .humanNeeded: .humanNeeded
+            }
+        let requested = InstanceRef(id: request.instanceId, region: request.region)
         if let repair = request.repair {
             // Not a ladder step: no next step; the requester (decision worker, operator) decides what follows.
-            let kind: NotificationKind =
-                switch outcome.status {
-                case .succeeded: .actionSucceeded
-                case .failed: .actionFailed
-                case .humanNeeded: .humanNeeded
-                }
-            let how =
-                switch outcome.status {
-                case .succeeded: "is done"
-                case .failed: "failed"
-                case .humanNeeded: "needs a person"
-                }
-            let why = repair.reason.map { " (asked for: \($0))" } ?? ""
             return Notice(
                 id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(),
-                target: request.target,
-                instanceId: request.instanceId, region: request.region, incidentId: request.incidentId, step: nil,
-                nextStep: nil,
-                detail: (record.dryRun ? "DRY RUN: " : "")
-                    + "The \(Self.what(request)) of \(request.instanceId) in \(request.region)\(why) \(how): \(summary)."
-                    + notes,
-                commands: [RecoveryCtl.ack(request.target)])
+                target: request.target, instanceId: request.instanceId, region: request.region,
+                incidentId: request.incidentId, commands: [RecoveryCtl.ack(request.target)],
+                reason: .actuator(
+                    .repairResult(
+                        what: Self.what(request), instance: requested, status: outcome.status, summary: summary,
+                        askedFor: repair.reason, notes: record.notes, dryRun: record.dryRun)))
         }
-        let kind: NotificationKind
-        var next: RecoveryStep?
-        var detail: String
         var commands: [String] = []
         switch outcome.status {
-        case .succeeded:
-            kind = .actionSucceeded
-            detail =
-                "The \(request.step.rawValue) is done: \(summary). Next: the decision worker verifies that the site answers; if it does not, it escalates to \(request.step.next.rawValue)."
+        case .succeeded: break
         case .failed:
-            kind = .actionFailed
-            next = request.step.next
-            detail =
-                record.dryRun
-                ? "DRY RUN of the \(request.step.rawValue): \(outcome.reason ?? summary)"
-                : "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) failed: \(summary). Next: the decision worker escalates to \(request.step.next.rawValue)."
             if let command = RecoveryCtl.run(request.step.next, request.target) { commands.append(command) }
             commands.append(RecoveryCtl.ack(request.target))
         case .humanNeeded:
-            kind = .humanNeeded
-            detail =
-                "The \(request.step.rawValue) of \(request.instanceId) in \(request.region) needs a person: \(summary). Next: automation stops for this incident; fix the cause, then run the step by hand."
             if let command = RecoveryCtl.run(request.step, request.target) { commands.append(command) }
             commands.append(RecoveryCtl.ack(request.target))
         }
         return Notice(
             id: "\(record.idempotencyKey):actuator:\(kind.rawValue)", kind: kind, at: clock(), target: request.target,
             instanceId: outcome.instanceId ?? request.instanceId, region: outcome.region ?? request.region,
-            incidentId: request.incidentId, step: request.step, nextStep: next, detail: detail + notes,
-            commands: commands)
+            incidentId: request.incidentId, step: request.step,
+            nextStep: outcome.status == .failed ? request.step.next : nil,
+            commands: commands,
+            reason: .actuator(
+                .stepResult(
+                    step: request.step, instance: requested, status: outcome.status, summary: summary,
+                    next: request.step.next, notes: record.notes, dryRun: record.dryRun,
+                    dryRunReason: record.dryRun ? outcome.reason : nil)))
     }
 
     /// The step's plan in one line, for the started notice.

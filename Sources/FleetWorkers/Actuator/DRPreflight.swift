@@ -187,7 +187,7 @@ public struct DRPreflight: Sendable {
         }
         return Notice(
             id: id, kind: .drPreflight, at: report.at, targets: failing.map(\.target),
-            detail: lines.joined(separator: "\n"), commands: ["recoveryctl preflight"])
+            commands: ["recoveryctl preflight"], reason: .actuator(.preflight(lines: lines)))
     }
 }
 

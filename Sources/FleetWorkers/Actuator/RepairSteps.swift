@@ -158,9 +158,11 @@ extension StepContext {
                                 id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target,
                                 instanceId: id,
                                 region: region, incidentId: request.incidentId, step: request.step, nextStep: nil,
-                                detail:
-                                    "EBS repair of \(id) in \(region): stopping it to replace its root volume \(oldVolume) with \(newVolume) (from \(snapshotId)); the old volume is kept. Progress is recorded in Redis under step:\(key).",
-                                commands: [RecoveryCtl.ack(target)]))
+                                commands: [RecoveryCtl.ack(target)],
+                                reason: .actuator(
+                                    .rootSwap(
+                                        instance: InstanceRef(id: id, region: region), oldVolume: oldVolume,
+                                        newVolume: newVolume, snapshot: snapshotId, recordKey: key))))
                     }
                     try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)])) {
                         _ = try await ec2.stopInstances([id], force: false, hibernate: nil)

@@ -115,11 +115,11 @@ extension StepContext {
                             id: "\(key):actuator:stop_start", kind: .actionStarted, at: clock(), target: target,
                             instanceId: id,
                             region: region, incidentId: request.incidentId, step: .restart, nextStep: .restart,
-                            detail:
-                                "the site is still down after the reboot of \(id) in \(region) (\(record.notes.last ?? "checks failed")). "
-                                + "Stopping and starting it now to move it to new hardware; it is stopped in between. "
-                                + "Progress is recorded in Redis under step:\(key).",
-                            commands: [RecoveryCtl.ack(target)]))
+                            commands: [RecoveryCtl.ack(target)],
+                            reason: .actuator(
+                                .stopStartAfterReboot(
+                                    instance: InstanceRef(id: id, region: region),
+                                    lastCheck: record.notes.last ?? "checks failed", recordKey: key))))
                 }
                 try await mutate(
                     PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", id)], if: condition())

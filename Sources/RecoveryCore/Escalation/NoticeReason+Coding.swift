@@ -23,6 +23,8 @@ extension NoticeReason: Codable {
             }
         }
         switch self {
+        case .actuator(let reason):
+            try reason.encode(to: encoder)  // flat, like the others: its own code and parameters
         case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep):
             try put(
                 "outage_declared",
@@ -241,6 +243,10 @@ extension NoticeReason: Codable {
             return value
         }
         let code: String = try get("code")
+        if code.hasPrefix("actuator_") {
+            self = .actuator(try ActuatorReason(from: decoder))
+            return
+        }
         switch code {
         case "outage_declared":
             self = .outageDeclared(

@@ -10,6 +10,8 @@ extension NoticeReason {
     /// The sentence for `detail`.
     public var text: String {
         switch self {
+        case .actuator(let reason):
+            return reason.text
         // The ladder
         case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep):
             var text = "\(failures) consecutive failed checks (from \(probers.joined(separator: ", ")))"

@@ -9,6 +9,11 @@ import Foundation
 /// reason's parameters in snake_case (NoticeReason+Coding.swift, docs/messages.md). A reader that does
 /// not know a code keeps the notice and falls back to its `detail`.
 public enum NoticeReason: Sendable, Equatable {
+    // MARK: The actuator
+
+    /// `actuator_*`: what the actuator is about to do or did (ActuatorReason.swift).
+    case actuator(ActuatorReason)
+
     // MARK: The ladder
 
     /// `outage_declared`: `failures` consecutive failed checks from `probers` (the last one's `lastCheck`)
