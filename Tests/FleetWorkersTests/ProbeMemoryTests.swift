@@ -231,6 +231,34 @@ struct ProbeMemoryTests {
         #expect(await worker.dueTargets().map(\.name) == ["shop"])
     }
 
+    /// Issue 14, gap 5: only failures were published for a target without a health URL, so after a
+    /// successful restart the decision waited for healthy checks that never came and escalated a fixed
+    /// instance. Now passing status checks are published for such a target (and only for such a target).
+    @Test func aTargetWithoutAHealthURLIsReportedHealthyWhenItsStatusChecksPass() async throws {
+        let rig = Rig()
+        let ok = StatusCheck("ok")
+        let targets = [
+            Self.target("bare", url: nil), Self.target("booting", url: nil),
+            Self.target("watched", url: "https://watched.example.com/health"),
+        ]
+        rig.statuses.set(InstanceStatus(instanceId: "i-0bare", state: .running, systemStatus: ok, instanceStatus: ok))
+        rig.statuses.set(
+            InstanceStatus(
+                instanceId: "i-0booting", state: .running, systemStatus: ok, instanceStatus: StatusCheck("initializing")
+            ))
+        rig.statuses.set(
+            InstanceStatus(instanceId: "i-0watched", state: .running, systemStatus: ok, instanceStatus: ok))
+        let worker = rig.worker(targets: targets)
+        await worker.refreshTargets()
+        await worker.checkInstanceStatus()
+        let observations = try rig.observations().map(\.envelope)
+        #expect(
+            observations.map(\.target) == ["bare"],
+            "checks still initializing say nothing; a health URL speaks for itself")
+        let bare = try #require(observations.first)
+        #expect(bare.body.healthy && bare.body.source == .ec2Status && bare.body.instanceId == "i-0bare")
+    }
+
     @Test(
         "the EC2 sweep: a stopped or impaired instance is a failed observation, a healthy one is not news, a running original is reported under its own id; each region asked once"
     )
@@ -241,7 +269,7 @@ struct ProbeMemoryTests {
         let original = InstanceRef(id: "i-0original", region: "us-east-1")
         let targets = [
             Self.target("stopped", url: nil), Self.target("impaired", url: nil),
-            Self.target("fine", url: nil, displaced: [original]),
+            Self.target("fine", url: "https://fine.example.com/health", displaced: [original]),
             Self.target("west", url: nil, region: "eu-west-1"),
         ]
         rig.statuses.set(

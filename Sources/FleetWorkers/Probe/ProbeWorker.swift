@@ -238,7 +238,19 @@ public final class ProbeWorker: Sendable {
                 for (target, _, isDisplaced) in group where !isDisplaced {
                     guard let status = byId[target.instance.id] else { continue }
                     let impaired = status.systemStatus.isImpaired || status.instanceStatus.isImpaired
-                    guard status.state != .running || impaired else { continue }
+                    guard status.state != .running || impaired else {
+                        // A target without a health URL has only these checks: say when they pass too, or an
+                        // outage of it could never end (the decision waits for healthy checks after a step).
+                        if target.healthURL == nil, status.systemStatus.isOK, status.instanceStatus.isOK {
+                            var result = ProbeResult(
+                                prober: options.proberId, instanceId: target.instance.id, healthy: true)
+                            result.source = .ec2Status
+                            result.ec2State = status.state.rawValue
+                            result.detail = "no health URL; status checks: system ok, instance ok"
+                            await publish(result, target: target)
+                        }
+                        continue
+                    }
                     var result = ProbeResult(prober: options.proberId, instanceId: target.instance.id, healthy: false)
                     result.source = .ec2Status
                     result.ec2State = status.state.rawValue
