@@ -195,6 +195,34 @@ extension TargetConfigTableTests {
 @Suite("Instance-config table, offline")
 struct TargetConfigTableUnitTests {
     /// A TargetSettings key missing from `settingKeys` would make every item using it "malformed".
+    /// Issue 14, gap 6. Old behaviour: one misspelt attribute dropped the whole item and the target fell
+    /// back to the file's settings, losing `requires_approval` (or `dry_run`, `quarantined`).
+    @Test(.timeLimit(.minutes(2)))
+    func aMalformedItemNeverDropsATargetsSafetySettings() async throws {
+        let world = try World()
+        let dynamo = DynamoDBClient(world.aws)
+        let table = TargetConfigTable(dynamo: dynamo, tableName: "\(world.prefix)-safety")
+        try await table.create()
+        let guarded = "\(world.prefix)-guarded", fresh = "\(world.prefix)-fresh"
+        try await table.put(target: guarded, settings: Data(#"{"requires_approval": true, "grace_period": 60}"#.utf8))
+        let source = TargetConfigSource(file: .empty, table: table)
+        #expect(try await source.current().entry(for: guarded).settings.requiresApproval)
+
+        // An operator's typo turns the item malformed; a new target's item is malformed from the start.
+        _ = try await dynamo.putItem(
+            PutItemInput(
+                tableName: table.tableName,
+                item: ["instance_id": .string(guarded), "requires_approval": .bool(true), "grace_periode": .number(5)]))
+        _ = try await dynamo.putItem(
+            PutItemInput(
+                tableName: table.tableName, item: ["instance_id": .string(fresh), "dry_runn": .bool(true)]))
+        let now = try await source.current()
+        let kept = try now.entry(for: guarded).settings
+        #expect(kept.requiresApproval && kept.gracePeriod == 60, "the last good item, not the file's defaults")
+        #expect(try now.entry(for: fresh).settings.requiresApproval, "never seen good: the safest settings")
+        #expect(try !TargetConfigFile.empty.entry(for: fresh).settings.requiresApproval, "which the defaults are not")
+    }
+
     @Test func everySettingsKeyIsKnown() throws {
         var settings = TargetSettings()
         settings.bodyMatch = "ok"

@@ -1,6 +1,7 @@
 import AWSClient
 import FleetRuntime
 import Foundation
+import Synchronization
 import Logging
 import RecoveryCore
 
@@ -283,18 +284,43 @@ public struct TargetConfigSource: Sendable {
 
     public static func fixed(_ file: TargetConfigFile) -> TargetConfigSource { TargetConfigSource(file: file) }
 
-    /// The configuration now. Skipped table items are logged and counted
-    /// (`recovery_target_config_skipped_total`); a table that cannot be read throws.
+    /// The last good item of each target this source has read, for when its item turns malformed.
+    private let lastGood = LastGoodItems()
+
+    /// The configuration now. A skipped (malformed) item must not drop the target's safety settings
+    /// (`requires_approval`, `dry_run`, `quarantined`) with it: the target keeps its last good item, or, if
+    /// this source never read a good one, gets the safest settings (`requires_approval`: no step runs
+    /// without a person). Each is logged as an error and counted (`recovery_target_config_skipped_total`)
+    /// at every read until fixed. A table that cannot be read throws.
     public func current() async throws -> TargetConfigFile {
         guard let table else { return file }
         let snapshot = try await table.load(over: file)
+        var items = snapshot.items
+        lastGood.remember(snapshot.items)
         for skipped in snapshot.skipped {
             var logger = logger
             logger[metadataKey: "instance_id"] = "\(skipped.target)"
-            logger.error(
-                "\(skipped.description). The target uses the targets file and the defaults until the item is fixed.")
+            let fallback: String
+            if let good = lastGood.item(skipped.target) {
+                items[skipped.target] = good
+                fallback = "The target keeps its last good settings until the item is fixed."
+            } else {
+                items[skipped.target] = Self.safest
+                fallback = "No good item was read before: the target requires approval for every step until the item is fixed."
+            }
+            logger.error("\(skipped.description). \(fallback)")
             FleetMetrics.targetConfigSkipped.increment()
         }
-        return file.overlaid(with: snapshot.items)
+        return file.overlaid(with: items)
     }
+
+    /// What a target whose item cannot be read gets when there is no last good one.
+    static let safest: [String: JSONValue] = ["requires_approval": .bool(true)]
+}
+
+/// The last good instance-config item per target, shared by the copies of one `TargetConfigSource`.
+final class LastGoodItems: Sendable {
+    private let items = Mutex<[String: [String: JSONValue]]>([:])
+    func remember(_ good: [String: [String: JSONValue]]) { items.withLock { $0.merge(good) { $1 } } }
+    func item(_ target: String) -> [String: JSONValue]? { items.withLock { $0[target] } }
 }
