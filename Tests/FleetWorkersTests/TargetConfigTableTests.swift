@@ -203,7 +203,8 @@ struct TargetConfigTableUnitTests {
         let dynamo = DynamoDBClient(world.aws)
         let table = TargetConfigTable(dynamo: dynamo, tableName: "\(world.prefix)-safety")
         try await table.create()
-        let guarded = "\(world.prefix)-guarded", fresh = "\(world.prefix)-fresh"
+        let guarded = "\(world.prefix)-guarded"
+        let fresh = "\(world.prefix)-fresh"
         try await table.put(target: guarded, settings: Data(#"{"requires_approval": true, "grace_period": 60}"#.utf8))
         let source = TargetConfigSource(file: .empty, table: table)
         #expect(try await source.current().entry(for: guarded).settings.requiresApproval)

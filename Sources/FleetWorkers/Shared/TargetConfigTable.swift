@@ -306,7 +306,8 @@ public struct TargetConfigSource: Sendable {
                 fallback = "The target keeps its last good settings until the item is fixed."
             } else {
                 items[skipped.target] = Self.safest
-                fallback = "No good item was read before: the target requires approval for every step until the item is fixed."
+                fallback =
+                    "No good item was read before: the target requires approval for every step until the item is fixed."
             }
             logger.error("\(skipped.description). \(fallback)")
             FleetMetrics.targetConfigSkipped.increment()
