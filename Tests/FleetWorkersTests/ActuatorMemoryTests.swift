@@ -186,6 +186,30 @@ struct ActuatorMemoryTests {
             "a notice says it is being stopped")
     }
 
+    /// Issue 14, gap 4: a restart of a stale original (the target moved to a replacement, then a late or
+    /// replayed request names the original) re-associated the Elastic IP with AllowReassociation and took
+    /// the site away from the healthy replacement. It never takes the address from a running instance.
+    @Test func aRestartNeverTakesTheElasticIPFromAnotherRunningInstance() async throws {
+        let h = MemoryActuatorHarness()
+        let original = h.launchTarget("web")
+        let replacement = h.launchTarget("web")
+        let address = h.ec2.addAddress(on: replacement.instanceId)
+        let allocation = try #require(address.allocationId)
+        h.site.set(healthy: false)
+        let site = h.site
+        let actuator = h.actuator { options in
+            options.afterSubStep = { _, sub in if sub == .stopped { site.set(healthy: true) } }
+        }
+        let request = h.request(.restart, target: "web", instance: original.instanceId, allocation: allocation)
+
+        _ = try await actuator.perform(request)
+
+        #expect(h.ec2.address(allocation)?.instanceId == replacement.instanceId, "the replacement keeps the address")
+        #expect(!h.operations().contains("AssociateAddress"), "\(h.operations())")
+        let record = try #require(try await h.records.load(request.idempotencyKey))
+        #expect(record.notes.contains { $0.contains("left there") }, "\(record.notes)")
+    }
+
     @Test func reprovisionUsesTheNewestTaggedSnapshotMovesTheElasticIPAndKeepsTheOldInstance() async throws {
         let h = MemoryActuatorHarness()
         let old = h.launchTarget("web")

@@ -212,6 +212,21 @@ extension StepContext {
         if address?.instanceId == id {
             return try await finish(.eip, "Elastic IP \(address?.publicIp ?? allocation) is still on \(id)")
         }
+        // Never take the address from another running instance: after a re-provision it serves the site
+        // from the replacement, and a restart of a stale original (a late or replayed request) must not
+        // pull the site back onto it.
+        if let other = address?.instanceId,
+            let holder = try await ec2.describeInstances(instanceIds: [other], filters: []).first,
+            holder.state == .running || holder.state == .pending
+        {
+            note("Elastic IP \(allocation) is on \(other), which is \(holder.state.rawValue); left there")
+            return try await finish(
+                .eip,
+                "Elastic IP \(address?.publicIp ?? allocation) is on \(other) (\(holder.state.rawValue)"
+                    + (holder.tags[RecoveryTags.name] == request.target
+                        ? ", another instance of \(request.target)" : "")
+                    + "): not taken from it")
+        }
         let association = try await mutate(
             PlannedCall(
                 "ec2", "AssociateAddress", region: region,
