@@ -352,6 +352,35 @@ struct EscalationLadderTests {
     }
 }
 
+@Suite("Escalation ladder: stale outcomes never move the target back")
+struct StaleOutcomeTests {
+    /// Issue 14, gap 4: `currentInstance` followed any succeeded outcome whose key was requested, however
+    /// old. A re-provision's outcome replayed after the fail-over moved the target back onto the
+    /// re-provisioned instance; the next restart then started that one.
+    @Test func anOlderStepsOutcomeArrivingAfterALaterStepWasRequestedMovesNothing() throws {
+        var l = Ladder()
+        l.declare()
+        let restart = try #require(l.tick(at: 300).requests.first)
+        l.outcome(restart, .failed, reason: "x")
+        let reprovision = try #require(l.log.requests.last)
+        #expect(reprovision.step == .reprovision)
+        l.outcome(reprovision, .succeeded, newInstance: InstanceRef(id: "i-new1", region: "eu-west-1"))
+        #expect(l.machine.currentInstance.id == "i-new1")
+        // Still down: the verification window ends, the fail-over is requested and moves the target.
+        let deadline = try #require(l.machine.nextDeadline)
+        l.now = deadline.addingTimeInterval(1)
+        l.send(.tick)
+        let failover = try #require(l.log.requests.last)
+        #expect(failover.step == .failover)
+        l.outcome(failover, .succeeded, newInstance: InstanceRef(id: "i-dr", region: "eu-central-1"))
+        #expect(l.machine.currentInstance.id == "i-dr")
+        // The re-provision's outcome again (a dead letter moved back by the runbook, say).
+        let replayed = l.outcome(reprovision, .succeeded, newInstance: InstanceRef(id: "i-new1", region: "eu-west-1"))
+        #expect(l.machine.currentInstance.id == "i-dr", "the target stays where the latest step put it")
+        #expect(replayed.notices.isEmpty && replayed.requests.isEmpty)
+    }
+}
+
 @Suite("Escalation ladder: outage count across incidents")
 struct OutageCountTests {
     /// One full outage and recovery of `l`, starting at `start` seconds: declared, grace, first step,

@@ -417,7 +417,12 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         // Only outcomes of steps this machine requested count; anything else is a stray.
         guard requestedKeys.contains(outcome.idempotencyKey) else { return }
         var moved = false
-        if outcome.status == .succeeded, let newId = outcome.instanceId, newId != currentInstance.id {
+        // Only the latest step requested may move the target: an older step's outcome that arrives after a
+        // later step was requested (late, or a dead letter replayed by hand) would move it back onto an
+        // instance the later step has left. Whatever that older step did is no longer what serves the site.
+        if outcome.status == .succeeded, let newId = outcome.instanceId, newId != currentInstance.id,
+            outcome.idempotencyKey == requestedKeys.last
+        {
             move(to: InstanceRef(id: newId, region: outcome.region ?? currentInstance.region))
             moved = true
         }
