@@ -92,13 +92,12 @@ extension UnauthorizedSender {
     /// sends once per channel: one notice per sender a day, wherever its messages went.
     public func notice(at now: Date, announcedBy worker: String) -> Notice {
         let day = String(Timestamp.format(now).prefix(10))
-        let who = user.map { "Broker user '\($0)'" } ?? "A sender without user_id"
         return Notice(
             id: "unauthorized-sender:\(user ?? "-"):\(day)", kind: .unauthorizedSender, at: now,
-            detail: "\(who) published a '\(type.rawValue)' message (routing key \(routingKey)), which only the "
-                + "\(FleetRole.senders(of: type).map(\.rawValue).joined(separator: "/")) identities may send. It was not acted on: "
-                + "it is in \(FleetTopology.deadLetterQueue(for: queue)) with its reason, and further messages from this sender "
-                + "(to any queue) are refused and counted (recovery_unauthorized_messages_total) without another notice. Check the broker "
-                + "permissions of that user (docs/security.md). Seen by \(worker).")
+            reason: .refusedSender(
+                .unauthorizedSender(
+                    user: user, type: type.rawValue, routingKey: routingKey,
+                    allowed: FleetRole.senders(of: type).map(\.rawValue),
+                    deadLetterQueue: FleetTopology.deadLetterQueue(for: queue), worker: worker)))
     }
 }

@@ -221,6 +221,9 @@ struct DecisionMemoryTests {
             #expect(letter.properties.headers["x-original-user-id"]?.stringValue == "mallory")
         }
         #expect(w.notices.map(\.body.kind) == [.commandRejected], "announced once per sender, not once per command")
+        #expect(
+            w.notices.first?.body.reason
+                == .refusedSender(.notAnOperator(user: "mallory", command: "restart", noOperators: false)))
         #expect(w.requests.isEmpty)
     }
 

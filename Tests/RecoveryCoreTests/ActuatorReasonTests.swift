@@ -35,6 +35,23 @@ struct ActuatorReasonTests {
         #expect(json.contains("\"code\":\"actuator_"))
     }
 
+    @Test(arguments: [
+        GateReason.unauthorizedSender(
+            user: "mallory", type: "command", routingKey: "command.shop", allowed: ["operator"],
+            deadLetterQueue: "recovery.decision.commands.dead", worker: "decision@a"),
+        .unauthorizedSender(
+            user: nil, type: "observation", routingKey: "observation.x", allowed: ["probe"], deadLetterQueue: "q.dead",
+            worker: "w"),
+        .notAnOperator(user: "bob", command: "restart", noOperators: false),
+        .notAnOperator(user: "bob", command: "ack", noOperators: true),
+    ])
+    func gateReasonsSurviveTheWire(_ reason: GateReason) throws {
+        var notice = Notice(id: "n", kind: .unauthorizedSender, at: Date(timeIntervalSince1970: 1_800_000_000))
+        notice.reason = .refusedSender(reason)
+        let back = try Timestamp.jsonDecoder().decode(Notice.self, from: try Timestamp.jsonEncoder().encode(notice))
+        #expect(back.reason == .refusedSender(reason) && back.detail == reason.text)
+    }
+
     @Test func sentences() {
         #expect(
             Self.all[0].text

@@ -154,10 +154,10 @@ public final class DecisionWorker: Sendable {
             await publishNotice(
                 Notice(
                     id: "\(envelope.id):unauthorized", kind: .commandRejected, at: clock(), target: envelope.target,
-                    detail: options.operators.isEmpty
-                        ? "no operators are configured (OPERATORS is empty), so every command is refused; command \(envelope.body.name) from '\(user)' refused"
-                        : "user '\(user)' is not on the operator list (OPERATORS); command \(envelope.body.name) refused",
-                    command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user)))
+                    command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user),
+                    reason: .refusedSender(
+                        .notAnOperator(
+                            user: user, command: envelope.body.name, noOperators: options.operators.isEmpty))))
             throw RejectMessage("user '\(user)' is not an operator")
         }
         let body = envelope.body

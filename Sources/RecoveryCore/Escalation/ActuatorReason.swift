@@ -172,3 +172,74 @@ extension ActuatorReason: Codable {
         }
     }
 }
+
+/// The gatekeepers' reasons (`NoticeReason.refusedSender`): a message or command from someone who may not
+/// send it. Wire codes `unauthorized_sender` and `not_an_operator`.
+public enum GateReason: Sendable, Equatable, Codable {
+    /// `user` (nil: no user_id) published a `type` message on `routingKey`, which only `allowed` identities
+    /// may send; it waits in `deadLetterQueue`. Noticed by `worker`.
+    case unauthorizedSender(
+        user: String?, type: String, routingKey: String, allowed: [String], deadLetterQueue: String, worker: String)
+    /// `user` is not on OPERATORS (`noOperators`: the list is empty) and sent `command`.
+    case notAnOperator(user: String, command: String, noOperators: Bool)
+
+    public var text: String {
+        switch self {
+        case let .unauthorizedSender(user, type, routingKey, allowed, deadLetterQueue, worker):
+            let who = user.map { "Broker user '\($0)'" } ?? "A sender without user_id"
+            return "\(who) published a '\(type)' message (routing key \(routingKey)), which only the "
+                + "\(allowed.joined(separator: "/")) identities may send. It was not acted on: "
+                + "it is in \(deadLetterQueue) with its reason, and further messages from this sender "
+                + "(to any queue) are refused and counted (recovery_unauthorized_messages_total) without another "
+                + "notice. Check the broker permissions of that user (docs/security.md). Seen by \(worker)."
+        case let .notAnOperator(user, command, noOperators):
+            return noOperators
+                ? "no operators are configured (OPERATORS is empty), so every command is refused; command \(command) from '\(user)' refused"
+                : "user '\(user)' is not on the operator list (OPERATORS); command \(command) refused"
+        }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case code, user, type, command, allowed, worker
+        case routingKey = "routing_key", deadLetterQueue = "dead_letter_queue", noOperators = "no_operators"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case let .unauthorizedSender(user, type, routingKey, allowed, deadLetterQueue, worker):
+            try c.encode("unauthorized_sender", forKey: .code)
+            try c.encodeIfPresent(user, forKey: .user)
+            try c.encode(type, forKey: .type)
+            try c.encode(routingKey, forKey: .routingKey)
+            try c.encode(allowed, forKey: .allowed)
+            try c.encode(deadLetterQueue, forKey: .deadLetterQueue)
+            try c.encode(worker, forKey: .worker)
+        case let .notAnOperator(user, command, noOperators):
+            try c.encode("not_an_operator", forKey: .code)
+            try c.encode(user, forKey: .user)
+            try c.encode(command, forKey: .command)
+            try c.encode(noOperators, forKey: .noOperators)
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        switch try c.decode(String.self, forKey: .code) {
+        case "unauthorized_sender":
+            self = .unauthorizedSender(
+                user: try c.decodeIfPresent(String.self, forKey: .user), type: try c.decode(String.self, forKey: .type),
+                routingKey: try c.decode(String.self, forKey: .routingKey),
+                allowed: try c.decode([String].self, forKey: .allowed),
+                deadLetterQueue: try c.decode(String.self, forKey: .deadLetterQueue),
+                worker: try c.decode(String.self, forKey: .worker))
+        case "not_an_operator":
+            self = .notAnOperator(
+                user: try c.decode(String.self, forKey: .user), command: try c.decode(String.self, forKey: .command),
+                noOperators: try c.decode(Bool.self, forKey: .noOperators))
+        case let code:
+            throw DecodingError.dataCorruptedError(
+                forKey: .code, in: c, debugDescription: "unknown gate reason '\(code)'")
+        }
+    }
+}

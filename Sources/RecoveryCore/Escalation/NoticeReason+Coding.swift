@@ -25,6 +25,8 @@ extension NoticeReason: Codable {
         switch self {
         case .actuator(let reason):
             try reason.encode(to: encoder)  // flat, like the others: its own code and parameters
+        case .refusedSender(let reason):
+            try reason.encode(to: encoder)
         case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep):
             try put(
                 "outage_declared",
@@ -245,6 +247,10 @@ extension NoticeReason: Codable {
         let code: String = try get("code")
         if code.hasPrefix("actuator_") {
             self = .actuator(try ActuatorReason(from: decoder))
+            return
+        }
+        if code == "unauthorized_sender" || code == "not_an_operator" {
+            self = .refusedSender(try GateReason(from: decoder))
             return
         }
         switch code {

@@ -12,6 +12,8 @@ extension NoticeReason {
         switch self {
         case .actuator(let reason):
             return reason.text
+        case .refusedSender(let reason):
+            return reason.text
         // The ladder
         case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep):
             var text = "\(failures) consecutive failed checks (from \(probers.joined(separator: ", ")))"

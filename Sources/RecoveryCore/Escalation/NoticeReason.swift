@@ -13,6 +13,8 @@ public enum NoticeReason: Sendable, Equatable {
 
     /// `actuator_*`: what the actuator is about to do or did (ActuatorReason.swift).
     case actuator(ActuatorReason)
+    /// `unauthorized_sender`, `not_an_operator`: a sender the gatekeepers refused (ActuatorReason.swift).
+    case refusedSender(GateReason)
 
     // MARK: The ladder
 
