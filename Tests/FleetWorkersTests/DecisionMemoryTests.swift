@@ -5,6 +5,7 @@ import FleetWorkers
 import Foundation
 import Logging
 import RecoveryCore
+import RedisStore
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Synchronization
@@ -35,7 +36,7 @@ struct DecisionMemoryTests {
         init(
             targets: [Target] = [DecisionMemoryTests.target()], operators: Set<String> = ["alice"],
             publisher: (any MessagePublishing)? = nil, fleet: MemoryFleet = MemoryFleet(),
-            brake: FleetBrake.Settings = FleetBrake.Settings()
+            brake: FleetBrake.Settings = FleetBrake.Settings(), states: (any VersionedStore)? = nil
         ) async throws {
             let own = fleet.publisher("fleet-decision")
             self.publisher = own
@@ -43,7 +44,7 @@ struct DecisionMemoryTests {
             options.operators = operators
             options.brakeSettings = brake
             decision = DecisionWorker(
-                options: options, states: fleet.states, schedule: fleet.schedule, markers: fleet.markers,
+                options: options, states: states ?? fleet.states, schedule: fleet.schedule, markers: fleet.markers,
                 publisher: publisher ?? own, topology: fleet.topology, catalog: { targets }, defaultRegion: "eu-west-1",
                 logger: Logger(label: "decision-test"), clock: fleet.clock.now)
             try await decision.refreshCatalog()
@@ -182,6 +183,24 @@ struct DecisionMemoryTests {
         }
     }
 
+    /// A tick that failed because Redis blinked cancelled the target's wake-up (found while closing issue
+    /// 14, gap 2): a target whose deadline it was would wait for its next observation. Now the wake-up
+    /// moves 5 s later and the deadline is met then.
+    @Test func aTickThatFailsTransientlyKeepsTheTargetsWakeUp() async throws {
+        let fleet = MemoryFleet()
+        let flaky = FlakyStore(fleet.states)
+        let w = try await World(targets: [Self.target(grace: 60)], fleet: fleet, states: flaky)
+        for _ in 0..<3 { try await w.observe("shop-web", healthy: false) }
+        fleet.clock.advance(by: 61)
+        flaky.failNextLoads(1)
+        try await w.decision.tickDue()
+        #expect(w.requests.isEmpty, "Redis was down during the tick")
+        #expect(try await fleet.schedule.due(at: fleet.clock.now().addingTimeInterval(5), limit: 10) == ["shop-web"])
+        fleet.clock.advance(by: 5)
+        try await w.decision.tickDue()
+        #expect(w.requests.map(\.body.step) == [.restart], "the grace period's end was not lost")
+    }
+
     @Test func operatorsCommandsAreAppliedAndAnUnknownTargetIsRefused() async throws {
         let w = try await World(targets: [Self.target(grace: 300)])
         for _ in 0..<3 { try await w.observe("shop-web", healthy: false) }
@@ -313,4 +332,28 @@ func waitUntil(_ condition: @escaping @Sendable () async -> Bool) async throws {
 
 struct TimeoutFailure: Error, CustomStringConvertible {
     var description: String { "the condition did not hold within 10 s" }
+}
+
+/// A versioned store whose next loads fail as Redis does when it is unreachable.
+final class FlakyStore: VersionedStore {
+    let inner: MemoryVersionedStore
+    private let failures = Mutex(0)
+    init(_ inner: MemoryVersionedStore) { self.inner = inner }
+    func failNextLoads(_ n: Int) { failures.withLock { $0 = n } }
+    func load(_ key: String) async throws -> VersionedValue? {
+        let fail = failures.withLock { n in
+            defer { n = max(0, n - 1) }
+            return n > 0
+        }
+        if fail { throw RedisError(kind: .connection, message: "Connection refused", endpoint: "127.0.0.1:6379") }
+        return await inner.load(key)
+    }
+    func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64? {
+        await inner.compareAndSet(key, expectedVersion: expectedVersion, data: data)
+    }
+    func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
+        try await inner.compareAndSet(all: writes)
+    }
+    func delete(_ key: String) async throws { await inner.delete(key) }
+    func keys() async throws -> [String] { await inner.keys() }
 }

@@ -425,11 +425,21 @@ public final class DecisionWorker: Sendable {
     }
 
     /// Delivers `.tick` once to every target whose deadline has come (by the injected clock).
+    /// A tick that fails is not dropped: its wake-up moves a little later (5 s after transient trouble such
+    /// as Redis down, 60 s otherwise) so the target's deadlines are not lost. Only a target nobody knows
+    /// any more (refused) loses its wake-up.
     public func tickDue() async throws {
         for target in try await schedule.due(at: clock(), limit: 500) {
-            do { try await apply(.tick, to: target, instanceHint: nil) } catch {
-                logger.warning("tick failed", metadata: ["instance_id": "\(target)", "error": "\(error)"])
+            do { try await apply(.tick, to: target, instanceHint: nil) } catch let refused as RejectMessage {
+                logger.warning(
+                    "tick refused; wake-up dropped", metadata: ["instance_id": "\(target)", "error": "\(refused)"])
                 try? await schedule.cancel(target)
+            } catch {
+                let later: TimeInterval = TransientRetryPolicy.isTransient(error) ? 5 : 60
+                logger.warning(
+                    "tick failed; tried again in \(Int(later)) s",
+                    metadata: ["instance_id": "\(target)", "error": "\(error)"])
+                try? await schedule.schedule(target, at: clock().addingTimeInterval(later))
             }
         }
     }
