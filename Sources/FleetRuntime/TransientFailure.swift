@@ -51,3 +51,14 @@ extension AMQPError: TransientFailure {
         }
     }
 }
+
+extension AMQPError {
+    /// The broker (or the encoder before it) refuses this very message, whatever the connection: an
+    /// over-long short string, no route. Sending it again can never succeed.
+    public var refusesTheMessageItself: Bool {
+        switch self {
+        case .invalidMessage, .unroutable: true
+        default: false
+        }
+    }
+}

@@ -135,12 +135,21 @@ public enum EnvelopeCodec {
         guard !header.id.isEmpty else {
             throw MessageDecodingError(kind: .invalidField, detail: "id must not be empty")
         }
+        // Ids become parts of other message ids (`<id>:command_accepted`, `command:<id>`), which AMQP caps at
+        // 255 bytes: a longer one could never be answered and would wedge whoever tries.
+        guard header.id.utf8.count <= Self.maxIdBytes else {
+            throw MessageDecodingError(
+                kind: .invalidField, detail: "id is \(header.id.utf8.count) bytes, more than \(Self.maxIdBytes)")
+        }
         do {
             return try decoder.decode(Envelope<Body>.self, from: data)
         } catch {
             throw describe(error, in: "body")
         }
     }
+
+    /// The longest envelope id accepted.
+    public static let maxIdBytes = 200
 
     /// The `type` of an envelope, to choose the body type on a queue that carries several. Refuses
     /// non-JSON and unknown types with the same reasons as `decode`.

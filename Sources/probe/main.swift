@@ -20,7 +20,9 @@ do {
     let amqp = try env.amqp()
     try env.checkIdentity(amqp, role: .probe, logger: logger)
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
-    var options = ProbeWorker.Options(proberId: env.workerId)
+    // The prober is a vantage point: WORKER_ID, else this host (no pid), so a restarted replica is the same
+    // prober to the decision's automatic quorum, and replicas on one host count as one.
+    var options = ProbeWorker.Options(proberId: env.string("WORKER_ID") ?? "probe@\(ProcessInfo.processInfo.hostName)")
     options.discoveryInterval = .milliseconds(Int64(try env.seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
     options.statusInterval = .milliseconds(Int64(try env.seconds("STATUS_INTERVAL", default: 60) * 1000))
     options.maxInFlight = try env.int("PROBE_MAX_IN_FLIGHT", default: 500)

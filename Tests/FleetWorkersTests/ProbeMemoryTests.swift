@@ -178,10 +178,11 @@ struct ProbeMemoryTests {
         #expect(rig.publisher.published.isEmpty)
     }
 
-    @Test("replicas sharing the claims: one checks a target per interval, the next interval is claimed anew")
+    @Test("quorum off: replicas share the claims, one checks a target per interval, the next is claimed anew")
     func oneReplicaPerSlot() async throws {
         let rig = Rig()
         var settings = TargetSettings()
+        settings.quorum = false
         settings.probeInterval = 30
         let targets = [Self.target("shop", url: "https://shop.example.com/health", settings: settings)]
         let a = rig.worker("probe-a", targets: targets)
@@ -196,6 +197,22 @@ struct ProbeMemoryTests {
         rig.clock.advance(by: 30)
         #expect(await b.dueTargets().map(\.name) == ["shop"], "the next interval goes to whoever claims it first")
         #expect(await a.dueTargets().isEmpty)
+    }
+
+    /// Issue 14, gap 3 (with the review of its first fix): with quorum unset, one replica per interval
+    /// let the replica that kept winning the claims (the same one, at a fixed phase) be the only prober the
+    /// decision saw. Two replicas now check each interval, so where two run both are seen.
+    @Test("quorum unset (automatic): two replicas check each interval, a third does not")
+    func automaticQuorumSlots() async throws {
+        let rig = Rig()
+        let targets = [Self.target("shop", url: "https://shop.example.com/health")]
+        let workers = ["probe-a", "probe-b", "probe-c"].map { rig.worker($0, targets: targets) }
+        var due: [Int] = []
+        for worker in workers {
+            await worker.refreshTargets()
+            due.append(await worker.dueTargets().count)
+        }
+        #expect(due == [1, 1, 0])
     }
 
     @Test("with quorum on, quorum-size distinct replicas check each interval")

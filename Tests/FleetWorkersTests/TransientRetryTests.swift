@@ -95,6 +95,9 @@ struct TransientRetryTests {
             !RedisError(kind: .server, message: "WRONGTYPE Operation against a key holding the wrong kind of value")
                 .isTransient)
         #expect(!RedisError(kind: .invalidArgument, message: "bad").isTransient)
+        #expect(!RedisError(kind: .server, message: "BUSYKEY Target key name already exists.").isTransient)
+        #expect(
+            RedisError(kind: .server, message: "OOM command not allowed when used memory > 'maxmemory'.").isTransient)
         let kinds: [AWSError.Kind] = [.throttling, .serverError, .transport, .accessDenied, .clientError, .credentials]
         let transient = kinds.map {
             AWSError(kind: $0, service: "dynamodb", operation: "PutItem", region: "eu-west-1", message: "m").isTransient

@@ -39,6 +39,7 @@ struct BoundedValuesTests {
         #expect(TargetIdentity.nameProblem(longest) == nil)
         #expect(TargetIdentity.nameProblem(longest + "x")?.contains("65 bytes long") == true)
         #expect(TargetIdentity.nameProblem("shop\u{7}web")?.contains("control character") == true)
+        #expect(TargetIdentity.nameProblem("shop{web}")?.contains("'{' or '}'") == true)
         // The step key names the target twice (itself and in the incident id, numbered on a repeat).
         let incident = "inc-\(longest)-20261206T075500Z-99"
         for step in RecoveryStep.allCases {
@@ -47,5 +48,28 @@ struct BoundedValuesTests {
         }
         // Multi-byte characters count in bytes.
         #expect(TargetIdentity.nameProblem(String(repeating: "é", count: 33)) != nil)
+    }
+}
+
+@Suite("Bounded envelope ids")
+struct BoundedEnvelopeIdTests {
+    /// An id that ends up inside other message ids (`<id>:command_accepted`, `command:<id>`) must leave
+    /// them under AMQP's 255 bytes; a brake command with a 250-byte id once wedged the brake's notices.
+    @Test func anEnvelopeIdOverTheLimitIsRefusedAtDecode() throws {
+        func envelope(id: String) -> [UInt8] {
+            Array(
+                #"{"type":"command","schema_version":1,"id":"\#(id)","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"n":1}}"#
+                    .utf8)
+        }
+        struct Body: Codable, Sendable { var n: Int }
+        let longest = String(repeating: "i", count: EnvelopeCodec.maxIdBytes)
+        #expect(try EnvelopeCodec.decode(envelope(id: longest), as: Body.self, expecting: .command).id == longest)
+        #expect("command:\(longest):command_accepted".utf8.count <= 255)
+        do {
+            _ = try EnvelopeCodec.decode(envelope(id: longest + "i"), as: Body.self, expecting: .command)
+            Issue.record("a 201-byte id was accepted")
+        } catch {
+            #expect(error.detail.contains("id is 201 bytes"))
+        }
     }
 }

@@ -379,6 +379,25 @@ struct StaleOutcomeTests {
         #expect(l.machine.currentInstance.id == "i-dr", "the target stays where the latest step put it")
         #expect(replayed.notices.isEmpty && replayed.requests.isEmpty)
     }
+
+    /// The other order: the fail-over is requested while the re-provision still runs, and the
+    /// re-provision then finishes (the Elastic IP moved). Its move is real and counts.
+    @Test func anOlderStepsLateMoveCountsWhileNoLaterStepHasMoved() throws {
+        var l = Ladder()
+        l.declare()
+        let restart = try #require(l.tick(at: 300).requests.first)
+        l.outcome(restart, .failed, reason: "x")
+        let reprovision = try #require(l.log.requests.last)
+        let deadline = try #require(l.machine.nextDeadline)
+        l.now = deadline.addingTimeInterval(1)
+        l.send(.tick)  // no outcome in time: the fail-over is requested
+        let failover = try #require(l.log.requests.last)
+        #expect(failover.step == .failover)
+        l.outcome(reprovision, .succeeded, newInstance: InstanceRef(id: "i-new1", region: "eu-west-1"))
+        #expect(l.machine.currentInstance.id == "i-new1", "the re-provision did move the site")
+        l.outcome(failover, .failed, reason: "no DR snapshot")
+        #expect(l.machine.currentInstance.id == "i-new1")
+    }
 }
 
 @Suite("Escalation ladder: outage count across incidents")

@@ -391,6 +391,14 @@ public final class DecisionWorker: Sendable {
             }
             do {
                 try await publish(item)
+            } catch let refused as AMQPError where refused.refusesTheMessageItself {
+                // A message the broker can never take (an id over AMQP's limits, no route): kept, it would be
+                // retried by every later reader and wedge the target (or, for the brake's pending notices,
+                // every target). Dropped, loudly, as done.
+                logger.error(
+                    "a stored message can never be published; dropped",
+                    metadata: ["message_id": "\(item.messageId.prefix(80))", "error": "\(refused)"])
+                FleetMetrics.errors(worker: "decision", kind: "unpublishable").increment()
             } catch {
                 // Let the next reader (this message's redelivery, most likely) publish it at once instead
                 // of waiting for the claim to expire.

@@ -126,7 +126,15 @@ public final class ProbeWorker: Sendable {
             let slot = Int64(now.timeIntervalSince1970 / interval)
             guard await state.lastSlot(target.name) != slot else { continue }
             await state.setLastSlot(target.name, slot)
-            let probers = target.settings.quorum == true ? max(target.settings.quorumSize, 1) : 1
+            // Quorum on: quorum_size probers per interval. Unset (automatic): two, so that where two replicas
+            // run each interval is checked from two vantage points and the decision worker sees both
+            // (EscalationMachine.requiredProbers); a single replica claims one. Off: one.
+            let probers: Int =
+                switch target.settings.quorum {
+                case true?: max(target.settings.quorumSize, 1)
+                case nil: 2
+                case false?: 1
+                }
             for q in 0..<probers {
                 do {
                     let key = "probe:\(target.name):\(slot):\(q)"

@@ -12,8 +12,11 @@ extension RedisError: TransientFailure {
         switch kind {
         case .connection, .timeout, .closed: return true
         case .server:
-            return ["LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"]
-                .contains { message.hasPrefix($0) }
+            // Whole error codes (a space after): BUSYKEY and BUSYGROUP are about the command, not the server.
+            return [
+                "LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "OOM", "MISCONF",
+            ]
+            .contains { message == $0 || message.hasPrefix($0 + " ") }
         case .invalidURL, .protocolViolation, .invalidArgument: return false
         }
     }

@@ -182,6 +182,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     public private(set) var incidentCount: Int
     /// Idempotency keys of requested steps, newest last (bounded by `requestMemory`).
     public internal(set) var requestedKeys: [String]
+    /// The key of the step whose outcome last moved the target (absent in states stored before it).
+    public private(set) var lastMoveKey: String?
     /// Ids of recently handled events, newest last (bounded by `eventMemory`).
     public private(set) var recentEventIds: [String]
     /// The last wake-up asked for, so that it is asked for once.
@@ -417,13 +419,18 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         // Only outcomes of steps this machine requested count; anything else is a stray.
         guard requestedKeys.contains(outcome.idempotencyKey) else { return }
         var moved = false
-        // Only the latest step requested may move the target: an older step's outcome that arrives after a
-        // later step was requested (late, or a dead letter replayed by hand) would move it back onto an
-        // instance the later step has left. Whatever that older step did is no longer what serves the site.
-        if outcome.status == .succeeded, let newId = outcome.instanceId, newId != currentInstance.id,
-            outcome.idempotencyKey == requestedKeys.last
-        {
+        // An older step's outcome that arrives after a later step has moved the target (late, or a dead
+        // letter replayed by hand) must not move it back onto an instance that later step has left. A late
+        // outcome whose later steps moved nothing is still news: that step did move the site.
+        let laterStepMoved: Bool = {
+            guard let last = lastMoveKey, let moved = requestedKeys.firstIndex(of: last),
+                let this = requestedKeys.firstIndex(of: outcome.idempotencyKey)
+            else { return false }
+            return moved > this
+        }()
+        if outcome.status == .succeeded, let newId = outcome.instanceId, newId != currentInstance.id, !laterStepMoved {
             move(to: InstanceRef(id: newId, region: outcome.region ?? currentInstance.region))
+            lastMoveKey = outcome.idempotencyKey
             moved = true
         }
         guard var incident, case .inProgress(var attempt) = incident.phase,

@@ -101,6 +101,10 @@ public struct TargetIdentity: Codable, Sendable, Equatable {
             return
                 "the target name '\(name.prefix(40))…' is \(bytes) bytes long, more than \(maxNameBytes); shorten its AutoRecovery:Name tag"
         }
+        guard !name.contains("{"), !name.contains("}") else {
+            return
+                "the target name '\(name)' holds '{' or '}', which the target's lock refuses; fix its AutoRecovery:Name tag"
+        }
         guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             return "the target name \(name.debugDescription) holds a control character; fix its AutoRecovery:Name tag"
         }
