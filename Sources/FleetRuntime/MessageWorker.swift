@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Metrics
 import RecoveryCore
+import ServiceLifecycle
 
 /// Thrown by a handler for a message that can never succeed (an unknown target, a command that makes no
 /// sense). The message goes to the dead-letter queue with this reason instead of being retried.
@@ -154,7 +155,9 @@ public struct MessageWorker<Message: Sendable>: Sendable {
             } catch let rejection as RejectMessage {
                 await reject(delivery, reason: rejection.reason, logger: logger)
                 return
-            } catch  where TransientRetryPolicy.isTransient(error) && failures < retry.maxAttempts && !Task.isCancelled
+            } catch
+                where TransientRetryPolicy.isTransient(error) && failures < retry.maxAttempts && !Task.isCancelled
+                && !Task.isShuttingDownGracefully
             {
                 failures += 1
                 let delay = retry.delay(beforeAttempt: failures)
@@ -164,7 +167,14 @@ public struct MessageWorker<Message: Sendable>: Sendable {
                         "error": "\(error)", "attempt": "\(failures)", "retry_in": "\(delay)",
                     ])
                 count("retried")
-                try? await Task.sleep(for: delay)
+                // A graceful shutdown ends the wait: the message goes back to the queue for a replica that
+                // stays, instead of holding the shutdown for the rest of the retries.
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+                if Task.isShuttingDownGracefully {
+                    await consumer.nack(delivery, requeue: true)
+                    count("requeued")
+                    return
+                }
             } catch {
                 logger.warning(
                     "handler failed; message requeued",

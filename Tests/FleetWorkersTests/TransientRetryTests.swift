@@ -8,6 +8,8 @@ import Logging
 import RecoveryCore
 import RedisStore
 import Synchronization
+import ServiceLifecycle
+import ServiceLifecycleTestKit
 import Testing
 
 /// Issue 14, gap 2: transient trouble is retried in place with backoff and never spends the queue's
@@ -85,6 +87,43 @@ struct TransientRetryTests {
         let result = try await Self.run(retry: short) { _ in Self.redisDown }
         #expect(result.dead.count == 1 && result.acked == 0)
         #expect(result.calls == 12, "4 attempts per delivery, 3 deliveries")
+    }
+
+    /// Found in review: a SIGTERM while Redis was down waited for the rest of the in-place retries (about
+    /// 10 minutes by default). A graceful shutdown now ends them: the message is returned to the queue.
+    @Test func aGracefulShutdownEndsTheRetriesAndHandsTheMessageBack() async throws {
+        let topology = FleetTopology(prefix: "t-\(UUID().uuidString.prefix(6))", deliveryLimit: 5)
+        let broker = MemoryBroker(topology: topology.amqp)
+        let queue = broker.queue(topology.observationsQueue)!
+        let calls = Mutex(0)
+        let worker = MessageWorker<Envelope<ProbeResult>>(
+            consumer: queue,
+            deadLetters: DeadLetterSink(
+                publisher: MemoryPublisher(broker: broker), topology: topology, workerName: "t"),
+            expecting: .observation, logger: Logger(label: "test"), senders: nil,
+            retry: TransientRetryPolicy(maxAttempts: 1000, initialDelay: .seconds(30), maxDelay: .seconds(30))
+        ) { _, _ in
+            calls.withLock { $0 += 1 }
+            throw Self.redisDown
+        }
+        let started = ContinuousClock.now
+        try await testGracefulShutdown { trigger in
+            let group = ServiceGroup(
+                configuration: try WorkerRuntime.configuration(services: [worker.service()], logger: Logger(label: "g"))
+            )
+            async let ran: Void = group.run()
+            queue.deliver(
+                try EnvelopeCodec.encode(
+                    Envelope(
+                        type: .observation, id: "o1", correlationId: nil, target: "shop", instanceId: nil,
+                        occurredAt: Date(), producer: "t", body: ProbeResult(prober: "p", healthy: true))))
+            try await waitUntil { calls.withLock { $0 } >= 1 }  // failing, now waiting 30 s to retry
+            trigger.triggerGracefulShutdown()
+            try await ran
+        }
+        #expect(ContinuousClock.now - started < .seconds(10), "not the 30 s wait, not the retries")
+        #expect(queue.acked.isEmpty && queue.deadLettered.isEmpty, "handed back, neither acked nor dead-lettered")
+        #expect(calls.withLock { $0 } == 1)
     }
 
     @Test func whatCountsAsTransient() {
