@@ -248,21 +248,7 @@ extension StepContext {
                 try await finish(.newAttached, "\(newVolume) is attached at \(root)")
                 return nil
             },
-            PlannedSubStep(.start) { [self] in
-                try await mutate(PlannedCall("ec2", "StartInstances", region: region, [("InstanceId", id)])) {
-                    _ = try await ec2.startInstances([id])
-                }
-                try await finish(.start, "StartInstances sent for \(id)")
-                return nil
-            },
-            PlannedSubStep(.running) { [self] in
-                if !dryRun {
-                    try await ec2.waitUntilRunning(
-                        [id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
-                }
-                try await finish(.running, "\(id) is running with root \(newVolume)")
-                return nil
-            },
+        ] + startAndWait(ec2, id, region: region, running: "\(id) is running with root \(newVolume)") + [
             PlannedSubStep(.eip) { [self] in
                 if let allocation = record.resources.allocationId, !dryRun,
                     try await ec2.describeAddresses(publicIps: [], allocationIds: [allocation], filters: []).first?

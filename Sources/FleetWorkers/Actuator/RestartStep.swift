@@ -151,23 +151,7 @@ extension StepContext {
                 try await finish(.stopped, "\(id) is stopped")
                 return nil
             },
-            PlannedSubStep(.start) { [self] in
-                try await mutate(
-                    PlannedCall("ec2", "StartInstances", region: region, [("InstanceId", id)], if: condition())
-                ) {
-                    _ = try await ec2.startInstances([id])
-                }
-                try await finish(.start, "StartInstances sent for \(id)")
-                return nil
-            },
-            PlannedSubStep(.running) { [self] in
-                if !dryRun {
-                    try await ec2.waitUntilRunning(
-                        [id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
-                }
-                try await finish(.running, "\(id) is running again")
-                return nil
-            },
+        ] + startAndWait(ec2, id, region: region, if: condition(), running: "\(id) is running again") + [
             PlannedSubStep(.eip) { [self] in
                 try await reassociateAfterStart(ec2, id)
                 return nil

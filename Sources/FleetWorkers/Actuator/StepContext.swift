@@ -287,3 +287,31 @@ final class StepContext {
         }
     }
 }
+
+extension StepContext {
+    /// StartInstances, then wait until `id` runs: the same two sub-steps in restart's stop/start and the
+    /// EBS repair. `condition` is the dry-run plan's words for when the start happens at all.
+    func startAndWait(
+        _ ec2: any EC2Operations, _ id: String, region: String, if condition: String? = nil, running: String
+    ) -> [PlannedSubStep] {
+        [
+            PlannedSubStep(.start) { [self] in
+                try await mutate(
+                    PlannedCall("ec2", "StartInstances", region: region, [("InstanceId", id)], if: condition)
+                ) {
+                    _ = try await ec2.startInstances([id])
+                }
+                try await finish(.start, "StartInstances sent for \(id)")
+                return nil
+            },
+            PlannedSubStep(.running) { [self] in
+                if !dryRun {
+                    try await ec2.waitUntilRunning(
+                        [id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+                }
+                try await finish(.running, running)
+                return nil
+            },
+        ]
+    }
+}
