@@ -38,8 +38,13 @@ public actor MemoryLockStore: LockStore {
         return lease
     }
 
+    /// Test fault: while set, every renewal throws it (Redis not answering); the lock still expires.
+    private var renewalFault: (any Error)?
+    public func failRenewals(with error: (any Error)?) { renewalFault = error }
+
     public func renew(_ lease: LockLease, ttl: Duration) throws -> Bool {
         guard ttl > .zero else { throw MemoryStoreError("lock TTL must be positive, got \(ttl)") }
+        if let renewalFault { throw renewalFault }
         guard live(lease.name) == lease.storedValue else { return false }
         held[lease.name] = (lease.storedValue, now() + ttl)
         return true

@@ -178,26 +178,58 @@ final class RequestLog: HTTPExecuting, Sendable {
         var isMutation: Bool { !["Describe", "List", "Get"].contains { action.hasPrefix($0) } }
     }
 
+    /// A fault the log injects into the next request of one action.
+    enum Fault: Sendable {
+        /// Answer HTTP 503 without passing the request on (AWS never saw it), after running `then`.
+        case refuse(then: @Sendable () async throws -> Void)
+        /// Pass the request on, then throw a timeout instead of the answer (AWS acted; the client can't know).
+        case loseAnswer
+    }
+
     let inner: any HTTPExecuting
     private let entries = Mutex<[Entry]>([])
+    private let faults = Mutex<[String: [Fault]]>([:])
+    /// Requests answered by a `refuse` fault: they never reached the server.
+    private let refusedEntries = Mutex<[Entry]>([])
 
     init(_ inner: any HTTPExecuting) { self.inner = inner }
 
+    /// What reached the server (requests a `refuse` fault answered are not in it).
     var all: [Entry] { entries.withLock { $0 } }
+    var refused: [Entry] { refusedEntries.withLock { $0 } }
     func actions(_ name: String) -> [Entry] { all.filter { $0.action == name } }
     var mutations: [Entry] { all.filter(\.isMutation) }
 
+    /// The next request of `action` meets `fault` (faults of one action apply in order, once each).
+    func inject(_ action: String, _ fault: Fault) { faults.withLock { $0[action, default: []].append(fault) } }
+
     func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
-        if let authorization = request.headers.first(where: { $0.name.lowercased() == "authorization" })?.value,
+        guard let authorization = request.headers.first(where: { $0.name.lowercased() == "authorization" })?.value,
             authorization.hasPrefix("AWS4-HMAC-SHA256")
-        {
-            let body = String(decoding: request.body, as: UTF8.self)
-            let region =
-                authorization.components(separatedBy: "Credential=").dropFirst().first?
-                .split(separator: "/").dropFirst(2).first.map(String.init) ?? "?"
-            entries.withLock { $0.append(Entry(action: Self.action(request, body: body), region: region, body: body)) }
+        else { return try await inner.execute(request) }
+        let body = String(decoding: request.body, as: UTF8.self)
+        let region =
+            authorization.components(separatedBy: "Credential=").dropFirst().first?
+            .split(separator: "/").dropFirst(2).first.map(String.init) ?? "?"
+        let entry = Entry(action: Self.action(request, body: body), region: region, body: body)
+        let fault = faults.withLock { $0[entry.action]?.isEmpty == false ? $0[entry.action]!.removeFirst() : nil }
+        switch fault {
+        case .refuse(let then):
+            refusedEntries.withLock { $0.append(entry) }
+            try await then()
+            let error =
+                "<Response><Errors><Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error></Errors></Response>"
+            return HTTPResponse(
+                status: 503, headers: [], body: Array(error.utf8),
+                timing: HTTPTiming(dns: .zero, connect: .zero, tls: .zero, firstByte: .zero, total: .zero))
+        case .loseAnswer:
+            entries.withLock { $0.append(entry) }
+            _ = try await inner.execute(request)
+            throw HTTPClientError(kind: .timeout, message: "answer lost (injected)", url: request.url)
+        case nil:
+            entries.withLock { $0.append(entry) }
+            return try await inner.execute(request)
         }
-        return try await inner.execute(request)
     }
 
     static func action(_ request: HTTPRequest, body: String) -> String {

@@ -163,6 +163,8 @@ public struct AWSClient: Sendable {
             }
 
             var failure: AWSError
+            // Whether AWS certainly did not act on this attempt (see `AWSCallGuard`).
+            var notActedOn = false
             let attemptStart = ContinuousClock.now
             do {
                 let response = try await http.execute(request)
@@ -196,11 +198,13 @@ public struct AWSClient: Sendable {
                             "AWS \(service.serviceId) \(operation) \(region): \(code); host clock is off by \(Int(offset)) s, re-signing with AWS's time"
                         )
                         attempt -= 1
+                        try await AWSCallGuard.current?.beforeRetry(operation)
                         continue
                     }
                 }
                 let kind = AWSError.kind(status: status, code: code)
                 failure = error(kind, status: status, code: code, message: parsed.message, requestId: id)
+                notActedOn = kind == .throttling
                 if keepErrorDocument, !Self.containsSecret(response.body, secrets: secrets) {
                     failure.errorDocument = response.body
                 }
@@ -217,10 +221,20 @@ public struct AWSClient: Sendable {
             } catch let transportError {
                 if Task.isCancelled { throw CancellationError() }
                 failure = error(.transport, message: "\(transportError)")
+                if let httpError = transportError as? HTTPClientError {
+                    notActedOn = httpError.kind == .couldNotConnect || httpError.kind == .couldNotResolveHost
+                }
             }
 
-            // Retry, if the bounds allow.
+            // Retry, if the bounds and the caller's guard allow.
             guard attempt < retryPolicy.maxAttempts else { throw failure }
+            let callGuard = AWSCallGuard.current
+            if let callGuard, !callGuard.idempotent, !notActedOn {
+                logger.warning(
+                    "AWS \(service.serviceId) \(operation) \(region): \(failure.kind) (\(failure.httpStatus.map { "HTTP \($0) " } ?? "")\(failure.code ?? failure.message)); not re-sent: the call is not idempotent and AWS may have acted on it"
+                )
+                throw failure
+            }
             let delay = retryPolicy.delay(beforeRetry: attempt, random: dependencies.random())
             let elapsed = dependencies.now().timeIntervalSince(start)
             let budget =
@@ -231,6 +245,7 @@ public struct AWSClient: Sendable {
                 "AWS \(service.serviceId) \(operation) \(region): \(failure.kind) (\(failure.httpStatus.map { "HTTP \($0) " } ?? "")\(failure.code ?? failure.message)); retry \(attempt) of \(retryPolicy.maxAttempts - 1) in \(Self.ms(delay))"
             )
             try await dependencies.sleep(delay)
+            try await callGuard?.beforeRetry(operation)
         }
     }
 

@@ -38,11 +38,14 @@ public struct SimulatedCrash: Error, Sendable, CustomStringConvertible {
 final class LeaseKeeper: Sendable {
     let locks: any LockStore
     let lease: LockLease
+    /// When the lease was taken (on this host's monotonic clock).
+    let acquiredAt: ContinuousClock.Instant
     private let lost = Mutex<String?>(nil)
 
-    init(locks: any LockStore, lease: LockLease) {
+    init(locks: any LockStore, lease: LockLease, acquiredAt: ContinuousClock.Instant = .now) {
         self.locks = locks
         self.lease = lease
+        self.acquiredAt = acquiredAt
     }
 
     var lostReason: String? { lost.withLock { $0 } }
@@ -51,11 +54,17 @@ final class LeaseKeeper: Sendable {
         lost.withLock { if $0 == nil { $0 = reason } }
     }
 
-    /// Renews the lease every third of its TTL until cancelled or until a renewal finds the lock gone.
+    /// Renews the lease every third of its TTL until cancelled, and returns when the lease is lost: a
+    /// renewal found the lock gone, or Redis has not answered a renewal for so long that the lock may have
+    /// expired (its TTL, less a sixth for the time a renewal takes to arrive). Failed renewals are tried
+    /// again every second meanwhile. The caller stops the step when this returns uncancelled.
     func renew() async {
         let interval = lease.ttl / 3
+        var lastRenewal = acquiredAt
+        var wait = interval
         while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
+            do { try await Task.sleep(for: wait) } catch { return }
+            let sent = ContinuousClock.now
             do {
                 if try await !locks.renew(lease, ttl: lease.ttl) {
                     markLost(
@@ -63,9 +72,18 @@ final class LeaseKeeper: Sendable {
                     )
                     return
                 }
+                lastRenewal = sent
+                wait = interval
             } catch {
-                // Redis did not answer; the check before the next mutation decides.
-                continue
+                if Task.isCancelled { return }
+                let since = ContinuousClock.now - lastRenewal
+                if since >= lease.ttl - lease.ttl / 6 {
+                    markLost(
+                        "the lock \(lease.name) (fencing token \(lease.fencingToken)) could not be renewed for \(since.components.seconds)s of its \(lease.ttl.components.seconds)s TTL (\(error)); it may have expired"
+                    )
+                    return
+                }
+                wait = min(interval, .seconds(1))
             }
         }
     }

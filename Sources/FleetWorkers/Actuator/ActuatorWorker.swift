@@ -204,23 +204,40 @@ public final class ActuatorWorker: Sendable {
 
         let keeper = LeaseKeeper(locks: locks, lease: lease)
         logger[metadataKey: "fencing_token"] = "\(lease.fencingToken)"
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await keeper.renew() }
-            do {
-                let result = try await runLocked(request, config: targetConfig, keeper: keeper, logger: logger)
-                group.cancelAll()
-                _ = try? await locks.release(lease)
-                return result
-            } catch is SimulatedCrash {
-                // A killed actor releases nothing: its lock expires by itself.
-                group.cancelAll()
-                throw SimulatedCrash()
-            } catch {
-                group.cancelAll()
-                _ = try? await locks.release(lease)
-                throw error
+        let stepLogger = logger
+        let result: Result
+        do {
+            // The step and the lease's renewal run side by side; when the renewal finds the lease lost, the
+            // step is cancelled wherever it waits (an AWS waiter, a health poll) and ends as `leaseLost`.
+            result = try await withThrowingTaskGroup(of: Result?.self) { group in
+                group.addTask {
+                    await keeper.renew()
+                    return nil
+                }
+                group.addTask {
+                    try await self.runLocked(request, config: targetConfig, keeper: keeper, logger: stepLogger)
+                }
+                while let next = try await group.next() {
+                    if let result = next {
+                        group.cancelAll()
+                        return result
+                    }
+                    logger.error(
+                        "lease lost while the step runs; stopping it",
+                        metadata: ["reason": "\(keeper.lostReason ?? "-")"])
+                    group.cancelAll()
+                }
+                throw ActuatorError.retryable("the step ended without a result")
             }
+        } catch is SimulatedCrash {
+            // A killed actor releases nothing: its lock expires by itself.
+            throw SimulatedCrash()
+        } catch {
+            _ = try? await locks.release(lease)
+            throw error
         }
+        _ = try? await locks.release(lease)
+        return result
     }
 
     private func runLocked(
@@ -325,6 +342,11 @@ public final class ActuatorWorker: Sendable {
             await leaseLost(context, lost)
             return .left(.leaseLost(lost.reason))
         } catch {
+            // Cancelled because the renewal lost the lease: that is the reason, not the cancellation.
+            if let reason = context.keeper.lostReason {
+                await leaseLost(context, LeaseLost("\(reason); the step was stopped"))
+                return .left(.leaseLost(reason))
+            }
             failure = Self.classify(error)
         }
         let result: StepResult

@@ -74,17 +74,20 @@ extension StepContext {
             // Evidence: a snapshot of the impaired volume as it is now. Not tagged AutoRecovery:Name, so it is
             // never taken for a "good" snapshot. Not awaited: a snapshot is point-in-time when it is created.
             PlannedSubStep(.evidenceSnapshot) { [self] in
-                var evidence = try await ec2.describeSnapshots(
-                    snapshotIds: [], ownerIds: ["self"],
-                    filters: [.tag(RecoveryTags.step, key), .tag(RecoveryTags.evidenceFor, target)]
-                )
-                .first { $0.tags[RecoveryTags.step] == key }?.snapshotId
+                let made = { [key, target] in
+                    try await ec2.describeSnapshots(
+                        snapshotIds: [], ownerIds: ["self"],
+                        filters: [.tag(RecoveryTags.step, key), .tag(RecoveryTags.evidenceFor, target)]
+                    )
+                    .first { $0.tags[RecoveryTags.step] == key }?.snapshotId
+                }
+                var evidence = try await made()
                 if evidence == nil {
                     evidence = try await mutate(
                         PlannedCall(
                             "ec2", "CreateSnapshot", region: region,
                             [("VolumeId", oldVolume), ("Tag", "\(RecoveryTags.evidenceFor)=\(target)")]),
-                        dryRunValue: "snap-dry-run"
+                        dryRunValue: "snap-dry-run", look: made
                     ) {
                         try await ec2.createSnapshot(
                             volumeId: oldVolume,
@@ -99,11 +102,14 @@ extension StepContext {
                 return nil
             },
             PlannedSubStep(.volume) { [self] in
-                var newVolume = try await ec2.describeVolumes(
-                    volumeIds: [], filters: [.tag(RecoveryTags.step, key), .tag(RecoveryTags.rootFor, target)]
-                )
-                .first { $0.tags[RecoveryTags.step] == key && $0.state != "deleting" && $0.state != "deleted" }?
-                .volumeId
+                let made = { [key, target] in
+                    try await ec2.describeVolumes(
+                        volumeIds: [], filters: [.tag(RecoveryTags.step, key), .tag(RecoveryTags.rootFor, target)]
+                    )
+                    .first { $0.tags[RecoveryTags.step] == key && $0.state != "deleting" && $0.state != "deleted" }?
+                    .volumeId
+                }
+                var newVolume = try await made()
                 if newVolume == nil {
                     let old = dryRun ? nil : try await ec2.describeVolumes(volumeIds: [oldVolume], filters: []).first
                     let input = CreateVolumeInput(
@@ -117,7 +123,7 @@ extension StepContext {
                         PlannedCall(
                             "ec2", "CreateVolume", region: region,
                             [("AvailabilityZone", zone), ("SnapshotId", snapshotId), ("VolumeType", input.volumeType)]),
-                        dryRunValue: "vol-dry-run"
+                        dryRunValue: "vol-dry-run", look: made
                     ) { try await ec2.createVolume(input).volumeId }
                 }
                 try await finish(.volume, "new root volume \(newVolume!) from \(snapshotId) in \(zone)") {

@@ -296,17 +296,20 @@ extension StepContext {
             return (configured, ip)
         }
         if let recorded = record.resources.drAllocationId { return (recorded, record.resources.drPublicIp) }
-        if let tagged = try await dest.describeAddresses(
-            publicIps: [], allocationIds: [], filters: [.tag(RecoveryTags.drFor, target)]
-        )
-        .first(where: { $0.tags[RecoveryTags.drFor] == target }), let allocation = tagged.allocationId {
-            return (allocation, tagged.publicIp)
+        let tagged = { [target] in
+            try await dest.describeAddresses(
+                publicIps: [], allocationIds: [], filters: [.tag(RecoveryTags.drFor, target)]
+            )
+            .first(where: { $0.tags[RecoveryTags.drFor] == target && $0.allocationId != nil })
+        }
+        if let found = try await tagged(), let allocation = found.allocationId {
+            return (allocation, found.publicIp)
         }
         let allocated = try await mutate(
             PlannedCall(
                 "ec2", "AllocateAddress", region: region,
                 [("Domain", "vpc"), ("Tag", "\(RecoveryTags.drFor)=\(target)")]),
-            dryRunValue: nil as EC2Address?
+            dryRunValue: nil as EC2Address?, look: tagged
         ) {
             try await dest.allocateAddress(tags: [RecoveryTags.drFor: target, RecoveryTags.name: target])
         }

@@ -63,10 +63,19 @@ extension StepContext {
                     note("instance \(id) was \(state!) when the restart began: starting it instead of rebooting")
                     try await finish(.rebootUnhealthy, "instance was \(state!): no reboot, stop/start instead")
                 } else {
-                    try await mutate(PlannedCall("ec2", "RebootInstances", region: region, [("InstanceId", id)])) {
-                        try await ec2.rebootInstances([id])
+                    do {
+                        try await mutate(PlannedCall("ec2", "RebootInstances", region: region, [("InstanceId", id)])) {
+                            try await ec2.rebootInstances([id])
+                        }
+                        try await finish(.reboot, "RebootInstances sent for \(id)")
+                    } catch let error as AWSError where error.kind.mayHaveActed {
+                        // Whether it rebooted cannot be looked up, and a second reboot is a second outage: it
+                        // is not sent again. The health wait decides; if the site stays down, stop/start follows.
+                        try await finish(
+                            .reboot,
+                            "RebootInstances for \(id) got no clear answer (\(error.kind)); it may have rebooted: not sent again, the health wait decides"
+                        )
                     }
-                    try await finish(.reboot, "RebootInstances sent for \(id)")
                 }
                 return nil
             },

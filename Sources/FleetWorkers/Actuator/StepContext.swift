@@ -117,21 +117,61 @@ final class StepContext {
 
     /// Runs one AWS mutation: checks the lease first; in a dry run, records the call and returns
     /// `dryRunValue` without calling.
-    func mutate<T>(_ call: PlannedCall, dryRunValue: @autoclosure () -> T, _ body: () async throws -> T) async throws
-        -> T
-    {
+    ///
+    /// Inside, every re-send of the client checks the lease again (`AWSCallGuard`), and a call not in
+    /// `idempotentActions` is re-sent by the client only when AWS certainly did not act on it. When such a
+    /// call ends in an answer that may hide a done call (5xx, timeout, broken connection), `look` tells
+    /// whether it took effect: if so its result is used, otherwise the call is sent again (at most
+    /// `ambiguousResends` times, the lease checked before each). Without `look` the error ends the attempt,
+    /// and the actor that resumes the step looks before it sends (each sub-step looks for what it creates).
+    func mutate<T>(
+        _ call: PlannedCall, dryRunValue: @autoclosure () -> T, look: (() async throws -> T?)? = nil,
+        _ body: () async throws -> T
+    ) async throws -> T {
         if dryRun {
             record.plannedCalls.append(call.description)
             return dryRunValue()
         }
         try await keeper.check(before: call.description)
         logger.info("calling \(call)")
-        return try await body()
+        let callGuard = AWSCallGuard(idempotent: Self.idempotentActions.contains(call.action)) {
+            [keeper, description = call.description] _ in
+            try await keeper.check(before: "re-sending \(description)")
+        }
+        var resends = 0
+        while true {
+            do {
+                return try await AWSCallGuard.$current.withValue(callGuard) { try await body() }
+            } catch let error as AWSError where error.kind.mayHaveActed && !callGuard.idempotent {
+                guard let look, resends < Self.ambiguousResends else { throw error }
+                resends += 1
+                try await keeper.check(before: "looking whether \(call.description) took effect")
+                if let found = try await look() {
+                    note("\(call.description) answered \(error.kind) but had taken effect; using what it made")
+                    return found
+                }
+                note("\(call.description) answered \(error.kind) and did not take effect; sending it again")
+                try await Task.sleep(for: options.retryDelay)
+                try await keeper.check(before: call.description)
+            }
+        }
     }
 
     func mutate(_ call: PlannedCall, _ body: () async throws -> Void) async throws {
         try await mutate(call, dryRunValue: (), body)
     }
+
+    /// Calls that may be sent twice with the effect of once: RunInstances carries the step's client token,
+    /// RegisterImage a name unique to the step (a repeat is refused as a duplicate and the image looked
+    /// up), the others set a state. Everything else (RebootInstances, AllocateAddress, CreateSnapshot,
+    /// CreateVolume, Attach/DetachVolume, SendCommand …) is not re-sent blindly.
+    static let idempotentActions: Set<String> = [
+        "RunInstances", "RegisterImage", "StopInstances", "StartInstances", "AssociateAddress", "CreateTags",
+        "DeleteTags", "ChangeResourceRecordSets", "UpdateItem",
+    ]
+
+    /// How often a non-idempotent call that may not have taken effect is sent again after looking.
+    static let ambiguousResends = 2
 
     /// Publishes a history event; a failure is logged, never fatal (the record is the source of truth).
     func event(_ kind: ActuatorEvent.Kind, id: String, subStep: SubStep? = nil, detail: String? = nil) async {

@@ -1,0 +1,110 @@
+import AWSClient
+import FleetTestSupport
+import Foundation
+import RecoveryCore
+import Testing
+
+@testable import FleetWorkers
+
+/// Issue 14, gap 7, on the memory drivers. Lock-renewal failures were ignored, so an actor whose lease had
+/// run out went on with its step (waiting, publishing, checking) and stopped only at its next mutation,
+/// however far away; and a reboot whose answer was lost was sent again by the actor that resumed the step.
+@Suite("Actuator on the memory drivers: lease renewal, and mutations with no clear answer")
+struct ActuatorFencingMemoryTests {
+    struct RedisDown: Error, CustomStringConvertible {
+        var description: String { "Redis is not answering (injected)" }
+    }
+
+    /// Before: the actor sat in its hour-long health wait after the renewals failed, and this test ran into
+    /// its time limit. Now the renewal loop gives the lease up before its TTL can have run out, and the
+    /// step is stopped where it waits.
+    @Test(.timeLimit(.minutes(1)))
+    func renewalsThatFailForTheLeasesTTLStopTheStepWhereItWaits() async throws {
+        let h = MemoryActuatorHarness()
+        let instance = h.launchTarget("web")
+        h.site.set(healthy: false)
+        let locks = h.locks
+        let actuator = h.actuator { options in
+            options.lockTTL = .milliseconds(600)
+            options.restartHealthTimeout = .seconds(3600)
+            options.afterSubStep = { _, sub in
+                if sub == .reboot { await locks.failRenewals(with: RedisDown()) }
+            }
+        }
+        let request = h.request(.restart, target: "web", instance: instance.instanceId)
+
+        let result = try await actuator.perform(request)
+
+        guard case .leaseLost(let reason) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(reason.contains("could not be renewed") && reason.contains("Redis is not answering"), "\(reason)")
+        #expect(h.operations() == ["RebootInstances"], "nothing after the reboot: no stop/start")
+        let record = try #require(try await h.records.load(request.idempotencyKey))
+        #expect(record.status == .inProgress, "left for the next actor")
+        #expect(record.notes.contains { $0.contains("could not be renewed") && $0.contains("the step was stopped") })
+        #expect(h.history.contains { $0.body.kind == .leaseLost })
+        #expect(h.outcomes(request.idempotencyKey).isEmpty)
+    }
+
+    /// A blip shorter than the TTL changes nothing: the renewal is tried again and the step goes on.
+    @Test(.timeLimit(.minutes(1)))
+    func aRenewalBlipShorterThanTheTTLLetsTheStepFinish() async throws {
+        let h = MemoryActuatorHarness()
+        let instance = h.launchTarget("web")
+        h.site.set(healthy: false)
+        let (locks, site) = (h.locks, h.site)
+        let actuator = h.actuator { options in
+            options.lockTTL = .seconds(3)
+            options.healthPollInterval = .milliseconds(100)
+            options.restartHealthTimeout = .seconds(3600)
+            options.afterSubStep = { _, sub in
+                guard sub == .reboot else { return }
+                await locks.failRenewals(with: RedisDown())
+                // One renewal (every second) fails; then Redis answers again and the site comes back.
+                Task {
+                    try await Task.sleep(for: .milliseconds(1300))
+                    await locks.failRenewals(with: nil)
+                    try await Task.sleep(for: .milliseconds(1200))
+                    site.set(healthy: true)
+                }
+            }
+        }
+        let request = h.request(.restart, target: "web", instance: instance.instanceId)
+
+        let result = try await actuator.perform(request)
+
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+        #expect(!h.history.contains { $0.body.kind == .leaseLost })
+    }
+
+    /// Before: the 5xx ended the attempt, and the actor that resumed the step rebooted the instance again (a
+    /// second outage for a reboot that had most likely happened). Now it is not sent again: the health
+    /// wait decides, and a site still down gets the stop/start.
+    @Test func aRebootWithNoClearAnswerIsNotSentAgain() async throws {
+        let h = MemoryActuatorHarness()
+        let instance = h.launchTarget("web")
+        h.aws.fail(
+            "RebootInstances", times: 1,
+            with: AWSError(
+                kind: .serverError, service: "EC2", operation: "RebootInstances", region: "us-east-1",
+                httpStatus: 500, code: "InternalError", message: "injected", attempts: 1))
+        let request = h.request(.restart, target: "web", instance: instance.instanceId)
+
+        let result = try await h.actuator().perform(request)
+
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+        #expect(h.aws.calls("RebootInstances").count == 1, "one RebootInstances, never a second")
+        let record = try #require(try await h.records.load(request.idempotencyKey))
+        #expect(record.attempts == 1 && record.done.contains(.reboot) && record.done.contains(.rebootHealthy))
+    }
+}
