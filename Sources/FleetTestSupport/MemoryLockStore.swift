@@ -38,13 +38,22 @@ public actor MemoryLockStore: LockStore {
         return lease
     }
 
-    /// Test fault: while set, every renewal throws it (Redis not answering); the lock still expires.
-    private var renewalFault: (any Error)?
-    public func failRenewals(with error: (any Error)?) { renewalFault = error }
+    /// Test fault: the next `times` renewals (all, by default) throw `error` (Redis not answering); nil
+    /// ends it. The lock still expires on its own.
+    private var renewalFault: (error: any Error, left: Int)?
+    public func failRenewals(with error: (any Error)?, times: Int = .max) {
+        renewalFault = error.map { ($0, times) }
+    }
+    /// How many renewals have failed because of the fault.
+    public private(set) var failedRenewals = 0
 
     public func renew(_ lease: LockLease, ttl: Duration) throws -> Bool {
         guard ttl > .zero else { throw MemoryStoreError("lock TTL must be positive, got \(ttl)") }
-        if let renewalFault { throw renewalFault }
+        if let fault = renewalFault, fault.left > 0 {
+            renewalFault?.left -= 1
+            failedRenewals += 1
+            throw fault.error
+        }
         guard live(lease.name) == lease.storedValue else { return false }
         held[lease.name] = (lease.storedValue, now() + ttl)
         return true

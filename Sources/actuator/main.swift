@@ -31,6 +31,7 @@ do {
     options.lockTTL = duration(try env.seconds("LOCK_TTL", default: 60))
     options.lockRetryInterval = duration(try env.seconds("LOCK_RETRY_INTERVAL", default: 5))
     options.lockWaitLimit = duration(try env.seconds("LOCK_WAIT_LIMIT", default: 1200))
+    options.sweepInterval = duration(try env.seconds("ACTUATOR_SWEEP_INTERVAL", default: 15))
     options.restartHealthTimeout = duration(try env.seconds("RESTART_HEALTH_TIMEOUT", default: 180))
     options.rebootSettle = duration(try env.seconds("REBOOT_SETTLE", default: 30))
     options.healthPollInterval = duration(try env.seconds("HEALTH_POLL_INTERVAL", default: 10))
@@ -54,7 +55,8 @@ do {
         options: options, ec2: ec2, route53: route53, ssm: SSMClient(aws), http: http,
         locks: RedisLockStore(client: redis, keyspace: env.keyspace),
         records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: env.keyspace)),
-        publisher: publisher, topology: topology, config: config, logger: logger)
+        publisher: publisher, topology: topology, config: config,
+        openSteps: RedisSchedule(client: redis, keyspace: env.keyspace, name: "actuator-open-steps"), logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // Action requests only from decision identities: nothing else may make the actuator act.
     let senders = SenderGate(
@@ -76,7 +78,8 @@ do {
         workerId: env.workerId, logger: logger)
 
     // Graceful shutdown runs in reverse order (ActuatorWorker.services): first the request consumer
-    // (in-flight steps finish or are handed back), then the pre-flight, then the clients close.
+    // (in-flight steps finish or are handed back), then the open-steps sweep and the pre-flight, then the
+    // clients close.
     try await WorkerRuntime.run(
         worker: "actuator",
         services: worker.services(
@@ -91,6 +94,7 @@ do {
                     if preflightEnabled { await preflight.run() }
                     while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
                 }),
+                worker.sweepService(),
             ],
             requests: requests, stopRequests: { await requests.shutdown(drainTimeout: .seconds(30)) },
             deadLetters: deadLetters, senders: senders),

@@ -48,7 +48,8 @@ struct ActuatorFencingMemoryTests {
         #expect(h.outcomes(request.idempotencyKey).isEmpty)
     }
 
-    /// A blip shorter than the TTL changes nothing: the renewal is tried again and the step goes on.
+    /// A blip shorter than the TTL changes nothing: the one failed renewal is tried again a second later and
+    /// succeeds, and the step goes on.
     @Test(.timeLimit(.minutes(1)))
     func aRenewalBlipShorterThanTheTTLLetsTheStepFinish() async throws {
         let h = MemoryActuatorHarness()
@@ -56,17 +57,17 @@ struct ActuatorFencingMemoryTests {
         h.site.set(healthy: false)
         let (locks, site) = (h.locks, h.site)
         let actuator = h.actuator { options in
-            options.lockTTL = .seconds(3)
+            // Renewed every 2 s; one failure is retried after 1 s, well inside the 5 s the lease allows.
+            options.lockTTL = .seconds(6)
             options.healthPollInterval = .milliseconds(100)
             options.restartHealthTimeout = .seconds(3600)
             options.afterSubStep = { _, sub in
                 guard sub == .reboot else { return }
-                await locks.failRenewals(with: RedisDown())
-                // One renewal (every second) fails; then Redis answers again and the site comes back.
+                await locks.failRenewals(with: RedisDown(), times: 1)
+                // The site comes back once a renewal has failed and the next one has gone through.
                 Task {
-                    try await Task.sleep(for: .milliseconds(1300))
-                    await locks.failRenewals(with: nil)
-                    try await Task.sleep(for: .milliseconds(1200))
+                    while await locks.failedRenewals == 0 { try await Task.sleep(for: .milliseconds(50)) }
+                    try await Task.sleep(for: .milliseconds(1500))
                     site.set(healthy: true)
                 }
             }
@@ -80,6 +81,7 @@ struct ActuatorFencingMemoryTests {
             return
         }
         #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+        #expect(await h.locks.failedRenewals == 1, "a renewal did fail")
         #expect(!h.history.contains { $0.body.kind == .leaseLost })
     }
 

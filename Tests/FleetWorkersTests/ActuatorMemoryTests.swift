@@ -37,6 +37,8 @@ final class MemoryActuatorHarness: Sendable {
     let lockClock = TestInstant()
     let locks: MemoryLockStore
     let records = StepRecordStore(states: MemoryVersionedStore())
+    /// The open-steps index, as the actuator has it in production.
+    let openSteps = MemorySchedule()
     let topology = FleetTopology(prefix: "mem")
     let broker = MemoryBroker()
     let publisher: MemoryPublisher
@@ -65,7 +67,8 @@ final class MemoryActuatorHarness: Sendable {
         logger.logLevel = environment["ACTUATOR_TEST_LOG"] == nil ? .critical : .debug
         return ActuatorWorker(
             options: options, ec2: ec2, route53: route53, ssm: nil, http: site, locks: locks, records: records,
-            publisher: publisher, topology: topology, config: config, logger: logger, clock: { Date() + clockAhead })
+            publisher: publisher, topology: topology, config: config, openSteps: openSteps, logger: logger,
+            clock: { Date() + clockAhead })
     }
 
     func request(
@@ -304,7 +307,7 @@ struct ActuatorMemoryTests {
             "the primary address stays in us-east-1")
     }
 
-    @Test func aRequestDeliveredTwiceRunsOnceAndBothGetTheSameOutcome() async throws {
+    @Test func aRequestDeliveredTwiceRunsOnceAndBothDeliveriesAreSettled() async throws {
         let h = MemoryActuatorHarness()
         let instance = h.launchTarget("web")
         let request = h.request(.restart, target: "web", instance: instance.instanceId)
@@ -331,8 +334,10 @@ struct ActuatorMemoryTests {
         await running.value
 
         #expect(source.acked.count == 2 && source.deadLettered.isEmpty && source.unacked.isEmpty)
+        // The second copy finds the step done (and publishes the same outcome again) or running under the
+        // first actor's lock (and is settled: the open-steps index keeps the step alive).
         let copies = h.outcomes(request.idempotencyKey)
-        #expect(copies.count == 2)
+        #expect(!copies.isEmpty)
         #expect(copies.allSatisfy { $0.body.status == .succeeded && $0.body == copies.first?.body })
         #expect(h.aws.calls("RebootInstances").count == 1, "the step ran once")
     }

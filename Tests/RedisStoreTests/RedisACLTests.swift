@@ -253,6 +253,11 @@ struct RedisACLTests {
             #expect(
                 try await RedisKeyValueStore(client: actuator, keyspace: keyspace)
                     .setIfAbsent("preflight:20000", "actuator-1", expiry: .seconds(5)))
+            // The open-steps index (ActuatorWorker.sweepOpenSteps).
+            let open = RedisSchedule(client: actuator, keyspace: keyspace, name: "actuator-open-steps")
+            try await open.schedule("web-1", at: Date(timeIntervalSince1970: 1))
+            #expect(try await open.due(at: Date()) == ["web-1"])
+            try await open.cancel("web-1")
 
             await expectRefused(redis, as: "actuator", "read decision state") {
                 _ = try await records.load("target:web")
@@ -262,6 +267,12 @@ struct RedisACLTests {
             }
             await expectRefused(redis, as: "actuator", "the decision schedule") {
                 _ = try await RedisSchedule(client: actuator, keyspace: keyspace, name: "decision").due(at: Date())
+            }
+            await expectRefused(redis, as: "decision", "the actuator's open steps") {
+                _ = try await RedisSchedule(
+                    client: try redis.client("decision"), keyspace: keyspace, name: "actuator-open-steps"
+                )
+                .due(at: Date())
             }
             await expectRefused(redis, as: "actuator", "mark a notice sent") {
                 _ = try await RedisKeyValueStore(client: actuator, keyspace: keyspace).setIfAbsent(

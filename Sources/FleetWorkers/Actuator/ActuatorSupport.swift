@@ -40,12 +40,18 @@ final class LeaseKeeper: Sendable {
     let lease: LockLease
     /// When the lease was taken (on this host's monotonic clock).
     let acquiredAt: ContinuousClock.Instant
+    /// Called after every successful renewal (the open-steps index learns the step's actor is alive).
+    let heartbeat: (@Sendable () async -> Void)?
     private let lost = Mutex<String?>(nil)
 
-    init(locks: any LockStore, lease: LockLease, acquiredAt: ContinuousClock.Instant = .now) {
+    init(
+        locks: any LockStore, lease: LockLease, acquiredAt: ContinuousClock.Instant = .now,
+        heartbeat: (@Sendable () async -> Void)? = nil
+    ) {
         self.locks = locks
         self.lease = lease
         self.acquiredAt = acquiredAt
+        self.heartbeat = heartbeat
     }
 
     var lostReason: String? { lost.withLock { $0 } }
@@ -74,6 +80,7 @@ final class LeaseKeeper: Sendable {
                 }
                 lastRenewal = sent
                 wait = interval
+                await heartbeat?()
             } catch {
                 if Task.isCancelled { return }
                 let since = ContinuousClock.now - lastRenewal

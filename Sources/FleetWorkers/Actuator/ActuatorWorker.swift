@@ -29,8 +29,11 @@ public final class ActuatorWorker: Sendable {
         public var lockTTL: Duration = .seconds(60)
         /// How often a request whose target is locked checks the lock and the record again.
         public var lockRetryInterval: Duration = .seconds(5)
-        /// After this long waiting for a target's lock, the request goes back to the queue.
+        /// After this long waiting for a target's lock, the request goes back to the queue. (With the
+        /// open-steps index a request never waits: see `openSteps`.)
         public var lockWaitLimit: Duration = .seconds(1200)
+        /// How often the open-steps sweep looks for steps to start or resume (ACTUATOR_SWEEP_INTERVAL).
+        public var sweepInterval: Duration = .seconds(15)
         /// Restart: how long the status checks and the site have to be healthy after the reboot (and
         /// after the stop/start) before the step escalates (or fails). Also bounded by the deadline.
         public var restartHealthTimeout: Duration = .seconds(180)
@@ -77,6 +80,9 @@ public final class ActuatorWorker: Sendable {
     let records: StepRecordStore
     let envelopes: EnvelopePublisher
     let config: ActuatorConfig
+    /// The open-steps index (docs/actuator.md, "Steps outlive their delivery"): every step not completed,
+    /// due when its actor has not renewed its lease for a TTL. Nil: requests wait for a busy lock instead.
+    let openSteps: (any WakeUpSchedule)?
     let logger: Logger
     let clock: @Sendable () -> Date
 
@@ -85,8 +91,8 @@ public final class ActuatorWorker: Sendable {
     public init(
         options: Options, ec2: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil,
         http: any HTTPExecuting, locks: any LockStore, records: StepRecordStore, publisher: any MessagePublishing,
-        topology: FleetTopology,
-        config: ActuatorConfig, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init
+        topology: FleetTopology, config: ActuatorConfig, openSteps: (any WakeUpSchedule)? = nil, logger: Logger,
+        clock: @escaping @Sendable () -> Date = Date.init
     ) {
         self.options = options
         self.ec2 = ec2
@@ -98,6 +104,7 @@ public final class ActuatorWorker: Sendable {
         envelopes = EnvelopePublisher(
             publisher: publisher, topology: topology, producer: options.workerId, appId: "actuator")
         self.config = config
+        self.openSteps = openSteps
         self.logger = logger
         self.clock = clock
     }
@@ -111,6 +118,10 @@ public final class ActuatorWorker: Sendable {
         /// The lease was lost mid-step: this actor stopped before its next mutation (the reason is in
         /// the record, the log and a `lease_lost` event). Another actor finishes the step.
         case leaseLost(String)
+        /// The target's lock is held by another actor, and the step is recorded and in the open-steps
+        /// index: in progress under that actor, or accepted to start when the lock frees. This delivery is
+        /// not needed; the sweep starts or resumes the step if its actor dies.
+        case deferred
     }
 
     // MARK: Queue entry point
@@ -122,8 +133,9 @@ public final class ActuatorWorker: Sendable {
                 "envelope target '\(target)' differs from the request's target '\(envelope.body.target)'")
         }
         do {
-            if case .leaseLost(let reason) = try await perform(envelope.body) {
-                throw ActuatorError.retryable("lease lost: \(reason)")
+            switch try await perform(envelope.body, whenBusy: .settle) {
+            case .leaseLost(let reason): throw ActuatorError.retryable("lease lost: \(reason)")
+            case .completed, .republished, .deferred: break
             }
         } catch let rejection as RejectMessage {
             throw rejection
@@ -144,9 +156,20 @@ public final class ActuatorWorker: Sendable {
 
     // MARK: One request
 
+    /// How a request meets its target's lock held by another actor.
+    public enum WhenBusy: Sendable {
+        /// Wait for it (polling, bounded by `lockWaitLimit`), re-reading the record.
+        case wait
+        /// The queue's way: with the open-steps index, record the step (accepted, if new) and settle the
+        /// delivery (`deferred`); the sweep starts or resumes it. Without the index, wait.
+        case settle
+        /// The sweep's way: leave it for a later pass (`deferred`).
+        case skip
+    }
+
     /// Runs (or resumes, or reports again) the requested step. Throws for a passing problem (the request
     /// should be tried again later) and `RejectMessage` for a request that can never run.
-    public func perform(_ request: ActionRequest) async throws -> Result {
+    public func perform(_ request: ActionRequest, whenBusy: WhenBusy = .wait) async throws -> Result {
         guard !request.target.isEmpty, !request.target.contains("{"), !request.target.contains("}") else {
             throw RejectMessage("target name '\(request.target)' cannot name a lock (empty, or contains '{' or '}')")
         }
@@ -190,6 +213,9 @@ public final class ActuatorWorker: Sendable {
                 lease = acquired
                 break
             }
+            if try await deferWhileBusy(request, stored: stored, whenBusy: whenBusy, logger: logger) {
+                return .deferred
+            }
             if ContinuousClock.now - waitStart >= options.lockWaitLimit {
                 throw ActuatorError.lockBusy(
                     "another actor has held the lock of \(request.target) for \(options.lockWaitLimit.components.seconds)s"
@@ -202,7 +228,7 @@ public final class ActuatorWorker: Sendable {
             try await Task.sleep(for: options.lockRetryInterval)
         }
 
-        let keeper = LeaseKeeper(locks: locks, lease: lease)
+        let keeper = LeaseKeeper(locks: locks, lease: lease, heartbeat: heartbeat(request.idempotencyKey))
         logger[metadataKey: "fencing_token"] = "\(lease.fencingToken)"
         let stepLogger = logger
         let result: Result
@@ -248,7 +274,17 @@ public final class ActuatorWorker: Sendable {
         let lease = keeper.lease
         var record: StepRecord
         var resumed = false
-        if let existing = try await records.load(request.idempotencyKey) {
+        if let existing = try await records.load(request.idempotencyKey), existing.isAccepted {
+            // Accepted while another step held the lock: it starts now, as a fresh step.
+            record = existing
+            record.attempts = 1
+            record.owner = options.workerId
+            record.fencingToken = lease.fencingToken
+            record.dryRun = targetConfig.dryRun
+            record.startedAt = now
+            record.updatedAt = now
+            do { try await records.save(record) } catch let lost as LeaseLost { return .leaseLost(lost.reason) }
+        } else if let existing = try await records.load(request.idempotencyKey) {
             if existing.status == .completed, let outcome = existing.outcome {
                 try await publishResult(existing, request: request)
                 return .republished(outcome)
@@ -273,6 +309,7 @@ public final class ActuatorWorker: Sendable {
                     "the step record of \(request.idempotencyKey) appeared while this actor held the lock")
             }
         }
+        await markOpen(request.idempotencyKey, logger: logger)
 
         let context = StepContext(
             request: request, record: record, records: records, keeper: keeper, envelopes: envelopes, options: options,
@@ -319,6 +356,7 @@ public final class ActuatorWorker: Sendable {
             await leaseLost(context, lost)
             return .leaseLost(lost.reason)
         }
+        await markClosed(request.idempotencyKey, logger: logger)
         try await publishResult(finished, request: request)
         FleetMetrics.steps(step: request.step.rawValue, status: outcome.status.rawValue).increment()
         logger.info("step completed: \(outcome.status.rawValue)", metadata: ["reason": "\(outcome.reason ?? "-")"])
@@ -391,42 +429,6 @@ public final class ActuatorWorker: Sendable {
         case humanNeeded(String)
     }
 
-    /// AWS error codes that no later step can fix: a person must raise a limit or grant something.
-    static let humanCodes: Set<String> = [
-        "InstanceLimitExceeded", "VcpuLimitExceeded", "AddressLimitExceeded", "ResourceLimitExceeded",
-        "AMIQuotaExceeded", "SnapshotLimitExceeded", "MaxSpotInstanceCountExceeded",
-        "InvalidIamInstanceProfile.NotFound",
-        "Blocked", "PendingVerification",
-    ]
-
-    static func classify(_ error: any Error) -> Failure {
-        switch error {
-        case let error as AWSError:
-            switch error.kind {
-            case .accessDenied, .authentication, .credentials:
-                return .humanNeeded(
-                    "\(error) The actuator's AWS identity cannot do this: grant it, then run the step by hand")
-            case .throttling, .serverError, .transport, .invalidResponse:
-                return .retry("\(error)")
-            case .clientError, .invalidRequest:
-                if let code = error.code, humanCodes.contains(code) {
-                    return .humanNeeded(
-                        "\(error) An account limit or setting blocks the step: fix it, then run the step by hand")
-                }
-                return .failed("\(error)")
-            }
-        case let error as WaiterError:
-            return .failed("\(error)")
-        case is RedisError, is AMQPError, is CancellationError:
-            return .retry("\(error)")
-        case let error as ActuatorError:
-            if case .corruptRecord = error { return .humanNeeded("\(error)") }
-            return .retry("\(error)")
-        default:
-            return .failed("\(error)")
-        }
-    }
-
     static func outcome(for request: ActionRequest, result: StepResult, dryRun: Bool, plannedCalls: [String])
         -> ActionOutcome
     {
@@ -456,7 +458,7 @@ public final class ActuatorWorker: Sendable {
     }
 
     /// Publishes a completed record's outcome, notice and history event (all with deterministic ids).
-    private func publishResult(_ record: StepRecord, request: ActionRequest) async throws {
+    func publishResult(_ record: StepRecord, request: ActionRequest) async throws {
         guard let outcome = record.outcome else { return }
         let now = clock()
         try await envelopes.publish(

@@ -189,6 +189,20 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public var outcome: ActionOutcome?
     /// Set when the step is completed: what was done, in a sentence, for the notice.
     public var summary: String?
+    /// The request, so the open-steps sweep can start or resume the step without its delivery (nil in
+    /// records of actuators older than the sweep).
+    public var request: ActionRequest?
+
+    /// Not started yet: accepted while another step held the target's lock (`attempts` 0, no owner).
+    public var isAccepted: Bool { status == .inProgress && attempts == 0 }
+
+    /// A record for a request accepted while the target is busy: the open-steps sweep starts it.
+    public static func accepted(_ request: ActionRequest, now: Date) -> StepRecord {
+        var record = StepRecord(request: request, owner: "-", fencingToken: 0, dryRun: false, now: now)
+        record.attempts = 0
+        record.notes = ["\(Timestamp.format(now)) accepted while another step held the target's lock"]
+        return record
+    }
 
     public init(request: ActionRequest, owner: String, fencingToken: UInt64, dryRun: Bool, now: Date) {
         idempotencyKey = request.idempotencyKey
@@ -207,12 +221,13 @@ public struct StepRecord: Codable, Sendable, Equatable {
         resources = StepResources()
         notes = []
         plannedCalls = []
+        self.request = request
     }
 
     public func isDone(_ sub: SubStep) -> Bool { done.contains(sub) }
 
     enum CodingKeys: String, CodingKey {
-        case target, step, repair, status, owner, attempts, done, resources, notes, outcome, summary
+        case target, step, repair, status, owner, attempts, done, resources, notes, outcome, summary, request
         case schemaVersion = "schema_version"
         case idempotencyKey = "idempotency_key"
         case incidentId = "incident_id"
