@@ -354,6 +354,10 @@ struct NoticeReasonTextTests {
             "the original instance i-0abc (eu-west-1) answers health checks again; shop-web now runs on i-0new (eu-central-1). Nothing was changed: fail back by hand if you want it back."
         ),
         sample(
+            .instanceFollowed(target: "shop-web", from: home, to: moved),
+            "shop-web is now followed on i-0new (eu-central-1): discovery finds it there, not on i-0abc (eu-west-1) as recorded (moved outside the fleet's steps, or a record that was out of date). Nothing was changed in AWS."
+        ),
+        sample(
             .lateResult(target: "shop-web", step: .reprovision, incident: "inc-1", current: moved),
             "late result: reprovision for incident inc-1 finished after the machine stopped waiting for it; shop-web now runs on i-0new (eu-central-1)"
         ),
@@ -568,8 +572,8 @@ struct NoticeReasonTextTests {
                 try JSONSerialization.jsonObject(with: Timestamp.jsonEncoder().encode(sample.reason)) as? [String: Any]
             return object?["code"] as? String ?? ""
         }
-        // Cases with more than one sample share a code: the 59 cases have 59 codes.
-        #expect(Set(codes).count == 59, "\(Set(codes).sorted())")
+        // Cases with more than one sample share a code: the 60 cases have 60 codes.
+        #expect(Set(codes).count == 60, "\(Set(codes).sorted())")
     }
 
     @Test("the wire form: code and snake_case parameters, times as timestamps, durations in seconds")

@@ -184,6 +184,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     public internal(set) var requestedKeys: [String]
     /// The key of the step whose outcome last moved the target (absent in states stored before it).
     public private(set) var lastMoveKey: String?
+    /// Discovery finds the target on another instance than `currentInstance` (EscalationMachine+Discovery).
+    public internal(set) var servedElsewhere: Sighting?
     /// Ids of recently handled events, newest last (bounded by `eventMemory`).
     public private(set) var recentEventIds: [String]
     /// The last wake-up asked for, so that it is asked for once.
@@ -292,6 +294,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     // MARK: Probes
 
     private mutating func onProbe(_ probe: ProbeResult, _ c: inout Context) {
+        if let discovered = probe.discovered { followDiscovery(discovered, &c) }
         let instanceId = probe.instanceId ?? currentInstance.id
         guard instanceId == currentInstance.id else {
             watchDisplaced(instanceId: instanceId, healthy: probe.healthy, &c)
@@ -474,7 +477,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         }
     }
 
-    private mutating func move(to instance: InstanceRef) {
+    mutating func move(to instance: InstanceRef) {
         let from = incident?.startInstance ?? currentInstance
         if displaced == nil || displaced!.reported {
             displaced = DisplacedInstance(instance: from, successes: 0, reported: false)

@@ -30,6 +30,10 @@ public struct ProbeResult: Codable, Sendable, Equatable {
     public var certificateExpiry: Date?
     /// The EC2 state (`stopped`, …) for EC2 status observations.
     public var ec2State: String?
+    /// The instance discovery found serving the target when the check was made (tags: not replaced,
+    /// running, newest). The decision worker follows it when it differs from its own record for long
+    /// enough (docs/escalation.md, "Following discovery"). Absent from older probes.
+    public var discovered: InstanceRef?
 
     public init(prober: String, instanceId: String? = nil, healthy: Bool, statusCode: Int? = nil, detail: String? = nil)
     {
@@ -46,6 +50,7 @@ public struct ProbeResult: Codable, Sendable, Equatable {
         case statusCode = "status_code"
         case certificateExpiry = "certificate_expiry"
         case ec2State = "ec2_state"
+        case discovered
     }
 }
 

@@ -80,6 +80,8 @@ extension NoticeReason: Codable {
             try put("recovered_by_itself", ["target": target, "in_grace": inGrace, "after": after])
         case let .originalInstanceBack(target, original, current):
             try put("original_instance_back", ["target": target, "original": original, "current": current])
+        case let .instanceFollowed(target, from, to):
+            try put("instance_followed", ["target": target, "from": from, "to": to])
         case let .lateResult(target, step, incident, current):
             try put("late_result", ["target": target, "step": step, "incident": incident, "current": current])
 
@@ -306,6 +308,8 @@ extension NoticeReason: Codable {
         case "original_instance_back":
             self = .originalInstanceBack(
                 target: try get("target"), original: try get("original"), current: try get("current"))
+        case "instance_followed":
+            self = .instanceFollowed(target: try get("target"), from: try get("from"), to: try get("to"))
         case "late_result":
             self = .lateResult(
                 target: try get("target"), step: try get("step"), incident: try get("incident"),

@@ -73,6 +73,9 @@ extension NoticeReason {
         case let .originalInstanceBack(target, original, current):
             return
                 "the original instance \(original) answers health checks again; \(target) now runs on \(current). Nothing was changed: fail back by hand if you want it back."
+        case let .instanceFollowed(target, from, to):
+            return
+                "\(target) is now followed on \(to): discovery finds it there, not on \(from) as recorded (moved outside the fleet's steps, or a record that was out of date). Nothing was changed in AWS."
         case let .lateResult(target, step, incident, current):
             return
                 "late result: \(step.rawValue) for incident \(incident) finished after the machine stopped waiting for it; \(target) now runs on \(current)"
@@ -221,6 +224,10 @@ extension NoticeReason {
     }
 
     /// The words of a human-needed stop for a step the actuator cannot run.
+    static func servedElsewhere(_ discovered: InstanceRef, recorded: InstanceRef) -> String {
+        "discovery finds the target on \(discovered), not on \(recorded) that this incident is about: the next step could act on the wrong instance"
+    }
+
     static func cannotRun(_ step: RecoveryStep, _ reason: String?) -> String {
         "\(step.rawValue) cannot run: \(reason ?? "no reason given")"
     }

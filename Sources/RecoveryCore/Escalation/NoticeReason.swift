@@ -59,6 +59,8 @@ public enum NoticeReason: Sendable, Equatable {
     case recoveredByItself(target: String, inGrace: Bool, after: TimeInterval)
     /// `original_instance_back`: the instance the target ran on before it moved answers again.
     case originalInstanceBack(target: String, original: InstanceRef, current: InstanceRef)
+    /// `instance_followed`: discovery finds `target` on `to`, not on `from`; the machine follows it.
+    case instanceFollowed(target: String, from: InstanceRef, to: InstanceRef)
     /// `late_result`: `step` of `incident` finished after the machine stopped waiting; the target moved.
     case lateResult(target: String, step: RecoveryStep, incident: String, current: InstanceRef)
 
