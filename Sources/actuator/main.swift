@@ -54,7 +54,8 @@ do {
         options: options, ec2: ec2, route53: route53, ssm: SSMClient(aws), http: http,
         locks: RedisLockStore(client: redis, keyspace: env.keyspace),
         records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: env.keyspace)),
-        publisher: publisher, topology: topology, config: config, logger: logger)
+        aborts: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher, topology: topology,
+        config: config, logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // Action requests only from decision identities: nothing else may make the actuator act.
     let senders = SenderGate(

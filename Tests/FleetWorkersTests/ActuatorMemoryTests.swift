@@ -37,6 +37,8 @@ final class MemoryActuatorHarness: Sendable {
     let lockClock = TestInstant()
     let locks: MemoryLockStore
     let records = StepRecordStore(states: MemoryVersionedStore())
+    /// The abort flags the decision worker would set (`recoveryctl abort`).
+    let aborts = MemoryKeyValueStore()
     let topology = FleetTopology(prefix: "mem")
     let broker = MemoryBroker()
     let publisher: MemoryPublisher
@@ -57,7 +59,7 @@ final class MemoryActuatorHarness: Sendable {
 
     func actuator(
         _ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), clockAhead: TimeInterval = 0,
-        _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
+        aborts: (any KeyValueStore)? = nil, _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
     ) -> ActuatorWorker {
         var options = ActuatorHarness.fastOptions(id)
         tweak(&options)
@@ -65,7 +67,8 @@ final class MemoryActuatorHarness: Sendable {
         logger.logLevel = environment["ACTUATOR_TEST_LOG"] == nil ? .critical : .debug
         return ActuatorWorker(
             options: options, ec2: ec2, route53: route53, ssm: nil, http: site, locks: locks, records: records,
-            publisher: publisher, topology: topology, config: config, logger: logger, clock: { Date() + clockAhead })
+            aborts: aborts ?? self.aborts, publisher: publisher, topology: topology, config: config, logger: logger,
+            clock: { Date() + clockAhead })
     }
 
     func request(

@@ -63,6 +63,7 @@ struct RecoveryctlEndToEndTests {
             http: world.http,
             locks: RedisLockStore(client: redis, keyspace: world.keyspace),
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
+            aborts: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
         let recorder = RecorderWorker(
             options: .init(eventsTable: eventsTable, predictionsTable: eventsTable), dynamo: dynamo, logger: logger)

@@ -465,6 +465,7 @@ final class InProcessFleet: Sendable {
             http: world.http,
             locks: RedisLockStore(client: redis, keyspace: world.keyspace),
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
+            aborts: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
         let loops: [@Sendable () async -> Void] = [
             {

@@ -189,6 +189,9 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public var outcome: ActionOutcome?
     /// Set when the step is completed: what was done, in a sentence, for the notice.
     public var summary: String?
+    /// Set when an operator aborted the step (`recoveryctl abort`): who, when, why. Absent in records
+    /// of steps nobody aborted (and in records written before aborts existed).
+    public var aborted: StepAbort?
 
     public init(request: ActionRequest, owner: String, fencingToken: UInt64, dryRun: Bool, now: Date) {
         idempotencyKey = request.idempotencyKey
@@ -212,7 +215,7 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public func isDone(_ sub: SubStep) -> Bool { done.contains(sub) }
 
     enum CodingKeys: String, CodingKey {
-        case target, step, repair, status, owner, attempts, done, resources, notes, outcome, summary
+        case target, step, repair, status, owner, attempts, done, resources, notes, outcome, summary, aborted
         case schemaVersion = "schema_version"
         case idempotencyKey = "idempotency_key"
         case incidentId = "incident_id"
