@@ -150,8 +150,9 @@ public struct CommandResult: Codable, Sendable, Equatable {
         }
         if let detail { lines.append(wrap("  " + detail, width: width, indent: "  ")) }
         if let outcome {
+            // An aborted step's reason says who, where it stopped and what was put back.
             let status =
-                outcome.abortedBy.map { "aborted by \($0)" } ?? outcome.status.replacingOccurrences(of: "_", with: " ")
+                outcome.abortedBy != nil ? "stopped" : outcome.status.replacingOccurrences(of: "_", with: " ")
             var line = "  \(outcome.step) \(status)"
             if let instance = outcome.instanceId { line += ": now \(instance) (\(outcome.region ?? "?"))" }
             if let reason = outcome.reason { line += ": \(reason)" }

@@ -150,7 +150,7 @@ struct RecoveryctlUnitTests {
                 idempotencyKey: "shop-web/inc-1/reprovision", step: "reprovision", status: "human_needed",
                 reason: "aborted by alice; stopped after launch", abortedBy: "alice"))
         #expect(result.exitCode == 0)
-        #expect(result.render(width: 80).contains("reprovision aborted by alice: aborted by alice"))
+        #expect(result.render(width: 80).contains("reprovision stopped: aborted by alice"))
         result.outcome?.abortedBy = nil
         #expect(result.exitCode == 4)
     }
