@@ -73,8 +73,15 @@ struct EscalationAbortTests {
         #expect(l.tick(at: 50_000).requests.isEmpty)
         l.fail(5)
         #expect(l.log.requests.count == 1)
-        // The operator has taken over: a step by hand still runs.
-        #expect(l.command(.reprovision, by: "alice").requests.first?.step == .reprovision)
+        // The operator has taken over: a step by hand still runs, and can be aborted in its turn.
+        l.now = t0 + 500
+        let reprovision = try #require(l.command(.reprovision, by: "alice").requests.first)
+        #expect(reprovision.step == .reprovision)
+        l.now = t0 + 600
+        let second = l.command(.abort, by: "bob")
+        #expect(second.aborts.map(\.key) == [reprovision.idempotencyKey])
+        #expect(l.machine.incident?.aborted?.by == "bob")
+        #expect(l.machine.incident?.automationStopped == Self.stoppedByAlice, "the first stop reason stays")
     }
 
     @Test func afterAnAbortAFailureOrASilentActuatorEscalatesNothing() throws {

@@ -141,7 +141,8 @@ extension EscalationMachine {
                     .nothingToAbort(command: name, incident: incident.id, verifying: verifying),
                     [RecoveryCtl.ack(target)])
             }
-            if let earlier = incident.aborted {
+            // An earlier abort of this attempt (not of a step before it that a person has since re-run by hand).
+            if let earlier = incident.aborted, earlier.at >= attempt.requestedAt {
                 return reject(
                     .alreadyAborted(
                         command: name, step: attempt.step, incident: incident.id, by: earlier.by, since: earlier.at))

@@ -131,8 +131,7 @@ extension EscalationMachine {
     /// a decision worker died between writing the flag and storing the state, stops it here) and a notice
     /// says who stopped the step and what the actuator put back. Never escalates.
     mutating func stepAborted(_ attempt: StepAttempt, _ outcome: ActionOutcome, _ c: inout Context) {
-        guard var incident, let reported = outcome.aborted else { return }
-        let abort = incident.aborted ?? reported
+        guard var incident, let abort = outcome.aborted else { return }
         let stopped = incident.automationStopped ?? .humanNeeded(abort.text(attempt.step))
         incident.aborted = abort
         incident.automationStopped = stopped
