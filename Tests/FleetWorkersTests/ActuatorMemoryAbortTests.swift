@@ -3,6 +3,7 @@ import FleetRuntime
 import FleetTestSupport
 import Foundation
 import RecoveryCore
+import Synchronization
 import Testing
 
 @testable import FleetWorkers
@@ -131,4 +132,58 @@ struct UnreadableStore: KeyValueStore {
     func get(_ key: String) async throws -> String? { throw Down() }
     func delete(_ key: String) async throws -> Bool { throw Down() }
     func setIfAbsent(_ key: String, _ value: String, expiry: Duration?) async throws -> Bool { throw Down() }
+}
+
+/// An abort reaches a step that waits (for the site here; for an image or an instance through the AWS
+/// waiters, which run the same guard before every poll). Before, the actor noticed only at the next
+/// sub-step boundary, after the wait (an hour here): the test ran into its time limit.
+@Suite("Actuator on the memory drivers: an abort interrupts a wait")
+struct ActuatorAbortWaitTests {
+    @Test(.timeLimit(.minutes(1)))
+    func anAbortDuringTheHealthWaitStopsTheRestartThere() async throws {
+        let h = MemoryActuatorHarness()
+        let instance = h.launchTarget("web")
+        h.site.set(healthy: false)
+        let aborts = h.aborts
+        let actuator = h.actuator { options in
+            options.restartHealthTimeout = .seconds(3600)
+            options.healthPollInterval = .milliseconds(50)
+            options.afterSubStep = { key, done in
+                guard done == .reboot else { return }
+                // Set while the actor waits for the site, not at a boundary.
+                Task {
+                    try await Task.sleep(for: .milliseconds(200))
+                    try await aborts.set(
+                        StepAbort.flagKey(key), try ActuatorMemoryAbortTests.abort.encoded(),
+                        expiry: StepAbort.flagLifetime)
+                }
+            }
+        }
+        let request = h.request(.restart, target: "web", instance: instance.instanceId)
+
+        let result = try await actuator.perform(request)
+
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(outcome.status == .humanNeeded && outcome.aborted == ActuatorMemoryAbortTests.abort)
+        #expect(outcome.reason?.contains("after reboot") == true, "\(outcome.reason ?? "")")
+        #expect(h.operations() == ["RebootInstances"], "no stop/start after the abort")
+    }
+
+    @Test func aWaiterStopsAtTheNextPollWhenItsGuardThrows() async throws {
+        struct Stop: Error {}
+        let polls = Mutex(0)
+        await #expect(throws: Stop.self) {
+            try await AWSWaitGuard.$beforePoll.withValue({ _ in throw Stop() }) {
+                _ = try await waitUntil("forever", timeout: .seconds(3600), interval: .milliseconds(1)) {
+                    () async throws -> WaiterStep<Int> in
+                    polls.withLock { $0 += 1 }
+                    return .pending(state: "pending")
+                }
+            }
+        }
+        #expect(polls.withLock { $0 } == 1, "the first poll runs, the guard stops the second")
+    }
 }

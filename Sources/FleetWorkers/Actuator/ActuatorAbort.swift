@@ -13,11 +13,24 @@ struct StepAborted: Error, Sendable {
 }
 
 extension StepContext {
+    /// What every wait of the step checks before each poll (`AWSWaitGuard`): a lease the renewal found
+    /// lost, and the abort flag. So a step waiting minutes for an image, an instance or the site stops
+    /// within one poll interval of an abort, not at the next sub-step. A flag Redis cannot read now does
+    /// not end a wait (nothing is changed while waiting); the check before the next sub-step fails closed.
+    var waitGuard: @Sendable (String) async throws -> Void {
+        { [keeper, aborts, key, clock] what in
+            if let reason = keeper.lostReason { throw LeaseLost("\(reason); stopped waiting for \(what)") }
+            do { try await Self.checkAbort(aborts, key: key, clock: clock) } catch is ActuatorError {}
+        }
+    }
+
     /// Throws `StepAborted` when the step's abort flag is set. Fails closed: a flag that cannot be read
     /// stops the actor as a lease it cannot check does (a passing error: the request goes back to the queue
     /// with its progress, and the next actor reads the flag again), and a flag that does not decode counts
     /// as set.
-    func checkAbort() async throws {
+    func checkAbort() async throws { try await Self.checkAbort(aborts, key: key, clock: clock) }
+
+    static func checkAbort(_ aborts: any KeyValueStore, key: String, clock: @Sendable () -> Date) async throws {
         let flag: String?
         do {
             flag = try await aborts.get(StepAbort.flagKey(key))

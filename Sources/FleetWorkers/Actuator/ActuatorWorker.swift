@@ -377,7 +377,8 @@ public final class ActuatorWorker: Sendable {
     private func runStep(_ context: StepContext) async throws -> StepEnd {
         let failure: Failure
         do {
-            return .done(try await context.run())
+            // Waits check the lease and the abort flag at every poll; compensation (below) waits unguarded.
+            return .done(try await AWSWaitGuard.$beforePoll.withValue(context.waitGuard) { try await context.run() })
         } catch is SimulatedCrash {
             throw SimulatedCrash()
         } catch let lost as LeaseLost {

@@ -330,6 +330,7 @@ final class StepContext {
             let result = await healthy(ec2, id)
             if result.ok || ContinuousClock.now + options.healthPollInterval > end { return result }
             try await Task.sleep(for: options.healthPollInterval)
+            try await AWSWaitGuard.beforePoll?("\(id) healthy")
         }
     }
 }
