@@ -332,4 +332,34 @@ struct ProbeMemoryTests {
         await other.checkInstanceStatus()
         #expect(rig.statuses.calls.count == 4)
     }
+
+    /// Issue 14, gap 4 (following discovery): an observation names the instance discovery found only while
+    /// the list is fresh. After discoveries fail for longer than two intervals the kept list may name an
+    /// instance the target has left, and the decision worker must not follow it.
+    @Test func observationsNameTheDiscoveredInstanceOnlyFromAFreshList() async throws {
+        let rig = Rig()
+        let url = "https://shop.example.com/health"
+        rig.http.script(url, .status(200, "ok"))
+        let shop = Self.target("shop", url: url)
+        let failing = Mutex(false)
+        let worker = ProbeWorker(
+            options: ProbeWorker.Options(proberId: "probe-a"),
+            discover: {
+                if failing.withLock({ $0 }) { throw CancellationError() }
+                return [shop]
+            }, http: rig.http, ec2: rig.statuses, claims: rig.claims, publisher: rig.publisher,
+            topology: rig.topology, logger: Logger(label: "probe-test"), clock: rig.clock.now)
+
+        await worker.checkAll([shop])
+        #expect(try rig.observations().last?.envelope.body.discovered == nil, "never discovered: says nothing")
+        await worker.refreshTargets()
+        await worker.checkAll([shop])
+        #expect(try rig.observations().last?.envelope.body.discovered == shop.instance)
+
+        failing.withLock { $0 = true }
+        rig.clock.advance(by: 180)
+        await worker.refreshTargets()
+        await worker.checkAll([shop])
+        #expect(try rig.observations().last?.envelope.body.discovered == nil, "the kept list is stale")
+    }
 }

@@ -11,11 +11,15 @@ import Testing
 struct FollowDiscoveryTests {
     static let replacement = InstanceRef(id: "i-replacement", region: "eu-west-1")
 
-    /// A healthy HTTP check (of the site, wherever it runs) that says where discovery found the target.
+    /// `count` HTTP checks (of the site, wherever it runs), `every` seconds apart, that say where discovery
+    /// found the target.
     @discardableResult
-    func check(_ l: inout Ladder, healthy: Bool = true, discovered: InstanceRef?, count: Int = 1) -> [Action] {
+    func check(
+        _ l: inout Ladder, healthy: Bool = true, discovered: InstanceRef?, count: Int = 1, every: TimeInterval = 300
+    ) -> [Action] {
         var all: [Action] = []
         for _ in 0..<count {
+            l.now += every
             var probe = ProbeResult(prober: "p1", healthy: healthy, statusCode: healthy ? 200 : 503)
             probe.discovered = discovered
             all += l.send(.probe(id: l.nextId("obs"), probe))
@@ -23,9 +27,10 @@ struct FollowDiscoveryTests {
         return all
     }
 
-    @Test func withNoIncidentTheMachineFollowsDiscoveryAfterThreeProbesInARow() throws {
+    @Test func withNoIncidentTheMachineFollowsDiscoveryAfterThreeProbesOverTenMinutes() throws {
         var l = Ladder()
-        #expect(check(&l, discovered: Self.replacement, count: 2).isEmpty)
+        // Many probes within a minute (one discovery run, say) are not enough.
+        #expect(check(&l, discovered: Self.replacement, count: 6, every: 10).isEmpty)
         // A probe that finds the recorded instance again starts the count over.
         check(&l, discovered: Ladder.home)
         #expect(check(&l, discovered: Self.replacement, count: 2).isEmpty)
@@ -40,12 +45,29 @@ struct FollowDiscoveryTests {
         #expect(check(&l, discovered: Self.replacement, count: 5).notices(.instanceFollowed).isEmpty, "said once")
         // An outage now acts on the instance that serves the site.
         l.fail(3)
-        let restart = try #require(l.tick(at: 300).requests.first)
+        let restart = try #require(l.tick(at: l.now.timeIntervalSince(t0) + 300).requests.first)
         #expect(restart.instanceId == Self.replacement.id)
     }
 
-    @Test func duringAnIncidentAutomationStopsInsteadOfActingOnAnInstanceThatMayNotServeTheSite() throws {
+    /// A prober whose discovery is stale still names the original after a re-provision moved the target.
+    @Test func discoveryIsNeverFollowedBackToAnInstanceTheTargetLeft() throws {
         var l = Ladder()
+        l.declare()
+        let restart = try #require(l.tick(at: 300).requests.first)
+        l.outcome(restart, .failed, reason: "x")
+        let reprovision = try #require(l.log.requests.last)
+        l.outcome(reprovision, .succeeded, newInstance: Self.replacement)
+        l.ok(2)
+        #expect(l.machine.state == .monitoring && l.machine.currentInstance == Self.replacement)
+
+        #expect(check(&l, discovered: Ladder.home, count: 10).isEmpty)
+        #expect(l.machine.currentInstance == Self.replacement && l.machine.servedElsewhere == nil)
+    }
+
+    @Test func duringAnIncidentAutomationStopsInsteadOfActingOnAnInstanceThatMayNotServeTheSite() throws {
+        var settings = TargetSettings()
+        settings.gracePeriod = 3600
+        var l = Ladder(settings: settings)
         l.declare()
         let stopped = check(&l, healthy: false, discovered: Self.replacement, count: 3)
 
@@ -55,7 +77,7 @@ struct FollowDiscoveryTests {
             return
         }
         #expect(why.contains(Self.replacement.id) && why.contains(Ladder.home.id))
-        #expect(l.tick(at: 3600).requests.isEmpty, "no step after the grace period")
+        #expect(l.tick(at: 7200).requests.isEmpty, "no step after the grace period")
         #expect(check(&l, healthy: false, discovered: Self.replacement, count: 3).notices(.humanNeeded).isEmpty)
         #expect(l.machine.currentInstance == Ladder.home, "a person decides; the record is not moved mid-incident")
     }
@@ -65,7 +87,8 @@ struct FollowDiscoveryTests {
         l.declare()
         let restart = try #require(l.tick(at: 300).requests.first)
         // The replacement may be found before the outcome arrives: not a reason to stop.
-        #expect(check(&l, healthy: false, discovered: Self.replacement, count: 5).notices(.humanNeeded).isEmpty)
+        #expect(
+            check(&l, healthy: false, discovered: Self.replacement, count: 5, every: 20).notices(.humanNeeded).isEmpty)
         #expect(l.machine.servedElsewhere == nil)
         l.outcome(restart, .succeeded)
         #expect(l.machine.incident?.automationStopped == nil)
@@ -80,9 +103,10 @@ struct FollowDiscoveryTests {
     @Test func theSightingSurvivesTheStateCodec() throws {
         var l = Ladder()
         check(&l, discovered: Self.replacement, count: 2)
-        let stored = try StateCodec.encode(l.machine)
-        let loaded = try StateCodec.decodeMachine(stored)
-        #expect(loaded.servedElsewhere == Sighting(instance: Self.replacement, observations: 2, reported: false))
+        let loaded = try StateCodec.decodeMachine(try StateCodec.encode(l.machine))
+        #expect(
+            loaded.servedElsewhere
+                == Sighting(instance: Self.replacement, observations: 2, reported: false, firstSeen: t0 + 300))
     }
 }
 

@@ -108,7 +108,7 @@ public final class ProbeWorker: Sendable {
     func refreshTargets() async {
         do {
             let targets = try await discover()
-            await state.setTargets(targets)
+            await state.setTargets(targets, discoveredAt: clock())
             FleetMetrics.targets.record(targets.count)
             logger.debug("targets discovered", metadata: ["count": "\(targets.count)"])
         } catch {
@@ -277,8 +277,14 @@ public final class ProbeWorker: Sendable {
 
     func publish(_ result: ProbeResult, target: Target) async {
         var result = result
-        result.discovered = target.instance
         let now = clock()
+        // Said only from a fresh list: a list kept after failed discoveries may name an instance the
+        // target has left, and the decision worker acts on what this says (docs/escalation.md).
+        if let at = await state.discoveredAt,
+            now.timeIntervalSince(at) <= 2 * Double(options.discoveryInterval.components.seconds) + 1
+        {
+            result.discovered = target.instance
+        }
         let envelopes = EnvelopePublisher(
             publisher: publisher, topology: topology, producer: options.proberId, appId: "probe")
         do {
@@ -296,11 +302,16 @@ public final class ProbeWorker: Sendable {
 /// The probe's mutable state, confined to an actor.
 actor LockedState {
     private(set) var targets: [Target] = []
+    /// When the list was last discovered successfully (a failed discovery keeps the previous list).
+    private(set) var discoveredAt: Date?
     private var slots: [String: Int64] = [:]
 
     private var inFlight = 0
 
-    func setTargets(_ targets: [Target]) { self.targets = targets }
+    func setTargets(_ targets: [Target], discoveredAt: Date) {
+        self.targets = targets
+        self.discoveredAt = discoveredAt
+    }
     func startProbe(limit: Int) -> Bool {
         guard inFlight < limit else { return false }
         inFlight += 1

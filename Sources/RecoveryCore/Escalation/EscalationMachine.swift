@@ -125,12 +125,6 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     }
 
     /// The instance the target ran on before a re-provision moved it, watched for "original instance back".
-    public struct DisplacedInstance: Codable, Sendable, Equatable {
-        public var instance: InstanceRef
-        public var successes: Int
-        public var reported: Bool
-    }
-
     // MARK: Events and actions
 
     public enum Event: Sendable, Equatable {
@@ -178,12 +172,12 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     public var settings: TargetSettings
     public private(set) var state: State
     /// The instance that serves the target now; changes when a re-provision or fail-over succeeds.
-    public private(set) var currentInstance: InstanceRef
-    public private(set) var health: HealthStreaks
+    public internal(set) var currentInstance: InstanceRef
+    public internal(set) var health: HealthStreaks
     /// When each outage within the count window was declared. The outage count is how many are younger
     /// than the window, so expiry needs no timer and no Redis TTL.
     public internal(set) var outageTimes: [Date]
-    public private(set) var displaced: DisplacedInstance?
+    public internal(set) var displaced: DisplacedInstance?
     public private(set) var lastIncidentId: String?
     /// Incidents declared for this target so far (it disambiguates two incident ids in one second).
     public private(set) var incidentCount: Int
@@ -193,6 +187,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     public private(set) var lastMoveKey: String?
     /// Discovery finds the target on another instance than `currentInstance` (EscalationMachine+Discovery).
     public internal(set) var servedElsewhere: Sighting?
+    /// Instances the target moved away from, newest last: discovery is never followed back to one.
+    public internal(set) var leftInstances: [String]?
     /// Ids of recently handled events, newest last (bounded by `eventMemory`).
     public private(set) var recentEventIds: [String]
     /// The last wake-up asked for, so that it is asked for once.
@@ -485,15 +481,5 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         case .humanNeeded:
             stop(.humanNeeded(NoticeReason.cannotRun(step, outcome.reason)), &c)
         }
-    }
-
-    mutating func move(to instance: InstanceRef) {
-        let from = incident?.startInstance ?? currentInstance
-        if displaced == nil || displaced!.reported {
-            displaced = DisplacedInstance(instance: from, successes: 0, reported: false)
-        }
-        if displaced?.instance.id == instance.id { displaced = nil }
-        currentInstance = instance
-        health = HealthStreaks()
     }
 }
