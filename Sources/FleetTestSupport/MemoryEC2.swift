@@ -115,7 +115,9 @@ public struct MemoryEC2: EC2Operations, MemoryRegionalDriver {
     ) throws -> [InstanceStateChange] {
         try call(operation, ids.joined(separator: " ") + detail) { world, refuse in
             let found = try world.findInstances(ids, in: region, refuse)
-            if let gone = found.first(where: { [.terminated, .shuttingDown].contains($0.value.state) }) {
+            // As EC2 does: nothing gone, and no start while stopping, no stop while pending.
+            let halfway: InstanceStateName = state == .running ? .stopping : .pending
+            if let gone = found.first(where: { [.terminated, .shuttingDown, halfway].contains($0.value.state) }) {
                 throw refuse(
                     "IncorrectInstanceState",
                     "The instance '\(gone.value.instanceId)' is not in a state from which it can be \(verb).")

@@ -172,6 +172,42 @@ struct ActuatorAbortWaitTests {
         #expect(h.operations() == ["RebootInstances"], "no stop/start after the abort")
     }
 
+    /// Review of the wait guard: an abort while StopInstances is still under way made the compensation
+    /// send StartInstances to an instance EC2 still reported `stopping`; EC2 refused it and the instance
+    /// was left STOPPED. The compensation now waits for a settled state first.
+    @Test(.timeLimit(.minutes(1)))
+    func anAbortWhileTheInstanceIsStillStoppingStartsItOnceItHasStopped() async throws {
+        let h = MemoryActuatorHarness()
+        let instance = h.launchTarget("web")
+        h.site.set(healthy: false)
+        let (aborts, ec2) = (h.aborts, h.ec2)
+        let actuator = h.actuator { options in
+            options.afterSubStep = { key, done in
+                guard done == .stop else { return }
+                // EC2 is still stopping the instance when the operator aborts; it stops a moment later.
+                ec2.setState(instance.instanceId, .stopping)
+                try await aborts.set(
+                    StepAbort.flagKey(key), try ActuatorMemoryAbortTests.abort.encoded(),
+                    expiry: StepAbort.flagLifetime)
+                Task {
+                    try await Task.sleep(for: .milliseconds(300))
+                    ec2.setState(instance.instanceId, .stopped)
+                }
+            }
+        }
+        let request = h.request(.restart, target: "web", instance: instance.instanceId)
+
+        let result = try await actuator.perform(request)
+
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(outcome.aborted == ActuatorMemoryAbortTests.abort)
+        #expect(h.ec2.instance(instance.instanceId)?.state == .running, "started again, not left stopped")
+        #expect(h.aws.calls("StartInstances").filter { $0.error == nil }.count == 1)
+    }
+
     @Test func aWaiterStopsAtTheNextPollWhenItsGuardThrows() async throws {
         struct Stop: Error {}
         let polls = Mutex(0)

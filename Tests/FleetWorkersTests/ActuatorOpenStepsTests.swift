@@ -89,10 +89,11 @@ struct ActuatorOpenStepsTests {
         #expect(await actuator.sweepOpenSteps() == 0, "still locked: the sweep waits")
 
         _ = try await h.locks.release(held)
-        // Each pass starts what it can; the two steps run one after the other.
-        let sweeper = h.actuator("sweeper", clockAhead: 3600)
+        // Each pass starts what it can: one takes the lock, the other waits for a later pass (a minute on).
         var ran = 0
-        for _ in 0..<4 where ran < 2 { ran += await sweeper.sweepOpenSteps() }
+        for pass in 0..<4 where ran < 2 {
+            ran += await h.actuator("sweeper", clockAhead: 3600 + Double(pass) * 60).sweepOpenSteps()
+        }
         #expect(ran == 2)
         let done = try #require(try await h.records.load(restart.idempotencyKey))
         #expect(done.status == .completed && done.attempts == 1 && done.owner == "sweeper")

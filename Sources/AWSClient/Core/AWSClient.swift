@@ -140,9 +140,16 @@ public struct AWSClient: Sendable {
                 attempts: max(attempt, 1))
         }
 
+        var resign = false
         while true {
             attempt += 1
             try Task.checkCancellation()
+            // A re-send after a skew correction is a re-send too (outside the transport's catch, so the
+            // guard's error reaches the caller as it is).
+            if resign {
+                resign = false
+                try await AWSCallGuard.current?.beforeRetry(operation)
+            }
             let credentials: AWSCredentials
             do {
                 credentials = try await credentialProvider.credentials()
@@ -198,7 +205,7 @@ public struct AWSClient: Sendable {
                             "AWS \(service.serviceId) \(operation) \(region): \(code); host clock is off by \(Int(offset)) s, re-signing with AWS's time"
                         )
                         attempt -= 1
-                        try await AWSCallGuard.current?.beforeRetry(operation)
+                        resign = true
                         continue
                     }
                 }

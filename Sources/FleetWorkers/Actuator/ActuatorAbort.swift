@@ -67,6 +67,9 @@ extension ActuatorWorker {
         } catch let lost as LeaseLost {
             await leaseLost(context, lost)
             return .left(.leaseLost(lost.reason))
+        } catch {
+            _ = try? await records.save(context.record)  // the flag stays set: the next actor compensates
+            throw error
         }
         // The compensation's own notes (without their time stamps) say what was put back.
         let undone = context.record.notes.dropFirst(noted).map { $0.split(separator: " ", maxSplits: 1).last ?? "" }

@@ -40,4 +40,37 @@ extension ActuatorWorker {
         }
     }
 
+    static func outcome(for request: ActionRequest, result: StepResult, dryRun: Bool, plannedCalls: [String])
+        -> ActionOutcome
+    {
+        switch result {
+        case .aborted(let abort, _):
+            // An abort is reported as one, dry run or not: the operator asked for it and takes over.
+            var outcome = ActionOutcome(
+                for: request, status: .humanNeeded, reason: Self.summary(result, dryRun: dryRun))
+            outcome.aborted = abort
+            return outcome
+        case _ where dryRun:
+            // Never report a dry run as done: the decision worker would then believe the change was made.
+            let calls = plannedCalls.isEmpty ? "none" : plannedCalls.joined(separator: "; ")
+            return ActionOutcome(
+                for: request, status: .failed,
+                reason: "dry run, nothing was changed: \(summary(result, dryRun: true)). Calls it would make: \(calls)")
+        case .succeeded(_, let newInstance):
+            return ActionOutcome(for: request, status: .succeeded, newInstance: newInstance)
+        case .failed(let reason):
+            return ActionOutcome(for: request, status: .failed, reason: reason)
+        case .humanNeeded(let reason):
+            return ActionOutcome(for: request, status: .humanNeeded, reason: reason)
+        }
+    }
+
+    static func summary(_ result: StepResult, dryRun: Bool) -> String {
+        switch result {
+        case .succeeded(let summary, _): dryRun ? "the step would run to its end" : summary
+        case .failed(let reason): dryRun ? "it would fail: \(reason)" : reason
+        case .humanNeeded(let reason): dryRun ? "it would stop for a person: \(reason)" : reason
+        case .aborted(_, let summary): dryRun ? "dry run, nothing was changed: \(summary)" : summary
+        }
+    }
 }

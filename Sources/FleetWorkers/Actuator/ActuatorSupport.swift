@@ -43,6 +43,15 @@ final class LeaseKeeper: Sendable {
     /// Called after every successful renewal (the open-steps index learns the step's actor is alive).
     let heartbeat: (@Sendable () async -> Void)?
     private let lost = Mutex<String?>(nil)
+    /// When the last renewal that succeeded was sent (first: the acquisition).
+    private let renewedAt: Mutex<ContinuousClock.Instant>
+    /// Why the last renewal failed, if it did.
+    private let renewalError = Mutex<String?>(nil)
+
+    private var expiredReason: String {
+        "the lock \(lease.name) (fencing token \(lease.fencingToken)) could not be renewed within five sixths of its \(lease.ttl.components.seconds)s TTL"
+            + (renewalError.withLock { $0 }.map { " (\($0))" } ?? " (no answer from Redis)") + "; it may have expired"
+    }
 
     init(
         locks: any LockStore, lease: LockLease, acquiredAt: ContinuousClock.Instant = .now,
@@ -52,6 +61,25 @@ final class LeaseKeeper: Sendable {
         self.lease = lease
         self.acquiredAt = acquiredAt
         self.heartbeat = heartbeat
+        renewedAt = Mutex(acquiredAt)
+    }
+
+    /// The time after which the lock may have expired unless renewed: five sixths of the TTL after the
+    /// last renewal that succeeded (the rest is for the renewal's own travel time).
+    var renewalDeadline: ContinuousClock.Instant { renewedAt.withLock { $0 } + lease.ttl - lease.ttl / 6 }
+
+    /// Marks the lease lost when `renewalDeadline` passes without a renewal, whether or not a renewal
+    /// call is still waiting for Redis (a call queued behind others on a blocked connection may answer
+    /// only after the lock is gone). Returns when the lease is lost, or when cancelled.
+    func watchdog() async {
+        while !Task.isCancelled, lostReason == nil {
+            let deadline = renewalDeadline
+            do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return }
+            if renewalDeadline <= deadline, lostReason == nil {
+                markLost(expiredReason)
+                return
+            }
+        }
     }
 
     var lostReason: String? { lost.withLock { $0 } }
@@ -66,7 +94,6 @@ final class LeaseKeeper: Sendable {
     /// again every second meanwhile. The caller stops the step when this returns uncancelled.
     func renew() async {
         let interval = lease.ttl / 3
-        var lastRenewal = acquiredAt
         var wait = interval
         while !Task.isCancelled {
             do { try await Task.sleep(for: wait) } catch { return }
@@ -78,16 +105,14 @@ final class LeaseKeeper: Sendable {
                     )
                     return
                 }
-                lastRenewal = sent
+                renewedAt.withLock { $0 = max($0, sent) }
                 wait = interval
                 await heartbeat?()
             } catch {
                 if Task.isCancelled { return }
-                let since = ContinuousClock.now - lastRenewal
-                if since >= lease.ttl - lease.ttl / 6 {
-                    markLost(
-                        "the lock \(lease.name) (fencing token \(lease.fencingToken)) could not be renewed for \(since.components.seconds)s of its \(lease.ttl.components.seconds)s TTL (\(error)); it may have expired"
-                    )
+                renewalError.withLock { $0 = "\(error)" }
+                if ContinuousClock.now >= renewalDeadline {
+                    markLost(expiredReason)
                     return
                 }
                 wait = min(interval, .seconds(1))

@@ -13,9 +13,10 @@ import RedisStore
 /// For each request:
 /// 1. A completed record under `step:<idempotency key>` means the step ran: its outcome is published
 ///    again (same message id) and nothing else happens.
-/// 2. The target's lock (`LockStore`, name = target) is taken; while another actor holds it, the
-///    request waits (polling, not spinning) and re-reads the record. The lease is renewed in the
-///    background and checked (`isHeld`, fencing token) before every AWS mutation.
+/// 2. The target's lock (`LockStore`, name = target) is taken; while another actor holds it, the request
+///    is recorded (accepted, if new) and its delivery settled: the open-steps sweep starts or resumes it
+///    (OpenSteps.swift). The lease is renewed in the background and checked (`isHeld`, fencing token)
+///    before every AWS mutation and every re-send.
 /// 3. The record is created, or taken over from an actor that died (its finished sub-steps are
 ///    skipped). Every sub-step is recorded, under the fencing token, before the next begins.
 /// 4. The outcome is stored in the record (completed), then published as `action.event`
@@ -199,6 +200,7 @@ public final class ActuatorWorker: Sendable {
         let waitStart = ContinuousClock.now
         var waiting = false
         let lease: LockLease
+        var acquiredAt = ContinuousClock.now
         while true {
             let stored: StepRecord?
             do { stored = try await records.load(request.idempotencyKey) } catch let error as ActuatorError {
@@ -212,8 +214,11 @@ public final class ActuatorWorker: Sendable {
                 FleetMetrics.actuatorRepublished.increment()
                 return .republished(outcome)
             }
+            // The lease's time counts from before the request was sent, not from its answer.
+            let asked = ContinuousClock.now
             if let acquired = try await locks.acquire(name: request.target, ttl: options.lockTTL) {
                 lease = acquired
+                acquiredAt = asked
                 break
             }
             if try await deferWhileBusy(request, stored: stored, whenBusy: whenBusy, logger: logger) {
@@ -231,7 +236,8 @@ public final class ActuatorWorker: Sendable {
             try await Task.sleep(for: options.lockRetryInterval)
         }
 
-        let keeper = LeaseKeeper(locks: locks, lease: lease, heartbeat: heartbeat(request.idempotencyKey))
+        let keeper = LeaseKeeper(
+            locks: locks, lease: lease, acquiredAt: acquiredAt, heartbeat: heartbeat(request.idempotencyKey))
         logger[metadataKey: "fencing_token"] = "\(lease.fencingToken)"
         let stepLogger = logger
         let result: Result
@@ -244,6 +250,10 @@ public final class ActuatorWorker: Sendable {
                     return nil
                 }
                 group.addTask {
+                    await keeper.watchdog()
+                    return nil
+                }
+                group.addTask {
                     try await self.runLocked(request, config: targetConfig, keeper: keeper, logger: stepLogger)
                 }
                 while let next = try await group.next() {
@@ -251,9 +261,9 @@ public final class ActuatorWorker: Sendable {
                         group.cancelAll()
                         return result
                     }
-                    logger.error(
-                        "lease lost while the step runs; stopping it",
-                        metadata: ["reason": "\(keeper.lostReason ?? "-")"])
+                    if let reason = keeper.lostReason {
+                        logger.error("lease lost while the step runs; stopping it", metadata: ["reason": "\(reason)"])
+                    }
                     group.cancelAll()
                 }
                 throw ActuatorError.retryable("the step ended without a result")
@@ -277,7 +287,8 @@ public final class ActuatorWorker: Sendable {
         let lease = keeper.lease
         var record: StepRecord
         var resumed = false
-        if let existing = try await records.load(request.idempotencyKey), existing.isAccepted {
+        let stored = try await records.load(request.idempotencyKey)
+        if let existing = stored, existing.isAccepted {
             // Accepted while another step held the lock: it starts now, as a fresh step.
             record = existing
             record.attempts = 1
@@ -287,13 +298,14 @@ public final class ActuatorWorker: Sendable {
             record.startedAt = now
             record.updatedAt = now
             do { try await records.save(record) } catch let lost as LeaseLost { return .leaseLost(lost.reason) }
-        } else if let existing = try await records.load(request.idempotencyKey) {
+        } else if let existing = stored {
             if existing.status == .completed, let outcome = existing.outcome {
                 try await publishResult(existing, request: request)
                 return .republished(outcome)
             }
             record = existing
             record.attempts += 1
+            record.request = record.request ?? request  // an older actuator's record: now the sweep can resume it
             record.owner = options.workerId
             record.fencingToken = lease.fencingToken
             record.updatedAt = now
@@ -347,7 +359,10 @@ public final class ActuatorWorker: Sendable {
             }
         }
 
-        // Store the outcome first: a crash before the publish is repaired by the redelivery.
+        // Never complete a step this actor was stopped in (a lost lease cancels it): its successor does.
+        if let reason = keeper.lostReason { return .leaseLost(reason) }
+        try Task.checkCancellation()
+        // Store the outcome first: a crash before the publish is repaired by the redelivery (or the sweep).
         var finished = context.record
         var outcome = Self.outcome(
             for: request, result: result, dryRun: finished.dryRun, plannedCalls: finished.plannedCalls)
@@ -392,6 +407,8 @@ public final class ActuatorWorker: Sendable {
                 await leaseLost(context, LeaseLost("\(reason); the step was stopped"))
                 return .left(.leaseLost(reason))
             }
+            // Cancelled by a shutdown (the sweep's steps): handed back as is, no attempt used, nothing undone.
+            if error is CancellationError || Task.isCancelled { throw CancellationError() }
             failure = Self.classify(error)
         }
         let result: StepResult
@@ -413,6 +430,9 @@ public final class ActuatorWorker: Sendable {
         } catch let lost as LeaseLost {
             await leaseLost(context, lost)
             return .left(.leaseLost(lost.reason))
+        } catch {
+            _ = try? await records.save(context.record)  // its notes say why it was handed back
+            throw error
         }
         return .done(result)
     }
@@ -434,40 +454,6 @@ public final class ActuatorWorker: Sendable {
         case retry(String)
         case failed(String)
         case humanNeeded(String)
-    }
-
-    static func outcome(for request: ActionRequest, result: StepResult, dryRun: Bool, plannedCalls: [String])
-        -> ActionOutcome
-    {
-        switch result {
-        case .aborted(let abort, _):
-            // An abort is reported as one, dry run or not: the operator asked for it and takes over.
-            var outcome = ActionOutcome(
-                for: request, status: .humanNeeded, reason: Self.summary(result, dryRun: dryRun))
-            outcome.aborted = abort
-            return outcome
-        case _ where dryRun:
-            // Never report a dry run as done: the decision worker would then believe the change was made.
-            let calls = plannedCalls.isEmpty ? "none" : plannedCalls.joined(separator: "; ")
-            return ActionOutcome(
-                for: request, status: .failed,
-                reason: "dry run, nothing was changed: \(summary(result, dryRun: true)). Calls it would make: \(calls)")
-        case .succeeded(_, let newInstance):
-            return ActionOutcome(for: request, status: .succeeded, newInstance: newInstance)
-        case .failed(let reason):
-            return ActionOutcome(for: request, status: .failed, reason: reason)
-        case .humanNeeded(let reason):
-            return ActionOutcome(for: request, status: .humanNeeded, reason: reason)
-        }
-    }
-
-    static func summary(_ result: StepResult, dryRun: Bool) -> String {
-        switch result {
-        case .succeeded(let summary, _): dryRun ? "the step would run to its end" : summary
-        case .failed(let reason): dryRun ? "it would fail: \(reason)" : reason
-        case .humanNeeded(let reason): dryRun ? "it would stop for a person: \(reason)" : reason
-        case .aborted(_, let summary): dryRun ? "dry run, nothing was changed: \(summary)" : summary
-        }
     }
 
     /// Publishes a completed record's outcome, notice and history event (all with deterministic ids).

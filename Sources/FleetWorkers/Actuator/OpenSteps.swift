@@ -61,7 +61,8 @@ extension ActuatorWorker {
         }
     }
 
-    /// One pass of the sweep over the due entries; returns how many steps it ran (started or resumed).
+    /// One pass of the sweep over the due entries, up to `maxConcurrentSteps` of them at a time (an actor
+    /// that died held up to that many); returns how many steps it ran (started or resumed).
     @discardableResult
     public func sweepOpenSteps(limit: Int = 20) async -> Int {
         guard let openSteps else { return 0 }
@@ -70,39 +71,59 @@ extension ActuatorWorker {
             logger.warning("open-steps sweep: cannot read the index", metadata: ["error": "\(error)"])
             return 0
         }
-        var ran = 0
-        for key in due {
-            var logger = logger
-            logger[metadataKey: "idempotency_key"] = "\(key)"
-            do {
-                guard let record = try await records.load(key), let request = record.request else {
-                    try await openSteps.cancel(key)
-                    logger.warning("open-steps sweep: no record with its request under this key; entry removed")
-                    continue
+        return await withTaskGroup(of: Bool.self) { group in
+            var ran = 0
+            var running = 0
+            for key in due {
+                if Task.isCancelled { break }
+                if running >= max(1, options.maxConcurrentSteps), let one = await group.next() {
+                    running -= 1
+                    if one { ran += 1 }
                 }
-                if record.status == .completed {
-                    // Its actor may have died between storing the outcome and publishing it.
-                    try await publishResult(record, request: request)
-                    try await openSteps.cancel(key)
-                    continue
-                }
-                // Pushed back first: a step that fails passingly is tried again after a lock TTL, not at once;
-                // an accepted step waiting for the lock, at the next pass.
-                let later = record.isAccepted ? options.sweepInterval : options.lockTTL
-                try await openSteps.schedule(key, at: clock() + later.timeInterval)
-                if case .deferred = try await perform(request, whenBusy: .skip) { continue }
-                ran += 1
-                logger.notice("open-steps sweep ran a step whose delivery was gone")
-            } catch let rejection as RejectMessage {
-                try? await openSteps.cancel(key)
-                logger.error(
-                    "open-steps sweep: the step can never run; left for a person", metadata: ["reason": "\(rejection)"])
-            } catch {
-                logger.warning("open-steps sweep: step not run now", metadata: ["error": "\(error)"])
-                try? await openSteps.schedule(key, at: clock() + options.lockTTL.timeInterval)
+                running += 1
+                group.addTask { await self.sweep(key, openSteps) }
             }
+            for await one in group where one { ran += 1 }
+            return ran
         }
-        return ran
+    }
+
+    /// Starts, resumes or closes one open step; true when it ran the step.
+    private func sweep(_ key: String, _ openSteps: any WakeUpSchedule) async -> Bool {
+        var logger = logger
+        logger[metadataKey: "idempotency_key"] = "\(key)"
+        do {
+            guard let record = try await records.load(key), let request = record.request else {
+                try await openSteps.cancel(key)
+                logger.warning("open-steps sweep: no record with its request under this key; entry removed")
+                return false
+            }
+            if record.status == .completed {
+                // Its actor may have died between storing the outcome and publishing it.
+                try await publishResult(record, request: request)
+                try await openSteps.cancel(key)
+                return false
+            }
+            // Pushed back first: a step that fails passingly is tried again after a lock TTL, not at once;
+            // an accepted step waiting for the lock, at the next pass.
+            let later = record.isAccepted ? options.sweepInterval : options.lockTTL
+            try await openSteps.schedule(key, at: clock() + later.timeInterval)
+            if case .deferred = try await perform(request, whenBusy: .skip) { return false }
+            logger.notice("open-steps sweep ran a step whose delivery was gone")
+            return true
+        } catch let rejection as RejectMessage {
+            // Not dropped: a target entry that is wrong now (a typo in the instance-config table) may be fixed,
+            // and the record stays in progress. Tried again in an hour, and said loudly each time.
+            try? await openSteps.schedule(key, at: clock() + 3600)
+            FleetMetrics.errors(worker: "actuator", kind: "open_step_refused").increment()
+            logger.error(
+                "open-steps sweep: the step cannot run as it is; tried again in an hour, fix it or complete it by hand",
+                metadata: ["reason": "\(rejection)"])
+        } catch {
+            logger.warning("open-steps sweep: step not run now", metadata: ["error": "\(error)"])
+            try? await openSteps.schedule(key, at: clock() + options.lockTTL.timeInterval)
+        }
+        return false
     }
 
     /// The sweep as a background service: a pass every `sweepInterval` until shutdown (which cancels a

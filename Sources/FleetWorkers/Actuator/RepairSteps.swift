@@ -307,10 +307,14 @@ extension StepContext {
                 let root = record.resources.rootDeviceName
             {
                 var done: [String] = []
+                // Attached or attaching; a volume still detaching is waited for below, not detached again.
+                func attached(_ volume: String) async throws -> Bool {
+                    try await ec2.describeVolumes(volumeIds: [volume], filters: []).first?.attachments
+                        .contains { $0.instanceId == id && ($0.state == "attached" || $0.state == "attaching") }
+                        ?? false
+                }
                 if isDone(.attachNew), let new = record.resources.newVolumeId {
-                    let on =
-                        try await ec2.describeVolumes(volumeIds: [new], filters: []).first?.attachments
-                        .contains { $0.instanceId == id && $0.state != "detached" } ?? false
+                    let on = try await attached(new)
                     if on {
                         try await mutate(
                             PlannedCall(
@@ -324,9 +328,7 @@ extension StepContext {
                     try await ec2.waitUntilVolumeAvailable(
                         new, timeout: options.instanceWaitTimeout, interval: options.waitInterval)
                 }
-                let oldOn =
-                    try await ec2.describeVolumes(volumeIds: [old], filters: []).first?.attachments
-                    .contains { $0.instanceId == id && $0.state != "detached" } ?? false
+                let oldOn = try await attached(old)
                 if !oldOn {
                     try await ec2.waitUntilVolumeAvailable(
                         old, timeout: options.instanceWaitTimeout, interval: options.waitInterval)
@@ -346,16 +348,16 @@ extension StepContext {
                         : "the old root \(old) was attached again at \(root)")
                 note("the EBS repair ended early after detaching \(old): " + done.joined(separator: "; "))
             }
+            try await settle(ec2, id)
             try await mutate(PlannedCall("ec2", "StartInstances", region: request.region, [("InstanceId", id)])) {
                 _ = try await ec2.startInstances([id])
             }
             note("the EBS repair ended early after stopping \(id); StartInstances was sent so it is not left stopped")
             try await finish(.compensated, "StartInstances sent for \(id)")
-        } catch let lost as LeaseLost {
-            throw lost
         } catch {
-            note(
-                "the EBS repair ended early after stopping \(id), and restoring it failed too (\(error)): \(id) may be STOPPED; root volumes: old \(record.resources.oldVolumeId ?? "?"), new \(record.resources.newVolumeId ?? "?")"
+            try compensationFailed(
+                error,
+                "the EBS repair ended early after stopping \(id), and restoring it failed too: \(id) may be STOPPED; root volumes: old \(record.resources.oldVolumeId ?? "?"), new \(record.resources.newVolumeId ?? "?")"
             )
         }
     }

@@ -474,6 +474,7 @@ extension StepContext {
                 try await ec2.createTags(
                     resourceIds: [newId], tags: [RecoveryTags.optIn: "abandoned", RecoveryTags.abandonedBy: key])
             }
+            try await settle(ec2, newId)
             try await mutate(PlannedCall("ec2", "StopInstances", region: region, [("InstanceId", newId)])) {
                 _ = try await ec2.stopInstances([newId], force: false, hibernate: nil)
             }
@@ -481,11 +482,10 @@ extension StepContext {
                 "the step ended early after launching \(newId) in \(region): it was stopped and tagged \(RecoveryTags.optIn)=abandoned (not terminated)"
             )
             try await finish(.compensated, "\(newId) stopped and tagged abandoned")
-        } catch let lost as LeaseLost {
-            throw lost
         } catch {
-            note(
-                "the step ended early after launching \(newId) in \(region), and stopping it failed too (\(error)); stop or terminate it by hand"
+            try compensationFailed(
+                error,
+                "the step ended early after launching \(newId) in \(region), and stopping it failed too; stop or terminate it by hand"
             )
         }
     }

@@ -242,17 +242,16 @@ extension StepContext {
     private func startAgain() async throws {
         let id = request.instanceId
         do {
+            try await settle(home, id)
             try await mutate(PlannedCall("ec2", "StartInstances", region: request.region, [("InstanceId", id)])) {
                 _ = try await home.startInstances([id])
             }
             note("the restart ended early after stopping \(id); StartInstances was sent so it is not left stopped")
             try await finish(.compensated, "StartInstances sent for \(id)")
-        } catch let lost as LeaseLost {
-            throw lost
         } catch {
-            note(
-                "the restart ended early after stopping \(id), and starting it again failed too (\(error)): \(id) is STOPPED"
-            )
+            try compensationFailed(
+                error,
+                "the restart ended early after stopping \(id), and starting it again failed too: \(id) is STOPPED")
         }
     }
 }

@@ -151,10 +151,14 @@ final class StepContext {
             } catch let error as AWSError where error.kind.mayHaveActed && !callGuard.idempotent {
                 guard let look, resends < Self.ambiguousResends else { throw error }
                 resends += 1
-                try await keeper.check(before: "looking whether \(call.description) took effect")
-                if let found = try await look() {
-                    note("\(call.description) answered \(error.kind) but had taken effect; using what it made")
-                    return found
+                // EC2 lists a new resource a few seconds after creating it: look more than once.
+                for round in 0..<Self.looksBeforeResend {
+                    if round > 0 { try await Task.sleep(for: min(options.waitInterval, .seconds(5))) }
+                    try await keeper.check(before: "looking whether \(call.description) took effect")
+                    if let found = try await look() {
+                        note("\(call.description) answered \(error.kind) but had taken effect; using what it made")
+                        return found
+                    }
                 }
                 note("\(call.description) answered \(error.kind) and did not take effect; sending it again")
                 try await Task.sleep(for: options.retryDelay)
@@ -178,6 +182,8 @@ final class StepContext {
 
     /// How often a non-idempotent call that may not have taken effect is sent again after looking.
     static let ambiguousResends = 2
+    /// How many looks (at most 5 s apart) before it is sent again.
+    static let looksBeforeResend = 4
 
     /// Publishes a history event; a failure is logged, never fatal (the record is the source of truth).
     func event(_ kind: ActuatorEvent.Kind, id: String, subStep: SubStep? = nil, detail: String? = nil) async {

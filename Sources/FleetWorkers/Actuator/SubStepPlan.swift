@@ -1,3 +1,4 @@
+import AWSClient
 import Foundation
 import RecoveryCore
 
@@ -72,10 +73,42 @@ extension StepContext {
     /// (its `until` not done). Errors are noted, not thrown (except a lost lease).
     func compensate() async throws {
         guard !dryRun, !isDone(.compensated) else { return }
+        // Never on a cancelled task: its AWS calls would fail at once and the step be completed half undone.
+        try Task.checkCancellation()
         let needed = plan().reversed().first { entry in
             guard let compensation = entry.compensation else { return false }
             return isDone(entry.name) && !isDone(compensation.until)
         }
         try await needed?.compensation?.run()
+    }
+}
+
+extension StepContext {
+    /// Waits until `id` has left a transitional state (stopping → stopped, pending → running), so a
+    /// compensation's StartInstances or StopInstances is not refused for the state: a step stopped while
+    /// it waited (an abort, a lost lease) finds its instance half way. Compensation runs outside the
+    /// abort's wait guard, so this wait is not cut short by the same abort.
+    func settle(_ ec2: any EC2Operations, _ id: String) async throws {
+        guard !dryRun, let state = try await describe(ec2, id)?.state else { return }
+        switch state {
+        case .stopping:
+            try await ec2.waitUntilStopped([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+        case .pending:
+            try await ec2.waitUntilRunning([id], timeout: options.instanceWaitTimeout, interval: options.waitInterval)
+        default: break
+        }
+    }
+
+    /// A compensation that failed: a lost lease or a cancellation goes up (the step is not completed); a
+    /// passing error (throttling, AWS 5xx, no answer, Redis) hands the step back while attempts remain, so
+    /// the next actor puts things back (an abort's flag stays set; a failure resumes the step); anything
+    /// else, or the last attempt, is noted (`what` says what is left as it is) and the step completes.
+    func compensationFailed(_ error: any Error, _ what: String) throws {
+        if error is LeaseLost || error is CancellationError { throw error }
+        if case .retry(let reason) = ActuatorWorker.classify(error), record.attempts < options.maxAttempts {
+            note("\(what) (\(reason)); handed back so the next attempt puts it back")
+            throw ActuatorError.retryable("compensation stopped by a passing error: \(reason)")
+        }
+        note("\(what) (\(error))")
     }
 }
