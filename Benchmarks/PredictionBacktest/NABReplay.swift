@@ -27,6 +27,7 @@ public struct NABReplay: Sendable {
         public var time: Double
         public var row: Int
         public var confidence: Double
+        public var detail: String
     }
 
     /// What one run over a series gave.
@@ -119,7 +120,7 @@ public struct NABReplay: Sendable {
                 confidence: prediction.confidence, repair: kind.suggestedRepair, detail: prediction.detail,
                 window: prediction.window.from...prediction.window.to)
             if perform(machine.handle(.trouble(trouble), context(now)), at: now) {
-                alarms.append(Alarm(time: now, row: newest, confidence: prediction.confidence))
+                alarms.append(Alarm(time: now, row: newest, confidence: prediction.confidence, detail: prediction.detail))
             }
         }
         return Run(alarms: alarms, confidences: confidences, evaluations: evaluations)

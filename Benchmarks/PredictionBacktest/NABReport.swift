@@ -24,10 +24,25 @@ public struct NABReport: Sendable {
         return .networkIn
     }
 
-    public static func run(_ corpus: NABCorpus, replay: (PredictorMetric) -> NABReplay) -> NABReport {
+    /// Whether a file is one of the fleet's own metrics (CPU, network); the others run with
+    /// `AnomalyRules.unitFree` in the metric's place.
+    public static func isFleetMetric(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return lower.contains("cpu") || lower.contains("network")
+    }
+
+    /// The model configuration a file runs with: `base`, with unit-free rules for a series that is not
+    /// one of the fleet's metrics.
+    public static func configuration(for name: String, base: Predictor.Configuration) -> Predictor.Configuration {
+        var c = base
+        if !isFleetMetric(name) { c.anomaly.network = .unitFree }
+        return c
+    }
+
+    public static func run(_ corpus: NABCorpus, replay: (NABSeries) -> NABReplay) -> NABReport {
         let files = corpus.series.map { series in
             let metric = metric(for: series.name)
-            let run = replay(metric).run(series, as: metric)
+            let run = replay(series).run(series, as: metric)
             return FileResult(
                 series: series, metric: metric, run: run,
                 score: NABScorer.score(series, flagged: run.alarms.map(\.row)))
