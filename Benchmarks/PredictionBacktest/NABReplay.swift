@@ -120,7 +120,8 @@ public struct NABReplay: Sendable {
                 confidence: prediction.confidence, repair: kind.suggestedRepair, detail: prediction.detail,
                 window: prediction.window.from...prediction.window.to)
             if perform(machine.handle(.trouble(trouble), context(now)), at: now) {
-                alarms.append(Alarm(time: now, row: newest, confidence: prediction.confidence, detail: prediction.detail))
+                alarms.append(
+                    Alarm(time: now, row: newest, confidence: prediction.confidence, detail: prediction.detail))
             }
         }
         return Run(alarms: alarms, confidences: confidences, evaluations: evaluations)

@@ -59,34 +59,16 @@ if alarms {
         print("== \(f.series.name)")
         let fmt = ISO8601DateFormatter()
         for w in f.series.windows {
-            print("   window \(fmt.string(from: Date(timeIntervalSince1970: f.series.times[w.lowerBound]))) – \(fmt.string(from: Date(timeIntervalSince1970: f.series.times[w.upperBound])))")
+            print(
+                "   window \(fmt.string(from: Date(timeIntervalSince1970: f.series.times[w.lowerBound]))) – \(fmt.string(from: Date(timeIntervalSince1970: f.series.times[w.upperBound])))"
+            )
         }
         for a in f.run.alarms {
             let inside = f.series.windows.contains { $0.contains(a.row) }
             let probation = a.row < NABScorer.probation(rows: f.series.times.count)
-            print("   \(inside ? "TP" : probation ? "pr" : "FP") \(fmt.string(from: Date(timeIntervalSince1970: a.time))) \(a.confidence) \(a.detail)")
+            print(
+                "   \(inside ? "TP" : probation ? "pr" : "FP") \(fmt.string(from: Date(timeIntervalSince1970: a.time))) \(a.confidence) \(a.detail)"
+            )
         }
     }
-}
-if let trace = ProcessInfo.processInfo.environment["NAB_TRACE"] {
-    // NAB_TRACE=<name part>,<from epoch>,<to epoch>: each evaluation's confidence of the file's kind.
-    let p = trace.split(separator: ",").map(String.init)
-    for f in report.files where f.series.name.contains(p[0]) {
-        for c in f.run.confidences where c.time >= Double(p[1])! && c.time <= Double(p[2])! {
-            print(Date(timeIntervalSince1970: c.time), c.confidence, f.series.values[c.row])
-        }
-    }
-}
-if ProcessInfo.processInfo.environment["SYN_DEBUG"] != nil {
-    let predictor = Predictor(configuration: base)
-    for s in ScenarioGenerator.generate(seed: 20_260_105, perShape: 6, shapes: [.healthyNoise]) {
-        for hour in s.evalFrom..<s.evalTo {
-            let ps = predictor.predict(s.history(through: hour), now: s.time(hour + 1)).filter { $0.confidence >= 0.8 }
-            if let p = ps.first { print(s.index, hour, hour % 24, p.kind, p.confidence, p.detail); break }
-        }
-    }
-}
-if ProcessInfo.processInfo.environment["SYN_RUN"] != nil {
-    let r = Backtest(predictor: Predictor(configuration: base)).run(ScenarioGenerator.generate(seed: 20_260_105, perShape: 10))
-    print(r.table)
 }

@@ -102,7 +102,8 @@ extension Predictor {
         let s = configuration.anomaly
         let step = Self.typicalStep(raw[...])
         let floor = rules.floor + rules.floorPerSecond * step
-        let points = rules.logScale ? raw.map { MetricPoint(time: $0.time, value: log(max($0.value, 0) + max(floor, 1))) } : raw
+        let points =
+            rules.logScale ? raw.map { MetricPoint(time: $0.time, value: log(max($0.value, 0) + max(floor, 1))) } : raw
         guard let last = points.last, now.timeIntervalSince(last.time) <= configuration.maxStalenessHours * 3600
         else { return nil }
         let cut = now.addingTimeInterval(-Double(s.recentHours) * 3600)
@@ -150,7 +151,8 @@ extension Predictor {
             let hourlyLow = hourly.min()
         else { return .coldStart }
         let span = cut.timeIntervalSince(first.time) / 3600
-        let history = RobustStatistics.ramp(span, from: s.minReferenceHours, to: max(s.fullReferenceHours, s.minReferenceHours))
+        let history = RobustStatistics.ramp(
+            span, from: s.minReferenceHours, to: max(s.fullReferenceHours, s.minReferenceHours))
         let rawMedian = RobustStatistics.median(raw[..<split].map(\.value)) ?? 0
         let tiny = 1e-9 * max(abs(median), 1)
 
@@ -171,7 +173,7 @@ extension Predictor {
                 // The absolute floor, on the raw values (seasonal residuals judged as they are).
                 let departure =
                     rules.logScale ? (rising ? rawX - rawMedian : rawMedian - rawX) : (rising ? x - centre : centre - x)
-                guard departure >= max(floor, tiny), (rising ? x > centre : x < centre) else { return }
+                guard departure >= max(floor, tiny), rising ? x > centre : x < centre else { return }
                 let spread = max(abs(bound - centre), rules.logScale ? 0.01 : max(floor * 0.5, tiny))
                 let excess = (rising ? x - bound : bound - x) / spread
                 let confidence = history * RobustStatistics.ramp(excess, from: 0, to: s.excessFull)

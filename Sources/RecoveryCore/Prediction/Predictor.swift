@@ -85,22 +85,47 @@ public struct Predictor: Sendable {
                 $0.time < $1.time
             }
         }
+        // Trends and status checks read hourly points; the worker fetches every series at 5 minutes
+        // (the anomalies need them), so finer points are folded into their hour here.
+        func hourly(_ metric: PredictorMetric, maximum: Bool) -> [MetricPoint] {
+            Self.hourly(recent(metric), maximum: maximum)
+        }
         var out: [Prediction] = []
         if let p = exhaustion(
-            recent(.disk), metric: .disk, kind: .diskExhaustion, settings: configuration.disk, now: now)
+            hourly(.disk, maximum: true), metric: .disk, kind: .diskExhaustion, settings: configuration.disk, now: now)
         {
             out.append(p)
         }
         if let p = exhaustion(
-            recent(.memory), metric: .memory, kind: .memoryExhaustion, settings: configuration.memory, now: now)
+            hourly(.memory, maximum: false), metric: .memory, kind: .memoryExhaustion, settings: configuration.memory,
+            now: now)
         {
             out.append(p)
         }
         if let p = cpuAnomaly(recent(.cpu), now: now) { out.append(p) }
         if let p = networkAnomaly(in: recent(.networkIn), out: recent(.networkOut), now: now) { out.append(p) }
-        if let p = statusRecurrence(recent(.statusCheckFailed), now: now) { out.append(p) }
-        if let p = creditExhaustion(recent(.cpuCreditBalance), now: now) { out.append(p) }
+        if let p = statusRecurrence(hourly(.statusCheckFailed, maximum: true), now: now) { out.append(p) }
+        if let p = creditExhaustion(hourly(.cpuCreditBalance, maximum: false), now: now) { out.append(p) }
         return out.filter { $0.confidence > 0 }.sorted { $0.confidence > $1.confidence }
+    }
+
+    /// Points folded into whole hours (time = the hour's start): their mean, or their maximum (disk,
+    /// status checks). Hourly points come back as they are.
+    static func hourly(_ points: [MetricPoint], maximum: Bool) -> [MetricPoint] {
+        var out: [MetricPoint] = []
+        var count = 0.0
+        for p in points {
+            let hour = Date(timeIntervalSince1970: (p.time.timeIntervalSince1970 / 3600).rounded(.down) * 3600)
+            if let last = out.last, last.time == hour {
+                count += 1
+                out[out.count - 1].value =
+                    maximum ? max(last.value, p.value) : last.value + (p.value - last.value) / count
+            } else {
+                out.append(MetricPoint(time: hour, value: p.value))
+                count = 1
+            }
+        }
+        return out
     }
 
     // MARK: Trends
@@ -230,6 +255,17 @@ public struct Predictor: Sendable {
 
     // MARK: Anomalies
 
+    /// The anomaly metrics with fresh data but too short a history to judge yet (a new target: the
+    /// reference needs `anomaly.minReferenceHours`). The worker logs them; nothing is predicted for them.
+    public func notYetJudged(_ history: MetricHistory, now: Date) -> [PredictorMetric] {
+        let start = now.addingTimeInterval(-configuration.lookbackHours * 3600)
+        return [PredictorMetric.cpu, .networkIn, .networkOut].filter { metric in
+            let points = history[metric].filter { $0.time > start && $0.time <= now && $0.value.isFinite }
+            let rules = metric == .cpu ? configuration.anomaly.cpu : configuration.anomaly.network
+            return anomaly(points.sorted { $0.time < $1.time }, rules: rules, now: now) == .coldStart
+        }
+    }
+
     func cpuAnomaly(_ points: [MetricPoint], now: Date) -> Prediction? {
         guard case .finding(let f?)? = anomaly(points, rules: configuration.anomaly.cpu, now: now) else { return nil }
         return anomalyPrediction(.cpuAnomaly, metric: .cpu, f, unit: " %", now: now)
@@ -259,9 +295,14 @@ public struct Predictor: Sendable {
             detail:
                 "\(metric.rawValue): \(what) \(fmt(f.value))\(unit)\(basis) is \(direction) anything in the last week (\(f.rising ? "highest" : "lowest") \(fmt(f.bound))\(unit), median \(fmt(f.referenceMedian))\(unit))\(state)",
             factors: [
-                PredictionFactor("value", f.value, "\(f.shape.rawValue) judged\(f.seasonal ? ", less its hour of day's median" : "")"),
+                PredictionFactor(
+                    "value", f.value, "\(f.shape.rawValue) judged\(f.seasonal ? ", less its hour of day's median" : "")"
+                ),
                 PredictionFactor("reference_median", f.referenceMedian, "median over the reference week"),
-                PredictionFactor("reference_bound", f.bound, "the reference's \(f.rising ? "highest" : "lowest") \(f.shape == .spike ? "point" : "hourly median")"),
+                PredictionFactor(
+                    "reference_bound", f.bound,
+                    "the reference's \(f.rising ? "highest" : "lowest") \(f.shape == .spike ? "point" : "hourly median")"
+                ),
                 PredictionFactor("excess", f.excess, "beyond the bound, in units of (bound − median)"),
                 PredictionFactor("rising", f.rising ? 1 : 0, f.rising ? "a rise" : "a fall"),
                 PredictionFactor("seasonal", f.seasonal ? 1 : 0, "judged against the target's own hour-of-day pattern"),
