@@ -286,7 +286,7 @@ public struct Predictor: Sendable {
     func anomalyPrediction(
         _ kind: PredictionKind, metric: PredictorMetric, _ f: AnomalyFinding, unit: String, now: Date
     ) -> Prediction {
-        let what = f.shape == .spike ? (f.rising ? "a point" : "a point") : "the hour's median"
+        let what = f.shape == .spike ? "a point" : "the hour's median"
         let direction = f.rising ? "above" : "below"
         let basis = f.seasonal ? " (after this hour of day's usual)" : ""
         let state = f.onset ? "" : "; it continues a departure already reported"
