@@ -23,9 +23,10 @@ public struct RecoveryCtlCommand: AsyncParsableCommand {
             Exit status: 0 done, 1 error, 64 usage, 3 command rejected, 4 step failed or needs a person, 5 timed out.
             """,
         subcommands: [
-            Status.self, History.self, Restart.self, Reprovision.self, Failover.self, Ack.self, Approve.self, Hold.self,
-            Resume.self, Reset.self, Brake.self, Quarantine.self, Unquarantine.self, RepairVolume.self, Targets.self,
-            Preflight.self, Topology.self,
+            Status.self, History.self, Restart.self, Reprovision.self, Failover.self, Abort.self, Ack.self,
+            Approve.self,
+            Hold.self, Resume.self, Reset.self, Brake.self, Quarantine.self, Unquarantine.self, RepairVolume.self,
+            Targets.self, Preflight.self, Topology.self,
         ])
 
     public init() {}
@@ -266,6 +267,31 @@ extension RecoveryCtlCommand {
         public init() {}
         public func run() async throws {
             try await send.send(.init(target: target, name: .failover, reason: reason))
+        }
+    }
+
+    public struct Abort: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract:
+                "Stop the running step at its next sub-step and undo what it did; automation stops for the incident.",
+            discussion: """
+                The actuator finishes the sub-step it is in (an AWS call or a wait), then stops and compensates \
+                as after a failure (a stopped instance is started again, a launched replacement is stopped and \
+                tagged abandoned). No automatic step follows in the incident. Waits for the actuator's outcome.
+                """)
+        @Argument var target: String
+        @Option(help: "Why (kept with the incident, the step record and the history).") var reason: String?
+        @OptionGroup var send: SendOptions
+        public init() {}
+
+        public func validate() throws {
+            guard !target.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw ValidationError("abort needs a target name")
+            }
+        }
+
+        public func run() async throws {
+            try await send.send(.init(target: target, name: .abort, reason: reason))
         }
     }
 

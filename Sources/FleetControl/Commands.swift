@@ -35,8 +35,9 @@ public struct CommandRequest: Sendable, Equatable {
     var repairKind: RepairRequest.Kind? {
         if case .repair(let kind) = name.route { kind } else { nil }
     }
-    /// Whether an accepted command leads to an actuator outcome worth waiting for.
-    var runsStep: Bool { step != nil || name == .approve || repairKind != nil }
+    /// Whether an accepted command leads to an actuator outcome worth waiting for (`abort`: the outcome of
+    /// the step it stops, named by the answer).
+    var runsStep: Bool { step != nil || name == .approve || name == .abort || repairKind != nil }
 }
 
 /// What became of a command.
@@ -59,10 +60,12 @@ public struct CommandResult: Codable, Sendable, Equatable {
         public var reason: String?
         public var instanceId: String?
         public var region: String?
+        /// Who aborted the step (`recoveryctl abort`), when the actuator stopped it for that.
+        public var abortedBy: String?
 
         public init(
             idempotencyKey: String, step: String, status: String, reason: String? = nil, instanceId: String? = nil,
-            region: String? = nil
+            region: String? = nil, abortedBy: String? = nil
         ) {
             self.idempotencyKey = idempotencyKey
             self.step = step
@@ -70,12 +73,14 @@ public struct CommandResult: Codable, Sendable, Equatable {
             self.reason = reason
             self.instanceId = instanceId
             self.region = region
+            self.abortedBy = abortedBy
         }
 
         enum CodingKeys: String, CodingKey {
             case step, status, reason, region
             case idempotencyKey = "idempotency_key"
             case instanceId = "instance_id"
+            case abortedBy = "aborted_by"
         }
     }
 
@@ -114,13 +119,15 @@ public struct CommandResult: Codable, Sendable, Equatable {
         case incidentId = "incident_id"
     }
 
-    /// 0 accepted (and a step succeeded), 3 rejected, 4 the step failed or needs a person, 5 timed out.
+    /// 0 accepted (and a step succeeded, or an abort stopped it), 3 rejected, 4 the step failed or needs a
+    /// person, 5 timed out.
     public var exitCode: Int32 {
         switch status {
         case .sent: return 0
         case .rejected: return 3
         case .timedOut: return 5
         case .accepted:
+            if command == CommandName.abort.rawValue, outcome?.abortedBy != nil { return 0 }
             if let outcome, outcome.status != ActionOutcome.Status.succeeded.rawValue { return 4 }
             return 0
         }
@@ -143,7 +150,10 @@ public struct CommandResult: Codable, Sendable, Equatable {
         }
         if let detail { lines.append(wrap("  " + detail, width: width, indent: "  ")) }
         if let outcome {
-            var line = "  \(outcome.step) \(outcome.status.replacingOccurrences(of: "_", with: " "))"
+            // An aborted step's reason says who, where it stopped and what was put back.
+            let status =
+                outcome.abortedBy != nil ? "stopped" : outcome.status.replacingOccurrences(of: "_", with: " ")
+            var line = "  \(outcome.step) \(status)"
             if let instance = outcome.instanceId { line += ": now \(instance) (\(outcome.region ?? "?"))" }
             if let reason = outcome.reason { line += ": \(reason)" }
             lines.append(wrap(line, width: width, indent: "    "))
@@ -304,7 +314,8 @@ public struct CommandSender: Sendable {
             r.outcome = .init(
                 idempotencyKey: outcome.idempotencyKey, step: outcome.repair?.rawValue ?? outcome.step.rawValue,
                 status: outcome.status.rawValue,
-                reason: outcome.reason, instanceId: outcome.instanceId, region: outcome.region)
+                reason: outcome.reason, instanceId: outcome.instanceId, region: outcome.region,
+                abortedBy: outcome.aborted?.by)
             r.status = .accepted
             return r
         }
@@ -334,6 +345,8 @@ public struct CommandSender: Sendable {
                         return result
                     }
                     result.status = .accepted
+                    // An abort's answer names the step it stops; its outcome is what to wait for.
+                    if request.name == .abort { expectedStep = notice.body.step }
                     guard request.runsStep, result.incidentId != nil else { return result }
                     // Still waiting for the outcome: a timeout now reports the answer that came.
                     result.status = .timedOut

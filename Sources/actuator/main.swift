@@ -55,7 +55,8 @@ do {
         options: options, ec2: ec2, route53: route53, ssm: SSMClient(aws), http: http,
         locks: RedisLockStore(client: redis, keyspace: env.keyspace),
         records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: env.keyspace)),
-        publisher: publisher, topology: topology, config: config,
+        aborts: RedisKeyValueStore(client: redis, keyspace: env.keyspace), publisher: publisher, topology: topology,
+        config: config,
         openSteps: RedisSchedule(client: redis, keyspace: env.keyspace, name: "actuator-open-steps"), logger: logger)
     let deadLetters = DeadLetterSink(publisher: publisher, topology: topology, workerName: env.workerId)
     // Action requests only from decision identities: nothing else may make the actuator act.

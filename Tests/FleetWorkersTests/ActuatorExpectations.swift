@@ -10,7 +10,8 @@ enum ActuatorExpectations {
     /// call; the replacement is not the target's instance, it is stopped (never terminated) and tagged
     /// abandoned by the step, and the record says so; the old instance is left alone.
     static func abandonedReplacement(
-        _ result: ActuatorWorker.Result, failedAt call: String, record: StepRecord, replacement: EC2Instance?,
+        _ result: ActuatorWorker.Result, status: ActionOutcome.Status = .failed, failedAt call: String,
+        record: StepRecord, replacement: EC2Instance?,
         old: EC2Instance,
         sourceLocation: SourceLocation = #_sourceLocation
     ) {
@@ -18,7 +19,7 @@ enum ActuatorExpectations {
             Issue.record("unexpected \(result)", sourceLocation: sourceLocation)
             return
         }
-        #expect(outcome.status == .failed, sourceLocation: sourceLocation)
+        #expect(outcome.status == status, sourceLocation: sourceLocation)
         #expect(outcome.reason?.contains(call) == true, "\(outcome.reason ?? "")", sourceLocation: sourceLocation)
         #expect(
             outcome.instanceId == nil, "the failed replacement does not become the target's instance",

@@ -59,6 +59,7 @@ final class ActuatorHarness: Sendable {
     var dr: EC2Client { world.ec2.withRegion("us-west-2") }
     var locks: RedisLockStore { RedisLockStore(client: redis, keyspace: world.keyspace) }
     var records: StepRecordStore { StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)) }
+    var aborts: RedisKeyValueStore { RedisKeyValueStore(client: redis, keyspace: world.keyspace) }
 
     static func fastOptions(_ id: String) -> ActuatorWorker.Options {
         var o = ActuatorWorker.Options(workerId: id)
@@ -92,7 +93,7 @@ final class ActuatorHarness: Sendable {
         return ActuatorWorker(
             options: options, ec2: EC2Client(aws), route53: Route53Client(aws), ssm: ssm ? SSMClient(aws) : nil,
             http: world.http,
-            locks: locks, records: records,
+            locks: locks, records: records, aborts: aborts,
             publisher: publisher, topology: world.topology, config: config,
             openSteps: RedisSchedule(client: redis, keyspace: world.keyspace, name: "actuator-open-steps"),
             logger: logger,

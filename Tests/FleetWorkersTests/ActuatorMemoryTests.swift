@@ -39,6 +39,8 @@ final class MemoryActuatorHarness: Sendable {
     let records = StepRecordStore(states: MemoryVersionedStore())
     /// The open-steps index, as the actuator has it in production.
     let openSteps = MemorySchedule()
+    /// The abort flags the decision worker would set (`recoveryctl abort`).
+    let aborts = MemoryKeyValueStore()
     let topology = FleetTopology(prefix: "mem")
     let broker = MemoryBroker()
     let publisher: MemoryPublisher
@@ -59,7 +61,7 @@ final class MemoryActuatorHarness: Sendable {
 
     func actuator(
         _ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), clockAhead: TimeInterval = 0,
-        _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
+        aborts: (any KeyValueStore)? = nil, _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
     ) -> ActuatorWorker {
         var options = ActuatorHarness.fastOptions(id)
         tweak(&options)
@@ -67,7 +69,8 @@ final class MemoryActuatorHarness: Sendable {
         logger.logLevel = environment["ACTUATOR_TEST_LOG"] == nil ? .critical : .debug
         return ActuatorWorker(
             options: options, ec2: ec2, route53: route53, ssm: nil, http: site, locks: locks, records: records,
-            publisher: publisher, topology: topology, config: config, openSteps: openSteps, logger: logger,
+            aborts: aborts ?? self.aborts, publisher: publisher, topology: topology, config: config,
+            openSteps: openSteps, logger: logger,
             clock: { Date() + clockAhead })
     }
 

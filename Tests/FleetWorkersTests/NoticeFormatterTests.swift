@@ -354,8 +354,18 @@ struct NoticeReasonTextTests {
             "the original instance i-0abc (eu-west-1) answers health checks again; shop-web now runs on i-0new (eu-central-1). Nothing was changed: fail back by hand if you want it back."
         ),
         sample(
+            .instanceFollowed(target: "shop-web", from: home, to: moved),
+            "shop-web is now followed on i-0new (eu-central-1): discovery finds it there, not on i-0abc (eu-west-1) as recorded (moved outside the fleet's steps, or a record that was out of date). Nothing was changed in AWS."
+        ),
+        sample(
             .lateResult(target: "shop-web", step: .reprovision, incident: "inc-1", current: moved),
             "late result: reprovision for incident inc-1 finished after the machine stopped waiting for it; shop-web now runs on i-0new (eu-central-1)"
+        ),
+        sample(
+            .stepAborted(
+                target: "shop-web", step: .reprovision, incident: "inc-1", by: "alice", reason: "wrong AMI",
+                result: "i-0new stopped and tagged abandoned"),
+            "reprovision for incident inc-1 was aborted by alice (wrong AMI): the actuator stopped at a sub-step boundary and put back what it could (i-0new stopped and tagged abandoned). No automatic step follows: shop-web is in a person's hands; run a step by hand if it stays down."
         ),
     ]
 
@@ -384,6 +394,11 @@ struct NoticeReasonTextTests {
             "bob resumed automation for incident inc-1 (automation stays stopped: no automatic step left)"),
         sample(.approved(by: "carol", step: .restart, incident: "inc-1"), "carol approved restart for incident inc-1"),
         sample(.ranStep(by: "alice", step: .failover, incident: "inc-1"), "alice ran failover for incident inc-1"),
+        sample(
+            .abortRequested(
+                by: "alice", step: .restart, incident: "inc-1", key: "shop-web/inc-1/restart", reason: nil),
+            "alice aborted restart for incident inc-1: the actuator stops at its next sub-step and puts back what it can (record step:shop-web/inc-1/restart). No automatic step follows in this incident: a person takes over."
+        ),
         sample(
             .noOpenIncident(command: "ack", target: "shop-web", failures: 0, threshold: 3),
             "ack refused: shop-web has no open incident (the site is healthy); there is nothing to ack"),
@@ -446,6 +461,17 @@ struct NoticeReasonTextTests {
         sample(
             .noDRRegion(command: "failover", target: "shop-web"),
             "failover refused: no DR region is configured for shop-web, so it cannot fail over"),
+        sample(
+            .nothingToAbort(command: "abort", incident: "inc-1", verifying: nil),
+            "abort refused: no step is running at the actuator in incident inc-1; there is nothing to abort (ack to keep the fleet from taking another step)"
+        ),
+        sample(
+            .nothingToAbort(command: "abort", incident: "inc-1", verifying: .restart),
+            "abort refused: restart has finished and its result is being verified in incident inc-1; there is nothing to abort (ack to keep the fleet from taking another step)"
+        ),
+        sample(
+            .alreadyAborted(command: "abort", step: .restart, incident: "inc-1", by: "alice", since: at),
+            "abort refused: restart of incident inc-1 was already aborted by alice at 2026-11-22T03:00:00Z"),
     ]
 
     static let brake: [Sample] = [
@@ -568,8 +594,8 @@ struct NoticeReasonTextTests {
                 try JSONSerialization.jsonObject(with: Timestamp.jsonEncoder().encode(sample.reason)) as? [String: Any]
             return object?["code"] as? String ?? ""
         }
-        // Cases with more than one sample share a code: the 59 cases have 59 codes.
-        #expect(Set(codes).count == 59, "\(Set(codes).sorted())")
+        // Cases with more than one sample share a code: the 64 cases have 64 codes.
+        #expect(Set(codes).count == 64, "\(Set(codes).sorted())")
     }
 
     @Test("the wire form: code and snake_case parameters, times as timestamps, durations in seconds")

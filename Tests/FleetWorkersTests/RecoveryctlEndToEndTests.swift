@@ -63,6 +63,7 @@ struct RecoveryctlEndToEndTests {
             http: world.http,
             locks: RedisLockStore(client: redis, keyspace: world.keyspace),
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
+            aborts: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
         let recorder = RecorderWorker(
             options: .init(eventsTable: eventsTable, predictionsTable: eventsTable), dynamo: dynamo, logger: logger)
@@ -207,8 +208,15 @@ struct RecoveryctlEndToEndTests {
                 try await HistoryReader(dynamo: dynamo, table: eventsTable).read(target: name, limit: nil).entries
                     .contains { $0.what == "command_rejected" && $0.why.contains(intruder) }
             }
+            // An abort from the same user is refused the same way (by the verified user_id), before any flag.
+            let refusedAbort = try await runCtl(["abort", name, "--json", "--timeout", "30s"], env: intruderEnv)
+            #expect(refusedAbort.code == 3, "\(refusedAbort.stdout) \(refusedAbort.stderr)")
+            let abortRefusal = try JSONDecoder().decode(CommandResult.self, from: Data(refusedAbort.stdout.utf8))
+            #expect(abortRefusal.status == .rejected && abortRefusal.operator == intruder)
+            #expect(abortRefusal.detail?.contains("is not an operator") == true, "\(abortRefusal)")
             let state = try await reader.target(name)
             #expect(state?.machine.incident?.hold == nil, "the intruder's ack changed nothing")
+            #expect(state?.machine.incident?.aborted == nil, "nor did the abort")
         } catch {
             Issue.record(error)
         }

@@ -428,7 +428,10 @@ final class InProcessFleet: Sendable {
     private let consumers: [AMQPConsumer]
     private let running: Task<Void, Never>
 
-    init(_ world: World, config json: String) async throws {
+    /// `tweak` adjusts the actuator's options (a test hook, say).
+    init(
+        _ world: World, config json: String, actuator tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
+    ) async throws {
         self.world = world
         let logger = Logger(label: "recoveryctl-e2e")
         log = RequestLog(world.http)
@@ -460,11 +463,14 @@ final class InProcessFleet: Sendable {
         let requests = AMQPConsumer(
             configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
         consumers = [observations, commands, requests]
+        var actuatorOptions = ActuatorHarness.fastOptions("actuator-e2e")
+        tweak(&actuatorOptions)
         let actuator = ActuatorWorker(
-            options: ActuatorHarness.fastOptions("actuator-e2e"), ec2: EC2Client(aws), route53: Route53Client(aws),
+            options: actuatorOptions, ec2: EC2Client(aws), route53: Route53Client(aws),
             http: world.http,
             locks: RedisLockStore(client: redis, keyspace: world.keyspace),
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
+            aborts: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
         let loops: [@Sendable () async -> Void] = [
             {

@@ -1,9 +1,12 @@
 import AMQPTransport
 import ArgumentParser
-import FleetControl
 import FleetRuntime
+import FleetWorkers
 import Foundation
+import RecoveryCore
 import Testing
+
+@testable import FleetControl
 
 /// recoveryctl's parsing and formatting, without services.
 @Suite("recoveryctl parsing and formatting")
@@ -110,5 +113,45 @@ struct RecoveryctlUnitTests {
         result.status = .timedOut
         #expect(result.exitCode == 5)
         #expect(result.render(width: 80).split(separator: "\n").allSatisfy { $0.count <= 80 })
+    }
+
+    /// Issue 14, gap 10: `recoveryctl abort <target> [--reason TEXT]`.
+    @Test func abortTakesATargetAndAReasonAndReportsWhoStoppedTheStep() throws {
+        let parsed = try RecoveryCtlCommand.parseAsRoot([
+            "abort", "shop-web", "--reason", "wrong AMI", "--timeout", "5m",
+        ])
+        let abort = try #require(parsed as? RecoveryCtlCommand.Abort)
+        #expect(abort.target == "shop-web" && abort.reason == "wrong AMI")
+        #expect(
+            try RecoveryCtlCommand.parseAsRoot(["abort", "shop-web"]) is RecoveryCtlCommand.Abort, "reason optional")
+        #expect(throws: (any Error).self, "a target is needed") { try RecoveryCtlCommand.parseAsRoot(["abort"]) }
+        #expect(throws: (any Error).self, "a blank target") { try RecoveryCtlCommand.parseAsRoot(["abort", " "]) }
+        #expect(throws: (any Error).self, "one target") { try RecoveryCtlCommand.parseAsRoot(["abort", "a", "b"]) }
+
+        // The message: the command name the decision worker routes to the target's ladder, with the reason.
+        let request = CommandRequest(target: "shop-web", name: .abort, reason: "wrong AMI")
+        #expect(request.runsStep, "recoveryctl waits for the outcome of the step it stops")
+        let bytes = try EnvelopeCodec.encode(
+            Envelope(
+                type: .command, id: "cmd-1", target: "shop-web", occurredAt: Date(),
+                body: CommandBody(name: request.name.rawValue, reason: request.reason)))
+        guard case .command(let envelope) = try DecisionWorker.decodeCommandQueue(bytes) else {
+            Issue.record("not a command")
+            return
+        }
+        #expect(envelope.body.name == "abort" && envelope.body.reason == "wrong AMI")
+        #expect(CommandName(rawValue: envelope.body.name)?.route == .machine(.abort))
+
+        // Its result: stopped as asked is exit 0 and names who; a step that needed a person anyway is 4.
+        var result = CommandResult(
+            commandId: "cmd-1", command: "abort", target: "shop-web", operator: "alice", status: .accepted,
+            detail: "alice aborted reprovision for incident inc-1", incidentId: "inc-1",
+            outcome: .init(
+                idempotencyKey: "shop-web/inc-1/reprovision", step: "reprovision", status: "human_needed",
+                reason: "aborted by alice; stopped after launch", abortedBy: "alice"))
+        #expect(result.exitCode == 0)
+        #expect(result.render(width: 80).contains("reprovision stopped: aborted by alice"))
+        result.outcome?.abortedBy = nil
+        #expect(result.exitCode == 4)
     }
 }

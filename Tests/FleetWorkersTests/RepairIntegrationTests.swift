@@ -175,7 +175,8 @@ struct RepairIntegrationTests {
             let actuator = ActuatorWorker(
                 options: options, ec2: EC2Client(h.aws), route53: Route53Client(h.aws), ssm: SSMClient(noAgent),
                 http: h.world.http,
-                locks: h.locks, records: h.records, publisher: h.publisher, topology: h.world.topology,
+                locks: h.locks, records: h.records, aborts: h.aborts, publisher: h.publisher,
+                topology: h.world.topology,
                 config: try Self.ssmConfig(target), logger: Logger(label: "actuator-no-agent"))
 
             let result = try await actuator.perform(request)

@@ -73,8 +73,10 @@ struct Ladder {
     }
 
     @discardableResult
-    mutating func command(_ name: OperatorCommand.Name, by who: String = "alice", until: Date? = nil) -> [Action] {
-        send(.command(id: nextId("cmd"), OperatorCommand(name, by: who, until: until)))
+    mutating func command(
+        _ name: OperatorCommand.Name, by who: String = "alice", until: Date? = nil, reason: String? = nil
+    ) -> [Action] {
+        send(.command(id: nextId("cmd"), OperatorCommand(name, by: who, until: until, reason: reason)))
     }
 
     @discardableResult
@@ -105,6 +107,9 @@ extension Array where Element == Action {
     }
     var wakeUps: [Date] {
         compactMap { if case .scheduleWakeUp(let at) = $0 { at } else { nil } }
+    }
+    var aborts: [(key: String, abort: StepAbort)] {
+        compactMap { if case .abortStep(let key, let abort) = $0 { (key, abort) } else { nil } }
     }
     var fleetReports: [FleetBrake.Event] {
         compactMap { if case .reportToFleet(let e) = $0 { e } else { nil } }

@@ -207,6 +207,11 @@ struct RedisACLTests {
             #expect(try await markers.setIfAbsent("publishing:m1", "decision-1", expiry: .seconds(30)))
             try await markers.set("published:m1", "1", expiry: .seconds(60))
             #expect(try await markers.get("published:m1") == "1")
+            // An abort flag (recoveryctl abort): written, never read back.
+            try await markers.set("abort:web/inc-1/restart", "{\"by\":\"alice\"}", expiry: .seconds(60))
+            await expectRefused(redis, as: "decision", "read an abort flag") {
+                _ = try await markers.get("abort:web/inc-1/restart")
+            }
 
             let locks = RedisLockStore(client: decision, keyspace: keyspace)
             await expectRefused(redis, as: "decision", "acquire a lock") {
@@ -258,6 +263,14 @@ struct RedisACLTests {
             try await open.schedule("web-1", at: Date(timeIntervalSince1970: 1))
             #expect(try await open.due(at: Date()) == ["web-1"])
             try await open.cancel("web-1")
+            // The abort flags: read at every sub-step boundary; only the decision worker sets one.
+            let flags = RedisKeyValueStore(client: actuator, keyspace: keyspace)
+            try await RedisKeyValueStore(client: try redis.client("admin"), keyspace: keyspace)
+                .set("abort:web/inc-1/restart", "{}", expiry: .seconds(60))
+            #expect(try await flags.get("abort:web/inc-1/restart") == "{}")
+            await expectRefused(redis, as: "actuator", "set an abort flag") {
+                try await flags.set("abort:web/inc-1/reprovision", "{}", expiry: .seconds(60))
+            }
 
             await expectRefused(redis, as: "actuator", "read decision state") {
                 _ = try await records.load("target:web")

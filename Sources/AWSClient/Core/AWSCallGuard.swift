@@ -27,3 +27,11 @@ extension AWSError.Kind {
     /// 5xx, broken, or never came. (Throttling and client errors mean it was refused.)
     public var mayHaveActed: Bool { self == .serverError || self == .transport || self == .invalidResponse }
 }
+
+/// Runs before every poll of a waiter (`waitUntil`) in its scope, and before each round of a caller's
+/// own polling loop that opts in. A caller that waits for minutes sets it so the wait ends when it must:
+/// the actuator stops a step waiting for an image or an instance when an operator aborts it or its lease
+/// is lost (docs/actuator.md). Throwing ends the wait with that error.
+public enum AWSWaitGuard {
+    @TaskLocal public static var beforePoll: (@Sendable (_ what: String) async throws -> Void)?
+}

@@ -47,6 +47,7 @@ public func waitUntil<Value: Sendable>(
     var polls = 0
     while true {
         try Task.checkCancellation()
+        if polls > 0 { try await AWSWaitGuard.beforePoll?(what) }
         polls += 1
         switch try await check() {
         case .done(let value):

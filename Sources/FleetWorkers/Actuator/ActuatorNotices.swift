@@ -58,7 +58,10 @@ extension ActuatorWorker {
             if let command = RecoveryCtl.run(request.step.next, request.target) { commands.append(command) }
             commands.append(RecoveryCtl.ack(request.target))
         case .humanNeeded:
-            if let command = RecoveryCtl.run(request.step, request.target) { commands.append(command) }
+            // After an abort the step cannot be run again in this incident (it ran once); a person decides.
+            if outcome.aborted == nil, let command = RecoveryCtl.run(request.step, request.target) {
+                commands.append(command)
+            }
             commands.append(RecoveryCtl.ack(request.target))
         }
         return Notice(

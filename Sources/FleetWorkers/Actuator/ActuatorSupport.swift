@@ -125,6 +125,8 @@ public struct ActuatorEvent: Codable, Sendable, Equatable {
         case preflight
         /// SSM diagnostics before or after an in-place action; `detail` holds the (cut) output.
         case diagnostics
+        /// An operator aborted the step (`recoveryctl abort`): `detail` says who, why and where it stopped.
+        case aborted
     }
 
     public var kind: Kind

@@ -78,6 +78,8 @@ public final class ActuatorWorker: Sendable {
     let http: any HTTPExecuting
     let locks: any LockStore
     let records: StepRecordStore
+    /// The abort flags the decision worker sets (`recoveryctl abort`), in Redis `kv:abort:<key>`.
+    let aborts: any KeyValueStore
     let envelopes: EnvelopePublisher
     let config: ActuatorConfig
     /// The open-steps index (docs/actuator.md, "Steps outlive their delivery"): every step not completed,
@@ -90,9 +92,9 @@ public final class ActuatorWorker: Sendable {
     /// site checks. Without `ssm`, no SSM is used (restart reboots, `ssm` repairs fail, no diagnostics).
     public init(
         options: Options, ec2: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil,
-        http: any HTTPExecuting, locks: any LockStore, records: StepRecordStore, publisher: any MessagePublishing,
-        topology: FleetTopology, config: ActuatorConfig, openSteps: (any WakeUpSchedule)? = nil, logger: Logger,
-        clock: @escaping @Sendable () -> Date = Date.init
+        http: any HTTPExecuting, locks: any LockStore, records: StepRecordStore, aborts: any KeyValueStore,
+        publisher: any MessagePublishing, topology: FleetTopology, config: ActuatorConfig,
+        openSteps: (any WakeUpSchedule)? = nil, logger: Logger, clock: @escaping @Sendable () -> Date = Date.init
     ) {
         self.options = options
         self.ec2 = ec2
@@ -101,6 +103,7 @@ public final class ActuatorWorker: Sendable {
         self.http = http
         self.locks = locks
         self.records = records
+        self.aborts = aborts
         envelopes = EnvelopePublisher(
             publisher: publisher, topology: topology, producer: options.workerId, appId: "actuator")
         self.config = config
@@ -312,7 +315,8 @@ public final class ActuatorWorker: Sendable {
         await markOpen(request.idempotencyKey, logger: logger)
 
         let context = StepContext(
-            request: request, record: record, records: records, keeper: keeper, envelopes: envelopes, options: options,
+            request: request, record: record, records: records, aborts: aborts, keeper: keeper, envelopes: envelopes,
+            options: options,
             config: targetConfig, home: ec2.withRegion(request.region),
             destination: ec2.withRegion(request.destinationRegion),
             route53: route53, ssm: ssm?.withRegion(request.region), table: config.source?.table, http: http,
@@ -363,7 +367,7 @@ public final class ActuatorWorker: Sendable {
         return .completed(outcome)
     }
 
-    private enum StepEnd {
+    enum StepEnd {
         case done(StepResult)
         case left(Result)
     }
@@ -373,12 +377,15 @@ public final class ActuatorWorker: Sendable {
     private func runStep(_ context: StepContext) async throws -> StepEnd {
         let failure: Failure
         do {
-            return .done(try await context.run())
+            // Waits check the lease and the abort flag at every poll; compensation (below) waits unguarded.
+            return .done(try await AWSWaitGuard.$beforePoll.withValue(context.waitGuard) { try await context.run() })
         } catch is SimulatedCrash {
             throw SimulatedCrash()
         } catch let lost as LeaseLost {
             await leaseLost(context, lost)
             return .left(.leaseLost(lost.reason))
+        } catch let aborted as StepAborted {
+            return try await stopAborted(context, aborted.abort)
         } catch {
             // Cancelled because the renewal lost the lease: that is the reason, not the cancellation.
             if let reason = context.keeper.lostReason {
@@ -412,7 +419,7 @@ public final class ActuatorWorker: Sendable {
 
     /// The stale actor's record of why it stopped: a log line, a note in the record (refused if a newer
     /// actor has written it meanwhile), and a `lease_lost` event.
-    private func leaseLost(_ context: StepContext, _ lost: LeaseLost) async {
+    func leaseLost(_ context: StepContext, _ lost: LeaseLost) async {
         FleetMetrics.leasesLost.increment()
         context.logger.error("lease lost; stopping before the next mutation", metadata: ["reason": "\(lost.reason)"])
         context.note("\(options.workerId) stopped (fencing token \(context.keeper.lease.fencingToken)): \(lost.reason)")
@@ -432,14 +439,19 @@ public final class ActuatorWorker: Sendable {
     static func outcome(for request: ActionRequest, result: StepResult, dryRun: Bool, plannedCalls: [String])
         -> ActionOutcome
     {
-        if dryRun {
+        switch result {
+        case .aborted(let abort, _):
+            // An abort is reported as one, dry run or not: the operator asked for it and takes over.
+            var outcome = ActionOutcome(
+                for: request, status: .humanNeeded, reason: Self.summary(result, dryRun: dryRun))
+            outcome.aborted = abort
+            return outcome
+        case _ where dryRun:
             // Never report a dry run as done: the decision worker would then believe the change was made.
             let calls = plannedCalls.isEmpty ? "none" : plannedCalls.joined(separator: "; ")
             return ActionOutcome(
                 for: request, status: .failed,
                 reason: "dry run, nothing was changed: \(summary(result, dryRun: true)). Calls it would make: \(calls)")
-        }
-        switch result {
         case .succeeded(_, let newInstance):
             return ActionOutcome(for: request, status: .succeeded, newInstance: newInstance)
         case .failed(let reason):
@@ -454,6 +466,7 @@ public final class ActuatorWorker: Sendable {
         case .succeeded(let summary, _): dryRun ? "the step would run to its end" : summary
         case .failed(let reason): dryRun ? "it would fail: \(reason)" : reason
         case .humanNeeded(let reason): dryRun ? "it would stop for a person: \(reason)" : reason
+        case .aborted(_, let summary): dryRun ? "dry run, nothing was changed: \(summary)" : summary
         }
     }
 

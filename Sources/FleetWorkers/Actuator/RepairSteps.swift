@@ -344,18 +344,18 @@ extension StepContext {
                     oldOn
                         ? "the old root \(old) was still attached at \(root)"
                         : "the old root \(old) was attached again at \(root)")
-                note("the EBS repair failed after detaching \(old): " + done.joined(separator: "; "))
+                note("the EBS repair ended early after detaching \(old): " + done.joined(separator: "; "))
             }
             try await mutate(PlannedCall("ec2", "StartInstances", region: request.region, [("InstanceId", id)])) {
                 _ = try await ec2.startInstances([id])
             }
-            note("the EBS repair failed after stopping \(id); StartInstances was sent so it is not left stopped")
+            note("the EBS repair ended early after stopping \(id); StartInstances was sent so it is not left stopped")
             try await finish(.compensated, "StartInstances sent for \(id)")
         } catch let lost as LeaseLost {
             throw lost
         } catch {
             note(
-                "the EBS repair failed after stopping \(id), and restoring it failed too (\(error)): \(id) may be STOPPED; root volumes: old \(record.resources.oldVolumeId ?? "?"), new \(record.resources.newVolumeId ?? "?")"
+                "the EBS repair ended early after stopping \(id), and restoring it failed too (\(error)): \(id) may be STOPPED; root volumes: old \(record.resources.oldVolumeId ?? "?"), new \(record.resources.newVolumeId ?? "?")"
             )
         }
     }

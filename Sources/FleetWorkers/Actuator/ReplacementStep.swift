@@ -478,14 +478,14 @@ extension StepContext {
                 _ = try await ec2.stopInstances([newId], force: false, hibernate: nil)
             }
             note(
-                "the step failed after launching \(newId) in \(region): it was stopped and tagged \(RecoveryTags.optIn)=abandoned (not terminated)"
+                "the step ended early after launching \(newId) in \(region): it was stopped and tagged \(RecoveryTags.optIn)=abandoned (not terminated)"
             )
             try await finish(.compensated, "\(newId) stopped and tagged abandoned")
         } catch let lost as LeaseLost {
             throw lost
         } catch {
             note(
-                "the step failed after launching \(newId) in \(region), and stopping it failed too (\(error)); stop or terminate it by hand"
+                "the step ended early after launching \(newId) in \(region), and stopping it failed too (\(error)); stop or terminate it by hand"
             )
         }
     }

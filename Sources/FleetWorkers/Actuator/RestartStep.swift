@@ -245,13 +245,13 @@ extension StepContext {
             try await mutate(PlannedCall("ec2", "StartInstances", region: request.region, [("InstanceId", id)])) {
                 _ = try await home.startInstances([id])
             }
-            note("the restart failed after stopping \(id); StartInstances was sent so it is not left stopped")
+            note("the restart ended early after stopping \(id); StartInstances was sent so it is not left stopped")
             try await finish(.compensated, "StartInstances sent for \(id)")
         } catch let lost as LeaseLost {
             throw lost
         } catch {
             note(
-                "the restart failed after stopping \(id), and starting it again failed too (\(error)): \(id) is STOPPED"
+                "the restart ended early after stopping \(id), and starting it again failed too (\(error)): \(id) is STOPPED"
             )
         }
     }

@@ -26,6 +26,8 @@ enum StepResult: Sendable {
     case succeeded(summary: String, newInstance: InstanceRef?)
     case failed(String)
     case humanNeeded(String)
+    /// An operator aborted it; `summary` says where it stopped and what was put back.
+    case aborted(StepAbort, summary: String)
 }
 
 /// Everything one run of a step needs, and the helpers that make every sub-step safe:
@@ -42,6 +44,8 @@ final class StepContext {
     let request: ActionRequest
     var record: StepRecord
     let records: StepRecordStore
+    /// The abort flags (`StepAbort.flagKey`), read at every sub-step boundary (ActuatorAbort.swift).
+    let aborts: any KeyValueStore
     let keeper: LeaseKeeper
     let envelopes: EnvelopePublisher
     let options: ActuatorWorker.Options
@@ -60,7 +64,8 @@ final class StepContext {
     var ssmUnavailable: String?
 
     init(
-        request: ActionRequest, record: StepRecord, records: StepRecordStore, keeper: LeaseKeeper,
+        request: ActionRequest, record: StepRecord, records: StepRecordStore, aborts: any KeyValueStore,
+        keeper: LeaseKeeper,
         envelopes: EnvelopePublisher, options: ActuatorWorker.Options, config: ActuatorTargetConfig,
         home: any EC2Operations,
         destination: any EC2Operations, route53: any Route53Operations, ssm: (any SSMOperations)? = nil,
@@ -70,6 +75,7 @@ final class StepContext {
         self.request = request
         self.record = record
         self.records = records
+        self.aborts = aborts
         self.keeper = keeper
         self.envelopes = envelopes
         self.options = options
@@ -324,6 +330,7 @@ final class StepContext {
             let result = await healthy(ec2, id)
             if result.ok || ContinuousClock.now + options.healthPollInterval > end { return result }
             try await Task.sleep(for: options.healthPollInterval)
+            try await AWSWaitGuard.beforePoll?("\(id) healthy")
         }
     }
 }

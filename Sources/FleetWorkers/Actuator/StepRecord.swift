@@ -204,6 +204,10 @@ public struct StepRecord: Codable, Sendable, Equatable {
         return record
     }
 
+    /// Set when an operator aborted the step (`recoveryctl abort`): who, when, why. Absent in records
+    /// of steps nobody aborted (and in records written before aborts existed).
+    public var aborted: StepAbort?
+
     public init(request: ActionRequest, owner: String, fencingToken: UInt64, dryRun: Bool, now: Date) {
         idempotencyKey = request.idempotencyKey
         target = request.target
@@ -227,7 +231,7 @@ public struct StepRecord: Codable, Sendable, Equatable {
     public func isDone(_ sub: SubStep) -> Bool { done.contains(sub) }
 
     enum CodingKeys: String, CodingKey {
-        case target, step, repair, status, owner, attempts, done, resources, notes, outcome, summary, request
+        case target, step, repair, status, owner, attempts, done, resources, notes, outcome, summary, request, aborted
         case schemaVersion = "schema_version"
         case idempotencyKey = "idempotency_key"
         case incidentId = "incident_id"

@@ -57,10 +57,12 @@ extension StepContext {
     }
 
     /// The resume loop: runs, in order, every entry that is not in the record yet and applies now, until one
-    /// ends the step (its result) or the plan is done (nil).
+    /// ends the step (its result) or the plan is done (nil). Before each entry (a sub-step boundary) it reads
+    /// the step's abort flag: an aborted step throws `StepAborted` there and starts nothing more.
     func walk(_ plan: [PlannedSubStep]) async throws -> StepResult? {
         for entry in plan {
             guard !entry.skipWhenDone.contains(where: isDone), entry.applies() else { continue }
+            try await checkAbort()
             if let end = try await entry.run() { return end }
         }
         return nil

@@ -37,7 +37,7 @@ public final class DecisionWorker: Sendable {
     let options: Options
     let states: any VersionedStore
     let schedule: any WakeUpSchedule
-    /// Publication claims and markers of outbox items.
+    /// Publication claims and markers of outbox items, and the abort flags of running steps.
     let markers: any KeyValueStore
     let envelopes: EnvelopePublisher
     let catalog: (@Sendable () async throws -> [Target])?
@@ -190,7 +190,8 @@ public final class DecisionWorker: Sendable {
                 .init(id: envelope.id, action: action, name: body.name, operator: user, reason: body.reason))
         case .machine(let name):
             if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
-            event = .ladder(.command(id: envelope.id, OperatorCommand(name, by: user, until: body.until)))
+            event = .ladder(
+                .command(id: envelope.id, OperatorCommand(name, by: user, until: body.until, reason: body.reason)))
         }
         do {
             try await apply(event, to: target, instanceHint: nil)
@@ -240,6 +241,11 @@ public final class DecisionWorker: Sendable {
             }
             for case .publish(let message) in actions {
                 machine.outbox.append(try OutboxItem(message, producer: options.workerId, now: now))
+            }
+            // Abort flags go ahead of the state that records them, so no crash loses one (docs/actuator.md,
+            // "Abort"); a flag whose state write loses is harmless: decided again, or the step completed.
+            for case .abortStep(let stepKey, let abort) in actions {
+                try await markers.set(StepAbort.flagKey(stepKey), try abort.encoded(), expiry: StepAbort.flagLifetime)
             }
             // The target and, when the event changed it, the brake: both or neither.
             var writes = [
@@ -292,7 +298,7 @@ public final class DecisionWorker: Sendable {
             switch action {
             case .publish(.stateChange(let change, _, _)) where change.kind == "incident_opened":
                 FleetMetrics.outages.increment()
-            case .publish, .reportToFleet: break  // the outbox is published above; the brake was stored first
+            case .publish, .reportToFleet, .abortStep: break  // outbox published above; brake and flags written first
             case .schedule(let at?): try await schedule.schedule(machine.target, at: at)
             case .schedule(nil): try await schedule.cancel(machine.target)
             case .refuse(let reason): refusal = reason

@@ -99,6 +99,7 @@ public struct NoticeFormatter: Sendable {
         case .humanNeeded: return "\(target): automation stopped, a person must act"
         case .recovered: return "\(target) recovered"
         case .originalInstanceBack: return "\(target): the original instance answers again"
+        case .instanceFollowed: return "\(target): now followed on the instance discovery finds"
         case .brakeEngaged: return "Fleet brake engaged: destructive steps stopped"
         case .brakeReleased: return "Fleet brake released"
         case .commandAccepted:

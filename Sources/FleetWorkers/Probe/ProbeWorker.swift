@@ -276,6 +276,8 @@ public final class ProbeWorker: Sendable {
     }
 
     func publish(_ result: ProbeResult, target: Target) async {
+        var result = result
+        result.discovered = target.instance
         let now = clock()
         let envelopes = EnvelopePublisher(
             publisher: publisher, topology: topology, producer: options.proberId, appId: "probe")

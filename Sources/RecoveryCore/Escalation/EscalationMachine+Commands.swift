@@ -130,6 +130,38 @@ extension EscalationMachine {
             }
             accept(.ranStep(by: who, step: step, incident: incident.id))
             take(step, by: .manual(by: who), &c)
+
+        case .abort:
+            // Stopping is never blocked: not by a hold, the brake or quarantine. Only a step the actuator
+            // still works on (requested, not reported) can be aborted.
+            guard case .inProgress(let attempt) = incident.phase, attempt.succeededAt == nil else {
+                var verifying: RecoveryStep?
+                if case .inProgress(let attempt) = incident.phase { verifying = attempt.step }
+                return reject(
+                    .nothingToAbort(command: name, incident: incident.id, verifying: verifying),
+                    [RecoveryCtl.ack(target)])
+            }
+            // An earlier abort of this attempt (not of a step before it that a person has since re-run by hand).
+            if let earlier = incident.aborted, earlier.at >= attempt.requestedAt {
+                return reject(
+                    .alreadyAborted(
+                        command: name, step: attempt.step, incident: incident.id, by: earlier.by, since: earlier.at))
+            }
+            let abort = StepAbort(by: who, at: c.now, reason: command.reason, commandId: id)
+            incident.aborted = abort
+            // Automation stops now, not when the actuator reports: whatever it reports (aborted, failed, or
+            // finished before it reached a boundary), nothing is escalated automatically any more.
+            if incident.automationStopped == nil { incident.automationStopped = .humanNeeded(abort.text(attempt.step)) }
+            self.incident = incident
+            c.actions.append(.abortStep(key: attempt.idempotencyKey, abort))
+            var notice = answer(
+                .commandAccepted,
+                .abortRequested(
+                    by: who, step: attempt.step, incident: incident.id, key: attempt.idempotencyKey,
+                    reason: command.reason), [RecoveryCtl.ack(target)])
+            notice.step = attempt.step  // recoveryctl follows this step's outcome
+            notice.nextStep = .notifyOnly
+            c.actions.append(.notify(notice))
         }
     }
 }

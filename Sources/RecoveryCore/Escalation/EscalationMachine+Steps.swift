@@ -125,4 +125,25 @@ extension EscalationMachine {
         notice.commands = (reason == .quarantined ? [] : manualCommands(incident)) + [RecoveryCtl.ack(target)]
         c.actions.append(.notify(notice))
     }
+
+    /// The actuator reports the step aborted (`recoveryctl abort`): automation stops for the incident (it
+    /// already has when this replica handled the abort command; an outcome that overtook the command, after
+    /// a decision worker died between writing the flag and storing the state, stops it here) and a notice
+    /// says who stopped the step and what the actuator put back. Never escalates.
+    mutating func stepAborted(_ attempt: StepAttempt, _ outcome: ActionOutcome, _ c: inout Context) {
+        guard var incident, let abort = outcome.aborted else { return }
+        let stopped = incident.automationStopped ?? .humanNeeded(abort.text(attempt.step))
+        incident.aborted = abort
+        incident.automationStopped = stopped
+        incident.phase = .stopped(stopped)
+        self.incident = incident
+        var notice = baseNotice(.humanNeeded, id: "\(incident.id):step_aborted:\(attempt.step.rawValue)", c)
+        notice.step = attempt.step
+        notice.nextStep = .notifyOnly
+        notice.reason = .stepAborted(
+            target: target, step: attempt.step, incident: incident.id, by: abort.by, reason: abort.reason,
+            result: outcome.reason)
+        notice.commands = manualCommands(incident) + [RecoveryCtl.ack(target)]
+        c.actions.append(.notify(notice))
+    }
 }

@@ -46,6 +46,10 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         /// approval timed out, quarantine). A step run by hand afterwards is verified and reported, but
         /// its failure does not restart the ladder.
         public var automationStopped: StopReason?
+        /// Set by `recoveryctl abort` (or an aborted outcome): who stopped the step in progress, when, why.
+        /// Absent in states stored before aborts existed; an older replica ignores it, and the stop reason
+        /// (`humanNeeded`, naming who aborted) is readable by every version.
+        public var aborted: StepAbort? = nil
     }
 
     public enum Phase: Codable, Sendable, Equatable {
@@ -159,6 +163,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         case reportToFleet(FleetBrake.Event)
         /// Deliver a `.tick` at (or soon after) this time. Replaces any earlier wake-up of this target.
         case scheduleWakeUp(at: Date)
+        /// Set the abort flag of the step with this idempotency key (`StepAbort.flagKey`), which the actuator
+        /// reads at every sub-step boundary. The worker writes it before it stores the state (docs/actuator.md).
+        case abortStep(key: String, StepAbort)
     }
 
     // MARK: Stored properties
@@ -184,6 +191,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     public internal(set) var requestedKeys: [String]
     /// The key of the step whose outcome last moved the target (absent in states stored before it).
     public private(set) var lastMoveKey: String?
+    /// Discovery finds the target on another instance than `currentInstance` (EscalationMachine+Discovery).
+    public internal(set) var servedElsewhere: Sighting?
     /// Ids of recently handled events, newest last (bounded by `eventMemory`).
     public private(set) var recentEventIds: [String]
     /// The last wake-up asked for, so that it is asked for once.
@@ -292,6 +301,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     // MARK: Probes
 
     private mutating func onProbe(_ probe: ProbeResult, _ c: inout Context) {
+        if let discovered = probe.discovered { followDiscovery(discovered, &c) }
         let instanceId = probe.instanceId ?? currentInstance.id
         guard instanceId == currentInstance.id else {
             watchDisplaced(instanceId: instanceId, healthy: probe.healthy, &c)
@@ -458,7 +468,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             self.incident = incident
             var notice = baseNotice(.actionSucceeded, id: "\(incident.id):action_succeeded:\(step.rawValue)", c)
             notice.step = step
-            let next = nextUnrequested(after: step, in: incident)
+            // Automation stopped (an abort that came after the last sub-step, a step by hand): nothing follows.
+            let next = incident.automationStopped != nil ? .notifyOnly : nextUnrequested(after: step, in: incident)
             notice.nextStep = next
             notice.nextStepAt = attempt.deadline
             notice.reason = .stepFinished(
@@ -469,12 +480,14 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             escalate(from: attempt, kind: .actionFailed, &c) {
                 .stepFailed(step: step, reason: outcome.reason, stillStopped: $0)
             }
+        case .humanNeeded where outcome.aborted != nil:
+            stepAborted(attempt, outcome, &c)
         case .humanNeeded:
             stop(.humanNeeded(NoticeReason.cannotRun(step, outcome.reason)), &c)
         }
     }
 
-    private mutating func move(to instance: InstanceRef) {
+    mutating func move(to instance: InstanceRef) {
         let from = incident?.startInstance ?? currentInstance
         if displaced == nil || displaced!.reported {
             displaced = DisplacedInstance(instance: from, successes: 0, reported: false)

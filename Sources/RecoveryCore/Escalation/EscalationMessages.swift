@@ -30,6 +30,10 @@ public struct ProbeResult: Codable, Sendable, Equatable {
     public var certificateExpiry: Date?
     /// The EC2 state (`stopped`, …) for EC2 status observations.
     public var ec2State: String?
+    /// The instance discovery found serving the target when the check was made (tags: not replaced,
+    /// running, newest). The decision worker follows it when it differs from its own record for long
+    /// enough (docs/escalation.md, "Following discovery"). Absent from older probes.
+    public var discovered: InstanceRef?
 
     public init(prober: String, instanceId: String? = nil, healthy: Bool, statusCode: Int? = nil, detail: String? = nil)
     {
@@ -46,6 +50,7 @@ public struct ProbeResult: Codable, Sendable, Equatable {
         case statusCode = "status_code"
         case certificateExpiry = "certificate_expiry"
         case ec2State = "ec2_state"
+        case discovered
     }
 }
 
@@ -172,6 +177,9 @@ public struct ActionOutcome: Codable, Sendable, Equatable {
     public var repair: RepairRequest.Kind?
     /// For a repair: what it created or changed, e.g. `new_volume_id`, `old_volume_id`, `command_id`.
     public var resources: [String: String]?
+    /// Set when an operator aborted the step (`recoveryctl abort`); `status` is then `human_needed`, which
+    /// a decision worker that predates aborts reads as "automation stops", never as a reason to escalate.
+    public var aborted: StepAbort?
 
     public init(
         idempotencyKey: String, incidentId: String, step: RecoveryStep, status: Status, reason: String? = nil,
@@ -201,7 +209,7 @@ public struct ActionOutcome: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case step, status, reason, region, repair, resources
+        case step, status, reason, region, repair, resources, aborted
         case idempotencyKey = "idempotency_key"
         case incidentId = "incident_id"
         case instanceId = "instance_id"
@@ -225,6 +233,9 @@ public struct OperatorCommand: Codable, Sendable, Equatable {
         case reset
         /// Run a step now, by hand.
         case restart, reprovision, failover
+        /// Stop the step in progress at its next sub-step boundary and undo what it did; automation stops
+        /// for the incident (the operator takes over).
+        case abort
 
         /// The ladder step a step command runs.
         public var step: RecoveryStep? {
@@ -241,15 +252,18 @@ public struct OperatorCommand: Codable, Sendable, Equatable {
     public var `operator`: String
     /// For `hold`: the end of the hold.
     public var until: Date?
+    /// Why (the `--reason`); kept by `abort`, which records it on the incident and the step.
+    public var reason: String?
 
-    public init(_ name: Name, by operator: String, until: Date? = nil) {
+    public init(_ name: Name, by operator: String, until: Date? = nil, reason: String? = nil) {
         self.name = name
         self.operator = `operator`
         self.until = until
+        self.reason = reason
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, `operator`, until
+        case name, `operator`, until, reason
     }
 }
 
@@ -257,7 +271,7 @@ public struct OperatorCommand: Codable, Sendable, Equatable {
 /// recoveryctl and the docs. Each goes to one place: a target's escalation machine, the fleet brake, or a
 /// repair request for the actuator.
 public enum CommandName: String, Codable, Sendable, CaseIterable {
-    case ack, approve, hold, resume, reset, restart, reprovision, failover
+    case ack, approve, hold, resume, reset, restart, reprovision, failover, abort
     case brakeRelease = "brake_release"
     case brakeEngage = "brake_engage"
     case quarantine, unquarantine
@@ -277,7 +291,7 @@ public enum CommandName: String, Codable, Sendable, CaseIterable {
         case .quarantine: .repair(.quarantine)
         case .unquarantine: .repair(.unquarantine)
         case .repairVolume: .repair(.ebsRepair)
-        case .ack, .approve, .hold, .resume, .reset, .restart, .reprovision, .failover:
+        case .ack, .approve, .hold, .resume, .reset, .restart, .reprovision, .failover, .abort:
             .machine(OperatorCommand.Name(rawValue: rawValue)!)
         }
     }

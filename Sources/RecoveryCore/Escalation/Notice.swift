@@ -22,6 +22,8 @@ public enum NotificationKind: String, Codable, Sendable, CaseIterable {
     case recovered
     /// The instance the target ran on before it was re-provisioned answers again.
     case originalInstanceBack = "original_instance_back"
+    /// Discovery finds the target on another instance than the one recorded; the machine follows it.
+    case instanceFollowed = "instance_followed"
     /// Fleet-wide: the brake stopped all destructive steps.
     case brakeEngaged = "brake_engaged"
     case brakeReleased = "brake_released"

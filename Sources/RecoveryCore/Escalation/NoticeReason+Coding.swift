@@ -80,8 +80,14 @@ extension NoticeReason: Codable {
             try put("recovered_by_itself", ["target": target, "in_grace": inGrace, "after": after])
         case let .originalInstanceBack(target, original, current):
             try put("original_instance_back", ["target": target, "original": original, "current": current])
+        case let .instanceFollowed(target, from, to):
+            try put("instance_followed", ["target": target, "from": from, "to": to])
         case let .lateResult(target, step, incident, current):
             try put("late_result", ["target": target, "step": step, "incident": incident, "current": current])
+        case let .stepAborted(target, step, incident, by, reason, result):
+            try put(
+                "step_aborted",
+                ["target": target, "step": step, "incident": incident, "by": by, "reason": reason, "result": result])
 
         case let .outageCountReset(target, by, was, window, incident):
             try put(
@@ -96,6 +102,8 @@ extension NoticeReason: Codable {
             try put("approved", ["by": by, "step": step, "incident": incident])
         case let .ranStep(by, step, incident):
             try put("ran_step", ["by": by, "step": step, "incident": incident])
+        case let .abortRequested(by, step, incident, key, reason):
+            try put("abort_requested", ["by": by, "step": step, "incident": incident, "key": key, "reason": reason])
 
         case let .noOpenIncident(command, target, failures, threshold):
             try put(
@@ -135,6 +143,11 @@ extension NoticeReason: Codable {
             try put("step_already_requested", ["command": command, "step": step, "incident": incident, "key": key])
         case let .noDRRegion(command, target):
             try put("no_dr_region", ["command": command, "target": target])
+        case let .nothingToAbort(command, incident, verifying):
+            try put("nothing_to_abort", ["command": command, "incident": incident, "verifying": verifying])
+        case let .alreadyAborted(command, step, incident, by, since):
+            try put(
+                "already_aborted", ["command": command, "step": step, "incident": incident, "by": by, "since": since])
 
         case .brakeEngaged(let cause):
             switch cause {
@@ -306,10 +319,16 @@ extension NoticeReason: Codable {
         case "original_instance_back":
             self = .originalInstanceBack(
                 target: try get("target"), original: try get("original"), current: try get("current"))
+        case "instance_followed":
+            self = .instanceFollowed(target: try get("target"), from: try get("from"), to: try get("to"))
         case "late_result":
             self = .lateResult(
                 target: try get("target"), step: try get("step"), incident: try get("incident"),
                 current: try get("current"))
+        case "step_aborted":
+            self = .stepAborted(
+                target: try get("target"), step: try get("step"), incident: try get("incident"), by: try get("by"),
+                reason: try opt("reason"), result: try opt("result"))
 
         case "outage_count_reset":
             self = .outageCountReset(
@@ -327,6 +346,10 @@ extension NoticeReason: Codable {
             self = .approved(by: try get("by"), step: try get("step"), incident: try get("incident"))
         case "ran_step":
             self = .ranStep(by: try get("by"), step: try get("step"), incident: try get("incident"))
+        case "abort_requested":
+            self = .abortRequested(
+                by: try get("by"), step: try get("step"), incident: try get("incident"), key: try get("key"),
+                reason: try opt("reason"))
 
         case "no_open_incident":
             self = .noOpenIncident(
@@ -372,6 +395,13 @@ extension NoticeReason: Codable {
                 key: try get("key"))
         case "no_dr_region":
             self = .noDRRegion(command: try get("command"), target: try get("target"))
+        case "nothing_to_abort":
+            self = .nothingToAbort(
+                command: try get("command"), incident: try get("incident"), verifying: try opt("verifying"))
+        case "already_aborted":
+            self = .alreadyAborted(
+                command: try get("command"), step: try get("step"), incident: try get("incident"), by: try get("by"),
+                since: try get("since"))
 
         case "brake_engaged":
             switch try get("trigger") as FleetBrake.Trigger {

@@ -73,9 +73,19 @@ extension NoticeReason {
         case let .originalInstanceBack(target, original, current):
             return
                 "the original instance \(original) answers health checks again; \(target) now runs on \(current). Nothing was changed: fail back by hand if you want it back."
+        case let .instanceFollowed(target, from, to):
+            return
+                "\(target) is now followed on \(to): discovery finds it there, not on \(from) as recorded (moved outside the fleet's steps, or a record that was out of date). Nothing was changed in AWS."
         case let .lateResult(target, step, incident, current):
             return
                 "late result: \(step.rawValue) for incident \(incident) finished after the machine stopped waiting for it; \(target) now runs on \(current)"
+
+        case let .stepAborted(target, step, incident, by, reason, result):
+            return "\(step.rawValue) for incident \(incident) was aborted by \(by)"
+                + (reason.map { " (\($0))" } ?? "")
+                + ": the actuator stopped at a sub-step boundary and put back what it could"
+                + (result.map { " (\($0))" } ?? "")
+                + ". No automatic step follows: \(target) is in a person's hands; run a step by hand if it stays down."
 
         // The ladder's command answers
         case let .outageCountReset(target, by, was, window, incident):
@@ -96,6 +106,10 @@ extension NoticeReason {
             return "\(by) approved \(step.rawValue) for incident \(incident)"
         case let .ranStep(by, step, incident):
             return "\(by) ran \(step.rawValue) for incident \(incident)"
+        case let .abortRequested(by, step, incident, key, reason):
+            return "\(by) aborted \(step.rawValue) for incident \(incident)" + (reason.map { " (\($0))" } ?? "")
+                + ": the actuator stops at its next sub-step and puts back what it can (record step:\(key)). "
+                + "No automatic step follows in this incident: a person takes over."
 
         // Why the ladder refused a command
         case let .noOpenIncident(command, target, failures, threshold):
@@ -140,6 +154,15 @@ extension NoticeReason {
                 "\(command) refused: \(step.rawValue) was already requested in incident \(incident) (key \(key)); each step runs at most once per incident"
         case let .noDRRegion(command, target):
             return "\(command) refused: \(Self.noDRRegion(target))"
+        case let .nothingToAbort(command, incident, verifying):
+            let why =
+                verifying.map { "\($0.rawValue) has finished and its result is being verified" }
+                ?? "no step is running at the actuator"
+            return
+                "\(command) refused: \(why) in incident \(incident); there is nothing to abort (ack to keep the fleet from taking another step)"
+        case let .alreadyAborted(command, step, incident, by, since):
+            return
+                "\(command) refused: \(step.rawValue) of incident \(incident) was already aborted by \(by) at \(TimeText.iso(since))"
 
         // The fleet brake
         case .brakeEngaged(let cause):
@@ -221,6 +244,10 @@ extension NoticeReason {
     }
 
     /// The words of a human-needed stop for a step the actuator cannot run.
+    static func servedElsewhere(_ discovered: InstanceRef, recorded: InstanceRef) -> String {
+        "discovery finds the target on \(discovered), not on \(recorded) that this incident is about: the next step could act on the wrong instance"
+    }
+
     static func cannotRun(_ step: RecoveryStep, _ reason: String?) -> String {
         "\(step.rawValue) cannot run: \(reason ?? "no reason given")"
     }

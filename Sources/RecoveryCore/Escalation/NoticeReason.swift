@@ -59,8 +59,13 @@ public enum NoticeReason: Sendable, Equatable {
     case recoveredByItself(target: String, inGrace: Bool, after: TimeInterval)
     /// `original_instance_back`: the instance the target ran on before it moved answers again.
     case originalInstanceBack(target: String, original: InstanceRef, current: InstanceRef)
+    /// `instance_followed`: discovery finds `target` on `to`, not on `from`; the machine follows it.
+    case instanceFollowed(target: String, from: InstanceRef, to: InstanceRef)
     /// `late_result`: `step` of `incident` finished after the machine stopped waiting; the target moved.
     case lateResult(target: String, step: RecoveryStep, incident: String, current: InstanceRef)
+    /// `step_aborted`: the actuator stopped `step` of `incident` because `by` aborted it (`reason`), and put
+    /// back what it could (`result`: its summary); automation has stopped for the incident.
+    case stepAborted(target: String, step: RecoveryStep, incident: String, by: String, reason: String?, result: String?)
 
     // MARK: The ladder's command answers
 
@@ -77,6 +82,8 @@ public enum NoticeReason: Sendable, Equatable {
     case approved(by: String, step: RecoveryStep, incident: String)
     /// `ran_step`: `by` ran `step` by hand.
     case ranStep(by: String, step: RecoveryStep, incident: String)
+    /// `abort_requested`: `by` aborted `step` (idempotency `key`) of `incident`, with `reason`.
+    case abortRequested(by: String, step: RecoveryStep, incident: String, key: String, reason: String?)
 
     // MARK: Why the ladder refused a command (`command` is the command's name)
 
@@ -108,6 +115,11 @@ public enum NoticeReason: Sendable, Equatable {
     case stepAlreadyRequested(command: String, step: RecoveryStep, incident: String, key: String)
     /// `no_dr_region`: a fail-over without a DR region.
     case noDRRegion(command: String, target: String)
+    /// `nothing_to_abort`: no step of `incident` is running at the actuator (`verifying`: the step that
+    /// finished and whose result is being verified).
+    case nothingToAbort(command: String, incident: String, verifying: RecoveryStep?)
+    /// `already_aborted`: `by` aborted `step` of `incident` already, at `since`.
+    case alreadyAborted(command: String, step: RecoveryStep, incident: String, by: String, since: Date)
 
     // MARK: The fleet brake
 

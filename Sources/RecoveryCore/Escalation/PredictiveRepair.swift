@@ -338,8 +338,8 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
             plan.phase = .pending(notBefore: c.now)
             self.plan = plan
             return [answer(.commandAccepted, .repairResumed(document: plan.document))]
-        case .restart, .reprovision, .failover:
-            return []
+        case .restart, .reprovision, .failover, .abort:
+            return []  // never taken (`takes`): they go to the ladder
         }
     }
 

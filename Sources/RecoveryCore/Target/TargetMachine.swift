@@ -94,6 +94,9 @@ public struct TargetMachine: Codable, Sendable {
         case schedule(at: Date?)
         /// Refuse the event with this reason (dead-letter it) once the rest is done.
         case refuse(String)
+        /// Set the abort flag of the running step `key` (`StepAbort.flagKey`, kept `StepAbort.flagLifetime`).
+        /// Written before the state is stored: see `DecisionWorker.apply`.
+        case abortStep(key: String, StepAbort)
     }
 
     /// How long the actuator has to carry out a quarantine or volume repair: longer than it may wait for
@@ -160,6 +163,7 @@ public struct TargetMachine: Codable, Sendable {
         case .notify(let notice), .rejectCommand(let notice): .publish(.notice(notice))
         case .reportToFleet(let event): .reportToFleet(event)
         case .scheduleWakeUp: nil  // `handle` schedules the earliest deadline of the ladder and the plan
+        case .abortStep(let key, let abort): .abortStep(key: key, abort)
         }
     }
 
