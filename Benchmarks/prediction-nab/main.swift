@@ -33,6 +33,7 @@ while let flag = arguments.popFirst() {
         case "seasonalGain": base.anomaly.seasonalGain = v
         case "excessFull": base.anomaly.excessFull = v
         case "rearmBelow": base.anomaly.rearmBelow = v
+        case "noiseWeeks": base.anomaly.noiseWeeks = v
         default: fatalError("unknown setting \(parts[0])")
         }
     default: fatalError("unknown option \(flag); use --data DIR --threshold X --only NAME --per-file")

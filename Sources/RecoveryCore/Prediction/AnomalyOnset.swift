@@ -85,6 +85,8 @@ extension Predictor {
         /// The excess at which the confidence is full (0 at the reference's bound).
         public var excessFull = 0.75
         public var rearmBelow = 0.8
+        /// The spread floor: the record Gaussian noise of the reference's scale sets in this many weeks.
+        public var noiseWeeks = 52.0
         public var ongoingCap = 0.5
         public var cpu = AnomalyRules.cpu
         public var network = AnomalyRules.network
@@ -120,6 +122,7 @@ extension Predictor {
         let refValues = reference.map(\.value)
         var profile: [Double]? = nil
         var y = refValues
+        var yScale: Double? = nil
         if cut.timeIntervalSince(first.time) >= s.seasonalMinDays * 86_400 {
             var byHour = [[Int]](repeating: [], count: 24)
             for (i, p) in reference.enumerated() { byHour[Self.hourOfDay(p.time)].append(i) }
@@ -134,9 +137,18 @@ extension Predictor {
                         residuals[i] = refValues[i] - Self.medianWithout(rank: rank, sorted: sorted)
                     }
                 }
-                if RobustStatistics.scaledMAD(residuals) < s.seasonalGain * RobustStatistics.scaledMAD(refValues) {
+                // Seasonal when the hour of day explains the bulk (scaled MAD) or the extremes (range): a
+                // nightly batch hour is 1/24 of the points, so it widens the range but not the MAD.
+                let residualScale = RobustStatistics.scaledMAD(residuals)
+                let rawScale = RobustStatistics.scaledMAD(refValues)
+                if residualScale < s.seasonalGain * rawScale
+                    || Self.range(residuals) < s.seasonalGain * Self.range(refValues)
+                {
                     profile = medians
                     y = residuals
+                    yScale = residualScale
+                } else {
+                    yScale = rawScale
                 }
             }
         }
@@ -153,8 +165,17 @@ extension Predictor {
         let span = cut.timeIntervalSince(first.time) / 3600
         let history = RobustStatistics.ramp(
             span, from: s.minReferenceHours, to: max(s.fullReferenceHours, s.minReferenceHours))
-        let rawMedian = RobustStatistics.median(raw[..<split].map(\.value)) ?? 0
+        let rawMedian = rules.logScale ? RobustStatistics.median(raw[..<split].map(\.value)) ?? 0 : median
         let tiny = 1e-9 * max(abs(median), 1)
+        // The least spread a bound is measured in: the record that Gaussian noise with the reference's
+        // robust scale would set over `noiseWeeks` weeks like the reference. A week whose highest point
+        // happens to be low (or a light-tailed series) does not make an ordinary value a large excess:
+        // with a week of hourly points, full confidence needs about 5 noise deviations, not 4.
+        let weeks = Int(s.noiseWeeks)
+        let spikeSpread =
+            RobustStatistics.normalRecord(count: y.count * weeks) * (yScale ?? RobustStatistics.scaledMAD(y))
+        let levelSpread =
+            RobustStatistics.normalRecord(count: hourly.count * weeks) * RobustStatistics.scaledMAD(hourly)
 
         func score(_ range: Range<Int>) -> AnomalyFinding? {
             let hour = points[range]
@@ -174,7 +195,9 @@ extension Predictor {
                 let departure =
                     rules.logScale ? (rising ? rawX - rawMedian : rawMedian - rawX) : (rising ? x - centre : centre - x)
                 guard departure >= max(floor, tiny), rising ? x > centre : x < centre else { return }
-                let spread = max(abs(bound - centre), rules.logScale ? 0.01 : max(floor * 0.5, tiny))
+                let least = max(
+                    shape == .spike ? spikeSpread : levelSpread, rules.logScale ? 0.01 : max(floor * 0.5, tiny))
+                let spread = max(abs(bound - centre), least)
                 let excess = (rising ? x - bound : bound - x) / spread
                 let confidence = history * RobustStatistics.ramp(excess, from: 0, to: s.excessFull)
                 guard confidence > (best?.confidence ?? 0) else { return }
@@ -182,7 +205,7 @@ extension Predictor {
                 best = AnomalyFinding(
                     confidence: confidence, shape: shape, rising: rising, value: shown,
                     referenceMedian: rules.logScale ? rawMedian : centre,
-                    bound: rules.logScale ? exp(bound) - max(floor, 1) : bound, excess: excess,
+                    bound: rules.logScale ? rawMedian * exp(bound - centre) : bound, excess: excess,
                     seasonal: profile != nil, onset: true)
             }
             consider(rules.spikeUp, .spike, true, top, high, rawTop)
@@ -233,11 +256,14 @@ extension Predictor {
         return out
     }
 
-    /// The median spacing of the points, in seconds (3600 when it cannot be told).
+    /// The median spacing of the newest 25 points, in seconds (3600 when it cannot be told).
     static func typicalStep(_ points: ArraySlice<MetricPoint>) -> Double {
-        let steps = zip(points.dropFirst(), points).map { $0.time.timeIntervalSince($1.time) }.filter { $0 > 0 }
+        let newest = points.suffix(25)
+        let steps = zip(newest.dropFirst(), newest).map { $0.time.timeIntervalSince($1.time) }.filter { $0 > 0 }
         return RobustStatistics.median(steps) ?? 3600
     }
+
+    static func range(_ values: [Double]) -> Double { (values.max() ?? 0) - (values.min() ?? 0) }
 
     static func hourOfDay(_ date: Date) -> Int {
         Int((date.timeIntervalSince1970 / 3600).rounded(.down).truncatingRemainder(dividingBy: 24) + 24) % 24
