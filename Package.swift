@@ -158,6 +158,10 @@ let package = Package(
         .executableTarget(
             name: "prediction-backtest", dependencies: ["PredictionBacktest", "RecoveryCore"],
             path: "Benchmarks/prediction-backtest"),
+        // The harness on NAB's labelled series (Benchmarks/nab): the predictor replayed as the workers run it, NAB-scored.
+        .executableTarget(
+            name: "prediction-nab", dependencies: ["PredictionBacktest", "RecoveryCore"],
+            path: "Benchmarks/prediction-nab"),
 
         // MARK: Tests
         .testTarget(name: "RecoveryCoreTests", dependencies: ["RecoveryCore", "PredictionBacktest"]),

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# The predictor's backtest (docs/prediction.md): labelled synthetic metric histories from a fixed seed,
-# replayed hour by hour through the model; prints precision, recall and median lead time per kind.
-# Options pass through: --seed N (default 20260105), --per-shape N (default 40), --threshold X (0.8).
+# The predictor's backtests (docs/prediction.md).
+#   scripts/backtest.sh [--seed N] [--per-shape N] [--threshold X]
+#     labelled synthetic metric histories from a fixed seed, replayed hour by hour through the model;
+#     prints precision, recall and median lead time per kind (defaults: 20260105, 40, 0.8).
+#   scripts/backtest.sh nab [--data DIR] [--threshold X] [--per-file] [--alarms] [--only NAME] [--set name=value]
+#     NAB's labelled series (Benchmarks/nab, or DIR laid out the same way) replayed hourly through the
+#     model and the decision's alarm rules, scored with NAB's standard profile beside the published detectors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = nab ]; then
+  shift
+  swift build -c release --product prediction-nab >&2
+  exec .build/release/prediction-nab "$@"
+fi
 swift build -c release --product prediction-backtest >&2
 exec .build/release/prediction-backtest "$@"

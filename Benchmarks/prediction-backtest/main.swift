@@ -7,14 +7,19 @@ import RecoveryCore
 var seed: UInt64 = 20_260_105
 var perShape = 40
 var threshold = 0.8
+var showFalseAlarms = false
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
+    if flag == "--false-alarms" {
+        showFalseAlarms = true
+        continue
+    }
     guard let value = arguments.popFirst() else { fatalError("\(flag) needs a value") }
     switch flag {
     case "--seed": seed = UInt64(value) ?? seed
     case "--per-shape": perShape = Int(value) ?? perShape
     case "--threshold": threshold = Double(value) ?? threshold
-    default: fatalError("unknown option \(flag); use --seed N --per-shape N --threshold X")
+    default: fatalError("unknown option \(flag); use --seed N --per-shape N --threshold X --false-alarms")
     }
 }
 
@@ -29,3 +34,21 @@ print(report.table)
 print(
     "false alarms by shape: \(report.falseAlarmsByShape.isEmpty ? "none" : report.falseAlarmsByShape.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
 )
+let cost = CostBenchmark.run()
+print(
+    "cost: \(cost.perTarget) per target (a week of 5-minute points, 7 series; mean of \(cost.targets)), so an hourly run over 10,000 targets takes \(cost.perTenThousand) of CPU"
+)
+if showFalseAlarms {
+    // Each false alarm with what the model said, to judge whether it is a defect or a genuine oddity.
+    let backtest = Backtest(threshold: threshold)
+    for scenario in scenarios {
+        for (kind, hour) in backtest.firstAlarms(scenario).alarms.sorted(by: { $0.value < $1.value })
+        where kind != scenario.shape.label || !(scenario.validFrom..<scenario.validTo).contains(hour) {
+            let p = backtest.predictor.predict(scenario.history(through: hour), now: scenario.time(hour + 1))
+                .first { $0.kind == kind }
+            print(
+                "\(scenario.shape.rawValue) #\(scenario.index) hour \(hour): \(p.map { "\($0.confidence) \($0.detail)" } ?? "")"
+            )
+        }
+    }
+}

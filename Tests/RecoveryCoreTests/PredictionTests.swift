@@ -78,7 +78,11 @@ struct PredictorTests {
         let offHour = cpu(extra: 167)
         let p = try #require(prediction(.cpuAnomaly, offHour))
         #expect(p.confidence >= 0.8, "95 % at 23:00, where it is usually 20 %")
-        #expect(p.factors.first { $0.name == "hour_median" }.map { abs($0.value - 20) < 3 } == true)
+        // Judged against its hour of day: the value is the residual from 23:00's usual, about 20 %.
+        #expect(p.factors.first { $0.name == "seasonal" }?.value == 1)
+        let point = try #require(offHour[.cpu].last?.value)
+        let residual = try #require(p.factors.first { $0.name == "value" }?.value)
+        #expect(abs(point - residual - 20) < 3, "23:00's usual \(point - residual) %")
     }
 
     @Test("network: a backup's nightly surge is normal; a collapse to nothing is an anomaly")
@@ -146,6 +150,23 @@ struct PredictorTests {
         #expect(predictor.predict(MetricHistory(), now: Self.now).isEmpty)
     }
 
+    @Test("the selection median equals the sorted one (odd, even, ties, sorted input)")
+    func selectionMedian() {
+        var rng = SplitMix64(seed: 8)
+        for n in [1, 2, 3, 4, 5, 12, 13, 200, 201] {
+            for ties in [false, true] {
+                var values = (0..<n).map { _ in ties ? Double(rng.int(0, 3)) : rng.normal() }
+                let sorted = values.sorted()
+                let expected = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+                #expect(RobustStatistics.median(values) == expected, "n \(n) ties \(ties)")
+                values.sort()
+                #expect(RobustStatistics.median(values) == expected, "sorted, n \(n) ties \(ties)")
+            }
+        }
+        #expect(abs(RobustStatistics.normalRecord(count: 1) - 0) < 1e-3)
+        #expect(abs(RobustStatistics.normalRecord(count: 999) - 3.09) < 1e-3)
+    }
+
     @Test("Theil–Sen ignores outliers that would drag least squares")
     func theilSenIsRobust() throws {
         let hours = (0..<50).map(Double.init)
@@ -206,12 +227,14 @@ struct PredictorBacktestTests {
         #expect((report.medianLead ?? 0) >= Reached.medianLead - 2, "\(report.table)")
     }
 
-    /// What the model reached on this set (seed 7, 2 per shape) when this test was written.
+    /// What the model reached on this set (seed 7, 2 per shape) when this test was written (the onset
+    /// model with its noise floor, docs/prediction.md; the seasonal-z model before it: precision 1.000,
+    /// recall 0.929, one of the two off-hour CPU spikes, a 70 % peak, missed).
     enum Reached {
         static let precision = 1.0
-        static let recall = 0.929
+        static let recall = 1.0
         static let medianLead = 21.5
-        /// Kinds below 1.0 (the rest reached 1.0): one of the two off-hour CPU spikes (a 70 % peak) is missed.
-        static let perKind: [PredictionKind: (precision: Double, recall: Double)] = [.cpuAnomaly: (1.0, 0.5)]
+        /// Kinds below 1.0 (none: every kind reached 1.0).
+        static let perKind: [PredictionKind: (precision: Double, recall: Double)] = [:]
     }
 }

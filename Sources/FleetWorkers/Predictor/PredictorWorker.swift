@@ -17,8 +17,8 @@ import RecoveryCore
 ///   duplicate would put a second row in history.
 /// - On request: `predict.<target>` or `predict.fleet` on `<prefix>.predictor.requests` (one replica
 ///   gets each message); no claim, it is the operator's explicit ask.
-/// - Fetching: one GetMetricData call per region for all the targets being predicted (7 queries each;
-///   the client splits at 500 queries per request and follows NextToken), never one call per metric.
+/// - Fetching: one GetMetricData call per region for all the targets being predicted (7 queries each, 5-minute
+///   points; the client splits at 500 queries per request and follows NextToken), never one call per metric.
 ///
 /// It runs on ports (docs/architecture.md): metrics through `MetricDataReading`, claims in a
 /// `KeyValueStore`, predictions through `MessagePublishing`, and the targets from `discover`; `services` lists what the
@@ -32,8 +32,10 @@ public final class PredictorWorker: Sendable {
         public var highConfidence = 0.8
         /// Predictions below this are not published (PREDICTION_MIN_CONFIDENCE).
         public var minConfidence = 0.5
-        /// The CloudWatch period of every query (seconds); the model reads hourly points.
-        public var period = 3600
+        /// The CloudWatch period of every query (seconds): 5 minutes, EC2's basic monitoring, so a burst
+        /// is not averaged away (the model folds the trend metrics into hours itself). GetMetricData
+        /// costs the same per metric whatever the period.
+        public var period = 300
         /// Where mem_used_percent and disk_used_percent live (the CloudWatch agent's namespace).
         public var agentNamespace = "CWAgent"
         /// Dimensions besides InstanceId that the agent's disk_used_percent carries (e.g. path=/), when
@@ -221,7 +223,7 @@ public final class PredictorWorker: Sendable {
         return result
     }
 
-    /// The seven series of every target in `targets` (all in `region`), hourly, in one batched call.
+    /// The seven series of every target in `targets` (all in `region`), every `period`, in one batched call.
     func fetch(_ targets: [Target], region: String, now: Date) async throws -> [String: MetricHistory] {
         let period = Double(options.period)
         // Whole periods only: the current, unfinished one would read low.

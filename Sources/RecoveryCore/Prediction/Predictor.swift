@@ -55,23 +55,10 @@ public struct Predictor: Sendable {
             limit: 100, levelFloor: 40, levelFull: 75, horizonFull: 48, horizonNone: 168, resetDrop: 10)
         public var credits = ExhaustionSettings(
             limit: 0, levelFloor: 0, levelFull: 0, horizonFull: 24, horizonNone: 96, resetDrop: .infinity)
-        /// Anomalies: robust z at which the score starts, and where it is full.
-        public var anomalyZFloor = 4.0
-        public var anomalyZFull = 8.0
-        /// A point's hour of day needs this many earlier points of the same hour for a baseline.
-        public var minSeasonalSamples = 3
+        /// CPU and network anomalies: the onset detector (AnomalyOnset.swift).
+        public var anomaly = AnomalySettings()
         /// The latest point must be this recent (hours) to be judged.
         public var maxStalenessHours = 2.0
-        /// CPU: an anomaly weighs only as the CPU gets busy (percent).
-        public var cpuLevelFloor = 50.0
-        public var cpuLevelFull = 85.0
-        /// Smallest standard deviation assumed for CPU (percentage points).
-        public var cpuScaleFloor = 2.0
-        /// Network: the factor over (or under) the hour's median at which the score starts and is full.
-        public var networkRiseFloor = 2.0, networkRiseFull = 4.0
-        public var networkFallFloor = 3.0, networkFallFull = 10.0
-        /// Smallest scale assumed for network, as a share of the hour's median.
-        public var networkScaleFloor = 0.05
         /// How long an anomaly's risk window lasts (hours).
         public var anomalyWindowHours = 6.0
         /// Status checks: this many failure episodes give full weight (one gives none).
@@ -98,22 +85,47 @@ public struct Predictor: Sendable {
                 $0.time < $1.time
             }
         }
+        // Trends and status checks read hourly points; the worker fetches every series at 5 minutes
+        // (the anomalies need them), so finer points are folded into their hour here.
+        func hourly(_ metric: PredictorMetric, maximum: Bool) -> [MetricPoint] {
+            Self.hourly(recent(metric), maximum: maximum)
+        }
         var out: [Prediction] = []
         if let p = exhaustion(
-            recent(.disk), metric: .disk, kind: .diskExhaustion, settings: configuration.disk, now: now)
+            hourly(.disk, maximum: true), metric: .disk, kind: .diskExhaustion, settings: configuration.disk, now: now)
         {
             out.append(p)
         }
         if let p = exhaustion(
-            recent(.memory), metric: .memory, kind: .memoryExhaustion, settings: configuration.memory, now: now)
+            hourly(.memory, maximum: false), metric: .memory, kind: .memoryExhaustion, settings: configuration.memory,
+            now: now)
         {
             out.append(p)
         }
         if let p = cpuAnomaly(recent(.cpu), now: now) { out.append(p) }
         if let p = networkAnomaly(in: recent(.networkIn), out: recent(.networkOut), now: now) { out.append(p) }
-        if let p = statusRecurrence(recent(.statusCheckFailed), now: now) { out.append(p) }
-        if let p = creditExhaustion(recent(.cpuCreditBalance), now: now) { out.append(p) }
+        if let p = statusRecurrence(hourly(.statusCheckFailed, maximum: true), now: now) { out.append(p) }
+        if let p = creditExhaustion(hourly(.cpuCreditBalance, maximum: false), now: now) { out.append(p) }
         return out.filter { $0.confidence > 0 }.sorted { $0.confidence > $1.confidence }
+    }
+
+    /// Points folded into whole hours (time = the hour's start): their mean, or their maximum (disk,
+    /// status checks). Hourly points come back as they are.
+    static func hourly(_ points: [MetricPoint], maximum: Bool) -> [MetricPoint] {
+        var out: [MetricPoint] = []
+        var count = 0.0
+        for p in points {
+            let hour = Date(timeIntervalSince1970: (p.time.timeIntervalSince1970 / 3600).rounded(.down) * 3600)
+            if let last = out.last, last.time == hour {
+                count += 1
+                out[out.count - 1].value =
+                    maximum ? max(last.value, p.value) : last.value + (p.value - last.value) / count
+            } else {
+                out.append(MetricPoint(time: hour, value: p.value))
+                count = 1
+            }
+        }
+        return out
     }
 
     // MARK: Trends
@@ -241,89 +253,60 @@ public struct Predictor: Sendable {
             evaluatedAt: now)
     }
 
-    // MARK: Seasonal anomalies
+    // MARK: Anomalies
 
-    /// The latest point against its hour of day: robust z, the hour's median and scale.
-    struct SeasonalScore {
-        var value: Double
-        var median: Double
-        var scale: Double
-        var z: Double
-        var samples: Int
-    }
-
-    func seasonalScore(_ points: [MetricPoint], now: Date, scaleFloor: (Double) -> Double) -> SeasonalScore? {
-        guard let latest = points.last, now.timeIntervalSince(latest.time) <= configuration.maxStalenessHours * 3600
-        else { return nil }
-        let history = points.dropLast()
-        var byHour: [Int: [Double]] = [:]
-        for p in history { byHour[Self.hourOfDay(p.time), default: []].append(p.value) }
-        let same = byHour[Self.hourOfDay(latest.time)] ?? []
-        guard same.count >= configuration.minSeasonalSamples, let median = RobustStatistics.median(same) else {
-            return nil
+    /// The anomaly metrics with fresh data but too short a history to judge yet (a new target: the
+    /// reference needs `anomaly.minReferenceHours`). The worker logs them; nothing is predicted for them.
+    public func notYetJudged(_ history: MetricHistory, now: Date) -> [PredictorMetric] {
+        let start = now.addingTimeInterval(-configuration.lookbackHours * 3600)
+        return [PredictorMetric.cpu, .networkIn, .networkOut].filter { metric in
+            let points = history[metric].filter { $0.time > start && $0.time <= now && $0.value.isFinite }
+            let rules = metric == .cpu ? configuration.anomaly.cpu : configuration.anomaly.network
+            return anomaly(points.sorted { $0.time < $1.time }, rules: rules, now: now) == .coldStart
         }
-        // Each hour has only a handful of samples; the pooled residual scale (every point against its
-        // own hour's median) steadies the per-hour MAD.
-        var medians: [Int: Double] = [:]
-        for (hour, values) in byHour where values.count >= configuration.minSeasonalSamples {
-            medians[hour] = RobustStatistics.median(values)
-        }
-        let residuals = history.compactMap { p in medians[Self.hourOfDay(p.time)].map { p.value - $0 } }
-        let scale = max(
-            RobustStatistics.scaledMAD(same), RobustStatistics.scaledMAD(residuals), scaleFloor(median), 1e-9)
-        return SeasonalScore(
-            value: latest.value, median: median, scale: scale, z: (latest.value - median) / scale, samples: same.count)
-    }
-
-    static func hourOfDay(_ date: Date) -> Int {
-        Int((date.timeIntervalSince1970 / 3600).rounded(.down).truncatingRemainder(dividingBy: 24) + 24) % 24
     }
 
     func cpuAnomaly(_ points: [MetricPoint], now: Date) -> Prediction? {
-        guard let s = seasonalScore(points, now: now, scaleFloor: { _ in configuration.cpuScaleFloor }), s.z > 0 else {
-            return nil
-        }
-        let fZ = RobustStatistics.ramp(s.z, from: configuration.anomalyZFloor, to: configuration.anomalyZFull)
-        let fLevel = RobustStatistics.ramp(s.value, from: configuration.cpuLevelFloor, to: configuration.cpuLevelFull)
-        return Prediction(
-            kind: .cpuAnomaly, confidence: fZ * fLevel, metric: .cpu,
-            detail: "CPU \(fmt(s.value)) % where this hour of day is usually \(fmt(s.median)) % (z \(fmt(s.z)))",
-            factors: [
-                PredictionFactor("value", s.value, "CPUUtilization in the latest hour"),
-                PredictionFactor("hour_median", s.median, "median for this hour of day over \(s.samples) days"),
-                PredictionFactor("robust_z", s.z, "(value − median) / robust scale \(fmt(s.scale))"),
-            ],
-            window: PredictionWindow(from: now, to: now.addingTimeInterval(configuration.anomalyWindowHours * 3600)),
-            evaluatedAt: now)
+        guard case .finding(let f?)? = anomaly(points, rules: configuration.anomaly.cpu, now: now) else { return nil }
+        return anomalyPrediction(.cpuAnomaly, metric: .cpu, f, unit: " %", now: now)
     }
 
     func networkAnomaly(in inbound: [MetricPoint], out outbound: [MetricPoint], now: Date) -> Prediction? {
-        let floor: (Double) -> Double = { max(abs($0) * configuration.networkScaleFloor, 1) }
-        var best: (confidence: Double, metric: PredictorMetric, score: SeasonalScore, ratio: Double, rising: Bool)?
+        var best: (metric: PredictorMetric, finding: AnomalyFinding)?
         for (metric, points) in [(PredictorMetric.networkIn, inbound), (.networkOut, outbound)] {
-            guard let s = seasonalScore(points, now: now, scaleFloor: floor) else { continue }
-            let rising = s.z > 0
-            let ratio = rising ? s.value / max(s.median, 1) : s.median / max(s.value, 1)
-            let fZ = RobustStatistics.ramp(abs(s.z), from: configuration.anomalyZFloor, to: configuration.anomalyZFull)
-            let fRatio =
-                rising
-                ? RobustStatistics.ramp(ratio, from: configuration.networkRiseFloor, to: configuration.networkRiseFull)
-                : RobustStatistics.ramp(ratio, from: configuration.networkFallFloor, to: configuration.networkFallFull)
-            let confidence = fZ * fRatio
-            if best == nil || confidence > best!.confidence { best = (confidence, metric, s, ratio, rising) }
+            guard case .finding(let f?)? = anomaly(points, rules: configuration.anomaly.network, now: now) else {
+                continue
+            }
+            if f.confidence > best?.finding.confidence ?? -1 { best = (metric, f) }
         }
         guard let best else { return nil }
-        let direction = best.rising ? "above" : "below"
+        return anomalyPrediction(.networkAnomaly, metric: best.metric, best.finding, unit: " B", now: now)
+    }
+
+    func anomalyPrediction(
+        _ kind: PredictionKind, metric: PredictorMetric, _ f: AnomalyFinding, unit: String, now: Date
+    ) -> Prediction {
+        let what = f.shape == .spike ? "a point" : "the hour's median"
+        let direction = f.rising ? "above" : "below"
+        let basis = f.seasonal ? " (after this hour of day's usual)" : ""
+        let state = f.onset ? "" : "; it continues a departure already reported"
         return Prediction(
-            kind: .networkAnomaly, confidence: best.confidence, metric: best.metric,
+            kind: kind, confidence: f.confidence, metric: metric,
             detail:
-                "\(best.metric.rawValue) \(fmt(best.ratio))× \(direction) what this hour of day usually carries (z \(fmt(best.score.z)))",
+                "\(metric.rawValue): \(what) \(fmt(f.value))\(unit)\(basis) is \(direction) anything in the last week (\(f.rising ? "highest" : "lowest") \(fmt(f.bound))\(unit), median \(fmt(f.referenceMedian))\(unit))\(state)",
             factors: [
-                PredictionFactor("value", best.score.value, "\(best.metric.rawValue) in the latest hour"),
                 PredictionFactor(
-                    "hour_median", best.score.median, "median for this hour of day over \(best.score.samples) days"),
-                PredictionFactor("robust_z", best.score.z, "(value − median) / robust scale \(fmt(best.score.scale))"),
-                PredictionFactor("ratio", best.ratio, "times \(direction) the hour's median"),
+                    "value", f.value, "\(f.shape.rawValue) judged\(f.seasonal ? ", less its hour of day's median" : "")"
+                ),
+                PredictionFactor("reference_median", f.referenceMedian, "median over the reference week"),
+                PredictionFactor(
+                    "reference_bound", f.bound,
+                    "the reference's \(f.rising ? "highest" : "lowest") \(f.shape == .spike ? "point" : "hourly median")"
+                ),
+                PredictionFactor("excess", f.excess, "beyond the bound, in units of (bound − median)"),
+                PredictionFactor("rising", f.rising ? 1 : 0, f.rising ? "a rise" : "a fall"),
+                PredictionFactor("seasonal", f.seasonal ? 1 : 0, "judged against the target's own hour-of-day pattern"),
+                PredictionFactor("onset", f.onset ? 1 : 0, f.onset ? "new in the last hour" : "continuing"),
             ],
             window: PredictionWindow(from: now, to: now.addingTimeInterval(configuration.anomalyWindowHours * 3600)),
             evaluatedAt: now)

@@ -1,0 +1,75 @@
+// The prediction harness on NAB's labelled series (docs/prediction.md, "Real labelled series"): every
+// file replayed hour by hour through the real Predictor and the decision's alarm rules, scored with
+// NAB's standard profile beside the published detectors. scripts/backtest.sh nab runs it.
+import Foundation
+import PredictionBacktest
+import RecoveryCore
+
+var folder = "Benchmarks/nab"
+var threshold = 0.8
+var only: [String] = []
+var base = Predictor.Configuration()
+var perFile = false
+var alarms = false
+var arguments = CommandLine.arguments.dropFirst()
+while let flag = arguments.popFirst() {
+    if flag == "--per-file" || flag == "--alarms" {
+        perFile = true
+        alarms = alarms || flag == "--alarms"
+        continue
+    }
+    guard let value = arguments.popFirst() else { fatalError("\(flag) needs a value") }
+    switch flag {
+    case "--data": folder = value
+    case "--threshold": threshold = Double(value) ?? threshold
+    case "--only": only.append(value)
+    case "--set":
+        let parts = value.split(separator: "=").map(String.init)
+        guard parts.count == 2, let v = Double(parts[1]) else { fatalError("--set name=value") }
+        switch parts[0] {
+        case "recentHours": base.anomaly.recentHours = Int(v)
+        case "minReferenceHours": base.anomaly.minReferenceHours = v
+        case "fullReferenceHours": base.anomaly.fullReferenceHours = v
+        case "seasonalGain": base.anomaly.seasonalGain = v
+        case "excessFull": base.anomaly.excessFull = v
+        case "rearmBelow": base.anomaly.rearmBelow = v
+        case "noiseWeeks": base.anomaly.noiseWeeks = v
+        default: fatalError("unknown setting \(parts[0])")
+        }
+    default: fatalError("unknown option \(flag); use --data DIR --threshold X --only NAME --per-file")
+    }
+}
+
+let started = ContinuousClock.now
+let corpus = try NABCorpus.load(from: URL(fileURLWithPath: folder), only: only)
+let report = NABReport.run(corpus) { series in
+    var replay = NABReplay(
+        predictor: Predictor(configuration: NABReport.configuration(for: series.name, base: base)))
+    replay.threshold = threshold
+    return replay
+}
+let elapsed = ContinuousClock.now - started
+let detectors = ["numenta", "ARTime", "knncad", "twitterADVec", "windowedGaussian", "random", "null"]
+print(
+    "prediction harness: \(corpus.series.count) NAB files from \(folder), \(report.evaluations) hourly evaluations, threshold \(threshold), \(elapsed)"
+)
+print(report.table(modelName: "\(PredictionBody.modelName), confidence ≥ \(threshold)", detectors: detectors))
+if perFile { print(report.perFile(detectors: detectors)) }
+if alarms {
+    for f in report.files {
+        print("== \(f.series.name)")
+        let fmt = ISO8601DateFormatter()
+        for w in f.series.windows {
+            print(
+                "   window \(fmt.string(from: Date(timeIntervalSince1970: f.series.times[w.lowerBound]))) – \(fmt.string(from: Date(timeIntervalSince1970: f.series.times[w.upperBound])))"
+            )
+        }
+        for a in f.run.alarms {
+            let inside = f.series.windows.contains { $0.contains(a.row) }
+            let probation = a.row < NABScorer.probation(rows: f.series.times.count)
+            print(
+                "   \(inside ? "TP" : probation ? "pr" : "FP") \(fmt.string(from: Date(timeIntervalSince1970: a.time))) \(a.confidence) \(a.detail)"
+            )
+        }
+    }
+}
