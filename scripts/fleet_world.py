@@ -26,6 +26,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -86,6 +87,15 @@ class Missed(Exception):
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade", "content-length"}
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A caller that goes away mid-answer (a worker SIGKILLed by the chaos suite) is not an error."""
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class World:
     """`sites` maps a short name to its DNS label: {"shop": "www"} gives target <prefix>-shop and record
     www.<prefix>.example.com. `site_host` is where the websites listen (chaos: 127.0.0.2, so one process can
@@ -105,6 +115,7 @@ class World:
         self.regions_down = set()   # regions whose instances cannot serve
         self.notices = []           # Notice of every Slack notice received
         self.calls = []             # Call of every mutating AWS call that reached the proxy
+        self.sequence = 0           # numbers the calls in the order they arrived (Call.n)
         self.emails_sent = 0
         self.infra = {t: (False, "not computed yet", None, None) for t in self.targets}  # from moto
         self.sites = {t: {"up": None, "why": "not computed yet", "instance": None, "region": None} for t in self.targets}
@@ -325,7 +336,8 @@ class World:
 
     def new_call(self, actor, action, region, params):
         with self.lock:
-            call = Call(len(self.calls) + 1, actor, action, region, params)
+            self.sequence += 1
+            call = Call(self.sequence, actor, action, region, params)
             call.target = self.owner_of(call)
             return call
 
@@ -467,7 +479,7 @@ class World:
     def start(self):
         """Starts the refresher and the servers; returns the proxy's, the webhook's and the sites' ports."""
         def serve(handler, host):
-            server = http.server.ThreadingHTTPServer((host, 0), handler)
+            server = QuietServer((host, 0), handler)
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self._servers.append(server)
