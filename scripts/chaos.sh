@@ -12,7 +12,7 @@
 # Scenarios: kills, aws-faults, partition, brake, broker-restart, redis-restart, lock-expiry. Each has a hard
 # timeout. CHAOS_SEED=N replays the random choices (kill times, faults); CHAOS_VERBOSE=1 prints the world's
 # events (AWS calls, notices, site changes). Logs stay in /tmp/ec2-recovery-fleet-chaos-*/ unless every
-# scenario passed. It reuses RabbitMQ, Redis and moto when they answer and starts the missing ones, which it
+# scenario passed (CHAOS_KEEP=1 keeps them anyway). It reuses RabbitMQ, Redis and moto when they answer and starts the missing ones, which it
 # stops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +49,7 @@ cleanup() {
     done < "$DIR/pids"
   fi
   if ((${#started_services[@]})); then scripts/services.sh stop "${started_services[@]}" || true; fi
-  if [ "$status" = 0 ]; then rm -rf "$DIR"; else say "logs kept in $DIR"; fi
+  if [ "$status" = 0 ] && [ -z "${CHAOS_KEEP:-}" ]; then rm -rf "$DIR"; else say "logs kept in $DIR"; fi
   say "done after $(( $(date +%s) - started_at )) s"
   exit "$status"
 }

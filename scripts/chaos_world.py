@@ -384,11 +384,13 @@ def destructive(world, start=0, targets=None):
 
 
 def duplicates(world, fleet):
-    """Accepted destructive calls that repeat an earlier one (same step, action, resource). Returns (count, details,
-    unattributed calls)."""
+    """Accepted destructive calls that repeat an earlier one for the same step (same action and resource).
+    A repeat that changed something again is a duplicate; one that changed nothing (an address associated where
+    it already was, a record set to the value it had, a stop of a stopped instance) is a no-op repeat.
+    Returns (duplicates, no-op repeats, unattributed calls); each repeat as a line of text."""
     calls = destructive(world)
     purposes = attribute(fleet, calls)
-    seen, dups, unattributed = {}, [], []
+    seen, dups, noops, unattributed = {}, [], [], []
     for c in calls:
         purpose = purposes.get(c.n)
         if purpose is None:
@@ -397,12 +399,13 @@ def duplicates(world, fleet):
         key = (purpose[0], purpose[1], c.action, resource(c))
         if key in seen:
             first = seen[key]
-            dups.append(f"{c.action} {resource(c)} for {purpose[0]}/{purpose[1]}: call #{first.n} by "
-                        f"{fleet.actor(first.actor)} (fence {purposes.get(first.n, (0, 0, '?'))[2]}) and #{c.n} by "
-                        f"{fleet.actor(c.actor)} (fence {purpose[2]})")
+            text = (f"{c.action} {resource(c)} for {purpose[0]}/{purpose[1]}: call #{first.n} by "
+                    f"{fleet.actor(first.actor)} (fence {purposes.get(first.n, (0, 0, '?'))[2]}) and #{c.n} by "
+                    f"{fleet.actor(c.actor)} (fence {purpose[2]})")
+            (dups if c.effect is not False else noops).append(text)
         else:
             seen[key] = c
-    return len(dups), dups, unattributed
+    return dups, noops, unattributed
 
 
 def lease_lost_lines(fleet):
@@ -454,10 +457,31 @@ class Run:
             with open(os.path.join(self.dir, "dead-letters.json"), "w") as f:
                 json.dump(dead, f, indent=1)
         self.check("dead letters = 0", not dead, "; ".join(f"{k} ×{v}" for k, v in reasons.items()))
-        count, dups, unattributed = duplicates(self.world, self.fleet)
-        self.figures["duplicate_destructive_calls"] = count
+        dups, noops, unattributed = duplicates(self.world, self.fleet)
+        self.figures["duplicate_destructive_calls"] = len(dups)
+        self.figures["noop_repeats"] = len(noops)
         self.figures["destructive_calls"] = len(destructive(self.world))
-        self.check("duplicate destructive calls = 0", count == 0, " | ".join(dups))
+        self.check("duplicate destructive calls = 0", not dups, " | ".join(dups))
+        # Steps that acted after a newer incident of their target was declared: a request held up by kills and
+        # lock waits, resumed when the ladder had moved on (the lock keeps the two steps apart, not in order).
+        with self.world.lock:
+            declared = [(n.t, n.fields.get("Incident"), n.title.split(" is down:")[0]) for n in self.world.notices
+                        if " is down: outage declared" in n.title]
+        calls = destructive(self.world)
+        purposes = attribute(self.fleet, calls)
+        stale = []
+        for c in calls:
+            incident = purposes.get(c.n, (None,))[0]
+            own = min((t for t, i, _ in declared if i == incident), default=None)
+            newer = [(t, i) for t, i, target in declared if target == c.target and own is not None and t > own and t < c.t and i != incident]
+            if newer:
+                stale.append(f"#{c.n} {c.action} {resource(c)} by {self.fleet.actor(c.actor)} for {incident}/{purposes[c.n][1]}, "
+                             f"{c.t - min(newer)[0]:.0f} s after {min(newer)[1]} was declared")
+        self.figures["stale_step_calls"] = len(stale)
+        if stale:
+            self.notes.append("destructive calls of a step made after a newer incident of its target was declared: " + " | ".join(stale))
+        if noops:
+            self.notes.append("no-op repeats (the same call again for the same step, changing nothing): " + " | ".join(noops))
         if unattributed:
             self.notes.append(f"{len(unattributed)} destructive call(s) not matched to an actuator log line: "
                               + ", ".join(f"#{c.n} {c.action} by {self.fleet.actor(c.actor) or c.actor}" for c in unattributed[:5]))
@@ -471,14 +495,16 @@ class Run:
             self.figures["faults_injected"] = dict(faults)
 
     def teardown(self):
+        """The workers first, then the run's queues, users and keys, then what the scenario started (a private
+        broker or Redis), then the world and its resources in moto."""
+        if self.fleet:
+            self.fleet.stop_all()
+            self.fleet.cleanup()
         for fn in reversed(self.cleanups):
             try:
                 fn()
             except Exception as e:
                 log(f"(clean-up step failed: {e})")
-        if self.fleet:
-            self.fleet.stop_all()
-            self.fleet.cleanup()
         if self.world:
             self.world.stop()
             self.world.cleanup()
@@ -529,15 +555,19 @@ def rung(run, step, targets=None, on_declared=None):
     if step == "notify_only":
         wait_states(run, f"{step}: every incident stopped", lambda s: all(s.get(t, "").startswith("stopped") for t in targets))
         time.sleep(GRACE + 5)
-        touched = destructive(world, marks[1], targets)
-        run.check(f"{step}: no destructive call", not touched, ", ".join(f"{c.action} by {run.fleet.actor(c.actor)}" for c in touched))
+        # Calls for these incidents (a late sub-step of the previous rung's step, such as stop_old, is not one).
+        with world.lock:
+            incidents = {n.fields.get("Incident") for n in world.notices[marks[0]:] if " is down: outage declared" in n.title}
+        calls = destructive(world, marks[1], targets)
+        purposes = attribute(run.fleet, calls)
+        touched = [c for c in calls if purposes.get(c.n, (None,))[0] in incidents or c.n not in purposes]
+        run.check(f"{step}: no destructive call", not touched, ", ".join(f"#{c.n} {c.action} by {run.fleet.actor(c.actor)}" for c in touched))
         return {t: "stopped" for t in targets}
     world.wait_for(f"{step}: every site up again", lambda: all(world.sites[t]["up"] for t in targets), PHASE_TIMEOUT)
     wait_states(run, f"{step}: every incident closed", lambda s: all(s.get(t) == "monitoring" for t in targets))
-    with world.lock:
-        for t in targets:
-            n = world.notice(f"{t} recovered", marks[0])
-            results[t] = (n.fields.get("Fixed by", "?").split(" ")[0] if n else "?")
+    for t in targets:  # the notice too: an incident closed in Redis but never announced would be lost to people
+        n = world.wait_for(f"{step}: the recovered notice for {t}", lambda: world.notice(f"{t} recovered", marks[0]), PHASE_TIMEOUT)
+        results[t] = n.fields.get("Fixed by", "?").split(" ")[0]
     log(f"--- {step}: every incident closed after {int(time.time() - started)} s (fixed by: "
         + ", ".join(f"{t[len(run.id) + 1:]}={v}" for t, v in results.items()) + ")")
     time.sleep(3)  # a few healthy checks before the next break
@@ -599,7 +629,6 @@ def scenario_kills(run):
     world.observers.append(after_call)
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    run.cleanups.append(stop.set)
     try:
         ladder(run, steps)
     finally:
@@ -1063,7 +1092,7 @@ def main():
                                                              "destructive_calls", "brake_alerts", "stale_mutations",
                                                              "incidents_terminal") if k in r["figures"]), flush=True)
     ok = len(results) == len(names) and all(r["ok"] for r in results)
-    if ok:  # nothing worth keeping
+    if ok and not os.environ.get("CHAOS_KEEP"):  # nothing worth keeping
         for r in results:
             shutil.rmtree(r["dir"], ignore_errors=True)
     return 0 if ok else 1

@@ -44,6 +44,9 @@ DESTRUCTIVE = {
 }
 # Mutating EC2/Route 53/SSM calls the proxy logs (and may inject faults into): the destructive ones and tags.
 MUTATING = DESTRUCTIVE | {"CreateTags", "DeleteTags"}
+# A stop of an instance already stopping or stopped (and so on) changes nothing: the previous state says so.
+NO_OP_STATES = {"StopInstances": ("stopped", "stopping"), "StartInstances": ("running", "pending"),
+                "TerminateInstances": ("terminated", "shutting-down")}
 FAULTS = ("throttle", "error500", "error503", "drop", "timeout", "lost")
 
 
@@ -62,6 +65,8 @@ class Call:
         self.status = None      # moto's HTTP status, None when not forwarded
         self.forwarded = False  # reached moto
         self.replayed = False   # answered by the proxy from an earlier RunInstances with the same ClientToken
+        self.effect = None      # accepted: whether it changed anything (False: a stop of a stopped instance, an
+                                # address moved where it already was, a record set to the value it had)
 
     @property
     def accepted(self):
@@ -71,7 +76,7 @@ class Call:
     def as_json(self):
         return {"n": self.n, "t": round(self.t, 3), "actor": self.actor, "action": self.action, "region": self.region,
                 "target": self.target, "ids": self.ids, "fault": self.fault, "status": self.status,
-                "forwarded": self.forwarded, "replayed": self.replayed,
+                "forwarded": self.forwarded, "replayed": self.replayed, "effect": self.effect,
                 "params": {k: v for k, v in self.params.items() if k not in ("Action", "Version", "UserData")}}
 
 
@@ -102,6 +107,7 @@ class World:
     be cut off from the sites by a proxy setting while its AWS and Slack traffic to 127.0.0.1 stays direct)."""
 
     def __init__(self, prefix, moto_url, sites, site_host="127.0.0.1", verbose=True, calls_log=None):
+        """`calls_log`: a file to append every mutating call and every notice to, as JSON lines."""
         self.prefix = prefix
         self.moto = urllib.parse.urlparse(moto_url)
         self.zone_name = f"{prefix}.example.com"
@@ -121,6 +127,8 @@ class World:
         self.sites = {t: {"up": None, "why": "not computed yet", "instance": None, "region": None} for t in self.targets}
         self.health_requests = {t: 0 for t in self.targets}
         self.owner = {}             # instance id / allocation id / image name -> target
+        self.associations = {}      # allocation id -> the instance moto has it on (from accepted calls)
+        self.record_values = {}     # record name -> its value (from accepted changes)
         self.tokens = {}            # RunInstances ClientToken -> (status, headers, body) of moto's first answer
         self.fault = None           # hook(call) -> a FAULTS name or None, asked before forwarding a mutating call
         self.observers = []         # fn(call), called after each mutating call (accepted or not)
@@ -404,7 +412,17 @@ class World:
             alloc = re.search(r"<allocationId>([^<]+)</allocationId>", text)
             if alloc and call.target:
                 call.params["AllocationId"] = alloc.group(1)
+        call.effect = True
+        if call.action in NO_OP_STATES:
+            previous = re.findall(r"<previousState>.*?<name>([\w-]+)</name>", text, re.S)
+            call.effect = not previous or any(state not in NO_OP_STATES[call.action] for state in previous)
         with self.lock:
+            if call.action == "AssociateAddress":
+                call.effect = self.associations.get(p.get("AllocationId")) != p.get("InstanceId")
+                self.associations[p.get("AllocationId")] = p.get("InstanceId")
+            if call.action == "ChangeResourceRecordSets" and p.get("ChangeAction") in ("UPSERT", "CREATE"):
+                call.effect = self.record_values.get(p.get("Name")) != p.get("Values")
+                self.record_values[p.get("Name")] = p.get("Values")
             if call.target:
                 for iid in call.ids:
                     self.owner.setdefault(iid, call.target)
@@ -468,6 +486,9 @@ class World:
                 nxt = next((t[len("*Next:* "):] for t in text if t.startswith("*Next:* ")), None)
                 with world.lock:
                     world.notices.append(Notice(title, fields, detail))
+                    if world.calls_log:  # beside the calls, for the record
+                        world.calls_log.write(json.dumps({"notice": title, "t": round(time.time(), 3), "fields": fields}) + "\n")
+                        world.calls_log.flush()
                     world.lock.notify_all()
                 world.say("notice", title + (f" | {detail[:140]}" if detail else ""))
                 if nxt and " is down: " in title:  # the outage notice says what runs when: the grace period
@@ -535,6 +556,8 @@ class World:
                 "Name": self.records[t], "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": eip["PublicIp"]}]}}]})
             self.res["instances"][t], self.res["allocations"][t], self.res["ips"][t] = iid, eip["AllocationId"], eip["PublicIp"]
             self.owner[iid] = self.owner[eip["AllocationId"]] = t
+            self.associations[eip["AllocationId"]] = iid
+            self.record_values[self.records[t]] = eip["PublicIp"]
         self.aws("ses", PRIMARY).verify_email_identity(EmailAddress=f"fleet@{self.zone_name}")
         dynamo = self.aws("dynamodb", PRIMARY)
         for table in (f"{self.prefix}-recovery-events", f"{self.prefix}-prediction-events"):
