@@ -1059,6 +1059,10 @@ def run_one(base, name, ci, seed):
     return result
 
 
+SUMMARY_FIGURES = ("incidents", "incidents_terminal", "kills", "dead_letters", "duplicate_destructive_calls", "noop_repeats",
+                   "destructive_calls", "stale_step_calls", "stale_mutations", "brake_alerts", "outages_declared")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("dir")
@@ -1088,9 +1092,7 @@ def main():
     print(f"\nSUMMARY (seed {seed}, {round(time.time() - started)} s):", flush=True)
     for r in results:
         print(f"  {r['scenario']:<15} {'PASS' if r['ok'] else 'FAIL'} {r['seconds']:>4}s  "
-              + " ".join(f"{k}={r['figures'][k]}" for k in ("kills", "dead_letters", "duplicate_destructive_calls",
-                                                             "destructive_calls", "brake_alerts", "stale_mutations",
-                                                             "incidents_terminal") if k in r["figures"]), flush=True)
+              + " ".join(f"{k}={r['figures'][k]}" for k in SUMMARY_FIGURES if k in r["figures"]), flush=True)
     ok = len(results) == len(names) and all(r["ok"] for r in results)
     if ok and not os.environ.get("CHAOS_KEEP"):  # nothing worth keeping
         for r in results:
