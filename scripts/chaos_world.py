@@ -264,7 +264,7 @@ class Fleet:
                     p.terminate()
                 except ProcessLookupError:
                     pass
-            deadline = time.time() + 15
+            deadline = time.time() + 5  # a graceful stop first; the run's queues and keys are deleted anyway
             for p in live:
                 try:
                     p.wait(max(0.1, deadline - time.time()))
@@ -532,7 +532,7 @@ def wait_states(run, what, want, timeout=PHASE_TIMEOUT):
         time.sleep(1.5)
 
 
-def rung(run, step, targets=None, on_declared=None):
+def rung(run, step, targets=None, on_declared=None, results=None):
     """Breaks every target so that `step` is what fixes it, then waits until each incident is terminal: recovered
     (site up, state monitoring) or, for notify_only, stopped with no destructive call. Returns per-target results."""
     world = run.world
@@ -551,7 +551,7 @@ def rung(run, step, targets=None, on_declared=None):
         world.wait_for(f"{step}: outage notice for {t}", lambda: world.notice(f"{t} is down: outage declared", marks[0]), PHASE_TIMEOUT)
     if on_declared:
         on_declared()
-    results = {}
+    results = {} if results is None else results
     if step == "notify_only":
         wait_states(run, f"{step}: every incident stopped", lambda s: all(s.get(t, "").startswith("stopped") for t in targets))
         time.sleep(GRACE + 5)
@@ -562,31 +562,47 @@ def rung(run, step, targets=None, on_declared=None):
         purposes = attribute(run.fleet, calls)
         touched = [c for c in calls if purposes.get(c.n, (None,))[0] in incidents or c.n not in purposes]
         run.check(f"{step}: no destructive call", not touched, ", ".join(f"#{c.n} {c.action} by {run.fleet.actor(c.actor)}" for c in touched))
-        return {t: "stopped" for t in targets}
-    world.wait_for(f"{step}: every site up again", lambda: all(world.sites[t]["up"] for t in targets), PHASE_TIMEOUT)
-    wait_states(run, f"{step}: every incident closed", lambda s: all(s.get(t) == "monitoring" for t in targets))
-    for t in targets:  # the notice too: an incident closed in Redis but never announced would be lost to people
-        n = world.wait_for(f"{step}: the recovered notice for {t}", lambda: world.notice(f"{t} recovered", marks[0]), PHASE_TIMEOUT)
-        results[t] = n.fields.get("Fixed by", "?").split(" ")[0]
+        results.update({t: "stopped" for t in targets})
+        return results
+    deadline = time.time() + PHASE_TIMEOUT
+    missing = []
+    for t in targets:  # the site up, the state closed, and the notice: closed in Redis but never announced is lost
+        try:
+            world.wait_for(f"{step}: {t} up again", lambda: world.sites[t]["up"], max(1, deadline - time.time()))
+            wait_states(run, f"{step}: {t}'s incident closed", lambda s: s.get(t) == "monitoring", max(1, deadline - time.time()))
+            n = world.wait_for(f"{step}: the recovered notice for {t}", lambda: world.notice(f"{t} recovered", marks[0]),
+                               max(1, deadline - time.time()))
+            results[t] = n.fields.get("Fixed by", "?").split(" ")[0]
+        except Missed as e:
+            missing.append(str(e))
+    if missing:
+        raise Missed("; ".join(missing))
     log(f"--- {step}: every incident closed after {int(time.time() - started)} s (fixed by: "
         + ", ".join(f"{t[len(run.id) + 1:]}={v}" for t, v in results.items()) + ")")
     time.sleep(3)  # a few healthy checks before the next break
     return results
 
 
-def ladder(run, steps, **kwargs):
-    """Walks `steps` for every target; counts incidents opened and closed (terminal)."""
-    incidents = terminal = 0
+def ladder(run, steps, before=None, on_declared=None):
+    """Walks `steps` for every target; counts incidents opened and closed (terminal), also when a rung fails.
+    `before` and `on_declared` map a step to what to do before its rung and once its outages are declared."""
     fixed = collections.Counter()
-    for step in steps:
-        results = rung(run, step, **kwargs)
-        incidents += len(run.world.targets)
-        terminal += len(results)
-        fixed.update(f"{step}->{v}" for v in results.values())
-    run.figures["incidents"] = incidents
-    run.figures["incidents_terminal"] = terminal
-    run.figures["fixed_by"] = dict(fixed)
-    run.check("every incident terminal", terminal == incidents, f"{terminal}/{incidents}")
+    run.figures.update(incidents=0, incidents_terminal=0)
+    try:
+        for step in steps:
+            if before and step in before:
+                before[step]()
+            run.figures["incidents"] += len(run.world.targets)
+            results = {}
+            try:
+                rung(run, step, results=results, on_declared=(on_declared or {}).get(step))
+            finally:
+                run.figures["incidents_terminal"] += len(results)
+                fixed.update(f"{step}->{v}" for v in results.values())
+    finally:
+        run.figures["fixed_by"] = dict(fixed)
+        run.check("every incident terminal", run.figures["incidents_terminal"] == run.figures["incidents"],
+                  f"{run.figures['incidents_terminal']}/{run.figures['incidents']}")
 
 
 # ---------------------------------------------------------------- the scenarios
@@ -634,10 +650,10 @@ def scenario_kills(run):
     finally:
         stop.set()
         thread.join()
+        run.figures["kills"] = sum(fleet.kills.values())
+        run.figures["kills_by_worker"] = dict(fleet.kills)
+        run.figures["kills_mid_step"] = sum(targeted.values())
     fleet.wait_healthy(timeout=60)  # every worker runs again after its last kill
-    run.figures["kills"] = sum(fleet.kills.values())
-    run.figures["kills_by_worker"] = dict(fleet.kills)
-    run.figures["kills_mid_step"] = sum(targeted.values())
     run.check("kills delivered", run.figures["kills"] > 0, "no kill was delivered")
     run.common_figures()
 
@@ -832,17 +848,11 @@ def scenario_redis_restart(run):
             fired.set()
             threading.Thread(target=restart_redis, args=("mid-step, after RunInstances",), daemon=True).start()
 
-    ladder_steps = ["restart", "reprovision"]
-    incidents = terminal = 0
-    for step in ladder_steps:
-        if step == "reprovision":
-            world.observers.append(after_call)
-        results = rung(run, step, on_declared=(lambda: restart_redis("as the outage is declared")) if step == "restart" else None)
-        incidents += len(world.targets)
-        terminal += len(results)
-    run.figures.update(incidents=incidents, incidents_terminal=terminal, redis_restarts=restarts[0],
-                       lease_lost=len(lease_lost_lines(fleet)))
-    run.check("every incident terminal", terminal == incidents, f"{terminal}/{incidents}")
+    try:
+        ladder(run, ["restart", "reprovision"], before={"reprovision": lambda: world.observers.append(after_call)},
+               on_declared={"restart": lambda: restart_redis("as the outages are declared")})
+    finally:
+        run.figures.update(redis_restarts=restarts[0], lease_lost=len(lease_lost_lines(fleet)))
     run.check("Redis restarted twice", restarts[0] == 2, f"{restarts[0]}")
     run.common_figures()
 
@@ -886,15 +896,11 @@ def scenario_broker_restart(run):
             fired.set()
             threading.Thread(target=restart_broker, args=("mid-step, after RegisterImage",), daemon=True).start()
 
-    incidents = terminal = 0
-    for step in ["restart", "reprovision"]:
-        if step == "reprovision":
-            world.observers.append(after_call)
-        results = rung(run, step, on_declared=(lambda: restart_broker("as the outages are declared")) if step == "restart" else None)
-        incidents += len(world.targets)
-        terminal += len(results)
-    run.figures.update(incidents=incidents, incidents_terminal=terminal, broker_restarts=restarts[0])
-    run.check("every incident terminal", terminal == incidents, f"{terminal}/{incidents}")
+    try:
+        ladder(run, ["restart", "reprovision"], before={"reprovision": lambda: world.observers.append(after_call)},
+               on_declared={"restart": lambda: restart_broker("as the outages are declared")})
+    finally:
+        run.figures["broker_restarts"] = restarts[0]
     run.check("the broker restarted twice", restarts[0] == 2, f"{restarts[0]}")
     run.common_figures()
 
