@@ -4,16 +4,16 @@
 # with its figures, then a summary; exit 1 when a scenario misses a target (dead letters, duplicate
 # destructive calls, a lost incident, ...), 2 on a usage error.
 #
-#   scripts/chaos.sh                  every scenario (about 25 min here; restarts only private servers)
-#   scripts/chaos.sh --ci             the CI subset: kills, aws-faults, partition (about 5 min here)
+#   scripts/chaos.sh                  every scenario (12-15 min here; restarts only private servers)
+#   scripts/chaos.sh --ci             the CI subset: kills, aws-faults, partition (4-5 min here)
 #   scripts/chaos.sh kills brake      the named scenarios (full settings); with --ci, their CI settings
 #   scripts/chaos.sh --list           the scenarios
 #
 # Scenarios: kills, aws-faults, partition, brake, broker-restart, redis-restart, lock-expiry. Each has a hard
 # timeout. CHAOS_SEED=N replays the random choices (kill times, faults); CHAOS_VERBOSE=1 prints the world's
 # events (AWS calls, notices, site changes). Logs stay in /tmp/ec2-recovery-fleet-chaos-*/ unless every
-# scenario passed (CHAOS_KEEP=1 keeps them anyway). It reuses RabbitMQ, Redis and moto when they answer and starts the missing ones, which it
-# stops at the end.
+# scenario passed (CHAOS_KEEP=1 keeps them anyway). It reuses RabbitMQ, Redis and moto when they answer,
+# starts the missing ones and stops those at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
