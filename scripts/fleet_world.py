@@ -584,8 +584,8 @@ class World:
         try:
             for region in (PRIMARY, DR):
                 e = self.ec2[region]
-                ids = [i["InstanceId"] for t in self.targets
-                       for r in e.describe_instances(Filters=[{"Name": "tag:AutoRecovery:Name", "Values": [t]}])["Reservations"]
+                ids = [i["InstanceId"]
+                       for r in e.describe_instances(Filters=[{"Name": "tag:AutoRecovery:Name", "Values": self.targets}])["Reservations"]
                        for i in r["Instances"]]
                 for a in e.describe_addresses()["Addresses"]:
                     tags = {x["Key"]: x["Value"] for x in a.get("Tags", [])}
@@ -595,9 +595,9 @@ class World:
                         e.release_address(AllocationId=a["AllocationId"])
                 if ids:
                     e.terminate_instances(InstanceIds=ids)
-                for t in self.targets:
-                    for img in e.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [f"autorecovery-{t}-*"]}])["Images"]:
-                        e.deregister_image(ImageId=img["ImageId"])
+                names = [f"autorecovery-{t}-*" for t in self.targets]
+                for img in e.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": names}])["Images"]:
+                    e.deregister_image(ImageId=img["ImageId"])
                 for s in e.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "tag:demo", "Values": [self.prefix]}])["Snapshots"]:
                     e.delete_snapshot(SnapshotId=s["SnapshotId"])
             for region, vol in self.res.get("volumes", []):
