@@ -1,6 +1,7 @@
 import AWSClient
 import FleetTestSupport
 import Foundation
+import Logging
 import RecoveryCore
 import Testing
 
@@ -111,4 +112,56 @@ struct ActuatorFencingMemoryTests {
         let record = try #require(try await h.records.load(request.idempotencyKey))
         #expect(record.attempts == 1 && record.done.contains(.reboot) && record.done.contains(.rebootHealthy))
     }
+
+    /// Chaos suite finding: an actuator killed after EC2 accepted its RebootInstances and before it recorded
+    /// the reboot was followed by a second reboot from the actor that resumed the step (a second outage).
+    /// The reboot is now marked in the record before it is sent, and a resumed step does not send it again.
+    @Test func anActorKilledBetweenItsRebootAndItsRecordIsNotFollowedByASecondReboot() async throws {
+        let h = MemoryActuatorHarness()
+        let instance = h.launchTarget("web")
+        let request = h.request(.restart, target: "web", instance: instance.instanceId)
+        // The store "dies" with the actor: the write that would record the reboot never lands.
+        let dying = CrashingStore(h.records.states) { $0.contains(#""reboot""#) }
+        var options = ActuatorHarness.fastOptions("actuator-dies")
+        options.rebootSettle = .zero
+        let actor = ActuatorWorker(
+            options: options, ec2: h.ec2, route53: h.route53, http: h.site, locks: h.locks,
+            records: StepRecordStore(states: dying), aborts: h.aborts, publisher: h.publisher, topology: h.topology,
+            config: ActuatorConfig(), openSteps: h.openSteps, logger: Logger(label: "dies"))
+        await #expect(throws: SimulatedCrash.self) { try await actor.perform(request) }
+        #expect(h.aws.calls("RebootInstances").count == 1)
+
+        h.lockClock.advance(options.lockTTL + .seconds(1))
+        let result = try await h.actuator("actuator-next").perform(request)
+
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+        #expect(h.aws.calls("RebootInstances").count == 1, "not rebooted a second time")
+        let record = try #require(try await h.records.load(request.idempotencyKey))
+        #expect(record.attempts == 2 && record.resources.rebootSentAt != nil)
+    }
+}
+
+/// A versioned store whose compare-and-set "kills the actor" (throws `SimulatedCrash`) when the data it
+/// would write matches `crash`; everything else goes to `inner`.
+struct CrashingStore: VersionedStore {
+    let inner: any VersionedStore
+    let crash: @Sendable (String) -> Bool
+    init(_ inner: any VersionedStore, crash: @escaping @Sendable (String) -> Bool) {
+        self.inner = inner
+        self.crash = crash
+    }
+    func load(_ key: String) async throws -> VersionedValue? { try await inner.load(key) }
+    func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64? {
+        if crash(data) { throw SimulatedCrash() }
+        return try await inner.compareAndSet(key, expectedVersion: expectedVersion, data: data)
+    }
+    func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
+        try await inner.compareAndSet(all: writes)
+    }
+    func delete(_ key: String) async throws { try await inner.delete(key) }
+    func keys() async throws -> [String] { try await inner.keys() }
 }

@@ -62,7 +62,18 @@ extension StepContext {
                 if state == .stopped || state == .stopping {
                     note("instance \(id) was \(state!) when the restart began: starting it instead of rebooting")
                     try await finish(.rebootUnhealthy, "instance was \(state!): no reboot, stop/start instead")
+                } else if let sent = record.resources.rebootSentAt {
+                    // An actor that died between sending the reboot and recording it: a second reboot would
+                    // be a second outage. The health wait decides; if the site stays down, stop/start follows.
+                    try await finish(
+                        .reboot,
+                        "a reboot of \(id) may have been sent at \(Timestamp.format(sent)) by an actor that stopped before recording it: not sent again, the health wait decides"
+                    )
                 } else {
+                    if !dryRun {
+                        record.resources.rebootSentAt = clock()
+                        try await records.save(record)  // written ahead of the call: see StepResources
+                    }
                     do {
                         try await mutate(PlannedCall("ec2", "RebootInstances", region: region, [("InstanceId", id)])) {
                             try await ec2.rebootInstances([id])

@@ -95,6 +95,9 @@ public struct StepResources: Codable, Sendable, Equatable {
     public var oldVolumeId: String?
     public var newVolumeId: String?
     public var evidenceSnapshotId: String?
+    /// Restart: when RebootInstances was about to be sent (written before it: a reboot cannot be looked
+    /// up, so an actor that resumes the step after a crash must know one may have gone out).
+    public var rebootSentAt: Date?
 
     public init() {}
 
@@ -120,6 +123,7 @@ public struct StepResources: Codable, Sendable, Equatable {
         case oldVolumeId = "old_volume_id"
         case newVolumeId = "new_volume_id"
         case evidenceSnapshotId = "evidence_snapshot_id"
+        case rebootSentAt = "reboot_sent_at"
     }
 }
 
