@@ -169,7 +169,11 @@ let package = Package(
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]),
-        .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
+        .testTarget(
+            name: "AMQPTransportTests",
+            dependencies: [
+                "AMQPTransport", "RecoveryCore", .product(name: "InMemoryLogging", package: "swift-log"),
+            ]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(
             name: "FleetWorkersTests",

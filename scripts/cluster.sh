@@ -98,12 +98,15 @@ start() {
     # Node 1 forms the cluster; the others find it in the classic_config list and join it.
     start_node 1
   fi
-  local pids=() n
+  local pids=() n pid
   for n in "${NODES[@]}"; do
+    # A node left frozen (a test that stopped half-way) runs again.
+    pid=$(beam_pid "$n"); [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null || true
     running "$n" && continue
     start_node "$n" & pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || { log "a node did not start (logs in $DIR/node*/rabbitmq/log)"; exit 1; }; done
+  heal
   local members
   members=$(ctl "$(live_node)" eval 'length(rabbit_nodes:all_running()).' 2>/dev/null || echo 0)
   if [ "$members" != 3 ]; then
@@ -115,6 +118,23 @@ start() {
   fi
   print_env > "$DIR/cluster.env"
   log "3 nodes running as one cluster after $(( $(date +%s) - started )) s: $(urls)"
+}
+
+# A node that hung for longer than the Erlang distribution's net_ticktime (60 s) was given up by the
+# others; when it comes back, the cluster's metadata store (Mnesia) reports a partition that no partition
+# handling mode heals (the hung node never saw itself cut off). RabbitMQ's remedy is to restart the nodes
+# on the other side: here, every node some running node names as partitioned away.
+heal() {
+  local live partitioned n
+  live=$(live_node) || return 0
+  partitioned=$(ctl "$live" eval \
+    'lists:usort(lists:append([P || {ok, P} <- [catch {ok, rpc:call(N, rabbit_node_monitor, partitions, [], 10000)} || N <- rabbit_nodes:all_running()], is_list(P)])).' \
+    2>/dev/null | grep -oE "$PREFIX[0-9]+" | sed "s/^$PREFIX//" | sort -u || true)
+  for n in $partitioned; do
+    log "node $n is partitioned from the others: restarting it"
+    signal_node "$n" KILL
+    start_node "$n"
+  done
 }
 
 stop() {
