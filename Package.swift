@@ -172,7 +172,8 @@ let package = Package(
         .testTarget(
             name: "AMQPTransportTests",
             dependencies: [
-                "AMQPTransport", "RecoveryCore", .product(name: "InMemoryLogging", package: "swift-log"),
+                "AMQPTransport", "RecoveryCore", "FleetTestSupport",
+                .product(name: "InMemoryLogging", package: "swift-log"),
             ]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(

@@ -20,7 +20,13 @@ public struct AMQPConfiguration: Sendable {
     /// a node that hangs, or a host that vanished without closing its sockets, goes unnoticed
     /// (docs/scaling.md). A node that dies on a live host closes its sockets and is noticed at once.
     public var heartbeat: Int
+    /// TCP connect and, separately, the AMQP handshake and login.
     public var connectTimeout: Duration
+    /// How long one request to the broker (a declare, a subscription, confirm.select) may go unanswered
+    /// before the connection is given up and the next node tried. A node can keep a connection alive
+    /// (heartbeats) and still not answer: RabbitMQ holds every change to its metadata, a binding declared
+    /// again included, until a hung peer is declared down (net_ticktime, about a minute; docs/scaling.md).
+    public var rpcTimeout: Duration = .seconds(30)
     /// Shown as the connection name in the management UI, e.g. `probe@host-1`.
     public var connectionName: String
     /// For amqps: a PEM bundle of CAs to trust instead of the system store. Peer and host-name
@@ -115,6 +121,10 @@ final class AMQPConnectionHandle {
         guard let state = amqp_new_connection() else {
             throw AMQPError.library(status: -1, message: "out of memory", context: "amqp_new_connection")
         }
+        var handshake = timeval(configuration.connectTimeout)
+        amqp_set_handshake_timeout(state, &handshake)
+        var rpc = timeval(configuration.rpcTimeout)
+        amqp_set_rpc_timeout(state, &rpc)
         do throws(AMQPError) {
             try openAndLogin(state, configuration, url)
         } catch {

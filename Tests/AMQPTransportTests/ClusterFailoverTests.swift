@@ -1,4 +1,5 @@
 import AMQPTransport
+import FleetTestSupport
 import Foundation
 import InMemoryLogging
 import Logging
@@ -170,6 +171,57 @@ struct ClusterFailoverTests {
             try await cluster.thaw(3)
             try await scenario.verify(stream, "node hung (SIGSTOP), heartbeat 2 s")
             await scenario.finish()
+        }
+    }
+}
+
+extension ClusterFailoverTests {
+    /// A node that keeps the connection alive but does not answer: with node 1 hung, RabbitMQ holds a
+    /// binding declared again on nodes 2 and 3 until node 1 is declared down (a minute). The publisher
+    /// gives each node up after its RPC timeout and keeps trying, instead of waiting on the first for as
+    /// long as the broker takes; once node 1 is back, its publish is confirmed.
+    @Test(.timeLimit(.minutes(3)))
+    func aRequestTheBrokerHoldsIsGivenUpAfterTheRPCTimeout() async throws {
+        try await BrokerCluster.exclusively { cluster in
+            let scratch = ScratchTopology()
+            let admin = AMQPAdmin(configuration: cluster.configuration(first: 2, name: "cluster-test-admin"))
+            try await admin.declare(scratch.topology)
+            await admin.close()
+            var config = cluster.configuration(first: 2, name: "cluster-test-rpc")
+            config.rpcTimeout = .seconds(2)
+            config.connectTimeout = .seconds(2)
+            let log = InMemoryLogHandler()
+            try await cluster.freeze(1)
+            let publisher = AMQPPublisher(
+                configuration: config, topology: scratch.topology, logger: Logger(label: "cluster-test") { _ in log })
+            async let confirmed: Void = publisher.publish(scratch.message("held", id: "held"))
+            @Sendable func timedOut(on node: Int) -> Bool {
+                log.entries.contains {
+                    $0.message.description.contains("cannot connect to a node")
+                        && "\($0.metadata["broker"] ?? "")" == cluster.nodes[node - 1].address
+                        && "\($0.metadata["error"] ?? "")".contains("timed out")
+                }
+            }
+            do {
+                try await waitUntil("the publisher to give up nodes 2 and 3", timeout: .seconds(30)) {
+                    timedOut(on: 2) && timedOut(on: 3)
+                }
+            } catch {
+                try? await cluster.thaw(1)
+                throw error
+            }
+            #expect(!publisher.isConnected)
+            try await cluster.thaw(1)
+            try await confirmed
+            #expect(publisher.isConnected)
+            let consumer = AMQPConsumer(
+                configuration: cluster.configuration(first: 3, name: "cluster-test"), topology: scratch.topology,
+                queue: scratch.queue)
+            let got = await DeliveryCollector(consumer, autoAck: true).wait(for: 1, timeout: .seconds(60))
+            #expect(got.compactMap(\.properties.messageId) == ["held"])
+            await consumer.shutdown()
+            await publisher.shutdown()
+            await scratch.cleanUp(cluster.configuration(first: 1, name: "cluster-test-cleanup"))
         }
     }
 }
