@@ -141,8 +141,14 @@ struct ClusterIncidentTests {
                     $0.body.kind == .recovered && $0.body.incidentId == incident
                 })
             #expect(recovered.body.fixedBy == .restart)
-            try await poll("the incident's close reaches the history queue", timeout: .seconds(60)) {
-                Self.changes(await history.items, incident: incident).contains { $0.kind == "incident_closed" }
+            // The decision closes the incident on the site's health; the actuator's outcome may come after.
+            try await poll("the incident's close and the step's outcome reach the history queue", timeout: .seconds(90))
+            {
+                let items = await history.items
+                return Self.changes(items, incident: incident).contains { $0.kind == "incident_closed" }
+                    && Self.envelopes(items, type: .actionEvent, as: ActionOutcome.self).contains {
+                        $0.body.incidentId == incident
+                    }
             }
             // Late redeliveries have a moment to arrive before the counts.
             try await Task.sleep(for: .seconds(2))
