@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 export FLEET_CLUSTER_DIR="${FLEET_CLUSTER_DIR:-/tmp/ec2-recovery-fleet-cluster}"
 started=""
-cleanup() { if [ -n "$started" ]; then scripts/cluster.sh stop; fi; }
+cleanup() { if [ -n "$started" ]; then started=""; scripts/cluster.sh stop; fi; }
 trap cleanup EXIT INT TERM
 
 began=$(date +%s)
