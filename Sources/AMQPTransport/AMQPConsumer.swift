@@ -232,13 +232,7 @@ final class ConsumerLoop: @unchecked Sendable {
         do {
             let handle = try AMQPConnectionHandle.connect(
                 configuration: configuration, rotation: &nodes,
-                onFailure: { node, error, nodes in
-                    // With one node the line below says it all.
-                    guard nodes > 1 else { return }
-                    logger.warning(
-                        "AMQP consumer cannot subscribe on a node; trying the next",
-                        metadata: ["broker": "\(node.address)", "queue": "\(queue)", "error": "\(error)"])
-                }
+                logger: logger, client: "consumer", metadata: ["queue": "\(queue)"]
             ) { (handle) throws(AMQPError) in
                 let generated = try handle.declare(topology)
                 try handle.qos(prefetch: prefetch)

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 extension AMQPURL {
     /// `AMQP_URL`'s list form: one or more `amqp[s]://` URLs separated by commas, the nodes of one RabbitMQ
@@ -75,13 +76,12 @@ struct NodeRotation {
 
 extension AMQPConnectionHandle {
     /// Tries the nodes of one pass in turn, each with a connect, a login and `setUp` (declaring the
-    /// topology, subscribing): the first node where all of that works is the one connected to. Throws
-    /// when every node failed: a permanent error if one of them gave one (retrying cannot help), else
-    /// the last node's error.
+    /// topology, subscribing): the first node where all of that works is the one connected to. A node that
+    /// fails is logged (when there are others to try) as `client` with `metadata`. Throws when every node
+    /// failed: a permanent error if one of them gave one (retrying cannot help), else the last node's error.
     static func connect(
-        configuration: AMQPConfiguration, rotation: inout NodeRotation,
-        onFailure: (_ node: AMQPURL, _ error: AMQPError, _ nodes: Int) -> Void = { _, _, _ in },
-        setUp: (AMQPConnectionHandle) throws(AMQPError) -> Void
+        configuration: AMQPConfiguration, rotation: inout NodeRotation, logger: Logger? = nil, client: String = "",
+        metadata: Logger.Metadata = [:], setUp: (AMQPConnectionHandle) throws(AMQPError) -> Void
     ) throws(AMQPError) -> AMQPConnectionHandle {
         var failure: AMQPError?
         for node in rotation.pass {
@@ -91,7 +91,12 @@ extension AMQPConnectionHandle {
                 rotation.connected(to: node)
                 return handle
             } catch {
-                onFailure(node, error, rotation.order.count)
+                // With one node, the caller's own line says it all.
+                if let logger, rotation.order.count > 1 {
+                    logger.warning(
+                        "AMQP \(client) cannot use a node; trying the next",
+                        metadata: metadata.merging(["broker": "\(node.address)", "error": "\(error)"]) { $1 })
+                }
                 if failure?.isPermanent != true { failure = error }
             }
         }

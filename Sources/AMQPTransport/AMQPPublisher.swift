@@ -208,13 +208,7 @@ final class PublisherLoop: @unchecked Sendable {
         do {
             let handle = try AMQPConnectionHandle.connect(
                 configuration: configuration, rotation: &nodes,
-                onFailure: { node, error, nodes in
-                    // With one node the line below says it all.
-                    guard nodes > 1 else { return }
-                    logger.warning(
-                        "AMQP publisher cannot connect to a node; trying the next",
-                        metadata: ["broker": "\(node.address)", "error": "\(error)"])
-                }
+                logger: logger, client: "publisher"
             ) { (handle) throws(AMQPError) in
                 try handle.declare(topology)
                 try handle.enablePublisherConfirms()

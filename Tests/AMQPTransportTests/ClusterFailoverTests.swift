@@ -197,7 +197,7 @@ extension ClusterFailoverTests {
             async let confirmed: Void = publisher.publish(scratch.message("held", id: "held"))
             @Sendable func timedOut(on node: Int) -> Bool {
                 log.entries.contains {
-                    $0.message.description.contains("cannot connect to a node")
+                    $0.message.description.contains("cannot use a node")
                         && "\($0.metadata["broker"] ?? "")" == cluster.nodes[node - 1].address
                         && "\($0.metadata["error"] ?? "")".contains("timed out")
                 }
