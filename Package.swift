@@ -173,7 +173,12 @@ let package = Package(
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]),
-        .testTarget(name: "AMQPTransportTests", dependencies: ["AMQPTransport", "RecoveryCore"]),
+        .testTarget(
+            name: "AMQPTransportTests",
+            dependencies: [
+                "AMQPTransport", "RecoveryCore", "FleetTestSupport",
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]),
         .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
         .testTarget(
             name: "FleetWorkersTests",

@@ -5,13 +5,15 @@ import Foundation
 /// queue. Used by `recoveryctl topology apply` and by tests. Calls run one at a time on a private
 /// dispatch queue, never on the cooperative pool.
 public final class AMQPAdmin: @unchecked Sendable {
-    // Invariant: `handle` is only touched on `queue`.
+    // Invariant: `handle` and `nodes` are only touched on `queue`.
     private let queue = DispatchQueue(label: "amqp-admin")
     private let configuration: AMQPConfiguration
     private var handle: AMQPConnectionHandle?
+    private var nodes: NodeRotation
 
     public init(configuration: AMQPConfiguration) {
         self.configuration = configuration
+        nodes = NodeRotation(configuration.nodes, shuffle: configuration.shuffleNodes)
     }
 
     private func run<R: Sendable>(_ body: @escaping @Sendable (AMQPConnectionHandle) throws(AMQPError) -> R)
@@ -21,14 +23,16 @@ public final class AMQPAdmin: @unchecked Sendable {
             queue.async {
                 do throws(AMQPError) {
                     if self.handle == nil {
-                        self.handle = try AMQPConnectionHandle.connect(configuration: self.configuration)
+                        self.handle = try AMQPConnectionHandle.connect(
+                            configuration: self.configuration, rotation: &self.nodes, setUp: { _ in })
                     }
                     let handle = self.handle!
                     do throws(AMQPError) {
                         continuation.resume(returning: .success(try body(handle)))
                     } catch {
-                        // Any error closes the channel; start afresh next time.
+                        // Any error closes the channel; start afresh next time, on the next node.
                         self.handle = nil
+                        self.nodes.lost()
                         continuation.resume(returning: .failure(error))
                     }
                 } catch {

@@ -7,16 +7,33 @@ import Foundation
 
 /// Settings shared by publishers and consumers.
 public struct AMQPConfiguration: Sendable {
-    public var url: AMQPURL
+    /// The nodes of the broker cluster (one for a single broker), all with the same credentials and
+    /// vhost (`AMQPURL.list`). A client connects to one of them and, when it loses it, to another.
+    public var nodes: [AMQPURL]
+    /// Shuffle `nodes` before the first connect (the default, so that a fleet's workers spread over the
+    /// cluster), or try them in the order listed (a preferred node first, e.g. the one on the same host).
+    public var shuffleNodes = true
+    /// The first node: the user, password and vhost of every node.
+    public var url: AMQPURL { nodes[0] }
     /// Heartbeat interval in seconds (0 turns heartbeats off). The URL's `heartbeat` wins when present.
+    /// rabbitmq-c gives up on a connection that has been silent for two intervals, so this bounds how long
+    /// a node that hangs, or a host that vanished without closing its sockets, goes unnoticed
+    /// (docs/scaling.md). A node that dies on a live host closes its sockets and is noticed at once.
     public var heartbeat: Int
+    /// TCP connect and, separately, the AMQP handshake and login.
     public var connectTimeout: Duration
+    /// How long one request to the broker (a declare, a subscription, confirm.select) may go unanswered
+    /// before the connection is given up and the next node tried. A node can keep a connection alive
+    /// (heartbeats) and still not answer: RabbitMQ holds every change to its metadata, a binding declared
+    /// again included, until a hung peer is declared down (net_ticktime, about a minute; docs/scaling.md).
+    public var rpcTimeout: Duration = .seconds(30)
     /// Shown as the connection name in the management UI, e.g. `probe@host-1`.
     public var connectionName: String
     /// For amqps: a PEM bundle of CAs to trust instead of the system store. Peer and host-name
     /// verification are always on.
     public var caFile: String?
-    /// Reconnect backoff: doubles from `initial` to `max`, with full jitter.
+    /// Reconnect backoff: doubles from `initial` to `max`, with full jitter. It applies between passes
+    /// over the nodes; within a pass the next node is tried at once.
     public var reconnectInitialDelay: Duration
     public var reconnectMaxDelay: Duration
     /// What a publisher or consumer does with its topology on every (re)connect.
@@ -33,20 +50,37 @@ public struct AMQPConfiguration: Sendable {
         case verify
     }
 
+    /// The default heartbeat, in seconds: a hung node is given up after about 20 s.
+    public static let defaultHeartbeat = 10
+
     public init(
-        url: AMQPURL, heartbeat: Int = 30, connectTimeout: Duration = .seconds(10),
+        nodes: [AMQPURL], heartbeat: Int = defaultHeartbeat, connectTimeout: Duration = .seconds(10),
         connectionName: String = "ec2-recovery-fleet", caFile: String? = nil,
         reconnectInitialDelay: Duration = .milliseconds(100), reconnectMaxDelay: Duration = .seconds(5),
         topologyMode: TopologyMode = .declare
     ) {
+        precondition(!nodes.isEmpty, "AMQPConfiguration needs at least one node")
         self.topologyMode = topologyMode
-        self.url = url
-        self.heartbeat = url.heartbeat ?? heartbeat
+        self.nodes = nodes
+        self.heartbeat = nodes[0].heartbeat ?? heartbeat
         self.connectTimeout = connectTimeout
         self.connectionName = connectionName
         self.caFile = caFile
         self.reconnectInitialDelay = reconnectInitialDelay
         self.reconnectMaxDelay = reconnectMaxDelay
+    }
+
+    /// One broker.
+    public init(
+        url: AMQPURL, heartbeat: Int = defaultHeartbeat, connectTimeout: Duration = .seconds(10),
+        connectionName: String = "ec2-recovery-fleet", caFile: String? = nil,
+        reconnectInitialDelay: Duration = .milliseconds(100), reconnectMaxDelay: Duration = .seconds(5),
+        topologyMode: TopologyMode = .declare
+    ) {
+        self.init(
+            nodes: [url], heartbeat: heartbeat, connectTimeout: connectTimeout, connectionName: connectionName,
+            caFile: caFile, reconnectInitialDelay: reconnectInitialDelay, reconnectMaxDelay: reconnectMaxDelay,
+            topologyMode: topologyMode)
     }
 }
 
@@ -79,15 +113,20 @@ final class AMQPConnectionHandle {
         open = true
     }
 
-    /// Opens the socket, logs in and opens channel 1. On failure the C connection is destroyed here;
-    /// once an instance exists, its deinit owns the destruction.
-    static func connect(configuration: AMQPConfiguration) throws(AMQPError) -> AMQPConnectionHandle {
-        let url = configuration.url
+    /// Opens the socket to `node`, logs in and opens channel 1. On failure the C connection is destroyed
+    /// here; once an instance exists, its deinit owns the destruction.
+    static func connect(configuration: AMQPConfiguration, node url: AMQPURL) throws(AMQPError)
+        -> AMQPConnectionHandle
+    {
         guard let state = amqp_new_connection() else {
             throw AMQPError.library(status: -1, message: "out of memory", context: "amqp_new_connection")
         }
+        var handshake = timeval(configuration.connectTimeout)
+        amqp_set_handshake_timeout(state, &handshake)
+        var rpc = timeval(configuration.rpcTimeout)
+        amqp_set_rpc_timeout(state, &rpc)
         do throws(AMQPError) {
-            try openAndLogin(state, configuration)
+            try openAndLogin(state, configuration, url)
         } catch {
             amqp_destroy_connection(state)
             throw error
@@ -98,10 +137,9 @@ final class AMQPConnectionHandle {
         return handle
     }
 
-    private static func openAndLogin(_ state: amqp_connection_state_t, _ configuration: AMQPConfiguration)
-        throws(AMQPError)
-    {
-        let url = configuration.url
+    private static func openAndLogin(
+        _ state: amqp_connection_state_t, _ configuration: AMQPConfiguration, _ url: AMQPURL
+    ) throws(AMQPError) {
         let socket: OpaquePointer?
         if url.tls {
             socket = amqp_ssl_socket_new(state)

@@ -46,7 +46,10 @@ public final class AMQPConsumer: Sendable {
         await state.settle(delivery, requeue ? .requeue : .reject)
     }
 
-    public var isConnected: Bool { state.connected.load(ordering: .relaxed) }
+    public var isConnected: Bool { connectedNode != nil }
+
+    /// `host:port` of the cluster node the consumer is subscribed on, nil while it is not.
+    public var connectedNode: String? { state.connectedNode.withLock { $0 } }
 
     /// Graceful stop: cancels the subscription so nothing new arrives, waits up to `drainTimeout` for the
     /// deliveries in flight to be acknowledged, then closes; the broker requeues whatever is left.
@@ -74,7 +77,8 @@ final class ConsumerState: Sendable {
     let shared = Mutex(Shared())
     let wakeup = Wakeup()
     let finished = Completion()
-    let connected = Atomic<Bool>(false)
+    /// `host:port` of the node the consumer is subscribed on; nil while it is not.
+    let connectedNode = Mutex<String?>(nil)
 
     func settle(_ delivery: AMQPDelivery, _ settlement: Settlement) async -> Bool {
         await withCheckedContinuation { continuation in
@@ -117,6 +121,7 @@ final class ConsumerLoop: @unchecked Sendable {
     private let consumerTag: String
     private var backoff: Backoff
     private var random = SystemRandomNumberGenerator()
+    private var nodes: NodeRotation
 
     init(
         configuration: AMQPConfiguration, topology: AMQPTopology, queue: String, prefetch: UInt16,
@@ -131,6 +136,7 @@ final class ConsumerLoop: @unchecked Sendable {
         self.logger = logger
         consumerTag = "\(configuration.connectionName)-\(UUID().uuidString.prefix(8).lowercased())"
         backoff = Backoff(initial: configuration.reconnectInitialDelay, maximum: configuration.reconnectMaxDelay)
+        nodes = NodeRotation(configuration.nodes, shuffle: configuration.shuffleNodes)
     }
 
     func run() {
@@ -189,7 +195,7 @@ final class ConsumerLoop: @unchecked Sendable {
         }
         handle?.close()
         handle = nil
-        state.connected.store(false, ordering: .relaxed)
+        state.connectedNode.withLock { $0 = nil }
         let leftover = state.shared.withLock { s in
             s.finished = true
             defer { s.commands = [] }
@@ -224,21 +230,25 @@ final class ConsumerLoop: @unchecked Sendable {
 
     private func connect() -> AMQPConnectionHandle? {
         do {
-            let handle = try AMQPConnectionHandle.connect(configuration: configuration)
-            let generated = try handle.declare(topology)
-            try handle.qos(prefetch: prefetch)
-            try handle.consume(queue: queue.isEmpty ? generated ?? "" : queue, consumerTag: consumerTag)
+            let handle = try AMQPConnectionHandle.connect(
+                configuration: configuration, rotation: &nodes,
+                logger: logger, client: "consumer", metadata: ["queue": "\(queue)"]
+            ) { (handle) throws(AMQPError) in
+                let generated = try handle.declare(topology)
+                try handle.qos(prefetch: prefetch)
+                try handle.consume(queue: queue.isEmpty ? generated ?? "" : queue, consumerTag: consumerTag)
+            }
             self.handle = handle
             generation += 1
             inFlight = []
             backoff.reset()
-            state.connected.store(true, ordering: .relaxed)
-            logger.info("AMQP consumer subscribed", metadata: ["broker": "\(configuration.url)", "queue": "\(queue)"])
+            state.connectedNode.withLock { $0 = handle.url.address }
+            logger.info("AMQP consumer subscribed", metadata: ["broker": "\(handle.url.address)", "queue": "\(queue)"])
             return handle
         } catch {
             logger.warning(
-                "AMQP consumer cannot subscribe; retrying",
-                metadata: ["broker": "\(configuration.url)", "queue": "\(queue)", "error": "\(error)"])
+                "AMQP consumer cannot subscribe on any node; retrying",
+                metadata: ["queue": "\(queue)", "error": "\(error)"])
             return nil
         }
     }
@@ -246,9 +256,13 @@ final class ConsumerLoop: @unchecked Sendable {
     private func connectionLost(_ error: Error) {
         logger.warning(
             "AMQP consumer lost its connection; unacked deliveries return to the queue",
-            metadata: ["queue": "\(queue)", "error": "\(error)", "in_flight": "\(inFlight.count)"])
+            metadata: [
+                "broker": "\(handle?.url.address ?? "-")", "queue": "\(queue)", "error": "\(error)",
+                "in_flight": "\(inFlight.count)",
+            ])
         handle = nil
+        nodes.lost()
         inFlight = []
-        state.connected.store(false, ordering: .relaxed)
+        state.connectedNode.withLock { $0 = nil }
     }
 }

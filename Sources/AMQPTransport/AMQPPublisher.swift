@@ -49,7 +49,10 @@ public final class AMQPPublisher: Sendable {
     }
 
     /// True while a connection to the broker is open.
-    public var isConnected: Bool { state.connected.load(ordering: .relaxed) }
+    public var isConnected: Bool { connectedNode != nil }
+
+    /// `host:port` of the cluster node the publisher is connected to, nil while it is not connected.
+    public var connectedNode: String? { state.connectedNode.withLock { $0 } }
 
     /// Stops accepting publishes, waits up to `drainTimeout` for the ones in flight to be confirmed,
     /// fails the rest with `.shutdown`, and closes the connection.
@@ -78,7 +81,8 @@ final class PublisherState: Sendable {
     let shared = Mutex(Shared())
     let wakeup = Wakeup()
     let finished = Completion()
-    let connected = Atomic<Bool>(false)
+    /// `host:port` of the node the publisher is connected to; nil while it is not.
+    let connectedNode = Mutex<String?>(nil)
 
     func enqueue(_ message: OutgoingMessage, _ continuation: CheckedContinuation<Result<Void, AMQPError>, Never>) {
         let accepted = shared.withLock { s -> Bool in
@@ -121,6 +125,7 @@ final class PublisherLoop: @unchecked Sendable {
     private var oneAtATime = 0
     private var backoff: Backoff
     private var random = SystemRandomNumberGenerator()
+    private var nodes: NodeRotation
 
     init(
         configuration: AMQPConfiguration, topology: AMQPTopology, publishTimeout: Duration,
@@ -131,6 +136,7 @@ final class PublisherLoop: @unchecked Sendable {
         self.state = state
         self.logger = logger
         backoff = Backoff(initial: configuration.reconnectInitialDelay, maximum: configuration.reconnectMaxDelay)
+        nodes = NodeRotation(configuration.nodes, shuffle: configuration.shuffleNodes)
         state.shared.withLock { $0.publishTimeout = publishTimeout }
     }
 
@@ -194,25 +200,29 @@ final class PublisherLoop: @unchecked Sendable {
         }
         handle?.close()
         handle = nil
-        state.connected.store(false, ordering: .relaxed)
+        state.connectedNode.withLock { $0 = nil }
         state.finished.finish()
     }
 
     private func connect() -> AMQPConnectionHandle? {
         do {
-            let handle = try AMQPConnectionHandle.connect(configuration: configuration)
-            try handle.declare(topology)
-            try handle.enablePublisherConfirms()
+            let handle = try AMQPConnectionHandle.connect(
+                configuration: configuration, rotation: &nodes,
+                logger: logger, client: "publisher"
+            ) { (handle) throws(AMQPError) in
+                try handle.declare(topology)
+                try handle.enablePublisherConfirms()
+            }
             self.handle = handle
             nextTag = 1
             backoff.reset()
-            state.connected.store(true, ordering: .relaxed)
-            logger.info("AMQP publisher connected", metadata: ["broker": "\(configuration.url)"])
+            state.connectedNode.withLock { $0 = handle.url.address }
+            logger.info(
+                "AMQP publisher connected",
+                metadata: ["broker": "\(handle.url.address)", "resending": "\(toSend.count)"])
             return handle
         } catch {
-            logger.warning(
-                "AMQP publisher cannot connect; retrying",
-                metadata: ["broker": "\(configuration.url)", "error": "\(error)"])
+            logger.warning("AMQP publisher cannot connect to any node; retrying", metadata: ["error": "\(error)"])
             if error.isPermanent {
                 // Nothing will change by retrying these publishes: report the reason to their callers.
                 toSend.forEach { $0.complete(.failure(error)) }
@@ -264,9 +274,12 @@ final class PublisherLoop: @unchecked Sendable {
     private func connectionLost(_ error: Error) {
         logger.warning(
             "AMQP publisher lost its connection; unconfirmed messages will be sent again",
-            metadata: ["error": "\(error)", "unconfirmed": "\(outstanding.count)"])
+            metadata: [
+                "broker": "\(handle?.url.address ?? "-")", "error": "\(error)", "unconfirmed": "\(outstanding.count)",
+            ])
         handle = nil
-        state.connected.store(false, ordering: .relaxed)
+        nodes.lost()
+        state.connectedNode.withLock { $0 = nil }
         returned = [:]
         if let amqpError = error as? AMQPError, amqpError.isPermanent {
             // The broker closed the channel over a publish (403: not permitted, 404: no such exchange)

@@ -151,9 +151,12 @@ struct Secrets {
         for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] + ChannelKind.allSecretVariables {
             if let v = env[name], v.count >= 4 { values.append(v) }
         }
-        for name in ["AMQP_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL"] {
-            guard let url = env[name], let scheme = url.range(of: "://"), let at = url.lastIndex(of: "@"),
-                at > scheme.upperBound
+        // AMQP_URL may list a cluster's nodes, separated by commas: each URL is looked at alone.
+        let urls = ["AMQP_URL", "REDIS_URL", "RABBITMQ_MANAGEMENT_URL"].flatMap {
+            (env[$0] ?? "").split(separator: ",").map(String.init)
+        }
+        for url in urls {
+            guard let scheme = url.range(of: "://"), let at = url.lastIndex(of: "@"), at > scheme.upperBound
             else { continue }
             let userinfo = url[scheme.upperBound..<at]
             if let colon = userinfo.firstIndex(of: ":") {

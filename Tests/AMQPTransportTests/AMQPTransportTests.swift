@@ -177,7 +177,7 @@ struct AMQPIntegrationTests {
         let refusal: Result<Void, AMQPError> = await withCheckedContinuation { continuation in
             Thread {
                 do throws(AMQPError) {
-                    let handle = try AMQPConnectionHandle.connect(configuration: config)
+                    let handle = try AMQPConnectionHandle.connect(configuration: config, node: config.url)
                     try handle.publish(forged)
                     let deadline = ContinuousClock.now + .seconds(5)
                     while ContinuousClock.now < deadline { _ = try handle.nextFrame(timeout: .milliseconds(100)) }

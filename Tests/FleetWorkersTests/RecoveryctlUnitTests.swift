@@ -92,6 +92,23 @@ struct RecoveryctlUnitTests {
         #expect(parsed.policies == expected.policies)
     }
 
+    @Test func amqpURLListsTheNodesOfACluster() throws {
+        let list = "amqp://fleet-probe:s3cret-pw@mq-1:5672/%2f,amqp://fleet-probe:s3cret-pw@mq-2:5672/%2f"
+        let amqp = try WorkerEnvironment(kind: "probe", values: ["AMQP_URL": list]).amqp()
+        #expect(amqp.nodes.map(\.address) == ["mq-1:5672", "mq-2:5672"])
+        #expect(amqp.url.user == "fleet-probe" && amqp.heartbeat == AMQPConfiguration.defaultHeartbeat)
+        // recoveryctl masks the password of every node, not a mangled piece of the list.
+        #expect(!Secrets(["AMQP_URL": list]).scrub("login as fleet-probe:s3cret-pw").contains("s3cret-pw"))
+        do {
+            _ = try WorkerEnvironment(
+                kind: "probe", values: ["AMQP_URL": "amqp://fleet-probe:s3cret-pw@mq-1,amqp://fleet-decision:x@mq-2"]
+            ).amqp()
+            Issue.record("nodes with different users must be refused")
+        } catch {
+            #expect("\(error)".contains("node 2 (mq-2:5672)") && !"\(error)".contains("s3cret-pw"))
+        }
+    }
+
     @Test func commandResultsSayWhatHappenedAndMapToExitStatuses() {
         var result = CommandResult(
             commandId: "cmd-1", command: "restart", target: "shop-web", operator: "alice", status: .accepted,

@@ -26,10 +26,13 @@ struct World {
     let http = HTTPClient()
     let aws: AWSClient
 
-    init() throws {
-        amqp = AMQPConfiguration(
-            url: try AMQPURL(environment["AMQP_URL"]!), connectionName: "workers-test",
-            reconnectInitialDelay: .milliseconds(50), reconnectMaxDelay: .milliseconds(500))
+    /// `amqp`: another broker than the shared one (the cluster tests' nodes).
+    init(amqp: AMQPConfiguration? = nil) throws {
+        self.amqp =
+            try amqp
+            ?? AMQPConfiguration(
+                url: try AMQPURL(environment["AMQP_URL"]!), connectionName: "workers-test",
+                reconnectInitialDelay: .milliseconds(50), reconnectMaxDelay: .milliseconds(500))
         redisURL = try RedisURL(environment["REDIS_URL"]!)
         aws = AWSClient(
             region: "us-east-1",

@@ -57,7 +57,7 @@ struct TrustWorld {
     func configuration(user: String, password: String) throws -> AMQPConfiguration {
         let base = world.amqp.url
         var config = world.amqp
-        config.url = try AMQPURL("amqp://\(user):\(password)@\(base.host):\(base.port)/%2f")
+        config.nodes = [try AMQPURL("amqp://\(user):\(password)@\(base.host):\(base.port)/%2f")]
         config.topologyMode = .verify
         return config
     }

@@ -70,18 +70,24 @@ public struct WorkerEnvironment: Sendable {
     public var topology: FleetTopology { FleetTopology(prefix: prefix) }
     public var keyspace: RedisKeyspace { RedisKeyspace(prefix: "\(prefix):") }
 
-    /// AMQP_URL, AMQP_HEARTBEAT, AMQP_CA_FILE, and AMQP_TOPOLOGY: `verify` (the default: check that the
-    /// exchanges and queues the deployment created exist, which needs no configure permission) or
-    /// `declare` (create them, for a development broker where the worker's user may).
+    /// AMQP_URL (one broker, or the nodes of a cluster separated by commas), AMQP_HEARTBEAT, AMQP_CA_FILE,
+    /// and AMQP_TOPOLOGY: `verify` (the default: check that the exchanges and queues the deployment created
+    /// exist, which needs no configure permission) or `declare` (create them, for a development broker
+    /// where the worker's user may).
     public func amqp() throws -> AMQPConfiguration {
-        let url = try AMQPURL(
-            required("AMQP_URL", hint: "the broker, e.g. amqp://fleet-probe:password@rabbitmq:5672/%2f"))
+        let nodes = try AMQPURL.list(
+            required(
+                "AMQP_URL",
+                hint:
+                    "the broker, e.g. amqp://fleet-probe:password@rabbitmq:5672/%2f, or a cluster's nodes separated by commas"
+            ))
         let modeText = string("AMQP_TOPOLOGY") ?? AMQPConfiguration.TopologyMode.verify.rawValue
         guard let mode = AMQPConfiguration.TopologyMode(rawValue: modeText.lowercased()) else {
             throw ConfigurationError("AMQP_TOPOLOGY must be verify or declare, not '\(modeText)'")
         }
         return AMQPConfiguration(
-            url: url, heartbeat: try int("AMQP_HEARTBEAT", default: 30), connectionName: workerId,
+            nodes: nodes, heartbeat: try int("AMQP_HEARTBEAT", default: AMQPConfiguration.defaultHeartbeat),
+            connectionName: workerId,
             caFile: string("AMQP_CA_FILE"), topologyMode: mode)
     }
 
