@@ -1,0 +1,28 @@
+# Sourced by scripts/demo.sh and scripts/chaos.sh (not run): installs what is missing, loads the
+# services' environment (scripts/services.sh env) and starts the servers that do not answer yet.
+# Needs `say` from the caller; sets PY (the Python with moto) and appends each server it started to the
+# caller's `started_services` array, which the caller stops when it ends.
+PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || true)
+if ! { [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v redis-server >/dev/null && command -v redis-cli >/dev/null &&
+       pkg-config --exists librabbitmq hiredis libcurl openssl 2>/dev/null &&
+       [ -n "$PY" ] && "$PY" -c 'import moto.server, flask_cors, boto3' 2>/dev/null; }; then
+  say "installing what is missing (scripts/services.sh install)"
+  scripts/services.sh install
+  PY=$(python3 -c 'import sys; print(sys.executable)')
+fi
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+set -a
+# shellcheck disable=SC1090
+. <(scripts/services.sh env)
+set +a
+for svc in rabbitmq redis moto; do
+  case $svc in
+    rabbitmq) port=${AMQP_URL##*:}; port=${port%%/*} ;;
+    redis) port=${REDIS_URL##*:}; port=${port%%/*} ;;
+    moto) port=${AWS_ENDPOINT_URL##*:} ;;
+  esac
+  if port_open "$port"; then say "$svc already running on 127.0.0.1:$port: reusing it"; continue; fi
+  scripts/services.sh start "$svc"
+  started_services+=("$svc")
+done
