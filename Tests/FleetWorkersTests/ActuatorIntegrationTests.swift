@@ -63,9 +63,10 @@ final class ActuatorHarness: Sendable {
 
     static func fastOptions(_ id: String) -> ActuatorWorker.Options {
         var o = ActuatorWorker.Options(workerId: id)
-        // Long enough that a renewal delayed by a loaded machine never loses the lease by accident; the
-        // crash test shortens it for the actor that dies, whose lock the next actor waits out.
-        o.lockTTL = .seconds(15)
+        // Long enough that a renewal delayed by a loaded machine never loses the lease by accident (the
+        // watchdog gives a lease up at 5/6 of its TTL without a renewal, and a CI run starves tasks for
+        // seconds); the crash tests shorten it for the actor that dies, whose lock the next actor waits out.
+        o.lockTTL = .seconds(60)
         o.lockRetryInterval = .milliseconds(100)
         o.lockWaitLimit = .seconds(60)
         o.restartHealthTimeout = .seconds(1)

@@ -215,8 +215,8 @@ struct PredictionBodyTests {
 /// keep are the ones it reached (docs/prediction.md), less 0.02.
 @Suite("Predictor backtest")
 struct PredictorBacktestTests {
-    @Test func holdsItsFigures() {
-        let report = Backtest().run(ScenarioGenerator.generate(seed: 7, perShape: 2))
+    @Test func holdsItsFigures() async throws {
+        let report = try await offThePool { Backtest().run(ScenarioGenerator.generate(seed: 7, perShape: 2)) }
         #expect(report.precision >= Reached.precision - 0.02, "\(report.table)")
         #expect(report.recall >= Reached.recall - 0.02, "\(report.table)")
         for kind in PredictionKind.allCases {
