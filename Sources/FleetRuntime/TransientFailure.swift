@@ -26,10 +26,7 @@ public struct TransientRetryPolicy: Sendable {
 
     /// The wait before retry number `attempt` (1-based).
     public func delay(beforeAttempt attempt: Int) -> Duration {
-        let base = min(
-            Double(maxDelay.components.seconds) + Double(maxDelay.components.attoseconds) / 1e18,
-            (Double(initialDelay.components.seconds) + Double(initialDelay.components.attoseconds) / 1e18)
-                * pow(2, Double(min(attempt - 1, 30))))
+        let base = min(maxDelay.timeInterval, initialDelay.timeInterval * pow(2, Double(min(attempt - 1, 30))))
         return .milliseconds(Int64(base * Double.random(in: 0.8...1.2) * 1000))
     }
 
@@ -60,5 +57,12 @@ extension AMQPError {
         case .invalidMessage, .unroutable: true
         default: false
         }
+    }
+}
+
+extension Duration {
+    /// Seconds as a `TimeInterval`, for date arithmetic and backoff.
+    public var timeInterval: TimeInterval {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

@@ -244,10 +244,7 @@ public struct AWSClient: Sendable {
             }
             let delay = retryPolicy.delay(beforeRetry: attempt, random: dependencies.random())
             let elapsed = dependencies.now().timeIntervalSince(start)
-            let budget =
-                Double(retryPolicy.maxTotalTime.components.seconds)
-                + Double(retryPolicy.maxTotalTime.components.attoseconds) / 1e18
-            guard elapsed + Self.seconds(delay) <= budget else { throw failure }
+            guard elapsed + Self.seconds(delay) <= Self.seconds(retryPolicy.maxTotalTime) else { throw failure }
             logger.warning(
                 "AWS \(service.serviceId) \(operation) \(region): \(failure.kind) (\(failure.httpStatus.map { "HTTP \($0) " } ?? "")\(failure.code ?? failure.message)); retry \(attempt) of \(retryPolicy.maxAttempts - 1) in \(Self.ms(delay))"
             )

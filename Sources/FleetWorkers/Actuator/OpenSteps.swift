@@ -138,10 +138,3 @@ extension ActuatorWorker {
             }, cleanup: cleanup)
     }
 }
-
-extension Duration {
-    /// Seconds as a `TimeInterval`, for date arithmetic.
-    var timeInterval: TimeInterval {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}
