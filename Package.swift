@@ -83,7 +83,7 @@ let package = Package(
         // MARK: Test support: in-memory drivers of the ports, a clock a test moves (docs/architecture.md)
         .target(
             name: "FleetTestSupport",
-            dependencies: ["FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore"]),
+            dependencies: ["FleetRuntime", "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore"]),
 
         // MARK: Workers: the logic of each executable, testable in-process
         .target(
@@ -179,7 +179,7 @@ let package = Package(
                 "AMQPTransport", "RecoveryCore", "FleetTestSupport",
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]),
-        .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore"]),
+        .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore", "FleetTestSupport"]),
         .testTarget(
             name: "FleetWorkersTests",
             dependencies: [

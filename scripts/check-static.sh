@@ -21,17 +21,18 @@ trap '[ -z "$created_env" ] || rm -f compose/.env' EXIT
 "$dc" -f compose/docker-compose.yml --profile redis-tls --profile redis-tls-client config -q
 # The multi-host layout (docs/scaling.md), with the settings .env.example leaves commented out.
 FLEET_MQ_NODE=fleet-mq-1 FLEET_MQ_1_ADDRESS=10.0.1.11 FLEET_MQ_2_ADDRESS=10.0.2.12 FLEET_MQ_3_ADDRESS=10.0.3.13 \
-  RABBITMQ_ERLANG_COOKIE=check "$dc" -f compose/docker-compose.yml -f compose/docker-compose.cluster.yml config -q
+  RABBITMQ_ERLANG_COOKIE=check FLEET_REDIS_NODE=fleet-redis-1 REDIS_INITIAL_PRIMARY= REDIS_REPLICA_PASSWORD=check \
+  REDIS_MONITOR_PASSWORD=check REDIS_SENTINEL_PASSWORD=check "$dc" -f compose/docker-compose.yml -f compose/docker-compose.cluster.yml config -q
 for f in compose/prometheus.yml compose/grafana/provisioning/*/*.yml; do "$py" -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$f"; done
-echo "check: compose/docker-compose.yml is valid, also with --profile observability, the Redis TLS profiles and the broker cluster's docker-compose.cluster.yml ($("$dc" version --short))"
+echo "check: compose/docker-compose.yml is valid, also with --profile observability, the Redis TLS profiles and the multi-host docker-compose.cluster.yml (broker cluster, Redis with Sentinel) ($("$dc" version --short))"
 
 # Every setting offered to operators must be read somewhere (or be consumed by the compose file itself).
 # (Lines joined first: swift-format may put a long call's argument on the next line.)
 read_by_code=$(find Sources -name '*.swift' -exec cat {} + | tr '\n' ' ' \
-  | grep -oE '((string|required|seconds|int|double|list)\( *|(environment|env|values)\[)"[A-Z][A-Z0-9_]+"' \
+  | grep -oE '((string|required|seconds|int|double|list|wholeNumber)\( *|(environment|env|values)\[)"[A-Z][A-Z0-9_]+"' \
   | grep -oE '"[A-Z][A-Z0-9_]+"' | tr -d '"' | sort -u)
 aws_standard="AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE"
-compose_only="RABBITMQ_ADMIN_USER RABBITMQ_ADMIN_PASSWORD REDIS_ADMIN_PASSWORD REDIS_PROBE_PASSWORD REDIS_PREDICTOR_PASSWORD REDIS_DECISION_PASSWORD REDIS_ACTUATOR_PASSWORD REDIS_NOTIFIER_PASSWORD REDIS_OPERATOR_PASSWORD REDIS_HOST GRAFANA_ADMIN_PASSWORD FLEET_MQ_NODE FLEET_MQ_1_ADDRESS FLEET_MQ_2_ADDRESS FLEET_MQ_3_ADDRESS RABBITMQ_ERLANG_COOKIE PROBE_REPLICAS DECISION_REPLICAS ACTUATOR_REPLICAS NOTIFIER_REPLICAS RECORDER_REPLICAS PREDICTOR_REPLICAS"
+compose_only="RABBITMQ_ADMIN_USER RABBITMQ_ADMIN_PASSWORD REDIS_ADMIN_PASSWORD REDIS_PROBE_PASSWORD REDIS_PREDICTOR_PASSWORD REDIS_DECISION_PASSWORD REDIS_ACTUATOR_PASSWORD REDIS_NOTIFIER_PASSWORD REDIS_OPERATOR_PASSWORD REDIS_HOST GRAFANA_ADMIN_PASSWORD FLEET_MQ_NODE FLEET_MQ_1_ADDRESS FLEET_MQ_2_ADDRESS FLEET_MQ_3_ADDRESS RABBITMQ_ERLANG_COOKIE FLEET_REDIS_NODE REDIS_INITIAL_PRIMARY REDIS_REPLICA_PASSWORD REDIS_MONITOR_PASSWORD PROBE_REPLICAS DECISION_REPLICAS ACTUATOR_REPLICAS NOTIFIER_REPLICAS RECORDER_REPLICAS PREDICTOR_REPLICAS"
 missing=0
 for name in $(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= ' | sort -u); do
   if ! grep -qx "$name" <<<"$read_by_code" && ! grep -qw "$name" <<<"$aws_standard $compose_only"; then
@@ -45,8 +46,9 @@ done
 per_container="AMQP_URL REDIS_URL WORKER_ID METRICS_PORT"
 aws_sdk="AWS_EC2_METADATA_SERVICE_ENDPOINT AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE AWS_IGNORE_CONFIGURED_ENDPOINT_URLS HOME"
 not_settings="TTL"   # read from Route 53's XML answers (element.int("TTL")), not from the environment
-# The cluster tests' harness (Sources/FleetTestSupport/BrokerCluster.swift), set by scripts/cluster.sh env.
-test_only="AMQP_CLUSTER_URLS FLEET_CLUSTER_DIR FLEET_CLUSTER_SCRIPT"
+# The cluster tests' harnesses (Sources/FleetTestSupport/BrokerCluster.swift, RedisSentinelSetup.swift), set
+# by scripts/cluster.sh env and scripts/redis-ha.sh env.
+test_only="AMQP_CLUSTER_URLS FLEET_CLUSTER_DIR FLEET_CLUSTER_SCRIPT $(sed -n 's/.*echo "\(REDIS_HA_[A-Z_]*\)=.*/\1/p' scripts/redis-ha.sh | tr '\n' ' ')REDIS_HA_ADMIN_URL REDIS_HA_DECISION_URL REDIS_HA_ACTUATOR_URL REDIS_HA_OPERATOR_URL"
 offered=$(grep -oE '^#? ?[A-Z][A-Z0-9_]+=' compose/.env.example | tr -d '#= ' | sort -u)
 unoffered=0
 for name in $read_by_code; do

@@ -40,14 +40,10 @@ public struct BrokerCluster: Sendable {
     /// flock(2) locks through two descriptors exclude each other even within one process.
     public static func exclusively(_ body: (BrokerCluster) async throws -> Void) async throws {
         guard let cluster = try BrokerCluster() else { throw Failure(description: "no cluster: set AMQP_CLUSTER_URLS") }
-        let path = cluster.directory + "/tests.lock"
-        let fd = open(path, O_CREAT | O_RDWR, 0o600)
-        guard fd >= 0 else { throw Failure(description: "cannot open \(path)") }
-        defer { close(fd) }
-        await offPool { _ = flock(fd, LOCK_EX) }
-        defer { _ = flock(fd, LOCK_UN) }
-        try await cluster.start()
-        try await body(cluster)
+        try await exclusive(lockFile: cluster.directory + "/tests.lock") {
+            try await cluster.start()
+            try await body(cluster)
+        }
     }
 
     /// A client configuration that tries node `first` first, then the others in order (no shuffle), so a
@@ -85,34 +81,52 @@ public struct BrokerCluster: Sendable {
 
     /// Runs scripts/cluster.sh off the cooperative pool and returns what it printed on stdout.
     func run(_ arguments: String...) async throws -> String {
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: output) }
-        // Descriptors above 2 are closed first: a node must not inherit a copy of a test's socket.
-        let prologue =
-            #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; "#
-            + #"out=$1; shift; exec "$@" > "$out""#
-        let argv = ["/bin/bash", "-c", prologue, "cluster", output.path, "/bin/bash", script] + arguments
-        let environment = ProcessInfo.processInfo.environment
-        let status: Int32 = await offPool {
-            let cArgs = argv.map { strdup($0) } + [nil]
-            let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-            defer { (cArgs + cEnv).forEach { free($0) } }
-            var pid: pid_t = 0
-            guard posix_spawn(&pid, "/bin/bash", nil, nil, cArgs, cEnv) == 0 else { return -1 }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        }
-        guard status == 0 else {
-            throw Failure(
-                description: "scripts/cluster.sh \(arguments.joined(separator: " ")) failed with status \(status)")
-        }
-        return (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        try await runScript(script, arguments)
     }
 }
 
+/// Runs a test-harness script (scripts/cluster.sh, scripts/redis-ha.sh) with bash off the cooperative pool
+/// and returns what it printed on stdout; throws when it fails.
+func runScript(_ script: String, _ arguments: [String]) async throws -> String {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("script-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: output) }
+    // Descriptors above 2 are closed first: a server must not inherit a copy of a test's socket.
+    let prologue =
+        #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null; "#
+        + #"out=$1; shift; exec "$@" > "$out""#
+    let argv = ["/bin/bash", "-c", prologue, "script", output.path, "/bin/bash", script] + arguments
+    let environment = ProcessInfo.processInfo.environment
+    let status: Int32 = await offPool {
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, "/bin/bash", nil, nil, cArgs, cEnv) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+    guard status == 0 else {
+        throw BrokerCluster.Failure(
+            description: "\(script) \(arguments.joined(separator: " ")) failed with status \(status)")
+    }
+    return (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+}
+
+/// Runs `body` holding an exclusive flock(2) on `path`: tests that kill servers must not overlap, in this
+/// process (every test target runs in one) or in another. Two locks through two descriptors exclude each
+/// other even within one process.
+func exclusive(lockFile path: String, _ body: () async throws -> Void) async throws {
+    let fd = open(path, O_CREAT | O_RDWR, 0o600)
+    guard fd >= 0 else { throw BrokerCluster.Failure(description: "cannot open \(path)") }
+    defer { close(fd) }
+    await offPool { _ = flock(fd, LOCK_EX) }
+    defer { _ = flock(fd, LOCK_UN) }
+    try await body()
+}
+
 /// Blocking work on a thread of its own, never on the cooperative pool.
-private func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
         Thread.detachNewThread { continuation.resume(returning: work()) }
     }

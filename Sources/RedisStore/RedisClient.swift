@@ -30,6 +30,18 @@ import Logging
 /// already closed (e.g. a restart while the client was idle) is replaced *before* the command is
 /// sent, so the first command after a restart normally succeeds, idempotent or not.
 ///
+/// **Sentinel.** With `options.sentinel` the client asks the Sentinels for the primary before every
+/// (re)connect and checks with `ROLE` that it is one (``RedisSentinelConfiguration``). A `READONLY`
+/// reply means the server was demoted under a live connection: the command did not run, so the client
+/// drops the connection, asks the Sentinels again and sends it once more. `NOREPLICAS` (the primary's
+/// `min-replicas-to-write` refused a write: it may be cut off from its replicas) drops the connection too,
+/// so the next command asks the Sentinels, but is thrown: the caller retries it later.
+///
+/// **Replicated writes.** With `options.replicas` > 0, a command sent with `replicated: true` is followed,
+/// on the same connection and before anything else is sent on it, by `WAIT replicas timeout`. If fewer
+/// replicas acknowledge in time, the call throws `.notReplicated`: the write happened on the primary but
+/// could still be lost in a fail-over, so the caller must not act on it (docs/scaling.md).
+///
 /// **Retry.** If the connection breaks while a command is in flight (`.connection`: EOF, reset, I/O
 /// error), the client cannot know whether the server ran it. It reconnects and sends it once more
 /// only when the caller passed `idempotent: true`; otherwise it throws `.connection`. A server error
@@ -49,12 +61,23 @@ public final class RedisClient: @unchecked Sendable {
         /// Sent as `CLIENT SETNAME` on every (re)connect, so the connection shows in `CLIENT LIST`.
         /// Must not contain spaces.
         public var clientName: String?
+        /// Ask these Sentinels for the primary instead of connecting to the URL's host.
+        public var sentinel: RedisSentinelConfiguration?
+        /// Replicas that must acknowledge a `replicated: true` write (`WAIT`); 0 waits for none.
+        public var replicas: Int
+        /// How long `WAIT` may take before the write counts as not replicated.
+        public var replicaTimeout: Duration
 
         public init(
             connectTimeout: Duration = .seconds(2), commandTimeout: Duration = .seconds(2),
             reconnectAttempts: Int = 3, reconnectInitialDelay: Duration = .milliseconds(50),
-            reconnectMaxDelay: Duration = .seconds(1), clientName: String? = nil
+            reconnectMaxDelay: Duration = .seconds(1), clientName: String? = nil,
+            sentinel: RedisSentinelConfiguration? = nil, replicas: Int = 0,
+            replicaTimeout: Duration = .seconds(1)
         ) {
+            self.sentinel = sentinel
+            self.replicas = max(0, replicas)
+            self.replicaTimeout = replicaTimeout
             self.connectTimeout = connectTimeout
             self.commandTimeout = commandTimeout
             self.reconnectAttempts = max(1, reconnectAttempts)
@@ -72,6 +95,9 @@ public final class RedisClient: @unchecked Sendable {
     // Confined to `queue`.
     private var connection: RedisConnection?
     private var isClosed = false
+    private let resolver: SentinelResolver?
+    /// `host:port` of the server connected to (or last tried): the URL's, or the primary a Sentinel named.
+    private var connectedEndpoint: String
 
     /// Creates a client; it connects lazily on the first command. Use ``connect(url:options:logger:)``
     /// to fail fast at startup.
@@ -83,6 +109,8 @@ public final class RedisClient: @unchecked Sendable {
         self.options = options
         self.logger = logger
         self.queue = DispatchQueue(label: "RedisStore.RedisClient(\(url.endpoint))")
+        self.resolver = options.sentinel.map(SentinelResolver.init)
+        self.connectedEndpoint = url.endpoint
     }
 
     /// Creates a client and connects it now (AUTH, SELECT), throwing if that fails.
@@ -103,18 +131,24 @@ public final class RedisClient: @unchecked Sendable {
     /// - Parameter idempotent: true if running the command twice has the same effect as once (GET,
     ///   SET without NX, DEL, PEXPIRE, a token-checked script). Only then is it resent after the
     ///   connection broke mid-command.
-    public func command(_ args: [String], idempotent: Bool) async throws(RedisError) -> RedisValue {
-        try await command(args.map { Array($0.utf8) }, idempotent: idempotent)
+    /// - Parameter replicated: wait for `options.replicas` replicas to acknowledge the write (see the type's
+    ///   documentation); ignored when `options.replicas` is 0.
+    public func command(_ args: [String], idempotent: Bool, replicated: Bool = false) async throws(RedisError)
+        -> RedisValue
+    {
+        try await command(args.map { Array($0.utf8) }, idempotent: idempotent, replicated: replicated)
     }
 
     /// Binary variant of ``command(_:idempotent:)-(String)``.
-    public func command(_ args: [[UInt8]], idempotent: Bool) async throws(RedisError) -> RedisValue {
+    public func command(_ args: [[UInt8]], idempotent: Bool, replicated: Bool = false) async throws(RedisError)
+        -> RedisValue
+    {
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<RedisValue, RedisError>, Never>) in
             queue.async {
                 continuation.resume(
                     returning: Result { () throws(RedisError) in
-                        try self.execute(args, idempotent: idempotent)
+                        try self.execute(args, idempotent: idempotent, replicated: replicated)
                     })
             }
         }
@@ -134,7 +168,7 @@ public final class RedisClient: @unchecked Sendable {
 
     // MARK: On `queue` only
 
-    private func execute(_ args: [[UInt8]], idempotent: Bool) throws(RedisError) -> RedisValue {
+    private func execute(_ args: [[UInt8]], idempotent: Bool, replicated: Bool) throws(RedisError) -> RedisValue {
         dispatchPrecondition(condition: .onQueue(queue))
         let name = args.first.map { String(decoding: $0, as: UTF8.self).uppercased() }
         guard !isClosed else {
@@ -142,29 +176,76 @@ public final class RedisClient: @unchecked Sendable {
         }
         let first = try healthyConnection(command: name)
         do {
-            return try first.run(args)
+            return try run(args, on: first, replicated: replicated)
         } catch {
-            guard error.kind != .server, error.kind != .invalidArgument else { throw error }
-            connection = nil  // frees the context; the next command reconnects
-            guard error.kind == .connection, idempotent else { throw error }
-            logger.warning(
-                "Redis connection to \(url.endpoint) broke during \(name ?? "?"); reconnecting and retrying once (idempotent): \(error.message)"
-            )
+            if error.serverErrorCode == "READONLY" || error.serverErrorCode == "NOREPLICAS" {
+                // Demoted, or cut off from its replicas: whoever is primary now is asked for at the next
+                // connect. READONLY also means the command did not run, so it is safe to send again.
+                logger.warning(
+                    "Redis at \(connectedEndpoint) refused a write (\(error.serverErrorCode!)); asking again for the primary"
+                )
+                connection = nil
+                guard error.serverErrorCode == "READONLY", resolver != nil else { throw error }
+            } else {
+                guard error.kind != .server, error.kind != .invalidArgument, error.kind != .notReplicated else {
+                    throw error
+                }
+                connection = nil  // frees the context; the next command reconnects
+                guard error.kind == .connection, idempotent else { throw error }
+                logger.warning(
+                    "Redis connection to \(connectedEndpoint) broke during \(name ?? "?"); reconnecting and retrying once (idempotent): \(error.message)"
+                )
+            }
         }
         let second = try healthyConnection(command: name)
         do {
-            return try second.run(args)
+            return try run(args, on: second, replicated: replicated)
         } catch {
-            if error.kind != .server, error.kind != .invalidArgument { connection = nil }
+            let readOnly = error.serverErrorCode == "READONLY" || error.serverErrorCode == "NOREPLICAS"
+            if readOnly || (error.kind != .server && error.kind != .invalidArgument && error.kind != .notReplicated) {
+                connection = nil
+            }
             throw error
         }
+    }
+
+    /// Sends the command and, for a replicated write, `WAIT` on the same connection right after it (WAIT
+    /// counts the replicas that have this connection's latest write).
+    private func run(_ args: [[UInt8]], on connection: RedisConnection, replicated: Bool) throws(RedisError)
+        -> RedisValue
+    {
+        let reply = try connection.run(args)
+        guard replicated, options.replicas > 0 else { return reply }
+        let timeout = options.replicaTimeout.roundedUpMilliseconds
+        let acknowledged: Int64
+        do {
+            acknowledged =
+                try connection.run(
+                    ["WAIT", String(options.replicas), String(timeout)].map { Array($0.utf8) }
+                ).integer ?? -1
+        } catch {
+            if error.kind != .server { self.connection = nil }
+            throw RedisError(
+                kind: .notReplicated,
+                message: "the write was made but its replication could not be checked: \(error.message)",
+                endpoint: connectedEndpoint, command: "WAIT", user: url.user)
+        }
+        guard acknowledged >= options.replicas else {
+            throw RedisError(
+                kind: .notReplicated,
+                message:
+                    "\(max(acknowledged, 0)) of \(options.replicas) replicas acknowledged the write within \(timeout) ms: a fail-over now could lose it",
+                endpoint: connectedEndpoint, command: "WAIT", user: url.user)
+        }
+        return reply
     }
 
     /// The current connection if it is usable, else a new one (bounded attempts with backoff).
     private func healthyConnection(command: String?) throws(RedisError) -> RedisConnection {
         if let connection {
             if !connection.isBroken { return connection }
-            logger.info("Redis connection to \(url.endpoint) was closed by the server or is in error; reconnecting")
+            logger.info(
+                "Redis connection to \(connectedEndpoint) was closed by the server or is in error; reconnecting")
             self.connection = nil
         }
         var delay = options.reconnectInitialDelay
@@ -175,34 +256,64 @@ public final class RedisClient: @unchecked Sendable {
                 delay = min(delay * 2, options.reconnectMaxDelay)
             }
             do {
-                let fresh = try RedisConnection.open(
-                    url: url, connectTimeout: options.connectTimeout,
-                    commandTimeout: options.commandTimeout, clientName: options.clientName)
+                let fresh = try open()
                 if lastError != nil {
-                    logger.info("Redis reconnected to \(url.endpoint) after \(attempt) attempts")
+                    logger.info("Redis reconnected to \(connectedEndpoint) after \(attempt) attempts")
                 }
                 connection = fresh
                 return fresh
             } catch {
                 lastError = error
                 logger.debug(
-                    "Redis connect attempt \(attempt)/\(options.reconnectAttempts) to \(url.endpoint) failed: \(error.message)"
+                    "Redis connect attempt \(attempt)/\(options.reconnectAttempts) to \(connectedEndpoint) failed: \(error.message)"
                 )
                 // The server answered: wrong credentials or an ACL that forbids the setup commands do not
                 // heal by retrying. Say so at once.
                 if error.isAuthenticationFailure || error.isPermissionDenied {
-                    logger.warning("Redis at \(url.endpoint) refused the connection setup: \(error.message)")
+                    logger.warning("Redis at \(connectedEndpoint) refused the connection setup: \(error.message)")
                     throw error
                 }
             }
         }
         let error = lastError!
         logger.warning(
-            "Redis connect to \(url.endpoint) failed after \(options.reconnectAttempts) attempts: \(error.message)")
+            "Redis connect to \(connectedEndpoint) failed after \(options.reconnectAttempts) attempts: \(error.message)"
+        )
         throw RedisError(
             kind: error.kind,
             message: "\(error.message) (after \(options.reconnectAttempts) connect attempts)",
-            endpoint: url.endpoint, command: command ?? error.command, user: url.user)
+            endpoint: connectedEndpoint, command: command ?? error.command, user: url.user)
+    }
+
+    /// A new connection to the URL, or with Sentinels to the primary they name, checked to be one.
+    private func open() throws(RedisError) -> RedisConnection {
+        guard let resolver else {
+            return try RedisConnection.open(
+                url: url, connectTimeout: options.connectTimeout, commandTimeout: options.commandTimeout,
+                clientName: options.clientName)
+        }
+        let primary = try resolver.primary(connectTimeout: options.connectTimeout)
+        let target = try RedisURL(
+            host: primary.host, port: primary.port, database: url.database, user: url.user, password: url.password)
+        if target.endpoint != connectedEndpoint {
+            logger.info(
+                "Redis primary of '\(resolver.configuration.masterName)' is \(target.endpoint) (Sentinel \(primary.sentinel))"
+            )
+        }
+        connectedEndpoint = target.endpoint
+        let fresh = try RedisConnection.open(
+            url: target, connectTimeout: options.connectTimeout, commandTimeout: options.commandTimeout,
+            clientName: options.clientName)
+        let role = try fresh.run([Array("ROLE".utf8)])
+        guard role.array?.first?.string == "master" else {
+            // Right after a fail-over a Sentinel may still name the demoted primary: never write to it.
+            throw RedisError(
+                kind: .connection,
+                message:
+                    "Sentinel \(primary.sentinel) named \(target.endpoint) as primary of '\(resolver.configuration.masterName)' but it is a \(role.array?.first?.string ?? "server of unknown role"); asking again",
+                endpoint: target.endpoint, command: "ROLE", user: url.user)
+        }
+        return fresh
     }
 
     /// Blocks the client's own queue thread (never a cooperative-pool thread) during backoff.

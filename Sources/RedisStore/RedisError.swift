@@ -18,6 +18,9 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         case invalidArgument
         /// The client was closed with `close()`.
         case closed
+        /// A write was made on the primary, but fewer replicas than required acknowledged it (`WAIT`):
+        /// a fail-over could still lose it, so it must not be acted on. Transient.
+        case notReplicated
     }
 
     public let kind: Kind
@@ -97,6 +100,8 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
             return "Invalid Redis request\(cmd): \(message)."
         case .closed:
             return "Redis client\(at) is closed\(cmd); create a new client."
+        case .notReplicated:
+            return "Redis\(at) did not replicate a write in time\(cmd): \(message). It is not acted on; retry later."
         }
     }
 }

@@ -6,9 +6,15 @@ public typealias LockLease = RecoveryCore.LockLease
 
 /// Distributed mutual-exclusion locks with fencing tokens, in Redis.
 ///
-/// - `acquire` runs one Lua script: if the lock key is absent it increments the fence key and sets
+/// - `acquire` runs one Lua script: if the lock key is absent it takes the next fence and sets
 ///   the lock key to `<token>:<fence>` with `PX ttl` (equivalent to `SET NX PX` followed by `INCR`,
-///   but atomic and with the fence stored in the value). If the key already holds this lease's
+///   but atomic and with the fence stored in the value). The next fence is the stored one plus one, but
+///   never less than the server's clock in microseconds (`TIME`): a primary promoted by Sentinel that
+///   missed the last increments (replication is asynchronous) still hands out larger fences than any its
+///   predecessor gave, because its clock has moved on by the fail-over time (seconds) since. This holds
+///   while the Redis hosts' clocks agree to well within that time (NTP); docs/scaling.md.
+///   With `replicas` > 0 on the client the acquire is a replicated write (`WAIT`): a lock and fence that
+///   no replica acknowledged are released again and the acquire throws `.notReplicated` (fail closed). If the key already holds this lease's
 ///   token (a retry of an acquire whose reply was lost) it refreshes the TTL and returns the same
 ///   fence; any other value means someone else holds it: `nil`.
 /// - `renew` and `release` are compare-and-`PEXPIRE` / compare-and-`DEL` Lua scripts: they act only
@@ -46,6 +52,12 @@ public struct RedisLockStore: LockStore {
           return false
         end
         local fence = redis.call('INCR', KEYS[2])
+        local now = redis.call('TIME')
+        local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
+        if fence < floor then
+          fence = floor
+          redis.call('SET', KEYS[2], string.format('%d', fence))
+        end
         redis.call('SET', KEYS[1], ARGV[1] .. ':' .. string.format('%d', fence), 'PX', ARGV[2])
         return fence
         """)
@@ -68,15 +80,34 @@ public struct RedisLockStore: LockStore {
         return 0
         """)
 
+    // KEYS[1] lock key; ARGV[1] token (the fence is not known when the acquire's reply was not trusted).
+    static let releaseByTokenScript = RedisScript(
+        """
+        local current = redis.call('GET', KEYS[1])
+        if current and string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+          return redis.call('DEL', KEYS[1])
+        end
+        return 0
+        """)
+
     /// Tries once to take the lock; `nil` if someone else holds it. Never waits for it to free up.
     public func acquire(name: String, ttl: Duration) async throws(RedisError) -> LockLease? {
         try Self.validate(name: name)
         let ms = try ttl.positiveMilliseconds("lock TTL")
         let token = Self.makeToken()
         let requestedAt = ContinuousClock.now
-        let reply = try await client.eval(
-            Self.acquireScript, keys: [keyspace.lockKey(name), keyspace.fenceKey(name)],
-            args: [token, String(ms)], idempotent: true)
+        let reply: RedisValue
+        do {
+            reply = try await client.eval(
+                Self.acquireScript, keys: [keyspace.lockKey(name), keyspace.fenceKey(name)],
+                args: [token, String(ms)], idempotent: true, replicated: true)
+        } catch  where error.kind == .notReplicated {
+            // Taken on the primary only: a fail-over could hand the same lock (and fence) to someone else.
+            // Give it back (best effort: it expires with its TTL otherwise) and say so.
+            _ = try? await client.eval(
+                Self.releaseByTokenScript, keys: [keyspace.lockKey(name)], args: [token], idempotent: true)
+            throw error
+        }
         switch reply {
         case .null:
             return nil

@@ -13,16 +13,16 @@ public struct RedisScript: Sendable, Hashable {
 }
 
 extension RedisClient {
-    /// Runs `script` with `KEYS` and `ARGV`. See ``command(_:idempotent:)-(String)`` for `idempotent`.
+    /// Runs `script` with `KEYS` and `ARGV`. See ``command(_:idempotent:replicated:)-(String)`` for the flags.
     public func eval(
         _ script: RedisScript, keys: [String], args: [String],
-        idempotent: Bool
+        idempotent: Bool, replicated: Bool = false
     ) async throws(RedisError) -> RedisValue {
         let tail = [String(keys.count)] + keys + args
         do {
-            return try await command(["EVALSHA", script.sha1] + tail, idempotent: idempotent)
+            return try await command(["EVALSHA", script.sha1] + tail, idempotent: idempotent, replicated: replicated)
         } catch  where error.serverErrorCode == "NOSCRIPT" {
-            return try await command(["EVAL", script.source] + tail, idempotent: idempotent)
+            return try await command(["EVAL", script.source] + tail, idempotent: idempotent, replicated: replicated)
         }
     }
 }

@@ -47,7 +47,7 @@ public struct RedisStateStore: VersionedStore {
     public func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws(RedisError) -> Int64? {
         let reply = try await client.eval(
             Self.compareAndSetScript, keys: [stateKey(key)],
-            args: [String(expectedVersion), data], idempotent: false)
+            args: [String(expectedVersion), data], idempotent: false, replicated: true)
         guard let version = reply.integer else {
             throw RedisLockStore.unexpected(reply, "state compare-and-set", client)
         }
@@ -79,7 +79,8 @@ public struct RedisStateStore: VersionedStore {
         }
         let reply = try await client.eval(
             Self.compareAndSetAllScript, keys: writes.map { stateKey($0.key) },
-            args: writes.map { String($0.expectedVersion) } + writes.map(\.data), idempotent: false)
+            args: writes.map { String($0.expectedVersion) } + writes.map(\.data), idempotent: false,
+            replicated: true)
         guard case .array(let items) = reply else {
             throw RedisLockStore.unexpected(reply, "state compare-and-set", client)
         }

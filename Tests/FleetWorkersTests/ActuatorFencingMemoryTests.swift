@@ -120,20 +120,7 @@ struct ActuatorFencingMemoryTests {
     /// The reboot is now marked in the record before it is sent, and a resumed step does not send it again.
     @Test func anActorKilledBetweenItsRebootAndItsRecordIsNotFollowedByASecondReboot() async throws {
         let h = MemoryActuatorHarness()
-        let instance = h.launchTarget("web")
-        let request = h.request(.restart, target: "web", instance: instance.instanceId)
-        // The store "dies" with the actor: the write that would record the reboot never lands.
-        let dying = CrashingStore(h.records.states) { $0.contains(#""reboot""#) }
-        var options = ActuatorHarness.fastOptions("actuator-dies")
-        options.rebootSettle = .zero
-        let actor = ActuatorWorker(
-            options: options, ec2: h.ec2, route53: h.route53, http: h.site, locks: h.locks,
-            records: StepRecordStore(states: dying), aborts: h.aborts, publisher: h.publisher, topology: h.topology,
-            config: ActuatorConfig(), openSteps: h.openSteps, logger: Logger(label: "dies"))
-        await #expect(throws: SimulatedCrash.self) { try await actor.perform(request) }
-        #expect(h.aws.calls("RebootInstances").count == 1)
-
-        h.lockClock.advance(options.lockTTL + .seconds(1))
+        let request = try await Self.rebootThenDie(h)
         let result = try await h.actuator("actuator-next").perform(request)
 
         guard case .completed(let outcome) = result else {
@@ -144,6 +131,47 @@ struct ActuatorFencingMemoryTests {
         #expect(h.aws.calls("RebootInstances").count == 1, "not rebooted a second time")
         let record = try #require(try await h.records.load(request.idempotencyKey))
         #expect(record.attempts == 2 && record.resources.rebootSentAt != nil)
+    }
+
+    /// Sentinel incident finding: the actor that resumed a step after a Redis fail-over had passed the
+    /// request's deadline and reported "the deadline passed before the reboot; nothing was done", though
+    /// the reboot had gone out. A reboot marked in the record counts as sent, whatever the deadline.
+    @Test func aResumerPastTheDeadlineCountsAMarkedRebootAsSent() async throws {
+        let h = MemoryActuatorHarness()
+        let request = try await Self.rebootThenDie(h)  // its deadline is 300 s ahead
+        let late = ActuatorWorker(
+            options: ActuatorHarness.fastOptions("actuator-late"), ec2: h.ec2, route53: h.route53, http: h.site,
+            locks: h.locks, records: h.records, aborts: h.aborts, publisher: h.publisher, topology: h.topology,
+            config: ActuatorConfig(), openSteps: h.openSteps, logger: Logger(label: "late"),
+            clock: { Date() + 400 })
+        let result = try await late.perform(request)
+
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(!(outcome.reason ?? "").contains("nothing was done"), "\(outcome.reason ?? "")")
+        #expect(h.aws.calls("RebootInstances").count == 1, "not rebooted a second time")
+        let record = try #require(try await h.records.load(request.idempotencyKey))
+        #expect(record.done.contains(.reboot), "the reboot is recorded as (possibly) sent: \(record.notes)")
+    }
+
+    /// A restart of "web" whose actor sends the reboot and dies before recording it (the store "dies" with
+    /// the actor: the write that would record the reboot never lands); its lock has expired since.
+    static func rebootThenDie(_ h: MemoryActuatorHarness) async throws -> ActionRequest {
+        let instance = h.launchTarget("web")
+        let request = h.request(.restart, target: "web", instance: instance.instanceId)
+        let dying = CrashingStore(h.records.states) { $0.contains(#""reboot""#) }
+        var options = ActuatorHarness.fastOptions("actuator-dies")
+        options.rebootSettle = .zero
+        let actor = ActuatorWorker(
+            options: options, ec2: h.ec2, route53: h.route53, http: h.site, locks: h.locks,
+            records: StepRecordStore(states: dying), aborts: h.aborts, publisher: h.publisher, topology: h.topology,
+            config: ActuatorConfig(), openSteps: h.openSteps, logger: Logger(label: "dies"))
+        await #expect(throws: SimulatedCrash.self) { try await actor.perform(request) }
+        #expect(h.aws.calls("RebootInstances").count == 1)
+        h.lockClock.advance(options.lockTTL + .seconds(1))
+        return request
     }
 }
 

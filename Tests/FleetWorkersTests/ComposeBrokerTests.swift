@@ -45,20 +45,26 @@ struct ComposeBrokerTests {
 
     /// The multi-host layout as Compose renders it: one broker node per host, named as the cluster conf
     /// lists them, every worker's AMQP_URL listing the three nodes as its own user (a list the workers
-    /// accept), each node name resolvable in every container that needs it.
+    /// accept), each node name resolvable in every container that needs it; one Redis node and one
+    /// Sentinel per host, and every Redis-using worker asking the three Sentinels and waiting for a replica.
     @Test func theClusterLayoutGivesEveryWorkerTheThreeBrokerNodes() async throws {
         let services = try await renderCompose(
             files: ["docker-compose.yml", "docker-compose.cluster.yml"],
             extraEnv: [
                 "FLEET_MQ_NODE=fleet-mq-2", "FLEET_MQ_1_ADDRESS=10.0.1.11", "FLEET_MQ_2_ADDRESS=10.0.2.12",
-                "FLEET_MQ_3_ADDRESS=10.0.3.13", "RABBITMQ_ERLANG_COOKIE=cookie",
+                "FLEET_MQ_3_ADDRESS=10.0.3.13", "RABBITMQ_ERLANG_COOKIE=cookie", "FLEET_REDIS_NODE=fleet-redis-2",
+                "REDIS_REPLICA_PASSWORD=replica-pw", "REDIS_MONITOR_PASSWORD=monitor-pw",
+                "REDIS_SENTINEL_PASSWORD=sentinel-pw",
             ])
         let conf = try String(
             contentsOf: repositoryRoot.appendingPathComponent("compose/rabbitmq-cluster.conf"), encoding: .utf8)
         let listed = conf.split(separator: "\n").filter { $0.hasPrefix("cluster_formation.classic_config.nodes.") }
             .compactMap { $0.split(separator: "=").last?.trimmingCharacters(in: .whitespaces) }
         #expect(listed == ["rabbit@fleet-mq-1", "rabbit@fleet-mq-2", "rabbit@fleet-mq-3"])
-        let hosts = ["fleet-mq-1=10.0.1.11", "fleet-mq-2=10.0.2.12", "fleet-mq-3=10.0.3.13"]
+        let hosts = [
+            "fleet-mq-1=10.0.1.11", "fleet-mq-2=10.0.2.12", "fleet-mq-3=10.0.3.13", "fleet-redis-1=10.0.1.11",
+            "fleet-redis-2=10.0.2.12", "fleet-redis-3=10.0.3.13",
+        ]
 
         let broker = try #require(services["rabbitmq"])
         #expect(broker.environment["RABBITMQ_NODENAME"] == "rabbit@fleet-mq-2")
@@ -81,6 +87,24 @@ struct ComposeBrokerTests {
             #expect(amqp.url.user == role.defaultUser && amqp.url.password == "change-me")
             #expect(Set(service.extraHosts) == Set(hosts), "\(name) resolves the broker nodes")
         }
+        for name in ["probe", "predictor", "decision", "actuator", "notifier"] {
+            let env = WorkerEnvironment(kind: name, values: try #require(services[name]).environment)
+            let sentinel = try #require(try env.redisSentinel(), "\(name) asks the Sentinels")
+            #expect(
+                sentinel.sentinels.map(\.description) == [
+                    "fleet-redis-1:26379", "fleet-redis-2:26379", "fleet-redis-3:26379",
+                ])
+            #expect(sentinel.masterName == "fleet" && sentinel.password == "sentinel-pw")
+            #expect(
+                try env.redis(logger: Logger(label: "compose")).options.replicas == 1, "\(name) waits for a replica")
+        }
+        let redis = try #require(services["redis"])
+        #expect(redis.networkMode == "host")
+        #expect(redis.environment["REDIS_REPLICA_PASSWORD"] == "replica-pw")
+        #expect(redis.environment["REDIS_INITIAL_PRIMARY"] == "fleet-redis-1 6379", "host 2 starts as a replica")
+        let sentinel = try #require(services["redis-sentinel"])
+        #expect(sentinel.networkMode == "host" && Set(sentinel.extraHosts) == Set(hosts))
+        #expect(sentinel.environment["REDIS_PRIMARY_HOST"] == "fleet-redis-1")
         let setup = try #require(services["setup"])
         #expect(setup.networkMode == "host")
         #expect(setup.environment["RABBITMQ_MANAGEMENT_URL"] == "http://127.0.0.1:15672")

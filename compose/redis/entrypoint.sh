@@ -9,6 +9,21 @@ here=$(dirname "$0")
 acl=/run/redis-acl/users.acl
 sh "$here/render-users-acl.sh" "$here/users.acl.in" "$acl"
 [ "$(id -u)" != 0 ] || chown redis:redis "$acl"
+# The Sentinel layout (docker-compose.cluster.yml sets REDIS_REPLICA_PASSWORD): the node's conf lives in
+# the data volume (Sentinel has it rewritten after a fail-over), made from redis-ha.conf on first start, a
+# replica's with `replicaof $REDIS_INITIAL_PRIMARY`; the replication password goes in the tmpfs.
+extra=""
+if [ -n "${REDIS_REPLICA_PASSWORD:-}" ]; then
+  if [ ! -f /data/redis.conf ]; then
+    cp "$here/redis-ha.conf" /data/redis.conf
+    [ -z "${REDIS_INITIAL_PRIMARY:-}" ] || echo "replicaof $REDIS_INITIAL_PRIMARY" >> /data/redis.conf
+    [ "$(id -u)" != 0 ] || chown redis:redis /data/redis.conf
+  fi
+  (umask 077; echo "masterauth $REDIS_REPLICA_PASSWORD" > /run/redis-acl/replication.conf)
+  [ "$(id -u)" != 0 ] || chown redis:redis /run/redis-acl/replication.conf
+  extra="--include /run/redis-acl/replication.conf"
+fi
 # redis-server needs none of the passwords: keep them out of its environment.
 for variable in $(env | sed -n 's/^\(REDIS_[A-Z0-9_]*_PASSWORD\)=.*/\1/p'); do unset "$variable"; done
-exec docker-entrypoint.sh "$@" --aclfile "$acl"
+# shellcheck disable=SC2086
+exec docker-entrypoint.sh "$@" $extra --aclfile "$acl"

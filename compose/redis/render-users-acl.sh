@@ -7,6 +7,7 @@
 #
 # - A line holding @PASSWORD@ needs REDIS_<USER>_PASSWORD (user name upper-cased, '-' as '_'), e.g.
 #   REDIS_PROBE_PASSWORD for `user probe`; the file gets only its SHA-256 (#<hex>), never the password.
+#   @PASSWORD?@ is the same for an optional user: unset, the line becomes `user <name> reset` (off).
 # - Key patterns name the prefix `recovery:`; it becomes "$FLEET_PREFIX:" (default `recovery`), the
 #   prefix the workers put before every key.
 # - Comment and blank lines are dropped: an aclfile allows neither.
@@ -35,6 +36,16 @@ while IFS= read -r line || [ -n "$line" ]; do
     *[!a-z0-9_-]*) echo "render-users-acl: $template: user name '$user' may hold only a-z, 0-9, '_' and '-'" >&2; exit 1 ;;
   esac
   case $line in
+    *@PASSWORD\?@*)
+      variable="REDIS_$(printf '%s' "$user" | tr 'a-z-' 'A-Z_')_PASSWORD"
+      password=$(printenv "$variable" || true)
+      if [ -z "$password" ]; then
+        line="user $user reset"
+      else
+        hash=$(printf '%s' "$password" | sha256sum | cut -d' ' -f1)
+        line=$(printf '%s\n' "$line" | sed "s/@PASSWORD?@/#$hash/")
+      fi
+      ;;
     *@PASSWORD@*)
       variable="REDIS_$(printf '%s' "$user" | tr 'a-z-' 'A-Z_')_PASSWORD"
       password=$(printenv "$variable" || true)

@@ -235,3 +235,30 @@ enum ClientToken {
 
     private static func hex(_ key: String) throws -> String { hexEncoded(try sha256(key)) }
 }
+
+extension ActuatorWorker {
+    /// Releases the lock. A release refused by a passing error (a Redis fail-over takes 5-10 s) is tried
+    /// again while the lease is valid, for up to 20 s: a lock left behind holds the step's next attempt up
+    /// for a whole TTL, until the open-steps sweep takes it over.
+    func giveBack(_ lease: LockLease, logger: Logger) async {
+        let start = ContinuousClock.now
+        var delay = Duration.milliseconds(250)
+        while true {
+            do {
+                _ = try await locks.release(lease)
+                return
+            } catch {
+                let now = ContinuousClock.now
+                guard TransientRetryPolicy.isTransient(error), now + delay < min(lease.validUntil, start + .seconds(20))
+                else {
+                    logger.warning(
+                        "could not release the lock; it expires with its TTL",
+                        metadata: ["lock": "\(lease.name)", "error": "\(error)"])
+                    return
+                }
+                do { try await Task.sleep(for: delay) } catch { return }
+                delay = min(delay * 2, .seconds(4))
+            }
+        }
+    }
+}

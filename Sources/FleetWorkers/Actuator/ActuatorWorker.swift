@@ -272,10 +272,10 @@ public final class ActuatorWorker: Sendable {
             // A killed actor releases nothing: its lock expires by itself.
             throw SimulatedCrash()
         } catch {
-            _ = try? await locks.release(lease)
+            await giveBack(lease, logger: logger)
             throw error
         }
-        _ = try? await locks.release(lease)
+        await giveBack(lease, logger: logger)
         return result
     }
 

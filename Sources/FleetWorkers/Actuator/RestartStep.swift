@@ -48,6 +48,17 @@ extension StepContext {
             // SSM first, when the target enables it: a service restart fixes many outages without a reboot.
             PlannedSubStep(.ssmRestart, skipWhenDone: rebootStarted) { [self] in try await ssmRestart(ec2, id) },
             PlannedSubStep(.reboot, skipWhenDone: rebootStarted) { [self] in
+                // A reboot recorded as about to be sent counts as sent, whatever the deadline: a resumer must
+                // neither send a second one nor report that nothing was done.
+                if let sent = record.resources.rebootSentAt {
+                    // An actor that died between sending the reboot and recording it: a second reboot would
+                    // be a second outage. The health wait decides; if the site stays down, stop/start follows.
+                    try await finish(
+                        .reboot,
+                        "a reboot of \(id) may have been sent at \(Timestamp.format(sent)) by an actor that stopped before recording it: not sent again, the health wait decides"
+                    )
+                    return nil
+                }
                 if pastDeadline && !dryRun {
                     // Say what did run: the SSM attempt may have restarted services before the deadline passed.
                     let ssmRan = (record.resources.commandIds ?? [:]).filter { $0.key != "diagnostics" }
@@ -62,13 +73,6 @@ extension StepContext {
                 if state == .stopped || state == .stopping {
                     note("instance \(id) was \(state!) when the restart began: starting it instead of rebooting")
                     try await finish(.rebootUnhealthy, "instance was \(state!): no reboot, stop/start instead")
-                } else if let sent = record.resources.rebootSentAt {
-                    // An actor that died between sending the reboot and recording it: a second reboot would
-                    // be a second outage. The health wait decides; if the site stays down, stop/start follows.
-                    try await finish(
-                        .reboot,
-                        "a reboot of \(id) may have been sent at \(Timestamp.format(sent)) by an actor that stopped before recording it: not sent again, the health wait decides"
-                    )
                 } else {
                     if !dryRun {
                         record.resources.rebootSentAt = clock()

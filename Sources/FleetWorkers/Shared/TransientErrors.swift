@@ -10,7 +10,7 @@ extension RedisError: TransientFailure {
     /// fail-over) a replica that refuses writes. Not a command Redis refuses for what it says.
     public var isTransient: Bool {
         switch kind {
-        case .connection, .timeout, .closed: return true
+        case .connection, .timeout, .closed, .notReplicated: return true
         case .server:
             // Whole error codes (a space after): BUSYKEY and BUSYGROUP are about the command, not the server.
             return [

@@ -124,9 +124,35 @@ public struct WorkerEnvironment: Sendable {
         }
     }
 
+    /// REDIS_URL, and with REDIS_SENTINELS the Sentinels that name its primary (the URL then gives only the
+    /// user, password and database). REDIS_WAIT_REPLICAS > 0 makes lock acquisitions and compare-and-sets
+    /// wait for that many replicas (REDIS_WAIT_TIMEOUT seconds) and fail closed (docs/scaling.md).
     public func redis(logger: Logger) throws -> RedisClient {
         let url = try RedisURL(required("REDIS_URL", hint: "e.g. redis://:password@redis:6379/0"))
-        return RedisClient(url: url, options: .init(clientName: workerId), logger: logger)
+        let options = RedisClient.Options(
+            clientName: workerId, sentinel: try redisSentinel(), replicas: try wholeNumber("REDIS_WAIT_REPLICAS"),
+            replicaTimeout: .milliseconds(Int64(try seconds("REDIS_WAIT_TIMEOUT", default: 1) * 1000)))
+        return RedisClient(url: url, options: options, logger: logger)
+    }
+
+    public func redisSentinel() throws -> RedisSentinelConfiguration? {
+        guard let list = string("REDIS_SENTINELS") else { return nil }
+        do {
+            return try RedisSentinelConfiguration(
+                list: list, masterName: string("REDIS_SENTINEL_MASTER") ?? "fleet",
+                user: string("REDIS_SENTINEL_USER"), password: string("REDIS_SENTINEL_PASSWORD"))
+        } catch {
+            throw ConfigurationError("\(error.message) (REDIS_SENTINELS, REDIS_SENTINEL_MASTER, docs/configuration.md)")
+        }
+    }
+
+    /// A whole number ≥ 0 (0 when unset).
+    public func wholeNumber(_ name: String) throws -> Int {
+        guard let text = string(name) else { return 0 }
+        guard let v = Int(text), v >= 0 else {
+            throw ConfigurationError("\(name) must be a whole number ≥ 0, not '\(text)'")
+        }
+        return v
     }
 
     public func aws(http: any HTTPExecuting, logger: Logger) throws -> AWSClient {
