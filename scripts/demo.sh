@@ -54,21 +54,7 @@ cleanup() {
     kill -9 "$world_pid" 2>/dev/null || true
   fi
   if [ -n "${AMQP_URL:-}" ]; then   # this run's exchanges, queues and Redis keys
-    "$PY" - "$ID" "$RABBITMQ_MANAGEMENT_URL" <<'PY' 2>/dev/null || true
-import base64, json, sys, urllib.parse, urllib.request
-prefix, api = sys.argv[1], sys.argv[2] + "/api/"
-auth = {"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()}
-def call(method, path):
-    return urllib.request.urlopen(urllib.request.Request(api + path, method=method, headers=auth), timeout=10).read()
-for kind in ("queues", "exchanges"):
-    for item in json.loads(call("GET", f"{kind}/%2f?columns=name")):
-        if item["name"] == prefix or item["name"].startswith(prefix + "."):
-            call("DELETE", f"{kind}/%2f/" + urllib.parse.quote(item["name"], safe=""))
-for item in json.loads(call("GET", "users")):   # this run's broker users, one per worker kind
-    if item["name"].startswith(prefix + "-"):
-        call("DELETE", "users/" + urllib.parse.quote(item["name"], safe=""))
-PY
-    redis-cli -u "$REDIS_URL" --scan --pattern "$ID:*" 2>/dev/null | xargs -r -n 100 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+    ! declare -F forget_run >/dev/null || forget_run "$ID"
   fi
   if ((${#started_services[@]})); then scripts/services.sh stop "${started_services[@]}" || true; fi
   # Logs stay for a person to read; a passing CI run leaves nothing behind.

@@ -26,3 +26,23 @@ for svc in rabbitmq redis moto; do
   scripts/services.sh start "$svc"
   started_services+=("$svc")
 done
+
+# Removes a run's exchanges, queues and broker users (names starting with PREFIX) and its Redis keys
+# (PREFIX:*), best effort: used by scripts that make their own prefix (demo.sh, bench-scale.sh).
+forget_run() {
+  "$PY" - "$1" "$RABBITMQ_MANAGEMENT_URL" <<'PY' 2>/dev/null || true
+import base64, json, sys, urllib.parse, urllib.request
+prefix, api = sys.argv[1], sys.argv[2] + "/api/"
+auth = {"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()}
+def call(method, path):
+    return urllib.request.urlopen(urllib.request.Request(api + path, method=method, headers=auth), timeout=10).read()
+for kind in ("queues", "exchanges"):
+    for item in json.loads(call("GET", f"{kind}/%2f?columns=name")):
+        if item["name"] == prefix or item["name"].startswith(prefix + "."):
+            call("DELETE", f"{kind}/%2f/" + urllib.parse.quote(item["name"], safe=""))
+for item in json.loads(call("GET", "users")):   # the run's broker users, one per worker kind
+    if item["name"].startswith(prefix + "-"):
+        call("DELETE", "users/" + urllib.parse.quote(item["name"], safe=""))
+PY
+  redis-cli -u "$REDIS_URL" --scan --pattern "$1:*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+}

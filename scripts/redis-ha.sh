@@ -26,7 +26,12 @@ log() { printf '[redis-ha] %s\n' "$*" >&2; }
 
 node_port() { echo $((BASE + $1 - 1)); }
 sentinel_port() { echo $((BASE + 20000 + $1 - 1)); }
-pid_of() { cat "$DIR/$1.pid" 2>/dev/null || true; }
+# A PID from the folder, only while it is still a redis-server (a stale file's PID may be reused).
+pid_of() {
+  local p; p=$(cat "$DIR/$1.pid" 2>/dev/null || true)
+  [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = redis-server ] && echo "$p"
+  return 0
+}
 running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 
 wait_port() {
@@ -66,6 +71,7 @@ start_node() {
     cp "$ROOT/compose/redis/redis-ha.conf" "$dir/redis.conf"
     [ "$n" = 1 ] || echo "replicaof 127.0.0.1 $(node_port 1)" >> "$dir/redis.conf"
   fi
+  sed -i '/^masterauth /d' "$dir/redis.conf"   # as compose/redis/entrypoint.sh: given anew by the include
   redis-server "$dir/redis.conf" --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize no \
     --loglevel notice --logfile "$dir/redis.log" --include "$DIR/replication.conf" --aclfile "$DIR/users.acl" &
   echo $! > "$DIR/node$n.pid"

@@ -4,11 +4,12 @@
 //   swift run -c release fleet-bench probe --url URL [--targets N] [--concurrency C]   (AMQP_URL, REDIS_URL)
 //   swift run -c release fleet-bench decision [--events N] [--targets N]               (AMQP_URL, REDIS_URL)
 //   swift run -c release fleet-bench pipeline [--targets N]                            (AMQP_URL, REDIS_URL)
+//   fleet-bench scale --prefix P --fail-flag F --access-log L [--pids name=pid,…]    (run by scripts/bench-scale.sh)
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else {
-    FileHandle.standardError.write(Data("usage: fleet-bench amqp|http|probe|decision|pipeline [options]\n".utf8))
+    FileHandle.standardError.write(Data("usage: fleet-bench amqp|http|probe|decision|pipeline|scale [options]\n".utf8))
     exit(2)
 }
 let options = BenchOptions(Array(arguments.dropFirst()))
@@ -18,6 +19,7 @@ case "http": await runHTTPBenchmark(options)
 case "probe": await runProbeBenchmark(options)
 case "decision": await runDecisionBenchmark(options)
 case "pipeline": await runPipelineBenchmark(options)
+case "scale": await runScaleBenchmark(options)
 default:
     FileHandle.standardError.write(Data("unknown benchmark \(command)\n".utf8))
     exit(2)

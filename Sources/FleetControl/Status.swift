@@ -161,7 +161,7 @@ public struct StatusReader: Sendable {
             engaged: brake?.isEngaged ?? false, since: engagement?.at, trigger: engagement?.trigger.rawValue,
             by: engagement?.by,
             detail: engagement?.detail, targetsInOutage: brake?.targetsInOutage ?? [],
-            fleetSize: brake?.fleet.count ?? discovered.count)
+            fleetSize: brake?.fleetSize ?? discovered.count)
         return StatusReport(at: now, brake: brakeStatus, targets: rows, discoveryError: discoveryError)
     }
 

@@ -224,7 +224,9 @@ public final class RedisClient: @unchecked Sendable {
                     ["WAIT", String(options.replicas), String(timeout)].map { Array($0.utf8) }
                 ).integer ?? -1
         } catch {
-            if error.kind != .server { self.connection = nil }
+            // Refused by the server (NOPERM: an ACL without +wait): a setting to fix, not a passing state.
+            if error.kind == .server { throw error }
+            self.connection = nil
             throw RedisError(
                 kind: .notReplicated,
                 message: "the write was made but its replication could not be checked: \(error.message)",

@@ -20,7 +20,8 @@ public typealias LockLease = RecoveryCore.LockLease
 /// - `renew` and `release` are compare-and-`PEXPIRE` / compare-and-`DEL` Lua scripts: they act only
 ///   if the key still holds exactly this lease's value, so a stale holder can never extend or delete
 ///   a successor's lock.
-/// - `isHeld` is a single `GET` compared with the lease's value.
+/// - `isHeld` is a single `GET` compared with the lease's value; with replicas to wait for, the renew
+///   script followed by `WAIT` (see ``isHeld(_:)``).
 ///
 /// Retry safety (see ``RedisClient`` — a command whose connection broke is resent once only when
 /// marked idempotent):
@@ -124,9 +125,12 @@ public struct RedisLockStore: LockStore {
     /// released, or taken by someone else — whose lock is left untouched).
     public func renew(_ lease: LockLease, ttl: Duration) async throws(RedisError) -> Bool {
         let ms = try ttl.positiveMilliseconds("lock TTL")
+        // Replicated: a renewal that only a primary cut off from its replicas took is not one (the promoted
+        // replica's copy of the lock runs out on the last replicated expiry), so it throws and the keeper's
+        // watchdog counts from the last replicated renewal.
         let reply = try await client.eval(
             Self.renewScript, keys: [keyspace.lockKey(lease.name)], args: [lease.storedValue, String(ms)],
-            idempotent: true)
+            idempotent: true, replicated: true)
         return try Self.flag(reply, "renew", client)
     }
 
@@ -140,7 +144,13 @@ public struct RedisLockStore: LockStore {
 
     /// Whether `lease` still holds its lock. Check this right before every mutation done under the
     /// lock: a holder whose lock expired (e.g. after a long pause) sees `false` and must stop.
+    ///
+    /// With replicas to wait for (Sentinel), a read is not enough: a primary cut off from its replicas still
+    /// answers reads while a promoted replica may already have given the lock to someone else. The check is
+    /// then the renewal script, replicated: held means held here *and* acknowledged by a replica. (It also
+    /// extends the lock to its TTL, as the keeper's next renewal would.)
     public func isHeld(_ lease: LockLease) async throws(RedisError) -> Bool {
+        if client.options.replicas > 0 { return try await renew(lease, ttl: lease.ttl) }
         let reply = try await client.command(["GET", keyspace.lockKey(lease.name)], idempotent: true)
         switch reply {
         case .null: return false

@@ -30,7 +30,9 @@ public struct RedisSentinelConfiguration: Sendable, Hashable {
             let item = String(raw.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
             guard !item.isEmpty else { continue }
             guard let node = Self.node(item) else {
-                throw .invalidURL("REDIS_SENTINELS entry '\(item)' is not host[:port] (IPv6 as [addr]:port)")
+                // A mistyped entry may hold credentials (":pw@host"): never repeat what comes before an '@'.
+                let shown = item.lastIndex(of: "@").map { "…" + item[$0...] } ?? item
+                throw .invalidURL("REDIS_SENTINELS entry '\(shown)' is not host[:port] (IPv6 as [addr]:port)")
             }
             nodes.append(node)
         }

@@ -32,6 +32,14 @@ public struct RedisStateStore: VersionedStore {
         return Versioned(data: data, version: version)
     }
 
+    /// The stored version alone (0 when absent): one small HGET.
+    public func version(_ key: String) async throws(RedisError) -> Int64 {
+        let reply = try await client.command(["HGET", stateKey(key), "v"], idempotent: true)
+        if reply == .null { return 0 }
+        guard let version = reply.integer else { throw RedisLockStore.unexpected(reply, "state version", client) }
+        return version
+    }
+
     // KEYS[1] state hash; ARGV[1] expected version (0 = absent), ARGV[2] new data.
     static let compareAndSetScript = RedisScript(
         """

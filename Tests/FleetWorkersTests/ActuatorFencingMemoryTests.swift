@@ -3,6 +3,8 @@ import FleetTestSupport
 import Foundation
 import Logging
 import RecoveryCore
+import RedisStore
+import Synchronization
 import Testing
 
 @testable import FleetWorkers
@@ -139,11 +141,7 @@ struct ActuatorFencingMemoryTests {
     @Test func aResumerPastTheDeadlineCountsAMarkedRebootAsSent() async throws {
         let h = MemoryActuatorHarness()
         let request = try await Self.rebootThenDie(h)  // its deadline is 300 s ahead
-        let late = ActuatorWorker(
-            options: ActuatorHarness.fastOptions("actuator-late"), ec2: h.ec2, route53: h.route53, http: h.site,
-            locks: h.locks, records: h.records, aborts: h.aborts, publisher: h.publisher, topology: h.topology,
-            config: ActuatorConfig(), openSteps: h.openSteps, logger: Logger(label: "late"),
-            clock: { Date() + 400 })
+        let late = h.actuator("actuator-late", clockAhead: 400)
         let result = try await late.perform(request)
 
         guard case .completed(let outcome) = result else {
@@ -156,21 +154,37 @@ struct ActuatorFencingMemoryTests {
         #expect(record.done.contains(.reboot), "the reboot is recorded as (possibly) sent: \(record.notes)")
     }
 
+    /// Review finding: the reboot's mark written ahead of the call landed on the primary but no replica
+    /// acknowledged it (`.notReplicated`): the reboot was not sent, and the retry found the mark and counted
+    /// the reboot as sent. The mark is now taken back when its write fails, and the retry sends the reboot.
+    @Test func aRebootMarkWhoseWriteFailedIsTakenBackAndTheRetrySendsTheReboot() async throws {
+        let h = MemoryActuatorHarness()
+        let instance = h.launchTarget("web")
+        let request = h.request(.restart, target: "web", instance: instance.instanceId)
+        let failOnce = WritesThenFails(h.records.states) { $0.contains(#""reboot_sent_at""#) }
+        let actor = h.actuator("actuator-a", records: StepRecordStore(states: failOnce)) { $0.rebootSettle = .zero }
+        await #expect(throws: ActuatorError.self) { try await actor.perform(request) }
+        #expect(h.aws.calls("RebootInstances").isEmpty, "the write ahead failed: nothing sent")
+
+        let result = try await actor.perform(request)
+        guard case .completed(let outcome) = result else {
+            Issue.record("unexpected \(result)")
+            return
+        }
+        #expect(outcome.status == .succeeded, "\(outcome.reason ?? "")")
+        #expect(h.aws.calls("RebootInstances").count == 1, "the retry sent the reboot, once")
+    }
+
     /// A restart of "web" whose actor sends the reboot and dies before recording it (the store "dies" with
     /// the actor: the write that would record the reboot never lands); its lock has expired since.
     static func rebootThenDie(_ h: MemoryActuatorHarness) async throws -> ActionRequest {
         let instance = h.launchTarget("web")
         let request = h.request(.restart, target: "web", instance: instance.instanceId)
         let dying = CrashingStore(h.records.states) { $0.contains(#""reboot""#) }
-        var options = ActuatorHarness.fastOptions("actuator-dies")
-        options.rebootSettle = .zero
-        let actor = ActuatorWorker(
-            options: options, ec2: h.ec2, route53: h.route53, http: h.site, locks: h.locks,
-            records: StepRecordStore(states: dying), aborts: h.aborts, publisher: h.publisher, topology: h.topology,
-            config: ActuatorConfig(), openSteps: h.openSteps, logger: Logger(label: "dies"))
+        let actor = h.actuator("actuator-dies", records: StepRecordStore(states: dying)) { $0.rebootSettle = .zero }
         await #expect(throws: SimulatedCrash.self) { try await actor.perform(request) }
         #expect(h.aws.calls("RebootInstances").count == 1)
-        h.lockClock.advance(options.lockTTL + .seconds(1))
+        h.lockClock.advance(ActuatorHarness.fastOptions("actuator-dies").lockTTL + .seconds(1))
         return request
     }
 }
@@ -188,6 +202,32 @@ struct CrashingStore: VersionedStore {
     func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64? {
         if crash(data) { throw SimulatedCrash() }
         return try await inner.compareAndSet(key, expectedVersion: expectedVersion, data: data)
+    }
+    func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
+        try await inner.compareAndSet(all: writes)
+    }
+    func delete(_ key: String) async throws { try await inner.delete(key) }
+    func keys() async throws -> [String] { try await inner.keys() }
+}
+
+/// A versioned store whose first compare-and-set matching `fails` is applied and then reported as failed
+/// (as a write that reached the primary but no replica does: `.notReplicated`).
+final class WritesThenFails: VersionedStore, @unchecked Sendable {
+    let inner: any VersionedStore
+    let fails: @Sendable (String) -> Bool
+    private let done = Mutex(false)
+    init(_ inner: any VersionedStore, fails: @escaping @Sendable (String) -> Bool) {
+        self.inner = inner
+        self.fails = fails
+    }
+    func load(_ key: String) async throws -> VersionedValue? { try await inner.load(key) }
+    func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64? {
+        let version = try await inner.compareAndSet(key, expectedVersion: expectedVersion, data: data)
+        if version != nil, fails(data), !done.withLock({ $0 }) {
+            done.withLock { $0 = true }
+            throw RedisError(kind: .notReplicated, message: "0 of 1 replicas acknowledged the write (test)")
+        }
+        return version
     }
     func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
         try await inner.compareAndSet(all: writes)

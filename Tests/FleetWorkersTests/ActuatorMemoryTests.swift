@@ -61,14 +61,16 @@ final class MemoryActuatorHarness: Sendable {
 
     func actuator(
         _ id: String = "actuator-a", config: ActuatorConfig = ActuatorConfig(), clockAhead: TimeInterval = 0,
-        aborts: (any KeyValueStore)? = nil, _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
+        aborts: (any KeyValueStore)? = nil, records: StepRecordStore? = nil,
+        _ tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
     ) -> ActuatorWorker {
         var options = ActuatorHarness.fastOptions(id)
         tweak(&options)
         var logger = Logger(label: id)
         logger.logLevel = environment["ACTUATOR_TEST_LOG"] == nil ? .critical : .debug
         return ActuatorWorker(
-            options: options, ec2: ec2, route53: route53, ssm: nil, http: site, locks: locks, records: records,
+            options: options, ec2: ec2, route53: route53, ssm: nil, http: site, locks: locks,
+            records: records ?? self.records,
             aborts: aborts ?? self.aborts, publisher: publisher, topology: topology, config: config,
             openSteps: openSteps, logger: logger,
             clock: { Date() + clockAhead })

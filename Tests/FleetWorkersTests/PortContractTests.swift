@@ -38,6 +38,8 @@ struct PortContractTests {
         #expect(try await store.compareAndSet("a", expectedVersion: 1, data: "two") == 2)
         #expect(try await store.compareAndSet("a", expectedVersion: 1, data: "stale") == nil, "a stale writer loses")
         #expect(try await store.load("a") == VersionedValue(data: "two", version: 2))
+        #expect(try await store.version("a") == 2, "the version alone")
+        #expect(try await store.version("never") == 0)
         #expect(try await store.compareAndSet("b", expectedVersion: 0, data: "") == 1, "empty data is data")
         #expect(try await store.load("b") == VersionedValue(data: "", version: 1))
         #expect(try await store.keys() == ["a", "b"])

@@ -29,9 +29,13 @@ struct ProbeMemoryTests {
             publisher = MemoryPublisher(broker: MemoryBroker(exchanges: [topology.exchange]), user: "fleet-probe")
         }
 
-        func worker(_ id: String = "probe-a", targets: [Target], claims: (any KeyValueStore)? = nil) -> ProbeWorker {
-            ProbeWorker(
-                options: ProbeWorker.Options(proberId: id), discover: { targets }, http: http, ec2: statuses,
+        func worker(
+            _ id: String = "probe-a", targets: [Target], claims: (any KeyValueStore)? = nil, maxInFlight: Int = 500
+        ) -> ProbeWorker {
+            var options = ProbeWorker.Options(proberId: id)
+            options.maxInFlight = maxInFlight
+            return ProbeWorker(
+                options: options, discover: { targets }, http: http, ec2: statuses,
                 claims: claims ?? self.claims, publisher: publisher, topology: topology,
                 logger: Logger(label: "probe-test"),
                 clock: clock.now)
@@ -189,14 +193,58 @@ struct ProbeMemoryTests {
         let b = rig.worker("probe-b", targets: targets)
         await a.refreshTargets()
         await b.refreshTargets()
-        rig.clock.set(Date(timeIntervalSince1970: 1_800_000_010))  // inside slot 60_000_000
+        rig.clock.set(Date(timeIntervalSince1970: 1_800_000_010))
+        let slot = ProbeWorker.slot(of: "shop", interval: 30, at: rig.clock.now())
         #expect(await a.dueTargets().map(\.name) == ["shop"])
         #expect(await b.dueTargets().isEmpty, "probe-a holds this interval's slot")
         #expect(await a.dueTargets().isEmpty, "a replica claims each interval once")
-        #expect(try await rig.claims.get("probe:shop:60000000:0") == "probe-a")
+        #expect(try await rig.claims.get("probe:shop:\(slot):0") == "probe-a")
         rig.clock.advance(by: 30)
         #expect(await b.dueTargets().map(\.name) == ["shop"], "the next interval goes to whoever claims it first")
         #expect(await a.dueTargets().isEmpty)
+    }
+
+    /// Scale benchmark finding: every target's interval started at the same second (floor(now / interval)),
+    /// so 10,000 targets fell due at once, 500 went in flight and the rest were skipped for the whole
+    /// interval. Each target now has its own phase: over one interval the checks spread evenly.
+    @Test func tenThousandTargetsFallDueSpreadOverTheInterval() async throws {
+        let rig = Rig()
+        var settings = TargetSettings()
+        settings.quorum = false
+        let targets = (0..<10_000).map {
+            Self.target("site-\($0)", url: "https://site-\($0).example.com/health", settings: settings)
+        }
+        let worker = rig.worker(targets: targets, maxInFlight: 10_000)
+        await worker.refreshTargets()
+        rig.clock.set(Date(timeIntervalSince1970: 1_800_000_000))
+        _ = await worker.dueTargets()  // the first sight: every target is checked once at start
+        var perSecond: [Int] = []
+        for _ in 0..<30 {
+            rig.clock.advance(by: 1)
+            perSecond.append(await worker.dueTargets().count)
+        }
+        #expect(perSecond.reduce(0, +) == 10_000, "each target once per interval")
+        #expect(perSecond.max()! < 450 && perSecond.min()! > 220, "about 333 a second: \(perSecond)")
+    }
+
+    /// A replica claims no more than it has room for in flight; the rest stay due for the next tick
+    /// instead of being skipped for the interval.
+    @Test func aReplicaClaimsOnlyWhatItHasRoomForAndTheRestStayDue() async throws {
+        let rig = Rig()
+        var settings = TargetSettings()
+        settings.quorum = false
+        let targets = (0..<250).map {
+            Self.target("site-\($0)", url: "https://s.example.com/\($0)", settings: settings)
+        }
+        let worker = rig.worker(targets: targets, maxInFlight: 100)
+        await worker.refreshTargets()
+        var seen = Set<String>()
+        for _ in 0..<3 {
+            let due = await worker.dueTargets()
+            #expect(due.count == min(100, 250 - seen.count))
+            seen.formUnion(due.map(\.name))
+        }
+        #expect(seen.count == 250, "every target claimed within three ticks, none skipped")
     }
 
     /// Issue 14, gap 3 (with the review of its first fix): with quorum unset, one replica per interval

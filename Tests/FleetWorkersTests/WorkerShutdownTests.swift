@@ -99,8 +99,12 @@ struct WorkerShutdownTests {
         http.script(Self.target.healthURL!, .status(200, "ok"), hold: { _ in await shutdown.hold() })
         var options = ProbeWorker.Options(proberId: "probe-a")
         options.tick = .milliseconds(10)
+        // An hour's interval: the held check is the only one, wherever the target's phase puts its next interval.
+        var hourly = Self.target
+        hourly.settings.probeInterval = 3600
+        let target = hourly
         let worker = ProbeWorker(
-            options: options, discover: { [Self.target] }, http: http, ec2: MemoryInstanceStatuses(),
+            options: options, discover: { [target] }, http: http, ec2: MemoryInstanceStatuses(),
             claims: MemoryKeyValueStore(), publisher: publisher, topology: Self.topology,
             logger: Logger(label: "probe"))
         try await shutdown.run(

@@ -35,6 +35,37 @@ struct FleetBrakeTests {
         #expect(brake.isEngaged)
     }
 
+    /// Scale benchmark finding: the stored brake held every target's name, and the decision worker decodes
+    /// it with every event (130 KB for 10,000 targets). It keeps the count; a brake stored with the list
+    /// still loads, with the list's count.
+    @Test func theStoredBrakeKeepsTheFleetsSizeNotItsNamesAndOldOnesStillLoad() throws {
+        let names = (0..<10_000).map { "site-\($0)" }
+        var brake = FleetBrake(fleet: names)
+        _ = brake.handle(.outageOpened(target: "site-1"), now: t0)
+        let stored = try StateCodec.encode(brake)
+        #expect(stored.count < 2_000, "\(stored.count) bytes")
+        #expect(!String(decoding: stored, as: UTF8.self).contains("site-9999"))
+        #expect(try StateCodec.decodeBrake(stored) == brake)
+
+        var old = try #require(
+            try JSONSerialization.jsonObject(with: Data(stored)) as? [String: Any])
+        old["fleet"] = ["site-1", "site-2", "site-3", "site-2"]
+        old["fleetSize"] = nil
+        let legacy = try StateCodec.decodeBrake(Array(try JSONSerialization.data(withJSONObject: old)))
+        #expect(legacy.fleetSize == 3 && legacy.targetsInOutage == ["site-1"])
+    }
+
+    /// A target discovered after the last fleet update counts in the outage only: the share can only be
+    /// larger than with the full list, so the brake engages sooner, never later.
+    @Test func anOutageOfATargetNotYetInTheFleetCountsOnTheSafeSide() {
+        var brake = FleetBrake(fleet: ["a", "b", "c"])
+        for target in ["new-1", "new-2"] { _ = brake.handle(.outageOpened(target: target), now: t0) }
+        #expect(brake.outageShare >= 2.0 / 5.0)
+        #expect(brake.isEngaged)
+        _ = brake.handle(.fleetChanged(targets: ["a", "b", "c"]), now: t0)
+        #expect(brake.targetsInOutage.isEmpty, "pruned to the fleet's members at the update")
+    }
+
     @Test func aSmallFleetNeedsTheMinimumNumberOfOutages() {
         var brake = FleetBrake(fleet: ["a", "b", "c"])
         #expect(brake.handle(.outageOpened(target: "a"), now: t0).isEmpty)

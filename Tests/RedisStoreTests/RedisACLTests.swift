@@ -375,6 +375,22 @@ struct RedisACLTests {
         }
     }
 
+    /// A user whose ACL lacks WAIT (a hand-written ACL older than the Sentinel layout) is told so, as a
+    /// refusal: not as a write that failed to replicate, which would be retried for ever.
+    @Test func aWaitTheACLRefusesIsAPermissionErrorNotAPassingOne() async throws {
+        try await ACLRedis.with { redis in
+            let probe = RedisClient(
+                url: try redis.url("probe"),
+                options: .init(reconnectAttempts: 1, clientName: "probe@acl-test", replicas: 1))
+            let error = await redisError {
+                _ = try await probe.command(
+                    ["SET", "recovery:kv:probe:wait-test", "1"], idempotent: true, replicated: true)
+            }
+            #expect(error?.kind == .server && error?.isPermissionDenied == true, "\(String(describing: error))")
+            await probe.close()
+        }
+    }
+
     @Test func renderedFileHoldsHashesAndTheFleetPrefix() async throws {
         try await ACLRedis.with(fleetPrefix: "fleet-b") { redis in
             let text = try String(contentsOf: redis.aclFile, encoding: .utf8)

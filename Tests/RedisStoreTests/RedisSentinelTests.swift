@@ -117,6 +117,7 @@ struct RedisSentinelTests {
             let locks = RedisLockStore(client: waiting, keyspace: keyspace)
             let replicated = try #require(try await locks.acquire(name: name, ttl: .seconds(60)))
             #expect(try await locks.release(replicated))
+            let held = try #require(try await locks.acquire(name: name + "-held", ttl: .seconds(60)))
 
             // Cut both replicas off: the replication user is switched off and its connections closed. Whatever
             // happens next, the node is killed at the end: it comes back with the users of its aclfile.
@@ -124,7 +125,7 @@ struct RedisSentinelTests {
             let primary = try ha.direct(old)
             do {
                 try await Self.loseAFence(
-                    ha, old: old, primary: primary, locks: locks, replicated: replicated, name: name)
+                    ha, old: old, primary: primary, locks: locks, replicated: replicated, held: held, name: name)
             } catch {
                 try? await ha.kill(old)
                 try? await ha.start()
@@ -138,7 +139,7 @@ struct RedisSentinelTests {
 
     static func loseAFence(
         _ ha: RedisSentinelSetup, old: Int, primary: RedisClient, locks: RedisLockStore, replicated: LockLease,
-        name: String
+        held: LockLease, name: String
     ) async throws {
         let keyspace = locks.keyspace
         _ = try await primary.command(["ACL", "SETUSER", "replica", "off"], idempotent: true)
@@ -147,6 +148,13 @@ struct RedisSentinelTests {
         let noReplicas = await redisError { _ = try await locks.acquire(name: name, ttl: .seconds(60)) }
         #expect(noReplicas?.serverErrorCode == "NOREPLICAS", "\(String(describing: noReplicas))")
         _ = try await primary.command(["CONFIG", "SET", "min-replicas-to-write", "0"], idempotent: true)
+
+        // A lock held from before is no longer "held" for its holder: the cut-off primary still answers
+        // reads, but neither the check nor the renewal reaches a replica.
+        let check = await redisError { _ = try await locks.isHeld(held) }
+        #expect(check?.kind == .notReplicated, "\(String(describing: check))")
+        let renewal = await redisError { _ = try await locks.renew(held, ttl: .seconds(60)) }
+        #expect(renewal?.kind == .notReplicated, "\(String(describing: renewal))")
 
         let refused = await redisError { _ = try await locks.acquire(name: name, ttl: .seconds(60)) }
         #expect(refused?.kind == .notReplicated, "\(String(describing: refused))")

@@ -14,11 +14,21 @@ sh "$here/render-users-acl.sh" "$here/users.acl.in" "$acl"
 # replica's with `replicaof $REDIS_INITIAL_PRIMARY`; the replication password goes in the tmpfs.
 extra=""
 if [ -n "${REDIS_REPLICA_PASSWORD:-}" ]; then
+  case $REDIS_REPLICA_PASSWORD in
+    *[!A-Za-z0-9._~+=-]*) echo "entrypoint: REDIS_REPLICA_PASSWORD may hold only letters, digits and ._~+=- (redis-server would print a refused one)" >&2; exit 1 ;;
+  esac
   if [ ! -f /data/redis.conf ]; then
     cp "$here/redis-ha.conf" /data/redis.conf
-    [ -z "${REDIS_INITIAL_PRIMARY:-}" ] || echo "replicaof $REDIS_INITIAL_PRIMARY" >> /data/redis.conf
+    # The node that starts as primary (FLEET_REDIS_NODE names it in REDIS_INITIAL_PRIMARY) replicates nobody.
+    case "${REDIS_INITIAL_PRIMARY:-}" in
+      "" | "${FLEET_REDIS_NODE:-none} "*) ;;
+      *) echo "replicaof $REDIS_INITIAL_PRIMARY" >> /data/redis.conf ;;
+    esac
     [ "$(id -u)" != 0 ] || chown redis:redis /data/redis.conf
   fi
+  # CONFIG REWRITE (which Sentinel runs after a fail-over) writes masterauth into the conf; the password is
+  # given anew below, so an old one is not kept in the volume.
+  sed -i '/^masterauth /d' /data/redis.conf
   (umask 077; echo "masterauth $REDIS_REPLICA_PASSWORD" > /run/redis-acl/replication.conf)
   [ "$(id -u)" != 0 ] || chown redis:redis /run/redis-acl/replication.conf
   extra="--include /run/redis-acl/replication.conf"

@@ -238,9 +238,10 @@ enum ClientToken {
 
 extension ActuatorWorker {
     /// Releases the lock. A release refused by a passing error (a Redis fail-over takes 5-10 s) is tried
-    /// again while the lease is valid, for up to 20 s: a lock left behind holds the step's next attempt up
-    /// for a whole TTL, until the open-steps sweep takes it over.
-    func giveBack(_ lease: LockLease, logger: Logger) async {
+    /// again while the lease is valid (`validUntil`: the keeper's deadline, which counts its renewals), for
+    /// up to 20 s: a lock left behind holds the step's next attempt up for a whole TTL, until the open-steps
+    /// sweep takes it over.
+    func giveBack(_ lease: LockLease, validUntil: ContinuousClock.Instant, logger: Logger) async {
         let start = ContinuousClock.now
         var delay = Duration.milliseconds(250)
         while true {
@@ -249,7 +250,7 @@ extension ActuatorWorker {
                 return
             } catch {
                 let now = ContinuousClock.now
-                guard TransientRetryPolicy.isTransient(error), now + delay < min(lease.validUntil, start + .seconds(20))
+                guard TransientRetryPolicy.isTransient(error), now + delay < min(validUntil, start + .seconds(20))
                 else {
                     logger.warning(
                         "could not release the lock; it expires with its TTL",

@@ -272,10 +272,10 @@ public final class ActuatorWorker: Sendable {
             // A killed actor releases nothing: its lock expires by itself.
             throw SimulatedCrash()
         } catch {
-            await giveBack(lease, logger: logger)
+            await giveBack(lease, validUntil: keeper.renewalDeadline, logger: logger)
             throw error
         }
-        await giveBack(lease, logger: logger)
+        await giveBack(lease, validUntil: keeper.renewalDeadline, logger: logger)
         return result
     }
 

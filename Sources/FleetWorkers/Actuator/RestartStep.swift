@@ -76,7 +76,15 @@ extension StepContext {
                 } else {
                     if !dryRun {
                         record.resources.rebootSentAt = clock()
-                        try await records.save(record)  // written ahead of the call: see StepResources
+                        do {
+                            try await records.save(record)  // written ahead of the call: see StepResources
+                        } catch {
+                            // The mark may be stored all the same (a write no replica acknowledged stays on the
+                            // primary): take it back, so that no resumer counts a reboot that was never sent.
+                            record.resources.rebootSentAt = nil
+                            _ = try? await records.save(record)
+                            throw error
+                        }
                     }
                     do {
                         try await mutate(PlannedCall("ec2", "RebootInstances", region: region, [("InstanceId", id)])) {

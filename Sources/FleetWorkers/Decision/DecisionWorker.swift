@@ -44,7 +44,9 @@ public final class DecisionWorker: Sendable {
     let defaultRegion: String
     let logger: Logger
     let clock: @Sendable () -> Date
-    private let known = KnownTargets()
+    let known = KnownTargets()
+    /// The last brake decoded, with its version (DecisionWorker+Brake.swift).
+    let brakeCache = Mutex<(version: Int64, brake: FleetBrake)?>(nil)
     private let refusedOperators = Mutex<Set<String>>([])
 
     /// The worker on its ports: production passes the Redis and AMQP drivers, unit tests the memory ones
@@ -327,39 +329,6 @@ public final class DecisionWorker: Sendable {
 
     // MARK: Fleet brake
 
-    /// The brake and its version; what an earlier writer left in `pending` is carried out first.
-    private func loadBrake() async throws -> (brake: FleetBrake, version: Int64) {
-        for _ in 0..<20 {
-            guard let loaded = try await states.load(Self.brakeKey) else {
-                return (FleetBrake(settings: options.brakeSettings, fleet: await known.names()), 0)
-            }
-            var brake = try StateCodec.decodeBrake(Array(loaded.data.utf8))
-            brake.settings = options.brakeSettings
-            guard let pending = brake.pending else { return (brake, loaded.version) }
-            let unpublished = try await flush(
-                try pending.notices.map { try OutboxItem(.notice($0), producer: options.workerId, now: clock()) })
-            for target in pending.wake { try await schedule.schedule(target, at: clock()) }
-            // Cleared only when every notice is out; one claimed by another worker keeps it pending.
-            if unpublished.isEmpty {
-                brake.pending = nil
-                _ = try await storeBrake(brake, expectedVersion: loaded.version)
-            } else {
-                return (brake, loaded.version)
-            }
-        }
-        throw DecisionError("the fleet brake changed 20 times while it was read; retrying later", contention: true)
-    }
-
-    /// Stores the brake if nobody stored another version meanwhile.
-    private func storeBrake(_ brake: FleetBrake, expectedVersion: Int64) async throws -> Bool {
-        let data = String(decoding: try StateCodec.encode(brake), as: UTF8.self)
-        guard try await states.compareAndSet(Self.brakeKey, expectedVersion: expectedVersion, data: data) != nil else {
-            return false
-        }
-        FleetMetrics.brakeEngaged.record(brake.isEngaged ? 1 : 0)
-        return true
-    }
-
     /// Fleet events that come from no target (discovery, the brake commands).
     func applyToBrake(_ events: [FleetBrake.Event]) async throws {
         for _ in 0..<20 {
@@ -386,7 +355,7 @@ public final class DecisionWorker: Sendable {
     /// reader); a short claim per message id (`publishing:<id>`) lets only one of them publish it, and a
     /// marker (`published:<id>`, kept a week) tells later readers it is done. A worker that dies after
     /// its claim leaves the item in the outbox; the claim expires and the next reader publishes it.
-    private func flush(_ items: [OutboxItem]) async throws -> [OutboxItem] {
+    func flush(_ items: [OutboxItem]) async throws -> [OutboxItem] {
         var remaining: [OutboxItem] = []
         for item in items {
             if try await markers.get("published:\(item.messageId)") != nil { continue }

@@ -129,9 +129,16 @@ public struct WorkerEnvironment: Sendable {
     /// wait for that many replicas (REDIS_WAIT_TIMEOUT seconds) and fail closed (docs/scaling.md).
     public func redis(logger: Logger) throws -> RedisClient {
         let url = try RedisURL(required("REDIS_URL", hint: "e.g. redis://:password@redis:6379/0"))
-        let options = RedisClient.Options(
-            clientName: workerId, sentinel: try redisSentinel(), replicas: try wholeNumber("REDIS_WAIT_REPLICAS"),
-            replicaTimeout: .milliseconds(Int64(try seconds("REDIS_WAIT_TIMEOUT", default: 1) * 1000)))
+        var options = RedisClient.Options(clientName: workerId, sentinel: try redisSentinel())
+        options.replicas = try wholeNumber("REDIS_WAIT_REPLICAS")
+        // WAIT shares the command timeout's socket deadline, and WAIT n 0 would block for ever.
+        let wait = try seconds("REDIS_WAIT_TIMEOUT", default: 1)
+        guard wait >= 0.001, Duration.milliseconds(Int64(wait * 1000)) < options.commandTimeout else {
+            throw ConfigurationError(
+                "REDIS_WAIT_TIMEOUT must be at least 0.001 s and less than the Redis command timeout (\(options.commandTimeout)), not \(wait)"
+            )
+        }
+        options.replicaTimeout = .milliseconds(Int64(wait * 1000))
         return RedisClient(url: url, options: options, logger: logger)
     }
 

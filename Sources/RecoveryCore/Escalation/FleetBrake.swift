@@ -97,8 +97,11 @@ public struct FleetBrake: Codable, Sendable, Equatable {
 
     public private(set) var schemaVersion: Int
     public var settings: Settings
-    /// The fleet's targets, sorted.
-    public private(set) var fleet: [String]
+    /// How many targets the fleet has (the denominator of the outage share). Only the count is kept: the
+    /// brake is loaded with every event the decision worker handles, and a list of 10,000 names made each
+    /// event cost a 130 KB decode (docs/benchmarks.md, "Scale"). Stored brakes that hold the old `fleet`
+    /// list are read as its count.
+    public private(set) var fleetSize: Int
     /// Targets with an open incident, sorted.
     public private(set) var targetsInOutage: [String]
     /// Destructive steps requested within the action window.
@@ -126,7 +129,7 @@ public struct FleetBrake: Codable, Sendable, Equatable {
     public init(settings: Settings = Settings(), fleet: [String] = []) {
         self.schemaVersion = Self.currentSchemaVersion
         self.settings = settings
-        self.fleet = Array(Set(fleet)).sorted()
+        self.fleetSize = Set(fleet).count
         self.targetsInOutage = []
         self.recentActions = []
         self.engagement = nil
@@ -138,11 +141,16 @@ public struct FleetBrake: Codable, Sendable, Equatable {
 
     public var isEngaged: Bool { engagement != nil }
 
-    /// The share of the fleet in outage (targets in outage that are not in `fleet` count in both).
+    /// The share of the fleet in outage. Targets in outage are pruned to the fleet's members at every fleet
+    /// update, so between two updates only a target discovered since can be in outage and not counted in
+    /// `fleetSize`: it then counts in the outage only (a slightly larger share: the brake engages sooner,
+    /// never later).
     public var outageShare: Double {
-        let size = Set(fleet).union(targetsInOutage).count
+        let size = Self.size(fleetSize, targetsInOutage)
         return size == 0 ? 0 : Double(targetsInOutage.count) / Double(size)
     }
+
+    private static func size(_ fleetSize: Int, _ inOutage: [String]) -> Int { max(fleetSize, inOutage.count) }
 
     /// Destructive steps that count against the rate limit at `now`.
     public func countedActions(at now: Date) -> Int {
@@ -169,8 +177,9 @@ public struct FleetBrake: Codable, Sendable, Equatable {
             recentActions.append(ActionStamp(idempotencyKey: key, target: target, at: now))
             checkRate(now, &actions)
         case .fleetChanged(let targets):
-            fleet = Array(Set(targets)).sorted()
-            if !fleet.isEmpty { targetsInOutage.removeAll { !fleet.contains($0) } }
+            let members = Set(targets)
+            fleetSize = members.count
+            if !members.isEmpty { targetsInOutage.removeAll { !members.contains($0) } }
             endEpisodeIfOver()
             checkShare(now, &actions)
         case .engage(let id, let who, let reason):
@@ -218,7 +227,7 @@ public struct FleetBrake: Codable, Sendable, Equatable {
             targetsInOutage.contains(where: { !acceptedTargets.contains($0) }),
             outageShare > settings.maxOutageShare
         else { return }
-        let size = Set(fleet).union(targetsInOutage).count
+        let size = Self.size(fleetSize, targetsInOutage)
         let limit = Int((settings.maxOutageShare * 100).rounded())
         engage(
             .outageShare(inOutage: count, fleetSize: size, limitPercent: limit), by: nil, targets: targetsInOutage, now,
@@ -268,5 +277,34 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         recentCommandIds.append(id)
         if recentCommandIds.count > Self.commandMemory { recentCommandIds.removeFirst() }
         return true
+    }
+}
+
+extension FleetBrake {
+    private enum CodingKeys: String, CodingKey {
+        case schemaVersion, settings, fleetSize, targetsInOutage, recentActions, engagement, engagements
+        case acceptedTargets, countActionsSince, recentCommandIds, pending
+    }
+
+    /// Brakes stored before `fleetSize` held the list of the fleet's targets.
+    private enum LegacyKeys: String, CodingKey { case fleet }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        schemaVersion = try c.decode(Int.self, forKey: .schemaVersion)
+        settings = try c.decode(Settings.self, forKey: .settings)
+        if let size = try c.decodeIfPresent(Int.self, forKey: .fleetSize) {
+            fleetSize = size
+        } else {
+            fleetSize = Set(try decoder.container(keyedBy: LegacyKeys.self).decode([String].self, forKey: .fleet)).count
+        }
+        targetsInOutage = try c.decode([String].self, forKey: .targetsInOutage)
+        recentActions = try c.decode([ActionStamp].self, forKey: .recentActions)
+        engagement = try c.decodeIfPresent(Engagement.self, forKey: .engagement)
+        engagements = try c.decode(Int.self, forKey: .engagements)
+        acceptedTargets = try c.decode([String].self, forKey: .acceptedTargets)
+        countActionsSince = try c.decodeIfPresent(Date.self, forKey: .countActionsSince)
+        recentCommandIds = try c.decode([String].self, forKey: .recentCommandIds)
+        pending = try c.decodeIfPresent(Pending.self, forKey: .pending)
     }
 }

@@ -30,6 +30,9 @@ public struct VersionedWrite: Sendable, Equatable {
 public protocol VersionedStore: Sendable {
     /// The value and its version; nil when the key was never written (or was deleted).
     func load(_ key: String) async throws -> VersionedValue?
+    /// The stored version alone (0 when absent): cheaper than `load` for a value the caller has decoded
+    /// before (the decision worker's fleet brake).
+    func version(_ key: String) async throws -> Int64
     /// Stores `data` if the stored version is still `expectedVersion` (0: absent). Returns the new
     /// version, or nil when another writer got there first.
     func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64?
@@ -40,6 +43,10 @@ public protocol VersionedStore: Sendable {
     func delete(_ key: String) async throws
     /// Every stored key, sorted.
     func keys() async throws -> [String]
+}
+
+extension VersionedStore {
+    public func version(_ key: String) async throws -> Int64 { try await load(key)?.version ?? 0 }
 }
 
 /// Wake-up times, one per member (the decision worker's deadlines). Drivers: `RedisSchedule`,
