@@ -90,18 +90,7 @@ for _ in $(seq 1 100); do
 done
 
 # The fleet's topology and one broker user per worker kind, as compose's setup makes them.
-amqp_port=${AMQP_URL##*:}; amqp_port=${amqp_port%%/*}
-identities=(PROBE_USERS="$ID-probe" DECISION_USERS="$ID-decision" ACTUATOR_USERS="$ID-actuator"
-            PREDICTOR_USERS="$ID-predictor" NOTIFIER_USERS="$ID-notifier" RECORDER_USERS="$ID-recorder"
-            OPERATORS="$ID-operator" RABBITMQ_OPERATOR_USER="$ID-operator")
-declare -A password
-passwords=()
-for kind in probe predictor decision actuator notifier recorder operator; do
-  password[$kind]=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-  passwords+=("RABBITMQ_${kind^^}_PASSWORD=${password[$kind]}")
-done
-env "${identities[@]}" "${passwords[@]}" FLEET_PREFIX="$ID" AMQP_URL="$AMQP_URL" RABBITMQ_MANAGEMENT_URL="$RABBITMQ_MANAGEMENT_URL" \
-  .build/release/recoveryctl topology apply --identities > "$DIR/setup.log" 2>&1 || { cat "$DIR/setup.log" >&2; exit 1; }
+make_identities "$ID" .build/release/recoveryctl "$DIR/setup.log" || { cat "$DIR/setup.log" >&2; exit 1; }
 
 echo '{"defaults": {"grace_period": 0}}' > "$DIR/targets.json"
 common=(AWS_ENDPOINT_URL="http://127.0.0.1:$EC2_PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=AKIDSCALEBENCH
@@ -109,7 +98,7 @@ common=(AWS_ENDPOINT_URL="http://127.0.0.1:$EC2_PORT" AWS_REGION=us-east-1 AWS_A
         TARGETS_FILE="$DIR/targets.json" REDIS_URL="$REDIS_URL" LOG_LEVEL="${WORKER_LOG_LEVEL:-warning}")
 declare -A worker_pid
 for kind in probe decision; do
-  env "${common[@]}" AMQP_URL="amqp://$ID-$kind:${password[$kind]}@127.0.0.1:$amqp_port/%2f" WORKER_ID="$kind-1@$ID" \
+  env "${common[@]}" AMQP_URL="$(worker_url "$kind")" WORKER_ID="$kind-1@$ID" \
     METRICS_PORT="$(free_port)" BRAKE_MAX_ACTIONS_PER_HOUR=100000 ".build/release/$kind" 2> "$DIR/$kind.log" &
   worker_pid[$kind]=$!
   pids+=($!)

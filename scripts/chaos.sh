@@ -62,12 +62,7 @@ trap 'exit 143' TERM
 . scripts/fleet-services.sh
 
 say "building the fleet (swift build)"
-if ! swift build > "$DIR/build.log" 2>&1; then
-  grep -E "error" "$DIR/build.log" | head -20; say "swift build failed (log: $DIR/build.log)"; exit 1
-fi
-for w in probe decision actuator notifier recorder recoveryctl; do
-  [ -x ".build/debug/$w" ] || { say "the build did not produce .build/debug/$w"; exit 1; }
-done
+build_fleet "$DIR/build.log" || exit 1
 
 args=("$DIR")
 [ -n "$CI_MODE" ] && args+=(--ci)

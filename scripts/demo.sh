@@ -73,11 +73,8 @@ MOTO_URL=$AWS_ENDPOINT_URL
 
 # ---------------------------------------------------------------- 3. build (the debug build the tests use)
 say "building the fleet (swift build)"
-if ! swift build > "$DIR/logs/build.log" 2>&1; then
-  grep -E "error" "$DIR/logs/build.log" | head -20; fail "swift build failed (log: $DIR/logs/build.log)"
-fi
+build_fleet "$DIR/logs/build.log" || fail "the build failed"
 say "$(tail -1 "$DIR/logs/build.log")"
-for w in probe decision actuator notifier recorder recoveryctl; do [ -x ".build/debug/$w" ] || fail "the build did not produce .build/debug/$w"; done
 
 # ---------------------------------------------------------------- 4./5. the simulated world
 say "creating the simulated AWS world in moto (fleet tag $ID)"
@@ -117,20 +114,8 @@ read -r -a PORTS <<< "$(free_ports ${#REPLICAS[@]})"
 # The trust boundary as the deployment builds it (docs/security.md): the fleet's topology and one broker
 # user per worker kind with least-privilege permissions, made by the same command compose's setup
 # service runs. Every worker logs in as its kind's own user; the demo's operator is $ID-operator.
-amqp_port=${AMQP_URL##*:}; amqp_port=${amqp_port%%/*}
-identities=(PROBE_USERS="$ID-probe" PREDICTOR_USERS="$ID-predictor" DECISION_USERS="$ID-decision"
-            ACTUATOR_USERS="$ID-actuator" NOTIFIER_USERS="$ID-notifier" RECORDER_USERS="$ID-recorder" OPERATORS="$ID-operator"
-            RABBITMQ_OPERATOR_USER="$ID-operator")
-passwords=()
-declare -A password
-for kind in probe predictor decision actuator notifier recorder operator; do
-  password[$kind]=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-  passwords+=("RABBITMQ_${kind^^}_PASSWORD=${password[$kind]}")
-done
 say "creating the topology and one broker user per worker kind (recoveryctl topology apply --identities)"
-env "${identities[@]}" "${passwords[@]}" FLEET_PREFIX="$ID" AMQP_URL="$AMQP_URL" RABBITMQ_MANAGEMENT_URL="$RABBITMQ_MANAGEMENT_URL" \
-  .build/debug/recoveryctl topology apply --identities > "$DIR/logs/setup.log" 2>&1 || fail "topology apply failed: $(tail -3 "$DIR/logs/setup.log")"
-worker_url() { echo "amqp://$ID-$1:${password[$1]}@127.0.0.1:$amqp_port/%2f"; }
+make_identities "$ID" .build/debug/recoveryctl "$DIR/logs/setup.log" || fail "topology apply failed: $(tail -3 "$DIR/logs/setup.log")"
 
 # Shortened timings (docs/configuration.md): the whole ladder takes a few minutes instead of hours.
 common=(AWS_ENDPOINT_URL="$WORLD_AWS_URL" AWS_REGION=us-east-1 DR_REGION=us-west-2

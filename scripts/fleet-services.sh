@@ -46,3 +46,39 @@ for item in json.loads(call("GET", "users")):   # the run's broker users, one pe
 PY
   redis-cli -u "$REDIS_URL" --scan --pattern "$1:*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
 }
+
+# The trust boundary as the deployment builds it (docs/security.md): the run's topology and one broker user
+# per worker kind with least-privilege permissions, made by RECOVERYCTL as compose's setup service makes
+# them. Sets `identities` (the *_USERS, OPERATORS settings every worker needs) and `password[kind]`;
+# `worker_url KIND` is then that kind's AMQP_URL. The setup's output goes to LOG.
+#   make_identities PREFIX RECOVERYCTL LOG
+make_identities() {
+  local prefix=$1 ctl=$2 log=$3 kind passwords=()
+  identities=(PROBE_USERS="$prefix-probe" PREDICTOR_USERS="$prefix-predictor" DECISION_USERS="$prefix-decision"
+              ACTUATOR_USERS="$prefix-actuator" NOTIFIER_USERS="$prefix-notifier" RECORDER_USERS="$prefix-recorder"
+              OPERATORS="$prefix-operator" RABBITMQ_OPERATOR_USER="$prefix-operator")
+  declare -gA password
+  for kind in probe predictor decision actuator notifier recorder operator; do
+    password[$kind]=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+    passwords+=("RABBITMQ_${kind^^}_PASSWORD=${password[$kind]}")
+  done
+  identities_prefix=$prefix
+  env "${identities[@]}" "${passwords[@]}" FLEET_PREFIX="$prefix" AMQP_URL="$AMQP_URL" \
+    RABBITMQ_MANAGEMENT_URL="$RABBITMQ_MANAGEMENT_URL" "$ctl" topology apply --identities > "$log" 2>&1
+}
+worker_url() {
+  local port=${AMQP_URL##*:}; port=${port%%/*}
+  echo "amqp://$identities_prefix-$1:${password[$1]}@127.0.0.1:$port/%2f"
+}
+
+# Builds the workers (debug, as the tests do) into LOG, and checks every executable is there.
+#   build_fleet LOG
+build_fleet() {
+  local w
+  if ! swift build > "$1" 2>&1; then
+    grep -E "error" "$1" | head -20; say "swift build failed (log: $1)"; return 1
+  fi
+  for w in probe decision actuator notifier recorder recoveryctl; do
+    [ -x ".build/debug/$w" ] || { say "the build did not produce .build/debug/$w"; return 1; }
+  done
+}

@@ -178,20 +178,16 @@ public final class RedisClient: @unchecked Sendable {
         do {
             return try run(args, on: first, replicated: replicated)
         } catch {
-            if error.serverErrorCode == "READONLY" || error.serverErrorCode == "NOREPLICAS" {
+            if error.dropsConnection { connection = nil }  // frees the context; the next command reconnects
+            if error.isRefusedWrite {
                 // Demoted, or cut off from its replicas: whoever is primary now is asked for at the next
                 // connect. READONLY also means the command did not run, so it is safe to send again.
                 logger.warning(
                     "Redis at \(connectedEndpoint) refused a write (\(error.serverErrorCode!)); asking again for the primary"
                 )
-                connection = nil
                 guard error.serverErrorCode == "READONLY", resolver != nil else { throw error }
             } else {
-                guard error.kind != .server, error.kind != .invalidArgument, error.kind != .notReplicated else {
-                    throw error
-                }
-                connection = nil  // frees the context; the next command reconnects
-                guard error.kind == .connection, idempotent else { throw error }
+                guard error.dropsConnection, error.kind == .connection, idempotent else { throw error }
                 logger.warning(
                     "Redis connection to \(connectedEndpoint) broke during \(name ?? "?"); reconnecting and retrying once (idempotent): \(error.message)"
                 )
@@ -201,10 +197,7 @@ public final class RedisClient: @unchecked Sendable {
         do {
             return try run(args, on: second, replicated: replicated)
         } catch {
-            let readOnly = error.serverErrorCode == "READONLY" || error.serverErrorCode == "NOREPLICAS"
-            if readOnly || (error.kind != .server && error.kind != .invalidArgument && error.kind != .notReplicated) {
-                connection = nil
-            }
+            if error.dropsConnection { connection = nil }
             throw error
         }
     }
@@ -324,5 +317,18 @@ public final class RedisClient: @unchecked Sendable {
         var request = timespec(tv_sec: numericCast(seconds), tv_nsec: numericCast(attoseconds / 1_000_000_000))
         var remaining = timespec()
         while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
+    }
+}
+
+extension RedisError {
+    /// The server refused a write for what it is now: a replica (`READONLY`), or a primary without enough
+    /// replicas (`NOREPLICAS`). Either way the command did not run.
+    var isRefusedWrite: Bool { serverErrorCode == "READONLY" || serverErrorCode == "NOREPLICAS" }
+
+    /// Whether the connection that saw this error must be dropped: it broke, timed out or went out of step
+    /// (a late reply would answer the next command), or its server refuses writes (the next connect asks
+    /// the Sentinels again). An ordinary error reply, a refused argument or a failed WAIT leave it usable.
+    var dropsConnection: Bool {
+        isRefusedWrite || (kind != .server && kind != .invalidArgument && kind != .notReplicated)
     }
 }

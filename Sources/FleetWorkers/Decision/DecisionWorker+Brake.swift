@@ -40,9 +40,9 @@ extension DecisionWorker {
     /// Stores the brake if nobody stored another version meanwhile.
     func storeBrake(_ brake: FleetBrake, expectedVersion: Int64) async throws -> Bool {
         let data = String(decoding: try StateCodec.encode(brake), as: UTF8.self)
-        guard try await states.compareAndSet(Self.brakeKey, expectedVersion: expectedVersion, data: data) != nil else {
-            return false
-        }
+        guard let version = try await states.compareAndSet(Self.brakeKey, expectedVersion: expectedVersion, data: data)
+        else { return false }
+        brakeCache.withLock { $0 = (version, brake) }  // what was just stored needs no decoding next time
         FleetMetrics.brakeEngaged.record(brake.isEngaged ? 1 : 0)
         return true
     }

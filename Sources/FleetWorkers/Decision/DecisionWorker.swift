@@ -261,10 +261,11 @@ public final class DecisionWorker: Sendable {
                         Self.brakeKey, expectedVersion: brake.version,
                         data: String(decoding: try StateCodec.encode(decided), as: UTF8.self)))
             }
-            guard let version = try await states.compareAndSet(all: writes)?.first else {
+            guard let versions = try await states.compareAndSet(all: writes), let version = versions.first else {
                 FleetMetrics.decisionConflicts.increment()
                 continue
             }
+            if versions.count == 2 { brakeCache.withLock { $0 = (versions[1], decided) } }
             return try await carryOut(actions, of: machine, storedAs: version)
         }
         throw DecisionError(
