@@ -7,6 +7,7 @@ import HTTPTransport
 import Logging
 import RecoveryCore
 import RedisStore
+import Synchronization
 
 // Worker benchmarks (issue 4). See docs/benchmarks.md.
 
@@ -180,6 +181,53 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
             format:
                 "decision worker: %d events over %d targets, %d in parallel, in %.2f s: %.0f events/s (Redis CAS per event); RSS %.1f MiB",
             workerEvents, targets, concurrency, elapsed, Double(workerEvents) / elapsed, rssMiB()))
+
+    // (3) As the decision executable runs: the observations wait on the real queue, the worker consumes
+    // them in its per-target lanes, decides each through Redis, publishes with confirms, acks.
+    let topology = services.topology
+    let queued = (0..<workerEvents).map { i in
+        let t = i % targets
+        let healthy = !(7..<10).contains((i / targets) % 20)
+        return Envelope(
+            type: .observation, id: "q\(i)", target: "bench-\(t)", instanceId: String(format: "i-%017x", t),
+            occurredAt: Date(), body: ProbeResult(prober: "p", healthy: healthy))
+    }
+    for envelope in queued {
+        try! await publisher.publish(
+            OutgoingMessage(
+                exchange: topology.exchange,
+                routingKey: FleetTopology.routingKey(.observation, target: envelope.target!),
+                body: try! EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: envelope.id)))
+    }
+    let lanes = options.int("lanes", default: DecisionWorker.Options(workerId: "").lanes)
+    let consumer = AMQPConsumer(
+        configuration: services.amqp, topology: topology.amqp, queue: topology.observationsQueue,
+        prefetch: UInt16(lanes * 4))
+    let handled = Counter()
+    let loop = MessageWorker(
+        consumer: consumer,
+        deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "bench"),
+        logger: Logger(label: "bench"), senders: nil, decode: DecisionWorker.decodeObservationQueue,
+        handler: { input, delivery in
+            try await decision.handle(input, delivery: delivery)
+            handled.add()
+        })
+    let redisBefore = redis.pipelining
+    let consumeStart = ContinuousClock.now
+    let running = Task { await loop.run(lanes: lanes, laneKey: MessageWorker<DecisionInput>.targetOfRoutingKey) }
+    while handled.value < workerEvents { try? await Task.sleep(for: .milliseconds(2)) }
+    let consumed = seconds(ContinuousClock.now - consumeStart)
+    let redisAfter = redis.pipelining
+    print(
+        String(
+            format:
+                "decision worker through the broker: %d queued observations consumed, decided and acked in %d lanes in %.2f s: %.0f events/s; %.1f Redis commands per round trip; RSS %.1f MiB",
+            workerEvents, lanes, consumed, Double(workerEvents) / consumed,
+            Double(redisAfter.commands - redisBefore.commands)
+                / Double(max(1, redisAfter.batches - redisBefore.batches)),
+            rssMiB()))
+    await consumer.shutdown()
+    await running.value
     await publisher.shutdown()
     await redis.close()
     await services.cleanUp()
@@ -263,6 +311,12 @@ func runPipelineBenchmark(_ options: BenchOptions) async {
     await publisher.shutdown()
     await redis.close()
     await services.cleanUp()
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }
 
 actor SentTimes {

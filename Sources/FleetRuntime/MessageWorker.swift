@@ -123,10 +123,52 @@ public struct MessageWorker<Message: Sendable>: Sendable {
         }
     }
 
+    /// Runs until the consumer is shut down, handling deliveries in `lanes` concurrent lanes: deliveries
+    /// with the same `laneKey` go to the same lane and are handled one after another, in delivery order;
+    /// different lanes run at once. The decision worker keys by target, so one target's events keep their
+    /// order while the fleet's are decided in parallel (and share Redis round trips). The consumer's
+    /// prefetch bounds how many wait in the lanes; give it a few per lane.
+    public func run(lanes: Int, laneKey: @escaping @Sendable (AMQPDelivery) -> String) async {
+        guard lanes > 1 else { return await run() }
+        await withTaskGroup(of: Void.self) { group in
+            var queues: [AsyncStream<AMQPDelivery>.Continuation] = []
+            for _ in 0..<lanes {
+                let (stream, queue) = AsyncStream<AMQPDelivery>.makeStream()
+                queues.append(queue)
+                group.addTask {
+                    for await delivery in stream { await self.process(delivery) }
+                }
+            }
+            for await delivery in consumer.deliveries {
+                var hasher = Hasher()
+                hasher.combine(laneKey(delivery))
+                queues[Int(UInt(bitPattern: hasher.finalize()) % UInt(lanes))].yield(delivery)
+            }
+            // The source ended (shutdown): every lane handles what it holds, then the group returns.
+            for queue in queues { queue.finish() }
+        }
+    }
+
+    /// The target of a `<type>.<target>` routing key (`MessageType.routingKey(target:)`; types may have a
+    /// dot themselves, as `action.event`); the whole key when no type matches. A sender can choose any key:
+    /// it only picks the lane, never what is decided (the handler reads the target from the envelope).
+    @Sendable public static func targetOfRoutingKey(_ delivery: AMQPDelivery) -> String {
+        let key = delivery.routingKey
+        for type in MessageType.allCases where key.hasPrefix(type.rawValue + ".") {
+            return String(key.dropFirst(type.rawValue.count + 1))
+        }
+        return key
+    }
+
     /// The worker as a service: runs until graceful shutdown stops its source; `run` returns once the
     /// deliveries in flight are handled. List it after the clients its handler uses (see `WorkerRuntime`).
     public func service(concurrency: Int = 1) -> ClosureService {
         ClosureService(run: { await run(concurrency: concurrency) }, stop: { await consumer.stop() })
+    }
+
+    /// The worker as a service that handles deliveries in per-key lanes (`run(lanes:laneKey:)`).
+    public func service(lanes: Int, laneKey: @escaping @Sendable (AMQPDelivery) -> String) -> ClosureService {
+        ClosureService(run: { await run(lanes: lanes, laneKey: laneKey) }, stop: { await consumer.stop() })
     }
 
     func process(_ delivery: AMQPDelivery) async {

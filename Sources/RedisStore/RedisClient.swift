@@ -1,5 +1,6 @@
 import Dispatch
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -92,6 +93,19 @@ public final class RedisClient: @unchecked Sendable {
     private let logger: Logger
     private let queue: DispatchQueue
 
+    /// Batches drained and commands in them, since the client was made (`pipelining`).
+    private let counts = Mutex<(roundTrips: Int, commands: Int)>((0, 0))
+
+    /// How many batches the client sent and how many commands they held: commands ÷ batches is the
+    /// pipelining achieved (1 when callers never overlap). For benchmarks and tests.
+    public var pipelining: (batches: Int, commands: Int) { counts.withLock { ($0.roundTrips, $0.commands) } }
+
+    /// Commands waiting for the queue right now (tests).
+    var waitingCommands: Int { pending.withLock { $0.requests.count } }
+
+    /// Commands not yet taken by `drain`, and whether a drain is scheduled.
+    private let pending = Mutex<(requests: [Request], draining: Bool)>(([], false))
+
     // Confined to `queue`.
     private var connection: RedisConnection?
     private var isClosed = false
@@ -145,14 +159,52 @@ public final class RedisClient: @unchecked Sendable {
     {
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<RedisValue, RedisError>, Never>) in
-            queue.async {
-                continuation.resume(
-                    returning: Result { () throws(RedisError) in
-                        try self.execute(args, idempotent: idempotent, replicated: replicated)
-                    })
+            let request = Request(args: args, idempotent: idempotent, replicated: replicated, reply: continuation)
+            let startsDrain = pending.withLock { state in
+                state.requests.append(request)
+                defer { state.draining = true }
+                return !state.draining
             }
+            if startsDrain { queue.async { self.drain() } }
         }
         return try result.get()
+    }
+
+    /// A caller's command waiting for the queue.
+    private struct Request: Sendable {
+        let args: [[UInt8]]
+        let idempotent: Bool
+        let replicated: Bool
+        let reply: CheckedContinuation<Result<RedisValue, RedisError>, Never>
+    }
+
+    /// At most this many commands go out in one pipeline.
+    private static let maxBatch = 256
+
+    /// Runs the commands waiting now as one pipeline, then schedules itself again while more wait (a new
+    /// block each time, so `close` is never starved). While one pipeline is on the wire, the commands of
+    /// every other caller gather in `pending`: under load a round trip serves many of them (auto-pipelining).
+    private func drain() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        let batch = pending.withLock { state in
+            let taken = Array(state.requests.prefix(Self.maxBatch))
+            state.requests.removeFirst(taken.count)
+            return taken
+        }
+        counts.withLock {
+            $0.roundTrips += 1
+            $0.commands += batch.count
+        }
+        if batch.count == 1 {
+            batch[0].reply.resume(returning: Result { () throws(RedisError) in try self.execute(batch[0]) })
+        } else {
+            executePipeline(batch)
+        }
+        let more = pending.withLock { state in
+            state.draining = !state.requests.isEmpty
+            return state.draining
+        }
+        if more { queue.async { self.drain() } }
     }
 
     /// Closes the connection; later commands throw `.closed`.
@@ -168,38 +220,157 @@ public final class RedisClient: @unchecked Sendable {
 
     // MARK: On `queue` only
 
-    private func execute(_ args: [[UInt8]], idempotent: Bool, replicated: Bool) throws(RedisError) -> RedisValue {
+    private func execute(_ request: Request) throws(RedisError) -> RedisValue {
         dispatchPrecondition(condition: .onQueue(queue))
-        let name = args.first.map { String(decoding: $0, as: UTF8.self).uppercased() }
-        guard !isClosed else {
-            throw RedisError(kind: .closed, message: "closed", endpoint: url.endpoint, command: name, user: url.user)
-        }
+        let name = RedisConnection.name(request.args)
+        guard !isClosed else { throw closedError(name) }
         let first = try healthyConnection(command: name)
         do {
-            return try run(args, on: first, replicated: replicated)
+            return try run(request.args, on: first, replicated: request.replicated)
         } catch {
             if error.dropsConnection { connection = nil }  // frees the context; the next command reconnects
-            if error.isRefusedWrite {
-                // Demoted, or cut off from its replicas: whoever is primary now is asked for at the next
-                // connect. READONLY also means the command did not run, so it is safe to send again.
-                logger.warning(
-                    "Redis at \(connectedEndpoint) refused a write (\(error.serverErrorCode!)); asking again for the primary"
-                )
-                guard error.serverErrorCode == "READONLY", resolver != nil else { throw error }
-            } else {
-                guard error.dropsConnection, error.kind == .connection, idempotent else { throw error }
-                logger.warning(
-                    "Redis connection to \(connectedEndpoint) broke during \(name ?? "?"); reconnecting and retrying once (idempotent): \(error.message)"
-                )
-            }
+            return try resend(request, after: error)
+        }
+    }
+
+    /// Sends a command whose first attempt failed with `error` once more, when that is safe (the caller has
+    /// dropped the connection if `error.dropsConnection`); otherwise throws `error`.
+    private func resend(_ request: Request, after error: RedisError) throws(RedisError) -> RedisValue {
+        let name = RedisConnection.name(request.args)
+        if error.isRefusedWrite {
+            // Demoted, or cut off from its replicas: whoever is primary now is asked for at the next
+            // connect. READONLY also means the command did not run, so it is safe to send again.
+            logger.warning(
+                "Redis at \(connectedEndpoint) refused a write (\(error.serverErrorCode!)); asking again for the primary"
+            )
+            guard error.serverErrorCode == "READONLY", resolver != nil else { throw error }
+        } else {
+            guard error.dropsConnection, error.kind == .connection, request.idempotent else { throw error }
+            logger.warning(
+                "Redis connection to \(connectedEndpoint) broke during \(name ?? "?"); reconnecting and retrying once (idempotent): \(error.message)"
+            )
         }
         let second = try healthyConnection(command: name)
         do {
-            return try run(args, on: second, replicated: replicated)
+            return try run(request.args, on: second, replicated: request.replicated)
         } catch {
             if error.dropsConnection { connection = nil }
             throw error
         }
+    }
+
+    private func closedError(_ name: String?) -> RedisError {
+        RedisError(kind: .closed, message: "closed", endpoint: url.endpoint, command: name, user: url.user)
+    }
+
+    /// Several callers' commands as one pipeline: all are written, then the replies read in order. Each
+    /// command keeps the rules of a single one (`execute`): its own error reply is its own; a replicated
+    /// write is followed by its `WAIT`; when the connection breaks while replies are outstanding, those
+    /// commands may or may not have run, so only the idempotent ones are sent again (and a `READONLY`
+    /// one, which did not run), each on its own after a reconnect.
+    /// Each caller is answered as soon as its reply is read (a blocking command further down the pipeline
+    /// does not hold up the replies before it).
+    private func executePipeline(_ batch: [Request]) {
+        guard !isClosed else {
+            for request in batch {
+                request.reply.resume(returning: .failure(closedError(RedisConnection.name(request.args))))
+            }
+            return
+        }
+        let link: RedisConnection
+        do { link = try healthyConnection(command: nil) } catch {
+            for request in batch { request.reply.resume(returning: .failure(error)) }
+            return
+        }
+        var sent = 0
+        for request in batch {
+            do {
+                try link.append(request.args)
+                if request.replicated && options.replicas > 0 { try link.append(waitCommand) }
+            } catch { break }  // not sent; the ones after it are sent on their own below
+            sent += 1
+        }
+        // Commands to send again once every reply is read, with the error of their first attempt (nil: never
+        // sent).
+        var later: [(Request, RedisError?)] = batch.dropFirst(sent).map { ($0, nil) }
+        var broken: RedisError?
+        var refused = false
+        for request in batch.prefix(sent) {
+            if let broken {
+                // Its reply never came: it may or may not have run. The error names this command.
+                let name = RedisConnection.name(request.args)
+                later.append(
+                    (
+                        request,
+                        RedisError(
+                            kind: broken.kind, message: broken.message, endpoint: broken.endpoint, command: name,
+                            user: broken.user)
+                    ))
+                continue
+            }
+            var result: Result<RedisValue, RedisError>
+            do {
+                result = .success(try link.readReply(command: RedisConnection.name(request.args)))
+            } catch  where error.dropsConnection && !error.isRefusedWrite {
+                broken = error
+                later.append((request, error))
+                continue
+            } catch {
+                result = .failure(error)
+            }
+            if request.replicated && options.replicas > 0 {
+                do {
+                    let acknowledged = try link.readReply(command: "WAIT").integer ?? -1
+                    if case .success = result, let shortfall = replicationShortfall(acknowledged) {
+                        result = .failure(shortfall)
+                    }
+                } catch {
+                    if error.kind != .server { broken = error }
+                    if case .success = result { result = .failure(waitFailed(error)) }
+                }
+            }
+            if case .failure(let error) = result, error.isRefusedWrite {
+                refused = true
+                later.append((request, error))
+            } else {
+                request.reply.resume(returning: result)
+            }
+        }
+        if broken != nil || refused { connection = nil }
+        for (request, error) in later {
+            request.reply.resume(
+                returning: Result { () throws(RedisError) in
+                    guard let error else { return try execute(request) }
+                    return try resend(request, after: error)
+                })
+        }
+    }
+
+    private var waitCommand: [[UInt8]] {
+        ["WAIT", String(options.replicas), String(options.replicaTimeout.roundedUpMilliseconds)].map {
+            Array($0.utf8)
+        }
+    }
+
+    /// `.notReplicated` when fewer than `options.replicas` acknowledged.
+    private func replicationShortfall(_ acknowledged: Int64) -> RedisError? {
+        guard acknowledged < options.replicas else { return nil }
+        let timeout = options.replicaTimeout.roundedUpMilliseconds
+        return RedisError(
+            kind: .notReplicated,
+            message:
+                "\(max(acknowledged, 0)) of \(options.replicas) replicas acknowledged the write within \(timeout) ms: a fail-over now could lose it",
+            endpoint: connectedEndpoint, command: "WAIT", user: url.user)
+    }
+
+    /// What a failed `WAIT` makes of the write before it: a server refusal (NOPERM: an ACL without +wait) is a
+    /// setting to fix and passes through; anything else means the replication could not be checked.
+    private func waitFailed(_ error: RedisError) -> RedisError {
+        if error.kind == .server { return error }
+        return RedisError(
+            kind: .notReplicated,
+            message: "the write was made but its replication could not be checked: \(error.message)",
+            endpoint: connectedEndpoint, command: "WAIT", user: url.user)
     }
 
     /// Sends the command and, for a replicated write, `WAIT` on the same connection right after it (WAIT
@@ -209,29 +380,14 @@ public final class RedisClient: @unchecked Sendable {
     {
         let reply = try connection.run(args)
         guard replicated, options.replicas > 0 else { return reply }
-        let timeout = options.replicaTimeout.roundedUpMilliseconds
         let acknowledged: Int64
         do {
-            acknowledged =
-                try connection.run(
-                    ["WAIT", String(options.replicas), String(timeout)].map { Array($0.utf8) }
-                ).integer ?? -1
+            acknowledged = try connection.run(waitCommand).integer ?? -1
         } catch {
-            // Refused by the server (NOPERM: an ACL without +wait): a setting to fix, not a passing state.
-            if error.kind == .server { throw error }
-            self.connection = nil
-            throw RedisError(
-                kind: .notReplicated,
-                message: "the write was made but its replication could not be checked: \(error.message)",
-                endpoint: connectedEndpoint, command: "WAIT", user: url.user)
+            if error.kind != .server { self.connection = nil }
+            throw waitFailed(error)
         }
-        guard acknowledged >= options.replicas else {
-            throw RedisError(
-                kind: .notReplicated,
-                message:
-                    "\(max(acknowledged, 0)) of \(options.replicas) replicas acknowledged the write within \(timeout) ms: a fail-over now could lose it",
-                endpoint: connectedEndpoint, command: "WAIT", user: url.user)
-        }
+        if let shortfall = replicationShortfall(acknowledged) { throw shortfall }
         return reply
     }
 

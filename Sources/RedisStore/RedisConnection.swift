@@ -74,12 +74,25 @@ final class RedisConnection {
 
     /// Sends one command (binary-safe argv) and waits for its reply.
     func run(_ args: [[UInt8]]) throws(RedisError) -> RedisValue {
-        let name = args.first.map { String(decoding: $0, as: UTF8.self).uppercased() }
+        try append(args)
+        return try readReply(command: Self.name(args))
+    }
+
+    /// The command's name as errors give it (upper case).
+    static func name(_ args: [[UInt8]]) -> String? {
+        args.first.map { String(decoding: $0, as: UTF8.self).uppercased() }
+    }
+
+    /// Queues one command in hiredis's output buffer without sending it; `readReply` sends everything
+    /// queued and reads the oldest reply. Several appends then as many reads are a pipeline: one write,
+    /// the replies in order (RedisClient batches concurrent callers' commands this way).
+    func append(_ args: [[UInt8]]) throws(RedisError) {
         guard !args.isEmpty else {
             throw RedisError(kind: .invalidArgument, message: "a command needs at least one argument", user: user)
         }
-        // One flat buffer holds every argument; argv points into it for the duration of the call.
-        // A trailing byte keeps the buffer non-empty so even empty arguments get a valid pointer.
+        // One flat buffer holds every argument; argv points into it for the duration of the call (hiredis
+        // copies the formatted command into its own buffer). A trailing byte keeps the buffer non-empty so
+        // even empty arguments get a valid pointer.
         var flat: [UInt8] = []
         flat.reserveCapacity(args.reduce(1) { $0 + $1.count })
         var offsets: [Int] = []
@@ -93,19 +106,27 @@ final class RedisConnection {
         }
         flat.append(0)
 
-        let (reply, savedErrno) = flat.withUnsafeBufferPointer { buffer in
+        let (status, savedErrno) = flat.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
             var argv: [UnsafePointer<CChar>?] = offsets.map { base + $0 }
             return argv.withUnsafeMutableBufferPointer { argvBuffer in
                 lengths.withUnsafeBufferPointer { lengthBuffer in
-                    let reply = redisCommandArgv(
-                        context, Int32(args.count), argvBuffer.baseAddress!,
-                        lengthBuffer.baseAddress!)
-                    return (reply, errno)
+                    let status = redisAppendCommandArgv(
+                        context, Int32(args.count), argvBuffer.baseAddress!, lengthBuffer.baseAddress!)
+                    return (status, errno)
                 }
             }
         }
-        return try check(reply, errno: savedErrno, command: name)
+        try check(status: status, errno: savedErrno, command: Self.name(args))
+    }
+
+    /// Flushes what `append` queued (if not yet sent) and reads the next reply.
+    func readReply(command: String?) throws(RedisError) -> RedisValue {
+        var reply: UnsafeMutableRawPointer?
+        let status = redisGetReply(context, &reply)
+        let savedErrno = errno
+        if status != REDIS_OK { reply = nil }
+        return try check(reply, errno: savedErrno, command: command)
     }
 
     /// True when the connection cannot carry another command: hiredis flagged an error, or the socket is

@@ -22,11 +22,16 @@ do {
     let amqp = try env.amqp()
     try env.checkIdentity(amqp, role: .decision, logger: logger)
     let publisher = AMQPPublisher(configuration: amqp, topology: topology.amqp, logger: logger)
+    let lanes = try env.int("DECISION_LANES", default: 16)
+    guard (1...256).contains(lanes) else { throw ConfigurationError("DECISION_LANES must be 1 to 256, not \(lanes)") }
+    // A few deliveries waiting per lane, so a lane that finishes finds its next one already here.
     let observations = AMQPConsumer(
-        configuration: amqp, topology: topology.amqp, queue: topology.observationsQueue, logger: logger)
+        configuration: amqp, topology: topology.amqp, queue: topology.observationsQueue,
+        prefetch: UInt16(lanes * 4), logger: logger)
     let commands = AMQPConsumer(
         configuration: amqp, topology: topology.amqp, queue: topology.commandsQueue, logger: logger)
     var options = DecisionWorker.Options(workerId: env.workerId)
+    options.lanes = lanes
     options.operators = env.identities.users[.operator] ?? []
     if options.operators.isEmpty {
         logger.warning(

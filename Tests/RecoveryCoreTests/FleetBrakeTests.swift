@@ -55,6 +55,47 @@ struct FleetBrakeTests {
         #expect(legacy.fleetSize == 3 && legacy.targetsInOutage == ["site-1"])
     }
 
+    /// Schema 2 stores the lists that grow with an outage as one string each; any name survives the round
+    /// trip (tabs, newlines, percent signs, an empty name, non-ASCII), and a brake of schema 1 (JSON arrays)
+    /// still loads and is written back as 2.
+    @Test func theGrowingListsAreCompactAndEveryNameSurvives() throws {
+        let awkward = ["a\tb", "line\nbreak", "100%", "%0A", "%E", "", "héllo wörld", "x\t%\n%25"]
+        var brake = FleetBrake(settings: .init(), fleet: awkward + (0..<20).map { "site-\($0)" })
+        for (i, name) in awkward.enumerated() {
+            _ = brake.handle(.outageOpened(target: name), now: t0)
+            _ = brake.handle(.destructiveActionRequested(target: name, idempotencyKey: "key\t\(i)\n%"), now: t0)
+        }
+        #expect(brake.isEngaged)
+        let stored = try StateCodec.encode(brake)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(stored)) as? [String: Any])
+        #expect(json["schemaVersion"] as? Int == 2)
+        #expect(json["targetsInOutage"] is String && json["recentActions"] is String)
+        let decoded = try StateCodec.decodeBrake(stored)
+        #expect(decoded == brake)
+        #expect(Set(decoded.targetsInOutage) == Set(awkward))
+
+        // The same brake as schema 1 wrote it.
+        var old = json
+        old["schemaVersion"] = 1
+        old["targetsInOutage"] = brake.targetsInOutage
+        old["acceptedTargets"] = brake.acceptedTargets
+        old["recentActions"] = try brake.recentActions.map { stamp in
+            try JSONSerialization.jsonObject(
+                with: Data(try JSONEncoder().encode(["idempotencyKey": stamp.idempotencyKey, "target": stamp.target])))
+                as! [String: Any]
+        }
+        for i in 0..<brake.recentActions.count {
+            var stamps = old["recentActions"] as! [[String: Any]]
+            stamps[i]["at"] = Timestamp.format(brake.recentActions[i].at)
+            old["recentActions"] = stamps
+        }
+        let legacy = try StateCodec.decodeBrake(Array(try JSONSerialization.data(withJSONObject: old)))
+        #expect(legacy.targetsInOutage == brake.targetsInOutage)
+        #expect(legacy.recentActions.map(\.idempotencyKey) == brake.recentActions.map(\.idempotencyKey))
+        #expect(legacy.schemaVersion == 2)
+        #expect(try StateCodec.decodeBrake(try StateCodec.encode(legacy)) == legacy)
+    }
+
     /// A target discovered after the last fleet update counts in the outage only: the share can only be
     /// larger than with the full list, so the brake engages sooner, never later.
     @Test func anOutageOfATargetNotYetInTheFleetCountsOnTheSafeSide() {

@@ -31,6 +31,9 @@ public final class DecisionWorker: Sendable {
         public var brakeSettings = FleetBrake.Settings()
         public var tick: Duration = .seconds(1)
         public var catalogRefresh: Duration = .seconds(60)
+        /// Observations decided at once, in per-target lanes (`MessageWorker.run(lanes:laneKey:)`): one
+        /// target's events in order, the fleet's in parallel. DECISION_LANES; default 16.
+        public var lanes = 16
         public init(workerId: String) { self.workerId = workerId }
     }
 
@@ -47,6 +50,8 @@ public final class DecisionWorker: Sendable {
     let known = KnownTargets()
     /// The last brake decoded, with its version (DecisionWorker+Brake.swift).
     let brakeCache = Mutex<(version: Int64, brake: FleetBrake)?>(nil)
+    /// Held while an event that changes the brake is decided and stored (see `apply`).
+    let brakeGate = AsyncLock()
     private let refusedOperators = Mutex<Set<String>>([])
 
     /// The worker on its ports: production passes the Redis and AMQP drivers, unit tests the memory ones
@@ -218,6 +223,8 @@ public final class DecisionWorker: Sendable {
     /// the brake engaged, and two replicas can never both pass it at its last free slot.
     func apply(_ event: TargetMachine.Event, to target: String, instanceHint: String?) async throws {
         let key = Self.stateKey(target)
+        var gated = false
+        defer { if gated { brakeGate.unlock() } }
         for _ in 0..<20 {
             let now = clock()
             let loaded = try await states.load(key)
@@ -240,6 +247,15 @@ public final class DecisionWorker: Sendable {
                 guard !brakeEngaged else {
                     throw DecisionError("the fleet brake refused a step decided with it engaged")
                 }
+            }
+            if decided != brake.brake && !gated {
+                // An event that changes the brake (an outage opening or closing, a step counted) is decided
+                // again, and stored, holding the replica's brake gate: the events handled concurrently here
+                // otherwise all wrote the one brake at once and lost the compare-and-set to each other, over
+                // and over, in a mass outage. Only other replicas' writes can still make it decide again.
+                await brakeGate.lock()
+                gated = true
+                continue
             }
             for case .publish(let message) in actions {
                 machine.outbox.append(try OutboxItem(message, producer: options.workerId, now: now))
@@ -266,6 +282,10 @@ public final class DecisionWorker: Sendable {
                 continue
             }
             if versions.count == 2 { brakeCache.withLock { $0 = (versions[1], decided) } }
+            if gated {
+                brakeGate.unlock()  // stored: the next one may decide on this brake
+                gated = false
+            }
             return try await carryOut(actions, of: machine, storedAs: version)
         }
         throw DecisionError(
@@ -453,7 +473,8 @@ public final class DecisionWorker: Sendable {
     ) -> [any Service] {
         clients + [
             LoopService(run: { await self.runCatalog() }), LoopService(run: { await self.runTicker() }),
-            observations.service(), commands.service(),
+            observations.service(lanes: options.lanes, laneKey: MessageWorker<DecisionInput>.targetOfRoutingKey),
+            commands.service(),
         ]
     }
 

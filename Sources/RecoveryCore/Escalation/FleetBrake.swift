@@ -13,7 +13,9 @@ import Foundation
 ///
 /// The per-target machines feed it through their `.reportToFleet(_)` actions.
 public struct FleetBrake: Codable, Sendable, Equatable {
-    public static let currentSchemaVersion = 1
+    /// 2: the lists of targets and of recent steps are stored as one string each (`CompactRows`); a worker
+    /// that reads only 1 refuses a brake of 2 with "upgrade the worker" rather than misreading it.
+    public static let currentSchemaVersion = 2
     static let commandMemory = 64
 
     public struct Settings: Codable, Sendable, Equatable {
@@ -291,20 +293,81 @@ extension FleetBrake {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        schemaVersion = try c.decode(Int.self, forKey: .schemaVersion)
+        schemaVersion = Self.currentSchemaVersion  // what this value is written as from now on
         settings = try c.decode(Settings.self, forKey: .settings)
         if let size = try c.decodeIfPresent(Int.self, forKey: .fleetSize) {
             fleetSize = size
         } else {
             fleetSize = Set(try decoder.container(keyedBy: LegacyKeys.self).decode([String].self, forKey: .fleet)).count
         }
-        targetsInOutage = try c.decode([String].self, forKey: .targetsInOutage)
-        recentActions = try c.decode([ActionStamp].self, forKey: .recentActions)
+        if try c.decode(Int.self, forKey: .schemaVersion) >= 2 {
+            targetsInOutage = CompactRows.split(try c.decode(String.self, forKey: .targetsInOutage)).map { $0[0] }
+            acceptedTargets = CompactRows.split(try c.decode(String.self, forKey: .acceptedTargets)).map { $0[0] }
+            recentActions = try CompactRows.split(try c.decode(String.self, forKey: .recentActions)).map { row in
+                guard row.count == 3, let seconds = Double(row[0]) else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .recentActions, in: c, debugDescription: "a recent step is not 'time, key, target'")
+                }
+                return ActionStamp(idempotencyKey: row[1], target: row[2], at: Date(timeIntervalSince1970: seconds))
+            }
+        } else {
+            targetsInOutage = try c.decode([String].self, forKey: .targetsInOutage)
+            acceptedTargets = try c.decode([String].self, forKey: .acceptedTargets)
+            recentActions = try c.decode([ActionStamp].self, forKey: .recentActions)
+        }
         engagement = try c.decodeIfPresent(Engagement.self, forKey: .engagement)
         engagements = try c.decode(Int.self, forKey: .engagements)
-        acceptedTargets = try c.decode([String].self, forKey: .acceptedTargets)
         countActionsSince = try c.decodeIfPresent(Date.self, forKey: .countActionsSince)
         recentCommandIds = try c.decode([String].self, forKey: .recentCommandIds)
         pending = try c.decodeIfPresent(Pending.self, forKey: .pending)
+    }
+
+    /// The three lists that grow with the fleet (one name per target in outage, one stamp per step in the
+    /// hour) are one string each: the brake is written with every outage that opens or closes, and as JSON
+    /// arrays a mass outage made each of those writes cost milliseconds (docs/benchmarks.md).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(Self.currentSchemaVersion, forKey: .schemaVersion)
+        try c.encode(settings, forKey: .settings)
+        try c.encode(fleetSize, forKey: .fleetSize)
+        try c.encode(CompactRows.join(targetsInOutage.map { [$0] }), forKey: .targetsInOutage)
+        try c.encode(
+            CompactRows.join(recentActions.map { ["\($0.at.timeIntervalSince1970)", $0.idempotencyKey, $0.target] }),
+            forKey: .recentActions)
+        try c.encodeIfPresent(engagement, forKey: .engagement)
+        try c.encode(engagements, forKey: .engagements)
+        try c.encode(CompactRows.join(acceptedTargets.map { [$0] }), forKey: .acceptedTargets)
+        try c.encodeIfPresent(countActionsSince, forKey: .countActionsSince)
+        try c.encode(recentCommandIds, forKey: .recentCommandIds)
+        try c.encodeIfPresent(pending, forKey: .pending)
+    }
+}
+
+/// Rows of strings as one string: fields joined by a tab, rows by a newline; `%`, tab and newline inside a
+/// field are percent-escaped and an empty field is `%E`, so any rows survive the round trip.
+enum CompactRows {
+    static func join(_ rows: [[String]]) -> String {
+        rows.map { $0.map(escape).joined(separator: "\t") }.joined(separator: "\n")
+    }
+
+    static func split(_ text: String) -> [[String]] {
+        guard !text.isEmpty else { return [] }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).map { row in
+            row.split(separator: "\t", omittingEmptySubsequences: false).map { unescape(String($0)) }
+        }
+    }
+
+    private static func escape(_ field: String) -> String {
+        if field.isEmpty { return "%E" }
+        guard field.utf8.contains(where: { $0 == 0x25 || $0 == 0x09 || $0 == 0x0A }) else { return field }
+        return field.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\t", with: "%09")
+            .replacingOccurrences(of: "\n", with: "%0A")
+    }
+
+    private static func unescape(_ field: String) -> String {
+        guard field.utf8.contains(0x25) else { return field }
+        if field == "%E" { return "" }
+        return field.replacingOccurrences(of: "%0A", with: "\n").replacingOccurrences(of: "%09", with: "\t")
+            .replacingOccurrences(of: "%25", with: "%")
     }
 }
