@@ -49,6 +49,9 @@ func runAMQPBenchmark(_ options: BenchOptions) async {
     }
     let published = ContinuousClock.now
     let n = await consumed
+    // Acks are queued, not awaited: the figure ends when the consumer has sent the last one and closed
+    // (shutdown waits for every delivery in flight to be settled), which is later than the raw loop's end.
+    await consumer.shutdown()
     let end = ContinuousClock.now
     let seconds = Double((end - start).components.attoseconds) / 1e18 + Double((end - start).components.seconds)
     let publishSeconds =
@@ -58,7 +61,6 @@ func runAMQPBenchmark(_ options: BenchOptions) async {
             format:
                 "amqp swift: %d messages (256 B, quorum queue, window %d): publish+confirm %.0f msg/s; publish+confirm+consume+ack %.0f msg/s",
             n, window, Double(count) / publishSeconds, Double(n) / seconds))
-    await consumer.shutdown()
     await publisher.shutdown()
     let admin = AMQPAdmin(configuration: config)
     try? await admin.deleteQueue(queue)

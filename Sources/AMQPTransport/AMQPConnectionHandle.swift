@@ -350,8 +350,9 @@ final class AMQPConnectionHandle {
         }
     }
 
-    func ack(tag: UInt64) throws(AMQPError) {
-        let status = amqp_basic_ack(state, channel, tag, 0)
+    /// `multiple`: every outstanding delivery up to and including `tag`.
+    func ack(tag: UInt64, multiple: Bool = false) throws(AMQPError) {
+        let status = amqp_basic_ack(state, channel, tag, multiple ? 1 : 0)
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError.library(status: status, message: Self.statusString(status), context: "basic.ack")
         }

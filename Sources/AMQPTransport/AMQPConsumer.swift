@@ -33,10 +33,15 @@ public final class AMQPConsumer: Sendable {
 
     deinit { state.requestStop(drainTimeout: .zero) }
 
-    /// Acknowledges a delivery. Returns false when its connection is gone (the broker has requeued it).
+    /// Acknowledges a delivery. Returns false when its connection is already gone (the broker has requeued
+    /// it). Does not wait for the consumer's thread: the ack is queued and goes out in its next turn,
+    /// together with the others queued by then (as one `basic.ack multiple` where they are the oldest in
+    /// flight). True therefore means "sent on the live connection", as it did when it waited for the write:
+    /// a connection that breaks right after loses acks the broker had not read either way, and the broker
+    /// redelivers those messages.
     @discardableResult
     public func ack(_ delivery: AMQPDelivery) async -> Bool {
-        await state.settle(delivery, .ack)
+        state.queueAck(delivery)
     }
 
     /// Negatively acknowledges a delivery. With `requeue` it goes back to the queue; without, the queue
@@ -66,13 +71,16 @@ final class ConsumerState: Sendable {
         let tag: UInt64
         let generation: UInt64
         let settlement: Settlement
-        let continuation: CheckedContinuation<Bool, Never>
+        /// Nil for an ack, which nobody waits for (`queueAck`).
+        let continuation: CheckedContinuation<Bool, Never>?
     }
     struct Shared {
         var commands: [Command] = []
         var stopping = false
         var drainTimeout: Duration = .zero
         var finished = false
+        /// The generation of the live connection; nil while there is none.
+        var liveGeneration: UInt64?
     }
     let shared = Mutex(Shared())
     let wakeup = Wakeup()
@@ -92,6 +100,18 @@ final class ConsumerState: Sendable {
             }
             if accepted { wakeup.signal() } else { continuation.resume(returning: false) }
         }
+    }
+
+    func queueAck(_ delivery: AMQPDelivery) -> Bool {
+        let accepted = shared.withLock { s -> Bool in
+            guard !s.finished, s.liveGeneration == delivery.generation else { return false }
+            s.commands.append(
+                Command(tag: delivery.deliveryTag, generation: delivery.generation, settlement: .ack, continuation: nil)
+            )
+            return true
+        }
+        if accepted { wakeup.signal() }
+        return accepted
     }
 
     func requestStop(drainTimeout: Duration) {
@@ -198,33 +218,64 @@ final class ConsumerLoop: @unchecked Sendable {
         state.connectedNode.withLock { $0 = nil }
         let leftover = state.shared.withLock { s in
             s.finished = true
+            s.liveGeneration = nil
             defer { s.commands = [] }
             return s.commands
         }
-        leftover.forEach { $0.continuation.resume(returning: false) }
+        leftover.forEach { $0.continuation?.resume(returning: false) }
         output.finish()
         state.finished.finish()
     }
 
+    /// Sends the settlements taken in one loop turn. Acks that cover the oldest deliveries in flight go as
+    /// one `basic.ack` with `multiple` (the broker then acks every outstanding tag up to it, which are
+    /// exactly these); the rest one by one. Each caller learns whether its own settlement was sent.
     private func settle(_ commands: [ConsumerState.Command]) {
+        var valid: [ConsumerState.Command] = []
+        var seen = Set<UInt64>()
         for command in commands {
-            guard let handle, command.generation == generation, inFlight.contains(command.tag) else {
-                logger.debug("settling a delivery from a lost connection; the broker has requeued it")
-                command.continuation.resume(returning: false)
+            guard handle != nil, command.generation == generation, inFlight.contains(command.tag),
+                seen.insert(command.tag).inserted
+            else {
+                logger.debug("settling a delivery from a lost connection (or twice); the broker has requeued it")
+                command.continuation?.resume(returning: false)
                 continue
             }
-            do {
+            valid.append(command)
+        }
+        guard let handle, !valid.isEmpty else { return }
+        let acked = Set(valid.lazy.filter { $0.settlement == .ack }.map(\.tag))
+        var upTo: UInt64?
+        var covered = 0
+        if acked.count > 1 {
+            for tag in inFlight.sorted() {
+                guard acked.contains(tag) else { break }
+                (upTo, covered) = (tag, covered + 1)
+            }
+            if covered < 2 { upTo = nil }
+        }
+        var sent = [Bool](repeating: false, count: valid.count)
+        do {
+            if let upTo {
+                try handle.ack(tag: upTo, multiple: true)
+                for (i, command) in valid.enumerated() where command.settlement == .ack && command.tag <= upTo {
+                    sent[i] = true
+                }
+            }
+            for (i, command) in valid.enumerated() where !sent[i] {
                 switch command.settlement {
                 case .ack: try handle.ack(tag: command.tag)
                 case .requeue: try handle.nack(tag: command.tag, requeue: true)
                 case .reject: try handle.nack(tag: command.tag, requeue: false)
                 }
-                inFlight.remove(command.tag)
-                command.continuation.resume(returning: true)
-            } catch {
-                command.continuation.resume(returning: false)
-                connectionLost(error)
+                sent[i] = true
             }
+        } catch {
+            connectionLost(error)  // clears inFlight: the broker requeues what was not settled
+        }
+        for (i, command) in valid.enumerated() {
+            if sent[i] { inFlight.remove(command.tag) }
+            command.continuation?.resume(returning: sent[i])
         }
     }
 
@@ -241,6 +292,7 @@ final class ConsumerLoop: @unchecked Sendable {
             self.handle = handle
             generation += 1
             inFlight = []
+            state.shared.withLock { [generation] in $0.liveGeneration = generation }
             backoff.reset()
             state.connectedNode.withLock { $0 = handle.url.address }
             logger.info("AMQP consumer subscribed", metadata: ["broker": "\(handle.url.address)", "queue": "\(queue)"])
@@ -263,6 +315,7 @@ final class ConsumerLoop: @unchecked Sendable {
         handle = nil
         nodes.lost()
         inFlight = []
+        state.shared.withLock { $0.liveGeneration = nil }
         state.connectedNode.withLock { $0 = nil }
     }
 }

@@ -240,6 +240,37 @@ struct AMQPIntegrationTests {
         await publisher.shutdown()
     }
 
+    /// Acks sent together go as one `basic.ack multiple` only over the oldest deliveries in flight: a
+    /// multiple ack acknowledges every outstanding tag up to it, so one covering a delivery nobody settled
+    /// would lose that message. 40 in flight; all but two in the middle are acked at once,
+    /// then the consumer dies: exactly those two come back.
+    @Test func acksSentTogetherNeverCoverADeliveryInFlight() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology()
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        defer { Task { await scratch.cleanUp(config) } }
+        for i in 0..<40 { try await publisher.publish(scratch.message("m\(i)", id: "m\(i)")) }
+        let first = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue, prefetch: 40)
+        let taken = await DeliveryCollector(first).wait(for: 40)
+        #expect(taken.count == 40)
+        let keep = Set(["m17", "m30"])
+        await withTaskGroup(of: Bool.self) { group in
+            for delivery in taken where !keep.contains(delivery.properties.messageId ?? "") {
+                group.addTask { await first.ack(delivery) }
+            }
+            for await acked in group { #expect(acked) }
+        }
+        await first.shutdown(drainTimeout: .zero)
+        #expect(try await readyCount(scratch.queue, config, becomes: 2) == 2)
+        let second = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+        let again = await DeliveryCollector(second, autoAck: true).wait(for: 2)
+        #expect(Set(again.compactMap(\.properties.messageId)) == keep)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await readyCount(scratch.queue, config, becomes: 0) == 0)
+        await second.shutdown()
+        await publisher.shutdown()
+    }
+
     @Test func poisonMessageIsDeadLetteredAfterTheDeliveryLimit() async throws {
         let config = try configuration()
         let scratch = ScratchTopology(deliveryLimit: 2)
