@@ -25,10 +25,12 @@ mkdir -p Benchmarks/bin
 cc -O2 -o Benchmarks/bin/amqp_raw Benchmarks/amqp_raw.c $(pkg-config --cflags --libs librabbitmq) -lpthread
 
 port=$(sed -E 's#.*:([0-9]+)/.*#\1#' <<<"$AMQP_URL")
+OUT="$(mktemp /tmp/bench.XXXXXX)"
+trap '[ -z "$stop_broker" ] || scripts/services.sh stop rabbitmq; rm -f "$OUT"' EXIT
 for run in 1 2 3; do
   echo "== run $run"
-  .build/release/fleet-bench amqp --messages "$MESSAGES" --window "$WINDOW"
-  Benchmarks/bin/amqp_raw 127.0.0.1 "$port" "$MESSAGES" "$WINDOW"
+  .build/release/fleet-bench amqp --messages "$MESSAGES" --window "$WINDOW" 2>/dev/null | tee -a "$OUT"
+  Benchmarks/bin/amqp_raw 127.0.0.1 "$port" "$MESSAGES" "$WINDOW" | tee -a "$OUT"
 done
 scripts/bench-http.sh   # also the probe-capacity figure (AMQP_URL and REDIS_URL are set above)
 
@@ -36,6 +38,38 @@ scripts/bench-http.sh   # also the probe-capacity figure (AMQP_URL and REDIS_URL
 if [ -z "${REDIS_URL:-}" ] || ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
   echo "bench: Redis is not running (scripts/services.sh start redis): skipping decision and pipeline figures"
 else
-  .build/release/fleet-bench decision --events 200000 --targets 1000 --worker-events 20000
-  .build/release/fleet-bench pipeline --targets 300
+  for run in 1 2 3; do
+    echo "== run $run"
+    .build/release/fleet-bench decision --events 200000 --targets 1000 --worker-events 20000 2>/dev/null | tee -a "$OUT"
+    .build/release/fleet-bench pipeline --targets 300 2>/dev/null | tee -a "$OUT"
+  done
 fi
+
+# Side by side: each figure of the three runs (min–max) beside its reference from the same runs.
+python3 - "$OUT" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def runs(pattern):
+    return [float(x) for x in re.findall(pattern, text)]
+def span(v, unit=""):
+    return f"{min(v):,.0f}–{max(v):,.0f}{unit}" if v else "n/a"
+rows = []
+swift = runs(r"amqp swift: .*publish\+confirm\+consume\+ack (\d+) msg/s")
+raw = runs(r"amqp raw C: .*publish\+confirm\+consume\+ack (\d+) msg/s")
+if swift and raw:
+    rows.append(("AMQP publish+confirm+consume+ack (msg/s)", span(swift), "raw librabbitmq C " + span(raw),
+                 f"{min(swift)/max(raw):.2f}–{max(swift)/min(raw):.2f}", "≥ 0.80"))
+decision = runs(r"decision worker through the broker: .* in [\d.]+ s: (\d+) events/s")
+if decision and raw:
+    rows.append(("decision worker through the broker, one replica (events/s)", span(decision),
+                 "raw C consume+ack " + span(raw), f"{min(decision)/max(raw):.2f}–{max(decision)/min(raw):.2f}",
+                 "≥ 0.50 (10,000/s)"))
+p99 = runs(r"pipeline: .* p99 ([\d.]+) ms")
+if p99:
+    rows.append(("Nth failure → action request p99, 300 targets paced (ms)", f"{min(p99):.1f}–{max(p99):.1f}", "", "", "≤ 10"))
+print()
+print("| figure | three runs | reference, same runs | ratio | goal |")
+print("|---|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+PY
