@@ -1,26 +1,44 @@
 #!/usr/bin/env bash
-# Resident memory of the worker executables, idle (connected, no targets), after 20 s of running.
-# The 10,000-target figures come from `fleet-bench probe` and `fleet-bench decision`, which run the
-# same worker code in-process: moto cannot answer DescribeInstances for 10,000 instances in useful time,
-# so tag discovery of that many targets cannot be exercised here (see docs/benchmarks.md).
+# Resident memory of the worker executables, idle (connected, no targets), after 20 s of running, and
+# where it goes: the largest mappings by RSS (/proc/PID/smaps), so a change that claims less memory can
+# show which part shrank. Each worker logs in as its kind's own broker user (made by make_identities, as
+# the deployment does); the 10,000-target figures come from scripts/bench-scale.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-set -a; . <(scripts/services.sh env); set +a
-for p in probe decision; do swift build -c release --product "$p" >&2; done
+say() { printf '[bench-rss] %s\n' "$*" >&2; }
+started_services=()
+# shellcheck source=scripts/fleet-services.sh
+. scripts/fleet-services.sh
+for p in probe decision recoveryctl; do swift build -c release --product "$p" >&2; done
 prefix="rss-$$"
+TMP=$(mktemp -d /tmp/bench-rss.XXXXXX)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  forget_run "$prefix"
+  for svc in "${started_services[@]}"; do scripts/services.sh stop "$svc" >/dev/null 2>&1 || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+make_identities "$prefix" .build/release/recoveryctl "$TMP/setup.log"
 port=19100
 for worker in probe decision; do
-  AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench FLEET_PREFIX="$prefix" \
-    METRICS_PORT=$port LOG_LEVEL=warning .build/release/$worker 2>/dev/null &
+  env "${identities[@]}" AMQP_URL="$(worker_url "$worker")" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench \
+    AWS_SECRET_ACCESS_KEY=bench FLEET_PREFIX="$prefix" METRICS_PORT=$port LOG_LEVEL=warning \
+    .build/release/$worker 2>"$TMP/$worker.log" &
   pids+=($!)
   port=$((port + 1))
 done
 sleep 20
 i=0
 for worker in probe decision; do
-  rss=$(ps -o rss= -p "${pids[$i]}")
-  printf 'rss: %s idle: %.1f MiB\n' "$worker" "$(echo "$rss / 1024" | bc -l)"
+  pid=${pids[$i]}
+  kill -0 "$pid" 2>/dev/null || { say "$worker exited:"; tail -5 "$TMP/$worker.log" >&2; exit 1; }
+  printf 'rss: %s idle: %.1f MiB\n' "$worker" "$(echo "$(ps -o rss= -p "$pid") / 1024" | bc -l)"
+  # RSS counts every library page this process touched, shared or not; Private_Dirty is what is its own
+  # (heap, stacks, written data), Pss splits shared pages between the processes that map them.
+  awk '/^(Pss|Private_Dirty|Shared_Clean|Private_Clean):/{printf "  %-14s %6.1f MiB\n", $1, $2 / 1024}' "/proc/$pid/smaps_rollup"
+  awk '/^[0-9a-f]+-[0-9a-f]+ /{name=($6 == "" ? "[anonymous]" : $6)} /^Rss:/{rss[name]+=$2}
+       END{for (n in rss) if (rss[n] >= 512) printf "  %7.1f MiB  %s\n", rss[n] / 1024, n}' "/proc/$pid/smaps" | sort -rn
   i=$((i + 1))
 done
