@@ -36,9 +36,9 @@ public final class AMQPConsumer: Sendable {
     /// Acknowledges a delivery. Returns false when its connection is already gone (the broker has requeued
     /// it). Does not wait for the consumer's thread: the ack is queued and goes out in its next turn,
     /// together with the others queued by then (as one `basic.ack multiple` where they are the oldest in
-    /// flight). True therefore means "sent on the live connection", as it did when it waited for the write:
-    /// a connection that breaks right after loses acks the broker had not read either way, and the broker
-    /// redelivers those messages.
+    /// flight). True means "queued for the live connection": if that connection breaks (or the consumer
+    /// stops) before the ack is written, the broker redelivers the message, exactly as for an ack written
+    /// but never read by the broker. A redelivered message is handled again: every handler is idempotent.
     @discardableResult
     public func ack(_ delivery: AMQPDelivery) async -> Bool {
         state.queueAck(delivery)

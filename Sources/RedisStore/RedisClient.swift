@@ -107,11 +107,11 @@ public final class RedisClient: @unchecked Sendable {
     private let pending = Mutex<(requests: [Request], draining: Bool)>(([], false))
 
     // Confined to `queue`.
-    private var connection: RedisConnection?
-    private var isClosed = false
+    var connection: RedisConnection?
+    var isClosed = false
     private let resolver: SentinelResolver?
     /// `host:port` of the server connected to (or last tried): the URL's, or the primary a Sentinel named.
-    private var connectedEndpoint: String
+    var connectedEndpoint: String
 
     /// Creates a client; it connects lazily on the first command. Use ``connect(url:options:logger:)``
     /// to fail fast at startup.
@@ -171,7 +171,7 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     /// A caller's command waiting for the queue.
-    private struct Request: Sendable {
+    struct Request: Sendable {
         let args: [[UInt8]]
         let idempotent: Bool
         let replicated: Bool
@@ -220,7 +220,7 @@ public final class RedisClient: @unchecked Sendable {
 
     // MARK: On `queue` only
 
-    private func execute(_ request: Request) throws(RedisError) -> RedisValue {
+    func execute(_ request: Request) throws(RedisError) -> RedisValue {
         dispatchPrecondition(condition: .onQueue(queue))
         let name = RedisConnection.name(request.args)
         guard !isClosed else { throw closedError(name) }
@@ -235,7 +235,7 @@ public final class RedisClient: @unchecked Sendable {
 
     /// Sends a command whose first attempt failed with `error` once more, when that is safe (the caller has
     /// dropped the connection if `error.dropsConnection`); otherwise throws `error`.
-    private func resend(_ request: Request, after error: RedisError) throws(RedisError) -> RedisValue {
+    func resend(_ request: Request, after error: RedisError) throws(RedisError) -> RedisValue {
         let name = RedisConnection.name(request.args)
         if error.isRefusedWrite {
             // Demoted, or cut off from its replicas: whoever is primary now is asked for at the next
@@ -259,123 +259,13 @@ public final class RedisClient: @unchecked Sendable {
         }
     }
 
-    private func closedError(_ name: String?) -> RedisError {
+    func closedError(_ name: String?) -> RedisError {
         RedisError(kind: .closed, message: "closed", endpoint: url.endpoint, command: name, user: url.user)
-    }
-
-    /// Several callers' commands as one pipeline: all are written, then the replies read in order. Each
-    /// command keeps the rules of a single one (`execute`): its own error reply is its own; a replicated
-    /// write is followed by its `WAIT`; when the connection breaks while replies are outstanding, those
-    /// commands may or may not have run, so only the idempotent ones are sent again (and a `READONLY`
-    /// one, which did not run), each on its own after a reconnect.
-    /// Each caller is answered as soon as its reply is read (a blocking command further down the pipeline
-    /// does not hold up the replies before it).
-    private func executePipeline(_ batch: [Request]) {
-        guard !isClosed else {
-            for request in batch {
-                request.reply.resume(returning: .failure(closedError(RedisConnection.name(request.args))))
-            }
-            return
-        }
-        let link: RedisConnection
-        do { link = try healthyConnection(command: nil) } catch {
-            for request in batch { request.reply.resume(returning: .failure(error)) }
-            return
-        }
-        var sent = 0
-        for request in batch {
-            do {
-                try link.append(request.args)
-                if request.replicated && options.replicas > 0 { try link.append(waitCommand) }
-            } catch { break }  // not sent; the ones after it are sent on their own below
-            sent += 1
-        }
-        // Commands to send again once every reply is read, with the error of their first attempt (nil: never
-        // sent).
-        var later: [(Request, RedisError?)] = batch.dropFirst(sent).map { ($0, nil) }
-        var broken: RedisError?
-        var refused = false
-        for request in batch.prefix(sent) {
-            if let broken {
-                // Its reply never came: it may or may not have run. The error names this command.
-                let name = RedisConnection.name(request.args)
-                later.append(
-                    (
-                        request,
-                        RedisError(
-                            kind: broken.kind, message: broken.message, endpoint: broken.endpoint, command: name,
-                            user: broken.user)
-                    ))
-                continue
-            }
-            var result: Result<RedisValue, RedisError>
-            do {
-                result = .success(try link.readReply(command: RedisConnection.name(request.args)))
-            } catch  where error.dropsConnection && !error.isRefusedWrite {
-                broken = error
-                later.append((request, error))
-                continue
-            } catch {
-                result = .failure(error)
-            }
-            if request.replicated && options.replicas > 0 {
-                do {
-                    let acknowledged = try link.readReply(command: "WAIT").integer ?? -1
-                    if case .success = result, let shortfall = replicationShortfall(acknowledged) {
-                        result = .failure(shortfall)
-                    }
-                } catch {
-                    if error.kind != .server { broken = error }
-                    if case .success = result { result = .failure(waitFailed(error)) }
-                }
-            }
-            if case .failure(let error) = result, error.isRefusedWrite {
-                refused = true
-                later.append((request, error))
-            } else {
-                request.reply.resume(returning: result)
-            }
-        }
-        if broken != nil || refused { connection = nil }
-        for (request, error) in later {
-            request.reply.resume(
-                returning: Result { () throws(RedisError) in
-                    guard let error else { return try execute(request) }
-                    return try resend(request, after: error)
-                })
-        }
-    }
-
-    private var waitCommand: [[UInt8]] {
-        ["WAIT", String(options.replicas), String(options.replicaTimeout.roundedUpMilliseconds)].map {
-            Array($0.utf8)
-        }
-    }
-
-    /// `.notReplicated` when fewer than `options.replicas` acknowledged.
-    private func replicationShortfall(_ acknowledged: Int64) -> RedisError? {
-        guard acknowledged < options.replicas else { return nil }
-        let timeout = options.replicaTimeout.roundedUpMilliseconds
-        return RedisError(
-            kind: .notReplicated,
-            message:
-                "\(max(acknowledged, 0)) of \(options.replicas) replicas acknowledged the write within \(timeout) ms: a fail-over now could lose it",
-            endpoint: connectedEndpoint, command: "WAIT", user: url.user)
-    }
-
-    /// What a failed `WAIT` makes of the write before it: a server refusal (NOPERM: an ACL without +wait) is a
-    /// setting to fix and passes through; anything else means the replication could not be checked.
-    private func waitFailed(_ error: RedisError) -> RedisError {
-        if error.kind == .server { return error }
-        return RedisError(
-            kind: .notReplicated,
-            message: "the write was made but its replication could not be checked: \(error.message)",
-            endpoint: connectedEndpoint, command: "WAIT", user: url.user)
     }
 
     /// Sends the command and, for a replicated write, `WAIT` on the same connection right after it (WAIT
     /// counts the replicas that have this connection's latest write).
-    private func run(_ args: [[UInt8]], on connection: RedisConnection, replicated: Bool) throws(RedisError)
+    func run(_ args: [[UInt8]], on connection: RedisConnection, replicated: Bool) throws(RedisError)
         -> RedisValue
     {
         let reply = try connection.run(args)
@@ -392,7 +282,7 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     /// The current connection if it is usable, else a new one (bounded attempts with backoff).
-    private func healthyConnection(command: String?) throws(RedisError) -> RedisConnection {
+    func healthyConnection(command: String?) throws(RedisError) -> RedisConnection {
         if let connection {
             if !connection.isBroken { return connection }
             logger.info(

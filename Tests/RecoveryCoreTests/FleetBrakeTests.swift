@@ -56,10 +56,14 @@ struct FleetBrakeTests {
     }
 
     /// Schema 2 stores the lists that grow with an outage as one string each; any name survives the round
-    /// trip (tabs, newlines, percent signs, an empty name, non-ASCII), and a brake of schema 1 (JSON arrays)
+    /// trip (tabs, newlines, a carriage return before the row separator, percent signs, an empty name,
+    /// non-ASCII, a combining mark), and a brake of schema 1 (JSON arrays)
     /// still loads and is written back as 2.
     @Test func theGrowingListsAreCompactAndEveryNameSurvives() throws {
-        let awkward = ["a\tb", "line\nbreak", "100%", "%0A", "%E", "", "héllo wörld", "x\t%\n%25"]
+        let awkward = [
+            "a\tb", "line\nbreak", "100%", "%0A", "%E", "", "héllo wörld", "x\t%\n%25", "ends in cr\r", "\r",
+            "e\u{301}",
+        ]
         var brake = FleetBrake(settings: .init(), fleet: awkward + (0..<20).map { "site-\($0)" })
         for (i, name) in awkward.enumerated() {
             _ = brake.handle(.outageOpened(target: name), now: t0)

@@ -14,7 +14,8 @@ import Foundation
 /// The per-target machines feed it through their `.reportToFleet(_)` actions.
 public struct FleetBrake: Codable, Sendable, Equatable {
     /// 2: the lists of targets and of recent steps are stored as one string each (`CompactRows`); a worker
-    /// that reads only 1 refuses a brake of 2 with "upgrade the worker" rather than misreading it.
+    /// that reads only 1 refuses a brake of 2 with "upgrade the worker" rather than misreading it, so the
+    /// decision tier is upgraded all at once (docs/operations.md, "Upgrading").
     public static let currentSchemaVersion = 2
     static let commandMemory = 64
 
@@ -350,10 +351,14 @@ enum CompactRows {
         rows.map { $0.map(escape).joined(separator: "\t") }.joined(separator: "\n")
     }
 
+    /// Splits on the separator bytes, not on `Character`s: "\r\n" is one Character in Swift, so a field
+    /// ending in "\r" would otherwise hide the row separator after it.
     static func split(_ text: String) -> [[String]] {
         guard !text.isEmpty else { return [] }
-        return text.split(separator: "\n", omittingEmptySubsequences: false).map { row in
-            row.split(separator: "\t", omittingEmptySubsequences: false).map { unescape(String($0)) }
+        return text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map { row in
+            row.split(separator: 0x09, omittingEmptySubsequences: false).map {
+                unescape(String(decoding: $0, as: UTF8.self))
+            }
         }
     }
 
