@@ -227,9 +227,11 @@ public final class DecisionWorker: Sendable {
         defer { if gated { brakeGate.unlock() } }
         for _ in 0..<20 {
             let now = clock()
+            // The target and the brake's version in one round trip (the client pipelines concurrent calls).
+            async let loadedBrake = loadBrake()
             let loaded = try await states.load(key)
+            let brake = try await loadedBrake
             let stored = try await machine(loaded, target, instanceHint: instanceHint)
-            let brake = try await loadBrake()
             let configured = await known.target(target)
             var (machine, actions, decided) = (stored, [TargetMachine.Action](), brake.brake)
             for brakeEngaged in [brake.brake.isEngaged, true] {
@@ -365,46 +367,6 @@ public final class DecisionWorker: Sendable {
     }
 
     // MARK: Publishing
-
-    private func publish(_ item: OutboxItem) async throws {
-        try await envelopes.publish(encoded: try item.encoded(), now: clock())
-        FleetMetrics.messagesPublished(type: item.type).increment()
-    }
-
-    /// Publishes outbox items that nobody has published yet; returns those still to be published (claimed
-    /// by another worker right now). Two replicas can load the same outbox (the writer and the next
-    /// reader); a short claim per message id (`publishing:<id>`) lets only one of them publish it, and a
-    /// marker (`published:<id>`, kept a week) tells later readers it is done. A worker that dies after
-    /// its claim leaves the item in the outbox; the claim expires and the next reader publishes it.
-    func flush(_ items: [OutboxItem]) async throws -> [OutboxItem] {
-        var remaining: [OutboxItem] = []
-        for item in items {
-            if try await markers.get("published:\(item.messageId)") != nil { continue }
-            guard try await markers.setIfAbsent("publishing:\(item.messageId)", options.workerId, expiry: .seconds(30))
-            else {
-                remaining.append(item)
-                continue
-            }
-            do {
-                try await publish(item)
-            } catch let refused as AMQPError where refused.refusesTheMessageItself {
-                // A message the broker can never take (an id over AMQP's limits, no route): kept, it would be
-                // retried by every later reader and wedge the target (or, for the brake's pending notices,
-                // every target). Dropped, loudly, as done.
-                logger.error(
-                    "a stored message can never be published; dropped",
-                    metadata: ["message_id": "\(item.messageId.prefix(80))", "error": "\(refused)"])
-                FleetMetrics.errors(worker: "decision", kind: "unpublishable").increment()
-            } catch {
-                // Let the next reader (this message's redelivery, most likely) publish it at once instead
-                // of waiting for the claim to expire.
-                _ = try? await markers.delete("publishing:\(item.messageId)")
-                throw error
-            }
-            try await markers.set("published:\(item.messageId)", "1", expiry: .seconds(7 * 86_400))
-        }
-        return remaining
-    }
 
     private func publishNotice(_ notice: Notice) async {
         do {
