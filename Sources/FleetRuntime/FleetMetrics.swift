@@ -19,6 +19,11 @@ public enum FleetMetrics {
     public static func queueLag(queue: String) -> Timer {
         Timer(label: "recovery_queue_lag_seconds", dimensions: [("queue", queue)])
     }
+    /// From a message's arrival here to its ack (or dead-lettering or requeue): the handler's time,
+    /// including its retries in place.
+    public static func handlingTime(queue: String) -> Timer {
+        Timer(label: "recovery_message_handling_seconds", dimensions: [("queue", queue)])
+    }
     /// Messages refused because their sender may not send their type (docs/security.md).
     public static func unauthorizedMessages(queue: String, type: String) -> Counter {
         Counter(label: "recovery_unauthorized_messages_total", dimensions: [("queue", queue), ("type", type)])

@@ -172,6 +172,12 @@ public struct MessageWorker<Message: Sendable>: Sendable {
     }
 
     func process(_ delivery: AMQPDelivery) async {
+        let started = ContinuousClock.now
+        defer {
+            let (seconds, attoseconds) = (ContinuousClock.now - started).components
+            FleetMetrics.handlingTime(queue: consumer.queue)
+                .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        }
         var logger = logger
         logger[metadataKey: "message_id"] = "\(delivery.properties.messageId ?? "-")"
         if let senders, let refusal = senders.refusal(of: delivery, queue: consumer.queue) {

@@ -59,13 +59,13 @@ do {
     let observationWorker = MessageWorker(
         consumer: observations, deadLetters: deadLetters, logger: logger,
         senders: SenderGate(identities: env.identities, ownUser: amqp.url.user, logger: logger, announce: announce),
-        decode: DecisionWorker.decodeObservationQueue, handler: worker.handle)
+        decode: DecisionWorker.decodeObservationQueue, sentAt: { $0.sentAt }, handler: worker.handle)
     let commandWorker = MessageWorker(
         consumer: commands, deadLetters: deadLetters, logger: logger,
         senders: SenderGate(
             identities: env.identities, unchecked: [.command], ownUser: amqp.url.user, logger: logger,
             announce: announce),
-        decode: DecisionWorker.decodeCommandQueue, handler: worker.handle)
+        decode: DecisionWorker.decodeCommandQueue, sentAt: { $0.sentAt }, handler: worker.handle)
     try await WorkerRuntime.run(
         worker: "decision",
         services: worker.services(

@@ -13,6 +13,18 @@ public enum DecisionInput: Sendable {
     case command(Envelope<CommandBody>)
     case prediction(Envelope<PredictionBody>)
     case ignored(String)
+
+    /// When its sender sent it (the envelope's `sent_at`), for `recovery_queue_lag_seconds`; without it
+    /// the lag falls back to the AMQP timestamp, which has whole seconds only.
+    public var sentAt: Date? {
+        switch self {
+        case .probe(let envelope): envelope.sentAt
+        case .outcome(let envelope): envelope.sentAt
+        case .command(let envelope): envelope.sentAt
+        case .prediction(let envelope): envelope.sentAt
+        case .ignored: nil
+        }
+    }
 }
 
 /// A `command` body as operators publish it (recoveryctl, or by hand in the management UI; see
