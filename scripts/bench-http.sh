@@ -76,12 +76,40 @@ curl -fsS -o /dev/null "$URL" || { log "nginx did not answer on $URL"; exit 1; }
 log "nginx (pid $NGINX_PID, $NGINX_WORKERS worker(s)) on $URL"
 
 swift run -c release --skip-build fleet-bench http --url "$URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY"
-swift run -c release --skip-build fleet-bench http --url "$URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --fresh 1
 
-# Probe capacity (issue 4): the probe worker's own check path (fresh connection, health evaluation,
-# envelope, confirmed publish to RabbitMQ) for 10,000 targets, on one core. Needs AMQP_URL and REDIS_URL.
-if [ -n "${AMQP_URL:-}" ] && [ -n "${REDIS_URL:-}" ]; then
-  $PIN_CLIENT .build/release/fleet-bench probe --url "$URL" --targets "${PROBE_TARGETS:-10000}" --concurrency "${PROBE_CONCURRENCY:-200}"
-else
-  log "AMQP_URL/REDIS_URL not set: skipping the probe-capacity figure"
+# Blackbox exporter (Debian's prometheus-blackbox-exporter), the prober people would otherwise deploy:
+# it runs on core 0 alone, as the probe does below, and is driven over keep-alive from core 1 (with nginx):
+# each /probe request makes it check the site on a fresh connection.
+BBE="${BLACKBOX_EXPORTER:-$(command -v prometheus-blackbox-exporter || true)}"
+if [ -z "$BBE" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing prometheus-blackbox-exporter (Debian)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-blackbox-exporter >&2 && BBE=$(command -v prometheus-blackbox-exporter)
 fi
+BBE_PID=""
+if [ -n "$BBE" ]; then
+  BBE_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  printf 'modules:\n  http_2xx:\n    prober: http\n    timeout: 10s\n' > "$TMP/blackbox.yml"
+  $PIN_CLIENT "$BBE" --config.file="$TMP/blackbox.yml" --web.listen-address="127.0.0.1:$BBE_PORT" --log.level=error 2>"$TMP/bbe.log" &
+  BBE_PID=$!
+  trap 'kill "$BBE_PID" 2>/dev/null || true; cleanup' EXIT INT TERM
+  PROBE_URL="http://127.0.0.1:$BBE_PORT/probe?module=http_2xx&target=$URL"
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$PROBE_URL" 2>/dev/null && break; sleep 0.05; done
+  curl -fsS "$PROBE_URL" | grep -q '^probe_success 1' || { log "blackbox exporter does not probe $URL"; cat "$TMP/bbe.log" >&2; exit 1; }
+else
+  log "prometheus-blackbox-exporter not installed (apt-get install prometheus-blackbox-exporter): skipping it"
+fi
+
+# Three runs, each on core 0: the HTTP client alone with a fresh connection per request (the limit), the
+# probe worker's own check path for 10,000 targets (fresh connection, health evaluation, envelope,
+# confirmed publish to RabbitMQ; needs AMQP_URL and REDIS_URL), and the blackbox exporter.
+for run in 1 2 3; do
+  printf 'core 0, fresh connections: ' ; $PIN_CLIENT .build/release/fleet-bench http --url "$URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --fresh 1
+  if [ -n "${AMQP_URL:-}" ] && [ -n "${REDIS_URL:-}" ]; then
+    $PIN_CLIENT .build/release/fleet-bench probe --url "$URL" --targets "${PROBE_TARGETS:-10000}" --concurrency "${PROBE_CONCURRENCY:-200}"
+  else
+    log "AMQP_URL/REDIS_URL not set: skipping the probe-capacity figure"
+  fi
+  if [ -n "$BBE_PID" ]; then
+    printf 'blackbox exporter: ' ; $PIN_SERVER .build/release/fleet-bench http --url "$PROBE_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY"
+  fi
+done

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prints the foundation's throughput figures (see docs/benchmarks.md):
+# Prints the foundation's throughput figures (see docs/benchmarks.md), ending with a side-by-side table of
+# the figures issue 18 sets goals for (three runs each, min–max, beside their reference from the same runs):
 #   1. AMQP publish-with-confirm + consume-and-ack through the Swift transport;
 #   2. the same workload as a raw librabbitmq C loop, so the wrapper's overhead is a ratio;
 #   3. HTTP requests/s of the curl-multi client against a local nginx (scripts/bench-http.sh), the probe
@@ -32,7 +33,7 @@ for run in 1 2 3; do
   .build/release/fleet-bench amqp --messages "$MESSAGES" --window "$WINDOW" 2>/dev/null | tee -a "$OUT"
   Benchmarks/bin/amqp_raw 127.0.0.1 "$port" "$MESSAGES" "$WINDOW" | tee -a "$OUT"
 done
-scripts/bench-http.sh   # also the probe-capacity figure (AMQP_URL and REDIS_URL are set above)
+scripts/bench-http.sh | tee -a "$OUT"  # also the probe and blackbox figures (AMQP_URL, REDIS_URL set above)
 
 # Decision throughput and pipeline overhead (issue 4); needs Redis too.
 if [ -z "${REDIS_URL:-}" ] || ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
@@ -59,6 +60,17 @@ raw = runs(r"amqp raw C: .*publish\+confirm\+consume\+ack (\d+) msg/s")
 if swift and raw:
     rows.append(("AMQP publish+confirm+consume+ack (msg/s)", span(swift), "raw librabbitmq C " + span(raw),
                  f"{min(swift)/max(raw):.2f}–{max(swift)/min(raw):.2f}", "≥ 0.80"))
+fresh = runs(r"core 0, fresh connections: http: .*fresh connection per request: (\d+) req/s")
+probe = runs(r"probe: \d+ targets checked .*: (\d+) probes/s")
+blackbox = runs(r"blackbox exporter: http: .*keep-alive: (\d+) req/s")
+if probe and fresh:
+    rows.append(("probe checks on core 0, fresh connection, confirmed publish (checks/s)", span(probe),
+                 "HTTP client alone, fresh connections, core 0 " + span(fresh),
+                 f"{min(probe)/max(fresh):.2f}–{max(probe)/min(fresh):.2f}", "≥ 0.80"))
+if probe and blackbox:
+    rows.append(("the same against prometheus-blackbox-exporter on core 0 (checks/s)", span(probe),
+                 "blackbox_exporter " + span(blackbox),
+                 f"{min(probe)/max(blackbox):.1f}–{max(probe)/min(blackbox):.1f}", "≥ 5"))
 decision = runs(r"decision worker through the broker: .* in [\d.]+ s: (\d+) events/s")
 if decision and raw:
     rows.append(("decision worker through the broker, one replica (events/s)", span(decision),
