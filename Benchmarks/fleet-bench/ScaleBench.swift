@@ -53,7 +53,8 @@ func runScaleBenchmark(_ options: BenchOptions) async {
                     if let envelope = try? EnvelopeCodec.decode(
                         delivery.body, as: ProbeResult.self, expecting: .observation)
                     {
-                        await log.observed(envelope.target ?? "", healthy: envelope.body.healthy, at: .now)
+                        await log.observed(
+                            envelope.target ?? "", healthy: envelope.body.healthy, at: .now, sentAt: envelope.sentAt)
                     }
                     await observations.ack(delivery)
                 }
@@ -63,7 +64,7 @@ func runScaleBenchmark(_ options: BenchOptions) async {
                     if let envelope = try? EnvelopeCodec.decode(
                         delivery.body, as: ActionRequest.self, expecting: .actionRequest)
                     {
-                        await log.requested(envelope.body.target, at: .now)
+                        await log.requested(envelope.body.target, at: .now, sentAt: envelope.sentAt)
                     }
                     await requests.ack(delivery)
                 }
@@ -96,6 +97,8 @@ func runScaleBenchmark(_ options: BenchOptions) async {
     let afterFailure = pids.map { ($0.0, memory($0.1)) }
 
     let latencies = await log.latencies(failing, threshold: threshold)
+    let sentToSent = await log.sentToSent(failing, threshold: threshold)
+    let tapLag = await log.tapLag
     let requested = await log.requestCount(failing)
     let stray = await log.requestCount(nil) - requested
     emit(
@@ -105,6 +108,14 @@ func runScaleBenchmark(_ options: BenchOptions) async {
             requested, failing.count, format(ContinuousClock.now - failedAt), stray, threshold,
             percentile(latencies, 0.5), percentile(latencies, 0.9), percentile(latencies, 0.99),
             latencies.max() ?? .nan))
+    // Where that time goes: an observation's wait from the probe's sent_at to the tap (the probe's publish and
+    // the broker), and the probe's sent_at of the Nth failure to the decision's sent_at of the request.
+    emit(
+        String(
+            format:
+                "scale: observation sent_at -> tap arrival: p50 %.1f ms, p99 %.1f ms; Nth failure's sent_at -> request's sent_at: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms",
+            percentile(tapLag, 0.5), percentile(tapLag, 0.99), percentile(sentToSent, 0.5), percentile(sentToSent, 0.9),
+            percentile(sentToSent, 0.99)))
     for (((name, before), (_, after)), cpu) in zip(zip(steady, afterFailure), cpuSteady) {
         emit(
             String(
@@ -185,15 +196,35 @@ actor ScaleLog {
     /// Failed observations of each target after the failure began, in arrival order.
     private var failures: [String: [ContinuousClock.Instant]] = [:]
     private var requests: [String: ContinuousClock.Instant] = [:]
+    /// The envelopes' `sent_at` of the same (the probe's and the decision's wall clock, one host).
+    private var failuresSent: [String: [Date]] = [:]
+    private var requestsSent: [String: Date] = [:]
+    /// Milliseconds from an observation's `sent_at` to its arrival on the tap.
+    private(set) var tapLag: [Double] = []
     private var failing = false
 
-    func observed(_ target: String, healthy: Bool, at time: ContinuousClock.Instant) {
+    func observed(_ target: String, healthy: Bool, at time: ContinuousClock.Instant, sentAt: Date?) {
         seen[target, default: 0] += 1
-        if failing, !healthy { failures[target, default: []].append(time) }
+        if let sentAt { tapLag.append(Date().timeIntervalSince(sentAt) * 1000) }
+        if failing, !healthy {
+            failures[target, default: []].append(time)
+            if let sentAt { failuresSent[target, default: []].append(sentAt) }
+        }
     }
 
-    func requested(_ target: String, at time: ContinuousClock.Instant) {
+    func requested(_ target: String, at time: ContinuousClock.Instant, sentAt: Date?) {
         if requests[target] == nil { requests[target] = time }
+        if requestsSent[target] == nil, let sentAt { requestsSent[target] = sentAt }
+    }
+
+    /// Milliseconds from the probe's sending of the `threshold`th failed observation to the decision's
+    /// sending of the request (both `sent_at`): the time inside the broker's queue and the decision.
+    func sentToSent(_ targets: Set<String>, threshold: Int) -> [Double] {
+        targets.compactMap { target in
+            guard let requested = requestsSent[target], let failed = failuresSent[target], failed.count >= threshold
+            else { return nil }
+            return requested.timeIntervalSince(failed[threshold - 1]) * 1000
+        }
     }
 
     func markFailure() { failing = true }
