@@ -149,15 +149,10 @@ public struct MessageWorker<Message: Sendable>: Sendable {
         }
     }
 
-    /// The target of a `<type>.<target>` routing key (`MessageType.routingKey(target:)`; types may have a
-    /// dot themselves, as `action.event`); the whole key when no type matches. A sender can choose any key:
-    /// it only picks the lane, never what is decided (the handler reads the target from the envelope).
+    /// The target of a `<type>.<target>` routing key (`MessageType.target(ofRoutingKey:)`). A sender can
+    /// choose any key: it only picks the lane, never what is decided (the handler reads the envelope).
     @Sendable public static func targetOfRoutingKey(_ delivery: AMQPDelivery) -> String {
-        let key = delivery.routingKey
-        for type in MessageType.allCases where key.hasPrefix(type.rawValue + ".") {
-            return String(key.dropFirst(type.rawValue.count + 1))
-        }
-        return key
+        MessageType.target(ofRoutingKey: delivery.routingKey)
     }
 
     /// The worker as a service: runs until graceful shutdown stops its source; `run` returns once the

@@ -27,19 +27,26 @@ extension RedisClient {
             return
         }
         var sent = 0
+        var waitNotQueued: RedisError?
         for request in batch {
             do {
                 try link.append(request.args)
-                if request.replicated && options.replicas > 0 { try link.append(waitCommand) }
-            } catch { break }  // not sent; the ones after it are sent on their own below
+            } catch { break }  // not queued; it and the ones after it are sent on their own below
             sent += 1
+            guard request.replicated && options.replicas > 0 else { continue }
+            do { try link.append(waitCommand) } catch {
+                // The command is queued without its WAIT: its reply is read below (unchecked replication), and
+                // nothing more goes on this connection (a resend on it would be answered out of step).
+                waitNotQueued = error
+                break
+            }
         }
         // Commands to send again once every reply is read, with the error of their first attempt (nil: never
         // sent).
         var later: [(Request, RedisError?)] = batch.dropFirst(sent).map { ($0, nil) }
         var broken: RedisError?
         var refused = false
-        for request in batch.prefix(sent) {
+        for (index, request) in batch.prefix(sent).enumerated() {
             if let broken {
                 // Its reply never came because the connection was dropped for an earlier command (which may
                 // have timed out or been garbled): it may or may not have run, as after any broken
@@ -66,7 +73,9 @@ extension RedisClient {
             } catch {
                 result = .failure(error)
             }
-            if request.replicated && options.replicas > 0 {
+            if let waitNotQueued, index == sent - 1 {
+                if case .success = result { result = .failure(waitFailed(waitNotQueued)) }
+            } else if request.replicated && options.replicas > 0 {
                 do {
                     let acknowledged = try link.readReply(command: "WAIT").integer ?? -1
                     if case .success = result, let shortfall = replicationShortfall(acknowledged) {
@@ -84,7 +93,7 @@ extension RedisClient {
                 request.reply.resume(returning: result)
             }
         }
-        if broken != nil || refused { connection = nil }
+        if broken != nil || refused || waitNotQueued != nil { connection = nil }
         for (request, error) in later {
             request.reply.resume(
                 returning: Result { () throws(RedisError) in

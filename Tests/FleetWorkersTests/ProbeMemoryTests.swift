@@ -49,6 +49,13 @@ struct ProbeMemoryTests {
         }
     }
 
+    /// `count` targets `site-<i>` without quorum (one prober decides), each at `url(i)`.
+    static func sites(_ count: Int, url: (Int) -> String) -> [Target] {
+        var settings = TargetSettings()
+        settings.quorum = false
+        return (0..<count).map { target("site-\($0)", url: url($0), settings: settings) }
+    }
+
     static func target(
         _ name: String, url: String?, settings: TargetSettings = TargetSettings(), region: String = "us-east-1",
         displaced: [InstanceRef] = []
@@ -209,11 +216,7 @@ struct ProbeMemoryTests {
     /// interval. Each target now has its own phase: over one interval the checks spread evenly.
     @Test func tenThousandTargetsFallDueSpreadOverTheInterval() async throws {
         let rig = Rig()
-        var settings = TargetSettings()
-        settings.quorum = false
-        let targets = (0..<10_000).map {
-            Self.target("site-\($0)", url: "https://site-\($0).example.com/health", settings: settings)
-        }
+        let targets = Self.sites(10_000) { "https://site-\($0).example.com/health" }
         let worker = rig.worker(targets: targets, maxInFlight: 10_000)
         await worker.refreshTargets()
         rig.clock.set(Date(timeIntervalSince1970: 1_800_000_000))
@@ -231,11 +234,7 @@ struct ProbeMemoryTests {
     /// instead of being skipped for the interval.
     @Test func aReplicaClaimsOnlyWhatItHasRoomForAndTheRestStayDue() async throws {
         let rig = Rig()
-        var settings = TargetSettings()
-        settings.quorum = false
-        let targets = (0..<250).map {
-            Self.target("site-\($0)", url: "https://s.example.com/\($0)", settings: settings)
-        }
+        let targets = Self.sites(250) { "https://s.example.com/\($0)" }
         let worker = rig.worker(targets: targets, maxInFlight: 100)
         await worker.refreshTargets()
         var seen = Set<String>()

@@ -35,16 +35,16 @@ extension DecisionWorker {
         }
         var claims: [Claim] = []
         for attempt in attempts {
-            guard case .success(let claim) = attempt else {
+            switch attempt {
+            case .success(let claim): claims.append(claim)
+            case .failure(let error):
                 // Give back the claims taken, so that this message's retry publishes them at once instead
                 // of finding them claimed (by this worker) until they expire.
                 for (item, other) in zip(items, attempts) {
                     if case .success(.ours) = other { _ = try? await markers.delete("publishing:\(item.messageId)") }
                 }
-                if case .failure(let error) = attempt { throw error }
-                continue
+                throw error
             }
-            claims.append(claim)
         }
         let ours = zip(items, claims).compactMap { item, claim in claim == .ours ? item : nil }
         let failures = await concurrently(ours) { item -> (any Error)? in

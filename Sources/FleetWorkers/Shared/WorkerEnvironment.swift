@@ -133,12 +133,13 @@ public struct WorkerEnvironment: Sendable {
         options.replicas = try wholeNumber("REDIS_WAIT_REPLICAS")
         // WAIT shares the command timeout's socket deadline, and WAIT n 0 would block for ever.
         let wait = try seconds("REDIS_WAIT_TIMEOUT", default: 1)
-        guard wait >= 0.001, Duration.milliseconds(Int64(wait * 1000)) < options.commandTimeout else {
+        let waitTimeout = Duration.milliseconds(Int64(wait * 1000))
+        guard wait >= 0.001, waitTimeout < options.commandTimeout else {
             throw ConfigurationError(
                 "REDIS_WAIT_TIMEOUT must be at least 0.001 s and less than the Redis command timeout (\(options.commandTimeout)), not \(wait)"
             )
         }
-        options.replicaTimeout = .milliseconds(Int64(wait * 1000))
+        options.replicaTimeout = waitTimeout
         return RedisClient(url: url, options: options, logger: logger)
     }
 

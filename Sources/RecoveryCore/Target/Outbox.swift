@@ -7,6 +7,15 @@ extension MessageType {
     public func routingKey(target: String?) -> String {
         "\(rawValue).\(target.map { String($0.map { $0 == "." || $0 == "#" || $0 == "*" ? "_" : $0 }) } ?? "fleet")"
     }
+
+    /// The `<target>` part of a key `routingKey(target:)` made (its wildcards already `_`); the whole key
+    /// when it starts with no type.
+    public static func target(ofRoutingKey key: String) -> String {
+        for prefix in routingPrefixes where key.hasPrefix(prefix) { return String(key.dropFirst(prefix.count)) }
+        return key
+    }
+
+    private static let routingPrefixes = allCases.map { $0.rawValue + "." }
 }
 
 /// A message a target's machine asks to be published, typed so tests assert on what it says.
