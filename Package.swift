@@ -150,7 +150,7 @@ let package = Package(
             name: "fleet-bench",
             dependencies: [
                 "AMQPTransport", "HTTPTransport", "RecoveryCore", "FleetWorkers", "FleetRuntime", "RedisStore",
-                "AWSClient",
+                "AWSClient", "FleetTestSupport", "PredictionBacktest",
                 .product(name: "Logging", package: "swift-log"),
             ], path: "Benchmarks/fleet-bench"),
         // The predictor's backtest: the generator and scorer are a library so the unit tests hold the model to its figures.

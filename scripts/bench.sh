@@ -4,7 +4,8 @@
 #   1. AMQP publish-with-confirm + consume-and-ack through the Swift transport;
 #   2. the same workload as a raw librabbitmq C loop, so the wrapper's overhead is a ratio;
 #   3. HTTP requests/s of the curl-multi client against a local nginx (scripts/bench-http.sh), the probe
-#      capacity, and the decision throughput and pipeline overhead (fleet-bench; needs Redis too).
+#      capacity, and the decision throughput and pipeline overhead (fleet-bench; needs Redis too);
+#   4. the monthly AWS bill of 100 targets at the default settings (fleet-bench bill, simulated week).
 # Starts RabbitMQ if it is not running (and stops it again afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,10 @@ else
   done
 fi
 
+# The monthly AWS bill of watching 100 targets at the default settings (no servers; deterministic).
+echo "== AWS bill"
+.build/release/fleet-bench bill | tee -a "$OUT"
+
 # Side by side: each figure of the three runs (min–max) beside its reference from the same runs.
 python3 - "$OUT" <<'PY'
 import re, sys
@@ -79,6 +84,10 @@ if decision and raw:
 p99 = runs(r"pipeline: .* p99 ([\d.]+) ms")
 if p99:
     rows.append(("Nth failure → action request p99, 300 targets paced (ms)", f"{min(p99):.1f}–{max(p99):.1f}", "", "", "≤ 10"))
+bill = runs(r"\*\*total\*\* \| \| \| \*\*([\d.]+)\*\*")
+if bill:
+    rows.append(("AWS bill, 100 targets at the default settings ($ per month; one run, deterministic)", f"{bill[0]:.2f}",
+                 "the seed design's estimate $21–95", f"{bill[0]/95:.2f}–{bill[0]/21:.2f}", "< $2"))
 print()
 print("| figure | three runs | reference, same runs | ratio | goal |")
 print("|---|---|---|---|---|")

@@ -10,6 +10,10 @@ import RecoveryCore
 /// alarm is a false positive. Precision = TP ÷ scenarios with an alarm of the kind; recall = TP ÷
 /// scenarios labelled with it. Lead time: hours from the alarm to the failure (exhaustion) or to the
 /// next failure episode (status checks); for anomalies, the detection delay from the anomaly's start.
+///
+/// The slow series (disk, memory, credits, status checks) are visible only in the hours the worker
+/// reads them (`PredictionCadence`, the worker's default unless told otherwise), so lead times are those
+/// of the deployed schedule.
 public struct Backtest: Sendable {
     public struct KindResult: Sendable, Equatable {
         public var kind: PredictionKind
@@ -29,6 +33,8 @@ public struct Backtest: Sendable {
         public var kinds: [KindResult]
         public var scenarios: Int
         public var evaluations: Int
+        /// Series asked of CloudWatch over all evaluations (what the bill counts).
+        public var seriesRead = 0
         /// False alarms per shape (which healthy pattern fooled the model).
         public var falseAlarmsByShape: [String: Int]
 
@@ -45,34 +51,51 @@ public struct Backtest: Sendable {
 
     public var predictor: Predictor
     public var threshold: Double
+    public var cadence: PredictionCadence
 
-    public init(predictor: Predictor = Predictor(), threshold: Double = 0.8) {
+    public init(predictor: Predictor = Predictor(), threshold: Double = 0.8, cadence: PredictionCadence = .init()) {
         self.predictor = predictor
         self.threshold = threshold
+        self.cadence = cadence
     }
 
-    /// The hours of one scenario with a high-confidence prediction, per kind (first one only).
-    public func firstAlarms(_ scenario: Scenario) -> (alarms: [PredictionKind: Int], evaluations: Int) {
+    /// The hours of one scenario with a high-confidence prediction, per kind (first one only), each hour
+    /// seeing the series the worker's cadence reads then (the first hour has no record: it reads all).
+    public func firstAlarms(_ scenario: Scenario) -> (alarms: [PredictionKind: Int], evaluations: Int, seriesRead: Int)
+    {
         var alarms: [PredictionKind: Int] = [:]
         var evaluations = 0
+        var seriesRead = 0
+        var last: PredictionCadence.SlowRead?
         for hour in scenario.evalFrom..<scenario.evalTo {
             let now = scenario.time(hour + 1)
             evaluations += 1
-            for p in predictor.predict(scenario.history(through: hour), now: now)
-            where p.confidence >= threshold && alarms[p.kind] == nil {
+            let readsSlow = cadence.readsSlow(in: Int64(hour), last: last)
+            var history = scenario.history(through: hour)
+            let metrics = cadence.metrics(readingSlow: readsSlow)
+            for metric in PredictorMetric.allCases where !metrics.contains(metric) { history[metric] = [] }
+            seriesRead += metrics.count
+            let predictions = predictor.predict(history, now: now)
+            if readsSlow {
+                last = PredictionCadence.SlowRead(
+                    slot: Int64(hour), stirring: PredictionCadence.stirring(predictions, history: history))
+            }
+            for p in predictions where p.confidence >= threshold && alarms[p.kind] == nil {
                 alarms[p.kind] = hour
             }
         }
-        return (alarms, evaluations)
+        return (alarms, evaluations, seriesRead)
     }
 
     public func run(_ scenarios: [Scenario]) -> Report {
         var results = Dictionary(uniqueKeysWithValues: PredictionKind.allCases.map { ($0, KindResult(kind: $0)) })
         var falseAlarms: [String: Int] = [:]
         var evaluations = 0
+        var seriesRead = 0
         for scenario in scenarios {
-            let (alarms, count) = firstAlarms(scenario)
+            let (alarms, count, series) = firstAlarms(scenario)
             evaluations += count
+            seriesRead += series
             if let label = scenario.shape.label { results[label]!.labelled += 1 }
             for (kind, hour) in alarms {
                 results[kind]!.alarmed += 1
@@ -96,7 +119,7 @@ public struct Backtest: Sendable {
         }
         return Report(
             kinds: PredictionKind.allCases.map { results[$0]! }, scenarios: scenarios.count, evaluations: evaluations,
-            falseAlarmsByShape: falseAlarms)
+            seriesRead: seriesRead, falseAlarmsByShape: falseAlarms)
     }
 }
 

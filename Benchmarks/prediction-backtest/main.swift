@@ -8,6 +8,7 @@ var seed: UInt64 = 20_260_105
 var perShape = 40
 var threshold = 0.8
 var showFalseAlarms = false
+var slowEvery: Int64 = PredictionCadence().slowEvery
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
     if flag == "--false-alarms" {
@@ -19,18 +20,24 @@ while let flag = arguments.popFirst() {
     case "--seed": seed = UInt64(value) ?? seed
     case "--per-shape": perShape = Int(value) ?? perShape
     case "--threshold": threshold = Double(value) ?? threshold
-    default: fatalError("unknown option \(flag); use --seed N --per-shape N --threshold X --false-alarms")
+    case "--slow-every": slowEvery = Int64(value) ?? slowEvery
+    default:
+        fatalError("unknown option \(flag); use --seed N --per-shape N --threshold X --slow-every N --false-alarms")
     }
 }
 
 let started = ContinuousClock.now
 let scenarios = ScenarioGenerator.generate(seed: seed, perShape: perShape)
-let report = Backtest(threshold: threshold).run(scenarios)
+let backtest = Backtest(threshold: threshold, cadence: PredictionCadence(slowEvery: slowEvery))
+let report = backtest.run(scenarios)
 let elapsed = ContinuousClock.now - started
 print(
     "prediction backtest: seed \(seed), \(perShape) scenarios per shape × \(Scenario.Shape.allCases.count) shapes = \(report.scenarios) histories, \(report.evaluations) hourly evaluations, threshold \(threshold), \(elapsed)"
 )
 print(report.table)
+print(
+    "series read per target and hour (slow series every \(slowEvery) h while quiet): \(String(format: "%.2f", Double(report.seriesRead) / Double(report.evaluations))) of 7"
+)
 print(
     "false alarms by shape: \(report.falseAlarmsByShape.isEmpty ? "none" : report.falseAlarmsByShape.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
 )
@@ -40,7 +47,6 @@ print(
 )
 if showFalseAlarms {
     // Each false alarm with what the model said, to judge whether it is a defect or a genuine oddity.
-    let backtest = Backtest(threshold: threshold)
     for scenario in scenarios {
         for (kind, hour) in backtest.firstAlarms(scenario).alarms.sorted(by: { $0.value < $1.value })
         where kind != scenario.shape.label || !(scenario.validFrom..<scenario.validTo).contains(hour) {

@@ -179,9 +179,18 @@ struct RedisACLTests {
             #expect(try await predictor.command(["PING"], idempotent: true) == .status("PONG"))
             let claims = RedisKeyValueStore(client: predictor, keyspace: keyspace)
             #expect(try await claims.setIfAbsent("predict:web:500", "predictor-1", expiry: .seconds(5)))
+            // The cadence's record of the last slow-series read: read and written.
+            try await claims.set("predict-slow:web", "500+", expiry: .seconds(5))
+            #expect(try await claims.get("predict-slow:web") == "500+")
             try await expectNoLocksStateOrBrake(redis, "predictor", lease: lease)
             await expectRefused(redis, as: "predictor", "claim a probe slot") {
                 _ = try await claims.setIfAbsent("probe:web:1:0", "x", expiry: .seconds(5))
+            }
+            await expectRefused(redis, as: "predictor", "read a slot claim back") {
+                _ = try await claims.get("predict:web:500")
+            }
+            await expectRefused(redis, as: "predictor", "read a notifier's marker") {
+                _ = try await claims.get("notified:web:x")
             }
         }
     }

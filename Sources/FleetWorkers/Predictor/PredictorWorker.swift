@@ -17,8 +17,12 @@ import RecoveryCore
 ///   duplicate would put a second row in history.
 /// - On request: `predict.<target>` or `predict.fleet` on `<prefix>.predictor.requests` (one replica
 ///   gets each message); no claim, it is the operator's explicit ask.
-/// - Fetching: one GetMetricData call per region for all the targets being predicted (7 queries each, 5-minute
-///   points; the client splits at 500 queries per request and follows NextToken), never one call per metric.
+/// - Fetching: one GetMetricData call per region for all the targets being predicted (5-minute points; the
+///   client splits at 500 queries per request and follows NextToken), never one call per metric. A
+///   scheduled run reads the 3 fast series of each target (CPU, network), and its 4 slow ones (disk,
+///   memory, credits, status checks) only when `PredictionCadence` says so: every `slowEvery` slots,
+///   every slot while something stirs. The last slow read is kept as `predict-slow:<target>` (expiry
+///   `slowEvery + 2` intervals; no record reads them). A request reads all 7.
 ///
 /// It runs on ports (docs/architecture.md): metrics through `MetricDataReading`, claims in a
 /// `KeyValueStore`, predictions through `MessagePublishing`, and the targets from `discover`; `services` lists what the
@@ -28,6 +32,8 @@ public final class PredictorWorker: Sendable {
         public var workerId: String
         /// Seconds between scheduled predictions of a target (PREDICTION_INTERVAL).
         public var interval: TimeInterval = 3600
+        /// When the slow series are read (PREDICTION_SLOW_INTERVAL ÷ PREDICTION_INTERVAL, default 6 slots).
+        public var cadence = PredictionCadence()
         public var lookbackHours = 168
         public var highConfidence = 0.8
         /// Predictions below this are not published (PREDICTION_MIN_CONFIDENCE).
@@ -53,6 +59,9 @@ public final class PredictorWorker: Sendable {
         public var evaluated: [String] = []
         public var published: [Envelope<PredictionBody>] = []
         public var failedTargets: [String] = []
+        /// The targets whose slow series were read, and those of them where something stirs.
+        public var slowRead: Set<String> = []
+        public var stirring: Set<String> = []
     }
 
     let options: Options
@@ -140,7 +149,49 @@ public final class PredictorWorker: Sendable {
             }
         }
         guard !claimed.isEmpty else { return RunResult() }
-        return await predict(claimed, now: now, idPrefix: "prediction-\(slot)")
+        let slow = await slowReaders(claimed, slot: slot)
+        let result = await predict(claimed, now: now, idPrefix: "prediction-\(slot)", readingSlow: slow)
+        await recordSlowReads(result, slot: slot)
+        return result
+    }
+
+    static func slowKey(_ target: String) -> String { "predict-slow:\(target)" }
+
+    /// The claimed targets whose slow series this slot reads (`PredictionCadence`), their records read
+    /// concurrently. A record that cannot be read counts as none: the slow series are read.
+    func slowReaders(_ targets: [Target], slot: Int64) async -> Set<String> {
+        let cadence = options.cadence
+        return await withTaskGroup(of: String?.self) { group in
+            for target in targets {
+                group.addTask {
+                    let last = try? await self.claims.get(Self.slowKey(target.name)).flatMap(
+                        PredictionCadence.SlowRead.init(text:))
+                    return cadence.readsSlow(in: slot, last: last) ? target.name : nil
+                }
+            }
+            var out: Set<String> = []
+            for await name in group { if let name { out.insert(name) } }
+            return out
+        }
+    }
+
+    /// Keeps when each target's slow series were last read and whether something stirred. A failed
+    /// write only costs a read next slot (no record reads them).
+    func recordSlowReads(_ result: RunResult, slot: Int64) async {
+        let expiry = Duration.milliseconds(Int64(options.interval * 1000) * (options.cadence.slowEvery + 2))
+        await withTaskGroup(of: Void.self) { group in
+            for name in result.slowRead.subtracting(result.failedTargets) {
+                group.addTask {
+                    let read = PredictionCadence.SlowRead(slot: slot, stirring: result.stirring.contains(name))
+                    do {
+                        try await self.claims.set(Self.slowKey(name), read.text, expiry: expiry)
+                    } catch {
+                        FleetMetrics.errors(worker: "predictor", kind: "claim").increment()
+                        self.logger.debug("cannot record a slow-series read", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }
     }
 
     // MARK: On request
@@ -188,12 +239,16 @@ public final class PredictorWorker: Sendable {
 
     /// Fetches the targets' metrics (one batched GetMetricData per region), predicts and publishes.
     /// `idPrefix`: each prediction's id is `<idPrefix>-<kind>-<target>` (the scheduled slot, or the request).
-    public func predict(_ targets: [Target], now: Date, idPrefix: String) async -> RunResult {
+    /// `readingSlow`: the targets whose slow series are read (nil: all of them).
+    public func predict(_ targets: [Target], now: Date, idPrefix: String, readingSlow: Set<String>? = nil) async
+        -> RunResult
+    {
         var result = RunResult()
+        let slow = readingSlow ?? Set(targets.map(\.name))
         for (region, group) in Dictionary(grouping: targets, by: \.instance.region).sorted(by: { $0.key < $1.key }) {
             let histories: [String: MetricHistory]
             do {
-                histories = try await fetch(group, region: region, now: now)
+                histories = try await fetch(group, region: region, now: now, readingSlow: slow)
             } catch {
                 FleetMetrics.errors(worker: "predictor", kind: "fetch").increment()
                 logger.warning(
@@ -205,8 +260,13 @@ public final class PredictorWorker: Sendable {
             for target in group {
                 result.evaluated.append(target.name)
                 FleetMetrics.predictorEvaluations.increment()
-                for prediction in predictor.predict(histories[target.name] ?? MetricHistory(), now: now)
-                where prediction.confidence >= options.minConfidence {
+                let history = histories[target.name] ?? MetricHistory()
+                let predictions = predictor.predict(history, now: now)
+                if slow.contains(target.name) {
+                    result.slowRead.insert(target.name)
+                    if PredictionCadence.stirring(predictions, history: history) { result.stirring.insert(target.name) }
+                }
+                for prediction in predictions where prediction.confidence >= options.minConfidence {
                     let body = PredictionBody(
                         prediction, highConfidenceThreshold: options.highConfidence,
                         lookbackHours: options.lookbackHours)
@@ -223,8 +283,11 @@ public final class PredictorWorker: Sendable {
         return result
     }
 
-    /// The seven series of every target in `targets` (all in `region`), every `period`, in one batched call.
-    func fetch(_ targets: [Target], region: String, now: Date) async throws -> [String: MetricHistory] {
+    /// The series of every target in `targets` (all in `region`), every `period`, in one batched call:
+    /// all seven for those in `readingSlow`, the three fast series for the others.
+    func fetch(_ targets: [Target], region: String, now: Date, readingSlow: Set<String>) async throws
+        -> [String: MetricHistory]
+    {
         let period = Double(options.period)
         // Whole periods only: the current, unfinished one would read low.
         let end = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / period).rounded(.down) * period)
@@ -232,7 +295,8 @@ public final class PredictorWorker: Sendable {
         var queries: [MetricDataQuery] = []
         var owner: [String: (target: String, metric: PredictorMetric)] = [:]
         for (index, target) in targets.enumerated() {
-            for (short, metric) in Self.queryNames {
+            let metrics = options.cadence.metrics(readingSlow: readingSlow.contains(target.name))
+            for (short, metric) in Self.queryNames where metrics.contains(metric) {
                 let id = "t\(index)_\(short)"
                 queries.append(query(id: id, metric: metric, instanceId: target.instance.id))
                 owner[id] = (target.name, metric)
@@ -317,11 +381,16 @@ actor PredictorState {
 }
 
 extension WorkerEnvironment {
-    /// PREDICTION_INTERVAL, PREDICTION_LOOKBACK_HOURS, HIGH_CONFIDENCE_THRESHOLD, PREDICTION_MIN_CONFIDENCE,
+    /// PREDICTION_INTERVAL, PREDICTION_SLOW_INTERVAL, PREDICTION_LOOKBACK_HOURS, HIGH_CONFIDENCE_THRESHOLD, PREDICTION_MIN_CONFIDENCE,
     /// PREDICTION_AGENT_NAMESPACE, PREDICTION_DISK_DIMENSIONS, DISCOVERY_INTERVAL (docs/configuration.md).
     public func predictorOptions() throws -> PredictorWorker.Options {
         var options = PredictorWorker.Options(workerId: workerId)
         options.interval = try seconds("PREDICTION_INTERVAL", default: 3600)
+        let slowInterval = try seconds("PREDICTION_SLOW_INTERVAL", default: max(6 * 3600, options.interval))
+        guard slowInterval >= options.interval else {
+            throw ConfigurationError("PREDICTION_SLOW_INTERVAL must be at least PREDICTION_INTERVAL")
+        }
+        options.cadence = PredictionCadence(slowEvery: Int64((slowInterval / options.interval).rounded()))
         options.lookbackHours = try int("PREDICTION_LOOKBACK_HOURS", default: 168)
         options.highConfidence = try double("HIGH_CONFIDENCE_THRESHOLD", default: 0.8)
         options.minConfidence = try double("PREDICTION_MIN_CONFIDENCE", default: 0.5)

@@ -13,7 +13,7 @@ import Synchronization
 /// | `RecoveryActionsExecuted` | Count | action outcomes (`action.event`: succeeded, failed, human_needed) |
 /// | `RecoverySuccessRate` | Percent | succeeded ÷ executed × 100, for minutes with at least one outcome |
 /// | `PredictionsGenerated` | Count | `prediction` messages |
-/// | `HighConfidencePredictions` | Count | predictions whose `confidence` (else `probability`) ≥ the threshold |
+/// | `HighConfidencePredictions` | Count | predictions whose `confidence` (else `probability`) ≥ the threshold (minutes with one) |
 ///
 /// Only messages whose history row was newly written are counted, so a redelivered message, or one
 /// handled by two recorder replicas, counts once. Each datum carries its minute as timestamp. A flush
@@ -112,8 +112,10 @@ public final class RecoveryMetrics: Sendable {
                 data.append(datum("RecoveryActionsExecuted", Double(m.executed), .count))
                 data.append(datum("RecoverySuccessRate", Double(m.succeeded) / Double(m.executed) * 100, .percent))
             }
-            if m.predictions > 0 {
-                data.append(datum("PredictionsGenerated", Double(m.predictions), .count))
+            if m.predictions > 0 { data.append(datum("PredictionsGenerated", Double(m.predictions), .count)) }
+            // No zeros: CloudWatch bills a custom metric for every hour it receives data, and medium
+            // predictions come most hours; a sum over missing minutes is the same.
+            if m.highConfidence > 0 {
                 data.append(datum("HighConfidencePredictions", Double(m.highConfidence), .count))
             }
         }
