@@ -193,9 +193,9 @@ func runBillBenchmark(_ options: BenchOptions) async {
             }
         }
         recorded = published.count
-        try? await recoveryMetrics.flush(now: clock())  // the recorder flushes every minute
+        _ = try? await recoveryMetrics.flush(now: clock())  // the recorder flushes every minute
     }
-    try? await recoveryMetrics.flush(now: clock(), all: true)
+    _ = try? await recoveryMetrics.flush(now: clock(), all: true)
 
     let scale = Price.hoursPerMonth / Double(hours)
     let requested = metrics.requested

@@ -1,18 +1,19 @@
 import Foundation
+import Hummingbird
 import Logging
 import Prometheus
 import ServiceLifecycle
 import Synchronization
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 /// Serves `GET /metrics` (Prometheus text) and `GET /healthz` on one port, for every worker.
 ///
 /// `/healthz` answers 200 only when every readiness check passes (connected to the broker, to Redis, …)
 /// and 503 otherwise, with a JSON body naming each check, so an orchestrator can see why.
-/// A tiny blocking HTTP/1.0 server on its own thread is enough for a scraper and a health checker: it
-/// answers one short request at a time and closes the connection.
+///
+/// On Hummingbird (SwiftNIO): connections are served concurrently on the event loops, so a client that
+/// connects and sends nothing, or asks and never reads the answer, holds only its own connection (closed
+/// after `idleTimeout`) and never delays a scraper or a health check. (The hand-written socket server
+/// it replaces answered one connection at a time; each silent client stalled everyone for 2 s.)
 public final class StatusServer: Service, Sendable {
     public typealias ReadinessCheck = @Sendable () -> Bool
 
@@ -21,119 +22,98 @@ public final class StatusServer: Service, Sendable {
     private let registry: PrometheusCollectorRegistry
     private let checks: [String: ReadinessCheck]
     private let logger: Logger
-    private let state = Mutex<(fd: Int32, port: Int, stopping: Bool)>((-1, 0, false))
+    private let idleTimeout: Duration
+    private let state = Mutex<(port: Int, group: ServiceGroup?)>((0, nil))
 
     public init(
         host: String = "0.0.0.0", port: Int, registry: PrometheusCollectorRegistry,
-        checks: [String: ReadinessCheck], logger: Logger
+        checks: [String: ReadinessCheck], logger: Logger, idleTimeout: Duration = .seconds(30)
     ) {
         self.host = host
         requestedPort = port
         self.registry = registry
         self.checks = checks
         self.logger = logger
+        self.idleTimeout = idleTimeout
     }
 
-    /// The bound port (useful with port 0 in tests), once `start` has run.
+    /// The bound port (useful with port 0 in tests), once the server is listening.
     public var port: Int { state.withLock { $0.port } }
 
-    /// Binds and starts serving on a thread of its own.
-    public func start() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw StatusServerError(message: "socket() failed: errno \(errno)") }
-        var yes: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(requestedPort).bigEndian)
-        address.sin_addr.s_addr = inet_addr(host)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0, listen(fd, 64) == 0 else {
-            let code = errno
-            close(fd)
-            throw StatusServerError(
-                message: "cannot listen on \(host):\(requestedPort): errno \(code) (is the port in use?)")
-        }
-        var actual = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        let port = Int(UInt16(bigEndian: actual.sin_port))
-        state.withLock { $0 = (fd, port, false) }
-        let thread = Thread { [self] in serve(fd) }
-        thread.name = "status-server"
-        thread.start()
-        logger.info("serving /metrics and /healthz", metadata: ["port": "\(port)"])
-    }
-
-    public func stop() {
-        state.withLock { $0.stopping = true }
-    }
-
-    /// ServiceLifecycle entry: serve until graceful shutdown.
+    /// ServiceLifecycle entry: serves until graceful shutdown (or cancellation).
     public func run() async throws {
-        try start()
-        await withGracefulShutdownHandler {
-            while !Task.isCancelled && !self.state.withLock({ $0.stopping }) {
-                try? await Task.sleep(for: .milliseconds(200))
-            }
-        } onGracefulShutdown: {
-            self.stop()
+        try await application(onListening: { _ in }).run()
+    }
+
+    /// Starts serving in the background and returns once the port is bound (tests, helpers); `stop()`
+    /// ends it. A bind failure is thrown.
+    public func start() async throws {
+        let (bound, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
+        let app = application(onListening: { port in continuation.yield(.success(port)) })
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        state.withLock { $0.group = group }
+        Task {
+            do { try await group.run() } catch { continuation.yield(.failure(error)) }
+            continuation.finish()
         }
-        stop()
-    }
-
-    private func serve(_ listener: Int32) {
-        defer { close(listener) }
-        while !state.withLock({ $0.stopping }) {
-            var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 200) > 0 else { continue }
-            let client = accept(listener, nil, nil)
-            guard client >= 0 else { continue }
-            var timeout = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            handle(client)
-            close(client)
+        for await result in bound {
+            _ = try result.get()
+            return
         }
+        throw StatusServerError(message: "stopped before listening on \(host):\(requestedPort)")
     }
 
-    private func handle(_ client: Int32) {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let n = recv(client, &buffer, buffer.count, 0)
-        guard n > 0 else { return }
-        let requestLine = String(decoding: buffer[..<n], as: UTF8.self).split(separator: "\r\n").first ?? ""
-        let parts = requestLine.split(separator: " ")
-        let path = parts.count > 1 ? String(parts[1].split(separator: "?").first ?? "") : ""
-        let (status, contentType, body) = respond(method: parts.first.map(String.init) ?? "", path: path)
-        let head =
-            "HTTP/1.0 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-        let bytes = Array(head.utf8) + body
-        _ = bytes.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    /// Ends a server begun with `start()`.
+    public func stop() {
+        guard let group = state.withLock({ $0.group }) else { return }
+        Task { await group.triggerGracefulShutdown() }
     }
 
-    func respond(method: String, path: String) -> (String, String, [UInt8]) {
+    private func application(onListening: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
+        let responder = CallbackResponder<BasicRequestContext> { [self] request, _ in
+            let (status, contentType, body) = respond(method: request.method.rawValue, path: request.uri.path)
+            var response = Response(
+                status: status, headers: [.contentType: contentType],
+                body: request.method == .head ? .init() : .init(byteBuffer: ByteBuffer(bytes: body)))
+            response.headers[.contentLength] = "\(body.count)"
+            return response
+        }
+        var logger = logger
+        logger.logLevel = max(logger.logLevel, .notice)  // not one line per scrape
+        let timeout = idleTimeout.components
+        return Application(
+            responder: responder,
+            server: .http1(
+                configuration: .init(
+                    idleTimeout: .nanoseconds(timeout.seconds * 1_000_000_000 + timeout.attoseconds / 1_000_000_000))),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: requestedPort), serverName: nil),
+            onServerRunning: { [self] channel in
+                let port = channel.localAddress?.port ?? 0
+                state.withLock { $0.port = port }
+                self.logger.info("serving /metrics and /healthz", metadata: ["port": "\(port)"])
+                onListening(port)
+            },
+            logger: logger)
+    }
+
+    func respond(method: String, path: String) -> (HTTPResponse.Status, String, [UInt8]) {
         guard method == "GET" || method == "HEAD" else {
-            return ("405 Method Not Allowed", "text/plain", Array("GET only\n".utf8))
+            return (.methodNotAllowed, "text/plain", Array("GET only\n".utf8))
         }
         switch path {
         case "/metrics":
             var out: [UInt8] = []
             registry.emit(into: &out)
-            return ("200 OK", "text/plain; version=0.0.4", out)
+            return (.ok, "text/plain; version=0.0.4", out)
         case "/healthz", "/readyz":
             let results = checks.mapValues { $0() }
             let ok = results.values.allSatisfy { $0 }
             let body =
                 (try? JSONSerialization.data(withJSONObject: ["ready": ok, "checks": results], options: [.sortedKeys]))
                 ?? Data()
-            return (ok ? "200 OK" : "503 Service Unavailable", "application/json", Array(body) + [10])
+            return (ok ? .ok : .serviceUnavailable, "application/json", Array(body) + [10])
         default:
-            return ("404 Not Found", "text/plain", Array("try /metrics or /healthz\n".utf8))
+            return (.notFound, "text/plain", Array("try /metrics or /healthz\n".utf8))
         }
     }
 }

@@ -197,7 +197,7 @@ struct ActuatorIntegrationTests {
 
     @Test(.timeLimit(.minutes(2)))
     func restartRebootsAndReportsSuccessWhenTheSiteAnswers() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("restart-ok")
@@ -235,7 +235,7 @@ struct ActuatorIntegrationTests {
     /// It must see the stopped instance and start it again, not report "no stop/start was made".
     @Test(.timeLimit(.minutes(2)))
     func restartResumedAfterTheDeadlineStartsAnInstanceTheDeadActorStopped() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("restart-late")
@@ -272,7 +272,7 @@ struct ActuatorIntegrationTests {
 
     @Test(.timeLimit(.minutes(2)))
     func restartFallsBackToStopStartAndKeepsTheElasticIP() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("restart-stop")
@@ -320,7 +320,7 @@ struct ActuatorIntegrationTests {
 
     @Test(.timeLimit(.minutes(2)))
     func aRequestPublishedTwiceRunsOnceAndBothDeliveriesAreSettled() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("queue")

@@ -54,7 +54,7 @@ struct ActuatorRetryFencingTests {
     /// step's tag) and uses it.
     @Test(.timeLimit(.minutes(3)))
     func aCreationWhoseAnswerIsLostIsLookedUpNotRepeated() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("lost-answer")

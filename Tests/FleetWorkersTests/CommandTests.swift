@@ -15,7 +15,7 @@ struct CommandTests {
     @Test(.timeLimit(.minutes(2)))
     func unknownTargetsMalformedCommandsAndNonOperatorsAreRefusedWithAReason() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-cmd"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)
@@ -148,7 +148,7 @@ extension CommandTests {
     @Test(.timeLimit(.minutes(2)))
     func repairVolumeIsRequestedAndRefusedUnderTheBrake() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-vol"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)

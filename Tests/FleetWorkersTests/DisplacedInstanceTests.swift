@@ -17,7 +17,7 @@ struct DisplacedInstanceTests {
     @Test(.timeLimit(.minutes(2)))
     func theProbeReportsARunningOriginalUnderItsOwnIdAndNothingWhileItIsStopped() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-orig"
         let original = try await world.launchTarget(name: name, healthURL: site.url)
         let replacement = try await world.launchTarget(name: name, healthURL: site.url)

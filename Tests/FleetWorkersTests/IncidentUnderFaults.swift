@@ -47,7 +47,7 @@ struct IncidentUnderFaults {
     ) async throws -> Report {
         let world = self.world
         let redis = self.redis
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-shop"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         _ = try await world.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(100))

@@ -19,7 +19,7 @@ struct LadderIntegrationTests {
     @Test(.timeLimit(.minutes(3)))
     func outageGraceRestartRecoverThenReprovisionThenDRThenNotifyOnly() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-shop"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let logger = Logger(label: "ladder-test")

@@ -16,7 +16,7 @@ struct PredictionDecisionTests {
     @Test(.timeLimit(.minutes(2)))
     func aHighConfidenceDiskPredictionIsToldThenRepairedOnceAfterTheGracePeriod() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-disk"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)

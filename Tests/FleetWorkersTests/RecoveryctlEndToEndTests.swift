@@ -18,7 +18,7 @@ struct RecoveryctlEndToEndTests {
     @Test(.timeLimit(.minutes(3)))
     func restartStatusHistoryAndARefusedNonOperator() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-shop"
         let log = RequestLog(world.http)
         let aws = AWSClient(

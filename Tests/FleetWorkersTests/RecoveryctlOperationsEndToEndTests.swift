@@ -246,7 +246,7 @@ extension RecoveryctlEndToEndTests {
     @Test(.timeLimit(.minutes(4)))
     func brakeHoldResumeAckApproveAndResetThroughTheBinary() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-shop"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         _ = try await world.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(100))
@@ -374,7 +374,7 @@ extension RecoveryctlEndToEndTests {
     @Test(.timeLimit(.minutes(3)))
     func quarantineUnquarantineAndRepairVolumeThroughTheBinary() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-q"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         _ = try await world.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(100))

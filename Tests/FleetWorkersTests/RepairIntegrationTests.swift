@@ -57,7 +57,7 @@ struct RepairIntegrationTests {
 
     @Test(.timeLimit(.minutes(2)))
     func ssmRestartFixesTheSiteWithoutAReboot() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let prefix = try await Self.installDocuments(h)
@@ -118,7 +118,7 @@ struct RepairIntegrationTests {
 
     @Test(.timeLimit(.minutes(2)))
     func ssmThatDoesNotBringTheSiteBackFallsBackToTheReboot() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let prefix = try await Self.installDocuments(h)
@@ -158,7 +158,7 @@ struct RepairIntegrationTests {
     /// reaction: no SSM step counts, the reason is recorded, the reboot runs.
     @Test(.timeLimit(.minutes(2)))
     func anInstanceWithoutAnSSMAgentFallsBackToTheReboot() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("ssm-no-agent")
@@ -199,7 +199,7 @@ struct RepairIntegrationTests {
     /// deadline: the refusal says what did run (restart-services, its command) instead of "nothing".
     @Test(.timeLimit(.minutes(2)))
     func aRestartResumedAfterItsDeadlineSaysTheSSMAttemptRan() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let prefix = try await Self.installDocuments(h)
@@ -403,7 +403,7 @@ struct RepairIntegrationTests {
 
     @Test(.timeLimit(.minutes(3)))
     func ebsRepairSwapsTheRootVolumeForOneFromTheSnapshotAndKeepsTheOldOne() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("ebs")
@@ -479,7 +479,7 @@ struct RepairIntegrationTests {
     /// changed" failure that would leave it stopped.
     @Test(.timeLimit(.minutes(3)))
     func ebsRepairResumedAfterTheDeadlineFinishesASwapTheDeadActorBegan() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("ebs-late")
@@ -529,7 +529,7 @@ struct RepairIntegrationTests {
     /// compensation must put the old root back at the device before starting the instance.
     @Test(.timeLimit(.minutes(3)))
     func aFailedEBSRepairAfterAttachingTheNewRootPutsTheOldOneBack() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let target = h.name("ebs-comp")
@@ -585,7 +585,7 @@ struct RepairIntegrationTests {
 
     @Test(.timeLimit(.minutes(3)))
     func aQuarantinedTargetGetsANoticeButNoActionAndUnquarantineLiftsIt() async throws {
-        let site = try FakeSite()
+        let site = try await FakeSite()
         defer { site.stop() }
         try await ActuatorHarness.run { h in
             let world = h.world

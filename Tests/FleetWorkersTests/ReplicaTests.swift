@@ -37,7 +37,7 @@ struct ReplicaTests {
     @Test(.timeLimit(.minutes(2)))
     func probeReplicasShareTheWorkAndTakeOverFromADeadOne() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-replicas"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)
@@ -119,7 +119,7 @@ struct ReplicaTests {
     @Test(.timeLimit(.minutes(2)))
     func quorumNeedsTwoDistinctProbers() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-quorum"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)
@@ -157,7 +157,7 @@ struct ReplicaTests {
     @Test(.timeLimit(.minutes(2)))
     func decisionReplicasNeverDecideOneTargetTwice() async throws {
         let world = try World()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-decide"
         let instance = try await world.launchTarget(name: name, healthURL: site.url)
         let redis = try await RedisClient.connect(url: world.redisURL)

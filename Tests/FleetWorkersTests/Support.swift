@@ -122,12 +122,12 @@ final class FakeSite: Sendable {
     let healthy = Flag()
     let server: StatusServer
 
-    init() throws {
+    init() async throws {
         let flag = healthy
         server = StatusServer(
             host: "127.0.0.1", port: 0, registry: PrometheusCollectorRegistry(),
             checks: ["site": { flag.value.load(ordering: .relaxed) }], logger: Logger(label: "fake-site"))
-        try server.start()
+        try await server.start()
     }
 
     var url: String { "http://127.0.0.1:\(server.port)/healthz" }

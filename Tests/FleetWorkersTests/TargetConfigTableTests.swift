@@ -22,7 +22,7 @@ struct TargetConfigTableTests {
         let dynamo = DynamoDBClient(world.aws)
         let table = TargetConfigTable(dynamo: dynamo, tableName: "\(world.prefix)-instance-config")
         try await table.create()
-        let site = try FakeSite()
+        let site = try await FakeSite()
         let name = "\(world.prefix)-configured"
         // No AutoRecovery:HealthUrl tag: the URL can only come from the table.
         let imageId = try await TestImage.shared.id(world.ec2)

@@ -247,7 +247,7 @@ struct TrustBoundaryTests {
             try await management(
                 "PUT", "permissions/%2F/\(intruder)", #"{"configure": ".*", "write": ".*", "read": ".*"}"#)
 
-            let site = try FakeSite()
+            let site = try await FakeSite()
             let name = h.name("forged")
             let instance = try await world.launchTarget(name: name, healthURL: site.url)
             let config = try TargetConfigFile(
