@@ -87,6 +87,9 @@ public struct NoticeFormatter: Sendable {
         let step = n.step.map(\.rawValue) ?? "step"
         switch n.kind {
         case .outageDeclared:
+            if case .outageDeclared(_, _, _, _, _, _, .flapping?, _, _)? = n.reason {
+                return "\(target) flaps: outage declared, held for a person"
+            }
             return "\(target) is down: outage declared" + (n.nextStep.map { " (\($0.rawValue) next)" } ?? "")
         case .approvalRequested:
             return

@@ -18,7 +18,8 @@ public struct TargetConfigTable: Sendable {
     /// would otherwise be silently ignored).
     public static let settingKeys: Set<String> = [
         "health_url", "dr_region", "elastic_ip_allocation_id", "dry_run", "dr",
-        "probe_interval", "probe_timeout", "expected_status", "body_match", "failure_threshold",
+        "probe_interval", "probe_timeout", "expected_status", "body_match", "failure_threshold", "failure_window",
+        "flap_incidents", "flap_window",
         "recovery_threshold", "quorum", "quorum_size", "grace_period", "requires_approval", "approval_timeout",
         "restart_verification", "reprovision_verification", "failover_verification", "outage_count_window",
         "quarantined", "notify", "ssm_restart", "ssm_services", "ssm_diagnostics",

@@ -87,6 +87,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         case approvalTimedOut
         /// The target is quarantined: notify only.
         case quarantined
+        /// The target flaps: this is the `incidents`-th incident within `window` seconds, the others having
+        /// closed by themselves. Held for a person instead of climbing the ladder (EscalationMachine+Flapping).
+        case flapping(incidents: Int, window: TimeInterval)
     }
 
     public enum Hold: Codable, Sendable, Equatable {
@@ -105,23 +108,10 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         /// Every prober that checked the current instance within `proberWindow`, and when it last did
         /// (for the automatic quorum). Absent in states stored before it was added.
         public var seenProbers: [String: Date]?
-    }
-
-    /// How long a prober counts as present after its last check of a target, for the automatic quorum:
-    /// ten probe intervals, at least 5 minutes. A probe replica that died stops counting after it, so
-    /// the others can declare an outage alone again.
-    public var proberWindow: TimeInterval { max(300, 10 * settings.probeInterval) }
-
-    /// Distinct failing probers an outage needs: `quorum_size` when quorum is on, 1 when it is off, and
-    /// by default 2 once two probers have checked the target within `proberWindow` (else 1).
-    public func requiredProbers(at now: Date) -> Int {
-        switch settings.quorum {
-        case true?: return max(1, settings.quorumSize)
-        case false?: return 1
-        case nil:
-            let present = (health.seenProbers ?? [:]).filter { now.timeIntervalSince($0.value) < proberWindow }
-            return present.count >= 2 ? 2 : 1
-        }
+        /// The last `failure_window` checks, newest last, for the windowed rule (absent while it is off).
+        public var window: [WindowCheck]?
+        /// When the current run of healthy checks began (for a flapping target's stable period).
+        public var healthySince: Date?
     }
 
     /// The instance the target ran on before a re-provision moved it, watched for "original instance back".
@@ -193,6 +183,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     public private(set) var recentEventIds: [String]
     /// The last wake-up asked for, so that it is asked for once.
     public internal(set) var scheduledWakeUp: Date?
+    /// When incidents that closed by themselves (no step requested) closed, within `flap_window`.
+    public internal(set) var selfRecoveries: [Date]?
 
     /// A new target, healthy, on `instance`.
     public init(identity: TargetIdentity, instance: InstanceRef, settings: TargetSettings = TargetSettings()) {
@@ -307,10 +299,12 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         seen[probe.prober] = c.now
         health.seenProbers = seen
         if probe.healthy {
+            if health.successes == 0 { health.healthySince = c.now }
             health.successes += 1
             health.failures = 0
             health.failingProbers = []
         } else {
+            health.healthySince = nil
             health.failures += 1
             health.successes = 0
             if !health.failingProbers.contains(probe.prober) {
@@ -318,13 +312,16 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
                 health.failingProbers.sort()
             }
         }
+        recordInWindow(probe)
         switch state {
         case .monitoring:
             let enoughFailures = health.failures >= max(1, settings.failureThreshold)
             let quorate = health.failingProbers.count >= requiredProbers(at: c.now)
-            if !probe.healthy && enoughFailures && quorate { declare(probe, &c) }
+            if !probe.healthy && ((enoughFailures && quorate) || windowDeclares(at: c.now)) { declare(probe, &c) }
         case .incident:
-            if probe.healthy && health.successes >= max(1, settings.recoveryThreshold) { recover(&c) }
+            if probe.healthy && health.successes >= max(1, settings.recoveryThreshold) && !heldForFlapping(at: c.now) {
+                recover(&c)
+            }
         }
     }
 
@@ -359,6 +356,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         var stop: StopReason?
         if settings.quarantined {
             stop = .quarantined
+        } else if let flapping = flapping(at: c.now) {
+            stop = flapping
         } else if step == .notifyOnly {
             stop = .ladderExhausted
         } else if settings.requiresApproval {
@@ -379,9 +378,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             notice.blockedBy = .quarantine
             noStep = .quarantined
             notice.commands = [RecoveryCtl.ack(target)]
-        case .ladderExhausted?:
+        case .ladderExhausted?, .flapping?:
             notice.nextStep = .notifyOnly
-            noStep = .ladderExhausted
+            noStep = stop == .ladderExhausted ? .ladderExhausted : .flapping
             notice.commands = manualCommands(incident) + [RecoveryCtl.ack(target)]
         default:
             let plan = plan(step, notBefore: c.now.addingTimeInterval(settings.gracePeriod), c)
@@ -391,9 +390,10 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             if case .awaitingApproval(_, let deadline) = incident.phase { notice.respondBy = deadline }
             notice.commands = responseCommands(after: plan.at ?? c.now)
         }
+        let (failures, probers, ofLast) = declaringFailures()
         notice.reason = .outageDeclared(
-            target: target, failures: health.failures, probers: health.failingProbers, lastCheck: probe.detail,
-            outageCount: count, window: settings.outageCountWindow, noStep: noStep)
+            target: target, failures: failures, probers: probers, lastCheck: probe.detail, outageCount: count,
+            window: settings.outageCountWindow, noStep: noStep, ofLast: ofLast, flapping: stop?.flapping)
         c.actions.append(.notify(notice))
     }
 
@@ -415,6 +415,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         }
         c.actions.append(.notify(notice))
         c.actions.append(.reportToFleet(.outageClosed(target: target)))
+        noteSelfRecovery(incident, at: c.now)
         lastIncidentId = incident.id
         state = .monitoring
     }

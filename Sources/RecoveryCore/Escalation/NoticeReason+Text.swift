@@ -15,8 +15,10 @@ extension NoticeReason {
         case .refusedSender(let reason):
             return reason.text
         // The ladder
-        case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep):
-            var text = "\(failures) consecutive failed checks (from \(probers.joined(separator: ", ")))"
+        case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep, ofLast, flapping):
+            var text =
+                ofLast.map { "\(failures) of the last \($0) checks failed" } ?? "\(failures) consecutive failed checks"
+            text += " (from \(probers.joined(separator: ", ")))"
             if let lastCheck { text += ", last: \(lastCheck)" }
             text += "; outage \(count) within \(TimeText.duration(window))"
             switch noStep {
@@ -24,6 +26,11 @@ extension NoticeReason {
             case .ladderExhausted?:
                 text +=
                     ". Restart, re-provision and fail-over were all used within the window: no automatic step. Act by hand."
+            case .flapping?:
+                let n =
+                    flapping.map { "\($0.incidents) incidents within \(TimeText.duration($0.window))" } ?? "incidents"
+                text +=
+                    ". \(target) flaps (\(n), the others over by themselves): held for a person, no automatic step, no further page until it has stayed up as long."
             case nil: break
             }
             return text
@@ -305,6 +312,8 @@ extension EscalationMachine.StopReason: CustomStringConvertible {
         case .humanNeeded(let reason): "a person is needed: \(reason)"
         case .approvalTimedOut: "the approval request timed out"
         case .quarantined: "the target is quarantined (notify only)"
+        case let .flapping(incidents, window):
+            "the target flaps (\(incidents) incidents within \(TimeText.duration(window)), the others over by themselves): held for a person"
         }
     }
 }

@@ -2,11 +2,13 @@ import Foundation
 
 // The wire forms of the values that reasons carry (NoticeReason+Coding.swift).
 
-/// `EscalationMachine.StopReason` in a reason: `{"code": "ladder_exhausted"}`, or `human_needed` with its
-/// `reason`.
+/// `EscalationMachine.StopReason` in a reason: `{"code": "ladder_exhausted"}`, `human_needed` with its
+/// `reason`, or `flapping` with `incidents` and `window`.
 struct StopWire: Codable {
     var code: String
     var reason: String?
+    var incidents: Int?
+    var window: TimeInterval?
 
     init(_ stop: EscalationMachine.StopReason) {
         switch stop {
@@ -14,6 +16,7 @@ struct StopWire: Codable {
         case .humanNeeded(let why): (code, reason) = ("human_needed", why)
         case .approvalTimedOut: code = "approval_timed_out"
         case .quarantined: code = "quarantined"
+        case let .flapping(incidents, window): (code, self.incidents, self.window) = ("flapping", incidents, window)
         }
     }
 
@@ -23,6 +26,7 @@ struct StopWire: Codable {
         case "human_needed": reason.map { .humanNeeded($0) }
         case "approval_timed_out": .approvalTimedOut
         case "quarantined": .quarantined
+        case "flapping": incidents.flatMap { n in window.map { .flapping(incidents: n, window: $0) } }
         default: nil
         }
     }

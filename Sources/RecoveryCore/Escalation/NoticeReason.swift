@@ -18,11 +18,13 @@ public enum NoticeReason: Sendable, Equatable {
 
     // MARK: The ladder
 
-    /// `outage_declared`: `failures` consecutive failed checks from `probers` (the last one's `lastCheck`)
-    /// declared outage number `outageCount` within `window` seconds. `noStep` says why no step will run.
+    /// `outage_declared`: `failures` failed checks from `probers` (the last one's `lastCheck`; consecutive,
+    /// or within the failure window) declared outage number `outageCount` within `window` seconds. `noStep`
+    /// says why no step will run; `ofLast`: the failure window when the windowed rule declared it;
+    /// `flapping`, for a flapping target, its numbers.
     case outageDeclared(
         target: String, failures: Int, probers: [String], lastCheck: String?, outageCount: Int,
-        window: TimeInterval, noStep: NoStep? = nil)
+        window: TimeInterval, noStep: NoStep? = nil, ofLast: Int? = nil, flapping: Flapping? = nil)
     /// `approval_requested`: `step` waits for `recoveryctl approve` until `deadline`.
     case approvalRequested(target: String, step: RecoveryStep, deadline: Date)
     /// `step_started`: `step` was requested for `instance` (into `destination`, the region a fail-over
@@ -190,6 +192,8 @@ public enum NoticeReason: Sendable, Equatable {
         case quarantined
         /// Restart, re-provision and fail-over were all used within the outage-count window.
         case ladderExhausted = "ladder_exhausted"
+        /// The target flaps: held for a person.
+        case flapping
     }
 
     /// Who set a step off.

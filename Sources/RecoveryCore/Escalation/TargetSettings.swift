@@ -20,6 +20,15 @@ public struct TargetSettings: Codable, Sendable, Equatable {
 
     /// Consecutive failed checks that declare an outage (N). Default 3.
     public var failureThreshold: Int = 3
+    /// The windowed rule: with W > N, N failed checks among the last W (from enough probers) also declare
+    /// an outage, so a site failing every other check is caught. Default 0: consecutive failures only.
+    public var failureWindow: Int = 0
+    /// A target whose incidents close by themselves this many times within `flapWindow` (this one
+    /// included) flaps: the incident is held for a person (one notice, no step) until the site has been
+    /// healthy for `flapWindow`. Default 3; 0 turns it off.
+    public var flapIncidents: Int = 3
+    /// Seconds of the flapping rule's window, and of the stable period that ends a hold. Default 3600.
+    public var flapWindow: TimeInterval = 3600
     /// Consecutive healthy checks that end an outage (M). Default 2.
     public var recoveryThreshold: Int = 2
     /// On: the failures that declare an outage must come from at least `quorumSize` distinct probers,
@@ -94,6 +103,15 @@ public struct TargetSettings: Codable, Sendable, Equatable {
         positive(reprovisionVerification, "reprovision_verification", atMost: 7 * day)
         positive(failoverVerification, "failover_verification", atMost: 7 * day)
         positive(outageCountWindow, "outage_count_window", atMost: 90 * day)
+        positive(flapWindow, "flap_window", atMost: 7 * day)
+        if failureWindow != 0 && !(failureWindow > failureThreshold && failureWindow <= 1000) {
+            problems.append(
+                "failure_window must be 0 (off) or more than failure_threshold (\(failureThreshold)) and at most 1000, not \(failureWindow)"
+            )
+        }
+        if flapIncidents != 0 && !(2...1000).contains(flapIncidents) {
+            problems.append("flap_incidents must be 0 (off) or from 2 to 1000, not \(flapIncidents)")
+        }
         if !(gracePeriod >= 0) || !gracePeriod.isFinite || gracePeriod > 7 * day {
             problems.append("grace_period must be 0 or more seconds (at most \(Int(7 * day))), not \(gracePeriod)")
         }
@@ -128,6 +146,9 @@ public struct TargetSettings: Codable, Sendable, Equatable {
         case expectedStatus = "expected_status"
         case bodyMatch = "body_match"
         case failureThreshold = "failure_threshold"
+        case failureWindow = "failure_window"
+        case flapIncidents = "flap_incidents"
+        case flapWindow = "flap_window"
         case recoveryThreshold = "recovery_threshold"
         case quorum
         case quorumSize = "quorum_size"
@@ -149,6 +170,9 @@ public struct TargetSettings: Codable, Sendable, Equatable {
         expectedStatus = try c.decodeIfPresent([ClosedRange<Int>].self, forKey: .expectedStatus) ?? d.expectedStatus
         bodyMatch = try c.decodeIfPresent(String.self, forKey: .bodyMatch)
         failureThreshold = try c.decodeIfPresent(Int.self, forKey: .failureThreshold) ?? d.failureThreshold
+        failureWindow = try c.decodeIfPresent(Int.self, forKey: .failureWindow) ?? d.failureWindow
+        flapIncidents = try c.decodeIfPresent(Int.self, forKey: .flapIncidents) ?? d.flapIncidents
+        flapWindow = try c.decodeIfPresent(TimeInterval.self, forKey: .flapWindow) ?? d.flapWindow
         recoveryThreshold = try c.decodeIfPresent(Int.self, forKey: .recoveryThreshold) ?? d.recoveryThreshold
         quorum = try c.decodeIfPresent(Bool.self, forKey: .quorum)
         quorumSize = try c.decodeIfPresent(Int.self, forKey: .quorumSize) ?? d.quorumSize
