@@ -26,6 +26,7 @@ do {
     options.discoveryInterval = .milliseconds(Int64(try env.seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
     options.statusInterval = .milliseconds(Int64(try env.seconds("STATUS_INTERVAL", default: 60) * 1000))
     options.maxInFlight = try env.int("PROBE_MAX_IN_FLIGHT", default: 500)
+    options.canary = try env.probeCanary()
     let ec2 = EC2Client(aws)
     let catalog = TargetCatalog(
         ec2: ec2, drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger),
@@ -40,7 +41,10 @@ do {
             clients: ClientService.workerClients(redis: redis, http: http, publisher: publisher),
             monitors: [LoopService(run: { await redisHealth.run() })]),
         registry: registry,
-        readiness: ["broker": { publisher.isConnected }, "redis": { redisHealth.isReady }])
+        readiness: [
+            "broker": { publisher.isConnected }, "redis": { redisHealth.isReady },
+            "canary": { !(worker.canary?.impaired ?? false) },
+        ])
 } catch {
     logger.critical("probe cannot start: \(error)")
     exit(1)

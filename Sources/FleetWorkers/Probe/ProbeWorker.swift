@@ -35,6 +35,8 @@ public final class ProbeWorker: Sendable {
         /// How often the scheduler looks for due slots.
         public var tick: Duration = .seconds(1)
         public var maxInFlight: Int = 500
+        /// The self-check (PROBE_CANARY_URL): while it fails, this prober's HTTP checks are not published.
+        public var canary: ProbeCanary.Options?
         public init(proberId: String) { self.proberId = proberId }
     }
 
@@ -47,6 +49,8 @@ public final class ProbeWorker: Sendable {
     let topology: FleetTopology
     let logger: Logger
     let clock: @Sendable () -> Date
+    /// The self-check, when configured.
+    public let canary: ProbeCanary?
     private let state = LockedState()
     private let stopping = Atomic<Bool>(false)
 
@@ -65,6 +69,7 @@ public final class ProbeWorker: Sendable {
         self.topology = topology
         self.logger = logger
         self.clock = clock
+        canary = options.canary.map { ProbeCanary(options: $0, http: http, logger: logger) }
     }
 
     /// Runs until `stop()` or cancellation. Checks run as child tasks of a discarding group, so a slow
@@ -80,6 +85,9 @@ public final class ProbeWorker: Sendable {
                     await self.refreshTargets()
                     try? await Task.sleep(for: self.options.discoveryInterval)
                 }
+            }
+            if let canary {
+                background.addTask { await canary.run(while: { !self.stopping.load(ordering: .relaxed) }) }
             }
             await withDiscardingTaskGroup { checks in
                 var lastStatus: ContinuousClock.Instant?
@@ -223,6 +231,11 @@ public final class ProbeWorker: Sendable {
             return  // shutting down: the check did not fail, it was not finished
         } catch {
             result.detail = "\(error)"
+        }
+        if let canary, canary.impaired {
+            // This prober's own network is suspect (ProbeCanary): its check counts for nothing.
+            FleetMetrics.probes(result: "withheld").increment()
+            return
         }
         FleetMetrics.probes(result: result.healthy ? "healthy" : "unhealthy").increment()
         if let timing = result.timing {
