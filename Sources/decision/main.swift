@@ -32,6 +32,7 @@ do {
         configuration: amqp, topology: topology.amqp, queue: topology.commandsQueue, logger: logger)
     var options = DecisionWorker.Options(workerId: env.workerId)
     options.lanes = lanes
+    options.fleetMaintenance = try env.fleetMaintenance()
     options.operators = env.identities.users[.operator] ?? []
     if options.operators.isEmpty {
         logger.warning(

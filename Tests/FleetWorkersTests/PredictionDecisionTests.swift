@@ -25,15 +25,7 @@ struct PredictionDecisionTests {
         let config = try TargetConfigFile(data: Data(#"{"defaults": {"grace_period": 2}}"#.utf8))
         let decision = try await world.decision(
             "decision-pred", redis: redis, publisher: publisher, config: config, tick: .milliseconds(200))
-        let observations = AMQPConsumer(
-            configuration: world.amqp, topology: topology.amqp, queue: topology.observationsQueue)
-        let loop = MessageWorker(
-            consumer: observations,
-            deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: "decision-pred"),
-            logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeObservationQueue,
-            handler: decision.handle)
-        let running = Task { await loop.run() }
-        let ticker = Task { await decision.runTicker() }
+        let running = world.runDecision(decision, publisher: publisher, workerName: "decision-pred")
         let noticesConsumer = AMQPConsumer(
             configuration: world.amqp, topology: topology.amqp, queue: topology.notificationsQueue)
         let notices = Collector<Notice>(noticesConsumer, type: .notification)
@@ -96,9 +88,7 @@ struct PredictionDecisionTests {
         #expect(
             await notices.items.allSatisfy { !$0.body.id.contains("p-medium") }, "the medium prediction was not told")
 
-        ticker.cancel()
-        await observations.shutdown()
-        await running.value
+        await running.stop()
         await noticesConsumer.shutdown()
         await requestsConsumer.shutdown()
         await publisher.shutdown()

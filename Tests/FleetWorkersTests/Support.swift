@@ -60,10 +60,11 @@ struct World {
     func decision(
         _ workerId: String, redis: RedisClient, publisher: AMQPPublisher, config: TargetConfigFile = .empty,
         operators: Set<String> = [], tick: Duration? = nil, discover: Bool = true,
-        logger: Logger = Logger(label: "decision")
+        fleetMaintenance: [MaintenanceWindow] = [], logger: Logger = Logger(label: "decision")
     ) async throws -> DecisionWorker {
         var options = DecisionWorker.Options(workerId: workerId)
         options.operators = operators
+        options.fleetMaintenance = fleetMaintenance
         if let tick { options.tick = tick }
         let catalog = TargetCatalog(
             ec2: ec2, drRegion: nil, config: config, fleet: prefix, logger: Logger(label: "catalog"))
@@ -75,6 +76,18 @@ struct World {
             topology: topology, catalog: discovery, defaultRegion: "us-east-1", logger: logger)
         if discover { try await decision.refreshCatalog() }
         return decision
+    }
+
+    /// A decision worker consuming the observations queue in-process, with its ticker.
+    func runDecision(_ decision: DecisionWorker, publisher: AMQPPublisher, workerName: String) -> RunningDecision {
+        let observations = AMQPConsumer(configuration: amqp, topology: topology.amqp, queue: topology.observationsQueue)
+        let loop = MessageWorker(
+            consumer: observations,
+            deadLetters: DeadLetterSink(publisher: publisher, topology: topology, workerName: workerName),
+            logger: Logger(label: "decision"), senders: nil, decode: DecisionWorker.decodeObservationQueue,
+            handler: decision.handle)
+        return RunningDecision(
+            consumer: observations, loop: Task { await loop.run() }, ticker: Task { await decision.runTicker() })
     }
 
     func tearDown(instances: [String]) async {
@@ -286,4 +299,17 @@ func freeTCPPort(in range: Range<Int> = 20_000..<32_000) throws -> Int {
         if bound { return port }
     }
     throw POSIXError(.EADDRINUSE)
+}
+
+/// A decision worker running in-process (`World.runDecision`).
+struct RunningDecision {
+    let consumer: AMQPConsumer
+    let loop: Task<Void, Never>
+    let ticker: Task<Void, Never>
+
+    func stop() async {
+        ticker.cancel()
+        await consumer.shutdown()
+        await loop.value
+    }
 }

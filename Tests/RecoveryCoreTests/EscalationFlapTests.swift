@@ -97,7 +97,7 @@ struct EscalationFlapTests {
         #expect(notice.nextStep == .notifyOnly && notice.nextStepAt == nil)
         #expect(notice.commands.contains("recoveryctl ack shop-web"))
         #expect(notice.commands.contains { $0.hasPrefix("recoveryctl restart shop-web") }, "\(notice.commands)")
-        guard case .outageDeclared(_, _, _, _, _, _, let noStep, _, let flapping)? = notice.reason else {
+        guard case .outageDeclared(_, _, _, _, _, _, let noStep, _, let flapping, _, _)? = notice.reason else {
             Issue.record("reason \(String(describing: notice.reason))")
             return
         }

@@ -80,3 +80,22 @@ actor KnownTargets {
     func contains(_ name: String) -> Bool { byName[name] != nil }
     func names() -> [String] { byName.keys.sorted() }
 }
+
+extension WorkerEnvironment {
+    /// MAINTENANCE_WINDOWS: the fleet-wide maintenance windows, a JSON list of `MaintenanceWindow`s
+    /// (docs/escalation.md), e.g. `[{"cron": "0 2 * * 6", "time_zone": "Europe/Berlin", "duration": 7200}]`.
+    public func fleetMaintenance() throws -> [MaintenanceWindow] {
+        guard let text = string("MAINTENANCE_WINDOWS") else { return [] }
+        let windows: [MaintenanceWindow]
+        do { windows = try JSONDecoder().decode([MaintenanceWindow].self, from: Data(text.utf8)) } catch {
+            throw ConfigurationError(
+                "MAINTENANCE_WINDOWS must be a JSON list of windows ({start, end} or {cron, time_zone, duration}): \(error)"
+            )
+        }
+        let problems = windows.flatMap(\.problems)
+        guard problems.isEmpty else {
+            throw ConfigurationError("MAINTENANCE_WINDOWS: " + problems.joined(separator: "; "))
+        }
+        return windows
+    }
+}

@@ -34,6 +34,8 @@ public final class DecisionWorker: Sendable {
         /// Observations decided at once, in per-target lanes (`MessageWorker.run(lanes:laneKey:)`): one
         /// target's events in order, the fleet's in parallel. DECISION_LANES; default 16.
         public var lanes = 16
+        /// Fleet-wide maintenance windows (MAINTENANCE_WINDOWS), added to every target's own.
+        public var fleetMaintenance: [MaintenanceWindow] = []
         public init(workerId: String) { self.workerId = workerId }
     }
 
@@ -239,7 +241,7 @@ public final class DecisionWorker: Sendable {
                 actions = machine.handle(
                     event,
                     TargetMachine.Context(
-                        now: now, brakeEngaged: brakeEngaged, settings: configured?.settings,
+                        now: now, brakeEngaged: brakeEngaged, settings: configured.map(settings(of:)),
                         identity: configured?.identity,
                         uniqueId: UUID().uuidString.lowercased()))
                 if decided.admit(actions.compactMap { if case .reportToFleet(let e) = $0 { e } else { nil } }, now: now)
@@ -337,10 +339,17 @@ public final class DecisionWorker: Sendable {
         if let refusal { throw RejectMessage(refusal) }
     }
 
+    /// A configured target's settings with the fleet-wide maintenance windows added.
+    func settings(of target: Target) -> TargetSettings {
+        var settings = target.settings
+        settings.maintenance += options.fleetMaintenance
+        return settings
+    }
+
     private func newMachine(_ target: String, instanceHint: String?) async throws -> EscalationMachine {
         if let configured = await known.target(target) {
             return EscalationMachine(
-                identity: configured.identity, instance: configured.instance, settings: configured.settings)
+                identity: configured.identity, instance: configured.instance, settings: settings(of: configured))
         }
         guard let instanceHint else {
             throw RejectMessage("unknown target '\(target)': no instance tagged AutoRecovery=enabled has that name")

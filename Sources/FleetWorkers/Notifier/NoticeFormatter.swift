@@ -87,7 +87,11 @@ public struct NoticeFormatter: Sendable {
         let step = n.step.map(\.rawValue) ?? "step"
         switch n.kind {
         case .outageDeclared:
-            if case .outageDeclared(_, _, _, _, _, _, .flapping?, _, _)? = n.reason {
+            if case .outageDeclared(_, _, _, _, _, _, _, _, _, _?, _)? = n.reason {
+                return "\(target) is still down after its maintenance window"
+                    + (n.nextStep.map { " (\($0.rawValue) next)" } ?? "")
+            }
+            if case .outageDeclared(_, _, _, _, _, _, .flapping?, _, _, _, _)? = n.reason {
                 return "\(target) flaps: outage declared, held for a person"
             }
             return "\(target) is down: outage declared" + (n.nextStep.map { " (\($0.rawValue) next)" } ?? "")

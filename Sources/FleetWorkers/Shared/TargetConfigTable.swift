@@ -22,7 +22,7 @@ public struct TargetConfigTable: Sendable {
         "flap_incidents", "flap_window",
         "recovery_threshold", "quorum", "quorum_size", "grace_period", "requires_approval", "approval_timeout",
         "restart_verification", "reprovision_verification", "failover_verification", "outage_count_window",
-        "quarantined", "notify", "ssm_restart", "ssm_services", "ssm_diagnostics",
+        "quarantined", "maintenance", "notify", "ssm_restart", "ssm_services", "ssm_diagnostics",
     ]
 
     /// An item that was not used, and why.

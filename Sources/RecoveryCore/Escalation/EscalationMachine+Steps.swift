@@ -14,6 +14,11 @@ extension EscalationMachine {
             }
             if step == .notifyOnly { return stop(.ladderExhausted, &c) }
             if settings.quarantined { return stop(.quarantined, &c) }
+            if let end = maintenanceEnd(at: c.now) {  // stays pending until the window ends
+                incident.maintenanceUntil = end
+                self.incident = incident
+                return
+            }
             if isHeld(incident, c.now) || c.brakeEngaged { return }  // stays pending
             if incident.stepsRequested.contains(step) {
                 // Never twice: cannot happen through the ladder (it skips requested steps), but guard it.

@@ -1,9 +1,33 @@
 import Foundation
 
 extension EscalationMachine {
+    /// When the machine next needs a `.tick`, if it is waiting for a time. (A step blocked only by the
+    /// brake has no deadline: the brake's release wakes the target.)
+    public var nextDeadline: Date? {
+        guard let incident else { return nil }
+        var pending = false
+        let due: Date? =
+            switch incident.phase {
+            case .pending(_, let notBefore):
+                switch incident.hold {
+                case .acknowledged: nil
+                case .until(let end, _): max(end, notBefore)
+                case nil: (pending = true, notBefore).1
+                }
+            case .awaitingApproval(_, let deadline): deadline
+            case .inProgress(let attempt): attempt.deadline
+            case .stopped: nil
+            }
+        // A maintenance window holds the step (nothing before its end) or a deferred notice (due at its end).
+        guard let until = incident.maintenanceUntil else { return due }
+        guard let due else { return until }
+        return pending ? max(due, until) : min(due, until)
+    }
+
     // MARK: Time
 
     mutating func advance(_ c: inout Context) {
+        endMaintenance(&c)
         guard var incident else { return }
         if case .until(let end, _) = incident.hold, c.now >= end {
             incident.hold = nil

@@ -50,6 +50,10 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         /// Absent in states stored before aborts existed; an older replica ignores it, and the stop reason
         /// (`humanNeeded`, naming who aborted) is readable by every version.
         public var aborted: StepAbort? = nil
+        /// The end of the maintenance window that holds the ladder (EscalationMachine+Maintenance).
+        public var maintenanceUntil: Date? = nil
+        /// Declared during a window: its `outage_declared` notice waits here for the window's end.
+        public var deferredNotice: Notice? = nil
     }
 
     public enum Phase: Codable, Sendable, Equatable {
@@ -218,23 +222,6 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         outageTimes.filter { now.timeIntervalSince($0) < settings.outageCountWindow }.count
     }
 
-    /// When the machine next needs a `.tick`, if it is waiting for a time. (A step blocked only by the
-    /// brake has no deadline: the brake's release wakes the target.)
-    public var nextDeadline: Date? {
-        guard let incident else { return nil }
-        switch incident.phase {
-        case .pending(_, let notBefore):
-            switch incident.hold {
-            case .acknowledged: return nil
-            case .until(let end, _): return max(end, notBefore)
-            case nil: return notBefore
-            }
-        case .awaitingApproval(_, let deadline): return deadline
-        case .inProgress(let attempt): return attempt.deadline
-        case .stopped: return nil
-        }
-    }
-
     // MARK: Handling
 
     /// Records `id` as handled; false when it was handled before. `handle` calls it for every event with
@@ -367,6 +354,11 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             incident.phase = .stopped(stop)
             incident.automationStopped = stop
         }
+        let maintenanceEnd = maintenanceEnd(at: c.now)
+        if let maintenanceEnd, case .awaitingApproval = incident.phase {
+            // Approval is asked at the window's end, when the deadline can be met.
+            incident.phase = .pending(step: step, notBefore: c.now.addingTimeInterval(settings.gracePeriod))
+        }
         self.incident = incident
         c.actions.append(.reportToFleet(.outageOpened(target: target)))
 
@@ -394,6 +386,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         notice.reason = .outageDeclared(
             target: target, failures: failures, probers: probers, lastCheck: probe.detail, outageCount: count,
             window: settings.outageCountWindow, noStep: noStep, ofLast: ofLast, flapping: stop?.flapping)
+        if let maintenanceEnd { return holdNotice(notice, until: maintenanceEnd) }
         c.actions.append(.notify(notice))
     }
 
@@ -401,6 +394,12 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         guard let incident else { return }
         var fixedBy: RecoveryStep?
         if case .inProgress(let attempt) = incident.phase { fixedBy = attempt.step }
+        if incident.deferredNotice != nil {  // declared and over within a maintenance window: nobody is paged
+            c.actions.append(.reportToFleet(.outageClosed(target: target)))
+            lastIncidentId = incident.id
+            state = .monitoring
+            return
+        }
         var notice = baseNotice(.recovered, id: "\(incident.id):recovered", c)
         notice.fixedBy = fixedBy
         notice.stepsTaken = incident.stepsRequested

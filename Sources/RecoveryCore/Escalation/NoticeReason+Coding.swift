@@ -27,13 +27,15 @@ extension NoticeReason: Codable {
             try reason.encode(to: encoder)  // flat, like the others: its own code and parameters
         case .refusedSender(let reason):
             try reason.encode(to: encoder)
-        case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep, ofLast, flapping):
+        case let .outageDeclared(
+            target, failures, probers, lastCheck, count, window, noStep, ofLast, flapping, afterMaintenance, declaredAt):
             try put(
                 "outage_declared",
                 [
                     "target": target, "failures": failures, "probers": probers, "last_check": lastCheck,
                     "outage_count": count, "window": window, "no_step": noStep, "of_last": ofLast,
                     "flap_incidents": flapping?.incidents, "flap_window": flapping?.window,
+                    "after_maintenance": afterMaintenance, "declared_at": declaredAt,
                 ])
         case let .approvalRequested(target, step, deadline):
             try put("approval_requested", ["target": target, "step": step, "deadline": deadline])
@@ -275,7 +277,7 @@ extension NoticeReason: Codable {
                 window: try get("window"), noStep: try opt("no_step"), ofLast: try opt("of_last"),
                 flapping: try (opt("flap_incidents") as Int?).flatMap { n in
                     try (opt("flap_window") as TimeInterval?).map { NoticeReason.Flapping(incidents: n, window: $0) }
-                })
+                }, afterMaintenance: try opt("after_maintenance"), declaredAt: try opt("declared_at"))
         case "approval_requested":
             self = .approvalRequested(target: try get("target"), step: try get("step"), deadline: try get("deadline"))
         case "step_started":

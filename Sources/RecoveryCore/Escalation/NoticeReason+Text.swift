@@ -15,8 +15,15 @@ extension NoticeReason {
         case .refusedSender(let reason):
             return reason.text
         // The ladder
-        case let .outageDeclared(target, failures, probers, lastCheck, count, window, noStep, ofLast, flapping):
-            var text =
+        case let .outageDeclared(
+            target, failures, probers, lastCheck, count, window, noStep, ofLast, flapping, afterMaintenance, declaredAt):
+            var text = ""
+            if let afterMaintenance {
+                let since = declaredAt.map { " since \(Timestamp.format($0))" } ?? ""
+                text +=
+                    "Still down at the end of the maintenance window (\(Timestamp.format(afterMaintenance))), down\(since). "
+            }
+            text +=
                 ofLast.map { "\(failures) of the last \($0) checks failed" } ?? "\(failures) consecutive failed checks"
             text += " (from \(probers.joined(separator: ", ")))"
             if let lastCheck { text += ", last: \(lastCheck)" }

@@ -21,10 +21,12 @@ public enum NoticeReason: Sendable, Equatable {
     /// `outage_declared`: `failures` failed checks from `probers` (the last one's `lastCheck`; consecutive,
     /// or within the failure window) declared outage number `outageCount` within `window` seconds. `noStep`
     /// says why no step will run; `ofLast`: the failure window when the windowed rule declared it;
-    /// `flapping`, for a flapping target, its numbers.
+    /// `flapping`, for a flapping target, its numbers; `afterMaintenance`: sent when the maintenance
+    /// window during which it was declared (at `declaredAt`) ended at that time, the target still down.
     case outageDeclared(
         target: String, failures: Int, probers: [String], lastCheck: String?, outageCount: Int,
-        window: TimeInterval, noStep: NoStep? = nil, ofLast: Int? = nil, flapping: Flapping? = nil)
+        window: TimeInterval, noStep: NoStep? = nil, ofLast: Int? = nil, flapping: Flapping? = nil,
+        afterMaintenance: Date? = nil, declaredAt: Date? = nil)
     /// `approval_requested`: `step` waits for `recoveryctl approve` until `deadline`.
     case approvalRequested(target: String, step: RecoveryStep, deadline: Date)
     /// `step_started`: `step` was requested for `instance` (into `destination`, the region a fail-over

@@ -62,6 +62,11 @@ public struct TargetSettings: Codable, Sendable, Equatable {
     /// commands for it are refused. Default off.
     public var quarantined: Bool = false
 
+    /// Maintenance windows (one-off or recurring, `MaintenanceWindow`): while one is active no automatic
+    /// step runs and nothing is paged; still down at its end, one notice and the ladder from there. The
+    /// decision worker adds the fleet-wide windows (MAINTENANCE_WINDOWS). Default none.
+    public var maintenance: [MaintenanceWindow] = []
+
     public init() {}
 
     /// The verification window of a step.
@@ -127,6 +132,7 @@ public struct TargetSettings: Codable, Sendable, Equatable {
                 "quorum_size (\(quorumSize)) cannot exceed failure_threshold (\(failureThreshold)): the failures that declare an outage could never come from that many probers"
             )
         }
+        problems += maintenance.flatMap(\.problems)
         if expectedStatus.isEmpty { problems.append("expected_status must name at least one status code range") }
         for range in expectedStatus where range.lowerBound < 100 || range.upperBound > 599 {
             problems.append("expected_status range \(range) is outside 100...599")
@@ -160,6 +166,7 @@ public struct TargetSettings: Codable, Sendable, Equatable {
         case failoverVerification = "failover_verification"
         case outageCountWindow = "outage_count_window"
         case quarantined
+        case maintenance
     }
 
     public init(from decoder: any Decoder) throws {
@@ -187,6 +194,7 @@ public struct TargetSettings: Codable, Sendable, Equatable {
             try c.decodeIfPresent(TimeInterval.self, forKey: .failoverVerification) ?? d.failoverVerification
         outageCountWindow = try c.decodeIfPresent(TimeInterval.self, forKey: .outageCountWindow) ?? d.outageCountWindow
         quarantined = try c.decodeIfPresent(Bool.self, forKey: .quarantined) ?? d.quarantined
+        maintenance = try c.decodeIfPresent([MaintenanceWindow].self, forKey: .maintenance) ?? d.maintenance
     }
 }
 
