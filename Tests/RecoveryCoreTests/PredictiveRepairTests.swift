@@ -78,6 +78,20 @@ struct PredictiveRepairTests {
             notices(r.handle(.trouble(disk("pred-4")), context(500 + 6 * 3600 + 1))).map(\.kind) == [.troublePredicted])
     }
 
+    @Test("a maintenance window holds a planned repair until it ends")
+    func maintenanceHoldsTheRepair() {
+        var settings = TargetSettings()
+        settings.maintenance = [
+            MaintenanceWindow(start: t0.addingTimeInterval(200), end: t0.addingTimeInterval(900), reason: "patching")
+        ]
+        var r = PredictiveRepair()
+        _ = r.handle(.trouble(disk()), context(0, settings: settings))
+        #expect(requests(r.handle(.tick, context(300, settings: settings))).isEmpty, "grace over, window on")
+        #expect(r.nextDeadline == t0.addingTimeInterval(900))
+        #expect(requests(r.handle(.tick, context(899, settings: settings))).isEmpty)
+        #expect(requests(r.handle(.tick, context(900, settings: settings))).map(\.key) == ["shop/repair/ssm/pred-1"])
+    }
+
     @Test("ack cancels, hold delays, a failed repair is told")
     func commands() {
         var r = PredictiveRepair()

@@ -222,6 +222,12 @@ public struct PredictiveRepair: Codable, Sendable, Equatable {
                 self.plan = plan
                 return []
             }
+            if let end = MaintenanceWindow.activeEnd(of: c.settings.maintenance, at: c.now) {
+                // A maintenance window: no automatic repair runs; it is due again at the window's end.
+                plan.phase = .pending(notBefore: end)
+                self.plan = plan
+                return []
+            }
             if c.settings.requiresApproval && plan.approvedBy == nil {
                 // The target came to require approval after the plan was made: nothing runs without it.
                 let deadline = c.now.addingTimeInterval(c.settings.approvalTimeout)
