@@ -44,7 +44,7 @@ public enum FleetMetrics {
     }
     public static var probesSkipped: Counter { Counter(label: "recovery_probes_skipped_total") }
     public static var probeDuration: Timer { Timer(label: "recovery_probe_duration_seconds") }
-    /// 1 while the probe's canary answers (or none is configured), 0 while its checks do not count.
+    /// With a canary configured: 1 while it answers, 0 while this prober's checks do not count.
     public static var probeCanaryOK: Gauge { Gauge(label: "recovery_probe_canary_ok") }
 
     // MARK: Decision

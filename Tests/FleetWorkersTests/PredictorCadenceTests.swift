@@ -27,6 +27,8 @@ struct PredictorCadenceTests {
     /// (status checks passing).
     final class RecordingMetrics: MetricDataReading {
         private let asked = Mutex<[[String]]>([])
+        /// CloudWatch answers the quiet target's disk series with this status instead of `Complete`.
+        let quietDiskStatus = Mutex("Complete")
         var requests: [[String]] { asked.withLock { $0 } }
 
         func metricData(_ queries: [MetricDataQuery], start: Date, end: Date, region: String) async throws
@@ -44,7 +46,10 @@ struct PredictorCadenceTests {
                             : metric.name == "StatusCheckFailed" ? 0 : 30 + Double(i % 3) * 0.2
                         return (end.addingTimeInterval(-Double(167 - i) * 3600), value)
                     }
-                    return MetricDataResult(id: query.id, points: points)
+                    let quietDisk = metric.dimensions.first?.value == "i-0quiet" && metric.name == "disk_used_percent"
+                    return MetricDataResult(
+                        id: query.id, points: points,
+                        statusCode: quietDisk ? quietDiskStatus.withLock { $0 } : "Complete")
                 })
         }
     }
@@ -147,6 +152,17 @@ struct PredictorCadenceTests {
         let run = Run()
         let slots = await run.slots(4, targets: ["quiet"], claims: UnreadableStore(inner: run.store))
         #expect(slots.allSatisfy { $0["quiet"] == Self.allSeries }, "\(slots)")
+    }
+
+    @Test("a slow read CloudWatch did not answer in full is not recorded: the next slot reads them again")
+    func incompleteReadIsNotARead() async throws {
+        let run = Run()
+        run.metrics.quietDiskStatus.withLock { $0 = "InternalError" }
+        let slots = await run.slots(3, targets: ["quiet"])
+        #expect(slots.allSatisfy { $0["quiet"] == Self.allSeries }, "\(slots)")
+        run.metrics.quietDiskStatus.withLock { $0 = "Complete" }
+        let after = await run.slots(2, targets: ["quiet"])
+        #expect(after.map { $0["quiet"] } == [Self.allSeries, Self.fastSeries])
     }
 
     @Test("PREDICTION_SLOW_INTERVAL: slots between reads; at least PREDICTION_INTERVAL; default six hours")

@@ -65,6 +65,17 @@ struct EscalationFlapTests {
         #expect(l.machine.incident != nil, "4 of the last 6, from p1 and p2")
     }
 
+    @Test("the window forgets the failures of an incident that closed: one failure after it is not another outage")
+    func windowClearedByAnIncident() {
+        var l = Ladder(settings: Self.settings { $0.failureWindow = 5 })
+        l.fail(3)
+        #expect(l.machine.incident != nil)
+        l.ok(2)
+        #expect(l.machine.state == .monitoring)
+        l.fail()
+        #expect(l.machine.state == .monitoring, "1 of the last 3 checks since the incident")
+    }
+
     // MARK: Flapping
 
     /// Declares an outage and lets the site come back by itself, `after` seconds later.
@@ -132,6 +143,21 @@ struct EscalationFlapTests {
         let next = l.declare()
         #expect(l.machine.incident?.phase == .pending(step: .restart, notBefore: t0 + 9300))
         #expect(next.notices(.outageDeclared).first?.nextStep == .restart)
+    }
+
+    @Test("a step a person runs in a flapping hold is verified as any step: back after M checks is recovered")
+    func manualStepEndsTheHold() throws {
+        var l = Ladder(settings: Self.settings { $0.outageCountWindow = 600 })
+        _ = Self.bounce(&l, at: 0)
+        _ = Self.bounce(&l, at: 600)
+        l.now = t0 + 1200
+        l.declare()
+        #expect(l.machine.incident?.automationStopped == .flapping(incidents: 3, window: 3600))
+        let request = try #require(l.command(.restart).requests.first)
+        l.outcome(request, .succeeded)
+        l.now = t0 + 1300
+        #expect(l.ok(2).notices(.recovered).count == 1, "not held for the flap window once a step ran")
+        #expect(l.machine.state == .monitoring)
     }
 
     @Test("incidents ended by a step are not flaps: the ladder climbs as before")

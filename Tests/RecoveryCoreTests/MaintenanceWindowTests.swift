@@ -180,6 +180,42 @@ struct MaintenanceWindowTests {
         #expect(end.notices(.outageDeclared).isEmpty)
     }
 
+    @Test("a window removed from the configuration while it holds an incident lets go at the next event")
+    func removedWindowLetsGo() {
+        var l = Self.ladder()
+        l.now = t0 + 200
+        #expect(l.declare().notices.isEmpty)
+        l.machine.settings.maintenance = []
+        let next = l.tick(at: 600)
+        #expect(next.notices(.outageDeclared).count == 1, "the kept notice goes out at once")
+        #expect(l.machine.incident?.maintenanceUntil == nil)
+        #expect(l.tick(at: 600 + 300).requests.map(\.step) == [.restart], "the step after the grace period from then")
+    }
+
+    @Test("answering again when the window ends: not paged; it pages at its next failure, or closes silently")
+    func windowEndsWhileTheSiteAnswers() {
+        var l = Self.ladder()
+        l.now = t0 + 200
+        l.declare()
+        l.now = t0 + 3650
+        #expect(l.ok().notices.isEmpty, "one healthy check, M is 2")
+        #expect(l.tick(at: 3700).notices.isEmpty, "the window ends while it answers: nobody paged")
+        l.now = t0 + 3710
+        let again = l.fail()
+        #expect(again.notices(.outageDeclared).count == 1, "down again: the kept notice goes out now")
+
+        var quiet = Self.ladder()
+        quiet.now = t0 + 200
+        quiet.declare()
+        quiet.now = t0 + 3650
+        quiet.ok()
+        var all = quiet.tick(at: 3700)
+        quiet.now = t0 + 3710
+        all += quiet.ok()
+        #expect(quiet.machine.state == .monitoring)
+        #expect(all.notices.isEmpty, "back for good: the incident closes without a word")
+    }
+
     @Test("an operator's explicit step runs during a window")
     func operatorStepDuringAWindow() {
         var l = Self.ladder()

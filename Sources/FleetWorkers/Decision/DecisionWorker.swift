@@ -354,9 +354,11 @@ public final class DecisionWorker: Sendable {
         guard let instanceHint else {
             throw RejectMessage("unknown target '\(target)': no instance tagged AutoRecovery=enabled has that name")
         }
+        var settings = TargetSettings()
+        settings.maintenance = options.fleetMaintenance
         return EscalationMachine(
             identity: TargetIdentity(name: target, homeRegion: defaultRegion),
-            instance: InstanceRef(id: instanceHint, region: defaultRegion))
+            instance: InstanceRef(id: instanceHint, region: defaultRegion), settings: settings)
     }
 
     // MARK: Fleet brake

@@ -247,8 +247,9 @@ public final class PredictorWorker: Sendable {
         let slow = readingSlow ?? Set(targets.map(\.name))
         for (region, group) in Dictionary(grouping: targets, by: \.instance.region).sorted(by: { $0.key < $1.key }) {
             let histories: [String: MetricHistory]
+            let incomplete: Set<String>
             do {
-                histories = try await fetch(group, region: region, now: now, readingSlow: slow)
+                (histories, incomplete) = try await fetch(group, region: region, now: now, readingSlow: slow)
             } catch {
                 FleetMetrics.errors(worker: "predictor", kind: "fetch").increment()
                 logger.warning(
@@ -262,7 +263,8 @@ public final class PredictorWorker: Sendable {
                 FleetMetrics.predictorEvaluations.increment()
                 let history = histories[target.name] ?? MetricHistory()
                 let predictions = predictor.predict(history, now: now)
-                if slow.contains(target.name) {
+                // A slow series CloudWatch did not answer in full is not a read: it is read again next slot.
+                if slow.contains(target.name), !incomplete.contains(target.name) {
                     result.slowRead.insert(target.name)
                     if PredictionCadence.stirring(predictions, history: history) { result.stirring.insert(target.name) }
                 }
@@ -285,8 +287,9 @@ public final class PredictorWorker: Sendable {
 
     /// The series of every target in `targets` (all in `region`), every `period`, in one batched call:
     /// all seven for those in `readingSlow`, the three fast series for the others.
+    /// Also the targets for which some series came back other than `Complete`.
     func fetch(_ targets: [Target], region: String, now: Date, readingSlow: Set<String>) async throws
-        -> [String: MetricHistory]
+        -> (histories: [String: MetricHistory], incomplete: Set<String>)
     {
         let period = Double(options.period)
         // Whole periods only: the current, unfinished one would read low.
@@ -305,9 +308,11 @@ public final class PredictorWorker: Sendable {
         let results = try await cloudWatch.metricData(queries, start: start, end: end, region: region)
         FleetMetrics.getMetricDataRequests.increment(by: results.requestCount)
         var histories: [String: MetricHistory] = [:]
+        var incomplete: Set<String> = []
         for result in results.results {
             guard let (name, metric) = owner[result.id] else { continue }
             if result.statusCode != "Complete" {
+                incomplete.insert(name)
                 logger.debug("partial metric data", metadata: ["id": "\(result.id)", "status": "\(result.statusCode)"])
             }
             let points = result.points.filter { $0.value.isFinite }.map {
@@ -315,7 +320,7 @@ public final class PredictorWorker: Sendable {
             }
             histories[name, default: MetricHistory()][metric] = points.sorted { $0.time < $1.time }
         }
-        return histories
+        return (histories, incomplete)
     }
 
     /// Query-id suffix and metric, in a fixed order.

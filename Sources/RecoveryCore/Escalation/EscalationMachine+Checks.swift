@@ -87,8 +87,11 @@ extension EscalationMachine {
     }
 
     /// Whether the open incident is a flapping hold that has not yet been healthy for `flap_window`.
+    /// A step a person ran in the hold ends it: that step's verification decides, as for any step.
     func heldForFlapping(at now: Date) -> Bool {
-        guard case .flapping? = incident?.automationStopped else { return false }
+        guard case .flapping? = incident?.automationStopped, incident?.stepsRequested.isEmpty == true else {
+            return false
+        }
         guard let since = health.healthySince else { return true }
         return now.timeIntervalSince(since) < settings.flapWindow
     }

@@ -24,17 +24,24 @@ extension EscalationMachine {
         self.incident = incident
     }
 
-    /// At (or after) the window's end: a window that goes on (another began) moves the end; otherwise
-    /// the deferred notice goes out, with the step's new time.
+    /// While a window holds the incident, follows its end (a window that goes on or was extended moves
+    /// it); once no window covers now (it ended, or its configuration was removed), the deferred notice
+    /// goes out, with the step's new time.
+    ///
+    /// A site that is answering again when the window ends (healthy checks, not yet M of them) is not
+    /// paged: the notice waits for its next failed check, or the incident closes silently.
     mutating func endMaintenance(_ c: inout Context) {
-        guard var incident, let until = incident.maintenanceUntil, c.now >= until else { return }
-        if let later = maintenanceEnd(at: c.now) {
-            incident.maintenanceUntil = later
-            self.incident = incident
+        guard var incident, incident.maintenanceUntil != nil || incident.deferredNotice != nil else { return }
+        if let end = maintenanceEnd(at: c.now) {
+            if end != incident.maintenanceUntil {
+                incident.maintenanceUntil = end
+                self.incident = incident
+            }
             return
         }
+        let until = incident.maintenanceUntil ?? c.now
         incident.maintenanceUntil = nil
-        guard var notice = incident.deferredNotice else {
+        guard var notice = incident.deferredNotice, health.successes == 0 else {
             self.incident = incident
             return
         }

@@ -19,6 +19,7 @@ extension EscalationMachine {
                 self.incident = incident
                 return
             }
+            if incident.deferredNotice != nil { return }  // nobody paged yet: no step before the notice
             if isHeld(incident, c.now) || c.brakeEngaged { return }  // stays pending
             if incident.stepsRequested.contains(step) {
                 // Never twice: cannot happen through the ladder (it skips requested steps), but guard it.

@@ -8,6 +8,8 @@ extension EscalationMachine {
         var pending = false
         let due: Date? =
             switch incident.phase {
+            // A kept outage notice goes out before any step: after a window, the next failed check sends it.
+            case .pending where incident.deferredNotice != nil: nil
             case .pending(_, let notBefore):
                 switch incident.hold {
                 case .acknowledged: nil

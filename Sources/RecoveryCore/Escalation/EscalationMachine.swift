@@ -327,6 +327,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     }
 
     private mutating func declare(_ probe: ProbeResult, _ c: inout Context) {
+        defer { health.window = nil }  // the failures that declared this one must not declare the next
         outageTimes = outageTimes.filter { c.now.timeIntervalSince($0) < settings.outageCountWindow }
         outageTimes.append(c.now)
         let count = outageTimes.count
@@ -394,7 +395,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         guard let incident else { return }
         var fixedBy: RecoveryStep?
         if case .inProgress(let attempt) = incident.phase { fixedBy = attempt.step }
-        if incident.deferredNotice != nil {  // declared and over within a maintenance window: nobody is paged
+        health.window = nil
+        if incident.deferredNotice != nil, incident.stepsRequested.isEmpty {
+            // Declared and over within a maintenance window (no step taken): nobody is paged.
             c.actions.append(.reportToFleet(.outageClosed(target: target)))
             lastIncidentId = incident.id
             state = .monitoring

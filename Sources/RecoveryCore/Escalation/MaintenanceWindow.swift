@@ -109,9 +109,12 @@ public struct MaintenanceWindow: Codable, Sendable, Equatable {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = zone
         var best: Date?
-        // Occurrences that started within `duration` before now: walk the local days back that far.
-        var day = calendar.startOfDay(for: now.addingTimeInterval(-duration))
-        let last = calendar.startOfDay(for: now)
+        // Occurrences that started within `duration` before now: walk the local days back that far, from
+        // noon to noon (a day's start can be 01:00 where the clock changes at midnight; noon always exists).
+        guard let first = calendar.date(bySettingHour: 12, minute: 0, second: 0, of: now.addingTimeInterval(-duration)),
+            let last = calendar.date(bySettingHour: 12, minute: 0, second: 0, of: now)
+        else { return nil }
+        var day = first
         while day <= last {
             let parts = calendar.dateComponents([.year, .month, .day, .weekday], from: day)
             if let month = parts.month, let dom = parts.day, let weekday = parts.weekday,
