@@ -160,6 +160,26 @@ struct EscalationFlapTests {
         #expect(l.machine.state == .monitoring)
     }
 
+    @Test("a flapping hold still down for the flap window is said once more to need a person")
+    func holdStillDownIsToldOnce() throws {
+        var l = Ladder(settings: Self.settings { $0.outageCountWindow = 600 })
+        _ = Self.bounce(&l, at: 0)
+        _ = Self.bounce(&l, at: 600)
+        l.now = t0 + 1200
+        l.declare()
+        var told: [Action] = []
+        for minute in stride(from: 1230.0, through: 1200 + 3600 + 600, by: 30) {
+            l.now = t0 + minute
+            told += l.fail()
+        }
+        let needed = told.notices(.humanNeeded)
+        #expect(needed.count == 1, "once: \(told.notices.map(\.id))")
+        #expect(told.notices.count == 1 && told.requests.isEmpty)
+        let notice = try #require(needed.first)
+        #expect(notice.at >= t0 + 1200 + 3600 - 60 && notice.at <= t0 + 1200 + 3600 + 30, "\(notice.at)")
+        #expect(notice.commands.contains("recoveryctl ack shop-web"))
+    }
+
     @Test("incidents ended by a step are not flaps: the ladder climbs as before")
     func stepsAreNotFlaps() throws {
         // Each outage the first in its count window, so each is a restart.

@@ -96,6 +96,22 @@ extension EscalationMachine {
         return now.timeIntervalSince(since) < settings.flapWindow
     }
 
+    /// A flapping hold is one notice, but not silence for ever: a target that has stayed down for
+    /// `flap_window` (no healthy check) in the hold, with no step taken, is said once more to need a person.
+    mutating func remindIfDownWhileFlapping(_ c: inout Context) {
+        guard var incident, let stopped = incident.automationStopped, stopped.flapping != nil,
+            incident.stepsRequested.isEmpty, incident.flapReminded != true, health.failures > 0,
+            let since = health.downSince, c.now.timeIntervalSince(since) >= settings.flapWindow
+        else { return }
+        incident.flapReminded = true
+        self.incident = incident
+        var notice = baseNotice(.humanNeeded, id: "\(incident.id):still_down_while_flapping", c)
+        notice.nextStep = .notifyOnly
+        notice.reason = .automationStopped(target: target, incident: incident.id, tried: [], why: stopped)
+        notice.commands = manualCommands(incident) + [RecoveryCtl.ack(target)]
+        c.actions.append(.notify(notice))
+    }
+
     /// Remembers an incident that closed by itself (no step was requested), within `flap_window`. A
     /// flapping hold that closes does not count: it closed after a stable period, the flapping is over.
     mutating func noteSelfRecovery(_ incident: Incident, at now: Date) {

@@ -54,6 +54,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         public var maintenanceUntil: Date? = nil
         /// Declared during a window: its `outage_declared` notice waits here for the window's end.
         public var deferredNotice: Notice? = nil
+        /// A flapping hold whose target stayed down for `flap_window` was told so (once).
+        public var flapReminded: Bool? = nil
     }
 
     public enum Phase: Codable, Sendable, Equatable {
@@ -116,6 +118,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         public var window: [WindowCheck]?
         /// When the current run of healthy checks began (for a flapping target's stable period).
         public var healthySince: Date?
+        /// When the current run of failed checks began (a flapping hold still down: EscalationMachine+Checks).
+        public var downSince: Date?
     }
 
     /// The instance the target ran on before a re-provision moved it, watched for "original instance back".
@@ -292,6 +296,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             health.failingProbers = []
         } else {
             health.healthySince = nil
+            if health.failures == 0 { health.downSince = c.now }
             health.failures += 1
             health.successes = 0
             if !health.failingProbers.contains(probe.prober) {
@@ -309,6 +314,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             if probe.healthy && health.successes >= max(1, settings.recoveryThreshold) && !heldForFlapping(at: c.now) {
                 recover(&c)
             }
+            if !probe.healthy { remindIfDownWhileFlapping(&c) }
         }
     }
 
