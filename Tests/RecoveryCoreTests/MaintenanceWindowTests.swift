@@ -127,7 +127,7 @@ struct MaintenanceWindowTests {
         l.now = t0 + 200
         let declared = l.declare()
         let incident = try #require(l.machine.incident, "the incident opens (history records it)")
-        #expect(declared.fleetReports == [.outageOpened(target: "shop-web")])
+        #expect(declared.fleetReports.isEmpty, "the brake counts it once it is paged")
         #expect(declared.notices.isEmpty, "nothing paged during the window")
         #expect(incident.maintenanceUntil == t0 + 3700 && incident.deferredNotice != nil)
         #expect(l.machine.nextDeadline == t0 + 3700)
@@ -141,6 +141,7 @@ struct MaintenanceWindowTests {
         // The window ends, still down: one notice saying so, and the step after the grace period.
         let end = l.tick(at: 3700)
         #expect(end.requests.isEmpty)
+        #expect(end.fleetReports == [.outageOpened(target: "shop-web")], "counted by the brake from the page on")
         let notice = try #require(end.notices(.outageDeclared).first)
         #expect(end.notices.count == 1)
         #expect(notice.id == "\(incident.id):outage_declared:after_maintenance")
@@ -165,7 +166,7 @@ struct MaintenanceWindowTests {
         #expect(l.machine.state == .monitoring)
         all += l.tick(at: 3700)
         #expect(all.notices.isEmpty && all.requests.isEmpty)
-        #expect(all.fleetReports == [.outageOpened(target: "shop-web"), .outageClosed(target: "shop-web")])
+        #expect(all.fleetReports.isEmpty, "never counted by the brake: nobody was paged")
     }
 
     @Test("declared before a window: paged as usual, but its step waits for the window's end")
@@ -214,6 +215,20 @@ struct MaintenanceWindowTests {
         all += quiet.ok()
         #expect(quiet.machine.state == .monitoring)
         #expect(all.notices.isEmpty, "back for good: the incident closes without a word")
+    }
+
+    @Test("a fleet-wide window with most targets down does not engage the brake; still down at its end, it does")
+    func brakeDuringAFleetWideWindow() {
+        var settings = TargetSettings()
+        settings.maintenance = [MaintenanceWindow(start: t0, end: t0 + 3600, reason: "patching")]
+        var fleet = Fleet(size: 4, settings: settings)
+        fleet.now = t0 + 60
+        for target in ["site-1", "site-2", "site-3"] { fleet.deliver(target) { $0.declare() } }
+        #expect(!fleet.brake.isEngaged && fleet.brakeNotices.isEmpty, "three of four down in the window: no brake")
+        fleet.now = t0 + 3600
+        for target in ["site-1", "site-2", "site-3"] { fleet.deliver(target) { $0.send(.tick) } }
+        #expect(fleet.brake.isEngaged, "still down after it: the brake sees a mass outage")
+        #expect(fleet.brakeNotices.count == 1)
     }
 
     @Test("an operator's explicit step runs during a window")

@@ -68,6 +68,7 @@ extension EscalationMachine {
         } else {
             self.incident = incident
         }
+        c.actions.append(.reportToFleet(.outageOpened(target: target)))  // counted from now, as paged
         c.actions.append(.notify(notice))
     }
 }

@@ -367,7 +367,9 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
             incident.phase = .pending(step: step, notBefore: c.now.addingTimeInterval(settings.gracePeriod))
         }
         self.incident = incident
-        c.actions.append(.reportToFleet(.outageOpened(target: target)))
+        // The brake counts the outage once it is paged: one kept for a maintenance window's end is not yet
+        // (a fleet-wide window with many targets down must not engage the brake and page its alert).
+        if maintenanceEnd == nil { c.actions.append(.reportToFleet(.outageOpened(target: target))) }
 
         var notice = baseNotice(.outageDeclared, id: "\(id):outage_declared", c)
         var noStep: NoticeReason.NoStep?
@@ -403,8 +405,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         if case .inProgress(let attempt) = incident.phase { fixedBy = attempt.step }
         health.window = nil
         if incident.deferredNotice != nil, incident.stepsRequested.isEmpty {
-            // Declared and over within a maintenance window (no step taken): nobody is paged.
-            c.actions.append(.reportToFleet(.outageClosed(target: target)))
+            // Declared and over within a maintenance window (no step taken): nobody is paged, and the
+            // brake never counted it.
             lastIncidentId = incident.id
             state = .monitoring
             return
