@@ -116,14 +116,35 @@ struct ProbeCanaryTests {
         #expect(observations.count == 1 && observations.first?.source == .ec2Status, "\(observations)")
     }
 
-    @Test("PROBE_CANARY_URL: none, an http(s) URL, or a clear error")
+    @Test("several canaries: one of them down is not the prober's network; all of them down is")
+    func severalCanaries() async throws {
+        let http = MemoryHTTP()
+        var options = ProbeCanary.Options(urls: ["https://a.example.net/", "https://b.example.org/"])
+        options.failuresToImpair = 2
+        let canary = ProbeCanary(options: options, http: http, logger: Lines().logger)
+        http.script("https://a.example.net/", .fail(.couldNotConnect))
+        http.script("https://b.example.org/", .status(200))
+        for _ in 0..<3 { await canary.check() }
+        #expect(!canary.impaired, "b answers")
+        http.script("https://b.example.org/", .status(502))
+        for _ in 0..<2 { await canary.check() }
+        #expect(canary.impaired, "none answers")
+        #expect(canary.host == "a.example.net,b.example.org")
+    }
+
+    @Test("PROBE_CANARY_URL: none, http(s) URLs separated by commas, or a clear error")
     func configuration() throws {
         func canary(_ values: [String: String]) throws -> ProbeCanary.Options? {
             try WorkerEnvironment(kind: "probe", values: values).probeCanary()
         }
         #expect(try canary([:]) == nil)
         let set = try #require(try canary(["PROBE_CANARY_URL": "https://example.org/", "PROBE_CANARY_INTERVAL": "5"]))
-        #expect(set.url == "https://example.org/" && set.interval == .seconds(5))
+        #expect(set.urls == ["https://example.org/"] && set.interval == .seconds(5))
+        let two = try #require(try canary(["PROBE_CANARY_URL": "https://a.example.net/, http://b.example.org/ok"]))
+        #expect(two.urls == ["https://a.example.net/", "http://b.example.org/ok"])
+        #expect(throws: ConfigurationError.self) {
+            try canary(["PROBE_CANARY_URL": "https://a.example.net/,example.org"])
+        }
         #expect(throws: ConfigurationError.self) { try canary(["PROBE_CANARY_URL": "example.org"]) }
         #expect(throws: ConfigurationError.self) { try canary(["PROBE_CANARY_URL": "ftp://example.org/"]) }
     }
