@@ -116,8 +116,11 @@ extension EscalationMachine {
     /// flapping hold that closes does not count: it closed after a stable period, the flapping is over.
     mutating func noteSelfRecovery(_ incident: Incident, at now: Date) {
         var closed = (selfRecoveries ?? []).filter { now.timeIntervalSince($0) < settings.flapWindow }
-        if incident.stepsRequested.isEmpty, incident.automationStopped?.flapping == nil { closed.append(now) }
-        if case .flapping? = incident.automationStopped { closed = [] }
+        if incident.automationStopped?.flapping != nil {
+            closed = []
+        } else if incident.stepsRequested.isEmpty {
+            closed.append(now)
+        }
         selfRecoveries = closed.isEmpty ? nil : closed
     }
 }

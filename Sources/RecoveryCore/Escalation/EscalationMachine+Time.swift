@@ -5,7 +5,6 @@ extension EscalationMachine {
     /// brake has no deadline: the brake's release wakes the target.)
     public var nextDeadline: Date? {
         guard let incident else { return nil }
-        var pending = false
         let due: Date? =
             switch incident.phase {
             // A kept outage notice goes out before any step: after a window, the next failed check sends it.
@@ -14,7 +13,7 @@ extension EscalationMachine {
                 switch incident.hold {
                 case .acknowledged: nil
                 case .until(let end, _): max(end, notBefore)
-                case nil: (pending = true, notBefore).1
+                case nil: notBefore
                 }
             case .awaitingApproval(_, let deadline): deadline
             case .inProgress(let attempt): attempt.deadline
@@ -23,7 +22,8 @@ extension EscalationMachine {
         // A maintenance window holds the step (nothing before its end) or a deferred notice (due at its end).
         guard let until = incident.maintenanceUntil else { return due }
         guard let due else { return until }
-        return pending ? max(due, until) : min(due, until)
+        if case .pending = incident.phase { return max(due, until) }
+        return min(due, until)
     }
 
     // MARK: Time
