@@ -98,7 +98,7 @@ struct RedisACLTests {
         let locks = RedisLockStore(client: client, keyspace: keyspace)
         let states = RedisStateStore(client: client, keyspace: keyspace)
         await expectRefused(redis, as: user, "acquire a lock") {
-            _ = try await locks.acquire(name: "web-2", ttl: .seconds(5))
+            _ = try await locks.acquire(name: "web-2", ttl: .seconds(600))
         }
         await expectRefused(redis, as: user, "read a lock") { _ = try await locks.isHeld(lease) }
         await expectRefused(redis, as: user, "release a lock") { _ = try await locks.release(lease) }
@@ -127,19 +127,19 @@ struct RedisACLTests {
             // What ProbeWorker does: PING for /healthz, SET NX PX claims of probe slots and status sweeps.
             #expect(try await probe.command(["PING"], idempotent: true) == .status("PONG"))
             let claims = RedisKeyValueStore(client: probe, keyspace: keyspace)
-            #expect(try await claims.setIfAbsent("probe:web:1800000:0", "probe-1", expiry: .seconds(5)))
-            #expect(try await !claims.setIfAbsent("probe:web:1800000:0", "probe-2", expiry: .seconds(5)))
-            #expect(try await claims.setIfAbsent("probe:status:30000", "probe-1", expiry: .seconds(5)))
+            #expect(try await claims.setIfAbsent("probe:web:1800000:0", "probe-1", expiry: .seconds(600)))
+            #expect(try await !claims.setIfAbsent("probe:web:1800000:0", "probe-2", expiry: .seconds(600)))
+            #expect(try await claims.setIfAbsent("probe:status:30000", "probe-1", expiry: .seconds(600)))
 
             try await expectNoLocksStateOrBrake(redis, "probe", lease: lease)
             await expectRefused(redis, as: "probe", "read a claim (write-only)") {
                 _ = try await claims.get("probe:web:1800000:0")
             }
             await expectRefused(redis, as: "probe", "claim another kind's slot") {
-                _ = try await claims.setIfAbsent("predict:web:1", "probe-1", expiry: .seconds(5))
+                _ = try await claims.setIfAbsent("predict:web:1", "probe-1", expiry: .seconds(600))
             }
             await expectRefused(redis, as: "probe", "mark a notice sent") {
-                _ = try await claims.setIfAbsent("notified:n1:slack", "probe-1", expiry: .seconds(5))
+                _ = try await claims.setIfAbsent("notified:n1:slack", "probe-1", expiry: .seconds(600))
             }
             await expectRefused(redis, as: "probe", "run a script") {
                 _ = try await probe.eval(
@@ -167,7 +167,7 @@ struct RedisACLTests {
                 _ = try await markers.get("published:m1")
             }
             await expectRefused(redis, as: "notifier", "claim a probe slot") {
-                _ = try await markers.setIfAbsent("probe:web:1:0", "x", expiry: .seconds(5))
+                _ = try await markers.setIfAbsent("probe:web:1:0", "x", expiry: .seconds(600))
             }
         }
     }
@@ -178,13 +178,13 @@ struct RedisACLTests {
             let predictor = try redis.client("predictor")
             #expect(try await predictor.command(["PING"], idempotent: true) == .status("PONG"))
             let claims = RedisKeyValueStore(client: predictor, keyspace: keyspace)
-            #expect(try await claims.setIfAbsent("predict:web:500", "predictor-1", expiry: .seconds(5)))
+            #expect(try await claims.setIfAbsent("predict:web:500", "predictor-1", expiry: .seconds(600)))
             // The cadence's record of the last slow-series read: read and written.
-            try await claims.set("predict-slow:web", "500+", expiry: .seconds(5))
+            try await claims.set("predict-slow:web", "500+", expiry: .seconds(600))
             #expect(try await claims.get("predict-slow:web") == "500+")
             try await expectNoLocksStateOrBrake(redis, "predictor", lease: lease)
             await expectRefused(redis, as: "predictor", "claim a probe slot") {
-                _ = try await claims.setIfAbsent("probe:web:1:0", "x", expiry: .seconds(5))
+                _ = try await claims.setIfAbsent("probe:web:1:0", "x", expiry: .seconds(600))
             }
             await expectRefused(redis, as: "predictor", "read a slot claim back") {
                 _ = try await claims.get("predict:web:500")
@@ -224,7 +224,7 @@ struct RedisACLTests {
 
             let locks = RedisLockStore(client: decision, keyspace: keyspace)
             await expectRefused(redis, as: "decision", "acquire a lock") {
-                _ = try await locks.acquire(name: "web-2", ttl: .seconds(5))
+                _ = try await locks.acquire(name: "web-2", ttl: .seconds(600))
             }
             await expectRefused(redis, as: "decision", "release the actuator's lock") {
                 _ = try await locks.release(lease)
@@ -247,10 +247,10 @@ struct RedisACLTests {
             let actuator = try redis.client("actuator")
             // ActuatorWorker: the target's lock with its fencing token (acquire, renew, isHeld, release).
             let locks = RedisLockStore(client: actuator, keyspace: keyspace)
-            #expect(try await locks.acquire(name: "web", ttl: .seconds(5)) == nil)  // the seeded lease holds it
-            let mine = try #require(try await locks.acquire(name: "db", ttl: .seconds(5)))
+            #expect(try await locks.acquire(name: "web", ttl: .seconds(600)) == nil)  // the seeded lease holds it
+            let mine = try #require(try await locks.acquire(name: "db", ttl: .seconds(600)))
             #expect(mine.fencingToken > 0)
-            #expect(try await locks.renew(mine, ttl: .seconds(10)))
+            #expect(try await locks.renew(mine, ttl: .seconds(1200)))
             #expect(try await locks.isHeld(mine))
             #expect(try await locks.currentFencingToken(name: "web") == lease.fencingToken)
             #expect(try await locks.release(mine))
@@ -266,7 +266,7 @@ struct RedisACLTests {
             // DRPreflight's slot claim.
             #expect(
                 try await RedisKeyValueStore(client: actuator, keyspace: keyspace)
-                    .setIfAbsent("preflight:20000", "actuator-1", expiry: .seconds(5)))
+                    .setIfAbsent("preflight:20000", "actuator-1", expiry: .seconds(600)))
             // The open-steps index (ActuatorWorker.sweepOpenSteps).
             let open = RedisSchedule(client: actuator, keyspace: keyspace, name: "actuator-open-steps")
             try await open.schedule("web-1", at: Date(timeIntervalSince1970: 1))
@@ -328,7 +328,7 @@ struct RedisACLTests {
             }
             await expectRefused(redis, as: "operator", "acquire a lock") {
                 _ = try await RedisLockStore(client: operatorClient, keyspace: keyspace).acquire(
-                    name: "x", ttl: .seconds(5))
+                    name: "x", ttl: .seconds(600))
             }
             await expectRefused(redis, as: "operator", "read a fence") {
                 _ = try await RedisLockStore(client: operatorClient, keyspace: keyspace).currentFencingToken(
@@ -416,7 +416,7 @@ struct RedisACLTests {
             let claims = try redis.client("probe")
             #expect(
                 try await RedisKeyValueStore(client: claims, keyspace: RedisKeyspace(prefix: "fleet-b:"))
-                    .setIfAbsent("probe:web:1:0", "probe-1", expiry: .seconds(5)))
+                    .setIfAbsent("probe:web:1:0", "probe-1", expiry: .seconds(600)))
             await expectRefused(redis, as: "probe", "the default prefix") {
                 _ = try await RedisKeyValueStore(client: claims, keyspace: keyspace).setIfAbsent(
                     "probe:web:1:0", "probe-1")

@@ -26,7 +26,7 @@ struct RedisLockStoreTests {
         let locks = RedisLockStore(client: client, keyspace: keys.keyspace)
         try await keys.run(with: client) {
             #expect(try await locks.currentFencingToken(name: "i-1") == 0)
-            let lease = try #require(try await locks.acquire(name: "i-1", ttl: .seconds(10)))
+            let lease = try #require(try await locks.acquire(name: "i-1", ttl: held))
             #expect(lease.name == "i-1")
             // The first fence is the Redis clock in microseconds (the floor that survives a fail-over).
             let clock = try #require(try await client.command(["TIME"], idempotent: true).array?.compactMap(\.integer))
@@ -38,14 +38,14 @@ struct RedisLockStoreTests {
                 try await client.command(["GET", lockKey], idempotent: true).string
                     == "\(lease.token):\(lease.fencingToken)")
             let pttl = try #require(try await client.command(["PTTL", lockKey], idempotent: true).integer)
-            #expect(pttl > 0 && pttl <= 10_000)
+            #expect(pttl > 0 && pttl <= 600_000)
             #expect(try await locks.isHeld(lease))
 
-            #expect(try await locks.acquire(name: "i-1", ttl: .seconds(10)) == nil)
+            #expect(try await locks.acquire(name: "i-1", ttl: held) == nil)
 
-            #expect(try await locks.renew(lease, ttl: .seconds(30)))
+            #expect(try await locks.renew(lease, ttl: .seconds(1200)))
             let renewed = try #require(try await client.command(["PTTL", lockKey], idempotent: true).integer)
-            #expect(renewed > 10_000 && renewed <= 30_000)
+            #expect(renewed > 600_000 && renewed <= 1_200_000)
 
             #expect(try await locks.release(lease))
             #expect(try await client.command(["EXISTS", lockKey], idempotent: true) == .integer(0))
@@ -53,7 +53,7 @@ struct RedisLockStoreTests {
             #expect(try await locks.release(lease) == false)
             // The fence survives release and keeps counting.
             #expect(try await locks.currentFencingToken(name: "i-1") == lease.fencingToken)
-            let next = try #require(try await locks.acquire(name: "i-1", ttl: .seconds(10)))
+            let next = try #require(try await locks.acquire(name: "i-1", ttl: held))
             #expect(next.fencingToken > lease.fencingToken)
             #expect(try await locks.currentFencingToken(name: "i-1") == next.fencingToken)
             #expect(next.token != lease.token)
@@ -68,15 +68,15 @@ struct RedisLockStoreTests {
         let keys = TestKeyspace()
         let locks = RedisLockStore(client: client, keyspace: keys.keyspace)
         try await keys.run(with: client) {
-            let first = try #require(try await locks.acquire(name: "lost", ttl: .seconds(10)))
+            let first = try #require(try await locks.acquire(name: "lost", ttl: held))
             #expect(try await locks.release(first))
-            let second = try #require(try await locks.acquire(name: "lost", ttl: .seconds(10)))
+            let second = try #require(try await locks.acquire(name: "lost", ttl: held))
             #expect(try await locks.release(second))
             // The new primary only knew the first one.
             _ = try await client.command(
                 ["SET", keys.keyspace.fenceKey("lost"), String(first.fencingToken)], idempotent: true)
             try await Task.sleep(for: .milliseconds(5))
-            let third = try #require(try await locks.acquire(name: "lost", ttl: .seconds(10)))
+            let third = try #require(try await locks.acquire(name: "lost", ttl: held))
             #expect(third.fencingToken > second.fencingToken)
         }
     }
@@ -90,17 +90,17 @@ struct RedisLockStoreTests {
             let lockKeys = [keys.keyspace.lockKey("x"), keys.keyspace.fenceKey("x")]
             let token = RedisLockStore.makeToken()
             let first = try await client.eval(
-                RedisLockStore.acquireScript, keys: lockKeys, args: [token, "10000"],
+                RedisLockStore.acquireScript, keys: lockKeys, args: [token, "600000"],
                 idempotent: true)
             let again = try await client.eval(
-                RedisLockStore.acquireScript, keys: lockKeys, args: [token, "10000"],
+                RedisLockStore.acquireScript, keys: lockKeys, args: [token, "600000"],
                 idempotent: true)
             #expect((first.integer ?? 0) > 0)
             #expect(again == first, "the resend returns the same fence")
             #expect(try await client.command(["GET", lockKeys[1]], idempotent: true).integer == first.integer)
             let other = try await client.eval(
                 RedisLockStore.acquireScript, keys: lockKeys,
-                args: [RedisLockStore.makeToken(), "10000"], idempotent: true)
+                args: [RedisLockStore.makeToken(), "600000"], idempotent: true)
             #expect(other == .null)
         }
     }
@@ -129,7 +129,7 @@ struct RedisLockStoreTests {
             for round in 1...5 {
                 let leases = try await withThrowingTaskGroup(of: LockLease?.self) { group in
                     for locks in contenders {
-                        group.addTask { try await locks.acquire(name: "contended", ttl: .seconds(10)) }
+                        group.addTask { try await locks.acquire(name: "contended", ttl: held) }
                     }
                     var won: [LockLease] = []
                     for try await lease in group { if let lease { won.append(lease) } }
@@ -140,7 +140,7 @@ struct RedisLockStoreTests {
                 #expect(winner.fencingToken > previousFence)
                 previousFence = winner.fencingToken
                 // While held, nobody else gets it.
-                #expect(try await contenders[0].acquire(name: "contended", ttl: .seconds(10)) == nil)
+                #expect(try await contenders[0].acquire(name: "contended", ttl: held) == nil)
                 #expect(try await contenders[1].isHeld(winner))
                 #expect(try await contenders[2].release(winner))
             }
@@ -163,7 +163,7 @@ struct RedisLockStoreTests {
                     group.addTask {
                         var done = 0
                         while done < sectionsPerTask {
-                            guard let lease = try await locks.acquire(name: "mutex", ttl: .seconds(10)) else {
+                            guard let lease = try await locks.acquire(name: "mutex", ttl: held) else {
                                 try await Task.sleep(for: .milliseconds(1))  // back off, then try again
                                 continue
                             }
@@ -194,25 +194,25 @@ struct RedisLockStoreTests {
         let holderA = RedisLockStore(client: try await RedisClient.connect(url: url), keyspace: keys.keyspace)
         let holderB = RedisLockStore(client: try await RedisClient.connect(url: url), keyspace: keys.keyspace)
         try await keys.run(with: admin) {
-            let a = try #require(try await holderA.acquire(name: "i-42", ttl: .seconds(10)))
+            let a = try #require(try await holderA.acquire(name: "i-42", ttl: held))
             let lockKey = keys.keyspace.lockKey("i-42")
             // A's lock expires: make Redis expire it now instead of waiting for the TTL.
             #expect(try await admin.command(["PEXPIRE", lockKey, "0"], idempotent: true) == .integer(1))
             #expect(try await holderA.isHeld(a) == false)
 
-            let b = try #require(try await holderB.acquire(name: "i-42", ttl: .seconds(10)))
+            let b = try #require(try await holderB.acquire(name: "i-42", ttl: held))
             #expect(b.fencingToken > a.fencingToken)
 
             // A wakes up and tries everything; all fail and B is undisturbed.
             #expect(try await holderA.isHeld(a) == false)
-            #expect(try await holderA.renew(a, ttl: .seconds(60)) == false)
+            #expect(try await holderA.renew(a, ttl: .seconds(1200)) == false)
             #expect(try await holderA.release(a) == false)
-            #expect(try await holderA.acquire(name: "i-42", ttl: .seconds(10)) == nil)
+            #expect(try await holderA.acquire(name: "i-42", ttl: held) == nil)
 
             #expect(try await holderB.isHeld(b))
             #expect(try await admin.command(["GET", lockKey], idempotent: true).string == b.storedValue)
             let pttl = try #require(try await admin.command(["PTTL", lockKey], idempotent: true).integer)
-            #expect(pttl > 0 && pttl <= 10_000, "A's renew must not have extended B's lock")
+            #expect(pttl > 0 && pttl <= 600_000, "A's renew must not have extended B's lock")
             #expect(try await holderB.currentFencingToken(name: "i-42") == b.fencingToken)
             #expect(try await holderB.release(b))
         }

@@ -97,3 +97,8 @@ func redisError(
         return nil
     }
 }
+
+/// A lease or claim no test means to outlive. Long, because a CI machine starting hundreds of tests on
+/// two cores can stall a test for many seconds between two commands: a 10 s lease once expired between
+/// `isHeld` and `release`. Tests of expiry use their own short TTLs and wait on Redis's clock.
+let held: Duration = .seconds(600)
