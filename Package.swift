@@ -112,6 +112,20 @@ let package = Package(
 
         // MARK: Executables (wiring only)
         .executableTarget(name: "recoveryctl", dependencies: ["FleetControl"]),
+        // The operators' web console (docs/console.md): pages, buttons, login, Slack's interactivity endpoint.
+        .target(
+            name: "FleetConsole",
+            dependencies: [
+                "FleetControl", "FleetCrypto", "FleetWorkers", "RecoveryCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "console",
+            dependencies: [
+                "FleetConsole", "FleetControl", "FleetRuntime", "FleetWorkers", "RecoveryCore", "AWSClient",
+                "HTTPTransport",
+            ]),
         .executableTarget(
             name: "probe",
             dependencies: [
@@ -187,7 +201,7 @@ let package = Package(
         .testTarget(
             name: "FleetWorkersTests",
             dependencies: [
-                "FleetWorkers", "FleetTestSupport", "FleetControl",
+                "FleetWorkers", "FleetTestSupport", "FleetControl", "FleetConsole",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"), "FleetRuntime",
                 "AMQPTransport", "AWSClient", "HTTPTransport", "RecoveryCore", "RedisStore",
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -56,9 +56,9 @@ make_identities() {
   local prefix=$1 ctl=$2 log=$3 kind passwords=()
   identities=(PROBE_USERS="$prefix-probe" PREDICTOR_USERS="$prefix-predictor" DECISION_USERS="$prefix-decision"
               ACTUATOR_USERS="$prefix-actuator" NOTIFIER_USERS="$prefix-notifier" RECORDER_USERS="$prefix-recorder"
-              OPERATORS="$prefix-operator" RABBITMQ_OPERATOR_USER="$prefix-operator")
+              CONSOLE_USERS="$prefix-console" OPERATORS="$prefix-operator" RABBITMQ_OPERATOR_USER="$prefix-operator")
   declare -gA password
-  for kind in probe predictor decision actuator notifier recorder operator; do
+  for kind in probe predictor decision actuator notifier recorder operator console; do
     password[$kind]=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
     passwords+=("RABBITMQ_${kind^^}_PASSWORD=${password[$kind]}")
   done

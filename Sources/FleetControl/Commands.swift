@@ -16,13 +16,19 @@ public struct CommandRequest: Sendable, Equatable {
     public var reason: String?
     /// For `quarantine`: also take the Elastic IP off the instance.
     public var detachEip: Bool?
+    /// Set by the console only: the operator it relays the command for (docs/console.md).
+    public var onBehalfOf: String?
 
-    public init(target: String?, name: CommandName, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil) {
+    public init(
+        target: String?, name: CommandName, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil,
+        onBehalfOf: String? = nil
+    ) {
         self.target = target
         self.name = name
         self.until = until
         self.reason = reason
         self.detachEip = detachEip
+        self.onBehalfOf = onBehalfOf
     }
 
     /// The ladder step the command makes the actuator run: the step commands' own, and for `approve`
@@ -198,7 +204,8 @@ public struct CommandSender: Sendable {
         let user = amqp.url.user
         let id = "cmd-\(UUID().uuidString.lowercased())"
         var result = CommandResult(
-            commandId: id, command: request.name.rawValue, target: request.target, operator: user,
+            commandId: id, command: request.name.rawValue, target: request.target,
+            operator: request.onBehalfOf.map { "\($0) via \(user)" } ?? user,
             status: .sent, suggestions: [])
         let deadline = ContinuousClock.now + timeout
 
@@ -255,7 +262,8 @@ public struct CommandSender: Sendable {
         }
 
         let body = CommandBody(
-            name: request.name.rawValue, until: request.until, reason: request.reason, detachEip: request.detachEip)
+            name: request.name.rawValue, until: request.until, reason: request.reason, detachEip: request.detachEip,
+            onBehalfOf: request.onBehalfOf)
         let publisher = AMQPPublisher(configuration: amqp, publishTimeout: min(timeout, .seconds(30)), logger: logger)
         do {
             // user_id: the publisher stamps the connection's user, which the broker verifies.

@@ -21,6 +21,15 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
         case correlationId = "correlation_id"
     }
 
+    public init(occurredAt: String, type: String, who: String, what: String, why: String, messageId: String = "") {
+        self.occurredAt = occurredAt
+        self.type = type
+        self.who = who
+        self.what = what
+        self.why = why
+        self.messageId = messageId
+    }
+
     init(_ item: DynamoItem) {
         occurredAt =
             item["occurred_at"]?.stringValue
@@ -48,6 +57,12 @@ public struct HistoryReport: Codable, Sendable, Equatable {
     public var entries: [HistoryEntry]
     /// True when older rows exist beyond `--limit`.
     public var truncated: Bool
+
+    public init(target: String, entries: [HistoryEntry], truncated: Bool) {
+        self.target = target
+        self.entries = entries
+        self.truncated = truncated
+    }
 
     public func render(width: Int = 80) -> String {
         guard !entries.isEmpty else { return "No history for \(target)." }

@@ -29,6 +29,19 @@ public struct TargetStatus: Codable, Sendable, Equatable {
     /// Discovered by the catalog now (false: only stored state, e.g. an instance no longer tagged).
     public var discovered: Bool
 
+    public init(
+        target: String, state: String, incidentId: String? = nil, outageCount: Int = 0, instanceId: String? = nil,
+        region: String? = nil, discovered: Bool = true
+    ) {
+        self.target = target
+        self.state = state
+        self.incidentId = incidentId
+        self.outageCount = outageCount
+        self.instanceId = instanceId
+        self.region = region
+        self.discovered = discovered
+    }
+
     enum CodingKeys: String, CodingKey {
         case target, state, hold, region, discovered
         case incidentId = "incident_id"
@@ -53,6 +66,19 @@ public struct BrakeStatus: Codable, Sendable, Equatable {
     public var targetsInOutage: [String]
     public var fleetSize: Int
 
+    public init(
+        engaged: Bool, since: Date? = nil, trigger: String? = nil, by: String? = nil, detail: String? = nil,
+        targetsInOutage: [String] = [], fleetSize: Int
+    ) {
+        self.engaged = engaged
+        self.since = since
+        self.trigger = trigger
+        self.by = by
+        self.detail = detail
+        self.targetsInOutage = targetsInOutage
+        self.fleetSize = fleetSize
+    }
+
     enum CodingKeys: String, CodingKey {
         case engaged, since, trigger, by, detail
         case targetsInOutage = "targets_in_outage"
@@ -66,6 +92,13 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var targets: [TargetStatus]
     /// Why discovery could not be used, if it failed (the table then shows stored state only).
     public var discoveryError: String?
+
+    public init(at: Date, brake: BrakeStatus, targets: [TargetStatus], discoveryError: String? = nil) {
+        self.at = at
+        self.brake = brake
+        self.targets = targets
+        self.discoveryError = discoveryError
+    }
 
     enum CodingKeys: String, CodingKey {
         case at, brake, targets

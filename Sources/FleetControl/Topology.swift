@@ -191,6 +191,7 @@ public struct PlannedIdentity: Sendable, CustomStringConvertible {
         case .notifier: ("RABBITMQ_NOTIFIER_PASSWORD", env.string("RABBITMQ_NOTIFIER_PASSWORD"))
         case .recorder: ("RABBITMQ_RECORDER_PASSWORD", env.string("RABBITMQ_RECORDER_PASSWORD"))
         case .operator: ("RABBITMQ_OPERATOR_PASSWORD", env.string("RABBITMQ_OPERATOR_PASSWORD"))
+        case .console: ("RABBITMQ_CONSOLE_PASSWORD", env.string("RABBITMQ_CONSOLE_PASSWORD"))
         }
     }
 }

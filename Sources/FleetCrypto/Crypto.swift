@@ -114,3 +114,36 @@ public func hexDecoded(_ hex: String) -> [UInt8]? {
     }
     return out
 }
+
+/// PBKDF2-HMAC-SHA-256 (RFC 8018) of `password` with `salt`: `length` bytes. For stored passwords
+/// (the console's accounts file), with at least 600,000 iterations as OWASP advises for this function.
+public func pbkdf2SHA256(password: [UInt8], salt: [UInt8], iterations: Int, length: Int = 32) throws(CryptoError)
+    -> [UInt8]
+{
+    guard iterations > 0, iterations <= Int(Int32.max), length > 0, length <= 1024,
+        password.count <= Int(Int32.max), salt.count <= Int(Int32.max)
+    else {
+        throw CryptoError(operation: "PKCS5_PBKDF2_HMAC", reason: "iterations, length or input out of range")
+    }
+    var key = [UInt8](repeating: 0, count: length)
+    let status = password.withUnsafeBytes { p in
+        salt.withUnsafeBytes { s in
+            PKCS5_PBKDF2_HMAC(
+                p.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(p.count),
+                s.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(s.count), Int32(iterations), EVP_sha256(),
+                Int32(length), &key)
+        }
+    }
+    try check(status == 1, "PKCS5_PBKDF2_HMAC(SHA-256)")
+    return key
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their lengths (CRYPTO_memcmp): for
+/// comparing MACs, signatures and password hashes, where an early exit would tell an attacker how many
+/// leading bytes they got right.
+public func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    if a.isEmpty { return true }
+    return a.withUnsafeBytes { x in b.withUnsafeBytes { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, a.count) == 0 }
+    }
+}

@@ -41,25 +41,27 @@ extension FleetTopology {
             case .actuator: [actionRequestsQueue]
             case .notifier: [notificationsQueue]
             case .recorder: [historyQueue]
-            case .operator: []
+            case .operator, .console: []
             }
-        if role == .operator {
+        if role == .operator || role == .console {
             // recoveryctl: publishes commands and prediction requests, and follows a command's answer on
             // a private queue bound to notices, outcomes and the commands' dead letters. That queue is
             // named by the broker (`amq.gen-…`): configure on a name of the operator's choosing would also
             // let it create an exchange of that name, bind it to the fleet exchange and publish through
             // it with no topic permission at all. No client may declare an `amq.` exchange. It may read
-            // the dead-letter queues (runbooks); it cannot touch work queues.
+            // the dead-letter queues (runbooks); it cannot touch work queues. The console follows its commands
+            // the same way, but reads no dead-letter queue and has no management UI.
             let replies = "amq\\.gen-.+"
+            let deadLetters = role == .operator ? "|\(p)\\..+\\.dead" : ""
             return BrokerPermissions(
                 configure: "^\(replies)$",
                 write: "^(\(p)|\(replies))$",
-                read: "^(\(p)|\(Self.regexEscaped(dlx))|\(replies)|\(p)\\..+\\.dead)$",
+                read: "^(\(p)|\(Self.regexEscaped(dlx))|\(replies)\(deadLetters))$",
                 topics: [
                     .init(exchange: exchange, write: keys(role.sends), read: keys([.notification, .actionEvent])),
                     .init(exchange: dlx, write: "^$", read: only([commandsQueue])),
                 ],
-                tags: ["management"])
+                tags: role == .operator ? ["management"] : [])
         }
         let publishes = !role.sends.isEmpty
         let writes = (publishes ? [exchange] : []) + (consumes.isEmpty ? [] : [dlx])

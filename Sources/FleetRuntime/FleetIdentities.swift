@@ -1,10 +1,14 @@
 import RecoveryCore
 
-/// The kinds of identity on the fleet's broker: one RabbitMQ user per worker kind, plus the operators.
-/// See docs/security.md for who may do what and why.
+/// The kinds of identity on the fleet's broker: one RabbitMQ user per worker kind, plus the operators and
+/// the console. See docs/security.md for who may do what and why.
 public enum FleetRole: String, CaseIterable, Sendable, Hashable {
     case probe, predictor, decision, actuator, notifier, recorder
     case `operator`
+    /// The web console (docs/console.md): relays the commands of the people logged in to it, each naming
+    /// one of them in `on_behalf_of`. The decision worker accepts such a command only from a console user
+    /// and only for a person on `OPERATORS`; the console can act as nobody else, and never on its own.
+    case console
 
     /// The broker user the deployment creates for this kind (`fleet-probe`, …, `fleet-operator`).
     public var defaultUser: String { "fleet-\(rawValue)" }
@@ -20,6 +24,7 @@ public enum FleetRole: String, CaseIterable, Sendable, Hashable {
         case .notifier: "NOTIFIER_USERS"
         case .recorder: "RECORDER_USERS"
         case .operator: "OPERATORS"
+        case .console: "CONSOLE_USERS"
         }
     }
 
@@ -33,6 +38,7 @@ public enum FleetRole: String, CaseIterable, Sendable, Hashable {
         case .actuator: [.actionEvent, .notification, .event]
         case .notifier, .recorder: []
         case .operator: [.command, .predictionRequest]
+        case .console: [.command]
         }
     }
 
@@ -75,7 +81,7 @@ public struct FleetIdentities: Sendable, Equatable {
             (.decision, values["DECISION_USERS"]),
             (.actuator, values["ACTUATOR_USERS"]), (.notifier, values["NOTIFIER_USERS"]),
             (.recorder, values["RECORDER_USERS"]),
-            (.operator, values["OPERATORS"]),
+            (.operator, values["OPERATORS"]), (.console, values["CONSOLE_USERS"]),
         ]
         for (role, text) in configured {
             guard let text else { continue }

@@ -34,6 +34,7 @@ do {
     options.lanes = lanes
     options.fleetMaintenance = try env.fleetMaintenance()
     options.operators = env.identities.users[.operator] ?? []
+    options.consoleUsers = env.identities.users[.console] ?? []
     if options.operators.isEmpty {
         logger.warning(
             "OPERATORS is empty: every operator command (recoveryctl restart, ack, approve, brake, ...) is refused until it names the broker users allowed to send them"

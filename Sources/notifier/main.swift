@@ -20,7 +20,9 @@ do {
     let topology = env.topology
     let amqp = try env.amqp()
     try env.checkIdentity(amqp, role: .notifier, logger: logger)
-    let formatter = NoticeFormatter(defaultRegion: aws.region)
+    let formatter = NoticeFormatter(
+        defaultRegion: aws.region, fleetConsoleURL: env.string("FLEET_CONSOLE_URL"),
+        slackButtons: env.string("SLACK_BUTTONS")?.lowercased() == "true")
     let defaults = try env.notificationDefaults()
     let channels = try env.notificationChannels(http: http, aws: aws, formatter: formatter)
     // Each target's own channels (`notify` in TARGETS_FILE / INSTANCE_CONFIG_TABLE) over the defaults.

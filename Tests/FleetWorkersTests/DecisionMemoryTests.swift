@@ -36,12 +36,14 @@ struct DecisionMemoryTests {
         init(
             targets: [Target] = [DecisionMemoryTests.target()], operators: Set<String> = ["alice"],
             publisher: (any MessagePublishing)? = nil, fleet: MemoryFleet = MemoryFleet(),
-            brake: FleetBrake.Settings = FleetBrake.Settings(), states: (any VersionedStore)? = nil
+            brake: FleetBrake.Settings = FleetBrake.Settings(), states: (any VersionedStore)? = nil,
+            consoleUsers: Set<String> = []
         ) async throws {
             let own = fleet.publisher("fleet-decision")
             self.publisher = own
             var options = DecisionWorker.Options(workerId: "decision-test")
             options.operators = operators
+            options.consoleUsers = consoleUsers
             options.brakeSettings = brake
             decision = DecisionWorker(
                 options: options, states: states ?? fleet.states, schedule: fleet.schedule, markers: fleet.markers,
@@ -62,8 +64,12 @@ struct DecisionMemoryTests {
             try await decision.handle(try DecisionWorker.decodeObservationQueue(bytes), verifiedUser: "fleet-probe")
         }
 
-        func command(_ name: String, target: String?, by user: String, id: String = UUID().uuidString) async throws {
-            let bytes = world.envelope(.command, id: id, target: target, body: CommandBody(name: name))
+        func command(
+            _ name: String, target: String?, by user: String, onBehalfOf person: String? = nil,
+            id: String = UUID().uuidString
+        ) async throws {
+            let bytes = world.envelope(
+                .command, id: id, target: target, body: CommandBody(name: name, onBehalfOf: person))
             try await decision.handle(try DecisionWorker.decodeCommandQueue(bytes), verifiedUser: user)
         }
 
@@ -229,6 +235,30 @@ struct DecisionMemoryTests {
         await #expect(throws: RejectMessage.self) {
             try await w.command("reboot-everything", target: "shop-web", by: "alice")
         }
+    }
+
+    @Test func theConsoleActsOnlyForAnOperatorItNamesAndNeverOnItsOwn() async throws {
+        let w = try await World(targets: [Self.target(grace: 300)], consoleUsers: ["fleet-console"])
+        for _ in 0..<3 { try await w.observe("shop-web", healthy: false) }
+        // The console alone, or for someone not on OPERATORS: refused, nothing changes.
+        await #expect(throws: RejectMessage.self) {
+            try await w.command("ack", target: "shop-web", by: "fleet-console")
+        }
+        await #expect(throws: RejectMessage.self) {
+            try await w.command("ack", target: "shop-web", by: "fleet-console", onBehalfOf: "mallory")
+        }
+        // An operator may not claim to act for someone else: only a console relays.
+        await #expect(throws: RejectMessage.self) {
+            try await w.command("ack", target: "shop-web", by: "alice", onBehalfOf: "bob")
+        }
+        let reader = DecisionStateReader(states: w.world.states)
+        #expect(try await reader.target("shop-web")?.machine.incident?.hold == nil)
+        // For alice, who is an operator: applied in her name.
+        try await w.command("ack", target: "shop-web", by: "fleet-console", onBehalfOf: "alice")
+        #expect(
+            try await reader.target("shop-web")?.machine.incident?.hold
+                == .acknowledged(by: "alice", at: w.world.clock.now()))
+        #expect(w.notices.last?.body.command?.operator == "alice")
     }
 
     @Test func aCommandFromSomeoneNotOnTheOperatorListIsDeadLetteredWithItsReasonAndAnnouncedOnce() async throws {

@@ -167,6 +167,33 @@ struct NoticeFormatterTests {
         #expect(actions == [["type": "Action.OpenUrl", "title": "Open in the AWS console", "url": Self.console]])
     }
 
+    @Test("with SLACK_BUTTONS, outage and approval notices carry approve / ack / hold 1 h; others none")
+    func slackButtons() throws {
+        let interactive = NoticeFormatter(
+            defaultRegion: "us-east-1", fleetConsoleURL: "https://fleet.example/", slackButtons: true)
+        func actionBlocks(_ f: NoticeFormatter, _ n: Notice) -> [[String: Any]] {
+            ((f.slackPayload(n)["blocks"] as? [[String: Any]]) ?? []).filter { $0["type"] as? String == "actions" }
+        }
+        let blocks = actionBlocks(interactive, Self.outage)
+        let buttons = try #require(
+            blocks.first { $0["block_id"] as? String == "fleet_actions" }?["elements"] as? [[String: Any]])
+        #expect(buttons.map { $0["action_id"] as? String } == ["approve", "ack", "hold_1h"])
+        #expect(buttons.allSatisfy { $0["value"] as? String == "shop-web" })
+        let links = try #require(blocks.last?["elements"] as? [[String: Any]])
+        #expect(links.map { $0["url"] as? String } == ["https://fleet.example/targets/shop-web", Self.console])
+        var recovered = Self.outage
+        recovered.kind = .recovered
+        #expect(!actionBlocks(interactive, recovered).contains { $0["block_id"] != nil })
+        #expect(!actionBlocks(formatter, Self.outage).contains { $0["block_id"] != nil }, "off by default")
+        // Teams: links only (a Workflows card cannot call back); the console's page first.
+        let card = try #require(
+            ((interactive.teamsPayload(Self.outage)["attachments"] as? [[String: Any]])?.first?["content"])
+                as? [String: Any])
+        let actions = try #require(card["actions"] as? [[String: String]])
+        #expect(actions.map { $0["type"] } == ["Action.OpenUrl", "Action.OpenUrl"])
+        #expect(actions.first?["url"] == "https://fleet.example/targets/shop-web")
+    }
+
     @Test("SNS: a one-line subject of at most 100 characters and the notice as JSON")
     func sns() throws {
         var notice = Self.outage

@@ -125,7 +125,7 @@ struct TrustBoundaryTests {
             }
         }
         // Dead letters: only with the consumer's own queue as routing key.
-        let dead = [.probe, .operator].contains(role) ? nil : consumedQueue(role, topology)
+        let dead = [.probe, .operator, .console].contains(role) ? nil : consumedQueue(role, topology)
         if let dead {
             try await publisher.publish(
                 OutgoingMessage(
@@ -224,7 +224,7 @@ struct TrustBoundaryTests {
         case .actuator: topology.actionRequestsQueue
         case .notifier: topology.notificationsQueue
         case .recorder: topology.historyQueue
-        case .probe, .operator: ""
+        case .probe, .operator, .console: ""
         }
     }
 

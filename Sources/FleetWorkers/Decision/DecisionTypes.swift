@@ -36,16 +36,23 @@ public struct CommandBody: Codable, Sendable, Equatable {
     public var reason: String?
     /// For `quarantine`: also take the Elastic IP off the instance.
     public var detachEip: Bool?
-    public init(name: String, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil) {
+    /// Set only by the console (a `CONSOLE_USERS` sender): the operator who pressed the button. The decision
+    /// worker acts on it only from a console user and only for someone on `OPERATORS`.
+    public var onBehalfOf: String?
+    public init(
+        name: String, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil, onBehalfOf: String? = nil
+    ) {
         self.name = name
         self.until = until
         self.reason = reason
         self.detachEip = detachEip
+        self.onBehalfOf = onBehalfOf
     }
 
     enum CodingKeys: String, CodingKey {
         case name, until, reason
         case detachEip = "detach_eip"
+        case onBehalfOf = "on_behalf_of"
     }
 }
 

@@ -28,6 +28,9 @@ public final class DecisionWorker: Sendable {
         /// Users allowed to send commands (the AMQP user_id the broker verified). Empty: every command is
         /// refused (fail closed; the decision executable says so at start-up).
         public var operators: Set<String> = []
+        /// Broker users of the console (`CONSOLE_USERS`), whose commands act for the operator named in
+        /// `on_behalf_of` (docs/console.md).
+        public var consoleUsers: Set<String> = []
         public var brakeSettings = FleetBrake.Settings()
         public var tick: Duration = .seconds(1)
         public var catalogRefresh: Duration = .seconds(60)
@@ -148,10 +151,11 @@ public final class DecisionWorker: Sendable {
     private func command(_ envelope: Envelope<CommandBody>, verifiedUser: String?) async throws {
         // The broker checks user_id against the connection's login, so it is the sender's identity. A
         // command without one cannot be attributed to anybody and is refused.
-        guard let user = verifiedUser, !user.isEmpty else {
+        guard let sender = verifiedUser, !sender.isEmpty else {
             throw RejectMessage(
                 "command has no user_id property; publish it with recoveryctl or set user_id to your RabbitMQ user")
         }
+        let user = try operatorOf(envelope.body, sentBy: sender)
         if !options.operators.contains(user) {
             FleetMetrics.commands(result: "unauthorized").increment()
             // Announced once per sender and process: a flood of commands from someone who may not send
@@ -210,6 +214,29 @@ public final class DecisionWorker: Sendable {
         }
         FleetMetrics.commands(result: "accepted").increment()
         logger.notice("\(body.name) of \(target) accepted from \(user)")
+    }
+
+    /// The person a command acts for. A console user relays someone else's command and must name them in
+    /// `on_behalf_of`; anyone else acts as themselves and may not name another. Both then go through the one
+    /// `OPERATORS` check, so the console can act for nobody who is not an operator, and never as itself.
+    func operatorOf(_ body: CommandBody, sentBy sender: String) throws -> String {
+        let relayed = body.onBehalfOf?.trimmingCharacters(in: .whitespaces)
+        if options.consoleUsers.contains(sender) {
+            guard let person = relayed, !person.isEmpty else {
+                FleetMetrics.commands(result: "unauthorized").increment()
+                throw RejectMessage(
+                    "console user '\(sender)' sent \(body.name) without on_behalf_of: the console relays operators' commands and acts on its own for nobody"
+                )
+            }
+            return person
+        }
+        if let relayed, relayed != sender {
+            FleetMetrics.commands(result: "unauthorized").increment()
+            throw RejectMessage(
+                "user '\(sender)' set on_behalf_of '\(relayed)': only a console user (CONSOLE_USERS) relays another person's command"
+            )
+        }
+        return sender
     }
 
     // MARK: The read-apply-compare-and-set loop

@@ -14,10 +14,29 @@ import RecoveryCore
 public struct NoticeFormatter: Sendable {
     /// The region used for the console link when a notice names none (the fleet's primary region).
     public var defaultRegion: String?
+    /// The web console's address (FLEET_CONSOLE_URL): Slack and Teams get a link to the target's page.
+    public var fleetConsoleURL: String?
+    /// SLACK_BUTTONS: outage and approval notices to Slack carry approve / acknowledge / hold 1 h buttons,
+    /// answered by the console's interactivity endpoint (docs/console.md). Only with a Slack app whose
+    /// Interactivity Request URL is the console's `/slack/interactions`.
+    public var slackButtons = false
 
-    public init(defaultRegion: String? = nil) {
+    public init(defaultRegion: String? = nil, fleetConsoleURL: String? = nil, slackButtons: Bool = false) {
         self.defaultRegion = defaultRegion
+        self.fleetConsoleURL = fleetConsoleURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        self.slackButtons = slackButtons
     }
+
+    /// The console's page of the notice's target.
+    func fleetConsoleLink(_ notice: Notice) -> String? {
+        guard let base = fleetConsoleURL, let target = notice.target else { return nil }
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return "\(base)/targets/\(target.addingPercentEncoding(withAllowedCharacters: allowed) ?? target)"
+    }
+
+    /// The block id of the buttons the console answers; it removes them once someone has.
+    public static let slackActionsBlock = "fleet_actions"
 
     // MARK: The shared summary
 
@@ -293,16 +312,35 @@ public struct NoticeFormatter: Sendable {
                 ],
             ])
         }
-        if let url = s.consoleURL {
+        if slackButtons, let target = notice.target, [.outageDeclared, .approvalRequested].contains(notice.kind) {
+            // action_id is the command, value the target: SlackInteractivity maps the pair back.
+            func button(_ id: String, _ text: String, primary: Bool = false) -> [String: Any] {
+                var b: [String: Any] = [
+                    "type": "button", "action_id": id, "value": target, "text": ["type": "plain_text", "text": text],
+                ]
+                if primary { b["style"] = "primary" }
+                return b
+            }
             blocks.append([
-                "type": "actions",
+                "type": "actions", "block_id": Self.slackActionsBlock,
                 "elements": [
-                    [
-                        "type": "button", "text": ["type": "plain_text", "text": "Open in the AWS console"], "url": url,
-                    ]
+                    button("approve", "Approve", primary: true), button("ack", "Acknowledge"),
+                    button("hold_1h", "Hold 1 h"),
                 ],
             ])
         }
+        var links: [[String: Any]] = []
+        if let url = fleetConsoleLink(notice) {
+            links.append([
+                "type": "button", "text": ["type": "plain_text", "text": "Open in the fleet console"], "url": url,
+            ])
+        }
+        if let url = s.consoleURL {
+            links.append([
+                "type": "button", "text": ["type": "plain_text", "text": "Open in the AWS console"], "url": url,
+            ])
+        }
+        if !links.isEmpty { blocks.append(["type": "actions", "elements": links]) }
         var payload: [String: Any] = ["text": s.title, "blocks": blocks]
         if let channel, !channel.isEmpty { payload["channel"] = channel }
         if let username, !username.isEmpty { payload["username"] = username }
@@ -336,9 +374,16 @@ public struct NoticeFormatter: Sendable {
         var card: [String: Any] = [
             "type": "AdaptiveCard", "version": "1.4", "$schema": Self.adaptiveCardSchema, "body": body,
         ]
-        if let url = s.consoleURL {
-            card["actions"] = [["type": "Action.OpenUrl", "title": "Open in the AWS console", "url": url]]
+        // Only links: a card posted through a Workflows webhook cannot send an Action.Submit or Action.Execute
+        // back to us (that needs a bot registration), so approving is done on the console page it opens.
+        var actions: [[String: Any]] = []
+        if let url = fleetConsoleLink(notice) {
+            actions.append(["type": "Action.OpenUrl", "title": "Open in the fleet console", "url": url])
         }
+        if let url = s.consoleURL {
+            actions.append(["type": "Action.OpenUrl", "title": "Open in the AWS console", "url": url])
+        }
+        if !actions.isEmpty { card["actions"] = actions }
         return [
             "type": "message",
             "attachments": [["contentType": "application/vnd.microsoft.card.adaptive", "content": card]],

@@ -114,9 +114,12 @@ public final class RecorderWorker: Sendable {
             // anything else the person or actor the body names (the operator who approved, the actuator
             // that ran the step), else the producer. Every message is sent by a fleet identity now, so
             // its user_id is kept apart, in `sender`.
+            // A console's command names the person who pressed the button: `alice via fleet-console` (the
+            // decision worker checked that the sender is a console user and alice an operator).
             "who": .string(
                 m.type == .command
-                    ? verifiedUser ?? "unknown"
+                    ? (text("on_behalf_of").map { "\($0) via \(verifiedUser ?? "unknown")" } ?? verifiedUser
+                        ?? "unknown")
                     : text("operator", "by") ?? body["command"]?.mapValue?["operator"]?.stringValue ?? m.producer
                         ?? "unknown"),
             // Why: the reason or detail the message gives, else what kind of thing it is.

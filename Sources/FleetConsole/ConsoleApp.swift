@@ -1,0 +1,334 @@
+import FleetControl
+import Foundation
+import Logging
+import RecoveryCore
+
+/// One HTTP request as the console sees it: header names lower-cased.
+public struct ConsoleRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var query: [String: String]
+    public var headers: [String: String]
+    public var body: [UInt8]
+
+    public init(
+        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
+        body: [UInt8] = []
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = Dictionary(headers.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { a, _ in a })
+        self.body = body
+    }
+
+    /// The form fields of an `application/x-www-form-urlencoded` body.
+    public var form: [String: String] { FormEncoding.decode(String(decoding: body, as: UTF8.self)) }
+
+    /// The session cookie's value, if the request carries one.
+    var sessionCookie: String? {
+        guard let header = headers["cookie"] else { return nil }
+        for part in header.split(separator: ";") {
+            let pair = part.trimmingCharacters(in: .whitespaces)
+            if pair.hasPrefix(ConsoleSessions.cookieName + "=") {
+                return String(pair.dropFirst(ConsoleSessions.cookieName.count + 1))
+            }
+        }
+        return nil
+    }
+}
+
+public struct ConsoleResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+    public var text: String { String(decoding: body, as: UTF8.self) }
+
+    static func html(_ status: Int, _ page: String) -> ConsoleResponse {
+        ConsoleResponse(status: status, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(page.utf8))
+    }
+    static func redirect(_ location: String, cookie: String? = nil) -> ConsoleResponse {
+        var headers = [("Location", location)]
+        if let cookie { headers.append(("Set-Cookie", cookie)) }
+        return ConsoleResponse(status: 303, headers: headers)
+    }
+    static func plain(_ status: Int, _ text: String) -> ConsoleResponse {
+        ConsoleResponse(
+            status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(text.utf8))
+    }
+}
+
+public struct ConsoleConfiguration: Sendable {
+    public var accounts: ConsoleAccounts
+    public var sessions: ConsoleSessions
+    /// The people whose commands the decision worker accepts (`OPERATORS`): they get the buttons.
+    public var operators: Set<String>
+    public var slack: SlackInteractivity?
+    /// How long a button waits for the decision worker's answer (and a step's outcome) before it shows
+    /// what it has.
+    public var commandTimeout: Duration = .seconds(20)
+    /// Rows of history on a target's page.
+    public var timelineRows = 200
+
+    public init(
+        accounts: ConsoleAccounts, sessions: ConsoleSessions, operators: Set<String>, slack: SlackInteractivity? = nil
+    ) {
+        self.accounts = accounts
+        self.sessions = sessions
+        self.operators = operators
+        self.slack = slack
+    }
+}
+
+/// The console's routes (docs/console.md). Pure over its backend and clock, so it is tested without a
+/// server; ``ConsoleServer`` puts it on Hummingbird.
+public struct ConsoleApp: Sendable {
+    let configuration: ConsoleConfiguration
+    let backend: any ConsoleBackend
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    let throttle = LoginThrottle()
+
+    public init(
+        configuration: ConsoleConfiguration, backend: any ConsoleBackend, logger: Logger,
+        clock: @escaping @Sendable () -> Date = Date.init
+    ) {
+        self.configuration = configuration
+        self.backend = backend
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Who is asking: the person of a valid session, whether they may act, and their CSRF token.
+    struct Viewer {
+        var name: String
+        var isOperator: Bool
+        var csrf: String
+        var session: String
+    }
+
+    public func handle(_ request: ConsoleRequest) async -> ConsoleResponse {
+        var response = await route(request)
+        // Nothing the console serves may be framed, cached or leak its address to another site; scripts only
+        // from the console itself (no inline script: an injected one would not run).
+        response.headers += [
+            ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+            ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "no-store"),
+        ]
+        return response
+    }
+
+    private func route(_ request: ConsoleRequest) async -> ConsoleResponse {
+        let parts = request.path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+        switch (request.method, parts) {
+        case ("GET", ["healthz"]): return .plain(200, "ok\n")
+        case ("GET", ["console.js"]):
+            return ConsoleResponse(
+                status: 200, headers: [("Content-Type", "text/javascript; charset=utf-8")],
+                body: Array(ConsolePages.script.utf8))
+        case ("GET", ["login"]): return .html(200, ConsolePages.login(error: nil))
+        case ("POST", ["login"]): return await login(request)
+        case ("POST", ["slack", "interactions"]):
+            guard let slack = configuration.slack else { return .plain(404, "Slack interactivity is not configured\n") }
+            return await slack.handle(request, backend: backend, now: clock())
+        default: break
+        }
+        guard let viewer = viewer(request) else {
+            // A page sends the browser to the login form; a live fragment or a POST just says so.
+            return request.method == "GET" && parts.last != "live" ? .redirect("/login") : .plain(401, "log in first\n")
+        }
+        if request.method == "POST" {
+            // Same-origin only: a browser names the page's origin on every POST; it must be this console's.
+            if let origin = request.headers["origin"], let host = request.headers["host"],
+                origin != "http://\(host)" && origin != "https://\(host)"
+            {
+                return .plain(403, "refused: a request from another site (Origin \(origin))\n")
+            }
+            let form = request.form
+            guard configuration.sessions.checkCSRF(form["csrf"], session: viewer.session) else {
+                logger.warning("POST without a valid CSRF token refused", metadata: ["person": "\(viewer.name)"])
+                return .plain(403, "refused: missing or wrong CSRF token (reload the page and try again)\n")
+            }
+            if parts == ["logout"] { return .redirect("/login", cookie: configuration.sessions.clearCookie) }
+            guard viewer.isOperator else {
+                return .plain(403, "refused: \(viewer.name) is not on OPERATORS; the console is read-only for you\n")
+            }
+            return await command(parts, form: form, viewer: viewer)
+        }
+        guard request.method == "GET" || request.method == "HEAD" else { return .plain(405, "GET or POST\n") }
+        if parts.isEmpty { return await fleet(viewer, fragment: false) }
+        if parts == ["fleet", "live"] { return await fleet(viewer, fragment: true) }
+        if parts.first == "targets", parts.count == 2 { return await target(parts[1], viewer, fragment: false) }
+        if parts.first == "targets", parts.count == 3, parts[2] == "live" {
+            return await target(parts[1], viewer, fragment: true)
+        }
+        return .plain(404, "no such page\n")
+    }
+
+    func viewer(_ request: ConsoleRequest) -> Viewer? {
+        guard let session = request.sessionCookie, let name = configuration.sessions.verify(session, now: clock())
+        else {
+            return nil
+        }
+        return Viewer(
+            name: name, isOperator: configuration.operators.contains(name),
+            csrf: configuration.sessions.csrfToken(session: session), session: session)
+    }
+
+    private func login(_ request: ConsoleRequest) async -> ConsoleResponse {
+        let form = request.form
+        let name = form["name"] ?? ""
+        let now = clock()
+        guard await throttle.allows(name, now: now) else {
+            return .html(429, ConsolePages.login(error: "Too many failed attempts for this name; wait 15 minutes."))
+        }
+        // PBKDF2 is deliberately slow: off the event loop.
+        let accounts = configuration.accounts
+        let password = form["password"] ?? ""
+        let verified = await Task.detached { accounts.verify(name: name, password: password) }.value
+        guard let person = verified, let cookie = try? configuration.sessions.issue(name: person, now: now) else {
+            await throttle.failed(name, now: now)
+            logger.notice("console login refused", metadata: ["name": "\(ConsolePages.loggable(name))"])
+            return .html(401, ConsolePages.login(error: "Wrong name or password."))
+        }
+        await throttle.succeeded(name)
+        logger.notice("console login", metadata: ["person": "\(person)"])
+        return .redirect("/", cookie: configuration.sessions.setCookie(cookie))
+    }
+
+    private func fleet(_ viewer: Viewer, fragment: Bool) async -> ConsoleResponse {
+        do {
+            let report = try await backend.status(now: clock())
+            let live = ConsolePages.fleetLive(report, viewer: viewer)
+            return .html(200, fragment ? live : ConsolePages.fleetPage(live, viewer: viewer))
+        } catch {
+            return .html(503, ConsolePages.problem("The fleet's state could not be read: \(error)", viewer: viewer))
+        }
+    }
+
+    private func target(_ name: String, _ viewer: Viewer, fragment: Bool) async -> ConsoleResponse {
+        do {
+            let report = try await backend.status(now: clock())
+            guard let row = report.targets.first(where: { $0.target == name }) else {
+                return .html(404, ConsolePages.problem("No target named \(name).", viewer: viewer))
+            }
+            var timeline: HistoryReport?
+            var historyError: String?
+            do {
+                timeline = try await backend.history(target: name, limit: configuration.timelineRows)
+            } catch {
+                historyError = "\(error)"
+            }
+            let live = ConsolePages.targetLive(
+                row, brake: report.brake, timeline: timeline, historyError: historyError, now: report.at)
+            return .html(200, fragment ? live : ConsolePages.targetPage(row, live: live, viewer: viewer))
+        } catch {
+            return .html(503, ConsolePages.problem("The fleet's state could not be read: \(error)", viewer: viewer))
+        }
+    }
+
+    /// A button: the same command `recoveryctl` sends, relayed for the person who pressed it.
+    private func command(_ parts: [String], form: [String: String], viewer: Viewer) async -> ConsoleResponse {
+        let request: CommandRequest
+        if parts == ["brake"] {
+            switch form["action"] {
+            case "engage":
+                request = CommandRequest(
+                    target: nil, name: .brakeEngage, reason: nonEmpty(form["reason"]) ?? "engaged from the console",
+                    onBehalfOf: viewer.name)
+            case "release": request = CommandRequest(target: nil, name: .brakeRelease, onBehalfOf: viewer.name)
+            default: return .plain(400, "brake action must be engage or release\n")
+            }
+        } else if parts.count == 3, parts[0] == "targets", parts[2] == "commands" {
+            let target = parts[1]
+            guard let name = form["command"].flatMap(CommandName.init(rawValue:)),
+                Self.buttons.contains(name)
+            else {
+                return .plain(400, "command must be one of \(Self.buttons.map(\.rawValue).joined(separator: ", "))\n")
+            }
+            var until: Date?
+            if name == .hold {
+                guard let hours = form["hours"].flatMap(Double.init), hours > 0, hours <= 24 * 7 else {
+                    return .plain(400, "hold needs hours between 0 and 168\n")
+                }
+                until = clock().addingTimeInterval(hours * 3600)
+            }
+            request = CommandRequest(
+                target: target, name: name, until: until, reason: nonEmpty(form["reason"]), onBehalfOf: viewer.name)
+        } else {
+            return .plain(404, "no such action\n")
+        }
+        logger.notice(
+            "console command",
+            metadata: [
+                "person": "\(viewer.name)", "command": "\(request.name.rawValue)",
+                "target": "\(request.target ?? "fleet")",
+            ])
+        do {
+            let result = try await backend.send(request, timeout: configuration.commandTimeout)
+            let back = request.target.map { "/targets/\(ConsolePages.pathComponent($0))" } ?? "/"
+            return .html(
+                result.status == .rejected ? 409 : 200, ConsolePages.answer(result, back: back, viewer: viewer))
+        } catch {
+            return .html(502, ConsolePages.problem("The command was not sent: \(error)", viewer: viewer))
+        }
+    }
+
+    /// The buttons of a target's page: the commands of the ladder an operator answers a page with.
+    static let buttons: [CommandName] = [.approve, .ack, .hold, .resume, .reset, .abort]
+
+    private func nonEmpty(_ text: String?) -> String? {
+        guard let text = text?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty else { return nil }
+        return String(text.prefix(500))
+    }
+}
+
+/// Failed logins per name: after 5 within 15 minutes, that name is refused for 15 minutes (per replica).
+actor LoginThrottle {
+    private var failures: [String: [Date]] = [:]
+    static let limit = 5
+    static let window: TimeInterval = 900
+
+    func allows(_ name: String, now: Date) -> Bool {
+        let recent = (failures[name] ?? []).filter { now.timeIntervalSince($0) < Self.window }
+        failures[name] = recent.isEmpty ? nil : recent
+        return recent.count < Self.limit
+    }
+    func failed(_ name: String, now: Date) {
+        if failures.count > 10_000 { failures.removeAll() }  // bounded: a flood of made-up names
+        failures[name, default: []].append(now)
+    }
+    func succeeded(_ name: String) { failures[name] = nil }
+}
+
+enum FormEncoding {
+    static func decode(_ text: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func unescape(_ s: Substring) -> String {
+                String(s).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+            }
+            let key = unescape(kv[0])
+            if fields[key] == nil { fields[key] = kv.count > 1 ? unescape(kv[1]) : "" }
+        }
+        return fields
+    }
+
+    static func encode(_ fields: [(String, String)]) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return fields.map {
+            "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
+        }.joined(separator: "&")
+    }
+}

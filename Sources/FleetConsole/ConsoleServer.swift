@@ -1,0 +1,91 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// ``ConsoleApp`` on Hummingbird 2: bodies up to 1 MiB, idle connections closed after 30 s.
+public final class ConsoleServer: Sendable {
+    let app: ConsoleApp
+    let host: String
+    let requestedPort: Int
+    let logger: Logger
+    private let state = Mutex<(port: Int, group: ServiceGroup?)>((0, nil))
+
+    public init(app: ConsoleApp, host: String, port: Int, logger: Logger) {
+        self.app = app
+        self.host = host
+        requestedPort = port
+        self.logger = logger
+    }
+
+    public var port: Int { state.withLock { $0.port } }
+
+    /// Serves until cancelled or shut down gracefully (SIGTERM via ServiceLifecycle in the executable).
+    public func run() async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [application(onListening: { _ in })], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    /// Starts in the background and returns once the port is bound (tests); `stop()` ends it.
+    public func start() async throws {
+        let (bound, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [application(onListening: { continuation.yield(.success($0)) })], logger: logger))
+        state.withLock { $0.group = group }
+        Task {
+            do { try await group.run() } catch { continuation.yield(.failure(error)) }
+            continuation.finish()
+        }
+        for await result in bound {
+            _ = try result.get()
+            return
+        }
+        throw ConsoleError("the console stopped before listening on \(host):\(requestedPort)")
+    }
+
+    public func stop() async {
+        guard let group = state.withLock({ $0.group }) else { return }
+        await group.triggerGracefulShutdown()
+    }
+
+    private func application(onListening: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
+        let app = app
+        let responder = CallbackResponder<BasicRequestContext> { request, _ in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            var headers: [String: String] = [:]
+            for field in request.headers { headers[field.name.canonicalName] = field.value }
+            var query: [String: String] = [:]
+            for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
+            let answer = await app.handle(
+                ConsoleRequest(
+                    method: request.method.rawValue, path: request.uri.path, query: query, headers: headers,
+                    body: Array(buffer: body)))
+            var response = Response(
+                status: HTTPResponse.Status(code: answer.status),
+                body: request.method == .head ? .init() : .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+            for (name, value) in answer.headers {
+                if let field = HTTPFields.Element.Name(name) {
+                    response.headers.append(.init(name: field, value: value))
+                }
+            }
+            response.headers[.contentLength] = "\(answer.body.count)"
+            return response
+        }
+        return Application(
+            responder: responder,
+            server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: requestedPort), serverName: nil),
+            onServerRunning: { [self] channel in
+                let port = channel.localAddress?.port ?? 0
+                state.withLock { $0.port = port }
+                logger.notice("console listening", metadata: ["port": "\(port)"])
+                onListening(port)
+            },
+            logger: logger)
+    }
+}

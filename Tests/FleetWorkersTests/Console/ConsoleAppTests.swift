@@ -1,0 +1,211 @@
+import FleetConsole
+import FleetControl
+import Foundation
+import Logging
+import RecoveryCore
+import Synchronization
+import Testing
+
+/// A console backend on memory: a fixed fleet, and every command it was asked to send.
+final class RecordingConsoleBackend: ConsoleBackend {
+    let sent = Mutex<[CommandRequest]>([])
+    let report: StatusReport
+    init(targets: [String] = ["shop-web"]) {
+        report = StatusReport(
+            at: Date(timeIntervalSince1970: 1_800_000_000),
+            brake: BrakeStatus(engaged: false, fleetSize: targets.count),
+            targets: targets.map {
+                TargetStatus(
+                    target: $0, state: "awaiting_approval(restart)", incidentId: "inc-1", outageCount: 1,
+                    instanceId: "i-0abc", region: "eu-west-1")
+            })
+    }
+    func status(now: Date) async throws -> StatusReport { report }
+    func history(target: String, limit: Int) async throws -> HistoryReport {
+        HistoryReport(
+            target: target,
+            entries: [
+                HistoryEntry(
+                    occurredAt: "2027-01-15T08:00:00Z", type: "notification", who: "fleet-decision",
+                    what: "outage_declared", why: "3 failed checks")
+            ], truncated: false)
+    }
+    func send(_ request: CommandRequest, timeout: Duration) async throws -> CommandResult {
+        sent.withLock { $0.append(request) }
+        return CommandResult(
+            commandId: "cmd-1", command: request.name.rawValue, target: request.target,
+            operator: "\(request.onBehalfOf ?? "?") via fleet-console", status: .accepted, detail: "approved")
+    }
+}
+
+final class PostLog: Sendable {
+    let value = Mutex<[(String, String)]>([])
+}
+
+/// A console on memory, and a browser's cookie jar for it.
+struct ConsoleRig {
+    static let secret = String(repeating: "s3cr3t-", count: 6)
+    let app: ConsoleApp
+    let backend: RecordingConsoleBackend
+    let slackPosts: PostLog
+
+    static func accounts() throws -> ConsoleAccounts {
+        let lines = try [
+            ConsoleAccounts.line(name: "alice", password: "alice-password-1", iterations: 1000),
+            ConsoleAccounts.line(name: "bob", password: "bob-password-123", iterations: 1000),
+        ]
+        return try ConsoleAccounts.parse("# people\n" + lines.joined(separator: "\n") + "\n", minimumIterations: 1000)
+    }
+
+    init(now: Date = Date(timeIntervalSince1970: 1_800_000_000)) throws {
+        backend = RecordingConsoleBackend()
+        let posts = PostLog()
+        slackPosts = posts
+        var configuration = ConsoleConfiguration(
+            accounts: try Self.accounts(), sessions: try ConsoleSessions(secret: Self.secret, secureCookie: false),
+            operators: ["alice"])
+        configuration.slack = try SlackInteractivity(
+            signingSecret: "slack-signing-secret", people: ["UALICE": "alice", "UBOB": "bob"], operators: ["alice"],
+            responseURLPrefix: "https://hooks.slack.com/", logger: Logger(label: "slack"),
+            post: { url, json in posts.value.withLock { $0.append((url, String(decoding: json, as: UTF8.self))) } })
+        app = ConsoleApp(
+            configuration: configuration, backend: backend, logger: Logger(label: "console"), clock: { now })
+    }
+
+    /// Logs in and returns the cookie header value.
+    func login(_ name: String, _ password: String) async throws -> String {
+        let response = await app.handle(
+            ConsoleRequest(
+                method: "POST", path: "/login", headers: ["Content-Type": "application/x-www-form-urlencoded"],
+                body: Array("name=\(name)&password=\(password)".utf8)))
+        #expect(response.status == 303)
+        let cookie = try #require(response.header("Set-Cookie"))
+        #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+        return String(cookie.split(separator: ";")[0])
+    }
+
+    func get(_ path: String, cookie: String?) async -> ConsoleResponse {
+        await app.handle(ConsoleRequest(method: "GET", path: path, headers: cookie.map { ["Cookie": $0] } ?? [:]))
+    }
+
+    func post(_ path: String, cookie: String?, form: String, origin: String? = nil) async -> ConsoleResponse {
+        var headers = ["Host": "console.example", "Content-Type": "application/x-www-form-urlencoded"]
+        if let cookie { headers["Cookie"] = cookie }
+        if let origin { headers["Origin"] = origin }
+        return await app.handle(ConsoleRequest(method: "POST", path: path, headers: headers, body: Array(form.utf8)))
+    }
+
+    /// The CSRF token a page carries.
+    static func csrf(in page: String) throws -> String {
+        let marker = "name=\"csrf\" value=\""
+        let start = try #require(page.range(of: marker)).upperBound
+        return String(page[start...].prefix { $0 != "\"" })
+    }
+}
+
+@Suite("Console: login, read-only viewers, CSRF, buttons (memory backend)")
+struct ConsoleAppTests {
+    @Test func anOperatorsButtonSendsTheCommandInTheirName() async throws {
+        let rig = try ConsoleRig()
+        let cookie = try await rig.login("alice", "alice-password-1")
+        let page = await rig.get("/targets/shop-web", cookie: cookie)
+        #expect(page.status == 200)
+        #expect(page.text.contains("id=\"button-approve\"") && page.text.contains("outage_declared"))
+        #expect(page.header("Content-Security-Policy")?.contains("frame-ancestors 'none'") == true)
+        let csrf = try ConsoleRig.csrf(in: page.text)
+        let answer = await rig.post(
+            "/targets/shop-web/commands", cookie: cookie, form: "csrf=\(csrf)&command=approve",
+            origin: "https://console.example")
+        #expect(answer.status == 200, "\(answer.text)")
+        #expect(answer.text.contains("alice via fleet-console"))
+        let hold = await rig.post(
+            "/targets/shop-web/commands", cookie: cookie, form: "csrf=\(csrf)&command=hold&hours=4")
+        #expect(hold.status == 200)
+        let sent = rig.backend.sent.withLock { $0 }
+        #expect(sent.map(\.name) == [.approve, .hold])
+        #expect(sent.allSatisfy { $0.onBehalfOf == "alice" && $0.target == "shop-web" })
+        #expect(sent[1].until == Date(timeIntervalSince1970: 1_800_000_000 + 4 * 3600))
+    }
+
+    @Test func aForgedPostIsRefusedAndSendsNothing() async throws {
+        let rig = try ConsoleRig()
+        let cookie = try await rig.login("alice", "alice-password-1")
+        let csrf = try ConsoleRig.csrf(in: await rig.get("/", cookie: cookie).text)
+        // No token, a wrong token, another session's token, another site's Origin, no session at all.
+        let bob = try await rig.login("bob", "bob-password-123")
+        let bobsToken = try ConsoleRig.csrf(in: await rig.get("/", cookie: bob).text)
+        for (form, origin, who) in [
+            ("command=approve", nil, cookie), ("csrf=00ff&command=approve", nil, cookie),
+            ("csrf=\(bobsToken)&command=approve", nil, cookie),
+            ("csrf=\(csrf)&command=approve", "https://evil.example", cookie),
+            ("csrf=\(csrf)&command=approve", nil, nil),
+        ] as [(String, String?, String?)] {
+            let response = await rig.post("/targets/shop-web/commands", cookie: who, form: form, origin: origin)
+            #expect([401, 403].contains(response.status), "\(form) \(origin ?? "-"): \(response.status)")
+        }
+        #expect(rig.backend.sent.withLock { $0 }.isEmpty)
+        // A tampered cookie is no session.
+        let tampered = cookie.replacingOccurrences(of: "alice", with: "admin")
+        #expect(await rig.get("/", cookie: tampered).status == 303)
+    }
+
+    @Test func someoneNotOnOperatorsSeesNoButtonsAndCannotAct() async throws {
+        let rig = try ConsoleRig()
+        let cookie = try await rig.login("bob", "bob-password-123")
+        let page = await rig.get("/targets/shop-web", cookie: cookie)
+        #expect(page.status == 200 && page.text.contains("Read-only"))
+        #expect(!page.text.contains("button-approve") && !page.text.contains("Engage the brake"))
+        let csrf = try ConsoleRig.csrf(in: page.text)  // bob's own token, for logging out
+        let response = await rig.post(
+            "/targets/shop-web/commands", cookie: cookie, form: "csrf=\(csrf)&command=approve")
+        #expect(response.status == 403)
+        #expect(rig.backend.sent.withLock { $0 }.isEmpty)
+    }
+
+    @Test func aWrongPasswordIsRefusedAndRepeatedFailuresAreThrottled() async throws {
+        let rig = try ConsoleRig()
+        #expect(await rig.get("/", cookie: nil).header("Location") == "/login")
+        #expect(await rig.get("/fleet/live", cookie: nil).status == 401)
+        for _ in 0..<5 {
+            let r = await rig.app.handle(
+                ConsoleRequest(method: "POST", path: "/login", body: Array("name=alice&password=guess".utf8)))
+            #expect(r.status == 401 && r.header("Set-Cookie") == nil)
+        }
+        let unknown = await rig.app.handle(
+            ConsoleRequest(method: "POST", path: "/login", body: Array("name=nobody&password=guess".utf8)))
+        #expect(unknown.status == 401)
+        // The sixth try within 15 minutes is refused even with the right password.
+        let throttled = await rig.app.handle(
+            ConsoleRequest(method: "POST", path: "/login", body: Array("name=alice&password=alice-password-1".utf8)))
+        #expect(throttled.status == 429)
+    }
+
+    @Test func pagesEscapeWhatTheFleetSays() async throws {
+        let rig = try ConsoleRig()
+        let cookie = try await rig.login("alice", "alice-password-1")
+        let backend = RecordingConsoleBackend(targets: ["<script>alert(1)</script>"])
+        let app = ConsoleApp(
+            configuration: ConsoleConfiguration(
+                accounts: try ConsoleRig.accounts(),
+                sessions: try ConsoleSessions(secret: ConsoleRig.secret, secureCookie: false), operators: ["alice"]),
+            backend: backend, logger: Logger(label: "console"), clock: { Date(timeIntervalSince1970: 1_800_000_000) })
+        let page = await app.handle(ConsoleRequest(method: "GET", path: "/", headers: ["Cookie": cookie]))
+        #expect(page.status == 200)
+        #expect(!page.text.contains("<script>alert") && page.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+    }
+
+    @Test func anAccountsFileWithABadLineIsRefusedWithoutEchoingIt() throws {
+        let good = try ConsoleAccounts.line(name: "alice", password: "alice-password-1", iterations: 100_000)
+        #expect(try ConsoleAccounts.parse(good).accounts.keys.sorted() == ["alice"])
+        let weak = try ConsoleAccounts.line(name: "alice", password: "alice-password-1", iterations: 1000)
+        for (text, says) in [
+            (weak, "iterations"), ("alice:md5:1:abc:def", "scheme"),
+            ("alice:plaintext-password", "expected name"), (good + "\n" + good, "listed twice"),
+        ] {
+            let error = try #require(throws: ConsoleError.self) { try ConsoleAccounts.parse(text) }
+            #expect(error.description.contains(says), "\(error)")
+            #expect(!error.description.contains(String(good.split(separator: ":")[4])))
+        }
+        #expect(throws: ConsoleError.self) { try ConsoleAccounts.line(name: "alice", password: "short") }
+    }
+}
