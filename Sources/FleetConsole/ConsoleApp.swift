@@ -135,6 +135,10 @@ public struct ConsoleApp: Sendable {
             return ConsoleResponse(
                 status: 200, headers: [("Content-Type", "text/javascript; charset=utf-8")],
                 body: Array(ConsolePages.script.utf8))
+        case ("GET", ["console.css"]):
+            return ConsoleResponse(
+                status: 200, headers: [("Content-Type", "text/css; charset=utf-8")],
+                body: Array(ConsolePages.style.utf8))
         case ("GET", ["login"]): return .html(200, ConsolePages.login(error: nil))
         case ("POST", ["login"]): return await login(request)
         case ("POST", ["slack", "interactions"]):

@@ -55,7 +55,7 @@ enum ConsolePages {
         }
         return """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-            <title>\(escape(title))</title><style>\(style)</style><script src="/console.js" defer></script></head>
+            <title>\(escape(title))</title><link rel="stylesheet" href="/console.css"><script src="/console.js" defer></script></head>
             <body><header><a href="/">ec2-recovery-fleet</a>\(who)</header><main>\(body)</main></body></html>
             """
     }

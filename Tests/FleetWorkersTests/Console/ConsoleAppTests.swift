@@ -112,6 +112,9 @@ struct ConsoleAppTests {
         #expect(page.status == 200)
         #expect(page.text.contains("id=\"button-approve\"") && page.text.contains("outage_declared"))
         #expect(page.header("Content-Security-Policy")?.contains("frame-ancestors 'none'") == true)
+        // No inline style or script (the policy forbids both): both are served by the console.
+        #expect(!page.text.contains("<style") && page.text.contains("href=\"/console.css\""))
+        #expect(await rig.get("/console.css", cookie: nil).header("Content-Type")?.hasPrefix("text/css") == true)
         let csrf = try ConsoleRig.csrf(in: page.text)
         let answer = await rig.post(
             "/targets/shop-web/commands", cookie: cookie, form: "csrf=\(csrf)&command=approve",
