@@ -108,7 +108,7 @@ import socket, sys
 socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"; }
-REPLICAS=(probe-1 probe-2 decision-1 decision-2 actuator-1 actuator-2 notifier-1 recorder-1)
+REPLICAS=(probe-1 probe-2 decision-1 decision-2 actuator-1 actuator-2 notifier-1 recorder-1 console-1)
 read -r -a PORTS <<< "$(free_ports ${#REPLICAS[@]})"
 
 # The trust boundary as the deployment builds it (docs/security.md): the fleet's topology and one broker
@@ -116,6 +116,12 @@ read -r -a PORTS <<< "$(free_ports ${#REPLICAS[@]})"
 # service runs. Every worker logs in as its kind's own user; the demo's operator is $ID-operator.
 say "creating the topology and one broker user per worker kind (recoveryctl topology apply --identities)"
 make_identities "$ID" .build/debug/recoveryctl "$DIR/logs/setup.log" || fail "topology apply failed: $(tail -3 "$DIR/logs/setup.log")"
+
+# The web console (docs/console.md): one operator login with a fresh password, made as an operator would.
+CONSOLE_PERSON="$ID-operator"
+CONSOLE_PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$CONSOLE_PASSWORD" | .build/debug/console hash-password "$CONSOLE_PERSON" > "$DIR/console-accounts" \
+  || fail "console hash-password failed"
 
 # Shortened timings (docs/configuration.md): the whole ladder takes a few minutes instead of hours.
 common=(AWS_ENDPOINT_URL="$WORLD_AWS_URL" AWS_REGION=us-east-1 DR_REGION=us-west-2
@@ -129,13 +135,16 @@ settings_for() {
                    IMAGE_WAIT_TIMEOUT=60 DNS_WAIT_TIMEOUT=60 RETRY_DELAY=1 ;;
     notifier) echo NOTIFY_EMAIL_FROM="$DEMO_EMAIL_FROM" NOTIFY_EMAIL_TO="$DEMO_EMAIL_TO" SLACK_USERNAME=recovery-demo ;;
     recorder) echo RECOVERY_EVENTS_TABLE="$ID-recovery-events" PREDICTION_EVENTS_TABLE="$ID-prediction-events" ;;
+    console) echo CONSOLE_ACCOUNTS_FILE="$DIR/console-accounts" CONSOLE_SESSION_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" \
+                  CONSOLE_COOKIE_SECURE=false CONSOLE_HOST=127.0.0.1 RECOVERY_EVENTS_TABLE="$ID-recovery-events" ;;
   esac
 }
 for i in "${!REPLICAS[@]}"; do
   name=${REPLICAS[$i]} kind=${REPLICAS[$i]%-*}
   # shellcheck disable=SC2046 # the settings are single words
   env "${common[@]}" $(settings_for "$kind") SLACK_WEBHOOK_URL="$( [ "$kind" = notifier ] && echo "$SLACK_WEBHOOK_URL")" \
-    AMQP_URL="$(worker_url "$kind")" WORKER_ID="$name@$ID" METRICS_PORT="${PORTS[$i]}" ".build/debug/$kind" 2> "$DIR/logs/$name.log" &
+    AMQP_URL="$(worker_url "$kind")" WORKER_ID="$name@$ID" METRICS_PORT="${PORTS[$i]}" CONSOLE_PORT="${PORTS[$i]}" \
+    ".build/debug/$kind" 2> "$DIR/logs/$name.log" &
   pids+=("$name $!")
 done
 say "started ${#REPLICAS[@]} workers: ${REPLICAS[*]}"
@@ -167,9 +176,21 @@ echo
 say "the whole ladder was observed:"
 tail -n +2 "$DIR/result" | sed 's/^/           /'
 echo
+# The console shows the target, read where the workers keep it (a login and the fleet page, by curl).
+console_port=${PORTS[$(( ${#PORTS[@]} - 1 ))]}
+jar="$DIR/console-cookies"
+curl -fs -o /dev/null -c "$jar" --data-urlencode "name=$CONSOLE_PERSON" --data-urlencode "password=$CONSOLE_PASSWORD" \
+  "http://127.0.0.1:$console_port/login" || fail "the console refused the demo's login"
+curl -fs -b "$jar" "http://127.0.0.1:$console_port/" | grep -q "data-target=\"$DEMO_TARGET\"" \
+  || fail "the console's fleet page does not list $DEMO_TARGET"
+say "the console lists $DEMO_TARGET"
 echo "Where to look (while the demo runs):"
+echo "  the console             http://127.0.0.1:$console_port/  (log in as $CONSOLE_PERSON, password $CONSOLE_PASSWORD)"
 echo "  RabbitMQ management UI  $RABBITMQ_MANAGEMENT_URL  (guest/guest; exchange and queues $ID.*)"
-for i in "${!REPLICAS[@]}"; do printf '  %-22s  http://127.0.0.1:%s/metrics\n' "${REPLICAS[$i]}" "${PORTS[$i]}"; done
+for i in "${!REPLICAS[@]}"; do
+  [ "${REPLICAS[$i]}" = console-1 ] && continue
+  printf '  %-22s  http://127.0.0.1:%s/metrics\n' "${REPLICAS[$i]}" "${PORTS[$i]}"
+done
 echo "  e-mails sent via SES    moto's $MOTO_URL/moto-api/ (data.json, ses: from $DEMO_EMAIL_FROM)"
 echo "  worker logs             $DIR/logs/"
 history_cmd=(recoveryctl history "$DEMO_TARGET")

@@ -78,7 +78,7 @@ build_fleet() {
   if ! swift build > "$1" 2>&1; then
     grep -E "error" "$1" | head -20; say "swift build failed (log: $1)"; return 1
   fi
-  for w in probe decision actuator notifier recorder recoveryctl; do
+  for w in probe decision actuator notifier recorder recoveryctl console; do
     [ -x ".build/debug/$w" ] || { say "the build did not produce .build/debug/$w"; return 1; }
   done
 }
