@@ -65,6 +65,12 @@ public struct ConsoleAccounts: Sendable {
         return ConsoleAccounts(accounts)
     }
 
+    /// A short digest of the person's stored hash, bound into their sessions (nil: no such account).
+    public func fingerprint(of name: String) -> String? {
+        guard let account = accounts[name], let digest = try? sha256(account.salt + account.key) else { return nil }
+        return hexEncoded(digest.prefix(16))
+    }
+
     /// The name if the password is right; nil otherwise. Unknown names cost the same work.
     public func verify(name: String, password: String) -> String? {
         let account = accounts[name]

@@ -10,16 +10,19 @@ public struct ConsoleRequest: Sendable {
     public var query: [String: String]
     public var headers: [String: String]
     public var body: [UInt8]
+    /// The TCP peer's address (behind a reverse proxy: the proxy's).
+    public var peer: String?
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
-        body: [UInt8] = []
+        body: [UInt8] = [], peer: String? = nil
     ) {
         self.method = method
         self.path = path
         self.query = query
         self.headers = Dictionary(headers.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { a, _ in a })
         self.body = body
+        self.peer = peer
     }
 
     /// The form fields of an `application/x-www-form-urlencoded` body.
@@ -77,6 +80,9 @@ public struct ConsoleConfiguration: Sendable {
     public var commandTimeout: Duration = .seconds(20)
     /// Rows of history on a target's page.
     public var timelineRows = 200
+    /// CONSOLE_PUBLIC_URL: the origin browsers see (behind a proxy). A POST whose `Origin` is another is
+    /// refused; unset, the origin must match the request's own host.
+    public var publicURL: String?
 
     public init(
         accounts: ConsoleAccounts, sessions: ConsoleSessions, operators: Set<String>, slack: SlackInteractivity? = nil
@@ -96,6 +102,8 @@ public struct ConsoleApp: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     let throttle = LoginThrottle()
+    /// At most 2 password hashes at once (PBKDF2 is deliberately slow: unbounded, anyone could fill the CPU).
+    let hashing = HashGate(slots: 2, queue: 16)
 
     public init(
         configuration: ConsoleConfiguration, backend: any ConsoleBackend, logger: Logger,
@@ -118,10 +126,11 @@ public struct ConsoleApp: Sendable {
     public func handle(_ request: ConsoleRequest) async -> ConsoleResponse {
         var response = await route(request)
         // Nothing the console serves may be framed, cached or leak its address to another site; scripts only
-        // from the console itself (no inline script: an injected one would not run).
+        // from the console itself (no inline script: an injected one would not run). `same-origin`, not
+        // `no-referrer`: with the latter browsers send `Origin: null` on the console's own form POSTs.
         response.headers += [
             ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
-            ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+            ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"),
             ("Cache-Control", "no-store"),
         ]
         return response
@@ -140,7 +149,10 @@ public struct ConsoleApp: Sendable {
                 status: 200, headers: [("Content-Type", "text/css; charset=utf-8")],
                 body: Array(ConsolePages.style.utf8))
         case ("GET", ["login"]): return .html(200, ConsolePages.login(error: nil))
-        case ("POST", ["login"]): return await login(request)
+        case ("POST", ["login"]):
+            // Login CSRF (someone else's session planted in this browser) is refused by origin too.
+            if let refusal = foreignOrigin(request) { return refusal }
+            return await login(request)
         case ("POST", ["slack", "interactions"]):
             guard let slack = configuration.slack else { return .plain(404, "Slack interactivity is not configured\n") }
             return await slack.handle(request, backend: backend, now: clock())
@@ -151,12 +163,7 @@ public struct ConsoleApp: Sendable {
             return request.method == "GET" && parts.last != "live" ? .redirect("/login") : .plain(401, "log in first\n")
         }
         if request.method == "POST" {
-            // Same-origin only: a browser names the page's origin on every POST; it must be this console's.
-            if let origin = request.headers["origin"], let host = request.headers["host"],
-                origin != "http://\(host)" && origin != "https://\(host)"
-            {
-                return .plain(403, "refused: a request from another site (Origin \(origin))\n")
-            }
+            if let refusal = foreignOrigin(request) { return refusal }
             let form = request.form
             guard configuration.sessions.checkCSRF(form["csrf"], session: viewer.session) else {
                 logger.warning("POST without a valid CSRF token refused", metadata: ["person": "\(viewer.name)"])
@@ -178,8 +185,30 @@ public struct ConsoleApp: Sendable {
         return .plain(404, "no such page\n")
     }
 
+    /// Same origin only: a browser names the page's origin on every POST; it must be this console's
+    /// (CONSOLE_PUBLIC_URL's, else the request's own host). A POST without `Origin` (not a browser) still
+    /// needs its CSRF token.
+    func foreignOrigin(_ request: ConsoleRequest) -> ConsoleResponse? {
+        guard let origin = request.headers["origin"] else { return nil }
+        let allowed: [String]
+        if let publicURL = configuration.publicURL, let url = URL(string: publicURL), let scheme = url.scheme,
+            let host = url.host
+        {
+            allowed = ["\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")"]
+        } else if let host = request.headers["host"] {
+            allowed = ["http://\(host)", "https://\(host)"]
+        } else {
+            allowed = []
+        }
+        guard !allowed.contains(origin) else { return nil }
+        logger.warning("POST from another origin refused", metadata: ["origin": "\(ConsolePages.loggable(origin))"])
+        return .plain(403, "refused: a request from another site (Origin \(origin))\n")
+    }
+
     func viewer(_ request: ConsoleRequest) -> Viewer? {
-        guard let session = request.sessionCookie, let name = configuration.sessions.verify(session, now: clock())
+        let accounts = configuration.accounts
+        guard let session = request.sessionCookie,
+            let name = configuration.sessions.verify(session, now: clock(), fingerprint: accounts.fingerprint(of:))
         else {
             return nil
         }
@@ -192,19 +221,30 @@ public struct ConsoleApp: Sendable {
         let form = request.form
         let name = form["name"] ?? ""
         let now = clock()
-        guard await throttle.allows(name, now: now) else {
-            return .html(429, ConsolePages.login(error: "Too many failed attempts for this name; wait 15 minutes."))
+        let wrong = ConsoleResponse.html(401, ConsolePages.login(error: "Wrong name or password."))
+        // A name no account could have costs nothing and is not remembered.
+        guard ConsoleIdentity.isValidName(name) else { return wrong }
+        // Per name and address: someone guessing from one address cannot lock the person out elsewhere.
+        let key = "\(name)|\(request.peer ?? "-")"
+        guard await throttle.begin(key, now: now) else {
+            return .html(429, ConsolePages.login(error: "Too many failed attempts; wait 15 minutes."))
         }
-        // PBKDF2 is deliberately slow: off the event loop.
         let accounts = configuration.accounts
         let password = form["password"] ?? ""
-        let verified = await Task.detached { accounts.verify(name: name, password: password) }.value
-        guard let person = verified, let cookie = try? configuration.sessions.issue(name: person, now: now) else {
-            await throttle.failed(name, now: now)
-            logger.notice("console login refused", metadata: ["name": "\(ConsolePages.loggable(name))"])
-            return .html(401, ConsolePages.login(error: "Wrong name or password."))
+        guard let verified = await hashing.run({ accounts.verify(name: name, password: password) }) else {
+            await throttle.end(key, failed: false, now: now)
+            return .html(503, ConsolePages.login(error: "The console is busy; try again in a moment."))
         }
-        await throttle.succeeded(name)
+        await throttle.end(key, failed: verified == nil, now: now)
+        guard let person = verified, let digest = accounts.fingerprint(of: person),
+            let cookie = try? configuration.sessions.issue(name: person, fingerprint: digest, now: now)
+        else {
+            // Only a name that is an account is logged: a password typed into the name field is not.
+            logger.notice(
+                "console login refused",
+                metadata: ["name": "\(accounts.accounts[name] != nil ? name : "(not an account)")"])
+            return wrong
+        }
         logger.notice("console login", metadata: ["person": "\(person)"])
         return .redirect("/", cookie: configuration.sessions.setCookie(cookie))
     }
@@ -296,22 +336,60 @@ public struct ConsoleApp: Sendable {
     }
 }
 
-/// Failed logins per name: after 5 within 15 minutes, that name is refused for 15 minutes (per replica).
+/// Failed logins per key (name and address): after 5 within 15 minutes, that key is refused for 15
+/// minutes (per replica). An attempt counts from its start, so parallel guesses cannot slip past the limit
+/// while their hashes run.
 actor LoginThrottle {
     private var failures: [String: [Date]] = [:]
+    private var running: [String: Int] = [:]
     static let limit = 5
     static let window: TimeInterval = 900
+    static let maxKeys = 10_000
 
-    func allows(_ name: String, now: Date) -> Bool {
-        let recent = (failures[name] ?? []).filter { now.timeIntervalSince($0) < Self.window }
-        failures[name] = recent.isEmpty ? nil : recent
-        return recent.count < Self.limit
+    func begin(_ key: String, now: Date) -> Bool {
+        if failures[key] == nil, failures.count >= Self.maxKeys {
+            // Forget what has expired; if the table is still full, refuse new keys (fail closed) rather than
+            // forget live lockouts.
+            failures = failures.filter { $0.value.contains { now.timeIntervalSince($0) < Self.window } }
+            guard failures.count < Self.maxKeys else { return false }
+        }
+        let recent = (failures[key] ?? []).filter { now.timeIntervalSince($0) < Self.window }
+        failures[key] = recent.isEmpty ? nil : recent
+        guard recent.count + running[key, default: 0] < Self.limit else { return false }
+        running[key, default: 0] += 1
+        return true
     }
-    func failed(_ name: String, now: Date) {
-        if failures.count > 10_000 { failures.removeAll() }  // bounded: a flood of made-up names
-        failures[name, default: []].append(now)
+
+    func end(_ key: String, failed: Bool, now: Date) {
+        running[key] = running[key].flatMap { $0 > 1 ? $0 - 1 : nil }
+        if failed { failures[key, default: []].append(now) } else { failures[key] = nil }
     }
-    func succeeded(_ name: String) { failures[name] = nil }
+}
+
+/// Runs at most `slots` jobs at once on threads of their own, with at most `queue` waiting; beyond that it
+/// answers nil at once (the caller says "busy").
+actor HashGate {
+    private let slots: Int
+    private let queueLimit: Int
+    private var busy = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(slots: Int, queue: Int) {
+        self.slots = slots
+        queueLimit = queue
+    }
+
+    func run<T: Sendable>(_ job: @escaping @Sendable () -> T) async -> T? {
+        if busy >= slots {
+            guard waiting.count < queueLimit else { return nil }
+            await withCheckedContinuation { waiting.append($0) }
+        } else {
+            busy += 1
+        }
+        let result = await Task.detached { job() }.value
+        if waiting.isEmpty { busy -= 1 } else { waiting.removeFirst().resume() }  // the slot passes on
+        return .some(result)
+    }
 }
 
 enum FormEncoding {

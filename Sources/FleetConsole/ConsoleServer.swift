@@ -4,6 +4,16 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
+/// The request context: Hummingbird's, plus the TCP peer (the login throttle keys on it).
+struct ConsoleRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let peer: String?
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        peer = source.channel.remoteAddress?.ipAddress
+    }
+}
+
 /// ``ConsoleApp`` on Hummingbird 2: bodies up to 1 MiB, idle connections closed after 30 s.
 public final class ConsoleServer: Sendable {
     let app: ConsoleApp
@@ -55,16 +65,18 @@ public final class ConsoleServer: Sendable {
 
     private func application(onListening: @escaping @Sendable (Int) -> Void) -> some ApplicationProtocol {
         let app = app
-        let responder = CallbackResponder<BasicRequestContext> { request, _ in
+        let responder = CallbackResponder<ConsoleRequestContext> { request, context in
             let body = try await request.body.collect(upTo: 1 << 20)
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
+            // HTTP/1's Host header arrives as the request's authority, not among the fields.
+            if let authority = request.head.authority { headers["host"] = authority }
             var query: [String: String] = [:]
             for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
             let answer = await app.handle(
                 ConsoleRequest(
                     method: request.method.rawValue, path: request.uri.path, query: query, headers: headers,
-                    body: Array(buffer: body)))
+                    body: Array(buffer: body), peer: context.peer))
             var response = Response(
                 status: HTTPResponse.Status(code: answer.status),
                 body: request.method == .head ? .init() : .init(byteBuffer: ByteBuffer(bytes: answer.body)))

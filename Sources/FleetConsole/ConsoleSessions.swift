@@ -32,23 +32,29 @@ public struct ConsoleSessions: Sendable {
         self.secureCookie = secureCookie
     }
 
-    /// A new session's cookie value for `name`.
-    public func issue(name: String, now: Date) throws -> String {
+    /// A new session's cookie value for `name`. `fingerprint` (``ConsoleAccounts/fingerprint(of:)``) is in
+    /// the MAC, not the cookie: a changed password or a removed account ends the person's sessions.
+    public func issue(name: String, fingerprint: String, now: Date) throws -> String {
         let expiry = Int64(now.addingTimeInterval(lifetime).timeIntervalSince1970)
         let nonce = hexEncoded(try secureRandomBytes(count: 12))
         let payload = "\(name).\(expiry).\(nonce)"
-        return payload + "." + hexEncoded(try mac("session|" + payload))
+        return payload + "." + hexEncoded(try mac("session|\(fingerprint)|" + payload))
     }
 
-    /// The person a cookie value names, if its MAC is right and it has not expired.
-    public func verify(_ value: String, now: Date) -> String? {
+    /// The person a cookie value names, if that person still has an account (`fingerprint` answers for
+    /// them), the MAC is right and it has not expired. Names may contain dots: the last three parts are
+    /// the expiry, the nonce and the MAC.
+    public func verify(_ value: String, now: Date, fingerprint: (String) -> String?) -> String? {
         let parts = value.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 4, ConsoleIdentity.isValidName(parts[0]), let expiry = Int64(parts[1]),
-            let given = hexDecoded(parts[3]),
-            let expected = try? mac("session|\(parts[0]).\(parts[1]).\(parts[2])"),
+        guard parts.count >= 4 else { return nil }
+        let name = parts.dropLast(3).joined(separator: ".")
+        let (expiryText, nonce, macText) = (parts[parts.count - 3], parts[parts.count - 2], parts[parts.count - 1])
+        guard ConsoleIdentity.isValidName(name), let expiry = Int64(expiryText), let given = hexDecoded(macText),
+            let digest = fingerprint(name),
+            let expected = try? mac("session|\(digest)|\(name).\(expiryText).\(nonce)"),
             constantTimeEquals(given, expected), Double(expiry) > now.timeIntervalSince1970
         else { return nil }
-        return parts[0]
+        return name
     }
 
     /// The CSRF token of a session (its cookie value).

@@ -29,6 +29,8 @@ public struct SlackInteractivity: Sendable {
     let post: Poster
     let logger: Logger
     let commandTimeout: Duration
+    /// Signatures seen within the window: a captured request replayed inside it is refused too.
+    let seen = SeenSignatures()
     static let window: TimeInterval = 300
 
     public init(
@@ -87,12 +89,20 @@ public struct SlackInteractivity: Sendable {
             logger.warning("Slack request refused", metadata: ["reason": "\(refusal)"])
             return .plain(401, "refused: \(refusal)\n")
         }
+        guard await seen.first(request.headers["x-slack-signature"] ?? "", now: now) else {
+            logger.warning("Slack request refused", metadata: ["reason": "replayed"])
+            return .plain(401, "refused: this request was already received (replayed)\n")
+        }
         guard let payloadText = request.form["payload"],
             let payload = try? JSONSerialization.jsonObject(with: Data(payloadText.utf8)) as? [String: Any],
             let user = (payload["user"] as? [String: Any])?["id"] as? String,
             let action = (payload["actions"] as? [[String: Any]])?.first,
-            let actionId = action["action_id"] as? String, let target = action["value"] as? String
+            let actionId = action["action_id"] as? String, let value = action["value"] as? String
         else { return .plain(400, "not a Slack block_actions payload\n") }
+        // `target|incident`: a button answers the incident its notice was about, never a later one.
+        let parts = value.split(separator: "|", maxSplits: 1).map(String.init)
+        let target = parts.first ?? ""
+        let incident = parts.count > 1 ? parts[1] : nil
         let responseURL = (payload["response_url"] as? String).flatMap { $0.hasPrefix(responseURLPrefix) ? $0 : nil }
         guard let person = people[user], operators.contains(person) else {
             logger.notice("Slack action from an unmapped user refused", metadata: ["slack_user": "\(user)"])
@@ -119,6 +129,19 @@ public struct SlackInteractivity: Sendable {
         Task {
             var line: String
             do {
+                if let incident {
+                    let current = try await backend.status(now: now).targets.first { $0.target == target }?.incidentId
+                    guard current == incident else {
+                        reply(
+                            responseURL,
+                            Self.updated(
+                                message,
+                                line:
+                                    "\(person) pressed \(command.name.rawValue), but incident \(incident) of \(target) is over; nothing was sent."
+                            ))
+                        return
+                    }
+                }
                 let result = try await backend.send(command, timeout: timeout)
                 line = "\(person) (Slack) sent \(command.name.rawValue) for \(target): \(result.status.rawValue)"
                 if let detail = result.detail { line += ", \(detail)" }
@@ -158,5 +181,20 @@ enum NoticeSlackText {
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
+
+/// Signatures of the last 5 minutes (at most 10,000; older ones are forgotten first).
+actor SeenSignatures {
+    private var seen: [String: Date] = [:]
+
+    func first(_ signature: String, now: Date) -> Bool {
+        if seen.count >= 10_000 {
+            seen = seen.filter { now.timeIntervalSince($0.value) <= SlackInteractivity.window }
+            if seen.count >= 10_000, let oldest = seen.min(by: { $0.value < $1.value }) { seen[oldest.key] = nil }
+        }
+        guard seen[signature] == nil else { return false }
+        seen[signature] = now
+        return true
     }
 }

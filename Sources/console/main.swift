@@ -78,6 +78,7 @@ do {
         historyReader: history, sender: sender)
 
     var configuration = ConsoleConfiguration(accounts: accounts, sessions: sessions, operators: operators)
+    configuration.publicURL = env.string("CONSOLE_PUBLIC_URL")
     if let secret = env.string("SLACK_SIGNING_SECRET") {
         configuration.slack = try SlackInteractivity(
             signingSecret: secret, people: try SlackInteractivity.parsePeople(env.string("SLACK_OPERATORS") ?? ""),

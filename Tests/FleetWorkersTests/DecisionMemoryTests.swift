@@ -253,6 +253,13 @@ struct DecisionMemoryTests {
         }
         let reader = DecisionStateReader(states: w.world.states)
         #expect(try await reader.target("shop-web")?.machine.incident?.hold == nil)
+        // Each refusal is announced once, naming the verified sender (and the person a console named).
+        let refusals = w.notices.filter { $0.body.kind == .commandRejected }.compactMap(\.body.command?.operator)
+        #expect(refusals == ["fleet-console", "mallory via fleet-console", "alice"])
+        await #expect(throws: RejectMessage.self) {
+            try await w.command("ack", target: "shop-web", by: "fleet-console", onBehalfOf: "mallory")
+        }
+        #expect(w.notices.filter { $0.body.kind == .commandRejected }.count == 3, "not announced twice")
         // For alice, who is an operator: applied in her name.
         try await w.command("ack", target: "shop-web", by: "fleet-console", onBehalfOf: "alice")
         #expect(

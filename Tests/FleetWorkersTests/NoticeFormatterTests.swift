@@ -178,7 +178,7 @@ struct NoticeFormatterTests {
         let buttons = try #require(
             blocks.first { $0["block_id"] as? String == "fleet_actions" }?["elements"] as? [[String: Any]])
         #expect(buttons.map { $0["action_id"] as? String } == ["approve", "ack", "hold_1h"])
-        #expect(buttons.allSatisfy { $0["value"] as? String == "shop-web" })
+        #expect(buttons.allSatisfy { $0["value"] as? String == "shop-web|inc-shop-web-20261122T030000Z" })
         let links = try #require(blocks.last?["elements"] as? [[String: Any]])
         #expect(links.map { $0["url"] as? String } == ["https://fleet.example/targets/shop-web", Self.console])
         var recovered = Self.outage

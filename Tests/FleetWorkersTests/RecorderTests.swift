@@ -58,6 +58,23 @@ struct RecorderRowTests {
                 .utf8)
         let commandRow = worker.row(try RecorderWorker.decode(command), verifiedUser: "mallory").item
         #expect(commandRow["who"] == .string("mallory"), "the broker-verified user wins")
+        // on_behalf_of names the person only when a console user sent it; anyone else's is a claim.
+        let relayed = try RecorderWorker.decode(
+            Array(
+                #"{"type":"command","schema_version":1,"id":"c-2","target":"shop-web","occurred_at":"2026-11-22T03:00:00Z","sent_at":"2026-11-22T03:00:00Z","body":{"name":"approve","on_behalf_of":"bob"}}"#
+                    .utf8))
+        var consoleAware = RecorderWorker.Options(eventsTable: "events", predictionsTable: "predictions")
+        consoleAware.consoleUsers = ["fleet-console"]
+        let recorder = RecorderWorker(
+            options: consoleAware,
+            dynamo: DynamoDBClient(
+                AWSClient(
+                    region: "us-east-1",
+                    credentials: StaticCredentialProvider(AWSCredentials(accessKeyId: "A", secretAccessKey: "s")),
+                    http: HTTPClient())), logger: Logger(label: "t"))
+        #expect(recorder.row(relayed, verifiedUser: "fleet-console").item["who"] == .string("bob via fleet-console"))
+        #expect(
+            recorder.row(relayed, verifiedUser: "alice").item["who"] == .string("alice (claimed on_behalf_of bob)"))
     }
 
     @Test("predictions go to their table with a ttl 30 days out, in whole epoch seconds")

@@ -155,23 +155,19 @@ public final class DecisionWorker: Sendable {
             throw RejectMessage(
                 "command has no user_id property; publish it with recoveryctl or set user_id to your RabbitMQ user")
         }
-        let user = try operatorOf(envelope.body, sentBy: sender)
+        let user: String
+        do {
+            user = try operatorOf(envelope.body, sentBy: sender)
+        } catch let refusal as RejectMessage {
+            await announceRefusal(envelope, who: sender, once: sender)
+            throw refusal
+        }
         if !options.operators.contains(user) {
             FleetMetrics.commands(result: "unauthorized").increment()
-            // Announced once per sender and process: a flood of commands from someone who may not send
-            // them must not become a flood of pages. Every one is dead-lettered with the reason, which is
-            // also how recoveryctl learns of the refusal.
-            guard refusedOperators.withLock({ $0.insert(user).inserted }) else {
-                throw RejectMessage("user '\(user)' is not an operator")
-            }
-            await publishNotice(
-                Notice(
-                    id: "\(envelope.id):unauthorized", kind: .commandRejected, at: clock(), target: envelope.target,
-                    command: CommandRef(id: envelope.id, name: envelope.body.name, operator: user),
-                    reason: .refusedSender(
-                        .notAnOperator(
-                            user: user, command: envelope.body.name, noOperators: options.operators.isEmpty))))
-            throw RejectMessage("user '\(user)' is not an operator")
+            // A relayed command names both: the person and the console that relayed it.
+            let who = user == sender ? user : "\(user) via \(sender)"
+            await announceRefusal(envelope, who: who, once: "\(sender)|\(user)")
+            throw RejectMessage("user '\(who)' is not an operator")
         }
         let body = envelope.body
         guard let command = CommandName(rawValue: body.name) else {
@@ -216,27 +212,23 @@ public final class DecisionWorker: Sendable {
         logger.notice("\(body.name) of \(target) accepted from \(user)")
     }
 
-    /// The person a command acts for. A console user relays someone else's command and must name them in
-    /// `on_behalf_of`; anyone else acts as themselves and may not name another. Both then go through the one
-    /// `OPERATORS` check, so the console can act for nobody who is not an operator, and never as itself.
-    func operatorOf(_ body: CommandBody, sentBy sender: String) throws -> String {
-        let relayed = body.onBehalfOf?.trimmingCharacters(in: .whitespaces)
-        if options.consoleUsers.contains(sender) {
-            guard let person = relayed, !person.isEmpty else {
-                FleetMetrics.commands(result: "unauthorized").increment()
-                throw RejectMessage(
-                    "console user '\(sender)' sent \(body.name) without on_behalf_of: the console relays operators' commands and acts on its own for nobody"
-                )
-            }
-            return person
+    /// Announces a refused command once per `once` key and process: a flood of commands from someone who
+    /// may not send them must not become a flood of pages. Every one is dead-lettered with the reason, which
+    /// is also how recoveryctl learns of the refusal. At most 1,000 keys are remembered; past that, refusals
+    /// are still dead-lettered and counted, but no longer announced (a console inventing names cannot page
+    /// without end).
+    private func announceRefusal(_ envelope: Envelope<CommandBody>, who: String, once key: String) async {
+        let first = refusedOperators.withLock { refused in
+            guard refused.count < 1_000 else { return false }
+            return refused.insert(key).inserted
         }
-        if let relayed, relayed != sender {
-            FleetMetrics.commands(result: "unauthorized").increment()
-            throw RejectMessage(
-                "user '\(sender)' set on_behalf_of '\(relayed)': only a console user (CONSOLE_USERS) relays another person's command"
-            )
-        }
-        return sender
+        guard first else { return }
+        await publishNotice(
+            Notice(
+                id: "\(envelope.id):unauthorized", kind: .commandRejected, at: clock(), target: envelope.target,
+                command: CommandRef(id: envelope.id, name: envelope.body.name, operator: who),
+                reason: .refusedSender(
+                    .notAnOperator(user: who, command: envelope.body.name, noOperators: options.operators.isEmpty))))
     }
 
     // MARK: The read-apply-compare-and-set loop

@@ -313,10 +313,12 @@ public struct NoticeFormatter: Sendable {
             ])
         }
         if slackButtons, let target = notice.target, [.outageDeclared, .approvalRequested].contains(notice.kind) {
-            // action_id is the command, value the target: SlackInteractivity maps the pair back.
+            // action_id is the command, value `target|incident`: SlackInteractivity maps them back, and a
+            // button of an incident that is over sends nothing.
+            let value = notice.incidentId.map { "\(target)|\($0)" } ?? target
             func button(_ id: String, _ text: String, primary: Bool = false) -> [String: Any] {
                 var b: [String: Any] = [
-                    "type": "button", "action_id": id, "value": target, "text": ["type": "plain_text", "text": text],
+                    "type": "button", "action_id": id, "value": value, "text": ["type": "plain_text", "text": text],
                 ]
                 if primary { b["style"] = "primary" }
                 return b

@@ -43,6 +43,8 @@ public final class RecorderWorker: Sendable {
         public var predictionTTL: TimeInterval = 30 * 86_400
         /// Pause before requeueing a message DynamoDB did not take, so an outage is not a hot loop.
         public var failureDelay: Duration = .seconds(5)
+        /// CONSOLE_USERS: only their commands' `on_behalf_of` names the person in `who`.
+        public var consoleUsers: Set<String> = []
         public init(eventsTable: String, predictionsTable: String) {
             self.eventsTable = eventsTable
             self.predictionsTable = predictionsTable
@@ -114,14 +116,7 @@ public final class RecorderWorker: Sendable {
             // anything else the person or actor the body names (the operator who approved, the actuator
             // that ran the step), else the producer. Every message is sent by a fleet identity now, so
             // its user_id is kept apart, in `sender`.
-            // A console's command names the person who pressed the button: `alice via fleet-console` (the
-            // decision worker checked that the sender is a console user and alice an operator).
-            "who": .string(
-                m.type == .command
-                    ? (text("on_behalf_of").map { "\($0) via \(verifiedUser ?? "unknown")" } ?? verifiedUser
-                        ?? "unknown")
-                    : text("operator", "by") ?? body["command"]?.mapValue?["operator"]?.stringValue ?? m.producer
-                        ?? "unknown"),
+            "who": .string(m.type == .command ? commandSender(body, verifiedUser: verifiedUser) : actor(m, body)),
             // Why: the reason or detail the message gives, else what kind of thing it is.
             "why": .string(text("reason", "detail", "error", "kind", "status", "name") ?? m.type.rawValue),
             "body": m.body,
@@ -138,6 +133,24 @@ public final class RecorderWorker: Sendable {
             return (options.predictionsTable, item)
         }
         return (options.eventsTable, item)
+    }
+
+    /// Who sent a command: the broker-verified user, never what the body claims. A console user's command
+    /// names the person who pressed the button: `alice via fleet-console`. Anyone else naming another person
+    /// is recorded as the claim it is (the decision worker refuses it).
+    func commandSender(_ body: [String: DynamoValue], verifiedUser: String?) -> String {
+        let sender = verifiedUser ?? "unknown"
+        guard let person = body["on_behalf_of"]?.stringValue, !person.isEmpty, person != sender else { return sender }
+        if let verifiedUser, options.consoleUsers.contains(verifiedUser) { return "\(person) via \(verifiedUser)" }
+        return "\(sender) (claimed on_behalf_of \(person))"
+    }
+
+    /// Who a message other than a command is about: the person or actor the body names (the operator who
+    /// approved, the actuator that ran the step), else the producer. Every message is sent by a fleet
+    /// identity now, so its user_id is kept apart, in `sender`.
+    func actor(_ m: HistoryMessage, _ body: [String: DynamoValue]) -> String {
+        for key in ["operator", "by"] { if let v = body[key]?.stringValue, !v.isEmpty { return v } }
+        return body["command"]?.mapValue?["operator"]?.stringValue ?? m.producer ?? "unknown"
     }
 
     public enum Written: Sendable, Equatable { case written, alreadyWritten }
@@ -199,11 +212,13 @@ extension WorkerEnvironment {
 
     /// RECOVERY_EVENTS_TABLE and PREDICTION_EVENTS_TABLE.
     public func recorderOptions() throws -> RecorderWorker.Options {
-        RecorderWorker.Options(
+        var options = RecorderWorker.Options(
             eventsTable: try required(
                 "RECOVERY_EVENTS_TABLE", hint: "the DynamoDB table of recovery history (keys instance_id, timestamp)"),
             predictionsTable: try required(
                 "PREDICTION_EVENTS_TABLE",
                 hint: "the DynamoDB table of predictions (keys instance_id, timestamp; TTL attribute ttl)"))
+        options.consoleUsers = identities.users[.console] ?? []
+        return options
     }
 }

@@ -48,6 +48,7 @@ struct ConsoleRig {
     let app: ConsoleApp
     let backend: RecordingConsoleBackend
     let slackPosts: PostLog
+    let accounts: ConsoleAccounts
 
     static func accounts() throws -> ConsoleAccounts {
         let lines = try [
@@ -61,8 +62,9 @@ struct ConsoleRig {
         backend = RecordingConsoleBackend()
         let posts = PostLog()
         slackPosts = posts
+        accounts = try Self.accounts()
         var configuration = ConsoleConfiguration(
-            accounts: try Self.accounts(), sessions: try ConsoleSessions(secret: Self.secret, secureCookie: false),
+            accounts: accounts, sessions: try ConsoleSessions(secret: Self.secret, secureCookie: false),
             operators: ["alice"])
         configuration.slack = try SlackInteractivity(
             signingSecret: "slack-signing-secret", people: ["UALICE": "alice", "UBOB": "bob"], operators: ["alice"],
@@ -189,12 +191,61 @@ struct ConsoleAppTests {
         let backend = RecordingConsoleBackend(targets: ["<script>alert(1)</script>"])
         let app = ConsoleApp(
             configuration: ConsoleConfiguration(
-                accounts: try ConsoleRig.accounts(),
+                accounts: rig.accounts,
                 sessions: try ConsoleSessions(secret: ConsoleRig.secret, secureCookie: false), operators: ["alice"]),
             backend: backend, logger: Logger(label: "console"), clock: { Date(timeIntervalSince1970: 1_800_000_000) })
         let page = await app.handle(ConsoleRequest(method: "GET", path: "/", headers: ["Cookie": cookie]))
         #expect(page.status == 200)
         #expect(!page.text.contains("<script>alert") && page.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+    }
+
+    @Test func aSessionEndsWhenTheAccountIsRemovedOrItsPasswordChanges() async throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let sessions = try ConsoleSessions(secret: ConsoleRig.secret, secureCookie: false)
+        let accounts = try ConsoleRig.accounts()
+        let cookie = try sessions.issue(name: "alice", fingerprint: accounts.fingerprint(of: "alice")!, now: now)
+        #expect(sessions.verify(cookie, now: now, fingerprint: accounts.fingerprint(of:)) == "alice")
+        #expect(
+            sessions.verify(cookie, now: now.addingTimeInterval(13 * 3600), fingerprint: accounts.fingerprint(of:))
+                == nil)
+        let changed = try ConsoleRig.accounts()  // the same people with new passwords (new salts)
+        #expect(sessions.verify(cookie, now: now, fingerprint: changed.fingerprint(of:)) == nil)
+        #expect(sessions.verify(cookie, now: now, fingerprint: { _ in nil }) == nil, "removed from the file")
+        // A name with dots is a name.
+        let dotted = try sessions.issue(name: "alice.smith", fingerprint: "f", now: now)
+        #expect(sessions.verify(dotted, now: now, fingerprint: { $0 == "alice.smith" ? "f" : nil }) == "alice.smith")
+        #expect(throws: ConsoleError.self) {
+            try ConsoleSessions(secret: "change-me-" + String(repeating: "x", count: 40))
+        }
+    }
+
+    @Test func loginIsSameOriginOnlyAndUnknownNamesAreNotRemembered() async throws {
+        let rig = try ConsoleRig()
+        let foreign = await rig.app.handle(
+            ConsoleRequest(
+                method: "POST", path: "/login", headers: ["Host": "console.example", "Origin": "https://evil.example"],
+                body: Array("name=alice&password=alice-password-1".utf8)))
+        #expect(foreign.status == 403 && foreign.header("Set-Cookie") == nil)
+        // Guessing from one address does not lock alice out from another.
+        for _ in 0..<5 {
+            _ = await rig.app.handle(
+                ConsoleRequest(
+                    method: "POST", path: "/login", body: Array("name=alice&password=guess".utf8), peer: "10.0.0.66"))
+        }
+        let elsewhere = await rig.app.handle(
+            ConsoleRequest(
+                method: "POST", path: "/login", body: Array("name=alice&password=alice-password-1".utf8),
+                peer: "10.0.0.7"))
+        #expect(elsewhere.status == 303)
+        let attacker = await rig.app.handle(
+            ConsoleRequest(
+                method: "POST", path: "/login", body: Array("name=alice&password=alice-password-1".utf8),
+                peer: "10.0.0.66"))
+        #expect(attacker.status == 429)
+        // A name no account could have is refused without a hash.
+        let junk = await rig.app.handle(
+            ConsoleRequest(method: "POST", path: "/login", body: Array("name=%3Cscript%3E&password=x".utf8)))
+        #expect(junk.status == 401)
     }
 
     @Test func anAccountsFileWithABadLineIsRefusedWithoutEchoingIt() throws {

@@ -82,8 +82,9 @@ final class ConsoleFleet: Sendable {
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
             aborts: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
-        let recorder = RecorderWorker(
-            options: .init(eventsTable: eventsTable, predictionsTable: eventsTable), dynamo: dynamo, logger: logger)
+        var recorderOptions = RecorderWorker.Options(eventsTable: eventsTable, predictionsTable: eventsTable)
+        recorderOptions.consoleUsers = ["guest"]
+        let recorder = RecorderWorker(options: recorderOptions, dynamo: dynamo, logger: logger)
         running = Task {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {

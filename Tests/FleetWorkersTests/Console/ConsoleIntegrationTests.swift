@@ -54,9 +54,11 @@ struct ConsoleIntegrationTests {
             #expect(page.text.contains(fleet.name) && page.text.contains("awaiting_approval(restart)"), "\(page.text)")
 
             // Slack: alice (mapped from UALICE) acknowledges; the decision worker records it as hers.
+            let reader = fleet.stateReader
+            let incident = try #require(try await reader.target(fleet.name)?.machine.incident?.id)
             let receiver = try await WebhookReceiver()
             let payload = """
-                {"type":"block_actions","user":{"id":"UALICE"},"actions":[{"action_id":"ack","value":"\(fleet.name)"}],\
+                {"type":"block_actions","user":{"id":"UALICE"},"actions":[{"action_id":"ack","value":"\(fleet.name)|\(incident)"}],\
                 "response_url":"\(receiver.baseURL)/slack-response","message":{"text":"down","blocks":[]}}
                 """
             var allowed = CharacterSet.alphanumerics
@@ -75,7 +77,6 @@ struct ConsoleIntegrationTests {
                         ("Content-Type", "application/x-www-form-urlencoded"),
                     ], body: body))
             #expect(slack.status == 200)
-            let reader = fleet.stateReader
             try await poll("the ack from Slack is applied") {
                 if case .acknowledged(let by, _)? = try await reader.target(fleet.name)?.machine.incident?.hold {
                     return by == "alice"
@@ -93,8 +94,8 @@ struct ConsoleIntegrationTests {
             try await poll("the outage notice is in the timeline") {
                 try await alice.get("/targets/\(fleet.name)/live").text.contains("outage_declared")
             }
-            let incident = try await alice.get("/targets/\(fleet.name)")
-            let csrf = try ConsoleRig.csrf(in: incident.text)
+            let incidentPage = try await alice.get("/targets/\(fleet.name)")
+            let csrf = try ConsoleRig.csrf(in: incidentPage.text)
             // Acknowledged holds the ladder: resume first (as the decision worker's refusal of approve says).
             let resumed = try await alice.post("/targets/\(fleet.name)/commands", form: "csrf=\(csrf)&command=resume")
             #expect(resumed.status == 200, "\(resumed.text)")

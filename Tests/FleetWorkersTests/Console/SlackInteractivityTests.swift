@@ -60,6 +60,21 @@ struct SlackInteractivityTests {
         #expect(rig.backend.sent.withLock { $0 }.last?.until == Self.now.addingTimeInterval(3600))
     }
 
+    @Test func aButtonOfAnIncidentThatIsOverSendsNothingAndAReplayIsRefused() async throws {
+        let rig = try ConsoleRig(now: Self.now)
+        // The memory fleet's shop-web is in incident inc-1.
+        let current = Self.request(Self.payload(user: "UALICE", action: "approve", target: "shop-web|inc-1"))
+        #expect(await rig.app.handle(current).status == 200)
+        _ = try await waitForPosts(rig, 1)
+        #expect(rig.backend.sent.withLock { $0 }.map(\.target) == ["shop-web"])
+        #expect(await rig.app.handle(current).status == 401, "the same signed request again is a replay")
+        _ = await rig.app.handle(
+            Self.request(Self.payload(user: "UALICE", action: "approve", target: "shop-web|inc-0")))
+        let posts = try await waitForPosts(rig, 2)
+        #expect(posts.last?.1.contains("incident inc-0 of shop-web is over; nothing was sent") == true)
+        #expect(rig.backend.sent.withLock { $0 }.count == 1)
+    }
+
     @Test func aBadSignatureAnOldTimestampAndAnotherSecretAreRefused() async throws {
         let rig = try ConsoleRig(now: Self.now)
         let body = Self.payload(user: "UALICE", action: "approve")
