@@ -173,6 +173,9 @@ public struct ConsoleApp: Sendable {
             guard viewer.isOperator else {
                 return .plain(403, "refused: \(viewer.name) is not on OPERATORS; the console is read-only for you\n")
             }
+            if parts.count == 3, parts[0] == "targets", parts[2] == "maintenance" {
+                return await maintenance(parts[1], form: form, viewer: viewer)
+            }
             return await command(parts, form: form, viewer: viewer)
         }
         guard request.method == "GET" || request.method == "HEAD" else { return .plain(405, "GET or POST\n") }
@@ -274,7 +277,11 @@ public struct ConsoleApp: Sendable {
             }
             let live = ConsolePages.targetLive(
                 row, brake: report.brake, timeline: timeline, historyError: historyError, now: report.at)
-            return .html(200, fragment ? live : ConsolePages.targetPage(row, live: live, viewer: viewer))
+            if fragment { return .html(200, live) }
+            // The target's own windows: read once per page, not on every live update.
+            let windows: Result<String?, any Error>
+            do { windows = .success(try await backend.maintenance(target: name)) } catch { windows = .failure(error) }
+            return .html(200, ConsolePages.targetPage(row, live: live, maintenance: windows, viewer: viewer))
         } catch {
             return .html(503, ConsolePages.problem("The fleet's state could not be read: \(error)", viewer: viewer))
         }
@@ -301,10 +308,19 @@ public struct ConsoleApp: Sendable {
             }
             var until: Date?
             if name == .hold {
-                guard let hours = form["hours"].flatMap(Double.init), hours > 0, hours <= 24 * 7 else {
-                    return .plain(400, "hold needs hours between 0 and 168\n")
+                // An end time typed in (ISO 8601 or a duration, as `recoveryctl hold --until` takes), else the
+                // hours chosen.
+                if let typed = nonEmpty(form["until"]) {
+                    do { until = try TimeInput.until(typed, now: clock()) } catch {
+                        return .plain(400, "\(error)\n")
+                    }
+                } else {
+                    guard let hours = form["hours"].flatMap(Double.init), hours > 0, hours <= 24 * 7 else {
+                        return .plain(400, "hold needs hours between 0 and 168, or an end time\n")
+                    }
+                    until = clock().addingTimeInterval(hours * 3600)
                 }
-                until = clock().addingTimeInterval(hours * 3600)
+                guard let end = until, end > clock() else { return .plain(400, "a hold must end in the future\n") }
             }
             request = CommandRequest(
                 target: target, name: name, until: until, reason: nonEmpty(form["reason"]), onBehalfOf: viewer.name)
@@ -324,6 +340,56 @@ public struct ConsoleApp: Sendable {
                 result.status == .rejected ? 409 : 200, ConsolePages.answer(result, back: back, viewer: viewer))
         } catch {
             return .html(502, ConsolePages.problem("The command was not sent: \(error)", viewer: viewer))
+        }
+    }
+
+    /// A target's maintenance windows, written to the instance-config table as `recoveryctl targets set
+    /// <target> maintenance=…` writes them (checked first: a bad value writes nothing). The workers apply
+    /// them at their next discovery.
+    private func maintenance(_ target: String, form: [String: String], viewer: Viewer) async -> ConsoleResponse {
+        let back = "/targets/\(ConsolePages.pathComponent(target))"
+        do {
+            var windows: String?
+            switch form["action"] {
+            case "for_hours":
+                guard let hours = form["hours"].flatMap(Double.init), hours > 0, hours <= 24 * 7 else {
+                    return .plain(400, "hours must be between 0 and 168\n")
+                }
+                // Added to the target's windows: a one-off window from now.
+                var list: [JSONValue] = []
+                if let current = try await backend.maintenance(target: target) {
+                    switch try JSONDecoder().decode(JSONValue.self, from: Data(current.utf8)) {
+                    case .array(let items): list = items
+                    case let one: list = [one]
+                    }
+                }
+                let now = clock()
+                list.append(
+                    .object([
+                        "start": .string(TimeInput.iso(now)),
+                        "end": .string(TimeInput.iso(now.addingTimeInterval(hours * 3600))),
+                    ]))
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                windows = String(decoding: try encoder.encode(JSONValue.array(list)), as: UTF8.self)
+            case "set":
+                let text = (form["windows"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                windows = text.isEmpty ? nil : text
+            case "clear":
+                windows = nil
+            default:
+                return .plain(400, "action must be for_hours, set or clear\n")
+            }
+            try await backend.setMaintenance(target: target, windows: windows, by: viewer.name)
+            logger.notice(
+                "console maintenance", metadata: ["person": "\(viewer.name)", "target": "\(target)"])
+            return .html(
+                200,
+                ConsolePages.maintenanceSaved(target: target, windows: windows, back: back, viewer: viewer))
+        } catch {
+            return .html(
+                400,
+                ConsolePages.problem("The maintenance windows of \(target) were not written: \(error)", viewer: viewer))
         }
     }
 

@@ -175,7 +175,43 @@ enum ConsolePages {
         return html
     }
 
-    static func targetPage(_ t: TargetStatus, live: String, viewer: ConsoleApp.Viewer) -> String {
+    /// The target's own maintenance windows, and for operators the forms that change them.
+    static func maintenanceSection(_ t: TargetStatus, _ windows: Result<String?, any Error>, viewer: ConsoleApp.Viewer)
+        -> String
+    {
+        var html = "<h2>Maintenance windows</h2>"
+        let current: String?
+        switch windows {
+        case .success(let value):
+            current = value
+            html +=
+                "<p id=\"maintenance-current\">\(value.map { "<code>\(escape($0))</code>" } ?? "None of its own.") The fleet-wide MAINTENANCE_WINDOWS apply too; during a window no destructive step runs and no outage is paged.</p>"
+        case .failure(let error):
+            current = nil
+            html += "<p class=\"readonly\" id=\"maintenance-current\">\(escape("\(error)"))</p>"
+            if error is ConsoleBackendNoTable { return html }
+        }
+        guard viewer.isOperator else { return html }
+        let action = "/targets/\(pathComponent(t.target))/maintenance"
+        return html
+            + "<form class=\"inline\" method=\"post\" action=\"\(action)\">\(hidden(viewer))<input type=\"hidden\" name=\"action\" value=\"for_hours\">"
+            + "<select name=\"hours\"><option value=\"1\">1 h</option><option value=\"2\">2 h</option><option value=\"4\">4 h</option><option value=\"8\">8 h</option><option value=\"24\">24 h</option></select> "
+            + "<button type=\"submit\" id=\"button-maintenance-now\">Maintenance from now</button></form>"
+            + "<form method=\"post\" action=\"\(action)\">\(hidden(viewer))<input type=\"hidden\" name=\"action\" value=\"set\">"
+            + "<p><label>Windows (JSON, as in docs/escalation.md; empty removes them)<br><textarea name=\"windows\" rows=\"3\" cols=\"90\">\(escape(current ?? ""))</textarea></label></p>"
+            + "<button type=\"submit\" id=\"button-maintenance-set\">Save the windows</button></form>"
+    }
+
+    static func maintenanceSaved(target: String, windows: String?, back: String, viewer: ConsoleApp.Viewer) -> String {
+        page(
+            "Maintenance",
+            "<h1>Maintenance windows of \(escape(target))</h1><p id=\"answer-status\">written</p><pre id=\"answer\">\(escape(windows ?? "(removed)"))</pre><p>The workers apply them at their next discovery.</p><p><a href=\"\(back)\">Back</a></p>",
+            viewer: viewer)
+    }
+
+    static func targetPage(
+        _ t: TargetStatus, live: String, maintenance: Result<String?, any Error>, viewer: ConsoleApp.Viewer
+    ) -> String {
         var actions: String
         if viewer.isOperator {
             let action = "/targets/\(pathComponent(t.target))/commands"
@@ -187,7 +223,7 @@ enum ConsolePages {
                 + button(
                     "hold", "Hold",
                     extra:
-                        "<select name=\"hours\"><option value=\"1\">1 h</option><option value=\"4\">4 h</option><option value=\"12\">12 h</option><option value=\"24\">24 h</option></select> "
+                        "<select name=\"hours\"><option value=\"1\">1 h</option><option value=\"4\">4 h</option><option value=\"12\">12 h</option><option value=\"24\">24 h</option></select> <input name=\"until\" size=\"24\" placeholder=\"or until: 2027-01-15T06:00:00Z, 90m\"> "
                 )
                 + button("resume", "Resume") + button("reset", "Reset the outage count")
                 + button("abort", "Abort the running step")
@@ -198,7 +234,8 @@ enum ConsolePages {
         }
         return page(
             t.target,
-            "<h1>\(escape(t.target))</h1>\(actions)<div data-live=\"/targets/\(pathComponent(t.target))/live\">\(live)</div>",
+            "<h1>\(escape(t.target))</h1>\(actions)<div data-live=\"/targets/\(pathComponent(t.target))/live\">\(live)</div>"
+                + maintenanceSection(t, maintenance, viewer: viewer),
             viewer: viewer)
     }
 

@@ -63,9 +63,9 @@ do {
     try env.checkIdentity(amqp, role: .console, logger: logger)
     let aws = try env.aws(http: http, logger: logger)
     let redis = try env.redis(logger: logger)
+    let configSource = try env.targetConfigSource(aws: aws, logger: logger)
     let catalog = TargetCatalog(
-        ec2: EC2Client(aws), drRegion: env.drRegion, source: try env.targetConfigSource(aws: aws, logger: logger),
-        fleet: env.fleetTag, logger: logger)
+        ec2: EC2Client(aws), drRegion: env.drRegion, source: configSource, fleet: env.fleetTag, logger: logger)
     var discover: (@Sendable () async throws -> [Target])? = { try await catalog.discover() }
     if env.string("CONSOLE_DISCOVERY")?.lowercased() == "false" { discover = nil }
     var history: HistoryReader?
@@ -75,7 +75,7 @@ do {
     let sender = CommandSender(amqp: amqp, topology: env.topology, producer: env.workerId, logger: logger)
     let backend = LiveConsoleBackend(
         statusReader: StatusReader(redis: redis, keyspace: env.keyspace, discover: discover),
-        historyReader: history, sender: sender)
+        historyReader: history, sender: sender, configTable: configSource.table, targetsFile: configSource.file)
 
     var configuration = ConsoleConfiguration(accounts: accounts, sessions: sessions, operators: operators)
     configuration.publicURL = env.string("CONSOLE_PUBLIC_URL")

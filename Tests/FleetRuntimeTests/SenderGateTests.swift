@@ -26,12 +26,15 @@ struct SenderGateTests {
         #expect(identities.allowedSenders(of: .actionEvent) == ["fleet-actuator"])
         #expect(identities.allowedSenders(of: .prediction) == ["fleet-predictor"])
         #expect(identities.allowedSenders(of: .notification) == ["dec-a", "dec-b", "fleet-actuator"])
-        #expect(identities.allowedSenders(of: .command) == ["alice", "fleet-operator"])
+        #expect(identities.allowedSenders(of: .command) == ["alice", "fleet-operator", "fleet-console"])
         #expect(identities.allowedSenders(of: .predictionRequest) == ["alice", "fleet-operator"])
         // Nobody may send as the notifier or the recorder: they only dead-letter.
         #expect(FleetRole.notifier.sends.isEmpty && FleetRole.recorder.sends.isEmpty)
-        // Fail closed: no OPERATORS, no commands.
-        #expect(FleetIdentities.fromEnvironment([:]).allowedSenders(of: .command).isEmpty)
+        // Fail closed: no OPERATORS, no person's commands. Only the console's user may send them, and the
+        // decision worker acts on those only for someone on OPERATORS (DecisionMemoryTests,
+        // theConsoleActsOnlyForAnOperatorItNamesAndNeverOnItsOwn).
+        #expect(FleetIdentities.fromEnvironment([:]).allowedSenders(of: .command) == ["fleet-console"])
+        #expect(FleetIdentities.fromEnvironment(["CONSOLE_USERS": "web-1"]).users[.console] == ["web-1"])
     }
 
     @Test func theGateLetsThroughOnlyAllowedSendersAndAnnouncesEachSenderOnce() async throws {
@@ -100,7 +103,14 @@ struct SenderGateTests {
         #expect(operators.read == "^(recovery|recovery\\.dlx|amq\\.gen-.+|recovery\\..+\\.dead)$")
         #expect(operators.topics.first { $0.exchange == "recovery.dlx" }?.write == "^$")
         #expect(operators.topics.first { $0.exchange == "recovery" }?.write == "^(command|predict)\\.")
-        for role in FleetRole.allCases where role != .operator {
+        // The console follows its commands like recoveryctl, but reads no dead-letter queue, has no
+        // management UI, and may publish commands only.
+        let console = topology.permissions(for: .console)
+        #expect(console.configure == "^amq\\.gen-.+$" && console.tags.isEmpty)
+        #expect(console.read == "^(recovery|recovery\\.dlx|amq\\.gen-.+)$")
+        #expect(console.topics.first { $0.exchange == "recovery" }?.write == "^(command)\\.")
+        #expect(console.topics.first { $0.exchange == "recovery.dlx" }?.write == "^$")
+        for role in FleetRole.allCases where role != .operator && role != .console {
             #expect(topology.permissions(for: role).configure == "^$", "\(role) declares nothing")
             #expect(topology.permissions(for: role).tags.isEmpty)
         }

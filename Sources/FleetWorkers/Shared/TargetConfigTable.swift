@@ -223,6 +223,15 @@ public struct TargetConfigTable: Sendable {
                 expressionAttributeNames: names, expressionAttributeValues: values))
     }
 
+    /// One target's item as settings (nil: no item), read consistently; a malformed item throws.
+    public func settings(of target: String) async throws -> [String: JSONValue]? {
+        guard
+            let item = try await dynamo.getItem(
+                tableName: tableName, key: [Self.keyAttribute: .string(target)], consistentRead: true)
+        else { return nil }
+        return try Self.settingsObject(item)
+    }
+
     /// Removes a target's item; the target falls back to the targets file and the defaults.
     public func delete(target: String) async throws {
         try await dynamo.deleteItem(DeleteItemInput(tableName: tableName, key: [Self.keyAttribute: .string(target)]))

@@ -9,6 +9,11 @@ import Testing
 /// A console backend on memory: a fixed fleet, and every command it was asked to send.
 final class RecordingConsoleBackend: ConsoleBackend {
     let sent = Mutex<[CommandRequest]>([])
+    let windows = Mutex<[String: String]>([:])
+    func maintenance(target: String) async throws -> String? { windows.withLock { $0[target] } }
+    func setMaintenance(target: String, windows text: String?, by person: String) async throws {
+        windows.withLock { $0[target] = text }
+    }
     let report: StatusReport
     init(targets: [String] = ["shop-web"]) {
         report = StatusReport(
@@ -126,8 +131,16 @@ struct ConsoleAppTests {
         let hold = await rig.post(
             "/targets/shop-web/commands", cookie: cookie, form: "csrf=\(csrf)&command=hold&hours=4")
         #expect(hold.status == 200)
+        let until = await rig.post(
+            "/targets/shop-web/commands", cookie: cookie,
+            form: "csrf=\(csrf)&command=hold&hours=1&until=2027-01-15T12:30:00Z")
+        #expect(until.status == 200)
+        let past = await rig.post(
+            "/targets/shop-web/commands", cookie: cookie, form: "csrf=\(csrf)&command=hold&until=2020-01-01T00:00:00Z")
+        #expect(past.status == 400)
         let sent = rig.backend.sent.withLock { $0 }
-        #expect(sent.map(\.name) == [.approve, .hold])
+        #expect(sent.count == 3 && sent[2].until == Date(timeIntervalSince1970: 1_800_000_000 + 4.5 * 3600))
+        #expect(sent.map(\.name) == [.approve, .hold, .hold])
         #expect(sent.allSatisfy { $0.onBehalfOf == "alice" && $0.target == "shop-web" })
         #expect(sent[1].until == Date(timeIntervalSince1970: 1_800_000_000 + 4 * 3600))
     }
@@ -152,6 +165,40 @@ struct ConsoleAppTests {
         // A tampered cookie is no session.
         let tampered = cookie.replacingOccurrences(of: "alice", with: "admin")
         #expect(await rig.get("/", cookie: tampered).status == 303)
+    }
+
+    @Test func anOperatorSetsMaintenanceFromNowAndByHandAndAViewerCannot() async throws {
+        let rig = try ConsoleRig()
+        let cookie = try await rig.login("alice", "alice-password-1")
+        let page = await rig.get("/targets/shop-web", cookie: cookie)
+        #expect(page.text.contains("None of its own") && page.text.contains("button-maintenance-now"))
+        let csrf = try ConsoleRig.csrf(in: page.text)
+        let now = await rig.post(
+            "/targets/shop-web/maintenance", cookie: cookie, form: "csrf=\(csrf)&action=for_hours&hours=2")
+        #expect(now.status == 200, "\(now.text)")
+        #expect(
+            rig.backend.windows.withLock { $0["shop-web"] }
+                == #"[{"end":"2027-01-15T10:00:00Z","start":"2027-01-15T08:00:00Z"}]"#)
+        // A second one is added to the first; the page shows both.
+        _ = await rig.post(
+            "/targets/shop-web/maintenance", cookie: cookie, form: "csrf=\(csrf)&action=for_hours&hours=1")
+        #expect(rig.backend.windows.withLock { $0["shop-web"] }?.components(separatedBy: "start").count == 3)
+        #expect(await rig.get("/targets/shop-web", cookie: cookie).text.contains("2027-01-15T09:00:00Z"))
+        let cron = #"[{"cron": "0 2 * * 6", "time_zone": "Europe/Berlin", "duration": 7200}]"#
+        let encoded = cron.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        _ = await rig.post(
+            "/targets/shop-web/maintenance", cookie: cookie, form: "csrf=\(csrf)&action=set&windows=\(encoded)")
+        #expect(rig.backend.windows.withLock { $0["shop-web"] } == cron)
+        _ = await rig.post("/targets/shop-web/maintenance", cookie: cookie, form: "csrf=\(csrf)&action=clear")
+        #expect(rig.backend.windows.withLock { $0["shop-web"] } == nil)
+        // bob: no forms, and his POST changes nothing.
+        let bob = try await rig.login("bob", "bob-password-123")
+        let bobsPage = await rig.get("/targets/shop-web", cookie: bob)
+        #expect(!bobsPage.text.contains("button-maintenance") && bobsPage.text.contains("None of its own"))
+        let bobsToken = try ConsoleRig.csrf(in: bobsPage.text)
+        let refused = await rig.post(
+            "/targets/shop-web/maintenance", cookie: bob, form: "csrf=\(bobsToken)&action=for_hours&hours=2")
+        #expect(refused.status == 403 && rig.backend.windows.withLock { $0["shop-web"] } == nil)
     }
 
     @Test func someoneNotOnOperatorsSeesNoButtonsAndCannotAct() async throws {

@@ -28,6 +28,8 @@ final class ConsoleFleet: Sendable {
     let server: ConsoleServer
     let dynamo: DynamoDBClient
     let eventsTable: String
+    /// The instance-config table the console writes maintenance windows to.
+    let configTable: TargetConfigTable
     static let slackSecret = "slack-signing-secret-for-tests"
     static let passwords = ["alice": "alice-password-1", "bob": "bob-password-123"]
 
@@ -48,6 +50,8 @@ final class ConsoleFleet: Sendable {
             CreateTableInput(
                 tableName: eventsTable, partitionKey: DynamoKeyAttribute("instance_id", .string),
                 sortKey: DynamoKeyAttribute("timestamp", .string)))
+        configTable = TargetConfigTable(dynamo: dynamo, tableName: "\(world.prefix)-config")
+        try await configTable.create()
         instance = try await world.launchTarget(name: name, healthURL: site.url)
         _ = try await world.ec2.waitUntilRunning([instance.instanceId], interval: .milliseconds(100))
         let logger = Logger(label: "console-fleet")
@@ -136,7 +140,8 @@ final class ConsoleFleet: Sendable {
             statusReader: StatusReader(
                 redis: redis, keyspace: world.keyspace, discover: { try await catalog.discover() }),
             historyReader: HistoryReader(dynamo: dynamo, table: eventsTable),
-            sender: CommandSender(amqp: world.amqp, topology: topology, producer: "console-test", logger: logger))
+            sender: CommandSender(amqp: world.amqp, topology: topology, producer: "console-test", logger: logger),
+            configTable: configTable, targetsFile: config)
         server = ConsoleServer(
             app: ConsoleApp(configuration: configuration, backend: backend, logger: logger), host: "127.0.0.1", port: 0,
             logger: logger)
@@ -181,6 +186,7 @@ final class ConsoleFleet: Sendable {
         for consumer in consumers { await consumer.shutdown() }
         await running.value
         _ = try? await dynamo.deleteTable(eventsTable)
+        _ = try? await dynamo.deleteTable(configTable.tableName)
         await publisher.shutdown()
         await redis.close()
         site.stop()

@@ -40,6 +40,41 @@ extension HTTPResponse {
     "Console against the real workers, broker, Redis and moto",
     .enabled(if: servicesAvailable, "set AMQP_URL, REDIS_URL, AWS_ENDPOINT_URL"))
 struct ConsoleIntegrationTests {
+    /// Windows set in the console land in the instance-config table, as `recoveryctl targets set` writes them;
+    /// one the workers could not read is refused and writes nothing.
+    @Test(.timeLimit(.minutes(2)))
+    func maintenanceFromTheConsoleIsWrittenToTheTableAndABadOneIsNot() async throws {
+        let fleet = try await ConsoleFleet()
+        do {
+            var alice = ConsoleClient(base: fleet.url, http: fleet.world.http)
+            try await alice.login("alice", "alice-password-1")
+            let csrf = try ConsoleRig.csrf(in: try await alice.get("/targets/\(fleet.name)").text)
+            let saved = try await alice.post(
+                "/targets/\(fleet.name)/maintenance", form: "csrf=\(csrf)&action=for_hours&hours=2")
+            #expect(saved.status == 200, "\(saved.text)")
+            let item = try #require(try await fleet.configTable.settings(of: fleet.name))
+            guard case .array(let windows)? = item["maintenance"], case .object(let window)? = windows.first else {
+                Issue.record("no window in \(item)")
+                throw ControlError("no window")
+            }
+            #expect(windows.count == 1 && window["start"] != nil && window["end"] != nil)
+            #expect(try await alice.get("/targets/\(fleet.name)").text.contains("maintenance-current"))
+            let bad = #"[{"cron": "every tuesday", "duration": 3600}]"#
+            let refused = try await alice.post(
+                "/targets/\(fleet.name)/maintenance",
+                form:
+                    "csrf=\(csrf)&action=set&windows=\(bad.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+            )
+            #expect(refused.status == 400 && refused.text.contains("not written"), "\(refused.text)")
+            #expect(try await fleet.configTable.settings(of: fleet.name)?["maintenance"] == item["maintenance"])
+            _ = try await alice.post("/targets/\(fleet.name)/maintenance", form: "csrf=\(csrf)&action=clear")
+            #expect(try await fleet.configTable.settings(of: fleet.name)?["maintenance"] == nil)
+        } catch {
+            Issue.record(error)
+        }
+        await fleet.tearDown()
+    }
+
     @Test(.timeLimit(.minutes(3)))
     func approveFromTheConsoleAndAcknowledgeFromSlackActInTheOperatorsName() async throws {
         let fleet = try await ConsoleFleet()
