@@ -185,6 +185,11 @@ public struct ConsoleApp: Sendable {
         if parts.first == "targets", parts.count == 3, parts[2] == "live" {
             return await target(parts[1], viewer, fragment: true)
         }
+        if parts.first == "targets", parts.count == 4 || parts.count == 5, parts[2] == "incidents",
+            parts.count == 4 || parts[4] == "live"
+        {
+            return await target(parts[1], viewer, fragment: parts.count == 5, incident: parts[3])
+        }
         return .plain(404, "no such page\n")
     }
 
@@ -262,7 +267,10 @@ public struct ConsoleApp: Sendable {
         }
     }
 
-    private func target(_ name: String, _ viewer: Viewer, fragment: Bool) async -> ConsoleResponse {
+    /// A target's page, or with `incident` one incident's page (its rows of the history only).
+    private func target(_ name: String, _ viewer: Viewer, fragment: Bool, incident: String? = nil) async
+        -> ConsoleResponse
+    {
         do {
             let report = try await backend.status(now: clock())
             guard let row = report.targets.first(where: { $0.target == name }) else {
@@ -276,12 +284,15 @@ public struct ConsoleApp: Sendable {
                 historyError = "\(error)"
             }
             let live = ConsolePages.targetLive(
-                row, brake: report.brake, timeline: timeline, historyError: historyError, now: report.at)
+                row, brake: report.brake, timeline: timeline, historyError: historyError, now: report.at,
+                incident: incident)
             if fragment { return .html(200, live) }
             // The target's own windows: read once per page, not on every live update.
             let windows: Result<String?, any Error>
             do { windows = .success(try await backend.maintenance(target: name)) } catch { windows = .failure(error) }
-            return .html(200, ConsolePages.targetPage(row, live: live, maintenance: windows, viewer: viewer))
+            return .html(
+                200,
+                ConsolePages.targetPage(row, live: live, maintenance: windows, viewer: viewer, incident: incident))
         } catch {
             return .html(503, ConsolePages.problem("The fleet's state could not be read: \(error)", viewer: viewer))
         }

@@ -135,7 +135,8 @@ enum ConsolePages {
     }
 
     static func targetLive(
-        _ t: TargetStatus, brake: BrakeStatus, timeline: HistoryReport?, historyError: String?, now: Date
+        _ t: TargetStatus, brake: BrakeStatus, timeline: HistoryReport?, historyError: String?, now: Date,
+        incident: String? = nil
     ) -> String {
         var facts: [(String, String)] = [
             ("State", t.state), ("Incident", t.incidentId ?? "-"), ("Outages (window)", String(t.outageCount)),
@@ -157,13 +158,29 @@ enum ConsolePages {
             + facts.map {
                 "<dt>\(escape($0.0))</dt><dd id=\"fact-\(pathComponent($0.0.lowercased()))\">\(escape($0.1))</dd>"
             }
-            .joined() + "</dl><h2>Timeline</h2>"
+            .joined() + "</dl>"
+        let base = "/targets/\(pathComponent(t.target))"
+        var entries = timeline?.entries ?? []
+        if let incident {
+            entries = IncidentTimeline.rows(entries, incident: incident)
+            html +=
+                "<h2>Timeline of incident \(escape(incident))</h2><p><a href=\"\(base)\">All of \(escape(t.target))'s history</a></p>"
+        } else {
+            let incidents = IncidentTimeline.incidents(entries)
+            if !incidents.isEmpty {
+                html +=
+                    "<p id=\"incidents\">Incidents: "
+                    + incidents.map { "<a href=\"\(base)/incidents/\(pathComponent($0))\">\(escape($0))</a>" }
+                    .joined(separator: ", ") + "</p>"
+            }
+            html += "<h2>Timeline</h2>"
+        }
         if let historyError {
             html += "<p class=\"down\">History could not be read: \(escape(historyError))</p>"
-        } else if let timeline, !timeline.entries.isEmpty {
+        } else if let timeline, !entries.isEmpty {
             if timeline.truncated { html += "<p class=\"readonly\">Older rows are left out.</p>" }
             html += "<table id=\"timeline\"><tr><th>Time (UTC)</th><th>Who</th><th>What</th><th>Why</th></tr>"
-            for e in timeline.entries {
+            for e in entries {
                 html +=
                     "<tr><td>\(escape(String(e.occurredAt.prefix(19)).replacingOccurrences(of: "T", with: " ")))</td>"
                     + "<td>\(escape(e.who))</td><td>\(escape(e.what))</td><td>\(escape(e.why == e.what ? "" : e.why))</td></tr>"
@@ -210,8 +227,11 @@ enum ConsolePages {
     }
 
     static func targetPage(
-        _ t: TargetStatus, live: String, maintenance: Result<String?, any Error>, viewer: ConsoleApp.Viewer
+        _ t: TargetStatus, live: String, maintenance: Result<String?, any Error>, viewer: ConsoleApp.Viewer,
+        incident: String? = nil
     ) -> String {
+        let liveURL =
+            "/targets/\(pathComponent(t.target))" + (incident.map { "/incidents/\(pathComponent($0))" } ?? "") + "/live"
         var actions: String
         if viewer.isOperator {
             let action = "/targets/\(pathComponent(t.target))/commands"
@@ -234,7 +254,7 @@ enum ConsolePages {
         }
         return page(
             t.target,
-            "<h1>\(escape(t.target))</h1>\(actions)<div data-live=\"/targets/\(pathComponent(t.target))/live\">\(live)</div>"
+            "<h1>\(escape(t.target))</h1>\(actions)<div data-live=\"\(liveURL)\">\(live)</div>"
                 + maintenanceSection(t, maintenance, viewer: viewer),
             viewer: viewer)
     }

@@ -21,13 +21,17 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
         case correlationId = "correlation_id"
     }
 
-    public init(occurredAt: String, type: String, who: String, what: String, why: String, messageId: String = "") {
+    public init(
+        occurredAt: String, type: String, who: String, what: String, why: String, messageId: String = "",
+        correlationId: String? = nil
+    ) {
         self.occurredAt = occurredAt
         self.type = type
         self.who = who
         self.what = what
         self.why = why
         self.messageId = messageId
+        self.correlationId = correlationId
     }
 
     init(_ item: DynamoItem) {

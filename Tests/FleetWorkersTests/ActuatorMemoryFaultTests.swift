@@ -145,7 +145,9 @@ struct ActuatorMemoryFaultTests {
             instanceId: old.instanceId, occurredAt: Date(), body: request)
         source.deliver(try EnvelopeCodec.encode(envelope), properties: AMQPProperties(messageId: envelope.id))
 
-        let deadline = ContinuousClock.now + .seconds(30)
+        // Generous: it normally takes well under a second, but at the start of a CI run, with hundreds of
+        // tests starting at once on two cores, this test once needed 35 s for the first delivery alone.
+        let deadline = ContinuousClock.now + .seconds(180)
         while source.acked.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         source.shutdown()
         await running.value

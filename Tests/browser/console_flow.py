@@ -88,9 +88,13 @@ def main():
         if shots:
             driver.save_screenshot(os.path.join(shots, "console-fleet.png"))
 
-        # Its page shows the outage notice in the timeline.
+        # Its page lists the incident; the incident's page shows the outage notice in its timeline.
         driver.find_element(By.CSS_SELECTOR, f"{row} a").click()
-        wait_for("the outage notice in the timeline", lambda: "outage_declared" in text(driver, "#timeline"))
+        wait_for("the incident's link", lambda: driver.find_elements(By.CSS_SELECTOR, "#incidents a"))
+        driver.find_element(By.CSS_SELECTOR, "#incidents a").click()
+        wait_for("the outage notice in the incident's timeline",
+                 lambda: "Timeline of incident" in driver.page_source
+                 and "outage_declared" in text(driver, "#timeline"))
         ok("the incident page shows the outage notice")
         if shots:
             driver.save_screenshot(os.path.join(shots, "console-incident.png"))

@@ -31,8 +31,20 @@ final class RecordingConsoleBackend: ConsoleBackend {
             target: target,
             entries: [
                 HistoryEntry(
+                    occurredAt: "2027-01-14T01:00:00Z", type: "notification", who: "fleet-decision",
+                    what: "outage_declared", why: "yesterday's outage", correlationId: "inc-0"),
+                HistoryEntry(
+                    occurredAt: "2027-01-14T01:05:00Z", type: "notification", who: "fleet-decision",
+                    what: "recovered", why: "back", correlationId: "inc-0"),
+                HistoryEntry(
                     occurredAt: "2027-01-15T08:00:00Z", type: "notification", who: "fleet-decision",
-                    what: "outage_declared", why: "3 failed checks")
+                    what: "outage_declared", why: "3 failed checks", correlationId: "inc-1"),
+                HistoryEntry(
+                    occurredAt: "2027-01-15T08:01:00Z", type: "command", who: "alice via fleet-console", what: "ack",
+                    why: "ack"),
+                HistoryEntry(
+                    occurredAt: "2027-01-15T08:01:00Z", type: "notification", who: "alice", what: "command_accepted",
+                    why: "acknowledged", correlationId: "inc-1"),
             ], truncated: false)
     }
     func send(_ request: CommandRequest, timeout: Duration) async throws -> CommandResult {
@@ -143,6 +155,22 @@ struct ConsoleAppTests {
         #expect(sent.map(\.name) == [.approve, .hold, .hold])
         #expect(sent.allSatisfy { $0.onBehalfOf == "alice" && $0.target == "shop-web" })
         #expect(sent[1].until == Date(timeIntervalSince1970: 1_800_000_000 + 4 * 3600))
+    }
+
+    @Test func eachIncidentHasAPageWithItsOwnRowsAndTheCommandsSentDuringIt() async throws {
+        let rig = try ConsoleRig()
+        let cookie = try await rig.login("alice", "alice-password-1")
+        let target = await rig.get("/targets/shop-web", cookie: cookie).text
+        #expect(
+            target.contains(
+                #"href="/targets/shop-web/incidents/inc-1">inc-1</a>, <a href="/targets/shop-web/incidents/inc-0""#))
+        let page = await rig.get("/targets/shop-web/incidents/inc-1", cookie: cookie)
+        #expect(page.status == 200 && page.text.contains("Timeline of incident inc-1"))
+        #expect(page.text.contains("alice via fleet-console") && page.text.contains("command_accepted"))
+        #expect(!page.text.contains("yesterday&#39;s outage"), "another incident's rows are not on its page")
+        #expect(page.text.contains(#"data-live="/targets/shop-web/incidents/inc-1/live""#))
+        let old = await rig.get("/targets/shop-web/incidents/inc-0/live", cookie: cookie).text
+        #expect(old.contains("yesterday&#39;s outage") && !old.contains("alice via"))
     }
 
     @Test func aForgedPostIsRefusedAndSendsNothing() async throws {
