@@ -63,6 +63,12 @@ extension RecoveryctlEndToEndTests {
             #expect(outcome.reason?.contains("(wrong instance); stopped after inspect") == true, "\(outcome)")
             #expect(fleet.log.mutations.isEmpty, "nothing after the boundary: \(fleet.log.all)")
 
+            // recoveryctl hears the actuator's outcome on its own queue, and the decision worker applies the
+            // same outcome from its queue, maybe a moment later: wait for the decision's state to catch up.
+            let stopped = EscalationMachine.Phase.stopped(.humanNeeded("restart was aborted by guest (wrong instance)"))
+            try? await poll("the decision worker applies the outcome") {
+                try await reader.target(name)?.machine.incident?.phase == stopped
+            }
             let incident = try #require(try await reader.target(name)?.machine.incident)
             #expect(incident.aborted?.by == "guest" && incident.aborted?.reason == "wrong instance")
             #expect(incident.phase == .stopped(.humanNeeded("restart was aborted by guest (wrong instance)")))
