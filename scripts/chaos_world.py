@@ -55,7 +55,7 @@ KIND_SETTINGS = {
     "recorder": {},
 }
 REPLICAS = ["probe-1", "probe-2", "decision-1", "decision-2", "actuator-1", "actuator-2", "notifier-1", "recorder-1"]
-KINDS = ("probe", "predictor", "decision", "actuator", "notifier", "recorder", "operator")
+KINDS = ("probe", "predictor", "decision", "actuator", "notifier", "recorder", "operator", "console")
 
 
 class ScenarioTimeout(Exception):

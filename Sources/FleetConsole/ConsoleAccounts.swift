@@ -29,7 +29,8 @@ public struct ConsoleAccounts: Sendable {
     public init(_ accounts: [Account]) {
         self.accounts = Dictionary(accounts.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         decoy = Account(
-            name: "", iterations: accounts.first?.iterations ?? Self.defaultIterations,
+            // The most iterations any account has: an unknown name never answers faster than a known one.
+            name: "", iterations: accounts.map(\.iterations).max() ?? Self.defaultIterations,
             salt: Array(repeating: 0, count: 16), key: Array(repeating: 0, count: 32))
     }
 

@@ -279,9 +279,16 @@ public struct ConsoleApp: Sendable {
             var timeline: HistoryReport?
             var historyError: String?
             do {
-                timeline = try await backend.history(target: name, limit: configuration.timelineRows)
+                // An incident's page looks further back: its rows are a part of the target's.
+                timeline = try await backend.history(
+                    target: name, limit: incident == nil ? configuration.timelineRows : configuration.timelineRows * 10)
             } catch {
                 historyError = "\(error)"
+            }
+            if let incident, let timeline, incident != row.incidentId,
+                IncidentTimeline.rows(timeline.entries, incident: incident).isEmpty
+            {
+                return .html(404, ConsolePages.problem("No incident \(incident) in \(name)'s history.", viewer: viewer))
             }
             let live = ConsolePages.targetLive(
                 row, brake: report.brake, timeline: timeline, historyError: historyError, now: report.at,
@@ -322,6 +329,10 @@ public struct ConsoleApp: Sendable {
                 // An end time typed in (ISO 8601 or a duration, as `recoveryctl hold --until` takes), else the
                 // hours chosen.
                 if let typed = nonEmpty(form["until"]) {
+                    // A bare number would be seconds: too easy to mistake for hours.
+                    guard typed.contains(where: { !$0.isNumber }) else {
+                        return .plain(400, "give the hold's end with a unit (90m, 2h) or as a time\n")
+                    }
                     do { until = try TimeInput.until(typed, now: clock()) } catch {
                         return .plain(400, "\(error)\n")
                     }
@@ -331,7 +342,9 @@ public struct ConsoleApp: Sendable {
                     }
                     until = clock().addingTimeInterval(hours * 3600)
                 }
-                guard let end = until, end > clock() else { return .plain(400, "a hold must end in the future\n") }
+                guard let end = until, end > clock(), end <= clock().addingTimeInterval(7 * 86_400) else {
+                    return .plain(400, "a hold must end in the future, within 7 days\n")
+                }
             }
             request = CommandRequest(
                 target: target, name: name, until: until, reason: nonEmpty(form["reason"]), onBehalfOf: viewer.name)
@@ -359,49 +372,71 @@ public struct ConsoleApp: Sendable {
     /// them at their next discovery.
     private func maintenance(_ target: String, form: [String: String], viewer: Viewer) async -> ConsoleResponse {
         let back = "/targets/\(ConsolePages.pathComponent(target))"
-        do {
-            var windows: String?
-            switch form["action"] {
-            case "for_hours":
-                guard let hours = form["hours"].flatMap(Double.init), hours > 0, hours <= 24 * 7 else {
-                    return .plain(400, "hours must be between 0 and 168\n")
-                }
-                // Added to the target's windows: a one-off window from now.
-                var list: [JSONValue] = []
-                if let current = try await backend.maintenance(target: target) {
-                    switch try JSONDecoder().decode(JSONValue.self, from: Data(current.utf8)) {
-                    case .array(let items): list = items
-                    case let one: list = [one]
-                    }
-                }
-                let now = clock()
-                list.append(
-                    .object([
-                        "start": .string(TimeInput.iso(now)),
-                        "end": .string(TimeInput.iso(now.addingTimeInterval(hours * 3600))),
-                    ]))
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                windows = String(decoding: try encoder.encode(JSONValue.array(list)), as: UTF8.self)
-            case "set":
-                let text = (form["windows"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-                windows = text.isEmpty ? nil : text
-            case "clear":
-                windows = nil
-            default:
-                return .plain(400, "action must be for_hours, set or clear\n")
+        let now = clock()
+        let change: @Sendable (String?) throws -> String?
+        switch form["action"] {
+        case "for_hours":
+            guard let hours = form["hours"].flatMap(Double.init), hours > 0, hours <= 24 * 7 else {
+                return .plain(400, "hours must be between 0 and 168\n")
             }
-            try await backend.setMaintenance(target: target, windows: windows, by: viewer.name)
+            change = { current in try Self.addWindow(to: current, from: now, hours: hours) }
+        case "set":
+            // Only over what the person saw: a form loaded before someone else's change is refused.
+            let seen = form["previous"] ?? ""
+            let typed = (form["windows"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            change = { current in
+                guard (current ?? "") == seen else {
+                    throw ConsoleError("the windows changed since the page was loaded; reload it and try again")
+                }
+                return typed.isEmpty ? nil : typed
+            }
+        case "clear":
+            change = { _ in nil }
+        default:
+            return .plain(400, "action must be for_hours, set or clear\n")
+        }
+        do {
+            guard try await backend.status(now: now).targets.contains(where: { $0.target == target }) else {
+                return .html(404, ConsolePages.problem("No target named \(target).", viewer: viewer))
+            }
+            let windows = try await backend.updateMaintenance(target: target, by: viewer.name, change: change)
             logger.notice(
-                "console maintenance", metadata: ["person": "\(viewer.name)", "target": "\(target)"])
+                "console maintenance",
+                metadata: ["person": "\(viewer.name)", "target": "\(ConsolePages.loggable(target))"])
             return .html(
-                200,
-                ConsolePages.maintenanceSaved(target: target, windows: windows, back: back, viewer: viewer))
+                200, ConsolePages.maintenanceSaved(target: target, windows: windows, back: back, viewer: viewer))
         } catch {
             return .html(
                 400,
                 ConsolePages.problem("The maintenance windows of \(target) were not written: \(error)", viewer: viewer))
         }
+    }
+
+    /// The target's windows with a one-off window from `now` for `hours` added, and one-off windows that
+    /// have ended dropped (a `null` or a single window counts as a list).
+    static func addWindow(to current: String?, from now: Date, hours: Double) throws -> String {
+        var list: [JSONValue] = []
+        if let current {
+            switch try JSONDecoder().decode(JSONValue.self, from: Data(current.utf8)) {
+            case .array(let items): list = items
+            case .null: list = []
+            case let one: list = [one]
+            }
+        }
+        list.removeAll { window in
+            guard case .object(let fields) = window, case .string(let end)? = fields["end"],
+                let date = Timestamp.parse(end)
+            else { return false }
+            return date <= now
+        }
+        list.append(
+            .object([
+                "start": .string(TimeInput.iso(now)),
+                "end": .string(TimeInput.iso(now.addingTimeInterval(hours * 3600))),
+            ]))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(JSONValue.array(list)), as: UTF8.self)
     }
 
     /// The buttons of a target's page: the commands of the ladder an operator answers a page with.

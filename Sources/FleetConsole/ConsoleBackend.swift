@@ -1,6 +1,7 @@
 import FleetControl
 import FleetWorkers
 import Foundation
+import RecoveryCore
 
 /// What the console reads and sends. The live one reads what `recoveryctl status` and `history` read and
 /// sends commands as `recoveryctl` does, as the console's broker user relaying for the operator.
@@ -13,13 +14,18 @@ public protocol ConsoleBackend: Sendable {
     /// The target's own maintenance windows (its `maintenance` setting in the instance-config table), as
     /// JSON text; nil when it has none.
     func maintenance(target: String) async throws -> String?
-    /// Writes the target's windows (nil: removes the setting), checked first: a bad value writes nothing.
-    func setMaintenance(target: String, windows: String?, by person: String) async throws
+    /// Changes the target's windows: `change` gets them as read (JSON text, nil: none) and returns the new
+    /// ones (nil: remove the setting); it runs again if the item changed meanwhile, so a concurrent change is
+    /// never overwritten. Checked before writing: a bad value writes nothing. Returns what was written.
+    func updateMaintenance(target: String, by person: String, change: @escaping @Sendable (String?) throws -> String?)
+        async throws -> String?
 }
 
 extension ConsoleBackend {
     public func maintenance(target: String) async throws -> String? { throw ConsoleBackendNoTable() }
-    public func setMaintenance(target: String, windows: String?, by person: String) async throws {
+    public func updateMaintenance(
+        target: String, by person: String, change: @escaping @Sendable (String?) throws -> String?
+    ) async throws -> String? {
         throw ConsoleBackendNoTable()
     }
 }
@@ -38,6 +44,7 @@ public struct LiveConsoleBackend: ConsoleBackend {
     let configTable: TargetConfigTable?
     /// The targets file the table is laid over (a written value is checked against the two together).
     let targetsFile: TargetConfigFile
+    let inFlight = CommandsInFlight()
 
     public init(
         statusReader: StatusReader, historyReader: HistoryReader?, sender: CommandSender,
@@ -53,16 +60,29 @@ public struct LiveConsoleBackend: ConsoleBackend {
     public func maintenance(target: String) async throws -> String? {
         guard let configTable else { throw ConsoleBackendNoTable() }
         guard let windows = try await configTable.settings(of: target)?["maintenance"] else { return nil }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(windows), as: UTF8.self)
+        return try Self.text(windows)
     }
 
-    public func setMaintenance(target: String, windows: String?, by person: String) async throws {
+    public func updateMaintenance(
+        target: String, by person: String, change: @escaping @Sendable (String?) throws -> String?
+    ) async throws -> String? {
         guard let configTable else { throw ConsoleBackendNoTable() }
-        try await configTable.update(
-            target: target, set: windows.map { [("maintenance", $0)] } ?? [],
-            unset: windows == nil ? ["maintenance"] : [], over: targetsFile, updatedBy: "\(person) (console)")
+        let written = try await configTable.update(target: target, over: targetsFile, updatedBy: "\(person) (console)")
+        {
+            settings in
+            let windows = try change(try settings["maintenance"].map(Self.text))
+            return (windows.map { [("maintenance", $0)] } ?? [], windows == nil ? ["maintenance"] : [])
+        }
+        guard case .object(let settings) = try JSONDecoder().decode(JSONValue.self, from: written),
+            let windows = settings["maintenance"]
+        else { return nil }
+        return try Self.text(windows)
+    }
+
+    static func text(_ value: JSONValue) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     public func status(now: Date) async throws -> StatusReport { try await statusReader.report(now: now) }
@@ -75,6 +95,23 @@ public struct LiveConsoleBackend: ConsoleBackend {
     }
 
     public func send(_ request: CommandRequest, timeout: Duration) async throws -> CommandResult {
-        try await sender.send(request, wait: true, timeout: timeout)
+        // Each command opens its own connections to follow its answer (as recoveryctl does): at most 16 at
+        // once, from the buttons and Slack together, so a flood cannot exhaust the broker's connections.
+        guard await inFlight.enter() else {
+            throw ConsoleError("\(CommandsInFlight.limit) commands are in flight already; try again in a moment")
+        }
+        defer { Task { await inFlight.leave() } }
+        return try await sender.send(request, wait: true, timeout: timeout)
     }
+}
+
+actor CommandsInFlight {
+    static let limit = 16
+    private var count = 0
+    func enter() -> Bool {
+        guard count < Self.limit else { return false }
+        count += 1
+        return true
+    }
+    func leave() { count -= 1 }
 }

@@ -162,7 +162,7 @@ enum ConsolePages {
         let base = "/targets/\(pathComponent(t.target))"
         var entries = timeline?.entries ?? []
         if let incident {
-            entries = IncidentTimeline.rows(entries, incident: incident)
+            entries = IncidentTimeline.rows(entries, incident: incident, open: incident == t.incidentId)
             html +=
                 "<h2>Timeline of incident \(escape(incident))</h2><p><a href=\"\(base)\">All of \(escape(t.target))'s history</a></p>"
         } else {
@@ -215,6 +215,7 @@ enum ConsolePages {
             + "<select name=\"hours\"><option value=\"1\">1 h</option><option value=\"2\">2 h</option><option value=\"4\">4 h</option><option value=\"8\">8 h</option><option value=\"24\">24 h</option></select> "
             + "<button type=\"submit\" id=\"button-maintenance-now\">Maintenance from now</button></form>"
             + "<form method=\"post\" action=\"\(action)\">\(hidden(viewer))<input type=\"hidden\" name=\"action\" value=\"set\">"
+            + "<input type=\"hidden\" name=\"previous\" value=\"\(escape(current ?? ""))\">"
             + "<p><label>Windows (JSON, as in docs/escalation.md; empty removes them)<br><textarea name=\"windows\" rows=\"3\" cols=\"90\">\(escape(current ?? ""))</textarea></label></p>"
             + "<button type=\"submit\" id=\"button-maintenance-set\">Save the windows</button></form>"
     }
@@ -233,7 +234,11 @@ enum ConsolePages {
         let liveURL =
             "/targets/\(pathComponent(t.target))" + (incident.map { "/incidents/\(pathComponent($0))" } ?? "") + "/live"
         var actions: String
-        if viewer.isOperator {
+        if let incident, incident != t.incidentId {
+            // The buttons act on the target's current incident: not offered on the page of another one.
+            actions =
+                "<p class=\"readonly\" id=\"actions\">This incident is over; commands act on the target's current state: <a href=\"/targets/\(pathComponent(t.target))\">\(escape(t.target))</a>.</p>"
+        } else if viewer.isOperator {
             let action = "/targets/\(pathComponent(t.target))/commands"
             func button(_ command: String, _ label: String, extra: String = "") -> String {
                 "<form class=\"inline\" method=\"post\" action=\"\(action)\">\(hidden(viewer))<input type=\"hidden\" name=\"command\" value=\"\(command)\">\(extra)<button type=\"submit\" id=\"button-\(command)\">\(label)</button></form>"

@@ -15,13 +15,15 @@ enum IncidentTimeline {
         return ids
     }
 
-    static func rows(_ entries: [HistoryEntry], incident: String) -> [HistoryEntry] {
+    /// `open`: the incident is the target's current one, so a command sent after its last row belongs to it.
+    static func rows(_ entries: [HistoryEntry], incident: String, open: Bool = false) -> [HistoryEntry] {
         let own = entries.filter { $0.correlationId == incident }
         guard let first = own.first?.occurredAt, let last = own.last?.occurredAt else { return [] }
-        // ISO 8601 times of one format order as text.
+        // ISO 8601 times of one format (the recorder's) order as text.
         return entries.filter {
             $0.correlationId == incident
-                || ($0.type == "command" && $0.correlationId == nil && $0.occurredAt >= first && $0.occurredAt <= last)
+                || ($0.type == "command" && $0.correlationId == nil && $0.occurredAt >= first
+                    && (open || $0.occurredAt <= last))
         }
     }
 }

@@ -118,22 +118,42 @@ public struct TargetConfigTable: Sendable {
         )
     }
 
+    /// The keys to set (JSON text) and to remove.
+    public typealias Change = (set: [(key: String, value: String)], unset: [String])
+
+    /// Like ``update(target:set:unset:over:updatedBy:now:)``, but the change is computed from the item's
+    /// settings as read, again on every attempt: a change that depends on the current value (add a window to
+    /// the list; replace it only if it is still what the person saw) never overwrites a concurrent one.
+    /// `change` throws to refuse.
+    @discardableResult
+    public func update(
+        target: String, over base: TargetConfigFile = .empty, updatedBy: String? = nil, now: Date = Date(),
+        change: @escaping @Sendable ([String: JSONValue]) throws -> Change
+    ) async throws -> Data {
+        try await update(
+            target: target, change: change, over: base, updatedBy: updatedBy, now: now, betweenReadAndWrite: nil)
+    }
+
     /// `betweenReadAndWrite` runs after each read and before its conditional write (tests put a
     /// concurrent writer there, deterministically).
     func update(
         target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
         updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?
     ) async throws -> Data {
+        try await update(
+            target: target, change: { _ in (set, unset) }, over: base, updatedBy: updatedBy, now: now,
+            betweenReadAndWrite: betweenReadAndWrite)
+    }
+
+    func update(
+        target: String, change: @escaping @Sendable ([String: JSONValue]) throws -> Change, over base: TargetConfigFile,
+        updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?
+    ) async throws -> Data {
         guard !target.isEmpty else { throw ConfigurationError("a target name is needed") }
-        // Any attribute may be unset (a misspelt one is how an item becomes malformed); only known keys are set.
-        for key in set.map(\.key) where !Self.settingKeys.contains(key) {
-            throw ConfigurationError(
-                "unknown setting '\(key)' (expected one of \(Self.settingKeys.sorted().joined(separator: ", ")))")
-        }
         for _ in 0..<12 {
             do {
                 return try await updateOnce(
-                    target: target, set: set, unset: unset, over: base, updatedBy: updatedBy, now: now,
+                    target: target, change: change, over: base, updatedBy: updatedBy, now: now,
                     betweenReadAndWrite: betweenReadAndWrite)
             } catch DynamoDBError.conditionalCheckFailed {
                 // Changed since it was read: read it again, after a short random pause so that writers
@@ -146,7 +166,7 @@ public struct TargetConfigTable: Sendable {
     }
 
     private func updateOnce(
-        target: String, set: [(key: String, value: String)], unset: [String], over base: TargetConfigFile,
+        target: String, change: @Sendable ([String: JSONValue]) throws -> Change, over base: TargetConfigFile,
         updatedBy: String?, now: Date, betweenReadAndWrite: (@Sendable () async throws -> Void)?
     ) async throws -> Data {
         let existing =
@@ -154,6 +174,13 @@ public struct TargetConfigTable: Sendable {
                 tableName: tableName, key: [Self.keyAttribute: .string(target)], consistentRead: true) ?? [:]
         var item = existing
         for key in Self.bookkeeping { item[key] = nil }
+        // A malformed item still gets the change (that is how one is mended); it is computed over what parses.
+        let (set, unset) = try change((try? Self.settingsObject(item)) ?? [:])
+        // Any attribute may be unset (a misspelt one is how an item becomes malformed); only known keys are set.
+        for key in set.map(\.key) where !Self.settingKeys.contains(key) {
+            throw ConfigurationError(
+                "unknown setting '\(key)' (expected one of \(Self.settingKeys.sorted().joined(separator: ", ")))")
+        }
         for (key, text) in set {
             let parsed: DynamoValue
             if let value = try? JSONToDynamo.parse(Array(text.utf8)) { parsed = value } else { parsed = .string(text) }

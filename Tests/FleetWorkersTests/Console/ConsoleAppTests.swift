@@ -1,4 +1,4 @@
-import FleetConsole
+@testable import FleetConsole
 import FleetControl
 import Foundation
 import Logging
@@ -11,8 +11,14 @@ final class RecordingConsoleBackend: ConsoleBackend {
     let sent = Mutex<[CommandRequest]>([])
     let windows = Mutex<[String: String]>([:])
     func maintenance(target: String) async throws -> String? { windows.withLock { $0[target] } }
-    func setMaintenance(target: String, windows text: String?, by person: String) async throws {
-        windows.withLock { $0[target] = text }
+    func updateMaintenance(target: String, by person: String, change: @escaping @Sendable (String?) throws -> String?)
+        async throws -> String?
+    {
+        try windows.withLock { stored in
+            let new = try change(stored[target])
+            stored[target] = new
+            return new
+        }
     }
     let report: StatusReport
     init(targets: [String] = ["shop-web"]) {
@@ -147,9 +153,11 @@ struct ConsoleAppTests {
             "/targets/shop-web/commands", cookie: cookie,
             form: "csrf=\(csrf)&command=hold&hours=1&until=2027-01-15T12:30:00Z")
         #expect(until.status == 200)
-        let past = await rig.post(
-            "/targets/shop-web/commands", cookie: cookie, form: "csrf=\(csrf)&command=hold&until=2020-01-01T00:00:00Z")
-        #expect(past.status == 400)
+        for bad in ["2020-01-01T00:00:00Z", "4", "400d", "2099-01-01T00:00:00Z"] {
+            let refused = await rig.post(
+                "/targets/shop-web/commands", cookie: cookie, form: "csrf=\(csrf)&command=hold&until=\(bad)")
+            #expect(refused.status == 400, "\(bad)")
+        }
         let sent = rig.backend.sent.withLock { $0 }
         #expect(sent.count == 3 && sent[2].until == Date(timeIntervalSince1970: 1_800_000_000 + 4.5 * 3600))
         #expect(sent.map(\.name) == [.approve, .hold, .hold])
@@ -171,6 +179,25 @@ struct ConsoleAppTests {
         #expect(page.text.contains(#"data-live="/targets/shop-web/incidents/inc-1/live""#))
         let old = await rig.get("/targets/shop-web/incidents/inc-0/live", cookie: cookie).text
         #expect(old.contains("yesterday&#39;s outage") && !old.contains("alice via"))
+        // The buttons act on the current incident: none on an old one's page.
+        let oldPage = await rig.get("/targets/shop-web/incidents/inc-0", cookie: cookie).text
+        #expect(!oldPage.contains("button-approve") && oldPage.contains("This incident is over"))
+        #expect(await rig.get("/targets/shop-web/incidents/inc-9", cookie: cookie).status == 404)
+    }
+
+    @Test func aWindowFromNowIsAddedAndEndedOnesAreDropped() throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)  // 2027-01-15T08:00:00Z
+        #expect(
+            try ConsoleApp.addWindow(to: "null", from: now, hours: 1)
+                == #"[{"end":"2027-01-15T09:00:00Z","start":"2027-01-15T08:00:00Z"}]"#)
+        let kept = #"{"cron":"0 2 * * 6","duration":7200}"#
+        let ended = #"{"end":"2027-01-15T07:00:00Z","start":"2027-01-15T06:00:00Z"}"#
+        let added = try ConsoleApp.addWindow(to: "[\(kept),\(ended)]", from: now, hours: 2)
+        #expect(
+            added
+                == #"[{"cron":"0 2 * * 6","duration":7200},{"end":"2027-01-15T10:00:00Z","start":"2027-01-15T08:00:00Z"}]"#
+        )
+        #expect(try ConsoleApp.addWindow(to: kept, from: now, hours: 1).hasPrefix("[" + kept))
     }
 
     @Test func aForgedPostIsRefusedAndSendsNothing() async throws {
@@ -214,9 +241,22 @@ struct ConsoleAppTests {
         #expect(await rig.get("/targets/shop-web", cookie: cookie).text.contains("2027-01-15T09:00:00Z"))
         let cron = #"[{"cron": "0 2 * * 6", "time_zone": "Europe/Berlin", "duration": 7200}]"#
         let encoded = cron.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        // By hand, over a form loaded before the last change: refused, nothing written.
+        let before = rig.backend.windows.withLock { $0["shop-web"] }
+        let stale = await rig.post(
+            "/targets/shop-web/maintenance", cookie: cookie,
+            form: "csrf=\(csrf)&action=set&windows=\(encoded)&previous=")
+        #expect(stale.status == 400 && stale.text.contains("changed since the page was loaded"))
+        #expect(rig.backend.windows.withLock { $0["shop-web"] } == before)
+        let seen = before!.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
         _ = await rig.post(
-            "/targets/shop-web/maintenance", cookie: cookie, form: "csrf=\(csrf)&action=set&windows=\(encoded)")
+            "/targets/shop-web/maintenance", cookie: cookie,
+            form: "csrf=\(csrf)&action=set&windows=\(encoded)&previous=\(seen)")
         #expect(rig.backend.windows.withLock { $0["shop-web"] } == cron)
+        // An unknown target gets nothing written.
+        let unknown = await rig.post(
+            "/targets/nobody/maintenance", cookie: cookie, form: "csrf=\(csrf)&action=for_hours&hours=2")
+        #expect(unknown.status == 404 && rig.backend.windows.withLock { $0["nobody"] } == nil)
         _ = await rig.post("/targets/shop-web/maintenance", cookie: cookie, form: "csrf=\(csrf)&action=clear")
         #expect(rig.backend.windows.withLock { $0["shop-web"] } == nil)
         // bob: no forms, and his POST changes nothing.

@@ -60,12 +60,16 @@ struct ConsoleIntegrationTests {
             #expect(windows.count == 1 && window["start"] != nil && window["end"] != nil)
             #expect(try await alice.get("/targets/\(fleet.name)").text.contains("maintenance-current"))
             let bad = #"[{"cron": "every tuesday", "duration": 3600}]"#
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            let seen = String(decoding: try encoder.encode(item["maintenance"]), as: UTF8.self)
             let refused = try await alice.post(
                 "/targets/\(fleet.name)/maintenance",
                 form:
-                    "csrf=\(csrf)&action=set&windows=\(bad.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+                    "csrf=\(csrf)&action=set&windows=\(bad.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)&previous=\(seen.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
             )
             #expect(refused.status == 400 && refused.text.contains("not written"), "\(refused.text)")
+            #expect(!refused.text.contains("changed since"), "refused for the cron, not for a stale form")
             #expect(try await fleet.configTable.settings(of: fleet.name)?["maintenance"] == item["maintenance"])
             _ = try await alice.post("/targets/\(fleet.name)/maintenance", form: "csrf=\(csrf)&action=clear")
             #expect(try await fleet.configTable.settings(of: fleet.name)?["maintenance"] == nil)
