@@ -116,8 +116,9 @@ let package = Package(
         .target(
             name: "FleetConsole",
             dependencies: [
-                "FleetControl", "FleetCrypto", "FleetWorkers", "RecoveryCore",
+                "FleetControl", "FleetCrypto", "FleetRuntime", "FleetWorkers", "RecoveryCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(

@@ -1,4 +1,5 @@
 import FleetControl
+import FleetWorkers
 import Foundation
 
 /// The console's HTML: server-rendered, no external assets, no inline script (the page's Content Security
@@ -6,21 +7,7 @@ import Foundation
 /// Every value from the fleet is escaped; nothing secret is on any page (no webhook, key or password ever
 /// reaches the status or history the pages are made from).
 enum ConsolePages {
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.count)
-        for c in text {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    static func escape(_ text: String) -> String { NoticeFormatter.html(text) }
 
     static func pathComponent(_ text: String) -> String {
         var allowed = CharacterSet.alphanumerics

@@ -1,3 +1,4 @@
+import FleetRuntime
 import Foundation
 import Hummingbird
 import Logging
@@ -42,20 +43,10 @@ public final class ConsoleServer: Sendable {
 
     /// Starts in the background and returns once the port is bound (tests); `stop()` ends it.
     public func start() async throws {
-        let (bound, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [application(onListening: { continuation.yield(.success($0)) })], logger: logger))
+        let group = try await StatusServer.startInBackground(logger: logger, what: "\(host):\(requestedPort)") {
+            application(onListening: $0)
+        }
         state.withLock { $0.group = group }
-        Task {
-            do { try await group.run() } catch { continuation.yield(.failure(error)) }
-            continuation.finish()
-        }
-        for await result in bound {
-            _ = try result.get()
-            return
-        }
-        throw ConsoleError("the console stopped before listening on \(host):\(requestedPort)")
     }
 
     public func stop() async {

@@ -48,19 +48,30 @@ public final class StatusServer: Service, Sendable {
     /// Starts serving in the background and returns once the port is bound (tests, helpers); `stop()`
     /// ends it. A bind failure is thrown.
     public func start() async throws {
-        let (bound, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
-        let app = application(onListening: { port in continuation.yield(.success(port)) })
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let group = try await Self.startInBackground(logger: logger, what: "\(host):\(requestedPort)") {
+            application(onListening: $0)
+        }
         state.withLock { $0.group = group }
+    }
+
+    /// Runs the service `make` builds (given the callback it must call once listening, with the port) in a
+    /// service group of its own, in the background; returns the group once the service listens, or throws
+    /// what stopped it first. For servers started by tests and helpers (the console's too).
+    public static func startInBackground(
+        logger: Logger, what: String, _ make: (@escaping @Sendable (Int) -> Void) -> some Service
+    ) async throws -> ServiceGroup {
+        let (bound, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
+        let group = ServiceGroup(
+            configuration: .init(services: [make { continuation.yield(.success($0)) }], logger: logger))
         Task {
             do { try await group.run() } catch { continuation.yield(.failure(error)) }
             continuation.finish()
         }
         for await result in bound {
             _ = try result.get()
-            return
+            return group
         }
-        throw StatusServerError(message: "stopped before listening on \(host):\(requestedPort)")
+        throw StatusServerError(message: "stopped before listening on \(what)")
     }
 
     /// Ends a server begun with `start()`.

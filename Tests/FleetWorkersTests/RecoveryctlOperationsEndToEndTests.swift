@@ -428,9 +428,11 @@ final class InProcessFleet: Sendable {
     private let consumers: [AMQPConsumer]
     private let running: Task<Void, Never>
 
-    /// `tweak` adjusts the actuator's options (a test hook, say).
+    /// `tweak` adjusts the actuator's options (a test hook, say), `decide` the decision worker's (operators
+    /// `guest` by default); with `recorder` options a recorder writes the history too.
     init(
-        _ world: World, config json: String, actuator tweak: (inout ActuatorWorker.Options) -> Void = { _ in }
+        _ world: World, config json: String, actuator tweak: (inout ActuatorWorker.Options) -> Void = { _ in },
+        decision decide: (inout DecisionWorker.Options) -> Void = { _ in }, recorder: RecorderWorker.Options? = nil
     ) async throws {
         self.world = world
         let logger = Logger(label: "recoveryctl-e2e")
@@ -452,6 +454,7 @@ final class InProcessFleet: Sendable {
         var decisionOptions = DecisionWorker.Options(workerId: "decision-e2e")
         decisionOptions.operators = ["guest"]
         decisionOptions.tick = .milliseconds(200)
+        decide(&decisionOptions)
         let decision = DecisionWorker(
             options: decisionOptions, states: RedisStateStore(client: redis, keyspace: world.keyspace),
             schedule: RedisSchedule(client: redis, keyspace: world.keyspace, name: "decision"), publisher: publisher,
@@ -462,7 +465,8 @@ final class InProcessFleet: Sendable {
         let commands = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.commandsQueue)
         let requests = AMQPConsumer(
             configuration: world.amqp, topology: topology.amqp, queue: topology.actionRequestsQueue)
-        consumers = [observations, commands, requests]
+        let history = AMQPConsumer(configuration: world.amqp, topology: topology.amqp, queue: topology.historyQueue)
+        consumers = [observations, commands, requests] + (recorder == nil ? [] : [history])
         var actuatorOptions = ActuatorHarness.fastOptions("actuator-e2e")
         tweak(&actuatorOptions)
         let actuator = ActuatorWorker(
@@ -472,7 +476,19 @@ final class InProcessFleet: Sendable {
             records: StepRecordStore(states: RedisStateStore(client: redis, keyspace: world.keyspace)),
             aborts: RedisKeyValueStore(client: redis, keyspace: world.keyspace),
             publisher: publisher, topology: topology, config: ActuatorConfig(), logger: logger)
-        let loops: [@Sendable () async -> Void] = [
+        var loops: [@Sendable () async -> Void] = [
+            { await decision.runTicker() }
+        ]
+        if let recorder {
+            let writer = RecorderWorker(options: recorder, dynamo: DynamoDBClient(world.aws), logger: logger)
+            loops.append {
+                await MessageWorker(
+                    consumer: history, deadLetters: sink, logger: logger, senders: nil, decode: RecorderWorker.decode,
+                    handler: writer.handle
+                ).run()
+            }
+        }
+        loops += [
             {
                 await MessageWorker(
                     consumer: observations, deadLetters: sink, logger: logger, senders: nil,
@@ -493,7 +509,6 @@ final class InProcessFleet: Sendable {
                     logger: logger, senders: nil, handler: actuator.handle
                 ).run()
             },
-            { await decision.runTicker() },
         ]
         running = Task {
             await withTaskGroup(of: Void.self) { group in for loop in loops { group.addTask { await loop() } } }

@@ -259,7 +259,8 @@ public struct NoticeFormatter: Sendable {
         return html + "</body></html>"
     }
 
-    static func html(_ text: String) -> String {
+    /// HTML escaping for text and attribute values (the e-mail's body and the console's pages).
+    public static func html(_ text: String) -> String {
         var out = ""
         for c in text {
             switch c {
