@@ -346,8 +346,10 @@ public struct ConsoleApp: Sendable {
                     return .plain(400, "a hold must end in the future, within 7 days\n")
                 }
             }
+            // The incident the page showed: if another one opened since, the decision worker refuses.
             request = CommandRequest(
-                target: target, name: name, until: until, reason: nonEmpty(form["reason"]), onBehalfOf: viewer.name)
+                target: target, name: name, until: until, reason: nonEmpty(form["reason"]), onBehalfOf: viewer.name,
+                incidentId: name == .reset ? nil : nonEmpty(form["incident"]))
         } else {
             return .plain(404, "no such action\n")
         }

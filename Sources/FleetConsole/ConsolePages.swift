@@ -227,8 +227,11 @@ enum ConsolePages {
                 "<p class=\"readonly\" id=\"actions\">This incident is over; commands act on the target's current state: <a href=\"/targets/\(pathComponent(t.target))\">\(escape(t.target))</a>.</p>"
         } else if viewer.isOperator {
             let action = "/targets/\(pathComponent(t.target))/commands"
+            // The incident on the page when it was loaded: a button pressed after another one opened is refused.
+            let incidentField =
+                t.incidentId.map { "<input type=\"hidden\" name=\"incident\" value=\"\(escape($0))\">" } ?? ""
             func button(_ command: String, _ label: String, extra: String = "") -> String {
-                "<form class=\"inline\" method=\"post\" action=\"\(action)\">\(hidden(viewer))<input type=\"hidden\" name=\"command\" value=\"\(command)\">\(extra)<button type=\"submit\" id=\"button-\(command)\">\(label)</button></form>"
+                "<form class=\"inline\" method=\"post\" action=\"\(action)\">\(hidden(viewer))<input type=\"hidden\" name=\"command\" value=\"\(command)\">\(incidentField)\(extra)<button type=\"submit\" id=\"button-\(command)\">\(label)</button></form>"
             }
             actions =
                 "<div id=\"actions\">" + button("approve", "Approve the pending step") + button("ack", "Acknowledge")

@@ -17,7 +17,8 @@ import RecoveryCore
 /// A bad signature or an old timestamp gets 401 and nothing else; an unknown Slack user gets an ephemeral
 /// reply saying so, and no command is sent. Slack wants an answer within 3 s, so the request is answered at
 /// once and the command's answer goes to the message's `response_url`, which updates the message with who
-/// did what.
+/// did what. The command carries the button's incident: the decision worker refuses it if that incident
+/// is over (`incident_changed`), so last week's Approve never approves today's step.
 public struct SlackInteractivity: Sendable {
     public typealias Poster = @Sendable (_ url: String, _ json: [UInt8]) async throws -> Void
     let signingSecret: [UInt8]
@@ -117,11 +118,13 @@ public struct SlackInteractivity: Sendable {
         }
         let command: CommandRequest
         switch actionId {
-        case "approve": command = CommandRequest(target: target, name: .approve, onBehalfOf: person)
-        case "ack": command = CommandRequest(target: target, name: .ack, onBehalfOf: person)
+        case "approve":
+            command = CommandRequest(target: target, name: .approve, onBehalfOf: person, incidentId: incident)
+        case "ack": command = CommandRequest(target: target, name: .ack, onBehalfOf: person, incidentId: incident)
         case "hold_1h":
             command = CommandRequest(
-                target: target, name: .hold, until: now.addingTimeInterval(3600), onBehalfOf: person)
+                target: target, name: .hold, until: now.addingTimeInterval(3600), onBehalfOf: person,
+                incidentId: incident)
         default: return .plain(400, "unknown action \(actionId)\n")
         }
         let message = payload["message"] as? [String: Any]
@@ -129,19 +132,6 @@ public struct SlackInteractivity: Sendable {
         Task {
             var line: String
             do {
-                if let incident {
-                    let current = try await backend.status(now: now).targets.first { $0.target == target }?.incidentId
-                    guard current == incident else {
-                        reply(
-                            responseURL,
-                            Self.updated(
-                                message,
-                                line:
-                                    "\(person) pressed \(command.name.rawValue), but incident \(incident) of \(target) is over; nothing was sent."
-                            ))
-                        return
-                    }
-                }
                 let result = try await backend.send(command, timeout: timeout)
                 line = "\(person) (Slack) sent \(command.name.rawValue) for \(target): \(result.status.rawValue)"
                 if let detail = result.detail { line += ", \(detail)" }

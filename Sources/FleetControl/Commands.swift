@@ -18,11 +18,14 @@ public struct CommandRequest: Sendable, Equatable {
     public var detachEip: Bool?
     /// Set by the console only: the operator it relays the command for (docs/console.md).
     public var onBehalfOf: String?
+    /// The incident the command is meant for; the decision worker refuses it if another one is open.
+    public var incidentId: String?
 
     public init(
         target: String?, name: CommandName, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil,
-        onBehalfOf: String? = nil
+        onBehalfOf: String? = nil, incidentId: String? = nil
     ) {
+        self.incidentId = incidentId
         self.target = target
         self.name = name
         self.until = until
@@ -263,7 +266,7 @@ public struct CommandSender: Sendable {
 
         let body = CommandBody(
             name: request.name.rawValue, until: request.until, reason: request.reason, detachEip: request.detachEip,
-            onBehalfOf: request.onBehalfOf)
+            onBehalfOf: request.onBehalfOf, incidentId: request.incidentId)
         let publisher = AMQPPublisher(configuration: amqp, publishTimeout: min(timeout, .seconds(30)), logger: logger)
         do {
             // user_id: the publisher stamps the connection's user, which the broker verifies.

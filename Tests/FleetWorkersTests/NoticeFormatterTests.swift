@@ -440,6 +440,10 @@ struct NoticeReasonTextTests {
             .holdNeedsTime(command: "hold", target: "shop web", example: at + 3600),
             "hold refused: hold needs a time: recoveryctl hold 'shop web' --until 2026-11-22T04:00:00Z"),
         sample(
+            .incidentChanged(command: "approve", expected: "inc-0", current: "inc-1"),
+            "approve refused: it was for incident inc-0, which is over; the open incident is inc-1 (look again before acting on it)"
+        ),
+        sample(
             .holdNotInFuture(command: "hold", until: at, now: at + 60),
             "hold refused: --until 2026-11-22T03:00:00Z is not in the future (now is 2026-11-22T03:01:00Z)"),
         sample(
@@ -621,8 +625,8 @@ struct NoticeReasonTextTests {
                 try JSONSerialization.jsonObject(with: Timestamp.jsonEncoder().encode(sample.reason)) as? [String: Any]
             return object?["code"] as? String ?? ""
         }
-        // Cases with more than one sample share a code: the 64 cases have 64 codes.
-        #expect(Set(codes).count == 64, "\(Set(codes).sorted())")
+        // Cases with more than one sample share a code: the 65 cases have 65 codes.
+        #expect(Set(codes).count == 65, "\(Set(codes).sorted())")
     }
 
     @Test("the wire form: code and snake_case parameters, times as timestamps, durations in seconds")

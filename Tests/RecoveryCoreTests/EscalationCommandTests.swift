@@ -332,6 +332,19 @@ struct WrongStateCommandTests {
             because: .holdNotInFuture(command: "hold", until: t0 + 100, now: t0 + 100))
     }
 
+    /// A Slack button or a console page names its incident: once another incident is open, the command is
+    /// refused, never applied to the new one; for the open incident it is applied.
+    @Test(arguments: [OperatorCommand.Name.ack, .approve, .hold, .resume, .abort])
+    func aCommandForAnIncidentThatIsOverIsRefused(_ name: OperatorCommand.Name) throws {
+        var l = Ladder()
+        l.declare()
+        let current = try #require(l.incidentId)
+        expectRejected(
+            l.command(name, until: t0 + 600, incident: "inc-shop-web-yesterday"),
+            because: .incidentChanged(command: name.rawValue, expected: "inc-shop-web-yesterday", current: current))
+        #expect(l.command(.ack, incident: current).notices(.commandAccepted).count == 1)
+    }
+
     @Test func ackTwiceIsRefused() throws {
         var l = Ladder()
         l.declare()

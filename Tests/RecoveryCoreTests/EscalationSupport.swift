@@ -74,9 +74,12 @@ struct Ladder {
 
     @discardableResult
     mutating func command(
-        _ name: OperatorCommand.Name, by who: String = "alice", until: Date? = nil, reason: String? = nil
+        _ name: OperatorCommand.Name, by who: String = "alice", until: Date? = nil, reason: String? = nil,
+        incident: String? = nil
     ) -> [Action] {
-        send(.command(id: nextId("cmd"), OperatorCommand(name, by: who, until: until, reason: reason)))
+        send(
+            .command(
+                id: nextId("cmd"), OperatorCommand(name, by: who, until: until, reason: reason, incident: incident)))
     }
 
     @discardableResult

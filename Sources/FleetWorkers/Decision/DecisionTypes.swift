@@ -39,20 +39,25 @@ public struct CommandBody: Codable, Sendable, Equatable {
     /// Set only by the console (a `CONSOLE_USERS` sender): the operator who pressed the button. The decision
     /// worker acts on it only from a console user and only for someone on `OPERATORS`.
     public var onBehalfOf: String?
+    /// The incident the command is for (Slack buttons and the console send it); refused if another is open.
+    public var incidentId: String?
     public init(
-        name: String, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil, onBehalfOf: String? = nil
+        name: String, until: Date? = nil, reason: String? = nil, detachEip: Bool? = nil, onBehalfOf: String? = nil,
+        incidentId: String? = nil
     ) {
         self.name = name
         self.until = until
         self.reason = reason
         self.detachEip = detachEip
         self.onBehalfOf = onBehalfOf
+        self.incidentId = incidentId
     }
 
     enum CodingKeys: String, CodingKey {
         case name, until, reason
         case detachEip = "detach_eip"
         case onBehalfOf = "on_behalf_of"
+        case incidentId = "incident_id"
     }
 }
 

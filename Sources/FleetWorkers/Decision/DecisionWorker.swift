@@ -200,7 +200,9 @@ public final class DecisionWorker: Sendable {
         case .machine(let name):
             if name == .hold && body.until == nil { throw RejectMessage("hold needs an 'until' time") }
             event = .ladder(
-                .command(id: envelope.id, OperatorCommand(name, by: user, until: body.until, reason: body.reason)))
+                .command(
+                    id: envelope.id,
+                    OperatorCommand(name, by: user, until: body.until, reason: body.reason, incident: body.incidentId)))
         }
         do {
             try await apply(event, to: target, instanceHint: nil)

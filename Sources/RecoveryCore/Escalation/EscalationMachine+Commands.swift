@@ -35,6 +35,11 @@ extension EscalationMachine {
                     command: name, target: target, failures: health.failures,
                     threshold: settings.failureThreshold))
         }
+        // Meant for another incident (yesterday's Slack button, a page loaded before this one opened): never
+        // applied to this one. Decided here, on the state the compare-and-set writes, so no race.
+        if let expected = command.incident, expected != incident.id {
+            return reject(.incidentChanged(command: name, expected: expected, current: incident.id))
+        }
 
         switch command.name {
         case .reset:

@@ -254,16 +254,19 @@ public struct OperatorCommand: Codable, Sendable, Equatable {
     public var until: Date?
     /// Why (the `--reason`); kept by `abort`, which records it on the incident and the step.
     public var reason: String?
+    /// The incident the command was meant for (a Slack button, a console page); nil: whatever is open.
+    public var incident: String?
 
-    public init(_ name: Name, by operator: String, until: Date? = nil, reason: String? = nil) {
+    public init(_ name: Name, by operator: String, until: Date? = nil, reason: String? = nil, incident: String? = nil) {
         self.name = name
         self.operator = `operator`
         self.until = until
         self.reason = reason
+        self.incident = incident
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, `operator`, until, reason
+        case name, `operator`, until, reason, incident
     }
 }
 

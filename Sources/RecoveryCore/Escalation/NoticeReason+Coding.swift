@@ -118,6 +118,8 @@ extension NoticeReason: Codable {
             try put("hold_needs_time", ["command": command, "target": target, "example": example])
         case let .holdNotInFuture(command, until, now):
             try put("hold_not_in_future", ["command": command, "until": until, "now": now])
+        case let .incidentChanged(command, expected, current):
+            try put("incident_changed", ["command": command, "expected": expected, "current": current])
         case let .nothingToHold(command, incident, stopped):
             try put("nothing_to_hold", ["command": command, "incident": incident, "stopped": StopWire(stopped)])
         case let .nothingToResume(command, incident):
@@ -369,6 +371,9 @@ extension NoticeReason: Codable {
             self = .holdNeedsTime(command: try get("command"), target: try get("target"), example: try get("example"))
         case "hold_not_in_future":
             self = .holdNotInFuture(command: try get("command"), until: try get("until"), now: try get("now"))
+        case "incident_changed":
+            self = .incidentChanged(
+                command: try get("command"), expected: try get("expected"), current: try get("current"))
         case "nothing_to_hold":
             self = .nothingToHold(
                 command: try get("command"), incident: try get("incident"),

@@ -139,6 +139,9 @@ extension NoticeReason {
         case let .holdNotInFuture(command, until, now):
             return
                 "\(command) refused: --until \(TimeText.iso(until)) is not in the future (now is \(TimeText.iso(now)))"
+        case let .incidentChanged(command, expected, current):
+            return
+                "\(command) refused: it was for incident \(expected), which is over; the open incident is \(current) (look again before acting on it)"
         case let .nothingToHold(command, incident, stopped):
             return
                 "\(command) refused: automation has already stopped for incident \(incident) (\(stopped)): there is no automatic step to hold"

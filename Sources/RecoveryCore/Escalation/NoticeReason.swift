@@ -99,6 +99,9 @@ public enum NoticeReason: Sendable, Equatable {
     case holdNeedsTime(command: String, target: String, example: Date)
     /// `hold_not_in_future`: `--until` is not after `now`.
     case holdNotInFuture(command: String, until: Date, now: Date)
+    /// `incident_changed`: the command was for incident `expected` (a Slack button, a console page), but the
+    /// target's open incident is now `current`: it is not applied to another incident.
+    case incidentChanged(command: String, expected: String, current: String)
     /// `nothing_to_hold`: automation has stopped for `incident` because of `stopped`.
     case nothingToHold(command: String, incident: String, stopped: EscalationMachine.StopReason)
     /// `nothing_to_resume`: the incident is neither acknowledged nor held.

@@ -152,6 +152,13 @@ struct ConsoleIntegrationTests {
             }
             #expect(try await alice.get("/targets/\(fleet.name)/live").text.contains("alice via guest"))
 
+            // A page loaded for another incident: the decision worker refuses, nothing changes.
+            let stale = try await alice.post(
+                "/targets/\(fleet.name)/commands", form: "csrf=\(csrf)&command=ack&incident=inc-\(fleet.name)-yesterday"
+            )
+            #expect(stale.status == 409 && stale.text.contains("it was for incident inc-"), "\(stale.text)")
+            #expect(try await reader.target(fleet.name)?.machine.incident?.hold == nil)
+
             // Bob is not on OPERATORS: no buttons, and his POST changes nothing.
             var bob = ConsoleClient(base: fleet.url, http: fleet.world.http)
             try await bob.login("bob", "bob-password-123")
