@@ -30,8 +30,8 @@ actor LoginThrottle {
     }
 }
 
-/// Runs at most `slots` jobs at once on threads of their own, with at most `queue` waiting; beyond that it
-/// answers nil at once (the caller says "busy").
+/// Runs at most `slots` jobs at once, each on a thread of its own (not the cooperative pool), with at most
+/// `queue` waiting; beyond that it answers nil at once (the caller says "busy").
 actor HashGate {
     private let slots: Int
     private let queueLimit: Int
@@ -50,7 +50,11 @@ actor HashGate {
         } else {
             busy += 1
         }
-        let result = await Task.detached { job() }.value
+        // On a thread of its own: a PBKDF2 of 600,000 rounds takes a good part of a second, and on the
+        // cooperative pool (two threads on a two-core host) it would stall every other task meanwhile.
+        let result: T = await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: job()) }
+        }
         if waiting.isEmpty { busy -= 1 } else { waiting.removeFirst().resume() }  // the slot passes on
         return .some(result)
     }
