@@ -34,7 +34,7 @@ public struct NABReplay: Sendable {
     public struct Run: Sendable {
         public var alarms: [Alarm]
         /// Every evaluation's confidence of the kind (0 when none), for threshold sweeps.
-        public var confidences: [(time: Double, row: Int, confidence: Double)]
+        public var confidences: [(time: Double, row: Int, confidence: Double, detail: String)]
         public var evaluations: Int
     }
 
@@ -97,7 +97,7 @@ public struct NABReplay: Sendable {
         }
 
         var alarms: [Alarm] = []
-        var confidences: [(time: Double, row: Int, confidence: Double)] = []
+        var confidences: [(time: Double, row: Int, confidence: Double, detail: String)] = []
         var now = ((firstTime + step) / interval).rounded(.up) * interval
         var low = 0
         var evaluations = 0
@@ -113,7 +113,7 @@ public struct NABReplay: Sendable {
             evaluations += 1
             advance(to: now)
             let prediction = predictor.predict(MetricHistory([metric: points]), now: date).first { $0.kind == kind }
-            confidences.append((now, newest, prediction?.confidence ?? 0))
+            confidences.append((now, newest, prediction?.confidence ?? 0, prediction?.detail ?? ""))
             guard let prediction, prediction.confidence >= threshold else { continue }
             let trouble = PredictiveRepair.Trouble(
                 id: "prediction-\(Int(now))-\(kind.rawValue)-nab", kind: kind.rawValue,

@@ -11,6 +11,7 @@ var only: [String] = []
 var base = Predictor.Configuration()
 var perFile = false
 var alarms = false
+var trace: Double? = nil
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
     if flag == "--per-file" || flag == "--alarms" {
@@ -23,9 +24,12 @@ while let flag = arguments.popFirst() {
     case "--data": folder = value
     case "--threshold": threshold = Double(value) ?? threshold
     case "--only": only.append(value)
+    case "--trace": trace = Double(value)
     case "--set":
         let parts = value.split(separator: "=").map(String.init)
-        guard parts.count == 2, let v = Double(parts[1]) else { fatalError("--set name=value") }
+        guard parts.count == 2, let v = Double(parts[1]) ?? Double(parts[1].split(separator: ",")[0]) else {
+            fatalError("--set name=value")
+        }
         switch parts[0] {
         case "recentHours": base.anomaly.recentHours = Int(v)
         case "minReferenceHours": base.anomaly.minReferenceHours = v
@@ -34,6 +38,13 @@ while let flag = arguments.popFirst() {
         case "excessFull": base.anomaly.excessFull = v
         case "rearmBelow": base.anomaly.rearmBelow = v
         case "noiseWeeks": base.anomaly.noiseWeeks = v
+        case "rateFence": base.anomaly.rateFence = v
+        case "rateMinimum": base.anomaly.rateMinimum = v
+        case "levelDeviations": base.anomaly.levelDeviations = v
+        case "levelApart": base.anomaly.levelApart = v != 0
+        case "lookbackHours": base.lookbackHours = v
+        case "levelShrink": base.anomaly.levelShrink = v
+        case "levelHours": base.anomaly.levelHours = parts[1].split(separator: ",").compactMap { Int($0) }
         default: fatalError("unknown setting \(parts[0])")
         }
     default: fatalError("unknown option \(flag); use --data DIR --threshold X --only NAME --per-file")
@@ -46,6 +57,7 @@ let report = NABReport.run(corpus) { series in
     var replay = NABReplay(
         predictor: Predictor(configuration: NABReport.configuration(for: series.name, base: base)))
     replay.threshold = threshold
+    replay.lookbackHours = base.lookbackHours
     return replay
 }
 let elapsed = ContinuousClock.now - started
@@ -69,6 +81,18 @@ if alarms {
             let probation = a.row < NABScorer.probation(rows: f.series.times.count)
             print(
                 "   \(inside ? "TP" : probation ? "pr" : "FP") \(fmt.string(from: Date(timeIntervalSince1970: a.time))) \(a.confidence) \(a.detail)"
+            )
+        }
+    }
+}
+if let trace {
+    let fmt = ISO8601DateFormatter()
+    for f in report.files {
+        print("== \(f.series.name)")
+        for c in f.run.confidences where c.confidence >= trace {
+            let inside = f.series.windows.contains { $0.contains(c.row) }
+            print(
+                "   \(inside ? "W" : " ") \(fmt.string(from: Date(timeIntervalSince1970: c.time))) \(String(format: "%.2f", c.confidence)) \(c.detail)"
             )
         }
     }

@@ -64,18 +64,22 @@ struct PredictionNABTests {
         #expect(!matched.contains { $0.contains("ec2_request_latency") })
     }
 
-    @Test("the model on the artificial NAB series holds its figures")
+    @Test("the model on the NAB series holds its figures")
     func modelFigures() async throws {
-        let corpus = try NABCorpus.load(from: Self.folder, only: ["artificialWithAnomaly"])
+        let corpus = try NABCorpus.load(from: Self.folder)
         let report = try await offThePool {
             NABReport.run(corpus) { s in
                 NABReplay(predictor: Predictor(configuration: NABReport.configuration(for: s.name, base: .init())))
             }
         }
         let table = report.windowTable
-        // Reached when written: 5 of 6 windows, 1 false alarm, score 76.2 on these files (ARTime 70.3).
-        #expect(table.caught >= 5, "\(report.perFile(detectors: []))")
-        #expect(table.falseAlarms <= 1, "\(report.perFile(detectors: []))")
-        #expect(report.normalised >= 74, "\(report.perFile(detectors: []))")
+        let detail = report.perFile(detectors: [])
+        // Reached when written (robust-onset-v4): 18 of 25 windows, 32 false alarms, score 59.7 on the 13
+        // files (v3: 13, 14 and 43.9; ARTime 65.4); all 6 artificial windows with 1 false alarm.
+        #expect(table.caught >= 18, "\(detail)")
+        #expect(table.falseAlarms <= 34, "\(detail)")
+        #expect(report.normalised >= 58, "\(detail)")
+        let artificial = report.files.filter { $0.series.name.hasPrefix("artificial") }
+        #expect(artificial.allSatisfy { $0.score.windowsCaught == $0.series.windows.count }, "\(detail)")
     }
 }

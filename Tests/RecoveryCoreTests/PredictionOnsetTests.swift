@@ -94,4 +94,50 @@ struct PredictionOnsetTests {
             a.factors.first { $0.name == "time_to_exhaustion_hours" }
                 == b.factors.first { $0.name == "time_to_exhaustion_hours" })
     }
+
+    @Test("a slow decline past every dip of the week is seen by the day's level, which a one-hour level misses")
+    func slowDecline() {
+        var rng = SplitMix64(seed: 15)
+        // 60 % with a one-hour dip to 35 % every 23 hours (no hour of day of its own); from hour 168 a fall
+        // of 1.5 points an hour.
+        let cpu = Self.series(hours: 200) { i in
+            let hour = i / 12
+            if hour >= 168 { return 60 - 1.5 * Double(i - 168 * 12) / 12 + rng.normal() }
+            return hour % 23 == 3 ? 35 + rng.normal() : 60 + 2 * rng.normal()
+        }
+        let history = MetricHistory([.cpu: cpu])
+        let hours = 169...199
+        let full = hours.map { confidence(.cpuAnomaly, history, hour: $0) }
+        #expect(full.contains { $0 >= 0.8 }, "the day's level sees it: \(full)")
+        var configuration = Predictor.Configuration()
+        configuration.anomaly.levelHours = [1]
+        let oneHour = Predictor(configuration: configuration)
+        let short = hours.map { hour -> Double in
+            let now = Self.at(hour: hour)
+            return oneHour.predict(MetricHistory([.cpu: cpu.filter { $0.time < now }]), now: now).first?.confidence ?? 0
+        }
+        #expect(short.allSatisfy { $0 < 0.8 }, "each hour is only a little past the last: \(short)")
+    }
+
+    @Test("spikes that come more often, none higher than before, are seen by their rate")
+    func denserSpikes() {
+        var rng = SplitMix64(seed: 16)
+        // 20 % with a 5-minute spike to 80 % every 8 hours; in hour 168, four of them.
+        func cpu(_ spikesInHour168: Int) -> MetricHistory {
+            MetricHistory([
+                .cpu: Self.series(hours: 170) { i in
+                    let spike = i / 12 == 168 ? i % 12 < spikesInHour168 * 3 && i % 3 == 0 : i % 96 == 40
+                    return spike ? 80 : 20 + rng.normal()
+                }
+            ])
+        }
+        #expect(confidence(.cpuAnomaly, cpu(4), hour: 169) >= 0.8)
+        #expect(confidence(.cpuAnomaly, cpu(1), hour: 169) < 0.5, "one spike, as usual")
+        var configuration = Predictor.Configuration()
+        configuration.anomaly.rateMinimum = .infinity
+        let now = Self.at(hour: 169)
+        let withoutRate = Predictor(configuration: configuration).predict(
+            MetricHistory([.cpu: cpu(4)[.cpu].filter { $0.time < now }]), now: now)
+        #expect((withoutRate.first?.confidence ?? 0) < 0.5, "no point is higher than the week's")
+    }
 }

@@ -57,7 +57,7 @@ public struct AnomalyRules: Sendable, Equatable {
 
 /// What the onset detector found on one series at one time.
 public struct AnomalyFinding: Sendable, Equatable {
-    public enum Shape: String, Sendable { case spike, level }
+    public enum Shape: String, Sendable { case spike, level, rate }
     public var confidence: Double
     public var shape: Shape
     public var rising: Bool
@@ -70,6 +70,8 @@ public struct AnomalyFinding: Sendable, Equatable {
     public var seasonal: Bool
     /// False when an earlier recent hour already departed (the change is not new).
     public var onset: Bool
+    /// A level's length: the mean of this many hourly medians (0 for a spike, a single point).
+    public var hours: Int
 }
 
 extension Predictor {
@@ -88,6 +90,15 @@ extension Predictor {
         /// The spread floor: the record Gaussian noise of the reference's scale sets in this many weeks.
         public var noiseWeeks = 52.0
         public var ongoingCap = 0.5
+        /// The lengths, in hours, levels are judged at (each needs a reference three times as long).
+        public var levelHours = [1, 24]
+        public var levelShrink = 0.5
+        public var levelApart = true
+        public var levelDeviations = 2.0
+        /// The rate's fence, as a share of the way from the reference's median to its highest point, and
+        /// the fewest points past it an hour needs.
+        public var rateFence = 0.5
+        public var rateMinimum = 3.0
         public var cpu = AnomalyRules.cpu
         public var network = AnomalyRules.network
         public init() {}
@@ -154,14 +165,24 @@ extension Predictor {
         }
         func judged(_ p: MetricPoint) -> Double { profile.map { p.value - $0[Self.hourOfDay(p.time)] } ?? p.value }
         guard let median = RobustStatistics.median(y), let high = y.max(), let low = y.min() else { return .coldStart }
-        var offset = 0
-        let hourly = Self.hourBuckets(reference).compactMap { bucket -> Double? in
-            defer { offset += bucket.count }
-            return RobustStatistics.median(Array(y[offset..<(offset + bucket.count)]))
+        // Each reference hour's median, in time order (calendar hours).
+        // Rate: how many of an hour's points pass the fence halfway from the median to the reference's
+        // highest, per reference hour (spikes that come more often, none higher than before).
+        let fence = median + s.rateFence * (high - median)
+        var hourly: [Double] = []
+        var counts: [Double] = []
+        // The same hours' medians of the raw values (the absolute floor is on them).
+        var rawHourly: [Double] = []
+        var start = 0
+        for i in 1...y.count
+        where i == y.count || Self.hourIndex(reference[i].time) != Self.hourIndex(reference[start].time) {
+            hourly.append(RobustStatistics.median(Array(y[start..<i])) ?? 0)
+            rawHourly.append(rules.logScale ? RobustStatistics.median(raw[start..<i].map(\.value)) ?? 0 : 0)
+            counts.append(Double(y[start..<i].count { $0 > fence }))
+            start = i
         }
-        guard let hourlyMedian = RobustStatistics.median(hourly), let hourlyHigh = hourly.max(),
-            let hourlyLow = hourly.min()
-        else { return .coldStart }
+        let countHigh = counts.max() ?? 0
+        let countMedian = RobustStatistics.median(counts) ?? 0
         let span = cut.timeIntervalSince(first.time) / 3600
         let history = RobustStatistics.ramp(
             span, from: s.minReferenceHours, to: max(s.fullReferenceHours, s.minReferenceHours))
@@ -174,30 +195,81 @@ extension Predictor {
         let weeks = Int(s.noiseWeeks)
         let spikeSpread =
             RobustStatistics.normalRecord(count: y.count * weeks) * (yScale ?? RobustStatistics.scaledMAD(y))
-        let levelSpread =
-            RobustStatistics.normalRecord(count: hourly.count * weeks) * RobustStatistics.scaledMAD(hourly)
+        // Levels at several lengths: the mean of `hours` consecutive hourly medians against every such run
+        // in the reference. One hour sees a step at once; 6 and 24 hours see a departure that builds up
+        // slowly (each hour only a little past the last) or lasts longer than anything before it, where
+        // the reference's short dips were as deep.
+        struct Scale {
+            var hours: Int
+            var median: Double
+            var high: Double
+            var low: Double
+            var spread: Double
+            /// The least spread on each side: the one-hour level's, shrunk by `hours^levelShrink`. A week
+            /// holds few independent day-long runs, so their own range understates how they vary.
+            var upFloor: Double
+            var downFloor: Double
+            /// The least departure from the median that counts: `levelDeviations` robust deviations of the
+            /// hourly medians. A day's mean that moved less than the hours usually do is not a new level.
+            var least = 0.0
+        }
+        var scales: [Scale] = []
+        for hours in s.levelHours where hours >= 1 && hourly.count >= 4 * hours {
+            // Runs that end before the oldest recent hour's run starts: a departure is not measured against
+            // runs that already hold part of it.
+            let apart = s.levelApart ? max(hours - 1, 0) : 0
+            let blocks = Self.runningMeans(Array(hourly[..<(hourly.count - apart)]), hours)
+            guard let m = RobustStatistics.median(blocks), let hi = blocks.max(), let lo = blocks.min() else {
+                continue
+            }
+            let independent = max(blocks.count / hours, 1)
+            let spread =
+                RobustStatistics.normalRecord(count: independent * weeks) * RobustStatistics.scaledMAD(blocks)
+            var scale = Scale(hours: hours, median: m, high: hi, low: lo, spread: spread, upFloor: 0, downFloor: 0)
+            if hours > 1, let one = scales.first(where: { $0.hours == 1 }) {
+                let shrink = pow(Double(hours), -s.levelShrink)
+                scale.upFloor = max(one.high - one.median, one.spread) * shrink
+                scale.downFloor = max(one.median - one.low, one.spread) * shrink
+                scale.least = s.levelDeviations * RobustStatistics.scaledMAD(hourly)
+            }
+            scales.append(scale)
+        }
 
-        func score(_ range: Range<Int>) -> AnomalyFinding? {
+        // The recent hours, oldest first: their point ranges and medians.
+        var recent: [(range: Range<Int>, median: Double, raw: Double)?] = []
+        for k in stride(from: s.recentHours - 1, through: 0, by: -1) {
+            let from = now.addingTimeInterval(-Double(k + 1) * 3600)
+            let to = now.addingTimeInterval(-Double(k) * 3600)
+            let lower = points[split...].firstIndex { $0.time >= from } ?? points.count
+            let upper = points[lower...].firstIndex { $0.time >= to } ?? points.count
+            recent.append(
+                lower < upper
+                    ? (
+                        lower..<upper, RobustStatistics.median(points[lower..<upper].map(judged)) ?? 0,
+                        rules.logScale ? RobustStatistics.median(raw[lower..<upper].map(\.value)) ?? 0 : 0
+                    ) : nil)
+        }
+        let ladder = hourly + recent.compactMap { $0?.median }
+        let rawLadder = rawHourly + recent.compactMap { $0?.raw }
+
+        func score(_ range: Range<Int>, at position: Int) -> AnomalyFinding? {
             let hour = points[range]
             let values = hour.map(judged)
             let rawValues = raw[range].map(\.value)
-            guard let top = values.max(), let bottom = values.min(), let mid = RobustStatistics.median(values),
-                let rawTop = rawValues.max(), let rawBottom = rawValues.min(),
-                let rawMid = RobustStatistics.median(rawValues)
+            guard let top = values.max(), let bottom = values.min(), let rawTop = rawValues.max(),
+                let rawBottom = rawValues.min()
             else { return nil }
             var best: AnomalyFinding?
             func consider(
-                _ on: Bool, _ shape: AnomalyFinding.Shape, _ rising: Bool, _ x: Double, _ bound: Double, _ rawX: Double
+                _ on: Bool, _ shape: AnomalyFinding.Shape, hours: Int, _ rising: Bool, _ x: Double, _ centre: Double,
+                _ bound: Double, spread least: Double, _ rawX: Double, departing: Double = 0
             ) {
-                guard on else { return }
-                let centre = shape == .spike ? median : hourlyMedian
+                guard on, abs(x - centre) >= departing else { return }
                 // The absolute floor, on the raw values (seasonal residuals judged as they are).
                 let departure =
                     rules.logScale ? (rising ? rawX - rawMedian : rawMedian - rawX) : (rising ? x - centre : centre - x)
                 guard departure >= max(floor, tiny), rising ? x > centre : x < centre else { return }
-                let least = max(
-                    shape == .spike ? spikeSpread : levelSpread, rules.logScale ? 0.01 : max(floor * 0.5, tiny))
-                let spread = max(abs(bound - centre), least)
+                let spread = max(abs(bound - centre), least, rules.logScale ? 0.01 : max(floor * 0.5, tiny))
                 let excess = (rising ? x - bound : bound - x) / spread
                 let confidence = history * RobustStatistics.ramp(excess, from: 0, to: s.excessFull)
                 guard confidence > (best?.confidence ?? 0) else { return }
@@ -206,24 +278,51 @@ extension Predictor {
                     confidence: confidence, shape: shape, rising: rising, value: shown,
                     referenceMedian: rules.logScale ? rawMedian : centre,
                     bound: rules.logScale ? rawMedian * exp(bound - centre) : bound, excess: excess,
-                    seasonal: profile != nil, onset: true)
+                    seasonal: profile != nil, onset: true, hours: hours)
             }
-            consider(rules.spikeUp, .spike, true, top, high, rawTop)
-            consider(rules.spikeDown, .spike, false, bottom, low, rawBottom)
-            consider(rules.levelUp, .level, true, mid, hourlyHigh, rawMid)
-            consider(rules.levelDown, .level, false, mid, hourlyLow, rawMid)
+            consider(rules.spikeUp, .spike, hours: 0, true, top, median, high, spread: spikeSpread, rawTop)
+            consider(rules.spikeDown, .spike, hours: 0, false, bottom, median, low, spread: spikeSpread, rawBottom)
+            // The rate: only when the fence itself is a departure the rules count.
+            let count = Double(values.count { $0 > fence })
+            // (For log-scale series the fence's ratio to the median, applied to the raw median plus the
+            // offset the logarithm was taken with.)
+            let fenceDeparture =
+                rules.logScale ? (rawMedian + max(floor, 1)) * (exp(fence - median) - 1) : fence - median
+            if rules.spikeUp, count >= s.rateMinimum, count > countHigh, fenceDeparture >= max(floor, tiny) {
+                let excess = (count - countHigh) / max(countHigh - countMedian, 1)
+                let confidence = history * RobustStatistics.ramp(excess, from: 0, to: s.excessFull)
+                if confidence > (best?.confidence ?? 0) {
+                    best = AnomalyFinding(
+                        confidence: confidence, shape: .rate, rising: true, value: count, referenceMedian: countMedian,
+                        bound: countHigh, excess: excess, seasonal: profile != nil, onset: true, hours: 1)
+                }
+            }
+            for scale in scales where position + 1 >= scale.hours {
+                let run = (position + 1 - scale.hours)...position
+                let x = ladder[run].reduce(0, +) / Double(scale.hours)
+                // Log-scale series: the floor and the message are on the same hours' raw medians.
+                let rawX = rules.logScale ? rawLadder[run].reduce(0, +) / Double(scale.hours) : x
+                consider(
+                    rules.levelUp, .level, hours: scale.hours, true, x, scale.median, scale.high,
+                    spread: max(scale.spread, scale.upFloor), rawX, departing: scale.least)
+                consider(
+                    rules.levelDown, .level, hours: scale.hours, false, x, scale.median, scale.low,
+                    spread: max(scale.spread, scale.downFloor), rawX, departing: scale.least)
+            }
             return best
         }
         // The recent hours, newest last; the newest one is judged, the others say whether it is new.
         var earlier = 0.0
         var newest: AnomalyFinding?
-        for k in stride(from: s.recentHours - 1, through: 0, by: -1) {
-            let from = now.addingTimeInterval(-Double(k + 1) * 3600)
-            let to = now.addingTimeInterval(-Double(k) * 3600)
-            let lower = points[split...].firstIndex { $0.time >= from } ?? points.count
-            let upper = points[lower...].firstIndex { $0.time >= to } ?? points.count
-            let finding = lower < upper ? score(lower..<upper) : nil
-            if k == 0 { newest = finding } else { earlier = max(earlier, finding?.confidence ?? 0) }
+        var position = hourly.count - 1
+        for (k, hour) in recent.enumerated() {
+            guard let hour else {
+                if k == recent.count - 1 { newest = nil }
+                continue
+            }
+            position += 1
+            let finding = score(hour.range, at: position)
+            if k == recent.count - 1 { newest = finding } else { earlier = max(earlier, finding?.confidence ?? 0) }
         }
         guard var finding = newest else { return .finding(nil) }
         if earlier >= s.rearmBelow {
@@ -241,17 +340,18 @@ extension Predictor {
         return n % 2 == 1 ? at(n / 2) : (at(n / 2 - 1) + at(n / 2)) / 2
     }
 
-    /// The points grouped by the hour they fall in.
-    static func hourBuckets(_ points: ArraySlice<MetricPoint>) -> [[MetricPoint]] {
-        var out: [[MetricPoint]] = []
-        var current = Int.min
-        for p in points {
-            let hour = Int((p.time.timeIntervalSince1970 / 3600).rounded(.down))
-            if hour != current {
-                out.append([])
-                current = hour
-            }
-            out[out.count - 1].append(p)
+    /// The hour a time falls in, counted from the epoch.
+    static func hourIndex(_ date: Date) -> Int { Int((date.timeIntervalSince1970 / 3600).rounded(.down)) }
+
+    /// The mean of every run of `length` consecutive values.
+    static func runningMeans(_ values: [Double], _ length: Int) -> [Double] {
+        guard length > 1 else { return values }
+        guard values.count >= length else { return [] }
+        var sum = values[..<length].reduce(0, +)
+        var out = [sum / Double(length)]
+        for i in length..<values.count {
+            sum += values[i] - values[i - length]
+            out.append(sum / Double(length))
         }
         return out
     }

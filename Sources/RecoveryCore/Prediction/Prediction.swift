@@ -116,7 +116,7 @@ public struct PredictionBody: Codable, Sendable, Equatable {
     public var model: String
 
     /// The model's name and version, so history rows say which model produced them.
-    public static let modelName = "robust-onset-v3"
+    public static let modelName = "robust-onset-v4"
 
     public init(_ prediction: Prediction, highConfidenceThreshold: Double, lookbackHours: Int) {
         kind = prediction.kind

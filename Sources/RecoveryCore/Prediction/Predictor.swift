@@ -286,7 +286,9 @@ public struct Predictor: Sendable {
     func anomalyPrediction(
         _ kind: PredictionKind, metric: PredictorMetric, _ f: AnomalyFinding, unit: String, now: Date
     ) -> Prediction {
-        let what = f.shape == .spike ? "a point" : "the hour's median"
+        let what =
+            f.shape == .spike
+            ? "a point" : f.hours <= 1 ? "the hour's median" : "the \(f.hours) hours' mean of hourly medians"
         let direction = f.rising ? "above" : "below"
         let basis = f.seasonal ? " (after this hour of day's usual)" : ""
         let state = f.onset ? "" : "; it continues a departure already reported"
@@ -301,7 +303,7 @@ public struct Predictor: Sendable {
                 PredictionFactor("reference_median", f.referenceMedian, "median over the reference week"),
                 PredictionFactor(
                     "reference_bound", f.bound,
-                    "the reference's \(f.rising ? "highest" : "lowest") \(f.shape == .spike ? "point" : "hourly median")"
+                    "the reference's \(f.rising ? "highest" : "lowest") \(f.shape == .spike ? "point" : f.hours <= 1 ? "hourly median" : "\(f.hours)-hour mean")"
                 ),
                 PredictionFactor("excess", f.excess, "beyond the bound, in units of (bound − median)"),
                 PredictionFactor("rising", f.rising ? 1 : 0, f.rising ? "a rise" : "a fall"),
