@@ -15,6 +15,14 @@ while let flag = arguments.popFirst() {
         showFalseAlarms = true
         continue
     }
+    if flag == "--cost" {
+        // Only the cost of an hourly run (three rounds), for profiling and the docs.
+        for _ in 0..<3 {
+            let cost = CostBenchmark.run(targets: 1000)
+            print("cost: \(cost.perTarget) per target, \(cost.perTenThousand) per hourly run over 10,000 targets")
+        }
+        exit(0)
+    }
     guard let value = arguments.popFirst() else { fatalError("\(flag) needs a value") }
     switch flag {
     case "--seed": seed = UInt64(value) ?? seed
@@ -22,7 +30,7 @@ while let flag = arguments.popFirst() {
     case "--threshold": threshold = Double(value) ?? threshold
     case "--slow-every": slowEvery = Int64(value) ?? slowEvery
     default:
-        fatalError("unknown option \(flag); use --seed N --per-shape N --threshold X --slow-every N --false-alarms")
+        fatalError("unknown option \(flag); use --seed N --per-shape N --threshold X --slow-every N --false-alarms, or --cost")
     }
 }
 

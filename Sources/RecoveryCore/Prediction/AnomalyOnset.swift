@@ -260,25 +260,33 @@ extension Predictor {
                 let rawBottom = rawValues.min()
             else { return nil }
             var best: AnomalyFinding?
-            func consider(
-                _ on: Bool, _ shape: AnomalyFinding.Shape, hours: Int, _ rising: Bool, _ x: Double, _ centre: Double,
-                _ bound: Double, spread least: Double, _ rawX: Double, departing: Double = 0
-            ) {
-                guard on, abs(x - centre) >= departing else { return }
+            /// The confidence and excess of a departure to `x`; nil when it does not count.
+            func judge(
+                _ rising: Bool, _ x: Double, _ centre: Double, _ bound: Double, _ least: Double, _ rawX: Double,
+                _ departing: Double
+            ) -> (confidence: Double, excess: Double)? {
+                guard abs(x - centre) >= departing else { return nil }
                 // The absolute floor, on the raw values (seasonal residuals judged as they are).
                 let departure =
                     rules.logScale ? (rising ? rawX - rawMedian : rawMedian - rawX) : (rising ? x - centre : centre - x)
-                guard departure >= max(floor, tiny), rising ? x > centre : x < centre else { return }
+                guard departure >= max(floor, tiny), rising ? x > centre : x < centre else { return nil }
                 let spread = max(abs(bound - centre), least, rules.logScale ? 0.01 : max(floor * 0.5, tiny))
                 let excess = (rising ? x - bound : bound - x) / spread
-                let confidence = history * RobustStatistics.ramp(excess, from: 0, to: s.excessFull)
+                return (history * RobustStatistics.ramp(excess, from: 0, to: s.excessFull), excess)
+            }
+            func consider(
+                _ on: Bool, _ shape: AnomalyFinding.Shape, hours: Int, _ rising: Bool, _ x: Double, _ centre: Double,
+                _ bound: Double, spread least: Double, _ rawX: Double, departing: Double = 0, continuing: Bool = false
+            ) {
+                guard on, let (judged, excess) = judge(rising, x, centre, bound, least, rawX, departing) else { return }
+                let confidence = continuing ? min(judged, s.ongoingCap) : judged
                 guard confidence > (best?.confidence ?? 0) else { return }
                 let shown = rules.logScale ? rawX : x
                 best = AnomalyFinding(
                     confidence: confidence, shape: shape, rising: rising, value: shown,
                     referenceMedian: rules.logScale ? rawMedian : centre,
                     bound: rules.logScale ? rawMedian * exp(bound - centre) : bound, excess: excess,
-                    seasonal: profile != nil, onset: true, hours: hours)
+                    seasonal: profile != nil, onset: !continuing, hours: hours)
             }
             consider(rules.spikeUp, .spike, hours: 0, true, top, median, high, spread: spikeSpread, rawTop)
             consider(rules.spikeDown, .spike, hours: 0, false, bottom, median, low, spread: spikeSpread, rawBottom)
@@ -298,16 +306,34 @@ extension Predictor {
                 }
             }
             for scale in scales where position + 1 >= scale.hours {
-                let run = (position + 1 - scale.hours)...position
-                let x = ladder[run].reduce(0, +) / Double(scale.hours)
+                func mean(_ values: [Double], endingAt end: Int) -> Double {
+                    values[(end + 1 - scale.hours)...end].reduce(0, +) / Double(scale.hours)
+                }
+                let x = mean(ladder, endingAt: position)
                 // Log-scale series: the floor and the message are on the same hours' raw medians.
-                let rawX = rules.logScale ? rawLadder[run].reduce(0, +) / Double(scale.hours) : x
+                let rawX = rules.logScale ? mean(rawLadder, endingAt: position) : x
+                let upSpread = max(scale.spread, scale.upFloor)
+                let downSpread = max(scale.spread, scale.downFloor)
+                // A run as long as a day already departed within the last day is not new (the six recent
+                // hours only cover a quarter of it).
+                var upBefore = false
+                var downBefore = false
+                for end in max(scale.hours - 1, position + 1 - scale.hours)..<position where scale.hours > s.recentHours
+                {
+                    let earlierX = mean(ladder, endingAt: end)
+                    let earlierRaw = rules.logScale ? mean(rawLadder, endingAt: end) : earlierX
+                    let up = judge(true, earlierX, scale.median, scale.high, upSpread, earlierRaw, scale.least)
+                    let down = judge(false, earlierX, scale.median, scale.low, downSpread, earlierRaw, scale.least)
+                    upBefore = upBefore || (up?.confidence ?? 0) >= s.rearmBelow
+                    downBefore = downBefore || (down?.confidence ?? 0) >= s.rearmBelow
+                }
                 consider(
-                    rules.levelUp, .level, hours: scale.hours, true, x, scale.median, scale.high,
-                    spread: max(scale.spread, scale.upFloor), rawX, departing: scale.least)
+                    rules.levelUp, .level, hours: scale.hours, true, x, scale.median, scale.high, spread: upSpread,
+                    rawX,
+                    departing: scale.least, continuing: upBefore)
                 consider(
-                    rules.levelDown, .level, hours: scale.hours, false, x, scale.median, scale.low,
-                    spread: max(scale.spread, scale.downFloor), rawX, departing: scale.least)
+                    rules.levelDown, .level, hours: scale.hours, false, x, scale.median, scale.low, spread: downSpread,
+                    rawX, departing: scale.least, continuing: downBefore)
             }
             return best
         }

@@ -294,16 +294,22 @@ public struct Predictor: Sendable {
         let state = f.onset ? "" : "; it continues a departure already reported"
         return Prediction(
             kind: kind, confidence: f.confidence, metric: metric,
-            detail:
-                "\(metric.rawValue): \(what) \(fmt(f.value))\(unit)\(basis) is \(direction) anything in the last week (\(f.rising ? "highest" : "lowest") \(fmt(f.bound))\(unit), median \(fmt(f.referenceMedian))\(unit))\(state)",
+            detail: f.shape == .rate
+                ? "\(metric.rawValue): \(Int(f.value)) points of the hour\(basis) are past halfway to the week's highest, more than in any hour of the last week (at most \(Int(f.bound)), median \(fmt(f.referenceMedian)))\(state)"
+                : "\(metric.rawValue): \(what) \(fmt(f.value))\(unit)\(basis) is \(direction) anything in the last week (\(f.rising ? "highest" : "lowest") \(fmt(f.bound))\(unit), median \(fmt(f.referenceMedian))\(unit))\(state)",
             factors: [
                 PredictionFactor(
-                    "value", f.value, "\(f.shape.rawValue) judged\(f.seasonal ? ", less its hour of day's median" : "")"
+                    "value", f.value,
+                    f.shape == .rate
+                        ? "points of the hour past the fence"
+                        : "\(f.shape.rawValue) judged\(f.seasonal ? ", less its hour of day's median" : "")"
                 ),
                 PredictionFactor("reference_median", f.referenceMedian, "median over the reference week"),
                 PredictionFactor(
                     "reference_bound", f.bound,
-                    "the reference's \(f.rising ? "highest" : "lowest") \(f.shape == .spike ? "point" : f.hours <= 1 ? "hourly median" : "\(f.hours)-hour mean")"
+                    f.shape == .rate
+                        ? "the most points past the fence in one hour of the reference"
+                        : "the reference's \(f.rising ? "highest" : "lowest") \(f.shape == .spike ? "point" : f.hours <= 1 ? "hourly median" : "\(f.hours)-hour mean")"
                 ),
                 PredictionFactor("excess", f.excess, "beyond the bound, in units of (bound − median)"),
                 PredictionFactor("rising", f.rising ? 1 : 0, f.rising ? "a rise" : "a fall"),
