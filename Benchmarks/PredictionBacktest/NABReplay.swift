@@ -17,7 +17,8 @@ public struct NABReplay: Sendable {
     public var predictor: Predictor
     public var threshold = 0.8
     public var interval: TimeInterval = 3600
-    public var lookbackHours = 168.0
+    /// The rows fed at each run: as far back as the predictor reads CPU and network (their pattern).
+    public var lookbackHours = Predictor.Configuration().patternLookbackHours
     public var settings = TargetSettings()
     public var repairTakes: TimeInterval = 120
 

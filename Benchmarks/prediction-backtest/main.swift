@@ -30,7 +30,8 @@ while let flag = arguments.popFirst() {
     case "--threshold": threshold = Double(value) ?? threshold
     case "--slow-every": slowEvery = Int64(value) ?? slowEvery
     default:
-        fatalError("unknown option \(flag); use --seed N --per-shape N --threshold X --slow-every N --false-alarms, or --cost")
+        fatalError(
+            "unknown option \(flag); use --seed N --per-shape N --threshold X --slow-every N --false-alarms, or --cost")
     }
 }
 

@@ -43,6 +43,8 @@ while let flag = arguments.popFirst() {
         case "levelDeviations": base.anomaly.levelDeviations = v
         case "levelApart": base.anomaly.levelApart = v != 0
         case "lookbackHours": base.lookbackHours = v
+        case "patternLookbackHours": base.patternLookbackHours = v
+        case "weeklyMinDays": base.anomaly.weeklyMinDays = v
         case "levelShrink": base.anomaly.levelShrink = v
         case "levelHours": base.anomaly.levelHours = parts[1].split(separator: ",").compactMap { Int($0) }
         default: fatalError("unknown setting \(parts[0])")
@@ -57,7 +59,7 @@ let report = NABReport.run(corpus) { series in
     var replay = NABReplay(
         predictor: Predictor(configuration: NABReport.configuration(for: series.name, base: base)))
     replay.threshold = threshold
-    replay.lookbackHours = base.lookbackHours
+    replay.lookbackHours = max(base.lookbackHours, base.patternLookbackHours)
     return replay
 }
 let elapsed = ContinuousClock.now - started

@@ -68,6 +68,8 @@ public struct AnomalyFinding: Sendable, Equatable {
     /// `(x − bound) / (bound − median)`: how far beyond the reference, in the reference's own spread.
     public var excess: Double
     public var seasonal: Bool
+    /// The pattern is the hour of the week's (else the hour of the day's).
+    public var weekly: Bool
     /// False when an earlier recent hour already departed (the change is not new).
     public var onset: Bool
     /// A level's length: the mean of this many hourly medians (0 for a spike, a single point).
@@ -84,6 +86,9 @@ extension Predictor {
         public var fullReferenceHours = 72.0
         public var seasonalMinDays = 3.0
         public var seasonalGain = 0.6
+        /// The days of history an hour-of-week pattern needs (two weeks: two values per hour of the week);
+        /// 0 turns the weekly pattern off.
+        public var weeklyMinDays = 10.0
         /// The excess at which the confidence is full (0 at the reference's bound).
         public var excessFull = 0.75
         public var rearmBelow = 0.8
@@ -111,12 +116,22 @@ extension Predictor {
         case finding(AnomalyFinding?)
     }
 
-    func anomaly(_ raw: [MetricPoint], rules: AnomalyRules, now: Date) -> AnomalyResult? {
+    func anomaly(_ fetched: [MetricPoint], rules: AnomalyRules, now: Date) -> AnomalyResult? {
         let s = configuration.anomaly
-        let step = Self.typicalStep(raw[...])
+        let step = Self.typicalStep(fetched[...])
         let floor = rules.floor + rules.floorPerSecond * step
-        let points =
-            rules.logScale ? raw.map { MetricPoint(time: $0.time, value: log(max($0.value, 0) + max(floor, 1))) } : raw
+        func transformed(_ points: ArraySlice<MetricPoint>) -> [MetricPoint] {
+            rules.logScale
+                ? points.map { MetricPoint(time: $0.time, value: log(max($0.value, 0) + max(floor, 1))) }
+                : Array(points)
+        }
+        // Points older than the lookback only teach the seasonal pattern (a week's pattern needs two weeks);
+        // the reference departures are measured against stays the lookback.
+        let lookbackStart = now.addingTimeInterval(-configuration.lookbackHours * 3600)
+        let olderEnd = fetched.firstIndex { $0.time > lookbackStart } ?? fetched.count
+        let older = transformed(fetched[..<olderEnd])
+        let raw = Array(fetched[olderEnd...])
+        let points = transformed(raw[...])
         guard let last = points.last, now.timeIntervalSince(last.time) <= configuration.maxStalenessHours * 3600
         else { return nil }
         let cut = now.addingTimeInterval(-Double(s.recentHours) * 3600)
@@ -126,44 +141,69 @@ extension Predictor {
             reference.count >= 12
         else { return .coldStart }
 
-        // Own seasonality: judge residuals from each hour of day's median when that explains the spread.
-        // A reference point's residual is taken against its hour's median without itself (out of
-        // sample, as a new point's is): with a week of hourly points an hour has 7 values, and the
-        // middle one's in-sample residual would be exactly 0.
+        // Own seasonality: judge residuals from each hour of day's (or hour of week's) median when that
+        // explains the spread. A reference point's residual is taken against its hour's median without
+        // itself (out of sample, as a new point's is): with a week of hourly points an hour has 7 values,
+        // and the middle one's in-sample residual would be exactly 0.
         let refValues = reference.map(\.value)
-        var profile: [Double]? = nil
+        let rawScale = RobustStatistics.scaledMAD(refValues)
+        var profile: (period: Int, medians: [Double])? = nil
         var y = refValues
         var yScale: Double? = nil
-        if cut.timeIntervalSince(first.time) >= s.seasonalMinDays * 86_400 {
-            var byHour = [[Int]](repeating: [], count: 24)
-            for (i, p) in reference.enumerated() { byHour[Self.hourOfDay(p.time)].append(i) }
-            if byHour.allSatisfy({ $0.count >= 3 }) {
-                var medians = [Double](repeating: 0, count: 24)
-                var residuals = refValues
-                for (hour, members) in byHour.enumerated() {
-                    let order = members.sorted { refValues[$0] < refValues[$1] }
-                    let sorted = order.map { refValues[$0] }
-                    medians[hour] = RobustStatistics.median(sorted) ?? 0
-                    for (rank, i) in order.enumerated() {
-                        residuals[i] = refValues[i] - Self.medianWithout(rank: rank, sorted: sorted)
+        let learnStart = older.first?.time ?? first.time
+        for (period, days, least) in [(24, s.seasonalMinDays, 3), (168, s.weeklyMinDays, 2)]
+        where period == 24 || s.weeklyMinDays > 0 {
+            guard cut.timeIntervalSince(learnStart) >= days * 86_400 else { continue }
+            var buckets = [[Double]](repeating: [], count: period)
+            for p in older { buckets[Self.bucket(p.time, period)].append(p.value) }
+            for p in reference { buckets[Self.bucket(p.time, period)].append(p.value) }
+            guard buckets.allSatisfy({ $0.count >= least }) else { continue }
+            var residuals = refValues
+            if period == 24 {
+                for i in buckets.indices { buckets[i].sort() }
+                for (i, p) in reference.enumerated() {
+                    let sorted = buckets[Self.bucket(p.time, period)]
+                    residuals[i] =
+                        p.value - Self.medianWithout(rank: Self.rank(of: p.value, in: sorted), sorted: sorted)
+                }
+            } else {
+                // Hour of week: a reference point against the same hour of the other weeks only. Its own
+                // week's neighbours in the bucket would make the reference look tighter than the pattern
+                // will be for a new point.
+                var byWeek = [[Int: [Double]]](repeating: [:], count: period)
+                for p in older {
+                    byWeek[Self.bucket(p.time, period)][Self.hourIndex(p.time) / period, default: []].append(p.value)
+                }
+                for p in reference {
+                    byWeek[Self.bucket(p.time, period)][Self.hourIndex(p.time) / period, default: []].append(p.value)
+                }
+                var usable = true
+                for (i, p) in reference.enumerated() {
+                    let week = Self.hourIndex(p.time) / period
+                    let others = byWeek[Self.bucket(p.time, period)].filter { $0.key != week }.flatMap(\.value)
+                    guard let m = RobustStatistics.median(others) else {
+                        usable = false
+                        break
                     }
+                    residuals[i] = p.value - m
                 }
-                // Seasonal when the hour of day explains the bulk (scaled MAD) or the extremes (range): a
-                // nightly batch hour is 1/24 of the points, so it widens the range but not the MAD.
-                let residualScale = RobustStatistics.scaledMAD(residuals)
-                let rawScale = RobustStatistics.scaledMAD(refValues)
-                if residualScale < s.seasonalGain * rawScale
-                    || Self.range(residuals) < s.seasonalGain * Self.range(refValues)
-                {
-                    profile = medians
-                    y = residuals
-                    yScale = residualScale
-                } else {
-                    yScale = rawScale
-                }
+                guard usable else { continue }
             }
+            // Seasonal when the pattern explains the bulk (scaled MAD) or the extremes (range): a nightly
+            // batch hour is 1/24 of the points, so it widens the range but not the MAD.
+            let residualScale = RobustStatistics.scaledMAD(residuals)
+            guard
+                residualScale < s.seasonalGain * rawScale
+                    || Self.range(residuals) < s.seasonalGain * Self.range(refValues),
+                residualScale < yScale ?? .infinity
+            else { continue }
+            profile = (period, buckets.map { RobustStatistics.median($0) ?? 0 })
+            y = residuals
+            yScale = residualScale
         }
-        func judged(_ p: MetricPoint) -> Double { profile.map { p.value - $0[Self.hourOfDay(p.time)] } ?? p.value }
+        func judged(_ p: MetricPoint) -> Double {
+            profile.map { p.value - $0.medians[Self.bucket(p.time, $0.period)] } ?? p.value
+        }
         guard let median = RobustStatistics.median(y), let high = y.max(), let low = y.min() else { return .coldStart }
         // Each reference hour's median, in time order (calendar hours).
         // Rate: how many of an hour's points pass the fence halfway from the median to the reference's
@@ -286,7 +326,7 @@ extension Predictor {
                     confidence: confidence, shape: shape, rising: rising, value: shown,
                     referenceMedian: rules.logScale ? rawMedian : centre,
                     bound: rules.logScale ? rawMedian * exp(bound - centre) : bound, excess: excess,
-                    seasonal: profile != nil, onset: !continuing, hours: hours)
+                    seasonal: profile != nil, weekly: profile?.period == 168, onset: !continuing, hours: hours)
             }
             consider(rules.spikeUp, .spike, hours: 0, true, top, median, high, spread: spikeSpread, rawTop)
             consider(rules.spikeDown, .spike, hours: 0, false, bottom, median, low, spread: spikeSpread, rawBottom)
@@ -302,7 +342,8 @@ extension Predictor {
                 if confidence > (best?.confidence ?? 0) {
                     best = AnomalyFinding(
                         confidence: confidence, shape: .rate, rising: true, value: count, referenceMedian: countMedian,
-                        bound: countHigh, excess: excess, seasonal: profile != nil, onset: true, hours: 1)
+                        bound: countHigh, excess: excess, seasonal: profile != nil, weekly: profile?.period == 168,
+                        onset: true, hours: 1)
                 }
             }
             for scale in scales where position + 1 >= scale.hours {
@@ -357,6 +398,21 @@ extension Predictor {
         }
         return .finding(finding)
     }
+
+    /// The index of the first element of `sorted` not below `value` (any rank among equal values leaves
+    /// the same median behind).
+    static func rank(of value: Double, in sorted: [Double]) -> Int {
+        var low = 0
+        var high = sorted.count
+        while low < high {
+            let mid = (low + high) / 2
+            if sorted[mid] < value { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    /// The hour of day (period 24) or hour of week (period 168) a time falls in.
+    static func bucket(_ date: Date, _ period: Int) -> Int { (hourIndex(date) % period + period) % period }
 
     /// The median of `sorted` without the element at `rank`.
     static func medianWithout(rank: Int, sorted: [Double]) -> Double {

@@ -39,6 +39,9 @@ public struct Predictor: Sendable {
     public struct Configuration: Sendable, Equatable {
         /// How far back anything is read (hours).
         public var lookbackHours: Double = 168
+        /// CPU and network are read this far back: the part older than `lookbackHours` only teaches their
+        /// hour-of-week pattern (departures are measured against the last `lookbackHours`).
+        public var patternLookbackHours: Double = 336
         /// The trend uses at most this many hours (and only the part since the last reset).
         public var trendHours: Double = 72
         /// A trend needs at least this many points, spanning at least `minTrendSpanHours`.
@@ -79,11 +82,13 @@ public struct Predictor: Sendable {
 
     /// Every kind the history supports, with confidence above zero, highest confidence first.
     public func predict(_ history: MetricHistory, now: Date) -> [Prediction] {
-        let start = now.addingTimeInterval(-configuration.lookbackHours * 3600)
         func recent(_ metric: PredictorMetric) -> [MetricPoint] {
-            history[metric].filter { $0.time > start && $0.time <= now && $0.value.isFinite }.sorted {
-                $0.time < $1.time
-            }
+            Self.recent(history[metric], hours: configuration.lookbackHours, now: now)
+        }
+        /// CPU and network: the longer stretch their hour-of-week pattern is learnt from.
+        func pattern(_ metric: PredictorMetric) -> [MetricPoint] {
+            Self.recent(
+                history[metric], hours: max(configuration.patternLookbackHours, configuration.lookbackHours), now: now)
         }
         // Trends and status checks read hourly points; the worker fetches every series at 5 minutes
         // (the anomalies need them), so finer points are folded into their hour here.
@@ -102,11 +107,17 @@ public struct Predictor: Sendable {
         {
             out.append(p)
         }
-        if let p = cpuAnomaly(recent(.cpu), now: now) { out.append(p) }
-        if let p = networkAnomaly(in: recent(.networkIn), out: recent(.networkOut), now: now) { out.append(p) }
+        if let p = cpuAnomaly(pattern(.cpu), now: now) { out.append(p) }
+        if let p = networkAnomaly(in: pattern(.networkIn), out: pattern(.networkOut), now: now) { out.append(p) }
         if let p = statusRecurrence(hourly(.statusCheckFailed, maximum: true), now: now) { out.append(p) }
         if let p = creditExhaustion(hourly(.cpuCreditBalance, maximum: false), now: now) { out.append(p) }
         return out.filter { $0.confidence > 0 }.sorted { $0.confidence > $1.confidence }
+    }
+
+    /// The finite points of the last `hours` up to `now`, oldest first.
+    static func recent(_ points: [MetricPoint], hours: Double, now: Date) -> [MetricPoint] {
+        let start = now.addingTimeInterval(-hours * 3600)
+        return points.filter { $0.time > start && $0.time <= now && $0.value.isFinite }.sorted { $0.time < $1.time }
     }
 
     /// Points folded into whole hours (time = the hour's start): their mean, or their maximum (disk,
@@ -258,11 +269,11 @@ public struct Predictor: Sendable {
     /// The anomaly metrics with fresh data but too short a history to judge yet (a new target: the
     /// reference needs `anomaly.minReferenceHours`). The worker logs them; nothing is predicted for them.
     public func notYetJudged(_ history: MetricHistory, now: Date) -> [PredictorMetric] {
-        let start = now.addingTimeInterval(-configuration.lookbackHours * 3600)
-        return [PredictorMetric.cpu, .networkIn, .networkOut].filter { metric in
-            let points = history[metric].filter { $0.time > start && $0.time <= now && $0.value.isFinite }
+        [PredictorMetric.cpu, .networkIn, .networkOut].filter { metric in
             let rules = metric == .cpu ? configuration.anomaly.cpu : configuration.anomaly.network
-            return anomaly(points.sorted { $0.time < $1.time }, rules: rules, now: now) == .coldStart
+            return anomaly(
+                Self.recent(history[metric], hours: configuration.lookbackHours, now: now), rules: rules, now: now)
+                == .coldStart
         }
     }
 
@@ -290,7 +301,7 @@ public struct Predictor: Sendable {
             f.shape == .spike
             ? "a point" : f.hours <= 1 ? "the hour's median" : "the \(f.hours) hours' mean of hourly medians"
         let direction = f.rising ? "above" : "below"
-        let basis = f.seasonal ? " (after this hour of day's usual)" : ""
+        let basis = f.seasonal ? " (after this hour of \(f.weekly ? "week" : "day")'s usual)" : ""
         let state = f.onset ? "" : "; it continues a departure already reported"
         return Prediction(
             kind: kind, confidence: f.confidence, metric: metric,
@@ -302,7 +313,7 @@ public struct Predictor: Sendable {
                     "value", f.value,
                     f.shape == .rate
                         ? "points of the hour past the fence"
-                        : "\(f.shape.rawValue) judged\(f.seasonal ? ", less its hour of day's median" : "")"
+                        : "\(f.shape.rawValue) judged\(f.seasonal ? ", less its hour of \(f.weekly ? "week" : "day")'s median" : "")"
                 ),
                 PredictionFactor("reference_median", f.referenceMedian, "median over the reference week"),
                 PredictionFactor(
@@ -313,7 +324,9 @@ public struct Predictor: Sendable {
                 ),
                 PredictionFactor("excess", f.excess, "beyond the bound, in units of (bound − median)"),
                 PredictionFactor("rising", f.rising ? 1 : 0, f.rising ? "a rise" : "a fall"),
-                PredictionFactor("seasonal", f.seasonal ? 1 : 0, "judged against the target's own hour-of-day pattern"),
+                PredictionFactor(
+                    "seasonal", f.seasonal ? 1 : 0,
+                    "judged against the target's own hour-of-\(f.weekly ? "week" : "day") pattern"),
                 PredictionFactor("onset", f.onset ? 1 : 0, f.onset ? "new in the last hour" : "continuing"),
             ],
             window: PredictionWindow(from: now, to: now.addingTimeInterval(configuration.anomalyWindowHours * 3600)),
