@@ -27,6 +27,9 @@ struct PredictorCadenceTests {
     /// (status checks passing).
     final class RecordingMetrics: MetricDataReading {
         private let asked = Mutex<[[String]]>([])
+        /// Each request's range, in hours.
+        private let ranges = Mutex<[Double]>([])
+        var hours: [Double] { ranges.withLock { $0 } }
         /// CloudWatch answers the quiet target's disk series with this status instead of `Complete`.
         let quietDiskStatus = Mutex("Complete")
         var requests: [[String]] { asked.withLock { $0 } }
@@ -35,6 +38,7 @@ struct PredictorCadenceTests {
             -> MetricDataResults
         {
             asked.withLock { $0.append(queries.map(\.id)) }
+            ranges.withLock { $0.append(end.timeIntervalSince(start) / 3600) }
             return MetricDataResults(
                 queries.map { query in
                     guard case .metric(let metric, _, _, _) = query.kind else { preconditionFailure("metrics only") }
@@ -145,6 +149,14 @@ struct PredictorCadenceTests {
         // 13 slots: 7 series for the stirring target, 3 + 4 every sixth slot for the quiet one.
         let asked = run.metrics.requests.reduce(0) { $0 + $1.count }
         #expect(asked == 13 * 7 + 13 * 3 + 3 * 4)
+        // The fast series over two weeks (their hour-of-week pattern), the slow ones over the lookback.
+        for (ids, hours) in zip(run.metrics.requests, run.metrics.hours) {
+            let suffixes = Set(ids.map { String($0.split(separator: "_")[1]) })
+            #expect(
+                suffixes.isSubset(of: Self.fastSeries)
+                    ? hours == 336 : hours == 168 && suffixes.isDisjoint(with: Self.fastSeries),
+                "\(suffixes) over \(hours) h")
+        }
     }
 
     @Test("without a readable record of the last slow read, every slot reads the slow series (fail-safe)")

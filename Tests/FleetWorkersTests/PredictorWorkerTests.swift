@@ -86,7 +86,7 @@ struct PredictorWorkerTests {
     }
 
     @Test(
-        "a filling disk gives a high-confidence prediction, recorded with a 30-day ttl; a healthy one does not; one GetMetricData for both",
+        "a filling disk gives a high-confidence prediction, recorded with a 30-day ttl; a healthy one does not; GetMetricData batched for both",
         .timeLimit(.minutes(3)))
     func fillingDiskIsPredictedAndRecorded() async throws {
         let setup = try await Setup()
@@ -140,8 +140,8 @@ struct PredictorWorkerTests {
             let result = await worker.runDueSlots()
             #expect(Set(result.evaluated) == ["\(world.prefix)-full", "\(world.prefix)-fine"])
             #expect(
-                setup.requestLog.actions("GetMetricData").count - before == 1, "14 queries for two targets: one request"
-            )
+                setup.requestLog.actions("GetMetricData").count - before == 2,
+                "14 queries for two targets: one request for the fast series over two weeks, one for the slow over one")
             let request = try #require(setup.requestLog.actions("GetMetricData").last)
             #expect(
                 request.body.contains("InstanceId") && request.body.contains(full.instanceId)
@@ -275,7 +275,10 @@ struct PredictorWorkerTests {
                     async let rb = b.runDueSlots()
                     for r in await [ra, rb] {
                         evaluated += r.evaluated
-                        if !r.evaluated.isEmpty { expectedRequests += (r.evaluated.count * 7 + 9) / 10 }
+                        // The fast series (3 per target) over two weeks, the slow ones (4) over one.
+                        if !r.evaluated.isEmpty {
+                            expectedRequests += (r.evaluated.count * 3 + 9) / 10 + (r.evaluated.count * 4 + 9) / 10
+                        }
                         #expect(r.failedTargets.isEmpty)
                         #expect(r.published.filter { $0.body.kind == .diskExhaustion }.count == r.evaluated.count)
                     }
@@ -286,7 +289,7 @@ struct PredictorWorkerTests {
                     "slot \(slot): each target exactly once")
                 #expect(
                     setup.requestLog.actions("GetMetricData").count - before == expectedRequests,
-                    "one batched call per run: ⌈7·targets / 10⌉ requests, never one per metric")
+                    "two batched calls per run: ⌈3·targets / 10⌉ + ⌈4·targets / 10⌉ requests, never one per metric")
             }
             #expect(predicted.count == 2)
         } catch {

@@ -35,6 +35,9 @@ public final class PredictorWorker: Sendable {
         /// When the slow series are read (PREDICTION_SLOW_INTERVAL ÷ PREDICTION_INTERVAL, default 6 slots).
         public var cadence = PredictionCadence()
         public var lookbackHours = 168
+        /// How far back CPU and network are read (PREDICTION_PATTERN_HOURS): the part older than
+        /// `lookbackHours` only teaches their hour-of-week pattern. At most `lookbackHours` turns it off.
+        public var patternHours = 336
         public var highConfidence = 0.8
         /// Predictions below this are not published (PREDICTION_MIN_CONFIDENCE).
         public var minConfidence = 0.5
@@ -90,6 +93,7 @@ public final class PredictorWorker: Sendable {
         self.clock = clock
         var model = options.model
         model.lookbackHours = Double(options.lookbackHours)
+        model.patternLookbackHours = Double(options.patternHours)
         predictor = Predictor(configuration: model)
     }
 
@@ -294,22 +298,30 @@ public final class PredictorWorker: Sendable {
         let period = Double(options.period)
         // Whole periods only: the current, unfinished one would read low.
         let end = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / period).rounded(.down) * period)
-        let start = end.addingTimeInterval(-Double(options.lookbackHours) * 3600)
-        var queries: [MetricDataQuery] = []
+        // Two calls at most (a call has one time range): the fast series over the pattern's weeks, the
+        // slow ones over the lookback. CloudWatch prices each metric once whatever the range.
+        let fastHours = max(options.patternHours, options.lookbackHours)
+        var queries: [Int: [MetricDataQuery]] = [:]
         var owner: [String: (target: String, metric: PredictorMetric)] = [:]
         for (index, target) in targets.enumerated() {
             let metrics = options.cadence.metrics(readingSlow: readingSlow.contains(target.name))
             for (short, metric) in Self.queryNames where metrics.contains(metric) {
                 let id = "t\(index)_\(short)"
-                queries.append(query(id: id, metric: metric, instanceId: target.instance.id))
+                let hours = PredictionCadence.slowMetrics.contains(metric) ? options.lookbackHours : fastHours
+                queries[hours, default: []].append(query(id: id, metric: metric, instanceId: target.instance.id))
                 owner[id] = (target.name, metric)
             }
         }
-        let results = try await cloudWatch.metricData(queries, start: start, end: end, region: region)
-        FleetMetrics.getMetricDataRequests.increment(by: results.requestCount)
+        var answers: [MetricDataResult] = []
+        for (hours, batch) in queries.sorted(by: { $0.key > $1.key }) {
+            let start = end.addingTimeInterval(-Double(hours) * 3600)
+            let results = try await cloudWatch.metricData(batch, start: start, end: end, region: region)
+            FleetMetrics.getMetricDataRequests.increment(by: results.requestCount)
+            answers += results.results
+        }
         var histories: [String: MetricHistory] = [:]
         var incomplete: Set<String> = []
-        for result in results.results {
+        for result in answers {
             guard let (name, metric) = owner[result.id] else { continue }
             if result.statusCode != "Complete" {
                 incomplete.insert(name)
@@ -397,6 +409,7 @@ extension WorkerEnvironment {
         }
         options.cadence = PredictionCadence(slowEvery: Int64((slowInterval / options.interval).rounded()))
         options.lookbackHours = try int("PREDICTION_LOOKBACK_HOURS", default: 168)
+        options.patternHours = try int("PREDICTION_PATTERN_HOURS", default: 336)
         options.highConfidence = try double("HIGH_CONFIDENCE_THRESHOLD", default: 0.8)
         options.minConfidence = try double("PREDICTION_MIN_CONFIDENCE", default: 0.5)
         if let namespace = string("PREDICTION_AGENT_NAMESPACE") { options.agentNamespace = namespace }
