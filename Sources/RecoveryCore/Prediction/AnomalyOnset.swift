@@ -120,113 +120,130 @@ extension Predictor {
         let s = configuration.anomaly
         let step = Self.typicalStep(fetched[...])
         let floor = rules.floor + rules.floorPerSecond * step
-        func transformed(_ points: ArraySlice<MetricPoint>) -> [MetricPoint] {
+        // Log-scale series are judged as log(bytes + offset). The transform keeps the order, so an hour's
+        // median, highest and lowest are taken on the bytes and transformed after: a week of points needs
+        // no logarithm each, only the summaries, the recent hours and the spikes' scale sample do.
+        let offset = max(floor, 1)
+        func f(_ v: Double) -> Double { rules.logScale ? log(max(v, 0) + offset) : v }
+        func inverse(_ x: Double) -> Double { rules.logScale ? exp(x) - offset : x }
+        func transformed(_ hours: [Hour]) -> [Hour] {
             rules.logScale
-                ? points.map { MetricPoint(time: $0.time, value: log(max($0.value, 0) + max(floor, 1))) }
-                : Array(points)
+                ? hours.map {
+                    Hour(
+                        index: $0.index, lower: $0.lower, upper: $0.upper, median: f($0.median), high: f($0.high),
+                        low: f($0.low))
+                }
+                : hours
         }
         // Points older than the lookback only teach the seasonal pattern (a week's pattern needs two weeks);
         // the reference departures are measured against stays the lookback.
         let lookbackStart = now.addingTimeInterval(-configuration.lookbackHours * 3600)
         let olderEnd = fetched.firstIndex { $0.time > lookbackStart } ?? fetched.count
-        let older = transformed(fetched[..<olderEnd])
         let raw = Array(fetched[olderEnd...])
-        let points = transformed(raw[...])
-        guard let last = points.last, now.timeIntervalSince(last.time) <= configuration.maxStalenessHours * 3600
+        guard let last = raw.last, now.timeIntervalSince(last.time) <= configuration.maxStalenessHours * 3600
         else { return nil }
         let cut = now.addingTimeInterval(-Double(s.recentHours) * 3600)
-        let split = points.firstIndex { $0.time >= cut } ?? points.count
-        let reference = points[..<split]
+        let split = raw.firstIndex { $0.time >= cut } ?? raw.count
+        let reference = raw[..<split]
+        // The points as judged: the reference's stay as fetched (read through their hours), the recent
+        // ones transformed.
+        let points = Array(reference) + raw[split...].map { MetricPoint(time: $0.time, value: f($0.value)) }
         guard let first = reference.first, cut.timeIntervalSince(first.time) >= s.minReferenceHours * 3600,
             reference.count >= 12
         else { return .coldStart }
+        let older = fetched[..<olderEnd]
+
+        // The reference and the older stretch as hours: each hour's points, median, highest and lowest. The
+        // model reads the week through these (about 170 of them), and the points only where it must
+        // (extremes, the spikes' scale, the rate), so an hourly run stays cheap.
+        let olderHours = transformed(Self.hours(older))
+        let referenceHours = transformed(Self.hours(reference))
+        let referenceMedians = referenceHours.map(\.median)
 
         // Own seasonality: judge residuals from each hour of day's (or hour of week's) median when that
-        // explains the spread. A reference point's residual is taken against its hour's median without
-        // itself (out of sample, as a new point's is): with a week of hourly points an hour has 7 values,
-        // and the middle one's in-sample residual would be exactly 0.
-        let refValues = reference.map(\.value)
-        let rawScale = RobustStatistics.scaledMAD(refValues)
+        // explains the spread. A reference hour is judged against the same hour of the other days (or
+        // weeks) only, out of sample as a new hour is: its own value, or its own week's neighbours, would
+        // make the reference look tighter than the pattern will be for a new point.
         var profile: (period: Int, medians: [Double])? = nil
-        var y = refValues
-        var yScale: Double? = nil
+        var leftOut = [Double](repeating: 0, count: referenceHours.count)
+        var bestScale = Double.infinity
+        let rawHourScale = RobustStatistics.scaledMAD(referenceMedians)
+        let rawRange = (referenceHours.map(\.high).max() ?? 0) - (referenceHours.map(\.low).min() ?? 0)
         let learnStart = older.first?.time ?? first.time
-        for (period, days, least) in [(24, s.seasonalMinDays, 3), (168, s.weeklyMinDays, 2)]
+        for (period, days, least) in [(24, s.seasonalMinDays, 3), (168, s.weeklyMinDays, 1)]
         where period == 24 || s.weeklyMinDays > 0 {
             guard cut.timeIntervalSince(learnStart) >= days * 86_400 else { continue }
-            var buckets = [[Double]](repeating: [], count: period)
-            for p in older { buckets[Self.bucket(p.time, period)].append(p.value) }
-            for p in reference { buckets[Self.bucket(p.time, period)].append(p.value) }
-            guard buckets.allSatisfy({ $0.count >= least }) else { continue }
-            var residuals = refValues
-            if period == 24 {
-                for i in buckets.indices { buckets[i].sort() }
-                for (i, p) in reference.enumerated() {
-                    let sorted = buckets[Self.bucket(p.time, period)]
-                    residuals[i] =
-                        p.value - Self.medianWithout(rank: Self.rank(of: p.value, in: sorted), sorted: sorted)
+            func bucket(_ hour: Int) -> Int { (hour % period + period) % period }
+            // Left out with a reference hour: itself (daily), or its whole week (weekly).
+            func group(_ hour: Int) -> Int { period == 24 ? hour : hour / period }
+            var members = [[(group: Int, value: Double)]](repeating: [], count: period)
+            let perBucket = (olderHours.count + referenceHours.count) / period + 2
+            for b in members.indices { members[b].reserveCapacity(perBucket) }
+            for h in olderHours { members[bucket(h.index)].append((group(h.index), h.median)) }
+            for h in referenceHours { members[bucket(h.index)].append((group(h.index), h.median)) }
+            guard members.allSatisfy({ $0.count >= least }) else { continue }
+            var candidate = leftOut
+            var usable = true
+            var others: [Double] = []
+            others.reserveCapacity(perBucket)
+            for (k, h) in referenceHours.enumerated() {
+                let own = group(h.index)
+                others.removeAll(keepingCapacity: true)
+                for m in members[bucket(h.index)] where m.group != own { others.append(m.value) }
+                guard !others.isEmpty else {
+                    usable = false
+                    break
                 }
-            } else {
-                // Hour of week: a reference point against the same hour of the other weeks only. Its own
-                // week's neighbours in the bucket would make the reference look tighter than the pattern
-                // will be for a new point.
-                var byWeek = [[Int: [Double]]](repeating: [:], count: period)
-                for p in older {
-                    byWeek[Self.bucket(p.time, period)][Self.hourIndex(p.time) / period, default: []].append(p.value)
-                }
-                for p in reference {
-                    byWeek[Self.bucket(p.time, period)][Self.hourIndex(p.time) / period, default: []].append(p.value)
-                }
-                var usable = true
-                for (i, p) in reference.enumerated() {
-                    let week = Self.hourIndex(p.time) / period
-                    let others = byWeek[Self.bucket(p.time, period)].filter { $0.key != week }.flatMap(\.value)
-                    guard let m = RobustStatistics.median(others) else {
-                        usable = false
-                        break
-                    }
-                    residuals[i] = p.value - m
-                }
-                guard usable else { continue }
+                candidate[k] = RobustStatistics.medianInPlace(&others)
             }
+            guard usable else { continue }
             // Seasonal when the pattern explains the bulk (scaled MAD) or the extremes (range): a nightly
-            // batch hour is 1/24 of the points, so it widens the range but not the MAD.
-            let residualScale = RobustStatistics.scaledMAD(residuals)
+            // batch hour is 1/24 of the hours, so it widens the range but not the MAD.
+            let residualScale = RobustStatistics.scaledMAD(zip(referenceMedians, candidate).map(-))
+            let residualRange =
+                (zip(referenceHours, candidate).map { $0.high - $1 }.max() ?? 0)
+                - (zip(referenceHours, candidate).map { $0.low - $1 }.min() ?? 0)
             guard
-                residualScale < s.seasonalGain * rawScale
-                    || Self.range(residuals) < s.seasonalGain * Self.range(refValues),
-                residualScale < yScale ?? .infinity
+                residualScale < s.seasonalGain * rawHourScale || residualRange < s.seasonalGain * rawRange,
+                residualScale < bestScale
             else { continue }
-            profile = (period, buckets.map { RobustStatistics.median($0) ?? 0 })
-            y = residuals
-            yScale = residualScale
+            profile = (period, members.map { RobustStatistics.median($0.map(\.value)) ?? 0 })
+            leftOut = candidate
+            bestScale = residualScale
         }
         func judged(_ p: MetricPoint) -> Double {
             profile.map { p.value - $0.medians[Self.bucket(p.time, $0.period)] } ?? p.value
         }
-        guard let median = RobustStatistics.median(y), let high = y.max(), let low = y.min() else { return .coldStart }
-        // Each reference hour's median, in time order (calendar hours).
+        let hourly = zip(referenceMedians, leftOut).map(-)
+        // The reference's extremes as judged (less their hour's pattern, left out as above).
+        guard let median = RobustStatistics.median(hourly),
+            let high = zip(referenceHours, leftOut).map({ $0.high - $1 }).max(),
+            let low = zip(referenceHours, leftOut).map({ $0.low - $1 }).min()
+        else { return .coldStart }
         // Rate: how many of an hour's points pass the fence halfway from the median to the reference's
-        // highest, per reference hour (spikes that come more often, none higher than before).
+        // highest, per reference hour (spikes that come more often, none higher than before); counted on
+        // the points as fetched against the fence taken back through the transform.
         let fence = median + s.rateFence * (high - median)
-        var hourly: [Double] = []
-        var counts: [Double] = []
-        // The same hours' medians of the raw values (the absolute floor is on them).
-        var rawHourly: [Double] = []
-        var start = 0
-        for i in 1...y.count
-        where i == y.count || Self.hourIndex(reference[i].time) != Self.hourIndex(reference[start].time) {
-            hourly.append(RobustStatistics.median(Array(y[start..<i])) ?? 0)
-            rawHourly.append(rules.logScale ? RobustStatistics.median(raw[start..<i].map(\.value)) ?? 0 : 0)
-            counts.append(Double(y[start..<i].count { $0 > fence }))
-            start = i
+        let counts = zip(referenceHours, leftOut).map { h, left in
+            let bound = inverse(fence + left)
+            return Double((h.lower..<h.upper).count { reference[$0].value > bound })
         }
         let countHigh = counts.max() ?? 0
         let countMedian = RobustStatistics.median(counts) ?? 0
+        // Log-scale series: the hours' medians of the raw values (the absolute floor is on them).
+        let rawHourly = rules.logScale ? referenceMedians.map(inverse) : []
+        let rawMedian = rules.logScale ? inverse(RobustStatistics.median(referenceMedians) ?? 0) : median
+        // The spikes' scale from at most about 500 of the points, evenly spaced (a scaled MAD needs two
+        // selections; over every point of a week they were most of an hourly run's cost).
+        let every = max(1, reference.count / 500)
+        var sample: [Double] = []
+        for (h, left) in zip(referenceHours, leftOut) {
+            for i in h.lower..<h.upper where i % every == 0 { sample.append(f(reference[i].value) - left) }
+        }
+        let yScale = RobustStatistics.scaledMAD(sample)
         let span = cut.timeIntervalSince(first.time) / 3600
         let history = RobustStatistics.ramp(
             span, from: s.minReferenceHours, to: max(s.fullReferenceHours, s.minReferenceHours))
-        let rawMedian = rules.logScale ? RobustStatistics.median(raw[..<split].map(\.value)) ?? 0 : median
         let tiny = 1e-9 * max(abs(median), 1)
         // The least spread a bound is measured in: the record that Gaussian noise with the reference's
         // robust scale would set over `noiseWeeks` weeks like the reference. A week whose highest point
@@ -234,7 +251,7 @@ extension Predictor {
         // with a week of hourly points, full confidence needs about 5 noise deviations, not 4.
         let weeks = Int(s.noiseWeeks)
         let spikeSpread =
-            RobustStatistics.normalRecord(count: y.count * weeks) * (yScale ?? RobustStatistics.scaledMAD(y))
+            RobustStatistics.normalRecord(count: reference.count * weeks) * yScale
         // Levels at several lengths: the mean of `hours` consecutive hourly medians against every such run
         // in the reference. One hour sees a step at once; 6 and 24 hours see a departure that builds up
         // slowly (each hour only a little past the last) or lasts longer than anything before it, where
@@ -399,28 +416,47 @@ extension Predictor {
         return .finding(finding)
     }
 
-    /// The index of the first element of `sorted` not below `value` (any rank among equal values leaves
-    /// the same median behind).
-    static func rank(of value: Double, in sorted: [Double]) -> Int {
-        var low = 0
-        var high = sorted.count
-        while low < high {
-            let mid = (low + high) / 2
-            if sorted[mid] < value { low = mid + 1 } else { high = mid }
+    /// One hour of points: where they are, their median, highest and lowest.
+    struct Hour {
+        var index: Int
+        var lower: Int
+        var upper: Int
+        var median: Double
+        var high: Double
+        var low: Double
+    }
+
+    /// `points` (oldest first) cut into calendar hours; indices are into `points`.
+    static func hours(_ points: ArraySlice<MetricPoint>) -> [Hour] {
+        var out: [Hour] = []
+        var scratch: [Double] = []
+        var i = points.startIndex
+        while i < points.endIndex {
+            let index = hourIndex(points[i].time)
+            var j = i
+            scratch.removeAll(keepingCapacity: true)
+            var high = -Double.infinity
+            var low = Double.infinity
+            // The hour ends at the next whole hour (points are oldest first).
+            let end = Date(timeIntervalSince1970: Double(index + 1) * 3600)
+            while j < points.endIndex, points[j].time < end {
+                let v = points[j].value
+                scratch.append(v)
+                high = max(high, v)
+                low = min(low, v)
+                j += 1
+            }
+            out.append(
+                Hour(
+                    index: index, lower: i, upper: j, median: RobustStatistics.medianInPlace(&scratch), high: high,
+                    low: low))
+            i = j
         }
-        return low
+        return out
     }
 
     /// The hour of day (period 24) or hour of week (period 168) a time falls in.
     static func bucket(_ date: Date, _ period: Int) -> Int { (hourIndex(date) % period + period) % period }
-
-    /// The median of `sorted` without the element at `rank`.
-    static func medianWithout(rank: Int, sorted: [Double]) -> Double {
-        let n = sorted.count - 1
-        guard n > 0 else { return sorted.first ?? 0 }
-        func at(_ r: Int) -> Double { sorted[r < rank ? r : r + 1] }
-        return n % 2 == 1 ? at(n / 2) : (at(n / 2 - 1) + at(n / 2)) / 2
-    }
 
     /// The hour a time falls in, counted from the epoch.
     static func hourIndex(_ date: Date) -> Int { Int((date.timeIntervalSince1970 / 3600).rounded(.down)) }
@@ -445,9 +481,4 @@ extension Predictor {
         return RobustStatistics.median(steps) ?? 3600
     }
 
-    static func range(_ values: [Double]) -> Double { (values.max() ?? 0) - (values.min() ?? 0) }
-
-    static func hourOfDay(_ date: Date) -> Int {
-        Int((date.timeIntervalSince1970 / 3600).rounded(.down).truncatingRemainder(dividingBy: 24) + 24) % 24
-    }
 }

@@ -117,7 +117,9 @@ public struct Predictor: Sendable {
     /// The finite points of the last `hours` up to `now`, oldest first.
     static func recent(_ points: [MetricPoint], hours: Double, now: Date) -> [MetricPoint] {
         let start = now.addingTimeInterval(-hours * 3600)
-        return points.filter { $0.time > start && $0.time <= now && $0.value.isFinite }.sorted { $0.time < $1.time }
+        let kept = points.filter { $0.time > start && $0.time <= now && $0.value.isFinite }
+        // CloudWatch answers oldest first once the worker has sorted; sort only when needed.
+        return zip(kept, kept.dropFirst()).allSatisfy { $0.time <= $1.time } ? kept : kept.sorted { $0.time < $1.time }
     }
 
     /// Points folded into whole hours (time = the hour's start): their mean, or their maximum (disk,

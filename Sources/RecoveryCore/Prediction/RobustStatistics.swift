@@ -15,11 +15,35 @@ public enum RobustStatistics {
         return (a[..<mid].max()! + upper) / 2
     }
 
+    /// The median of `values`, reordering them (no copy); 0 for none.
+    static func medianInPlace(_ values: inout [Double]) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let mid = values.count / 2
+        let upper = select(&values, mid)
+        guard values.count % 2 == 0 else { return upper }
+        return (values[..<mid].max()! + upper) / 2
+    }
+
     /// The `k`-th smallest value (0-based); `a` is partly reordered so that `a[..<k]` are ≤ it.
     static func select(_ a: inout [Double], _ k: Int) -> Double {
         var low = 0
         var high = a.count - 1
         while low < high {
+            // A short range is sorted in place (an hour of 5-minute points is 12): cheaper than partitioning.
+            if high - low < 24 {
+                a.withUnsafeMutableBufferPointer { b in
+                    for i in (low + 1)...high {
+                        let v = b[i]
+                        var j = i - 1
+                        while j >= low && b[j] > v {
+                            b[j + 1] = b[j]
+                            j -= 1
+                        }
+                        b[j + 1] = v
+                    }
+                }
+                return a[k]
+            }
             // Median of three as the pivot: sorted or constant input stays O(n).
             let m = low + (high - low) / 2
             if a[m] < a[low] { a.swapAt(m, low) }
