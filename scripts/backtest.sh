@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The predictor's backtests (docs/prediction.md).
-#   scripts/backtest.sh [--seed N] [--per-shape N] [--threshold X]
+#   scripts/backtest.sh [--seed N] [--per-shape N] [--threshold X] [--false-alarms]   (or --cost: the CPU cost only)
 #     labelled synthetic metric histories from a fixed seed, replayed hour by hour through the model;
 #     prints precision, recall and median lead time per kind (defaults: 20260105, 40, 0.8).
 #   scripts/backtest.sh nab [--data DIR] [--threshold X] [--per-file] [--alarms] [--only NAME] [--set name=value]
