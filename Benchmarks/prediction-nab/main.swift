@@ -12,8 +12,13 @@ var base = Predictor.Configuration()
 var perFile = false
 var alarms = false
 var trace: Double? = nil
+var check = false
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
+    if flag == "--check" {
+        check = true
+        continue
+    }
     if flag == "--per-file" || flag == "--alarms" {
         perFile = true
         alarms = alarms || flag == "--alarms"
@@ -49,7 +54,10 @@ while let flag = arguments.popFirst() {
         case "levelHours": base.anomaly.levelHours = parts[1].split(separator: ",").compactMap { Int($0) }
         default: fatalError("unknown setting \(parts[0])")
         }
-    default: fatalError("unknown option \(flag); use --data DIR --threshold X --only NAME --per-file")
+    default:
+        fatalError(
+            "unknown option \(flag); use --data DIR --threshold X --only NAME --per-file --alarms --trace X --set name=value --check"
+        )
     }
 }
 
@@ -98,4 +106,21 @@ if let trace {
             )
         }
     }
+}
+if check {
+    // The issue's goal (docs/prediction.md): a standard score above the best published detector on the
+    // same files, with fewer false alarms per 1,000 h than it. CI runs this on the shipped files.
+    let table = report.windowTable
+    let rows = detectors.filter { $0 != "null" }.compactMap { name in
+        report.publishedRow(name).map { (name: name, row: $0) }
+    }.filter { $0.row.files == report.files.count }
+    guard let best = rows.max(by: { $0.row.score < $1.row.score }) else {
+        print("check: no published detector scored every file")
+        exit(1)
+    }
+    let ok = report.normalised > best.row.score && table.falseAlarmsPer1000Hours < best.row.falseAlarms
+    print(
+        "check: \(ok ? "passed" : "FAILED"): score \(String(format: "%.1f", report.normalised)) against \(best.name)'s \(String(format: "%.1f", best.row.score)), false alarms \(String(format: "%.1f", table.falseAlarmsPer1000Hours)) against \(String(format: "%.1f", best.row.falseAlarms)) per 1,000 h"
+    )
+    exit(ok ? 0 : 1)
 }

@@ -64,9 +64,12 @@ struct PredictionNABTests {
         #expect(!matched.contains { $0.contains("ec2_request_latency") })
     }
 
-    @Test("the model on the NAB series holds its figures")
+    @Test("the model on the artificial NAB series holds its figures")
     func modelFigures() async throws {
-        let corpus = try NABCorpus.load(from: Self.folder)
+        // The artificial files only: the 13 files are about 80 s of CPU in a debug build, which starves
+        // the suite's timing-sensitive tests. The goal on all 13 (above the best published detector with
+        // fewer false alarms) is checked by the release harness in CI: scripts/backtest.sh nab --check.
+        let corpus = try NABCorpus.load(from: Self.folder, only: ["artificialWithAnomaly"])
         let report = try await offThePool {
             NABReport.run(corpus) { s in
                 NABReplay(predictor: Predictor(configuration: NABReport.configuration(for: s.name, base: .init())))
@@ -74,15 +77,10 @@ struct PredictionNABTests {
         }
         let table = report.windowTable
         let detail = report.perFile(detectors: [])
-        // Reached when written (robust-onset-v4): 21 of 25 windows, 48 false alarms (2.7 per 1,000 h),
-        // score 68.4 on the 13 files (v3: 13, 14 and 43.9).
-        #expect(table.caught >= 21, "\(detail)")
-        #expect(table.falseAlarms <= 50, "\(detail)")
-        #expect(report.normalised >= 67, "\(detail)")
-        // The goal: above the best published detector on the same files, with fewer false alarms.
-        let best = try #require(report.publishedRow("ARTime"))
-        #expect(report.normalised > best.score && table.falseAlarmsPer1000Hours < best.falseAlarms, "\(detail)")
-        let artificial = report.files.filter { $0.series.name.hasPrefix("artificial") }
-        #expect(artificial.allSatisfy { $0.score.windowsCaught == $0.series.windows.count }, "\(detail)")
+        // Reached when written (robust-onset-v4): 6 of 6 windows, 1 false alarm, score 91.6 (v3: 5, 1 and
+        // 76.2; ARTime 70.3).
+        #expect(table.caught == 6, "\(detail)")
+        #expect(table.falseAlarms <= 1, "\(detail)")
+        #expect(report.normalised >= 90, "\(detail)")
     }
 }
