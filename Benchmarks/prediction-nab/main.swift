@@ -50,6 +50,7 @@ while let flag = arguments.popFirst() {
         case "lookbackHours": base.lookbackHours = v
         case "patternLookbackHours": base.patternLookbackHours = v
         case "weeklyMinDays": base.anomaly.weeklyMinDays = v
+        case "weeklyCoverage": base.anomaly.weeklyCoverage = v
         case "levelShrink": base.anomaly.levelShrink = v
         case "levelHours": base.anomaly.levelHours = parts[1].split(separator: ",").compactMap { Int($0) }
         default: fatalError("unknown setting \(parts[0])")

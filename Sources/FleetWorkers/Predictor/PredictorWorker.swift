@@ -38,6 +38,8 @@ public final class PredictorWorker: Sendable {
         /// How far back CPU and network are read (PREDICTION_PATTERN_HOURS): the part older than
         /// `lookbackHours` only teaches their hour-of-week pattern. At most `lookbackHours` turns it off.
         public var patternHours = 336
+        /// Targets fetched and predicted together (memory: about 20,000 points each).
+        public var targetsPerFetch = 200
         public var highConfidence = 0.8
         /// Predictions below this are not published (PREDICTION_MIN_CONFIDENCE).
         public var minConfidence = 0.5
@@ -241,7 +243,8 @@ public final class PredictorWorker: Sendable {
 
     // MARK: Predict
 
-    /// Fetches the targets' metrics (one batched GetMetricData per region), predicts and publishes.
+    /// Fetches the targets' metrics (batched GetMetricData per region and chunk of targets), predicts and
+    /// publishes.
     /// `idPrefix`: each prediction's id is `<idPrefix>-<kind>-<target>` (the scheduled slot, or the request).
     /// `readingSlow`: the targets whose slow series are read (nil: all of them).
     public func predict(_ targets: [Target], now: Date, idPrefix: String, readingSlow: Set<String>? = nil) async
@@ -249,7 +252,16 @@ public final class PredictorWorker: Sendable {
     {
         var result = RunResult()
         let slow = readingSlow ?? Set(targets.map(\.name))
-        for (region, group) in Dictionary(grouping: targets, by: \.instance.region).sorted(by: { $0.key < $1.key }) {
+        // In chunks of `targetsPerFetch` per region: a target's two weeks of fast series and week of slow
+        // ones are about 20,000 points, so a whole region of 10,000 targets at once would hold gigabytes.
+        // GetMetricData is billed per metric, and requests hold at most 500 queries anyway.
+        let regions = Dictionary(grouping: targets, by: \.instance.region).sorted(by: { $0.key < $1.key })
+        let chunks = regions.flatMap { region, all in
+            stride(from: 0, to: all.count, by: max(options.targetsPerFetch, 1)).map {
+                (region, Array(all[$0..<min($0 + max(options.targetsPerFetch, 1), all.count)]))
+            }
+        }
+        for (region, group) in chunks {
             let histories: [String: MetricHistory]
             let incomplete: Set<String>
             do {

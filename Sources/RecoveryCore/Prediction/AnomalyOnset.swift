@@ -86,9 +86,12 @@ extension Predictor {
         public var fullReferenceHours = 72.0
         public var seasonalMinDays = 3.0
         public var seasonalGain = 0.6
-        /// The days of history an hour-of-week pattern needs (two weeks: two values per hour of the week);
-        /// 0 turns the weekly pattern off.
+        /// The days of history an hour-of-week pattern needs, and the share of reference hours that must
+        /// have the same hour of another week (in practice two weeks). Below `weeklyCoverage` the weekly
+        /// pattern is not used (the day's is); with less than 1, the hours a gap left alone are judged
+        /// against the day's pattern. `weeklyMinDays` 0 turns the weekly pattern off.
         public var weeklyMinDays = 10.0
+        public var weeklyCoverage = 1.0
         /// The excess at which the confidence is full (0 at the reference's bound).
         public var excessFull = 0.75
         public var rearmBelow = 0.8
@@ -129,9 +132,12 @@ extension Predictor {
         func transformed(_ hours: [Hour]) -> [Hour] {
             rules.logScale
                 ? hours.map {
+                    // The median of the transformed points: the mean of the transformed middle values
+                    // (for an even count, not the transform of their mean).
                     Hour(
-                        index: $0.index, lower: $0.lower, upper: $0.upper, median: f($0.median), high: f($0.high),
-                        low: f($0.low))
+                        index: $0.index, lower: $0.lower, upper: $0.upper,
+                        median: (f($0.lowerMiddle) + f($0.upperMiddle)) / 2, high: f($0.high), low: f($0.low),
+                        lowerMiddle: $0.lowerMiddle, upperMiddle: $0.upperMiddle)
                 }
                 : hours
         }
@@ -162,41 +168,45 @@ extension Predictor {
 
         // Own seasonality: judge residuals from each hour of day's (or hour of week's) median when that
         // explains the spread. A reference hour is judged against the same hour of the other days (or
-        // weeks) only, out of sample as a new hour is: its own value, or its own week's neighbours, would
-        // make the reference look tighter than the pattern will be for a new point.
+        // weeks) only, out of sample as a new hour is: with its own value in the median the reference
+        // would look tighter than the pattern will be for a new point.
         var profile: (period: Int, medians: [Double])? = nil
         var leftOut = [Double](repeating: 0, count: referenceHours.count)
         var bestScale = Double.infinity
         let rawHourScale = RobustStatistics.scaledMAD(referenceMedians)
         let rawRange = (referenceHours.map(\.high).max() ?? 0) - (referenceHours.map(\.low).min() ?? 0)
         let learnStart = older.first?.time ?? first.time
+        // The daily candidate's values stand in for the few reference hours with no other week (a gap).
+        var daily: [Double]? = nil
         for (period, days, least) in [(24, s.seasonalMinDays, 3), (168, s.weeklyMinDays, 1)]
         where period == 24 || s.weeklyMinDays > 0 {
             guard cut.timeIntervalSince(learnStart) >= days * 86_400 else { continue }
             func bucket(_ hour: Int) -> Int { (hour % period + period) % period }
-            // Left out with a reference hour: itself (daily), or its whole week (weekly).
-            func group(_ hour: Int) -> Int { period == 24 ? hour : hour / period }
-            var members = [[(group: Int, value: Double)]](repeating: [], count: period)
+            var members = [[(hour: Int, value: Double)]](repeating: [], count: period)
             let perBucket = (olderHours.count + referenceHours.count) / period + 2
             for b in members.indices { members[b].reserveCapacity(perBucket) }
-            for h in olderHours { members[bucket(h.index)].append((group(h.index), h.median)) }
-            for h in referenceHours { members[bucket(h.index)].append((group(h.index), h.median)) }
+            for h in olderHours { members[bucket(h.index)].append((h.index, h.median)) }
+            for h in referenceHours { members[bucket(h.index)].append((h.index, h.median)) }
             guard members.allSatisfy({ $0.count >= least }) else { continue }
             var candidate = leftOut
-            var usable = true
+            var missing = 0
             var others: [Double] = []
             others.reserveCapacity(perBucket)
             for (k, h) in referenceHours.enumerated() {
-                let own = group(h.index)
                 others.removeAll(keepingCapacity: true)
-                for m in members[bucket(h.index)] where m.group != own { others.append(m.value) }
-                guard !others.isEmpty else {
-                    usable = false
-                    break
+                for m in members[bucket(h.index)] where m.hour != h.index { others.append(m.value) }
+                if others.isEmpty {
+                    missing += 1
+                    candidate[k] = daily?[k] ?? .nan
+                } else {
+                    candidate[k] = RobustStatistics.medianInPlace(&others)
                 }
-                candidate[k] = RobustStatistics.medianInPlace(&others)
             }
-            guard usable else { continue }
+            // Every hour judged, and a week's pattern only when nearly every hour has another week.
+            guard !candidate.contains(where: \.isNaN),
+                Double(missing) <= (1 - s.weeklyCoverage) * Double(referenceHours.count)
+            else { continue }
+            if period == 24 { daily = candidate }
             // Seasonal when the pattern explains the bulk (scaled MAD) or the extremes (range): a nightly
             // batch hour is 1/24 of the hours, so it widens the range but not the MAD.
             let residualScale = RobustStatistics.scaledMAD(zip(referenceMedians, candidate).map(-))
@@ -424,6 +434,9 @@ extension Predictor {
         var median: Double
         var high: Double
         var low: Double
+        /// The two middle points (the same for an odd count), as fetched.
+        var lowerMiddle: Double
+        var upperMiddle: Double
     }
 
     /// `points` (oldest first) cut into calendar hours; indices are into `points`.
@@ -446,10 +459,11 @@ extension Predictor {
                 low = min(low, v)
                 j += 1
             }
+            let (lowerMiddle, upperMiddle) = RobustStatistics.middlesInPlace(&scratch)
             out.append(
                 Hour(
-                    index: index, lower: i, upper: j, median: RobustStatistics.medianInPlace(&scratch), high: high,
-                    low: low))
+                    index: index, lower: i, upper: j, median: (lowerMiddle + upperMiddle) / 2, high: high, low: low,
+                    lowerMiddle: lowerMiddle, upperMiddle: upperMiddle))
             i = j
         }
         return out

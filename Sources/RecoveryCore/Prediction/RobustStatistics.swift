@@ -17,11 +17,17 @@ public enum RobustStatistics {
 
     /// The median of `values`, reordering them (no copy); 0 for none.
     static func medianInPlace(_ values: inout [Double]) -> Double {
-        guard !values.isEmpty else { return 0 }
+        let (lower, upper) = middlesInPlace(&values)
+        return (lower + upper) / 2
+    }
+
+    /// The two middle values of `values` (the same one for an odd count), reordering them; 0 for none.
+    static func middlesInPlace(_ values: inout [Double]) -> (lower: Double, upper: Double) {
+        guard !values.isEmpty else { return (0, 0) }
         let mid = values.count / 2
         let upper = select(&values, mid)
-        guard values.count % 2 == 0 else { return upper }
-        return (values[..<mid].max()! + upper) / 2
+        guard values.count % 2 == 0 else { return (upper, upper) }
+        return (values[..<mid].max()!, upper)
     }
 
     /// The `k`-th smallest value (0-based); `a` is partly reordered so that `a[..<k]` are ≤ it.
