@@ -159,6 +159,26 @@ struct PredictorCadenceTests {
         }
     }
 
+    @Test("at most targetsPerFetch targets are fetched and predicted together; every target is still predicted")
+    func chunkedFetches() async throws {
+        let run = Run()
+        var options = PredictorWorker.Options(workerId: "predictor-a")
+        options.targetsPerFetch = 2
+        let names = ["a", "b", "c", "d", "e"]
+        let worker = PredictorWorker(
+            options: options, discover: { names.map(Self.target) }, cloudWatch: run.metrics, claims: run.store,
+            publisher: run.publisher, topology: Self.topology, logger: Logger(label: "predictor"),
+            clock: run.clock.now)
+        let result = await worker.predict(names.map(Self.target), now: run.clock.now(), idPrefix: "chunks")
+        #expect(Set(result.evaluated) == Set(names) && result.failedTargets.isEmpty)
+        // Three chunks (2, 2, 1 targets), each one call for the fast series and one for the slow.
+        #expect(run.metrics.requests.count == 6, "\(run.metrics.requests)")
+        for ids in run.metrics.requests {
+            let targets = Set(ids.map { $0.split(separator: "_")[0] })
+            #expect(targets.count <= 2, "\(ids)")
+        }
+    }
+
     @Test("without a readable record of the last slow read, every slot reads the slow series (fail-safe)")
     func unreadableRecordReadsTrends() async throws {
         let run = Run()
