@@ -67,7 +67,12 @@ final class WebhookReceiver: Sendable {
     func stop() {
         if process.isRunning {
             process.terminate()
-            process.waitUntilExit()
+            // Not `waitUntilExit()`: on Linux it spins on a run loop, and forever when Foundation misses
+            // the child's exit (seen once in CI: a whole run stuck at 2 cores in a tear-down). A bounded
+            // wait, then SIGKILL; the server also exits when its stdin closes below.
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
         try? stdin.fileHandleForWriting.close()
     }

@@ -140,4 +140,20 @@ struct PredictionOnsetTests {
             MetricHistory([.cpu: cpu(4)[.cpu].filter { $0.time < now }]), now: now)
         #expect((withoutRate.first?.confidence ?? 0) < 0.5, "no point is higher than the week's")
     }
+
+    @Test("a collapse in a host's busy hours counts even while its bytes stay above the week's median")
+    func busyHourCollapse() {
+        var rng = SplitMix64(seed: 17)
+        // 100 MB per 5 minutes from 12:00 to 18:00, 2 MB otherwise (the week's median); at 12:00 on day 7
+        // the busy hour carries 8 MB: 4 times the median, 8 % of what that hour always carries.
+        let network = Self.series(hours: 182) { i in
+            let hour = i / 12
+            let busy = (12..<18).contains(hour % 24)
+            let usual = busy ? 100e6 : 2e6
+            return (hour == 180 ? 8e6 : usual) * exp(0.1 * rng.normal())
+        }
+        let history = MetricHistory([.networkIn: network])
+        #expect(confidence(.networkAnomaly, history, hour: 181) >= 0.8)
+        #expect(confidence(.networkAnomaly, history, hour: 180) < 0.5, "the hours before were as usual")
+    }
 }

@@ -303,23 +303,31 @@ extension Predictor {
         }
 
         // The recent hours, oldest first: their point ranges and medians.
-        var recent: [(range: Range<Int>, median: Double, raw: Double)?] = []
+        // `pattern`: the hour's mean pattern value (log-scale series: what its bytes are expected to be).
+        var recent: [(range: Range<Int>, median: Double, raw: Double, pattern: Double)?] = []
         for k in stride(from: s.recentHours - 1, through: 0, by: -1) {
             let from = now.addingTimeInterval(-Double(k + 1) * 3600)
             let to = now.addingTimeInterval(-Double(k) * 3600)
             let lower = points[split...].firstIndex { $0.time >= from } ?? points.count
             let upper = points[lower...].firstIndex { $0.time >= to } ?? points.count
+            let pattern =
+                profile.map { p in
+                    points[lower..<upper].reduce(0) { $0 + p.medians[Self.bucket($1.time, p.period)] }
+                        / Double(max(upper - lower, 1))
+                } ?? 0
             recent.append(
                 lower < upper
                     ? (
                         lower..<upper, RobustStatistics.median(points[lower..<upper].map(judged)) ?? 0,
-                        rules.logScale ? RobustStatistics.median(raw[lower..<upper].map(\.value)) ?? 0 : 0
+                        rules.logScale ? RobustStatistics.median(raw[lower..<upper].map(\.value)) ?? 0 : 0, pattern
                     ) : nil)
         }
         let ladder = hourly + recent.compactMap { $0?.median }
         let rawLadder = rawHourly + recent.compactMap { $0?.raw }
+        // Each hour's pattern value: a reference hour's as it was judged (left out), a recent hour's mean.
+        let patternLadder = leftOut + recent.compactMap { $0?.pattern }
 
-        func score(_ range: Range<Int>, at position: Int) -> AnomalyFinding? {
+        func score(_ range: Range<Int>, at position: Int, pattern: Double) -> AnomalyFinding? {
             let hour = points[range]
             let values = hour.map(judged)
             let rawValues = raw[range].map(\.value)
@@ -330,12 +338,14 @@ extension Predictor {
             /// The confidence and excess of a departure to `x`; nil when it does not count.
             func judge(
                 _ rising: Bool, _ x: Double, _ centre: Double, _ bound: Double, _ least: Double, _ rawX: Double,
-                _ departing: Double
+                _ departing: Double, expected: Double
             ) -> (confidence: Double, excess: Double)? {
                 guard abs(x - centre) >= departing else { return nil }
-                // The absolute floor, on the raw values (seasonal residuals judged as they are).
+                // The absolute floor, on the raw values (seasonal residuals judged as they are). Log-scale
+                // series: against what the hour's bytes are expected to be (the centre at the hour's
+                // pattern), so a collapse in a busy hour counts even while above the week's median.
                 let departure =
-                    rules.logScale ? (rising ? rawX - rawMedian : rawMedian - rawX) : (rising ? x - centre : centre - x)
+                    rules.logScale ? (rising ? rawX - expected : expected - rawX) : (rising ? x - centre : centre - x)
                 guard departure >= max(floor, tiny), rising ? x > centre : x < centre else { return nil }
                 let spread = max(abs(bound - centre), least, rules.logScale ? 0.01 : max(floor * 0.5, tiny))
                 let excess = (rising ? x - bound : bound - x) / spread
@@ -343,9 +353,12 @@ extension Predictor {
             }
             func consider(
                 _ on: Bool, _ shape: AnomalyFinding.Shape, hours: Int, _ rising: Bool, _ x: Double, _ centre: Double,
-                _ bound: Double, spread least: Double, _ rawX: Double, departing: Double = 0, continuing: Bool = false
+                _ bound: Double, spread least: Double, _ rawX: Double, departing: Double = 0, continuing: Bool = false,
+                expected: Double
             ) {
-                guard on, let (judged, excess) = judge(rising, x, centre, bound, least, rawX, departing) else { return }
+                guard on,
+                    let (judged, excess) = judge(rising, x, centre, bound, least, rawX, departing, expected: expected)
+                else { return }
                 let confidence = continuing ? min(judged, s.ongoingCap) : judged
                 guard confidence > (best?.confidence ?? 0) else { return }
                 let shown = rules.logScale ? rawX : x
@@ -355,14 +368,18 @@ extension Predictor {
                     bound: rules.logScale ? rawMedian * exp(bound - centre) : bound, excess: excess,
                     seasonal: profile != nil, weekly: profile?.period == 168, onset: !continuing, hours: hours)
             }
-            consider(rules.spikeUp, .spike, hours: 0, true, top, median, high, spread: spikeSpread, rawTop)
-            consider(rules.spikeDown, .spike, hours: 0, false, bottom, median, low, spread: spikeSpread, rawBottom)
+            let expected = inverse(median + pattern)
+            consider(
+                rules.spikeUp, .spike, hours: 0, true, top, median, high, spread: spikeSpread, rawTop,
+                expected: expected)
+            consider(
+                rules.spikeDown, .spike, hours: 0, false, bottom, median, low, spread: spikeSpread, rawBottom,
+                expected: expected)
             // The rate: only when the fence itself is a departure the rules count.
             let count = Double(values.count { $0 > fence })
-            // (For log-scale series the fence's ratio to the median, applied to the raw median plus the
-            // offset the logarithm was taken with.)
+            // (Log-scale series: in bytes, at the hour's pattern.)
             let fenceDeparture =
-                rules.logScale ? (rawMedian + max(floor, 1)) * (exp(fence - median) - 1) : fence - median
+                rules.logScale ? inverse(fence + pattern) - inverse(median + pattern) : fence - median
             if rules.spikeUp, count >= s.rateMinimum, count > countHigh, fenceDeparture >= max(floor, tiny) {
                 let excess = (count - countHigh) / max(countHigh - countMedian, 1)
                 let confidence = history * RobustStatistics.ramp(excess, from: 0, to: s.excessFull)
@@ -380,6 +397,12 @@ extension Predictor {
                 let x = mean(ladder, endingAt: position)
                 // Log-scale series: the floor and the message are on the same hours' raw medians.
                 let rawX = rules.logScale ? mean(rawLadder, endingAt: position) : x
+                /// What the run's bytes are expected to be (log-scale series): the centre at each hour's pattern.
+                func expected(endingAt end: Int) -> Double {
+                    guard rules.logScale else { return 0 }
+                    return patternLadder[(end + 1 - scale.hours)...end].reduce(0) { $0 + inverse(scale.median + $1) }
+                        / Double(scale.hours)
+                }
                 let upSpread = max(scale.spread, scale.upFloor)
                 let downSpread = max(scale.spread, scale.downFloor)
                 // A run as long as a day already departed within the last day is not new (the six recent
@@ -390,18 +413,21 @@ extension Predictor {
                 {
                     let earlierX = mean(ladder, endingAt: end)
                     let earlierRaw = rules.logScale ? mean(rawLadder, endingAt: end) : earlierX
-                    let up = judge(true, earlierX, scale.median, scale.high, upSpread, earlierRaw, scale.least)
-                    let down = judge(false, earlierX, scale.median, scale.low, downSpread, earlierRaw, scale.least)
+                    let was = expected(endingAt: end)
+                    let up = judge(
+                        true, earlierX, scale.median, scale.high, upSpread, earlierRaw, scale.least, expected: was)
+                    let down = judge(
+                        false, earlierX, scale.median, scale.low, downSpread, earlierRaw, scale.least, expected: was)
                     upBefore = upBefore || (up?.confidence ?? 0) >= s.rearmBelow
                     downBefore = downBefore || (down?.confidence ?? 0) >= s.rearmBelow
                 }
+                let expectedHere = expected(endingAt: position)
                 consider(
                     rules.levelUp, .level, hours: scale.hours, true, x, scale.median, scale.high, spread: upSpread,
-                    rawX,
-                    departing: scale.least, continuing: upBefore)
+                    rawX, departing: scale.least, continuing: upBefore, expected: expectedHere)
                 consider(
                     rules.levelDown, .level, hours: scale.hours, false, x, scale.median, scale.low, spread: downSpread,
-                    rawX, departing: scale.least, continuing: downBefore)
+                    rawX, departing: scale.least, continuing: downBefore, expected: expectedHere)
             }
             return best
         }
@@ -415,7 +441,7 @@ extension Predictor {
                 continue
             }
             position += 1
-            let finding = score(hour.range, at: position)
+            let finding = score(hour.range, at: position, pattern: hour.pattern)
             if k == recent.count - 1 { newest = finding } else { earlier = max(earlier, finding?.confidence ?? 0) }
         }
         guard var finding = newest else { return .finding(nil) }

@@ -83,7 +83,7 @@ final class PythonServer: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(2)
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        // No `waitUntilExit()` after it: on Linux that spins forever when Foundation misses the exit.
     }
 
     deinit { stop() }

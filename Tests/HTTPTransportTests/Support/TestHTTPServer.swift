@@ -52,7 +52,10 @@ final class TestHTTPServer {
     func stop() {
         if process.isRunning {
             process.terminate()
-            process.waitUntilExit()
+            // Not `waitUntilExit()`: on Linux it spins forever when Foundation misses the child's exit.
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
         try? stdin.fileHandleForWriting.close()
     }
