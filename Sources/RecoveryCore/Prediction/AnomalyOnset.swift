@@ -1,81 +1,20 @@
 import Foundation
 
 /// The onset detector behind `cpu_anomaly` and `network_anomaly` (docs/prediction.md, "CPU and network
-/// anomalies: onsets"). Pure; works at the series' own resolution (5-minute CloudWatch points, or hourly).
+/// anomalies"). Pure; works at the series' own resolution (5-minute CloudWatch points, or coarser).
 ///
-/// 1. **Reference and recent.** The reference is the lookback up to `recentHours` before now; the recent
-///    part is cut into hours, the newest last. The reference must span `minReferenceHours`, or the
-///    metric is reported as not judged yet (cold start).
-/// 2. **Own seasonality.** When the reference spans `seasonalMinDays` days, each hour of day gets its
-///    median; if the residuals (value − its hour's median) spread less than `seasonalGain` × the raw
-///    values do (scaled MAD), the target is seasonal and every value is judged as its residual.
-/// 3. **Departures beyond anything in the reference.** For each recent hour: a *spike* is its highest
-///    (lowest) point beyond the reference's highest (lowest) point; a *level* is its median beyond the
-///    highest (lowest) hourly median of the reference. The excess is measured in the reference's own
-///    spread on that side (max − median), so it has no unit: `e = (x − max) / (max − median)`.
-/// 4. **Absolute floor.** A departure smaller than the metric's floor (its units, per second of the
-///    series' step for byte counts) is not an anomaly, whatever its ratio.
-/// 5. **Graded confidence** `ramp(e; 0, excessFull)` for the strongest departure the metric's rules
-///    allow (`AnomalyRules`: which directions and shapes count).
-/// 6. **Onset, re-arming.** The newest hour alarms only when none of the other recent hours reached
-///    `rearmBelow`: a lasting change alarms once, in its first hour; then its hours become part of the
-///    reference and stop being departures. A continuing departure keeps at most `ongoingCap`.
-public struct AnomalyRules: Sendable, Equatable {
-    public var spikeUp: Bool
-    public var spikeDown: Bool
-    public var levelUp: Bool
-    public var levelDown: Bool
-    /// Smallest departure from the reference median that counts, in the metric's units.
-    public var floor: Double
-    /// Added to `floor` per second of the series' step (byte counts: a 5-minute sum carries 300 s).
-    public var floorPerSecond: Double
-    /// Judge `log(value + floor)` (byte counts: their noise and surges are multiplicative); the floor
-    /// still applies to the raw departure.
-    public var logScale: Bool
-
-    public init(
-        spikeUp: Bool = true, spikeDown: Bool = true, levelUp: Bool = true, levelDown: Bool = true,
-        floor: Double = 0, floorPerSecond: Double = 0, logScale: Bool = false
-    ) {
-        self.logScale = logScale
-        self.spikeUp = spikeUp
-        self.spikeDown = spikeDown
-        self.levelUp = levelUp
-        self.levelDown = levelDown
-        self.floor = floor
-        self.floorPerSecond = floorPerSecond
-    }
-
-    /// CPU: rises, as a burst or a new level, of at least 10 points; a lasting fall (a service that
-    /// stopped working) too, but not one quiet 5-minute point.
-    public static let cpu = AnomalyRules(spikeDown: false, floor: 10)
-    /// Network (bytes per period): surges, and lasting collapses; at least 1 MB per hour of step.
-    public static let network = AnomalyRules(spikeDown: false, floorPerSecond: 1_000_000 / 3600, logScale: true)
-    /// A series whose unit is not the fleet's (the harness's other NAB series): every shape, no floor.
-    public static let unitFree = AnomalyRules()
-}
-
-/// What the onset detector found on one series at one time.
-public struct AnomalyFinding: Sendable, Equatable {
-    public enum Shape: String, Sendable { case spike, level, rate }
-    public var confidence: Double
-    public var shape: Shape
-    public var rising: Bool
-    /// The value judged (a point, or an hour's median), and the reference's median and bound it passed.
-    public var value: Double
-    public var referenceMedian: Double
-    public var bound: Double
-    /// `(x − bound) / (bound − median)`: how far beyond the reference, in the reference's own spread.
-    public var excess: Double
-    public var seasonal: Bool
-    /// The pattern is the hour of the week's (else the hour of the day's).
-    public var weekly: Bool
-    /// False when an earlier recent hour already departed (the change is not new).
-    public var onset: Bool
-    /// A level's length: the mean of this many hourly medians (0 for a spike, a single point).
-    public var hours: Int
-}
-
+/// 1. **Reference and recent.** The reference is the lookback up to `recentHours` before now, read
+///    through its calendar hours (median, highest, lowest); the recent part is cut into hours, the newest
+///    last. Points older than the lookback only teach the pattern. Too short a reference is a cold start.
+/// 2. **Own seasonality.** An hour-of-day or hour-of-week pattern (each reference hour left out of its
+///    own median) is used when it explains the spread; then every value is judged as its residual.
+/// 3. **Departures beyond anything in the reference:** spikes, levels over 1 and 24 hours, and the rate
+///    of points past a fence, each in the reference's own spread on that side, with floors on that
+///    spread (Gaussian record, the hourly spread for long runs) and an absolute floor in the metric's
+///    units.
+/// 4. **Graded confidence** `ramp(e; 0, excessFull)` for the strongest departure the rules allow.
+/// 5. **Onset, re-arming.** The newest hour alarms only when none of the other recent hours (for a
+///    day-long level, none of the last day's runs) reached `rearmBelow`.
 extension Predictor {
     /// The detector's parameters (docs/prediction.md).
     public struct AnomalySettings: Sendable, Equatable {
@@ -451,74 +390,4 @@ extension Predictor {
         }
         return .finding(finding)
     }
-
-    /// One hour of points: where they are, their median, highest and lowest.
-    struct Hour {
-        var index: Int
-        var lower: Int
-        var upper: Int
-        var median: Double
-        var high: Double
-        var low: Double
-        /// The two middle points (the same for an odd count), as fetched.
-        var lowerMiddle: Double
-        var upperMiddle: Double
-    }
-
-    /// `points` (oldest first) cut into calendar hours; indices are into `points`.
-    static func hours(_ points: ArraySlice<MetricPoint>) -> [Hour] {
-        var out: [Hour] = []
-        var scratch: [Double] = []
-        var i = points.startIndex
-        while i < points.endIndex {
-            let index = hourIndex(points[i].time)
-            var j = i
-            scratch.removeAll(keepingCapacity: true)
-            var high = -Double.infinity
-            var low = Double.infinity
-            // The hour ends at the next whole hour (points are oldest first).
-            let end = Date(timeIntervalSince1970: Double(index + 1) * 3600)
-            while j < points.endIndex, points[j].time < end {
-                let v = points[j].value
-                scratch.append(v)
-                high = max(high, v)
-                low = min(low, v)
-                j += 1
-            }
-            let (lowerMiddle, upperMiddle) = RobustStatistics.middlesInPlace(&scratch)
-            out.append(
-                Hour(
-                    index: index, lower: i, upper: j, median: (lowerMiddle + upperMiddle) / 2, high: high, low: low,
-                    lowerMiddle: lowerMiddle, upperMiddle: upperMiddle))
-            i = j
-        }
-        return out
-    }
-
-    /// The hour of day (period 24) or hour of week (period 168) a time falls in.
-    static func bucket(_ date: Date, _ period: Int) -> Int { (hourIndex(date) % period + period) % period }
-
-    /// The hour a time falls in, counted from the epoch.
-    static func hourIndex(_ date: Date) -> Int { Int((date.timeIntervalSince1970 / 3600).rounded(.down)) }
-
-    /// The mean of every run of `length` consecutive values.
-    static func runningMeans(_ values: [Double], _ length: Int) -> [Double] {
-        guard length > 1 else { return values }
-        guard values.count >= length else { return [] }
-        var sum = values[..<length].reduce(0, +)
-        var out = [sum / Double(length)]
-        for i in length..<values.count {
-            sum += values[i] - values[i - length]
-            out.append(sum / Double(length))
-        }
-        return out
-    }
-
-    /// The median spacing of the newest 25 points, in seconds (3600 when it cannot be told).
-    static func typicalStep(_ points: ArraySlice<MetricPoint>) -> Double {
-        let newest = points.suffix(25)
-        let steps = zip(newest.dropFirst(), newest).map { $0.time.timeIntervalSince($1.time) }.filter { $0 > 0 }
-        return RobustStatistics.median(steps) ?? 3600
-    }
-
 }
