@@ -32,11 +32,15 @@ struct PredictorCadenceTests {
         var hours: [Double] { ranges.withLock { $0 } }
         /// CloudWatch answers the quiet target's disk series with this status instead of `Complete`.
         let quietDiskStatus = Mutex("Complete")
+        /// Requests over less than two weeks (the slow series) fail while set.
+        let failSlow = Mutex(false)
+        struct Throttled: Error {}
         var requests: [[String]] { asked.withLock { $0 } }
 
         func metricData(_ queries: [MetricDataQuery], start: Date, end: Date, region: String) async throws
             -> MetricDataResults
         {
+            if failSlow.withLock({ $0 }) && end.timeIntervalSince(start) < 336 * 3600 { throw Throttled() }
             asked.withLock { $0.append(queries.map(\.id)) }
             ranges.withLock { $0.append(end.timeIntervalSince(start) / 3600) }
             return MetricDataResults(
@@ -177,6 +181,17 @@ struct PredictorCadenceTests {
             let targets = Set(ids.map { $0.split(separator: "_")[0] })
             #expect(targets.count <= 2, "\(ids)")
         }
+    }
+
+    @Test("a failed call for the slow series loses no prediction of the fast ones, and they are read next slot")
+    func failedSlowCall() async throws {
+        let run = Run()
+        run.metrics.failSlow.withLock { $0 = true }
+        let first = await run.slots(1, targets: ["quiet"])
+        #expect(first[0]["quiet"] == Self.fastSeries, "the fast series were answered: \(first)")
+        run.metrics.failSlow.withLock { $0 = false }
+        let next = await run.slots(1, targets: ["quiet"])
+        #expect(next[0]["quiet"] == Self.allSeries, "the slow read did not count: read again next slot")
     }
 
     @Test("without a readable record of the last slow read, every slot reads the slow series (fail-safe)")

@@ -325,14 +325,24 @@ public final class PredictorWorker: Sendable {
             }
         }
         var answers: [MetricDataResult] = []
+        var incomplete: Set<String> = []
         for (hours, batch) in queries.sorted(by: { $0.key > $1.key }) {
             let start = end.addingTimeInterval(-Double(hours) * 3600)
-            let results = try await cloudWatch.metricData(batch, start: start, end: end, region: region)
-            FleetMetrics.getMetricDataRequests.increment(by: results.requestCount)
-            answers += results.results
+            do {
+                let results = try await cloudWatch.metricData(batch, start: start, end: end, region: region)
+                FleetMetrics.getMetricDataRequests.increment(by: results.requestCount)
+                answers += results.results
+            } catch  where hours < fastHours {
+                // Only the slow series' call failed: the fast ones are judged now, and the slow ones are
+                // not a read (incomplete), so the next slot reads them again.
+                FleetMetrics.errors(worker: "predictor", kind: "fetch").increment()
+                logger.warning(
+                    "GetMetricData failed for the slow series; they are read again next slot",
+                    metadata: ["region": "\(region)", "queries": "\(batch.count)", "error": "\(error)"])
+                for query in batch { if let (name, _) = owner[query.id] { incomplete.insert(name) } }
+            }
         }
         var histories: [String: MetricHistory] = [:]
-        var incomplete: Set<String> = []
         for result in answers {
             guard let (name, metric) = owner[result.id] else { continue }
             if result.statusCode != "Complete" {
