@@ -265,6 +265,11 @@ extension Predictor {
         let rawLadder = rawHourly + recent.compactMap { $0?.raw }
         // Each hour's pattern value: a reference hour's as it was judged (left out), a recent hour's mean.
         let patternLadder = leftOut + recent.compactMap { $0?.pattern }
+        // Log-scale series: what each hour's bytes are expected to be at each level length's centre,
+        // taken back through the transform once (the runs below average them).
+        let expectedLadders = scales.map { scale in
+            rules.logScale ? patternLadder.map { inverse(scale.median + $0) } : []
+        }
 
         func score(_ range: Range<Int>, at position: Int, pattern: Double) -> AnomalyFinding? {
             let hour = points[range]
@@ -329,7 +334,7 @@ extension Predictor {
                         onset: true, hours: 1)
                 }
             }
-            for scale in scales where position + 1 >= scale.hours {
+            for (scaleIndex, scale) in scales.enumerated() where position + 1 >= scale.hours {
                 func mean(_ values: [Double], endingAt end: Int) -> Double {
                     values[(end + 1 - scale.hours)...end].reduce(0, +) / Double(scale.hours)
                 }
@@ -338,9 +343,7 @@ extension Predictor {
                 let rawX = rules.logScale ? mean(rawLadder, endingAt: position) : x
                 /// What the run's bytes are expected to be (log-scale series): the centre at each hour's pattern.
                 func expected(endingAt end: Int) -> Double {
-                    guard rules.logScale else { return 0 }
-                    return patternLadder[(end + 1 - scale.hours)...end].reduce(0) { $0 + inverse(scale.median + $1) }
-                        / Double(scale.hours)
+                    rules.logScale ? mean(expectedLadders[scaleIndex], endingAt: end) : 0
                 }
                 let upSpread = max(scale.spread, scale.upFloor)
                 let downSpread = max(scale.spread, scale.downFloor)

@@ -8,11 +8,7 @@ public enum RobustStatistics {
     public static func median(_ values: [Double]) -> Double? {
         guard !values.isEmpty else { return nil }
         var a = values
-        let mid = a.count / 2
-        let upper = select(&a, mid)
-        guard a.count % 2 == 0 else { return upper }
-        // The lower middle is the largest of the part selection left below `mid`.
-        return (a[..<mid].max()! + upper) / 2
+        return medianInPlace(&a)
     }
 
     /// The median of `values`, reordering them (no copy); 0 for none.
@@ -27,6 +23,7 @@ public enum RobustStatistics {
         let mid = values.count / 2
         let upper = select(&values, mid)
         guard values.count % 2 == 0 else { return (upper, upper) }
+        // The lower middle is the largest of the part selection left below `mid`.
         return (values[..<mid].max()!, upper)
     }
 
