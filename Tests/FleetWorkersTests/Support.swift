@@ -56,26 +56,42 @@ struct World {
     }
 
     /// A decision worker on this world's Redis keyspace and topology. With `discover`, its targets are the
-    /// instances tagged with this world's fleet tag, merged with `config`, read once before it returns.
+    /// instances tagged with this world's fleet tag, merged with `config`, read once before it returns;
+    /// `targets`: these instead (from `discover(config:)`), every time it refreshes its catalog.
     func decision(
         _ workerId: String, redis: RedisClient, publisher: AMQPPublisher, config: TargetConfigFile = .empty,
         operators: Set<String> = [], tick: Duration? = nil, discover: Bool = true,
-        fleetMaintenance: [MaintenanceWindow] = [], logger: Logger = Logger(label: "decision")
+        fleetMaintenance: [MaintenanceWindow] = [], targets: [Target]? = nil,
+        logger: Logger = Logger(label: "decision")
     ) async throws -> DecisionWorker {
         var options = DecisionWorker.Options(workerId: workerId)
         options.operators = operators
         options.fleetMaintenance = fleetMaintenance
         if let tick { options.tick = tick }
-        let catalog = TargetCatalog(
-            ec2: ec2, drRegion: nil, config: config, fleet: prefix, logger: Logger(label: "catalog"))
+        let catalog = catalog(config: config)
         var discovery: (@Sendable () async throws -> [Target])?
-        if discover { discovery = { try await catalog.discover() } }
+        if let targets {
+            discovery = { targets }
+        } else if discover {
+            discovery = { try await catalog.discover() }
+        }
         let decision = DecisionWorker(
             options: options, states: RedisStateStore(client: redis, keyspace: keyspace),
             schedule: RedisSchedule(client: redis, keyspace: keyspace, name: "decision"), publisher: publisher,
             topology: topology, catalog: discovery, defaultRegion: "us-east-1", logger: logger)
-        if discover { try await decision.refreshCatalog() }
+        if discover || targets != nil { try await decision.refreshCatalog() }
         return decision
+    }
+
+    /// This world's targets as the decision worker discovers them (`decision(targets:)`): a test whose
+    /// timing starts with the worker discovers first, since a DescribeInstances on a loaded moto can take
+    /// seconds.
+    func discover(config: TargetConfigFile = .empty) async throws -> [Target] {
+        try await catalog(config: config).discover()
+    }
+
+    private func catalog(config: TargetConfigFile) -> TargetCatalog {
+        TargetCatalog(ec2: ec2, drRegion: nil, config: config, fleet: prefix, logger: Logger(label: "catalog"))
     }
 
     /// A decision worker consuming the observations queue in-process, with its ticker.
