@@ -156,6 +156,26 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
         schedule: RedisSchedule(client: redis, keyspace: services.keyspace, name: "decision"), publisher: publisher,
         topology: services.topology, catalog: { synthetic }, defaultRegion: "us-east-1", logger: Logger(label: "bench"))
     try! await decision.refreshCatalog()
+    // Steady state: a target probed for a few hours remembers its last `eventMemory` event ids, so the
+    // document the worker loads and stores with every event is at its full size (`--history 0`: new targets).
+    let history = options.int("history", default: EscalationMachine.eventMemory)
+    if history > 0 {
+        let states = RedisStateStore(client: redis, keyspace: services.keyspace)
+        for target in synthetic {
+            var machine = TargetMachine(
+                ladder: EscalationMachine(identity: target.identity, instance: target.instance, settings: settings))
+            for i in 0..<history {
+                _ = machine.handle(
+                    .ladder(
+                        .probe(id: UUID().uuidString.lowercased(), ProbeResult(prober: "p\(i % 3)", healthy: true))),
+                    TargetMachine.Context(now: Date(), brakeEngaged: false, uniqueId: "seed"))
+            }
+            _ = try! await states.compareAndSet(
+                DecisionWorker.stateKey(target.name), expectedVersion: 0,
+                data: String(decoding: try! StateCodec.encode(machine), as: UTF8.self))
+        }
+        print("decision worker: each target's state seeded with \(history) remembered event ids (steady state)")
+    }
     let concurrency = options.int("concurrency", default: 16)
     let start = ContinuousClock.now
     await withTaskGroup(of: Void.self) { group in

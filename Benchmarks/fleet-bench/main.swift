@@ -5,13 +5,14 @@
 //   swift run -c release fleet-bench decision [--events N] [--targets N]               (AMQP_URL, REDIS_URL)
 //   swift run -c release fleet-bench pipeline [--targets N]                            (AMQP_URL, REDIS_URL)
 //   swift run -c release fleet-bench bill [--targets N] [--trouble N] [--hours N]       (no servers; PREDICTION_* honoured)
+//   swift run -c release fleet-bench codec [--rounds N]                                  (no servers)
 //   fleet-bench scale --prefix P --fail-flag F --access-log L [--pids name=pid,…]    (run by scripts/bench-scale.sh)
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else {
     FileHandle.standardError.write(
-        Data("usage: fleet-bench amqp|http|probe|decision|pipeline|scale|bill [options]\n".utf8))
+        Data("usage: fleet-bench amqp|http|probe|decision|pipeline|scale|bill|codec [options]\n".utf8))
     exit(2)
 }
 let options = BenchOptions(Array(arguments.dropFirst()))
@@ -23,6 +24,7 @@ case "decision": await runDecisionBenchmark(options)
 case "pipeline": await runPipelineBenchmark(options)
 case "scale": await runScaleBenchmark(options)
 case "bill": await runBillBenchmark(options)
+case "codec": runCodecBenchmark(options)
 default:
     FileHandle.standardError.write(Data("unknown benchmark \(command)\n".utf8))
     exit(2)

@@ -28,7 +28,7 @@ struct EscalationCodingTests {
         #expect(try StateCodec.encode(restarted.machine) == bytes)
 
         let text = String(decoding: bytes, as: UTF8.self)
-        #expect(text.contains("\"schemaVersion\":1"))
+        #expect(text.contains("\"schemaVersion\":\(EscalationMachine.currentSchemaVersion)"))
         #expect(text.contains("\"2026-11-18T11:18:20.000Z\""))  // the declared-at + grace request time
 
         // The same events give the same actions: reprovision deadline, then fail-over after the hold.
@@ -44,16 +44,51 @@ struct EscalationCodingTests {
     @Test func newerStoredStateIsRefusedNotOverwritten() throws {
         let machine = try Self.midIncident().machine
         var text = String(decoding: try StateCodec.encode(machine), as: UTF8.self)
-        text = text.replacingOccurrences(of: "\"schemaVersion\":1", with: "\"schemaVersion\":2")
+        let current = EscalationMachine.currentSchemaVersion
+        text = text.replacingOccurrences(of: "\"schemaVersion\":\(current)", with: "\"schemaVersion\":\(current + 1)")
         #expect {
             _ = try StateCodec.decodeMachine(Array(text.utf8))
         } throws: { error in
-            "\(error)".contains("schemaVersion 2, newer than this worker reads (1); upgrade the worker")
+            "\(error)".contains(
+                "schemaVersion \(current + 1), newer than this worker reads (\(current)); upgrade the worker")
         }
         #expect(throws: StateDecodingError.self) {
             _ = try StateCodec.decodeMachine(Array("{\"schemaVersion\":1}".utf8))
         }
         #expect(throws: StateDecodingError.self) { _ = try StateCodec.decodeMachine(Array("not json".utf8)) }
+    }
+
+    /// Schema 2 keeps the remembered event ids as one string: any id survives it, and a redelivered one is
+    /// still recognised after the round trip.
+    @Test func theEventMemoryKeepsAnyIdThroughTheStore() throws {
+        let odd = ["a b", "%", "%E", "", "100%20", "tab\there", "new\nline", "ünï code", "  ", "%25 %20"]
+        var l = Ladder()
+        for id in odd { _ = l.send(.probe(id: id, ProbeResult(prober: "p", healthy: true))) }
+        var machine = try StateCodec.decodeMachine(try StateCodec.encode(l.machine))
+        #expect(machine.recentEventIds.ids == odd)
+        #expect(machine == l.machine)
+        for id in odd {
+            let new = machine.remember(eventId: id)
+            #expect(!new, "\(id) is remembered")
+        }
+        for id in ["a", "b", "E", "100", "20", "25"] { #expect(!machine.recentEventIds.contains(id), "\(id) is not") }
+        let new = machine.remember(eventId: "a")
+        #expect(new)
+    }
+
+    /// A state stored by a schema-1 worker (the ids as a JSON array) is read, and written back as schema 2.
+    @Test func aSchemaOneStateIsReadAndWrittenAsTheCurrentOne() throws {
+        var l = Ladder()
+        l.ok(3)
+        let bytes = try StateCodec.encode(l.machine)
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+        object["schemaVersion"] = 1
+        object["recentEventIds"] = l.machine.recentEventIds.ids
+        let schemaOne = try JSONSerialization.data(withJSONObject: object)
+        let read = try StateCodec.decodeMachine(Array(schemaOne))
+        #expect(read == l.machine)
+        #expect(read.recentEventIds.count == 3 && read.recentEventIds.contains(l.machine.recentEventIds.ids[1]))
+        #expect(try StateCodec.encode(read) == bytes)
     }
 
     @Test func theBrakeRoundTrips() throws {

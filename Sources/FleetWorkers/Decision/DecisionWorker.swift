@@ -91,7 +91,7 @@ public final class DecisionWorker: Sendable {
     }
 
     static let brakeKey = DecisionStateKeys.brake
-    static func stateKey(_ target: String) -> String { DecisionStateKeys.target(target) }
+    public static func stateKey(_ target: String) -> String { DecisionStateKeys.target(target) }
 
     // MARK: Inputs
 

@@ -12,8 +12,10 @@ import Foundation
 /// checks close the incident. Admins can ack, hold, approve and resume; holds, acks, missing approval,
 /// quarantine and the fleet brake all stop destructive steps.
 public struct EscalationMachine: Codable, Sendable, Equatable {
-    /// The version of the stored JSON this build writes and the newest it reads.
-    public static let currentSchemaVersion = 1
+    /// The version of the stored JSON this build writes and the newest it reads. 2: `recentEventIds` is
+    /// one string (`EventIdMemory`); a worker that reads only 1 refuses it with "upgrade the worker", so
+    /// the decision tier is upgraded all at once (docs/operations.md, "Upgrading").
+    public static let currentSchemaVersion = 2
     /// How many recent event ids the state keeps to drop redelivered events. With two probers every 30 s
     /// this covers a bit over an hour of observations, far longer than a broker redelivers.
     public static let eventMemory = 512
@@ -162,7 +164,8 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
 
     // MARK: Stored properties
 
-    public private(set) var schemaVersion: Int
+    /// Set to the current one as a stored state is read (`StateCodec`): it is written back in this form.
+    public internal(set) var schemaVersion: Int
     /// Who the target is. The worker may refresh it from configuration (a new DR region, say), but the
     /// `name` must stay the same: it is the state's key.
     public var identity: TargetIdentity
@@ -188,7 +191,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     /// Instances the target moved away from, newest last: discovery is never followed back to one.
     public internal(set) var leftInstances: [String]?
     /// Ids of recently handled events, newest last (bounded by `eventMemory`).
-    public private(set) var recentEventIds: [String]
+    public private(set) var recentEventIds: EventIdMemory
     /// The last wake-up asked for, so that it is asked for once.
     public internal(set) var scheduledWakeUp: Date?
     /// When incidents that closed by themselves (no step requested) closed, within `flap_window`.
@@ -207,7 +210,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
         self.lastIncidentId = nil
         self.incidentCount = 0
         self.requestedKeys = []
-        self.recentEventIds = []
+        self.recentEventIds = EventIdMemory()
         self.scheduledWakeUp = nil
     }
 
@@ -232,12 +235,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     /// an id; the decision worker also calls it for a command the target's repair plan takes instead, so
     /// a redelivery of that command is dropped the same way, whoever handled it first.
     public mutating func remember(eventId id: String) -> Bool {
-        guard !recentEventIds.contains(id) else { return false }
-        recentEventIds.append(id)
-        if recentEventIds.count > Self.eventMemory {
-            recentEventIds.removeFirst(recentEventIds.count - Self.eventMemory)
-        }
-        return true
+        recentEventIds.insert(id, limit: Self.eventMemory)
     }
 
     /// Handles one event at `now`. `brakeEngaged` is the fleet brake's state (`FleetBrake.isEngaged`),

@@ -1,0 +1,37 @@
+import Foundation
+import RecoveryCore
+
+/// The decision worker's per-event codec work, alone: a target's stored document (`StateCodec`) encoded
+/// and decoded, as the worker does once each per event it decides (docs/benchmarks.md).
+func runCodecBenchmark(_ options: BenchOptions) {
+    let rounds = options.int("rounds", default: 20_000)
+    var settings = TargetSettings()
+    settings.gracePeriod = 0
+    var machine = TargetMachine(
+        ladder: EscalationMachine(
+            identity: TargetIdentity(name: "bench-1", homeRegion: "us-east-1"),
+            instance: InstanceRef(id: "i-0123456789abcdef0", region: "us-east-1"), settings: settings))
+    // A target as the fleet sees it most of the time: three probers, healthy, its recent events remembered
+    // (observation ids are UUIDs, as the probe sends them; `--events`, default 600: past the memory's bound).
+    let start = Date()
+    for i in 0..<options.int("events", default: 600) {
+        _ = machine.handle(
+            .ladder(.probe(id: UUID().uuidString.lowercased(), ProbeResult(prober: "probe-\(i % 3)", healthy: true))),
+            TargetMachine.Context(now: start.addingTimeInterval(Double(i) * 10), brakeEngaged: false, uniqueId: "u\(i)")
+        )
+    }
+    let bytes = try! StateCodec.encode(machine)
+    if options.string("print") != nil { print(String(decoding: bytes, as: UTF8.self)) }
+    var clock = ContinuousClock.now
+    var sink = 0
+    for _ in 0..<rounds { sink &+= try! StateCodec.encode(machine).count }
+    let encode = seconds(ContinuousClock.now - clock) / Double(rounds) * 1e6
+    clock = ContinuousClock.now
+    for _ in 0..<rounds { sink &+= try! StateCodec.decodeTarget(bytes).outbox.count }
+    let decode = seconds(ContinuousClock.now - clock) / Double(rounds) * 1e6
+    print(
+        String(
+            format:
+                "state codec: a healthy target's document, %d bytes: encode %.1f µs, decode %.1f µs (%d rounds; %d)",
+            bytes.count, encode, decode, rounds, sink % 2))
+}
