@@ -1,3 +1,5 @@
+import Foundation
+
 /// The ids of a target's recently handled events, oldest first, bounded by `EscalationMachine.eventMemory`
 /// (the machine drops an event whose id it remembers: docs/escalation.md, "Idempotency has three layers").
 ///
@@ -33,14 +35,18 @@ public struct EventIdMemory: Codable, Sendable, Equatable {
 
     public func contains(_ id: String) -> Bool {
         var token = Self.escape(id)
+        var haystack = joined
         return token.withUTF8 { token in
-            var haystack = joined
-            return haystack.withUTF8 { bytes in
+            haystack.withUTF8 { bytes in
+                guard let base = bytes.baseAddress, let needle = token.baseAddress else { return false }
+                // Token by token: memchr finds the end of each, memcmp compares those of the needle's length.
                 var start = 0
-                while start < bytes.count {
-                    var end = start
-                    while end < bytes.count && bytes[end] != 0x20 { end += 1 }
-                    if end - start == token.count && bytes[start..<end].elementsEqual(token) { return true }
+                while start <= bytes.count {
+                    let rest = bytes.count - start
+                    let end = memchr(base + start, 0x20, rest).map { UnsafeRawPointer($0) - UnsafeRawPointer(base) }
+                    let length = (end ?? bytes.count) - start
+                    if length == token.count && memcmp(base + start, needle, length) == 0 { return true }
+                    guard let end else { return false }
                     start = end + 1
                 }
                 return false
