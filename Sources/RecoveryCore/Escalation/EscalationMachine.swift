@@ -12,8 +12,8 @@ import Foundation
 /// checks close the incident. Admins can ack, hold, approve and resume; holds, acks, missing approval,
 /// quarantine and the fleet brake all stop destructive steps.
 public struct EscalationMachine: Codable, Sendable, Equatable {
-    /// The version of the stored JSON this build writes and the newest it reads. 2: `recentEventIds` is
-    /// one string (`EventIdMemory`); a worker that reads only 1 refuses it with "upgrade the worker", so
+    /// The version of the stored JSON this build writes and the newest it reads. 2: `recentEventIds` holds
+    /// fingerprints in one string (`EventIdMemory`); a worker that reads only 1 refuses it with "upgrade the worker", so
     /// the decision tier is upgraded all at once (docs/operations.md, "Upgrading").
     public static let currentSchemaVersion = 2
     /// How many recent event ids the state keeps to drop redelivered events. With two probers every 30 s

@@ -3,51 +3,42 @@ import Foundation
 /// The ids of a target's recently handled events, oldest first, bounded by `EscalationMachine.eventMemory`
 /// (the machine drops an event whose id it remembers: docs/escalation.md, "Idempotency has three layers").
 ///
-/// Held and stored as one string, the ids joined by a space, since schema 2: a target probed for a few
-/// hours remembers 512 UUIDs, and as a JSON array of strings they were 20 KB that the decision worker
-/// decoded into 512 strings and encoded again with every event, half a millisecond of CPU each time; one
-/// string is read and written whole, and an id is looked up by scanning its bytes (docs/benchmarks.md).
-/// A space or `%` inside an id is percent-escaped and an empty id is `%E`, so any id survives. Reads the
-/// array of schema 1 too.
+/// Since schema 2 it keeps a 64-bit fingerprint of each id (FNV-1a of its UTF-8 bytes), as 16 hex digits,
+/// all in one string. A target probed for a few hours remembers 512 UUIDs: as a JSON array of strings they
+/// were 21 KB that the decision worker decoded into 512 strings and encoded again with every event (half a
+/// millisecond of CPU each time) and Redis held for every target; as fingerprints they are 8 KB read and
+/// written as one string, and a lookup is a scan of fixed-width slots (docs/benchmarks.md).
+///
+/// A fingerprint is not a cryptographic hash, and need not be: two ids of one target sharing one by chance
+/// is a 1-in-2^55 event, and making an event look handled would take knowing its id before it is sent (a
+/// prober's ids are random UUIDs). Reads the array of ids of schema 1.
 public struct EventIdMemory: Codable, Sendable, Equatable {
-    private var joined: String
-    public private(set) var count: Int
+    static let width = 16
+    /// The fingerprints, oldest first, `width` hex digits each.
+    private var slots: String
 
-    init() {
-        joined = ""
-        count = 0
-    }
+    init() { slots = "" }
 
-    private init(joined: String) {
-        var joined = joined
-        count = joined.isEmpty ? 0 : joined.withUTF8 { $0.reduce(1) { $1 == 0x20 ? $0 + 1 : $0 } }
-        self.joined = joined
-    }
+    private init(slots: String) { self.slots = slots }
 
     init(_ ids: [String]) {
-        joined = ids.map(Self.escape).joined(separator: " ")
-        count = ids.count
+        slots = ""
+        for id in ids { slots.append(Self.fingerprint(id)) }
     }
 
-    /// The ids, oldest first.
-    public var ids: [String] { joined.isEmpty ? [] : joined.split(separator: " ").map(Self.unescape) }
-    public var last: String? { ids.last }
+    public var count: Int { slots.utf8.count / Self.width }
 
     public func contains(_ id: String) -> Bool {
-        var token = Self.escape(id)
-        var haystack = joined
-        return token.withUTF8 { token in
+        var needle = Self.fingerprint(id)
+        var haystack = slots
+        return needle.withUTF8 { needle in
             haystack.withUTF8 { bytes in
-                guard let base = bytes.baseAddress, let needle = token.baseAddress else { return false }
-                // Token by token: memchr finds the end of each, memcmp compares those of the needle's length.
-                var start = 0
-                while start <= bytes.count {
-                    let rest = bytes.count - start
-                    let end = memchr(base + start, 0x20, rest).map { UnsafeRawPointer($0) - UnsafeRawPointer(base) }
-                    let length = (end ?? bytes.count) - start
-                    if length == token.count && memcmp(base + start, needle, length) == 0 { return true }
-                    guard let end else { return false }
-                    start = end + 1
+                guard let base = bytes.baseAddress, let needle = needle.baseAddress else { return false }
+                // Newest first: a redelivery is most likely of a recent event.
+                var offset = bytes.count - Self.width
+                while offset >= 0 {
+                    if memcmp(base + offset, needle, Self.width) == 0 { return true }
+                    offset -= Self.width
                 }
                 return false
             }
@@ -57,39 +48,41 @@ public struct EventIdMemory: Codable, Sendable, Equatable {
     /// Adds `id` unless it is there; false when it was. Keeps the newest `limit`.
     mutating func insert(_ id: String, limit: Int) -> Bool {
         guard !contains(id) else { return false }
-        if !joined.isEmpty { joined.append(" ") }
-        joined.append(Self.escape(id))
-        count += 1
-        while count > limit, let space = joined.utf8.firstIndex(of: 0x20) {
-            joined = String(joined[joined.index(after: space)...])
-            count -= 1
-        }
+        slots.append(Self.fingerprint(id))
+        let excess = count - limit
+        if excess > 0 { slots = String(slots.utf8.dropFirst(excess * Self.width))! }
         return true
+    }
+
+    static func fingerprint(_ id: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in id.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: width - hex.utf8.count) + hex
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if let joined = try? c.decode(String.self) {
-            self.init(joined: joined)
+        if let slots = try? c.decode(String.self) {
+            guard slots.utf8.count % Self.width == 0, slots.utf8.allSatisfy({ Self.isHexDigit($0) }) else {
+                throw DecodingError.dataCorruptedError(
+                    in: c, debugDescription: "recentEventIds is not a string of 16-hex-digit fingerprints")
+            }
+            self.init(slots: slots)
         } else {
-            self.init(try c.decode([String].self))  // schema 1
+            self.init(try c.decode([String].self))  // schema 1: the ids themselves
         }
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
-        try c.encode(joined)
+        try c.encode(slots)
     }
 
-    private static func escape(_ id: String) -> String {
-        if id.isEmpty { return "%E" }
-        guard id.utf8.contains(where: { $0 == 0x20 || $0 == 0x25 }) else { return id }
-        return id.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: " ", with: "%20")
-    }
-
-    private static func unescape(_ field: Substring) -> String {
-        guard field.utf8.contains(0x25) else { return String(field) }
-        if field == "%E" { return "" }
-        return field.replacingOccurrences(of: "%20", with: " ").replacingOccurrences(of: "%25", with: "%")
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x61...0x66).contains(byte)
     }
 }
