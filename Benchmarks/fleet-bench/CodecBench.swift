@@ -41,9 +41,23 @@ func runCodecBenchmark(_ options: BenchOptions) {
             ).count
     }
     let handle = seconds(ContinuousClock.now - clock) / Double(rounds) * 1e6
+    // An observation as the decision worker reads it off the queue (type first, then the envelope).
+    var result = ProbeResult(prober: "probe@host-1", instanceId: "i-0123456789abcdef0", healthy: true, statusCode: 200)
+    result.source = .http
+    result.timing = ProbeTiming(dnsMs: 0.1, connectMs: 0.4, tlsMs: 0, firstByteMs: 2.5, totalMs: 2.7)
+    let message = try! EnvelopeCodec.encode(
+        Envelope(
+            type: .observation, target: "bench-1", instanceId: "i-0123456789abcdef0", occurredAt: Date(),
+            producer: "probe@host-1", body: result))
+    clock = ContinuousClock.now
+    for _ in 0..<rounds {
+        _ = try! EnvelopeCodec.messageType(of: message)
+        sink &+= try! EnvelopeCodec.decode(message, as: ProbeResult.self, expecting: .observation).id.utf8.count
+    }
+    let observation = seconds(ContinuousClock.now - clock) / Double(rounds) * 1e6
     print(
         String(
             format:
-                "state codec: a healthy target's document, %d bytes: encode %.1f µs, decode %.1f µs; handling an observation %.1f µs (%d rounds; %d)",
-            bytes.count, encode, decode, handle, rounds, sink % 2))
+                "state codec: a healthy target's document, %d bytes: encode %.1f µs, decode %.1f µs; handling an observation %.1f µs; reading an observation (%d bytes) off the queue %.1f µs (%d rounds; %d)",
+            bytes.count, encode, decode, handle, message.count, observation, rounds, sink % 2))
 }

@@ -28,6 +28,15 @@ func rssMiB() -> Double {
     return kb / 1024
 }
 
+/// This process's CPU time (user and system) so far, in seconds: per-event CPU is steadier than a rate
+/// when the broker and Redis share the machine's cores.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 func syntheticTargets(_ count: Int, url: String, settings: TargetSettings = TargetSettings()) -> [Target] {
     (0..<count).map { i in
         Target(
@@ -177,6 +186,7 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
         print("decision worker: each target's state seeded with \(history) remembered event ids (steady state)")
     }
     let concurrency = options.int("concurrency", default: 16)
+    let cpuBefore = processCPUSeconds()
     let start = ContinuousClock.now
     await withTaskGroup(of: Void.self) { group in
         for lane in 0..<concurrency {
@@ -199,8 +209,9 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
     print(
         String(
             format:
-                "decision worker: %d events over %d targets, %d in parallel, in %.2f s: %.0f events/s (Redis CAS per event); RSS %.1f MiB",
-            workerEvents, targets, concurrency, elapsed, Double(workerEvents) / elapsed, rssMiB()))
+                "decision worker: %d events over %d targets, %d in parallel, in %.2f s: %.0f events/s (Redis CAS per event), %.0f µs of CPU per event; RSS %.1f MiB",
+            workerEvents, targets, concurrency, elapsed, Double(workerEvents) / elapsed,
+            (processCPUSeconds() - cpuBefore) / Double(workerEvents) * 1e6, rssMiB()))
 
     // (3) As the decision executable runs: the observations wait on the real queue, the worker consumes
     // them in its per-target lanes, decides each through Redis, publishes with confirms, acks.
@@ -233,16 +244,18 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
             handled.add()
         })
     let redisBefore = redis.pipelining
+    let consumeCPU = processCPUSeconds()
     let consumeStart = ContinuousClock.now
     let running = Task { await loop.run(lanes: lanes, laneKey: MessageWorker<DecisionInput>.targetOfRoutingKey) }
     while handled.value < workerEvents { try? await Task.sleep(for: .milliseconds(2)) }
     let consumed = seconds(ContinuousClock.now - consumeStart)
+    let consumedCPU = processCPUSeconds() - consumeCPU
     let redisAfter = redis.pipelining
     print(
         String(
             format:
-                "decision worker through the broker: %d queued observations consumed, decided and acked in %d lanes in %.2f s: %.0f events/s; %.1f Redis commands per round trip; RSS %.1f MiB",
-            workerEvents, lanes, consumed, Double(workerEvents) / consumed,
+                "decision worker through the broker: %d queued observations consumed, decided and acked in %d lanes in %.2f s: %.0f events/s, %.0f µs of CPU per event; %.1f Redis commands per round trip; RSS %.1f MiB",
+            workerEvents, lanes, consumed, Double(workerEvents) / consumed, consumedCPU / Double(workerEvents) * 1e6,
             Double(redisAfter.commands - redisBefore.commands)
                 / Double(max(1, redisAfter.batches - redisBefore.batches)),
             rssMiB()))
