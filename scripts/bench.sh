@@ -76,6 +76,14 @@ if probe and blackbox:
     rows.append(("the same against prometheus-blackbox-exporter on core 0 (checks/s)", span(probe),
                  "blackbox_exporter " + span(blackbox),
                  f"{min(probe)/max(blackbox):.1f}–{max(probe)/min(blackbox):.1f}", "≥ 5"))
+fresh_cpu = runs(r"core 0, fresh connections: http: .*fresh connection per request: .* ([\d.]+) µs of CPU per request")
+probe_cpu = runs(r"probe: \d+ targets checked .* ([\d.]+) µs of CPU per check")
+if probe_cpu and fresh_cpu:
+    # The same comparison in CPU: what the probe spends per check beside what the client alone spends per
+    # request, each in its own process, whatever the broker and nginx take from the shared cores.
+    rows.append(("probe CPU per check beside the HTTP client's per fresh-connection request (µs; ratio client/probe)",
+                 f"{min(probe_cpu):.0f}–{max(probe_cpu):.0f}", f"HTTP client alone {min(fresh_cpu):.0f}–{max(fresh_cpu):.0f}",
+                 f"{min(fresh_cpu)/max(probe_cpu):.2f}–{max(fresh_cpu)/min(probe_cpu):.2f}", "≥ 0.80"))
 decision = runs(r"decision worker through the broker: .* in [\d.]+ s: (\d+) events/s")
 if decision and raw:
     rows.append(("decision worker through the broker, one replica (events/s)", span(decision),

@@ -59,7 +59,9 @@ func runHTTPBenchmark(_ options: BenchOptions) async {
     }
 
     _ = await run(concurrency)  // warm-up: connections, DNS cache, TLS sessions
+    let cpuBefore = processCPUSeconds()
     let (results, elapsed) = await run(total)
+    let cpuPerRequest = (processCPUSeconds() - cpuBefore) / Double(total) * 1e6
 
     let latencies = results.flatMap(\.latencies).sorted()
     let failures = results.reduce(0) { $0 + $1.failures }
@@ -74,7 +76,7 @@ func runHTTPBenchmark(_ options: BenchOptions) async {
     print(
         "http: \(total) requests, concurrency \(concurrency), \(mode): \(Int(rate.rounded())) req/s, "
             + "p50 \(percentile(0.50)), p99 \(percentile(0.99)), max \(percentile(1.0)), "
-            + String(format: "%.2f s", seconds))
+            + String(format: "%.2f s, %.0f µs of CPU per request", seconds, cpuPerRequest))
     if failures > 0 {
         let first = results.compactMap(\.firstFailure).first ?? "?"
         print("http: \(failures) of \(total) requests failed; first: \(first)")

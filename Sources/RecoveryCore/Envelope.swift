@@ -91,7 +91,9 @@ public enum EnvelopeCodec {
     public static let currentSchemaVersion = 1
 
     public static func encode<Body>(_ envelope: Envelope<Body>) throws -> [UInt8] {
-        Array(try Timestamp.jsonEncoder().encode(envelope))
+        // The probe's message for every check, written by hand (same JSON, a fraction of the CPU).
+        if let observation = envelope as? Envelope<ProbeResult> { return try ObservationJSON.encode(observation) }
+        return Array(try Timestamp.jsonEncoder().encode(envelope))
     }
 
     /// Decodes an envelope of the expected type. Never traps: anything wrong comes back as a

@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+
+@testable import RecoveryCore
+
+/// The probe's observations are written by hand (`ObservationJSON`); they must read exactly as the
+/// Codable encoder's JSON does, field for field.
+@Suite("Observations written by hand")
+struct ObservationJSONTests {
+    static let t = Date(timeIntervalSince1970: 1_796_600_000.5)  // whole milliseconds, exact in binary
+
+    static var results: [ProbeResult] {
+        var all = [ProbeResult(prober: "probe@host-1", healthy: true)]
+        var full = ProbeResult(
+            prober: "probe \"quoted\" \\ back/slash", instanceId: "i-0123456789abcdef0", healthy: false,
+            statusCode: 503,
+            detail: "line\nbreak\ttab\r\u{01}\u{1F}\u{08}\u{0C} ünïcode 🚑 </script>")
+        full.source = .ec2Status
+        full.timing = ProbeTiming(dnsMs: 0, connectMs: 0.1, tlsMs: 1e-5, firstByteMs: 2.0, totalMs: 123_456.789)
+        full.certificateExpiry = t.addingTimeInterval(86_400 * 30)
+        full.ec2State = "stopped"
+        full.discovered = InstanceRef(id: "i-0fedcba9876543210", region: "eu-west-1")
+        all.append(full)
+        var http = ProbeResult(prober: "p", healthy: true, statusCode: 200)
+        http.source = .http
+        http.timing = ProbeTiming(dnsMs: 1e300, connectMs: -0.0, tlsMs: 0.5, firstByteMs: 3, totalMs: 1.0 / 3)
+        all.append(http)
+        return all
+    }
+
+    static var envelopes: [Envelope<ProbeResult>] {
+        results.flatMap { result in
+            [
+                Envelope(type: .observation, id: "obs-1", occurredAt: t, body: result),
+                Envelope(
+                    type: .observation, id: "a\"b", correlationId: "inc-1", target: "shop/web", instanceId: "i-1",
+                    occurredAt: t, sentAt: t.addingTimeInterval(0.0004), producer: "probe@h", body: result),
+            ]
+        }
+    }
+
+    @Test func readsAsTheCodableEncodersJSON() throws {
+        for envelope in Self.envelopes {
+            let fast = try EnvelopeCodec.encode(envelope)
+            let codable = Array(try Timestamp.jsonEncoder().encode(envelope))
+            let a = try #require(try JSONSerialization.jsonObject(with: Data(fast)) as? NSDictionary)
+            let b = try #require(try JSONSerialization.jsonObject(with: Data(codable)) as? NSDictionary)
+            #expect(a == b, "\(String(decoding: fast, as: UTF8.self))\n\(String(decoding: codable, as: UTF8.self))")
+            let back = try EnvelopeCodec.decode(fast, as: ProbeResult.self, expecting: .observation)
+            #expect(back.body == envelope.body)
+            #expect(back.id == envelope.id && back.correlationId == envelope.correlationId)
+            #expect(back.target == envelope.target && back.instanceId == envelope.instanceId)
+            #expect(back.producer == envelope.producer && back.schemaVersion == envelope.schemaVersion)
+            #expect(Timestamp.format(back.occurredAt) == Timestamp.format(envelope.occurredAt))
+            #expect(Timestamp.format(back.sentAt) == Timestamp.format(envelope.sentAt))
+        }
+    }
+
+    /// A field added to these types must be added to the writer too: this counts them.
+    @Test func knowsEveryField() throws {
+        let result = try #require(Self.results.last)
+        #expect(
+            Mirror(reflecting: result).children.count == 10, "ProbeResult has a new field: write it in ObservationJSON")
+        #expect(Mirror(reflecting: try #require(result.timing)).children.count == 5, "ProbeTiming changed")
+        #expect(Mirror(reflecting: InstanceRef(id: "i", region: "r")).children.count == 2, "InstanceRef changed")
+        #expect(Mirror(reflecting: try #require(Self.envelopes.first)).children.count == 10, "Envelope changed")
+    }
+
+    @Test func refusesWhatJSONCannotSay() {
+        var result = ProbeResult(prober: "p", healthy: true)
+        result.timing = ProbeTiming(dnsMs: .nan, connectMs: 0, tlsMs: 0, firstByteMs: 0, totalMs: .infinity)
+        let envelope = Envelope(type: .observation, occurredAt: Self.t, body: result)
+        #expect(throws: EncodingError.self) { try EnvelopeCodec.encode(envelope) }
+        #expect(throws: EncodingError.self) { try Timestamp.jsonEncoder().encode(envelope) }
+    }
+}
