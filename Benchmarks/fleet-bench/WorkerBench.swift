@@ -181,9 +181,10 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
                         .probe(id: UUID().uuidString.lowercased(), ProbeResult(prober: "p\(i % 3)", healthy: true))),
                     TargetMachine.Context(now: Date(), brakeEngaged: false, uniqueId: "seed"))
             }
-            _ = try! await states.compareAndSet(
+            let stored = try! await states.compareAndSet(
                 DecisionWorker.stateKey(target.name), expectedVersion: 0,
                 data: String(decoding: try! StateCodec.encode(machine), as: UTF8.self))
+            precondition(stored != nil, "the seeded state of \(target.name) was there already")
         }
         print("decision worker: each target's state seeded with \(history) remembered event ids (steady state)")
     }

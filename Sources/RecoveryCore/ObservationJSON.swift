@@ -2,9 +2,10 @@ import Foundation
 
 /// Writes an observation (`Envelope<ProbeResult>`), the message the probe sends for every check, without
 /// Foundation's Codable encoder, which took a seventh of the probe's CPU per check (docs/benchmarks.md).
-/// It writes what `Timestamp.jsonEncoder()` writes: keys sorted, absent optionals left out, times as
-/// `Timestamp.format`, slashes unescaped. `ObservationJSONTests` holds the two to the same JSON for every
-/// field and fails when a field is added to these types without being added here.
+/// It writes the JSON `Timestamp.jsonEncoder()` writes: keys sorted, absent optionals left out, times as
+/// `Timestamp.format`, slashes unescaped; the one difference in bytes is that a whole-number Double reads
+/// `2.0` where Codable writes `2`, the same value. `ObservationJSONTests` holds the two to the same JSON
+/// values for every field and fails when a field is added to these types without being added here.
 enum ObservationJSON {
     static func encode(_ e: Envelope<ProbeResult>) throws -> [UInt8] {
         var w = Writer()

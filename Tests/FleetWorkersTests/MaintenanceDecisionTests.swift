@@ -28,6 +28,7 @@ struct MaintenanceDecisionTests {
         // Discovery first: on a loaded machine moto's DescribeInstances took most of an 8 s window in CI, and
         // the test then saw no observation inside the window.
         let targets = try await world.discover(config: config)
+        try #require(targets.contains { $0.name == name }, "discovery finds the target")
         // The window: already on, for 8 more seconds (whole seconds: stored times are milliseconds).
         let windowEnd = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 8).rounded(.up))
         let window = MaintenanceWindow(

@@ -22,9 +22,10 @@ public enum StateCodec {
         return target
     }
 
-    /// A target's document, read once (the decision worker does this with every event): the schema version
-    /// is checked on what was read, since a newer document may decode and would lose what this build does
-    /// not know when written back; and when it does not decode, checked first, so the error says "upgrade".
+    /// A target's document, read once (the decision worker does this with every event). The schema version
+    /// is checked on what was decoded, since a newer document may decode and would lose what this build
+    /// does not know when written back; when it does not decode, the version is read on its own, so that a
+    /// newer document's error says "upgrade the worker" rather than naming a field.
     private static func decodeVersioned<T: Decodable>(
         _ type: T.Type, _ bytes: [UInt8], inLadder: Bool, version: (T) -> Int
     ) throws(StateDecodingError) -> T {
