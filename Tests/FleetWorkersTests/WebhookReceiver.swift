@@ -119,8 +119,8 @@ final class WebhookReceiver: Sendable {
                     let out = Pipe()
                     probe.standardOutput = out
                     try probe.run()
+                    // Its output ends when it exits: no `waitUntilExit()`, which can spin on Linux.
                     let data = out.fileHandleForReading.readDataToEndOfFile()
-                    probe.waitUntilExit()
                     continuation.resume(
                         returning: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                     )

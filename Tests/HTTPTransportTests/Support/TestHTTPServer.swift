@@ -17,7 +17,7 @@ final class TestHTTPServer {
     /// Async: the wait for the `PORT` line runs on a thread of its own, never on the cooperative pool.
     init(tls: (certificate: String, key: String)? = nil) async throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.python())
+        process.executableURL = URL(fileURLWithPath: try await Self.python())
         var arguments = ["-u", "-c", Self.script]
         if let tls { arguments += [tls.certificate, tls.key] }
         process.arguments = arguments
@@ -40,8 +40,7 @@ final class TestHTTPServer {
         }
         let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
-            process.terminate()
-            process.waitUntilExit()
+            Self.end(process)
             throw TestSupportError("test HTTP server did not start: \(text)")
         }
         self.port = port
@@ -50,22 +49,34 @@ final class TestHTTPServer {
     deinit { stop() }
 
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            // Not `waitUntilExit()`: on Linux it spins forever when Foundation misses the child's exit.
-            let deadline = Date().addingTimeInterval(5)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
+        Self.end(process)
         try? stdin.fileHandleForWriting.close()
     }
 
+    /// SIGTERM, then SIGKILL after 5 s. Not `waitUntilExit()`: on Linux it spins forever when Foundation
+    /// misses the child's exit.
+    private static func end(_ process: Process) {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     /// The real interpreter (under pyenv, `python3` on PATH is a shell shim that must not be the child we
-    /// kill).
-    static func python() throws -> String {
+    /// kill), found once on a thread of its own: a child process waited for on the cooperative pool can
+    /// stall every test in the process.
+    static func python() async throws -> String {
         if let cached = pythonPath.withLock({ $0 }) { return cached }
-        let resolved = try runTool("/usr/bin/env", ["python3", "-c", "import sys; print(sys.executable)"])
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let resolved: String = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(
+                    with: Result {
+                        try runTool("/usr/bin/env", ["python3", "-c", "import sys; print(sys.executable)"])
+                            .trimmingCharacters(in: .whitespacesAndNewlines)
+                    })
+            }
+        }
         pythonPath.withLock { $0 = resolved }
         return resolved
     }
@@ -197,7 +208,14 @@ func runTool(_ path: String, _ arguments: [String], in directory: URL? = nil) th
     process.standardError = output
     try process.run()
     let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    // The output ends when the tool exits; not `waitUntilExit()`, which on Linux can spin for as long as
+    // Foundation misses the child's exit (it once stalled the whole test process in CI).
+    let deadline = Date().addingTimeInterval(10)
+    while process.isRunning && Date() < deadline { usleep(1_000) }
+    guard !process.isRunning else {
+        kill(process.processIdentifier, SIGKILL)
+        throw TestSupportError("\(path) \(arguments.joined(separator: " ")) did not exit after closing its output")
+    }
     let text = String(decoding: data, as: UTF8.self)
     guard process.terminationStatus == 0 else {
         throw TestSupportError("\(path) \(arguments.joined(separator: " ")) failed: \(text)")
