@@ -210,11 +210,11 @@ let package = Package(
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]),
-        .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport"]),
+        .testTarget(name: "HTTPTransportTests", dependencies: ["HTTPTransport", "FleetTestSupport"]),
         .testTarget(
             name: "AWSClientTests",
             dependencies: [
-                "AWSClient", "HTTPTransport", "FleetCrypto",
+                "AWSClient", "HTTPTransport", "FleetCrypto", "FleetTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],

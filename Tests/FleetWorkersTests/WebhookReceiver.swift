@@ -1,6 +1,6 @@
+import FleetTestSupport
 import Foundation
 import HTTPTransport
-import Synchronization
 
 /// A stand-in for Slack and Teams: a small Python HTTP server on a free loopback port, run as a child
 /// process for one test, that records every POST it receives.
@@ -36,7 +36,7 @@ final class WebhookReceiver: Sendable {
     /// unrelated tests.
     init(script: String = WebhookReceiver.script) async throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: try await Self.python())
+        process.executableURL = URL(fileURLWithPath: await TestProcesses.python())
         process.arguments = ["-u", "-c", script]
         stdin = Pipe()
         let stdout = Pipe()
@@ -65,15 +65,8 @@ final class WebhookReceiver: Sendable {
     deinit { stop() }
 
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            // Not `waitUntilExit()`: on Linux it spins on a run loop, and forever when Foundation misses
-            // the child's exit (seen once in CI: a whole run stuck at 2 cores in a tear-down). A bounded
-            // wait, then SIGKILL; the server also exits when its stdin closes below.
-            let deadline = Date().addingTimeInterval(5)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
+        // A bounded wait, then SIGKILL; the server also exits when its stdin closes below.
+        TestProcesses.end(process)
         try? stdin.fileHandleForWriting.close()
     }
 
@@ -106,33 +99,6 @@ final class WebhookReceiver: Sendable {
         var message: String
         var description: String { message }
     }
-
-    /// The real interpreter (under pyenv `python3` is a shim), found once, off the cooperative pool.
-    static func python() async throws -> String {
-        if let cached = pythonPath.withLock({ $0 }) { return cached }
-        let path: String = try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                do {
-                    let probe = Process()
-                    probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    probe.arguments = ["python3", "-c", "import sys; print(sys.executable)"]
-                    let out = Pipe()
-                    probe.standardOutput = out
-                    try probe.run()
-                    // Its output ends when it exits: no `waitUntilExit()`, which can spin on Linux.
-                    let data = out.fileHandleForReading.readDataToEndOfFile()
-                    continuation.resume(
-                        returning: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                    )
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
-        pythonPath.withLock { $0 = path }
-        return path
-    }
-    private static let pythonPath = Mutex<String?>(nil)
 
     /// A private moto server on a free port, for tests that read back what was sent through
     /// `/moto-api/data.json`: the shared server's dump holds every other suite's state and takes minutes.

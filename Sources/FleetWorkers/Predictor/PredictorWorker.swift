@@ -256,10 +256,9 @@ public final class PredictorWorker: Sendable {
         // ones are about 20,000 points, so a whole region of 10,000 targets at once would hold gigabytes.
         // GetMetricData is billed per metric, and requests hold at most 500 queries anyway.
         let regions = Dictionary(grouping: targets, by: \.instance.region).sorted(by: { $0.key < $1.key })
+        let size = max(options.targetsPerFetch, 1)
         let chunks = regions.flatMap { region, all in
-            stride(from: 0, to: all.count, by: max(options.targetsPerFetch, 1)).map {
-                (region, Array(all[$0..<min($0 + max(options.targetsPerFetch, 1), all.count)]))
-            }
+            stride(from: 0, to: all.count, by: size).map { (region, Array(all[$0..<min($0 + size, all.count)])) }
         }
         for (region, group) in chunks {
             let histories: [String: MetricHistory]

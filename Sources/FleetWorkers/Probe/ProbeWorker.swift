@@ -181,9 +181,7 @@ public final class ProbeWorker: Sendable {
     /// The number of `name`'s current interval: intervals start at the target's phase, a fraction of the
     /// interval fixed by its name (FNV-1a, so every replica and every restart agrees).
     static func slot(of name: String, interval: Double, at now: Date) -> Int64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        let phase = Double(hash % 1_000_003) / 1_000_003 * interval
+        let phase = Double(FNV1a.hash(name) % 1_000_003) / 1_000_003 * interval
         return Int64(((now.timeIntervalSince1970 - phase) / interval).rounded(.down))
     }
 

@@ -55,12 +55,7 @@ public struct EventIdMemory: Codable, Sendable, Equatable {
     }
 
     static func fingerprint(_ id: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in id.utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x0000_0100_0000_01b3
-        }
-        let hex = String(hash, radix: 16)
+        let hex = String(FNV1a.hash(id), radix: 16)
         return String(repeating: "0", count: width - hex.utf8.count) + hex
     }
 

@@ -7,12 +7,12 @@ extension Predictor {
         var index: Int
         var lower: Int
         var upper: Int
-        var median: Double
         var high: Double
         var low: Double
-        /// The two middle points (the same for an odd count), as fetched.
+        /// The two middle points (the same for an odd count), on the detector's scale.
         var lowerMiddle: Double
         var upperMiddle: Double
+        var median: Double { (lowerMiddle + upperMiddle) / 2 }
     }
 
     /// `points` (oldest first) cut into calendar hours; indices are into `points`.
@@ -38,7 +38,7 @@ extension Predictor {
             let (lowerMiddle, upperMiddle) = RobustStatistics.middlesInPlace(&scratch)
             out.append(
                 Hour(
-                    index: index, lower: i, upper: j, median: (lowerMiddle + upperMiddle) / 2, high: high, low: low,
+                    index: index, lower: i, upper: j, high: high, low: low,
                     lowerMiddle: lowerMiddle, upperMiddle: upperMiddle))
             i = j
         }

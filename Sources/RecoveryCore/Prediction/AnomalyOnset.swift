@@ -74,9 +74,8 @@ extension Predictor {
                     // The median of the transformed points: the mean of the transformed middle values
                     // (for an even count, not the transform of their mean).
                     Hour(
-                        index: $0.index, lower: $0.lower, upper: $0.upper,
-                        median: (f($0.lowerMiddle) + f($0.upperMiddle)) / 2, high: f($0.high), low: f($0.low),
-                        lowerMiddle: $0.lowerMiddle, upperMiddle: $0.upperMiddle)
+                        index: $0.index, lower: $0.lower, upper: $0.upper, high: f($0.high), low: f($0.low),
+                        lowerMiddle: f($0.lowerMiddle), upperMiddle: f($0.upperMiddle))
                 }
                 : hours
         }

@@ -1,5 +1,5 @@
+import FleetTestSupport
 import Foundation
-import Synchronization
 import Testing
 
 /// A python3 test server from Fixtures/servers, started on a free loopback port and stopped by its own
@@ -10,32 +10,6 @@ final class PythonServer: @unchecked Sendable {
     private let lock = NSLock()
     let port: Int
     var baseURL: String { "http://127.0.0.1:\(port)" }
-
-    /// The real interpreter (under pyenv `python3` is a shell shim whose PID is not the server's), found
-    /// once on a thread of its own. It was a lazy constant resolved on the cooperative pool with
-    /// `waitUntilExit()`: every test that started a server waited on it, and in CI the whole test process
-    /// stood still for 20 s.
-    static func interpreter() async -> String {
-        if let cached = interpreterPath.withLock({ $0 }) { return cached }
-        let path: String = await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                let probe = Process()
-                probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                probe.arguments = ["python3", "-c", "import sys; print(sys.executable)"]
-                let pipe = Pipe()
-                probe.standardOutput = pipe
-                try? probe.run()
-                // Its output ends when it exits: no `waitUntilExit()`, which can spin on Linux.
-                let path = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                    .trimmingCharacters(in: .whitespacesAndNewlines)
-                continuation.resume(returning: path.isEmpty ? "/usr/bin/python3" : path)
-            }
-        }
-        interpreterPath.withLock { $0 = path }
-        return path
-    }
-
-    private static let interpreterPath = Mutex<String?>(nil)
 
     static func scriptPath(_ name: String) -> String {
         guard let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else {
@@ -55,7 +29,7 @@ final class PythonServer: @unchecked Sendable {
 
     static func start(_ script: String, arguments: [String] = []) async throws -> PythonServer {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: await interpreter())
+        process.executableURL = URL(fileURLWithPath: await TestProcesses.python())
         process.arguments = ["-u", scriptPath(script)] + arguments
         let stdout = Pipe()
         let stderrPath = FileManager.default.temporaryDirectory
@@ -90,13 +64,7 @@ final class PythonServer: @unchecked Sendable {
     func stop() {
         lock.lock()
         defer { lock.unlock() }
-        guard process.isRunning else { return }
-        process.terminate()
-        // If SIGTERM was blocked in the child, end it for sure after a moment.
-        let deadline = Date().addingTimeInterval(2)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        // No `waitUntilExit()` after it: on Linux that spins forever when Foundation misses the exit.
+        TestProcesses.end(process, grace: 2)
     }
 
     deinit { stop() }

@@ -1,4 +1,5 @@
 import FleetControl
+import FleetTestSupport
 import Foundation
 import Testing
 
@@ -33,7 +34,7 @@ struct ConsoleBrowserTests {
             // CONSOLE_SCREENSHOTS=docs/images refreshes the pictures in docs/console.md from this run.
             if let shots = environment["CONSOLE_SCREENSHOTS"] { arguments += ["--screenshots", shots] }
             let run = try await runProgram(
-                try await WebhookReceiver.python(), arguments,
+                await TestProcesses.python(), arguments,
                 env: ["PATH": environment["PATH"] ?? "/usr/bin:/bin", "HOME": home.path])
             #expect(run.code == 0, "\(run.stdout)\n\(run.stderr.suffix(3000))")
             for line in run.stdout.split(separator: "\n") { print("browser: \(line)") }

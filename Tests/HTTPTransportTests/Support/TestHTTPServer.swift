@@ -1,3 +1,4 @@
+import FleetTestSupport
 import Foundation
 
 /// A Python HTTP(S) server on a free loopback port, run as a child process for one test.
@@ -17,7 +18,7 @@ final class TestHTTPServer {
     /// Async: the wait for the `PORT` line runs on a thread of its own, never on the cooperative pool.
     init(tls: (certificate: String, key: String)? = nil) async throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: try await Self.python())
+        process.executableURL = URL(fileURLWithPath: await TestProcesses.python())
         var arguments = ["-u", "-c", Self.script]
         if let tls { arguments += [tls.certificate, tls.key] }
         process.arguments = arguments
@@ -40,7 +41,7 @@ final class TestHTTPServer {
         }
         let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5)) else {
-            Self.end(process)
+            TestProcesses.end(process)
             throw TestSupportError("test HTTP server did not start: \(text)")
         }
         self.port = port
@@ -49,39 +50,9 @@ final class TestHTTPServer {
     deinit { stop() }
 
     func stop() {
-        Self.end(process)
+        TestProcesses.end(process)
         try? stdin.fileHandleForWriting.close()
     }
-
-    /// SIGTERM, then SIGKILL after 5 s. Not `waitUntilExit()`: on Linux it spins forever when Foundation
-    /// misses the child's exit.
-    private static func end(_ process: Process) {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-
-    /// The real interpreter (under pyenv, `python3` on PATH is a shell shim that must not be the child we
-    /// kill), found once on a thread of its own: a child process waited for on the cooperative pool can
-    /// stall every test in the process.
-    static func python() async throws -> String {
-        if let cached = pythonPath.withLock({ $0 }) { return cached }
-        let resolved: String = try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(
-                    with: Result {
-                        try runTool("/usr/bin/env", ["python3", "-c", "import sys; print(sys.executable)"])
-                            .trimmingCharacters(in: .whitespacesAndNewlines)
-                    })
-            }
-        }
-        pythonPath.withLock { $0 = resolved }
-        return resolved
-    }
-
-    private static let pythonPath = LockedValue<String?>(nil)
 
     static let script = #"""
         import http.server, json, os, signal, socketserver, ssl, sys, threading, time
@@ -199,26 +170,9 @@ final class LockedValue<Value>: @unchecked Sendable {
 /// Runs a command line tool to completion; throws with its output when it fails.
 @discardableResult
 func runTool(_ path: String, _ arguments: [String], in directory: URL? = nil) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let directory { process.currentDirectoryURL = directory }
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    // The output ends when the tool exits; not `waitUntilExit()`, which on Linux can spin for as long as
-    // Foundation misses the child's exit (it once stalled the whole test process in CI).
-    let deadline = Date().addingTimeInterval(10)
-    while process.isRunning && Date() < deadline { usleep(1_000) }
-    guard !process.isRunning else {
-        kill(process.processIdentifier, SIGKILL)
-        throw TestSupportError("\(path) \(arguments.joined(separator: " ")) did not exit after closing its output")
+    do {
+        return try TestProcesses.run(path, arguments, in: directory)
+    } catch let failed as TestProcesses.ToolFailed {
+        throw TestSupportError(failed.description)
     }
-    let text = String(decoding: data, as: UTF8.self)
-    guard process.terminationStatus == 0 else {
-        throw TestSupportError("\(path) \(arguments.joined(separator: " ")) failed: \(text)")
-    }
-    return text
 }
