@@ -3,13 +3,11 @@ import Foundation
 /// Writes an observation (`Envelope<ProbeResult>`), the message the probe sends for every check, without
 /// Foundation's Codable encoder, which took a seventh of the probe's CPU per check (docs/benchmarks.md).
 /// It writes the JSON `Timestamp.jsonEncoder()` writes: keys sorted, absent optionals left out, times as
-/// `Timestamp.format`, slashes unescaped; the one difference in bytes is that a whole-number Double reads
-/// `2.0` where Codable writes `2`, the same value. `ObservationJSONTests` holds the two to the same JSON
+/// `Timestamp.format`, slashes unescaped (`JSONBytesWriter`). `ObservationJSONTests` holds the two to the same JSON
 /// values for every field and fails when a field is added to these types without being added here.
 enum ObservationJSON {
     static func encode(_ e: Envelope<ProbeResult>) throws -> [UInt8] {
-        var w = Writer()
-        w.bytes.reserveCapacity(512)
+        var w = JSONBytesWriter(capacity: 512)
         w.open()
         w.key("body")
         try body(e.body, &w)
@@ -27,7 +25,7 @@ enum ObservationJSON {
         return w.bytes
     }
 
-    private static func body(_ r: ProbeResult, _ w: inout Writer) throws {
+    private static func body(_ r: ProbeResult, _ w: inout JSONBytesWriter) throws {
         w.open()
         if let v = r.certificateExpiry { w.field("certificate_expiry", Timestamp.format(v)) }
         if let v = r.detail { w.field("detail", v) }
@@ -62,58 +60,133 @@ enum ObservationJSON {
         }
         w.close()
     }
+}
 
-    private struct Writer {
-        var bytes: [UInt8] = []
-
-        mutating func open() { bytes.append(UInt8(ascii: "{")) }
-        mutating func close() { bytes.append(UInt8(ascii: "}")) }
-        mutating func raw(_ text: String) { bytes.append(contentsOf: text.utf8) }
-
-        /// A key, after a comma unless it is the object's first.
-        mutating func key(_ name: String) {
-            if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
-            string(name)
-            bytes.append(UInt8(ascii: ":"))
+extension ObservationJSON {
+    /// Reads an observation of the shape `encode` writes, or nil for anything else (an unknown key, a
+    /// `null`, another type of message, JSON this reader does not take), which `EnvelopeCodec` then reads
+    /// with the Codable decoder and its refusals. The header's checks are `EnvelopeCodec`'s, after this.
+    static func decode(_ bytes: [UInt8]) -> Envelope<ProbeResult>? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var r = JSONBytesReader(buffer)
+            guard let envelope = try? envelope(&r), (try? r.end()) != nil else { return nil }
+            return envelope
         }
+    }
 
-        mutating func field(_ name: String, _ value: String) {
-            key(name)
-            string(value)
-        }
-
-        /// JSON's escapes: the quote, the backslash and the control characters; the rest as UTF-8.
-        mutating func string(_ s: String) {
-            bytes.append(UInt8(ascii: "\""))
-            for byte in s.utf8 {
-                switch byte {
-                case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5C, 0x22])
-                case UInt8(ascii: "\\"): bytes.append(contentsOf: [0x5C, 0x5C])
-                case 0x0A: bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-                case 0x0D: bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-                case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-                case 0x08: bytes.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-                case 0x0C: bytes.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-                case 0..<0x20:
-                    let hex = Array("0123456789abcdef".utf8)
-                    bytes.append(contentsOf: [
-                        0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)],
-                    ])
-                default: bytes.append(byte)
+    /// The `type` of any envelope whose top level this reader takes, else nil.
+    static func type(of bytes: [UInt8]) -> String? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var r = JSONBytesReader(buffer)
+            var type: String?
+            do {
+                try r.beginObject()
+                while let key = try r.nextKey() {
+                    if key == "type" {
+                        guard type == nil else { return nil }
+                        type = try r.string()
+                    } else {
+                        try r.skipValue()
+                    }
                 }
-            }
-            bytes.append(UInt8(ascii: "\""))
+                try r.end()
+            } catch { return nil }
+            return type
         }
+    }
 
-        /// Swift's shortest form that reads back as the same Double; JSON has no infinity or NaN, so those
-        /// are refused as the Codable encoder refuses them.
-        mutating func number(_ value: Double, at key: String) throws {
-            guard value.isFinite else {
-                throw EncodingError.invalidValue(
-                    value,
-                    EncodingError.Context(codingPath: [], debugDescription: "\(key) is \(value), not a JSON number"))
+    private static func envelope(_ r: inout JSONBytesReader) throws -> Envelope<ProbeResult> {
+        var body: ProbeResult?
+        var correlationId: String?
+        var id: String?
+        var instanceId: String?
+        var occurredAt: Date?
+        var producer: String?
+        var schemaVersion: Int?
+        var sentAt: Date?
+        var target: String?
+        var type: MessageType?
+        try r.beginObject()
+        while let key = try r.nextKey() {
+            switch key {
+            case "body" where body == nil: body = try probeResult(&r)
+            case "correlation_id" where correlationId == nil: correlationId = try r.string()
+            case "id" where id == nil: id = try r.string()
+            case "instance_id" where instanceId == nil: instanceId = try r.string()
+            case "occurred_at" where occurredAt == nil: occurredAt = try r.date()
+            case "producer" where producer == nil: producer = try r.string()
+            case "schema_version" where schemaVersion == nil: schemaVersion = try r.int()
+            case "sent_at" where sentAt == nil: sentAt = try r.date()
+            case "target" where target == nil: target = try r.string()
+            case "type" where type == nil: type = MessageType(rawValue: try r.string())
+            default: throw JSONBytesReader.Unexpected()
             }
-            raw("\(value)")
         }
+        guard let body, let id, let occurredAt, let schemaVersion, let sentAt, let type else {
+            throw JSONBytesReader.Unexpected()
+        }
+        return Envelope(
+            type: type, schemaVersion: schemaVersion, id: id, correlationId: correlationId, target: target,
+            instanceId: instanceId, occurredAt: occurredAt, sentAt: sentAt, producer: producer, body: body)
+    }
+
+    private static func probeResult(_ r: inout JSONBytesReader) throws -> ProbeResult {
+        var prober: String?
+        var healthy: Bool?
+        var result = ProbeResult(prober: "", healthy: false)
+        var seen: Set<String> = []
+        try r.beginObject()
+        while let key = try r.nextKey() {
+            guard seen.insert(key).inserted else { throw JSONBytesReader.Unexpected() }
+            switch key {
+            case "certificate_expiry": result.certificateExpiry = try r.date()
+            case "detail": result.detail = try r.string()
+            case "discovered":
+                var id: String?
+                var region: String?
+                try r.beginObject()
+                while let key = try r.nextKey() {
+                    switch key {
+                    case "id" where id == nil: id = try r.string()
+                    case "region" where region == nil: region = try r.string()
+                    default: throw JSONBytesReader.Unexpected()
+                    }
+                }
+                guard let id, let region else { throw JSONBytesReader.Unexpected() }
+                result.discovered = InstanceRef(id: id, region: region)
+            case "ec2_state": result.ec2State = try r.string()
+            case "healthy": healthy = try r.bool()
+            case "instance_id": result.instanceId = try r.string()
+            case "prober": prober = try r.string()
+            case "source":
+                guard let source = ProbeResult.Source(rawValue: try r.string()) else {
+                    throw JSONBytesReader.Unexpected()
+                }
+                result.source = source
+            case "status_code": result.statusCode = try r.int()
+            case "timing": result.timing = try timing(&r)
+            default: throw JSONBytesReader.Unexpected()
+            }
+        }
+        guard let prober, let healthy else { throw JSONBytesReader.Unexpected() }
+        result.prober = prober
+        result.healthy = healthy
+        return result
+    }
+
+    private static func timing(_ r: inout JSONBytesReader) throws -> ProbeTiming {
+        var values: [String: Double] = [:]
+        try r.beginObject()
+        while let key = try r.nextKey() {
+            switch key {
+            case "connect_ms", "dns_ms", "first_byte_ms", "tls_ms", "total_ms":
+                guard values.updateValue(try r.double(), forKey: key) == nil else { throw JSONBytesReader.Unexpected() }
+            default: throw JSONBytesReader.Unexpected()
+            }
+        }
+        guard let dns = values["dns_ms"], let connect = values["connect_ms"], let tls = values["tls_ms"],
+            let firstByte = values["first_byte_ms"], let total = values["total_ms"]
+        else { throw JSONBytesReader.Unexpected() }
+        return ProbeTiming(dnsMs: dns, connectMs: connect, tlsMs: tls, firstByteMs: firstByte, totalMs: total)
     }
 }

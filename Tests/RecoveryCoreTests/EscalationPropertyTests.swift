@@ -27,7 +27,9 @@ struct EscalationPropertyTests {
     ///   wire unchanged;
     /// - the state survives JSON at every step, and a copy restored from JSON mid-run produces exactly
     ///   the same actions as the original for the rest of the run.
-    static func run(seed: UInt64) throws -> Stats {
+    ///
+    /// `inspect` sees the state after every event (`TargetStateJSONTests` checks its codec on it).
+    static func run(seed: UInt64, inspect: (EscalationMachine) throws -> Void = { _ in }) throws -> Stats {
         var rng = SeededGenerator(seed: seed)
         func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &rng) < percent }
 
@@ -117,6 +119,7 @@ struct EscalationPropertyTests {
 
             let actions = l.send(event)
             history.append(event)
+            try inspect(l.machine)
             if var copy = restored {
                 let copied = copy.handle(event, now: l.now, brakeEngaged: l.brakeEngaged)
                 #expect(copied == actions, "seed \(seed) step \(step): the restored copy acted differently")

@@ -56,6 +56,46 @@ struct ObservationJSONTests {
         }
     }
 
+    /// Read by hand too (`ObservationJSON.decode`), to what the Codable decoder reads; what the hand reader
+    /// does not take goes to the Codable decoder, whose refusals are the envelope tests'.
+    @Test func readsAsTheCodableDecoderReads() throws {
+        for envelope in Self.envelopes {
+            let codable = Array(try Timestamp.jsonEncoder().encode(envelope))
+            let fast = try #require(ObservationJSON.decode(codable), "\(String(decoding: codable, as: UTF8.self))")
+            let reference = try Timestamp.jsonDecoder().decode(Envelope<ProbeResult>.self, from: Data(codable))
+            #expect(fast.body == reference.body)
+            #expect(fast.type == reference.type && fast.schemaVersion == reference.schemaVersion)
+            #expect(fast.id == reference.id && fast.correlationId == reference.correlationId)
+            #expect(fast.target == reference.target && fast.instanceId == reference.instanceId)
+            #expect(fast.producer == reference.producer)
+            #expect(fast.occurredAt == reference.occurredAt && fast.sentAt == reference.sentAt)
+            #expect(ObservationJSON.type(of: codable) == "observation")
+        }
+        let good = String(decoding: try EnvelopeCodec.encode(Self.envelopes[1]), as: UTF8.self)
+        let elsewhere = [
+            good.replacingOccurrences(of: #""type":"observation""#, with: #""type":"observation","x":1"#),
+            good.replacingOccurrences(of: #""healthy":true"#, with: #""healthy":null"#),
+            good.replacingOccurrences(of: #""healthy":true"#, with: #""healthy":true,"healthy":false"#),
+            good.replacingOccurrences(of: #""schema_version":1"#, with: #""schema_version":"1""#),
+        ]
+        for text in elsewhere {
+            #expect(text != good)
+            #expect(ObservationJSON.decode(Array(text.utf8)) == nil, "\(text)")
+        }
+        // Another type is read the same way, and refused by the header's checks; an unknown or missing one
+        // is left to the slow checks.
+        let command = Array(good.replacingOccurrences(of: #""type":"observation""#, with: #""type":"command""#).utf8)
+        #expect(try EnvelopeCodec.messageType(of: command) == .command)
+        #expect {
+            try EnvelopeCodec.decode(command, as: ProbeResult.self, expecting: .observation)
+        } throws: { ($0 as? MessageDecodingError)?.kind == .unexpectedType }
+        #expect(ObservationJSON.type(of: Array(#"{"id":"1"}"#.utf8)) == nil)
+        #expect(throws: MessageDecodingError.self) { try EnvelopeCodec.messageType(of: Array(#"{"id":"1"}"#.utf8)) }
+        #expect(throws: MessageDecodingError.self) {
+            try EnvelopeCodec.decode(Array(elsewhere[1].utf8), as: ProbeResult.self, expecting: .observation)
+        }
+    }
+
     /// A field added to these types must be added to the writer too: this counts them.
     @Test func knowsEveryField() throws {
         let result = try #require(Self.results.last)

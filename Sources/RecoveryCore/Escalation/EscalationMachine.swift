@@ -171,7 +171,7 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     public var identity: TargetIdentity
     /// The target's settings; the worker sets them from configuration before each `handle`.
     public var settings: TargetSettings
-    public private(set) var state: State
+    public internal(set) var state: State
     /// The instance that serves the target now; changes when a re-provision or fail-over succeeds.
     public internal(set) var currentInstance: InstanceRef
     public internal(set) var health: HealthStreaks
@@ -179,19 +179,19 @@ public struct EscalationMachine: Codable, Sendable, Equatable {
     /// than the window, so expiry needs no timer and no Redis TTL.
     public internal(set) var outageTimes: [Date]
     public internal(set) var displaced: DisplacedInstance?
-    public private(set) var lastIncidentId: String?
+    public internal(set) var lastIncidentId: String?
     /// Incidents declared for this target so far (it disambiguates two incident ids in one second).
-    public private(set) var incidentCount: Int
+    public internal(set) var incidentCount: Int
     /// Idempotency keys of requested steps, newest last (bounded by `requestMemory`).
     public internal(set) var requestedKeys: [String]
     /// The key of the step whose outcome last moved the target (absent in states stored before it).
-    public private(set) var lastMoveKey: String?
+    public internal(set) var lastMoveKey: String?
     /// Discovery finds the target on another instance than `currentInstance` (EscalationMachine+Discovery).
     public internal(set) var servedElsewhere: Sighting?
     /// Instances the target moved away from, newest last: discovery is never followed back to one.
     public internal(set) var leftInstances: [String]?
     /// Ids of recently handled events, newest last (bounded by `eventMemory`).
-    public private(set) var recentEventIds: EventIdMemory
+    public internal(set) var recentEventIds: EventIdMemory
     /// The last wake-up asked for, so that it is asked for once.
     public internal(set) var scheduledWakeUp: Date?
     /// When incidents that closed by themselves (no step requested) closed, within `flap_window`.

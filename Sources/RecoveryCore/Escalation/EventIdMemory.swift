@@ -19,7 +19,17 @@ public struct EventIdMemory: Codable, Sendable, Equatable {
 
     init() { slots = "" }
 
-    private init(slots: String) { self.slots = slots }
+    /// The stored form (schema 2), or nil when it is not a string of whole fingerprints.
+    init?(slots: String) {
+        var slots = slots
+        let valid = slots.withUTF8 { utf8 in
+            guard utf8.count % Self.width == 0 else { return false }
+            for byte in utf8 where !Self.isHexDigit(byte) { return false }
+            return true
+        }
+        guard valid else { return nil }
+        self.slots = slots
+    }
 
     init(_ ids: [String]) {
         slots = ""
@@ -62,11 +72,11 @@ public struct EventIdMemory: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let slots = try? c.decode(String.self) {
-            guard slots.utf8.count % Self.width == 0, slots.utf8.allSatisfy({ Self.isHexDigit($0) }) else {
+            guard let memory = Self(slots: slots) else {
                 throw DecodingError.dataCorruptedError(
                     in: c, debugDescription: "recentEventIds is not a string of 16-hex-digit fingerprints")
             }
-            self.init(slots: slots)
+            self = memory
         } else {
             self.init(try c.decode([String].self))  // schema 1: the ids themselves
         }
@@ -76,6 +86,9 @@ public struct EventIdMemory: Codable, Sendable, Equatable {
         var c = encoder.singleValueContainer()
         try c.encode(slots)
     }
+
+    /// The stored form: the fingerprints as one string.
+    var stored: String { slots }
 
     private static func isHexDigit(_ byte: UInt8) -> Bool {
         (0x30...0x39).contains(byte) || (0x61...0x66).contains(byte)

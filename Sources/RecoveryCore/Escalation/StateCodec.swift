@@ -2,21 +2,33 @@ import Foundation
 
 /// Encodes and decodes the stored state of `EscalationMachine` and `FleetBrake` (JSON in Redis). Keys are
 /// sorted so equal states give equal bytes (measured: sorting costs nothing noticeable here); times are ISO 8601 UTC with milliseconds, like messages, so an
-/// operator can read the state with `redis-cli GET`.
+/// operator can read the state with `redis-cli GET`. A target's document and its ladder are written and
+/// read by `TargetStateJSON` (the same bytes, without Codable's cost); a document of another shape is read
+/// with the Codable decoder below.
 public enum StateCodec {
-    public static func encode(_ machine: EscalationMachine) throws -> [UInt8] { try encodeValue(machine) }
+    public static func encode(_ machine: EscalationMachine) throws -> [UInt8] { try TargetStateJSON.encode(machine) }
     public static func encode(_ brake: FleetBrake) throws -> [UInt8] { try encodeValue(brake) }
 
     public static func decodeMachine(_ bytes: [UInt8]) throws(StateDecodingError) -> EscalationMachine {
+        if let machine = TargetStateJSON.decodeMachine(bytes) { return machine }
+        return try decodeMachineWithCodable(bytes)
+    }
+
+    static func decodeMachineWithCodable(_ bytes: [UInt8]) throws(StateDecodingError) -> EscalationMachine {
         var machine = try decodeVersioned(EscalationMachine.self, bytes, inLadder: false) { $0.schemaVersion }
         machine.schemaVersion = EscalationMachine.currentSchemaVersion  // what it is written as from now on
         return machine
     }
 
-    public static func encode(_ target: TargetMachine) throws -> [UInt8] { try encodeValue(target) }
+    public static func encode(_ target: TargetMachine) throws -> [UInt8] { try TargetStateJSON.encode(target) }
 
     /// A target's whole document; its ladder carries the schema version.
     public static func decodeTarget(_ bytes: [UInt8]) throws(StateDecodingError) -> TargetMachine {
+        if let target = TargetStateJSON.decodeTarget(bytes) { return target }
+        return try decodeTargetWithCodable(bytes)
+    }
+
+    static func decodeTargetWithCodable(_ bytes: [UInt8]) throws(StateDecodingError) -> TargetMachine {
         var target = try decodeVersioned(TargetMachine.self, bytes, inLadder: true) { $0.ladder.schemaVersion }
         target.ladder.schemaVersion = EscalationMachine.currentSchemaVersion
         return target
@@ -46,7 +58,7 @@ public enum StateCodec {
         return try decodeValue(FleetBrake.self, bytes, what: "fleet brake state")
     }
 
-    private static func encodeValue<T: Encodable>(_ value: T) throws -> [UInt8] {
+    static func encodeValue<T: Encodable>(_ value: T) throws -> [UInt8] {
         Array(try Timestamp.jsonEncoder().encode(value))
     }
 
