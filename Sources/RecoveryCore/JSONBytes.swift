@@ -33,6 +33,15 @@ struct JSONBytesWriter {
         string(value)
     }
 
+    /// A string of lowercase hex digits, which needs no escape: copied as it is (a target's 8 KB of event
+    /// fingerprints).
+    mutating func field(_ name: String, hexDigits value: String) {
+        key(name)
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: value.utf8)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
     mutating func field(_ name: String, _ value: Int) {
         key(name)
         raw(String(value))
@@ -202,21 +211,46 @@ struct JSONBytesReader {
         return true
     }
 
+    /// A string of lowercase hex digits only (a target's 8 KB of event fingerprints): the closing quote
+    /// found by `memchr`, the digits checked in a loop without branches (which the compiler vectorises).
+    mutating func hexDigits() throws(Unexpected) -> String {
+        try expect(UInt8(ascii: "\""))
+        guard let base = bytes.baseAddress, i < bytes.count,
+            let quote = memchr(base + i, Int32(UInt8(ascii: "\"")), bytes.count - i)
+        else { throw Unexpected() }
+        let start = i
+        let end = start + (UnsafeRawPointer(quote) - UnsafeRawPointer(base + start))
+        var bad: UInt8 = 0
+        for k in start..<end {
+            let byte = base[k]
+            bad |= ((byte &- 0x30) >= 10 ? 1 : 0) & ((byte &- 0x61) >= 6 ? 1 : 0)
+        }
+        guard bad == 0 else { throw Unexpected() }
+        i = end + 1
+        return String(decoding: UnsafeBufferPointer(start: base + start, count: end - start), as: UTF8.self)
+    }
+
     /// A string; escapes as JSON defines them, UTF-8 validated.
     mutating func string() throws(Unexpected) -> String {
         try expect(UInt8(ascii: "\""))
         let start = i
+        var ascii = true
         while i < bytes.count {
             switch bytes[i] {
             case UInt8(ascii: "\""):
                 defer { i += 1 }
-                guard let s = String(validating: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
-                else { throw Unexpected() }
+                let utf8 = UnsafeBufferPointer(rebasing: bytes[start..<i])
+                // ASCII is valid UTF-8 as it is; the rest is checked.
+                if ascii { return String(decoding: utf8, as: UTF8.self) }
+                guard let s = String(validating: utf8, as: UTF8.self) else { throw Unexpected() }
                 return s
             case UInt8(ascii: "\\"):
                 return try escapedString(from: start)
             case 0..<0x20:
                 throw Unexpected()
+            case 0x80...:
+                ascii = false
+                i += 1
             default:
                 i += 1
             }

@@ -87,6 +87,13 @@ public struct EventIdMemory: Codable, Sendable, Equatable {
         try c.encode(slots)
     }
 
+    /// Slots already known to hold only hex digits (`JSONBytesReader.hexDigits`), or nil when they do not
+    /// make whole fingerprints.
+    init?(hexDigits: String) {
+        guard hexDigits.utf8.count % Self.width == 0 else { return nil }
+        slots = hexDigits
+    }
+
     /// The stored form: the fingerprints as one string.
     var stored: String { slots }
 

@@ -69,7 +69,7 @@ enum TargetStateJSON {
         if let v = m.lastMoveKey { w.field("lastMoveKey", v) }
         if let v = m.leftInstances { w.field("leftInstances", v) }
         w.field("outageTimes", m.outageTimes)
-        w.field("recentEventIds", m.recentEventIds.stored)
+        w.field("recentEventIds", hexDigits: m.recentEventIds.stored)
         w.field("requestedKeys", m.requestedKeys)
         if let v = m.scheduledWakeUp { w.field("scheduledWakeUp", v) }
         w.field("schemaVersion", m.schemaVersion)
@@ -218,19 +218,53 @@ enum TargetStateJSON {
         return LastProbe(at: at, healthy: healthy, prober: prober, instanceId: instanceId, detail: detail)
     }
 
-    /// Keys read so far, to refuse one twice and to find a required one missing.
+    /// Keys read so far, to refuse one twice and to find a required one missing. `names` are in the
+    /// order the writer writes them, so the next key is looked for after the last one first.
     private struct Seen {
-        private var keys: Set<String> = []
+        let names: [String]
+        private var mask: UInt64 = 0
+        private var last = -1
+
+        init(_ names: [String]) { self.names = names }
+
         mutating func first(_ key: String) throws(JSONBytesReader.Unexpected) {
-            guard keys.insert(key).inserted else { throw JSONBytesReader.Unexpected() }
+            let next = last + 1
+            let index: Int
+            if next < names.count && names[next] == key {
+                index = next
+            } else {
+                guard let found = names.firstIndex(of: key) else { throw JSONBytesReader.Unexpected() }
+                index = found
+            }
+            guard mask & (1 << index) == 0 else { throw JSONBytesReader.Unexpected() }
+            mask |= 1 << index
+            last = index
         }
-        func has(_ required: [String]) -> Bool { required.allSatisfy(keys.contains) }
+
+        func has(_ required: [String]) -> Bool {
+            required.allSatisfy { name in names.firstIndex(of: name).map { mask & (1 << $0) != 0 } ?? false }
+        }
     }
+
+    private static let machineKeys = [
+        "currentInstance", "displaced", "health", "identity", "incidentCount", "lastIncidentId", "lastMoveKey",
+        "leftInstances", "outageTimes", "recentEventIds", "requestedKeys", "scheduledWakeUp", "schemaVersion",
+        "selfRecoveries", "servedElsewhere", "settings", "state",
+    ]
+    private static let healthKeys = [
+        "downSince", "failingProbers", "failures", "healthySince", "seenProbers", "successes", "window",
+    ]
+    private static let settingsKeys = [
+        "approval_timeout", "body_match", "expected_status", "failover_verification", "failure_threshold",
+        "failure_window", "flap_incidents", "flap_window", "grace_period", "maintenance", "outage_count_window",
+        "probe_interval", "probe_timeout", "quarantined", "quorum", "quorum_size", "recovery_threshold",
+        "reprovision_verification", "requires_approval", "restart_verification",
+    ]
 
     private static func machine(_ r: inout JSONBytesReader) throws -> EscalationMachine {
         var m = EscalationMachine(
             identity: TargetIdentity(name: "", homeRegion: ""), instance: InstanceRef(id: "", region: ""))
-        var seen = Seen()
+        var seen = Seen(machineKeys)
         try r.beginObject()
         while let key = try r.nextKey() {
             try seen.first(key)
@@ -246,7 +280,9 @@ enum TargetStateJSON {
             case "outageTimes": m.outageTimes = try r.dates()
             case "recentEventIds":
                 // Schema 1's array of ids is read by the Codable decoder.
-                guard let memory = EventIdMemory(slots: try r.string()) else { throw JSONBytesReader.Unexpected() }
+                guard let memory = EventIdMemory(hexDigits: try r.hexDigits()) else {
+                    throw JSONBytesReader.Unexpected()
+                }
                 m.recentEventIds = memory
             case "requestedKeys": m.requestedKeys = try r.strings()
             case "scheduledWakeUp": m.scheduledWakeUp = try r.date()
@@ -306,7 +342,7 @@ enum TargetStateJSON {
 
     private static func health(_ r: inout JSONBytesReader) throws -> EscalationMachine.HealthStreaks {
         var h = EscalationMachine.HealthStreaks()
-        var seen = Seen()
+        var seen = Seen(healthKeys)
         try r.beginObject()
         while let key = try r.nextKey() {
             try seen.first(key)
@@ -372,7 +408,7 @@ enum TargetStateJSON {
     /// `TargetSettings.init(from:)` reads them.
     private static func settings(_ r: inout JSONBytesReader) throws -> TargetSettings {
         var s = TargetSettings()
-        var seen = Seen()
+        var seen = Seen(settingsKeys)
         try r.beginObject()
         while let key = try r.nextKey() {
             try seen.first(key)
