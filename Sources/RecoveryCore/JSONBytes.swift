@@ -421,15 +421,20 @@ struct JSONBytesReader {
         return try Timestamp.jsonDecoder().decode(T.self, from: Data(UnsafeBufferPointer(rebasing: bytes[start..<i])))
     }
 
+    /// How deep `skipValue` goes: Foundation's reader refuses JSON nested deeper than 512, and a cursor
+    /// that recursed without a bound would let one message of a million `[` overflow the stack.
+    static let maxDepth = 512
+
     /// Steps over one value of any kind.
-    mutating func skipValue() throws(Unexpected) {
+    mutating func skipValue(depth: Int = 0) throws(Unexpected) {
+        guard depth < Self.maxDepth else { throw Unexpected() }
         switch try peek() {
         case UInt8(ascii: "{"):
             try beginObject()
-            while try nextKey() != nil { try skipValue() }
+            while try nextKey() != nil { try skipValue(depth: depth + 1) }
         case UInt8(ascii: "["):
             try beginArray()
-            while try nextElement() { try skipValue() }
+            while try nextElement() { try skipValue(depth: depth + 1) }
         case UInt8(ascii: "\""): _ = try string()
         case UInt8(ascii: "t"), UInt8(ascii: "f"): _ = try bool()
         case UInt8(ascii: "n"):

@@ -105,7 +105,7 @@ extension ObservationJSON {
         var schemaVersion: Int?
         var sentAt: Date?
         var target: String?
-        var type: MessageType?
+        var typeName: String?
         try r.beginObject()
         while let key = try r.nextKey() {
             switch key {
@@ -118,11 +118,13 @@ extension ObservationJSON {
             case "schema_version" where schemaVersion == nil: schemaVersion = try r.int()
             case "sent_at" where sentAt == nil: sentAt = try r.date()
             case "target" where target == nil: target = try r.string()
-            case "type" where type == nil: type = MessageType(rawValue: try r.string())
+            case "type" where typeName == nil: typeName = try r.string()
             default: throw JSONBytesReader.Unexpected()
             }
         }
-        guard let body, let id, let occurredAt, let schemaVersion, let sentAt, let type else {
+        guard let body, let id, let occurredAt, let schemaVersion, let sentAt,
+            let type = typeName.flatMap(MessageType.init)
+        else {
             throw JSONBytesReader.Unexpected()
         }
         return Envelope(

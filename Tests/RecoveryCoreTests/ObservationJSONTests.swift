@@ -43,6 +43,7 @@ struct ObservationJSONTests {
         for envelope in Self.envelopes {
             let fast = try EnvelopeCodec.encode(envelope)
             let codable = Array(try Timestamp.jsonEncoder().encode(envelope))
+            #expect(fast == codable, "written differently")
             let a = try #require(try JSONSerialization.jsonObject(with: Data(fast)) as? NSDictionary)
             let b = try #require(try JSONSerialization.jsonObject(with: Data(codable)) as? NSDictionary)
             #expect(a == b, "\(String(decoding: fast, as: UTF8.self))\n\(String(decoding: codable, as: UTF8.self))")
@@ -77,6 +78,8 @@ struct ObservationJSONTests {
             good.replacingOccurrences(of: #""healthy":true"#, with: #""healthy":null"#),
             good.replacingOccurrences(of: #""healthy":true"#, with: #""healthy":true,"healthy":false"#),
             good.replacingOccurrences(of: #""schema_version":1"#, with: #""schema_version":"1""#),
+            // Foundation keeps a repeated key's first value, and refuses this unknown type.
+            good.replacingOccurrences(of: #""type":"observation""#, with: #""type":"bogus","type":"observation""#),
         ]
         for text in elsewhere {
             #expect(text != good)
@@ -91,8 +94,18 @@ struct ObservationJSONTests {
         } throws: { ($0 as? MessageDecodingError)?.kind == .unexpectedType }
         #expect(ObservationJSON.type(of: Array(#"{"id":"1"}"#.utf8)) == nil)
         #expect(throws: MessageDecodingError.self) { try EnvelopeCodec.messageType(of: Array(#"{"id":"1"}"#.utf8)) }
+        // A null, a string for a number, an unknown type: refused by the Codable decoder too.
+        for text in [elsewhere[1], elsewhere[3], elsewhere[4]] {
+            #expect(throws: MessageDecodingError.self, "\(text)") {
+                try EnvelopeCodec.decode(Array(text.utf8), as: ProbeResult.self, expecting: .observation)
+            }
+        }
+        // Nested deeper than Foundation reads: refused as not JSON, never a stack overflow.
+        let deep = Array((#"{"type":"observation","a":"# + String(repeating: "[", count: 1_000_000)).utf8)
+        #expect(ObservationJSON.type(of: deep) == nil)
+        #expect(throws: MessageDecodingError.self) { try EnvelopeCodec.messageType(of: deep) }
         #expect(throws: MessageDecodingError.self) {
-            try EnvelopeCodec.decode(Array(elsewhere[1].utf8), as: ProbeResult.self, expecting: .observation)
+            try EnvelopeCodec.decode(deep, as: ProbeResult.self, expecting: .observation)
         }
     }
 
