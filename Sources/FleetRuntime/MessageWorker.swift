@@ -47,7 +47,7 @@ public struct DeadLetterSink: Sendable {
         properties.headers["x-original-user-id"] = properties.userId.map { .string($0) }
         properties.userId = nil
         properties.deliveryMode = 2
-        if properties.messageId == nil { properties.messageId = UUID().uuidString.lowercased() }
+        if properties.messageId == nil { properties.messageId = RandomId.uuid() }
         try await publisher.publish(
             OutgoingMessage(exchange: exchange, routingKey: queue, body: delivery.body, properties: properties))
     }

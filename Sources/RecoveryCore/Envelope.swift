@@ -36,7 +36,7 @@ public struct Envelope<Body: Codable & Sendable>: Codable, Sendable {
     public var body: Body
 
     public init(
-        type: MessageType, schemaVersion: Int = 1, id: String = UUID().uuidString.lowercased(),
+        type: MessageType, schemaVersion: Int = 1, id: String = RandomId.uuid(),
         correlationId: String? = nil, target: String? = nil, instanceId: String? = nil,
         occurredAt: Date, sentAt: Date? = nil, producer: String? = nil, body: Body
     ) {

@@ -264,7 +264,7 @@ public final class DecisionWorker: Sendable {
                     TargetMachine.Context(
                         now: now, brakeEngaged: brakeEngaged, settings: configured.map(settings(of:)),
                         identity: configured?.identity,
-                        uniqueId: UUID().uuidString.lowercased()))
+                        uniqueId: RandomId.uuid()))
                 if decided.admit(actions.compactMap { if case .reportToFleet(let e) = $0 { e } else { nil } }, now: now)
                 {
                     break

@@ -325,7 +325,7 @@ public final class ProbeWorker: Sendable {
             publisher: publisher, topology: topology, producer: options.proberId, appId: "probe")
         do {
             try await envelopes.publish(
-                .observation, id: UUID().uuidString.lowercased(), target: target.name,
+                .observation, id: RandomId.uuid(), target: target.name,
                 instanceId: result.instanceId ?? target.instance.id, correlationId: nil, body: result, now: now)
         } catch {
             FleetMetrics.errors(worker: "probe", kind: "publish").increment()
