@@ -143,19 +143,7 @@ extension ObservationJSON {
             switch key {
             case "certificate_expiry": result.certificateExpiry = try r.date()
             case "detail": result.detail = try r.string()
-            case "discovered":
-                var id: String?
-                var region: String?
-                try r.beginObject()
-                while let key = try r.nextKey() {
-                    switch key {
-                    case "id" where id == nil: id = try r.string()
-                    case "region" where region == nil: region = try r.string()
-                    default: throw JSONBytesReader.Unexpected()
-                    }
-                }
-                guard let id, let region else { throw JSONBytesReader.Unexpected() }
-                result.discovered = InstanceRef(id: id, region: region)
+            case "discovered": result.discovered = try r.instanceRef()
             case "ec2_state": result.ec2State = try r.string()
             case "healthy": healthy = try r.bool()
             case "instance_id": result.instanceId = try r.string()

@@ -269,7 +269,7 @@ enum TargetStateJSON {
         while let key = try r.nextKey() {
             try seen.first(key)
             switch key {
-            case "currentInstance": m.currentInstance = try instance(&r)
+            case "currentInstance": m.currentInstance = try r.instanceRef()
             case "displaced": m.displaced = try r.decode(EscalationMachine.DisplacedInstance.self)
             case "health": m.health = try health(&r)
             case "identity": m.identity = try identity(&r)
@@ -304,21 +304,6 @@ enum TargetStateJSON {
         ]
         guard seen.has(required) else { throw JSONBytesReader.Unexpected() }
         return m
-    }
-
-    private static func instance(_ r: inout JSONBytesReader) throws -> InstanceRef {
-        var id: String?
-        var region: String?
-        try r.beginObject()
-        while let key = try r.nextKey() {
-            switch key {
-            case "id" where id == nil: id = try r.string()
-            case "region" where region == nil: region = try r.string()
-            default: throw JSONBytesReader.Unexpected()
-            }
-        }
-        guard let id, let region else { throw JSONBytesReader.Unexpected() }
-        return InstanceRef(id: id, region: region)
     }
 
     private static func identity(_ r: inout JSONBytesReader) throws -> TargetIdentity {
@@ -437,5 +422,23 @@ enum TargetStateJSON {
             }
         }
         return s
+    }
+}
+
+extension JSONBytesReader {
+    /// `{"id": …, "region": …}`, as the Codable form of `InstanceRef` reads.
+    mutating func instanceRef() throws -> InstanceRef {
+        var id: String?
+        var region: String?
+        try beginObject()
+        while let key = try nextKey() {
+            switch key {
+            case "id" where id == nil: id = try string()
+            case "region" where region == nil: region = try string()
+            default: throw Unexpected()
+            }
+        }
+        guard let id, let region else { throw Unexpected() }
+        return InstanceRef(id: id, region: region)
     }
 }
