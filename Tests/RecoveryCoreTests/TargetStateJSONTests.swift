@@ -46,7 +46,7 @@ struct TargetStateJSONTests {
             ladder: full, repair: repair,
             lastProbe: LastProbe(at: t, healthy: false, prober: "p", instanceId: "i-1", detail: "HTTP 503 \"down\"\t"),
             outbox: [outbox])
-        return [plain, rich, TargetMachine(ladder: machine)]
+        return [plain, rich]
     }
 
     /// What differs between the hand-written codec and the Codable coders on one document, worded (empty
@@ -81,7 +81,8 @@ struct TargetStateJSONTests {
 
     /// Every state of the random ladders (incidents in every phase, holds, approvals, moves, stops),
     /// plain and with every optional part set.
-    @Test(arguments: [UInt64(1), 7, 13, 21, 34, 55])
+    /// Three seeds: the codec's work in a debug build is heavy, and the suite shares two cores.
+    @Test(arguments: [UInt64(1), 13, 34])
     func sameAsCodableOnRandomLadders(seed: UInt64) async throws {
         let (problems, steps, incidents) = try await offThePool {
             var problems: [String] = []

@@ -6,7 +6,7 @@ import Foundation
 /// every event (docs/benchmarks.md).
 ///
 /// The writer writes the bytes `Timestamp.jsonEncoder()` writes for the same value (`TargetStateJSONTests`
-/// hold the two to the same bytes over the random ladders of `EscalationPropertyTests`). The reader reads
+/// hold the two to the same bytes over random ladders of `EscalationPropertyTests`). The reader reads
 /// the shape this build writes; what a healthy target rarely carries (an open incident, a displaced
 /// instance, a repair plan, messages in the outbox, maintenance windows) goes through the Codable coders
 /// for that part alone. Anything else it does not expect (another schema version, an unknown key, a
