@@ -1,16 +1,14 @@
 import Foundation
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// Runs a long synchronous computation (a backtest, a replay of NAB series, the random ladders) on one
-/// low-priority thread of its own instead of Swift's cooperative pool, which has one thread per core: on
-/// the 2-core CI machine such tests held both threads for 20–60 s, and every time-sensitive test running
-/// beside them (leases, BLPOP deadlines, dead-letter waits) starved and failed. GCD's global queue is no
-/// way out on Linux: its threads are the pool's (measured with gdb during a stall). Jobs run one at a time
-/// at `nice` 19, so they take what CPU the rest of the suite leaves. Assertions stay in the test's own
-/// task, on the returned value.
+/// thread of its own instead of Swift's cooperative pool, which has one thread per core: on the 2-core CI
+/// machine such tests held both threads for 20–60 s, and every time-sensitive test running beside them
+/// (leases, BLPOP deadlines, dead-letter waits) starved and failed. GCD's global queue is no way out on
+/// Linux: its threads are the pool's (measured with gdb during a stall). Jobs run one at a time, so they
+/// take at most one core. Not at a lower priority: `nice` 19 made two 3 s-bound tests fail in CI twice,
+/// most likely by priority inversion (a thread that allocates this much, preempted while it holds a
+/// malloc arena's lock, stalls every thread sharing that arena until it runs again). Assertions stay in
+/// the test's own task, on the returned value.
 func offThePool<T>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     let box = OffThePoolBox<T>()
     try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
@@ -31,7 +29,7 @@ private final class OffThePoolBox<T>: @unchecked Sendable {
     var value: T?
 }
 
-/// One thread, started on first use, that runs submitted jobs in order at the lowest priority.
+/// One thread, started on first use, that runs submitted jobs in order.
 private final class LowPriorityThread: @unchecked Sendable {
     static let shared = LowPriorityThread()
 
@@ -39,13 +37,7 @@ private final class LowPriorityThread: @unchecked Sendable {
     private var jobs: [@Sendable () -> Void] = []
 
     private init() {
-        let thread = Thread { [self] in
-            #if canImport(Glibc)
-                // On Linux a nice value belongs to a thread; 0 names the calling one (setpriority(2), NOTES).
-                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
-            #endif
-            run()
-        }
+        let thread = Thread { [self] in run() }
         thread.stackSize = 64 << 20  // debug builds recurse deeply through the Codable coders
         thread.start()
     }
