@@ -1,9 +1,10 @@
 import Foundation
 
-/// Runs a long synchronous computation (a backtest, a replay of NAB series) on a GCD thread instead of
-/// Swift's cooperative pool, which has one thread per core: on the 2-core CI machine two such tests held
-/// every thread for about 16 s, and the time-sensitive suites running beside them (leases, renewals)
-/// starved. Assertions stay in the test's own task, on the returned value.
+/// Runs a long synchronous computation (a backtest, a replay of NAB series, the random ladders) on GCD's
+/// global queue. On Linux that queue's threads are the cooperative pool's own (gdb during a stall), so
+/// this does not keep the work off the pool; a thread of its own did, but then every suite ran at once and
+/// overloaded the 2-core CI machine (docs/testing.md, "Helper processes"). Assertions stay in the test's
+/// own task, on the returned value.
 func offThePool<T>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     let box = OffThePoolBox<T>()
     try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
