@@ -29,4 +29,28 @@ set -a
 set +a
 
 swift build --build-tests
-swift test --skip-build "$@"
+
+# At most this many tests at a time in one process (Swift Testing reads it; docs/testing.md "Phases").
+export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-8}"
+
+if (($#)); then
+  exec swift test --skip-build "$@"
+fi
+
+# Three phases, one after the other, so that no phase's load starves another's time-bound waits on this
+# 2-core machine: the CPU-bound pure tests (random ladders, backtests) hold both threads of the
+# cooperative pool for tens of seconds, and booting private RabbitMQ nodes takes an Erlang VM's worth of
+# CPU each; run beside the integration suites, both made the shared broker time out logins.
+private_brokers='BrokerRestartTests|ComposeBrokerTests'
+failed=()
+echo "[test] phase 1 of 3: pure logic (RecoveryCoreTests)"
+swift test --skip-build --filter 'RecoveryCoreTests' || failed+=("pure logic")
+echo "[test] phase 2 of 3: integration against the shared servers"
+swift test --skip-build --skip "RecoveryCoreTests|$private_brokers" || failed+=("integration")
+echo "[test] phase 3 of 3: tests that boot private RabbitMQ nodes"
+swift test --skip-build --filter "$private_brokers" || failed+=("private brokers")
+if ((${#failed[@]})); then
+  echo "[test] FAILED: $(IFS=,; echo "${failed[*]}")" >&2
+  exit 1
+fi
+echo "[test] all three phases passed"

@@ -2,9 +2,9 @@ import Foundation
 
 /// Runs a long synchronous computation (a backtest, a replay of NAB series, the random ladders) on GCD's
 /// global queue. On Linux that queue's threads are the cooperative pool's own (gdb during a stall), so
-/// this does not keep the work off the pool; a thread of its own did, but then every suite ran at once and
-/// overloaded the 2-core CI machine (docs/testing.md, "Helper processes"). Assertions stay in the test's
-/// own task, on the returned value.
+/// this does not keep the work off the pool. That is why RecoveryCoreTests run in a `swift test` process of
+/// their own (scripts/test.sh, phase 1; docs/testing.md, "Phases"), where a stall delays only pure tests.
+/// Assertions stay in the test's own task, on the returned value.
 func offThePool<T>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     let box = OffThePoolBox<T>()
     try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
