@@ -230,91 +230,11 @@ struct JSONBytesReader {
         return String(decoding: UnsafeBufferPointer(start: base + start, count: end - start), as: UTF8.self)
     }
 
-    /// A string; escapes as JSON defines them, UTF-8 validated.
+    /// A string; escapes as JSON defines them, UTF-8 validated (`JSONString.read`).
     mutating func string() throws(Unexpected) -> String {
-        try expect(UInt8(ascii: "\""))
-        let start = i
-        var ascii = true
-        while i < bytes.count {
-            switch bytes[i] {
-            case UInt8(ascii: "\""):
-                defer { i += 1 }
-                let utf8 = UnsafeBufferPointer(rebasing: bytes[start..<i])
-                // ASCII is valid UTF-8 as it is; the rest is checked.
-                if ascii { return String(decoding: utf8, as: UTF8.self) }
-                guard let s = String(validating: utf8, as: UTF8.self) else { throw Unexpected() }
-                return s
-            case UInt8(ascii: "\\"):
-                return try escapedString(from: start)
-            case 0..<0x20:
-                throw Unexpected()
-            case 0x80...:
-                ascii = false
-                i += 1
-            default:
-                i += 1
-            }
-        }
-        throw Unexpected()
-    }
-
-    private mutating func escapedString(from start: Int) throws(Unexpected) -> String {
-        var out = Array(bytes[start..<i])
-        while i < bytes.count {
-            let byte = bytes[i]
-            i += 1
-            switch byte {
-            case UInt8(ascii: "\""):
-                guard let s = String(validating: out, as: UTF8.self) else { throw Unexpected() }
-                return s
-            case 0..<0x20: throw Unexpected()
-            case UInt8(ascii: "\\"):
-                guard i < bytes.count else { throw Unexpected() }
-                let escape = bytes[i]
-                i += 1
-                switch escape {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escape)
-                case UInt8(ascii: "b"): out.append(0x08)
-                case UInt8(ascii: "f"): out.append(0x0C)
-                case UInt8(ascii: "n"): out.append(0x0A)
-                case UInt8(ascii: "r"): out.append(0x0D)
-                case UInt8(ascii: "t"): out.append(0x09)
-                case UInt8(ascii: "u"):
-                    var scalar = try hex4()
-                    if (0xD800..<0xDC00).contains(scalar) {
-                        guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u")
-                        else { throw Unexpected() }
-                        i += 2
-                        let low = try hex4()
-                        guard (0xDC00..<0xE000).contains(low) else { throw Unexpected() }
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    guard let unicode = Unicode.Scalar(scalar) else { throw Unexpected() }
-                    out.append(contentsOf: String(Character(unicode)).utf8)
-                default: throw Unexpected()
-                }
-            default: out.append(byte)
-            }
-        }
-        throw Unexpected()
-    }
-
-    private mutating func hex4() throws(Unexpected) -> UInt32 {
-        guard i + 4 <= bytes.count else { throw Unexpected() }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let b = bytes[i]
-            i += 1
-            let digit: UInt8
-            switch b {
-            case 0x30...0x39: digit = b - 0x30
-            case 0x61...0x66: digit = b - 0x61 + 10
-            case 0x41...0x46: digit = b - 0x41 + 10
-            default: throw Unexpected()
-            }
-            value = value << 4 | UInt32(digit)
-        }
-        return value
+        skipSpace()
+        guard let s = JSONString.read(bytes, at: &i) else { throw Unexpected() }
+        return s
     }
 
     /// An integer written without fraction or exponent.

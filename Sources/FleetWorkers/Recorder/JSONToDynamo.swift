@@ -1,4 +1,5 @@
 import AWSClient
+import RecoveryCore
 
 /// Parses JSON text into a ``DynamoValue`` and keeps every number's text exactly as written (never through
 /// a `Double`), so `0.30000000000000004` or a 30-digit integer is stored digit for digit. A number that
@@ -110,51 +111,13 @@ enum JSONToDynamo {
             index += w.count
         }
 
+        /// A string as every hand-written reader of the fleet reads one (`JSONString`, strict as Foundation).
         mutating func string() throws -> String {
-            try expect("\"")
-            var out: [UInt8] = []
-            while index < bytes.count {
-                let b = bytes[index]
-                index += 1
-                switch b {
-                case UInt8(ascii: "\""):
-                    return String(decoding: out, as: UTF8.self)
-                case UInt8(ascii: "\\"):
-                    guard index < bytes.count else { throw SyntaxError(offset: index) }
-                    let e = bytes[index]
-                    index += 1
-                    switch e {
-                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
-                    case UInt8(ascii: "b"): out.append(0x08)
-                    case UInt8(ascii: "f"): out.append(0x0C)
-                    case UInt8(ascii: "n"): out.append(0x0A)
-                    case UInt8(ascii: "r"): out.append(0x0D)
-                    case UInt8(ascii: "t"): out.append(0x09)
-                    case UInt8(ascii: "u"):
-                        var scalar = try hex4()
-                        if (0xD800..<0xDC00).contains(scalar), index + 6 <= bytes.count,
-                            bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
-                        {
-                            index += 2
-                            let low = try hex4()
-                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                        }
-                        out += Array(String(Unicode.Scalar(scalar).map(Character.init) ?? "\u{FFFD}").utf8)
-                    default: throw SyntaxError(offset: index)
-                    }
-                default:
-                    out.append(b)
-                }
-            }
-            throw SyntaxError(offset: index)
-        }
-
-        mutating func hex4() throws -> UInt32 {
-            guard index + 4 <= bytes.count,
-                let v = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16)
-            else { throw SyntaxError(offset: index) }
-            index += 4
-            return v
+            var at = index
+            let text = bytes.withUnsafeBufferPointer { JSONString.read($0, at: &at) }
+            index = at
+            guard let text else { throw SyntaxError(offset: index) }
+            return text
         }
     }
 }
