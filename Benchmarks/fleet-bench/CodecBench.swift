@@ -55,6 +55,37 @@ func runCodecBenchmark(_ options: BenchOptions) {
         sink &+= try! EnvelopeCodec.decode(message, as: ProbeResult.self, expecting: .observation).id.utf8.count
     }
     let observation = seconds(ContinuousClock.now - clock) / Double(rounds) * 1e6
+    // The fleet brake in a mass outage (a quarter of 10,000 targets, each with a step requested): the
+    // decision worker decodes it when another replica changed it, and decides and encodes it with every
+    // outage that opens and every step requested (docs/benchmarks.md, "Scale").
+    var brakeSettings = FleetBrake.Settings()
+    brakeSettings.maxOutageShare = 1.1
+    brakeSettings.maxDestructiveActions = 1_000_000
+    var brake = FleetBrake(settings: brakeSettings, fleet: (0..<10_000).map { "target-\($0)" })
+    for t in 0..<2_500 {
+        _ = brake.handle(.outageOpened(target: "target-\(t * 4)"), now: start)
+        _ = brake.handle(
+            .destructiveActionRequested(target: "target-\(t * 4)", idempotencyKey: "restart:inc-\(t)"), now: start)
+    }
+    let brakeBytes = try! StateCodec.encode(brake)
+    let brakeRounds = max(1, rounds / 100)
+    clock = ContinuousClock.now
+    for _ in 0..<brakeRounds { sink &+= try! StateCodec.encode(brake).count }
+    let brakeEncode = seconds(ContinuousClock.now - clock) / Double(brakeRounds) * 1e6
+    clock = ContinuousClock.now
+    for _ in 0..<brakeRounds { sink &+= try! StateCodec.decodeBrake(brakeBytes).engagements }
+    let brakeDecode = seconds(ContinuousClock.now - clock) / Double(brakeRounds) * 1e6
+    clock = ContinuousClock.now
+    for i in 0..<brakeRounds {
+        var copy = brake
+        sink &+= copy.handle(.outageOpened(target: "target-\(i * 4 + 1)"), now: start).count
+    }
+    let brakeHandle = seconds(ContinuousClock.now - clock) / Double(brakeRounds) * 1e6
+    print(
+        String(
+            format:
+                "fleet brake with 2,500 targets in outage and 2,500 steps, %d bytes: encode %.0f µs, decode %.0f µs, one more outage decided %.0f µs (%d rounds)",
+            brakeBytes.count, brakeEncode, brakeDecode, brakeHandle, brakeRounds))
     print(
         String(
             format:

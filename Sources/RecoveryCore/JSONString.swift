@@ -69,7 +69,16 @@ public enum JSONString {
                     return nil
                 }
             default:
+                // The run up to the next quote, backslash or control character, in one piece.
+                var end = index
+                while end < bytes.count, bytes[end] >= 0x20, bytes[end] != UInt8(ascii: "\""),
+                    bytes[end] != UInt8(ascii: "\\")
+                {
+                    end += 1
+                }
                 out.append(byte)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[index..<end]))
+                index = end
             }
         }
         return nil

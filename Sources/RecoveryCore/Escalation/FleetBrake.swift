@@ -98,26 +98,26 @@ public struct FleetBrake: Codable, Sendable, Equatable {
         case wakeTargets([String])
     }
 
-    public private(set) var schemaVersion: Int
+    public internal(set) var schemaVersion: Int
     public var settings: Settings
     /// How many targets the fleet has (the denominator of the outage share). Only the count is kept: the
     /// brake is loaded with every event the decision worker handles, and a list of 10,000 names made each
     /// event cost a 130 KB decode (docs/benchmarks.md, "Scale"). Stored brakes that hold the old `fleet`
     /// list are read as its count.
-    public private(set) var fleetSize: Int
+    public internal(set) var fleetSize: Int
     /// Targets with an open incident, sorted.
-    public private(set) var targetsInOutage: [String]
+    public internal(set) var targetsInOutage: [String]
     /// Destructive steps requested within the action window.
-    public private(set) var recentActions: [ActionStamp]
-    public private(set) var engagement: Engagement?
-    public private(set) var engagements: Int
+    public internal(set) var recentActions: [ActionStamp]
+    public internal(set) var engagement: Engagement?
+    public internal(set) var engagements: Int
     /// The targets in outage when the operator released the brake: the share rule engages again only
     /// when a target outside this set is in outage (a worse situation), not when one of these flaps. It is
     /// cleared when fewer than `minimumOutages` targets are in outage (the episode is over).
-    public private(set) var acceptedTargets: [String]
+    public internal(set) var acceptedTargets: [String]
     /// The rate rule counts steps from here on (the last release).
-    public private(set) var countActionsSince: Date?
-    public private(set) var recentCommandIds: [String]
+    public internal(set) var countActionsSince: Date?
+    public internal(set) var recentCommandIds: [String]
     /// What the brake decided but nobody has carried out yet (see `admit`); nil when nothing.
     public var pending: Pending?
 
@@ -302,15 +302,13 @@ extension FleetBrake {
             fleetSize = Set(try decoder.container(keyedBy: LegacyKeys.self).decode([String].self, forKey: .fleet)).count
         }
         if try c.decode(Int.self, forKey: .schemaVersion) >= 2 {
-            targetsInOutage = CompactRows.split(try c.decode(String.self, forKey: .targetsInOutage)).map { $0[0] }
-            acceptedTargets = CompactRows.split(try c.decode(String.self, forKey: .acceptedTargets)).map { $0[0] }
-            recentActions = try CompactRows.split(try c.decode(String.self, forKey: .recentActions)).map { row in
-                guard row.count == 3, let seconds = Double(row[0]) else {
-                    throw DecodingError.dataCorruptedError(
-                        forKey: .recentActions, in: c, debugDescription: "a recent step is not 'time, key, target'")
-                }
-                return ActionStamp(idempotencyKey: row[1], target: row[2], at: Date(timeIntervalSince1970: seconds))
+            targetsInOutage = Self.targets(fromRows: try c.decode(String.self, forKey: .targetsInOutage))
+            acceptedTargets = Self.targets(fromRows: try c.decode(String.self, forKey: .acceptedTargets))
+            guard let actions = Self.actions(fromRows: try c.decode(String.self, forKey: .recentActions)) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .recentActions, in: c, debugDescription: "a recent step is not 'time, key, target'")
             }
+            recentActions = actions
         } else {
             targetsInOutage = try c.decode([String].self, forKey: .targetsInOutage)
             acceptedTargets = try c.decode([String].self, forKey: .acceptedTargets)
@@ -331,13 +329,11 @@ extension FleetBrake {
         try c.encode(Self.currentSchemaVersion, forKey: .schemaVersion)
         try c.encode(settings, forKey: .settings)
         try c.encode(fleetSize, forKey: .fleetSize)
-        try c.encode(CompactRows.join(targetsInOutage.map { [$0] }), forKey: .targetsInOutage)
-        try c.encode(
-            CompactRows.join(recentActions.map { ["\($0.at.timeIntervalSince1970)", $0.idempotencyKey, $0.target] }),
-            forKey: .recentActions)
+        try c.encode(Self.rows(targets: targetsInOutage), forKey: .targetsInOutage)
+        try c.encode(Self.rows(actions: recentActions), forKey: .recentActions)
         try c.encodeIfPresent(engagement, forKey: .engagement)
         try c.encode(engagements, forKey: .engagements)
-        try c.encode(CompactRows.join(acceptedTargets.map { [$0] }), forKey: .acceptedTargets)
+        try c.encode(Self.rows(targets: acceptedTargets), forKey: .acceptedTargets)
         try c.encodeIfPresent(countActionsSince, forKey: .countActionsSince)
         try c.encode(recentCommandIds, forKey: .recentCommandIds)
         try c.encodeIfPresent(pending, forKey: .pending)
@@ -346,33 +342,131 @@ extension FleetBrake {
 
 /// Rows of strings as one string: fields joined by a tab, rows by a newline; `%`, tab and newline inside a
 /// field are percent-escaped and an empty field is `%E`, so any rows survive the round trip.
-enum CompactRows {
-    static func join(_ rows: [[String]]) -> String {
-        rows.map { $0.map(escape).joined(separator: "\t") }.joined(separator: "\n")
+extension FleetBrake {
+    // The stored form of the lists that grow with the fleet, for the Codable coders and `FleetBrakeJSON`.
+    static func rows(targets: [String]) -> String {
+        CompactRows.join(targets) { target, row in row.field(target) }
     }
 
-    /// Splits on the separator bytes, not on `Character`s: "\r\n" is one Character in Swift, so a field
-    /// ending in "\r" would otherwise hide the row separator after it.
-    static func split(_ text: String) -> [[String]] {
-        guard !text.isEmpty else { return [] }
-        return text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map { row in
-            row.split(separator: 0x09, omittingEmptySubsequences: false).map {
-                unescape(String(decoding: $0, as: UTF8.self))
+    static func targets(fromRows text: String) -> [String] {
+        var targets: [String] = []
+        CompactRows.forEachRow(text) { fields in targets.append(fields[0]) }
+        return targets
+    }
+
+    static func rows(actions: [ActionStamp]) -> String {
+        CompactRows.join(actions) { stamp, row in
+            row.field(stamp.at.timeIntervalSince1970.description)
+            row.field(stamp.idempotencyKey)
+            row.field(stamp.target)
+        }
+    }
+
+    /// Nil when a row is not "time, key, target".
+    static func actions(fromRows text: String) -> [ActionStamp]? {
+        var actions: [ActionStamp] = []
+        var valid = true
+        CompactRows.forEachRow(text) { fields in
+            guard valid, fields.count == 3, let seconds = Double(fields[0]) else {
+                valid = false
+                return
+            }
+            actions.append(
+                ActionStamp(idempotencyKey: fields[1], target: fields[2], at: Date(timeIntervalSince1970: seconds)))
+        }
+        return valid ? actions : nil
+    }
+}
+
+/// Rows of fields in one string: rows end at a newline, fields at a tab; in a field `%` is written `%25`, a
+/// tab `%09`, a newline `%0A`, and the empty field `%E`. Written and read byte by byte: the brake's lists
+/// hold thousands of rows in a mass outage, and arrays of strings per row made them cost milliseconds
+/// (docs/benchmarks.md, "Scale").
+enum CompactRows {
+    struct Row {
+        var bytes: [UInt8] = []
+        fileprivate var first = true
+
+        mutating func field(_ text: String) {
+            if !first { bytes.append(0x09) }
+            first = false
+            if text.isEmpty {
+                bytes.append(contentsOf: [0x25, 0x45])  // %E
+                return
+            }
+            let plain = text.utf8.allSatisfy { $0 != 0x25 && $0 != 0x09 && $0 != 0x0A }
+            if plain {
+                bytes.append(contentsOf: text.utf8)
+                return
+            }
+            for byte in text.utf8 {
+                switch byte {
+                case 0x25: bytes.append(contentsOf: [0x25, 0x32, 0x35])  // %25
+                case 0x09: bytes.append(contentsOf: [0x25, 0x30, 0x39])  // %09
+                case 0x0A: bytes.append(contentsOf: [0x25, 0x30, 0x41])  // %0A
+                default: bytes.append(byte)
+                }
             }
         }
     }
 
-    private static func escape(_ field: String) -> String {
-        if field.isEmpty { return "%E" }
-        guard field.utf8.contains(where: { $0 == 0x25 || $0 == 0x09 || $0 == 0x0A }) else { return field }
-        return field.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\t", with: "%09")
-            .replacingOccurrences(of: "\n", with: "%0A")
+    /// One row per item, its fields written by `write`.
+    static func join<T>(_ items: [T], _ write: (T, inout Row) -> Void) -> String {
+        var row = Row()
+        row.bytes.reserveCapacity(items.count * 48)
+        for (n, item) in items.enumerated() {
+            if n > 0 { row.bytes.append(0x0A) }
+            row.first = true
+            write(item, &row)
+        }
+        return String(decoding: row.bytes, as: UTF8.self)
     }
 
-    private static func unescape(_ field: String) -> String {
-        guard field.utf8.contains(0x25) else { return field }
-        if field == "%E" { return "" }
-        return field.replacingOccurrences(of: "%0A", with: "\n").replacingOccurrences(of: "%09", with: "\t")
-            .replacingOccurrences(of: "%25", with: "%")
+    /// The rows of `text`, each as its fields, unescaped. Splits on the separator bytes, not on
+    /// `Character`s: "\r\n" is one Character in Swift, so a field ending in "\r" would otherwise hide the
+    /// row separator after it.
+    static func forEachRow(_ text: String, _ body: ([String]) -> Void) {
+        guard !text.isEmpty else { return }
+        var text = text
+        text.withUTF8 { utf8 in
+            var fields: [String] = []
+            var start = 0
+            for k in 0...utf8.count {
+                let end = k == utf8.count
+                guard end || utf8[k] == 0x09 || utf8[k] == 0x0A else { continue }
+                fields.append(unescape(UnsafeBufferPointer(rebasing: utf8[start..<k])))
+                start = k + 1
+                if end || utf8[k] == 0x0A {
+                    body(fields)
+                    fields.removeAll(keepingCapacity: true)
+                }
+            }
+        }
+    }
+
+    private static func unescape(_ field: UnsafeBufferPointer<UInt8>) -> String {
+        guard field.contains(0x25) else { return String(decoding: field, as: UTF8.self) }
+        if field.count == 2 && field[1] == 0x45 { return "" }  // %E
+        var out: [UInt8] = []
+        out.reserveCapacity(field.count)
+        var k = 0
+        while k < field.count {
+            if field[k] == 0x25, k + 2 < field.count {
+                switch (field[k + 1], field[k + 2]) {
+                case (0x32, 0x35): out.append(0x25)
+                case (0x30, 0x39): out.append(0x09)
+                case (0x30, 0x41): out.append(0x0A)
+                default:
+                    out.append(field[k])
+                    k += 1
+                    continue
+                }
+                k += 3
+            } else {
+                out.append(field[k])
+                k += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -3,11 +3,11 @@ import Foundation
 /// Encodes and decodes the stored state of `EscalationMachine` and `FleetBrake` (JSON in Redis). Keys are
 /// sorted so equal states give equal bytes (measured: sorting costs nothing noticeable here); times are ISO 8601 UTC with milliseconds, like messages, so an
 /// operator can read the state with `redis-cli GET`. A target's document and its ladder are written and
-/// read by `TargetStateJSON` (the same bytes, without Codable's cost); a document of another shape is read
-/// with the Codable decoder below.
+/// read by `TargetStateJSON`, the brake's by `FleetBrakeJSON` (the same bytes, without Codable's cost); a
+/// document of another shape is read with the Codable decoder below.
 public enum StateCodec {
     public static func encode(_ machine: EscalationMachine) throws -> [UInt8] { try TargetStateJSON.encode(machine) }
-    public static func encode(_ brake: FleetBrake) throws -> [UInt8] { try encodeValue(brake) }
+    public static func encode(_ brake: FleetBrake) throws -> [UInt8] { try FleetBrakeJSON.encode(brake) }
 
     public static func decodeMachine(_ bytes: [UInt8]) throws(StateDecodingError) -> EscalationMachine {
         if let machine = TargetStateJSON.decodeMachine(bytes) { return machine }
@@ -53,7 +53,13 @@ public enum StateCodec {
         return value
     }
 
+    /// The brake, read by `FleetBrakeJSON` when it is of the shape this build writes, else by Codable.
     public static func decodeBrake(_ bytes: [UInt8]) throws(StateDecodingError) -> FleetBrake {
+        if let brake = FleetBrakeJSON.decode(bytes) { return brake }
+        return try decodeBrakeWithCodable(bytes)
+    }
+
+    static func decodeBrakeWithCodable(_ bytes: [UInt8]) throws(StateDecodingError) -> FleetBrake {
         try checkVersion(bytes, newest: FleetBrake.currentSchemaVersion, what: "fleet brake state")
         return try decodeValue(FleetBrake.self, bytes, what: "fleet brake state")
     }
