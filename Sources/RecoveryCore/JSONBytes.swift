@@ -150,6 +150,15 @@ struct JSONBytesReader {
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
+    /// `body` over the whole of `bytes`, or nil when it throws or leaves anything but space after it.
+    static func whole<T>(_ bytes: [UInt8], _ body: (inout JSONBytesReader) throws -> T) -> T? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var r = JSONBytesReader(buffer)
+            guard let value = try? body(&r), (try? r.end()) != nil else { return nil }
+            return value
+        }
+    }
+
     private mutating func skipSpace() {
         while i < bytes.count {
             switch bytes[i] {

@@ -11,7 +11,8 @@ struct FleetBrakeJSONTests {
     /// Names that need JSON's escapes or the compact rows' (tab, newline, percent), and non-ASCII.
     static let awkward = [
         "a\tb", "line\nbreak", "100%", "%0A", "%E", "", "héllo wörld", "x\t%\n%25", "ends in cr\r", "\r", "e\u{301}",
-        "quote \" and \\ backslash", "a\r\nb", "%", "%2", "50%E", "%%0A%09", "bell \u{7}", "ambulance 🚑", "site-1", "site-2",
+        "quote \" and \\ backslash", "a\r\nb", "%", "%2", "50%E", "%%0A%09", "bell \u{7}", "ambulance 🚑", "site-1",
+        "site-2",
     ]
 
     /// Every state of a random run of brake events (outages opening and closing, steps, fleet changes,

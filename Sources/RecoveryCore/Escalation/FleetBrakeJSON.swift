@@ -37,11 +37,7 @@ enum FleetBrakeJSON {
     /// The brake, or nil when the document is not of the shape this build writes (then read it with
     /// Codable).
     static func decode(_ bytes: [UInt8]) -> FleetBrake? {
-        bytes.withUnsafeBufferPointer { buffer in
-            var r = JSONBytesReader(buffer)
-            guard let brake = try? read(&r), (try? r.end()) != nil else { return nil }
-            return brake
-        }
+        JSONBytesReader.whole(bytes) { r in try read(&r) }
     }
 
     private static func read(_ r: inout JSONBytesReader) throws -> FleetBrake {

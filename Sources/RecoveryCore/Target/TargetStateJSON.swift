@@ -164,7 +164,7 @@ enum TargetStateJSON {
 
     /// The document, or nil when it is not of the shape this build writes (then read it with Codable).
     static func decodeTarget(_ bytes: [UInt8]) -> TargetMachine? {
-        read(bytes) { r in
+        JSONBytesReader.whole(bytes) { r in
             var ladder: EscalationMachine?
             var outbox: [OutboxItem]?
             var repair: PredictiveRepair?
@@ -186,15 +186,7 @@ enum TargetStateJSON {
 
     /// The ladder alone, or nil as above.
     static func decodeMachine(_ bytes: [UInt8]) -> EscalationMachine? {
-        read(bytes) { r in try machine(&r) }
-    }
-
-    private static func read<T>(_ bytes: [UInt8], _ body: (inout JSONBytesReader) throws -> T) -> T? {
-        bytes.withUnsafeBufferPointer { buffer in
-            var r = JSONBytesReader(buffer)
-            guard let value = try? body(&r), (try? r.end()) != nil else { return nil }
-            return value
-        }
+        JSONBytesReader.whole(bytes) { r in try machine(&r) }
     }
 
     private static func lastProbe(_ r: inout JSONBytesReader) throws -> LastProbe {
