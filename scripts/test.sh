@@ -12,8 +12,11 @@ DIR="${FLEET_SERVICES_DIR:-/tmp/ec2-recovery-fleet-services}"
 started=()
 cleanup() {
   if ((${#started[@]})); then scripts/services.sh stop "${started[@]}"; fi
+  started=()
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# Ctrl-C or SIGTERM ends the run here: without the exit, bash would go on to the next phase.
+trap 'cleanup; exit 130' INT TERM
 
 scripts/services.sh install
 for svc in rabbitmq redis moto moto-auth; do
@@ -34,7 +37,8 @@ swift build --build-tests
 export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-8}"
 
 if (($#)); then
-  exec swift test --skip-build "$@"
+  swift test --skip-build "$@"  # not exec: the EXIT trap stops the servers this script started
+  exit 0
 fi
 
 # Three phases, one after the other, so that no phase's load starves another's time-bound waits on this
