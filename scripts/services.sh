@@ -11,9 +11,11 @@
 # State (pid files, data, logs) lives in $FLEET_SERVICES_DIR (default /tmp/ec2-recovery-fleet-services).
 # Ports can be moved with RABBITMQ_PORT, RABBITMQ_MGMT_PORT, RABBITMQ_DIST_PORT, REDIS_PORT, MOTO_PORT,
 # MOTO_AUTH_PORT, and the broker's node name with RABBITMQ_NODENAME: a test runs a private broker that way.
-# RABBITMQ_EXTRA_CONF appends a conf file (compose/rabbitmq.conf) to the broker's own settings.
+# RABBITMQ_EXTRA_CONF appends a conf file (compose/rabbitmq.conf) to the broker's own settings. Every
+# broker this script starts reads the deployment's compose/rabbitmq-advanced.config, as compose mounts it.
 set -euo pipefail
 
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${FLEET_SERVICES_DIR:-/tmp/ec2-recovery-fleet-services}"
 RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
 RABBITMQ_MGMT_PORT="${RABBITMQ_MGMT_PORT:-15672}"
@@ -87,6 +89,7 @@ rabbit_env() {
   export HOME="$base/home" RABBITMQ_MNESIA_BASE="$base/mnesia" RABBITMQ_LOG_BASE="$base/log"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" RABBITMQ_CONFIG_FILE="$base/rabbitmq"
   export RABBITMQ_PID_FILE="$base/rabbit.pid" RABBITMQ_NODENAME="${RABBITMQ_NODENAME:-fleet@localhost}"
+  export RABBITMQ_ADVANCED_CONFIG_FILE="$ROOT/compose/rabbitmq-advanced.config"
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
   export RABBITMQ_DIST_PORT ERL_EPMD_ADDRESS=127.0.0.1 ERL_CRASH_DUMP="$base/log/erl_crash.dump"
 }

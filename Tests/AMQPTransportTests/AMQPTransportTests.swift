@@ -305,6 +305,47 @@ struct AMQPIntegrationTests {
         await publisher.shutdown()
     }
 
+    /// RabbitMQ's dead-letter worker re-sends a dead letter whose first attempt failed only when its
+    /// timer fires (180 s by default). Under load the first attempt fails now and then (the dead-letter
+    /// queue's leader not yet up: 7 of 40 poison messages declared at once on this machine reached their
+    /// queue at 180 s), and in a fail-over. compose/rabbitmq-advanced.config sets the timer to 10 s; every
+    /// local broker boots with that file. Here the first attempt fails for sure: the dead-letter queue is
+    /// bound only after the message was dead-lettered.
+    @Test func aDeadLetterWhoseFirstAttemptFailedArrivesSoonAfter() async throws {
+        let config = try configuration()
+        let scratch = ScratchTopology(deliveryLimit: 1, bindDeadLetterQueue: false)
+        let publisher = AMQPPublisher(configuration: config, topology: scratch.topology)
+        let consumer = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.queue)
+        defer { Task { await scratch.cleanUp(config) } }
+
+        try await publisher.publish(scratch.message("crashes the worker", id: "poison-unrouted"))
+        let seen = DeliveryCollector(consumer, requeue: true)
+        // Delivered twice (the second time with x-delivery-count 1), then dead-lettered with no route.
+        let deliveries = await seen.wait(for: 2, timeout: .seconds(60))
+        try #require(deliveries.count == 2, "the poison message was not delivered twice")
+        try await Task.sleep(for: .seconds(1))
+        #expect(await seen.received.count == 2, "a message past its delivery limit was delivered again")
+
+        // Now the route exists; the worker's next re-send finds it.
+        let admin = AMQPAdmin(configuration: config)
+        try await admin.declare(AMQPTopology(bindings: [scratch.deadLetterBinding]))
+        await admin.close()
+        let bound = ContinuousClock.now
+        let dead = AMQPConsumer(configuration: config, topology: scratch.topology, queue: scratch.deadLetterQueue)
+        let deadCollector = DeliveryCollector(dead)
+        let letters = await deadCollector.wait(for: 1, timeout: .seconds(40))
+        let letter = try #require(
+            letters.first,
+            "no dead letter within 40 s of its route appearing: is the broker's dead_letter_worker_publisher_confirm_timeout still 180 s (compose/rabbitmq-advanced.config)?"
+        )
+        #expect(letter.properties.messageId == "poison-unrouted")
+        print("dead letter arrived \(ContinuousClock.now - bound) after its route appeared")
+        await dead.ack(letter)
+        await consumer.shutdown(drainTimeout: .zero)
+        await dead.shutdown()
+        await publisher.shutdown()
+    }
+
     @Test func wrongPasswordIsAClearLoginError() async throws {
         var url = try AMQPURL(try #require(amqpURL))
         url.password = "definitely-wrong-\(UUID())"

@@ -20,6 +20,11 @@ struct ScratchTopology {
     var deadLetterExchange: String { "test.\(id).dlx" }
     var deadLetterQueue: String { "test.\(id).work.dead" }
     var deliveryLimit: Int64 = 3
+    /// Without it the dead-letter exchange routes nowhere until a test declares `deadLetterBinding`.
+    var bindDeadLetterQueue = true
+    var deadLetterBinding: AMQPTopology.Binding {
+        .init(exchange: deadLetterExchange, queue: deadLetterQueue, routingKey: queue)
+    }
 
     var topology: AMQPTopology {
         AMQPTopology(
@@ -28,10 +33,8 @@ struct ScratchTopology {
                 .quorum(queue, deliveryLimit: deliveryLimit, deadLetterExchange: deadLetterExchange),
                 .deadLetter(deadLetterQueue),
             ],
-            bindings: [
-                .init(exchange: exchange, queue: queue, routingKey: "work.#"),
-                .init(exchange: deadLetterExchange, queue: deadLetterQueue, routingKey: queue),
-            ])
+            bindings: [.init(exchange: exchange, queue: queue, routingKey: "work.#")]
+                + (bindDeadLetterQueue ? [deadLetterBinding] : []))
     }
 
     func message(_ text: String, id: String = UUID().uuidString) -> OutgoingMessage {
@@ -53,11 +56,13 @@ actor DeliveryCollector {
     private(set) var received: [AMQPDelivery] = []
 
     /// The background reader ends when the consumer shuts down and its stream finishes.
-    init(_ consumer: AMQPConsumer, autoAck: Bool = false) {
+    /// `requeue` hands every delivery back (a consumer that keeps failing).
+    init(_ consumer: AMQPConsumer, autoAck: Bool = false, requeue: Bool = false) {
         let stream = consumer.deliveries
         Task { [weak self] in
             for await delivery in stream {
                 if autoAck { await consumer.ack(delivery) }
+                if requeue { await consumer.nack(delivery, requeue: true) }
                 await self?.append(delivery)
             }
         }

@@ -73,6 +73,9 @@ struct ComposeBrokerTests {
         #expect(Set(broker.extraHosts) == Set(hosts))
         #expect(broker.volumeTargets["/etc/rabbitmq/conf.d/20-fleet.conf"]?.hasSuffix("compose/rabbitmq.conf") == true)
         #expect(
+            broker.volumeTargets["/etc/rabbitmq/advanced.config"]?.hasSuffix("compose/rabbitmq-advanced.config") == true
+        )
+        #expect(
             broker.volumeTargets["/etc/rabbitmq/conf.d/30-cluster.conf"]?.hasSuffix("compose/rabbitmq-cluster.conf")
                 == true)
 
