@@ -9,7 +9,17 @@ say() { printf '[bench-rss] %s\n' "$*" >&2; }
 started_services=()
 # shellcheck source=scripts/fleet-services.sh
 . scripts/fleet-services.sh
-for p in probe decision recoveryctl; do swift build -c release --product "$p" >&2; done
+# The executables as compose/Dockerfile builds them: the Swift runtime and Foundation linked in
+# statically (--static-swift-stdlib), in a scratch path of their own so that the other benchmarks'
+# release builds do not rebuild everything each time the flag changes. BIN_DIR measures other builds
+# (for a before/after: BIN_DIR=.build/release after a plain `swift build -c release`).
+if [ -z "${BIN_DIR:-}" ]; then
+  for p in probe decision recoveryctl; do
+    swift build -c release --static-swift-stdlib --scratch-path .build/static --product "$p" >&2
+  done
+  BIN_DIR=.build/static/release
+fi
+say "measuring $BIN_DIR/probe and $BIN_DIR/decision"
 prefix="rss-$$"
 TMP=$(mktemp -d /tmp/bench-rss.XXXXXX)
 pids=()
@@ -20,12 +30,12 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-make_identities "$prefix" .build/release/recoveryctl "$TMP/setup.log"
+make_identities "$prefix" "$BIN_DIR/recoveryctl" "$TMP/setup.log"
 port=19100
 for worker in probe decision; do
   env "${identities[@]}" AMQP_URL="$(worker_url "$worker")" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench \
     AWS_SECRET_ACCESS_KEY=bench FLEET_PREFIX="$prefix" METRICS_PORT=$port LOG_LEVEL=warning \
-    .build/release/$worker 2>"$TMP/$worker.log" &
+    "$BIN_DIR/$worker" 2>"$TMP/$worker.log" &
   pids+=($!)
   port=$((port + 1))
 done
@@ -37,7 +47,10 @@ for worker in probe decision; do
   printf 'rss: %s idle: %.1f MiB\n' "$worker" "$(echo "$(ps -o rss= -p "$pid") / 1024" | bc -l)"
   # RSS counts every library page this process touched, shared or not; Private_Dirty is what is its own
   # (heap, stacks, written data), Pss splits shared pages between the processes that map them.
-  awk '/^(Pss|Private_Dirty|Shared_Clean|Private_Clean):/{printf "  %-14s %6.1f MiB\n", $1, $2 / 1024}' "/proc/$pid/smaps_rollup"
+  # Anonymous is the process's own memory (heap, stacks, written data); the rest of RSS is files' pages
+  # mapped in (code, read-only data), which the kernel can drop and read again. Private_Dirty also counts
+  # an executable's file pages that were just written (built or copied) and not yet flushed to disk.
+  awk '/^(Pss|Anonymous|Private_Dirty|Shared_Clean|Private_Clean):/{printf "  %-14s %6.1f MiB\n", $1, $2 / 1024}' "/proc/$pid/smaps_rollup"
   awk '/^[0-9a-f]+-[0-9a-f]+ /{name=($6 == "" ? "[anonymous]" : $6)} /^Rss:/{rss[name]+=$2}
        END{for (n in rss) if (rss[n] >= 512) printf "  %7.1f MiB  %s\n", rss[n] / 1024, n}' "/proc/$pid/smaps" | sort -rn
   i=$((i + 1))
