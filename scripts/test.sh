@@ -47,12 +47,27 @@ fi
 # CPU each; run beside the integration suites, both made the shared broker time out logins.
 private_brokers='BrokerRestartTests|ComposeBrokerTests'
 failed=()
+LOGS="$(mktemp -d /tmp/fleet-test.XXXXXX)"
+# One phase: `swift test` with the given arguments. A phase whose filter matched no test fails too (a
+# renamed suite would otherwise drop out of the run without a word).
+phase() {
+  local name=$1 log; shift
+  log="$LOGS/phase-${#failed[@]}-$RANDOM.log"
+  if ! swift test --skip-build "$@" 2>&1 | tee "$log"; then failed+=("$name"); return; fi
+  local ran
+  ran=$(sed -nE 's/.*Test run with ([0-9]+) tests?.*/\1/p' "$log" | tail -1)
+  if [ -z "$ran" ] || [ "$ran" -eq 0 ]; then
+    echo "[test] phase '$name' ran no test" >&2
+    failed+=("$name (no test ran)")
+  fi
+}
 echo "[test] phase 1 of 3: pure logic (RecoveryCoreTests)"
-swift test --skip-build --filter 'RecoveryCoreTests' || failed+=("pure logic")
+phase "pure logic" --filter 'RecoveryCoreTests'
 echo "[test] phase 2 of 3: integration against the shared servers"
-swift test --skip-build --skip "RecoveryCoreTests|$private_brokers" || failed+=("integration")
+phase "integration" --skip "RecoveryCoreTests|$private_brokers"
 echo "[test] phase 3 of 3: tests that boot private RabbitMQ nodes"
-swift test --skip-build --filter "$private_brokers" || failed+=("private brokers")
+phase "private brokers" --filter "$private_brokers"
+rm -rf "$LOGS"
 if ((${#failed[@]})); then
   echo "[test] FAILED: $(IFS=,; echo "${failed[*]}")" >&2
   exit 1
