@@ -207,6 +207,40 @@ struct DecisionMemoryTests {
         }
     }
 
+    /// Issue 18: in a mass outage every outage that opens and every step counted changes the fleet brake,
+    /// and those events were stored one at a time behind a gate (one 150 KB brake write each at 2,500
+    /// outages). Now the ones waiting meanwhile are decided one after the other on the brake and stored
+    /// together. With each store taking 30 ms here, 40 at once took 40 brake writes before.
+    @Test func brakeChangingEventsArriveTogetherAndAreStoredInBatchesWithNothingLost() async throws {
+        let fleet = MemoryFleet()
+        let names = (1...40).map { "site-\($0)" }
+        var brake = FleetBrake.Settings()
+        brake.maxOutageShare = 1.0  // neither rule engages: every event changes the brake, none is held
+        brake.maxDestructiveActions = 1000
+        let slow = SlowWrites(fleet.states, delay: .milliseconds(30))
+        let world = try await World(
+            targets: names.map { Self.target($0, grace: 0, failures: 1) }, fleet: fleet, brake: brake, states: slow)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for name in names { group.addTask { try await world.observe(name, healthy: false, id: "obs-\(name)") } }
+            for try await _ in group {}
+        }
+        // Every event was decided and carried out: one outage and one restart per target, none twice.
+        #expect(world.requests.filter { $0.body.step == .restart }.map(\.body.target).sorted() == names.sorted())
+        #expect(world.history.filter { $0.body.kind == "incident_opened" }.count == names.count)
+        let reader = DecisionStateReader(states: fleet.states)
+        let stored = try #require(try await reader.brake())
+        #expect(stored.targetsInOutage == names.sorted())
+        #expect(stored.countedActions(at: fleet.clock.now()) == names.count && stored.pending == nil)
+        for name in names {
+            var target = try #require(try await reader.target(name))
+            #expect(target.pendingMessages == 0, "\(name)'s messages went out")
+            #expect(target.machine.remember(eventId: "obs-\(name)") == false, "\(name)'s event is in its state")
+        }
+        let brakeWrites = try await fleet.states.version(DecisionStateKeys.brake)
+        #expect(brakeWrites < 10, "the 40 events' brake changes were stored in \(brakeWrites) writes")
+        #expect(slow.largestBatch > 1)
+    }
+
     /// A tick that failed because Redis blinked cancelled the target's wake-up (found while closing issue
     /// 14, gap 2): a target whose deadline it was would wait for its next observation. Now the wake-up
     /// moves 5 s later and the deadline is met then.
@@ -407,6 +441,30 @@ final class FlakyStore: VersionedStore {
     }
     func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
         try await inner.compareAndSet(all: writes)
+    }
+    func delete(_ key: String) async throws { await inner.delete(key) }
+    func keys() async throws -> [String] { await inner.keys() }
+}
+
+/// A versioned store whose atomic multi-key writes take `delay` (a busy Redis), so that the events handled
+/// meanwhile queue up; it remembers the largest such write.
+final class SlowWrites: VersionedStore {
+    let inner: MemoryVersionedStore
+    let delay: Duration
+    private let largest = Mutex(0)
+    var largestBatch: Int { largest.withLock { $0 } }
+    init(_ inner: MemoryVersionedStore, delay: Duration) {
+        self.inner = inner
+        self.delay = delay
+    }
+    func load(_ key: String) async throws -> VersionedValue? { await inner.load(key) }
+    func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64? {
+        await inner.compareAndSet(key, expectedVersion: expectedVersion, data: data)
+    }
+    func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
+        largest.withLock { $0 = max($0, writes.count) }
+        try await Task.sleep(for: delay)
+        return try await inner.compareAndSet(all: writes)
     }
     func delete(_ key: String) async throws { await inner.delete(key) }
     func keys() async throws -> [String] { await inner.keys() }

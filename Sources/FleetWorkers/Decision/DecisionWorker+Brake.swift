@@ -46,4 +46,89 @@ extension DecisionWorker {
         FleetMetrics.brakeEngaged.record(brake.isEngaged ? 1 : 0)
         return true
     }
+
+    /// Decides a batch of brake-changing events (`BrakeBatcher`) one after the other on the brake as each
+    /// leaves it, and stores their targets and the brake in one atomic compare-and-set; a lost race decides
+    /// the whole batch again on the state that won. An event that cannot be decided (its state does not
+    /// decode, the brake refused its step) fails alone, and the others go on without it.
+    func commitBrakeBatch(_ batch: [BrakeBatcher.Submission]) async -> [Result<BrakeBatcher.Committed, any Error>] {
+        let keys = batch.map { Self.stateKey($0.target) }
+        var failed: [Int: any Error] = [:]
+        for _ in 0..<20 {
+            let now = clock()
+            let loaded: [VersionedValue?]
+            let brake: (brake: FleetBrake, version: Int64)
+            do {
+                async let loadedBrake = loadBrake()
+                loaded = try await loadAll(keys)
+                brake = try await loadedBrake
+            } catch {
+                return batch.indices.map { .failure(failed[$0] ?? error) }
+            }
+            var current = brake.brake
+            var writes: [VersionedWrite] = []
+            var decided: [(index: Int, machine: TargetMachine, actions: [TargetMachine.Action])] = []
+            for (index, submission) in batch.enumerated() where failed[index] == nil {
+                do {
+                    let stored = try await machine(
+                        loaded[index], submission.target, instanceHint: submission.instanceHint)
+                    var (machine, actions, next) = try decide(
+                        submission.event, on: stored, brake: current,
+                        configured: await known.target(submission.target), now: now)
+                    try await stage(actions, into: &machine, now: now)
+                    writes.append(
+                        VersionedWrite(
+                            keys[index], expectedVersion: loaded[index]?.version ?? 0,
+                            data: String(decoding: try StateCodec.encode(machine), as: UTF8.self)))
+                    decided.append((index, machine, actions))
+                    current = next
+                } catch {
+                    failed[index] = error
+                }
+            }
+            guard !decided.isEmpty else { break }
+            let brakeChanged = current != brake.brake
+            if brakeChanged {
+                do {
+                    writes.append(
+                        VersionedWrite(
+                            Self.brakeKey, expectedVersion: brake.version,
+                            data: String(decoding: try StateCodec.encode(current), as: UTF8.self)))
+                } catch {
+                    return batch.indices.map { .failure(failed[$0] ?? error) }
+                }
+            }
+            let versions: [Int64]?
+            do { versions = try await states.compareAndSet(all: writes) } catch {
+                return batch.indices.map { .failure(failed[$0] ?? error) }
+            }
+            guard let versions else {
+                FleetMetrics.decisionConflicts.increment()
+                continue
+            }
+            if brakeChanged, let stored = versions.last { brakeCache.withLock { $0 = (stored, current) } }
+            var results: [Result<BrakeBatcher.Committed, any Error>] = batch.indices.map {
+                .failure(failed[$0] ?? DecisionError("not decided"))
+            }
+            for (position, one) in decided.enumerated() {
+                results[one.index] = .success(
+                    BrakeBatcher.Committed(actions: one.actions, machine: one.machine, version: versions[position]))
+            }
+            return results
+        }
+        let contention = DecisionError(
+            "the fleet brake or a target changed 20 times while a batch of events was applied; retrying later",
+            contention: true)
+        return batch.indices.map { .failure(failed[$0] ?? contention) }
+    }
+
+    /// The states of `keys`, in order, read concurrently (the Redis client pipelines them).
+    private func loadAll(_ keys: [String]) async throws -> [VersionedValue?] {
+        try await withThrowingTaskGroup(of: (Int, VersionedValue?).self) { group in
+            for (index, key) in keys.enumerated() { group.addTask { (index, try await self.states.load(key)) } }
+            var values = [VersionedValue?](repeating: nil, count: keys.count)
+            for try await (index, value) in group { values[index] = value }
+            return values
+        }
+    }
 }

@@ -55,8 +55,8 @@ public final class DecisionWorker: Sendable {
     let known = KnownTargets()
     /// The last brake decoded, with its version (DecisionWorker+Brake.swift).
     let brakeCache = Mutex<(version: Int64, brake: FleetBrake)?>(nil)
-    /// Held while an event that changes the brake is decided and stored (see `apply`).
-    let brakeGate = AsyncLock()
+    /// Decides and stores the events that change the brake together (see `apply`); set once in init.
+    private let brakeBatches = Mutex<BrakeBatcher?>(nil)
     private let refusedOperators = Mutex<Set<String>>([])
 
     /// The worker on its ports: production passes the Redis and AMQP drivers, unit tests the memory ones
@@ -76,6 +76,9 @@ public final class DecisionWorker: Sendable {
         self.defaultRegion = defaultRegion
         self.logger = logger
         self.clock = clock
+        // Unowned: the batcher lives as long as the worker, and runs only inside the worker's own calls.
+        let batcher = BrakeBatcher { [unowned self] batch in await self.commitBrakeBatch(batch) }
+        brakeBatches.withLock { $0 = batcher }
     }
 
     /// The worker on Redis: states, schedule and markers in one keyspace.
@@ -246,8 +249,6 @@ public final class DecisionWorker: Sendable {
     /// the brake engaged, and two replicas can never both pass it at its last free slot.
     func apply(_ event: TargetMachine.Event, to target: String, instanceHint: String?) async throws {
         let key = Self.stateKey(target)
-        var gated = false
-        defer { if gated { brakeGate.unlock() } }
         for _ in 0..<20 {
             let now = clock()
             // The target and the brake's version in one round trip (the client pipelines concurrent calls).
@@ -255,61 +256,25 @@ public final class DecisionWorker: Sendable {
             let loaded = try await states.load(key)
             let brake = try await loadedBrake
             let stored = try await machine(loaded, target, instanceHint: instanceHint)
-            let configured = await known.target(target)
-            var (machine, actions, decided) = (stored, [TargetMachine.Action](), brake.brake)
-            for brakeEngaged in [brake.brake.isEngaged, true] {
-                (machine, decided) = (stored, brake.brake)
-                actions = machine.handle(
-                    event,
-                    TargetMachine.Context(
-                        now: now, brakeEngaged: brakeEngaged, settings: configured.map(settings(of:)),
-                        identity: configured?.identity,
-                        uniqueId: RandomId.uuid()))
-                if decided.admit(actions.compactMap { if case .reportToFleet(let e) = $0 { e } else { nil } }, now: now)
-                {
-                    break
-                }
-                guard !brakeEngaged else {
-                    throw DecisionError("the fleet brake refused a step decided with it engaged")
-                }
-            }
-            if decided != brake.brake && !gated {
-                // An event that changes the brake (an outage opening or closing, a step counted) is decided
-                // again, and stored, holding the replica's brake gate: the events handled concurrently here
-                // otherwise all wrote the one brake at once and lost the compare-and-set to each other, over
-                // and over, in a mass outage. Only other replicas' writes can still make it decide again.
-                await brakeGate.lock()
-                gated = true
-                continue
-            }
-            for case .publish(let message) in actions {
-                machine.outbox.append(try OutboxItem(message, producer: options.workerId, now: now))
-            }
-            // Abort flags go ahead of the state that records them, so no crash loses one (docs/actuator.md,
-            // "Abort"); a flag whose state write loses is harmless: decided again, or the step completed.
-            for case .abortStep(let stepKey, let abort) in actions {
-                try await markers.set(StepAbort.flagKey(stepKey), try abort.encoded(), expiry: StepAbort.flagLifetime)
-            }
-            // The target and, when the event changed it, the brake: both or neither.
-            var writes = [
-                VersionedWrite(
-                    key, expectedVersion: loaded?.version ?? 0,
-                    data: String(decoding: try StateCodec.encode(machine), as: UTF8.self))
-            ]
+            var (machine, actions, decided) = try decide(
+                event, on: stored, brake: brake.brake, configured: await known.target(target), now: now)
             if decided != brake.brake {
-                writes.append(
-                    VersionedWrite(
-                        Self.brakeKey, expectedVersion: brake.version,
-                        data: String(decoding: try StateCodec.encode(decided), as: UTF8.self)))
+                // An event that changes the brake (an outage opening or closing, a step counted) is decided
+                // again and stored with the others this replica has waiting (`BrakeBatcher`): one at a time,
+                // they all wrote the one brake in a line, or lost the compare-and-set to each other over and
+                // over, in a mass outage. Only other replicas' writes can still make a batch decide again.
+                let batcher = brakeBatches.withLock { $0 }!
+                let committed = try await batcher.submit(
+                    BrakeBatcher.Submission(event: event, target: target, instanceHint: instanceHint))
+                return try await carryOut(committed.actions, of: committed.machine, storedAs: committed.version)
             }
-            guard let versions = try await states.compareAndSet(all: writes), let version = versions.first else {
+            try await stage(actions, into: &machine, now: now)
+            let write = VersionedWrite(
+                key, expectedVersion: loaded?.version ?? 0,
+                data: String(decoding: try StateCodec.encode(machine), as: UTF8.self))
+            guard let version = try await states.compareAndSet(all: [write])?.first else {
                 FleetMetrics.decisionConflicts.increment()
                 continue
-            }
-            if versions.count == 2 { brakeCache.withLock { $0 = (versions[1], decided) } }
-            if gated {
-                brakeGate.unlock()  // stored: the next one may decide on this brake
-                gated = false
             }
             return try await carryOut(actions, of: machine, storedAs: version)
         }
@@ -317,8 +282,42 @@ public final class DecisionWorker: Sendable {
             "target \(target) changed 20 times while one event was applied; retrying later", contention: true)
     }
 
+    /// One event decided over a target's machine and the brake. The brake's check and its count are one
+    /// decision: a step the brake no longer admits (`FleetBrake.admit`) is decided again with the brake
+    /// engaged.
+    func decide(
+        _ event: TargetMachine.Event, on stored: TargetMachine, brake: FleetBrake, configured: Target?, now: Date
+    ) throws -> (machine: TargetMachine, actions: [TargetMachine.Action], brake: FleetBrake) {
+        for brakeEngaged in [brake.isEngaged, true] {
+            var (machine, decided) = (stored, brake)
+            let actions = machine.handle(
+                event,
+                TargetMachine.Context(
+                    now: now, brakeEngaged: brakeEngaged, settings: configured.map(settings(of:)),
+                    identity: configured?.identity,
+                    uniqueId: RandomId.uuid()))
+            if decided.admit(actions.compactMap { if case .reportToFleet(let e) = $0 { e } else { nil } }, now: now) {
+                return (machine, actions, decided)
+            }
+            guard !brakeEngaged else { break }
+        }
+        throw DecisionError("the fleet brake refused a step decided with it engaged")
+    }
+
+    /// What goes ahead of the state's compare-and-set: the messages into its outbox, and the abort flags.
+    /// Abort flags go ahead of the state that records them, so no crash loses one (docs/actuator.md,
+    /// "Abort"); a flag whose state write loses is harmless: decided again, or the step completed.
+    func stage(_ actions: [TargetMachine.Action], into machine: inout TargetMachine, now: Date) async throws {
+        for case .publish(let message) in actions {
+            machine.outbox.append(try OutboxItem(message, producer: options.workerId, now: now))
+        }
+        for case .abortStep(let stepKey, let abort) in actions {
+            try await markers.set(StepAbort.flagKey(stepKey), try abort.encoded(), expiry: StepAbort.flagLifetime)
+        }
+    }
+
     /// The stored machine (its leftover outbox published first), or a new one for a known target.
-    private func machine(_ loaded: VersionedValue?, _ target: String, instanceHint: String?) async throws
+    func machine(_ loaded: VersionedValue?, _ target: String, instanceHint: String?) async throws
         -> TargetMachine
     {
         guard let loaded else { return TargetMachine(ladder: try await newMachine(target, instanceHint: instanceHint)) }
@@ -330,7 +329,7 @@ public final class DecisionWorker: Sendable {
 
     /// After the compare-and-set won: publish the outbox (and clear it), the brake's notices, schedule the
     /// next tick. Counted only here, so a lost race counts nothing twice.
-    private func carryOut(_ actions: [TargetMachine.Action], of machine: TargetMachine, storedAs version: Int64)
+    func carryOut(_ actions: [TargetMachine.Action], of machine: TargetMachine, storedAs version: Int64)
         async throws
     {
         let key = Self.stateKey(machine.target)

@@ -2,8 +2,8 @@ import Foundation
 
 /// The fleet brake's stored document written and read without Foundation's Codable coders. In a mass
 /// outage the brake holds a name per target in outage and a stamp per step in the hour (150 KB with 2,500
-/// of each), and the decision worker decides and stores it, holding its brake gate, with every outage that
-/// opens and every step requested: through the Codable coders that was 2.7 ms to encode and 4.5 ms to
+/// of each), and the decision worker decides and stores it with every outage that opens and every step
+/// requested (in batches since `BrakeBatcher`): through the Codable coders that was 2.7 ms to encode and 4.5 ms to
 /// decode each time (`fleet-bench codec`; docs/benchmarks.md, "Scale").
 ///
 /// As `TargetStateJSON` does for a target: the writer writes the bytes `Timestamp.jsonEncoder()` writes

@@ -1,0 +1,76 @@
+import Foundation
+import RecoveryCore
+import Synchronization
+import Testing
+
+@testable import FleetWorkers
+
+/// `BrakeBatcher` alone, with a commit that records its batches: every submitter gets its own outcome,
+/// no batch holds one target twice, and a failure is its submitter's alone.
+@Suite("Brake batcher")
+struct BrakeBatcherTests {
+    struct Refused: Error, Equatable { let target: String }
+
+    final class Recorder: Sendable {
+        let batches = Mutex<[[String]]>([])
+        /// Targets whose submissions fail.
+        let failing: Set<String>
+        init(failing: Set<String> = []) { self.failing = failing }
+
+        func commit(_ batch: [BrakeBatcher.Submission]) async -> [Result<BrakeBatcher.Committed, any Error>] {
+            batches.withLock { $0.append(batch.map(\.target)) }
+            try? await Task.sleep(for: .milliseconds(5))  // others queue up meanwhile
+            return batch.enumerated().map { position, submission in
+                if failing.contains(submission.target) { return .failure(Refused(target: submission.target)) }
+                let machine = TargetMachine(
+                    ladder: EscalationMachine(
+                        identity: TargetIdentity(name: submission.target, homeRegion: "eu-west-1"),
+                        instance: InstanceRef(id: "i-1", region: "eu-west-1"), settings: TargetSettings()))
+                return .success(BrakeBatcher.Committed(actions: [], machine: machine, version: Int64(position)))
+            }
+        }
+    }
+
+    final class Outcomes: Sendable {
+        let all = Mutex<[String: [Result<String, Refused>]]>([:])
+    }
+
+    static func submission(_ target: String, _ n: Int) -> BrakeBatcher.Submission {
+        BrakeBatcher.Submission(
+            event: .ladder(.tick), target: target, instanceHint: nil)
+    }
+
+    @Test func everySubmitterGetsItsOwnOutcomeAndNoBatchHoldsATargetTwice() async throws {
+        let recorder = Recorder(failing: ["t-7"])
+        let batcher = BrakeBatcher { await recorder.commit($0) }
+        // 30 targets, three submissions each, all at once.
+        let outcomes = Outcomes()
+        await withTaskGroup(of: Void.self) { group in
+            for n in 0..<3 {
+                for t in 0..<30 {
+                    group.addTask {
+                        let target = "t-\(t)"
+                        do {
+                            let done = try await batcher.submit(Self.submission(target, n))
+                            outcomes.all.withLock { $0[target, default: []].append(.success(done.machine.target)) }
+                        } catch {
+                            outcomes.all.withLock { $0[target, default: []].append(.failure(error as! Refused)) }
+                        }
+                    }
+                }
+            }
+        }
+        let results = outcomes.all.withLock { $0 }
+        for t in 0..<30 {
+            let target = "t-\(t)"
+            let expected: Result<String, Refused> =
+                target == "t-7" ? .failure(Refused(target: target)) : .success(target)
+            #expect(results[target] == [expected, expected, expected], "\(target)")
+        }
+        let batches = recorder.batches.withLock { $0 }
+        #expect(batches.reduce(0) { $0 + $1.count } == 90, "each submission committed once")
+        for batch in batches { #expect(Set(batch).count == batch.count, "a target twice in one batch: \(batch)") }
+        #expect(
+            batches.count < 90 && batches.map(\.count).max()! > 1, "submissions were batched: \(batches.map(\.count))")
+    }
+}
