@@ -1,5 +1,6 @@
 @testable import AMQPTransport
 import Foundation
+import HTTPTransport
 import Testing
 
 @Suite("AMQP URL")
@@ -323,7 +324,11 @@ struct AMQPIntegrationTests {
         // Delivered twice (the second time with x-delivery-count 1), then dead-lettered with no route.
         let deliveries = await seen.wait(for: 2, timeout: .seconds(60))
         try #require(deliveries.count == 2, "the poison message was not delivered twice")
-        try await Task.sleep(for: .seconds(1))
+        // The broker holds it as a dead letter it could not route (the management API's `messages_dlx`,
+        // refreshed every 5 s): its first attempt has failed.
+        try #require(
+            await deadLettersHeld(in: scratch.queue, timeout: .seconds(30)) == 1,
+            "the source queue does not hold the unroutable dead letter")
         #expect(await seen.received.count == 2, "a message past its delivery limit was delivered again")
 
         // Now the route exists; the worker's next re-send finds it.
@@ -344,6 +349,34 @@ struct AMQPIntegrationTests {
         await consumer.shutdown(drainTimeout: .zero)
         await dead.shutdown()
         await publisher.shutdown()
+    }
+
+    /// `messages_dlx` of a quorum queue, from the management API (RABBITMQ_MANAGEMENT_URL, as the AMQP
+    /// user): polled until it is above 0 or `timeout` passes.
+    func deadLettersHeld(in queue: String, timeout: Duration) async -> Int? {
+        guard let base = ProcessInfo.processInfo.environment["RABBITMQ_MANAGEMENT_URL"],
+            let url = try? AMQPURL(amqpURL ?? "")
+        else {
+            Issue.record("RABBITMQ_MANAGEMENT_URL is not set (scripts/services.sh env)")
+            return nil
+        }
+        let http = HTTPClient()
+        defer { http.shutdown() }
+        let auth = "Basic " + Data("\(url.user):\(url.password)".utf8).base64EncodedString()
+        let deadline = ContinuousClock.now + timeout
+        var held: Int?
+        while ContinuousClock.now < deadline {
+            let request = HTTPRequest(
+                url: "\(base)/api/queues/%2F/\(queue)?columns=messages_dlx", headers: [("Authorization", auth)])
+            if let response = try? await http.execute(request), response.status == 200,
+                let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+            {
+                held = json["messages_dlx"] as? Int
+                if let held, held > 0 { return held }
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        return held
     }
 
     @Test func wrongPasswordIsAClearLoginError() async throws {

@@ -1,3 +1,4 @@
+import FleetTestSupport
 import Foundation
 import RecoveryCore
 import Synchronization
@@ -53,8 +54,10 @@ struct BrakeBatcherTests {
                         do {
                             let done = try await batcher.submit(Self.submission(target, n))
                             outcomes.all.withLock { $0[target, default: []].append(.success(done.machine.target)) }
+                        } catch let refused as Refused {
+                            outcomes.all.withLock { $0[target, default: []].append(.failure(refused)) }
                         } catch {
-                            outcomes.all.withLock { $0[target, default: []].append(.failure(error as! Refused)) }
+                            Issue.record("\(target): unexpected \(error)")
                         }
                     }
                 }
@@ -72,5 +75,30 @@ struct BrakeBatcherTests {
         for batch in batches { #expect(Set(batch).count == batch.count, "a target twice in one batch: \(batch)") }
         #expect(
             batches.count < 90 && batches.map(\.count).max()! > 1, "submissions were batched: \(batches.map(\.count))")
+    }
+
+    /// The decision worker's commit: a target whose stored state does not decode fails its own event; the
+    /// others in the batch are decided and stored, and the brake holds only theirs.
+    @Test func aTargetThatCannotBeDecidedFailsAloneInItsBatch() async throws {
+        let fleet = MemoryFleet()
+        let names = ["site-1", "site-2", "site-3"]
+        var brake = FleetBrake.Settings()
+        brake.maxOutageShare = 1.0
+        brake.maxDestructiveActions = 1000
+        let world = try await DecisionMemoryTests.World(
+            targets: names.map { DecisionMemoryTests.target($0, grace: 0, failures: 1) }, fleet: fleet, brake: brake)
+        _ = await fleet.states.compareAndSet(DecisionStateKeys.target("site-2"), expectedVersion: 0, data: "{not json")
+        let failure = ProbeResult(prober: "probe-1", healthy: false, statusCode: 503, detail: "HTTP 503")
+        let batch = names.map {
+            BrakeBatcher.Submission(event: .ladder(.probe(id: "obs-\($0)", failure)), target: $0, instanceHint: nil)
+        }
+        let results = await world.decision.commitBrakeBatch(batch)
+        #expect(results.count == 3)
+        #expect((try? results[0].get())?.machine.target == "site-1")
+        #expect((try? results[1].get()) == nil, "site-2's state does not decode")
+        #expect((try? results[2].get())?.machine.target == "site-3")
+        let stored = try #require(try await DecisionStateReader(states: fleet.states).brake())
+        #expect(stored.targetsInOutage == ["site-1", "site-3"])
+        #expect(await fleet.states.load(DecisionStateKeys.target("site-2"))?.data == "{not json")
     }
 }

@@ -82,7 +82,11 @@ final class BrakeBatcher: Sendable {
             state.waiting = left
             return taken
         }
-        let results = await commit([submission] + others.map(\.submission))
+        // In a task of its own: a cancelled leader (its delivery's handler ended) must not cancel the
+        // others' decisions, which it holds for them.
+        let batch = [submission] + others.map(\.submission)
+        let results = await Task { [commit] in await commit(batch) }.value
+        precondition(results.count == batch.count, "a brake batch commit returned \(results.count) of \(batch.count)")
         for (waiting, result) in zip(others, results.dropFirst()) {
             switch result {
             case .success(let done): waiting.continuation.resume(returning: .committed(done))

@@ -56,13 +56,11 @@ extension DecisionWorker {
         var failed: [Int: any Error] = [:]
         for _ in 0..<20 {
             let now = clock()
-            let loaded: [VersionedValue?]
+            // Each target's load is its own: one that fails fails its event alone. The brake's fails them all.
+            async let loadedBrake = loadBrake()
+            let loaded = await loadEach(keys)
             let brake: (brake: FleetBrake, version: Int64)
-            do {
-                async let loadedBrake = loadBrake()
-                loaded = try await loadAll(keys)
-                brake = try await loadedBrake
-            } catch {
+            do { brake = try await loadedBrake } catch {
                 return batch.indices.map { .failure(failed[$0] ?? error) }
             }
             var current = brake.brake
@@ -70,15 +68,15 @@ extension DecisionWorker {
             var decided: [(index: Int, machine: TargetMachine, actions: [TargetMachine.Action])] = []
             for (index, submission) in batch.enumerated() where failed[index] == nil {
                 do {
-                    let stored = try await machine(
-                        loaded[index], submission.target, instanceHint: submission.instanceHint)
+                    let value = try loaded[index].get()
+                    let stored = try await machine(value, submission.target, instanceHint: submission.instanceHint)
                     var (machine, actions, next) = try decide(
                         submission.event, on: stored, brake: current,
                         configured: await known.target(submission.target), now: now)
                     try await stage(actions, into: &machine, now: now)
                     writes.append(
                         VersionedWrite(
-                            keys[index], expectedVersion: loaded[index]?.version ?? 0,
+                            keys[index], expectedVersion: value?.version ?? 0,
                             data: String(decoding: try StateCodec.encode(machine), as: UTF8.self)))
                     decided.append((index, machine, actions))
                     current = next
@@ -122,12 +120,29 @@ extension DecisionWorker {
         return batch.indices.map { .failure(failed[$0] ?? contention) }
     }
 
-    /// The states of `keys`, in order, read concurrently (the Redis client pipelines them).
-    private func loadAll(_ keys: [String]) async throws -> [VersionedValue?] {
-        try await withThrowingTaskGroup(of: (Int, VersionedValue?).self) { group in
-            for (index, key) in keys.enumerated() { group.addTask { (index, try await self.states.load(key)) } }
-            var values = [VersionedValue?](repeating: nil, count: keys.count)
-            for try await (index, value) in group { values[index] = value }
+    /// The states of `keys`, in order, each read on its own and concurrently (the Redis client pipelines
+    /// them).
+    private func loadEach(_ keys: [String]) async -> [Result<VersionedValue?, any Error>] {
+        // The child tasks return a struct, not an `(Int, Result<VersionedValue?, any Error>)` tuple: with
+        // the tuple, Swift 6.3.1's optimizer (-O) builds code that traps on storing the result (a release
+        // build of the decision crashed in the scale benchmark; a 30-line program reproduces it).
+        struct Loaded: Sendable {
+            let index: Int
+            let value: VersionedValue?
+            let error: (any Error)?
+        }
+        return await withTaskGroup(of: Loaded.self) { group in
+            for (index, key) in keys.enumerated() {
+                group.addTask {
+                    do { return Loaded(index: index, value: try await self.states.load(key), error: nil) } catch {
+                        return Loaded(index: index, value: nil, error: error)
+                    }
+                }
+            }
+            var values = [Result<VersionedValue?, any Error>](repeating: .success(nil), count: keys.count)
+            for await loaded in group {
+                values[loaded.index] = loaded.error.map { .failure($0) } ?? .success(loaded.value)
+            }
             return values
         }
     }
