@@ -6,10 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '[bench-rss] %s\n' "$*" >&2; }
-started_services=()
-# shellcheck source=scripts/fleet-services.sh
-. scripts/fleet-services.sh
-# The executables as compose/Dockerfile builds them: the Swift runtime and Foundation linked in
+# Built before any server starts (a failed build leaves none running). The executables as
+# compose/Dockerfile builds them: the Swift runtime and Foundation linked in
 # statically (--static-swift-stdlib), in a scratch path of their own so that the other benchmarks'
 # release builds do not rebuild everything each time the flag changes. BIN_DIR measures other builds
 # (for a before/after: BIN_DIR=.build/release after a plain `swift build -c release`).
@@ -19,6 +17,9 @@ if [ -z "${BIN_DIR:-}" ]; then
   done
   BIN_DIR=.build/static/release
 fi
+started_services=()
+# shellcheck source=scripts/fleet-services.sh
+. scripts/fleet-services.sh
 say "measuring $BIN_DIR/probe and $BIN_DIR/decision"
 prefix="rss-$$"
 TMP=$(mktemp -d /tmp/bench-rss.XXXXXX)
