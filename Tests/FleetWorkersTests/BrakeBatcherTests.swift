@@ -43,7 +43,7 @@ struct BrakeBatcherTests {
 
     @Test func everySubmitterGetsItsOwnOutcomeAndNoBatchHoldsATargetTwice() async throws {
         let recorder = Recorder(failing: ["t-7"])
-        let batcher = BrakeBatcher { await recorder.commit($0) }
+        let batcher = BrakeBatcher()
         // 30 targets, three submissions each, all at once.
         let outcomes = Outcomes()
         await withTaskGroup(of: Void.self) { group in
@@ -52,7 +52,9 @@ struct BrakeBatcherTests {
                     group.addTask {
                         let target = "t-\(t)"
                         do {
-                            let done = try await batcher.submit(Self.submission(target, n))
+                            let done = try await batcher.submit(Self.submission(target, n)) {
+                                await recorder.commit($0)
+                            }
                             outcomes.all.withLock { $0[target, default: []].append(.success(done.machine.target)) }
                         } catch let refused as Refused {
                             outcomes.all.withLock { $0[target, default: []].append(.failure(refused)) }

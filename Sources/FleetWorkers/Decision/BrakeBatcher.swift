@@ -41,13 +41,13 @@ final class BrakeBatcher: Sendable {
 
     static let maximumBatch = 64
     private let state = Mutex<(leading: Bool, waiting: [Waiting])>((false, []))
-    private let commit: Commit
 
-    init(commit: @escaping Commit) { self.commit = commit }
+    init() {}
 
-    /// Returns once `submission` is stored (or throws its own failure). Waiting cannot be cancelled: the
-    /// leader resumes every submitter it took.
-    func submit(_ submission: Submission) async throws -> Committed {
+    /// Returns once `submission` is stored (or throws its own failure); `commit` stores the batch this
+    /// submitter leads, if it leads one. Waiting cannot be cancelled: the leader resumes every submitter
+    /// it took.
+    func submit(_ submission: Submission, commit: @escaping Commit) async throws -> Committed {
         let leads = state.withLock { state in
             if state.leading { return false }
             state.leading = true

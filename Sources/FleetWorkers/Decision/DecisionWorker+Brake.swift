@@ -58,7 +58,9 @@ extension DecisionWorker {
             let now = clock()
             // Each target's load is its own: one that fails fails its event alone. The brake's fails them all.
             async let loadedBrake = loadBrake()
-            let loaded = await loadEach(keys)
+            let loaded = await concurrently(keys) { key -> Result<VersionedValue?, any Error> in
+                do { return .success(try await self.states.load(key)) } catch { return .failure(error) }
+            }
             let brake: (brake: FleetBrake, version: Int64)
             do { brake = try await loadedBrake } catch {
                 return batch.indices.map { .failure(failed[$0] ?? error) }
@@ -118,32 +120,5 @@ extension DecisionWorker {
             "the fleet brake or a target changed 20 times while a batch of events was applied; retrying later",
             contention: true)
         return batch.indices.map { .failure(failed[$0] ?? contention) }
-    }
-
-    /// The states of `keys`, in order, each read on its own and concurrently (the Redis client pipelines
-    /// them).
-    private func loadEach(_ keys: [String]) async -> [Result<VersionedValue?, any Error>] {
-        // The child tasks return a struct, not an `(Int, Result<VersionedValue?, any Error>)` tuple: with
-        // the tuple, Swift 6.3.1's optimizer (-O) builds code that traps on storing the result (a release
-        // build of the decision crashed in the scale benchmark; a 30-line program reproduces it).
-        struct Loaded: Sendable {
-            let index: Int
-            let value: VersionedValue?
-            let error: (any Error)?
-        }
-        return await withTaskGroup(of: Loaded.self) { group in
-            for (index, key) in keys.enumerated() {
-                group.addTask {
-                    do { return Loaded(index: index, value: try await self.states.load(key), error: nil) } catch {
-                        return Loaded(index: index, value: nil, error: error)
-                    }
-                }
-            }
-            var values = [Result<VersionedValue?, any Error>](repeating: .success(nil), count: keys.count)
-            for await loaded in group {
-                values[loaded.index] = loaded.error.map { .failure($0) } ?? .success(loaded.value)
-            }
-            return values
-        }
     }
 }

@@ -74,7 +74,7 @@ extension DecisionWorker {
     }
 
     /// `body` for every element at once; the results in the elements' order.
-    private func concurrently<T: Sendable, R: Sendable>(_ elements: [T], _ body: @escaping @Sendable (T) async -> R)
+    func concurrently<T: Sendable, R: Sendable>(_ elements: [T], _ body: @escaping @Sendable (T) async -> R)
         async -> [R]
     {
         if elements.count == 1 { return [await body(elements[0])] }

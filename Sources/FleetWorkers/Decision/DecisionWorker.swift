@@ -55,8 +55,8 @@ public final class DecisionWorker: Sendable {
     let known = KnownTargets()
     /// The last brake decoded, with its version (DecisionWorker+Brake.swift).
     let brakeCache = Mutex<(version: Int64, brake: FleetBrake)?>(nil)
-    /// Decides and stores the events that change the brake together (see `apply`); set once in init.
-    private let brakeBatches = Mutex<BrakeBatcher?>(nil)
+    /// Decides and stores the events that change the brake together (see `apply`).
+    private let brakeBatcher = BrakeBatcher()
     private let refusedOperators = Mutex<Set<String>>([])
 
     /// The worker on its ports: production passes the Redis and AMQP drivers, unit tests the memory ones
@@ -76,9 +76,6 @@ public final class DecisionWorker: Sendable {
         self.defaultRegion = defaultRegion
         self.logger = logger
         self.clock = clock
-        // Unowned: the batcher lives as long as the worker, and runs only inside the worker's own calls.
-        let batcher = BrakeBatcher { [unowned self] batch in await self.commitBrakeBatch(batch) }
-        brakeBatches.withLock { $0 = batcher }
     }
 
     /// The worker on Redis: states, schedule and markers in one keyspace.
@@ -263,9 +260,9 @@ public final class DecisionWorker: Sendable {
                 // again and stored with the others this replica has waiting (`BrakeBatcher`): one at a time,
                 // they all wrote the one brake in a line, or lost the compare-and-set to each other over and
                 // over, in a mass outage. Only other replicas' writes can still make a batch decide again.
-                let batcher = brakeBatches.withLock { $0 }!
-                let committed = try await batcher.submit(
-                    BrakeBatcher.Submission(event: event, target: target, instanceHint: instanceHint))
+                let committed = try await brakeBatcher.submit(
+                    BrakeBatcher.Submission(event: event, target: target, instanceHint: instanceHint)
+                ) { batch in await self.commitBrakeBatch(batch) }
                 return try await carryOut(committed.actions, of: committed.machine, storedAs: committed.version)
             }
             try await stage(actions, into: &machine, now: now)
