@@ -81,19 +81,30 @@ struct BrakeBatcherTests {
 
     /// The decision worker's commit: a target whose stored state does not decode fails its own event; the
     /// others in the batch are decided and stored, and the brake holds only theirs.
-    @Test func aTargetThatCannotBeDecidedFailsAloneInItsBatch() async throws {
-        let fleet = MemoryFleet()
-        let names = ["site-1", "site-2", "site-3"]
+    static let names = ["site-1", "site-2", "site-3"]
+
+    /// A decision worker whose brake lets all three sites be in outage at once, and a batch of one failed
+    /// observation per site, each of which opens an outage (so changes the brake).
+    static func threeSites(fleet: MemoryFleet, states: (any VersionedStore)? = nil) async throws -> (
+        DecisionMemoryTests.World, [BrakeBatcher.Submission]
+    ) {
         var brake = FleetBrake.Settings()
         brake.maxOutageShare = 1.0
         brake.maxDestructiveActions = 1000
         let world = try await DecisionMemoryTests.World(
-            targets: names.map { DecisionMemoryTests.target($0, grace: 0, failures: 1) }, fleet: fleet, brake: brake)
-        _ = await fleet.states.compareAndSet(DecisionStateKeys.target("site-2"), expectedVersion: 0, data: "{not json")
+            targets: names.map { DecisionMemoryTests.target($0, grace: 0, failures: 1) }, fleet: fleet, brake: brake,
+            states: states)
         let failure = ProbeResult(prober: "probe-1", healthy: false, statusCode: 503, detail: "HTTP 503")
         let batch = names.map {
             BrakeBatcher.Submission(event: .ladder(.probe(id: "obs-\($0)", failure)), target: $0, instanceHint: nil)
         }
+        return (world, batch)
+    }
+
+    @Test func aTargetThatCannotBeDecidedFailsAloneInItsBatch() async throws {
+        let fleet = MemoryFleet()
+        let (world, batch) = try await Self.threeSites(fleet: fleet)
+        _ = await fleet.states.compareAndSet(DecisionStateKeys.target("site-2"), expectedVersion: 0, data: "{not json")
         let results = await world.decision.commitBrakeBatch(batch)
         #expect(results.count == 3)
         #expect((try? results[0].get())?.machine.target == "site-1")
@@ -102,5 +113,50 @@ struct BrakeBatcherTests {
         let stored = try #require(try await DecisionStateReader(states: fleet.states).brake())
         #expect(stored.targetsInOutage == ["site-1", "site-3"])
         #expect(await fleet.states.load(DecisionStateKeys.target("site-2"))?.data == "{not json")
+    }
+
+    /// The decision worker's commit: a target that another writer changes before every store of the batch
+    /// (a hot target) fails its own event after a few lost races; the others in the batch are stored. Before,
+    /// the batch was decided again and again until all three events used up their 20 attempts.
+    @Test func aTargetWrittenBeforeEveryStoreFailsAloneInItsBatch() async throws {
+        let fleet = MemoryFleet()
+        let store = HotTarget(fleet.states, hot: DecisionStateKeys.target("site-2"))
+        let (world, batch) = try await Self.threeSites(fleet: fleet, states: store)
+        try await world.observe("site-2", healthy: true)  // site-2 has a stored state for the other writer to rewrite
+        store.rewriteBeforeEveryStore.withLock { $0 = true }
+        let results = await world.decision.commitBrakeBatch(batch)
+        #expect(results.count == 3)
+        #expect((try? results[0].get())?.machine.target == "site-1")
+        #expect((try? results[2].get())?.machine.target == "site-3")
+        guard case .failure(let error) = results[1] else {
+            Issue.record("site-2 was written before every store and still committed")
+            return
+        }
+        #expect((error as? DecisionError)?.isContention == true, "\(error)")
+        #expect(store.batchStores.withLock { $0 } == DecisionWorker.hotTargetConflicts + 1)
+        let stored = try #require(try await DecisionStateReader(states: fleet.states).brake())
+        #expect(stored.targetsInOutage == ["site-1", "site-3"])
+    }
+}
+
+/// A versioned store where another writer rewrites one key (same data, a new version) just before each
+/// atomic multi-key store, once `rewriteBeforeEveryStore` is set.
+final class HotTarget: WrappedMemoryStore {
+    let inner: MemoryVersionedStore
+    let hot: String
+    let rewriteBeforeEveryStore = Mutex(false)
+    let batchStores = Mutex(0)
+    init(_ inner: MemoryVersionedStore, hot: String) {
+        self.inner = inner
+        self.hot = hot
+    }
+    func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
+        if rewriteBeforeEveryStore.withLock({ $0 }) {
+            batchStores.withLock { $0 += 1 }
+            if let current = await inner.load(hot) {
+                _ = await inner.compareAndSet(hot, expectedVersion: current.version, data: current.data)
+            }
+        }
+        return try await inner.compareAndSet(all: writes)
     }
 }

@@ -423,8 +423,26 @@ struct TimeoutFailure: Error, CustomStringConvertible {
     var description: String { "the condition did not hold within 10 s" }
 }
 
+/// A memory store with one behaviour changed by a test: whatever the conforming type does not implement
+/// goes to `inner` unchanged.
+protocol WrappedMemoryStore: VersionedStore {
+    var inner: MemoryVersionedStore { get }
+}
+
+extension WrappedMemoryStore {
+    func load(_ key: String) async throws -> VersionedValue? { await inner.load(key) }
+    func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64? {
+        await inner.compareAndSet(key, expectedVersion: expectedVersion, data: data)
+    }
+    func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
+        try await inner.compareAndSet(all: writes)
+    }
+    func delete(_ key: String) async throws { await inner.delete(key) }
+    func keys() async throws -> [String] { await inner.keys() }
+}
+
 /// A versioned store whose next loads fail as Redis does when it is unreachable.
-final class FlakyStore: VersionedStore {
+final class FlakyStore: WrappedMemoryStore {
     let inner: MemoryVersionedStore
     private let failures = Mutex(0)
     init(_ inner: MemoryVersionedStore) { self.inner = inner }
@@ -437,19 +455,11 @@ final class FlakyStore: VersionedStore {
         if fail { throw RedisError(kind: .connection, message: "Connection refused", endpoint: "127.0.0.1:6379") }
         return await inner.load(key)
     }
-    func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64? {
-        await inner.compareAndSet(key, expectedVersion: expectedVersion, data: data)
-    }
-    func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
-        try await inner.compareAndSet(all: writes)
-    }
-    func delete(_ key: String) async throws { await inner.delete(key) }
-    func keys() async throws -> [String] { await inner.keys() }
 }
 
 /// A versioned store whose atomic multi-key writes are slow (a busy Redis): the first takes `first`, the
 /// others `then`, so that the events handled meanwhile queue up; it remembers the largest such write.
-final class SlowWrites: VersionedStore {
+final class SlowWrites: WrappedMemoryStore {
     let inner: MemoryVersionedStore
     let first: Duration
     let then: Duration
@@ -460,10 +470,6 @@ final class SlowWrites: VersionedStore {
         self.first = first
         self.then = then
     }
-    func load(_ key: String) async throws -> VersionedValue? { await inner.load(key) }
-    func compareAndSet(_ key: String, expectedVersion: Int64, data: String) async throws -> Int64? {
-        await inner.compareAndSet(key, expectedVersion: expectedVersion, data: data)
-    }
     func compareAndSet(all writes: [VersionedWrite]) async throws -> [Int64]? {
         let isFirst = state.withLock { state in
             state.writes += 1
@@ -473,6 +479,4 @@ final class SlowWrites: VersionedStore {
         try await Task.sleep(for: isFirst ? first : then)
         return try await inner.compareAndSet(all: writes)
     }
-    func delete(_ key: String) async throws { await inner.delete(key) }
-    func keys() async throws -> [String] { await inner.keys() }
 }

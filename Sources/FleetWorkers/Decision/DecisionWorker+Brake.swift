@@ -37,6 +37,9 @@ extension DecisionWorker {
         throw DecisionError("the fleet brake changed 20 times while it was read; retrying later", contention: true)
     }
 
+    /// Lost compare-and-sets of a brake batch caused by one target after which its event fails alone.
+    static let hotTargetConflicts = 3
+
     /// Stores the brake if nobody stored another version meanwhile.
     func storeBrake(_ brake: FleetBrake, expectedVersion: Int64) async throws -> Bool {
         let data = String(decoding: try StateCodec.encode(brake), as: UTF8.self)
@@ -54,6 +57,8 @@ extension DecisionWorker {
     func commitBrakeBatch(_ batch: [BrakeBatcher.Submission]) async -> [Result<BrakeBatcher.Committed, any Error>] {
         let keys = batch.map { Self.stateKey($0.target) }
         var failed: [Int: any Error] = [:]
+        /// Lost compare-and-sets each event's own target was found to have caused.
+        var conflicts: [Int: Int] = [:]
         for _ in 0..<20 {
             let now = clock()
             // Each target's load is its own: one that fails fails its event alone. The brake's fails them all.
@@ -104,6 +109,26 @@ extension DecisionWorker {
             }
             guard let versions else {
                 FleetMetrics.decisionConflicts.increment()
+                // Which of the batch's targets moved meanwhile (their versions, one round trip)? Each is
+                // decided again from its new state with the rest. One that moves again and again (another
+                // replica writing it as fast as this batch is decided) fails alone after a few lost races,
+                // instead of making every event of the batch use up its attempts; its own event is retried
+                // later. The brake moving fails nobody: that is the race the batch exists to win.
+                let attempted = writes
+                let moved = await concurrently(Array(decided.indices)) { position -> Bool in
+                    let write = attempted[position]
+                    return ((try? await self.states.version(write.key)) ?? write.expectedVersion)
+                        != write.expectedVersion
+                }
+                for (position, one) in decided.enumerated() where moved[position] {
+                    let lost = conflicts[one.index, default: 0] + 1
+                    conflicts[one.index] = lost
+                    if lost >= Self.hotTargetConflicts {
+                        failed[one.index] = DecisionError(
+                            "target \(batch[one.index].target) changed \(lost) times while its batch of events was stored; retrying later",
+                            contention: true)
+                    }
+                }
                 continue
             }
             if brakeChanged, let stored = versions.last { brakeCache.withLock { $0 = (stored, current) } }
