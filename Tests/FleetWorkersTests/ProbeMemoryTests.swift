@@ -230,6 +230,41 @@ struct ProbeMemoryTests {
         #expect(perSecond.max()! < 450 && perSecond.min()! > 220, "about 333 a second: \(perSecond)")
     }
 
+    /// The scheduler looks for due slots every `tick` (100 ms), so a second's 333 checks start about 33 at
+    /// a time. Looked for once a second, they started together and their observations reached the broker
+    /// in one burst (docs/benchmarks.md, "Scale", item 7: the 3rd failure → its request p50 257 → 43 ms).
+    @Test func eachTickStartsATenthOfASecondsChecks() async throws {
+        let rig = Rig()
+        let targets = Self.sites(10_000) { "https://site-\($0).example.com/health" }
+        let worker = rig.worker(targets: targets, maxInFlight: 10_000)
+        await worker.refreshTargets()
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        rig.clock.set(start)
+        _ = await worker.dueTargets()  // the first sight: every target is checked once at start
+        let tick = ProbeWorker.Options(proberId: "probe-a").tick
+        let seconds = Double(tick.components.seconds) + Double(tick.components.attoseconds) / 1e18
+        var perTick: [Int] = []
+        for i in 1...Int((30 / seconds).rounded()) {
+            rig.clock.set(start.addingTimeInterval(Double(i) * seconds))
+            perTick.append(await worker.dueTargets().count)
+        }
+        #expect(perTick.reduce(0, +) == 10_000, "each target once per interval")
+        #expect(perTick.max()! < 60, "about 33 a tick, at most \(perTick.max()!)")
+    }
+
+    /// A new target list (discovery, every minute) keeps the slots this replica took up: a target still
+    /// listed is not taken up twice in one interval, whatever its place in the list; a new one at once.
+    @Test func aNewTargetListKeepsTheSlotsTakenUp() async {
+        let state = LockedState()
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let sites = Self.sites(3) { "https://s.example.com/\($0)" }
+        await state.setTargets([sites[0], sites[1]], discoveredAt: now)
+        #expect(await state.takeDue(at: now, limit: 10).map(\.target.name) == ["site-0", "site-1"])
+        await state.setTargets([sites[2], sites[1], sites[0]], discoveredAt: now.addingTimeInterval(1))
+        #expect(await state.takeDue(at: now.addingTimeInterval(1), limit: 10).map(\.target.name) == ["site-2"])
+        #expect(await state.takeDue(at: now.addingTimeInterval(31), limit: 10).count == 3, "the next interval")
+    }
+
     /// A replica claims no more than it has room for in flight; the rest stay due for the next tick
     /// instead of being skipped for the interval.
     @Test func aReplicaClaimsOnlyWhatItHasRoomForAndTheRestStayDue() async throws {
