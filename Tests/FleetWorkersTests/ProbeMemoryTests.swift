@@ -265,6 +265,19 @@ struct ProbeMemoryTests {
         #expect(await state.takeDue(at: now.addingTimeInterval(31), limit: 10).count == 3, "the next interval")
     }
 
+    /// A replica takes one seat of a slot: a target listed twice (or back on the list within its interval)
+    /// is checked once, and the second replica still gets the other seat (review of the per-list slots).
+    @Test func aReplicaHoldingASeatTakesNoSecondOne() async throws {
+        let rig = Rig()
+        let shop = Self.target("shop", url: "https://shop.example.com/health")  // quorum unset: two seats
+        let a = rig.worker("probe-a", targets: [shop, shop])
+        let b = rig.worker("probe-b", targets: [shop])
+        await a.refreshTargets()
+        await b.refreshTargets()
+        #expect(await a.dueTargets().map(\.name) == ["shop"], "one check, not one per listing")
+        #expect(await b.dueTargets().map(\.name) == ["shop"], "the other seat is still free")
+    }
+
     /// A replica claims no more than it has room for in flight; the rest stay due for the next tick
     /// instead of being skipped for the interval.
     @Test func aReplicaClaimsOnlyWhatItHasRoomForAndTheRestStayDue() async throws {

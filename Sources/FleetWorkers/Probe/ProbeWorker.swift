@@ -167,6 +167,10 @@ public final class ProbeWorker: Sendable {
                         due.append(target)
                         break
                     }
+                    // This replica may hold a seat of this slot already: a target listed twice, one that
+                    // left the list and came back within the interval, a restart. Taking a second seat would
+                    // check the target twice and keep another replica from its check.
+                    if try await claims.get(key) == options.proberId { break }
                 } catch {
                     // Without Redis this replica cannot coordinate; probing anyway would duplicate work but
                     // lose nothing, and a site going down during a Redis outage must still be seen.
