@@ -109,13 +109,13 @@ extension DecisionWorker {
             }
             guard let versions else {
                 FleetMetrics.decisionConflicts.increment()
-                // Which of the batch's targets moved meanwhile (their versions, read at once, which the
-                // Redis client pipelines; read after the lost store, so a target written just then counts
-                // too: it would lose the next round as well)? Each is
-                // decided again from its new state with the rest. One that moves again and again (another
-                // replica writing it as fast as this batch is decided) fails alone after a few lost races,
-                // instead of making every event of the batch use up its attempts; its own event is retried
-                // later. The brake moving fails nobody: that is the race the batch exists to win.
+                // Which of the batch's targets moved meanwhile? Their versions are read at once (the Redis
+                // client pipelines them) after the lost store, so a target written just then counts too.
+                // Each is decided again from its new state with the rest. One that moves again and again
+                // (another replica writing it as fast as this batch is decided) fails alone after a few
+                // lost races, instead of making every event of the batch use up its attempts; its own
+                // event is retried later. The brake moving fails nobody: that is the race the batch
+                // exists to win.
                 let attempted = writes
                 let moved = await concurrently(Array(decided.indices)) { position -> Bool in
                     let write = attempted[position]
