@@ -211,6 +211,16 @@ final class AMQPConnectionHandle {
     /// True when rabbitmq-c already holds frames or bytes, so polling the socket would miss them.
     var hasBufferedData: Bool { amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0 }
 
+    /// Holds the socket's partial segments back (TCP_CORK) while `on`; turning it off sends what is held.
+    /// rabbitmq-c writes every frame of a message with its own `send`, and on its own each message's last
+    /// frame goes out as a segment: a batch written corked goes out as full segments instead (one pass
+    /// through the TCP stack, and on loopback through the broker's receive path, for many messages).
+    /// Best effort: a socket that refuses the option only costs the batching.
+    func setCorked(_ on: Bool) {
+        var value: Int32 = on ? 1 : 0
+        _ = setsockopt(socketFD, Int32(IPPROTO_TCP), TCP_CORK, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     // MARK: Declarations
 
     /// Declares (or in verify mode checks) `topology`. A queue with an empty name is named by the broker

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Logging
 import Synchronization
@@ -113,8 +114,10 @@ final class PublisherLoop: @unchecked Sendable {
     private var logger: Logger
 
     private var handle: AMQPConnectionHandle?
-    private var toSend: [PendingPublish] = []
-    private var outstanding: [(tag: UInt64, publish: PendingPublish)] = []
+    // Deques: messages leave from the front (written, confirmed), one at a time or a few, while hundreds
+    // wait behind them; an array moved all of those with every confirm.
+    private var toSend: Deque<PendingPublish> = []
+    private var outstanding: Deque<(tag: UInt64, publish: PendingPublish)> = []
     private var returned: [String: AMQPError] = [:]
     /// Nacked publishes waiting to be sent again, each with the time it is due.
     private var nacked: [(due: ContinuousClock.Instant, publish: PendingPublish)] = []
@@ -173,18 +176,7 @@ final class PublisherLoop: @unchecked Sendable {
             }
 
             do {
-                while !toSend.isEmpty && (oneAtATime == 0 || outstanding.isEmpty) {
-                    let publish = toSend.removeFirst()
-                    do {
-                        try handle.publish(publish.message)
-                    } catch {
-                        toSend.insert(publish, at: 0)
-                        throw error
-                    }
-                    outstanding.append((nextTag, publish))
-                    nextTag += 1
-                    if oneAtATime > 0 { oneAtATime -= 1 }
-                }
+                try sendWaiting(on: handle)
                 if !handle.hasBufferedData {
                     let nextDue = nacked.map(\.due).min().map { max(.zero, $0 - ContinuousClock.now) }
                     state.wakeup.wait(
@@ -202,6 +194,27 @@ final class PublisherLoop: @unchecked Sendable {
         handle = nil
         state.connectedNode.withLock { $0 = nil }
         state.finished.finish()
+    }
+
+    /// Writes the messages waiting (one, while `oneAtATime` resends after a nack), each recorded as
+    /// outstanding once written. Several are written corked and sent together when uncorked, also when a
+    /// write fails.
+    private func sendWaiting(on handle: AMQPConnectionHandle) throws(AMQPError) {
+        let corked = toSend.count > 1 && oneAtATime == 0
+        if corked { handle.setCorked(true) }
+        var sent = 0
+        defer {
+            toSend.removeFirst(sent)
+            if corked { handle.setCorked(false) }
+        }
+        while sent < toSend.count && (oneAtATime == 0 || outstanding.isEmpty) {
+            let publish = toSend[sent]
+            try handle.publish(publish.message)
+            sent += 1
+            outstanding.append((nextTag, publish))
+            nextTag += 1
+            if oneAtATime > 0 { oneAtATime -= 1 }
+        }
     }
 
     private func connect() -> AMQPConnectionHandle? {

@@ -6,9 +6,17 @@ import Synchronization
 #endif
 
 /// A self-pipe that lets other threads wake an event loop blocked in poll(2).
+///
+/// The loop must look at its inputs after every `wait`, and a caller must hand its input over before it
+/// calls `signal`. Then a byte already in the pipe stands for every signal until the loop drains it:
+/// under load hundreds of publishes or acks reach the loop between two of its turns, and only the first
+/// of them writes.
 final class Wakeup: Sendable {
     private let readFD: Int32
     private let writeFD: Int32
+    /// A byte is in the pipe (or about to be). Cleared only after the pipe is read empty, so a signal that
+    /// finds it set comes before the clearing, and its input before the loop's next look.
+    private let signalled = Atomic<Bool>(false)
 
     init() {
         var fds: [Int32] = [-1, -1]
@@ -26,13 +34,16 @@ final class Wakeup: Sendable {
     }
 
     func signal() {
+        guard !signalled.exchange(true, ordering: .acquiringAndReleasing) else { return }
         var byte: UInt8 = 1
         _ = write(writeFD, &byte, 1)  // a full pipe already means "wake up"
     }
 
     private func drain() {
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while read(readFD, &buffer, buffer.count) > 0 {}
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
+            while read(readFD, buffer.baseAddress, buffer.count) > 0 {}
+        }
+        signalled.store(false, ordering: .releasing)
     }
 
     /// Waits until `socket` is readable, the wakeup is signalled, or `timeout` passes.
