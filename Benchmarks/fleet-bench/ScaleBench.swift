@@ -87,9 +87,12 @@ func runScaleBenchmark(_ options: BenchOptions) async {
     let failedAt = ContinuousClock.now
     let failedAtWall = Date().timeIntervalSince1970
     let cpuSteady = zip(pids, cpuBefore).map { (cpuSeconds($0.0.1) - $0.1) / (failedAtWall - steadyStart) }
-    FileManager.default.createFile(atPath: failFlag, contents: Data())
+    _ = FileManager.default.createFile(atPath: failFlag, contents: Data())
     await log.markFailure()
-    emit("scale: \(failing.count) targets (a quarter) fail from now")
+    emit(
+        String(
+            format: "scale: %d targets (a quarter) fail from now (%.3f s since the epoch)", failing.count, failedAtWall)
+    )
     let deadline = ContinuousClock.now + .seconds(options.int("timeout", default: 300))
     while await log.requestCount(failing) < failing.count, ContinuousClock.now < deadline {
         try? await Task.sleep(for: .seconds(1))
@@ -108,6 +111,21 @@ func runScaleBenchmark(_ options: BenchOptions) async {
             requested, failing.count, format(ContinuousClock.now - failedAt), stray, threshold,
             percentile(latencies, 0.5), percentile(latencies, 0.9), percentile(latencies, 0.99),
             latencies.max() ?? .nan))
+    // When the slow ones happen (seconds after the failure, by their Nth failure's arrival): 5 s buckets,
+    // and the slowest 1% one by one, to set beside the workers' and fake EC2's periodic work.
+    let byTime = await log.latenciesByTime(failing, threshold: threshold, since: failedAt)
+    let buckets = Dictionary(grouping: byTime, by: { Int($0.at / 5) * 5 }).sorted { $0.key < $1.key }
+    emit(
+        "scale: by 5 s after the failure (from s: requests, p50 / max ms): "
+            + buckets.map { from, items in
+                String(
+                    format: "%d: %d, %.0f / %.0f", from, items.count, percentile(items.map(\.ms), 0.5),
+                    items.map(\.ms).max() ?? .nan)
+            }.joined(separator: "; "))
+    let slowest = byTime.sorted { $0.ms > $1.ms }.prefix(max(1, byTime.count / 100)).sorted { $0.at < $1.at }
+    emit(
+        "scale: the slowest 1% (s after the failure, ms): "
+            + slowest.map { String(format: "%.1f s %.0f", $0.at, $0.ms) }.joined(separator: ", "))
     // Where that time goes: an observation's wait from the probe's sent_at to the tap (the probe's publish and
     // the broker), and the probe's sent_at of the Nth failure to the decision's sent_at of the request.
     emit(
@@ -215,6 +233,20 @@ actor ScaleLog {
     func requested(_ target: String, at time: ContinuousClock.Instant, sentAt: Date?) {
         if requests[target] == nil { requests[target] = time }
         if requestsSent[target] == nil, let sentAt { requestsSent[target] = sentAt }
+    }
+
+    /// Each failing target's `threshold`th failed observation, as seconds after `start`, with the
+    /// milliseconds to its action request: when the slow ones happen.
+    func latenciesByTime(_ targets: Set<String>, threshold: Int, since start: ContinuousClock.Instant)
+        -> [(at: Double, ms: Double)]
+    {
+        targets.compactMap { target in
+            guard let requested = requests[target], let failed = failures[target], failed.count >= threshold else {
+                return nil
+            }
+            let seen = failed[threshold - 1]
+            return (seconds(seen - start), seconds(requested - seen) * 1000)
+        }.sorted { $0.at < $1.at }
     }
 
     /// Milliseconds from the probe's sending of the `threshold`th failed observation to the decision's

@@ -11,6 +11,7 @@ evaluated: every instance matches. Pagination follows EC2 (MaxResults, NextToken
     fake_ec2.py PORT COUNT FLEET SITE
 """
 import sys
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -54,9 +55,19 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
+        started = time.time()
+        try:
+            self.serve()
+        finally:
+            # When each answer was served and how long it took: the workers' periodic discovery and status
+            # sweeps, to set beside the benchmark's slowest requests.
+            sys.stderr.write("fake_ec2: %.3f %.3f s %s\n" % (started, time.time() - started, self.action))
+
+    def serve(self):
+        self.action = "?"
         length = int(self.headers.get("Content-Length") or 0)
         params = urllib.parse.parse_qs(self.rfc1738(self.rfile.read(length)))
-        action = params.get("Action", [""])[0]
+        action = self.action = params.get("Action", [""])[0]
         if action == "DescribeInstances":
             start = int(params.get("NextToken", ["0"])[0])
             size = int(params.get("MaxResults", ["1000"])[0])
