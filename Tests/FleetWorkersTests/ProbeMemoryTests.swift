@@ -259,10 +259,27 @@ struct ProbeMemoryTests {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let sites = Self.sites(3) { "https://s.example.com/\($0)" }
         await state.setTargets([sites[0], sites[1]], discoveredAt: now)
-        #expect(await state.takeDue(at: now, limit: 10).map(\.target.name) == ["site-0", "site-1"])
+        #expect(await state.takeDue(at: now, limit: 10).due.map(\.target.name) == ["site-0", "site-1"])
         await state.setTargets([sites[2], sites[1], sites[0]], discoveredAt: now.addingTimeInterval(1))
-        #expect(await state.takeDue(at: now.addingTimeInterval(1), limit: 10).map(\.target.name) == ["site-2"])
-        #expect(await state.takeDue(at: now.addingTimeInterval(31), limit: 10).count == 3, "the next interval")
+        #expect(await state.takeDue(at: now.addingTimeInterval(1), limit: 10).due.map(\.target.name) == ["site-2"])
+        #expect(await state.takeDue(at: now.addingTimeInterval(31), limit: 10).due.count == 3, "the next interval")
+    }
+
+    /// A replica with less room than targets due checks them all in turn: 10 targets, room for 3 at the
+    /// one look of each interval. Looking from the top of the list every time, it checked the same three
+    /// every interval and never the other seven.
+    @Test func aReplicaShortOfRoomChecksEveryTargetInTurn() async {
+        let state = LockedState()
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        await state.setTargets(Self.sites(10) { "https://s.example.com/\($0)" }, discoveredAt: start)
+        var checks: [String: Int] = [:]
+        for interval in 0..<10 {
+            let (due, waiting) = await state.takeDue(at: start.addingTimeInterval(Double(interval) * 30), limit: 3)
+            #expect(waiting == 7, "the due targets left for a later look")
+            for (target, _) in due { checks[target.name, default: 0] += 1 }
+        }
+        #expect(checks.count == 10, "targets never checked: \(10 - checks.count)")
+        #expect(checks.values.allSatisfy { $0 == 3 }, "30 checks shared evenly: \(checks)")
     }
 
     /// A replica takes one seat of a slot: a target listed twice (or back on the list within its interval)

@@ -25,7 +25,7 @@ import Synchronization
 /// second start 33 at a time rather than all together: a second's checks started at once put their
 /// observations on the broker in one burst, which the broker and the decision worker then took 80 ms
 /// (p50) to work through (measured). A replica claims no more targets than it has room for in flight:
-/// the rest stay due and are claimed at the next tick.
+/// the rest stay due and are claimed at a later tick, in turn (`LockedState.takeDue` goes round the list).
 ///
 /// It runs on ports (docs/architecture.md): checks through `HTTPExecuting`, claims in a `KeyValueStore`,
 /// EC2 status through `InstanceStatusReading`, observations through `MessagePublishing`, and the targets
@@ -145,11 +145,12 @@ public final class ProbeWorker: Sendable {
     func dueTargets() async -> [Target] {
         let now = clock()
         let room = await state.room(limit: options.maxInFlight)
-        guard room > 0 else { return [] }
         var due: [Target] = []
         // At most `room` targets are taken up, so every one of them can still be claimed below; the others
-        // stay due and the next tick takes them up.
-        for (target, slot) in await state.takeDue(at: now, limit: room) {
+        // stay due and a later tick takes them up.
+        let (taken, waiting) = await state.takeDue(at: now, limit: room)
+        FleetMetrics.probesDueWaiting.record(waiting)
+        for (target, slot) in taken {
             let interval = max(target.settings.probeInterval, 1)
             // Quorum on: quorum_size probers per interval. Unset (automatic): two, so that where two replicas
             // run each interval is checked from two vantage points and the decision worker sees both
@@ -361,6 +362,8 @@ actor LockedState {
     private var intervals: [Double] = []
     private var phases: [Double] = []
     private var lastSlots: [Int64] = []
+    /// Where the next `takeDue` starts looking: just past the last target it took up.
+    private var cursor = 0
 
     private var inFlight = 0
 
@@ -376,19 +379,39 @@ actor LockedState {
         lastSlots = scheduled.map { taken[$0.name] ?? .min }
     }
 
-    /// Targets whose current slot this replica has not taken up yet, in the list's order, at most `limit`,
-    /// each taken up (its slot remembered) as it is returned. One actor call for the whole fleet: a call
-    /// per target (20,000 hops at every tick for 10,000 targets) cost a tenth of a core at ten ticks a second.
-    func takeDue(at now: Date, limit: Int) -> [(target: Target, slot: Int64)] {
+    /// Targets whose current slot this replica has not taken up yet, at most `limit`, each taken up (its
+    /// slot remembered) as it is returned. One actor call for the whole fleet: a call per target (20,000
+    /// hops at every tick for 10,000 targets) cost a tenth of a core at ten ticks a second.
+    ///
+    /// The look starts where the last one stopped and goes round the list. A replica with less room than
+    /// targets due then checks all of them in turn, each less often; looking from the top every time, it
+    /// checked the first ones every interval and never the rest, and said nothing.
+    ///
+    /// `waiting`: the targets due that were left for a later look for want of room (counted only when the
+    /// room ran out; `recovery_probe_due_waiting`).
+    func takeDue(at now: Date, limit: Int) -> (due: [(target: Target, slot: Int64)], waiting: Int) {
         var due: [(target: Target, slot: Int64)] = []
-        for i in scheduled.indices {
-            guard due.count < limit else { break }
+        var waiting = 0
+        let count = scheduled.count
+        guard count > 0 else { return (due, 0) }
+        let start = cursor < count ? cursor : 0
+        var full = limit <= 0
+        for step in 0..<count {
+            let i = (start + step) % count
             let slot = ProbeWorker.slot(phase: phases[i], interval: intervals[i], at: now)
             guard lastSlots[i] != slot else { continue }
+            if full {
+                waiting += 1
+                continue
+            }
             lastSlots[i] = slot
             due.append((scheduled[i], slot))
+            if due.count == limit {
+                cursor = (i + 1) % count
+                full = true
+            }
         }
-        return due
+        return (due, waiting)
     }
     func startProbe(limit: Int) -> Bool {
         guard inFlight < limit else { return false }
