@@ -217,8 +217,10 @@ final class AMQPConnectionHandle {
     /// through the TCP stack, and on loopback through the broker's receive path, for many messages).
     /// Best effort: a socket that refuses the option only costs the batching.
     func setCorked(_ on: Bool) {
-        var value: Int32 = on ? 1 : 0
-        _ = setsockopt(socketFD, Int32(IPPROTO_TCP), TCP_CORK, &value, socklen_t(MemoryLayout<Int32>.size))
+        #if os(Linux)
+            var value: Int32 = on ? 1 : 0
+            _ = setsockopt(socketFD, Int32(IPPROTO_TCP), TCP_CORK, &value, socklen_t(MemoryLayout<Int32>.size))
+        #endif  // Linux only (TCP_NOPUSH elsewhere behaves differently): elsewhere, no batching
     }
 
     // MARK: Declarations
