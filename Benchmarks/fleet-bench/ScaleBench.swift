@@ -99,7 +99,9 @@ func runScaleBenchmark(_ options: BenchOptions) async {
     }
     let afterFailure = pids.map { ($0.0, memory($0.1)) }
 
-    let latencies = await log.latencies(failing, threshold: threshold)
+    // When each request came (seconds after the failure, by its Nth failure's arrival) and how long it took.
+    let byTime = await log.latenciesByTime(failing, threshold: threshold, since: failedAt)
+    let latencies = byTime.map(\.ms)
     let sentToSent = await log.sentToSent(failing, threshold: threshold)
     let tapLag = await log.tapLag
     let requested = await log.requestCount(failing)
@@ -113,7 +115,6 @@ func runScaleBenchmark(_ options: BenchOptions) async {
             latencies.max() ?? .nan))
     // When the slow ones happen (seconds after the failure, by their Nth failure's arrival): 5 s buckets,
     // and the slowest 1% one by one, to set beside the workers' and fake EC2's periodic work.
-    let byTime = await log.latenciesByTime(failing, threshold: threshold, since: failedAt)
     let buckets = Dictionary(grouping: byTime, by: { Int($0.at / 5) * 5 }).sorted { $0.key < $1.key }
     emit(
         "scale: by 5 s after the failure (from s: requests, p50 / max ms): "
@@ -236,7 +237,7 @@ actor ScaleLog {
     }
 
     /// Each failing target's `threshold`th failed observation, as seconds after `start`, with the
-    /// milliseconds to its action request: when the slow ones happen.
+    /// milliseconds from it to the target's action request, in the order they were seen.
     func latenciesByTime(_ targets: Set<String>, threshold: Int, since start: ContinuousClock.Instant)
         -> [(at: Double, ms: Double)]
     {
@@ -269,15 +270,6 @@ actor ScaleLog {
         return requests.keys.filter { targets.contains($0) }.count
     }
 
-    /// Milliseconds from each target's `threshold`th failed observation to its action request.
-    func latencies(_ targets: Set<String>, threshold: Int) -> [Double] {
-        targets.compactMap { target in
-            guard let requested = requests[target], let failed = failures[target], failed.count >= threshold else {
-                return nil
-            }
-            return seconds(requested - failed[threshold - 1]) * 1000
-        }
-    }
 }
 
 /// A line on standard output, written at once (print buffers when the output is a file; the run takes

@@ -151,7 +151,7 @@ public final class ProbeWorker: Sendable {
         let (taken, waiting) = await state.takeDue(at: now, limit: room)
         FleetMetrics.probesDueWaiting.record(waiting)
         for (target, slot) in taken {
-            let interval = max(target.settings.probeInterval, 1)
+            let interval = Self.interval(of: target)
             // Quorum on: quorum_size probers per interval. Unset (automatic): two, so that where two replicas
             // run each interval is checked from two vantage points and the decision worker sees both
             // (EscalationMachine.requiredProbers); a single replica claims one. Off: one.
@@ -189,6 +189,9 @@ public final class ProbeWorker: Sendable {
     static func slot(of name: String, interval: Double, at now: Date) -> Int64 {
         slot(phase: phase(of: name, interval: interval), interval: interval, at: now)
     }
+
+    /// A target's probe interval in seconds, at least one: its slots and its claims' expiry both follow it.
+    static func interval(of target: Target) -> Double { max(target.settings.probeInterval, 1) }
 
     /// Where in each interval `name`'s intervals start, in seconds.
     static func phase(of name: String, interval: Double) -> Double {
@@ -374,7 +377,7 @@ actor LockedState {
         // target twice in one interval.
         let taken = Dictionary(zip(scheduled.map(\.name), lastSlots), uniquingKeysWith: max)
         scheduled = targets.filter { $0.healthURL != nil }
-        intervals = scheduled.map { max($0.settings.probeInterval, 1) }
+        intervals = scheduled.map(ProbeWorker.interval(of:))
         phases = zip(scheduled, intervals).map { ProbeWorker.phase(of: $0.name, interval: $1) }
         lastSlots = scheduled.map { taken[$0.name] ?? .min }
     }
