@@ -93,6 +93,7 @@ func runProbeBenchmark(_ options: BenchOptions) async {
     let publisher = AMQPPublisher(configuration: services.amqp, topology: services.topology.amqp)
     var probeOptions = ProbeWorker.Options(proberId: "bench")
     probeOptions.maxInFlight = options.int("concurrency", default: 200)
+    probeOptions.maxUnconfirmed = options.int("unconfirmed", default: 200)
     let targets = syntheticTargets(count, url: url)
     let worker = ProbeWorker(
         options: probeOptions, discover: { targets }, http: http,

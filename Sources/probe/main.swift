@@ -26,6 +26,7 @@ do {
     options.discoveryInterval = .milliseconds(Int64(try env.seconds("DISCOVERY_INTERVAL", default: 60) * 1000))
     options.statusInterval = .milliseconds(Int64(try env.seconds("STATUS_INTERVAL", default: 60) * 1000))
     options.maxInFlight = try env.int("PROBE_MAX_IN_FLIGHT", default: 500)
+    options.maxUnconfirmed = try env.int("PROBE_MAX_UNCONFIRMED", default: 500)
     options.canary = try env.probeCanary()
     let ec2 = EC2Client(aws)
     let catalog = TargetCatalog(

@@ -30,13 +30,15 @@ struct ProbeMemoryTests {
         }
 
         func worker(
-            _ id: String = "probe-a", targets: [Target], claims: (any KeyValueStore)? = nil, maxInFlight: Int = 500
+            _ id: String = "probe-a", targets: [Target], claims: (any KeyValueStore)? = nil, maxInFlight: Int = 500,
+            maxUnconfirmed: Int = 500, publisher: (any MessagePublishing)? = nil
         ) -> ProbeWorker {
             var options = ProbeWorker.Options(proberId: id)
             options.maxInFlight = maxInFlight
+            options.maxUnconfirmed = maxUnconfirmed
             return ProbeWorker(
                 options: options, discover: { targets }, http: http, ec2: statuses,
-                claims: claims ?? self.claims, publisher: publisher, topology: topology,
+                claims: claims ?? self.claims, publisher: publisher ?? self.publisher, topology: topology,
                 logger: Logger(label: "probe-test"),
                 clock: clock.now)
         }
@@ -309,6 +311,81 @@ struct ProbeMemoryTests {
             seen.formUnion(due.map(\.name))
         }
         #expect(seen.count == 250, "every target claimed within three ticks, none skipped")
+    }
+
+    /// A broker that takes observations and confirms none until `release()`: each publish waits.
+    final class HeldConfirms: MessagePublishing {
+        let inner: MemoryPublisher
+        private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+        init(_ inner: MemoryPublisher) { self.inner = inner }
+
+        func publish(_ message: OutgoingMessage) async throws {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let open = state.withLock { s in
+                    if !s.open { s.waiting.append(c) }
+                    return s.open
+                }
+                if open { c.resume() }
+            }
+            try await inner.publish(message)
+        }
+
+        func release() {
+            let waiting = state.withLock { s in
+                s.open = true
+                defer { s.waiting = [] }
+                return s.waiting
+            }
+            waiting.forEach { $0.resume() }
+        }
+    }
+
+    /// Issue 18: an observation waiting for its confirm no longer holds a check slot, so a broker slow to
+    /// confirm (a quorum queue's write-ahead log) does not slow the checks. Before, two slots held by two
+    /// unconfirmed publishes stopped the third check from starting.
+    @Test func aCheckWaitingForItsConfirmHoldsNoCheckSlot() async throws {
+        let rig = Rig()
+        let targets = Self.sites(6) { "https://s.example.com/\($0)" }
+        for target in targets { rig.http.script(target.healthURL!, .status(200)) }
+        let held = HeldConfirms(rig.publisher)
+        let worker = rig.worker(targets: [], maxInFlight: 2, maxUnconfirmed: 10, publisher: held)
+        let checking = Task { await worker.checkAll(targets) }
+        let http = rig.http
+        #expect(await eventually(.seconds(10)) { http.requests.count == 6 }, "checked: \(http.requests.count) of 6")
+        #expect(rig.publisher.published.isEmpty, "nothing confirmed yet")
+        #expect(worker.flow.unconfirmedCount == 6 && worker.flow.checkingCount == 0)
+        held.release()
+        await checking.value
+        #expect(rig.publisher.published.count == 6)
+        #expect(worker.flow.unconfirmedCount == 0)
+    }
+
+    /// The other half of the bound: a broker that stops confirming still stops the replica taking up
+    /// targets (at `maxUnconfirmed`, plus the checks already in flight), and another replica claims the
+    /// rest; once the broker confirms again, the stalled replica goes on.
+    @Test func aBrokerThatStopsConfirmingStopsTheReplicaTakingUpTargets() async throws {
+        let rig = Rig()
+        let targets = Self.sites(20) { "https://s.example.com/\($0)" }
+        for target in targets { rig.http.script(target.healthURL!, .status(200)) }
+        let held = HeldConfirms(rig.publisher)
+        let a = rig.worker("probe-a", targets: targets, maxInFlight: 2, maxUnconfirmed: 3, publisher: held)
+        let running = Task { await a.run() }
+        let http = rig.http
+        #expect(await eventually(.seconds(10)) { a.flow.unconfirmedCount >= 3 })
+        try await Task.sleep(for: .milliseconds(500))  // five more looks at the list
+        let checkedByA = http.requests.count
+        #expect((3...4).contains(checkedByA), "a stalled replica took up \(checkedByA) targets; at most 3 + 2 - 1")
+        #expect(a.flow.room == 0)
+
+        let b = rig.worker("probe-b", targets: targets)
+        await b.refreshTargets()
+        #expect(await b.dueTargets().count == 20 - checkedByA, "the other replica claims every target A left")
+
+        held.release()
+        #expect(await eventually(.seconds(10)) { rig.publisher.published.count == checkedByA })
+        a.stop()
+        await running.value
+        #expect(a.flow.unconfirmedCount == 0 && a.flow.checkingCount == 0)
     }
 
     /// Issue 14, gap 3 (with the review of its first fix): with quorum unset, one replica per interval

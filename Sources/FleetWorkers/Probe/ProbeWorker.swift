@@ -24,7 +24,7 @@ import Synchronization
 /// docs/benchmarks.md, "Scale"). The scheduler looks for due slots ten times a second, so those 333 a
 /// second start 33 at a time rather than all together: a second's checks started at once put their
 /// observations on the broker in one burst, which the broker and the decision worker then took 80 ms
-/// (p50) to work through (measured). A replica claims no more targets than it has room for in flight:
+/// (p50) to work through (measured). A replica claims no more targets than it has room for (`ProbeFlow`):
 /// the rest stay due and are claimed at a later tick, in turn (`LockedState.takeDue` goes round the list).
 ///
 /// It runs on ports (docs/architecture.md): checks through `HTTPExecuting`, claims in a `KeyValueStore`,
@@ -38,7 +38,12 @@ public final class ProbeWorker: Sendable {
         /// How often the scheduler looks for due slots (see the type's documentation for why not every
         /// second). Each look reads every target's current slot (`LockedState.takeDue`, one actor call).
         public var tick: Duration = .milliseconds(100)
+        /// Health checks in flight at once (PROBE_MAX_IN_FLIGHT), each from its request to its answer.
         public var maxInFlight: Int = 500
+        /// Observations handed to the broker and not yet confirmed (PROBE_MAX_UNCONFIRMED). At this many
+        /// the replica takes up no more targets, so a broker that stops confirming stops it claiming, and
+        /// other replicas take its targets (`ProbeFlow`).
+        public var maxUnconfirmed: Int = 500
         /// The self-check (PROBE_CANARY_URL): while it fails, this prober's HTTP checks are not published.
         public var canary: ProbeCanary.Options?
         public init(proberId: String) { self.proberId = proberId }
@@ -56,6 +61,7 @@ public final class ProbeWorker: Sendable {
     /// The self-check, when configured.
     public let canary: ProbeCanary?
     private let state = LockedState()
+    let flow: ProbeFlow
     private let stopping = Atomic<Bool>(false)
 
     public init(
@@ -73,6 +79,7 @@ public final class ProbeWorker: Sendable {
         self.topology = topology
         self.logger = logger
         self.clock = clock
+        flow = ProbeFlow(maxChecks: options.maxInFlight, maxUnconfirmed: options.maxUnconfirmed)
         canary = options.canary.map { ProbeCanary(options: $0, http: http, logger: logger) }
     }
 
@@ -106,17 +113,15 @@ public final class ProbeWorker: Sendable {
                         checks.addTask { await self.checkInstanceStatus() }
                     }
                     for target in await dueTargets() {
-                        guard await state.startProbe(limit: options.maxInFlight) else {
+                        guard flow.startCheck() else {
                             FleetMetrics.probesSkipped.increment()
                             logger.warning(
                                 "too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
                             continue
                         }
-                        checks.addTask {
-                            await self.probe(target)
-                            await self.state.endProbe()
-                        }
+                        checks.addTask { await self.checkAndPublish(target) }
                     }
+                    FleetMetrics.probesUnconfirmed.record(flow.unconfirmedCount)
                     nextTick += options.tick
                     if nextTick < ContinuousClock.now { nextTick = ContinuousClock.now }  // behind: no burst of ticks
                     try? await Task.sleep(until: nextTick, clock: .continuous)
@@ -144,7 +149,7 @@ public final class ProbeWorker: Sendable {
     /// Targets whose current interval this replica has just claimed, at most as many as it has room for.
     func dueTargets() async -> [Target] {
         let now = clock()
-        let room = await state.room(limit: options.maxInFlight)
+        let room = flow.room
         var due: [Target] = []
         // At most `room` targets are taken up, so every one of them can still be claimed below; the others
         // stay due and a later tick takes them up.
@@ -202,24 +207,44 @@ public final class ProbeWorker: Sendable {
         Int64(((now.timeIntervalSince1970 - phase) / interval).rounded(.down))
     }
 
-    /// Checks every target once, now (not waiting for slots), at most `maxInFlight` at a time, and
-    /// publishes the results. For `recoveryctl` and the benchmarks.
+    /// Checks every target once, now (not waiting for slots), within the same bounds as `run` (`ProbeFlow`),
+    /// and publishes the results. For `recoveryctl` and the benchmarks.
     public func checkAll(_ targets: [Target]) async {
-        await withTaskGroup(of: Void.self) { group in
-            var running = 0
+        // Each check tells the loop when it has freed room (its answer came, or its confirm), so the loop
+        // waits for exactly that rather than for a whole check and publish to end.
+        let (freed, signal) = AsyncStream.makeStream(of: Void.self)
+        var wake = freed.makeAsyncIterator()
+        await withDiscardingTaskGroup { group in
             for target in targets {
-                if running >= options.maxInFlight {
-                    await group.next()
-                    running -= 1
-                }
-                group.addTask { await self.probe(target) }
-                running += 1
+                while !flow.startCheck() { await wake.next() }
+                group.addTask { await self.checkAndPublish(target, freed: { signal.yield() }) }
             }
         }
+        signal.finish()
     }
 
-    func probe(_ target: Target) async {
-        guard let url = target.healthURL else { return }
+    /// One check started by `flow.startCheck()`: its check slot is given back when the answer is in, and
+    /// its observation then counts as unconfirmed until the broker has confirmed it (or refused it). The
+    /// publish does not hold a check slot: on a quorum queue its confirm waits for the broker's write-ahead
+    /// log, and while slots waited for that, this replica checked up to a fifth fewer sites a second
+    /// (docs/benchmarks.md, "Probe").
+    func checkAndPublish(_ target: Target, freed: (@Sendable () -> Void)? = nil) async {
+        guard let result = await check(target) else {
+            flow.checkEnded(publishing: false)
+            freed?()
+            return
+        }
+        flow.checkEnded(publishing: true)
+        freed?()
+        await publish(result, target: target)
+        flow.publishEnded()
+        freed?()
+    }
+
+    /// Checks `target`'s health URL; nil when there is nothing to publish (no URL, cancelled, or this
+    /// prober's own network suspect).
+    func check(_ target: Target) async -> ProbeResult? {
+        guard let url = target.healthURL else { return nil }
         let request = HTTPRequest(
             url: url, timeout: .milliseconds(Int64(target.settings.probeTimeout * 1000)),
             connectTimeout: .milliseconds(Int64(min(target.settings.probeTimeout, 5) * 1000)),
@@ -243,20 +268,20 @@ public final class ProbeWorker: Sendable {
         } catch let error as HTTPClientError {
             result.detail = error.description
         } catch is CancellationError {
-            return  // shutting down: the check did not fail, it was not finished
+            return nil  // shutting down: the check did not fail, it was not finished
         } catch {
             result.detail = "\(error)"
         }
         if let canary, canary.impaired {
             // This prober's own network is suspect (ProbeCanary): its check counts for nothing.
             FleetMetrics.probes(result: "withheld").increment()
-            return
+            return nil
         }
         FleetMetrics.probes(result: result.healthy ? "healthy" : "unhealthy").increment()
         if let timing = result.timing {
             FleetMetrics.probeDuration.recordMilliseconds(timing.totalMs)
         }
-        await publish(result, target: target)
+        return result
     }
 
     /// DescribeInstanceStatus for every target (batches of 100, IncludeAllInstances). A stopped or
@@ -368,8 +393,6 @@ actor LockedState {
     /// Where the next `takeDue` starts looking: just past the last target it took up.
     private var cursor = 0
 
-    private var inFlight = 0
-
     func setTargets(_ targets: [Target], discoveredAt: Date) {
         self.targets = targets
         self.discoveredAt = discoveredAt
@@ -416,14 +439,6 @@ actor LockedState {
         }
         return (due, waiting)
     }
-    func startProbe(limit: Int) -> Bool {
-        guard inFlight < limit else { return false }
-        inFlight += 1
-        return true
-    }
-    func endProbe() { inFlight -= 1 }
-    /// How many more checks may start now.
-    func room(limit: Int) -> Int { max(0, limit - inFlight) }
 }
 
 extension ProbeTiming {
