@@ -42,7 +42,6 @@ public enum FleetMetrics {
     public static func probes(result: String) -> Counter {
         Counter(label: "recovery_probes_total", dimensions: [("result", result)])
     }
-    public static var probesSkipped: Counter { Counter(label: "recovery_probes_skipped_total") }
     /// Targets due at the probe's last look that it had no room for (PROBE_MAX_IN_FLIGHT, or
     /// PROBE_MAX_UNCONFIRMED reached): they wait for a
     /// later look. Above zero for long, the replica cannot keep up.

@@ -353,7 +353,8 @@ struct ProbeMemoryTests {
         let http = rig.http
         #expect(await eventually(.seconds(10)) { http.requests.count == 6 }, "checked: \(http.requests.count) of 6")
         #expect(rig.publisher.published.isEmpty, "nothing confirmed yet")
-        #expect(worker.flow.unconfirmedCount == 6 && worker.flow.checkingCount == 0)
+        let flow = worker.flow
+        #expect(await eventually(.seconds(10)) { flow.unconfirmedCount == 6 && flow.checkingCount == 0 })
         held.release()
         await checking.value
         #expect(rig.publisher.published.count == 6)
@@ -361,8 +362,9 @@ struct ProbeMemoryTests {
     }
 
     /// The other half of the bound: a broker that stops confirming still stops the replica taking up
-    /// targets (at `maxUnconfirmed`, plus the checks already in flight), and another replica claims the
-    /// rest; once the broker confirms again, the stalled replica goes on.
+    /// targets (at `maxUnconfirmed`, plus the checks already in flight), every target it claimed is
+    /// checked (its slot was reserved before the claim), and another replica claims the rest; once the
+    /// broker confirms again, the held observations go out and the counts return to zero.
     @Test func aBrokerThatStopsConfirmingStopsTheReplicaTakingUpTargets() async throws {
         let rig = Rig()
         let targets = Self.sites(20) { "https://s.example.com/\($0)" }
@@ -376,16 +378,77 @@ struct ProbeMemoryTests {
         let checkedByA = http.requests.count
         #expect((3...4).contains(checkedByA), "a stalled replica took up \(checkedByA) targets; at most 3 + 2 - 1")
         #expect(a.flow.room == 0)
+        var claimedByA = 0
+        for target in targets {
+            let slot = ProbeWorker.slot(
+                of: target.name, interval: ProbeWorker.interval(of: target), at: rig.clock.now())
+            if try await rig.claims.get("probe:\(target.name):\(slot):0") == "probe-a" { claimedByA += 1 }
+        }
+        #expect(
+            claimedByA == checkedByA, "claimed \(claimedByA), checked \(checkedByA): a claimed target went unchecked")
 
         let b = rig.worker("probe-b", targets: targets)
         await b.refreshTargets()
-        #expect(await b.dueTargets().count == 20 - checkedByA, "the other replica claims every target A left")
+        #expect(await b.dueTargets().count == 20 - claimedByA, "the other replica claims every target A left")
 
         held.release()
         #expect(await eventually(.seconds(10)) { rig.publisher.published.count == checkedByA })
         a.stop()
         await running.value
         #expect(a.flow.unconfirmedCount == 0 && a.flow.checkingCount == 0)
+    }
+
+    /// Claims that run `during` once, inside the first claim's round trip.
+    final class ClaimsDuring: KeyValueStore {
+        let inner = MemoryKeyValueStore()
+        private let during: Mutex<(@Sendable () -> Void)?>
+        init(_ during: @escaping @Sendable () -> Void) { self.during = Mutex(during) }
+
+        func set(_ key: String, _ value: String, expiry: Duration?) async throws {
+            try await inner.set(key, value, expiry: expiry)
+        }
+        func get(_ key: String) async throws -> String? { try await inner.get(key) }
+        func delete(_ key: String) async throws -> Bool { try await inner.delete(key) }
+        func setIfAbsent(_ key: String, _ value: String, expiry: Duration?) async throws -> Bool {
+            during.withLock { hook in
+                defer { hook = nil }
+                return hook
+            }?()
+            return try await inner.setIfAbsent(key, value, expiry: expiry)
+        }
+    }
+
+    /// Review of the unconfirmed bound: checks that end while the replica claims targets in Redis can
+    /// fill the bound between the look and the starts. The slots are reserved before the claims, so
+    /// every target claimed is one whose check can start; granted at each start instead, the two claimed
+    /// here would have found no room, their seats held and nobody checking them for the interval.
+    @Test func everyTargetClaimedHasItsCheckSlotEvenIfTheBoundFillsDuringTheClaims() async throws {
+        let rig = Rig()
+        let targets = Self.sites(5) { "https://s.example.com/\($0)" }
+        let flowBox = Mutex<ProbeFlow?>(nil)
+        // Two checks in flight end (their observations now unconfirmed, the bound reached) during the
+        // first claim's round trip.
+        let claims = ClaimsDuring {
+            let flow = flowBox.withLock { $0 }!
+            flow.checkEnded(publishing: true)
+            flow.checkEnded(publishing: true)
+        }
+        let worker = rig.worker(targets: targets, claims: claims, maxInFlight: 4, maxUnconfirmed: 2)
+        flowBox.withLock { $0 = worker.flow }
+        await worker.refreshTargets()
+        #expect(worker.flow.reserve(upTo: 2) == 2, "two checks in flight")
+
+        let due = await worker.takeUpDueTargets()
+        #expect(due.count == 2, "room for two more at the look")
+        #expect(worker.flow.checkingCount == due.count, "each target claimed holds its check slot")
+        #expect(worker.flow.room == 0, "and now the bound is reached: no more claims")
+        var claimed = 0
+        for target in targets {
+            let slot = ProbeWorker.slot(
+                of: target.name, interval: ProbeWorker.interval(of: target), at: rig.clock.now())
+            if try await claims.get("probe:\(target.name):\(slot):0") != nil { claimed += 1 }
+        }
+        #expect(claimed == due.count, "nothing claimed that is not returned to be checked")
     }
 
     /// Issue 14, gap 3 (with the review of its first fix): with quorum unset, one replica per interval

@@ -112,13 +112,7 @@ public final class ProbeWorker: Sendable {
                         lastStatus = now
                         checks.addTask { await self.checkInstanceStatus() }
                     }
-                    for target in await dueTargets() {
-                        guard flow.startCheck() else {
-                            FleetMetrics.probesSkipped.increment()
-                            logger.warning(
-                                "too many checks in flight; skipping one", metadata: ["instance_id": "\(target.name)"])
-                            continue
-                        }
+                    for target in await takeUpDueTargets() {
                         checks.addTask { await self.checkAndPublish(target) }
                     }
                     FleetMetrics.probesUnconfirmed.record(flow.unconfirmedCount)
@@ -146,10 +140,21 @@ public final class ProbeWorker: Sendable {
         }
     }
 
-    /// Targets whose current interval this replica has just claimed, at most as many as it has room for.
-    func dueTargets() async -> [Target] {
+    /// Claims due targets, each with its check slot already held: the slots are reserved first, at most
+    /// that many targets are claimed, and the slots left over are given back (`ProbeFlow`). Start each
+    /// with `checkAndPublish`.
+    func takeUpDueTargets() async -> [Target] {
+        let reserved = flow.reserve(upTo: flow.maxChecks)
+        let due = await dueTargets(room: reserved)
+        flow.release(reserved - due.count)
+        return due
+    }
+
+    /// Targets whose current interval this replica has just claimed, at most `room` (by default the room
+    /// it has now, nothing reserved; `run` passes the slots it has reserved for them).
+    func dueTargets(room: Int? = nil) async -> [Target] {
         let now = clock()
-        let room = flow.room
+        let room = room ?? flow.room
         var due: [Target] = []
         // At most `room` targets are taken up, so every one of them can still be claimed below; the others
         // stay due and a later tick takes them up.
@@ -216,14 +221,17 @@ public final class ProbeWorker: Sendable {
         var wake = freed.makeAsyncIterator()
         await withDiscardingTaskGroup { group in
             for target in targets {
-                while !flow.startCheck() { await wake.next() }
+                while flow.reserve(upTo: 1) == 0 {
+                    // nil: cancelled (the stream ends for a cancelled task); start nothing more.
+                    guard await wake.next() != nil, !Task.isCancelled else { return }
+                }
                 group.addTask { await self.checkAndPublish(target, freed: { signal.yield() }) }
             }
         }
         signal.finish()
     }
 
-    /// One check started by `flow.startCheck()`: its check slot is given back when the answer is in, and
+    /// One check, its slot reserved in `flow`: its check slot is given back when the answer is in, and
     /// its observation then counts as unconfirmed until the broker has confirmed it (or refused it). The
     /// publish does not hold a check slot: on a quorum queue its confirm waits for the broker's write-ahead
     /// log, and while slots waited for that, this replica checked up to a fifth fewer sites a second
