@@ -78,7 +78,8 @@ struct BenchServices {
 }
 
 /// Probe capacity: every target checked once (fresh connection each, as probes do) and the result
-/// published with confirms, `--targets` of them against `--url` (a local nginx).
+/// published with confirms, `--targets` of them against `--url` (a local nginx). `--publish 0` drops the
+/// observations instead of publishing them (`NullPublisher`).
 func runProbeBenchmark(_ options: BenchOptions) async {
     guard let url = options.string("url") else {
         print("probe: pass --url of a local server")
@@ -103,7 +104,8 @@ func runProbeBenchmark(_ options: BenchOptions) async {
                 credentials: StaticCredentialProvider(
                     AWSCredentials(accessKeyId: "AKIDBENCH", secretAccessKey: "unused")), http: http,
                 environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:9"])),
-        claims: RedisKeyValueStore(client: redis, keyspace: services.keyspace), publisher: publisher,
+        claims: RedisKeyValueStore(client: redis, keyspace: services.keyspace),
+        publisher: options.int("publish", default: 1) == 1 ? publisher : NullPublisher(),
         topology: services.topology, logger: Logger(label: "bench"))
     // Warm-up round (connections to the broker, first allocations), then the measured one.
     await worker.checkAll(Array(targets.prefix(200)))
@@ -361,3 +363,7 @@ actor SentTimes {
     func set(_ target: String, _ t: ContinuousClock.Instant) { times[target] = t }
     func get(_ target: String) -> ContinuousClock.Instant? { times[target] }
 }
+
+/// `fleet-bench probe --publish 0`: observations encoded and handed over as usual, then dropped, so the
+/// broker's share of a check's cost shows beside the full path's.
+struct NullPublisher: MessagePublishing { func publish(_ message: OutgoingMessage) async throws {} }

@@ -1,7 +1,7 @@
 // fleet-bench: prints throughput figures for the transports. See docs/benchmarks.md.
 //   swift run -c release fleet-bench amqp [--messages N]     (needs AMQP_URL)
 //   swift run -c release fleet-bench http --url URL [--requests N] [--concurrency C]
-//   swift run -c release fleet-bench probe --url URL [--targets N] [--concurrency C] [--unconfirmed U] (AMQP_URL, REDIS_URL)
+//   swift run -c release fleet-bench probe --url URL [--targets N] [--concurrency C] [--unconfirmed U] [--publish 0] (AMQP_URL, REDIS_URL)
 //   swift run -c release fleet-bench decision [--events N] [--targets N]               (AMQP_URL, REDIS_URL)
 //   swift run -c release fleet-bench pipeline [--targets N]                            (AMQP_URL, REDIS_URL)
 //   swift run -c release fleet-bench bill [--targets N] [--trouble N] [--hours N]       (no servers; PREDICTION_* honoured)
