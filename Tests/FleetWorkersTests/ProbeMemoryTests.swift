@@ -373,8 +373,9 @@ struct ProbeMemoryTests {
         let a = rig.worker("probe-a", targets: targets, maxInFlight: 2, maxUnconfirmed: 3, publisher: held)
         let running = Task { await a.run() }
         let http = rig.http
-        #expect(await eventually(.seconds(10)) { a.flow.unconfirmedCount >= 3 })
-        try await Task.sleep(for: .milliseconds(500))  // five more looks at the list
+        // Stalled: the bound reached and every check it started answered (no slot held, none to grant).
+        #expect(await eventually(.seconds(30)) { a.flow.unconfirmedCount >= 3 && a.flow.checkingCount == 0 })
+        try await Task.sleep(for: .milliseconds(500))  // five more looks at the list: none takes anything up
         let checkedByA = http.requests.count
         #expect((3...4).contains(checkedByA), "a stalled replica took up \(checkedByA) targets; at most 3 + 2 - 1")
         #expect(a.flow.room == 0)
