@@ -43,10 +43,10 @@ public enum FleetMetrics {
         Counter(label: "recovery_probes_total", dimensions: [("result", result)])
     }
     /// Targets due at the probe's last look that it had no room for (PROBE_MAX_IN_FLIGHT, or
-    /// PROBE_MAX_UNCONFIRMED reached): they wait for a
-    /// later look. Above zero for long, the replica cannot keep up.
+    /// PROBE_MAX_UNCONFIRMED reached): they wait for a later look. Above zero for long, the replica cannot
+    /// keep up.
     public static var probesDueWaiting: Gauge { Gauge(label: "recovery_probe_due_waiting") }
-    /// Observations this probe replica has published and the broker has not yet confirmed
+    /// Observations of this probe replica's health checks that the broker has not yet confirmed
     /// (PROBE_MAX_UNCONFIRMED): near the bound, the broker is slow to confirm.
     public static var probesUnconfirmed: Gauge { Gauge(label: "recovery_probe_unconfirmed") }
     public static var probeDuration: Timer { Timer(label: "recovery_probe_duration_seconds") }

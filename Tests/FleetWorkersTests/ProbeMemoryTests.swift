@@ -313,33 +313,6 @@ struct ProbeMemoryTests {
         #expect(seen.count == 250, "every target claimed within three ticks, none skipped")
     }
 
-    /// A broker that takes observations and confirms none until `release()`: each publish waits.
-    final class HeldConfirms: MessagePublishing {
-        let inner: MemoryPublisher
-        private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
-        init(_ inner: MemoryPublisher) { self.inner = inner }
-
-        func publish(_ message: OutgoingMessage) async throws {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let open = state.withLock { s in
-                    if !s.open { s.waiting.append(c) }
-                    return s.open
-                }
-                if open { c.resume() }
-            }
-            try await inner.publish(message)
-        }
-
-        func release() {
-            let waiting = state.withLock { s in
-                s.open = true
-                defer { s.waiting = [] }
-                return s.waiting
-            }
-            waiting.forEach { $0.resume() }
-        }
-    }
-
     /// Issue 18: an observation waiting for its confirm no longer holds a check slot, so a broker slow to
     /// confirm (a quorum queue's write-ahead log) does not slow the checks. Before, two slots held by two
     /// unconfirmed publishes stopped the third check from starting.
@@ -347,7 +320,7 @@ struct ProbeMemoryTests {
         let rig = Rig()
         let targets = Self.sites(6) { "https://s.example.com/\($0)" }
         for target in targets { rig.http.script(target.healthURL!, .status(200)) }
-        let held = HeldConfirms(rig.publisher)
+        let held = GatedPublisher(rig.publisher, log: EventLog())  // confirms nothing until opened
         let worker = rig.worker(targets: [], maxInFlight: 2, maxUnconfirmed: 10, publisher: held)
         let checking = Task { await worker.checkAll(targets) }
         let http = rig.http
@@ -355,7 +328,7 @@ struct ProbeMemoryTests {
         #expect(rig.publisher.published.isEmpty, "nothing confirmed yet")
         let flow = worker.flow
         #expect(await eventually(.seconds(10)) { flow.unconfirmedCount == 6 && flow.checkingCount == 0 })
-        held.release()
+        held.open()
         await checking.value
         #expect(rig.publisher.published.count == 6)
         #expect(worker.flow.unconfirmedCount == 0)
@@ -369,7 +342,7 @@ struct ProbeMemoryTests {
         let rig = Rig()
         let targets = Self.sites(20) { "https://s.example.com/\($0)" }
         for target in targets { rig.http.script(target.healthURL!, .status(200)) }
-        let held = HeldConfirms(rig.publisher)
+        let held = GatedPublisher(rig.publisher, log: EventLog())  // confirms nothing until opened
         let a = rig.worker("probe-a", targets: targets, maxInFlight: 2, maxUnconfirmed: 3, publisher: held)
         let running = Task { await a.run() }
         let http = rig.http
@@ -392,7 +365,7 @@ struct ProbeMemoryTests {
         await b.refreshTargets()
         #expect(await b.dueTargets().count == 20 - claimedByA, "the other replica claims every target A left")
 
-        held.release()
+        held.open()
         #expect(await eventually(.seconds(10)) { rig.publisher.published.count == checkedByA })
         a.stop()
         await running.value
