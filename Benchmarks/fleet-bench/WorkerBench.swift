@@ -260,11 +260,11 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
     print(
         String(
             format:
-                "decision worker through the broker: %d queued observations consumed, decided and acked in %d lanes in %.2f s: %.0f events/s, %.0f µs of CPU per event; %.1f Redis commands per round trip; RSS %.1f MiB",
+                "decision worker through the broker: %d queued observations consumed, decided and acked in %d lanes in %.2f s: %.0f events/s, %.0f µs of CPU per event; %.1f Redis commands per round trip; %d ack frames; RSS %.1f MiB",
             workerEvents, lanes, consumed, Double(workerEvents) / consumed, consumedCPU / Double(workerEvents) * 1e6,
             Double(redisAfter.commands - redisBefore.commands)
                 / Double(max(1, redisAfter.batches - redisBefore.batches)),
-            rssMiB()))
+            consumer.acknowledgementFrames, rssMiB()))
     await consumer.shutdown()
     await running.value
     await publisher.shutdown()

@@ -53,6 +53,10 @@ public final class AMQPConsumer: Sendable {
 
     public var isConnected: Bool { connectedNode != nil }
 
+    /// `basic.ack` and `basic.nack` frames written so far; fewer than the deliveries settled where a
+    /// `multiple` ack covered several.
+    public var acknowledgementFrames: Int { state.acknowledgementFrames.load(ordering: .relaxed) }
+
     /// `host:port` of the cluster node the consumer is subscribed on, nil while it is not.
     public var connectedNode: String? { state.connectedNode.withLock { $0 } }
 
@@ -87,6 +91,8 @@ final class ConsumerState: Sendable {
     let finished = Completion()
     /// `host:port` of the node the consumer is subscribed on; nil while it is not.
     let connectedNode = Mutex<String?>(nil)
+    /// `basic.ack` and `basic.nack` frames written so far.
+    let acknowledgementFrames = Atomic<Int>(0)
 
     func settle(_ delivery: AMQPDelivery, _ settlement: Settlement) async -> Bool {
         await withCheckedContinuation { continuation in
@@ -255,9 +261,12 @@ final class ConsumerLoop: @unchecked Sendable {
             if covered < 2 { upTo = nil }
         }
         var sent = [Bool](repeating: false, count: valid.count)
+        var frames = 0
+        defer { state.acknowledgementFrames.add(frames, ordering: .relaxed) }
         do {
             if let upTo {
                 try handle.ack(tag: upTo, multiple: true)
+                frames += 1
                 for (i, command) in valid.enumerated() where command.settlement == .ack && command.tag <= upTo {
                     sent[i] = true
                 }
@@ -269,6 +278,7 @@ final class ConsumerLoop: @unchecked Sendable {
                 case .reject: try handle.nack(tag: command.tag, requeue: false)
                 }
                 sent[i] = true
+                frames += 1
             }
         } catch {
             connectionLost(error)  // clears inFlight: the broker requeues what was not settled

@@ -444,6 +444,7 @@ struct AMQPIntegrationTests {
         async let stopped: Void = consumer.shutdown(drainTimeout: .milliseconds(500))
         #expect(await consumer.ack(firstTwo[0]))
         await stopped
+        #expect(consumer.acknowledgementFrames == 1, "the one ack was written, and nothing for the other")
         // The broker returns the unacked one to the queue once it sees the connection close.
         #expect(try await readyCount(scratch.queue, config, becomes: 4) == 4)
         await publisher.shutdown()

@@ -24,6 +24,18 @@ struct WakeupTests {
         #expect(ContinuousClock.now - again < .seconds(5), "a signal after the drain did not wake the wait")
     }
 
+    /// A wait is never shorter than asked: poll(2) counts whole milliseconds, and a timeout under one cut
+    /// down to zero returns at once, so a loop waiting for a deadline 0.7 ms away (the publisher's resend of
+    /// a nacked message) would spin until it comes instead of sleeping.
+    @Test func aTimeoutUnderAMillisecondIsWaitedNotCutToZero() {
+        let wakeup = Wakeup()
+        for timeout in [Duration.microseconds(300), .microseconds(900), .microseconds(1_500)] {
+            let started = ContinuousClock.now
+            wakeup.wait(socket: nil, timeout: timeout)
+            #expect(ContinuousClock.now - started >= timeout, "a wait of \(timeout) returned early")
+        }
+    }
+
     /// A loop as the publisher's: look at the inputs after every wait. Another thread hands over 200,000
     /// inputs, each followed by a signal, in bursts with pauses so that signals land at every point of
     /// the loop's turn. A wake-up lost while an input waits shows as a wait that runs to its 2 s timeout
