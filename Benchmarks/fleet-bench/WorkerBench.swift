@@ -239,7 +239,7 @@ func runDecisionBenchmark(_ options: BenchOptions) async {
     let lanes = options.int("lanes", default: DecisionWorker.Options(workerId: "").lanes)
     let consumer = AMQPConsumer(
         configuration: services.amqp, topology: topology.amqp, queue: topology.observationsQueue,
-        prefetch: UInt16(lanes * 4))
+        prefetch: UInt16(options.int("prefetch", default: lanes * 4)))
     let handled = Counter()
     let loop = MessageWorker(
         consumer: consumer,
