@@ -52,10 +52,13 @@ final class Wakeup: Sendable {
     func wait(socket: Int32?, timeout: Duration) -> Bool {
         var fds = [pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)]
         if let socket, socket >= 0 { fds.append(pollfd(fd: socket, events: Int16(POLLIN), revents: 0)) }
-        // Rounded up to whole milliseconds: a wait shorter than asked would turn into a busy loop.
-        let ms = Int32(
-            clamping: timeout.components.seconds * 1000
-                + (timeout.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+        // Rounded up to whole milliseconds: a wait shorter than asked would turn into a busy loop. Never
+        // negative, which poll(2) would take as "no timeout".
+        let ms = max(
+            0,
+            Int32(
+                clamping: timeout.components.seconds * 1000
+                    + (timeout.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
         _ = poll(&fds, nfds_t(fds.count), ms)
         if fds[0].revents != 0 { drain() }
         return fds.count > 1 && fds[1].revents != 0

@@ -27,13 +27,17 @@ struct WakeupTests {
     /// A wait is never shorter than asked: poll(2) counts whole milliseconds, and a timeout under one cut
     /// down to zero returns at once, so a loop waiting for a deadline 0.7 ms away (the publisher's resend of
     /// a nacked message) would spin until it comes instead of sleeping.
-    @Test func aTimeoutUnderAMillisecondIsWaitedNotCutToZero() {
+    @Test(.timeLimit(.minutes(1))) func aTimeoutUnderAMillisecondIsWaitedNotCutToZero() {
         let wakeup = Wakeup()
         for timeout in [Duration.microseconds(300), .microseconds(900), .microseconds(1_500)] {
             let started = ContinuousClock.now
             wakeup.wait(socket: nil, timeout: timeout)
             #expect(ContinuousClock.now - started >= timeout, "a wait of \(timeout) returned early")
         }
+        // A deadline already past waits for nothing (poll(2) would wait forever on a negative timeout).
+        let late = ContinuousClock.now
+        wakeup.wait(socket: nil, timeout: .milliseconds(-2.5))
+        #expect(ContinuousClock.now - late < .seconds(1), "a negative timeout waited")
     }
 
     /// A loop as the publisher's: look at the inputs after every wait. Another thread hands over 200,000
